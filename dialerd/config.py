@@ -1,0 +1,196 @@
+"""Configuration: a TOML file decoded into frozen structs that refuse unknown keys.
+
+Errors name the file, the key path and what was expected, for example::
+
+    config/x.toml: Expected `float`, got `str` - at `$.engine.tick_interval`
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+CustomerId = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class RedisConnection(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    # Every key dialerd writes starts with "<prefix>:".
+    prefix: str = "dialerd"
+    pool_size: PositiveInt = 32
+    # Seconds to wait for a connection from the pool, and for a reply.
+    timeout: PositiveFloat = 2.0
+
+
+class StoreConfig(_Section):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    # SQLite file; relative paths are under the state directory.
+    sqlite_path: str = "dialerd.sqlite3"
+    redis: RedisConnection = msgspec.field(default_factory=RedisConnection)
+
+
+class EngineConfig(_Section):
+    # Seconds between two ticks of a running campaign.
+    tick_interval: PositiveFloat = 1.0
+    # Ceiling of concurrent attempts per campaign, whatever the service level says.
+    max_concurrent_attempts: PositiveInt = 100
+    # Ceiling of new attempts per second per campaign.
+    max_attempts_per_second: PositiveFloat = 50.0
+    # Seconds an answered attempt may go on after a stop before it is hung up.
+    stop_grace: NonNegativeFloat = 30.0
+    # Seconds a flow attempt may run without reporting completion.
+    flow_timeout: PositiveFloat = 300.0
+    # Back-off after a campaign's loop fails or the backend keeps refusing.
+    backoff_initial: PositiveFloat = 1.0
+    backoff_max: PositiveFloat = 60.0
+
+
+class Range(_Section):
+    """A uniform distribution of seconds between ``min`` and ``max``."""
+
+    min: NonNegativeFloat
+    max: NonNegativeFloat
+
+    def __post_init__(self) -> None:
+        if self.max < self.min:
+            raise ValueError("max must be >= min")
+
+
+class SimOutcomes(_Section):
+    """Probabilities of each outcome of a simulated call (the rest is live answer)."""
+
+    machine: Probability = 0.05
+    busy: Probability = 0.1
+    no_answer: Probability = 0.15
+    failure: Probability = 0.02
+    # Flow campaigns: probability that a flow never reports completion (tests the limit).
+    flow_silence: Probability = 0.0
+    ring_time: Range = msgspec.field(default_factory=lambda: Range(min=2.0, max=12.0))
+    talk_time: Range = msgspec.field(default_factory=lambda: Range(min=20.0, max=90.0))
+
+    def __post_init__(self) -> None:
+        if self.machine + self.busy + self.no_answer + self.failure > 1:
+            raise ValueError("machine + busy + no_answer + failure must not exceed 1")
+
+
+class SimConfig(_Section):
+    """The simulated call centre (telephony backend and queue adapter ``sim``)."""
+
+    seed: int = 1
+    # Simulated seconds per real second.
+    speed: PositiveFloat = 1.0
+    default_agents: NonNegativeInt = 10
+    # Agents per queue id; any other queue has ``default_agents``.
+    agents: dict[str, NonNegativeInt] = msgspec.field(default_factory=dict)
+    wrap_up: Range = msgspec.field(default_factory=lambda: Range(min=3.0, max=10.0))
+    # An answered call no agent takes within this many seconds is abandoned.
+    abandon_after: NonNegativeFloat = 2.0
+    # Path of the append-only ledger of originations ("" = none); relative to state dir.
+    ledger: str = ""
+    outcomes: SimOutcomes = msgspec.field(default_factory=SimOutcomes)
+    # Per-campaign outcome parameters, by campaign id.
+    campaigns: dict[str, SimOutcomes] = msgspec.field(default_factory=dict)
+
+
+class TelephonyConfig(_Section):
+    backend: Literal["sim"] = "sim"
+
+
+class QueueConfig(_Section):
+    backend: Literal["sim", "redis"] = "sim"
+    redis: RedisConnection = msgspec.field(default_factory=RedisConnection)
+
+
+class ApiToken(_Section):
+    token: Annotated[str, msgspec.Meta(min_length=8)]
+    customer_id: CustomerId
+
+
+class ApiConfig(_Section):
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: PositiveInt = 64 * 1024 * 1024
+    tokens: list[ApiToken] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+    # "" serves /metrics on the API's address; otherwise its own "host:port".
+    listen: str = ""
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            parse_listen(self.listen)
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # "auto": console on a terminal, JSON otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    state_dir: str = "/var/lib/dialerd"
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    telephony: TelephonyConfig = msgspec.field(default_factory=TelephonyConfig)
+    queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    sim: SimConfig = msgspec.field(default_factory=SimConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid; the message names file and key."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6); raise ``ValueError`` if malformed."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"listen address {listen!r} is not host:port")
+    host = host.removeprefix("[").removesuffix("]")
+    if host != "localhost":
+        ipaddress.ip_address(host)
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raise ``ConfigError`` naming what is wrong."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return decode_config(data, str(path))
+
+
+def decode_config(data: bytes | str, source: str = "<config>") -> Config:
+    """Validate TOML text; raise ``ConfigError`` naming ``source`` and the key path."""
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None

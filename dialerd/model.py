@@ -1,0 +1,264 @@
+"""The resource model: campaigns, outplans, outdials, targets and campaigncalls.
+
+Field names and JSON shapes follow the reference campaign API. Times are UTC strings
+``YYYY-MM-DD HH:MM:SS.ffffff``; unset references are the nil UUID.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+
+NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
+# Campaign, outplan and outdial mark "not deleted" with this sentinel, not with null.
+NOT_DELETED: Final = "9999-01-01 00:00:00.000000"
+TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
+SLOTS: Final = (0, 1, 2, 3, 4)
+
+
+def format_time(moment: datetime) -> str:
+    """Render an aware datetime as the reference API's UTC timestamp string."""
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a reference timestamp string into an aware UTC datetime."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    """A fresh random UUID as a string."""
+    return str(uuid.uuid4())
+
+
+class CampaignType(enum.StrEnum):
+    CALL = "call"
+    FLOW = "flow"
+
+
+class CampaignStatus(enum.StrEnum):
+    STOP = "stop"
+    STOPPING = "stopping"
+    RUN = "run"
+
+
+class EndHandle(enum.StrEnum):
+    STOP = "stop"
+    CONTINUE = "continue"
+
+
+class TargetStatus(enum.StrEnum):
+    IDLE = "idle"
+    PROGRESSING = "progressing"
+    DONE = "done"
+
+
+class CampaigncallStatus(enum.StrEnum):
+    DIALING = "dialing"
+    PROGRESSING = "progressing"
+    DONE = "done"
+
+
+class CampaigncallResult(enum.StrEnum):
+    NONE = ""
+    SUCCESS = "success"
+    FAIL = "fail"
+
+
+class ReferenceType(enum.StrEnum):
+    NONE = "none"
+    CALL = "call"
+    FLOW = "flow"
+
+
+class AddressType(enum.StrEnum):
+    NONE = ""
+    AGENT = "agent"
+    CONFERENCE = "conference"
+    EMAIL = "email"
+    EXTENSION = "extension"
+    LINE = "line"
+    SIP = "sip"
+    TEL = "tel"
+    WEB_SESSION = "web_session"
+
+
+class Address(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where a call comes from or goes to."""
+
+    type: AddressType = AddressType.NONE
+    target: str = ""
+    target_name: str = ""
+    name: str = ""
+    detail: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        """An address without a target cannot be dialed and counts as absent."""
+        return self.target == ""
+
+
+class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One flow action run when a target answers (for example ``talk``)."""
+
+    type: str
+    id: str = NIL_UUID
+    next_id: str = NIL_UUID
+    option: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Campaign(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    customer_id: str
+    type: CampaignType
+    name: str
+    detail: str
+    status: CampaignStatus
+    service_level: int
+    end_handle: EndHandle
+    actions: list[Action]
+    outplan_id: str
+    outdial_id: str
+    queue_id: str
+    next_campaign_id: str
+    tm_create: str
+    tm_update: str | None
+    tm_delete: str | None
+
+
+# omit_defaults: the reference example of an outplan carries no customer_id; ours always do.
+class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str
+    customer_id: str = ""
+    name: str
+    detail: str
+    source: Address
+    dial_timeout: int
+    try_interval: int
+    max_try_count_0: int
+    max_try_count_1: int
+    max_try_count_2: int
+    max_try_count_3: int
+    max_try_count_4: int
+    tm_create: str
+    tm_update: str | None
+    tm_delete: str | None
+
+    @property
+    def max_try_counts(self) -> tuple[int, int, int, int, int]:
+        """``max_try_count_0`` .. ``max_try_count_4`` as one tuple."""
+        return (
+            self.max_try_count_0,
+            self.max_try_count_1,
+            self.max_try_count_2,
+            self.max_try_count_3,
+            self.max_try_count_4,
+        )
+
+
+class Outdial(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    customer_id: str
+    campaign_id: str
+    name: str
+    detail: str
+    data: str
+    tm_create: str
+    tm_update: str | None
+    tm_delete: str | None
+
+
+class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    outdial_id: str
+    name: str
+    detail: str
+    data: str
+    status: TargetStatus
+    destination_0: Address | None
+    destination_1: Address | None
+    destination_2: Address | None
+    destination_3: Address | None
+    destination_4: Address | None
+    try_count_0: int
+    try_count_1: int
+    try_count_2: int
+    try_count_3: int
+    try_count_4: int
+    tm_create: str
+    tm_update: str | None
+    tm_delete: str | None
+
+    @property
+    def destinations(self) -> tuple[Address | None, ...]:
+        """``destination_0`` .. ``destination_4`` as one tuple."""
+        return (
+            self.destination_0,
+            self.destination_1,
+            self.destination_2,
+            self.destination_3,
+            self.destination_4,
+        )
+
+    @property
+    def try_counts(self) -> tuple[int, int, int, int, int]:
+        """``try_count_0`` .. ``try_count_4`` as one tuple."""
+        return (
+            self.try_count_0,
+            self.try_count_1,
+            self.try_count_2,
+            self.try_count_3,
+            self.try_count_4,
+        )
+
+
+# omit_defaults: ``reason`` appears only once the attempt has ended.
+class Campaigncall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One dial attempt of a campaign on one destination of one target."""
+
+    id: str
+    customer_id: str
+    campaign_id: str
+    outplan_id: str
+    outdial_id: str
+    outdial_target_id: str
+    queue_id: str
+    flow_id: str
+    activeflow_id: str
+    reference_type: ReferenceType
+    reference_id: str
+    status: CampaigncallStatus
+    result: CampaigncallResult
+    source: Address
+    destination: Address
+    destination_index: int
+    try_count: int
+    tm_create: str
+    tm_update: str | None
+    tm_delete: str | None
+    # Extension: why the attempt ended (hangup reason), "" while it is active.
+    reason: str = ""
+
+
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a newest-first listing; ``next_page_token`` is "" on the last page."""
+
+    result: list[T]
+    next_page_token: str = ""
+
+
+def encode(value: Any) -> bytes:
+    """Encode a resource (or any msgspec-friendly value) as JSON."""
+    return msgspec.json.encode(value)
+
+
+def to_builtins(value: Any) -> Any:
+    """A resource as plain dicts and lists, ready for JSON."""
+    return msgspec.to_builtins(value)

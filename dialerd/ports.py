@@ -1,0 +1,143 @@
+"""Ports of the engine: the clock, the queue adapter, the telephony backend, the flow runner.
+
+The scheduler depends only on these Protocols; adapters (``dialerd.adapters.*``) are
+chosen by configuration. Events flow back from backends as small frozen structs.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+from anyio.abc import ObjectSendStream, TaskStatus
+
+from dialerd.model import Action, Address
+
+
+class Clock(Protocol):
+    """Time, injected so tests can run hours of campaign time in milliseconds."""
+
+    def now(self) -> datetime:
+        """The current wall-clock time, timezone-aware UTC."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale; deadlines are expressed on it."""
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once ``monotonic()`` has reached ``deadline``."""
+
+
+class QueueUnavailable(Exception):
+    """The queue adapter could not tell how many agents are available."""
+
+
+class QueueAdapter(Protocol):
+    """Reads how many agents of a queue are available right now."""
+
+    name: str
+
+    async def available_agents(self, queue_id: str) -> int:
+        """Agents of the queue whose status is ``available``; raise ``QueueUnavailable``."""
+
+
+class HangupReason(enum.StrEnum):
+    """Why an attempt ended. Only ``normal`` (answered, ended normally) is a success."""
+
+    NORMAL = "normal"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    MACHINE = "machine"
+    ABANDONED = "abandoned"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    LOST = "lost"
+
+
+class Origination(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to the backend to start one attempt.
+
+    ``campaigncall_id`` is the idempotency key: a backend asked twice with the same id
+    must not place a second call.
+    """
+
+    campaigncall_id: str
+    campaign_id: str
+    customer_id: str
+    reference_id: str
+    queue_id: str
+    source: Address
+    destination: Address
+    actions: list[Action]
+    dial_timeout_ms: int
+
+
+class Answered(msgspec.Struct, frozen=True, tag=True):
+    """The callee answered; the attempt is now ``progressing``."""
+
+    campaigncall_id: str
+
+
+class Ended(msgspec.Struct, frozen=True, tag=True):
+    """The attempt ended (hangup, failure, cancel, flow completion) with a reason."""
+
+    campaigncall_id: str
+    reason: HangupReason
+
+
+TelephonyEvent = Answered | Ended
+
+
+class OriginationError(Exception):
+    """The backend refused or failed to start the attempt; the text says why."""
+
+
+class Telephony(Protocol):
+    """A telephony backend that places calls and reports what happens to them."""
+
+    name: str
+
+    async def run(
+        self, events: ObjectSendStream[TelephonyEvent], *, task_status: TaskStatus[None]
+    ) -> None:
+        """Run the backend's background work until cancelled, sending events to ``events``.
+
+        Calls ``task_status.started()`` once ``originate`` may be called.
+        """
+
+    async def originate(self, origination: Origination) -> None:
+        """Start the call; raise ``OriginationError`` if it could not be started."""
+
+    async def cancel(self, campaigncall_id: str) -> None:
+        """Cancel an unanswered call; it then ends with reason ``cancelled``."""
+
+    async def hangup(self, campaigncall_id: str) -> None:
+        """Hang up an answered call; it then ends with reason ``normal``."""
+
+    async def live_calls(self) -> set[str]:
+        """Ids of the campaigncalls the backend still has a live call for."""
+
+
+class FlowRunner(Protocol):
+    """Runs a flow campaign's actions for a target without a voice call (type ``flow``).
+
+    Completion is reported as ``Ended`` (``normal`` on success) on the same event
+    stream as telephony events; the engine ends attempts that report nothing in time.
+    """
+
+    name: str
+
+    async def run(
+        self, events: ObjectSendStream[TelephonyEvent], *, task_status: TaskStatus[None]
+    ) -> None: ...
+
+    async def start_flow(self, origination: Origination) -> None:
+        """Start executing ``origination.actions`` for its destination."""
+
+    async def stop_flow(self, campaigncall_id: str) -> None:
+        """Stop a running flow; it then ends with reason ``cancelled``."""
+
+    async def live_calls(self) -> set[str]: ...

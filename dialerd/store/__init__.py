@@ -1,0 +1,43 @@
+"""Persistent storage: the ``Store`` port and its backends, chosen by configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dialerd.config import StoreConfig
+from dialerd.store.base import (
+    MAX_PAGE_SIZE,
+    AttemptPlan,
+    Conflict,
+    FinishResult,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "AttemptPlan",
+    "Conflict",
+    "FinishResult",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "create_store",
+]
+
+
+def create_store(config: StoreConfig, state_dir: Path) -> Store:
+    """The configured backend, not yet opened (call ``await store.open()``)."""
+    if config.backend == "redis":
+        from dialerd.store.redis import RedisStore
+
+        return RedisStore(
+            url=config.redis.url,
+            prefix=config.redis.prefix,
+            pool_size=config.redis.pool_size,
+            timeout=config.redis.timeout,
+        )
+    from dialerd.store.sqlite import SqliteStore
+
+    return SqliteStore(state_dir / config.sqlite_path)

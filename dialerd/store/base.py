@@ -1,0 +1,222 @@
+"""The Store port: what the engine and the API need from persistent storage.
+
+Two backends implement it (``sqlite`` and ``redis``) and pass one conformance suite
+(``tests/integration/test_store_conformance.py``). Every method is scoped: reads and
+writes of a customer's resources take that ``customer_id``; the engine's own reads pass
+``customer_id=None`` to mean "any customer".
+
+Semantics every backend shares:
+
+- Timestamps are the reference strings of ``dialerd.model``; the caller passes ``now``.
+- Soft delete: ``delete_*`` sets ``tm_delete`` to ``now``; deleted resources are not
+  returned by ``get_*`` or ``list_*``.
+- Listing is newest first by ``tm_create`` (ties broken by ``id`` descending), at most
+  ``page_size`` items; ``page_token`` is the ``next_page_token`` of the previous page.
+  The token is the last item's ``tm_create``; when items share a ``tm_create`` it also
+  carries the id (``"<tm_create>|<id>"``) so nothing is skipped or repeated. A client
+  may pass a bare ``tm_create`` as token: items strictly older are returned.
+- Targets: the eligible order, retry rule and slot choice are those of behaviour.md §4;
+  ``start_attempt`` does the whole claim atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+
+from dialerd.model import (
+    Campaign,
+    Campaigncall,
+    CampaigncallResult,
+    CampaignStatus,
+    Outdial,
+    OutdialTarget,
+    Outplan,
+    Page,
+)
+
+MAX_PAGE_SIZE = 100
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unreachable, full disk, read-only...)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or written right now; nothing was changed."""
+
+
+class Conflict(StoreError):
+    """The change conflicts with the resource's current state (for example: in use)."""
+
+
+class AttemptPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``start_attempt`` needs: which campaign dials, with which outplan.
+
+    ``campaigncall_id`` (and ``reference_id`` / ``activeflow_id``) are chosen by the
+    caller so the same ids can key the origination (idempotency).
+    """
+
+    campaign: Campaign
+    outplan: Outplan
+    campaigncall_id: str
+    reference_id: str
+    activeflow_id: str
+    now: datetime
+
+
+class FinishResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``finish_attempt`` did.
+
+    ``finished`` is False when the attempt had already ended (a repeated or late
+    hangup): nothing was changed and ``campaigncall`` is the stored, finished one.
+    ``target`` is the target after the change (``None`` if it no longer exists).
+    """
+
+    finished: bool
+    campaigncall: Campaigncall
+    target: OutdialTarget | None
+
+
+class Store(Protocol):
+    """Persistent storage of dialerd's resources and the engine's atomic steps."""
+
+    backend: str
+
+    async def open(self) -> None:
+        """Connect and apply schema migrations; raise ``StoreError`` if impossible."""
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers now."""
+
+    # -- campaigns --------------------------------------------------------------
+    async def create_campaign(self, campaign: Campaign) -> Campaign: ...
+
+    async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None: ...
+
+    async def update_campaign(self, campaign: Campaign) -> Campaign:
+        """Replace the stored campaign (same id, not deleted) with this one."""
+
+    async def delete_campaign(
+        self, customer_id: str, campaign_id: str, now: datetime
+    ) -> Campaign | None: ...
+
+    async def list_campaigns(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[Campaign]: ...
+
+    async def campaigns_with_status(self, statuses: Sequence[CampaignStatus]) -> list[Campaign]:
+        """Every not-deleted campaign, of any customer, whose status is one of these."""
+
+    # -- outplans ---------------------------------------------------------------
+    async def create_outplan(self, outplan: Outplan) -> Outplan: ...
+
+    async def get_outplan(self, customer_id: str | None, outplan_id: str) -> Outplan | None: ...
+
+    async def update_outplan(self, outplan: Outplan) -> Outplan: ...
+
+    async def delete_outplan(
+        self, customer_id: str, outplan_id: str, now: datetime
+    ) -> Outplan | None: ...
+
+    async def list_outplans(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[Outplan]: ...
+
+    # -- outdials and their targets ----------------------------------------------
+    async def create_outdial(self, outdial: Outdial) -> Outdial: ...
+
+    async def get_outdial(self, customer_id: str | None, outdial_id: str) -> Outdial | None: ...
+
+    async def update_outdial(self, outdial: Outdial) -> Outdial: ...
+
+    async def delete_outdial(
+        self, customer_id: str, outdial_id: str, now: datetime
+    ) -> Outdial | None: ...
+
+    async def list_outdials(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[Outdial]: ...
+
+    async def create_targets(self, targets: Sequence[OutdialTarget]) -> int:
+        """Insert targets (all or none); they keep the given order as creation order."""
+
+    async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None: ...
+
+    async def delete_target(
+        self, outdial_id: str, target_id: str, now: datetime
+    ) -> OutdialTarget | None:
+        """Soft-delete a target; raise ``Conflict`` while it is ``progressing``."""
+
+    async def list_targets(
+        self, outdial_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[OutdialTarget]: ...
+
+    # -- campaigncalls --------------------------------------------------------------
+    async def get_campaigncall(
+        self, customer_id: str | None, campaigncall_id: str
+    ) -> Campaigncall | None: ...
+
+    async def list_campaigncalls(
+        self,
+        customer_id: str,
+        campaign_id: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        page_token: str = "",
+    ) -> Page[Campaigncall]: ...
+
+    async def delete_campaigncall(
+        self, customer_id: str, campaigncall_id: str, now: datetime
+    ) -> Campaigncall | None:
+        """Soft-delete a finished campaigncall; raise ``Conflict`` while it is active."""
+
+    # -- the engine's atomic steps (behaviour.md §4-§6) ----------------------------
+    async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
+        """Claim the next eligible target of the campaign's outdial and create its attempt.
+
+        In one atomic step: pick the first eligible target in the §4 order, choose
+        its slot, increment ``try_count_N``, set it ``progressing`` and create the
+        campaigncall ``dialing`` with ``try_count`` = the new count. ``None`` when no
+        target is eligible now.
+        """
+
+    async def mark_answered(self, campaigncall_id: str, now: datetime) -> Campaigncall | None:
+        """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
+
+    async def finish_attempt(
+        self,
+        campaigncall_id: str,
+        result: CampaigncallResult,
+        reason: str,
+        max_try_counts: tuple[int, int, int, int, int],
+        now: datetime,
+    ) -> FinishResult | None:
+        """End an active attempt exactly once (behaviour.md §5).
+
+        The campaigncall becomes ``done`` with ``result`` and ``reason``. The target
+        becomes ``done`` on success or when no slot has tries left under
+        ``max_try_counts``; otherwise ``idle`` again, eligible ``try_interval`` after
+        ``now``. ``None`` if the campaigncall does not exist.
+        """
+
+    async def count_dialing(self, campaign_id: str) -> int:
+        """How many of the campaign's attempts are ``dialing``."""
+
+    async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
+        """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
+
+    async def outdial_exhausted(
+        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
+    ) -> bool:
+        """True when behaviour.md §6 says the outdial is exhausted for this campaign.
+
+        No target is ``idle`` with a slot that has a destination and tries left (eligible
+        now or waiting for its retry interval), no target of the outdial is
+        ``progressing``, and the campaign has no active attempt.
+        """
