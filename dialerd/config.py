@@ -27,7 +27,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
-class RedisConnection(_Section):
+class RedisConnection(_Section, frozen=True):
     url: str = "redis://127.0.0.1:6379/0"
     # Every key dialerd writes starts with "<prefix>:".
     prefix: str = "dialerd"
@@ -35,15 +35,19 @@ class RedisConnection(_Section):
     # Seconds to wait for a connection from the pool, and for a reply.
     timeout: PositiveFloat = 2.0
 
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
 
-class StoreConfig(_Section):
+
+class StoreConfig(_Section, frozen=True):
     backend: Literal["sqlite", "redis"] = "sqlite"
     # SQLite file; relative paths are under the state directory.
     sqlite_path: str = "dialerd.sqlite3"
     redis: RedisConnection = msgspec.field(default_factory=RedisConnection)
 
 
-class EngineConfig(_Section):
+class EngineConfig(_Section, frozen=True):
     # Seconds between two ticks of a running campaign.
     tick_interval: PositiveFloat = 1.0
     # Ceiling of concurrent attempts per campaign, whatever the service level says.
@@ -59,7 +63,7 @@ class EngineConfig(_Section):
     backoff_max: PositiveFloat = 60.0
 
 
-class Range(_Section):
+class Range(_Section, frozen=True):
     """A uniform distribution of seconds between ``min`` and ``max``."""
 
     min: NonNegativeFloat
@@ -70,7 +74,7 @@ class Range(_Section):
             raise ValueError("max must be >= min")
 
 
-class SimOutcomes(_Section):
+class SimOutcomes(_Section, frozen=True):
     """Probabilities of each outcome of a simulated call (the rest is live answer)."""
 
     machine: Probability = 0.05
@@ -87,7 +91,7 @@ class SimOutcomes(_Section):
             raise ValueError("machine + busy + no_answer + failure must not exceed 1")
 
 
-class SimConfig(_Section):
+class SimConfig(_Section, frozen=True):
     """The simulated call centre (telephony backend and queue adapter ``sim``)."""
 
     seed: int = 1
@@ -106,21 +110,21 @@ class SimConfig(_Section):
     campaigns: dict[str, SimOutcomes] = msgspec.field(default_factory=dict)
 
 
-class TelephonyConfig(_Section):
+class TelephonyConfig(_Section, frozen=True):
     backend: Literal["sim"] = "sim"
 
 
-class QueueConfig(_Section):
+class QueueConfig(_Section, frozen=True):
     backend: Literal["sim", "redis"] = "sim"
     redis: RedisConnection = msgspec.field(default_factory=RedisConnection)
 
 
-class ApiToken(_Section):
+class ApiToken(_Section, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=8)]
     customer_id: CustomerId
 
 
-class ApiConfig(_Section):
+class ApiConfig(_Section, frozen=True):
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
     max_body_bytes: PositiveInt = 64 * 1024 * 1024
@@ -130,7 +134,7 @@ class ApiConfig(_Section):
         parse_listen(self.listen)
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(_Section, frozen=True):
     enabled: bool = True
     # "" serves /metrics on the API's address; otherwise its own "host:port".
     listen: str = ""
@@ -140,13 +144,13 @@ class MetricsConfig(_Section):
             parse_listen(self.listen)
 
 
-class LogConfig(_Section):
+class LogConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # "auto": console on a terminal, JSON otherwise.
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     state_dir: str = "/var/lib/dialerd"
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
@@ -169,10 +173,15 @@ def parse_listen(listen: str) -> tuple[str, int]:
         raise ValueError(f"listen address {listen!r} is not host:port")
     host = host.removeprefix("[").removesuffix("]")
     if host != "localhost":
-        ipaddress.ip_address(host)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"listen address {listen!r}: host {host!r} is not an IP address or localhost"
+            ) from None
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range")
+        raise ValueError(f"listen address {listen!r}: port {port} is out of range 0-65535")
     return host, port
 
 

@@ -1,0 +1,15 @@
+-- mark_answered: dialing -> progressing; nil if the attempt is not dialing.
+-- ARGV: prefix, campaigncall_id, now
+local id, now = ARGV[2], ARGV[3]
+local campaigncall_key = key('campaigncall', id)
+local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
+if stored[2] ~= 'dialing' then
+  return nil
+end
+local campaigncall = cjson.decode(stored[1])
+campaigncall.status = 'progressing'
+campaigncall.tm_update = now
+local body = cjson.encode(campaigncall)
+redis.call('HSET', campaigncall_key, 'b', body, 's', 'progressing')
+redis.call('SREM', key('dialing', stored[3]), id)
+return body

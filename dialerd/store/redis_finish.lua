@@ -1,0 +1,55 @@
+-- finish_attempt: end an active attempt exactly once and settle its target.
+-- ARGV: prefix, campaigncall_id, result, reason, max_try_count_0..4 ("3,0,0,0,0"),
+--   now (timestamp string), now (microseconds)
+-- Returns {'none'}, or {'stale' | 'done', campaigncall body, target body or nil}.
+local id, result, reason = ARGV[2], ARGV[3], ARGV[4]
+local max_counts = parse_max_counts(ARGV[5])
+local now, now_micros = ARGV[6], ARGV[7]
+local campaigncall_key = key('campaigncall', id)
+local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
+if not stored[1] then
+  return {'none'}
+end
+local campaigncall = cjson.decode(stored[1])
+local target_key = key('target', campaigncall.outdial_target_id)
+
+local function target_body()
+  local target = redis.call('HMGET', target_key, 'b', 'x', 'p')
+  if target[1] and target[2] ~= '1' and target_visible(target[3]) then
+    return target[1]
+  end
+  return false
+end
+
+if stored[2] == 'done' then
+  return {'stale', stored[1], target_body()}
+end
+
+campaigncall.status = 'done'
+campaigncall.result = result
+campaigncall.reason = reason
+campaigncall.tm_update = now
+local body = cjson.encode(campaigncall)
+redis.call('HSET', campaigncall_key, 'b', body, 's', 'done')
+redis.call('SREM', key('active', stored[3]), id)
+redis.call('SREM', key('dialing', stored[3]), id)
+redis.call('SREM', key('active'), id)
+
+local stored_target = redis.call('HMGET', target_key, 'b', 'x', 'm')
+if stored_target[1] and stored_target[2] ~= '1' then
+  local target = cjson.decode(stored_target[1])
+  if target.status == 'progressing' then
+    redis.call('SREM', key('progressing', target.outdial_id), target.id)
+    target.tm_update = now
+    local queue = ''
+    if result ~= 'success' and next_slot(target, max_counts) then
+      target.status = 'idle'
+      queue = 'r'
+      redis.call('ZADD', key('retry', target.outdial_id), now_micros, stored_target[3])
+    else
+      target.status = 'done'
+    end
+    redis.call('HSET', target_key, 'b', cjson.encode(target), 'k', queue)
+  end
+end
+return {'done', body, target_body()}

@@ -1,0 +1,19 @@
+-- Replace a not-deleted campaign, outplan or outdial, moving its index entries.
+-- ARGV: prefix, kind, id, customer_id, listing member, status ('' if none), body
+local kind, id, customer, member, status, body =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local resource = key(kind, id)
+local old = redis.call('HMGET', resource, 'b', 'c', 'l', 's', 'x')
+if not old[1] or old[5] == '1' then
+  return conflict(kind .. ' ' .. id .. ' does not exist or is deleted')
+end
+redis.call('ZREM', key(kind .. 's', old[2]), old[3])
+redis.call('ZADD', key(kind .. 's', customer), 0, member)
+if old[4] and old[4] ~= '' then
+  redis.call('SREM', key('status', old[4]), id)
+end
+if status ~= '' then
+  redis.call('SADD', key('status', status), id)
+end
+redis.call('HSET', resource, 'b', body, 'c', customer, 'l', member, 's', status)
+return 1

@@ -1,0 +1,899 @@
+"""The embedded SQLite backend of the ``Store`` port: one file, zero setup, one host.
+
+One connection (WAL, ``synchronous=NORMAL``) is used from one worker thread at a time,
+so the engine's coroutines never block the event loop and never race each other inside
+SQLite; work queued while the thread is busy goes to it as one batch. Every
+multi-step change runs in its own ``BEGIN IMMEDIATE`` transaction.
+
+Which target is dialed next (behaviour.md §4, as decided for dialerd):
+
+- A target is **eligible** when its status is ``idle``, it is not deleted, some slot
+  ``N`` has a destination whose ``target`` is non-empty (``null`` and an Address with
+  an empty ``target`` count as absent) and ``try_count_N < max_try_count_N`` of the
+  campaign's outplan, and either it was never tried or its last attempt *ended* at
+  least ``try_interval`` ms before ``now``.
+- Eligible targets are taken **least recently touched first**: "touched" is
+  ``tm_create`` for a never-tried target and the end time of its last attempt for a
+  retried one; ties go in creation order (a bulk insert keeps its list order). A target
+  waiting for its retry interval never blocks the others.
+- The slot dialed is the first of ``0..4`` with a destination and tries left, so every
+  try of ``destination_0`` comes before ``destination_1``.
+
+This is evaluated in SQL on two partial indexes (never-tried and retried idle targets,
+both ordered by ``(outdial_id, touched, seq)``): the claim reads the head of each and
+takes the older, so its cost does not grow with the size of the outdial. Idle targets
+with no tries left under the current outplan (possible only after the outplan's
+``max_try_count_N`` was lowered, or for a slot it allows no try) stay in those indexes
+and are stepped over by the same scan.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from dialerd.model import (
+    NIL_UUID,
+    SLOTS,
+    Address,
+    Campaign,
+    Campaigncall,
+    CampaigncallResult,
+    CampaigncallStatus,
+    CampaignStatus,
+    CampaignType,
+    Outdial,
+    OutdialTarget,
+    Outplan,
+    Page,
+    ReferenceType,
+    TargetStatus,
+    format_time,
+)
+from dialerd.store.base import (
+    MAX_PAGE_SIZE,
+    AttemptPlan,
+    Conflict,
+    FinishResult,
+    StoreError,
+    StoreUnavailable,
+)
+from dialerd.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+
+R = TypeVar("R")
+D = TypeVar("D", bound=Campaign | Outplan | Outdial)
+
+BUSY_TIMEOUT_MS: Final = 5000
+CACHE_KIB: Final = 64 * 1024
+# ``pick`` values: which dialing queue (partial index) a target is in.
+PICK_NONE: Final = 0
+PICK_NEVER_TRIED: Final = 1
+PICK_RETRIED: Final = 2
+
+_encode = msgspec.json.Encoder().encode
+_decode_address = msgspec.json.Decoder(Address).decode
+_decode_campaigncall = msgspec.json.Decoder(Campaigncall).decode
+
+_TARGET_COLUMNS: Final = (
+    "id, outdial_id, name, detail, data, status, "
+    "destination_0, destination_1, destination_2, destination_3, destination_4, "
+    "try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, "
+    "tm_create, tm_update, tm_delete"
+)
+_INSERT_TARGET: Final = (
+    f"INSERT INTO target ({_TARGET_COLUMNS}, slots, touched, pick) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A slot has tries left when it has a dialable destination and try_count_N < max_N.
+_TRIES_LEFT: Final = " OR ".join(
+    f"((slots & {1 << n}) != 0 AND try_count_{n} < :max_{n})" for n in SLOTS
+)
+_HEAD_COLUMNS: Final = (
+    "seq, touched, id, slots, try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, "
+    "destination_0, destination_1, destination_2, destination_3, destination_4"
+)
+_NEXT_NEVER_TRIED: Final = (
+    f"SELECT {_HEAD_COLUMNS} FROM target WHERE outdial_id = :outdial_id AND pick = 1 "
+    f"AND ({_TRIES_LEFT}) ORDER BY touched, seq LIMIT 1"
+)
+_NEXT_RETRIED: Final = (
+    f"SELECT {_HEAD_COLUMNS} FROM target WHERE outdial_id = :outdial_id AND pick = 2 "
+    f"AND touched <= :cutoff AND ({_TRIES_LEFT}) ORDER BY touched, seq LIMIT 1"
+)
+_ANY_WITH_TRIES_LEFT: Final = tuple(
+    f"SELECT 1 FROM target WHERE outdial_id = :outdial_id AND pick = {pick} "
+    f"AND ({_TRIES_LEFT}) LIMIT 1"
+    for pick in (PICK_NEVER_TRIED, PICK_RETRIED)
+)
+_CLAIM_TARGET: Final = tuple(
+    f"UPDATE target SET status = 'progressing', pick = 0, try_count_{n} = try_count_{n} + 1, "
+    "tm_update = ? WHERE seq = ?"
+    for n in SLOTS
+)
+
+
+def dialable_slots(destinations: Sequence[Address | None]) -> int:
+    """Bit mask of the slots whose destination can be dialed (a non-empty ``target``)."""
+    mask = 0
+    for slot, address in enumerate(destinations):
+        if address is not None and not address.is_empty:
+            mask |= 1 << slot
+    return mask
+
+
+def next_slot(slots: int, try_counts: Sequence[int], max_try_counts: Sequence[int]) -> int | None:
+    """The first slot with a dialable destination and tries left, or ``None``."""
+    for slot in SLOTS:
+        if slots & (1 << slot) and try_counts[slot] < max_try_counts[slot]:
+            return slot
+    return None
+
+
+def _pick(status: TargetStatus, deleted: bool, slots: int, tried: bool) -> int:
+    if status != TargetStatus.IDLE or deleted or slots == 0:
+        return PICK_NONE
+    return PICK_RETRIED if tried else PICK_NEVER_TRIED
+
+
+def _target_row(target: OutdialTarget) -> tuple[Any, ...]:
+    destinations = target.destinations
+    slots = dialable_slots(destinations)
+    tried = any(target.try_counts)
+    touched = (target.tm_update or target.tm_create) if tried else target.tm_create
+    return (
+        target.id,
+        target.outdial_id,
+        target.name,
+        target.detail,
+        target.data,
+        target.status.value,
+        *(None if address is None else _encode(address) for address in destinations),
+        *target.try_counts,
+        target.tm_create,
+        target.tm_update,
+        target.tm_delete,
+        slots,
+        touched,
+        _pick(target.status, target.tm_delete is not None, slots, tried),
+    )
+
+
+def _target_from_row(row: Sequence[Any]) -> OutdialTarget:
+    destinations = [None if blob is None else _decode_address(blob) for blob in row[6:11]]
+    return OutdialTarget(
+        id=row[0],
+        outdial_id=row[1],
+        name=row[2],
+        detail=row[3],
+        data=row[4],
+        status=TargetStatus(row[5]),
+        destination_0=destinations[0],
+        destination_1=destinations[1],
+        destination_2=destinations[2],
+        destination_3=destinations[3],
+        destination_4=destinations[4],
+        try_count_0=row[11],
+        try_count_1=row[12],
+        try_count_2=row[13],
+        try_count_3=row[14],
+        try_count_4=row[15],
+        tm_create=row[16],
+        tm_update=row[17],
+        tm_delete=row[18],
+    )
+
+
+def _limit(page_size: int) -> int:
+    return max(1, min(page_size, MAX_PAGE_SIZE))
+
+
+def _token_filter(page_token: str) -> tuple[str, tuple[str, ...]]:
+    """SQL condition and parameters for "strictly after this token" in newest-first order."""
+    if not page_token:
+        return "", ()
+    tm_create, separator, resource_id = page_token.partition("|")
+    if separator:
+        return " AND (tm_create, id) < (?, ?)", (tm_create, resource_id)
+    return " AND tm_create < ?", (tm_create,)
+
+
+def _page_token(tm_create: str, resource_id: str) -> str:
+    return f"{tm_create}|{resource_id}"
+
+
+def _in_transaction(work: Callable[[sqlite3.Connection], R], connection: sqlite3.Connection) -> R:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return result
+
+
+class _Documents(Generic[D]):
+    """A table of resources kept as JSON: campaigns, outplans or outdials."""
+
+    def __init__(self, table: str, kind: type[D]) -> None:
+        self.table = table
+        self.decode: Callable[[bytes], D] = msgspec.json.Decoder(kind).decode
+
+    def _columns(self, resource: D) -> dict[str, Any]:
+        columns: dict[str, Any] = {
+            "id": resource.id,
+            "customer_id": resource.customer_id,
+            "tm_create": resource.tm_create,
+            "body": _encode(resource),
+        }
+        if isinstance(resource, Campaign):
+            columns["status"] = resource.status.value
+        return columns
+
+    def create(self, resource: D, connection: sqlite3.Connection) -> D:
+        columns = self._columns(resource)
+        names = ", ".join(columns)
+        marks = ", ".join(f":{name}" for name in columns)
+        try:
+            connection.execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})", columns)
+        except sqlite3.IntegrityError as error:
+            raise Conflict(f"{self.table} {resource.id} already exists") from error
+        return resource
+
+    def get(
+        self, customer_id: str | None, resource_id: str, connection: sqlite3.Connection
+    ) -> D | None:
+        query = f"SELECT body FROM {self.table} WHERE id = ? AND deleted = 0"
+        params: tuple[str, ...] = (resource_id,)
+        if customer_id is not None:
+            query += " AND customer_id = ?"
+            params += (customer_id,)
+        row = connection.execute(query, params).fetchone()
+        return None if row is None else self.decode(row[0])
+
+    def update(self, resource: D, connection: sqlite3.Connection) -> D:
+        columns = self._columns(resource)
+        assignments = ", ".join(f"{name} = :{name}" for name in columns if name != "id")
+        cursor = connection.execute(
+            f"UPDATE {self.table} SET {assignments} WHERE id = :id AND deleted = 0", columns
+        )
+        if cursor.rowcount == 0:
+            raise Conflict(f"{self.table} {resource.id} does not exist or is deleted")
+        return resource
+
+    def delete(
+        self, customer_id: str, resource_id: str, now: str, connection: sqlite3.Connection
+    ) -> D | None:
+        current = self.get(customer_id, resource_id, connection)
+        if current is None:
+            return None
+        deleted = msgspec.structs.replace(current, tm_update=now, tm_delete=now)
+        connection.execute(
+            f"UPDATE {self.table} SET deleted = 1, body = ? WHERE id = ?",
+            (_encode(deleted), resource_id),
+        )
+        return deleted
+
+    def page(
+        self, customer_id: str, page_size: int, page_token: str, connection: sqlite3.Connection
+    ) -> Page[D]:
+        limit = _limit(page_size)
+        condition, params = _token_filter(page_token)
+        rows = connection.execute(
+            f"SELECT body, tm_create, id FROM {self.table} WHERE customer_id = ? AND deleted = 0"
+            f"{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
+            (customer_id, *params, limit + 1),
+        ).fetchall()
+        items = [self.decode(row[0]) for row in rows[:limit]]
+        token = _page_token(rows[limit - 1][1], rows[limit - 1][2]) if len(rows) > limit else ""
+        return Page(result=items, next_page_token=token)
+
+
+class _Job(Generic[R]):
+    """One unit of work for the connection, and what came of it."""
+
+    __slots__ = ("cancelled", "done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[], R]) -> None:
+        self.work = work
+        self.cancelled = False
+        self.done = False
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if not self.cancelled:
+            try:
+                self.result = self.work()
+            except Exception as error:
+                self.error = error
+        self.done = True
+
+
+def _run_jobs(jobs: Sequence[_Job[Any]]) -> None:
+    for job in jobs:
+        job.run()
+
+
+class _ConnectionWorker:
+    """Runs the connection's work one job at a time on a worker thread.
+
+    Jobs that queue up while the thread is busy go to it together on its next trip,
+    so many concurrent claimers cost one thread hand-off per batch, not one per job.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[_Job[Any]] = []
+        self._draining = False
+        self._drained = anyio.Event()
+
+    async def run(self, work: Callable[[], R]) -> R:
+        job: _Job[R] = _Job(work)
+        self._queue.append(job)
+        try:
+            while not job.done:
+                if self._draining:
+                    await self._drained.wait()
+                else:
+                    await self._drain()
+        except BaseException:
+            job.cancelled = True  # still queued: it will be skipped, never half-done
+            raise
+        if job.error is not None:
+            raise job.error
+        return cast(R, job.result)
+
+    async def _drain(self) -> None:
+        self._draining = True
+        self._drained = drained = anyio.Event()
+        batch, self._queue = self._queue, []
+        try:
+            await anyio.to_thread.run_sync(_run_jobs, batch)
+        finally:
+            # A batch that never reached the thread (cancelled on the way) goes back first.
+            self._queue[:0] = [job for job in batch if not job.done]
+            self._draining = False
+            drained.set()
+
+
+class SqliteStore:
+    """The ``Store`` port on one SQLite file."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._connection: sqlite3.Connection | None = None
+        self._worker: _ConnectionWorker | None = None
+        self._campaigns = _Documents("campaign", Campaign)
+        self._outplans = _Documents("outplan", Outplan)
+        self._outdials = _Documents("outdial", Outdial)
+
+    # -- connection -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open (or create) the file and apply schema migrations."""
+        if self._connection is not None:
+            return
+        self._worker = _ConnectionWorker()
+        self._connection = await anyio.to_thread.run_sync(self._connect)
+
+    async def close(self) -> None:
+        """Close the connection once in-flight work is done. Idempotent."""
+        connection, self._connection = self._connection, None
+        if connection is not None and self._worker is not None:
+            await self._worker.run(connection.close)
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the file answers a query now."""
+        try:
+            await self._read(lambda connection: connection.execute("SELECT 1").fetchone())
+        except StoreUnavailable:
+            raise
+        except StoreError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as error:
+            raise StoreError(
+                f"cannot create SQLite store {self.path}: {error.filename} is not a directory"
+            ) from error
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the directory of SQLite store {self.path}: {error.strerror}"
+            ) from error
+        try:
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open SQLite store {self.path}: {error}") from error
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            # Random-id indexes of a large outdial thrash SQLite's default 2 MiB page cache.
+            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._migrate(connection)
+        except BaseException as error:
+            connection.close()
+            if isinstance(error, sqlite3.Error):
+                raise self._translate(error) from error
+            raise
+        return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"SQLite store {self.path} has schema version {version}, newer than the "
+                f"{SCHEMA_VERSION} this dialerd knows: run a newer dialerd or use another file"
+            )
+        for number in range(version, SCHEMA_VERSION):
+
+            def apply(connection: sqlite3.Connection, step: int = number) -> None:
+                for statement in MIGRATIONS[step]:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {step + 1}")
+
+            _in_transaction(apply, connection)
+
+    def _translate(self, error: sqlite3.Error) -> StoreError:
+        text = str(error)
+        lowered = text.lower()
+        where = f"SQLite store {self.path}"
+        if "readonly" in lowered or "read-only" in lowered:
+            return StoreUnavailable(f"{where} is read-only ({text}): check the file and its disk")
+        if "disk is full" in lowered:
+            return StoreUnavailable(f"{where}: the disk is full ({text}); nothing was changed")
+        if "locked" in lowered or "busy" in lowered:
+            return StoreUnavailable(f"{where} is locked by another process ({text})")
+        if "unable to open" in lowered or "disk i/o" in lowered:
+            return StoreUnavailable(f"{where} cannot be opened or read ({text})")
+        if isinstance(error, sqlite3.ProgrammingError):
+            return StoreError(f"{where} is closed ({text})")
+        return StoreError(f"{where}: {text}")
+
+    def _guarded(
+        self, work: Callable[[sqlite3.Connection], R], connection: sqlite3.Connection
+    ) -> R:
+        try:
+            return work(connection)
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+
+    async def _read(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        connection, worker = self._connection, self._worker
+        if connection is None or worker is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+        return await worker.run(partial(self._guarded, work, connection))
+
+    async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        return await self._read(partial(_in_transaction, work))
+
+    # -- campaigns ----------------------------------------------------------------------
+    async def create_campaign(self, campaign: Campaign) -> Campaign:
+        return await self._write(partial(self._campaigns.create, campaign))
+
+    async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
+        return await self._read(partial(self._campaigns.get, customer_id, campaign_id))
+
+    async def update_campaign(self, campaign: Campaign) -> Campaign:
+        """Replace the stored campaign (same id, not deleted) with this one."""
+        return await self._write(partial(self._campaigns.update, campaign))
+
+    async def delete_campaign(
+        self, customer_id: str, campaign_id: str, now: datetime
+    ) -> Campaign | None:
+        work = partial(self._campaigns.delete, customer_id, campaign_id, format_time(now))
+        return await self._write(work)
+
+    async def list_campaigns(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[Campaign]:
+        return await self._read(partial(self._campaigns.page, customer_id, page_size, page_token))
+
+    async def campaigns_with_status(self, statuses: Sequence[CampaignStatus]) -> list[Campaign]:
+        """Every not-deleted campaign, of any customer, whose status is one of these."""
+        wanted = [CampaignStatus(status).value for status in statuses]
+        if not wanted:
+            return []
+        marks = ", ".join("?" for _ in wanted)
+
+        def select(connection: sqlite3.Connection) -> list[Campaign]:
+            rows = connection.execute(
+                f"SELECT body FROM campaign WHERE deleted = 0 AND status IN ({marks}) "
+                "ORDER BY tm_create, id",
+                wanted,
+            ).fetchall()
+            return [self._campaigns.decode(row[0]) for row in rows]
+
+        return await self._read(select)
+
+    # -- outplans -----------------------------------------------------------------------
+    async def create_outplan(self, outplan: Outplan) -> Outplan:
+        return await self._write(partial(self._outplans.create, outplan))
+
+    async def get_outplan(self, customer_id: str | None, outplan_id: str) -> Outplan | None:
+        return await self._read(partial(self._outplans.get, customer_id, outplan_id))
+
+    async def update_outplan(self, outplan: Outplan) -> Outplan:
+        return await self._write(partial(self._outplans.update, outplan))
+
+    async def delete_outplan(
+        self, customer_id: str, outplan_id: str, now: datetime
+    ) -> Outplan | None:
+        work = partial(self._outplans.delete, customer_id, outplan_id, format_time(now))
+        return await self._write(work)
+
+    async def list_outplans(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[Outplan]:
+        return await self._read(partial(self._outplans.page, customer_id, page_size, page_token))
+
+    # -- outdials and their targets -------------------------------------------------------
+    async def create_outdial(self, outdial: Outdial) -> Outdial:
+        return await self._write(partial(self._outdials.create, outdial))
+
+    async def get_outdial(self, customer_id: str | None, outdial_id: str) -> Outdial | None:
+        return await self._read(partial(self._outdials.get, customer_id, outdial_id))
+
+    async def update_outdial(self, outdial: Outdial) -> Outdial:
+        return await self._write(partial(self._outdials.update, outdial))
+
+    async def delete_outdial(
+        self, customer_id: str, outdial_id: str, now: datetime
+    ) -> Outdial | None:
+        work = partial(self._outdials.delete, customer_id, outdial_id, format_time(now))
+        return await self._write(work)
+
+    async def list_outdials(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[Outdial]:
+        return await self._read(partial(self._outdials.page, customer_id, page_size, page_token))
+
+    async def create_targets(self, targets: Sequence[OutdialTarget]) -> int:
+        """Insert targets (all or none); they keep the given order as creation order."""
+        rows = [_target_row(target) for target in targets]
+
+        def insert(connection: sqlite3.Connection) -> int:
+            try:
+                connection.executemany(_INSERT_TARGET, rows)
+            except sqlite3.IntegrityError as error:
+                raise Conflict(
+                    f"a target id already exists; no target was added ({error})"
+                ) from error
+            return len(rows)
+
+        return await self._write(insert)
+
+    async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
+        return await self._read(partial(self._select_target, outdial_id, target_id))
+
+    @staticmethod
+    def _select_target(
+        outdial_id: str | None, target_id: str, connection: sqlite3.Connection
+    ) -> OutdialTarget | None:
+        query = f"SELECT {_TARGET_COLUMNS} FROM target WHERE id = ? AND tm_delete IS NULL"
+        params: tuple[str, ...] = (target_id,)
+        if outdial_id is not None:
+            query += " AND outdial_id = ?"
+            params += (outdial_id,)
+        row = connection.execute(query, params).fetchone()
+        return None if row is None else _target_from_row(row)
+
+    async def delete_target(
+        self, outdial_id: str, target_id: str, now: datetime
+    ) -> OutdialTarget | None:
+        """Soft-delete a target; raise ``Conflict`` while it is ``progressing``."""
+        stamp = format_time(now)
+
+        def delete(connection: sqlite3.Connection) -> OutdialTarget | None:
+            current = self._select_target(outdial_id, target_id, connection)
+            if current is None:
+                return None
+            if current.status == TargetStatus.PROGRESSING:
+                raise Conflict(f"target {target_id} is being dialed and cannot be deleted")
+            connection.execute(
+                "UPDATE target SET tm_update = ?, tm_delete = ?, pick = 0 WHERE id = ?",
+                (stamp, stamp, target_id),
+            )
+            return msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
+
+        return await self._write(delete)
+
+    async def list_targets(
+        self, outdial_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[OutdialTarget]:
+        limit = _limit(page_size)
+        condition, params = _token_filter(page_token)
+
+        def select(connection: sqlite3.Connection) -> Page[OutdialTarget]:
+            rows = connection.execute(
+                f"SELECT {_TARGET_COLUMNS} FROM target WHERE outdial_id = ? "
+                f"AND tm_delete IS NULL{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
+                (outdial_id, *params, limit + 1),
+            ).fetchall()
+            items = [_target_from_row(row) for row in rows[:limit]]
+            more = len(rows) > limit
+            return Page(
+                result=items,
+                next_page_token=_page_token(items[-1].tm_create, items[-1].id) if more else "",
+            )
+
+        return await self._read(select)
+
+    # -- campaigncalls --------------------------------------------------------------------
+    @staticmethod
+    def _select_campaigncall(
+        customer_id: str | None, campaigncall_id: str, connection: sqlite3.Connection
+    ) -> Campaigncall | None:
+        query = "SELECT body FROM campaigncall WHERE id = ? AND deleted = 0"
+        params: tuple[str, ...] = (campaigncall_id,)
+        if customer_id is not None:
+            query += " AND customer_id = ?"
+            params += (customer_id,)
+        row = connection.execute(query, params).fetchone()
+        return None if row is None else _decode_campaigncall(row[0])
+
+    @staticmethod
+    def _store_campaigncall(campaigncall: Campaigncall, connection: sqlite3.Connection) -> None:
+        connection.execute(
+            "UPDATE campaigncall SET status = ?, body = ? WHERE id = ?",
+            (campaigncall.status.value, _encode(campaigncall), campaigncall.id),
+        )
+
+    async def get_campaigncall(
+        self, customer_id: str | None, campaigncall_id: str
+    ) -> Campaigncall | None:
+        return await self._read(partial(self._select_campaigncall, customer_id, campaigncall_id))
+
+    async def list_campaigncalls(
+        self,
+        customer_id: str,
+        campaign_id: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        page_token: str = "",
+    ) -> Page[Campaigncall]:
+        limit = _limit(page_size)
+        condition, params = _token_filter(page_token)
+        scope = "customer_id = ?"
+        scope_params: tuple[str, ...] = (customer_id,)
+        if campaign_id is not None:
+            scope = "campaign_id = ? AND customer_id = ?"
+            scope_params = (campaign_id, customer_id)
+
+        def select(connection: sqlite3.Connection) -> Page[Campaigncall]:
+            rows = connection.execute(
+                f"SELECT body, tm_create, id FROM campaigncall WHERE {scope} AND deleted = 0"
+                f"{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
+                (*scope_params, *params, limit + 1),
+            ).fetchall()
+            items = [_decode_campaigncall(row[0]) for row in rows[:limit]]
+            more = len(rows) > limit
+            token = _page_token(rows[limit - 1][1], rows[limit - 1][2]) if more else ""
+            return Page(result=items, next_page_token=token)
+
+        return await self._read(select)
+
+    async def delete_campaigncall(
+        self, customer_id: str, campaigncall_id: str, now: datetime
+    ) -> Campaigncall | None:
+        """Soft-delete a finished campaigncall; raise ``Conflict`` while it is active."""
+        stamp = format_time(now)
+
+        def delete(connection: sqlite3.Connection) -> Campaigncall | None:
+            current = self._select_campaigncall(customer_id, campaigncall_id, connection)
+            if current is None:
+                return None
+            if current.status != CampaigncallStatus.DONE:
+                raise Conflict(f"campaigncall {campaigncall_id} is active and cannot be deleted")
+            deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
+            connection.execute(
+                "UPDATE campaigncall SET deleted = 1, body = ? WHERE id = ?",
+                (_encode(deleted), campaigncall_id),
+            )
+            return deleted
+
+        return await self._write(delete)
+
+    # -- the engine's atomic steps ----------------------------------------------------------
+    async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
+        """Claim the next eligible target of the campaign's outdial and create its attempt."""
+        return await self._write(partial(self._claim, plan))
+
+    @staticmethod
+    def _claim(plan: AttemptPlan, connection: sqlite3.Connection) -> Campaigncall | None:
+        campaign, outplan = plan.campaign, plan.outplan
+        max_try_counts = outplan.max_try_counts
+        params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
+        params["outdial_id"] = campaign.outdial_id
+        never_tried = connection.execute(_NEXT_NEVER_TRIED, params).fetchone()
+        cutoff = plan.now - timedelta(milliseconds=outplan.try_interval)
+        params["cutoff"] = format_time(cutoff)
+        retried = connection.execute(_NEXT_RETRIED, params).fetchone()
+        heads = [head for head in (never_tried, retried) if head is not None]
+        if not heads:
+            return None
+        head = min(heads, key=lambda head: (head[1], head[0]))
+        seq, target_id, slots, try_counts = head[0], head[2], head[3], head[4:9]
+        slot = next_slot(slots, try_counts, max_try_counts)
+        if slot is None:  # cannot happen: the query checked for tries left
+            return None
+        now = format_time(plan.now)
+        connection.execute(_CLAIM_TARGET[slot], (now, seq))
+        is_flow = campaign.type == CampaignType.FLOW
+        campaigncall = Campaigncall(
+            id=plan.campaigncall_id,
+            customer_id=campaign.customer_id,
+            campaign_id=campaign.id,
+            outplan_id=outplan.id,
+            outdial_id=campaign.outdial_id,
+            outdial_target_id=target_id,
+            queue_id=campaign.queue_id,
+            flow_id=NIL_UUID,
+            activeflow_id=plan.activeflow_id,
+            reference_type=ReferenceType.FLOW if is_flow else ReferenceType.CALL,
+            reference_id=NIL_UUID if is_flow else plan.reference_id,
+            status=CampaigncallStatus.DIALING,
+            result=CampaigncallResult.NONE,
+            source=outplan.source,
+            destination=_decode_address(head[9 + slot]),
+            destination_index=slot,
+            try_count=try_counts[slot] + 1,
+            tm_create=now,
+            tm_update=None,
+            tm_delete=None,
+        )
+        try:
+            connection.execute(
+                "INSERT INTO campaigncall "
+                "(id, customer_id, campaign_id, outdial_target_id, status, tm_create, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    campaigncall.id,
+                    campaigncall.customer_id,
+                    campaigncall.campaign_id,
+                    target_id,
+                    campaigncall.status.value,
+                    now,
+                    _encode(campaigncall),
+                ),
+            )
+        except sqlite3.IntegrityError as error:
+            raise Conflict(f"campaigncall {campaigncall.id} already exists") from error
+        return campaigncall
+
+    async def mark_answered(self, campaigncall_id: str, now: datetime) -> Campaigncall | None:
+        """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
+        stamp = format_time(now)
+
+        def answer(connection: sqlite3.Connection) -> Campaigncall | None:
+            current = self._select_campaigncall(None, campaigncall_id, connection)
+            if current is None or current.status != CampaigncallStatus.DIALING:
+                return None
+            answered = msgspec.structs.replace(
+                current, status=CampaigncallStatus.PROGRESSING, tm_update=stamp
+            )
+            self._store_campaigncall(answered, connection)
+            return answered
+
+        return await self._write(answer)
+
+    async def finish_attempt(
+        self,
+        campaigncall_id: str,
+        result: CampaigncallResult,
+        reason: str,
+        max_try_counts: tuple[int, int, int, int, int],
+        now: datetime,
+    ) -> FinishResult | None:
+        """End an active attempt exactly once (behaviour.md §5)."""
+        return await self._write(
+            partial(self._finish, campaigncall_id, result, reason, max_try_counts, format_time(now))
+        )
+
+    def _finish(
+        self,
+        campaigncall_id: str,
+        result: CampaigncallResult,
+        reason: str,
+        max_try_counts: tuple[int, int, int, int, int],
+        now: str,
+        connection: sqlite3.Connection,
+    ) -> FinishResult | None:
+        row = connection.execute(
+            "SELECT body FROM campaigncall WHERE id = ?", (campaigncall_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        current = _decode_campaigncall(row[0])
+        target_id = current.outdial_target_id
+        if current.status == CampaigncallStatus.DONE:
+            target = self._select_target(None, target_id, connection)
+            return FinishResult(finished=False, campaigncall=current, target=target)
+        finished = msgspec.structs.replace(
+            current, status=CampaigncallStatus.DONE, result=result, reason=reason, tm_update=now
+        )
+        self._store_campaigncall(finished, connection)
+        row = connection.execute(
+            f"SELECT {_TARGET_COLUMNS}, seq, slots FROM target WHERE id = ? AND tm_delete IS NULL",
+            (target_id,),
+        ).fetchone()
+        if row is None:
+            return FinishResult(finished=True, campaigncall=finished, target=None)
+        target = _target_from_row(row)
+        if target.status != TargetStatus.PROGRESSING:
+            return FinishResult(finished=True, campaigncall=finished, target=target)
+        retry = result != CampaigncallResult.SUCCESS and (
+            next_slot(row[-1], target.try_counts, max_try_counts) is not None
+        )
+        status = TargetStatus.IDLE if retry else TargetStatus.DONE
+        connection.execute(
+            "UPDATE target SET status = ?, pick = ?, touched = ?, tm_update = ? WHERE seq = ?",
+            (status.value, PICK_RETRIED if retry else PICK_NONE, now, now, row[-2]),
+        )
+        ended = msgspec.structs.replace(target, status=status, tm_update=now)
+        return FinishResult(finished=True, campaigncall=finished, target=ended)
+
+    async def count_dialing(self, campaign_id: str) -> int:
+        """How many of the campaign's attempts are ``dialing``."""
+
+        def count(connection: sqlite3.Connection) -> int:
+            row = connection.execute(
+                "SELECT count(*) FROM campaigncall WHERE campaign_id = ? "
+                "AND status != 'done' AND status = 'dialing'",
+                (campaign_id,),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._read(count)
+
+    async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
+        """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
+        query = "SELECT body FROM campaigncall WHERE status != 'done'"
+        params: tuple[str, ...] = ()
+        if campaign_id is not None:
+            query += " AND campaign_id = ?"
+            params = (campaign_id,)
+
+        def select(connection: sqlite3.Connection) -> list[Campaigncall]:
+            rows = connection.execute(query + " ORDER BY tm_create, id", params).fetchall()
+            return [_decode_campaigncall(row[0]) for row in rows]
+
+        return await self._read(select)
+
+    async def outdial_exhausted(
+        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
+    ) -> bool:
+        """True when behaviour.md §6 says the outdial is exhausted for this campaign."""
+        params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
+        params["outdial_id"] = outdial_id
+
+        def exhausted(connection: sqlite3.Connection) -> bool:
+            for query in _ANY_WITH_TRIES_LEFT:
+                if connection.execute(query, params).fetchone() is not None:
+                    return False
+            progressing = connection.execute(
+                # Without statistics the planner would pick the listing index and scan.
+                "SELECT 1 FROM target INDEXED BY target_progressing WHERE outdial_id = ? "
+                "AND status = 'progressing' AND tm_delete IS NULL LIMIT 1",
+                (outdial_id,),
+            ).fetchone()
+            if progressing is not None:
+                return False
+            active = connection.execute(
+                "SELECT 1 FROM campaigncall WHERE campaign_id = ? AND status != 'done' LIMIT 1",
+                (campaign_id,),
+            ).fetchone()
+            return active is None
+
+        return await self._read(exhausted)

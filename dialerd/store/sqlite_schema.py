@@ -1,0 +1,102 @@
+"""The SQLite store's schema as numbered migrations, applied in order at open.
+
+``PRAGMA user_version`` holds how many steps a database file has applied. A step is
+never edited once released: a schema change is a new step appended to ``MIGRATIONS``.
+
+Campaigns, outplans, outdials and campaigncalls are kept as msgspec JSON (``body``)
+beside the columns their queries filter and sort on. Targets are kept as columns,
+because the claim of the next target reads and writes them on every attempt:
+
+- ``seq`` is the creation order (a bulk insert keeps its list order);
+- ``slots`` is a bit mask of the slots with a dialable destination (bit N = slot N);
+- ``touched`` is when the target was last touched: its ``tm_create`` until it is
+  tried, then the end time of its last attempt;
+- ``pick`` is 1 for a never-tried idle target, 2 for a retried idle target and 0 for
+  every other (progressing, done, deleted, nothing to dial). The two partial indexes
+  on ``pick`` hold only the targets that may be dialed, in the order they are dialed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: the first schema.
+    (
+        """CREATE TABLE campaign (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            tm_create TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX campaign_listing ON campaign (customer_id, tm_create, id) WHERE deleted = 0",
+        "CREATE INDEX campaign_by_status ON campaign (status) WHERE deleted = 0",
+        """CREATE TABLE outplan (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            tm_create TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX outplan_listing ON outplan (customer_id, tm_create, id) WHERE deleted = 0",
+        """CREATE TABLE outdial (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            tm_create TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX outdial_listing ON outdial (customer_id, tm_create, id) WHERE deleted = 0",
+        """CREATE TABLE target (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            outdial_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            data TEXT NOT NULL,
+            status TEXT NOT NULL,
+            destination_0 BLOB,
+            destination_1 BLOB,
+            destination_2 BLOB,
+            destination_3 BLOB,
+            destination_4 BLOB,
+            try_count_0 INTEGER NOT NULL,
+            try_count_1 INTEGER NOT NULL,
+            try_count_2 INTEGER NOT NULL,
+            try_count_3 INTEGER NOT NULL,
+            try_count_4 INTEGER NOT NULL,
+            tm_create TEXT NOT NULL,
+            tm_update TEXT,
+            tm_delete TEXT,
+            slots INTEGER NOT NULL,
+            touched TEXT NOT NULL,
+            pick INTEGER NOT NULL
+        )""",
+        "CREATE INDEX target_never_tried ON target (outdial_id, touched, seq) WHERE pick = 1",
+        "CREATE INDEX target_retried ON target (outdial_id, touched, seq) WHERE pick = 2",
+        """CREATE INDEX target_progressing ON target (outdial_id)
+            WHERE status = 'progressing' AND tm_delete IS NULL""",
+        """CREATE INDEX target_listing ON target (outdial_id, tm_create, id)
+            WHERE tm_delete IS NULL""",
+        """CREATE TABLE campaigncall (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            outdial_target_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            tm_create TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            body BLOB NOT NULL
+        )""",
+        """CREATE INDEX campaigncall_active ON campaigncall (campaign_id, status)
+            WHERE status != 'done'""",
+        """CREATE INDEX campaigncall_listing ON campaigncall (customer_id, tm_create, id)
+            WHERE deleted = 0""",
+        """CREATE INDEX campaigncall_campaign_listing ON campaigncall (campaign_id, tm_create, id)
+            WHERE deleted = 0""",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,0 +1,245 @@
+"""Fixtures of the store tests: one ``store`` per backend, and small resource factories."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dialerd.model import (
+    NIL_UUID,
+    NOT_DELETED,
+    Action,
+    Address,
+    AddressType,
+    Campaign,
+    CampaignStatus,
+    CampaignType,
+    EndHandle,
+    Outdial,
+    OutdialTarget,
+    Outplan,
+    TargetStatus,
+    format_time,
+    new_id,
+)
+from dialerd.store.base import AttemptPlan, Store
+from dialerd.store.sqlite import SqliteStore
+
+BACKENDS = ["sqlite", "redis"]
+# Every test runs on its own timeline starting here; nothing reads the wall clock.
+EPOCH = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """A moment ``seconds`` after the test's epoch."""
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def stamp(seconds: float) -> str:
+    """``at(seconds)`` as a reference timestamp string."""
+    return format_time(at(seconds))
+
+
+def tel(number: str) -> Address:
+    """A telephone destination."""
+    return Address(type=AddressType.TEL, target=number)
+
+
+StoreMaker = Callable[[], Store]
+
+
+@pytest.fixture(params=BACKENDS)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    """Makes unopened store instances of one backend that all share the same data."""
+    if request.param == "sqlite":
+        path = tmp_path / "dialerd.sqlite3"
+        return lambda: SqliteStore(path)
+    redis_url: str = request.getfixturevalue("redis_url")
+    # Imported here so the sqlite half of the suite runs without the redis backend.
+    from dialerd.store.redis import RedisStore
+
+    return lambda: RedisStore(url=redis_url, prefix="dtest", pool_size=40, timeout=2.0)
+
+
+@pytest.fixture
+async def store(new_store: StoreMaker) -> AsyncIterator[Store]:
+    """An open store of each backend, on empty data."""
+    opened = new_store()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def twin_store(new_store: StoreMaker, store: Store) -> AsyncIterator[Store]:
+    """A second, separately opened instance on the same data as ``store``."""
+    opened = new_store()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@dataclass(frozen=True)
+class Dialing:
+    """A customer's campaign with its outplan and outdial, stored and ready to dial."""
+
+    campaign: Campaign
+    outplan: Outplan
+    outdial: Outdial
+
+    def plan(self, now: datetime, campaigncall_id: str | None = None) -> AttemptPlan:
+        """What the engine passes to ``start_attempt`` at ``now``."""
+        return AttemptPlan(
+            campaign=self.campaign,
+            outplan=self.outplan,
+            campaigncall_id=campaigncall_id or new_id(),
+            reference_id=new_id(),
+            activeflow_id=new_id(),
+            now=now,
+        )
+
+
+class Factory:
+    """Builds valid resources with uuid4 ids and controlled timestamps."""
+
+    at = staticmethod(at)
+    stamp = staticmethod(stamp)
+    tel = staticmethod(tel)
+
+    def campaign(
+        self,
+        customer_id: str,
+        *,
+        outplan_id: str = NIL_UUID,
+        outdial_id: str = NIL_UUID,
+        type: CampaignType = CampaignType.CALL,
+        status: CampaignStatus = CampaignStatus.STOP,
+        tm_create: str | None = None,
+        name: str = "spring sale",
+    ) -> Campaign:
+        return Campaign(
+            id=new_id(),
+            customer_id=customer_id,
+            type=type,
+            name=name,
+            detail="call every lead once a day",
+            status=status,
+            service_level=100,
+            end_handle=EndHandle.STOP,
+            actions=[Action(type="talk", option={"text": "hello", "language": "en-US"})],
+            outplan_id=outplan_id,
+            outdial_id=outdial_id,
+            queue_id=new_id(),
+            next_campaign_id=NIL_UUID,
+            tm_create=tm_create or stamp(0),
+            tm_update=None,
+            tm_delete=NOT_DELETED,
+        )
+
+    def outplan(
+        self,
+        customer_id: str,
+        *,
+        max_try_counts: Sequence[int] = (3, 0, 0, 0, 0),
+        try_interval: int = 0,
+        tm_create: str | None = None,
+    ) -> Outplan:
+        counts = list(max_try_counts) + [0] * (5 - len(max_try_counts))
+        return Outplan(
+            id=new_id(),
+            customer_id=customer_id,
+            name="three tries",
+            detail="",
+            source=tel("+15550100"),
+            dial_timeout=30000,
+            try_interval=try_interval,
+            max_try_count_0=counts[0],
+            max_try_count_1=counts[1],
+            max_try_count_2=counts[2],
+            max_try_count_3=counts[3],
+            max_try_count_4=counts[4],
+            tm_create=tm_create or stamp(0),
+            tm_update=None,
+            tm_delete=NOT_DELETED,
+        )
+
+    def outdial(
+        self, customer_id: str, *, campaign_id: str = NIL_UUID, tm_create: str | None = None
+    ) -> Outdial:
+        return Outdial(
+            id=new_id(),
+            customer_id=customer_id,
+            campaign_id=campaign_id,
+            name="leads",
+            detail="",
+            data="",
+            tm_create=tm_create or stamp(0),
+            tm_update=None,
+            tm_delete=NOT_DELETED,
+        )
+
+    def target(
+        self,
+        outdial_id: str,
+        *destinations: Address | None,
+        tm_create: str | None = None,
+        name: str = "",
+    ) -> OutdialTarget:
+        slots = list(destinations or (tel("+15550199"),)) + [None] * 5
+        return OutdialTarget(
+            id=new_id(),
+            outdial_id=outdial_id,
+            name=name,
+            detail="",
+            data="",
+            status=TargetStatus.IDLE,
+            destination_0=slots[0],
+            destination_1=slots[1],
+            destination_2=slots[2],
+            destination_3=slots[3],
+            destination_4=slots[4],
+            try_count_0=0,
+            try_count_1=0,
+            try_count_2=0,
+            try_count_3=0,
+            try_count_4=0,
+            tm_create=tm_create or stamp(0),
+            tm_update=None,
+            tm_delete=None,
+        )
+
+    async def dialing(
+        self,
+        store: Store,
+        *,
+        max_try_counts: Sequence[int] = (3, 0, 0, 0, 0),
+        try_interval: int = 0,
+        type: CampaignType = CampaignType.CALL,
+        customer_id: str | None = None,
+    ) -> Dialing:
+        """Store an outplan, an outdial and a running campaign dialing them."""
+        customer = customer_id or new_id()
+        outplan = await store.create_outplan(
+            self.outplan(customer, max_try_counts=max_try_counts, try_interval=try_interval)
+        )
+        outdial = await store.create_outdial(self.outdial(customer))
+        campaign = await store.create_campaign(
+            self.campaign(
+                customer,
+                outplan_id=outplan.id,
+                outdial_id=outdial.id,
+                type=type,
+                status=CampaignStatus.RUN,
+            )
+        )
+        return Dialing(campaign=campaign, outplan=outplan, outdial=outdial)
+
+
+@pytest.fixture
+def make() -> Factory:
+    """The resource factory."""
+    return Factory()

@@ -1,0 +1,167 @@
+"""What only the SQLite store does: its file, its schema migrations and its disk errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from dialerd.model import CampaignStatus, TargetStatus, new_id
+from dialerd.store.base import StoreError, StoreUnavailable
+from dialerd.store.sqlite import SqliteStore
+from dialerd.store.sqlite_schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Factory
+
+
+def pragma(path: Path, name: str) -> object:
+    """Read a pragma of the file through a connection of our own."""
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "dialerd.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def connection_of(store: SqliteStore) -> sqlite3.Connection:
+    # Running as root, file permissions and quotas cannot make a write fail, so the
+    # disk errors are provoked through the store's own connection.
+    connection = store._connection
+    assert connection is not None
+    return connection
+
+
+async def test_a_new_file_is_created_with_its_directory_at_the_current_schema(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "nested" / "dialerd.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.ping()
+    await store.close()
+    await store.close()
+    assert path.is_file()
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+    assert pragma(path, "journal_mode") == "wal"
+
+
+async def test_data_survives_reopening_without_migrating_again(
+    tmp_path: Path, make: Factory
+) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    first = SqliteStore(path)
+    await first.open()
+    campaign = await first.create_campaign(make.campaign(new_id()))
+    await first.close()
+
+    again = SqliteStore(path)
+    await again.open()
+    assert await again.get_campaign(None, campaign.id) == campaign
+    await again.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_a_file_from_a_newer_dialerd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
+    connection.close()
+    with pytest.raises(StoreError, match=rf"{path}.*version {SCHEMA_VERSION + 7}"):
+        await SqliteStore(path).open()
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    path.write_bytes(b"these are the minutes of the call-centre meeting\n" * 100)
+    with pytest.raises(StoreError, match=str(path)):
+        await SqliteStore(path).open()
+
+
+async def test_a_file_under_a_regular_file_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("not a directory")
+    path = blocker / "dialerd.sqlite3"
+    with pytest.raises(StoreError, match=str(path)):
+        await SqliteStore(path).open()
+
+
+async def test_a_directory_in_place_of_the_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    path.mkdir()
+    with pytest.raises(StoreError, match=str(path)):
+        await SqliteStore(path).open()
+
+
+async def test_a_full_disk_is_reported_and_changes_nothing(
+    sqlite_store: SqliteStore, make: Factory
+) -> None:
+    dialing = await make.dialing(sqlite_store)
+    connection = connection_of(sqlite_store)
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count = {pages}")
+    targets = [make.target(dialing.outdial.id) for _ in range(2000)]
+    with pytest.raises(StoreUnavailable, match=rf"{sqlite_store.path}: the disk is full"):
+        await sqlite_store.create_targets(targets)
+    assert (await sqlite_store.list_targets(dialing.outdial.id)).result == []
+
+    connection.execute("PRAGMA max_page_count = 1073741823")
+    assert await sqlite_store.create_targets(targets) == 2000
+
+
+async def test_a_read_only_database_is_reported(sqlite_store: SqliteStore, make: Factory) -> None:
+    connection_of(sqlite_store).execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreUnavailable, match=rf"{sqlite_store.path} is read-only"):
+        await sqlite_store.create_campaign(make.campaign(new_id()))
+    assert await sqlite_store.campaigns_with_status([CampaignStatus.STOP]) == []
+
+
+async def test_a_closed_store_is_unavailable(tmp_path: Path, make: Factory) -> None:
+    store = SqliteStore(tmp_path / "dialerd.sqlite3")
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.ping()
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreError, match="not open"):
+        await store.create_campaign(make.campaign(new_id()))
+
+
+async def test_cancelled_claimers_leave_attempts_and_targets_in_step(
+    sqlite_store: SqliteStore, make: Factory
+) -> None:
+    dialing = await make.dialing(sqlite_store)
+    await sqlite_store.create_targets([make.target(dialing.outdial.id) for _ in range(100)])
+    claimed = 0
+
+    async def claimer(scope: anyio.CancelScope) -> None:
+        nonlocal claimed
+        while await sqlite_store.start_attempt(dialing.plan(make.at(1))) is not None:
+            claimed += 1
+            if claimed == 10:
+                scope.cancel()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as claimers:
+            for _ in range(32):
+                claimers.start_soon(claimer, claimers.cancel_scope)
+        active = await sqlite_store.active_attempts(dialing.campaign.id)
+        progressing = [
+            target
+            for target in (await sqlite_store.list_targets(dialing.outdial.id)).result
+            if target.status == TargetStatus.PROGRESSING
+        ]
+        assert claimed >= 10
+        assert sorted(c.outdial_target_id for c in active) == sorted(t.id for t in progressing)
+        assert await sqlite_store.start_attempt(dialing.plan(make.at(2))) is not None

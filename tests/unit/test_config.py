@@ -1,0 +1,181 @@
+"""Configuration validation: defaults, and errors that name the file, the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialerd.config import Config, ConfigError, decode_config, load_config, parse_listen
+
+SOURCE = "config/site.toml"
+
+
+def config_error(text: str) -> str:
+    """The message of the ConfigError that ``text`` raises."""
+    with pytest.raises(ConfigError) as raised:
+        decode_config(text, SOURCE)
+    message = str(raised.value)
+    assert message.startswith(f"{SOURCE}: ")
+    return message
+
+
+def test_empty_file_gives_the_defaults() -> None:
+    config = decode_config("", SOURCE)
+    assert config == Config()
+    assert config.store.backend == "sqlite"
+    assert config.engine.tick_interval == 1.0
+    assert config.api.listen == "127.0.0.1:8080"
+    assert config.api.tokens == []
+
+
+def test_values_given_override_the_defaults() -> None:
+    config = decode_config(
+        """
+        state_dir = "/srv/dialerd"
+        [engine]
+        tick_interval = 0.5
+        max_concurrent_attempts = 20
+        [api]
+        listen = "[::1]:9000"
+        [[api.tokens]]
+        token = "s3cret-token"
+        customer_id = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+        """,
+        SOURCE,
+    )
+    assert config.state_dir == "/srv/dialerd"
+    assert config.engine.tick_interval == 0.5
+    assert config.engine.max_concurrent_attempts == 20
+    assert config.api.tokens[0].customer_id == "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+    assert config.store == Config().store
+
+
+def test_misspelt_key_names_the_file_the_section_and_the_key() -> None:
+    message = config_error("[engine]\ntick_intervall = 2\n")
+    assert "`tick_intervall`" in message
+    assert "`$.engine`" in message
+
+
+def test_misspelt_nested_key_names_its_full_path() -> None:
+    message = config_error("[store.redis]\nprefx = 'x'\n")
+    assert "`prefx`" in message
+    assert "`$.store.redis`" in message
+
+
+def test_misspelt_top_level_section_is_named() -> None:
+    assert "`engines`" in config_error("[engines]\ntick_interval = 1\n")
+
+
+def test_wrong_type_names_the_key_path_and_the_expected_type() -> None:
+    message = config_error('[engine]\ntick_interval = "fast"\n')
+    assert "`$.engine.tick_interval`" in message
+    assert "Expected `float`" in message
+
+
+def test_non_positive_ceiling_is_refused() -> None:
+    message = config_error("[engine]\nmax_concurrent_attempts = 0\n")
+    assert "`$.engine.max_concurrent_attempts`" in message
+    assert ">= 1" in message
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_probability_out_of_range_is_refused(value: str) -> None:
+    message = config_error(f"[sim.outcomes]\nbusy = {value}\n")
+    assert "`$.sim.outcomes.busy`" in message
+
+
+def test_outcome_probabilities_summing_above_one_are_refused() -> None:
+    message = config_error("[sim.outcomes]\nbusy = 0.5\nno_answer = 0.6\n")
+    assert "must not exceed 1" in message
+    assert "`$.sim.outcomes`" in message
+
+
+def test_ring_time_with_min_above_max_is_refused() -> None:
+    message = config_error("[sim.outcomes.ring_time]\nmin = 5\nmax = 2\n")
+    assert "max must be >= min" in message
+    assert "`$.sim.outcomes.ring_time`" in message
+
+
+def test_per_campaign_outcomes_are_validated_too() -> None:
+    campaign = "183c0d5c-691e-42f3-af2b-9bffc2740f83"
+    message = config_error(f'[sim.campaigns."{campaign}"]\nmachine = 2\n')
+    # msgspec shows a dict key as "[...]": the path names the table, not the campaign id.
+    assert "`$.sim.campaigns[...].machine`" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "listen"),
+    [
+        ("api", "127.0.0.1"),
+        ("api", "127.0.0.1:70000"),
+        ("api", ":8080"),
+        ("api", "example.com:8080"),
+        ("metrics", "nope"),
+    ],
+)
+def test_bad_listen_address_names_the_key_and_the_value(section: str, listen: str) -> None:
+    message = config_error(f'[{section}]\nlisten = "{listen}"\n')
+    assert f"`$.{section}`" in message
+    assert "listen" in message
+    assert repr(listen) in message
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("localhost:9090", ("localhost", 9090)),
+        ("[::1]:8080", ("::1", 8080)),
+    ],
+)
+def test_good_listen_addresses_are_accepted(listen: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(listen) == expected
+    assert decode_config(f'[api]\nlisten = "{listen}"\n').api.listen == listen
+
+
+def test_api_token_with_a_bad_customer_id_is_refused() -> None:
+    message = config_error('[[api.tokens]]\ntoken = "s3cret-token"\ncustomer_id = "acme"\n')
+    assert "`$.api.tokens[0].customer_id`" in message
+
+
+def test_api_token_too_short_is_refused() -> None:
+    message = config_error(
+        '[[api.tokens]]\ntoken = "abc"\ncustomer_id = "5e4a0680-804e-11ec-98a7-2fea5968d85b"\n'
+    )
+    assert "`$.api.tokens[0].token`" in message
+    assert "length >= 8" in message
+
+
+def test_unknown_backend_is_refused() -> None:
+    message = config_error('[store]\nbackend = "postgres"\n')
+    assert "`$.store.backend`" in message
+    assert "'postgres'" in message
+
+
+def test_file_that_is_not_toml_is_refused() -> None:
+    assert "not valid TOML" in config_error("[engine\n")
+
+
+def test_load_config_of_a_missing_file_cannot_read_it(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match="cannot read") as raised:
+        load_config(missing)
+    assert str(missing) in str(raised.value)
+
+
+def test_load_config_names_the_file_in_errors(tmp_path: Path) -> None:
+    path = tmp_path / "dialerd.toml"
+    path.write_text("[engine]\ntick_interval = -1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert "`$.engine.tick_interval`" in str(raised.value)
+
+
+def test_load_config_reads_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "dialerd.toml"
+    path.write_text('[store]\nbackend = "redis"\n[queue]\nbackend = "redis"\n')
+    config = load_config(path)
+    assert config.store.backend == "redis"
+    assert config.queue.backend == "redis"
