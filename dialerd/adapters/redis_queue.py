@@ -1,0 +1,114 @@
+"""Queue adapter ``redis``: reads agents' statuses that a call centre keeps in Redis.
+
+Each queue is a hash ``<prefix>:queue:<queue_id>:agents`` whose fields are agent ids and
+whose values are the agents' statuses (``available``, ``away``, ``busy``, ``offline``,
+``ringing``); only ``available`` agents count. A queue without that hash has no
+available agents, which is logged once per queue until the hash appears.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError, ResponseError
+
+from dialerd.ports import QueueUnavailable
+
+log = structlog.get_logger("dialerd.queue")
+
+AVAILABLE: Final = "available"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``, fit for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+class RedisQueue:
+    """Counts a queue's ``available`` agents in Redis, through a bounded connection pool."""
+
+    name = "redis"
+
+    def __init__(self, *, url: str, prefix: str, pool_size: int, timeout: float) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.shown_url = redact_url(url)
+        self._pool: BlockingConnectionPool | None = None
+        self._client: Redis | None = None
+        self._missing: set[str] = set()
+
+    def agents_key(self, queue_id: str) -> str:
+        """The hash holding the statuses of the queue's agents."""
+        return f"{self.prefix}:queue:{queue_id}:agents"
+
+    async def open(self) -> None:
+        """Make the connection pool; an unreachable server is logged, not fatal."""
+        if self._client is not None:
+            return
+        try:
+            pool = BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.pool_size,
+                timeout=self.timeout,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                decode_responses=True,
+            )
+        except ValueError as exc:
+            raise QueueUnavailable(
+                f"queue redis URL {self.shown_url!r} is invalid: {exc}"
+            ) from None
+        self._pool, self._client = pool, Redis(connection_pool=pool)
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "queue redis unreachable; no agents count as available until it answers",
+                url=self.shown_url,
+                error=str(exc),
+            )
+
+    async def close(self) -> None:
+        """Close the client and every pooled connection."""
+        client, pool = self._client, self._pool
+        self._client = self._pool = None
+        if client is not None:
+            await client.aclose()
+        if pool is not None:
+            await pool.aclose()
+
+    async def available_agents(self, queue_id: str) -> int:
+        """Agents of the queue whose status is ``available``; raise ``QueueUnavailable``."""
+        if self._client is None:
+            raise QueueUnavailable("queue redis is not open")
+        key = self.agents_key(queue_id)
+        try:
+            statuses = await self._client.hvals(key)
+        except ResponseError as exc:
+            raise QueueUnavailable(
+                f"queue {queue_id}: redis key {key!r} is not a hash of agent statuses: {exc}"
+            ) from None
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(
+                f"queue redis at {self.shown_url} did not answer: {exc or type(exc).__name__}"
+            ) from None
+        if not statuses:
+            if queue_id not in self._missing:
+                self._missing.add(queue_id)
+                log.warning(
+                    "queue has no agents in redis; counting 0 available",
+                    queue_id=queue_id,
+                    key=key,
+                )
+            return 0
+        self._missing.discard(queue_id)
+        return sum(status == AVAILABLE for status in statuses)

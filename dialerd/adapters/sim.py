@@ -1,0 +1,560 @@
+"""The simulated call centre: the ``sim`` telephony backend, queue adapter and flow runner.
+
+One ``SimCallCentre`` holds the world they share: agents per queue, live calls, a seeded
+``random.Random`` for every draw, and counters for the demo. Times are simulated seconds;
+each one lasts ``1 / config.speed`` seconds of the injected clock, so under a fake clock a
+whole campaign runs at once.
+
+What happens to a call is drawn when it is originated, with the campaign's outcome
+parameters (``config.campaigns[campaign_id]``, else ``config.outcomes``):
+
+- failure: a quarter of them are refused at once (``OriginationError``, no call placed);
+  the others end ``failed`` within a second;
+- busy: ``busy`` after a short ring (1-4 s);
+- no answer: rings until the engine cancels it, or ends ``no_answer`` after 120 s;
+- machine: ``machine`` after the ring time, never answered;
+- live: ``Answered`` after the ring time; without a queue (nil id) the callee listens
+  for the talk time and the call ends ``normal``. With a queue it is connected to a
+  random free agent, or waits for one up to ``abandon_after`` seconds and is then
+  ``abandoned``. A connected call ends ``normal`` after the talk time and its agent
+  wraps up (``wrap_up``) before taking the next call.
+
+Every placed call or flow sends exactly one ``Ended`` while its backend runs; a second
+origination with the same campaigncall id is ignored. If ``ledger_path`` is given, each
+placed call or flow appends one JSON line to it (flushed at once). The ledger is never
+read back: a restarted process does not remember earlier ids, so a duplicate origination
+across a restart shows as a second line (the evidence a crash test looks for).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import anyio
+import anyio.lowlevel
+import msgspec
+import structlog
+from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
+
+from dialerd.config import Range, SimConfig, SimOutcomes
+from dialerd.model import NIL_UUID, format_time
+from dialerd.ports import (
+    Answered,
+    Clock,
+    Ended,
+    HangupReason,
+    Origination,
+    OriginationError,
+    TelephonyEvent,
+)
+
+log = structlog.get_logger("dialerd.sim")
+
+BUSY_RING: Final = Range(min=1.0, max=4.0)
+FAILURE_DELAY: Final = Range(min=0.1, max=1.0)
+# Share of failures refused by the backend at once instead of ending ``failed``.
+REFUSED_SHARE: Final = 0.25
+# A call nobody answers ends by itself after this many seconds if no one cancels it.
+NO_ANSWER_CAP: Final = 120.0
+
+CallKind = Literal["call", "flow"]
+
+
+class SimSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of the simulated world since it was made, and its state right now.
+
+    The outcome counters (``answered`` ... ``normal``) count voice calls; flows have
+    their own. ``agents_busy`` counts agents talking or in wrap-up.
+    """
+
+    originated: int
+    refused: int
+    answered: int
+    connected: int
+    abandoned: int
+    machine: int
+    busy: int
+    no_answer: int
+    failed: int
+    cancelled: int
+    normal: int
+    flows_started: int
+    flows_completed: int
+    agents_total: int
+    agents_busy: int
+    live_calls: int
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the ledger: a call or flow the simulated backend really placed."""
+
+    tm: str
+    kind: CallKind
+    campaigncall_id: str
+    campaign_id: str
+    customer_id: str
+    reference_id: str
+    queue_id: str
+    destination: str
+
+
+class AgentStatus(enum.StrEnum):
+    AVAILABLE = "available"
+    BUSY = "busy"  # talking; calls go straight through, there is no ringing an agent
+    WRAP_UP = "wrap_up"
+
+
+class _Fate(enum.Enum):
+    REFUSED = enum.auto()
+    FAILED = enum.auto()
+    BUSY = enum.auto()
+    NO_ANSWER = enum.auto()
+    MACHINE = enum.auto()
+    LIVE = enum.auto()
+
+
+class _Phase(enum.Enum):
+    RINGING = enum.auto()
+    ANSWERED = enum.auto()
+    ENDED = enum.auto()
+
+
+@dataclass(eq=False)
+class _Agent:
+    id: str
+    status: AgentStatus = AgentStatus.AVAILABLE
+    retiring: bool = False
+
+
+@dataclass(eq=False)
+class _Call:
+    origination: Origination
+    fate: _Fate
+    ring: float
+    talk: float
+    phase: _Phase = _Phase.RINGING
+    forced: HangupReason | None = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    agent: _Agent | None = None
+    agent_found: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass(eq=False)
+class _AgentPool:
+    queue_id: str
+    agents: list[_Agent] = field(default_factory=list)
+    waiting: deque[_Call] = field(default_factory=deque)
+    hired: int = 0
+
+    def free(self) -> list[_Agent]:
+        return [agent for agent in self.agents if agent.status == AgentStatus.AVAILABLE]
+
+
+@dataclass
+class _Counters:
+    originated: int = 0
+    refused: int = 0
+    answered: int = 0
+    connected: int = 0
+    flows_started: int = 0
+    flows_completed: int = 0
+    ended: dict[HangupReason, int] = field(default_factory=dict)
+
+
+def _uniform(rng: random.Random, span: Range) -> float:
+    return rng.uniform(span.min, span.max)
+
+
+class SimCallCentre:
+    """The shared simulated world behind ``.telephony``, ``.queue`` and ``.flows``."""
+
+    def __init__(self, config: SimConfig, clock: Clock, *, ledger_path: Path | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.ledger_path = ledger_path
+        self.rng = random.Random(config.seed)
+        self.counters = _Counters()
+        self._pools: dict[str, _AgentPool] = {}
+        self._placed: set[str] = set()
+        self.telephony = SimTelephony(self)
+        self.queue = SimQueue(self)
+        self.flows = SimFlowRunner(self)
+
+    def reconfigure(self, config: SimConfig) -> None:
+        """Apply new rates, speed and agent counts; the random sequence goes on."""
+        self.config = config
+        for pool in self._pools.values():
+            self._staff(pool)
+
+    def snapshot(self) -> SimSnapshot:
+        """The counters and the agents' state, for the demo and tests."""
+        agents = [agent for pool in self._pools.values() for agent in pool.agents]
+        ended = self.counters.ended
+        return SimSnapshot(
+            originated=self.counters.originated,
+            refused=self.counters.refused,
+            answered=self.counters.answered,
+            connected=self.counters.connected,
+            abandoned=ended.get(HangupReason.ABANDONED, 0),
+            machine=ended.get(HangupReason.MACHINE, 0),
+            busy=ended.get(HangupReason.BUSY, 0),
+            no_answer=ended.get(HangupReason.NO_ANSWER, 0),
+            failed=ended.get(HangupReason.FAILED, 0),
+            cancelled=ended.get(HangupReason.CANCELLED, 0),
+            normal=ended.get(HangupReason.NORMAL, 0),
+            flows_started=self.counters.flows_started,
+            flows_completed=self.counters.flows_completed,
+            agents_total=sum(not agent.retiring for agent in agents),
+            agents_busy=sum(agent.status != AgentStatus.AVAILABLE for agent in agents),
+            live_calls=len(self.telephony.calls) + len(self.flows.calls),
+        )
+
+    # -- shared by the backends --------------------------------------------------
+    def outcomes_for(self, campaign_id: str) -> SimOutcomes:
+        """The campaign's own outcome parameters, else the default ones."""
+        return self.config.campaigns.get(campaign_id, self.config.outcomes)
+
+    async def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass."""
+        await self.clock.sleep_until(self.clock.monotonic() + seconds / self.config.speed)
+
+    def pool(self, queue_id: str) -> _AgentPool:
+        """The agents of a queue; every queue id exists, staffed on first use."""
+        pool = self._pools.get(queue_id)
+        if pool is None:
+            pool = self._pools[queue_id] = _AgentPool(queue_id)
+            self._staff(pool)
+        return pool
+
+    def placed_before(self, origination: Origination, kind: CallKind) -> bool:
+        """True (and a warning) if a call or flow was placed for this campaigncall id."""
+        campaigncall_id = origination.campaigncall_id
+        if campaigncall_id not in self._placed:
+            return False
+        log.warning("duplicate origination ignored", campaigncall_id=campaigncall_id, kind=kind)
+        return True
+
+    def record(self, origination: Origination, kind: CallKind) -> None:
+        """Remember a placed call or flow, in the ledger too if there is one."""
+        if self.ledger_path is not None:
+            self._write_ledger(origination, kind)
+        self._placed.add(origination.campaigncall_id)
+
+    def dispatch(self, pool: _AgentPool) -> None:
+        """Hand free agents to the calls waiting longest in the queue."""
+        while pool.waiting and (free := pool.free()):
+            call = pool.waiting.popleft()
+            self.connect(call, self.rng.choice(free))
+
+    def connect(self, call: _Call, agent: _Agent) -> None:
+        """Put an answered call through to an agent."""
+        agent.status = AgentStatus.BUSY
+        call.agent = agent
+        call.agent_found.set()
+        self.counters.connected += 1
+
+    def _staff(self, pool: _AgentPool) -> None:
+        wanted = self.config.agents.get(pool.queue_id, self.config.default_agents)
+        active = [agent for agent in pool.agents if not agent.retiring]
+        # Free agents leave first; busy ones finish their call and wrap-up before leaving.
+        leaving = sorted(active, key=lambda agent: agent.status != AgentStatus.AVAILABLE)
+        for agent in leaving[: max(0, len(active) - wanted)]:
+            agent.retiring = True
+        pool.agents = [
+            agent
+            for agent in pool.agents
+            if not (agent.retiring and agent.status == AgentStatus.AVAILABLE)
+        ]
+        for _ in range(wanted - len(active)):
+            pool.hired += 1
+            pool.agents.append(_Agent(f"{pool.queue_id}/agent-{pool.hired}"))
+        self.dispatch(pool)
+
+    def _write_ledger(self, origination: Origination, kind: CallKind) -> None:
+        assert self.ledger_path is not None
+        entry = LedgerEntry(
+            tm=format_time(self.clock.now()),
+            kind=kind,
+            campaigncall_id=origination.campaigncall_id,
+            campaign_id=origination.campaign_id,
+            customer_id=origination.customer_id,
+            reference_id=origination.reference_id,
+            queue_id=origination.queue_id,
+            destination=origination.destination.target,
+        )
+        try:
+            with self.ledger_path.open("ab") as ledger:
+                ledger.write(msgspec.json.encode(entry) + b"\n")
+                ledger.flush()
+        except OSError as exc:
+            raise OriginationError(
+                f"sim ledger {self.ledger_path}: cannot write: {exc.strerror}"
+            ) from None
+
+
+class _SimBackend:
+    """What the simulated telephony backend and flow runner have in common."""
+
+    name = "sim"
+    kind: CallKind
+
+    def __init__(self, world: SimCallCentre) -> None:
+        self.world = world
+        self.calls: dict[str, _Call] = {}
+        self._task_group: TaskGroup | None = None
+        self._events: ObjectSendStream[TelephonyEvent] | None = None
+
+    async def run(
+        self,
+        events: ObjectSendStream[TelephonyEvent],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the calls' lives until cancelled, sending their events to ``events``."""
+        async with events, anyio.create_task_group() as task_group:
+            self._task_group, self._events = task_group, events
+            try:
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                self._task_group = self._events = None
+                self.calls.clear()
+
+    async def live_calls(self) -> set[str]:
+        """Ids of the campaigncalls whose call or flow has not ended yet."""
+        return set(self.calls)
+
+    def _place(self, origination: Origination, fate: _Fate, ring: float, talk: float) -> None:
+        if self._task_group is None:
+            raise OriginationError(f"sim {self.kind} backend is not running")
+        call = _Call(origination, fate, ring, talk)
+        self.calls[origination.campaigncall_id] = call
+        self._task_group.start_soon(
+            self._life, call, name=f"sim {self.kind} {origination.campaigncall_id}"
+        )
+
+    def _force_end(self, campaigncall_id: str, reason: HangupReason, phase: _Phase) -> None:
+        call = self.calls.get(campaigncall_id)
+        if call is not None and call.phase == phase and call.forced is None:
+            call.forced = reason
+            call.scope.cancel()
+
+    async def _phase(
+        self, call: _Call, body: Callable[[_Call], Awaitable[HangupReason | None]]
+    ) -> HangupReason | None:
+        """Run one phase of the call; a forced end (cancel, hangup) interrupts it."""
+        call.scope = anyio.CancelScope()
+        if call.forced is not None:
+            call.scope.cancel()
+        reason: HangupReason | None = None
+        with call.scope:
+            reason = await body(call)
+        # A forced end wins even when the phase finished in the same instant.
+        return call.forced if call.forced is not None else reason
+
+    async def _life(self, call: _Call) -> None:
+        raise NotImplementedError
+
+    async def _send(self, event: TelephonyEvent) -> None:
+        assert self._events is not None
+        await self._events.send(event)
+
+    async def _finish(self, call: _Call, reason: HangupReason) -> None:
+        call.phase = _Phase.ENDED
+        campaigncall_id = call.origination.campaigncall_id
+        log.debug("sim call ended", campaigncall_id=campaigncall_id, reason=reason.value)
+        await self._send(Ended(campaigncall_id, reason))
+        self.calls.pop(campaigncall_id, None)
+
+
+class SimTelephony(_SimBackend):
+    """Telephony backend ``sim``: places simulated calls (see the module docstring)."""
+
+    kind: CallKind = "call"
+
+    async def originate(self, origination: Origination) -> None:
+        """Place the call, unless one was placed for this campaigncall id already."""
+        await anyio.lowlevel.checkpoint()
+        if self._task_group is None:
+            raise OriginationError("sim telephony backend is not running")
+        world = self.world
+        if world.placed_before(origination, self.kind):
+            return
+        outcomes = world.outcomes_for(origination.campaign_id)
+        fate = self._draw_fate(outcomes)
+        if fate is _Fate.REFUSED:
+            world.counters.refused += 1
+            raise OriginationError("sim trunk refused the call")
+        if fate is _Fate.BUSY:
+            ring = _uniform(world.rng, BUSY_RING)
+        elif fate is _Fate.FAILED:
+            ring = _uniform(world.rng, FAILURE_DELAY)
+        elif fate is _Fate.NO_ANSWER:
+            ring = NO_ANSWER_CAP
+        else:
+            ring = _uniform(world.rng, outcomes.ring_time)
+        talk = _uniform(world.rng, outcomes.talk_time)
+        world.record(origination, self.kind)
+        world.counters.originated += 1
+        self._place(origination, fate, ring, talk)
+
+    async def cancel(self, campaigncall_id: str) -> None:
+        """End an unanswered call as ``cancelled``; nothing if it was answered or ended."""
+        await anyio.lowlevel.checkpoint()
+        self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
+
+    async def hangup(self, campaigncall_id: str) -> None:
+        """End an answered call as ``normal`` (a still ringing one as ``cancelled``)."""
+        await anyio.lowlevel.checkpoint()
+        self._force_end(campaigncall_id, HangupReason.NORMAL, _Phase.ANSWERED)
+        self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
+
+    def _draw_fate(self, outcomes: SimOutcomes) -> _Fate:
+        rng = self.world.rng
+        draw = rng.random()
+        for fate, share in (
+            (_Fate.FAILED, outcomes.failure),
+            (_Fate.BUSY, outcomes.busy),
+            (_Fate.NO_ANSWER, outcomes.no_answer),
+            (_Fate.MACHINE, outcomes.machine),
+        ):
+            if draw < share:
+                if fate is _Fate.FAILED and rng.random() < REFUSED_SHARE:
+                    return _Fate.REFUSED
+                return fate
+            draw -= share
+        return _Fate.LIVE
+
+    async def _life(self, call: _Call) -> None:
+        reason = await self._phase(call, self._ring)
+        if reason is None:
+            call.phase = _Phase.ANSWERED
+            self.world.counters.answered += 1
+            # Sent outside the call's cancel scope: a hangup now must not lose the answer.
+            await self._send(Answered(call.origination.campaigncall_id))
+            reason = await self._phase(call, self._answered)
+        reason = reason or HangupReason.NORMAL
+        self._release(call)
+        ended = self.world.counters.ended
+        ended[reason] = ended.get(reason, 0) + 1
+        await self._finish(call, reason)
+
+    async def _ring(self, call: _Call) -> HangupReason | None:
+        await self.world.sleep(call.ring)
+        return {
+            _Fate.FAILED: HangupReason.FAILED,
+            _Fate.BUSY: HangupReason.BUSY,
+            _Fate.NO_ANSWER: HangupReason.NO_ANSWER,
+            _Fate.MACHINE: HangupReason.MACHINE,
+        }.get(call.fate)
+
+    async def _answered(self, call: _Call) -> HangupReason:
+        queue_id = call.origination.queue_id
+        if queue_id and queue_id != NIL_UUID:
+            world = self.world
+            pool = world.pool(queue_id)
+            free = pool.free()
+            if free and not pool.waiting:
+                world.connect(call, world.rng.choice(free))
+            else:
+                pool.waiting.append(call)
+                await self._wait_for_agent(call, world.config.abandon_after)
+            if call.agent is None:
+                return HangupReason.ABANDONED
+        await self.world.sleep(call.talk)
+        return HangupReason.NORMAL
+
+    async def _wait_for_agent(self, call: _Call, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        async with anyio.create_task_group() as task_group:
+
+            async def give_up() -> None:
+                await self.world.sleep(seconds)
+                task_group.cancel_scope.cancel()
+
+            task_group.start_soon(give_up)
+            await call.agent_found.wait()
+            task_group.cancel_scope.cancel()
+
+    def _release(self, call: _Call) -> None:
+        """Take the call out of its queue; its agent, if any, goes into wrap-up."""
+        queue_id = call.origination.queue_id
+        if not queue_id or queue_id == NIL_UUID:
+            return
+        pool = self.world.pool(queue_id)
+        if call in pool.waiting:
+            pool.waiting.remove(call)
+        agent, call.agent = call.agent, None
+        if agent is None:
+            return
+        agent.status = AgentStatus.WRAP_UP
+        if self._task_group is not None:
+            self._task_group.start_soon(self._wrap_up, agent, pool, name=f"sim {agent.id}")
+
+    async def _wrap_up(self, agent: _Agent, pool: _AgentPool) -> None:
+        world = self.world
+        await world.sleep(_uniform(world.rng, world.config.wrap_up))
+        agent.status = AgentStatus.AVAILABLE
+        if agent.retiring:
+            pool.agents.remove(agent)
+        world.dispatch(pool)
+
+
+class SimQueue:
+    """Queue adapter ``sim``: the simulated agents of a queue who are free right now."""
+
+    name = "sim"
+
+    def __init__(self, world: SimCallCentre) -> None:
+        self.world = world
+
+    async def available_agents(self, queue_id: str) -> int:
+        """Agents of the queue neither talking nor in wrap-up."""
+        await anyio.lowlevel.checkpoint()
+        return len(self.world.pool(queue_id).free())
+
+
+class SimFlowRunner(_SimBackend):
+    """Flow runner ``sim``: a flow reports ``normal`` after a talk time, or, with the
+    probability ``flow_silence``, never reports at all."""
+
+    kind: CallKind = "flow"
+
+    async def start_flow(self, origination: Origination) -> None:
+        """Start the flow, unless one was started for this campaigncall id already."""
+        await anyio.lowlevel.checkpoint()
+        if self._task_group is None:
+            raise OriginationError("sim flow runner is not running")
+        world = self.world
+        if world.placed_before(origination, self.kind):
+            return
+        outcomes = world.outcomes_for(origination.campaign_id)
+        silent = world.rng.random() < outcomes.flow_silence
+        talk = _uniform(world.rng, outcomes.talk_time)
+        world.record(origination, self.kind)
+        world.counters.flows_started += 1
+        self._place(origination, _Fate.NO_ANSWER if silent else _Fate.LIVE, 0.0, talk)
+
+    async def stop_flow(self, campaigncall_id: str) -> None:
+        """Stop a running flow; it ends as ``cancelled``."""
+        await anyio.lowlevel.checkpoint()
+        self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
+
+    async def _life(self, call: _Call) -> None:
+        reason = await self._phase(call, self._execute)
+        if reason is HangupReason.NORMAL:
+            self.world.counters.flows_completed += 1
+        await self._finish(call, reason or HangupReason.CANCELLED)
+
+    async def _execute(self, call: _Call) -> HangupReason:
+        if call.fate is _Fate.NO_ANSWER:
+            await anyio.sleep_forever()
+        await self.world.sleep(call.talk)
+        return HangupReason.NORMAL

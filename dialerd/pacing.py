@@ -1,0 +1,88 @@
+"""How many attempts a campaign may start now: the service-level rule and its ceilings.
+
+Pure: state in, decision out (behaviour.md §3). With a queue, a new attempt may start while
+
+    available_agents > dialing_attempts * service_level / 100
+
+and each attempt started in the same tick counts as dialing before the next check.
+Whatever the rule says, a per-campaign ceiling of concurrent attempts and a ceiling of
+attempts per second apply (so ``service_level = 0`` cannot dial without bound).
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+
+def service_level_allows(available_agents: int, dialing_attempts: int, service_level: int) -> bool:
+    """The seed's inequality, in integers: ``available * 100 > dialing * service_level``."""
+    return available_agents * 100 > dialing_attempts * service_level
+
+
+class PacingInput(msgspec.Struct, frozen=True, kw_only=True):
+    """What the tick knows when it decides."""
+
+    has_queue: bool
+    available_agents: int
+    dialing_attempts: int
+    active_attempts: int
+    service_level: int
+    max_concurrent_attempts: int
+    # Attempts the per-second ceiling still allows right now (see ``RateBudget``).
+    rate_allowance: int
+
+
+def attempts_to_start(pacing: PacingInput) -> int:
+    """How many attempts this tick may start (each one raising ``dialing_attempts``)."""
+    ceiling = min(
+        pacing.max_concurrent_attempts - pacing.active_attempts,
+        pacing.rate_allowance,
+    )
+    if ceiling <= 0:
+        return 0
+    if not pacing.has_queue:
+        return ceiling
+    started = 0
+    while started < ceiling and service_level_allows(
+        pacing.available_agents, pacing.dialing_attempts + started, pacing.service_level
+    ):
+        started += 1
+    return started
+
+
+class RateBudget(msgspec.Struct, frozen=True, kw_only=True):
+    """A token bucket for the attempts-per-second ceiling, as an immutable value.
+
+    ``tokens`` refill at ``rate`` per second up to ``burst``; ``updated`` is the
+    monotonic time of the last refill.
+    """
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    @classmethod
+    def full(cls, rate: float, now: float) -> RateBudget:
+        """A budget that may spend one second's worth (at least one attempt) at once."""
+        burst = max(1.0, rate)
+        return cls(rate=rate, burst=burst, tokens=burst, updated=now)
+
+    def refilled(self, now: float, rate: float | None = None) -> RateBudget:
+        """The budget at ``now``; a new ``rate`` (config reload) takes effect from here."""
+        rate = self.rate if rate is None else rate
+        burst = max(1.0, rate)
+        elapsed = max(0.0, now - self.updated)
+        tokens = min(burst, self.tokens + elapsed * self.rate)
+        return RateBudget(rate=rate, burst=burst, tokens=tokens, updated=now)
+
+    @property
+    def allowance(self) -> int:
+        """Whole attempts the budget allows now."""
+        return math.floor(self.tokens)
+
+    def spent(self, attempts: int) -> RateBudget:
+        """The budget after starting ``attempts``."""
+        return msgspec.structs.replace(self, tokens=self.tokens - attempts)

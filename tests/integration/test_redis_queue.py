@@ -1,0 +1,176 @@
+"""The ``redis`` queue adapter against a real redis-server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+import redis.asyncio
+from redis.typing import EncodableT, FieldT
+from structlog.testing import capture_logs
+
+from dialerd.adapters.redis_queue import RedisQueue, redact_url
+from dialerd.ports import QueueUnavailable
+from tests.conftest import free_port
+
+QUEUE = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+def queue_adapter(url: str, *, pool_size: int = 4, timeout: float = 2.0) -> RedisQueue:
+    return RedisQueue(url=url, prefix="dtest", pool_size=pool_size, timeout=timeout)
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[RedisQueue]:
+    adapter = queue_adapter(redis_url)
+    await adapter.open()
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture
+async def agents(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain client, standing in for the call centre that keeps agents' statuses."""
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A URL whose server accepts connections and never replies."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"redis://:s3cret@127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+async def test_only_available_agents_count(queue: RedisQueue, agents: redis.asyncio.Redis) -> None:
+    statuses: dict[FieldT, EncodableT] = {
+        "agent-1": "available",
+        "agent-2": "away",
+        "agent-3": "busy",
+        "agent-4": "offline",
+        "agent-5": "ringing",
+        "agent-6": "available",
+    }
+    await agents.hset(f"dtest:queue:{QUEUE}:agents", mapping=statuses)
+    assert await queue.available_agents(QUEUE) == 2
+    await agents.hset(f"dtest:queue:{QUEUE}:agents", "agent-3", "available")
+    assert await queue.available_agents(QUEUE) == 3
+
+
+async def test_other_queues_and_prefixes_do_not_count(
+    queue: RedisQueue, agents: redis.asyncio.Redis
+) -> None:
+    await agents.hset(f"dtest:queue:{QUEUE}:agents", "agent-1", "available")
+    await agents.hset("dtest:queue:other:agents", "agent-2", "available")
+    await agents.hset(f"elsewhere:queue:{QUEUE}:agents", "agent-3", "available")
+    assert await queue.available_agents(QUEUE) == 1
+
+
+async def test_a_missing_queue_has_no_agents_and_is_logged_once_until_it_appears(
+    queue: RedisQueue, agents: redis.asyncio.Redis
+) -> None:
+    key = f"dtest:queue:{QUEUE}:agents"
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert await queue.available_agents(QUEUE) == 0
+    assert logs == [
+        {
+            "event": "queue has no agents in redis; counting 0 available",
+            "queue_id": QUEUE,
+            "key": key,
+            "log_level": "warning",
+        }
+    ]
+    await agents.hset(key, "agent-1", "available")
+    with capture_logs() as logs:
+        assert await queue.available_agents(QUEUE) == 1
+        await agents.delete(key)
+        assert await queue.available_agents(QUEUE) == 0
+        assert await queue.available_agents(QUEUE) == 0
+    assert [entry["queue_id"] for entry in logs] == [QUEUE]
+
+
+async def test_a_key_that_is_not_a_hash_is_reported(
+    queue: RedisQueue, agents: redis.asyncio.Redis
+) -> None:
+    await agents.set(f"dtest:queue:{QUEUE}:agents", "oops")
+    with pytest.raises(QueueUnavailable, match=f"'dtest:queue:{QUEUE}:agents' is not a hash"):
+        await queue.available_agents(QUEUE)
+
+
+async def test_many_concurrent_reads_share_a_small_pool(
+    redis_url: str, agents: redis.asyncio.Redis
+) -> None:
+    await agents.hset(f"dtest:queue:{QUEUE}:agents", "agent-1", "available")
+    adapter = queue_adapter(redis_url, pool_size=1)
+    await adapter.open()
+    counts: list[int] = []
+
+    async def read() -> None:
+        counts.append(await adapter.available_agents(QUEUE))
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as task_group:
+                for _ in range(20):
+                    task_group.start_soon(read)
+    finally:
+        await adapter.close()
+    assert counts == [1] * 20
+
+
+async def test_an_unreachable_server_raises_queue_unavailable_without_the_password() -> None:
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    adapter = queue_adapter(url, timeout=1.0)
+    with capture_logs() as logs:
+        await adapter.open()
+    assert logs[0]["event"].startswith("queue redis unreachable")
+    assert "s3cret" not in str(logs)
+    try:
+        with anyio.fail_after(5), pytest.raises(QueueUnavailable) as caught:
+            await adapter.available_agents(QUEUE)
+    finally:
+        await adapter.close()
+    message = str(caught.value)
+    assert "did not answer" in message
+    assert redact_url(url) in message
+    assert "s3cret" not in message
+
+
+async def test_a_server_that_never_replies_times_out_as_queue_unavailable(
+    silent_server: str,
+) -> None:
+    adapter = queue_adapter(silent_server, timeout=0.2)
+    await adapter.open()
+    try:
+        with anyio.fail_after(5), pytest.raises(QueueUnavailable, match="did not answer"):
+            await adapter.available_agents(QUEUE)
+    finally:
+        await adapter.close()
+
+
+async def test_reading_a_queue_that_is_not_open_raises_queue_unavailable(redis_url: str) -> None:
+    adapter = queue_adapter(redis_url)
+    with pytest.raises(QueueUnavailable, match="not open"):
+        await adapter.available_agents(QUEUE)
+    await adapter.open()
+    await adapter.close()
+    with pytest.raises(QueueUnavailable, match="not open"):
+        await adapter.available_agents(QUEUE)
+
+
+async def test_an_invalid_url_is_refused_by_name() -> None:
+    adapter = queue_adapter("http://user:s3cret@127.0.0.1:6379/0")
+    with pytest.raises(QueueUnavailable, match=r"'http://user:\*\*\*@127.0.0.1:6379/0' is invalid"):
+        await adapter.open()
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("redis://:pw@host:6379/2") == "redis://:***@host:6379/2"
+    assert redact_url("rediss://ops:pw@host/0") == "rediss://ops:***@host/0"
