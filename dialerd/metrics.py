@@ -1,0 +1,240 @@
+"""Prometheus metrics of dialerd, on a registry of their own (``REGISTRY``).
+
+Names are in base units, counters end in ``_total``, latencies are histograms. No label
+ever holds a campaigncall id, a target id or a phone number; queue ids are configuration
+and allowed. The engine calls the functions below and never touches labels itself:
+
+- ``campaigns_by_status({"run": 2, "stopping": 0, "stop": 5})`` after each scan;
+- ``attempt_started("call")``; ``attempt_finished("fail", "busy")`` (an ``abandoned``
+  reason also counts in ``dialerd_abandoned_total``); ``ANSWERED.inc()`` on answer;
+- ``attempts_active(dialing=..., progressing=...)`` whenever either count changes;
+- ``AVAILABLE_AGENTS.labels(queue_id=...).set(n)``, ``queues_in_use(ids)`` to drop others;
+- ``pacing_decision(allowed=3, started=2)`` once per tick;
+- ``TICK_DURATION.observe(s)``, ``TICK_LAG.observe(s)``;
+- ``with store_operation("finish_attempt", store.backend): ...``; ``STORE_UP.set(1)``;
+- ``origination_error(backend)``, ``queue_read_error(adapter)``, ``config_reloaded(success=...)``;
+- ``declare_backends(telephony=[...], queue_adapter=...)`` once at start, so error
+  counters exist at 0 and ``increase()`` sees their first error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from dialerd import __version__
+from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
+from dialerd.ports import HangupReason
+
+# A ``_created`` series per counter and histogram doubles the series count for a value
+# Prometheus does not use; this process serves only dialerd's metrics.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+# 1 ms .. 5 s: a tick is a few store round trips; its lag is how late it started.
+TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# SQLite answers in tens of microseconds, a remote Redis in milliseconds.
+STORE_BUCKETS = (0.0001, 0.00025, 0.0005, *TICK_BUCKETS)
+
+BUILD_INFO = Info("dialerd_build", "Version of the running dialerd.", registry=REGISTRY)
+BUILD_INFO.info({"version": __version__})
+
+CAMPAIGNS = Gauge("dialerd_campaigns", "Campaigns by status.", ["status"], registry=REGISTRY)
+ATTEMPTS_STARTED = Counter(
+    "dialerd_attempts_started",
+    "Attempts started, by campaign type.",
+    ["campaign_type"],
+    registry=REGISTRY,
+)
+ATTEMPTS_FINISHED = Counter(
+    "dialerd_attempts_finished",
+    "Attempts finished, by result and hangup reason.",
+    ["result", "reason"],
+    registry=REGISTRY,
+)
+ATTEMPTS_ACTIVE = Gauge(
+    "dialerd_attempts_active",
+    "Attempts in progress: dialing (not answered yet) or progressing (answered).",
+    ["status"],
+    registry=REGISTRY,
+)
+ANSWERED = Counter("dialerd_answered", "Attempts answered by the callee.", registry=REGISTRY)
+ABANDONED = Counter(
+    "dialerd_abandoned",
+    "Answered attempts no agent took in time (abandoned).",
+    registry=REGISTRY,
+)
+AVAILABLE_AGENTS = Gauge(
+    "dialerd_available_agents",
+    "Available agents of a queue, as last read by the engine.",
+    ["queue_id"],
+    registry=REGISTRY,
+)
+PACING_ALLOWED = Counter(
+    "dialerd_pacing_attempts_allowed",
+    "New attempts the pacing rule allowed, summed over ticks.",
+    registry=REGISTRY,
+)
+PACING_STARTED = Counter(
+    "dialerd_pacing_attempts_started",
+    "New attempts actually started, summed over ticks.",
+    registry=REGISTRY,
+)
+TICK_DURATION = Histogram(
+    "dialerd_tick_duration_seconds",
+    "Time one campaign tick took.",
+    buckets=TICK_BUCKETS,
+    registry=REGISTRY,
+)
+TICK_LAG = Histogram(
+    "dialerd_tick_lag_seconds",
+    "How late a campaign tick started after it was due.",
+    buckets=TICK_BUCKETS,
+    registry=REGISTRY,
+)
+STORE_OPERATION = Histogram(
+    "dialerd_store_operation_seconds",
+    "Latency of store operations, by operation and backend.",
+    ["operation", "backend"],
+    buckets=STORE_BUCKETS,
+    registry=REGISTRY,
+)
+STORE_UP = Gauge(
+    "dialerd_store_up", "1 when the store answered the last check, else 0.", registry=REGISTRY
+)
+STORE_UP.set(1)
+ORIGINATION_ERRORS = Counter(
+    "dialerd_telephony_origination_errors",
+    "Originations the telephony backend refused or failed.",
+    ["backend"],
+    registry=REGISTRY,
+)
+QUEUE_READ_ERRORS = Counter(
+    "dialerd_queue_read_errors",
+    "Failed reads of available agents from the queue adapter.",
+    ["adapter"],
+    registry=REGISTRY,
+)
+CONFIG_RELOADS = Counter(
+    "dialerd_config_reloads",
+    "Configuration reloads (SIGHUP), by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+
+_REASONS = frozenset(reason.value for reason in HangupReason)
+_RESULTS = frozenset(result.value for result in CampaigncallResult if result.value)
+_CAMPAIGN_TYPES = frozenset(kind.value for kind in CampaignType)
+
+
+def _declare_series() -> None:
+    """Create every fixed label combination at 0, so rates and ratios exist from the start."""
+    for status in CampaignStatus:
+        CAMPAIGNS.labels(status=status.value)
+    for kind in _CAMPAIGN_TYPES:
+        ATTEMPTS_STARTED.labels(campaign_type=kind)
+    for reason in HangupReason:
+        result = (
+            CampaigncallResult.SUCCESS if reason == HangupReason.NORMAL else CampaigncallResult.FAIL
+        )
+        ATTEMPTS_FINISHED.labels(result=result.value, reason=reason.value)
+    for activity in ("dialing", "progressing"):
+        ATTEMPTS_ACTIVE.labels(status=activity)
+    for outcome in ("success", "failure"):
+        CONFIG_RELOADS.labels(result=outcome)
+
+
+_declare_series()
+
+
+def declare_backends(*, telephony: Iterable[str], queue_adapter: str) -> None:
+    """Create the error counters of the configured backends at 0."""
+    for backend in telephony:
+        ORIGINATION_ERRORS.labels(backend=backend)
+    QUEUE_READ_ERRORS.labels(adapter=queue_adapter)
+
+
+def campaigns_by_status(counts: Mapping[str, int]) -> None:
+    """Set the number of campaigns per status (``stop``, ``stopping``, ``run``)."""
+    for status, count in counts.items():
+        CAMPAIGNS.labels(status=CampaignStatus(status).value).set(count)
+
+
+def attempt_started(campaign_type: str) -> None:
+    """Count one attempt started for a campaign of ``campaign_type`` (call or flow)."""
+    if campaign_type not in _CAMPAIGN_TYPES:
+        raise ValueError(f"unknown campaign type {campaign_type!r}")
+    ATTEMPTS_STARTED.labels(campaign_type=campaign_type).inc()
+
+
+def attempt_finished(result: str, reason: str) -> None:
+    """Count one finished attempt; an ``abandoned`` one also counts as abandoned."""
+    if result not in _RESULTS:
+        raise ValueError(f"unknown campaigncall result {result!r}")
+    if reason not in _REASONS:
+        raise ValueError(f"unknown hangup reason {reason!r}")
+    ATTEMPTS_FINISHED.labels(result=result, reason=reason).inc()
+    if reason == HangupReason.ABANDONED:
+        ABANDONED.inc()
+
+
+def attempts_active(*, dialing: int, progressing: int) -> None:
+    """Set the attempts in progress: dialing (unanswered) and progressing (answered)."""
+    ATTEMPTS_ACTIVE.labels(status="dialing").set(dialing)
+    ATTEMPTS_ACTIVE.labels(status="progressing").set(progressing)
+
+
+def queues_in_use(queue_ids: Collection[str]) -> None:
+    """Drop the available-agents series of queues no running campaign reads any more."""
+    samples = [sample for metric in AVAILABLE_AGENTS.collect() for sample in metric.samples]
+    for queue_id in {sample.labels["queue_id"] for sample in samples}.difference(queue_ids):
+        AVAILABLE_AGENTS.remove(queue_id)
+
+
+def pacing_decision(*, allowed: int, started: int) -> None:
+    """Add one tick's pacing decision: attempts the rule allowed and attempts started."""
+    PACING_ALLOWED.inc(allowed)
+    PACING_STARTED.inc(started)
+
+
+@contextmanager
+def store_operation(operation: str, backend: str) -> Iterator[None]:
+    """Time the enclosed store call (failed ones too) under ``operation`` and ``backend``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        STORE_OPERATION.labels(operation=operation, backend=backend).observe(
+            time.perf_counter() - started
+        )
+
+
+def origination_error(backend: str) -> None:
+    """Count one origination the telephony (or flow) backend refused or failed."""
+    ORIGINATION_ERRORS.labels(backend=backend).inc()
+
+
+def queue_read_error(adapter: str) -> None:
+    """Count one failed read of available agents."""
+    QUEUE_READ_ERRORS.labels(adapter=adapter).inc()
+
+
+def config_reloaded(*, success: bool) -> None:
+    """Count one configuration reload, accepted or rejected."""
+    CONFIG_RELOADS.labels(result="success" if success else "failure").inc()

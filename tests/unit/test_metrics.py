@@ -1,0 +1,183 @@
+"""Metrics: names, labels, the engine-facing functions, and a lint-clean exposition."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dialerd import __version__, metrics
+
+# Label names that could carry a per-call identity or a phone number.
+FORBIDDEN_LABELS = {
+    "campaigncall_id",
+    "target_id",
+    "campaign_id",
+    "destination",
+    "source",
+    "number",
+    "target",
+}
+
+
+def sample(name: str, **labels: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name, labels)
+    assert value is not None, f"{name}{labels} is not exposed"
+    return value
+
+
+def exposition() -> str:
+    return generate_latest(metrics.REGISTRY).decode()
+
+
+def test_exposition_parses_and_names_every_dialerd_metric() -> None:
+    names = {family.name for family in text_string_to_metric_families(exposition())}
+
+    assert {
+        "dialerd_build_info",
+        "dialerd_campaigns",
+        "dialerd_attempts_started",
+        "dialerd_attempts_finished",
+        "dialerd_attempts_active",
+        "dialerd_answered",
+        "dialerd_abandoned",
+        "dialerd_available_agents",
+        "dialerd_pacing_attempts_allowed",
+        "dialerd_pacing_attempts_started",
+        "dialerd_tick_duration_seconds",
+        "dialerd_tick_lag_seconds",
+        "dialerd_store_operation_seconds",
+        "dialerd_store_up",
+        "dialerd_telephony_origination_errors",
+        "dialerd_queue_read_errors",
+        "dialerd_config_reloads",
+        "process_resident_memory_bytes",
+        "python_info",
+    } <= names
+
+
+def test_build_info_carries_the_version() -> None:
+    assert sample("dialerd_build_info", version=__version__) == 1
+
+
+def test_no_label_can_hold_an_id_or_a_number() -> None:
+    for family in text_string_to_metric_families(exposition()):
+        for metric_sample in family.samples:
+            assert not FORBIDDEN_LABELS & set(metric_sample.labels), metric_sample
+
+
+def test_fixed_series_exist_at_zero_before_anything_happens() -> None:
+    assert sample("dialerd_attempts_finished_total", result="fail", reason="abandoned") >= 0
+    assert sample("dialerd_attempts_finished_total", result="success", reason="normal") >= 0
+    assert sample("dialerd_campaigns", status="stopping") >= 0
+    assert sample("dialerd_config_reloads_total", result="failure") >= 0
+
+
+def test_abandoned_attempt_counts_as_finished_and_abandoned() -> None:
+    finished = sample("dialerd_attempts_finished_total", result="fail", reason="abandoned")
+    abandoned = sample("dialerd_abandoned_total")
+
+    metrics.attempt_finished("fail", "abandoned")
+    metrics.attempt_finished("fail", "busy")
+
+    assert sample("dialerd_attempts_finished_total", result="fail", reason="abandoned") == (
+        finished + 1
+    )
+    assert sample("dialerd_abandoned_total") == abandoned + 1
+
+
+def test_unknown_reason_or_type_is_refused_not_made_a_series() -> None:
+    with pytest.raises(ValueError, match="hangup reason 'exploded'"):
+        metrics.attempt_finished("fail", "exploded")
+    with pytest.raises(ValueError, match="campaign type 'sms'"):
+        metrics.attempt_started("sms")
+
+
+def test_attempt_started_counts_by_campaign_type() -> None:
+    before = sample("dialerd_attempts_started_total", campaign_type="flow")
+    metrics.attempt_started("flow")
+    assert sample("dialerd_attempts_started_total", campaign_type="flow") == before + 1
+
+
+def test_active_attempts_split_into_dialing_and_progressing() -> None:
+    metrics.attempts_active(dialing=2, progressing=1)
+
+    assert sample("dialerd_attempts_active", status="dialing") == 2
+    assert sample("dialerd_attempts_active", status="progressing") == 1
+
+
+def test_campaigns_by_status_sets_each_status() -> None:
+    metrics.campaigns_by_status({"run": 2, "stopping": 1, "stop": 7})
+
+    assert sample("dialerd_campaigns", status="run") == 2
+    assert sample("dialerd_campaigns", status="stop") == 7
+
+
+def test_available_agents_of_queues_no_longer_read_disappear() -> None:
+    metrics.AVAILABLE_AGENTS.labels(queue_id="queue-a").set(4)
+    metrics.AVAILABLE_AGENTS.labels(queue_id="queue-b").set(9)
+
+    metrics.queues_in_use({"queue-b"})
+
+    assert (
+        metrics.REGISTRY.get_sample_value("dialerd_available_agents", {"queue_id": "queue-a"})
+        is None
+    )
+    assert sample("dialerd_available_agents", queue_id="queue-b") == 9
+
+
+def test_pacing_decision_sums_allowed_and_started() -> None:
+    allowed = sample("dialerd_pacing_attempts_allowed_total")
+    started = sample("dialerd_pacing_attempts_started_total")
+
+    metrics.pacing_decision(allowed=5, started=3)
+
+    assert sample("dialerd_pacing_attempts_allowed_total") == allowed + 5
+    assert sample("dialerd_pacing_attempts_started_total") == started + 3
+
+
+def test_store_operation_is_timed_even_when_it_fails() -> None:
+    labels = {"operation": "finish_attempt", "backend": "test"}
+    with metrics.store_operation("finish_attempt", "test"):
+        pass
+    with pytest.raises(OSError, match="disk"), metrics.store_operation("finish_attempt", "test"):
+        raise OSError("disk full")
+
+    assert sample("dialerd_store_operation_seconds_count", **labels) == 2
+
+
+def test_error_counters_exist_at_zero_once_backends_are_declared() -> None:
+    metrics.declare_backends(telephony=["declared-pbx"], queue_adapter="declared-acd")
+
+    assert sample("dialerd_telephony_origination_errors_total", backend="declared-pbx") == 0
+    metrics.origination_error("declared-pbx")
+    metrics.queue_read_error("declared-acd")
+    assert sample("dialerd_telephony_origination_errors_total", backend="declared-pbx") == 1
+    assert sample("dialerd_queue_read_errors_total", adapter="declared-acd") == 1
+
+
+def test_config_reloads_count_success_and_failure() -> None:
+    failures = sample("dialerd_config_reloads_total", result="failure")
+    metrics.config_reloaded(success=False)
+    assert sample("dialerd_config_reloads_total", result="failure") == failures + 1
+
+
+def test_promtool_finds_nothing_to_lint_in_the_exposition() -> None:
+    metrics.attempt_finished("success", "normal")
+    metrics.TICK_LAG.observe(0.002)
+    metrics.TICK_DURATION.observe(0.03)
+    metrics.AVAILABLE_AGENTS.labels(queue_id="queue-lint").set(3)
+    metrics.declare_backends(telephony=["sim"], queue_adapter="sim")
+
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
