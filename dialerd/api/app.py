@@ -1,0 +1,142 @@
+"""The control API application: ``/v1.0`` routes behind token authentication.
+
+Every error, including a bug, is answered with the reference error envelope; no
+traceback reaches a client.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dialerd.api.errors import ApiError, error_response
+from dialerd.api.exchange import ApiContext, Handler, authenticate, drain_body, request_id
+from dialerd.api.openapi import openapi_document
+from dialerd.api.routes import ENDPOINTS, PREFIX
+from dialerd.config import ApiConfig
+from dialerd.control import CampaignControl
+from dialerd.ports import Clock
+from dialerd.store import Conflict, Store, StoreError
+
+log = structlog.get_logger("dialerd.api")
+
+
+class CatchAll:
+    """Outermost middleware: gives each request an id and turns any bug into a 500 envelope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = str(uuid.uuid4())
+        # A copy: the server's lifespan state may be shared between requests.
+        scope["state"] = {**scope.get("state", {}), "request_id": rid}
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                if not any(name == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            return
+        except Exception:
+            log.exception(
+                "request failed", method=scope.get("method"), path=scope.get("path"), request_id=rid
+            )
+            if not started:
+                error = ApiError(500, "INTERNAL", "internal error; the request id identifies it")
+                await error_response(error, rid)(scope, receive, send)
+
+
+def _endpoint(handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
+    """One path's endpoint: authenticate, call the method's handler for the token's
+    customer, and answer errors as envelopes."""
+
+    async def endpoint(request: Request) -> Response:
+        ctx: ApiContext = request.app.state.ctx
+        handler = handlers[request.method if request.method != "HEAD" else "GET"]
+        try:
+            customer_id = authenticate(request, ctx.config)
+            return await handler(request, ctx, customer_id)
+        except ApiError as exc:
+            await drain_body(request)
+            return error_response(exc, request_id(request))
+        except Conflict as exc:
+            # The resource changed under the request (for example deleted meanwhile).
+            return error_response(ApiError(409, "CONFLICT", str(exc)), request_id(request))
+        except StoreError:
+            error = ApiError(503, "STORE_UNAVAILABLE", "the store is unavailable; try again")
+            return error_response(error, request_id(request))
+
+    return endpoint
+
+
+def _routes() -> list[BaseRoute]:
+    by_path: dict[str, dict[str, Handler]] = {}
+    for e in ENDPOINTS:
+        by_path.setdefault(PREFIX + e.path, {})[e.method] = e.handler
+    return [
+        Route(path, _endpoint(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such path) and 405 (wrong method), as envelopes."""
+    assert isinstance(exc, HTTPException)
+    reason = {404: "NO_SUCH_PATH", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    error = ApiError(exc.status_code, reason, str(exc.detail), headers=dict(exc.headers or {}))
+    return error_response(error, request_id(request))
+
+
+def create_app(
+    *,
+    store: Store,
+    control: CampaignControl,
+    clock: Clock,
+    config: ApiConfig,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The control API; ``extra_routes`` (metrics, health) are mounted without authentication."""
+    document = msgspec.json.encode(openapi_document())
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    routes: list[BaseRoute] = [Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])]
+    routes += _routes()
+    routes += list(extra_routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(CatchAll)],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.ctx = ApiContext(store=store, control=control, clock=clock, config=config)
+    return app
+
+
+def set_api_config(app: Starlette, config: ApiConfig) -> None:
+    """Use a reloaded configuration (tokens, body limit) from the next request on."""
+    context: ApiContext = app.state.ctx
+    context.config = config

@@ -1,0 +1,291 @@
+"""Request bodies of the control API, decoded and validated by msgspec.
+
+Unknown fields are ignored (clients of the reference API send extras); wrong types, bad
+enum values, bad UUIDs and out-of-range numbers fail with a message naming the field.
+Update bodies mark every field optional: a field absent from the body is left unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from dialerd.model import NIL_UUID, Action, Address, AddressType, CampaignType, EndHandle
+
+# Counts and milliseconds: never negative, and small enough for any store's integers.
+Count = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
+Milliseconds = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
+PositiveMilliseconds = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
+Reference = uuid.UUID | None
+
+NIL: Final = uuid.UUID(NIL_UUID)
+
+
+def reference(value: uuid.UUID | None) -> str:
+    """A reference id as stored: the nil UUID when absent or null."""
+    return NIL_UUID if value is None else str(value)
+
+
+class ActionType(enum.StrEnum):
+    """Flow action types the reference API knows."""
+
+    AI_TALK = "ai_talk"
+    AI_SUMMARY = "ai_summary"
+    AMD = "amd"
+    ANSWER = "answer"
+    BEEP = "beep"
+    BRANCH = "branch"
+    CALL = "call"
+    CONDITION_CALL_DIGITS = "condition_call_digits"
+    CONDITION_CALL_STATUS = "condition_call_status"
+    CONDITION_DATETIME = "condition_datetime"
+    CONDITION_VARIABLE = "condition_variable"
+    CONFBRIDGE_JOIN = "confbridge_join"
+    CONFERENCE_JOIN = "conference_join"
+    CONNECT = "connect"
+    CONVERSATION_SEND = "conversation_send"
+    DIGITS_RECEIVE = "digits_receive"
+    DIGITS_SEND = "digits_send"
+    ECHO = "echo"
+    EMAIL_SEND = "email_send"
+    EXTERNAL_MEDIA_START = "external_media_start"
+    EXTERNAL_MEDIA_STOP = "external_media_stop"
+    FETCH = "fetch"
+    FETCH_FLOW = "fetch_flow"
+    GOTO = "goto"
+    HANGUP = "hangup"
+    MESSAGE_SEND = "message_send"
+    MUTE = "mute"
+    PLAY = "play"
+    QUEUE_JOIN = "queue_join"
+    RECORDING_START = "recording_start"
+    RECORDING_STOP = "recording_stop"
+    SLEEP = "sleep"
+    STOP = "stop"
+    STREAM_ECHO = "stream_echo"
+    TALK = "talk"
+    TRANSCRIBE_START = "transcribe_start"
+    TRANSCRIBE_STOP = "transcribe_stop"
+    TRANSCRIBE_RECORDING = "transcribe_recording"
+    VARIABLE_SET = "variable_set"
+    WEBHOOK_SEND = "webhook_send"
+
+
+class CampaignExecute(enum.StrEnum):
+    """What a client may ask of a campaign's status (``stopping`` is the engine's)."""
+
+    RUN = "run"
+    STOP = "stop"
+
+
+class AddressBody(msgspec.Struct, frozen=True, kw_only=True):
+    """An address in a request (source, destination_N)."""
+
+    type: AddressType = AddressType.NONE
+    target: str = ""
+    target_name: str = ""
+    name: str = ""
+    detail: str = ""
+
+    def to_model(self) -> Address:
+        """The stored form."""
+        return Address(
+            type=self.type,
+            target=self.target,
+            target_name=self.target_name,
+            name=self.name,
+            detail=self.detail,
+        )
+
+
+class ActionBody(msgspec.Struct, frozen=True, kw_only=True):
+    """One flow action in a request."""
+
+    type: ActionType
+    id: Reference = None
+    next_id: Reference = None
+    option: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def to_model(self) -> Action:
+        """The stored form."""
+        return Action(
+            type=self.type.value,
+            id=reference(self.id),
+            next_id=reference(self.next_id),
+            option=self.option,
+        )
+
+
+def actions_model(actions: list[ActionBody]) -> list[Action]:
+    """Request actions in their stored form."""
+    return [action.to_model() for action in actions]
+
+
+# -- campaigns ---------------------------------------------------------------------
+
+
+class CampaignCreate(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /campaigns``: a new campaign, created in status ``stop``."""
+
+    type: CampaignType = CampaignType.CALL
+    name: str = ""
+    detail: str = ""
+    service_level: Count = 100
+    end_handle: EndHandle = EndHandle.STOP
+    actions: list[ActionBody] = msgspec.field(default_factory=list)
+    outplan_id: Reference = None
+    outdial_id: Reference = None
+    queue_id: Reference = None
+    next_campaign_id: Reference = None
+
+
+class CampaignUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /campaigns/{id}``: only the fields present change; ``status`` runs or stops."""
+
+    type: CampaignType | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+    service_level: Count | UnsetType = UNSET
+    end_handle: EndHandle | UnsetType = UNSET
+    actions: list[ActionBody] | UnsetType = UNSET
+    outplan_id: Reference | UnsetType = UNSET
+    outdial_id: Reference | UnsetType = UNSET
+    queue_id: Reference | UnsetType = UNSET
+    next_campaign_id: Reference | UnsetType = UNSET
+    status: CampaignExecute | UnsetType = UNSET
+
+
+class CampaignStatusBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /campaigns/{id}/status``."""
+
+    status: CampaignExecute
+
+
+class ServiceLevelBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /campaigns/{id}/service_level``."""
+
+    service_level: Count
+
+
+class ActionsBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /campaigns/{id}/actions``."""
+
+    actions: list[ActionBody]
+
+
+class ResourceInfoBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /campaigns/{id}/resource_info``: only the ids present change."""
+
+    outplan_id: Reference | UnsetType = UNSET
+    outdial_id: Reference | UnsetType = UNSET
+    queue_id: Reference | UnsetType = UNSET
+    next_campaign_id: Reference | UnsetType = UNSET
+
+
+class NextCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /campaigns/{id}/next_campaign_id``."""
+
+    next_campaign_id: Reference
+
+
+# -- outplans ----------------------------------------------------------------------
+
+
+class OutplanCreate(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /outplans``: how and when targets are dialed and retried."""
+
+    name: str = ""
+    detail: str = ""
+    source: AddressBody = msgspec.field(default_factory=AddressBody)
+    dial_timeout: PositiveMilliseconds = 30_000
+    try_interval: Milliseconds = 60_000
+    max_try_count_0: Count = 0
+    max_try_count_1: Count = 0
+    max_try_count_2: Count = 0
+    max_try_count_3: Count = 0
+    max_try_count_4: Count = 0
+
+
+class OutplanUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /outplans/{id}``: name and detail."""
+
+    name: str | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+
+
+class DialInfoBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /outplans/{id}/dial_info``: only the fields present change."""
+
+    source: AddressBody | UnsetType = UNSET
+    dial_timeout: PositiveMilliseconds | UnsetType = UNSET
+    try_interval: Milliseconds | UnsetType = UNSET
+    max_try_count_0: Count | UnsetType = UNSET
+    max_try_count_1: Count | UnsetType = UNSET
+    max_try_count_2: Count | UnsetType = UNSET
+    max_try_count_3: Count | UnsetType = UNSET
+    max_try_count_4: Count | UnsetType = UNSET
+
+
+# -- outdials and targets ----------------------------------------------------------
+
+
+class OutdialCreate(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /outdials``: a list of targets; ``campaign_id`` may be nil or absent."""
+
+    name: str = ""
+    detail: str = ""
+    data: str = ""
+    campaign_id: Reference = None
+
+
+class OutdialUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /outdials/{id}``: name and detail."""
+
+    name: str | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+
+
+class OutdialCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /outdials/{id}/campaign_id``."""
+
+    campaign_id: Reference
+
+
+class OutdialDataBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /outdials/{id}/data``."""
+
+    data: str
+
+
+class TargetCreate(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /outdials/{id}/targets`` (JSON, or one NDJSON line): one contact."""
+
+    name: str = ""
+    detail: str = ""
+    data: str = ""
+    destination_0: AddressBody | None = None
+    destination_1: AddressBody | None = None
+    destination_2: AddressBody | None = None
+    destination_3: AddressBody | None = None
+    destination_4: AddressBody | None = None
+
+    @property
+    def destinations(self) -> tuple[AddressBody | None, ...]:
+        """``destination_0`` .. ``destination_4``."""
+        return (
+            self.destination_0,
+            self.destination_1,
+            self.destination_2,
+            self.destination_3,
+            self.destination_4,
+        )
+
+
+class ImportResult(msgspec.Struct, frozen=True):
+    """What a CSV or NDJSON import stored."""
+
+    count: int

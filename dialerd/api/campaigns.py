@@ -1,0 +1,209 @@
+"""Handlers of ``/v1.0/campaigns``: create, read, edit, run, stop and delete campaigns.
+
+Every status change and edit goes through ``CampaignControl``, which serialises them
+with the engine's own changes of the same campaign.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dialerd.api import bodies
+from dialerd.api.errors import ApiError, conflict, invalid, not_found
+from dialerd.api.exchange import ApiContext, Handler, json_body, json_response, page_query, path_id
+from dialerd.control import CampaignNotFound, RunRefused
+from dialerd.model import (
+    NIL_UUID,
+    NOT_DELETED,
+    Campaign,
+    CampaignStatus,
+    new_id,
+)
+
+REFERENCE_FIELDS = ("outplan_id", "outdial_id", "queue_id", "next_campaign_id")
+
+
+async def check_reference(
+    ctx: ApiContext, customer_id: str, field: str, kind: str, value: str
+) -> None:
+    """A 400 when ``value`` is set but names no ``kind`` of this customer."""
+    get = {
+        "outplan": ctx.store.get_outplan,
+        "outdial": ctx.store.get_outdial,
+        "campaign": ctx.store.get_campaign,
+    }[kind]
+    if value != NIL_UUID and await get(customer_id, value) is None:
+        raise invalid(f"{field}: {kind} {value} not found", f"{kind.upper()}_NOT_FOUND")
+
+
+async def check_references(ctx: ApiContext, customer_id: str, changes: dict[str, Any]) -> None:
+    """A 400 when a set outplan, outdial or next campaign id names nothing of this customer."""
+    for field, kind in (
+        ("outplan_id", "outplan"),
+        ("outdial_id", "outdial"),
+        ("next_campaign_id", "campaign"),
+    ):
+        if field in changes:
+            await check_reference(ctx, customer_id, field, kind, changes[field])
+
+
+async def _campaign(ctx: ApiContext, customer_id: str, campaign_id: str) -> Campaign:
+    campaign = await ctx.store.get_campaign(customer_id, campaign_id)
+    if campaign is None:
+        raise not_found("campaign", campaign_id)
+    return campaign
+
+
+def _changes(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields present in an update body, in their stored form."""
+    changes: dict[str, Any] = {}
+    for field in body.__struct_fields__:
+        value = getattr(body, field)
+        if value is UNSET or field == "status":
+            continue
+        if field in REFERENCE_FIELDS:
+            value = bodies.reference(value)
+        elif field == "actions":
+            value = bodies.actions_model(value)
+        changes[field] = value
+    return changes
+
+
+async def _edit(
+    ctx: ApiContext,
+    customer_id: str,
+    campaign_id: str,
+    changes: dict[str, Any],
+    status: bodies.CampaignExecute | None = None,
+) -> Campaign:
+    """Apply the edits, then run or stop; on a refused run nothing is changed."""
+    original = campaign = await _campaign(ctx, customer_id, campaign_id)
+    await check_references(ctx, customer_id, changes)
+    if status is bodies.CampaignExecute.RUN and campaign.status is not CampaignStatus.RUN:
+        problems = await ctx.control.problems(msgspec.structs.replace(campaign, **changes))
+        if problems:
+            raise _refused(campaign_id, problems)
+    try:
+        if changes:
+            campaign = await ctx.control.edit(customer_id, campaign_id, **changes)
+        if status is bodies.CampaignExecute.RUN:
+            try:
+                campaign = await ctx.control.run(customer_id, campaign_id)
+            except RunRefused as exc:
+                # Changed meanwhile (for example its outplan was deleted): undo the edits.
+                if changes:
+                    undo = {field: getattr(original, field) for field in changes}
+                    await ctx.control.edit(customer_id, campaign_id, **undo)
+                raise _refused(campaign_id, exc.problems) from None
+        elif status is bodies.CampaignExecute.STOP:
+            campaign = await ctx.control.stop(customer_id, campaign_id)
+    except CampaignNotFound:
+        raise not_found("campaign", campaign_id) from None
+    return campaign
+
+
+def _refused(campaign_id: str, problems: list[str]) -> ApiError:
+    return conflict(
+        "CAMPAIGN_NOT_RUNNABLE", f"campaign {campaign_id} cannot run: " + "; ".join(problems)
+    )
+
+
+async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``POST /campaigns``."""
+    body = await json_body(request, ctx, bodies.CampaignCreate)
+    references = {field: bodies.reference(getattr(body, field)) for field in REFERENCE_FIELDS}
+    await check_references(ctx, customer_id, references)
+    campaign = Campaign(
+        id=new_id(),
+        customer_id=customer_id,
+        type=body.type,
+        name=body.name,
+        detail=body.detail,
+        status=CampaignStatus.STOP,
+        service_level=body.service_level,
+        end_handle=body.end_handle,
+        actions=bodies.actions_model(body.actions),
+        tm_create=ctx.now(),
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+        **references,
+    )
+    return json_response(await ctx.store.create_campaign(campaign))
+
+
+async def list_campaigns(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /campaigns``."""
+    page_size, page_token = page_query(request)
+    return json_response(await ctx.store.list_campaigns(customer_id, page_size, page_token))
+
+
+async def get_campaign(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /campaigns/{id}``."""
+    campaign_id = path_id(request, "id", "campaign")
+    return json_response(await _campaign(ctx, customer_id, campaign_id))
+
+
+async def update_campaign(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``PUT /campaigns/{id}``: only the fields present change; ``status`` runs or stops."""
+    campaign_id = path_id(request, "id", "campaign")
+    body = await json_body(request, ctx, bodies.CampaignUpdate)
+    status = None if body.status is UNSET else body.status
+    return json_response(await _edit(ctx, customer_id, campaign_id, _changes(body), status))
+
+
+async def update_campaign_status(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``PUT /campaigns/{id}/status``: ``run`` or ``stop``."""
+    campaign_id = path_id(request, "id", "campaign")
+    body = await json_body(request, ctx, bodies.CampaignStatusBody)
+    return json_response(await _edit(ctx, customer_id, campaign_id, {}, body.status))
+
+
+def _sub_update(name: str, body_type: type[msgspec.Struct]) -> Handler:
+    """A handler for a ``PUT /campaigns/{id}/<part>`` that edits the fields of ``body_type``."""
+
+    async def handler(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+        campaign_id = path_id(request, "id", "campaign")
+        body = await json_body(request, ctx, body_type)
+        return json_response(await _edit(ctx, customer_id, campaign_id, _changes(body)))
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = f"Edit a campaign with a {body_type.__name__}."
+    return handler
+
+
+update_service_level = _sub_update("update_service_level", bodies.ServiceLevelBody)
+update_actions = _sub_update("update_actions", bodies.ActionsBody)
+update_resource_info = _sub_update("update_resource_info", bodies.ResourceInfoBody)
+update_next_campaign_id = _sub_update("update_next_campaign_id", bodies.NextCampaignIdBody)
+
+
+async def delete_campaign(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``DELETE /campaigns/{id}``: only a stopped campaign may be deleted (else 409)."""
+    campaign_id = path_id(request, "id", "campaign")
+    async with ctx.control.locks.hold(campaign_id):
+        campaign = await _campaign(ctx, customer_id, campaign_id)
+        if campaign.status is not CampaignStatus.STOP:
+            raise conflict(
+                "CAMPAIGN_NOT_STOPPED",
+                f"campaign {campaign_id} is {campaign.status.value}: stop it before deleting it",
+            )
+        deleted = await ctx.store.delete_campaign(customer_id, campaign_id, ctx.clock.now())
+    if deleted is None:
+        raise not_found("campaign", campaign_id)
+    return json_response(deleted)
+
+
+async def list_campaign_campaigncalls(
+    request: Request, ctx: ApiContext, customer_id: str
+) -> Response:
+    """``GET /campaigns/{id}/campaigncalls``: the campaign's attempts, newest first."""
+    campaign_id = path_id(request, "id", "campaign")
+    page_size, page_token = page_query(request)
+    await _campaign(ctx, customer_id, campaign_id)
+    page = await ctx.store.list_campaigncalls(customer_id, campaign_id, page_size, page_token)
+    return json_response(page)

@@ -1,0 +1,214 @@
+"""What every control API handler shares: its context, the caller's customer, and
+reading paths, queries and bodies into validated values.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import anyio
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dialerd.api.errors import ApiError, invalid, not_found
+from dialerd.config import ApiConfig
+from dialerd.control import CampaignControl
+from dialerd.model import format_time
+from dialerd.ports import Clock
+from dialerd.store import MAX_PAGE_SIZE, Store
+
+T = TypeVar("T")
+
+JSON_TYPES: Final = frozenset({"application/json"})
+CSV_TYPES: Final = frozenset({"text/csv"})
+NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson"})
+DRAIN_BYTES: Final = 16 * 1024 * 1024
+DRAIN_SECONDS: Final = 5.0
+# A page token is a tm_create, optionally followed by "|<id>" (see dialerd.store.base).
+PAGE_TOKEN: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}"
+    r"(\|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?"
+)
+
+
+@dataclass
+class ApiContext:
+    """The daemon's parts a handler may use, and the reloadable API configuration."""
+
+    store: Store
+    control: CampaignControl
+    clock: Clock
+    config: ApiConfig
+
+    def now(self) -> str:
+        """The current time as a reference timestamp string."""
+        return format_time(self.clock.now())
+
+
+Handler = Callable[[Request, ApiContext, str], Awaitable[Response]]
+
+
+def request_id(request: Request) -> str:
+    """The id of this request, as the catch-all middleware assigned it."""
+    state = request.scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if not isinstance(rid, str):
+        rid = str(uuid.uuid4())
+        state["request_id"] = rid
+    return rid
+
+
+def authenticate(request: Request, config: ApiConfig) -> str:
+    """The customer id of the request's token; raise a 401 if it has none or a wrong one."""
+    token = ""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        token = credentials.strip()
+    if not token:
+        token = request.query_params.get("token", "")
+    if not token:
+        raise ApiError(
+            401,
+            "TOKEN_MISSING",
+            "no API token: send 'Authorization: Bearer <token>' or '?token=<token>'",
+            headers={"www-authenticate": "Bearer"},
+        )
+    given = token.encode()
+    customer_id = ""
+    # Compare with every configured token, without stopping early: constant time.
+    for configured in config.tokens:
+        if hmac.compare_digest(given, configured.token.encode()) and not customer_id:
+            customer_id = configured.customer_id
+    if not customer_id:
+        raise ApiError(
+            401,
+            "TOKEN_INVALID",
+            "the API token is not valid",
+            headers={"www-authenticate": "Bearer"},
+        )
+    return customer_id
+
+
+def path_id(request: Request, name: str, kind: str) -> str:
+    """A UUID from the path, normalised; an id that is not a UUID names nothing: 404."""
+    text = str(request.path_params[name])
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise not_found(kind, text[:64]) from None
+
+
+def page_query(request: Request) -> tuple[int, str]:
+    """``page_size`` (1..100, default 100) and ``page_token`` of a list request."""
+    size_text = request.query_params.get("page_size", "")
+    page_size = MAX_PAGE_SIZE
+    if size_text:
+        if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+            raise invalid(
+                f"page_size: expected an integer from 1 to {MAX_PAGE_SIZE}, got {size_text[:20]!r}"
+            )
+        page_size = int(size_text)
+    page_token = request.query_params.get("page_token", "")
+    if page_token and not PAGE_TOKEN.fullmatch(page_token):
+        raise invalid(
+            "page_token: expected the next_page_token of the previous page "
+            "('YYYY-MM-DD HH:MM:SS.ffffff', optionally followed by '|<id>')"
+        )
+    return page_size, page_token
+
+
+def uuid_query(request: Request, name: str) -> str | None:
+    """An optional UUID query parameter; 400 if present and not a UUID."""
+    text = request.query_params.get(name, "")
+    if not text:
+        return None
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise invalid(f"{name}: expected a UUID, got {text[:64]!r}") from None
+
+
+def media_type(request: Request) -> str:
+    """The request's media type without parameters, lower case ("" when absent)."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def require_media_type(request: Request, accepted: frozenset[str]) -> str:
+    """The request's media type if it is one of ``accepted``; a 415 otherwise."""
+    kind = media_type(request) or "application/json"
+    if kind not in accepted:
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Content-Type {kind[:60]!r} is not accepted here; send {', '.join(sorted(accepted))}",
+        )
+    return kind
+
+
+async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives; a 413 once it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise too_large(limit)
+        if chunk:
+            yield chunk
+    request.scope.setdefault("state", {})["body_done"] = True
+
+
+async def drain_body(request: Request) -> None:
+    """Read and drop what is left of the body before an early error answer.
+
+    A client still sending when the server closes gets a connection reset instead of
+    the answer; so up to ``DRAIN_BYTES`` (within ``DRAIN_SECONDS``) are read first.
+    """
+    if request.scope.get("state", {}).get("body_done"):
+        return
+    drained = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while drained <= DRAIN_BYTES:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+def too_large(limit: int) -> ApiError:
+    """The 413 for a body over ``limit`` bytes."""
+    return ApiError(413, "BODY_TOO_LARGE", f"the request body is larger than {limit} bytes")
+
+
+async def json_body(request: Request, ctx: ApiContext, body_type: type[T]) -> T:
+    """The JSON body decoded as ``body_type``; 415, 413 or a 400 naming the bad field."""
+    require_media_type(request, JSON_TYPES)
+    data = bytearray()
+    async for chunk in body_chunks(request, ctx.config.max_body_bytes):
+        data += chunk
+    return decode_json(bytes(data), body_type)
+
+
+def decode_json(data: bytes, body_type: type[T]) -> T:
+    """Decode and validate JSON; a 400 saying which field is wrong and what was expected."""
+    try:
+        return msgspec.json.decode(data, type=body_type)
+    except msgspec.ValidationError as exc:
+        raise invalid(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise invalid(f"the body is not valid JSON: {exc}", "MALFORMED_JSON") from None
+
+
+def json_response(value: Any, status_code: int = 200) -> Response:
+    """A resource (or page of resources) as the JSON response body."""
+    return Response(msgspec.json.encode(value), status_code, media_type="application/json")

@@ -1,0 +1,155 @@
+"""The OpenAPI document of the control API, built from the endpoint table and the msgspec models."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from dialerd import __version__
+from dialerd.api.bodies import ImportResult
+from dialerd.api.errors import ErrorResponse
+from dialerd.api.exchange import PAGE_TOKEN
+from dialerd.api.routes import ENDPOINTS, PREFIX, Endpoint
+from dialerd.store import MAX_PAGE_SIZE
+
+REF_TEMPLATE: Final = "#/components/schemas/{name}"
+ERRORS: Final = {
+    400: "Bad input: the message names the field and what was expected",
+    401: "No API token, or a wrong one",
+    404: "No such resource for this customer",
+    409: "The resource's state does not allow this",
+    413: "The body is too large",
+    415: "The body's Content-Type is not accepted",
+    500: "A bug in dialerd",
+    503: "The store is unavailable; nothing was changed",
+}
+
+
+def _schemas() -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
+    types: list[Any] = [ErrorResponse, ImportResult]
+    for endpoint in ENDPOINTS:
+        types.append(endpoint.response)
+        if endpoint.body is not None:
+            types.append(endpoint.body)
+    unique = list(dict.fromkeys(types))
+    refs, components = msgspec.json.schema_components(unique, ref_template=REF_TEMPLATE)
+    return dict(zip(unique, refs, strict=True)), components
+
+
+def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        }
+        for name in ("id", "target_id")
+        if "{" + name + "}" in endpoint.path
+    ]
+    if endpoint.listing:
+        parameters += [
+            {
+                "name": "page_size",
+                "in": "query",
+                "required": False,
+                "description": f"Items per page, 1 to {MAX_PAGE_SIZE} (default {MAX_PAGE_SIZE})",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+            },
+            {
+                "name": "page_token",
+                "in": "query",
+                "required": False,
+                "description": "The next_page_token of the previous page",
+                "schema": {
+                    "type": "string",
+                    "pattern": f"^(?:{PAGE_TOKEN.pattern})$",
+                },
+            },
+        ]
+    parameters += [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string", "format": "uuid"},
+        }
+        for name, description in endpoint.uuid_queries
+    ]
+    return parameters
+
+
+def _error_codes(endpoint: Endpoint) -> list[int]:
+    codes = [400, 401] if endpoint.body is not None or endpoint.listing else [401]
+    if "{" in endpoint.path:
+        codes.append(404)
+    campaign_change = endpoint.method == "PUT" and endpoint.path.startswith("/campaigns/")
+    if endpoint.method == "DELETE" or campaign_change:
+        codes.append(409)
+    if endpoint.body is not None:
+        codes += [413, 415]
+    return [*codes, 500, 503]
+
+
+def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    ok_schema = refs[endpoint.response]
+    if endpoint.bulk:
+        ok_schema = {"anyOf": [ok_schema, refs[ImportResult]]}
+    operation: dict[str, Any] = {
+        "operationId": endpoint.operation_id,
+        "summary": endpoint.summary,
+        "tags": [endpoint.path.split("/")[1]],
+        "parameters": _parameters(endpoint),
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": ok_schema}}},
+            **{
+                str(code): {
+                    "description": ERRORS[code],
+                    "content": {"application/json": {"schema": refs[ErrorResponse]}},
+                }
+                for code in _error_codes(endpoint)
+            },
+        },
+    }
+    if endpoint.body is not None:
+        content: dict[str, Any] = {"application/json": {"schema": refs[endpoint.body]}}
+        if endpoint.bulk:
+            csv_doc = (
+                "Header row, then one target per row. Columns: name, detail, data, "
+                "destination_0 .. destination_4; a destination is an E.164 number or Address JSON."
+            )
+            content["text/csv"] = {"schema": {"type": "string", "description": csv_doc}}
+            content["application/x-ndjson"] = {
+                "schema": {"type": "string", "description": "One target object per line."}
+            }
+        operation["requestBody"] = {"required": True, "content": content}
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every ``/v1.0`` endpoint."""
+    refs, components = _schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in ENDPOINTS:
+        operations = paths.setdefault(PREFIX + endpoint.path, {})
+        operations[endpoint.method.lower()] = _operation(endpoint, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dialerd control API",
+            "version": __version__,
+            "description": "Campaigns, outplans, outdials, targets and campaigncalls, "
+            "in the shapes of the VoIPbin campaign API.",
+        },
+        "security": [{"bearer": []}, {"token": []}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "token": {"type": "apiKey", "in": "query", "name": "token"},
+            },
+        },
+    }

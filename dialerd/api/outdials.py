@@ -1,0 +1,185 @@
+"""Handlers of ``/v1.0/outdials`` and their targets, including bulk import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dialerd.api import bodies, targets_import
+from dialerd.api.campaigns import check_reference
+from dialerd.api.errors import ApiError, conflict, invalid, not_found
+from dialerd.api.exchange import (
+    CSV_TYPES,
+    JSON_TYPES,
+    NDJSON_TYPES,
+    ApiContext,
+    body_chunks,
+    json_body,
+    json_response,
+    page_query,
+    path_id,
+    require_media_type,
+)
+from dialerd.api.outplans import campaigns_using
+from dialerd.model import NOT_DELETED, Outdial, new_id
+from dialerd.store import Conflict
+
+
+async def _outdial(ctx: ApiContext, customer_id: str, outdial_id: str) -> Outdial:
+    outdial = await ctx.store.get_outdial(customer_id, outdial_id)
+    if outdial is None:
+        raise not_found("outdial", outdial_id)
+    return outdial
+
+
+async def create_outdial(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``POST /outdials``; ``campaign_id`` may be nil or absent."""
+    body = await json_body(request, ctx, bodies.OutdialCreate)
+    campaign_id = bodies.reference(body.campaign_id)
+    await check_reference(ctx, customer_id, "campaign_id", "campaign", campaign_id)
+    outdial = Outdial(
+        id=new_id(),
+        customer_id=customer_id,
+        campaign_id=campaign_id,
+        name=body.name,
+        detail=body.detail,
+        data=body.data,
+        tm_create=ctx.now(),
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    return json_response(await ctx.store.create_outdial(outdial))
+
+
+async def list_outdials(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /outdials``."""
+    page_size, page_token = page_query(request)
+    return json_response(await ctx.store.list_outdials(customer_id, page_size, page_token))
+
+
+async def get_outdial(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /outdials/{id}``."""
+    outdial_id = path_id(request, "id", "outdial")
+    return json_response(await _outdial(ctx, customer_id, outdial_id))
+
+
+async def _update(
+    request: Request, ctx: ApiContext, customer_id: str, body_type: type[msgspec.Struct]
+) -> Response:
+    outdial_id = path_id(request, "id", "outdial")
+    body = await json_body(request, ctx, body_type)
+    outdial = await _outdial(ctx, customer_id, outdial_id)
+    changes: dict[str, Any] = {}
+    for field in body.__struct_fields__:
+        value = getattr(body, field)
+        if value is not UNSET:
+            changes[field] = bodies.reference(value) if field == "campaign_id" else value
+    if "campaign_id" in changes:
+        await check_reference(ctx, customer_id, "campaign_id", "campaign", changes["campaign_id"])
+    if changes:
+        outdial = msgspec.structs.replace(outdial, tm_update=ctx.now(), **changes)
+        outdial = await ctx.store.update_outdial(outdial)
+    return json_response(outdial)
+
+
+async def update_outdial(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``PUT /outdials/{id}``: name and detail."""
+    return await _update(request, ctx, customer_id, bodies.OutdialUpdate)
+
+
+async def update_outdial_campaign_id(
+    request: Request, ctx: ApiContext, customer_id: str
+) -> Response:
+    """``PUT /outdials/{id}/campaign_id``."""
+    return await _update(request, ctx, customer_id, bodies.OutdialCampaignIdBody)
+
+
+async def update_outdial_data(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``PUT /outdials/{id}/data``."""
+    return await _update(request, ctx, customer_id, bodies.OutdialDataBody)
+
+
+async def delete_outdial(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``DELETE /outdials/{id}``: refused (409) while a running campaign dials it."""
+    outdial_id = path_id(request, "id", "outdial")
+    await _outdial(ctx, customer_id, outdial_id)
+    users = await campaigns_using(ctx, customer_id, "outdial_id", outdial_id)
+    if users:
+        raise conflict(
+            "OUTDIAL_IN_USE",
+            f"outdial {outdial_id} is dialed by running campaign(s) {', '.join(users)}: "
+            "stop them first",
+        )
+    deleted = await ctx.store.delete_outdial(customer_id, outdial_id, ctx.clock.now())
+    if deleted is None:
+        raise not_found("outdial", outdial_id)
+    return json_response(deleted)
+
+
+async def create_targets(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``POST /outdials/{id}/targets``: one JSON target, or a CSV or NDJSON file of them."""
+    outdial_id = path_id(request, "id", "outdial")
+    kind = require_media_type(request, JSON_TYPES | CSV_TYPES | NDJSON_TYPES)
+    await _outdial(ctx, customer_id, outdial_id)
+    now = ctx.now()
+    if kind in JSON_TYPES:
+        body = await json_body(request, ctx, bodies.TargetCreate)
+        try:
+            target = targets_import.target_from_body(outdial_id, now, body)
+        except targets_import.NoDestination as exc:
+            raise invalid(str(exc), "TARGET_WITHOUT_DESTINATION") from None
+        await ctx.store.create_targets([target])
+        return json_response(target)
+    chunks = body_chunks(request, ctx.config.max_body_bytes)
+    read = targets_import.read_csv if kind in CSV_TYPES else targets_import.read_ndjson
+    try:
+        targets = await read(chunks, outdial_id, now)
+    except targets_import.ImportRejected as exc:
+        raise ApiError(
+            400,
+            "IMPORT_REJECTED",
+            str(exc),
+            details=[msgspec.to_builtins(problem) for problem in exc.problems],
+        ) from None
+    count = await ctx.store.create_targets(targets) if targets else 0
+    return json_response(bodies.ImportResult(count))
+
+
+async def list_targets(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /outdials/{id}/targets``."""
+    outdial_id = path_id(request, "id", "outdial")
+    page_size, page_token = page_query(request)
+    await _outdial(ctx, customer_id, outdial_id)
+    return json_response(await ctx.store.list_targets(outdial_id, page_size, page_token))
+
+
+async def get_target(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /outdials/{id}/targets/{target_id}``."""
+    outdial_id = path_id(request, "id", "outdial")
+    target_id = path_id(request, "target_id", "target")
+    await _outdial(ctx, customer_id, outdial_id)
+    target = await ctx.store.get_target(outdial_id, target_id)
+    if target is None:
+        raise not_found("target", target_id)
+    return json_response(target)
+
+
+async def delete_target(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``DELETE /outdials/{id}/targets/{target_id}``: refused (409) while it is being dialed."""
+    outdial_id = path_id(request, "id", "outdial")
+    target_id = path_id(request, "target_id", "target")
+    await _outdial(ctx, customer_id, outdial_id)
+    try:
+        deleted = await ctx.store.delete_target(outdial_id, target_id, ctx.clock.now())
+    except Conflict:
+        raise conflict(
+            "TARGET_PROGRESSING",
+            f"target {target_id} is being dialed: it can be deleted once the attempt ends",
+        ) from None
+    if deleted is None:
+        raise not_found("target", target_id)
+    return json_response(deleted)

@@ -1,0 +1,109 @@
+"""Handlers of ``/v1.0/outplans``: how and when a campaign dials and retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dialerd.api import bodies
+from dialerd.api.errors import conflict, not_found
+from dialerd.api.exchange import ApiContext, json_body, json_response, page_query, path_id
+from dialerd.model import NOT_DELETED, CampaignStatus, Outplan, new_id
+
+ACTIVE = (CampaignStatus.RUN, CampaignStatus.STOPPING)
+
+
+async def campaigns_using(ctx: ApiContext, customer_id: str, field: str, value: str) -> list[str]:
+    """Ids of the customer's running or stopping campaigns whose ``field`` is ``value``."""
+    campaigns = await ctx.store.campaigns_with_status(ACTIVE)
+    return [c.id for c in campaigns if c.customer_id == customer_id and getattr(c, field) == value]
+
+
+async def _outplan(ctx: ApiContext, customer_id: str, outplan_id: str) -> Outplan:
+    outplan = await ctx.store.get_outplan(customer_id, outplan_id)
+    if outplan is None:
+        raise not_found("outplan", outplan_id)
+    return outplan
+
+
+async def create_outplan(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``POST /outplans``."""
+    body = await json_body(request, ctx, bodies.OutplanCreate)
+    outplan = Outplan(
+        id=new_id(),
+        customer_id=customer_id,
+        name=body.name,
+        detail=body.detail,
+        source=body.source.to_model(),
+        dial_timeout=body.dial_timeout,
+        try_interval=body.try_interval,
+        max_try_count_0=body.max_try_count_0,
+        max_try_count_1=body.max_try_count_1,
+        max_try_count_2=body.max_try_count_2,
+        max_try_count_3=body.max_try_count_3,
+        max_try_count_4=body.max_try_count_4,
+        tm_create=ctx.now(),
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    return json_response(await ctx.store.create_outplan(outplan))
+
+
+async def list_outplans(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /outplans``."""
+    page_size, page_token = page_query(request)
+    return json_response(await ctx.store.list_outplans(customer_id, page_size, page_token))
+
+
+async def get_outplan(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /outplans/{id}``."""
+    outplan_id = path_id(request, "id", "outplan")
+    return json_response(await _outplan(ctx, customer_id, outplan_id))
+
+
+async def _update(
+    request: Request, ctx: ApiContext, customer_id: str, body_type: type[msgspec.Struct]
+) -> Response:
+    outplan_id = path_id(request, "id", "outplan")
+    body = await json_body(request, ctx, body_type)
+    outplan = await _outplan(ctx, customer_id, outplan_id)
+    changes: dict[str, Any] = {}
+    for field in body.__struct_fields__:
+        value = getattr(body, field)
+        if value is not UNSET:
+            changes[field] = value.to_model() if isinstance(value, bodies.AddressBody) else value
+    if changes:
+        outplan = msgspec.structs.replace(outplan, tm_update=ctx.now(), **changes)
+        outplan = await ctx.store.update_outplan(outplan)
+    return json_response(outplan)
+
+
+async def update_outplan(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``PUT /outplans/{id}``: name and detail."""
+    return await _update(request, ctx, customer_id, bodies.OutplanUpdate)
+
+
+async def update_dial_info(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``PUT /outplans/{id}/dial_info``: source, timeout, interval and try counts."""
+    return await _update(request, ctx, customer_id, bodies.DialInfoBody)
+
+
+async def delete_outplan(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``DELETE /outplans/{id}``: refused (409) while a running campaign uses it."""
+    outplan_id = path_id(request, "id", "outplan")
+    await _outplan(ctx, customer_id, outplan_id)
+    users = await campaigns_using(ctx, customer_id, "outplan_id", outplan_id)
+    if users:
+        raise conflict(
+            "OUTPLAN_IN_USE",
+            f"outplan {outplan_id} is used by running campaign(s) {', '.join(users)}: "
+            "stop them first",
+        )
+    deleted = await ctx.store.delete_outplan(customer_id, outplan_id, ctx.clock.now())
+    if deleted is None:
+        raise not_found("outplan", outplan_id)
+    return json_response(deleted)

@@ -1,0 +1,143 @@
+"""The operator CLI against a live API: tables, --json, and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dialerd.client import add_client_commands
+from tests.conftest import free_port
+from tests.integration.api_conftest import (
+    TOKEN_A,
+    ApiServer,
+    runnable_campaign,
+    running_api,
+    start_attempt,
+)
+
+
+@pytest.fixture
+def api_server(tmp_path: Path) -> Iterator[ApiServer]:
+    with running_api(tmp_path) as server:
+        yield server
+
+
+def dialerd(*argv: str) -> int:
+    """Parse ``argv`` as the ``dialerd`` command line would and run the command."""
+    parser = argparse.ArgumentParser(prog="dialerd")
+    add_client_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+async def _campaign(server: ApiServer) -> dict[str, str]:
+    async with server.client() as client:
+        campaign = await runnable_campaign(client, name="spring sale")
+        return {"id": campaign["id"], "outdial_id": campaign["outdial_id"]}
+
+
+def make_campaign(server: ApiServer) -> dict[str, str]:
+    return anyio.run(_campaign, server)
+
+
+def test_campaign_list_show_run_and_stop(
+    api_server: ApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign = make_campaign(api_server)
+    api = ("--api", api_server.url, "--token", TOKEN_A)
+
+    assert dialerd("campaign", "list", *api) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "ID", "NAME", "TYPE", "STATUS", "SERVICE_LEVEL", "OUTDIAL", "CREATED"
+    ]  # fmt: skip
+    assert row.startswith(campaign["id"])
+    assert "spring sale" in row
+    assert row.index("call") == header.index("TYPE")
+
+    assert dialerd("campaign", "show", campaign["id"], *api) == 0
+    assert "status            stop" in capsys.readouterr().out
+
+    assert dialerd("campaign", "run", campaign["id"], *api) == 0
+    assert capsys.readouterr().out.strip().endswith(": run")
+    assert dialerd("campaign", "show", campaign["id"], "--json", *api) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "run"
+    assert dialerd("campaign", "stop", campaign["id"], *api) == 0
+    assert capsys.readouterr().out.strip().endswith(": stop")
+
+
+def test_targets_import_and_campaigncall_list(
+    api_server: ApiServer, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DIALERD_TOKEN", TOKEN_A)
+    campaign = make_campaign(api_server)
+    leads = tmp_path / "leads.csv"
+    leads.write_text("name,destination_0\nJo,+15551230001\nAl,+15551230002\n")
+    assert dialerd("targets", "import", "--outdial", campaign["outdial_id"], str(leads),
+                   "--api", api_server.url) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip() == (
+        f"imported 2 target(s) into outdial {campaign['outdial_id']}"
+    )
+
+    assert dialerd("campaign", "run", campaign["id"], "--api", api_server.url) == 0
+    attempt = start_attempt(api_server, campaign["id"])
+    capsys.readouterr()
+    assert dialerd("campaigncall", "list", "--campaign", campaign["id"],
+                   "--api", api_server.url) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "STATUS", "RESULT"]
+    assert lines[1].split()[:3] == [attempt["id"], "dialing", "-"]
+    assert dialerd("campaigncall", "list", "--campaign", campaign["id"], "--json",
+                   "--api", api_server.url) == 0  # fmt: skip
+    assert [c["id"] for c in json.loads(capsys.readouterr().out)] == [attempt["id"]]
+
+
+def test_api_errors_are_one_line_on_stderr(
+    api_server: ApiServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    api = ("--api", api_server.url, "--token", TOKEN_A)
+    unknown = "0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11"
+    assert dialerd("campaign", "show", unknown, *api) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"dialerd: 404 NOT_FOUND: campaign {unknown} not found\n"
+
+    assert dialerd("campaign", "list", "--api", api_server.url, "--token", "wrong-token") == 1
+    assert capsys.readouterr().err.startswith("dialerd: 401 UNAUTHENTICATED:")
+
+    outdial = make_campaign(api_server)["outdial_id"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,destination_0\nJo,555\n")
+    assert dialerd("targets", "import", "--outdial", outdial, str(bad), *api) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "400 INVALID_ARGUMENT: 1 bad row(s), nothing imported: line 2:" in err
+
+
+def test_missing_token_file_or_daemon_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DIALERD_TOKEN", raising=False)
+    assert dialerd("campaign", "list") == 1
+    assert "no API token" in capsys.readouterr().err
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert dialerd("campaign", "list", "--api", url, "--token", TOKEN_A) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"dialerd: cannot reach the dialerd API at {url}: connection refused "
+        "(is the daemon running? see --api)\n"
+    )
+    missing = tmp_path / "missing.csv"
+    args = ("--api", url, "--token", TOKEN_A)
+    assert dialerd("targets", "import", "--outdial", "x", str(missing), *args) == 1
+    assert "No such file or directory" in capsys.readouterr().err
+    assert dialerd("targets", "import", "--outdial", "x", str(tmp_path / "a.xlsx"), *args) == 1
+    assert "--format" in capsys.readouterr().err

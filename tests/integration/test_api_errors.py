@@ -1,0 +1,224 @@
+"""Bad requests get the error envelope with the right status, and change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dialerd.api.app import set_api_config
+from dialerd.config import ApiConfig, ApiToken
+from tests.integration.api_conftest import (
+    CUSTOMER_A,
+    MAX_BODY,
+    TOKEN_A,
+    ApiServer,
+    create,
+    error_of,
+    running_api,
+)
+
+
+@pytest.fixture
+def api_server(tmp_path: Path) -> Iterator[ApiServer]:
+    with running_api(tmp_path) as server:
+        yield server
+
+
+BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
+    ("/v1.0/outplans", {"try_interval": -1}, "Expected `int` >= 0 - at `$.try_interval`"),
+    ("/v1.0/outplans", {"max_try_count_2": -3}, "at `$.max_try_count_2`"),
+    ("/v1.0/outplans", {"dial_timeout": "30s"}, "Expected `int`, got `str` - at `$.dial_timeout`"),
+    ("/v1.0/outplans", {"source": {"type": "fax"}}, "at `$.source.type`"),
+    ("/v1.0/campaigns", {"service_level": -1}, "Expected `int` >= 0 - at `$.service_level`"),
+    ("/v1.0/campaigns", {"type": "sms"}, "Invalid enum value 'sms' - at `$.type`"),
+    ("/v1.0/campaigns", {"end_handle": "pause"}, "at `$.end_handle`"),
+    ("/v1.0/campaigns", {"outplan_id": "not-a-uuid"}, "Invalid UUID - at `$.outplan_id`"),
+    ("/v1.0/campaigns", {"actions": [{"type": "dance"}]}, "at `$.actions[0].type`"),
+    ("/v1.0/campaigns", {"actions": {"type": "talk"}}, "Expected `array`"),
+    ("/v1.0/campaigns", {"name": 7}, "Expected `str`, got `int` - at `$.name`"),
+    ("/v1.0/outdials", {"campaign_id": "1234"}, "Invalid UUID - at `$.campaign_id`"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "message"), BAD_BODIES)
+async def test_bad_fields_are_400_naming_the_field_and_nothing_is_stored(
+    api_server: ApiServer, path: str, body: dict[str, Any], message: str
+) -> None:
+
+    async with api_server.client() as client:
+        error = error_of(await client.post(path, json=body), 400)
+        assert error["status"] == "INVALID_ARGUMENT"
+        assert message in error["message"]
+        assert (await client.get(path)).json()["result"] == []
+
+
+async def test_malformed_json_is_400(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        response = await client.post(
+            "/v1.0/campaigns", content=b'{"name": ', headers={"content-type": "application/json"}
+        )
+        assert "not valid JSON" in error_of(response, 400)["message"]
+        response = await client.post("/v1.0/campaigns", json=["a list"])
+        assert "Expected `object`, got `array`" in error_of(response, 400)["message"]
+
+
+async def test_references_to_unknown_resources_are_400(api_server: ApiServer) -> None:
+    unknown = "0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11"
+    async with api_server.client() as client:
+        response = await client.post("/v1.0/campaigns", json={"outplan_id": unknown})
+        assert f"outplan_id: outplan {unknown} not found" in error_of(response, 400)["message"]
+        response = await client.post("/v1.0/outdials", json={"campaign_id": unknown})
+        assert "campaign_id" in error_of(response, 400)["message"]
+        assert (await client.get("/v1.0/campaigns")).json()["result"] == []
+
+
+async def test_target_without_destination_is_400(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        targets = f"/v1.0/outdials/{outdial['id']}/targets"
+        for body in ({"name": "nobody"}, {"destination_0": {"type": "tel", "target": ""}}):
+            error = error_of(await client.post(targets, json=body), 400)
+            assert "no destination" in error["message"]
+        assert (await client.get(targets)).json()["result"] == []
+
+
+@pytest.mark.parametrize("page_size", ["0", "101", "-1", "ten", "1.5"])
+async def test_page_size_outside_1_to_100_is_400(api_server: ApiServer, page_size: str) -> None:
+    async with api_server.client() as client:
+        response = await client.get("/v1.0/campaigns", params={"page_size": page_size})
+        assert "page_size" in error_of(response, 400)["message"]
+
+
+async def test_malformed_page_token_is_400(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        response = await client.get("/v1.0/outplans", params={"page_token": "yesterday"})
+        assert "page_token" in error_of(response, 400)["message"]
+
+
+async def test_missing_or_wrong_token_is_401(api_server: ApiServer) -> None:
+    async with api_server.client(token=None) as client:
+        error = error_of(await client.get("/v1.0/campaigns"), 401)
+        assert error["status"] == "UNAUTHENTICATED"
+        response = await client.get("/v1.0/campaigns", params={"token": "guessed-token"})
+        error_of(response, 401)
+        response = await client.post(
+            "/v1.0/campaigns", json={}, headers={"authorization": "Bearer guessed-token"}
+        )
+        error_of(response, 401)
+        response = await client.get(
+            "/v1.0/campaigns", headers={"authorization": f"Basic {TOKEN_A}"}
+        )
+        error_of(response, 401)
+    async with api_server.client() as client:
+        assert (await client.get("/v1.0/campaigns")).json()["result"] == []
+
+
+async def test_reloaded_tokens_take_effect_on_the_next_request(api_server: ApiServer) -> None:
+    app = api_server.app
+    reloaded = ApiConfig(
+        max_body_bytes=MAX_BODY, tokens=[ApiToken(token="rotated-token", customer_id=CUSTOMER_A)]
+    )
+    api_server.call(set_api_config, app, reloaded)
+    async with api_server.client() as client:
+        error_of(await client.get("/v1.0/campaigns"), 401)
+    async with api_server.client(token="rotated-token") as client:
+        assert (await client.get("/v1.0/campaigns")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1.0/campaigns/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11",
+        "/v1.0/campaigns/not-a-uuid",
+        "/v1.0/outplans/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11",
+        "/v1.0/outdials/12345",
+        "/v1.0/campaigncalls/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11",
+        "/v1.0/outdials/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11/targets",
+        "/v1.0/campaigns/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11/campaigncalls",
+        "/v1.0/no-such-resource",
+    ],
+)
+async def test_unknown_ids_and_paths_are_404(api_server: ApiServer, path: str) -> None:
+    async with api_server.client() as client:
+        assert error_of(await client.get(path), 404)["status"] == "NOT_FOUND"
+
+
+async def test_unknown_target_of_a_known_outdial_is_404(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        path = f"/v1.0/outdials/{outdial['id']}/targets/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11"
+        error_of(await client.get(path), 404)
+        error_of(await client.delete(path), 404)
+
+
+async def test_wrong_method_is_405_listing_the_allowed_ones(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        response = await client.patch("/v1.0/outplans", json={})
+        error_of(response, 405)
+        assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+async def test_non_json_content_type_is_415(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        response = await client.post(
+            "/v1.0/outplans", content=b"name=x", headers={"content-type": "text/plain"}
+        )
+        assert "text/plain" in error_of(response, 415)["message"]
+        response = await client.post(
+            "/v1.0/campaigns",
+            data={"name": "x"},  # a form, as curl sends without -H
+        )
+        error_of(response, 415)
+        assert (await client.get("/v1.0/outplans")).json()["result"] == []
+
+
+async def test_body_over_the_limit_is_413_by_content_length(api_server: ApiServer) -> None:
+    big = b'{"name": "' + b"x" * (MAX_BODY + 10) + b'"}'
+    async with api_server.client() as client:
+        response = await client.post(
+            "/v1.0/campaigns", content=big, headers={"content-type": "application/json"}
+        )
+        assert error_of(response, 413)["message"].startswith("the request body is larger")
+        assert (await client.get("/v1.0/campaigns")).json()["result"] == []
+
+
+async def test_body_over_the_limit_is_413_when_streamed_without_length(
+    api_server: ApiServer,
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"name,destination_0\n"
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b"x" * 65536
+
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        targets = f"/v1.0/outdials/{outdial['id']}/targets"
+        try:
+            response = await client.post(
+                targets, content=chunks(), headers={"content-type": "text/csv"}
+            )
+        except httpx.TransportError:  # pragma: no cover - the server may close while we send
+            pytest.fail("the server closed the connection instead of answering 413")
+        error_of(response, 413)
+        assert (await client.get(targets)).json()["result"] == []
+
+
+async def test_a_bug_is_a_500_envelope_without_traceback(api_server: ApiServer) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated bug with a secret path /etc/x")
+
+    original = api_server.store.list_outplans
+    api_server.store.list_outplans = broken  # type: ignore[method-assign]
+    try:
+        async with api_server.client() as client:
+            response = await client.get("/v1.0/outplans")
+    finally:
+        api_server.store.list_outplans = original  # type: ignore[method-assign]
+    error = error_of(response, 500)
+    assert error["status"] == "INTERNAL"
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text

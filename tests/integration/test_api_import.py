@@ -1,0 +1,157 @@
+"""Bulk import of targets: CSV and NDJSON, all or nothing, bad rows named by line."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.api_conftest import (
+    ApiServer,
+    conforming_page,
+    create,
+    error_of,
+    running_api,
+)
+
+
+@pytest.fixture
+def api_server(tmp_path: Path) -> Iterator[ApiServer]:
+    with running_api(tmp_path) as server:
+        yield server
+
+
+CSV = "text/csv"
+NDJSON = "application/x-ndjson"
+
+
+async def post_file(
+    client: httpx.AsyncClient, outdial_id: str, content: bytes, media_type: str
+) -> httpx.Response:
+    return await client.post(
+        f"/v1.0/outdials/{outdial_id}/targets",
+        content=content,
+        headers={"content-type": media_type},
+    )
+
+
+async def all_targets(client: httpx.AsyncClient, outdial_id: str) -> list[dict[str, Any]]:
+    page = (await client.get(f"/v1.0/outdials/{outdial_id}/targets")).json()
+    return conforming_page("target", page)
+
+
+async def test_csv_import_stores_every_row_with_phone_numbers_and_addresses(
+    api_server: ApiServer,
+) -> None:
+
+    sip = json.dumps({"type": "sip", "target": "jo@example.org", "name": "desk"}).replace('"', '""')
+    content = (
+        "name,detail,data,destination_0,destination_1\r\n"
+        'Jo,"vip, call early",crm-1,+15551230001,"' + sip + '"\r\n'
+        '"Al\nSmith",,crm-2,,+442071838750\r\n'
+    ).encode()
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        response = await post_file(client, outdial["id"], content, f"{CSV}; charset=utf-8")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"count": 2}
+        targets = {t["name"]: t for t in await all_targets(client, outdial["id"])}
+        jo, al = targets["Jo"], targets["Al\nSmith"]
+        assert (jo["detail"], jo["data"], jo["status"]) == ("vip, call early", "crm-1", "idle")
+        assert jo["destination_0"] == {
+            "type": "tel", "target": "+15551230001", "target_name": "", "name": "", "detail": ""
+        }  # fmt: skip
+        assert jo["destination_1"]["type"] == "sip"
+        assert jo["destination_1"]["name"] == "desk"
+        assert al["destination_0"] is None
+        assert al["destination_1"]["target"] == "+442071838750"
+
+
+async def test_ndjson_import_stores_every_line(api_server: ApiServer) -> None:
+    lines = [
+        {"name": "Jo", "destination_0": {"type": "tel", "target": "+15551230001"}},
+        {"name": "Al", "destination_2": {"type": "tel", "target": "+15551230002"}, "extra": 1},
+    ]
+    content = b"\n".join(json.dumps(line).encode() for line in lines) + b"\n\n"
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        response = await post_file(client, outdial["id"], content, NDJSON)
+        assert response.json() == {"count": 2}
+        names = sorted(t["name"] for t in await all_targets(client, outdial["id"]))
+        assert names == ["Al", "Jo"]
+
+
+async def test_bad_csv_rows_are_listed_by_line_and_nothing_is_imported(
+    api_server: ApiServer,
+) -> None:
+    rows = ["name,destination_0,destination_1"]
+    rows += [f"good {n},+1555123{n:04d}," for n in range(5)]
+    rows += ["no number,,", "letters,555-CALL-NOW,", 'bad json,"{""type"": ""fax""}",', "short"]
+    rows += [f"bad {n},0{n}," for n in range(20)]
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        response = await post_file(client, outdial["id"], "\n".join(rows).encode(), CSV)
+        error = error_of(response, 400)
+        assert error["reason"] == "IMPORT_REJECTED"
+        assert error["message"].startswith("24 bad row(s), nothing imported")
+        details = error["details"]
+        assert len(details) == 10
+        assert [d["line"] for d in details[:4]] == [7, 8, 9, 10]
+        assert "no destination" in details[0]["problem"]
+        assert "'555-CALL-NOW' is neither an E.164 number" in details[1]["problem"]
+        assert "destination_0: not a valid Address" in details[2]["problem"]
+        assert "$.type" in details[2]["problem"]
+        assert "1 cells, the header has 3 columns" in details[3]["problem"]
+        assert await all_targets(client, outdial["id"]) == []
+
+
+async def test_csv_header_problems_are_400(api_server: ApiServer) -> None:
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        for content, problem in [
+            (b"", "a header row is needed"),
+            (b"name,phone\nJo,+15551230001\n", "unknown column(s) 'phone'"),
+            (b"name,detail\nJo,x\n", "no destination column"),
+            (b"name,destination_0,destination_0\n", "given twice"),
+            (b"name,destination_0\n\xff\xfe,+15551230001\n", "not UTF-8"),
+        ]:
+            error = error_of(await post_file(client, outdial["id"], content, CSV), 400)
+            assert problem in error["message"], error
+        assert await all_targets(client, outdial["id"]) == []
+
+
+async def test_bad_ndjson_lines_are_listed_by_line(api_server: ApiServer) -> None:
+    content = b'{"name": "ok", "destination_0": {"target": "+15551230001"}}\n{"name": 3}\n[1]\n'
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        error = error_of(await post_file(client, outdial["id"], content, NDJSON), 400)
+        assert [d["line"] for d in error["details"]] == [2, 3]
+        assert "$.name" in error["details"][0]["problem"]
+        assert await all_targets(client, outdial["id"]) == []
+
+
+async def test_import_of_100000_csv_rows(api_server: ApiServer) -> None:
+    rows = 100_000
+    lines = ["name,data,destination_0,destination_1"]
+    lines += [f"lead {n},crm-{n},+1555{n:07d},+1666{n:07d}" for n in range(rows)]
+    content = ("\n".join(lines) + "\n").encode()
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        started = time.monotonic()
+        response = await post_file(client, outdial["id"], content, CSV)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200, response.text[:500]
+        assert response.json() == {"count": rows}
+        assert elapsed < 30
+        page = (await client.get(f"/v1.0/outdials/{outdial['id']}/targets")).json()
+        assert len(page["result"]) == 100
+        assert page["next_page_token"]
+        for target in page["result"]:
+            n = int(str(target["name"]).removeprefix("lead "))
+            assert target["data"] == f"crm-{n}"
+            assert target["destination_1"]["target"] == f"+1666{n:07d}"
