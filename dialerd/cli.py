@@ -1,0 +1,169 @@
+"""The ``dialerd`` command line: run the daemon, check a config, run the demo, drive a daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dialerd import __version__
+
+
+def _version(_args: argparse.Namespace) -> int:
+    print(f"dialerd {__version__}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from dialerd.config import ConfigError, load_config
+
+    try:
+        load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import anyio
+    import msgspec
+    import structlog
+
+    from dialerd import logs
+    from dialerd.config import ConfigError, load_config, parse_listen
+    from dialerd.daemon import Daemon, serve
+    from dialerd.ports import QueueUnavailable
+    from dialerd.store import StoreError
+
+    try:
+        config = load_config(args.config)
+        if args.listen:
+            parse_listen(args.listen)
+            config = msgspec.structs.replace(
+                config, api=msgspec.structs.replace(config.api, listen=args.listen)
+            )
+    except ConfigError as exc:
+        print(f"dialerd: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"dialerd: --listen: {exc}", file=sys.stderr)
+        return 1
+    logs.configure_logging(config.log.level, args.log_format or config.log.format)
+    log = structlog.get_logger("dialerd.daemon")
+    state_dir = Path(args.state_dir or config.state_dir)
+    daemon = Daemon(
+        config, config_path=Path(args.config), state_dir=state_dir, log_format=args.log_format
+    )
+    try:
+        anyio.run(serve, daemon)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        # Start-up failures a user can act on (store, ports, files) are one log line,
+        # not a traceback; anything else is a bug and propagates.
+        leaves = list(_leaf_exceptions(exc))
+        if not all(isinstance(leaf, StoreError | QueueUnavailable | OSError) for leaf in leaves):
+            raise
+        for leaf in leaves:
+            log.error("dialerd cannot run", error=str(leaf))
+        return 1
+    log.info("dialerd stopped")
+    return 0
+
+
+def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaf_exceptions(inner)]
+    return [exc]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dialerd.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``dialerd`` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="dialerd",
+        description="Outbound dialer daemon: runs calling campaigns with service-level pacing.",
+    )
+    parser.add_argument("--version", action="version", version=f"dialerd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(func=_version)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", help="path of the TOML config file")
+    check.set_defaults(func=_check_config)
+
+    run = commands.add_parser("run", help="run the daemon until SIGTERM or SIGINT")
+    run.add_argument("--config", required=True, help="path of the TOML config file")
+    run.add_argument("--state-dir", help="directory for the SQLite store and ledgers")
+    run.add_argument("--listen", help="API listen address host:port (overrides [api] listen)")
+    run.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="overrides [log] format"
+    )
+    run.set_defaults(func=_run)
+
+    demo = commands.add_parser(
+        "demo", help="run one campaign on a simulated call centre and print a summary"
+    )
+    demo.add_argument("--targets", type=_positive_int, default=300, help="targets to dial")
+    demo.add_argument("--agents", type=_positive_int, default=15, help="simulated agents")
+    demo.add_argument(
+        "--service-level", type=_non_negative_int, default=100, help="campaign service_level"
+    )
+    demo.add_argument("--speed", type=_positive_float, default=25.0, help="simulated time factor")
+    demo.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
+    demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="error",
+        help="daemon log lines shown during the demo (JSON when not on a terminal)",
+    )
+    demo.set_defaults(func=_demo)
+
+    from dialerd.client import add_client_commands
+
+    add_client_commands(commands)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dialerd`` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""``dialerd demo``: one campaign on a simulated call centre, from nothing to ``stop``.
+
+It runs the real daemon (engine, SQLite store in a temporary state directory, the
+simulated call centre and the API on a free loopback port), creates an outplan, an
+outdial of N targets (some with two or three numbers) and a ``call`` campaign with
+``end_handle = stop`` on a queue of K agents, starts it and waits until it stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import msgspec
+
+from dialerd import logs
+from dialerd.config import ApiConfig, Config, EngineConfig, SimConfig
+from dialerd.daemon import Daemon
+from dialerd.model import (
+    NIL_UUID,
+    NOT_DELETED,
+    Action,
+    Address,
+    AddressType,
+    Campaign,
+    CampaignStatus,
+    CampaignType,
+    EndHandle,
+    Outdial,
+    OutdialTarget,
+    Outplan,
+    TargetStatus,
+    format_time,
+    new_id,
+)
+
+CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+SAMPLE_SECONDS = 0.1
+
+
+class DemoSummary(msgspec.Struct, kw_only=True):
+    status: str
+    targets: int
+    targets_done: int
+    attempts: int
+    success: int
+    fail: int
+    answered: int
+    abandoned: int
+    abandon_rate: float
+    agent_occupancy: float
+    max_dialing: int
+    elapsed_seconds: float
+    agents: int
+    service_level: int
+    speed: float
+    seed: int
+
+
+def demo_config(args: argparse.Namespace, state_dir: Path) -> Config:
+    """The daemon's config for a demo run: SQLite, the simulated centre, a free API port."""
+    # Ticks follow simulated time, so a fast demo still paces at one tick per sim-second.
+    tick = min(1.0, 1.0 / args.speed)
+    return Config(
+        state_dir=str(state_dir),
+        engine=EngineConfig(
+            tick_interval=tick,
+            max_concurrent_attempts=max(10, args.agents * 4),
+            max_attempts_per_second=50.0 * args.speed,
+        ),
+        sim=SimConfig(seed=args.seed, speed=args.speed, default_agents=args.agents),
+        api=ApiConfig(listen="127.0.0.1:0"),
+    )
+
+
+def _phone(rng: random.Random) -> Address:
+    return Address(type=AddressType.TEL, target=f"+1555{rng.randrange(10**7):07d}")
+
+
+def build_resources(
+    args: argparse.Namespace, now: str
+) -> tuple[Outplan, Outdial, list[OutdialTarget], Campaign]:
+    """The outplan, outdial, targets and campaign of the demo (times scaled by speed)."""
+    rng = random.Random(args.seed)
+    scale = 1.0 / args.speed
+    outplan = Outplan(
+        id=new_id(),
+        customer_id=CUSTOMER_ID,
+        name="demo outplan",
+        detail="three tries on the first number, two on the others",
+        source=Address(type=AddressType.TEL, target="+15550000000"),
+        dial_timeout=round(30_000 * scale),
+        try_interval=round(60_000 * scale),
+        max_try_count_0=3,
+        max_try_count_1=2,
+        max_try_count_2=2,
+        max_try_count_3=0,
+        max_try_count_4=0,
+        tm_create=now,
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    outdial = Outdial(
+        id=new_id(),
+        customer_id=CUSTOMER_ID,
+        campaign_id=NIL_UUID,
+        name="demo outdial",
+        detail="",
+        data="",
+        tm_create=now,
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    targets = [
+        OutdialTarget(
+            id=new_id(),
+            outdial_id=outdial.id,
+            name=f"contact {index + 1}",
+            detail="",
+            data="",
+            status=TargetStatus.IDLE,
+            destination_0=_phone(rng),
+            destination_1=_phone(rng) if index % 3 == 0 else None,
+            destination_2=_phone(rng) if index % 6 == 0 else None,
+            destination_3=None,
+            destination_4=None,
+            try_count_0=0,
+            try_count_1=0,
+            try_count_2=0,
+            try_count_3=0,
+            try_count_4=0,
+            tm_create=now,
+            tm_update=None,
+            tm_delete=None,
+        )
+        for index in range(args.targets)
+    ]
+    campaign = Campaign(
+        id=new_id(),
+        customer_id=CUSTOMER_ID,
+        type=CampaignType.CALL,
+        name="demo campaign",
+        detail="dialerd demo on a simulated call centre",
+        status=CampaignStatus.STOP,
+        service_level=args.service_level,
+        end_handle=EndHandle.STOP,
+        actions=[
+            Action(
+                type="talk",
+                option={"text": "Hello, an agent will be with you shortly.", "language": "en-US"},
+            )
+        ],
+        outplan_id=outplan.id,
+        outdial_id=outdial.id,
+        queue_id=new_id(),
+        next_campaign_id=NIL_UUID,
+        tm_create=now,
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    return outplan, outdial, targets, campaign
+
+
+async def count_done_targets(daemon: Daemon, outdial_id: str) -> int:
+    """Targets of the outdial whose status is ``done``, read back from the store."""
+    done, token = 0, ""
+    while True:
+        page = await daemon.store.list_targets(outdial_id, 100, token)
+        done += sum(1 for target in page.result if target.status == TargetStatus.DONE)
+        if not page.next_page_token:
+            return done
+        token = page.next_page_token
+
+
+class Progress:
+    """A one-line progress bar, redrawn in place on a terminal."""
+
+    def __init__(self, out: TextIO, total: int) -> None:
+        self.out = out
+        self.total = total
+        self.enabled = out.isatty()
+
+    def draw(self, done: int, attempts: int, answered: int, abandoned: int, busy: str) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * done // max(1, self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.out.write(
+            f"\r[{bar}] {done}/{self.total} targets  attempts {attempts}  "
+            f"answered {answered}  abandoned {abandoned}  agents busy {busy}   "
+        )
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.out.write("\n")
+            self.out.flush()
+
+
+async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoSummary:
+    """Run the daemon, the campaign and the sampling loop; return the summary."""
+    daemon = Daemon(demo_config(args, state_dir), state_dir=state_dir)
+    progress = Progress(out, args.targets)
+    started = time.monotonic()
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(daemon.run)
+        now = format_time(daemon.clock.now())
+        outplan, outdial, targets, campaign = build_resources(args, now)
+        await daemon.store.create_outplan(outplan)
+        await daemon.store.create_outdial(outdial)
+        await daemon.store.create_targets(targets)
+        await daemon.store.create_campaign(campaign)
+        await daemon.control.run(CUSTOMER_ID, campaign.id, cause="demo")
+
+        occupancy_samples: list[float] = []
+        status = CampaignStatus.RUN
+        while status != CampaignStatus.STOP:
+            await anyio.sleep(SAMPLE_SECONDS)
+            current = await daemon.store.get_campaign(CUSTOMER_ID, campaign.id)
+            status = current.status if current else CampaignStatus.STOP
+            world = daemon.sim.snapshot()
+            if world.agents_total:
+                occupancy_samples.append(world.agents_busy / world.agents_total)
+            stats = daemon.engine.stats
+            progress.draw(
+                stats.targets_done,
+                stats.attempts_started,
+                world.answered,
+                world.abandoned,
+                f"{world.agents_busy}/{world.agents_total}",
+            )
+        progress.close()
+        done = await count_done_targets(daemon, outdial.id)
+        world = daemon.sim.snapshot()
+        stats = daemon.engine.stats
+        daemon.shutdown.set()
+    return DemoSummary(
+        status=status.value,
+        targets=args.targets,
+        targets_done=done,
+        attempts=stats.attempts_started,
+        success=stats.success,
+        fail=stats.fail,
+        answered=world.answered,
+        abandoned=world.abandoned,
+        abandon_rate=round(world.abandoned / world.answered, 4) if world.answered else 0.0,
+        agent_occupancy=(
+            round(sum(occupancy_samples) / len(occupancy_samples), 4) if occupancy_samples else 0.0
+        ),
+        max_dialing=stats.max_dialing,
+        elapsed_seconds=round(time.monotonic() - started, 2),
+        agents=args.agents,
+        service_level=args.service_level,
+        speed=args.speed,
+        seed=args.seed,
+    )
+
+
+def print_table(summary: DemoSummary, out: TextIO) -> None:
+    """The end-of-run summary as an aligned two-column table."""
+    rows: dict[str, Any] = msgspec.structs.asdict(summary)
+    width = max(len(key) for key in rows)
+    out.write("\ndialerd demo summary\n")
+    for key, value in rows.items():
+        shown = f"{value:.1%}" if key in ("abandon_rate", "agent_occupancy") else value
+        out.write(f"  {key:<{width}}  {shown}\n")
+    out.flush()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Entry point of ``dialerd demo``; 0 when the campaign stopped with every target done."""
+    logs.configure_logging(args.log_level, "auto")
+    out = sys.stdout
+    with tempfile.TemporaryDirectory(prefix="dialerd-demo-") as tmp:
+        summary = anyio.run(drive, args, Path(tmp), out)
+    if args.json:
+        out.write(json.dumps(msgspec.to_builtins(summary)) + "\n")
+    else:
+        print_table(summary, out)
+    ok = summary.status == "stop" and summary.targets_done == summary.targets
+    return 0 if ok else 1

@@ -1,0 +1,663 @@
+"""The scheduler: one supervised loop per running campaign, and the attempts it starts.
+
+Each loop ticks its campaign at absolute deadlines (``engine.tick_interval``) and at once
+when one of its attempts ends. A tick reads the campaign and its outplan, asks the queue
+adapter how many agents are free, lets ``pacing`` decide how many attempts to start,
+claims targets through the store (which persists each attempt before it is originated),
+and checks for exhaustion (``end_handle``, chaining). Backend events come back on one
+stream and end attempts exactly once. The decisions themselves live in the pure modules
+``pacing``, ``outcome`` and ``lifecycle``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
+
+from dialerd import lifecycle, metrics, outcome
+from dialerd.config import EngineConfig
+from dialerd.control import CampaignControl, RunRefused
+from dialerd.model import (
+    NIL_UUID,
+    Campaign,
+    Campaigncall,
+    CampaigncallResult,
+    CampaigncallStatus,
+    CampaignStatus,
+    CampaignType,
+    OutdialTarget,
+    Outplan,
+    TargetStatus,
+    new_id,
+)
+from dialerd.pacing import PacingInput, RateBudget, attempts_to_start
+from dialerd.ports import (
+    Answered,
+    Clock,
+    Ended,
+    FlowRunner,
+    HangupReason,
+    Origination,
+    QueueAdapter,
+    QueueUnavailable,
+    Telephony,
+    TelephonyEvent,
+)
+from dialerd.store import AttemptPlan, Store, StoreError
+
+log = structlog.get_logger("dialerd.engine")
+
+# Outcome events waiting to be written; a bounded buffer, so a stalled store pushes
+# back on the backends instead of growing without limit.
+EVENT_BUFFER = 10_000
+EVENT_WORKERS = 16
+# Stopped campaigns are only counted for the metric, so not on every round.
+STOPPED_COUNT_EVERY = 15
+
+
+@dataclass
+class Attempt:
+    """What the engine follows of one active attempt."""
+
+    campaigncall_id: str
+    campaign_id: str
+    campaign_type: CampaignType
+    outplan_id: str
+    answered: bool = False
+    timer: anyio.CancelScope | None = None
+
+
+@dataclass
+class EngineStats:
+    """Running totals since start, for the demo, STATUS and benchmarks."""
+
+    attempts_started: int = 0
+    attempts_finished: int = 0
+    success: int = 0
+    fail: int = 0
+    targets_done: int = 0
+    dialing: int = 0
+    max_dialing: int = 0
+
+
+@dataclass
+class CampaignLoop:
+    """The in-memory state of one campaign's loop."""
+
+    campaign_id: str
+    budget: RateBudget
+    started_by_chain: bool = False
+    dialed_any: bool = False
+    woken: bool = False
+    sleep_scope: anyio.CancelScope | None = None
+    stopping_since: float | None = None
+    backoff_until: float = 0.0
+    origination_failures: int = 0
+    cancelled: set[str] = field(default_factory=set)
+
+
+class Engine:
+    """Runs every campaign whose status is ``run`` or ``stopping``."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        queue: QueueAdapter,
+        telephony: Telephony,
+        flows: FlowRunner,
+        clock: Clock,
+        config: EngineConfig,
+        control: CampaignControl | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.telephony = telephony
+        self.flows = flows
+        self.clock = clock
+        self.config = config
+        self.control = control or CampaignControl(store, clock)
+        self.control.wake = self.wake
+        self._loops: dict[str, CampaignLoop] = {}
+        self._attempts: dict[str, Attempt] = {}
+        self._outplans: dict[str, Outplan] = {}
+        self._chained: set[str] = set()
+        self._task_group: TaskGroup | None = None
+        self.last_progress = clock.monotonic()
+        self.stats = EngineStats()
+        # Called with (lag, duration) of every tick; benchmarks collect the samples.
+        self.tick_observer: Callable[[float, float], None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start the backends, reconcile, pick up campaigns, then run until cancelled."""
+        metrics.declare_backends(
+            telephony=[self.telephony.name, self.flows.name], queue_adapter=self.queue.name
+        )
+        send, receive = anyio.create_memory_object_stream[TelephonyEvent](EVENT_BUFFER)
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            async with send:
+                await task_group.start(self.telephony.run, send.clone())
+                await task_group.start(self.flows.run, send.clone())
+            for _ in range(EVENT_WORKERS):
+                task_group.start_soon(self._handle_events, receive.clone())
+            await receive.aclose()
+            await self._reconcile()
+            for campaign in await self.store.campaigns_with_status(
+                [CampaignStatus.RUN, CampaignStatus.STOPPING]
+            ):
+                self._ensure_loop(campaign.id)
+            task_group.start_soon(self._housekeeping)
+            log.info("engine started", campaigns=len(self._loops))
+            task_status.started()
+
+    def wake(self, campaign_id: str) -> None:
+        """Tick the campaign now (starting its loop if it has none)."""
+        loop = self._loops.get(campaign_id)
+        if loop is None:
+            self._ensure_loop(campaign_id)
+            return
+        loop.woken = True
+        if loop.sleep_scope is not None:
+            loop.sleep_scope.cancel()
+
+    @property
+    def running_campaigns(self) -> int:
+        return len(self._loops)
+
+    @property
+    def active_attempts(self) -> int:
+        return len(self._attempts)
+
+    async def _housekeeping(self) -> None:
+        """Once a tick: publish campaign counts and pick up any campaign left without a loop.
+
+        A campaign set to ``run`` by another path (another instance, a restored backup)
+        is found here, so no running campaign can be forgotten. Its progress is also the
+        heartbeat the systemd watchdog follows.
+        """
+        interval = self.config.tick_interval
+        deadline = self.clock.monotonic()
+        stopped = 0
+        for rounds in itertools.count():
+            try:
+                active = await self.store.campaigns_with_status(
+                    [CampaignStatus.RUN, CampaignStatus.STOPPING]
+                )
+                for campaign in active:
+                    self._ensure_loop(campaign.id)
+                if rounds % STOPPED_COUNT_EVERY == 0:
+                    stopped = len(await self.store.campaigns_with_status([CampaignStatus.STOP]))
+                counts = {status.value: 0 for status in CampaignStatus}
+                counts[CampaignStatus.STOP.value] = stopped
+                for campaign in active:
+                    counts[campaign.status.value] += 1
+                metrics.campaigns_by_status(counts)
+                metrics.queues_in_use(
+                    {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
+                )
+                self.last_progress = self.clock.monotonic()
+            except Exception as exc:
+                log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
+            deadline = max(deadline + interval, self.clock.monotonic())
+            await self.clock.sleep_until(deadline)
+
+    def _ensure_loop(self, campaign_id: str) -> None:
+        if campaign_id in self._loops or self._task_group is None:
+            return
+        loop = CampaignLoop(
+            campaign_id=campaign_id,
+            budget=RateBudget.full(self.config.max_attempts_per_second, self.clock.monotonic()),
+            started_by_chain=campaign_id in self._chained,
+        )
+        self._chained.discard(campaign_id)
+        self._loops[campaign_id] = loop
+        self._task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
+
+    async def _reconcile(self) -> None:
+        """After a restart: keep following live attempts; end the others as ``lost``."""
+        live = await self.telephony.live_calls() | await self.flows.live_calls()
+        for campaigncall in await self.store.active_attempts(None):
+            if campaigncall.id in live:
+                self._follow(campaigncall, answered=campaigncall.status != "dialing")
+                continue
+            await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+
+    # -- one campaign's loop -----------------------------------------------------
+    async def _supervise(self, loop: CampaignLoop) -> None:
+        structlog.contextvars.bind_contextvars(campaign_id=loop.campaign_id)
+        interval = self.config.tick_interval
+        deadline = self.clock.monotonic()
+        failures = 0
+        try:
+            while True:
+                lag = max(0.0, self.clock.monotonic() - deadline)
+                try:
+                    finished = await self._tick(loop, lag)
+                    failures = 0
+                except Exception as exc:
+                    # One campaign's failure never stops another: log, back off, retry.
+                    failures += 1
+                    delay = min(
+                        self.config.backoff_initial * 2 ** (failures - 1), self.config.backoff_max
+                    )
+                    log.error(
+                        "campaign tick failed",
+                        error=str(exc) or type(exc).__name__,
+                        error_type=type(exc).__name__,
+                        retry_in=delay,
+                        exc_info=not isinstance(exc, StoreError | QueueUnavailable),
+                    )
+                    await self.clock.sleep_until(self.clock.monotonic() + delay)
+                    deadline = self.clock.monotonic()
+                    continue
+                if finished:
+                    return
+                deadline += interval
+                now = self.clock.monotonic()
+                if deadline < now:
+                    # Fell behind by more than a tick: skip the missed ones, keep the phase.
+                    deadline += math.ceil((now - deadline) / interval) * interval
+                with anyio.CancelScope() as scope:
+                    loop.sleep_scope = scope
+                    if not loop.woken:
+                        await self.clock.sleep_until(deadline)
+                loop.sleep_scope = None
+                if loop.woken:
+                    loop.woken = False
+                    deadline = self.clock.monotonic()
+        finally:
+            del self._loops[loop.campaign_id]
+
+    async def _tick(self, loop: CampaignLoop, lag: float) -> bool:
+        """One tick; True when the campaign no longer runs and its loop should end."""
+        started_at = self.clock.monotonic()
+        self.last_progress = started_at
+        metrics.TICK_LAG.observe(lag)
+        try:
+            campaign = await self.store.get_campaign(None, loop.campaign_id)
+            if campaign is None:
+                return True
+            if campaign.status == CampaignStatus.RUN:
+                return await self._tick_running(loop, campaign)
+            return await self._tick_stopping(loop, campaign)
+        finally:
+            duration = self.clock.monotonic() - started_at
+            metrics.TICK_DURATION.observe(duration)
+            if self.tick_observer is not None:
+                self.tick_observer(lag, duration)
+
+    async def _tick_running(self, loop: CampaignLoop, campaign: Campaign) -> bool:
+        outplan = await self.store.get_outplan(campaign.customer_id, campaign.outplan_id)
+        if outplan is None:
+            await self._stop_invalid(campaign, f"outplan {campaign.outplan_id} no longer exists")
+            return False
+        self._outplans[outplan.id] = outplan
+
+        allowed = await self._allowance(loop, campaign)
+        started = 0
+        for _ in range(allowed):
+            campaigncall = await self._start_one(campaign, outplan)
+            if campaigncall is None:
+                break
+            started += 1
+        loop.budget = loop.budget.spent(started)
+        if started:
+            loop.dialed_any = True
+        metrics.pacing_decision(allowed=allowed, started=started)
+        if started < allowed or allowed == 0:
+            return await self._check_exhausted(loop, campaign, outplan)
+        return False
+
+    async def _allowance(self, loop: CampaignLoop, campaign: Campaign) -> int:
+        """How many attempts the pacing rule and ceilings allow this tick."""
+        now = self.clock.monotonic()
+        loop.budget = loop.budget.refilled(now, self.config.max_attempts_per_second)
+        if now < loop.backoff_until:
+            return 0
+        has_queue = campaign.queue_id != NIL_UUID
+        available = 0
+        if has_queue:
+            try:
+                available = await self.queue.available_agents(campaign.queue_id)
+            except QueueUnavailable as exc:
+                # Never dial on a guess: no agent count, no new attempt.
+                metrics.queue_read_error(self.queue.name)
+                log.warning("queue adapter unavailable", queue_id=campaign.queue_id, error=str(exc))
+                return 0
+            metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
+        active = await self.store.active_attempts(campaign.id)
+        dialing = sum(1 for call in active if call.status == CampaigncallStatus.DIALING)
+        return attempts_to_start(
+            PacingInput(
+                has_queue=has_queue,
+                available_agents=available,
+                dialing_attempts=dialing,
+                active_attempts=len(active),
+                service_level=campaign.service_level,
+                max_concurrent_attempts=self.config.max_concurrent_attempts,
+                rate_allowance=loop.budget.allowance,
+            )
+        )
+
+    async def _start_one(self, campaign: Campaign, outplan: Outplan) -> Campaigncall | None:
+        """Persist one attempt, then originate it (keyed by its campaigncall id)."""
+        plan = AttemptPlan(
+            campaign=campaign,
+            outplan=outplan,
+            campaigncall_id=new_id(),
+            reference_id=new_id() if campaign.type == CampaignType.CALL else NIL_UUID,
+            activeflow_id=new_id(),
+            now=self.clock.now(),
+        )
+        with metrics.store_operation("start_attempt", self.store.backend):
+            campaigncall = await self.store.start_attempt(plan)
+        if campaigncall is None:
+            return None
+        self._follow(campaigncall)
+        metrics.attempt_started(campaign.type.value)
+        self.stats.attempts_started += 1
+        log.info(
+            "attempt started",
+            campaigncall_id=campaigncall.id,
+            target_id=campaigncall.outdial_target_id,
+            destination=campaigncall.destination.target,
+            destination_index=campaigncall.destination_index,
+            try_count=campaigncall.try_count,
+        )
+        origination = Origination(
+            campaigncall_id=campaigncall.id,
+            campaign_id=campaign.id,
+            customer_id=campaign.customer_id,
+            reference_id=campaigncall.reference_id,
+            queue_id=campaign.queue_id,
+            source=campaigncall.source,
+            destination=campaigncall.destination,
+            actions=campaign.actions,
+            dial_timeout_ms=outplan.dial_timeout,
+        )
+        assert self._task_group is not None
+        self._task_group.start_soon(self._originate, origination, campaign.type)
+        return campaigncall
+
+    async def _originate(self, origination: Origination, campaign_type: CampaignType) -> None:
+        attempt = self._attempts.get(origination.campaigncall_id)
+        if attempt is None:
+            return
+        try:
+            if campaign_type == CampaignType.FLOW:
+                await self.flows.start_flow(origination)
+                limit, reason = self.config.flow_timeout, HangupReason.TIMEOUT
+            else:
+                await self.telephony.originate(origination)
+                limit, reason = origination.dial_timeout_ms / 1000, HangupReason.NO_ANSWER
+        except Exception as exc:
+            # One failed origination ends that attempt only; the campaign backs off.
+            backend = self.flows.name if campaign_type == CampaignType.FLOW else self.telephony.name
+            metrics.origination_error(backend)
+            log.warning(
+                "origination failed",
+                campaigncall_id=origination.campaigncall_id,
+                error=str(exc) or type(exc).__name__,
+            )
+            self._back_off(origination.campaign_id)
+            await self._finish(origination.campaigncall_id, HangupReason.ERROR)
+            return
+        loop = self._loops.get(origination.campaign_id)
+        if loop is not None:
+            loop.origination_failures = 0
+        if limit > 0 and not attempt.answered:
+            await self._expire(attempt, limit, reason)
+
+    def _back_off(self, campaign_id: str) -> None:
+        loop = self._loops.get(campaign_id)
+        if loop is None:
+            return
+        loop.origination_failures += 1
+        delay = min(
+            self.config.backoff_initial * 2 ** (loop.origination_failures - 1),
+            self.config.backoff_max,
+        )
+        loop.backoff_until = self.clock.monotonic() + delay
+
+    async def _expire(self, attempt: Attempt, seconds: float, reason: HangupReason) -> None:
+        """End the attempt with ``reason`` if it is not answered (or reported) in time."""
+        with anyio.CancelScope() as scope:
+            attempt.timer = scope
+            await self.clock.sleep_until(self.clock.monotonic() + seconds)
+        if scope.cancelled_caught or attempt.campaigncall_id not in self._attempts:
+            return
+        await self._finish(attempt.campaigncall_id, reason)
+        await self._release(attempt)
+
+    async def _release(self, attempt: Attempt) -> None:
+        """Tell the backend to drop a call the engine has ended itself."""
+        try:
+            if attempt.campaign_type == CampaignType.FLOW:
+                await self.flows.stop_flow(attempt.campaigncall_id)
+            elif attempt.answered:
+                await self.telephony.hangup(attempt.campaigncall_id)
+            else:
+                await self.telephony.cancel(attempt.campaigncall_id)
+        except Exception as exc:
+            log.warning(
+                "backend did not release call",
+                campaigncall_id=attempt.campaigncall_id,
+                error=str(exc) or type(exc).__name__,
+            )
+
+    async def _check_exhausted(
+        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan
+    ) -> bool:
+        if not await self.store.outdial_exhausted(
+            campaign.id, campaign.outdial_id, outplan.max_try_counts
+        ):
+            return False
+        if lifecycle.status_when_exhausted(campaign.end_handle) == CampaignStatus.RUN:
+            return False
+        stopped = await self.control.transition(
+            campaign.id, CampaignStatus.RUN, CampaignStatus.STOP, cause="outdial exhausted"
+        )
+        if stopped is None:
+            return False
+        await self._chain(loop, stopped)
+        return True
+
+    async def _chain(self, loop: CampaignLoop, stopped: Campaign) -> None:
+        if stopped.next_campaign_id == NIL_UUID:
+            return
+        next_campaign = await self.store.get_campaign(stopped.customer_id, stopped.next_campaign_id)
+        if not lifecycle.should_chain(
+            stopped,
+            next_campaign,
+            started_by_chain=loop.started_by_chain,
+            dialed_any=loop.dialed_any,
+        ):
+            log.info(
+                "campaign not chained",
+                next_campaign_id=stopped.next_campaign_id,
+                reason="nothing dialed" if loop.started_by_chain else "next campaign not startable",
+            )
+            return
+        assert next_campaign is not None
+        self._chained.add(next_campaign.id)
+        try:
+            await self.control.run(stopped.customer_id, next_campaign.id, cause="chained")
+        except RunRefused as exc:
+            self._chained.discard(next_campaign.id)
+            log.warning("chained campaign refused to run", next_campaign_id=next_campaign.id,
+                        problems=exc.problems)  # fmt: skip
+
+    async def _stop_invalid(self, campaign: Campaign, why: str) -> None:
+        log.error("campaign can no longer run", reason=why)
+        await self.control.stop(campaign.customer_id, campaign.id, cause=why)
+
+    async def _tick_stopping(self, loop: CampaignLoop, campaign: Campaign) -> bool:
+        """Cancel unanswered attempts now, hang up answered ones after the grace."""
+        now = self.clock.monotonic()
+        if loop.stopping_since is None:
+            loop.stopping_since = now
+        active = await self.store.active_attempts(campaign.id)
+        if not active:
+            loop.stopping_since = None
+            if campaign.status == CampaignStatus.STOPPING:
+                await self.control.transition(
+                    campaign.id,
+                    CampaignStatus.STOPPING,
+                    CampaignStatus.STOP,
+                    cause="no attempt left active",
+                )
+            return True
+        grace_over = now - loop.stopping_since >= self.config.stop_grace
+        live = await self._live_calls()
+        for campaigncall in active:
+            if campaigncall.id not in live and campaigncall.id not in self._attempts:
+                await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+                continue
+            attempt = self._attempts.get(campaigncall.id)
+            if attempt is None or campaigncall.id in loop.cancelled:
+                continue
+            if not attempt.answered or grace_over:
+                loop.cancelled.add(campaigncall.id)
+                await self._release(attempt)
+        return False
+
+    async def _live_calls(self) -> set[str]:
+        return await self.telephony.live_calls() | await self.flows.live_calls()
+
+    # -- attempts and their events ----------------------------------------------
+    def _follow(self, campaigncall: Campaigncall, *, answered: bool = False) -> None:
+        loop = self._loops.get(campaigncall.campaign_id)
+        campaign_type = (
+            CampaignType.FLOW if campaigncall.reference_type == "flow" else CampaignType.CALL
+        )
+        self._attempts[campaigncall.id] = Attempt(
+            campaigncall_id=campaigncall.id,
+            campaign_id=campaigncall.campaign_id,
+            campaign_type=campaign_type,
+            outplan_id=campaigncall.outplan_id,
+            answered=answered,
+        )
+        if not answered:
+            self._dialing_changed(+1)
+        self._publish_active()
+        if loop is not None:
+            loop.cancelled.discard(campaigncall.id)
+
+    async def _handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
+        async with events:
+            async for event in events:
+                try:
+                    if isinstance(event, Answered):
+                        await self._answered(event.campaigncall_id)
+                    elif isinstance(event, Ended):
+                        await self._finish(event.campaigncall_id, event.reason)
+                except Exception as exc:
+                    log.error(
+                        "backend event not applied",
+                        campaigncall_id=event.campaigncall_id,
+                        event=type(event).__name__,
+                        error=str(exc) or type(exc).__name__,
+                        exc_info=not isinstance(exc, StoreError),
+                    )
+
+    async def _answered(self, campaigncall_id: str) -> None:
+        attempt = self._attempts.get(campaigncall_id)
+        if attempt is not None and not attempt.answered:
+            attempt.answered = True
+            self._dialing_changed(-1)
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+        with metrics.store_operation("mark_answered", self.store.backend):
+            answered = await self.store.mark_answered(campaigncall_id, self.clock.now())
+        if answered is not None:
+            metrics.ANSWERED.inc()
+            self._publish_active()
+            log.info("attempt answered", campaigncall_id=campaigncall_id,
+                     campaign_id=answered.campaign_id)  # fmt: skip
+
+    async def _finish(
+        self,
+        campaigncall_id: str,
+        reason: HangupReason,
+        *,
+        campaigncall: Campaigncall | None = None,
+    ) -> None:
+        """End the attempt once; a repeated or late event changes nothing."""
+        attempt = self._attempts.pop(campaigncall_id, None)
+        if attempt is not None:
+            if not attempt.answered:
+                self._dialing_changed(-1)
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+        outplan_id = attempt.outplan_id if attempt else None
+        if outplan_id is None:
+            campaigncall = campaigncall or await self.store.get_campaigncall(None, campaigncall_id)
+            if campaigncall is None:
+                return
+            outplan_id = campaigncall.outplan_id
+        max_try_counts = await self._max_try_counts(outplan_id)
+        result = outcome.result_for(reason)
+        try:
+            with metrics.store_operation("finish_attempt", self.store.backend):
+                finished = await self.store.finish_attempt(
+                    campaigncall_id, result, reason.value, max_try_counts, self.clock.now()
+                )
+        except BaseException:
+            if attempt is not None:
+                # Not written: keep following it so a later event or tick can finish it.
+                self._attempts[campaigncall_id] = attempt
+                if not attempt.answered:
+                    self._dialing_changed(+1)
+            raise
+        self._publish_active()
+        if finished is None or not finished.finished:
+            return
+        metrics.attempt_finished(result.value, reason.value)
+        self._count_finished(finished.campaigncall, finished.target)
+        call = finished.campaigncall
+        log.info(
+            "attempt ended",
+            campaign_id=call.campaign_id,
+            campaigncall_id=call.id,
+            target_id=call.outdial_target_id,
+            result=result.value,
+            reason=reason.value,
+            target_status=finished.target.status.value if finished.target else None,
+        )
+        if call.campaign_id in self._loops:
+            self.wake(call.campaign_id)
+
+    def _publish_active(self) -> None:
+        dialing = self.stats.dialing
+        metrics.attempts_active(dialing=dialing, progressing=len(self._attempts) - dialing)
+
+    def _dialing_changed(self, delta: int) -> None:
+        self.stats.dialing += delta
+        self.stats.max_dialing = max(self.stats.max_dialing, self.stats.dialing)
+
+    def _count_finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
+        self.stats.attempts_finished += 1
+        if call.result == CampaigncallResult.SUCCESS:
+            self.stats.success += 1
+        else:
+            self.stats.fail += 1
+        if target is not None and target.status == TargetStatus.DONE:
+            self.stats.targets_done += 1
+
+    async def _max_try_counts(self, outplan_id: str) -> tuple[int, int, int, int, int]:
+        outplan = self._outplans.get(outplan_id)
+        if outplan is None:
+            outplan = await self.store.get_outplan(None, outplan_id)
+            if outplan is None:
+                # The outplan is gone: no retry can follow, the target ends done.
+                return (0, 0, 0, 0, 0)
+            self._outplans[outplan_id] = outplan
+        return outplan.max_try_counts

@@ -1,0 +1,301 @@
+"""Engine benchmark: end-to-end attempts per second, and tick lag with many campaigns.
+
+Two scenarios per store backend, each bounded in time:
+
+- throughput: agentless campaigns on a simulated centre whose calls are answered and
+  end at once; attempts per second counted from start to finish (claim, originate,
+  answer, finish), with CPU seconds per 1,000 attempts;
+- tick lag: many queue campaigns ticked every second on a centre with one agent per
+  queue and realistic call times; p50 and p99 of how late each tick started.
+
+Peak RSS of the process is printed at the end. Run: scripts/bench-engine --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from dialerd import logs
+from dialerd.adapters.sim import SimCallCentre
+from dialerd.clock import SystemClock
+from dialerd.config import EngineConfig, Range, RedisConnection, SimConfig, SimOutcomes, StoreConfig
+from dialerd.engine import Engine
+from dialerd.model import (
+    NIL_UUID,
+    NOT_DELETED,
+    Address,
+    AddressType,
+    Campaign,
+    CampaignStatus,
+    CampaignType,
+    EndHandle,
+    Outdial,
+    OutdialTarget,
+    Outplan,
+    TargetStatus,
+    format_time,
+    new_id,
+)
+from dialerd.store import Store, create_store
+from scripts.bench.redis_server import redis_server
+
+CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+INSTANT = Range(min=0.0, max=0.0)
+POLL_SECONDS = 0.05
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/bench-engine", description=__doc__)
+    parser.add_argument("--backends", default="sqlite,redis", help="sqlite, redis or both")
+    parser.add_argument("--campaigns", type=int, default=20, help="throughput: campaigns")
+    parser.add_argument("--targets", type=int, default=2000, help="throughput: targets each")
+    parser.add_argument("--seconds", type=float, default=10.0, help="throughput: run time")
+    parser.add_argument("--lag-campaigns", type=int, default=1000, help="tick lag: campaigns")
+    parser.add_argument("--lag-seconds", type=float, default=15.0, help="tick lag: run time")
+    args = parser.parse_args()
+    args.backends = [name for name in args.backends.split(",") if name]
+    if set(args.backends) - {"sqlite", "redis"}:
+        parser.error("--backends takes sqlite and/or redis")
+    if not 0 < args.seconds <= 120 or not 0 < args.lag_seconds <= 120:
+        parser.error("run times must be between 0 and 120 seconds")
+    return args
+
+
+def outplan(now: str) -> Outplan:
+    return Outplan(
+        id=new_id(),
+        customer_id=CUSTOMER,
+        name="bench",
+        detail="",
+        source=Address(type=AddressType.TEL, target="+15550000000"),
+        dial_timeout=0,
+        try_interval=0,
+        max_try_count_0=1,
+        max_try_count_1=0,
+        max_try_count_2=0,
+        max_try_count_3=0,
+        max_try_count_4=0,
+        tm_create=now,
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+
+
+async def add_campaign(
+    store: Store, plan: Outplan, now: str, targets: int, queue_id: str, index: int
+) -> Campaign:
+    outdial = Outdial(
+        id=new_id(),
+        customer_id=CUSTOMER,
+        campaign_id=NIL_UUID,
+        name=f"bench {index}",
+        detail="",
+        data="",
+        tm_create=now,
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    await store.create_outdial(outdial)
+    await store.create_targets(
+        [
+            OutdialTarget(
+                id=new_id(),
+                outdial_id=outdial.id,
+                name="",
+                detail="",
+                data="",
+                status=TargetStatus.IDLE,
+                destination_0=Address(type=AddressType.TEL, target=f"+1555{n:07d}"),
+                destination_1=None,
+                destination_2=None,
+                destination_3=None,
+                destination_4=None,
+                try_count_0=0,
+                try_count_1=0,
+                try_count_2=0,
+                try_count_3=0,
+                try_count_4=0,
+                tm_create=now,
+                tm_update=None,
+                tm_delete=None,
+            )
+            for n in range(targets)
+        ]
+    )
+    campaign = Campaign(
+        id=new_id(),
+        customer_id=CUSTOMER,
+        type=CampaignType.CALL,
+        name=f"bench {index}",
+        detail="",
+        status=CampaignStatus.STOP,
+        service_level=100,
+        end_handle=EndHandle.STOP,
+        actions=[],
+        outplan_id=plan.id,
+        outdial_id=outdial.id,
+        queue_id=queue_id,
+        next_campaign_id=NIL_UUID,
+        tm_create=now,
+        tm_update=None,
+        tm_delete=NOT_DELETED,
+    )
+    return await store.create_campaign(campaign)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def throughput(store: Store, args: argparse.Namespace) -> dict[str, float]:
+    """Attempts per second end to end, with outcomes that come at once."""
+    clock = SystemClock()
+    sim = SimConfig(
+        outcomes=SimOutcomes(
+            machine=0, busy=0, no_answer=0, failure=0, ring_time=INSTANT, talk_time=INSTANT
+        )
+    )
+    centre = SimCallCentre(sim, clock)
+    engine = Engine(
+        store=store,
+        queue=centre.queue,
+        telephony=centre.telephony,
+        flows=centre.flows,
+        clock=clock,
+        config=EngineConfig(max_concurrent_attempts=64, max_attempts_per_second=100_000.0),
+    )
+    now = format_time(clock.now())
+    plan = await store.create_outplan(outplan(now))
+    campaigns = [
+        await add_campaign(store, plan, now, args.targets, NIL_UUID, n)
+        for n in range(args.campaigns)
+    ]
+    total = args.campaigns * args.targets
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(engine.run)
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        for campaign in campaigns:
+            await engine.control.run(CUSTOMER, campaign.id)
+        for _ in range(int(args.seconds / POLL_SECONDS)):
+            if engine.stats.attempts_finished >= total:
+                break
+            await anyio.sleep(POLL_SECONDS)
+        wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+        finished = engine.stats.attempts_finished
+        task_group.cancel_scope.cancel()
+    return {
+        "attempts": finished,
+        "attempts_per_second": finished / wall,
+        "cpu_seconds_per_1000": 1000 * cpu / max(1, finished),
+    }
+
+
+async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
+    """Tick lag of many running campaigns, each with its own one-agent queue."""
+    clock = SystemClock()
+    sim = SimConfig(
+        seed=3,
+        default_agents=1,
+        outcomes=SimOutcomes(
+            ring_time=Range(min=2.0, max=8.0), talk_time=Range(min=20.0, max=60.0)
+        ),
+    )
+    centre = SimCallCentre(sim, clock)
+    engine = Engine(
+        store=store,
+        queue=centre.queue,
+        telephony=centre.telephony,
+        flows=centre.flows,
+        clock=clock,
+        config=EngineConfig(tick_interval=1.0),
+    )
+    now = format_time(clock.now())
+    plan = await store.create_outplan(msgspec.structs.replace(outplan(now), dial_timeout=30_000))
+    campaigns = [
+        await add_campaign(store, plan, now, 50, new_id(), n) for n in range(args.lag_campaigns)
+    ]
+    lags: list[float] = []
+    durations: list[float] = []
+
+    def observe(lag: float, duration: float) -> None:
+        lags.append(lag)
+        durations.append(duration)
+
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(engine.run)
+        for campaign in campaigns:
+            await engine.control.run(CUSTOMER, campaign.id)
+        await anyio.sleep(2.0)  # let every loop reach its steady phase
+        engine.tick_observer = observe
+        await anyio.sleep(args.lag_seconds)
+        engine.tick_observer = None
+        started = engine.stats.attempts_started
+        task_group.cancel_scope.cancel()
+    quantiles = statistics.quantiles(lags, n=100) if len(lags) > 1 else [0.0] * 99
+    return {
+        "ticks": len(lags),
+        "ticks_per_second": len(lags) / args.lag_seconds,
+        "lag_p50_ms": 1000 * quantiles[49],
+        "lag_p99_ms": 1000 * quantiles[98],
+        "tick_p99_ms": 1000 * statistics.quantiles(durations, n=100)[98] if durations else 0.0,
+        "attempts_started": started,
+    }
+
+
+async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) -> None:
+    for scenario in (throughput, tick_lag):
+        with tempfile.TemporaryDirectory(prefix="dialerd-bench-") as tmp:
+            config = StoreConfig(
+                backend="redis" if backend == "redis" else "sqlite",
+                redis=RedisConnection(url=redis_url or "redis://127.0.0.1:1/0", pool_size=64),
+            )
+            store = create_store(config, Path(tmp))
+            await store.open()
+            try:
+                if backend == "redis":
+                    await flush(redis_url)
+                figures = await scenario(store, args)
+            finally:
+                await store.close()
+        shown = "  ".join(f"{key}={value:,.1f}" for key, value in figures.items())
+        print(f"{backend:<7} {scenario.__name__:<11} {shown}", flush=True)
+
+
+async def flush(url: str) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url)
+    await client.flushall()
+    await client.aclose()
+
+
+def main() -> int:
+    args = parse_args()
+    logs.configure_logging("error", "console")
+    print(
+        f"dialerd engine benchmark: throughput {args.campaigns} campaigns x {args.targets} "
+        f"targets (<= {args.seconds:g} s); tick lag {args.lag_campaigns} campaigns "
+        f"for {args.lag_seconds:g} s"
+    )
+    with redis_server(enabled="redis" in args.backends) as redis_url:
+        for backend in args.backends:
+            anyio.run(run_backend, backend, args, redis_url)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak_mib:,.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

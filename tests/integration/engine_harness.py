@@ -1,0 +1,146 @@
+"""A running engine on a real SQLite store, a fake clock and scripted backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from dialerd.clock import FakeClock, settle
+from dialerd.config import EngineConfig
+from dialerd.control import CampaignControl
+from dialerd.engine import Engine
+from dialerd.model import (
+    NIL_UUID,
+    Campaign,
+    Campaigncall,
+    CampaignStatus,
+    CampaignType,
+    EndHandle,
+    OutdialTarget,
+    Outplan,
+)
+from dialerd.store.sqlite import SqliteStore
+from tests.integration.conftest import EPOCH, Factory, tel
+from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
+
+CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+
+
+@dataclass
+class World:
+    """Everything a rule test drives and inspects."""
+
+    store: SqliteStore
+    clock: FakeClock
+    calls: ScriptedCalls
+    flows: ScriptedCalls
+    queue: FixedQueue
+    engine: Engine
+    control: CampaignControl
+    make: Factory
+
+    async def advance(self, seconds: float) -> None:
+        """Let campaign time pass, every tick and wake-up on the way running in order."""
+        await self.clock.advance(seconds)
+        await settle()
+
+    async def campaign(
+        self,
+        *,
+        targets: int | Sequence[OutdialTarget] = 1,
+        max_try_counts: Sequence[int] = (1, 0, 0, 0, 0),
+        try_interval_ms: int = 0,
+        dial_timeout_ms: int = 30_000,
+        service_level: int = 100,
+        queue: bool = True,
+        end_handle: EndHandle = EndHandle.STOP,
+        type: CampaignType = CampaignType.CALL,
+        next_campaign_id: str = NIL_UUID,
+    ) -> tuple[Campaign, Outplan, list[OutdialTarget]]:
+        """Store an outplan, an outdial with targets and a stopped campaign using them."""
+        outplan = msgspec.structs.replace(
+            self.make.outplan(
+                CUSTOMER, max_try_counts=max_try_counts, try_interval=try_interval_ms
+            ),
+            dial_timeout=dial_timeout_ms,
+        )
+        await self.store.create_outplan(outplan)
+        outdial = await self.store.create_outdial(self.make.outdial(CUSTOMER))
+        if isinstance(targets, int):
+            rows = [
+                self.make.target(outdial.id, tel(f"+1555000{n:04d}"), name=f"t{n}")
+                for n in range(targets)
+            ]
+        else:
+            rows = [msgspec.structs.replace(t, outdial_id=outdial.id) for t in targets]
+        await self.store.create_targets(rows)
+        campaign = msgspec.structs.replace(
+            self.make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id, type=type),
+            service_level=service_level,
+            end_handle=end_handle,
+            queue_id=self.make.campaign(CUSTOMER).queue_id if queue else NIL_UUID,
+            next_campaign_id=next_campaign_id,
+        )
+        await self.store.create_campaign(campaign)
+        return campaign, outplan, rows
+
+    async def run(self, campaign: Campaign) -> None:
+        await self.control.run(CUSTOMER, campaign.id)
+        await settle()
+
+    async def status(self, campaign: Campaign) -> CampaignStatus:
+        stored = await self.store.get_campaign(None, campaign.id)
+        assert stored is not None
+        return stored.status
+
+    async def calls_of(self, campaign: Campaign) -> list[Campaigncall]:
+        """Every campaigncall of the campaign, oldest first (same instant: by slot and try)."""
+        found: list[Campaigncall] = []
+        token = ""
+        while True:
+            page = await self.store.list_campaigncalls(CUSTOMER, campaign.id, 100, token)
+            found.extend(page.result)
+            if not page.next_page_token:
+                return sorted(
+                    found,
+                    key=lambda call: (call.tm_create, call.destination_index, call.try_count),
+                )
+            token = page.next_page_token
+
+    async def target(self, target: OutdialTarget) -> OutdialTarget:
+        stored = await self.store.get_target(target.outdial_id, target.id)
+        assert stored is not None
+        return stored
+
+
+@asynccontextmanager
+async def running_engine(tmp_path: Path, **engine_config: Any) -> AsyncIterator[World]:
+    """Start the engine on an empty SQLite store; stop it when the block ends."""
+    config = EngineConfig(**{"stop_grace": 30.0, **engine_config})
+    store = SqliteStore(tmp_path / "dialerd.sqlite3")
+    await store.open()
+    clock = FakeClock(EPOCH)
+    calls, flows, queue = ScriptedCalls(), ScriptedCalls("scripted-flows"), FixedQueue()
+    engine = Engine(
+        store=store,
+        queue=queue,
+        telephony=calls,
+        flows=flows,
+        clock=clock,
+        config=config,
+    )
+    world = World(store, clock, calls, flows, queue, engine, engine.control, Factory())
+    try:
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(engine.run)
+            await settle()
+            yield world
+            task_group.cancel_scope.cancel()
+    finally:
+        await store.close()
