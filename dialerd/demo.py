@@ -255,7 +255,7 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoS
         agent_occupancy=(
             round(sum(occupancy_samples) / len(occupancy_samples), 4) if occupancy_samples else 0.0
         ),
-        max_dialing=stats.max_dialing,
+        max_dialing=daemon.engine.max_dialing,
         elapsed_seconds=round(time.monotonic() - started, 2),
         agents=args.agents,
         service_level=args.service_level,

@@ -21,6 +21,7 @@ import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 
 from dialerd import lifecycle, metrics, outcome
+from dialerd.attempts import Attempt, AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl, RunRefused
 from dialerd.model import (
@@ -28,7 +29,6 @@ from dialerd.model import (
     Campaign,
     Campaigncall,
     CampaigncallResult,
-    CampaigncallStatus,
     CampaignStatus,
     CampaignType,
     OutdialTarget,
@@ -57,20 +57,10 @@ log = structlog.get_logger("dialerd.engine")
 # back on the backends instead of growing without limit.
 EVENT_BUFFER = 10_000
 EVENT_WORKERS = 16
+# Seconds between two ticks of one campaign woken by ending attempts.
+WAKE_SPACING = 0.05
 # Stopped campaigns are only counted for the metric, so not on every round.
 STOPPED_COUNT_EVERY = 15
-
-
-@dataclass
-class Attempt:
-    """What the engine follows of one active attempt."""
-
-    campaigncall_id: str
-    campaign_id: str
-    campaign_type: CampaignType
-    outplan_id: str
-    answered: bool = False
-    timer: anyio.CancelScope | None = None
 
 
 @dataclass
@@ -82,8 +72,6 @@ class EngineStats:
     success: int = 0
     fail: int = 0
     targets_done: int = 0
-    dialing: int = 0
-    max_dialing: int = 0
 
 
 @dataclass
@@ -125,7 +113,7 @@ class Engine:
         self.control = control or CampaignControl(store, clock)
         self.control.wake = self.wake
         self._loops: dict[str, CampaignLoop] = {}
-        self._attempts: dict[str, Attempt] = {}
+        self._attempts = AttemptBook()
         self._outplans: dict[str, Outplan] = {}
         self._chained: set[str] = set()
         self._task_group: TaskGroup | None = None
@@ -175,6 +163,11 @@ class Engine:
     @property
     def active_attempts(self) -> int:
         return len(self._attempts)
+
+    @property
+    def max_dialing(self) -> int:
+        """The most attempts that were dialing at one moment."""
+        return self._attempts.max_dialing
 
     async def _housekeeping(self) -> None:
         """Once a tick: publish campaign counts and pick up any campaign left without a loop.
@@ -238,7 +231,8 @@ class Engine:
         failures = 0
         try:
             while True:
-                lag = max(0.0, self.clock.monotonic() - deadline)
+                tick_started = self.clock.monotonic()
+                lag = max(0.0, tick_started - deadline)
                 try:
                     finished = await self._tick(loop, lag)
                     failures = 0
@@ -271,8 +265,11 @@ class Engine:
                         await self.clock.sleep_until(deadline)
                 loop.sleep_scope = None
                 if loop.woken:
+                    # Attempts ending in a burst share one tick: at most one wake-up
+                    # tick per WAKE_SPACING, however many calls ended.
+                    deadline = max(self.clock.monotonic(), tick_started + WAKE_SPACING)
+                    await self.clock.sleep_until(deadline)
                     loop.woken = False
-                    deadline = self.clock.monotonic()
         finally:
             del self._loops[loop.campaign_id]
 
@@ -333,14 +330,13 @@ class Engine:
                 log.warning("queue adapter unavailable", queue_id=campaign.queue_id, error=str(exc))
                 return 0
             metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
-        active = await self.store.active_attempts(campaign.id)
-        dialing = sum(1 for call in active if call.status == CampaigncallStatus.DIALING)
+        count = self._attempts.of_campaign(campaign.id)
         return attempts_to_start(
             PacingInput(
                 has_queue=has_queue,
                 available_agents=available,
-                dialing_attempts=dialing,
-                active_attempts=len(active),
+                dialing_attempts=count.dialing,
+                active_attempts=count.active,
                 service_level=campaign.service_level,
                 max_concurrent_attempts=self.config.max_concurrent_attempts,
                 rate_allowance=loop.budget.allowance,
@@ -538,15 +534,15 @@ class Engine:
         campaign_type = (
             CampaignType.FLOW if campaigncall.reference_type == "flow" else CampaignType.CALL
         )
-        self._attempts[campaigncall.id] = Attempt(
-            campaigncall_id=campaigncall.id,
-            campaign_id=campaigncall.campaign_id,
-            campaign_type=campaign_type,
-            outplan_id=campaigncall.outplan_id,
-            answered=answered,
+        self._attempts.add(
+            Attempt(
+                campaigncall_id=campaigncall.id,
+                campaign_id=campaigncall.campaign_id,
+                campaign_type=campaign_type,
+                outplan_id=campaigncall.outplan_id,
+                answered=answered,
+            )
         )
-        if not answered:
-            self._dialing_changed(+1)
         self._publish_active()
         if loop is not None:
             loop.cancelled.discard(campaigncall.id)
@@ -569,19 +565,16 @@ class Engine:
                     )
 
     async def _answered(self, campaigncall_id: str) -> None:
-        attempt = self._attempts.get(campaigncall_id)
-        if attempt is not None and not attempt.answered:
-            attempt.answered = True
-            self._dialing_changed(-1)
-            if attempt.timer is not None:
-                attempt.timer.cancel()
+        attempt = self._attempts.answer(campaigncall_id)
+        if attempt is not None and attempt.timer is not None:
+            attempt.timer.cancel()
         with metrics.store_operation("mark_answered", self.store.backend):
             answered = await self.store.mark_answered(campaigncall_id, self.clock.now())
         if answered is not None:
             metrics.ANSWERED.inc()
             self._publish_active()
-            log.info("attempt answered", campaigncall_id=campaigncall_id,
-                     campaign_id=answered.campaign_id)  # fmt: skip
+            log.debug("attempt answered", campaigncall_id=campaigncall_id,
+                      campaign_id=answered.campaign_id)  # fmt: skip
 
     async def _finish(
         self,
@@ -591,12 +584,9 @@ class Engine:
         campaigncall: Campaigncall | None = None,
     ) -> None:
         """End the attempt once; a repeated or late event changes nothing."""
-        attempt = self._attempts.pop(campaigncall_id, None)
-        if attempt is not None:
-            if not attempt.answered:
-                self._dialing_changed(-1)
-            if attempt.timer is not None:
-                attempt.timer.cancel()
+        attempt = self._attempts.pop(campaigncall_id)
+        if attempt is not None and attempt.timer is not None:
+            attempt.timer.cancel()
         outplan_id = attempt.outplan_id if attempt else None
         if outplan_id is None:
             campaigncall = campaigncall or await self.store.get_campaigncall(None, campaigncall_id)
@@ -613,9 +603,7 @@ class Engine:
         except BaseException:
             if attempt is not None:
                 # Not written: keep following it so a later event or tick can finish it.
-                self._attempts[campaigncall_id] = attempt
-                if not attempt.answered:
-                    self._dialing_changed(+1)
+                self._attempts.add(attempt)
             raise
         self._publish_active()
         if finished is None or not finished.finished:
@@ -636,12 +624,8 @@ class Engine:
             self.wake(call.campaign_id)
 
     def _publish_active(self) -> None:
-        dialing = self.stats.dialing
+        dialing = self._attempts.dialing
         metrics.attempts_active(dialing=dialing, progressing=len(self._attempts) - dialing)
-
-    def _dialing_changed(self, delta: int) -> None:
-        self.stats.dialing += delta
-        self.stats.max_dialing = max(self.stats.max_dialing, self.stats.dialing)
 
     def _count_finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
         self.stats.attempts_finished += 1

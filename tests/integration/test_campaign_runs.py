@@ -121,7 +121,7 @@ async def test_random_campaign_runs_to_stop_within_every_invariant(
         assert engine.stats.attempts_finished == len(calls) == engine.stats.attempts_started
         # The service-level rule: never more lines dialing than agents allow.
         agents = sim_config.default_agents
-        assert (engine.stats.max_dialing - 1) * service_level < agents * 100
+        assert (engine.max_dialing - 1) * service_level < agents * 100
         # Targets that succeeded have exactly one successful attempt; others none.
         successes = Counter(call.outdial_target_id for call in calls if call.result == "success")
         assert all(count == 1 for count in successes.values())

@@ -1,0 +1,99 @@
+"""The attempts this engine follows, with per-campaign counts kept as they change.
+
+Pacing reads ``dialing`` and ``active`` of a campaign on every tick; keeping them here
+costs nothing per tick, where asking the store would cost a round trip per campaign.
+The engine is the only one starting and ending its campaigns' attempts, and rebuilds
+this book from the store at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import anyio
+
+from dialerd.model import CampaignType
+
+
+@dataclass
+class Attempt:
+    """What the engine follows of one active attempt."""
+
+    campaigncall_id: str
+    campaign_id: str
+    campaign_type: CampaignType
+    outplan_id: str
+    answered: bool = False
+    timer: anyio.CancelScope | None = None
+
+
+@dataclass
+class CampaignCount:
+    dialing: int = 0
+    active: int = 0
+
+
+@dataclass
+class AttemptBook:
+    """Active attempts by campaigncall id, and their counts per campaign and in all."""
+
+    _attempts: dict[str, Attempt] = field(default_factory=dict)
+    _counts: dict[str, CampaignCount] = field(default_factory=dict)
+    dialing: int = 0
+    max_dialing: int = 0
+
+    def __len__(self) -> int:
+        return len(self._attempts)
+
+    def __contains__(self, campaigncall_id: object) -> bool:
+        return campaigncall_id in self._attempts
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return iter(list(self._attempts.values()))
+
+    def get(self, campaigncall_id: str) -> Attempt | None:
+        return self._attempts.get(campaigncall_id)
+
+    def add(self, attempt: Attempt) -> None:
+        """Follow a new (or restored) attempt."""
+        if attempt.campaigncall_id in self._attempts:
+            return
+        self._attempts[attempt.campaigncall_id] = attempt
+        count = self._counts.setdefault(attempt.campaign_id, CampaignCount())
+        count.active += 1
+        if not attempt.answered:
+            count.dialing += 1
+            self._dialing_changed(+1)
+
+    def answer(self, campaigncall_id: str) -> Attempt | None:
+        """Mark the attempt answered; None if unknown or already answered."""
+        attempt = self._attempts.get(campaigncall_id)
+        if attempt is None or attempt.answered:
+            return None
+        attempt.answered = True
+        self._counts[attempt.campaign_id].dialing -= 1
+        self._dialing_changed(-1)
+        return attempt
+
+    def pop(self, campaigncall_id: str) -> Attempt | None:
+        """Stop following the attempt; None if it was not followed."""
+        attempt = self._attempts.pop(campaigncall_id, None)
+        if attempt is None:
+            return None
+        count = self._counts[attempt.campaign_id]
+        count.active -= 1
+        if not attempt.answered:
+            count.dialing -= 1
+            self._dialing_changed(-1)
+        if count.active == 0:
+            del self._counts[attempt.campaign_id]
+        return attempt
+
+    def of_campaign(self, campaign_id: str) -> CampaignCount:
+        """The campaign's dialing and active counts (zeros if it has none)."""
+        return self._counts.get(campaign_id, CampaignCount())
+
+    def _dialing_changed(self, delta: int) -> None:
+        self.dialing += delta
+        self.max_dialing = max(self.max_dialing, self.dialing)
