@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import anyio
 import structlog
@@ -35,12 +36,12 @@ from dialerd.model import (
     Outplan,
     TargetStatus,
     new_id,
+    parse_time,
 )
 from dialerd.pacing import PacingInput, RateBudget, attempts_to_start
 from dialerd.ports import (
     Answered,
     Clock,
-    Ended,
     FlowRunner,
     HangupReason,
     Origination,
@@ -57,6 +58,12 @@ log = structlog.get_logger("dialerd.engine")
 # back on the backends instead of growing without limit.
 EVENT_BUFFER = 10_000
 EVENT_WORKERS = 16
+# Seconds between retries while the store is unreachable.
+STORE_RETRY = 1.0
+# Attempts the store has as active but this engine does not follow (a reply lost in an
+# outage) are ended as lost once this old.
+ORPHAN_AGE = 30.0
+RECONCILE_EVERY = 10
 # Seconds between two ticks of one campaign woken by ending attempts.
 WAKE_SPACING = 0.05
 # Stopped campaigns are only counted for the metric, so not on every round.
@@ -196,6 +203,8 @@ class Engine:
                 metrics.queues_in_use(
                     {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
                 )
+                if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
+                    await self._end_orphans()
                 self.last_progress = self.clock.monotonic()
             except Exception as exc:
                 log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
@@ -213,6 +222,21 @@ class Engine:
         self._chained.discard(campaign_id)
         self._loops[campaign_id] = loop
         self._task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
+
+    async def _end_orphans(self) -> None:
+        """End active attempts nobody follows: their start's reply was lost in an outage."""
+        cutoff = self.clock.now() - timedelta(seconds=ORPHAN_AGE)
+        live = await self._live_calls()
+        for campaigncall in await self.store.active_attempts(None):
+            if (
+                campaigncall.id in self._attempts
+                or campaigncall.id in live
+                or parse_time(campaigncall.tm_create) > cutoff
+            ):
+                continue
+            log.warning("orphan attempt ended", campaigncall_id=campaigncall.id,
+                        campaign_id=campaigncall.campaign_id)  # fmt: skip
+            await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
 
     async def _reconcile(self) -> None:
         """After a restart: keep following live attempts; end the others as ``lost``."""
@@ -242,6 +266,9 @@ class Engine:
                     delay = min(
                         self.config.backoff_initial * 2 ** (failures - 1), self.config.backoff_max
                     )
+                    if isinstance(exc, StoreError):
+                        # The store coming back must resume dialing within seconds.
+                        delay = min(delay, STORE_RETRY)
                     log.error(
                         "campaign tick failed",
                         error=str(exc) or type(exc).__name__,
@@ -550,19 +577,41 @@ class Engine:
     async def _handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
         async with events:
             async for event in events:
-                try:
-                    if isinstance(event, Answered):
-                        await self._answered(event.campaigncall_id)
-                    elif isinstance(event, Ended):
-                        await self._finish(event.campaigncall_id, event.reason)
-                except Exception as exc:
-                    log.error(
-                        "backend event not applied",
+                await self._apply(event)
+
+    async def _apply(self, event: TelephonyEvent) -> None:
+        """Write one backend event; while the store is unreachable, keep it and retry.
+
+        A worker held here stops taking events, so the stream's buffer (bounded) holds
+        the rest, and backends wait once it is full: no outcome is dropped.
+        """
+        outage_logged = False
+        while True:
+            try:
+                if isinstance(event, Answered):
+                    await self._answered(event.campaigncall_id)
+                else:
+                    await self._finish(event.campaigncall_id, event.reason)
+                return
+            except StoreError as exc:
+                if not outage_logged:
+                    log.warning(
+                        "backend event kept until the store answers",
                         campaigncall_id=event.campaigncall_id,
-                        event=type(event).__name__,
-                        error=str(exc) or type(exc).__name__,
-                        exc_info=not isinstance(exc, StoreError),
+                        event_type=type(event).__name__,
+                        error=str(exc),
                     )
+                    outage_logged = True
+                await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY)
+            except Exception as exc:
+                log.error(
+                    "backend event not applied",
+                    campaigncall_id=event.campaigncall_id,
+                    event_type=type(event).__name__,
+                    error=str(exc) or type(exc).__name__,
+                    exc_info=True,
+                )
+                return
 
     async def _answered(self, campaigncall_id: str) -> None:
         attempt = self._attempts.answer(campaigncall_id)
