@@ -119,26 +119,15 @@ def build_resources(
         tm_delete=NOT_DELETED,
     )
     targets = [
-        OutdialTarget(
-            id=new_id(),
-            outdial_id=outdial.id,
+        OutdialTarget.fresh(
+            outdial.id,
+            [
+                _phone(rng),
+                _phone(rng) if index % 3 == 0 else None,
+                _phone(rng) if index % 6 == 0 else None,
+            ],
+            now,
             name=f"contact {index + 1}",
-            detail="",
-            data="",
-            status=TargetStatus.IDLE,
-            destination_0=_phone(rng),
-            destination_1=_phone(rng) if index % 3 == 0 else None,
-            destination_2=_phone(rng) if index % 6 == 0 else None,
-            destination_3=None,
-            destination_4=None,
-            try_count_0=0,
-            try_count_1=0,
-            try_count_2=0,
-            try_count_3=0,
-            try_count_4=0,
-            tm_create=now,
-            tm_update=None,
-            tm_delete=None,
         )
         for index in range(args.targets)
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
@@ -192,6 +193,41 @@ class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True):
     tm_create: str
     tm_update: str | None
     tm_delete: str | None
+
+    @classmethod
+    def fresh(
+        cls,
+        outdial_id: str,
+        destinations: Sequence[Address | None],
+        now: str,
+        *,
+        name: str = "",
+        detail: str = "",
+        data: str = "",
+    ) -> OutdialTarget:
+        """A new, never-tried ``idle`` target with up to five destinations (others null)."""
+        slots = [*destinations, None, None, None, None, None][:5]
+        return cls(
+            id=new_id(),
+            outdial_id=outdial_id,
+            name=name,
+            detail=detail,
+            data=data,
+            status=TargetStatus.IDLE,
+            destination_0=slots[0],
+            destination_1=slots[1],
+            destination_2=slots[2],
+            destination_3=slots[3],
+            destination_4=slots[4],
+            try_count_0=0,
+            try_count_1=0,
+            try_count_2=0,
+            try_count_3=0,
+            try_count_4=0,
+            tm_create=now,
+            tm_update=None,
+            tm_delete=None,
+        )
 
     @property
     def destinations(self) -> tuple[Address | None, ...]:

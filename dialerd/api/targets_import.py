@@ -15,7 +15,7 @@ from typing import Final
 import msgspec
 
 from dialerd.api.bodies import AddressBody, TargetCreate
-from dialerd.model import SLOTS, Address, AddressType, OutdialTarget, TargetStatus, new_id
+from dialerd.model import SLOTS, Address, AddressType, OutdialTarget
 
 MAX_REPORTED_ROWS: Final = 10
 DESTINATION_COLUMNS: Final = tuple(f"destination_{slot}" for slot in SLOTS)
@@ -59,28 +59,7 @@ def new_target(
     """A fresh ``idle`` target; raise ``NoDestination`` when every destination is empty."""
     if all(d is None or d.is_empty for d in destinations):
         raise NoDestination
-    d0, d1, d2, d3, d4 = destinations
-    return OutdialTarget(
-        id=new_id(),
-        outdial_id=outdial_id,
-        name=name,
-        detail=detail,
-        data=data,
-        status=TargetStatus.IDLE,
-        destination_0=d0,
-        destination_1=d1,
-        destination_2=d2,
-        destination_3=d3,
-        destination_4=d4,
-        try_count_0=0,
-        try_count_1=0,
-        try_count_2=0,
-        try_count_3=0,
-        try_count_4=0,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=None,
-    )
+    return OutdialTarget.fresh(outdial_id, destinations, now, name=name, detail=detail, data=data)
 
 
 def target_from_body(outdial_id: str, now: str, body: TargetCreate) -> OutdialTarget:

@@ -43,7 +43,6 @@ from dialerd.model import (
     Outdial,
     OutdialTarget,
     Outplan,
-    TargetStatus,
     format_time,
     new_id,
 )
@@ -109,26 +108,8 @@ async def add_campaign(
     await store.create_outdial(outdial)
     await store.create_targets(
         [
-            OutdialTarget(
-                id=new_id(),
-                outdial_id=outdial.id,
-                name="",
-                detail="",
-                data="",
-                status=TargetStatus.IDLE,
-                destination_0=Address(type=AddressType.TEL, target=f"+1555{n:07d}"),
-                destination_1=None,
-                destination_2=None,
-                destination_3=None,
-                destination_4=None,
-                try_count_0=0,
-                try_count_1=0,
-                try_count_2=0,
-                try_count_3=0,
-                try_count_4=0,
-                tm_create=now,
-                tm_update=None,
-                tm_delete=None,
+            OutdialTarget.fresh(
+                outdial.id, [Address(type=AddressType.TEL, target=f"+1555{n:07d}")], now
             )
             for n in range(targets)
         ]
