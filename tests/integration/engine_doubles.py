@@ -97,9 +97,13 @@ class FixedQueue:
         self.available = available
         self.reachable = True
         self.reads = 0
+        # Queues whose read fails with an unexpected error (a bug in an adapter, say).
+        self.broken: set[str] = set()
 
     async def available_agents(self, queue_id: str) -> int:
         self.reads += 1
+        if queue_id in self.broken:
+            raise RuntimeError(f"adapter bug on queue {queue_id}")
         if not self.reachable:
             raise QueueUnavailable("queue manager unreachable")
         return self.available

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog
 
 from dialerd.control import RunRefused
 from dialerd.model import (
@@ -126,6 +127,40 @@ async def test_no_attempt_starts_while_the_queue_adapter_is_unreachable(tmp_path
         world.queue.reachable = True
         await world.advance(1)
         assert len(world.calls.originated) == 5
+
+
+async def test_a_failing_campaign_is_retried_and_never_stops_another(tmp_path: Path) -> None:
+    with (
+        structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]
+        ) as logs,
+    ):
+        broken_id = await _one_campaign_failing(tmp_path)
+    failures = [entry for entry in logs if entry["event"] == "campaign tick failed"]
+    assert failures
+    assert {(entry["campaign_id"], entry["error_type"]) for entry in failures} == {
+        (broken_id, "RuntimeError")
+    }
+
+
+async def _one_campaign_failing(tmp_path: Path) -> str:
+    """Two campaigns, one whose queue reads fail; returns the failing one's id."""
+    async with running_engine(tmp_path, backoff_initial=2.0) as world:
+        world.queue.available = 1
+        broken, _, _ = await world.campaign(targets=3)
+        healthy, _, _ = await world.campaign(targets=3)
+        world.queue.broken.add(broken.queue_id)
+        await world.run(broken)
+        await world.run(healthy)
+        reads = world.queue.reads
+        await world.advance(1.5)
+        assert [call.campaign_id for call in world.calls.originated] == [healthy.id]
+        assert world.queue.reads == reads + 1  # the broken one waits for its back-off
+        world.queue.broken.clear()
+        await world.advance(1)
+        assert {call.campaign_id for call in world.calls.originated} == {healthy.id, broken.id}
+        assert await world.status(broken) == CampaignStatus.RUN
+        return broken.id
 
 
 # -- §4 selection ---------------------------------------------------------------
