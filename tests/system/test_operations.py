@@ -1,0 +1,212 @@
+"""Operating the daemon: sd_notify and the watchdog, Prometheus scrapes, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dialerd import __version__
+from tests.conftest import RedisServer, free_port
+from tests.system.daemon_process import DaemonProcess
+
+WAIT_SECONDS = 30.0
+
+
+class NotifySocket:
+    """The datagram socket systemd would listen on, as ``NOTIFY_SOCKET``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.seen: list[str] = []
+
+    def wait_for(self, state: str, seconds: float = WAIT_SECONDS) -> None:
+        """Read datagrams until one carries ``state`` (bounded)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._receive_one() and state in self.seen[-1].splitlines():
+                return
+        raise AssertionError(f"{state!r} not notified; seen {self.seen[-5:]}")
+
+    def count(self, state: str, seconds: float) -> int:
+        """How many datagrams carrying ``state`` arrive within ``seconds``."""
+        found = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._receive_one() and state in self.seen[-1].splitlines():
+                found += 1
+        return found
+
+    def _receive_one(self) -> bool:
+        try:
+            self.seen.append(self.sock.recv(4096).decode())
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify.sock")
+    yield listener
+    listener.close()
+
+
+def test_notify_ready_watchdog_reload_and_stopping(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    env = {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}
+    daemon = DaemonProcess(tmp_path, env=env)
+    try:
+        notify_socket.wait_for("READY=1")
+        notify_socket.wait_for("WATCHDOG=1")
+        assert any(line.startswith("STATUS=") for message in notify_socket.seen for line in
+                   message.splitlines())  # fmt: skip
+        daemon.process.send_signal(signal.SIGHUP)
+        notify_socket.wait_for("RELOADING=1")
+        reloading = notify_socket.seen[-1].splitlines()
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading)
+        notify_socket.wait_for("READY=1")
+        daemon.process.send_signal(signal.SIGTERM)
+        notify_socket.wait_for("STOPPING=1")
+        assert daemon.process.wait(timeout=20) == 0
+    finally:
+        daemon.close()
+
+
+def test_a_stuck_scheduler_stops_the_watchdog_pings(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    redis = RedisServer(workdir)
+    assert redis.process is not None
+    env = {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}
+    extra = f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis.url}"\ntimeout = 0.5\n'
+    daemon = DaemonProcess(tmp_path, extra_config=extra, env=env)
+    try:
+        daemon.wait_ready()
+        notify_socket.wait_for("WATCHDOG=1")
+        # The store hangs: ticks cannot complete, so the scheduler makes no progress.
+        redis.process.send_signal(signal.SIGSTOP)
+        ready = daemon.http.get("/readyz")
+        assert ready.status_code == 503
+        assert "store unreachable" in ready.json()["reason"]
+        # Pings go on until the last progress is a few ticks old, then stop for good.
+        deadline = time.monotonic() + WAIT_SECONDS
+        while notify_socket.count("WATCHDOG=1", seconds=1.0):
+            assert time.monotonic() < deadline, "watchdog pings never stopped"
+        assert notify_socket.count("WATCHDOG=1", seconds=3.0) == 0
+        redis.process.send_signal(signal.SIGCONT)
+        notify_socket.wait_for("WATCHDOG=1")
+        assert daemon.http.get("/readyz").status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        redis.process.send_signal(signal.SIGCONT)
+        daemon.close()
+        redis.stop()
+
+
+def test_a_scrape_passes_promtool_check_metrics(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    try:
+        daemon.wait_ready()
+        scrape = daemon.http.get("/metrics")
+        assert scrape.status_code == 200
+        assert "dialerd_build_info" in scrape.text
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=scrape.content,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout == b""
+        assert checked.stderr == b""
+    finally:
+        daemon.close()
+
+
+def test_a_real_prometheus_scrapes_the_daemon(tmp_path: Path) -> None:
+    prometheus = shutil.which("prometheus")
+    assert prometheus is not None, "prometheus is installed by scripts/test"
+    daemon = DaemonProcess(tmp_path)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: dialerd\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{daemon.port}']\n"
+    )
+    server = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        daemon.wait_ready()
+        deadline = time.monotonic() + WAIT_SECONDS
+        result: list[dict[str, object]] = []
+        while not result and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/query",
+                    params={"query": "dialerd_build_info"},
+                    timeout=5,
+                ).json()
+            except (httpx.TransportError, json.JSONDecodeError):
+                continue
+            result = answer["data"]["result"]
+        assert result, "prometheus never returned dialerd_build_info"
+        assert result[0]["metric"]["version"] == __version__  # type: ignore[index]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        daemon.close()
+
+
+def test_every_log_line_of_a_demo_is_json_and_names_its_campaign() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "dialerd.cli", "demo", "--targets", "30", "--speed", "60",
+         "--json", "--log-level", "info"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr.decode()
+    lines = [json.loads(line) for line in completed.stdout.decode().splitlines()]
+    summary, logs = lines[-1], lines[:-1]
+    assert summary["status"] == "stop"
+    assert summary["targets_done"] == 30
+    about_a_campaign = [
+        line
+        for line in logs
+        if line.get("event") in ("attempt started", "attempt ended", "campaign status changed")
+    ]
+    assert len(about_a_campaign) > 30
+    assert all(line.get("campaign_id") for line in about_a_campaign)
+    assert all(line["timestamp"].endswith("Z") and line["level"] for line in logs)
+    # Numbers are masked at INFO: the demo's +1555... numbers never appear whole.
+    assert "+1555" not in completed.stdout.decode()
