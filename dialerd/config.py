@@ -61,6 +61,9 @@ class EngineConfig(_Section, frozen=True):
     # Back-off after a campaign's loop fails or the backend keeps refusing.
     backoff_initial: PositiveFloat = 1.0
     backoff_max: PositiveFloat = 60.0
+    # Seconds a campaign's lease lasts without renewal; another instance sharing the
+    # store takes the campaign over this long after its owner died.
+    lease_ttl: Annotated[float, msgspec.Meta(ge=1)] = 15.0
 
 
 class Range(_Section, frozen=True):

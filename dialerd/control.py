@@ -17,7 +17,7 @@ import structlog
 from dialerd import lifecycle
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time
 from dialerd.ports import Clock
-from dialerd.store import Store
+from dialerd.store import Fence, Store
 
 log = structlog.get_logger("dialerd.control")
 
@@ -141,14 +141,23 @@ class CampaignControl:
         return updated
 
     async def transition(
-        self, campaign_id: str, expected: CampaignStatus, status: CampaignStatus, *, cause: str
+        self,
+        campaign_id: str,
+        expected: CampaignStatus,
+        status: CampaignStatus,
+        *,
+        cause: str,
+        fence: Fence | None = None,
     ) -> Campaign | None:
-        """The engine's own change: ``expected`` -> ``status``, if nobody changed it meanwhile."""
+        """The engine's own change: ``expected`` -> ``status``, if nobody changed it meanwhile.
+
+        With ``fence``, the write happens only while the engine still holds the lease.
+        """
         async with self.locks.hold(campaign_id):
             campaign = await self.store.get_campaign(None, campaign_id)
             if campaign is None or campaign.status != expected:
                 return None
-            updated = await self._write(campaign, status=status)
+            updated = await self._write(campaign, fence=fence, status=status)
         log.info(
             "campaign status changed",
             campaign_id=campaign_id,
@@ -164,8 +173,10 @@ class CampaignControl:
             raise CampaignNotFound(campaign_id)
         return campaign
 
-    async def _write(self, campaign: Campaign, **changes: Any) -> Campaign:
+    async def _write(
+        self, campaign: Campaign, *, fence: Fence | None = None, **changes: Any
+    ) -> Campaign:
         updated = msgspec.structs.replace(
             campaign, tm_update=format_time(self.clock.now()), **changes
         )
-        return await self.store.update_campaign(updated)
+        return await self.store.update_campaign(updated, fence=fence)

@@ -11,8 +11,11 @@ stream and end attempts exactly once. The decisions themselves live in the pure 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -50,7 +53,7 @@ from dialerd.ports import (
     Telephony,
     TelephonyEvent,
 )
-from dialerd.store import AttemptPlan, Store, StoreError
+from dialerd.store import AttemptPlan, Fence, LeaseLost, Store, StoreError
 
 log = structlog.get_logger("dialerd.engine")
 
@@ -95,6 +98,9 @@ class CampaignLoop:
     backoff_until: float = 0.0
     origination_failures: int = 0
     cancelled: set[str] = field(default_factory=set)
+    # The campaign's lease: every write of this loop carries it (a fencing token).
+    fence: Fence | None = None
+    lease_renewed: float = -math.inf
 
 
 class Engine:
@@ -110,6 +116,7 @@ class Engine:
         clock: Clock,
         config: EngineConfig,
         control: CampaignControl | None = None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -123,6 +130,10 @@ class Engine:
         self._attempts = AttemptBook()
         self._outplans: dict[str, Outplan] = {}
         self._chained: set[str] = set()
+        # This process's name on campaign leases.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+        # Campaigns another instance holds: not tried again before this monotonic time.
+        self._foreign: dict[str, float] = {}
         self._task_group: TaskGroup | None = None
         self.last_progress = clock.monotonic()
         self.stats = EngineStats()
@@ -191,8 +202,10 @@ class Engine:
                 active = await self.store.campaigns_with_status(
                     [CampaignStatus.RUN, CampaignStatus.STOPPING]
                 )
+                now = self.clock.monotonic()
                 for campaign in active:
-                    self._ensure_loop(campaign.id)
+                    if self._foreign.get(campaign.id, -math.inf) <= now:
+                        self._ensure_loop(campaign.id)
                 if rounds % STOPPED_COUNT_EVERY == 0:
                     stopped = len(await self.store.campaigns_with_status([CampaignStatus.STOP]))
                 counts = {status.value: 0 for status in CampaignStatus}
@@ -231,6 +244,7 @@ class Engine:
             if (
                 campaigncall.id in self._attempts
                 or campaigncall.id in live
+                or self._fence(campaigncall.campaign_id) is None
                 or parse_time(campaigncall.tm_create) > cutoff
             ):
                 continue
@@ -239,9 +253,18 @@ class Engine:
             await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
 
     async def _reconcile(self) -> None:
-        """After a restart: keep following live attempts; end the others as ``lost``."""
-        live = await self.telephony.live_calls() | await self.flows.live_calls()
+        """After a restart: keep following live attempts; end the others as ``lost``.
+
+        Campaigns leased by another instance are that instance's to reconcile.
+        """
+        live = await self._live_calls()
+        owners: dict[str, str | None] = {}
         for campaigncall in await self.store.active_attempts(None):
+            campaign_id = campaigncall.campaign_id
+            if campaign_id not in owners:
+                owners[campaign_id] = await self.store.lease_owner(campaign_id, self.clock.now())
+            if owners[campaign_id] not in (None, self.owner):
+                continue
             if campaigncall.id in live:
                 self._follow(campaigncall, answered=campaigncall.status != "dialing")
                 continue
@@ -258,8 +281,13 @@ class Engine:
                 tick_started = self.clock.monotonic()
                 lag = max(0.0, tick_started - deadline)
                 try:
+                    if not await self._hold_lease(loop):
+                        return
                     finished = await self._tick(loop, lag)
                     failures = 0
+                except LeaseLost:
+                    self._abandon(loop, "a write was fenced off")
+                    return
                 except Exception as exc:
                     # One campaign's failure never stops another: log, back off, retry.
                     failures += 1
@@ -299,6 +327,61 @@ class Engine:
                     loop.woken = False
         finally:
             del self._loops[loop.campaign_id]
+            if loop.fence is not None:
+                # Shielded and bounded; if the store is away the lease simply expires.
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(STORE_RETRY),
+                    contextlib.suppress(StoreError),
+                ):
+                    await self.store.release_lease(loop.fence)
+
+    async def _hold_lease(self, loop: CampaignLoop) -> bool:
+        """Take or renew the campaign's lease; False when another instance holds it."""
+        now = self.clock.monotonic()
+        ttl = self.config.lease_ttl
+        if loop.fence is not None and now - loop.lease_renewed < ttl / 3:
+            return True
+        fence = await self.store.acquire_lease(loop.campaign_id, self.owner, ttl, self.clock.now())
+        if fence is None or (loop.fence is not None and fence.token != loop.fence.token):
+            if loop.fence is not None:
+                self._abandon(loop, "the lease expired")
+            self._foreign[loop.campaign_id] = now + ttl / 3
+            return False
+        if loop.fence is None:
+            loop.fence = fence
+            await self._take_over(loop)
+        loop.lease_renewed = now
+        return True
+
+    async def _take_over(self, loop: CampaignLoop) -> None:
+        """A newly leased campaign: attempts of a previous owner that this process does
+        not have live are ended as lost, before anything is dialed."""
+        live = await self._live_calls()
+        for campaigncall in await self.store.active_attempts(loop.campaign_id):
+            if campaigncall.id in self._attempts:
+                continue
+            if campaigncall.id in live:
+                self._follow(campaigncall, answered=campaigncall.status != "dialing")
+                continue
+            await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+
+    def _abandon(self, loop: CampaignLoop, why: str) -> None:
+        """The lease is gone: stop following the campaign's calls and drop them, unwritten."""
+        log.warning("campaign lease lost; another instance takes over", reason=why)
+        loop.fence = None
+        assert self._task_group is not None
+        for attempt in self._attempts:
+            if attempt.campaign_id == loop.campaign_id:
+                self._attempts.pop(attempt.campaigncall_id)
+                if attempt.timer is not None:
+                    attempt.timer.cancel()
+                self._task_group.start_soon(self._release, attempt)
+        self._publish_active()
+
+    def _fence(self, campaign_id: str) -> Fence | None:
+        loop = self._loops.get(campaign_id)
+        return loop.fence if loop is not None else None
 
     async def _tick(self, loop: CampaignLoop, lag: float) -> bool:
         """One tick; True when the campaign no longer runs and its loop should end."""
@@ -328,7 +411,7 @@ class Engine:
         allowed = await self._allowance(loop, campaign)
         started = 0
         for _ in range(allowed):
-            campaigncall = await self._start_one(campaign, outplan)
+            campaigncall = await self._start_one(campaign, outplan, loop.fence)
             if campaigncall is None:
                 break
             started += 1
@@ -370,7 +453,9 @@ class Engine:
             )
         )
 
-    async def _start_one(self, campaign: Campaign, outplan: Outplan) -> Campaigncall | None:
+    async def _start_one(
+        self, campaign: Campaign, outplan: Outplan, fence: Fence | None
+    ) -> Campaigncall | None:
         """Persist one attempt, then originate it (keyed by its campaigncall id)."""
         plan = AttemptPlan(
             campaign=campaign,
@@ -379,6 +464,7 @@ class Engine:
             reference_id=new_id() if campaign.type == CampaignType.CALL else NIL_UUID,
             activeflow_id=new_id(),
             now=self.clock.now(),
+            fence=fence,
         )
         with metrics.store_operation("start_attempt", self.store.backend):
             campaigncall = await self.store.start_attempt(plan)
@@ -486,7 +572,11 @@ class Engine:
         if lifecycle.status_when_exhausted(campaign.end_handle) == CampaignStatus.RUN:
             return False
         stopped = await self.control.transition(
-            campaign.id, CampaignStatus.RUN, CampaignStatus.STOP, cause="outdial exhausted"
+            campaign.id,
+            CampaignStatus.RUN,
+            CampaignStatus.STOP,
+            cause="outdial exhausted",
+            fence=loop.fence,
         )
         if stopped is None:
             return False
@@ -536,6 +626,7 @@ class Engine:
                     CampaignStatus.STOPPING,
                     CampaignStatus.STOP,
                     cause="no attempt left active",
+                    fence=loop.fence,
                 )
             return True
         grace_over = now - loop.stopping_since >= self.config.stop_grace
@@ -593,6 +684,8 @@ class Engine:
                 else:
                     await self._finish(event.campaigncall_id, event.reason)
                 return
+            except LeaseLost:
+                return  # another instance owns the campaign now; it reconciles the attempt
             except StoreError as exc:
                 if not outage_logged:
                     log.warning(
@@ -615,10 +708,14 @@ class Engine:
 
     async def _answered(self, campaigncall_id: str) -> None:
         attempt = self._attempts.answer(campaigncall_id)
-        if attempt is not None and attempt.timer is not None:
+        if attempt is None:
+            return  # not ours (any more), or already answered
+        if attempt.timer is not None:
             attempt.timer.cancel()
         with metrics.store_operation("mark_answered", self.store.backend):
-            answered = await self.store.mark_answered(campaigncall_id, self.clock.now())
+            answered = await self.store.mark_answered(
+                campaigncall_id, self.clock.now(), fence=self._fence(attempt.campaign_id)
+            )
         if answered is not None:
             metrics.ANSWERED.inc()
             self._publish_active()
@@ -634,21 +731,29 @@ class Engine:
     ) -> None:
         """End the attempt once; a repeated or late event changes nothing."""
         attempt = self._attempts.pop(campaigncall_id)
-        if attempt is not None and attempt.timer is not None:
-            attempt.timer.cancel()
-        outplan_id = attempt.outplan_id if attempt else None
-        if outplan_id is None:
-            campaigncall = campaigncall or await self.store.get_campaigncall(None, campaigncall_id)
-            if campaigncall is None:
-                return
-            outplan_id = campaigncall.outplan_id
+        if attempt is not None:
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+            campaign_id, outplan_id = attempt.campaign_id, attempt.outplan_id
+        elif campaigncall is not None:
+            campaign_id, outplan_id = campaigncall.campaign_id, campaigncall.outplan_id
+        else:
+            return  # a late or repeated event of an attempt this engine no longer follows
         max_try_counts = await self._max_try_counts(outplan_id)
         result = outcome.result_for(reason)
         try:
             with metrics.store_operation("finish_attempt", self.store.backend):
                 finished = await self.store.finish_attempt(
-                    campaigncall_id, result, reason.value, max_try_counts, self.clock.now()
+                    campaigncall_id,
+                    result,
+                    reason.value,
+                    max_try_counts,
+                    self.clock.now(),
+                    fence=self._fence(campaign_id),
                 )
+        except LeaseLost:
+            log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)
+            return
         except BaseException:
             if attempt is not None:
                 # Not written: keep following it so a later event or tick can finish it.

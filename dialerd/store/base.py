@@ -17,6 +17,10 @@ Semantics every backend shares:
   may pass a bare ``tm_create`` as token: items strictly older are returned.
 - Targets: the eligible order, retry rule and slot choice are those of behaviour.md §4;
   ``start_attempt`` does the whole claim atomically.
+- Fencing: the engine's writes (``start_attempt`` through ``AttemptPlan.fence``,
+  ``mark_answered``, ``finish_attempt``, ``update_campaign``) may carry the campaign's
+  ``Fence``; the check and the write are one atomic step, and a stale fence raises
+  ``LeaseLost`` with nothing changed. Unfenced writes (the API's) are not checked.
 """
 
 from __future__ import annotations
@@ -53,6 +57,21 @@ class Conflict(StoreError):
     """The change conflicts with the resource's current state (for example: in use)."""
 
 
+class LeaseLost(StoreError):
+    """The write was fenced off: the campaign's lease is no longer this owner's (expired,
+    taken over, or released). Nothing was changed."""
+
+
+class Fence(msgspec.Struct, frozen=True):
+    """A held campaign lease; fenced writes carry it and are refused once it is stale."""
+
+    campaign_id: str
+    # An instance id, e.g. "<hostname>:<pid>:<random>".
+    owner: str
+    # Strictly increasing per campaign, each time the lease changes hands.
+    token: int
+
+
 class AttemptPlan(msgspec.Struct, frozen=True, kw_only=True):
     """What ``start_attempt`` needs: which campaign dials, with which outplan.
 
@@ -66,6 +85,7 @@ class AttemptPlan(msgspec.Struct, frozen=True, kw_only=True):
     reference_id: str
     activeflow_id: str
     now: datetime
+    fence: Fence | None = None
 
 
 class FinishResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,8 +120,11 @@ class Store(Protocol):
 
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None: ...
 
-    async def update_campaign(self, campaign: Campaign) -> Campaign:
-        """Replace the stored campaign (same id, not deleted) with this one."""
+    async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
+        """Replace the stored campaign (same id, not deleted) with this one.
+
+        With ``fence``, only while that lease is still held; else ``LeaseLost``.
+        """
 
     async def delete_campaign(
         self, customer_id: str, campaign_id: str, now: datetime
@@ -186,7 +209,9 @@ class Store(Protocol):
         target is eligible now.
         """
 
-    async def mark_answered(self, campaigncall_id: str, now: datetime) -> Campaigncall | None:
+    async def mark_answered(
+        self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
+    ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
 
     async def finish_attempt(
@@ -196,6 +221,8 @@ class Store(Protocol):
         reason: str,
         max_try_counts: tuple[int, int, int, int, int],
         now: datetime,
+        *,
+        fence: Fence | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
@@ -204,6 +231,22 @@ class Store(Protocol):
         ``max_try_counts``; otherwise ``idle`` again, eligible ``try_interval`` after
         ``now``. ``None`` if the campaigncall does not exist.
         """
+
+    # -- campaign leases: one instance ticks a campaign at a time -----------------------
+    async def acquire_lease(
+        self, campaign_id: str, owner: str, ttl: float, now: datetime
+    ) -> Fence | None:
+        """Take the campaign's lease for ``ttl`` seconds, or renew it if ``owner`` holds it.
+
+        None while another owner's lease is valid. The token changes only when the
+        lease changes hands, and is then greater than every token before it.
+        """
+
+    async def release_lease(self, fence: Fence) -> None:
+        """Give the lease up at once (a no-op unless ``fence`` still holds it)."""
+
+    async def lease_owner(self, campaign_id: str, now: datetime) -> str | None:
+        """The owner of the campaign's valid lease, or None."""
 
     async def count_dialing(self, campaign_id: str) -> int:
         """How many of the campaign's attempts are ``dialing``."""

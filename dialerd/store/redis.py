@@ -74,7 +74,9 @@ from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
     Conflict,
+    Fence,
     FinishResult,
+    LeaseLost,
     StoreError,
     StoreUnavailable,
 )
@@ -106,8 +108,11 @@ SCRIPTS: Final = (
     "finish",
     "exhausted",
     "delete_target",
+    "lease",
+    "release",
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
+LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "
 UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -283,6 +288,8 @@ class RedisStore:
             text = str(error)
             if text.startswith(CONFLICT_MARK):
                 raise Conflict(text.removeprefix(CONFLICT_MARK)) from error
+            if text.startswith(LEASE_LOST_MARK):
+                raise LeaseLost(text.removeprefix(LEASE_LOST_MARK)) from error
             if text.startswith(UNAVAILABLE_REPLIES):
                 raise StoreUnavailable(f"{where} refused the write: {text}") from error
             raise StoreError(f"{where}: {text}") from error
@@ -318,7 +325,9 @@ class RedisStore:
         )
         return resource
 
-    async def _update(self, documents: _Documents[D], resource: D, status: str = "") -> D:
+    async def _update(
+        self, documents: _Documents[D], resource: D, status: str = "", fence: Fence | None = None
+    ) -> D:
         member = f"{resource.tm_create}|{resource.id}"
         await self._run(
             "update",
@@ -328,6 +337,7 @@ class RedisStore:
             member,
             status,
             _encode(resource),
+            *_fence_args(fence),
         )
         return resource
 
@@ -389,9 +399,9 @@ class RedisStore:
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
         return await self._get(self._campaigns, customer_id, campaign_id)
 
-    async def update_campaign(self, campaign: Campaign) -> Campaign:
+    async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one."""
-        return await self._update(self._campaigns, campaign, campaign.status.value)
+        return await self._update(self._campaigns, campaign, campaign.status.value, fence)
 
     async def delete_campaign(
         self, customer_id: str, campaign_id: str, now: datetime
@@ -544,12 +554,15 @@ class RedisStore:
             _encode(_placeholder_campaigncall(plan, format_time(plan.now))),
             cutoff,
             _max_counts_arg(plan.outplan.max_try_counts),
+            *_fence_args(plan.fence),
         )
         return None if body is None else _decode_campaigncall(body)
 
-    async def mark_answered(self, campaigncall_id: str, now: datetime) -> Campaigncall | None:
+    async def mark_answered(
+        self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
+    ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
-        body = await self._run("answer", campaigncall_id, format_time(now))
+        body = await self._run("answer", campaigncall_id, format_time(now), *_fence_args(fence))
         return None if body is None else _decode_campaigncall(body)
 
     async def finish_attempt(
@@ -559,6 +572,8 @@ class RedisStore:
         reason: str,
         max_try_counts: tuple[int, int, int, int, int],
         now: datetime,
+        *,
+        fence: Fence | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
         reply = await self._run(
@@ -569,6 +584,7 @@ class RedisStore:
             _max_counts_arg(max_try_counts),
             format_time(now),
             micros(now),
+            *_fence_args(fence),
         )
         if reply[0] == b"none":
             return None
@@ -578,6 +594,25 @@ class RedisStore:
             campaigncall=_decode_campaigncall(reply[1]),
             target=None if target_body is None else _decode_target(target_body),
         )
+
+    # -- campaign leases (expiry by the Redis server's clock) ------------------------------
+    async def acquire_lease(
+        self, campaign_id: str, owner: str, ttl: float, now: datetime
+    ) -> Fence | None:
+        """Take or renew the campaign's lease; ``now`` is unused (Redis keeps the time)."""
+        token = await self._run("lease", campaign_id, owner, max(1, round(ttl * 1000)))
+        return None if token is None else Fence(campaign_id, owner, int(token))
+
+    async def release_lease(self, fence: Fence) -> None:
+        """Give the lease up at once, if ``fence`` still holds it."""
+        await self._run("release", fence.campaign_id, fence.owner, fence.token)
+
+    async def lease_owner(self, campaign_id: str, now: datetime) -> str | None:
+        """The owner of the campaign's valid lease, or None."""
+        owner = await self._guard(self._connected().hget(self._key("lease", campaign_id), "owner"))
+        if owner is None:
+            return None
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
 
     async def count_dialing(self, campaign_id: str) -> int:
         """How many of the campaign's attempts are ``dialing``."""
@@ -598,6 +633,13 @@ class RedisStore:
             "exhausted", campaign_id, outdial_id, _max_counts_arg(max_try_counts), EXHAUSTED_WINDOW
         )
         return int(reply) == 1
+
+
+def _fence_args(fence: Fence | None) -> tuple[str, str, int | str]:
+    """A fence as the three script arguments (campaign, owner, token); '' when unfenced."""
+    if fence is None:
+        return ("", "", "")
+    return (fence.campaign_id, fence.owner, fence.token)
 
 
 def _placeholder_campaigncall(plan: AttemptPlan, now: str) -> Campaigncall:

@@ -1,6 +1,6 @@
 -- finish_attempt: end an active attempt exactly once and settle its target.
 -- ARGV: prefix, campaigncall_id, result, reason, max_try_count_0..4 ("3,0,0,0,0"),
---   now (timestamp string), now (microseconds)
+--   now (timestamp string), now (microseconds), fence (campaign id, owner, token)
 -- Returns {'none'}, or {'stale' | 'done', campaigncall body, target body or nil}.
 local id, result, reason = ARGV[2], ARGV[3], ARGV[4]
 local max_counts = parse_max_counts(ARGV[5])
@@ -9,6 +9,9 @@ local campaigncall_key = key('campaigncall', id)
 local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
 if not stored[1] then
   return {'none'}
+end
+if fenced_off(stored[3], 8) then
+  return lease_lost(stored[3])
 end
 local campaigncall = cjson.decode(stored[1])
 local target_key = key('target', campaigncall.outdial_target_id)

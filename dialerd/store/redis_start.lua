@@ -1,7 +1,8 @@
 -- start_attempt: claim the next eligible target and create its campaigncall, in one step.
 -- ARGV: prefix, campaigncall body with placeholders for the target (it names the campaign,
 --   customer, outdial and id, and tm_create = now), cutoff (microseconds: a retried target
---   is due when its last attempt ended at or before it), max_try_count_0..4 ("3,0,0,0,0")
+--   is due when its last attempt ended at or before it), max_try_count_0..4 ("3,0,0,0,0"),
+--   and the fence (campaign id, owner, token; owner '' when unfenced)
 -- Returns the campaigncall body, or nil when no target is eligible.
 -- At most WINDOW queued targets without tries left (under these limits) are stepped over.
 local WINDOW = 64
@@ -12,6 +13,9 @@ local outdial, campaign = campaigncall.outdial_id, campaigncall.campaign_id
 local customer, campaigncall_id, now =
   campaigncall.customer_id, campaigncall.id, campaigncall.tm_create
 local campaigncall_key = key('campaigncall', campaigncall_id)
+if fenced_off(campaign, 5) then
+  return lease_lost(campaign)
+end
 if redis.call('EXISTS', campaigncall_key) == 1 then
   return conflict('campaigncall ' .. campaigncall_id .. ' already exists')
 end

@@ -1,8 +1,12 @@
 -- Replace a not-deleted campaign, outplan or outdial, moving its index entries.
--- ARGV: prefix, kind, id, customer_id, listing member, status ('' if none), body
+-- ARGV: prefix, kind, id, customer_id, listing member, status ('' if none), body,
+--   fence (campaign id, owner, token; owner '' when unfenced)
 local kind, id, customer, member, status, body =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local resource = key(kind, id)
+if fenced_off(id, 8) then
+  return lease_lost(id)
+end
 local old = redis.call('HMGET', resource, 'b', 'c', 'l', 's', 'x')
 if not old[1] or old[5] == '1' then
   return conflict(kind .. ' ' .. id .. ' does not exist or is deleted')

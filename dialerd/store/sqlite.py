@@ -62,7 +62,9 @@ from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
     Conflict,
+    Fence,
     FinishResult,
+    LeaseLost,
     StoreError,
     StoreUnavailable,
 )
@@ -207,6 +209,24 @@ def _token_filter(page_token: str) -> tuple[str, tuple[str, ...]]:
 
 def _page_token(tm_create: str, resource_id: str) -> str:
     return f"{tm_create}|{resource_id}"
+
+
+def _check_fence(
+    connection: sqlite3.Connection, fence: Fence | None, campaign_id: str, now: str | None
+) -> None:
+    """Raise ``LeaseLost`` unless ``fence`` (if any) is the campaign's valid lease."""
+    if fence is None:
+        return
+    row = connection.execute(
+        "SELECT owner, token, expires_at FROM lease WHERE campaign_id = ?", (fence.campaign_id,)
+    ).fetchone()
+    if (
+        fence.campaign_id != campaign_id
+        or row is None
+        or (row[0], int(row[1])) != (fence.owner, fence.token)
+        or (now is not None and row[2] <= now)
+    ):
+        raise LeaseLost(f"campaign {campaign_id}: the lease of {fence.owner} is no longer held")
 
 
 def _in_transaction(work: Callable[[sqlite3.Connection], R], connection: sqlite3.Connection) -> R:
@@ -486,9 +506,14 @@ class SqliteStore:
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
         return await self._read(partial(self._campaigns.get, customer_id, campaign_id))
 
-    async def update_campaign(self, campaign: Campaign) -> Campaign:
+    async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one."""
-        return await self._write(partial(self._campaigns.update, campaign))
+
+        def update(connection: sqlite3.Connection) -> Campaign:
+            _check_fence(connection, fence, campaign.id, campaign.tm_update)
+            return self._campaigns.update(campaign, connection)
+
+        return await self._write(update)
 
     async def delete_campaign(
         self, customer_id: str, campaign_id: str, now: datetime
@@ -713,6 +738,7 @@ class SqliteStore:
     @staticmethod
     def _claim(plan: AttemptPlan, connection: sqlite3.Connection) -> Campaigncall | None:
         campaign, outplan = plan.campaign, plan.outplan
+        _check_fence(connection, plan.fence, campaign.id, format_time(plan.now))
         max_try_counts = outplan.max_try_counts
         params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
         params["outdial_id"] = campaign.outdial_id
@@ -772,7 +798,9 @@ class SqliteStore:
             raise Conflict(f"campaigncall {campaigncall.id} already exists") from error
         return campaigncall
 
-    async def mark_answered(self, campaigncall_id: str, now: datetime) -> Campaigncall | None:
+    async def mark_answered(
+        self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
+    ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
         stamp = format_time(now)
 
@@ -780,6 +808,7 @@ class SqliteStore:
             current = self._select_campaigncall(None, campaigncall_id, connection)
             if current is None or current.status != CampaigncallStatus.DIALING:
                 return None
+            _check_fence(connection, fence, current.campaign_id, stamp)
             answered = msgspec.structs.replace(
                 current, status=CampaigncallStatus.PROGRESSING, tm_update=stamp
             )
@@ -795,11 +824,14 @@ class SqliteStore:
         reason: str,
         max_try_counts: tuple[int, int, int, int, int],
         now: datetime,
+        *,
+        fence: Fence | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
-        return await self._write(
-            partial(self._finish, campaigncall_id, result, reason, max_try_counts, format_time(now))
+        work = partial(
+            self._finish, campaigncall_id, result, reason, max_try_counts, format_time(now), fence
         )
+        return await self._write(work)
 
     def _finish(
         self,
@@ -808,6 +840,7 @@ class SqliteStore:
         reason: str,
         max_try_counts: tuple[int, int, int, int, int],
         now: str,
+        fence: Fence | None,
         connection: sqlite3.Connection,
     ) -> FinishResult | None:
         row = connection.execute(
@@ -816,6 +849,7 @@ class SqliteStore:
         if row is None:
             return None
         current = _decode_campaigncall(row[0])
+        _check_fence(connection, fence, current.campaign_id, now)
         target_id = current.outdial_target_id
         if current.status == CampaigncallStatus.DONE:
             target = self._select_target(None, target_id, connection)
@@ -843,6 +877,58 @@ class SqliteStore:
         )
         ended = msgspec.structs.replace(target, status=status, tm_update=now)
         return FinishResult(finished=True, campaigncall=finished, target=ended)
+
+    # -- campaign leases ------------------------------------------------------------------
+    async def acquire_lease(
+        self, campaign_id: str, owner: str, ttl: float, now: datetime
+    ) -> Fence | None:
+        """Take or renew the campaign's lease (SQLite serves one host: ``now`` is its clock)."""
+        stamp, expires = format_time(now), format_time(now + timedelta(seconds=ttl))
+
+        def acquire(connection: sqlite3.Connection) -> Fence | None:
+            row = connection.execute(
+                "SELECT owner, token, expires_at FROM lease WHERE campaign_id = ?", (campaign_id,)
+            ).fetchone()
+            if row is None:
+                token = 1
+            elif row[0] == owner:
+                token = int(row[1])
+            elif row[2] > stamp:
+                return None
+            else:
+                token = int(row[1]) + 1
+            connection.execute(
+                "INSERT INTO lease (campaign_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (campaign_id) DO UPDATE SET "
+                "owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at",
+                (campaign_id, owner, token, expires),
+            )
+            return Fence(campaign_id, owner, token)
+
+        return await self._write(acquire)
+
+    async def release_lease(self, fence: Fence) -> None:
+        """Give the lease up at once, if ``fence`` still holds it."""
+        await self._write(
+            lambda connection: connection.execute(
+                "UPDATE lease SET expires_at = '' "
+                "WHERE campaign_id = ? AND owner = ? AND token = ?",
+                (fence.campaign_id, fence.owner, fence.token),
+            )
+        )
+
+    async def lease_owner(self, campaign_id: str, now: datetime) -> str | None:
+        """The owner of the campaign's valid lease, or None."""
+        stamp = format_time(now)
+
+        def owner(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                "SELECT owner FROM lease WHERE campaign_id = ? AND expires_at > ?",
+                (campaign_id, stamp),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(owner)
 
     async def count_dialing(self, campaign_id: str) -> int:
         """How many of the campaign's attempts are ``dialing``."""
