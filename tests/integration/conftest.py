@@ -22,7 +22,6 @@ from dialerd.model import (
     Outdial,
     OutdialTarget,
     Outplan,
-    TargetStatus,
     format_time,
     new_id,
 )
@@ -189,27 +188,11 @@ class Factory:
         tm_create: str | None = None,
         name: str = "",
     ) -> OutdialTarget:
-        slots = list(destinations or (tel("+15550199"),)) + [None] * 5
-        return OutdialTarget(
-            id=new_id(),
-            outdial_id=outdial_id,
+        return OutdialTarget.fresh(
+            outdial_id,
+            destinations or (tel("+15550199"),),
+            tm_create or stamp(0),
             name=name,
-            detail="",
-            data="",
-            status=TargetStatus.IDLE,
-            destination_0=slots[0],
-            destination_1=slots[1],
-            destination_2=slots[2],
-            destination_3=slots[3],
-            destination_4=slots[4],
-            try_count_0=0,
-            try_count_1=0,
-            try_count_2=0,
-            try_count_3=0,
-            try_count_4=0,
-            tm_create=tm_create or stamp(0),
-            tm_update=None,
-            tm_delete=None,
         )
 
     async def dialing(
