@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from dialerd.model import CampaignType
+from dialerd.ports import HangupReason
 
 
 @dataclass
@@ -26,6 +27,9 @@ class Attempt:
     outplan_id: str
     answered: bool = False
     timer: anyio.CancelScope | None = None
+    # Set when the engine ends the attempt itself (a time limit): the reason recorded,
+    # whatever the backend reports when it drops the call.
+    end_reason: HangupReason | None = None
 
 
 @dataclass

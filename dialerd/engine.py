@@ -16,7 +16,7 @@ import itertools
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -517,7 +517,9 @@ class Engine:
                 error=str(exc) or type(exc).__name__,
             )
             self._back_off(origination.campaign_id)
-            await self._finish(origination.campaigncall_id, HangupReason.ERROR)
+            await self._reliably(
+                origination.campaigncall_id, "origination failed", self._finish, HangupReason.ERROR
+            )
             return
         loop = self._loops.get(origination.campaign_id)
         if loop is not None:
@@ -543,8 +545,11 @@ class Engine:
             await self.clock.sleep_until(self.clock.monotonic() + seconds)
         if scope.cancelled_caught or attempt.campaigncall_id not in self._attempts:
             return
-        await self._finish(attempt.campaigncall_id, reason)
+        # The call is dropped at once, even while the store is away; the attempt is then
+        # recorded with this reason, whichever of the two writes comes first.
+        attempt.end_reason = reason
         await self._release(attempt)
+        await self._reliably(attempt.campaigncall_id, f"expired {reason}", self._finish, reason)
 
     async def _release(self, attempt: Attempt) -> None:
         """Tell the backend to drop a call the engine has ended itself."""
@@ -671,46 +676,58 @@ class Engine:
                 await self._apply(event)
 
     async def _apply(self, event: TelephonyEvent) -> None:
-        """Write one backend event; while the store is unreachable, keep it and retry.
+        """Write one backend event (see ``_reliably``)."""
+        if isinstance(event, Answered):
+            await self._reliably(event.campaigncall_id, "answered", self._answered)
+        else:
+            await self._reliably(
+                event.campaigncall_id, f"ended {event.reason}", self._finish, event.reason
+            )
 
-        A worker held here stops taking events, so the stream's buffer (bounded) holds
-        the rest, and backends wait once it is full: no outcome is dropped.
+    async def _reliably(
+        self,
+        campaigncall_id: str,
+        what: str,
+        write: Callable[..., Awaitable[None]],
+        *args: HangupReason,
+    ) -> None:
+        """Write an attempt's change; while the store is unreachable, keep it and retry.
+
+        A task held here stops taking events, so the event stream's buffer (bounded) holds
+        the rest, and backends wait once it is full: no outcome is dropped. Never raises.
         """
         outage_logged = False
         while True:
             try:
-                if isinstance(event, Answered):
-                    await self._answered(event.campaigncall_id)
-                else:
-                    await self._finish(event.campaigncall_id, event.reason)
+                await write(campaigncall_id, *args)
                 return
             except LeaseLost:
                 return  # another instance owns the campaign now; it reconciles the attempt
             except StoreError as exc:
                 if not outage_logged:
                     log.warning(
-                        "backend event kept until the store answers",
-                        campaigncall_id=event.campaigncall_id,
-                        event_type=type(event).__name__,
+                        "attempt change kept until the store answers",
+                        campaigncall_id=campaigncall_id,
+                        change=what,
                         error=str(exc),
                     )
                     outage_logged = True
                 await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY)
             except Exception as exc:
                 log.error(
-                    "backend event not applied",
-                    campaigncall_id=event.campaigncall_id,
-                    event_type=type(event).__name__,
+                    "attempt change not applied",
+                    campaigncall_id=campaigncall_id,
+                    change=what,
                     error=str(exc) or type(exc).__name__,
                     exc_info=True,
                 )
                 return
 
     async def _answered(self, campaigncall_id: str) -> None:
-        attempt = self._attempts.answer(campaigncall_id)
+        attempt = self._attempts.get(campaigncall_id)
         if attempt is None:
-            return  # not ours (any more), or already answered
-        if attempt.timer is not None:
+            return  # not ours (any more), or already ended
+        if self._attempts.answer(campaigncall_id) is not None and attempt.timer is not None:
             attempt.timer.cancel()
         with metrics.store_operation("mark_answered", self.store.backend):
             answered = await self.store.mark_answered(
@@ -734,6 +751,7 @@ class Engine:
         if attempt is not None:
             if attempt.timer is not None:
                 attempt.timer.cancel()
+            reason = attempt.end_reason or reason
             campaign_id, outplan_id = attempt.campaign_id, attempt.outplan_id
         elif campaigncall is not None:
             campaign_id, outplan_id = campaigncall.campaign_id, campaigncall.outplan_id

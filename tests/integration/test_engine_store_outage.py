@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from dialerd.clock import SystemClock
@@ -91,6 +92,55 @@ async def test_outcomes_during_a_store_outage_are_written_when_it_returns(
                 stored = await store.get_campaigncall(CUSTOMER, call_id)
                 assert stored is not None
                 assert (stored.status, stored.reason) == (CampaigncallStatus.DONE, "busy")
+            task_group.cancel_scope.cancel()
+    finally:
+        private_redis.process.send_signal(signal.SIGCONT)
+        await store.close()
+
+
+async def test_a_dial_timeout_during_an_outage_is_written_when_the_store_returns(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    store = RedisStore(url=private_redis.url, prefix="timeout", pool_size=8, timeout=0.3)
+    await store.open()
+    calls = ScriptedCalls()
+    engine = Engine(
+        store=store,
+        queue=FixedQueue(available=1),
+        telephony=calls,
+        flows=ScriptedCalls("flows"),
+        clock=SystemClock(),
+        config=EngineConfig(tick_interval=0.1),
+    )
+    make = Factory()
+    outplan = await store.create_outplan(
+        msgspec.structs.replace(make.outplan(CUSTOMER), dial_timeout=500)
+    )
+    outdial = await store.create_outdial(make.outdial(CUSTOMER))
+    await store.create_targets([make.target(outdial.id, tel("+15552009999"))])
+    campaign = await store.create_campaign(
+        make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id)
+    )
+    assert private_redis.process is not None
+    try:
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(engine.run)
+            await engine.control.run(CUSTOMER, campaign.id)
+            await eventually(lambda: len(calls.originated) == 1)
+            call_id = calls.originated[0].campaigncall_id
+            private_redis.process.send_signal(signal.SIGSTOP)
+            # The timeout fires while the store is away: the engine keeps running.
+            await eventually(lambda: calls.cancelled == [call_id])
+            private_redis.process.send_signal(signal.SIGCONT)
+
+            async def ended() -> bool:
+                stored = await store.get_campaigncall(CUSTOMER, call_id)
+                return stored is not None and stored.reason == "no_answer"
+
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not await ended():
+                assert time.monotonic() < deadline, "the expired attempt was never written"
+                await anyio.sleep(0.05)
             task_group.cancel_scope.cancel()
     finally:
         private_redis.process.send_signal(signal.SIGCONT)
