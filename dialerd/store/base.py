@@ -17,10 +17,18 @@ Semantics every backend shares:
   may pass a bare ``tm_create`` as token: items strictly older are returned.
 - Targets: the eligible order, retry rule and slot choice are those of behaviour.md §4;
   ``start_attempt`` does the whole claim atomically.
+- Leases: one instance at a time holds a campaign's lease (``acquire_lease``) and
+  renews it before ``ttl`` runs out. Its ``Fence`` carries a token that is the same for
+  as long as one owner holds the lease (renewals, and also re-taking it when nobody
+  else held it in between) and greater than every earlier token when another owner
+  takes it. Redis expires leases by its own clock (several hosts share it); SQLite
+  serves one host and compares the ``now`` the caller passes (the wall clock when a
+  call has none).
 - Fencing: the engine's writes (``start_attempt`` through ``AttemptPlan.fence``,
   ``mark_answered``, ``finish_attempt``, ``update_campaign``) may carry the campaign's
-  ``Fence``; the check and the write are one atomic step, and a stale fence raises
-  ``LeaseLost`` with nothing changed. Unfenced writes (the API's) are not checked.
+  ``Fence``; the check and the write are one atomic step, and a fence that is not the
+  campaign's valid lease now (expired, taken over, released, or of another campaign)
+  raises ``LeaseLost`` with nothing changed. Unfenced writes (the API's) are not checked.
 """
 
 from __future__ import annotations
@@ -123,7 +131,8 @@ class Store(Protocol):
     async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one.
 
-        With ``fence``, only while that lease is still held; else ``LeaseLost``.
+        With ``fence``, only while that lease is still held; else ``LeaseLost``. SQLite
+        takes the campaign's ``tm_update`` as the moment of the write.
         """
 
     async def delete_campaign(
@@ -238,15 +247,17 @@ class Store(Protocol):
     ) -> Fence | None:
         """Take the campaign's lease for ``ttl`` seconds, or renew it if ``owner`` holds it.
 
-        None while another owner's lease is valid. The token changes only when the
-        lease changes hands, and is then greater than every token before it.
+        None while another owner's lease is valid. The token is strictly greater than
+        every token handed out before for that campaign, and changes only when the
+        lease changes hands (a renewal keeps it).
         """
 
     async def release_lease(self, fence: Fence) -> None:
-        """Give the lease up at once (a no-op unless ``fence`` still holds it)."""
+        """Give the lease up (a no-op unless ``fence`` still holds it), so another
+        instance can take it at once."""
 
-    async def lease_owner(self, campaign_id: str, now: datetime) -> str | None:
-        """The owner of the campaign's valid lease, or None."""
+    async def lease_owner(self, campaign_id: str, now: datetime | None = None) -> str | None:
+        """The owner of the campaign's valid lease, or None (``now``: see Leases above)."""
 
     async def count_dialing(self, campaign_id: str) -> int:
         """How many of the campaign's attempts are ``dialing``."""

@@ -20,6 +20,11 @@ Layout (``P`` = prefix):
   order. ``start_attempt`` takes the better of the two heads (behaviour.md §4).
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
+- ``P:lease:<campaign>``: the campaign's lease, a hash (``owner``, ``token``) that
+  expires with it (PX ttl, the Redis server's clock, so hosts need not agree on the
+  time); ``P:lease_token:<campaign>``, the counter its tokens come from, and
+  ``P:lease_holder:<campaign>``, its last holder, outlive it. The fenced scripts check
+  the lease hash in the same script as their write.
 
 ``create_targets`` of more than ``import_chunk`` targets writes them in chunks (one
 script each, a few tens of ms of Redis time) marked with a batch id (field ``p``): they
@@ -607,8 +612,8 @@ class RedisStore:
         """Give the lease up at once, if ``fence`` still holds it."""
         await self._run("release", fence.campaign_id, fence.owner, fence.token)
 
-    async def lease_owner(self, campaign_id: str, now: datetime) -> str | None:
-        """The owner of the campaign's valid lease, or None."""
+    async def lease_owner(self, campaign_id: str, now: datetime | None = None) -> str | None:
+        """The owner of the campaign's valid lease, or None (``now`` is unused)."""
         owner = await self._guard(self._connected().hget(self._key("lease", campaign_id), "owner"))
         if owner is None:
             return None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar, cast
@@ -57,6 +57,7 @@ from dialerd.model import (
     ReferenceType,
     TargetStatus,
     format_time,
+    parse_time,
 )
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
@@ -75,6 +76,8 @@ D = TypeVar("D", bound=Campaign | Outplan | Outdial)
 
 BUSY_TIMEOUT_MS: Final = 5000
 CACHE_KIB: Final = 64 * 1024
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 # ``pick`` values: which dialing queue (partial index) a target is in.
 PICK_NONE: Final = 0
 PICK_NEVER_TRIED: Final = 1
@@ -211,21 +214,33 @@ def _page_token(tm_create: str, resource_id: str) -> str:
     return f"{tm_create}|{resource_id}"
 
 
+def _micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how lease expiry is stored and compared."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _now() -> datetime:
+    """The wall clock: the moment of a lease check whose caller passed none."""
+    return datetime.now(UTC)
+
+
 def _check_fence(
-    connection: sqlite3.Connection, fence: Fence | None, campaign_id: str, now: str | None
+    connection: sqlite3.Connection, fence: Fence | None, campaign_id: str, now: datetime
 ) -> None:
-    """Raise ``LeaseLost`` unless ``fence`` (if any) is the campaign's valid lease."""
+    """Raise ``LeaseLost`` unless ``fence`` (if any) is the campaign's valid lease at ``now``.
+
+    One lookup by primary key, in the caller's transaction.
+    """
     if fence is None:
         return
-    row = connection.execute(
-        "SELECT owner, token, expires_at FROM lease WHERE campaign_id = ?", (fence.campaign_id,)
-    ).fetchone()
-    if (
-        fence.campaign_id != campaign_id
-        or row is None
-        or (row[0], int(row[1])) != (fence.owner, fence.token)
-        or (now is not None and row[2] <= now)
-    ):
+    held = None
+    if fence.campaign_id == campaign_id:
+        held = connection.execute(
+            "SELECT 1 FROM lease WHERE campaign_id = ? AND owner = ? AND token = ? "
+            "AND expires_at_us > ?",
+            (campaign_id, fence.owner, fence.token, _micros(now)),
+        ).fetchone()
+    if held is None:
         raise LeaseLost(f"campaign {campaign_id}: the lease of {fence.owner} is no longer held")
 
 
@@ -509,8 +524,10 @@ class SqliteStore:
     async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one."""
 
+        moment = _now() if campaign.tm_update is None else parse_time(campaign.tm_update)
+
         def update(connection: sqlite3.Connection) -> Campaign:
-            _check_fence(connection, fence, campaign.id, campaign.tm_update)
+            _check_fence(connection, fence, campaign.id, moment)
             return self._campaigns.update(campaign, connection)
 
         return await self._write(update)
@@ -738,7 +755,7 @@ class SqliteStore:
     @staticmethod
     def _claim(plan: AttemptPlan, connection: sqlite3.Connection) -> Campaigncall | None:
         campaign, outplan = plan.campaign, plan.outplan
-        _check_fence(connection, plan.fence, campaign.id, format_time(plan.now))
+        _check_fence(connection, plan.fence, campaign.id, plan.now)
         max_try_counts = outplan.max_try_counts
         params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
         params["outdial_id"] = campaign.outdial_id
@@ -808,7 +825,7 @@ class SqliteStore:
             current = self._select_campaigncall(None, campaigncall_id, connection)
             if current is None or current.status != CampaigncallStatus.DIALING:
                 return None
-            _check_fence(connection, fence, current.campaign_id, stamp)
+            _check_fence(connection, fence, current.campaign_id, now)
             answered = msgspec.structs.replace(
                 current, status=CampaigncallStatus.PROGRESSING, tm_update=stamp
             )
@@ -828,9 +845,7 @@ class SqliteStore:
         fence: Fence | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
-        work = partial(
-            self._finish, campaigncall_id, result, reason, max_try_counts, format_time(now), fence
-        )
+        work = partial(self._finish, campaigncall_id, result, reason, max_try_counts, now, fence)
         return await self._write(work)
 
     def _finish(
@@ -839,17 +854,18 @@ class SqliteStore:
         result: CampaigncallResult,
         reason: str,
         max_try_counts: tuple[int, int, int, int, int],
-        now: str,
+        moment: datetime,
         fence: Fence | None,
         connection: sqlite3.Connection,
     ) -> FinishResult | None:
+        now = format_time(moment)
         row = connection.execute(
             "SELECT body FROM campaigncall WHERE id = ?", (campaigncall_id,)
         ).fetchone()
         if row is None:
             return None
         current = _decode_campaigncall(row[0])
-        _check_fence(connection, fence, current.campaign_id, now)
+        _check_fence(connection, fence, current.campaign_id, moment)
         target_id = current.outdial_target_id
         if current.status == CampaigncallStatus.DONE:
             target = self._select_target(None, target_id, connection)
@@ -878,30 +894,37 @@ class SqliteStore:
         ended = msgspec.structs.replace(target, status=status, tm_update=now)
         return FinishResult(finished=True, campaigncall=finished, target=ended)
 
-    # -- campaign leases ------------------------------------------------------------------
+    # -- campaign leases (SQLite serves one host: expiry follows the ``now`` passed in) ----
     async def acquire_lease(
         self, campaign_id: str, owner: str, ttl: float, now: datetime
     ) -> Fence | None:
-        """Take or renew the campaign's lease (SQLite serves one host: ``now`` is its clock)."""
-        stamp, expires = format_time(now), format_time(now + timedelta(seconds=ttl))
+        """Take or renew the campaign's lease until ``now + ttl``.
+
+        The row outlives the lease (released: expiry 0), so it knows the last holder and
+        token: the same owner keeps its token, another one gets the next.
+        """
+        now_us = _micros(now)
+        expires_us = _micros(now + timedelta(seconds=ttl))
 
         def acquire(connection: sqlite3.Connection) -> Fence | None:
             row = connection.execute(
-                "SELECT owner, token, expires_at FROM lease WHERE campaign_id = ?", (campaign_id,)
+                "SELECT owner, token, expires_at_us FROM lease WHERE campaign_id = ?",
+                (campaign_id,),
             ).fetchone()
             if row is None:
                 token = 1
             elif row[0] == owner:
                 token = int(row[1])
-            elif row[2] > stamp:
+            elif int(row[2]) > now_us:
                 return None
             else:
                 token = int(row[1]) + 1
             connection.execute(
-                "INSERT INTO lease (campaign_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (campaign_id) DO UPDATE SET "
-                "owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at",
-                (campaign_id, owner, token, expires),
+                "INSERT INTO lease (campaign_id, owner, token, expires_at_us) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id) DO UPDATE SET "
+                "owner = excluded.owner, token = excluded.token, "
+                "expires_at_us = excluded.expires_at_us",
+                (campaign_id, owner, token, expires_us),
             )
             return Fence(campaign_id, owner, token)
 
@@ -911,20 +934,20 @@ class SqliteStore:
         """Give the lease up at once, if ``fence`` still holds it."""
         await self._write(
             lambda connection: connection.execute(
-                "UPDATE lease SET expires_at = '' "
+                "UPDATE lease SET expires_at_us = 0 "
                 "WHERE campaign_id = ? AND owner = ? AND token = ?",
                 (fence.campaign_id, fence.owner, fence.token),
             )
         )
 
-    async def lease_owner(self, campaign_id: str, now: datetime) -> str | None:
-        """The owner of the campaign's valid lease, or None."""
-        stamp = format_time(now)
+    async def lease_owner(self, campaign_id: str, now: datetime | None = None) -> str | None:
+        """The owner of the campaign's valid lease at ``now`` (the wall clock if None)."""
+        now_us = _micros(_now() if now is None else now)
 
         def owner(connection: sqlite3.Connection) -> str | None:
             row = connection.execute(
-                "SELECT owner FROM lease WHERE campaign_id = ? AND expires_at > ?",
-                (campaign_id, stamp),
+                "SELECT owner FROM lease WHERE campaign_id = ? AND expires_at_us > ?",
+                (campaign_id, now_us),
             ).fetchone()
             return None if row is None else str(row[0])
 

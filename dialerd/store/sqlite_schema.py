@@ -97,14 +97,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """CREATE INDEX campaigncall_campaign_listing ON campaigncall (campaign_id, tm_create, id)
             WHERE deleted = 0""",
     ),
-    # 2: campaign leases. ``token`` only grows; a released or expired lease keeps its
-    # row (expires_at in the past) so the next holder's token is greater.
+    # 2: campaign leases. ``token`` only grows; a released or expired lease keeps its row
+    # (``expires_at_us`` in the past, 0 once released) so a later holder's token is greater.
     (
         """CREATE TABLE lease (
             campaign_id TEXT PRIMARY KEY,
             owner TEXT NOT NULL,
             token INTEGER NOT NULL,
-            expires_at TEXT NOT NULL
+            expires_at_us INTEGER NOT NULL
         )""",
     ),
 )

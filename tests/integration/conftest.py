@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dialerd.model import (
@@ -31,6 +33,8 @@ from dialerd.store.sqlite import SqliteStore
 BACKENDS = ["sqlite", "redis"]
 # Every test runs on its own timeline starting here; nothing reads the wall clock.
 EPOCH = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+# A lease short enough to watch expire: Redis expires leases by its own clock.
+SHORT_LEASE = 0.2
 
 
 def at(seconds: float) -> datetime:
@@ -46,6 +50,21 @@ def stamp(seconds: float) -> str:
 def tel(number: str) -> Address:
     """A telephone destination."""
     return Address(type=AddressType.TEL, target=number)
+
+
+async def outlive_lease(store: Store, campaign_id: str, ttl: float, now: datetime) -> datetime:
+    """Let the campaign's lease, last renewed at ``now`` for ``ttl`` seconds, run out.
+
+    SQLite follows the ``now`` its callers pass: the returned moment is past the expiry.
+    Redis keeps the time itself: this polls (bounded) until the lease is gone.
+    """
+    later = now + timedelta(seconds=ttl + 0.001)
+    if store.backend == "redis":
+        deadline = time.monotonic() + ttl + 5
+        while await store.lease_owner(campaign_id) is not None:
+            assert time.monotonic() < deadline, f"the lease of {campaign_id} never expired"
+            await anyio.sleep(ttl / 10)
+    return later
 
 
 StoreMaker = Callable[[], Store]
