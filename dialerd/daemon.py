@@ -113,6 +113,8 @@ class Daemon:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until ``shutdown`` is set (by a signal or a caller)."""
         async with AsyncExitStack() as stack:
+            # Under systemd StateDirectory= makes it; elsewhere no backend may assume it.
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             await self.store.open()
             stack.push_async_callback(self._close_store)
             if self.redis_queue is not None:
@@ -195,7 +197,7 @@ class Daemon:
             sdnotify.ready()
             return
         logs.configure_logging(new.log.level, self._log_format(new))
-        self.engine.config = new.engine
+        self.engine.reconfigure(new.engine)
         self.sim.reconfigure(new.sim)
         set_api_config(self.app, new.api)
         changed = [
@@ -203,10 +205,20 @@ class Daemon:
             for name in ("store", "telephony", "queue", "state_dir")
             if getattr(new, name) != getattr(self.config, name)
         ]
-        if new.api.listen != self.config.api.listen or new.metrics != self.config.metrics:
+        running_api = (self.config.api.enabled, self.config.api.listen)
+        if (new.api.enabled, new.api.listen) != running_api or new.metrics != self.config.metrics:
             changed.append("listen addresses")
+        # What needs a restart keeps its running value, so the next reload reports it again.
         self.config = msgspec.structs.replace(
-            new, store=self.config.store, queue=self.config.queue, telephony=self.config.telephony
+            new,
+            store=self.config.store,
+            queue=self.config.queue,
+            telephony=self.config.telephony,
+            state_dir=self.config.state_dir,
+            metrics=self.config.metrics,
+            api=msgspec.structs.replace(
+                new.api, enabled=self.config.api.enabled, listen=self.config.api.listen
+            ),
         )
         metrics.config_reloaded(success=True)
         log.info("config reloaded", needs_restart=changed)

@@ -135,6 +135,7 @@ class Engine:
         # Campaigns another instance holds: not tried again before this monotonic time.
         self._foreign: dict[str, float] = {}
         self._task_group: TaskGroup | None = None
+        self._housekeeping_sleep: anyio.CancelScope | None = None
         self.last_progress = clock.monotonic()
         self.stats = EngineStats()
         # Called with (lag, duration) of every tick; benchmarks collect the samples.
@@ -163,6 +164,15 @@ class Engine:
             task_group.start_soon(self._housekeeping)
             log.info("engine started", campaigns=len(self._loops))
             task_status.started()
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Apply a reloaded ``[engine]`` section; every sleeping loop ticks at once, so a
+        new tick interval applies now."""
+        self.config = config
+        if self._housekeeping_sleep is not None:
+            self._housekeeping_sleep.cancel()
+        for campaign_id in list(self._loops):
+            self.wake(campaign_id)
 
     def wake(self, campaign_id: str) -> None:
         """Tick the campaign now (starting its loop if it has none)."""
@@ -194,7 +204,6 @@ class Engine:
         is found here, so no running campaign can be forgotten. Its progress is also the
         heartbeat the systemd watchdog follows.
         """
-        interval = self.config.tick_interval
         deadline = self.clock.monotonic()
         stopped = 0
         for rounds in itertools.count():
@@ -218,11 +227,14 @@ class Engine:
                 )
                 if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
                     await self._end_orphans()
-                self.last_progress = self.clock.monotonic()
             except Exception as exc:
                 log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
-            deadline = max(deadline + interval, self.clock.monotonic())
-            await self.clock.sleep_until(deadline)
+            self.last_progress = self.clock.monotonic()
+            # Read each round: a reload may change the interval.
+            deadline = max(deadline + self.config.tick_interval, self.clock.monotonic())
+            with anyio.CancelScope() as self._housekeeping_sleep:
+                await self.clock.sleep_until(deadline)
+            deadline = min(deadline, self.clock.monotonic())
 
     def _ensure_loop(self, campaign_id: str) -> None:
         if campaign_id in self._loops or self._task_group is None:
@@ -273,11 +285,12 @@ class Engine:
     # -- one campaign's loop -----------------------------------------------------
     async def _supervise(self, loop: CampaignLoop) -> None:
         structlog.contextvars.bind_contextvars(campaign_id=loop.campaign_id)
-        interval = self.config.tick_interval
         deadline = self.clock.monotonic()
         failures = 0
         try:
             while True:
+                # Read each tick: a reload may change the interval.
+                interval = self.config.tick_interval
                 tick_started = self.clock.monotonic()
                 lag = max(0.0, tick_started - deadline)
                 try:
@@ -386,16 +399,20 @@ class Engine:
     async def _tick(self, loop: CampaignLoop, lag: float) -> bool:
         """One tick; True when the campaign no longer runs and its loop should end."""
         started_at = self.clock.monotonic()
-        self.last_progress = started_at
         metrics.TICK_LAG.observe(lag)
         try:
             campaign = await self.store.get_campaign(None, loop.campaign_id)
             if campaign is None:
-                return True
-            if campaign.status == CampaignStatus.RUN:
-                return await self._tick_running(loop, campaign)
-            return await self._tick_stopping(loop, campaign)
+                finished = True
+            elif campaign.status == CampaignStatus.RUN:
+                finished = await self._tick_running(loop, campaign)
+            else:
+                finished = await self._tick_stopping(loop, campaign)
+            return finished
         finally:
+            # A tick that ended, well or with an error (a store away), is progress: the
+            # scheduler is alive. Only a tick that never ends stops the watchdog.
+            self.last_progress = self.clock.monotonic()
             duration = self.clock.monotonic() - started_at
             metrics.TICK_DURATION.observe(duration)
             if self.tick_observer is not None:

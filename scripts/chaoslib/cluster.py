@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import httpx
 
-TOKEN = "chaos-token-0123456789"
-CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+from scripts.chaoslib.api import CUSTOMER, TOKEN, CampaignApi
+
 START_SECONDS = 30.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -79,11 +79,11 @@ class Daemon:
         ledger: Path,
         lease_ttl: float,
         speed: float,
+        seed: int,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.api = f"http://127.0.0.1:{self.port}/v1.0"
         self.config = workdir / "dialerd.toml"
         store_section = (
             f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis_url}"\ntimeout = 1.0\n'
@@ -99,7 +99,7 @@ stop_grace = 1.0
 max_concurrent_attempts = 60
 lease_ttl = {lease_ttl}
 [sim]
-seed = {os.getpid() % 1000}
+seed = {seed}
 speed = {speed}
 default_agents = 40
 ledger = "{ledger}"
@@ -114,14 +114,16 @@ format = "json"
 """
         )
         self.process: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        self.api = CampaignApi(self.port)
 
     def start(self) -> None:
+        """Spawn the daemon and wait (bounded) until it answers /healthz."""
         log = (self.workdir / "daemon.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dialerd.cli", "run", "--config", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         log.close()
         deadline = time.monotonic() + START_SECONDS
@@ -136,6 +138,10 @@ format = "json"
             if time.monotonic() > deadline:
                 raise RuntimeError("dialerd did not become healthy in time")
             time.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     @property
     def alive(self) -> bool:
@@ -153,6 +159,7 @@ format = "json"
             self.process = None
 
     def terminate(self) -> int:
+        """SIGTERM (after SIGCONT, should it be stopped); its exit code."""
         if self.process is None:
             return 0
         self.process.send_signal(signal.SIGCONT)
@@ -161,65 +168,11 @@ format = "json"
         self.process = None
         return code
 
-    def post(self, path: str, **kwargs: object) -> dict[str, object]:
-        reply = self.http.post(f"{self.api}{path}", **kwargs)  # type: ignore[arg-type]
-        reply.raise_for_status()
-        result: dict[str, object] = reply.json()
-        return result
-
-    def campaign_status(self, campaign_id: str) -> str | None:
-        try:
-            reply = self.http.get(f"{self.api}/campaigns/{campaign_id}", timeout=2)
-        except httpx.TransportError:
-            return None
-        return str(reply.json()["status"]) if reply.status_code == 200 else None
-
     def close(self) -> None:
-        self.http.close()
+        """Kill the daemon if it still runs (even a stopped one) and close its client."""
+        self.api.close()
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
-
-
-def create_campaign(daemon: Daemon, targets: int) -> tuple[str, str, tuple[int, ...]]:
-    """An outplan, an outdial of ``targets`` (every third with a second number) and a
-    call campaign on a queue; returns (campaign id, outdial id, max try counts)."""
-    max_try_counts = (2, 1, 0, 0, 0)
-    outplan = daemon.post(
-        "/outplans",
-        json={
-            "name": "chaos",
-            "source": {"type": "tel", "target": "+15550000000"},
-            "dial_timeout": 2000,
-            "try_interval": 300,
-            **{f"max_try_count_{n}": count for n, count in enumerate(max_try_counts)},
-        },
-    )
-    outdial = daemon.post("/outdials", json={"name": "chaos"})
-    rows = "destination_0,destination_1\n" + "".join(
-        f"+1555{n:07d},{f'+1666{n:07d}' if n % 3 == 0 else ''}\n" for n in range(targets)
-    )
-    daemon.post(
-        f"/outdials/{outdial['id']}/targets",
-        content=rows,
-        headers={"Content-Type": "text/csv"},
-    )
-    campaign = daemon.post(
-        "/campaigns",
-        json={
-            "name": "chaos",
-            "type": "call",
-            "service_level": 100,
-            "end_handle": "stop",
-            "outplan_id": outplan["id"],
-            "outdial_id": outdial["id"],
-            "queue_id": "99bf739a-932f-433c-b1bf-103d33d7e9bb",
-        },
-    )
-    reply = daemon.http.put(
-        f"{daemon.api}/campaigns/{campaign['id']}/status", json={"status": "run"}
-    )
-    reply.raise_for_status()
-    return str(campaign["id"]), str(outdial["id"]), max_try_counts

@@ -1,109 +1,122 @@
-"""Chaos scenarios: kill -9, store outages, several instances. Prints a table; exit 1 on
-any violated invariant. Bounded in time, loopback only. Run: scripts/chaos --help"""
+"""Chaos scenarios against real dialerd daemons on loopback: kill -9, redis-server
+outages, several instances on one Redis. Prints a table of the invariants checked and
+exits 1 on any violation. Every wait is bounded."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from dialerd.clock import SystemClock
 from dialerd.config import RedisConnection, StoreConfig
 from dialerd.store import create_store
-from scripts.chaoslib.cluster import Daemon, Redis, create_campaign
-from scripts.chaoslib.invariants import Check, check_all
+from scripts.chaoslib.cluster import Daemon, Redis
+from scripts.chaoslib.invariants import (
+    Check,
+    Outage,
+    check_campaign,
+    check_duplicates_ignored,
+    check_outages,
+    read_ledgers,
+)
 
 CAMPAIGN_SECONDS = 600.0
+OUTAGES = 3
+# How long after its lease expired a takeover may take: the other instances' retry pace.
+TAKEOVER_SLACK = 3.0
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
+@dataclass(frozen=True)
+class Result:
+    """One scenario on one store: what was checked, how long it took, what was done."""
+
+    scenario: str
+    store: str
+    seconds: float
+    note: str
+    checks: list[Check]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> float:
+    """Poll ``condition`` until true; the seconds it took. RuntimeError past ``seconds``."""
+    started = time.monotonic()
     while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        if time.monotonic() - started > seconds:
+            raise RuntimeError(f"timed out after {seconds:g} s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - started
 
 
-def store_config(store: str, redis: Redis | None) -> StoreConfig:
-    if store == "redis":
-        assert redis is not None
-        return StoreConfig(backend="redis", redis=RedisConnection(url=redis.url, timeout=10.0))
-    return StoreConfig(backend="sqlite")
+def daemon(args: argparse.Namespace, workdir: Path, store: str, redis: Redis | None) -> Daemon:
+    return Daemon(
+        workdir,
+        store=store,
+        redis_url=redis.url if redis else "",
+        ledger=workdir / "originations.jsonl",
+        lease_ttl=args.lease_ttl,
+        speed=args.speed,
+        seed=args.seed,
+    )
 
 
-async def _checks(
-    config: StoreConfig,
-    state_dir: Path,
-    campaign_id: str,
-    outdial_id: str,
-    max_try_counts: tuple[int, ...],
-    ledger: Path,
-) -> list[Check]:
-    store = create_store(config, state_dir)
-    await store.open()
-    try:
-        return await check_all(store, campaign_id, outdial_id, max_try_counts, [ledger])
-    finally:
-        await store.close()
+def run_to_stop(daemons: list[Daemon], campaign_id: str, targets: int) -> list[Check]:
+    """Wait until the campaign stops by itself, then check it through a live daemon's API
+    against the ledgers of every daemon of the scenario."""
+    survivor = next(d for d in daemons if d.alive)
+    wait_until(
+        lambda: survivor.api.campaign_status(campaign_id) == "stop",
+        CAMPAIGN_SECONDS,
+        "the campaign to stop",
+    )
+    final = survivor.api.final_state(campaign_id)
+    ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
+    checks = [Check("all targets kept", len(final.targets) == targets, len(final.targets))]
+    logs = [d.workdir / "daemon.log" for d in daemons]
+    return [*checks, *check_campaign(final, ledger), check_duplicates_ignored(logs)]
 
 
-async def _lease_owner(config: StoreConfig, campaign_id: str) -> str | None:
-    store = create_store(config, Path("."))
-    await store.open()
-    try:
-        from dialerd.clock import SystemClock
-
-        return await store.lease_owner(campaign_id, SystemClock().now())
-    finally:
-        await store.close()
+def exits(daemons: list[Daemon]) -> Check:
+    codes = [d.terminate() for d in daemons if d.alive]
+    return Check("daemon exits 0 on SIGTERM", set(codes) <= {0}, len(codes), f"exits {codes}")
 
 
 def scenario_kill(args: argparse.Namespace, store: str, work: Path) -> tuple[list[Check], str]:
-    """kill -9 the daemon at random moments, restarting it, until the campaign stops."""
+    """kill -9 the daemon at random (seeded) moments, restarting it on the same state,
+    until the campaign stops by itself."""
     rng = random.Random(args.seed)
     redis = Redis(work / "redis") if store == "redis" else None
     if redis:
         redis.start()
-    ledger = work / "originations.jsonl"
-    daemon = Daemon(
-        work / "daemon",
-        store=store,
-        redis_url=redis.url if redis else "",
-        ledger=ledger,
-        lease_ttl=args.lease_ttl,
-        speed=args.speed,
-    )
+    dialer = daemon(args, work / "daemon", store, redis)
     kills = 0
     try:
-        daemon.start()
-        campaign_id, outdial_id, max_try_counts = create_campaign(daemon, args.targets)
+        dialer.start()
+        campaign_id = dialer.api.create_campaign(args.targets)
         for _ in range(args.kills):
-            time.sleep(rng.uniform(0.2, 2.0))
-            if daemon.campaign_status(campaign_id) == "stop":
+            time.sleep(rng.uniform(0.0, 2.0))
+            if dialer.api.campaign_status(campaign_id) != "run":
                 break
-            daemon.kill()
+            dialer.kill()
             kills += 1
-            daemon.start()
-        wait_until(lambda: daemon.campaign_status(campaign_id) == "stop", CAMPAIGN_SECONDS, "stop")
-        exit_code = daemon.terminate()
-        config = store_config(store, redis)
-        checks = anyio.run(
-            _checks, config, work / "daemon" / "state", campaign_id, outdial_id,
-            max_try_counts, ledger,
-        )  # fmt: skip
-        checks.append(Check("daemon exits 0 on SIGTERM", exit_code == 0, 1, f"exit {exit_code}"))
+            dialer.start()
+        checks = run_to_stop([dialer], campaign_id, args.targets)
+        checks.insert(0, Check("kill -9 while the campaign ran", kills == args.kills, kills))
+        checks.append(exits([dialer]))
         return checks, f"{kills} kills"
     finally:
-        daemon.close()
+        dialer.close()
         if redis:
             redis.stop()
 
@@ -111,102 +124,103 @@ def scenario_kill(args: argparse.Namespace, store: str, work: Path) -> tuple[lis
 def scenario_redis_outage(
     args: argparse.Namespace, store: str, work: Path
 ) -> tuple[list[Check], str]:
-    """Stop redis-server for 10 s three times during a campaign on the Redis store."""
+    """Shut redis-server down for ``--outage`` seconds three times during a campaign."""
     redis = Redis(work / "redis")
     redis.start()
-    ledger = work / "originations.jsonl"
-    daemon = Daemon(
-        work / "daemon",
-        store="redis",
-        redis_url=redis.url,
-        ledger=ledger,
-        lease_ttl=args.lease_ttl,
-        speed=args.speed,
-    )
-    not_ready_seen = stayed_up = 0
+    dialer = daemon(args, work / "daemon", "redis", redis)
+    outages: list[Outage] = []
+    running = polls = down = not_ready = 0
     try:
-        daemon.start()
-        campaign_id, outdial_id, max_try_counts = create_campaign(daemon, args.targets)
-        for _ in range(3):
+        dialer.start()
+        campaign_id = dialer.api.create_campaign(args.targets)
+        for _ in range(OUTAGES):
             time.sleep(3.0)
+            running += dialer.api.campaign_status(campaign_id) == "run"
+            began = datetime.now(UTC)
             redis.stop()
             deadline = time.monotonic() + args.outage
             while time.monotonic() < deadline:
-                ready = daemon.http.get(f"http://127.0.0.1:{daemon.port}/readyz", timeout=5)
-                not_ready_seen += ready.status_code == 503
+                polls += 1
+                down += not dialer.alive
+                not_ready += dialer.api.ready() is False
                 time.sleep(0.5)
-            stayed_up += daemon.alive
             redis.start()
-        wait_until(lambda: daemon.campaign_status(campaign_id) == "stop", CAMPAIGN_SECONDS, "stop")
-        exit_code = daemon.terminate()
-        checks = anyio.run(
-            _checks, store_config("redis", redis), work, campaign_id, outdial_id,
-            max_try_counts, ledger,
-        )  # fmt: skip
-        checks.append(Check("daemon stayed up through 3 outages", stayed_up == 3, 3, ""))
-        checks.append(Check("/readyz said 503 while redis was down", not_ready_seen > 0, 1, ""))
-        checks.append(Check("daemon exits 0 on SIGTERM", exit_code == 0, 1, f"exit {exit_code}"))
-        return checks, f"3 outages of {args.outage:g} s"
+            outages.append(Outage(began, datetime.now(UTC)))
+        checks = [
+            Check("campaign running when redis stopped", running == OUTAGES, running),
+            Check("daemon up all through the outages", down == 0, polls, f"{down} polls dead"),
+            Check("/readyz 503 while redis was down", not_ready > 0, polls, "never 503"),
+        ]
+        checks += run_to_stop([dialer], campaign_id, args.targets)
+        checks += check_outages(read_ledgers([dialer.workdir / "originations.jsonl"]), outages)
+        checks.append(exits([dialer]))
+        return checks, f"{OUTAGES} outages of {args.outage:g} s"
     finally:
-        daemon.close()
+        dialer.close()
         redis.stop()
 
 
+async def _lease_owner(config: StoreConfig, campaign_id: str) -> str | None:
+    store = create_store(config, Path("."))
+    await store.open()
+    try:
+        return await store.lease_owner(campaign_id, SystemClock().now())
+    finally:
+        await store.close()
+
+
 def scenario_instances(args: argparse.Namespace, store: str, work: Path) -> tuple[list[Check], str]:
-    """Three daemons on one Redis; the owner is killed, the next owner SIGSTOPped."""
+    """Three daemons on one Redis; the campaign's owner is killed, then the next owner
+    SIGSTOPped past its lease and continued."""
     redis = Redis(work / "redis")
     redis.start()
-    ledger = work / "originations.jsonl"
-    daemons = [
-        Daemon(
-            work / f"daemon{n}",
-            store="redis",
-            redis_url=redis.url,
-            ledger=ledger,
-            lease_ttl=args.lease_ttl,
-            speed=args.speed,
-        )
-        for n in range(3)
-    ]
-    config = store_config("redis", redis)
+    daemons = [daemon(args, work / f"daemon{n}", "redis", redis) for n in range(3)]
+    config = StoreConfig(backend="redis", redis=RedisConnection(url=redis.url, timeout=5.0))
+    campaign_id = ""
 
     def owner() -> Daemon | None:
         name = anyio.run(_lease_owner, config, campaign_id)
-        for daemon in daemons:
-            if name and daemon.alive and name.split(":")[1] == str(daemon.process.pid):  # type: ignore[union-attr]
-                return daemon
-        return None
+        pid = name.split(":")[1] if name and name.count(":") >= 2 else None
+        return next((d for d in daemons if d.alive and str(d.pid) == pid), None)
 
-    events = []
     try:
-        for daemon in daemons:
-            daemon.start()
-        campaign_id, outdial_id, max_try_counts = create_campaign(daemons[0], args.targets)
-        time.sleep(3.0)
+        for dialer in daemons:
+            dialer.start()
+        campaign_id = daemons[0].api.create_campaign(args.targets)
+        wait_until(lambda: owner() is not None, 10.0, "an instance to lease the campaign")
+        time.sleep(2.0)
         first = owner()
-        assert first is not None, "no instance owns the campaign"
+        assert first is not None, "the campaign's owner died on its own"
         first.kill()
-        events.append("owner killed")
-        wait_until(lambda: owner() not in (None, first), args.lease_ttl + 10, "a takeover")
+        took_over = wait_until(
+            lambda: owner() not in (None, first), args.lease_ttl + 15, "a takeover"
+        )
         second = owner()
         assert second is not None
         time.sleep(2.0)
         second.signal(signal.SIGSTOP)
-        events.append("new owner stopped")
-        time.sleep(args.lease_ttl * 2)
-        second.signal(signal.SIGCONT)
-        events.append("and continued")
-        survivor = next(d for d in daemons if d.alive)
-        wait_until(
-            lambda: survivor.campaign_status(campaign_id) == "stop", CAMPAIGN_SECONDS, "stop"
+        third = next(d for d in daemons if d.alive and d is not second)
+        took_over_paused = wait_until(
+            lambda: owner() is third, args.lease_ttl + 15, "a takeover from the stopped owner"
         )
-        codes = [daemon.terminate() for daemon in daemons if daemon.alive]
-        checks = anyio.run(_checks, config, work, campaign_id, outdial_id, max_try_counts, ledger)
-        checks.append(Check("survivors exit 0 on SIGTERM", set(codes) == {0}, len(codes), ""))
-        return checks, ", ".join(events)
+        time.sleep(1.0)
+        second.signal(signal.SIGCONT)
+        bound = args.lease_ttl + TAKEOVER_SLACK
+        checks = [
+            Check(f"takeover of a killed owner <= {bound:g} s", took_over <= bound, 1,
+                  f"{took_over:.1f} s"),
+            Check(f"takeover of a stopped owner <= {bound:g} s", took_over_paused <= bound, 1,
+                  f"{took_over_paused:.1f} s"),
+        ]  # fmt: skip
+        checks += run_to_stop(daemons, campaign_id, args.targets)
+        alive = sum(d.alive for d in daemons)
+        checks.append(Check("the two other instances still up", alive == 2, alive))
+        checks.append(exits(daemons))
+        note = f"owner killed, taken over in {took_over:.1f} s; next one stopped, taken over "
+        return checks, note + f"in {took_over_paused:.1f} s, then continued"
     finally:
-        for daemon in daemons:
-            daemon.close()
+        for dialer in daemons:
+            dialer.close()
         redis.stop()
 
 
@@ -220,33 +234,41 @@ SCENARIOS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/chaos", description=__doc__)
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    parser.add_argument("--store", choices=["sqlite", "redis", "both"], default="both")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "redis", "both"],
+        default="both",
+        help="for kill; redis-outage and instances always use redis",
+    )
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--outage", type=float, default=10.0, help="seconds redis is down")
-    parser.add_argument("--lease-ttl", type=float, default=3.0)
-    parser.add_argument("--speed", type=float, default=50.0, help="simulated time factor")
+    parser.add_argument("--lease-ttl", type=float, default=3.0, help="[engine] lease_ttl, s")
+    parser.add_argument("--speed", type=float, default=50.0, help="[sim] speed")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    if not 1 <= args.targets <= 20_000 or not 0 <= args.kills <= 100:
-        parser.error("--targets must be 1..20000 and --kills 0..100")
+    if not 1 <= args.targets <= 20_000:
+        parser.error(f"--targets must be 1..20000, got {args.targets}")
+    if not 0 <= args.kills <= 100:
+        parser.error(f"--kills must be 0..100, got {args.kills}")
+    if not 1 <= args.outage <= 60 or not 1 <= args.lease_ttl <= 60:
+        parser.error("--outage and --lease-ttl must be 1..60 seconds")
+    if not 1 <= args.speed <= 1000:
+        parser.error(f"--speed must be 1..1000, got {args.speed}")
     return args
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(scenario, store) pairs to run; only kill runs on SQLite."""
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
-    runs = []
-    for scenario in scenarios:
-        stores = ["sqlite", "redis"] if args.store == "both" else [args.store]
-        if scenario != "kill":
-            stores = ["redis"]
-        runs.extend((scenario, store) for store in stores)
-    return runs
+    stores = ["sqlite", "redis"] if args.store == "both" else [args.store]
+    return [(s, store) for s in scenarios for store in (stores if s == "kill" else ["redis"])]
 
 
-def run(args: argparse.Namespace) -> list[tuple[str, str, float, str, list[Check]]]:
+def run(args: argparse.Namespace) -> list[Result]:
     results = []
     for scenario, store in plan(args):
+        print(f"{scenario} on {store}: running", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="dialerd-chaos-") as tmp:
             started = time.monotonic()
             try:
@@ -254,26 +276,31 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, float, str, list[Check
             except (RuntimeError, AssertionError) as exc:
                 checks, note = [Check("scenario ran to the end", False, 1, str(exc))], "aborted"
             elapsed = time.monotonic() - started
-        results.append((scenario, store, elapsed, note, checks))
-        print_table([results[-1]])
+        results.append(Result(scenario, store, elapsed, note, checks))
     return results
 
 
-def print_table(results: list[tuple[str, str, float, str, list[Check]]]) -> None:
-    for scenario, store, elapsed, note, checks in results:
-        print(f"\n{scenario} on {store} ({note}, {elapsed:.0f} s)")
-        for check in checks:
+def print_table(results: list[Result]) -> None:
+    """One row per scenario x invariant, then the time each scenario took."""
+    print(f"{'scenario':<13} {'store':<7} {'invariant':<46} {'result':<6} {'count':>6}")
+    for result in results:
+        for check in result.checks:
             verdict = "PASS" if check.ok else "FAIL"
             detail = f"  {check.detail}" if check.detail and not check.ok else ""
-            print(f"  {verdict}  {check.name:<42} {check.count:>7}{detail}")
-    sys.stdout.flush()
+            print(
+                f"{result.scenario:<13} {result.store:<7} {check.name:<46} {verdict:<6} "
+                f"{check.count:>6}{detail}"
+            )
+    print()
+    for result in results:
+        print(f"{result.scenario} on {result.store}: {result.seconds:.0f} s ({result.note})")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     results = run(args)
-    failed = [check for *_, checks in results for check in checks if not check.ok]
+    print_table(results)
+    failed = [check for result in results for check in result.checks if not check.ok]
     print(f"\n{'FAILED' if failed else 'PASSED'}: {len(failed)} violation(s)")
     return 1 if failed else 0
 

@@ -24,7 +24,11 @@ class DaemonProcess:
     """``dialerd run`` in a subprocess, its stdout collected to a file."""
 
     def __init__(
-        self, tmp_path: Path, extra_config: str = "", env: dict[str, str] | None = None
+        self,
+        tmp_path: Path,
+        extra_config: str = "",
+        env: dict[str, str] | None = None,
+        tick_interval: float = 0.2,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -33,7 +37,7 @@ class DaemonProcess:
             f"""
 state_dir = "{tmp_path / "state"}"
 [engine]
-tick_interval = 0.2
+tick_interval = {tick_interval}
 stop_grace = 1.0
 [sim]
 seed = 7

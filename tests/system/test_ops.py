@@ -1,0 +1,239 @@
+"""Operating a running daemon: SIGHUP reloads, and the watchdog while a campaign's ticks fail."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import RedisServer, free_port
+from tests.system.daemon_process import TOKEN, DaemonProcess
+from tests.system.test_operations import NotifySocket
+
+WAIT_SECONDS = 20.0
+LogLine = dict[str, object]
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify.sock")
+    yield listener
+    listener.close()
+
+
+def complete_log_lines(daemon: DaemonProcess) -> list[LogLine]:
+    """The daemon's log lines written so far, without a line still being written."""
+    text = daemon.stdout_path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+
+def wait_for_line(daemon: DaemonProcess, wanted: Callable[[LogLine], bool], after: int = 0) -> int:
+    """Index of the first log line from ``after`` on that is ``wanted`` (bounded wait)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        assert daemon.process.poll() is None, daemon.stderr_path.read_text()
+        lines = complete_log_lines(daemon)
+        for index in range(after, len(lines)):
+            if wanted(lines[index]):
+                return index
+        time.sleep(0.05)
+    raise AssertionError(f"no such log line after line {after}; last: {lines[-3:]}")
+
+
+def event_is(name: str) -> Callable[[LogLine], bool]:
+    """A test of a log line: its ``event`` is ``name``."""
+    return lambda line: line.get("event") == name
+
+
+def reloads(daemon: DaemonProcess, result: str) -> float:
+    """``dialerd_config_reloads_total{result=...}`` as scraped now."""
+    scrape = daemon.http.get("/metrics").text
+    for family in text_string_to_metric_families(scrape):
+        for sample in family.samples:
+            if sample.name == "dialerd_config_reloads_total" and sample.labels == {
+                "result": result
+            }:
+                return sample.value
+    raise AssertionError("dialerd_config_reloads_total is not exposed")
+
+
+def start_campaign(http: httpx.Client, targets: int) -> str:
+    """Create an outplan, an outdial with ``targets`` numbers and a campaign; run it."""
+    outplan = http.post(
+        "/v1.0/outplans",
+        json={"source": {"type": "tel", "target": "+15550000000"}, "max_try_count_0": 1},
+    ).json()
+    outdial = http.post("/v1.0/outdials", json={"name": "ops"}).json()
+    rows = "destination_0\n" + "".join(f"+1555400{n:04d}\n" for n in range(targets))
+    imported = http.post(
+        f"/v1.0/outdials/{outdial['id']}/targets",
+        content=rows,
+        headers={"Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    campaign = http.post(
+        "/v1.0/campaigns",
+        json={"outplan_id": outplan["id"], "outdial_id": outdial["id"], "service_level": 100},
+    ).json()
+    started = http.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})
+    assert started.status_code == 200, started.text
+    campaign_id: str = campaign["id"]
+    return campaign_id
+
+
+def test_sighup_rejects_an_invalid_file_keeps_running_then_applies_a_valid_one(
+    tmp_path: Path,
+) -> None:
+    daemon = DaemonProcess(tmp_path)
+    try:
+        daemon.wait_ready()
+        campaign_id = start_campaign(daemon.http, targets=500)
+        wait_for_line(daemon, event_is("attempt ended"))
+        running = daemon.config.read_text()
+
+        # The broken file also asks for debug logs: none of it may be applied.
+        daemon.config.write_text(
+            running.replace('level = "info"', 'level = "debug"').replace(
+                "tick_interval = 0.2", 'tick_interval = "fast"'
+            )
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        rejected = wait_for_line(daemon, event_is("config reload rejected; running config kept"))
+        line = complete_log_lines(daemon)[rejected]
+        assert line["level"] == "error"
+        assert "tick_interval" in str(line["error"])
+        assert reloads(daemon, "failure") == 1
+        assert reloads(daemon, "success") == 0
+        assert daemon.http.get("/readyz").status_code == 200
+        campaign = daemon.http.get(f"/v1.0/campaigns/{campaign_id}").json()
+        assert campaign["status"] == "run"
+        ended = wait_for_line(daemon, event_is("attempt ended"), after=rejected + 1)
+        wait_for_line(daemon, event_is("attempt ended"), after=ended + 1)
+        assert not [line for line in complete_log_lines(daemon) if line["level"] == "debug"]
+
+        # A valid file: debug logs from now on, and the API token is replaced.
+        daemon.config.write_text(
+            running.replace('level = "info"', 'level = "debug"').replace(
+                f'token = "{TOKEN}"', 'token = "rotated-system-token"'
+            )
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        reloaded = wait_for_line(daemon, event_is("config reloaded"))
+        assert complete_log_lines(daemon)[reloaded]["needs_restart"] == []
+        assert reloads(daemon, "success") == 1
+        assert reloads(daemon, "failure") == 1
+        wait_for_line(daemon, lambda line: line["level"] == "debug", after=reloaded + 1)
+        path = f"/v1.0/campaigns/{campaign_id}"
+        assert daemon.http.get(path).status_code == 401
+        rotated = {"Authorization": "Bearer rotated-system-token"}
+        assert daemon.http.get(path, headers=rotated).status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_a_store_outage_keeps_the_daemon_up_fed_watchdog_and_not_ready(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    redis = RedisServer(workdir)
+    assert redis.process is not None
+    env = {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}
+    extra = f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis.url}"\ntimeout = 0.5\n'
+    daemon = DaemonProcess(tmp_path, extra_config=extra, env=env)
+    try:
+        daemon.wait_ready()
+        start_campaign(daemon.http, targets=500)
+        wait_for_line(daemon, event_is("attempt ended"))
+        notify_socket.wait_for("WATCHDOG=1")
+
+        # Every store call now fails after its timeout: ticks fail one after the other,
+        # but they end, so the scheduler is alive and a restart would only lose the
+        # outcomes it keeps for the store's return.
+        redis.process.send_signal(signal.SIGSTOP)
+        frozen = len(complete_log_lines(daemon))
+        wait_for_line(daemon, event_is("campaign tick failed"), after=frozen)
+        ready = daemon.http.get("/readyz")
+        assert ready.status_code == 503
+        assert "store unreachable" in ready.json()["reason"]
+        assert notify_socket.count("WATCHDOG=1", seconds=3.0) > 0
+        assert daemon.process.poll() is None
+
+        redis.process.send_signal(signal.SIGCONT)
+        notify_socket.wait_for("WATCHDOG=1")
+        thawed = len(complete_log_lines(daemon))
+        wait_for_line(daemon, event_is("attempt started"), after=thawed)
+        assert daemon.http.get("/readyz").status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        redis.process.send_signal(signal.SIGCONT)
+        daemon.close()
+        redis.stop()
+
+
+def test_a_shorter_tick_interval_on_sighup_keeps_the_daemon_ready(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path, tick_interval=1.0)
+    try:
+        daemon.wait_ready()
+        daemon.config.write_text(
+            daemon.config.read_text().replace("tick_interval = 1.0", "tick_interval = 0.1")
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for_line(daemon, event_is("config reloaded"))
+        # Ready means ticking at the interval now configured: progress within 5 x 0.1 s.
+        answers = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            answers.append(daemon.http.get("/readyz").status_code)
+            time.sleep(0.05)
+        assert set(answers) == {200}, f"{answers.count(503)} of {len(answers)} answers were 503"
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_the_daemon_makes_its_state_directory_whatever_the_store(
+    tmp_path: Path, redis_url: str
+) -> None:
+    extra = f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis_url}"\n'
+    daemon = DaemonProcess(tmp_path, extra_config=extra)
+    try:
+        daemon.wait_ready()
+        start_campaign(daemon.http, targets=50)
+        # The simulated centre's ledger lives in the state directory.
+        wait_for_line(daemon, event_is("attempt ended"))
+        assert (tmp_path / "state" / "originations.jsonl").is_file()
+        assert not [
+            line for line in complete_log_lines(daemon) if line["event"] == "origination failed"
+        ]
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_what_a_reload_cannot_apply_is_reported_on_every_reload(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    try:
+        daemon.wait_ready()
+        daemon.config.write_text(
+            daemon.config.read_text().replace(
+                f'listen = "127.0.0.1:{daemon.port}"', f'listen = "127.0.0.1:{free_port()}"'
+            )
+        )
+        after = 0
+        for _ in range(2):
+            daemon.process.send_signal(signal.SIGHUP)
+            after = wait_for_line(daemon, event_is("config reloaded"), after=after) + 1
+            assert complete_log_lines(daemon)[after - 1]["needs_restart"] == ["listen addresses"]
+            # The daemon still answers where it listened before.
+            assert daemon.http.get("/healthz").status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
