@@ -125,6 +125,24 @@ def actions_model(actions: list[ActionBody]) -> list[Action]:
     return [action.to_model() for action in actions]
 
 
+def present_fields(body: msgspec.Struct, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields an update body carries (not ``UNSET``), in their stored form: addresses
+    and actions as model structs, reference ids as strings (null = the nil UUID)."""
+    changes: dict[str, Any] = {}
+    for field in body.__struct_fields__:
+        value = getattr(body, field)
+        if value is UNSET or field in skip:
+            continue
+        if isinstance(value, AddressBody):
+            value = value.to_model()
+        elif isinstance(value, list) and all(isinstance(item, ActionBody) for item in value):
+            value = actions_model(value)
+        elif value is None or isinstance(value, uuid.UUID):
+            value = reference(value)
+        changes[field] = value
+    return changes
+
+
 # -- campaigns ---------------------------------------------------------------------
 
 

@@ -59,21 +59,6 @@ async def _campaign(ctx: ApiContext, customer_id: str, campaign_id: str) -> Camp
     return campaign
 
 
-def _changes(body: msgspec.Struct) -> dict[str, Any]:
-    """The fields present in an update body, in their stored form."""
-    changes: dict[str, Any] = {}
-    for field in body.__struct_fields__:
-        value = getattr(body, field)
-        if value is UNSET or field == "status":
-            continue
-        if field in REFERENCE_FIELDS:
-            value = bodies.reference(value)
-        elif field == "actions":
-            value = bodies.actions_model(value)
-        changes[field] = value
-    return changes
-
-
 async def _edit(
     ctx: ApiContext,
     customer_id: str,
@@ -153,7 +138,11 @@ async def update_campaign(request: Request, ctx: ApiContext, customer_id: str) -
     campaign_id = path_id(request, "id", "campaign")
     body = await json_body(request, ctx, bodies.CampaignUpdate)
     status = None if body.status is UNSET else body.status
-    return json_response(await _edit(ctx, customer_id, campaign_id, _changes(body), status))
+    return json_response(
+        await _edit(
+            ctx, customer_id, campaign_id, bodies.present_fields(body, skip=("status",)), status
+        )
+    )
 
 
 async def update_campaign_status(request: Request, ctx: ApiContext, customer_id: str) -> Response:
@@ -169,7 +158,11 @@ def _sub_update(name: str, body_type: type[msgspec.Struct]) -> Handler:
     async def handler(request: Request, ctx: ApiContext, customer_id: str) -> Response:
         campaign_id = path_id(request, "id", "campaign")
         body = await json_body(request, ctx, body_type)
-        return json_response(await _edit(ctx, customer_id, campaign_id, _changes(body)))
+        return json_response(
+            await _edit(
+                ctx, customer_id, campaign_id, bodies.present_fields(body, skip=("status",))
+            )
+        )
 
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = f"Edit a campaign with a {body_type.__name__}."

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -73,11 +70,7 @@ async def _update(
     outdial_id = path_id(request, "id", "outdial")
     body = await json_body(request, ctx, body_type)
     outdial = await _outdial(ctx, customer_id, outdial_id)
-    changes: dict[str, Any] = {}
-    for field in body.__struct_fields__:
-        value = getattr(body, field)
-        if value is not UNSET:
-            changes[field] = bodies.reference(value) if field == "campaign_id" else value
+    changes = bodies.present_fields(body)
     if "campaign_id" in changes:
         await check_reference(ctx, customer_id, "campaign_id", "campaign", changes["campaign_id"])
     if changes:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -71,11 +68,7 @@ async def _update(
     outplan_id = path_id(request, "id", "outplan")
     body = await json_body(request, ctx, body_type)
     outplan = await _outplan(ctx, customer_id, outplan_id)
-    changes: dict[str, Any] = {}
-    for field in body.__struct_fields__:
-        value = getattr(body, field)
-        if value is not UNSET:
-            changes[field] = value.to_model() if isinstance(value, bodies.AddressBody) else value
+    changes = bodies.present_fields(body)
     if changes:
         outplan = msgspec.structs.replace(outplan, tm_update=ctx.now(), **changes)
         outplan = await ctx.store.update_outplan(outplan)
