@@ -24,15 +24,11 @@ from dialerd import logs
 from dialerd.config import ApiConfig, Config, EngineConfig, SimConfig
 from dialerd.daemon import Daemon
 from dialerd.model import (
-    NIL_UUID,
-    NOT_DELETED,
     Action,
     Address,
     AddressType,
     Campaign,
     CampaignStatus,
-    CampaignType,
-    EndHandle,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -90,34 +86,17 @@ def build_resources(
     """The outplan, outdial, targets and campaign of the demo (times scaled by speed)."""
     rng = random.Random(args.seed)
     scale = 1.0 / args.speed
-    outplan = Outplan(
-        id=new_id(),
-        customer_id=CUSTOMER_ID,
+    outplan = Outplan.fresh(
+        CUSTOMER_ID,
+        now,
         name="demo outplan",
         detail="three tries on the first number, two on the others",
         source=Address(type=AddressType.TEL, target="+15550000000"),
         dial_timeout=round(30_000 * scale),
         try_interval=round(60_000 * scale),
-        max_try_count_0=3,
-        max_try_count_1=2,
-        max_try_count_2=2,
-        max_try_count_3=0,
-        max_try_count_4=0,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
+        max_try_counts=(3, 2, 2),
     )
-    outdial = Outdial(
-        id=new_id(),
-        customer_id=CUSTOMER_ID,
-        campaign_id=NIL_UUID,
-        name="demo outdial",
-        detail="",
-        data="",
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
-    )
+    outdial = Outdial.fresh(CUSTOMER_ID, now, name="demo outdial")
     targets = [
         OutdialTarget.fresh(
             outdial.id,
@@ -131,15 +110,12 @@ def build_resources(
         )
         for index in range(args.targets)
     ]
-    campaign = Campaign(
-        id=new_id(),
-        customer_id=CUSTOMER_ID,
-        type=CampaignType.CALL,
+    campaign = Campaign.fresh(
+        CUSTOMER_ID,
+        now,
         name="demo campaign",
         detail="dialerd demo on a simulated call centre",
-        status=CampaignStatus.STOP,
         service_level=args.service_level,
-        end_handle=EndHandle.STOP,
         actions=[
             Action(
                 type="talk",
@@ -149,10 +125,6 @@ def build_resources(
         outplan_id=outplan.id,
         outdial_id=outdial.id,
         queue_id=new_id(),
-        next_campaign_id=NIL_UUID,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
     )
     return outplan, outdial, targets, campaign
 

@@ -130,6 +130,43 @@ class Campaign(msgspec.Struct, frozen=True, kw_only=True):
     tm_update: str | None
     tm_delete: str | None
 
+    @classmethod
+    def fresh(
+        cls,
+        customer_id: str,
+        now: str,
+        *,
+        type: CampaignType = CampaignType.CALL,
+        name: str = "",
+        detail: str = "",
+        service_level: int = 100,
+        end_handle: EndHandle = EndHandle.STOP,
+        actions: Sequence[Action] = (),
+        outplan_id: str = NIL_UUID,
+        outdial_id: str = NIL_UUID,
+        queue_id: str = NIL_UUID,
+        next_campaign_id: str = NIL_UUID,
+    ) -> Campaign:
+        """A new campaign, in status ``stop``, created at ``now``."""
+        return cls(
+            id=new_id(),
+            customer_id=customer_id,
+            type=type,
+            name=name,
+            detail=detail,
+            status=CampaignStatus.STOP,
+            service_level=service_level,
+            end_handle=end_handle,
+            actions=list(actions),
+            outplan_id=outplan_id,
+            outdial_id=outdial_id,
+            queue_id=queue_id,
+            next_campaign_id=next_campaign_id,
+            tm_create=now,
+            tm_update=None,
+            tm_delete=NOT_DELETED,
+        )
+
 
 # omit_defaults: the reference example of an outplan carries no customer_id; ours always do.
 class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -148,6 +185,39 @@ class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tm_create: str
     tm_update: str | None
     tm_delete: str | None
+
+    @classmethod
+    def fresh(
+        cls,
+        customer_id: str,
+        now: str,
+        *,
+        source: Address,
+        name: str = "",
+        detail: str = "",
+        dial_timeout: int = 30_000,
+        try_interval: int = 60_000,
+        max_try_counts: Sequence[int] = (0, 0, 0, 0, 0),
+    ) -> Outplan:
+        """A new outplan created at ``now``; ``max_try_counts`` are slots 0..4."""
+        counts = [*max_try_counts, 0, 0, 0, 0, 0][:5]
+        return cls(
+            id=new_id(),
+            customer_id=customer_id,
+            name=name,
+            detail=detail,
+            source=source,
+            dial_timeout=dial_timeout,
+            try_interval=try_interval,
+            max_try_count_0=counts[0],
+            max_try_count_1=counts[1],
+            max_try_count_2=counts[2],
+            max_try_count_3=counts[3],
+            max_try_count_4=counts[4],
+            tm_create=now,
+            tm_update=None,
+            tm_delete=NOT_DELETED,
+        )
 
     @property
     def max_try_counts(self) -> tuple[int, int, int, int, int]:
@@ -171,6 +241,30 @@ class Outdial(msgspec.Struct, frozen=True, kw_only=True):
     tm_create: str
     tm_update: str | None
     tm_delete: str | None
+
+    @classmethod
+    def fresh(
+        cls,
+        customer_id: str,
+        now: str,
+        *,
+        name: str = "",
+        detail: str = "",
+        data: str = "",
+        campaign_id: str = NIL_UUID,
+    ) -> Outdial:
+        """A new, empty outdial created at ``now``."""
+        return cls(
+            id=new_id(),
+            customer_id=customer_id,
+            campaign_id=campaign_id,
+            name=name,
+            detail=detail,
+            data=data,
+            tm_create=now,
+            tm_update=None,
+            tm_delete=NOT_DELETED,
+        )
 
 
 class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True):

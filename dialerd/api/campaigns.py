@@ -19,10 +19,8 @@ from dialerd.api.exchange import ApiContext, Handler, json_body, json_response, 
 from dialerd.control import CampaignNotFound, RunRefused
 from dialerd.model import (
     NIL_UUID,
-    NOT_DELETED,
     Campaign,
     CampaignStatus,
-    new_id,
 )
 
 REFERENCE_FIELDS = ("outplan_id", "outdial_id", "queue_id", "next_campaign_id")
@@ -103,19 +101,15 @@ async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -
     body = await json_body(request, ctx, bodies.CampaignCreate)
     references = {field: bodies.reference(getattr(body, field)) for field in REFERENCE_FIELDS}
     await check_references(ctx, customer_id, references)
-    campaign = Campaign(
-        id=new_id(),
-        customer_id=customer_id,
+    campaign = Campaign.fresh(
+        customer_id,
+        ctx.now(),
         type=body.type,
         name=body.name,
         detail=body.detail,
-        status=CampaignStatus.STOP,
         service_level=body.service_level,
         end_handle=body.end_handle,
         actions=bodies.actions_model(body.actions),
-        tm_create=ctx.now(),
-        tm_update=None,
-        tm_delete=NOT_DELETED,
         **references,
     )
     return json_response(await ctx.store.create_campaign(campaign))

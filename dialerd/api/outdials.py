@@ -22,7 +22,7 @@ from dialerd.api.exchange import (
     require_media_type,
 )
 from dialerd.api.outplans import campaigns_using
-from dialerd.model import NOT_DELETED, Outdial, new_id
+from dialerd.model import Outdial
 from dialerd.store import Conflict
 
 
@@ -38,16 +38,13 @@ async def create_outdial(request: Request, ctx: ApiContext, customer_id: str) ->
     body = await json_body(request, ctx, bodies.OutdialCreate)
     campaign_id = bodies.reference(body.campaign_id)
     await check_reference(ctx, customer_id, "campaign_id", "campaign", campaign_id)
-    outdial = Outdial(
-        id=new_id(),
-        customer_id=customer_id,
-        campaign_id=campaign_id,
+    outdial = Outdial.fresh(
+        customer_id,
+        ctx.now(),
         name=body.name,
         detail=body.detail,
         data=body.data,
-        tm_create=ctx.now(),
-        tm_update=None,
-        tm_delete=NOT_DELETED,
+        campaign_id=campaign_id,
     )
     return json_response(await ctx.store.create_outdial(outdial))
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from dialerd.api import bodies
 from dialerd.api.errors import conflict, not_found
 from dialerd.api.exchange import ApiContext, json_body, json_response, page_query, path_id
-from dialerd.model import NOT_DELETED, CampaignStatus, Outplan, new_id
+from dialerd.model import CampaignStatus, Outplan
 
 ACTIVE = (CampaignStatus.RUN, CampaignStatus.STOPPING)
 
@@ -30,22 +30,21 @@ async def _outplan(ctx: ApiContext, customer_id: str, outplan_id: str) -> Outpla
 async def create_outplan(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``POST /outplans``."""
     body = await json_body(request, ctx, bodies.OutplanCreate)
-    outplan = Outplan(
-        id=new_id(),
-        customer_id=customer_id,
+    outplan = Outplan.fresh(
+        customer_id,
+        ctx.now(),
         name=body.name,
         detail=body.detail,
         source=body.source.to_model(),
         dial_timeout=body.dial_timeout,
         try_interval=body.try_interval,
-        max_try_count_0=body.max_try_count_0,
-        max_try_count_1=body.max_try_count_1,
-        max_try_count_2=body.max_try_count_2,
-        max_try_count_3=body.max_try_count_3,
-        max_try_count_4=body.max_try_count_4,
-        tm_create=ctx.now(),
-        tm_update=None,
-        tm_delete=NOT_DELETED,
+        max_try_counts=(
+            body.max_try_count_0,
+            body.max_try_count_1,
+            body.max_try_count_2,
+            body.max_try_count_3,
+            body.max_try_count_4,
+        ),
     )
     return json_response(await ctx.store.create_outplan(outplan))
 

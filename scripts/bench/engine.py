@@ -33,13 +33,9 @@ from dialerd.config import EngineConfig, Range, RedisConnection, SimConfig, SimO
 from dialerd.engine import Engine
 from dialerd.model import (
     NIL_UUID,
-    NOT_DELETED,
     Address,
     AddressType,
     Campaign,
-    CampaignStatus,
-    CampaignType,
-    EndHandle,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -72,39 +68,21 @@ def parse_args() -> argparse.Namespace:
 
 
 def outplan(now: str) -> Outplan:
-    return Outplan(
-        id=new_id(),
-        customer_id=CUSTOMER,
+    return Outplan.fresh(
+        CUSTOMER,
+        now,
         name="bench",
-        detail="",
         source=Address(type=AddressType.TEL, target="+15550000000"),
         dial_timeout=0,
         try_interval=0,
-        max_try_count_0=1,
-        max_try_count_1=0,
-        max_try_count_2=0,
-        max_try_count_3=0,
-        max_try_count_4=0,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
+        max_try_counts=(1,),
     )
 
 
 async def add_campaign(
     store: Store, plan: Outplan, now: str, targets: int, queue_id: str, index: int
 ) -> Campaign:
-    outdial = Outdial(
-        id=new_id(),
-        customer_id=CUSTOMER,
-        campaign_id=NIL_UUID,
-        name=f"bench {index}",
-        detail="",
-        data="",
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
-    )
+    outdial = Outdial.fresh(CUSTOMER, now, name=f"bench {index}")
     await store.create_outdial(outdial)
     await store.create_targets(
         [
@@ -114,23 +92,13 @@ async def add_campaign(
             for n in range(targets)
         ]
     )
-    campaign = Campaign(
-        id=new_id(),
-        customer_id=CUSTOMER,
-        type=CampaignType.CALL,
+    campaign = Campaign.fresh(
+        CUSTOMER,
+        now,
         name=f"bench {index}",
-        detail="",
-        status=CampaignStatus.STOP,
-        service_level=100,
-        end_handle=EndHandle.STOP,
-        actions=[],
         outplan_id=plan.id,
         outdial_id=outdial.id,
         queue_id=queue_id,
-        next_campaign_id=NIL_UUID,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
     )
     return await store.create_campaign(campaign)
 

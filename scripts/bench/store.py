@@ -10,19 +10,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dialerd.model import (
     NIL_UUID,
-    NOT_DELETED,
     Address,
     AddressType,
     Campaign,
     CampaigncallResult,
     CampaignStatus,
-    CampaignType,
-    EndHandle,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -64,51 +62,12 @@ def parse_args() -> argparse.Namespace:
 
 def resources(now: str) -> tuple[Campaign, Outplan, Outdial]:
     customer = new_id()
-    outplan = Outplan(
-        id=new_id(),
-        customer_id=customer,
-        name="bench",
-        detail="",
-        source=Address(type=AddressType.TEL, target="+15550100"),
-        dial_timeout=30000,
-        try_interval=0,
-        max_try_count_0=3,
-        max_try_count_1=0,
-        max_try_count_2=0,
-        max_try_count_3=0,
-        max_try_count_4=0,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
-    )
-    outdial = Outdial(
-        id=new_id(),
-        customer_id=customer,
-        campaign_id=NIL_UUID,
-        name="bench",
-        detail="",
-        data="",
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
-    )
-    campaign = Campaign(
-        id=new_id(),
-        customer_id=customer,
-        type=CampaignType.CALL,
-        name="bench",
-        detail="",
+    source = Address(type=AddressType.TEL, target="+15550100")
+    outplan = Outplan.fresh(customer, now, name="bench", source=source, max_try_counts=(3,))
+    outdial = Outdial.fresh(customer, now, name="bench")
+    campaign = msgspec.structs.replace(
+        Campaign.fresh(customer, now, name="bench", outplan_id=outplan.id, outdial_id=outdial.id),
         status=CampaignStatus.RUN,
-        service_level=100,
-        end_handle=EndHandle.STOP,
-        actions=[],
-        outplan_id=outplan.id,
-        outdial_id=outdial.id,
-        queue_id=NIL_UUID,
-        next_campaign_id=NIL_UUID,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=NOT_DELETED,
     )
     return campaign, outplan, outdial
 
