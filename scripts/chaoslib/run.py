@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -32,7 +33,6 @@ from scripts.chaoslib.invariants import (
     read_ledgers,
 )
 
-CAMPAIGN_SECONDS = 600.0
 OUTAGES = 3
 # How long after its lease expired a takeover may take: the other instances' retry pace.
 TAKEOVER_SLACK = 3.0
@@ -71,18 +71,21 @@ def daemon(args: argparse.Namespace, workdir: Path, store: str, redis: Redis | N
     )
 
 
-def run_to_stop(daemons: list[Daemon], campaign_id: str, targets: int) -> list[Check]:
+def run_to_stop(args: argparse.Namespace, daemons: list[Daemon], campaign_id: str) -> list[Check]:
     """Wait until the campaign stops by itself, then check it through a live daemon's API
     against the ledgers of every daemon of the scenario."""
     survivor = next(d for d in daemons if d.alive)
     wait_until(
         lambda: survivor.api.campaign_status(campaign_id) == "stop",
-        CAMPAIGN_SECONDS,
+        args.deadline,
         "the campaign to stop",
     )
     final = survivor.api.final_state(campaign_id)
+    # Kept beside the daemons' directories, for a look after a failed check.
+    (daemons[0].workdir.parent / "final.json").write_bytes(msgspec.json.encode(final))
     ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
-    checks = [Check("all targets kept", len(final.targets) == targets, len(final.targets))]
+    kept = len(final.targets)
+    checks = [Check("all targets kept", kept == args.targets, kept, f"of {args.targets}")]
     logs = [d.workdir / "daemon.log" for d in daemons]
     return [*checks, *check_campaign(final, ledger), check_duplicates_ignored(logs)]
 
@@ -111,7 +114,7 @@ def scenario_kill(args: argparse.Namespace, store: str, work: Path) -> tuple[lis
             dialer.kill()
             kills += 1
             dialer.start()
-        checks = run_to_stop([dialer], campaign_id, args.targets)
+        checks = run_to_stop(args, [dialer], campaign_id)
         checks.insert(0, Check("kill -9 while the campaign ran", kills == args.kills, kills))
         checks.append(exits([dialer]))
         return checks, f"{kills} kills"
@@ -151,7 +154,7 @@ def scenario_redis_outage(
             Check("daemon up all through the outages", down == 0, polls, f"{down} polls dead"),
             Check("/readyz 503 while redis was down", not_ready > 0, polls, "never 503"),
         ]
-        checks += run_to_stop([dialer], campaign_id, args.targets)
+        checks += run_to_stop(args, [dialer], campaign_id)
         checks += check_outages(read_ledgers([dialer.workdir / "originations.jsonl"]), outages)
         checks.append(exits([dialer]))
         return checks, f"{OUTAGES} outages of {args.outage:g} s"
@@ -212,7 +215,7 @@ def scenario_instances(args: argparse.Namespace, store: str, work: Path) -> tupl
             Check(f"takeover of a stopped owner <= {bound:g} s", took_over_paused <= bound, 1,
                   f"{took_over_paused:.1f} s"),
         ]  # fmt: skip
-        checks += run_to_stop(daemons, campaign_id, args.targets)
+        checks += run_to_stop(args, daemons, campaign_id)
         alive = sum(d.alive for d in daemons)
         checks.append(Check("the two other instances still up", alive == 2, alive))
         checks.append(exits(daemons))
@@ -246,6 +249,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lease-ttl", type=float, default=3.0, help="[engine] lease_ttl, s")
     parser.add_argument("--speed", type=float, default=50.0, help="[sim] speed")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--deadline", type=float, default=600.0, help="seconds a campaign may take to stop"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.targets <= 20_000:
         parser.error(f"--targets must be 1..20000, got {args.targets}")
@@ -253,6 +259,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--kills must be 0..100, got {args.kills}")
     if not 1 <= args.outage <= 60 or not 1 <= args.lease_ttl <= 60:
         parser.error("--outage and --lease-ttl must be 1..60 seconds")
+    if not 1 <= args.deadline <= 3600:
+        parser.error(f"--deadline must be 1..3600 seconds, got {args.deadline}")
     if not 1 <= args.speed <= 1000:
         parser.error(f"--speed must be 1..1000, got {args.speed}")
     return args
@@ -282,13 +290,13 @@ def run(args: argparse.Namespace) -> list[Result]:
 
 def print_table(results: list[Result]) -> None:
     """One row per scenario x invariant, then the time each scenario took."""
-    print(f"{'scenario':<13} {'store':<7} {'invariant':<46} {'result':<6} {'count':>6}")
+    print(f"{'scenario':<13} {'store':<7} {'invariant':<48} {'result':<6} {'count':>6}")
     for result in results:
         for check in result.checks:
             verdict = "PASS" if check.ok else "FAIL"
             detail = f"  {check.detail}" if check.detail and not check.ok else ""
             print(
-                f"{result.scenario:<13} {result.store:<7} {check.name:<46} {verdict:<6} "
+                f"{result.scenario:<13} {result.store:<7} {check.name:<48} {verdict:<6} "
                 f"{check.count:>6}{detail}"
             )
     print()

@@ -12,16 +12,25 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from dialerd.adapters.sim import LedgerEntry
-from dialerd.model import format_time
-from scripts.chaoslib.invariants import Outage, check_outages, read_ledgers
+from dialerd.model import Campaigncall, CampaigncallStatus, format_time, new_id
+from scripts.chaoslib.invariants import (
+    FinalState,
+    Outage,
+    check_campaign,
+    check_outages,
+    read_ledgers,
+)
 from scripts.chaoslib.run import parse_args, scenario_kill
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_kill_9_mid_campaign_loses_and_doubles_nothing(tmp_path: Path, store: str) -> None:
-    args = parse_args(["--targets", "300", "--kills", "3", "--speed", "30", "--seed", "5"])
+    args = parse_args(
+        ["--targets", "300", "--kills", "3", "--speed", "50", "--seed", "5", "--deadline", "45"]
+    )
     checks, note = scenario_kill(args, store, tmp_path)
     failed = [f"{check.name}: {check.detail}" for check in checks if not check.ok]
     assert not failed, failed
@@ -35,6 +44,43 @@ def test_kill_9_mid_campaign_loses_and_doubles_nothing(tmp_path: Path, store: st
         "every origination within its persisted attempt",
         "never two live attempts on one target",
     } <= counted.keys()
+    if store == "sqlite":
+        _faults_in_the_real_outcome_are_caught(tmp_path)
+
+
+def _failing(final: FinalState, ledger: list[LedgerEntry]) -> set[str]:
+    return {check.name for check in check_campaign(final, ledger) if not check.ok}
+
+
+def _faults_in_the_real_outcome_are_caught(tmp_path: Path) -> None:
+    """The checks that passed above fail once the outcome is bent: they can fail."""
+    final = msgspec.json.decode((tmp_path / "final.json").read_bytes(), type=FinalState)
+    ledger = read_ledgers([tmp_path / "daemon" / "originations.jsonl"])
+    assert _failing(final, ledger) == set()
+    call, target = final.calls[0], final.targets[0]
+
+    assert _failing(final, [*ledger, ledger[0]]) == {"no campaigncall originated twice"}
+    unknown = replace(ledger[0], campaigncall_id=new_id())
+    assert _failing(final, [*ledger, unknown]) == {"every origination within its persisted attempt"}
+    stuck = replace(call, status=CampaigncallStatus.PROGRESSING)
+    assert "no attempt left dialing or progressing" in _failing(
+        _with_calls(final, [stuck, *final.calls[1:]]), ledger
+    )
+    # A second attempt on the same slot, started while the first was live.
+    again = replace(call, id=new_id())
+    assert _failing(_with_calls(final, [*final.calls, again]), ledger) >= {
+        "attempts per slot == try_count_N",
+        "never two live attempts on one target",
+    }
+    miscounted = replace(target, try_count_1=target.try_count_1 + 2)
+    assert _failing(
+        FinalState(final.campaign, final.outplan, [miscounted, *final.targets[1:]], final.calls),
+        ledger,
+    ) == {"attempts per slot == try_count_N"}
+
+
+def _with_calls(final: FinalState, calls: list[Campaigncall]) -> FinalState:
+    return FinalState(final.campaign, final.outplan, final.targets, calls)
 
 
 def _entry(call_id: str, at: datetime) -> LedgerEntry:
