@@ -23,6 +23,6 @@ if [ ! -s "$out/machine.wav" ]; then
   espeak-ng -s 150 -w "$tmp/greeting.wav" "Hi, you have reached the voicemail of Alex Morgan. \
 I am not able to take your call right now. Please leave your name, your number and a short \
 message after the tone, and I will call you back as soon as I can. Thank you and have a nice day."
-  ulaw "$tmp/greeting.wav" "$tmp/machine.wav" pad 0.3 0.5 trim 0 10.5
+  ulaw "$tmp/greeting.wav" "$tmp/machine.wav" pad 0.3 trim 0 10.5
   mv "$tmp/machine.wav" "$out/machine.wav"
 fi
