@@ -229,6 +229,22 @@ class Rig:
         if "ERROR" in out.upper() or "not found" in out.lower():
             raise RigError(f"queue {verb} {member} in {queue}: {out}")
 
+    def set_wrapuptime(self, queue: str, seconds: int) -> None:
+        """Change a queue's wrapuptime in the running Asterisk (start puts back 0)."""
+        path = self.root / "etc/asterisk-dialerd/queues.conf"
+        header = f"[{queue}](rig-queue)"
+        lines = path.read_text().splitlines()
+        if header not in lines:
+            raise RigError(f"no queue {queue!r} in {path}")
+        at = lines.index(header) + 1
+        end = at
+        while end < len(lines) and not lines[end].startswith("["):
+            end += 1
+        section = [line for line in lines[at:end] if not line.startswith("wrapuptime")]
+        lines[at:end] = [f"wrapuptime = {int(seconds)}", *section]
+        path.write_text("\n".join(lines) + "\n")
+        self.asterisk_cli(f"queue reload parameters {queue}")
+
     def reset_agents(self) -> None:
         """Every agent NOT_INUSE and unpaused, as after start."""
         for queue, members in self.queues.items():
