@@ -110,6 +110,10 @@ class SimConfig(_Section, frozen=True):
     wrap_up: Range = msgspec.field(default_factory=lambda: Range(min=3.0, max=10.0))
     # An answered call no agent takes within this many seconds is abandoned.
     abandon_after: NonNegativeFloat = 2.0
+    # Seconds the trunk takes to accept an origination (the originate call returns
+    # then), and to act on a cancel or hang-up: a real backend is never instant.
+    place_time: Range = msgspec.field(default_factory=lambda: Range(min=0.0, max=0.0))
+    release_time: Range = msgspec.field(default_factory=lambda: Range(min=0.0, max=0.0))
     # Path of the append-only ledger of originations ("" = none); relative to state dir.
     ledger: str = ""
     outcomes: SimOutcomes = msgspec.field(default_factory=SimOutcomes)
