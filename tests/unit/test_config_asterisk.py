@@ -119,3 +119,21 @@ def test_secrets_stay_out_of_repr() -> None:
     assert "hunter2" not in shown
     assert "password=***" in shown
     assert "secret=***" in shown
+
+
+def test_the_commented_asterisk_sections_of_the_example_config_are_valid() -> None:
+    text = (Path(__file__).resolve().parents[2] / "config" / "dialerd.toml").read_text()
+    lines = text.splitlines()
+    for section in ("[telephony.asterisk]", "[queue.asterisk]"):
+        start = lines.index(f"# {section}")
+        index = start
+        while index < len(lines) and lines[index].startswith("# "):
+            lines[index] = lines[index][2:]
+            index += 1
+    uncommented = "\n".join(lines).replace('backend = "sim"', 'backend = "asterisk"', 2)
+    config = decode_config(uncommented, "config/dialerd.toml")
+    assert config.telephony.backend == "asterisk"
+    assert config.telephony.asterisk is not None
+    assert config.telephony.asterisk.password_file == "/etc/dialerd/ari-password"
+    assert config.queue.asterisk is not None
+    assert config.queue.asterisk.port == 5038
