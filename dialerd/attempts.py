@@ -30,6 +30,10 @@ class Attempt:
     # Set when the engine ends the attempt itself (a time limit): the reason recorded,
     # whatever the backend reports when it drops the call.
     end_reason: HangupReason | None = None
+    # The backend has the call: its originate returned (or it was found live).
+    placed: bool = False
+    # A stop wants the call ended: cancel or hang-up is repeated until the end is seen.
+    release_requested: bool = False
 
 
 @dataclass

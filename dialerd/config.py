@@ -18,9 +18,10 @@ NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
-CustomerId = Annotated[
+Uuid = Annotated[
     str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]
+CustomerId = Uuid
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -56,6 +57,9 @@ class EngineConfig(_Section, frozen=True):
     max_attempts_per_second: PositiveFloat = 50.0
     # Seconds an answered attempt may go on after a stop before it is hung up.
     stop_grace: NonNegativeFloat = 30.0
+    # Seconds a cancel or hang-up is repeated (with back-off) before an attempt whose
+    # end the backend never reports is ended as lost, so that a stop always ends.
+    release_timeout: PositiveFloat = 30.0
     # Seconds a flow attempt may run without reporting completion.
     flow_timeout: PositiveFloat = 300.0
     # Back-off after a campaign's loop fails or the backend keeps refusing.
@@ -242,6 +246,15 @@ class QueueConfig(_Section, frozen=True):
             raise ValueError('backend "asterisk" needs a [queue.asterisk] section')
 
 
+class QueueEntry(_Section, frozen=True):
+    """A queue a customer's campaigns may name (``queue_id``), and its backend name."""
+
+    id: Uuid
+    customer_id: CustomerId
+    # The queue as the backend knows it: an Asterisk queue, a Redis hash, a sim queue.
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
 class ApiToken(_Section, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=8)]
     customer_id: CustomerId
@@ -279,10 +292,18 @@ class Config(_Section, frozen=True):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     telephony: TelephonyConfig = msgspec.field(default_factory=TelephonyConfig)
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    queues: list[QueueEntry] = msgspec.field(default_factory=list)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for queue in self.queues:
+            if queue.id in seen:
+                raise ValueError(f"queue id {queue.id} is registered twice in [[queues]]")
+            seen.add(queue.id)
 
 
 class ConfigError(Exception):

@@ -16,7 +16,8 @@ import structlog
 
 from dialerd import lifecycle
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time
-from dialerd.ports import Clock
+from dialerd.ports import Clock, QueueAdapter, QueueUnavailable
+from dialerd.queues import QueueRegistry
 from dialerd.store import Fence, Store
 
 log = structlog.get_logger("dialerd.control")
@@ -27,7 +28,8 @@ class CampaignNotFound(Exception):
 
 
 class RunRefused(Exception):
-    """The campaign may not run; ``problems`` names each thing missing or invalid."""
+    """The campaign may not run (or a running campaign may not be edited so);
+    ``problems`` names each thing missing or invalid."""
 
     def __init__(self, campaign_id: str, problems: list[str]) -> None:
         self.problems = problems
@@ -65,11 +67,17 @@ class CampaignControl:
         *,
         locks: CampaignLocks | None = None,
         wake: Callable[[str], None] = lambda _campaign_id: None,
+        queues: QueueRegistry | None = None,
+        queue_adapter: QueueAdapter | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.locks = locks or CampaignLocks()
         self.wake = wake
+        self.queues = queues if queues is not None else QueueRegistry()
+        self.queue_adapter = queue_adapter
+        # Told of every stop stored (the engine counts the stop grace from it).
+        self.stopped: Callable[[str], None] = wake
 
     async def problems(self, campaign: Campaign) -> list[str]:
         """Why ``campaign`` may not run now (behaviour.md §2); empty when it may."""
@@ -89,25 +97,73 @@ class CampaignControl:
             if campaign.next_campaign_id not in (NIL_UUID, campaign.id)
             else None
         )
-        return lifecycle.run_problems(campaign, outplan, outdial, next_campaign)
+        problems = lifecycle.run_problems(campaign, outplan, outdial, next_campaign)
+        return problems + await self._queue_problems(campaign)
+
+    async def _queue_problems(self, campaign: Campaign) -> list[str]:
+        if campaign.queue_id == NIL_UUID:
+            return []
+        queue = self.queues.get(campaign.customer_id, campaign.queue_id)
+        if queue is None:
+            return [f"queue {campaign.queue_id} is not registered for this customer"]
+        if self.queue_adapter is None:
+            return []
+        adapter = self.queue_adapter.name
+        try:
+            known = await self.queue_adapter.has_queue(queue.name)
+        except QueueUnavailable as exc:
+            return [f"queue {campaign.queue_id}: the {adapter} queue adapter cannot tell: {exc}"]
+        if not known:
+            return [f"queue {campaign.queue_id} ({queue.name}) is unknown to the {adapter} backend"]
+        return []
 
     async def run(self, customer_id: str, campaign_id: str, *, cause: str = "request") -> Campaign:
         """Start the campaign; raise ``RunRefused`` naming what is missing."""
+        return await self.change(customer_id, campaign_id, {}, CampaignStatus.RUN, cause=cause)
+
+    async def change(
+        self,
+        customer_id: str,
+        campaign_id: str,
+        changes: dict[str, Any],
+        status: CampaignStatus | None = None,
+        *,
+        cause: str = "request",
+    ) -> Campaign:
+        """Edit fields and/or run or stop the campaign, as one step.
+
+        A campaign that is to run, or runs already, is checked as edited first: when it
+        could not run so, ``RunRefused`` names why and nothing is changed.
+        """
+        if "status" in changes:
+            raise ValueError("status changes go through run() and stop()")
+        if status is CampaignStatus.STOP:
+            # Stopped first, so the edit is not held to what a running campaign needs.
+            stopped = await self.stop(customer_id, campaign_id, cause=cause)
+            if not changes:
+                return stopped
+            return await self.change(customer_id, campaign_id, changes, cause=cause)
         async with self.locks.hold(campaign_id):
             campaign = await self._get(customer_id, campaign_id)
-            if campaign.status == CampaignStatus.RUN:
+            edited = msgspec.structs.replace(campaign, **changes)
+            starting = status is CampaignStatus.RUN and campaign.status != CampaignStatus.RUN
+            if starting or (changes and campaign.status == CampaignStatus.RUN):
+                problems = await self.problems(edited)
+                if problems:
+                    raise RunRefused(campaign_id, problems)
+            if not changes and not starting:
                 return campaign
-            problems = await self.problems(campaign)
-            if problems:
-                raise RunRefused(campaign_id, problems)
-            updated = await self._write(campaign, status=CampaignStatus.RUN)
-        log.info(
-            "campaign status changed",
-            campaign_id=campaign_id,
-            status="run",
-            previous=campaign.status.value,
-            cause=cause,
-        )
+            if starting:
+                changes = {**changes, "status": CampaignStatus.RUN}
+            updated = await self._write(campaign, **changes)
+        if starting:
+            log.info(
+                "campaign status changed",
+                campaign_id=campaign_id,
+                status="run",
+                previous=campaign.status.value,
+                cause=cause,
+            )
         self.wake(campaign_id)
         return updated
 
@@ -127,18 +183,14 @@ class CampaignControl:
             previous=campaign.status.value,
             cause=cause,
         )
-        self.wake(campaign_id)
+        self.stopped(campaign_id)
         return updated
 
     async def edit(self, customer_id: str, campaign_id: str, **changes: Any) -> Campaign:
-        """Change the given fields (not ``status``); they take effect at the next tick."""
-        if "status" in changes:
-            raise ValueError("status changes go through run() and stop()")
-        async with self.locks.hold(campaign_id):
-            campaign = await self._get(customer_id, campaign_id)
-            updated = await self._write(campaign, **changes)
-        self.wake(campaign_id)
-        return updated
+        """Change the given fields (not ``status``); they take effect at the next tick.
+
+        A running campaign keeps running only if still valid: else ``RunRefused``."""
+        return await self.change(customer_id, campaign_id, changes)
 
     async def transition(
         self,

@@ -11,7 +11,6 @@ import signal
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -19,18 +18,17 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from dialerd import __version__, logs, metrics, sdnotify
-from dialerd.adapters.sim import SimCallCentre
 from dialerd.api import create_app, serve_api, set_api_config
+from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
 from dialerd.engine import Engine
+from dialerd.identity import claim_identity
 from dialerd.ops_http import metrics_app, ops_routes
-from dialerd.ports import Clock, QueueAdapter
+from dialerd.ports import Clock
+from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.store import Store, StoreError, create_store
-
-if TYPE_CHECKING:
-    from dialerd.adapters.redis_queue import RedisQueue as RedisQueueAdapter
 
 log = structlog.get_logger("dialerd.daemon")
 
@@ -57,26 +55,22 @@ class Daemon:
         self.state_dir = Path(state_dir or config.state_dir)
         self.clock = clock or SystemClock()
         self.store: Store = create_store(config.store, self.state_dir)
-        ledger = Path(config.sim.ledger) if config.sim.ledger else None
-        if ledger is not None and not ledger.is_absolute():
-            ledger = self.state_dir / ledger
-        self.sim = SimCallCentre(config.sim, self.clock, ledger_path=ledger)
-        self.redis_queue: RedisQueueAdapter | None = None
-        queue: QueueAdapter = self.sim.queue
-        if config.queue.backend == "redis":
-            from dialerd.adapters.redis_queue import RedisQueue
-
-            redis = config.queue.redis
-            self.redis_queue = RedisQueue(
-                url=redis.url, prefix=redis.prefix, pool_size=redis.pool_size, timeout=redis.timeout
-            )
-            queue = self.redis_queue
-        self.control = CampaignControl(self.store, self.clock, locks=CampaignLocks())
+        self.backends = Backends(config, self.clock, self.state_dir)
+        self.sim = self.backends.sim
+        self.queues = QueueRegistry(registry_entries(config.queues))
+        self.control = CampaignControl(
+            self.store,
+            self.clock,
+            locks=CampaignLocks(),
+            queues=self.queues,
+            queue_adapter=self.backends.queue,
+        )
         self.engine = Engine(
             store=self.store,
-            queue=queue,
-            telephony=self.sim.telephony,
-            flows=self.sim.flows,
+            queue=self.backends.queue,
+            queues=self.queues,
+            telephony=self.backends.telephony,
+            flows=self.backends.flows,
             clock=self.clock,
             config=config.engine,
             control=self.control,
@@ -104,6 +98,9 @@ class Daemon:
             return f"store unreachable: {exc}"
         if self._stalled():
             return "scheduler is not making progress"
+        telephony = self.backends.telephony.unavailable_reason()
+        if telephony is not None:
+            return f"telephony unavailable: {telephony}"
         return None
 
     def _stalled(self) -> bool:
@@ -115,14 +112,16 @@ class Daemon:
         async with AsyncExitStack() as stack:
             # Under systemd StateDirectory= makes it; elsewhere no backend may assume it.
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            identity = claim_identity(self.state_dir)
+            stack.callback(identity.release)
+            self.engine.owner = identity.name
             await self.store.open()
             stack.push_async_callback(self._close_store)
-            if self.redis_queue is not None:
-                await self.redis_queue.open()
-                stack.push_async_callback(self.redis_queue.close)
+            stack.push_async_callback(self.backends.close)
             # Servers stop by themselves once ``shutdown`` is set (Hypercorn's graceful
             # shutdown); the engine and the watchdog are cancelled.
             async with anyio.create_task_group() as servers, anyio.create_task_group() as core:
+                await self.backends.start(core)
                 await core.start(self.engine.run)
                 core.start_soon(self._watchdog)
                 await self._start_servers(servers)
@@ -198,7 +197,8 @@ class Daemon:
             return
         logs.configure_logging(new.log.level, self._log_format(new))
         self.engine.reconfigure(new.engine)
-        self.sim.reconfigure(new.sim)
+        self.backends.reconfigure(new)
+        self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)
         changed = [
             name

@@ -21,7 +21,7 @@ import anyio
 import msgspec
 
 from dialerd import logs
-from dialerd.config import ApiConfig, Config, EngineConfig, SimConfig
+from dialerd.config import ApiConfig, Config, EngineConfig, QueueEntry, SimConfig
 from dialerd.daemon import Daemon
 from dialerd.model import (
     Action,
@@ -34,10 +34,11 @@ from dialerd.model import (
     Outplan,
     TargetStatus,
     format_time,
-    new_id,
 )
 
 CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+# The demo's queue, registered for its customer (``[[queues]]``).
+QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
 SAMPLE_SECONDS = 0.1
 
 
@@ -72,6 +73,7 @@ def demo_config(args: argparse.Namespace, state_dir: Path) -> Config:
             max_attempts_per_second=50.0 * args.speed,
         ),
         sim=SimConfig(seed=args.seed, speed=args.speed, default_agents=args.agents),
+        queues=[QueueEntry(id=QUEUE_ID, customer_id=CUSTOMER_ID, name="demo")],
         api=ApiConfig(listen="127.0.0.1:0"),
     )
 
@@ -124,7 +126,7 @@ def build_resources(
         ],
         outplan_id=outplan.id,
         outdial_id=outdial.id,
-        queue_id=new_id(),
+        queue_id=QUEUE_ID,
     )
     return outplan, outdial, targets, campaign
 

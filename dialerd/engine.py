@@ -17,7 +17,7 @@ import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
@@ -52,8 +52,10 @@ from dialerd.ports import (
     QueueUnavailable,
     Telephony,
     TelephonyEvent,
+    TelephonyUnavailable,
 )
-from dialerd.store import AttemptPlan, Fence, LeaseLost, Store, StoreError
+from dialerd.queues import QueueRegistry
+from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, LeaseLost, Store, StoreError
 
 log = structlog.get_logger("dialerd.engine")
 
@@ -71,6 +73,10 @@ RECONCILE_EVERY = 10
 WAKE_SPACING = 0.05
 # Stopped campaigns are only counted for the metric, so not on every round.
 STOPPED_COUNT_EVERY = 15
+# Seconds between repeats of a cancel or hang-up the backend has not confirmed yet:
+# from the first value, doubling up to the second.
+RELEASE_RETRY_FIRST = 0.5
+RELEASE_RETRY_MAX = 8.0
 
 
 @dataclass
@@ -97,10 +103,11 @@ class CampaignLoop:
     stopping_since: float | None = None
     backoff_until: float = 0.0
     origination_failures: int = 0
-    cancelled: set[str] = field(default_factory=set)
     # The campaign's lease: every write of this loop carries it (a fencing token).
     fence: Fence | None = None
     lease_renewed: float = -math.inf
+    # The attempts a previous owner left have been ended or followed (``_take_over``).
+    taken_over: bool = False
 
 
 class Engine:
@@ -117,15 +124,23 @@ class Engine:
         config: EngineConfig,
         control: CampaignControl | None = None,
         owner: str | None = None,
+        queues: QueueRegistry | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
+        self.queues = queues if queues is not None else QueueRegistry()
         self.telephony = telephony
         self.flows = flows
         self.clock = clock
         self.config = config
-        self.control = control or CampaignControl(store, clock)
+        self.control = control or CampaignControl(
+            store, clock, queues=self.queues, queue_adapter=queue
+        )
         self.control.wake = self.wake
+        self.control.stopped = self.note_stop
+        # Running and stopping campaigns by queue id, refreshed by housekeeping: the
+        # campaigns that share a queue's agents (several instances included).
+        self._by_queue: dict[str, list[Campaign]] = {}
         self._loops: dict[str, CampaignLoop] = {}
         self._attempts = AttemptBook()
         self._outplans: dict[str, Outplan] = {}
@@ -184,6 +199,13 @@ class Engine:
         if loop.sleep_scope is not None:
             loop.sleep_scope.cancel()
 
+    def note_stop(self, campaign_id: str) -> None:
+        """A stop was stored just now: the grace of answered calls counts from here."""
+        loop = self._loops.get(campaign_id)
+        if loop is not None:
+            loop.stopping_since = self.clock.monotonic()
+        self.wake(campaign_id)
+
     @property
     def running_campaigns(self) -> int:
         return len(self._loops)
@@ -217,6 +239,11 @@ class Engine:
                         self._ensure_loop(campaign.id)
                 if rounds % STOPPED_COUNT_EVERY == 0:
                     stopped = len(await self.store.campaigns_with_status([CampaignStatus.STOP]))
+                by_queue: dict[str, list[Campaign]] = {}
+                for campaign in active:
+                    if campaign.queue_id != NIL_UUID:
+                        by_queue.setdefault(campaign.queue_id, []).append(campaign)
+                self._by_queue = by_queue
                 counts = {status.value: 0 for status in CampaignStatus}
                 counts[CampaignStatus.STOP.value] = stopped
                 for campaign in active:
@@ -251,7 +278,10 @@ class Engine:
     async def _end_orphans(self) -> None:
         """End active attempts nobody follows: their start's reply was lost in an outage."""
         cutoff = self.clock.now() - timedelta(seconds=ORPHAN_AGE)
-        live = await self._live_calls()
+        try:
+            live = await self._live_calls()
+        except TelephonyUnavailable:
+            return  # cannot tell which are live: next round
         for campaigncall in await self.store.active_attempts(None):
             if (
                 campaigncall.id in self._attempts
@@ -267,9 +297,15 @@ class Engine:
     async def _reconcile(self) -> None:
         """After a restart: keep following live attempts; end the others as ``lost``.
 
-        Campaigns leased by another instance are that instance's to reconcile.
+        Campaigns leased by another instance are that instance's to reconcile. When the
+        backend cannot tell which calls live, each campaign's loop does it on its own
+        (``_take_over``) before it dials.
         """
-        live = await self._live_calls()
+        try:
+            live = await self._live_calls()
+        except TelephonyUnavailable as exc:
+            log.warning("reconciliation deferred: telephony unavailable", error=str(exc))
+            return
         owners: dict[str, str | None] = {}
         for campaigncall in await self.store.active_attempts(None):
             campaign_id = campaigncall.campaign_id
@@ -278,7 +314,7 @@ class Engine:
             if owners[campaign_id] not in (None, self.owner):
                 continue
             if campaigncall.id in live:
-                self._follow(campaigncall, answered=campaigncall.status != "dialing")
+                self._follow(campaigncall, answered=campaigncall.status != "dialing", placed=True)
                 continue
             await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
 
@@ -361,10 +397,13 @@ class Engine:
                 self._abandon(loop, "the lease expired")
             self._foreign[loop.campaign_id] = now + ttl / 3
             return False
-        if loop.fence is None:
-            loop.fence = fence
-            await self._take_over(loop)
+        loop.fence = fence
         loop.lease_renewed = now
+        if not loop.taken_over:
+            # Nothing is dialed before the previous owner's attempts are settled; if the
+            # backend cannot tell which live, the tick fails and is retried.
+            await self._take_over(loop)
+            loop.taken_over = True
         return True
 
     async def _take_over(self, loop: CampaignLoop) -> None:
@@ -375,7 +414,7 @@ class Engine:
             if campaigncall.id in self._attempts:
                 continue
             if campaigncall.id in live:
-                self._follow(campaigncall, answered=campaigncall.status != "dialing")
+                self._follow(campaigncall, answered=campaigncall.status != "dialing", placed=True)
                 continue
             await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
 
@@ -383,6 +422,7 @@ class Engine:
         """The lease is gone: stop following the campaign's calls and drop them, unwritten."""
         log.warning("campaign lease lost; another instance takes over", reason=why)
         loop.fence = None
+        loop.taken_over = False
         assert self._task_group is not None
         for attempt in self._attempts:
             if attempt.campaign_id == loop.campaign_id:
@@ -425,10 +465,18 @@ class Engine:
             return False
         self._outplans[outplan.id] = outplan
 
+        # A stop may come back to run before this loop saw it: its grace starts anew.
+        loop.stopping_since = None
         allowed = await self._allowance(loop, campaign)
         started = 0
         for _ in range(allowed):
-            campaigncall = await self._start_one(campaign, outplan, loop.fence)
+            try:
+                campaigncall = await self._start_one(campaign, outplan, loop.fence)
+            except CampaignNotRunning:
+                # Stopped while this tick was under way: the store claimed nothing more.
+                loop.budget = loop.budget.spent(started)
+                self.wake(campaign.id)
+                return False
             if campaigncall is None:
                 break
             started += 1
@@ -446,17 +494,30 @@ class Engine:
         loop.budget = loop.budget.refilled(now, self.config.max_attempts_per_second)
         if now < loop.backoff_until:
             return 0
+        if campaign.type == CampaignType.CALL:
+            why = self.telephony.unavailable_reason()
+            if why is not None:
+                # As with a store outage: no attempt while the backend cannot place it.
+                log.warning("telephony unavailable; not dialing", error=why)
+                return 0
         has_queue = campaign.queue_id != NIL_UUID
-        available = 0
+        available = others = 0
         if has_queue:
+            queue = self.queues.get(campaign.customer_id, campaign.queue_id)
+            if queue is None:
+                await self._stop_invalid(
+                    campaign, f"queue {campaign.queue_id} is no longer registered"
+                )
+                return 0
             try:
-                available = await self.queue.available_agents(campaign.queue_id)
+                available = await self.queue.available_agents(queue.name)
             except QueueUnavailable as exc:
                 # Never dial on a guess: no agent count, no new attempt.
                 metrics.queue_read_error(self.queue.name)
                 log.warning("queue adapter unavailable", queue_id=campaign.queue_id, error=str(exc))
                 return 0
             metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
+            others = await self._queue_demand(campaign)
         count = self._attempts.of_campaign(campaign.id)
         return attempts_to_start(
             PacingInput(
@@ -467,8 +528,26 @@ class Engine:
                 service_level=campaign.service_level,
                 max_concurrent_attempts=self.config.max_concurrent_attempts,
                 rate_allowance=loop.budget.allowance,
+                other_demand=others,
             )
         )
+
+    async def _queue_demand(self, campaign: Campaign) -> int:
+        """Σ dialing × service_level of the other campaigns on the campaign's queue.
+
+        This engine's own campaigns count from memory; those another instance runs
+        from the store (behaviour.md §3: campaigns on one queue share its agents).
+        """
+        demand = 0
+        for other in self._by_queue.get(campaign.queue_id, []):
+            if other.id == campaign.id:
+                continue
+            if self._fence(other.id) is not None:
+                dialing = self._attempts.of_campaign(other.id).dialing
+            else:
+                dialing = await self.store.count_dialing(other.id)
+            demand += dialing * other.service_level
+        return demand
 
     async def _start_one(
         self, campaign: Campaign, outplan: Outplan, fence: Fence | None
@@ -538,9 +617,14 @@ class Engine:
                 origination.campaigncall_id, "origination failed", self._finish, HangupReason.ERROR
             )
             return
+        attempt.placed = True
         loop = self._loops.get(origination.campaign_id)
         if loop is not None:
             loop.origination_failures = 0
+        if attempt.release_requested:
+            # A stop came while the origination was in flight: end the call now.
+            await self._release(attempt)
+            return
         if limit > 0 and not attempt.answered:
             await self._expire(attempt, limit, reason)
 
@@ -635,7 +719,8 @@ class Engine:
         await self.control.stop(campaign.customer_id, campaign.id, cause=why)
 
     async def _tick_stopping(self, loop: CampaignLoop, campaign: Campaign) -> bool:
-        """Cancel unanswered attempts now, hang up answered ones after the grace."""
+        """Cancel unanswered attempts now, hang up answered ones after the grace (counted
+        from the latest stop); each is repeated until the backend confirms the end."""
         now = self.clock.monotonic()
         if loop.stopping_since is None:
             loop.stopping_since = now
@@ -652,25 +737,55 @@ class Engine:
                 )
             return True
         grace_over = now - loop.stopping_since >= self.config.stop_grace
-        live = await self._live_calls()
+        unfollowed = [call for call in active if call.id not in self._attempts]
+        if unfollowed:
+            with contextlib.suppress(TelephonyUnavailable):
+                live = await self._live_calls()
+                for campaigncall in unfollowed:
+                    if campaigncall.id not in live:
+                        await self._finish(
+                            campaigncall.id, HangupReason.LOST, campaigncall=campaigncall
+                        )
         for campaigncall in active:
-            if campaigncall.id not in live and campaigncall.id not in self._attempts:
-                await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
-                continue
             attempt = self._attempts.get(campaigncall.id)
-            if attempt is None or campaigncall.id in loop.cancelled:
+            if attempt is None or attempt.release_requested:
                 continue
             if not attempt.answered or grace_over:
-                loop.cancelled.add(campaigncall.id)
-                await self._release(attempt)
+                attempt.release_requested = True
+                assert self._task_group is not None
+                self._task_group.start_soon(self._release_until_ended, attempt)
         return False
+
+    async def _release_until_ended(self, attempt: Attempt) -> None:
+        """Cancel (or hang up) the call again and again, backing off, until its end is
+        reported; after ``release_timeout`` end it as lost, so a stop always ends."""
+        campaigncall_id = attempt.campaigncall_id
+        give_up = self.clock.monotonic() + self.config.release_timeout
+        delay = RELEASE_RETRY_FIRST
+        while self._attempts.get(campaigncall_id) is attempt:
+            if attempt.placed:
+                await self._release(attempt)
+            now = self.clock.monotonic()
+            if now >= give_up:
+                log.warning(
+                    "backend never confirmed the end of the call; attempt ended as lost",
+                    campaigncall_id=campaigncall_id,
+                    waited=self.config.release_timeout,
+                )
+                await self._reliably(
+                    campaigncall_id, "release unconfirmed", self._finish, HangupReason.LOST
+                )
+                return
+            await self.clock.sleep_until(min(now + delay, give_up))
+            delay = min(delay * 2, RELEASE_RETRY_MAX)
 
     async def _live_calls(self) -> set[str]:
         return await self.telephony.live_calls() | await self.flows.live_calls()
 
     # -- attempts and their events ----------------------------------------------
-    def _follow(self, campaigncall: Campaigncall, *, answered: bool = False) -> None:
-        loop = self._loops.get(campaigncall.campaign_id)
+    def _follow(
+        self, campaigncall: Campaigncall, *, answered: bool = False, placed: bool = False
+    ) -> None:
         campaign_type = (
             CampaignType.FLOW if campaigncall.reference_type == "flow" else CampaignType.CALL
         )
@@ -681,11 +796,10 @@ class Engine:
                 campaign_type=campaign_type,
                 outplan_id=campaigncall.outplan_id,
                 answered=answered,
+                placed=placed,
             )
         )
         self._publish_active()
-        if loop is not None:
-            loop.cancelled.discard(campaigncall.id)
 
     async def _handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
         async with events:
@@ -765,11 +879,15 @@ class Engine:
     ) -> None:
         """End the attempt once; a repeated or late event changes nothing."""
         attempt = self._attempts.pop(campaigncall_id)
+        give_back_try = False
         if attempt is not None:
             if attempt.timer is not None:
                 attempt.timer.cancel()
             reason = attempt.end_reason or reason
             campaign_id, outplan_id = attempt.campaign_id, attempt.outplan_id
+            give_back_try = outcome.gives_try_back(
+                reason, answered=attempt.answered, stopped=attempt.release_requested
+            )
         elif campaigncall is not None:
             campaign_id, outplan_id = campaigncall.campaign_id, campaigncall.outplan_id
         else:
@@ -785,6 +903,7 @@ class Engine:
                     max_try_counts,
                     self.clock.now(),
                     fence=self._fence(campaign_id),
+                    give_back_try=give_back_try,
                 )
         except LeaseLost:
             log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)

@@ -26,3 +26,9 @@ def target_status_after(
     if next_slot(destinations, try_counts, max_try_counts) is None:
         return TargetStatus.DONE
     return TargetStatus.IDLE
+
+
+def gives_try_back(reason: HangupReason, *, answered: bool, stopped: bool) -> bool:
+    """A call that a stop cancelled before it was answered never reached anyone: its
+    try is not spent (the campaigncall keeps the record), so a later run dials it."""
+    return stopped and not answered and reason == HangupReason.CANCELLED

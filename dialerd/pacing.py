@@ -5,6 +5,10 @@ Pure: state in, decision out (behaviour.md §3). With a queue, a new attempt may
     available_agents > dialing_attempts * service_level / 100
 
 and each attempt started in the same tick counts as dialing before the next check.
+Campaigns running on one queue share its agents:
+
+    available_agents > Σ over those campaigns of dialing_c * service_level_c / 100
+
 Whatever the rule says, a per-campaign ceiling of concurrent attempts and a ceiling of
 attempts per second apply (so ``service_level = 0`` cannot dial without bound).
 """
@@ -18,7 +22,13 @@ import msgspec
 
 def service_level_allows(available_agents: int, dialing_attempts: int, service_level: int) -> bool:
     """The seed's inequality, in integers: ``available * 100 > dialing * service_level``."""
-    return available_agents * 100 > dialing_attempts * service_level
+    return queue_allows(available_agents, dialing_attempts * service_level)
+
+
+def queue_allows(available_agents: int, demand: int) -> bool:
+    """The rule for campaigns sharing a queue, in integers:
+    ``available * 100 > Σ dialing_c * service_level_c`` (``demand`` is that sum)."""
+    return available_agents * 100 > demand
 
 
 class PacingInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +42,9 @@ class PacingInput(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent_attempts: int
     # Attempts the per-second ceiling still allows right now (see ``RateBudget``).
     rate_allowance: int
+    # Σ dialing_c × service_level_c over the other running campaigns on the same queue:
+    # they share its agents (0 when the campaign has the queue to itself).
+    other_demand: int = 0
 
 
 def attempts_to_start(pacing: PacingInput) -> int:
@@ -45,8 +58,9 @@ def attempts_to_start(pacing: PacingInput) -> int:
     if not pacing.has_queue:
         return ceiling
     started = 0
-    while started < ceiling and service_level_allows(
-        pacing.available_agents, pacing.dialing_attempts + started, pacing.service_level
+    while started < ceiling and queue_allows(
+        pacing.available_agents,
+        pacing.other_demand + (pacing.dialing_attempts + started) * pacing.service_level,
     ):
         started += 1
     return started

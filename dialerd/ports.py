@@ -34,12 +34,19 @@ class QueueUnavailable(Exception):
 
 
 class QueueAdapter(Protocol):
-    """Reads how many agents of a queue are available right now."""
+    """Reads how many agents of a queue are available right now.
+
+    Queues are named as the backend knows them (``QueueRef.name``, for example an
+    Asterisk queue); which customer may use which queue is the registry's business.
+    """
 
     name: str
 
-    async def available_agents(self, queue_id: str) -> int:
+    async def available_agents(self, queue_name: str) -> int:
         """Agents of the queue whose status is ``available``; raise ``QueueUnavailable``."""
+
+    async def has_queue(self, queue_name: str) -> bool:
+        """Whether the backend knows this queue; raise ``QueueUnavailable`` if it cannot tell."""
 
 
 class HangupReason(enum.StrEnum):
@@ -95,6 +102,10 @@ class OriginationError(Exception):
     """The backend refused or failed to start the attempt; the text says why."""
 
 
+class TelephonyUnavailable(Exception):
+    """The backend cannot be reached, so it cannot tell (or do) what was asked."""
+
+
 class Telephony(Protocol):
     """A telephony backend that places calls and reports what happens to them."""
 
@@ -118,7 +129,13 @@ class Telephony(Protocol):
         """Hang up an answered call; it then ends with reason ``normal``."""
 
     async def live_calls(self) -> set[str]:
-        """Ids of the campaigncalls the backend still has a live call for."""
+        """Ids of the campaigncalls the backend still has a live call for.
+
+        Raises ``TelephonyUnavailable`` when it cannot tell: an empty set would end
+        every followed attempt as lost."""
+
+    def unavailable_reason(self) -> str | None:
+        """None while calls can be placed; otherwise why not (shown by ``/readyz``)."""
 
 
 class FlowRunner(Protocol):

@@ -86,13 +86,27 @@ class RedisQueue:
         if pool is not None:
             await pool.aclose()
 
-    async def available_agents(self, queue_id: str) -> int:
-        """Agents of the queue whose status is ``available``; raise ``QueueUnavailable``."""
+    def _open_client(self) -> Redis:
         if self._client is None:
             raise QueueUnavailable("queue redis is not open")
+        return self._client
+
+    async def has_queue(self, queue_name: str) -> bool:
+        """Whether the queue's hash of agent statuses exists."""
+        client = self._open_client()
+        try:
+            return bool(await client.exists(self.agents_key(queue_name)))
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(
+                f"queue redis at {self.shown_url} did not answer: {exc or type(exc).__name__}"
+            ) from None
+
+    async def available_agents(self, queue_id: str) -> int:
+        """Agents of the queue whose status is ``available``; raise ``QueueUnavailable``."""
+        client = self._open_client()
         key = self.agents_key(queue_id)
         try:
-            statuses = await self._client.hvals(key)
+            statuses = await client.hvals(key)
         except ResponseError as exc:
             raise QueueUnavailable(
                 f"queue {queue_id}: redis key {key!r} is not a hash of agent statuses: {exc}"

@@ -330,6 +330,10 @@ class _SimBackend:
         """Ids of the campaigncalls whose call or flow has not ended yet."""
         return set(self.calls)
 
+    def unavailable_reason(self) -> str | None:
+        """The simulated centre is always there."""
+        return None
+
     def _place(self, origination: Origination, fate: _Fate, ring: float, talk: float) -> None:
         if self._task_group is None:
             raise OriginationError(f"sim {self.kind} backend is not running")
@@ -515,10 +519,15 @@ class SimQueue:
     def __init__(self, world: SimCallCentre) -> None:
         self.world = world
 
-    async def available_agents(self, queue_id: str) -> int:
+    async def available_agents(self, queue_name: str) -> int:
         """Agents of the queue neither talking nor in wrap-up."""
         await anyio.lowlevel.checkpoint()
-        return len(self.world.pool(queue_id).free())
+        return len(self.world.pool(queue_name).free())
+
+    async def has_queue(self, queue_name: str) -> bool:
+        """The simulated centre staffs every queue it is asked about."""
+        await anyio.lowlevel.checkpoint()
+        return True
 
 
 class SimFlowRunner(_SimBackend):

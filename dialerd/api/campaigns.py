@@ -64,30 +64,16 @@ async def _edit(
     changes: dict[str, Any],
     status: bodies.CampaignExecute | None = None,
 ) -> Campaign:
-    """Apply the edits, then run or stop; on a refused run nothing is changed."""
-    original = campaign = await _campaign(ctx, customer_id, campaign_id)
+    """Apply the edits and run or stop, as one step; a refused run or an edit that a
+    running campaign could not run with is a 409 and changes nothing."""
     await check_references(ctx, customer_id, changes)
-    if status is bodies.CampaignExecute.RUN and campaign.status is not CampaignStatus.RUN:
-        problems = await ctx.control.problems(msgspec.structs.replace(campaign, **changes))
-        if problems:
-            raise _refused(campaign_id, problems)
+    wanted = None if status is None else CampaignStatus(status.value)
     try:
-        if changes:
-            campaign = await ctx.control.edit(customer_id, campaign_id, **changes)
-        if status is bodies.CampaignExecute.RUN:
-            try:
-                campaign = await ctx.control.run(customer_id, campaign_id)
-            except RunRefused as exc:
-                # Changed meanwhile (for example its outplan was deleted): undo the edits.
-                if changes:
-                    undo = {field: getattr(original, field) for field in changes}
-                    await ctx.control.edit(customer_id, campaign_id, **undo)
-                raise _refused(campaign_id, exc.problems) from None
-        elif status is bodies.CampaignExecute.STOP:
-            campaign = await ctx.control.stop(customer_id, campaign_id)
+        return await ctx.control.change(customer_id, campaign_id, changes, wanted)
     except CampaignNotFound:
         raise not_found("campaign", campaign_id) from None
-    return campaign
+    except RunRefused as exc:
+        raise _refused(campaign_id, exc.problems) from None
 
 
 def _refused(campaign_id: str, problems: list[str]) -> ApiError:

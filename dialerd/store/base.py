@@ -65,6 +65,10 @@ class Conflict(StoreError):
     """The change conflicts with the resource's current state (for example: in use)."""
 
 
+class CampaignNotRunning(Conflict):
+    """A claim for a campaign whose status is not ``run``: nothing was claimed."""
+
+
 class LeaseLost(StoreError):
     """The write was fenced off: the campaign's lease is no longer this owner's (expired,
     taken over, or released). Nothing was changed."""
@@ -212,10 +216,11 @@ class Store(Protocol):
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
         """Claim the next eligible target of the campaign's outdial and create its attempt.
 
-        In one atomic step: pick the first eligible target in the §4 order, choose
-        its slot, increment ``try_count_N``, set it ``progressing`` and create the
-        campaigncall ``dialing`` with ``try_count`` = the new count. ``None`` when no
-        target is eligible now.
+        In one atomic step: check that the stored campaign is ``run`` (else
+        ``CampaignNotRunning``: from the moment a stop is stored nothing is claimed),
+        pick the first eligible target in the §4 order, choose its slot, increment
+        ``try_count_N``, set it ``progressing`` and create the campaigncall ``dialing``
+        with ``try_count`` = the new count. ``None`` when no target is eligible now.
         """
 
     async def mark_answered(
@@ -232,13 +237,17 @@ class Store(Protocol):
         now: datetime,
         *,
         fence: Fence | None = None,
+        give_back_try: bool = False,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
         The campaigncall becomes ``done`` with ``result`` and ``reason``. The target
         becomes ``done`` on success or when no slot has tries left under
         ``max_try_counts``; otherwise ``idle`` again, eligible ``try_interval`` after
-        ``now``. ``None`` if the campaigncall does not exist.
+        ``now``. With ``give_back_try`` (a call a stop ended before it was answered) the
+        target's ``try_count_N`` of the attempt's slot is decremented again and the
+        target is ``idle`` in the place it had before the claim. ``None`` if the
+        campaigncall does not exist.
         """
 
     # -- campaign leases: one instance ticks a campaign at a time -----------------------

@@ -78,6 +78,7 @@ from dialerd.selection import has_destination
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
+    CampaignNotRunning,
     Conflict,
     Fence,
     FinishResult,
@@ -118,6 +119,7 @@ SCRIPTS: Final = (
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "
+NOT_RUNNING_MARK: Final = "DIALERD_NOT_RUNNING "
 UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -293,6 +295,8 @@ class RedisStore:
             text = str(error)
             if text.startswith(CONFLICT_MARK):
                 raise Conflict(text.removeprefix(CONFLICT_MARK)) from error
+            if text.startswith(NOT_RUNNING_MARK):
+                raise CampaignNotRunning(text.removeprefix(NOT_RUNNING_MARK)) from error
             if text.startswith(LEASE_LOST_MARK):
                 raise LeaseLost(text.removeprefix(LEASE_LOST_MARK)) from error
             if text.startswith(UNAVAILABLE_REPLIES):
@@ -579,6 +583,7 @@ class RedisStore:
         now: datetime,
         *,
         fence: Fence | None = None,
+        give_back_try: bool = False,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
         reply = await self._run(
@@ -590,6 +595,7 @@ class RedisStore:
             format_time(now),
             micros(now),
             *_fence_args(fence),
+            "1" if give_back_try else "0",
         )
         if reply[0] == b"none":
             return None

@@ -80,6 +80,10 @@ local function fenced_off(campaign, i)
   return held[1] ~= owner or held[2] ~= ARGV[i + 2]
 end
 
+local function not_running(campaign)
+  return redis.error_reply('DIALERD_NOT_RUNNING campaign ' .. campaign .. ' is not running')
+end
+
 local function lease_lost(campaign)
   return redis.error_reply('DIALERD_LEASE_LOST campaign ' .. campaign .. ': lease no longer held')
 end

@@ -3,7 +3,8 @@
 --   customer, outdial and id, and tm_create = now), cutoff (microseconds: a retried target
 --   is due when its last attempt ended at or before it), max_try_count_0..4 ("3,0,0,0,0"),
 --   and the fence (campaign id, owner, token; owner '' when unfenced)
--- Returns the campaigncall body, or nil when no target is eligible.
+-- Returns the campaigncall body, or nil when no target is eligible; an error when the
+-- stored campaign is not running.
 -- At most WINDOW queued targets without tries left (under these limits) are stepped over.
 local WINDOW = 64
 local campaigncall = cjson.decode(ARGV[2])
@@ -16,14 +17,19 @@ local campaigncall_key = key('campaigncall', campaigncall_id)
 if fenced_off(campaign, 5) then
   return lease_lost(campaign)
 end
+-- From the moment a stop is stored, nothing is claimed (not even by a tick under way).
+local campaign_state = redis.call('HMGET', key('campaign', campaign), 's', 'x')
+if campaign_state[1] ~= 'run' or campaign_state[2] == '1' then
+  return not_running(campaign)
+end
 if redis.call('EXISTS', campaigncall_key) == 1 then
   return conflict('campaigncall ' .. campaigncall_id .. ' already exists')
 end
 
 -- Each queue is read lazily; a target is decoded only when it is the better of the heads.
 local queues = {
-  {name = key('fresh', outdial), max = '+inf', offset = 0},
-  {name = key('retry', outdial), max = cutoff, offset = 0},
+  {name = key('fresh', outdial), letter = 'f', max = '+inf', offset = 0},
+  {name = key('retry', outdial), letter = 'r', max = cutoff, offset = 0},
 }
 local function peek(queue)
   if queue.member == nil then
@@ -31,6 +37,7 @@ local function peek(queue)
       'ZRANGE', queue.name, '-inf', queue.max, 'BYSCORE', 'LIMIT', queue.offset, 1, 'WITHSCORES')
     queue.member = found[1] or false
     queue.score = tonumber(found[2])
+    queue.raw_score = found[2]
   end
   return queue.member
 end
@@ -56,7 +63,10 @@ for _ = 1, WINDOW do
       target = cjson.decode(stored[1])
       slot = next_slot(target, max_counts)
       if slot then
-        chosen = {queue = queue.name, member = queue.member, key = target_key}
+        chosen = {
+          queue = queue.name, letter = queue.letter, score = queue.raw_score,
+          member = queue.member, key = target_key,
+        }
         break
       end
     end
@@ -73,7 +83,9 @@ target['try_count_' .. slot] = try_count
 target.status = 'progressing'
 target.tm_update = now
 redis.call('ZREM', chosen.queue, chosen.member)
-redis.call('HSET', chosen.key, 'b', cjson.encode(target), 'k', '')
+-- Where the target stood (queue and score), so a try given back puts it there again.
+redis.call('HSET', chosen.key, 'b', cjson.encode(target), 'k', '',
+  'rq', chosen.letter, 'rs', chosen.score)
 redis.call('HDEL', chosen.key, 'p')
 redis.call('SADD', key('progressing', outdial), target.id)
 

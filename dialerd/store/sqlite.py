@@ -62,6 +62,7 @@ from dialerd.model import (
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
+    CampaignNotRunning,
     Conflict,
     Fence,
     FinishResult,
@@ -756,6 +757,11 @@ class SqliteStore:
     def _claim(plan: AttemptPlan, connection: sqlite3.Connection) -> Campaigncall | None:
         campaign, outplan = plan.campaign, plan.outplan
         _check_fence(connection, plan.fence, campaign.id, plan.now)
+        status = connection.execute(
+            "SELECT status FROM campaign WHERE id = ? AND deleted = 0", (campaign.id,)
+        ).fetchone()
+        if status is None or status[0] != CampaignStatus.RUN.value:
+            raise CampaignNotRunning(f"campaign {campaign.id} is not running: nothing is dialed")
         max_try_counts = outplan.max_try_counts
         params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
         params["outdial_id"] = campaign.outdial_id
@@ -843,9 +849,12 @@ class SqliteStore:
         now: datetime,
         *,
         fence: Fence | None = None,
+        give_back_try: bool = False,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
-        work = partial(self._finish, campaigncall_id, result, reason, max_try_counts, now, fence)
+        work = partial(
+            self._finish, campaigncall_id, result, reason, max_try_counts, now, fence, give_back_try
+        )
         return await self._write(work)
 
     def _finish(
@@ -856,6 +865,7 @@ class SqliteStore:
         max_try_counts: tuple[int, int, int, int, int],
         moment: datetime,
         fence: Fence | None,
+        give_back_try: bool,
         connection: sqlite3.Connection,
     ) -> FinishResult | None:
         now = format_time(moment)
@@ -883,16 +893,41 @@ class SqliteStore:
         target = _target_from_row(row)
         if target.status != TargetStatus.PROGRESSING:
             return FinishResult(finished=True, campaigncall=finished, target=target)
+        seq, slots = row[-2], row[-1]
+        if give_back_try and result != CampaigncallResult.SUCCESS:
+            return FinishResult(
+                finished=True,
+                campaigncall=finished,
+                target=self._give_back_try(target, seq, current.destination_index, now, connection),
+            )
         retry = result != CampaigncallResult.SUCCESS and (
-            next_slot(row[-1], target.try_counts, max_try_counts) is not None
+            next_slot(slots, target.try_counts, max_try_counts) is not None
         )
         status = TargetStatus.IDLE if retry else TargetStatus.DONE
         connection.execute(
             "UPDATE target SET status = ?, pick = ?, touched = ?, tm_update = ? WHERE seq = ?",
-            (status.value, PICK_RETRIED if retry else PICK_NONE, now, now, row[-2]),
+            (status.value, PICK_RETRIED if retry else PICK_NONE, now, now, seq),
         )
         ended = msgspec.structs.replace(target, status=status, tm_update=now)
         return FinishResult(finished=True, campaigncall=finished, target=ended)
+
+    @staticmethod
+    def _give_back_try(
+        target: OutdialTarget, seq: int, slot: int, now: str, connection: sqlite3.Connection
+    ) -> OutdialTarget:
+        """The try was never really made: undo it, and the target takes back its place
+        in the order (``touched`` was left as it was when it was claimed)."""
+        counts = list(target.try_counts)
+        counts[slot] = max(0, counts[slot] - 1)
+        pick = PICK_RETRIED if any(counts) else PICK_NEVER_TRIED
+        connection.execute(
+            f"UPDATE target SET status = 'idle', pick = ?, try_count_{slot} = ?, tm_update = ? "
+            "WHERE seq = ?",
+            (pick, counts[slot], now, seq),
+        )
+        return msgspec.structs.replace(
+            target, status=TargetStatus.IDLE, tm_update=now, **{f"try_count_{slot}": counts[slot]}
+        )
 
     # -- campaign leases (SQLite serves one host: expiry follows the ``now`` passed in) ----
     async def acquire_lease(

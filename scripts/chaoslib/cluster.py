@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from scripts.chaoslib.api import CUSTOMER, TOKEN, CampaignApi
+from scripts.chaoslib.api import CUSTOMER, QUEUE, TOKEN, CampaignApi
 
 START_SECONDS = 30.0
 REPO = Path(__file__).resolve().parents[2]
@@ -108,6 +108,10 @@ listen = "127.0.0.1:{self.port}"
 [[api.tokens]]
 token = "{TOKEN}"
 customer_id = "{CUSTOMER}"
+[[queues]]
+id = "{QUEUE}"
+customer_id = "{CUSTOMER}"
+name = "chaos"
 [log]
 level = "warning"
 format = "json"
@@ -142,6 +146,12 @@ format = "json"
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    @property
+    def instance_id(self) -> str:
+        """The daemon's name on campaign leases (kept in its state directory)."""
+        path = self.workdir / "state" / "instance-id"
+        return path.read_text().strip() if path.exists() else ""
 
     @property
     def alive(self) -> bool:

@@ -183,8 +183,7 @@ def scenario_instances(args: argparse.Namespace, store: str, work: Path) -> tupl
 
     def owner() -> Daemon | None:
         name = anyio.run(_lease_owner, config, campaign_id)
-        pid = name.split(":")[1] if name and name.count(":") >= 2 else None
-        return next((d for d in daemons if d.alive and str(d.pid) == pid), None)
+        return next((d for d in daemons if d.alive and name and d.instance_id == name), None)
 
     try:
         for dialer in daemons:

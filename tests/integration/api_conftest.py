@@ -28,6 +28,7 @@ from dialerd.model import new_id
 from dialerd.store.base import AttemptPlan
 from dialerd.store.sqlite import SqliteStore
 from tests.conftest import free_port
+from tests.integration.conftest import queues_of
 from tests.unit.reference import component_schemas, schema_errors
 
 R = TypeVar("R")
@@ -99,7 +100,7 @@ def running_api(tmp_path: Path) -> Iterator[ApiServer]:
         store = SqliteStore(tmp_path / "api.sqlite3")
         portal.call(store.open)
         clock = WallClock()
-        control = CampaignControl(store, clock)
+        control = CampaignControl(store, clock, queues=queues_of(CUSTOMER_A, CUSTOMER_B))
         app = create_app(store=store, control=control, clock=clock, config=api_config())
         stop = portal.call(anyio.Event)
         listen = f"127.0.0.1:{free_port()}"

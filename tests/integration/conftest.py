@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from dialerd.model import (
     format_time,
     new_id,
 )
+from dialerd.queues import QueueRef, QueueRegistry
 from dialerd.store.base import AttemptPlan, Store
 from dialerd.store.sqlite import SqliteStore
 
@@ -45,6 +47,23 @@ def at(seconds: float) -> datetime:
 def stamp(seconds: float) -> str:
     """``at(seconds)`` as a reference timestamp string."""
     return format_time(at(seconds))
+
+
+TEST_QUEUES = ("sales", "support")
+
+
+def queue_of(customer_id: str, name: str = "sales") -> str:
+    """The id of the customer's test queue whose backend name is ``name``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"dialerd-test-queue:{customer_id}:{name}"))
+
+
+def queues_of(*customers: str) -> QueueRegistry:
+    """A registry with each customer's test queues (``TEST_QUEUES``, ids by ``queue_of``)."""
+    return QueueRegistry(
+        QueueRef(id=queue_of(customer, name), customer_id=customer, name=name)
+        for customer in customers
+        for name in TEST_QUEUES
+    )
 
 
 def tel(number: str) -> Address:
@@ -151,7 +170,7 @@ class Factory:
             actions=[Action(type="talk", option={"text": "hello", "language": "en-US"})],
             outplan_id=outplan_id,
             outdial_id=outdial_id,
-            queue_id=new_id(),
+            queue_id=queue_of(customer_id),
             next_campaign_id=NIL_UUID,
             tm_create=tm_create or stamp(0),
             tm_update=None,

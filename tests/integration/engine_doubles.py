@@ -70,6 +70,9 @@ class ScriptedCalls:
     async def live_calls(self) -> set[str]:
         return set(self.live)
 
+    def unavailable_reason(self) -> str | None:
+        return None
+
     # -- what the test does ------------------------------------------------------
     async def answer(self, campaigncall_id: str) -> None:
         assert self._events is not None
@@ -99,11 +102,18 @@ class FixedQueue:
         self.reads = 0
         # Queues whose read fails with an unexpected error (a bug in an adapter, say).
         self.broken: set[str] = set()
+        # The queues the backend knows, by name.
+        self.known: set[str] = {"sales", "support"}
 
-    async def available_agents(self, queue_id: str) -> int:
+    async def available_agents(self, queue_name: str) -> int:
         self.reads += 1
-        if queue_id in self.broken:
-            raise RuntimeError(f"adapter bug on queue {queue_id}")
+        if queue_name in self.broken:
+            raise RuntimeError(f"adapter bug on queue {queue_name}")
         if not self.reachable:
             raise QueueUnavailable("queue manager unreachable")
         return self.available
+
+    async def has_queue(self, queue_name: str) -> bool:
+        if not self.reachable:
+            raise QueueUnavailable("queue manager unreachable")
+        return queue_name in self.known

@@ -26,7 +26,7 @@ from dialerd.model import (
     Outplan,
 )
 from dialerd.store.sqlite import SqliteStore
-from tests.integration.conftest import EPOCH, Factory, tel
+from tests.integration.conftest import EPOCH, Factory, queue_of, queues_of, tel
 from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
@@ -58,12 +58,15 @@ class World:
         try_interval_ms: int = 0,
         dial_timeout_ms: int = 30_000,
         service_level: int = 100,
-        queue: bool = True,
+        queue: bool | str = True,
         end_handle: EndHandle = EndHandle.STOP,
         type: CampaignType = CampaignType.CALL,
         next_campaign_id: str = NIL_UUID,
     ) -> tuple[Campaign, Outplan, list[OutdialTarget]]:
-        """Store an outplan, an outdial with targets and a stopped campaign using them."""
+        """Store an outplan, an outdial with targets and a stopped campaign using them.
+
+        ``queue``: the test queue ``sales`` (True), another one by name, or none (False).
+        """
         outplan = msgspec.structs.replace(
             self.make.outplan(
                 CUSTOMER, max_try_counts=max_try_counts, try_interval=try_interval_ms
@@ -84,7 +87,11 @@ class World:
             self.make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id, type=type),
             service_level=service_level,
             end_handle=end_handle,
-            queue_id=self.make.campaign(CUSTOMER).queue_id if queue else NIL_UUID,
+            queue_id=queue_of(CUSTOMER, queue)
+            if isinstance(queue, str)
+            else queue_of(CUSTOMER)
+            if queue
+            else NIL_UUID,
             next_campaign_id=next_campaign_id,
         )
         await self.store.create_campaign(campaign)
@@ -128,6 +135,7 @@ async def running_engine(tmp_path: Path, **engine_config: Any) -> AsyncIterator[
     clock = FakeClock(EPOCH)
     calls, flows, queue = ScriptedCalls(), ScriptedCalls("scripted-flows"), FixedQueue()
     engine = Engine(
+        queues=queues_of(CUSTOMER),
         store=store,
         queue=queue,
         telephony=calls,

@@ -21,7 +21,7 @@ from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.engine import Engine
 from dialerd.model import Campaigncall, CampaignStatus, EndHandle, TargetStatus
 from dialerd.store.sqlite import SqliteStore
-from tests.integration.conftest import EPOCH, Factory, tel
+from tests.integration.conftest import EPOCH, Factory, queues_of, tel
 from tests.integration.engine_harness import CUSTOMER
 
 SEEDS = [11, 23, 37, 41, 59, 73]
@@ -61,6 +61,7 @@ async def test_random_campaign_runs_to_stop_within_every_invariant(
     clock = FakeClock(EPOCH)
     centre = SimCallCentre(sim_config, clock)
     engine = Engine(
+        queues=queues_of(CUSTOMER),
         store=store,
         queue=centre.queue,
         telephony=centre.telephony,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 import structlog
 
@@ -119,9 +120,12 @@ async def test_agentless_campaign_is_held_by_the_attempts_per_second_ceiling(
 async def test_no_attempt_starts_while_the_queue_adapter_is_unreachable(tmp_path: Path) -> None:
     async with running_engine(tmp_path) as world:
         world.queue.available = 5
-        world.queue.reachable = False
         campaign, _, _ = await world.campaign(targets=5)
-        await world.run(campaign)
+        world.queue.reachable = False
+        await world.store.update_campaign(
+            msgspec.structs.replace(campaign, status=CampaignStatus.RUN)
+        )
+        world.engine.wake(campaign.id)
         await world.advance(5)
         assert world.calls.originated == []
         world.queue.reachable = True
@@ -147,9 +151,9 @@ async def _one_campaign_failing(tmp_path: Path) -> str:
     """Two campaigns, one whose queue reads fail; returns the failing one's id."""
     async with running_engine(tmp_path, backoff_initial=2.0) as world:
         world.queue.available = 1
-        broken, _, _ = await world.campaign(targets=3)
+        broken, _, _ = await world.campaign(targets=3, queue="support")
         healthy, _, _ = await world.campaign(targets=3)
-        world.queue.broken.add(broken.queue_id)
+        world.queue.broken.add("support")
         await world.run(broken)
         await world.run(healthy)
         reads = world.queue.reads

@@ -15,7 +15,7 @@ from dialerd.engine import Engine
 from dialerd.model import CampaignStatus
 from dialerd.store.base import Fence
 from dialerd.store.redis import RedisStore
-from tests.integration.conftest import Factory, tel
+from tests.integration.conftest import Factory, queues_of, tel
 from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 from tests.integration.engine_harness import CUSTOMER
 
@@ -37,6 +37,7 @@ class Instance:
         self.store = RedisStore(url=redis_url, prefix="shared", pool_size=8, timeout=2.0)
         self.calls = ScriptedCalls(name)
         self.engine = Engine(
+            queues=queues_of(CUSTOMER),
             store=self.store,
             queue=FixedQueue(available=2),
             telephony=self.calls,

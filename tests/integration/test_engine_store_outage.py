@@ -18,7 +18,7 @@ from dialerd.model import CampaigncallStatus
 from dialerd.ports import HangupReason
 from dialerd.store.redis import RedisStore
 from tests.conftest import RedisServer
-from tests.integration.conftest import Factory, tel
+from tests.integration.conftest import Factory, queues_of, tel
 from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 from tests.integration.engine_harness import CUSTOMER
 
@@ -52,6 +52,7 @@ async def test_outcomes_during_a_store_outage_are_written_when_it_returns(
     await store.open()
     calls, queue = ScriptedCalls(), FixedQueue(available=2)
     engine = Engine(
+        queues=queues_of(CUSTOMER),
         store=store,
         queue=queue,
         telephony=calls,
@@ -105,6 +106,7 @@ async def test_a_dial_timeout_during_an_outage_is_written_when_the_store_returns
     await store.open()
     calls = ScriptedCalls()
     engine = Engine(
+        queues=queues_of(CUSTOMER),
         store=store,
         queue=FixedQueue(available=1),
         telephony=calls,

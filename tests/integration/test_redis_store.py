@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio
 
 from dialerd.model import CampaigncallResult, TargetStatus
-from dialerd.store.base import Conflict, StoreError, StoreUnavailable
+from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from tests.conftest import RedisServer, free_port
 
@@ -103,7 +103,8 @@ async def test_every_key_is_under_the_prefix(
     await neighbour.open()
     try:
         assert await neighbour.get_campaign(None, dialing.campaign.id) is None
-        assert await neighbour.start_attempt(dialing.plan(make.at(4))) is None
+        with pytest.raises(CampaignNotRunning):
+            await neighbour.start_attempt(dialing.plan(make.at(4)))
     finally:
         await neighbour.close()
 

@@ -16,6 +16,8 @@ from tests.conftest import free_port
 
 TOKEN = "system-test-token"
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+# The queue registered for CUSTOMER in every test daemon (backend name "sales").
+QUEUE = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
 START_SECONDS = 30
 CAMPAIGN_SECONDS = 60
 
@@ -49,6 +51,10 @@ listen = "127.0.0.1:{self.port}"
 [[api.tokens]]
 token = "{TOKEN}"
 customer_id = "{CUSTOMER}"
+[[queues]]
+id = "{QUEUE}"
+customer_id = "{CUSTOMER}"
+name = "sales"
 [log]
 level = "info"
 format = "json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.daemon_process import CAMPAIGN_SECONDS, TOKEN, DaemonProcess
+from tests.system.daemon_process import CAMPAIGN_SECONDS, QUEUE, TOKEN, DaemonProcess
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_operator_flow_runs_a_campaign_to_stop_then_sigterm_exits_zero(
             "actions": [{"type": "talk", "option": {"text": "hello", "language": "en-US"}}],
             "outplan_id": outplan["id"],
             "outdial_id": outdial["id"],
-            "queue_id": "99bf739a-932f-433c-b1bf-103d33d7e9bb",
+            "queue_id": QUEUE,
         },
     ).json()
     started = http.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})

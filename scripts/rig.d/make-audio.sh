@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make-audio.sh OUTDIR: the callee's audio, as SIPp's rtp_stream plays it
+# (WAV, 8 kHz, mono, 8-bit G.711 µ-law = RTP payload type 0, PCMU).
+#   human.wav   "Hello?" then about 4 s of silence: AMD() should say HUMAN
+#   machine.wav a voicemail greeting of about 10 s: AMD() should say MACHINE
+set -euo pipefail
+out=$1
+mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+ulaw() {  # ulaw IN OUT EFFECT...
+  local in=$1 out=$2; shift 2
+  sox -G "$in" -r 8000 -c 1 -e u-law -b 8 -t wav "$out" "$@"
+}
+
+if [ ! -s "$out/human.wav" ]; then
+  espeak-ng -w "$tmp/hello.wav" "Hello?"
+  ulaw "$tmp/hello.wav" "$tmp/human.wav" pad 0 4
+  mv "$tmp/human.wav" "$out/human.wav"
+fi
+if [ ! -s "$out/machine.wav" ]; then
+  espeak-ng -s 150 -w "$tmp/greeting.wav" "Hi, you have reached the voicemail of Alex Morgan. \
+I am not able to take your call right now. Please leave your name, your number and a short \
+message after the tone, and I will call you back as soon as I can. Thank you and have a nice day."
+  ulaw "$tmp/greeting.wav" "$tmp/machine.wav" pad 0.3 trim 0 10.5
+  mv "$tmp/machine.wav" "$out/machine.wav"
+fi
