@@ -8,7 +8,7 @@ import pytest
 from anyio.abc import SocketStream
 
 from dialerd import metrics
-from dialerd.ports import HangupReason, OriginationError
+from dialerd.ports import HangupReason, OriginationError, TelephonyUnavailable
 from tests.realpeer.harness import eventually, origination, running, telephony
 from tests.realpeer.rig import LedgerEntry, Rig
 
@@ -238,8 +238,10 @@ async def test_ari_away_then_back(rig: Rig) -> None:
             assert rig.ari_password not in (backend.unavailable_reason() or "")
             with pytest.raises(OriginationError, match="cannot place calls"):
                 await backend.originate(origination("answer-0"))
-            with pytest.raises(OriginationError):
+            with pytest.raises(TelephonyUnavailable):
                 await backend.live_calls()
+            with pytest.raises(TelephonyUnavailable):
+                await backend.hangup(gone.campaigncall_id)
             up = metrics.REGISTRY.get_sample_value(
                 "dialerd_telephony_connected", {"backend": "asterisk"}
             )

@@ -73,6 +73,7 @@ class AmiClient:
         request_timeout: float = 5.0,
         on_event: Callable[[AmiMessage], None] | None = None,
         on_login: Callable[[], Awaitable[None]] | None = None,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self.host, self.port, self.username = host, port, username
         self._secret = secret
@@ -81,6 +82,8 @@ class AmiClient:
         self.request_timeout = request_timeout
         self.on_event = on_event
         self.on_login = on_login
+        # Told True once logged in, False when the session ends (metrics).
+        self.on_connection = on_connection
         self._stream: SocketStream | None = None
         self._logged_in = False
         self._reason: str | None = "AMI not connected yet"
@@ -125,6 +128,8 @@ class AmiClient:
                             error=str(cause) or type(cause).__name__, retry_in=delay,
                             exc_info=not expected)  # fmt: skip
             finally:
+                if self._logged_in and self.on_connection is not None:
+                    self.on_connection(False)
                 self._logged_in = False
                 self.logged_in_event = anyio.Event()
                 self._fail_pending(self._reason or "AMI connection closed")
@@ -179,6 +184,8 @@ class AmiClient:
                 await self._login()
                 self._logged_in, self._reason = True, None
                 self.logged_in_event.set()
+                if self.on_connection is not None:
+                    self.on_connection(True)
                 log.info("AMI logged in", address=self.address, username=self.username,
                          banner=parser.banner)  # fmt: skip
                 if self.on_login is not None:

@@ -45,7 +45,13 @@ from dialerd.adapters.asterisk.ari_events import (
 )
 from dialerd.adapters.asterisk.call_state import CallState, Phase, Step
 from dialerd.model import NIL_UUID, Address
-from dialerd.ports import Answered, Origination, OriginationError, TelephonyEvent
+from dialerd.ports import (
+    Answered,
+    Origination,
+    OriginationError,
+    TelephonyEvent,
+    TelephonyUnavailable,
+)
 
 log = structlog.get_logger("dialerd.ari")
 
@@ -62,8 +68,9 @@ _CAMPAIGNCALL_ID: Final = re.compile(
 _QUEUE_VARIABLE: Final = "DIALERD_QUEUE"
 
 
-class AriUnavailable(OriginationError):
-    """Asterisk could not be asked (ARI unreachable, or no event stream)."""
+class AriUnavailable(TelephonyUnavailable, OriginationError):
+    """Asterisk could not be asked (ARI unreachable, or no event stream); an
+    origination then fails like any other (``OriginationError``)."""
 
 
 class AriTelephony:
@@ -177,7 +184,10 @@ class AriTelephony:
         self._remember(campaigncall_id)
 
     async def cancel(self, campaigncall_id: str) -> None:
-        """Drop an unanswered call (the callee's phone stops ringing); it ends ``cancelled``."""
+        """Drop an unanswered call (the callee's phone stops ringing); it ends ``cancelled``.
+
+        Raises ``TelephonyUnavailable`` if Asterisk cannot be reached (the engine retries).
+        """
         await self._drop(campaigncall_id)
 
     async def hangup(self, campaigncall_id: str) -> None:
@@ -191,11 +201,14 @@ class AriTelephony:
         """
         if not self._connected:
             raise AriUnavailable(f"cannot list calls: {self._reason}")
-        channels = await self._list_channels()
-        ours = [channel for channel in channels if _CAMPAIGNCALL_ID.match(channel.id)]
-        for channel in ours:
-            if channel.id not in self._calls:
-                await self._adopt(channel)
+        try:
+            channels = await self._list_channels()
+            ours = [channel for channel in channels if _CAMPAIGNCALL_ID.match(channel.id)]
+            for channel in ours:
+                if channel.id not in self._calls:
+                    await self._adopt(channel)
+        except OriginationError as exc:  # Asterisk answered, but not with the list
+            raise AriUnavailable(f"cannot list calls: {exc}") from None
         return {channel.id for channel in ours}
 
     # -- connection ------------------------------------------------------------------
