@@ -115,6 +115,17 @@ class Backends:
         if self.ami is not None:
             await task_group.start(self.ami.run, name="ami")
 
+    def unavailable_reason(self) -> str | None:
+        """None while the backends can place calls and count agents; else why not."""
+        telephony = self.telephony.unavailable_reason()
+        if telephony is not None:
+            return f"telephony unavailable: {telephony}"
+        if self.ami is not None:
+            queue = self.ami.unavailable_reason()
+            if queue is not None:
+                return f"queue adapter unavailable: {queue}"
+        return None
+
     async def close(self) -> None:
         """Close what ``start`` opened, last opened first. Idempotent."""
         await self._stack.aclose()

@@ -615,6 +615,13 @@ class Engine:
         attempt = self._attempts.get(origination.campaigncall_id)
         if attempt is None:
             return
+        if attempt.release_requested:
+            # Stopped between the claim and now: nothing was placed, the try goes back.
+            await self._reliably(
+                origination.campaigncall_id, "stopped before origination", self._finish,
+                HangupReason.CANCELLED,
+            )  # fmt: skip
+            return
         try:
             if campaign_type == CampaignType.FLOW:
                 await self.flows.start_flow(origination)
