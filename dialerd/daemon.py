@@ -135,6 +135,8 @@ class Daemon:
                 await self.shutdown.wait()
                 sdnotify.stopping()
                 log.info("dialerd stopping")
+                # Answered calls may finish within the stop grace; nothing new starts.
+                await self.engine.drain()
                 core.cancel_scope.cancel()
 
     async def _start_servers(self, task_group: TaskGroup) -> None:

@@ -16,6 +16,7 @@ import itertools
 import math
 import os
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,6 +78,8 @@ STOPPED_COUNT_EVERY = 15
 # from the first value, doubling up to the second.
 RELEASE_RETRY_FIRST = 0.5
 RELEASE_RETRY_MAX = 8.0
+# Seconds between two looks at the calls still up while draining for shutdown.
+DRAIN_POLL = 0.1
 
 
 @dataclass
@@ -156,6 +159,9 @@ class Engine:
         self._housekeeping_sleep: anyio.CancelScope | None = None
         self.last_progress = clock.monotonic()
         self.stats = EngineStats()
+        # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
+        self.draining = False
+        self._drained: Counter[str] = Counter()
         # Called with (lag, duration) of every tick; benchmarks collect the samples.
         self.tick_observer: Callable[[float, float], None] | None = None
 
@@ -201,6 +207,45 @@ class Engine:
         loop.woken = True
         if loop.sleep_scope is not None:
             loop.sleep_scope.cancel()
+
+    async def drain(self) -> None:
+        """Shutdown: start nothing more, cancel unanswered calls (their tries go back),
+        let answered ones go on up to ``stop_grace``, then hang them up; return once
+        every call has ended (bounded by ``stop_grace + release_timeout``)."""
+        self.draining = True
+        dialing = self._attempts.dialing
+        log.info(
+            "shutdown: ending calls",
+            dialing=dialing,
+            answered=len(self._attempts) - dialing,
+            grace=self.config.stop_grace,
+        )
+        started = self.clock.monotonic()
+        for attempt in self._attempts:
+            if not attempt.answered:
+                self._release_soon(attempt)
+        await self._wait_calls_ended(started + self.config.stop_grace)
+        for attempt in self._attempts:
+            self._release_soon(attempt)
+        await self._wait_calls_ended(
+            started + self.config.stop_grace + self.config.release_timeout + RELEASE_RETRY_MAX
+        )
+        log.info(
+            "shutdown: calls ended",
+            ended=dict(self._drained),
+            still_up=len(self._attempts),
+        )
+
+    async def _wait_calls_ended(self, deadline: float) -> None:
+        while len(self._attempts) and self.clock.monotonic() < deadline:
+            await self.clock.sleep_until(min(self.clock.monotonic() + DRAIN_POLL, deadline))
+
+    def _release_soon(self, attempt: Attempt) -> None:
+        """Have the call ended (cancel or hang-up, repeated until its end is seen)."""
+        if attempt.release_requested or self._task_group is None:
+            return
+        attempt.release_requested = True
+        self._task_group.start_soon(self._release_until_ended, attempt)
 
     def note_stop(self, campaign_id: str) -> None:
         """A stop was stored just now: the grace of answered calls counts from here."""
@@ -462,6 +507,8 @@ class Engine:
                 self.tick_observer(lag, duration)
 
     async def _tick_running(self, loop: CampaignLoop, campaign: Campaign) -> bool:
+        if self.draining:
+            return False  # shutting down: nothing new starts
         outplan = await self.store.get_outplan(campaign.customer_id, campaign.outplan_id)
         if outplan is None:
             await self._stop_invalid(campaign, f"outplan {campaign.outplan_id} no longer exists")
@@ -777,9 +824,7 @@ class Engine:
             if attempt is None or attempt.release_requested:
                 continue
             if not attempt.answered or grace_over:
-                attempt.release_requested = True
-                assert self._task_group is not None
-                self._task_group.start_soon(self._release_until_ended, attempt)
+                self._release_soon(attempt)
         return False
 
     async def _release_until_ended(self, attempt: Attempt) -> None:
@@ -942,6 +987,8 @@ class Engine:
         self._publish_active()
         if finished is None or not finished.finished:
             return
+        if self.draining:
+            self._drained[reason.value] += 1
         metrics.attempt_finished(result.value, reason.value)
         self._count_finished(finished.campaigncall, finished.target)
         call = finished.campaigncall

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from dialerd.model import CampaigncallStatus, CampaignStatus, TargetStatus, parse_time
 from dialerd.ports import HangupReason
 from dialerd.store import AttemptPlan, Store
@@ -252,3 +254,61 @@ async def test_campaigns_on_one_queue_share_its_agents(
         }
         demand = dialing[first.id] * 100 + dialing[second.id] * 50
         assert 10 * 100 <= demand < 10 * 100 + 100
+
+
+async def test_shutdown_cancels_ringing_calls_and_lets_answered_ones_finish_in_the_grace(
+    new_store: StoreMaker, tmp_path: Path
+) -> None:
+    async with engine_on(new_store, tmp_path, stop_grace=10.0) as world:
+        world.queue.available = 2
+        world.calls.release_time = 0.3
+        campaign, _, targets = await world.campaign(targets=4, dial_timeout_ms=0)
+        await world.run(campaign)
+        await world.advance(1)
+        ringing, answered = world.calls.ringing()
+        await world.calls.answer(answered)
+        draining = anyio.Event()
+
+        async def drain() -> None:
+            await world.engine.drain()
+            draining.set()
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(drain)
+            await world.advance(1)
+            assert world.calls.cancelled == [ringing]
+            # The answered call talks on; it ends by itself before the grace is over.
+            await world.advance(5)
+            assert not draining.is_set()
+            await world.calls.end(answered, HangupReason.NORMAL)
+            await world.advance(0.5)
+            assert draining.is_set()
+
+        assert world.calls.hung_up == []
+        assert len(world.calls.originated) == 2  # nothing new started while draining
+        calls = {call.id: call for call in await world.calls_of(campaign)}
+        assert (calls[ringing].reason, calls[answered].reason) == ("cancelled", "normal")
+        by_id = {target.id: await world.target(target) for target in targets}
+        cancelled_target = by_id[calls[ringing].outdial_target_id]
+        assert (cancelled_target.status, cancelled_target.try_count_0) == (TargetStatus.IDLE, 0)
+        assert await world.status(campaign) == CampaignStatus.RUN
+
+
+async def test_shutdown_hangs_up_answered_calls_when_the_grace_ends(
+    new_store: StoreMaker, tmp_path: Path
+) -> None:
+    async with engine_on(new_store, tmp_path, stop_grace=10.0) as world:
+        world.queue.available = 1
+        campaign, _, _ = await world.campaign(targets=2, dial_timeout_ms=0)
+        await world.run(campaign)
+        await world.advance(1)
+        (answered,) = world.calls.ringing()
+        await world.calls.answer(answered)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(world.engine.drain)
+            await world.advance(9.5)
+            assert world.calls.hung_up == []
+            await world.advance(1)
+            assert world.calls.hung_up == [answered]
+        (call,) = await world.calls_of(campaign)
+        assert call.reason == "normal"

@@ -34,13 +34,19 @@ max = 200.0
 
 
 def _calls(http: httpx.Client, campaign_id: str) -> list[dict[str, Any]]:
+    return _every(http, f"/v1.0/campaigns/{campaign_id}/campaigncalls")
+
+
+def _targets(http: httpx.Client, outdial_id: str) -> dict[str, dict[str, Any]]:
+    return {target["id"]: target for target in _every(http, f"/v1.0/outdials/{outdial_id}/targets")}
+
+
+def _every(http: httpx.Client, path: str) -> list[dict[str, Any]]:
+    """Every item of a listing, page after page."""
     found: list[dict[str, Any]] = []
     token = ""
     while True:
-        page = http.get(
-            f"/v1.0/campaigns/{campaign_id}/campaigncalls",
-            params={"page_size": 100, "page_token": token},
-        ).json()
+        page = http.get(path, params={"page_size": 100, "page_token": token}).json()
         found.extend(page["result"])
         token = page.get("next_page_token") or ""
         if not token or not page["result"]:
@@ -79,12 +85,7 @@ def test_run_then_stop_at_once_starts_nothing_after_the_stop(tmp_path: Path) -> 
         placed = {json.loads(line)["campaigncall_id"] for line in lines}
         assert placed <= {call["id"] for call in calls}
         # Nobody lost a try to the stop: a call it cancelled left its target as it was.
-        targets = {
-            target["id"]: target
-            for target in http.get(
-                f"/v1.0/outdials/{campaign['outdial_id']}/targets", params={"page_size": 100}
-            ).json()["result"]
-        }
+        targets = _targets(http, campaign["outdial_id"])
         cancelled = [call for call in calls if call["reason"] == "cancelled"]
         assert cancelled
         for call in cancelled:
@@ -127,6 +128,57 @@ def test_a_daemon_restarted_after_kill_9_resumes_its_campaign_at_once(tmp_path: 
         assert len(older) < len(calls), "the restarted daemon dialed nothing"
         # The killed process's calls were settled at once: none is left dialing.
         assert {call["status"] for call in older} == {"done"}
+        assert second.stop() == 0
+    finally:
+        second.close()
+
+
+def test_sigterm_ends_every_call_within_the_grace_and_a_restart_redials_nothing(
+    tmp_path: Path,
+) -> None:
+    # Callees answer at once and talk for 1-2 s: SIGTERM finds calls answered.
+    quick_answers = """
+[sim.outcomes]
+machine = 0.0
+busy = 0.0
+no_answer = 0.0
+failure = 0.0
+[sim.outcomes.ring_time]
+min = 0.0
+max = 1.0
+[sim.outcomes.talk_time]
+min = 50.0
+max = 100.0
+"""
+    first = DaemonProcess(tmp_path, extra_config=quick_answers)
+    try:
+        first.wait_ready()
+        campaign = create_campaign(first.http, 200)
+        path = f"/v1.0/campaigns/{campaign['id']}"
+        assert first.http.put(f"{path}/status", json={"status": "run"}).status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(c["status"] == "progressing" for c in _calls(first.http, campaign["id"])):
+                break
+            time.sleep(0.05)
+        assert first.stop() == 0
+        stopped_at = time.time()
+        lines = first.log_lines()
+    finally:
+        first.close()
+    ended = [line for line in lines if line["event"] == "shutdown: calls ended"]
+    assert len(ended) == 1
+    assert ended[0]["still_up"] == 0
+
+    second = DaemonProcess(tmp_path, extra_config=quick_answers)
+    try:
+        second.wait_ready()
+        every_call = _calls(second.http, campaign["id"])
+        calls = [c for c in every_call if parse_time(c["tm_create"]).timestamp() < stopped_at]
+        assert calls
+        # The first daemon ended all of its calls itself.
+        assert {call["status"] for call in calls} == {"done"}
+        assert not [call for call in calls if call["reason"] == "lost"]
         assert second.stop() == 0
     finally:
         second.close()
