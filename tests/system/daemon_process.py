@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -104,3 +105,40 @@ format = "json"
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def create_campaign(
+    http: httpx.Client,
+    targets: int,
+    *,
+    number_prefix: str = "+1555300",
+    outplan: dict[str, Any] | None = None,
+    campaign: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Create an outplan (one try), an outdial with ``targets`` numbers and a stopped
+    campaign on them, through the API; return the campaign."""
+    created_outplan = http.post(
+        "/v1.0/outplans",
+        json={
+            "source": {"type": "tel", "target": "+15550000000"},
+            "max_try_count_0": 1,
+            **(outplan or {}),
+        },
+    ).json()
+    outdial = http.post("/v1.0/outdials", json={"name": "many"}).json()
+    rows = "destination_0\n" + "".join(f"{number_prefix}{n:04d}\n" for n in range(targets))
+    imported = http.post(
+        f"/v1.0/outdials/{outdial['id']}/targets",
+        content=rows,
+        headers={"Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    created: dict[str, Any] = http.post(
+        "/v1.0/campaigns",
+        json={
+            "outplan_id": created_outplan["id"],
+            "outdial_id": outdial["id"],
+            **(campaign or {}),
+        },
+    ).json()
+    return created

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from dialerd.model import parse_time
-from tests.system.daemon_process import CAMPAIGN_SECONDS, DaemonProcess
+from tests.system.daemon_process import CAMPAIGN_SECONDS, DaemonProcess, create_campaign
 
 # A trunk that takes 0.1-0.2 s (at the test daemon's speed) to place and to end a call,
 # and callees that ring for seconds: a stop finds calls ringing or being placed.
@@ -31,30 +31,6 @@ failure = 0.0
 min = 100.0
 max = 200.0
 """
-
-
-def _campaign(http: httpx.Client, targets: int) -> dict[str, Any]:
-    """An agentless campaign of ``targets`` numbers, one try each, stopped."""
-    outplan = http.post(
-        "/v1.0/outplans",
-        json={
-            "source": {"type": "tel", "target": "+15550000000"},
-            "max_try_count_0": 1,
-            "dial_timeout": 3_600_000,
-        },
-    ).json()
-    outdial = http.post("/v1.0/outdials", json={"name": "many"}).json()
-    rows = "destination_0\n" + "".join(f"+1555300{n:04d}\n" for n in range(targets))
-    imported = http.post(
-        f"/v1.0/outdials/{outdial['id']}/targets",
-        content=rows,
-        headers={"Content-Type": "text/csv"},
-    )
-    assert imported.status_code == 200, imported.text
-    campaign: dict[str, Any] = http.post(
-        "/v1.0/campaigns", json={"outplan_id": outplan["id"], "outdial_id": outdial["id"]}
-    ).json()
-    return campaign
 
 
 def _calls(http: httpx.Client, campaign_id: str) -> list[dict[str, Any]]:
@@ -85,7 +61,7 @@ def test_run_then_stop_at_once_starts_nothing_after_the_stop(tmp_path: Path) -> 
     try:
         daemon.wait_ready()
         http = daemon.http
-        campaign = _campaign(http, 100)
+        campaign = create_campaign(http, 100, outplan={"dial_timeout": 3_600_000})
         path = f"/v1.0/campaigns/{campaign['id']}"
         assert http.put(f"{path}/status", json={"status": "run"}).status_code == 200
         deadline = time.monotonic() + 10
@@ -126,7 +102,7 @@ def test_a_daemon_restarted_after_kill_9_resumes_its_campaign_at_once(tmp_path: 
     first = DaemonProcess(tmp_path, engine=engine)
     try:
         first.wait_ready()
-        campaign = _campaign(first.http, 300)
+        campaign = create_campaign(first.http, 300, outplan={"dial_timeout": 3_600_000})
         path = f"/v1.0/campaigns/{campaign['id']}"
         assert first.http.put(f"{path}/status", json={"status": "run"}).status_code == 200
         deadline = time.monotonic() + 10

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RedisServer, free_port
-from tests.system.daemon_process import TOKEN, DaemonProcess
+from tests.system.daemon_process import TOKEN, DaemonProcess, create_campaign
 from tests.system.test_operations import NotifySocket
 
 WAIT_SECONDS = 20.0
@@ -65,22 +65,9 @@ def reloads(daemon: DaemonProcess, result: str) -> float:
 
 def start_campaign(http: httpx.Client, targets: int) -> str:
     """Create an outplan, an outdial with ``targets`` numbers and a campaign; run it."""
-    outplan = http.post(
-        "/v1.0/outplans",
-        json={"source": {"type": "tel", "target": "+15550000000"}, "max_try_count_0": 1},
-    ).json()
-    outdial = http.post("/v1.0/outdials", json={"name": "ops"}).json()
-    rows = "destination_0\n" + "".join(f"+1555400{n:04d}\n" for n in range(targets))
-    imported = http.post(
-        f"/v1.0/outdials/{outdial['id']}/targets",
-        content=rows,
-        headers={"Content-Type": "text/csv"},
+    campaign = create_campaign(
+        http, targets, number_prefix="+1555400", campaign={"service_level": 100}
     )
-    assert imported.status_code == 200, imported.text
-    campaign = http.post(
-        "/v1.0/campaigns",
-        json={"outplan_id": outplan["id"], "outdial_id": outdial["id"], "service_level": 100},
-    ).json()
     started = http.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})
     assert started.status_code == 200, started.text
     campaign_id: str = campaign["id"]
