@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run one campaign on a simulated call centre and print a summary"
     )
-    demo.add_argument("--targets", type=_positive_int, default=300, help="targets to dial")
+    demo.add_argument(
+        "--targets",
+        type=_positive_int,
+        default=None,
+        help="targets to dial (default 300; 30 with --telephony asterisk)",
+    )
     demo.add_argument("--agents", type=_positive_int, default=15, help="simulated agents")
     demo.add_argument(
         "--service-level", type=_non_negative_int, default=100, help="campaign service_level"
@@ -123,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_positive_float, default=25.0, help="simulated time factor")
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.add_argument(
+        "--telephony",
+        choices=["sim", "asterisk"],
+        default="sim",
+        help="sim: the simulated call centre; asterisk: the real rig of scripts/rig",
+    )
+    demo.add_argument(
+        "--rig-dir",
+        # scripts/rig's own default
+        default=os.environ.get("DIALERD_RIG_DIR") or "/var/tmp/dialerd-rig",  # noqa: S108
+        help="with --telephony asterisk: the rig directory (its SIPp ledger is checked)",
+    )
     demo.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],

@@ -4,6 +4,10 @@ It runs the real daemon (engine, SQLite store in a temporary state directory, th
 simulated call centre and the API on a free loopback port), creates an outplan, an
 outdial of N targets (some with two or three numbers) and a ``call`` campaign with
 ``end_handle = stop`` on a queue of K agents, starts it and waits until it stops by itself.
+
+With ``--telephony asterisk`` the same daemon dials through a real Asterisk (ARI) to the
+SIPp callee of the test rig (``scripts/rig``) and reads the free agents of its queue
+``sales`` over AMI; see ``dialerd.demo_asterisk``.
 """
 
 from __future__ import annotations
@@ -241,6 +245,13 @@ def print_table(summary: DemoSummary, out: TextIO) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Entry point of ``dialerd demo``; 0 when the campaign stopped with every target done."""
     logs.configure_logging(args.log_level, "auto")
+    asterisk = getattr(args, "telephony", "sim") == "asterisk"
+    if getattr(args, "targets", None) is None:
+        args.targets = 30 if asterisk else 300
+    if asterisk:
+        from dialerd.demo_asterisk import run_asterisk_demo
+
+        return run_asterisk_demo(args)
     out = sys.stdout
     with tempfile.TemporaryDirectory(prefix="dialerd-demo-") as tmp:
         summary = anyio.run(drive, args, Path(tmp), out)
