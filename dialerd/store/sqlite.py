@@ -211,8 +211,17 @@ def _token_filter(page_token: str) -> tuple[str, tuple[str, ...]]:
     return " AND tm_create < ?", (tm_create,)
 
 
-def _page_token(tm_create: str, resource_id: str) -> str:
-    return f"{tm_create}|{resource_id}"
+def _page_token(keys: Sequence[Sequence[Any]], limit: int) -> str:
+    """The next_page_token of a page whose ``(…, tm_create, id)`` rows, fetched with one
+    extra beyond ``limit``, are ``keys``: "" only when the page is empty; the last item's
+    tm_create, with "|<id>" when the item after it shares that tm_create."""
+    if not keys:
+        return ""
+    last = keys[min(len(keys), limit) - 1]
+    following = keys[limit] if len(keys) > limit else None
+    if following is not None and following[-2] == last[-2]:
+        return f"{last[-2]}|{last[-1]}"
+    return str(last[-2])
 
 
 def _micros(moment: datetime) -> int:
@@ -330,8 +339,7 @@ class _Documents(Generic[D]):
             (customer_id, *params, limit + 1),
         ).fetchall()
         items = [self.decode(row[0]) for row in rows[:limit]]
-        token = _page_token(rows[limit - 1][1], rows[limit - 1][2]) if len(rows) > limit else ""
-        return Page(result=items, next_page_token=token)
+        return Page(result=items, next_page_token=_page_token(rows, limit))
 
 
 class _Job(Generic[R]):
@@ -661,16 +669,12 @@ class SqliteStore:
 
         def select(connection: sqlite3.Connection) -> Page[OutdialTarget]:
             rows = connection.execute(
-                f"SELECT {_TARGET_COLUMNS} FROM target WHERE outdial_id = ? "
+                f"SELECT {_TARGET_COLUMNS}, tm_create, id FROM target WHERE outdial_id = ? "
                 f"AND tm_delete IS NULL{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
                 (outdial_id, *params, limit + 1),
             ).fetchall()
             items = [_target_from_row(row) for row in rows[:limit]]
-            more = len(rows) > limit
-            return Page(
-                result=items,
-                next_page_token=_page_token(items[-1].tm_create, items[-1].id) if more else "",
-            )
+            return Page(result=items, next_page_token=_page_token(rows, limit))
 
         return await self._read(select)
 
@@ -721,9 +725,7 @@ class SqliteStore:
                 (*scope_params, *params, limit + 1),
             ).fetchall()
             items = [_decode_campaigncall(row[0]) for row in rows[:limit]]
-            more = len(rows) > limit
-            token = _page_token(rows[limit - 1][1], rows[limit - 1][2]) if more else ""
-            return Page(result=items, next_page_token=token)
+            return Page(result=items, next_page_token=_page_token(rows, limit))
 
         return await self._read(select)
 

@@ -218,8 +218,13 @@ async def test_listing_is_newest_first_in_pages(store: Store, make: Factory) -> 
     assert [o.id for o in first.result] == newest_first[:3]
     assert [o.id for o in second.result] == newest_first[3:6]
     assert [o.id for o in third.result] == newest_first[6:]
-    assert first.next_page_token != ""
-    assert third.next_page_token == ""
+    # Every non-empty page has a token (the last item's tm_create, as in the reference
+    # API, when no later item shares it); the page after the last one is empty.
+    assert first.next_page_token == created[4].tm_create
+    assert third.next_page_token == created[0].tm_create
+    end = await store.list_outplans(customer, page_size=3, page_token=third.next_page_token)
+    assert end.result == []
+    assert end.next_page_token == ""
 
 
 async def test_a_bare_tm_create_token_returns_strictly_older_items(
@@ -246,6 +251,8 @@ async def test_pages_skip_and_repeat_nothing_when_times_are_equal(
     for _ in range(20):
         page = await store.list_campaigns(customer, page_size=4, page_token=token)
         assert len(page.result) <= 4
+        if not page.result:
+            break
         seen += [campaign.id for campaign in page.result]
         token = page.next_page_token
         if not token:
@@ -306,7 +313,10 @@ async def test_campaigncalls_list_per_customer_and_campaign(store: Store, make: 
         customer, dialing.campaign.id, page_size=2, page_token=first.next_page_token
     )
     assert [c.id for c in first.result + rest.result] == [c.id for c in reversed(mine)]
-    assert rest.next_page_token == ""
+    end = await store.list_campaigncalls(
+        customer, dialing.campaign.id, page_size=2, page_token=rest.next_page_token
+    )
+    assert (end.result, end.next_page_token) == ([], "")
 
 
 # -- targets and campaigncalls: deletion rules ---------------------------------------------
