@@ -30,7 +30,8 @@ and are stepped over by the same scan.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import AsyncIterable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -77,6 +78,8 @@ D = TypeVar("D", bound=Campaign | Outplan | Outdial)
 
 BUSY_TIMEOUT_MS: Final = 5000
 CACHE_KIB: Final = 64 * 1024
+# Seconds a failed or cancelled import may take to drop what it staged.
+DISCARD_SECONDS: Final = 30
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 # ``pick`` values: which dialing queue (partial index) a target is in.
@@ -625,6 +628,49 @@ class SqliteStore:
             return len(rows)
 
         return await self._write(insert)
+
+    async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
+        """Stage each batch in a temporary table (one short transaction per batch, so other
+        work runs between them), then copy them into ``target`` in one transaction.
+
+        The staging table is the connection's own (``temp``): a crash leaves nothing behind.
+        """
+        staging = f"temp.import_{uuid.uuid4().hex}"
+        insert = _INSERT_TARGET.replace("INSERT INTO target", f"INSERT INTO {staging}", 1)
+        count = 0
+
+        def create(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"CREATE TABLE {staging} AS SELECT {_TARGET_COLUMNS}, slots, touched, pick "
+                "FROM target WHERE 0"
+            )
+
+        def stage(rows: list[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
+            connection.executemany(insert, rows)
+
+        def publish(connection: sqlite3.Connection) -> None:
+            columns = f"{_TARGET_COLUMNS}, slots, touched, pick"
+            try:
+                connection.execute(
+                    f"INSERT INTO target ({columns}) SELECT {columns} FROM {staging} ORDER BY rowid"
+                )
+            except sqlite3.IntegrityError as error:
+                raise Conflict(
+                    f"a target id already exists; no target was added ({error})"
+                ) from error
+
+        await self._write(create)
+        try:
+            async for targets in batches:
+                if targets:
+                    await self._write(partial(stage, [_target_row(t) for t in targets]))
+                    count += len(targets)
+            if count:
+                await self._write(publish)
+        finally:
+            with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                await self._write(lambda connection: connection.execute(f"DROP TABLE {staging}"))
+        return count
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
         return await self._read(partial(self._select_target, outdial_id, target_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,6 +18,7 @@ from dialerd.model import (
     CampaigncallStatus,
     CampaignStatus,
     CampaignType,
+    OutdialTarget,
     ReferenceType,
     TargetStatus,
     format_time,
@@ -255,12 +256,56 @@ async def test_pages_skip_and_repeat_nothing_when_times_are_equal(
             break
         seen += [campaign.id for campaign in page.result]
         token = page.next_page_token
-        if not token:
-            break
     assert len(seen) == 12
     # Ties in tm_create are ordered by id, descending; the older one comes last.
     assert seen[:11] == sorted((c.id for c in created[:11]), reverse=True)
     assert seen[11] == created[11].id
+
+
+async def test_an_import_is_invisible_until_its_last_batch_then_all_there_in_order(
+    store: Store, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    batches = [[make.target(dialing.outdial.id) for _ in range(3)] for _ in range(3)]
+    seen_while_importing: list[int] = []
+
+    async def staged() -> AsyncIterator[list[OutdialTarget]]:
+        for batch in batches:
+            yield batch
+            listed = await store.list_targets(dialing.outdial.id)
+            found = await store.get_target(dialing.outdial.id, batch[0].id)
+            seen_while_importing.append(len(listed.result) + (found is not None))
+
+    assert await store.import_targets(staged()) == 9
+    assert seen_while_importing == [0, 0, 0]
+    listed = await store.list_targets(dialing.outdial.id)
+    assert {t.id for t in listed.result} == {t.id for batch in batches for t in batch}
+    claimed = await claim(store, dialing, make.at(1))
+    assert claimed.outdial_target_id == batches[0][0].id
+
+
+async def test_an_import_whose_batches_fail_leaves_nothing(store: Store, make: Factory) -> None:
+    dialing = await make.dialing(store)
+
+    async def failing() -> AsyncIterator[list[OutdialTarget]]:
+        yield [make.target(dialing.outdial.id) for _ in range(4)]
+        raise ValueError("line 9 is bad")
+
+    with pytest.raises(ValueError, match="line 9 is bad"):
+        await store.import_targets(failing())
+    existing = make.target(dialing.outdial.id)
+    await store.create_targets([existing])
+
+    async def clashing() -> AsyncIterator[list[OutdialTarget]]:
+        yield [make.target(dialing.outdial.id) for _ in range(4)]
+        yield [existing]
+
+    with pytest.raises(Conflict):
+        await store.import_targets(clashing())
+    assert [t.id for t in (await store.list_targets(dialing.outdial.id)).result] == [existing.id]
+    # Only the existing target can be dialed: nothing staged is left to claim.
+    assert (await claim(store, dialing, make.at(1))).outdial_target_id == existing.id
+    assert await store.start_attempt(dialing.plan(make.at(2))) is None
 
 
 async def test_page_size_is_clamped(store: Store, make: Factory) -> None:
