@@ -12,16 +12,28 @@ from pathlib import Path
 
 from anyio.abc import TaskGroup
 
+from dialerd import metrics
+from dialerd.adapters.asterisk.ami import AmiClient
+from dialerd.adapters.asterisk.ami_queue import AsteriskQueue
+from dialerd.adapters.asterisk.ari import AriTelephony
 from dialerd.adapters.redis_queue import RedisQueue
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.config import Config
+from dialerd.config import AsteriskQueueConfig, AsteriskTelephony, Config
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
+from dialerd.queues import QueueRegistry
 
 
 class Backends:
     """What the engine dials through and reads agents from."""
 
-    def __init__(self, config: Config, clock: Clock, state_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        state_dir: Path,
+        *,
+        queues: QueueRegistry | None = None,
+    ) -> None:
         ledger = Path(config.sim.ledger) if config.sim.ledger else None
         if ledger is not None and not ledger.is_absolute():
             ledger = state_dir / ledger
@@ -39,13 +51,80 @@ class Backends:
                 url=redis.url, prefix=redis.prefix, pool_size=redis.pool_size, timeout=redis.timeout
             )
             self.queue = self.redis_queue
+        # Campaigns name queues by registry id; Asterisk knows them by name.
+        self.queues = queues
+        self.ari: AriTelephony | None = None
+        if config.telephony.backend == "asterisk":
+            assert config.telephony.asterisk is not None  # the config refuses it missing
+            self.ari = self._ari(config.telephony.asterisk)
+            self.telephony = self.ari
+        self.ami: AmiClient | None = None
+        if config.queue.backend == "asterisk":
+            assert config.queue.asterisk is not None
+            self.ami, self.queue = self._ami_queue(config.queue.asterisk)
+
+    def use_registry(self, queues: QueueRegistry) -> None:
+        """Map campaigns' queue ids to backend queue names through ``queues``."""
+        self.queues = queues
+
+    def _queue_name(self, queue_id: str) -> str:
+        queue = self.queues.get(None, queue_id) if self.queues is not None else None
+        return queue.name if queue is not None else queue_id
+
+    def _ari(self, settings: AsteriskTelephony) -> AriTelephony:
+        return AriTelephony(
+            url=settings.ari_url,
+            username=settings.username,
+            password=settings.read_password(),
+            app=settings.app,
+            endpoint=settings.endpoint,
+            queue_context=settings.queue_context,
+            agentless_context=settings.agentless_context,
+            amd=settings.amd,
+            queue_timeout=settings.queue_timeout,
+            connect_timeout=settings.connect_timeout,
+            request_timeout=settings.request_timeout,
+            queue_names=self._queue_name,
+        )
+
+    @staticmethod
+    def _ami_queue(settings: AsteriskQueueConfig) -> tuple[AmiClient, AsteriskQueue]:
+        ami = AmiClient(
+            host=settings.host,
+            port=settings.port,
+            username=settings.username,
+            secret=settings.read_secret(),
+            events="agent",
+            connect_timeout=settings.connect_timeout,
+            request_timeout=settings.request_timeout,
+        )
+        queue = AsteriskQueue(ami, wrapup_time=settings.wrapup_time)
+        ami.on_event = queue.on_event
+        ami.on_connection = lambda up: metrics.queue_adapter_connected(queue.name, up=up)
+        return ami, queue
 
     async def start(self, task_group: TaskGroup) -> None:
-        """Open connections and start background work in ``task_group``."""
-        del task_group  # no adapter runs a background task of its own yet
+        """Open connections and start background work in ``task_group``.
+
+        AMI is tried once here and kept up in the background: an Asterisk that is away
+        does not stop the start. (ARI is the telephony backend: the engine runs it.)
+        """
         if self.redis_queue is not None:
             await self.redis_queue.open()
             self._stack.push_async_callback(self.redis_queue.close)
+        if self.ami is not None:
+            await task_group.start(self.ami.run, name="ami")
+
+    def unavailable_reason(self) -> str | None:
+        """None while the backends can place calls and count agents; else why not."""
+        telephony = self.telephony.unavailable_reason()
+        if telephony is not None:
+            return f"telephony unavailable: {telephony}"
+        if self.ami is not None:
+            queue = self.ami.unavailable_reason()
+            if queue is not None:
+                return f"queue adapter unavailable: {queue}"
+        return None
 
     async def close(self) -> None:
         """Close what ``start`` opened, last opened first. Idempotent."""

@@ -122,15 +122,18 @@ class FakeClock:
                 self._pending -= 1
                 self._compact()
 
-    async def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``, stopping at each deadline to let sleepers run."""
+    async def advance(self, seconds: float, *, threshold: float = 0.0) -> None:
+        """Move time forward by ``seconds``, stopping at each deadline to let sleepers run.
+
+        ``threshold``: as for ``settle``, for tasks that wait on sockets (a Redis store).
+        """
         if not seconds >= 0:
             raise ValueError(f"cannot advance a clock by {seconds!r} seconds")
         target = self._elapsed + seconds
-        await settle()
+        await settle(threshold)
         while (deadline := self.next_deadline()) is not None and deadline <= target:
             self._jump_to(deadline)
-            await settle()
+            await settle(threshold)
         self._elapsed = max(self._elapsed, target)
 
     async def run(self, *, max_seconds: float, threshold: float = 0.0) -> None:

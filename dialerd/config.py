@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -110,6 +110,10 @@ class SimConfig(_Section, frozen=True):
     wrap_up: Range = msgspec.field(default_factory=lambda: Range(min=3.0, max=10.0))
     # An answered call no agent takes within this many seconds is abandoned.
     abandon_after: NonNegativeFloat = 2.0
+    # Seconds the trunk takes to accept an origination (the originate call returns
+    # then), and to act on a cancel or hang-up: a real backend is never instant.
+    place_time: Range = msgspec.field(default_factory=lambda: Range(min=0.0, max=0.0))
+    release_time: Range = msgspec.field(default_factory=lambda: Range(min=0.0, max=0.0))
     # Path of the append-only ledger of originations ("" = none); relative to state dir.
     ledger: str = ""
     outcomes: SimOutcomes = msgspec.field(default_factory=SimOutcomes)
@@ -117,13 +121,133 @@ class SimConfig(_Section, frozen=True):
     campaigns: dict[str, SimOutcomes] = msgspec.field(default_factory=dict)
 
 
+class _SecretSection(_Section, frozen=True):
+    """A section with a secret given inline or in a file (exactly one of the two)."""
+
+    _section: ClassVar[str] = ""
+
+    def __repr__(self) -> str:
+        # Secrets stay out of logs and tracebacks that print the configuration.
+        shown = ", ".join(
+            f"{name}={'***' if name == self._secret_fields()[0] else repr(getattr(self, name))}"
+            for name in self.__struct_fields__
+        )
+        return f"{type(self).__name__}({shown})"
+
+    @staticmethod
+    def _secret_fields() -> tuple[str, str]:
+        raise NotImplementedError
+
+    def _check_secret(self) -> None:
+        inline, path = self._secret_fields()
+        if bool(getattr(self, inline)) == bool(getattr(self, path)):
+            raise ValueError(f"set exactly one of {inline} and {path}")
+
+    def _read_secret(self) -> str:
+        inline, path = self._secret_fields()
+        value: str = getattr(self, inline)
+        if value:
+            return value
+        file = Path(getattr(self, path))
+        try:
+            secret = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"[{self._section}] {path} {str(file)!r}: cannot read: {why}"
+            ) from None
+        if not secret:
+            raise ConfigError(f"[{self._section}] {path} {str(file)!r} is empty")
+        return secret
+
+
+class AsteriskTelephony(_SecretSection, frozen=True):
+    """Calls through Asterisk's REST interface (ARI)."""
+
+    _section: ClassVar[str] = "telephony.asterisk"
+
+    # Asterisk's HTTP server (http.conf); ARI is under /ari.
+    ari_url: str = "http://127.0.0.1:8088"
+    # An ari.conf user; its password inline or in a file (the file's only line).
+    username: Annotated[str, msgspec.Meta(min_length=1)] = "dialerd"
+    password: str = ""
+    password_file: str = ""
+    # The Stasis application answered calls enter before dialerd hands them on.
+    app: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")] = "dialerd"
+    # The dial string; {number} is the destination's target.
+    endpoint: str = "PJSIP/{number}@trunk"
+    # Where answered calls go (config/asterisk/extensions_dialerd.conf).
+    queue_context: Annotated[str, msgspec.Meta(min_length=1)] = "dialerd-queue"
+    agentless_context: Annotated[str, msgspec.Meta(min_length=1)] = "dialerd-agentless"
+    # Run Asterisk's AMD() on answer; a machine ends the call as "machine".
+    amd: bool = False
+    # Seconds an answered call waits in the Asterisk queue for an agent.
+    queue_timeout: PositiveInt = 20
+    connect_timeout: PositiveFloat = 5.0
+    request_timeout: PositiveFloat = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.ari_url.startswith(("http://", "https://")):
+            raise ValueError("ari_url must start with http:// or https://")
+        if "{number}" not in self.endpoint:
+            raise ValueError("endpoint must contain {number}")
+        self._check_secret()
+
+    @staticmethod
+    def _secret_fields() -> tuple[str, str]:
+        return ("password", "password_file")
+
+    def read_password(self) -> str:
+        """The password, read from ``password_file`` if given; raise ``ConfigError``."""
+        return self._read_secret()
+
+
+class AsteriskQueueConfig(_SecretSection, frozen=True):
+    """Free agents of Asterisk queues, read over the manager interface (AMI)."""
+
+    _section: ClassVar[str] = "queue.asterisk"
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 5038
+    # A manager.conf user; its secret inline or in a file (the file's only line).
+    username: Annotated[str, msgspec.Meta(min_length=1)] = "dialerd"
+    secret: str = ""
+    secret_file: str = ""
+    # Seconds of wrap-up after a call when a member has no wrapuptime of its own: set it
+    # to the queues' wrapuptime (AMI reports a member's, not a queue's).
+    wrapup_time: NonNegativeInt = 0
+    connect_timeout: PositiveFloat = 5.0
+    request_timeout: PositiveFloat = 5.0
+
+    def __post_init__(self) -> None:
+        self._check_secret()
+
+    @staticmethod
+    def _secret_fields() -> tuple[str, str]:
+        return ("secret", "secret_file")
+
+    def read_secret(self) -> str:
+        """The secret, read from ``secret_file`` if given; raise ``ConfigError``."""
+        return self._read_secret()
+
+
 class TelephonyConfig(_Section, frozen=True):
-    backend: Literal["sim"] = "sim"
+    backend: Literal["sim", "asterisk"] = "sim"
+    asterisk: AsteriskTelephony | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend == "asterisk" and self.asterisk is None:
+            raise ValueError('backend "asterisk" needs a [telephony.asterisk] section')
 
 
 class QueueConfig(_Section, frozen=True):
-    backend: Literal["sim", "redis"] = "sim"
+    backend: Literal["sim", "redis", "asterisk"] = "sim"
     redis: RedisConnection = msgspec.field(default_factory=RedisConnection)
+    asterisk: AsteriskQueueConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend == "asterisk" and self.asterisk is None:
+            raise ValueError('backend "asterisk" needs a [queue.asterisk] section')
 
 
 class QueueEntry(_Section, frozen=True):

@@ -168,18 +168,25 @@ class CampaignControl:
         return updated
 
     async def stop(self, customer_id: str, campaign_id: str, *, cause: str = "request") -> Campaign:
-        """Stop the campaign: ``stopping`` while attempts are active, else ``stop``."""
+        """Stop the campaign: ``stopping`` while attempts are active, else ``stop``.
+
+        ``stopping`` is stored first and the attempts counted after: a claim either came
+        before that write (and is counted) or is refused by the store.
+        """
         async with self.locks.hold(campaign_id):
-            campaign = await self._get(customer_id, campaign_id)
+            campaign = updated = await self._get(customer_id, campaign_id)
+            if campaign.status == CampaignStatus.RUN:
+                updated = await self._write(updated, status=CampaignStatus.STOPPING)
             active = len(await self.store.active_attempts(campaign_id))
-            status = lifecycle.status_after_stop_request(campaign.status, active)
-            if status == campaign.status:
-                return campaign
-            updated = await self._write(campaign, status=status)
+            status = lifecycle.status_after_stop_request(updated.status, active)
+            if status != updated.status:
+                updated = await self._write(updated, status=status)
+        if updated.status == campaign.status:
+            return updated
         log.info(
             "campaign status changed",
             campaign_id=campaign_id,
-            status=status.value,
+            status=updated.status.value,
             previous=campaign.status.value,
             cause=cause,
         )

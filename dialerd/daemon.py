@@ -55,9 +55,9 @@ class Daemon:
         self.state_dir = Path(state_dir or config.state_dir)
         self.clock = clock or SystemClock()
         self.store: Store = create_store(config.store, self.state_dir)
-        self.backends = Backends(config, self.clock, self.state_dir)
-        self.sim = self.backends.sim
         self.queues = QueueRegistry(registry_entries(config.queues))
+        self.backends = Backends(config, self.clock, self.state_dir, queues=self.queues)
+        self.sim = self.backends.sim
         self.control = CampaignControl(
             self.store,
             self.clock,
@@ -91,16 +91,20 @@ class Daemon:
         return self.config.metrics.enabled and not self.config.metrics.listen
 
     async def readiness(self) -> str | None:
-        """None when ready; otherwise why not (store unreachable, scheduler stalled)."""
+        """None when ready; otherwise why not (store unreachable, scheduler stalled,
+        telephony or queue backend away)."""
+        store = await self._store_problem()
+        if store is not None:
+            return store
+        if self._stalled():
+            return "scheduler is not making progress"
+        return self.backends.unavailable_reason()
+
+    async def _store_problem(self) -> str | None:
         try:
             await self.store.ping()
         except StoreError as exc:
             return f"store unreachable: {exc}"
-        if self._stalled():
-            return "scheduler is not making progress"
-        telephony = self.backends.telephony.unavailable_reason()
-        if telephony is not None:
-            return f"telephony unavailable: {telephony}"
         return None
 
     def _stalled(self) -> bool:
@@ -176,11 +180,13 @@ class Daemon:
                 f"{self.engine.running_campaigns} running campaigns, "
                 f"{self.engine.active_attempts} active attempts"
             )
-            up = await self.readiness() is None
-            metrics.STORE_UP.set(1 if up else 0)
+            # The store's own health: a stalled scheduler or an away PBX is not the store.
+            metrics.STORE_UP.set(1 if await self._store_problem() is None else 0)
+            problem = await self.readiness()
+            up = problem is None
             if up != self._store_up:
                 self._store_up = up
-                log.warning("daemon readiness changed", ready=up)
+                log.warning("daemon readiness changed", ready=up, reason=problem)
             await anyio.sleep(period)
 
     def reload(self) -> None:

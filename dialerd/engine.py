@@ -108,6 +108,8 @@ class CampaignLoop:
     lease_renewed: float = -math.inf
     # The attempts a previous owner left have been ended or followed (``_take_over``).
     taken_over: bool = False
+    # The campaign as read by the latest tick.
+    campaign: Campaign | None = None
 
 
 class Engine:
@@ -141,6 +143,7 @@ class Engine:
         # Running and stopping campaigns by queue id, refreshed by housekeeping: the
         # campaigns that share a queue's agents (several instances included).
         self._by_queue: dict[str, list[Campaign]] = {}
+        self._queue_locks: dict[str, anyio.Lock] = {}
         self._loops: dict[str, CampaignLoop] = {}
         self._attempts = AttemptBook()
         self._outplans: dict[str, Outplan] = {}
@@ -441,7 +444,7 @@ class Engine:
         started_at = self.clock.monotonic()
         metrics.TICK_LAG.observe(lag)
         try:
-            campaign = await self.store.get_campaign(None, loop.campaign_id)
+            campaign = loop.campaign = await self.store.get_campaign(None, loop.campaign_id)
             if campaign is None:
                 finished = True
             elif campaign.status == CampaignStatus.RUN:
@@ -467,20 +470,30 @@ class Engine:
 
         # A stop may come back to run before this loop saw it: its grace starts anew.
         loop.stopping_since = None
-        allowed = await self._allowance(loop, campaign)
-        started = 0
-        for _ in range(allowed):
-            try:
-                campaigncall = await self._start_one(campaign, outplan, loop.fence)
-            except CampaignNotRunning:
-                # Stopped while this tick was under way: the store claimed nothing more.
-                loop.budget = loop.budget.spent(started)
-                self.wake(campaign.id)
-                return False
-            if campaigncall is None:
-                break
-            started += 1
+        # Campaigns sharing a queue decide one at a time, each seeing the others' calls.
+        queue_lock = (
+            self._queue_locks.setdefault(campaign.queue_id, anyio.Lock())
+            if campaign.queue_id != NIL_UUID
+            else contextlib.nullcontext()
+        )
+        async with queue_lock:
+            allowed = await self._allowance(loop, campaign)
+            started = 0
+            stopped = False
+            for _ in range(allowed):
+                try:
+                    campaigncall = await self._start_one(campaign, outplan, loop.fence)
+                except CampaignNotRunning:
+                    # Stopped while this tick was under way: the store claimed no more.
+                    stopped = True
+                    break
+                if campaigncall is None:
+                    break
+                started += 1
         loop.budget = loop.budget.spent(started)
+        if stopped:
+            self.wake(campaign.id)
+            return False
         if started:
             loop.dialed_any = True
         metrics.pacing_decision(allowed=allowed, started=started)
@@ -539,14 +552,20 @@ class Engine:
         from the store (behaviour.md §3: campaigns on one queue share its agents).
         """
         demand = 0
-        for other in self._by_queue.get(campaign.queue_id, []):
-            if other.id == campaign.id:
-                continue
-            if self._fence(other.id) is not None:
+        own = {
+            loop.campaign_id: loop.campaign
+            for loop in self._loops.values()
+            if loop.fence is not None
+            and loop.campaign is not None
+            and loop.campaign.queue_id == campaign.queue_id
+        }
+        for other in own.values():
+            if other.id != campaign.id:
                 dialing = self._attempts.of_campaign(other.id).dialing
-            else:
-                dialing = await self.store.count_dialing(other.id)
-            demand += dialing * other.service_level
+                demand += dialing * other.service_level
+        for other in self._by_queue.get(campaign.queue_id, []):
+            if other.id != campaign.id and other.id not in own:
+                demand += await self.store.count_dialing(other.id) * other.service_level
         return demand
 
     async def _start_one(
@@ -595,6 +614,13 @@ class Engine:
     async def _originate(self, origination: Origination, campaign_type: CampaignType) -> None:
         attempt = self._attempts.get(origination.campaigncall_id)
         if attempt is None:
+            return
+        if attempt.release_requested:
+            # Stopped between the claim and now: nothing was placed, the try goes back.
+            await self._reliably(
+                origination.campaigncall_id, "stopped before origination", self._finish,
+                HangupReason.CANCELLED,
+            )  # fmt: skip
             return
         try:
             if campaign_type == CampaignType.FLOW:

@@ -238,3 +238,79 @@ def queue_read_error(adapter: str) -> None:
 def config_reloaded(*, success: bool) -> None:
     """Count one configuration reload, accepted or rejected."""
     CONFIG_RELOADS.labels(result="success" if success else "failure").inc()
+
+
+# -- real telephony (Asterisk: calls over ARI, queues over AMI) -------------------
+# An origination is one HTTP round trip to the PBX: milliseconds, seconds when it struggles.
+ORIGINATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The 2-second rule is the line that matters; AMD alone takes a few seconds.
+AGENT_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+TELEPHONY_CONNECTED = Gauge(
+    "dialerd_telephony_connected",
+    "1 while the telephony backend's connection (event stream) is up, else 0.",
+    ["backend"],
+    registry=REGISTRY,
+)
+QUEUE_ADAPTER_CONNECTED = Gauge(
+    "dialerd_queue_adapter_connected",
+    "1 while the queue adapter's connection is up, else 0.",
+    ["adapter"],
+    registry=REGISTRY,
+)
+ORIGINATE_LATENCY = Histogram(
+    "dialerd_telephony_originate_seconds",
+    "Time the telephony backend took to accept (or refuse) an origination.",
+    ["backend"],
+    buckets=ORIGINATE_BUCKETS,
+    registry=REGISTRY,
+)
+ANSWER_TO_AGENT = Histogram(
+    "dialerd_answer_to_agent_seconds",
+    "Seconds from the callee's answer to an agent answering the call (AMD included).",
+    buckets=AGENT_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_WAIT = Histogram(
+    "dialerd_queue_wait_seconds",
+    "Seconds dialerd's calls waited in a queue before an agent answered, as the queue says.",
+    ["queue"],
+    buckets=AGENT_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_CALLERS_ABANDONED = Counter(
+    "dialerd_queue_callers_abandoned",
+    "dialerd's calls that hung up while waiting in a queue, as the queue says.",
+    ["queue"],
+    registry=REGISTRY,
+)
+
+
+def telephony_connected(backend: str, *, up: bool) -> None:
+    """Set whether the telephony backend's connection is up."""
+    TELEPHONY_CONNECTED.labels(backend=backend).set(1 if up else 0)
+
+
+def queue_adapter_connected(adapter: str, *, up: bool) -> None:
+    """Set whether the queue adapter's connection is up."""
+    QUEUE_ADAPTER_CONNECTED.labels(adapter=adapter).set(1 if up else 0)
+
+
+def originate_latency(backend: str, seconds: float) -> None:
+    """Observe how long one origination request took."""
+    ORIGINATE_LATENCY.labels(backend=backend).observe(seconds)
+
+
+def answer_to_agent(seconds: float) -> None:
+    """Observe the time from a callee's answer to an agent answering."""
+    ANSWER_TO_AGENT.observe(seconds)
+
+
+def queue_wait(queue: str, seconds: float) -> None:
+    """Observe how long one of dialerd's calls waited in ``queue`` for an agent."""
+    QUEUE_WAIT.labels(queue=queue).observe(seconds)
+
+
+def queue_caller_abandoned(queue: str) -> None:
+    """Count one of dialerd's calls that hung up while waiting in ``queue``."""
+    QUEUE_CALLERS_ABANDONED.labels(queue=queue).inc()

@@ -1,6 +1,6 @@
 """Queue adapter ``redis``: reads agents' statuses that a call centre keeps in Redis.
 
-Each queue is a hash ``<prefix>:queue:<queue_id>:agents`` whose fields are agent ids and
+Each queue is a hash ``<prefix>:queue:<queue name>:agents`` whose fields are agent ids and
 whose values are the agents' statuses (``available``, ``away``, ``busy``, ``offline``,
 ``ringing``); only ``available`` agents count. A queue without that hash has no
 available agents, which is logged once per queue until the hash appears.
@@ -46,9 +46,9 @@ class RedisQueue:
         self._client: Redis | None = None
         self._missing: set[str] = set()
 
-    def agents_key(self, queue_id: str) -> str:
+    def agents_key(self, queue_name: str) -> str:
         """The hash holding the statuses of the queue's agents."""
-        return f"{self.prefix}:queue:{queue_id}:agents"
+        return f"{self.prefix}:queue:{queue_name}:agents"
 
     async def open(self) -> None:
         """Make the connection pool; an unreachable server is logged, not fatal."""
@@ -101,28 +101,28 @@ class RedisQueue:
                 f"queue redis at {self.shown_url} did not answer: {exc or type(exc).__name__}"
             ) from None
 
-    async def available_agents(self, queue_id: str) -> int:
+    async def available_agents(self, queue_name: str) -> int:
         """Agents of the queue whose status is ``available``; raise ``QueueUnavailable``."""
         client = self._open_client()
-        key = self.agents_key(queue_id)
+        key = self.agents_key(queue_name)
         try:
             statuses = await client.hvals(key)
         except ResponseError as exc:
             raise QueueUnavailable(
-                f"queue {queue_id}: redis key {key!r} is not a hash of agent statuses: {exc}"
+                f"queue {queue_name}: redis key {key!r} is not a hash of agent statuses: {exc}"
             ) from None
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(
                 f"queue redis at {self.shown_url} did not answer: {exc or type(exc).__name__}"
             ) from None
         if not statuses:
-            if queue_id not in self._missing:
-                self._missing.add(queue_id)
+            if queue_name not in self._missing:
+                self._missing.add(queue_name)
                 log.warning(
                     "queue has no agents in redis; counting 0 available",
-                    queue_id=queue_id,
+                    queue_name=queue_name,
                     key=key,
                 )
             return 0
-        self._missing.discard(queue_id)
+        self._missing.discard(queue_name)
         return sum(status == AVAILABLE for status in statuses)

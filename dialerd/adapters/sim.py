@@ -171,6 +171,12 @@ def _uniform(rng: random.Random, span: Range) -> float:
     return rng.uniform(span.min, span.max)
 
 
+def _delay(rng: random.Random, span: Range) -> float:
+    """A draw from ``span``, or 0 without drawing when it is empty (so a seeded run
+    without delays keeps its random sequence)."""
+    return 0.0 if span.max <= 0 else _uniform(rng, span)
+
+
 class SimCallCentre:
     """The shared simulated world behind ``.telephony``, ``.queue`` and ``.flows``."""
 
@@ -390,6 +396,11 @@ class SimTelephony(_SimBackend):
         world = self.world
         if world.placed_before(origination, self.kind):
             return
+        placing = _delay(world.rng, world.config.place_time)
+        if placing > 0:
+            await world.sleep(placing)
+            if world.placed_before(origination, self.kind):
+                return
         outcomes = world.outcomes_for(origination.campaign_id)
         fate = self._draw_fate(outcomes)
         if fate is _Fate.REFUSED:
@@ -411,13 +422,30 @@ class SimTelephony(_SimBackend):
     async def cancel(self, campaigncall_id: str) -> None:
         """End an unanswered call as ``cancelled``; nothing if it was answered or ended."""
         await anyio.lowlevel.checkpoint()
-        self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
+        self._after_release_time(campaigncall_id, hangup=False)
 
     async def hangup(self, campaigncall_id: str) -> None:
         """End an answered call as ``normal`` (a still ringing one as ``cancelled``)."""
         await anyio.lowlevel.checkpoint()
-        self._force_end(campaigncall_id, HangupReason.NORMAL, _Phase.ANSWERED)
-        self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
+        self._after_release_time(campaigncall_id, hangup=True)
+
+    def _after_release_time(self, campaigncall_id: str, *, hangup: bool) -> None:
+        """The trunk acts on the request ``release_time`` later (at once if zero)."""
+        delay = _delay(self.world.rng, self.world.config.release_time)
+
+        def end_now() -> None:
+            if hangup:
+                self._force_end(campaigncall_id, HangupReason.NORMAL, _Phase.ANSWERED)
+            self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
+
+        async def release() -> None:
+            await self.world.sleep(delay)
+            end_now()
+
+        if delay <= 0 or self._task_group is None:
+            end_now()
+            return
+        self._task_group.start_soon(release, name=f"sim release {campaigncall_id}")
 
     def _draw_fate(self, outcomes: SimOutcomes) -> _Fate:
         rng = self.world.rng

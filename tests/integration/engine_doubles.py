@@ -7,13 +7,12 @@ adapters instead.
 
 from __future__ import annotations
 
-import math
-
 import anyio
-from anyio.abc import ObjectSendStream, TaskStatus
+from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
 
 from dialerd.ports import (
     Answered,
+    Clock,
     Ended,
     HangupReason,
     Origination,
@@ -24,43 +23,66 @@ from dialerd.ports import (
 
 
 class ScriptedCalls:
-    """Calls that ring until the test answers or ends them."""
+    """Calls that ring until the test answers or ends them.
 
-    def __init__(self, name: str = "scripted") -> None:
+    Like a real trunk it can take time: ``place_time`` seconds (on ``clock``) before an
+    originate returns, ``release_time`` before a cancel or hang-up takes effect; it can
+    lose the next ``lose_releases`` cancel/hang-up requests, and fail the next
+    ``failing_releases`` with an error.
+    """
+
+    def __init__(self, name: str = "scripted", clock: Clock | None = None) -> None:
         self.name = name
+        self.clock = clock
         self.originated: list[Origination] = []
         self.live: dict[str, bool] = {}  # campaigncall id -> answered
         self.failures_to_come = 0
         self.cancelled: list[str] = []
         self.hung_up: list[str] = []
+        # Every cancel or hang-up asked for, acted on or not.
+        self.release_requests: list[str] = []
+        self.place_time = 0.0
+        self.release_time = 0.0
+        self.lose_releases = 0
+        self.failing_releases = 0
         self._events: ObjectSendStream[TelephonyEvent] | None = None
+        self._task_group: TaskGroup | None = None
 
     async def run(
         self, events: ObjectSendStream[TelephonyEvent], *, task_status: TaskStatus[None]
     ) -> None:
         self._events = events
-        task_status.started()
-        async with events:
-            await anyio.sleep(math.inf)
+        async with events, anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def _take(self, seconds: float) -> None:
+        if seconds > 0:
+            assert self.clock is not None, "a double that takes time needs the clock"
+            await self.clock.sleep_until(self.clock.monotonic() + seconds)
 
     async def originate(self, origination: Origination) -> None:
         if self.failures_to_come:
             self.failures_to_come -= 1
             raise OriginationError("trunk refused the call")
+        await self._take(self.place_time)
         self.originated.append(origination)
         self.live[origination.campaigncall_id] = False
 
     start_flow = originate
 
     async def cancel(self, campaigncall_id: str) -> None:
+        if self._release_dropped(campaigncall_id):
+            return
         if self.live.get(campaigncall_id) is False:
-            self.cancelled.append(campaigncall_id)
-            await self.end(campaigncall_id, HangupReason.CANCELLED)
+            self._later(campaigncall_id, self.cancelled, HangupReason.CANCELLED)
 
     async def hangup(self, campaigncall_id: str) -> None:
+        if self._release_dropped(campaigncall_id):
+            return
         if self.live.get(campaigncall_id):
-            self.hung_up.append(campaigncall_id)
-            await self.end(campaigncall_id, HangupReason.NORMAL)
+            self._later(campaigncall_id, self.hung_up, HangupReason.NORMAL)
 
     async def stop_flow(self, campaigncall_id: str) -> None:
         if campaigncall_id in self.live:
@@ -72,6 +94,28 @@ class ScriptedCalls:
 
     def unavailable_reason(self) -> str | None:
         return None
+
+    def _release_dropped(self, campaigncall_id: str) -> bool:
+        self.release_requests.append(campaigncall_id)
+        if self.failing_releases:
+            self.failing_releases -= 1
+            raise RuntimeError("trunk did not answer the request")
+        if self.lose_releases:
+            self.lose_releases -= 1
+            return True
+        return False
+
+    def _later(self, campaigncall_id: str, record: list[str], reason: HangupReason) -> None:
+        """End the call ``release_time`` from now, as the trunk would."""
+
+        async def release() -> None:
+            await self._take(self.release_time)
+            if campaigncall_id in self.live and campaigncall_id not in record:
+                record.append(campaigncall_id)
+                await self.end(campaigncall_id, reason)
+
+        assert self._task_group is not None
+        self._task_group.start_soon(release)
 
     # -- what the test does ------------------------------------------------------
     async def answer(self, campaigncall_id: str) -> None:

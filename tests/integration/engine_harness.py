@@ -25,18 +25,21 @@ from dialerd.model import (
     OutdialTarget,
     Outplan,
 )
+from dialerd.store import Store
 from dialerd.store.sqlite import SqliteStore
 from tests.integration.conftest import EPOCH, Factory, queue_of, queues_of, tel
 from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+# Real seconds without movement that count as settled when the store is behind a socket.
+SOCKET_QUIET = 0.01
 
 
 @dataclass
 class World:
     """Everything a rule test drives and inspects."""
 
-    store: SqliteStore
+    store: Store
     clock: FakeClock
     calls: ScriptedCalls
     flows: ScriptedCalls
@@ -44,11 +47,13 @@ class World:
     engine: Engine
     control: CampaignControl
     make: Factory
+    # Real seconds of quiet that mean "settled" (a store behind a socket needs some).
+    settle_threshold: float = 0.0
 
     async def advance(self, seconds: float) -> None:
         """Let campaign time pass, every tick and wake-up on the way running in order."""
-        await self.clock.advance(seconds)
-        await settle()
+        await self.clock.advance(seconds, threshold=self.settle_threshold)
+        await settle(self.settle_threshold)
 
     async def campaign(
         self,
@@ -99,7 +104,11 @@ class World:
 
     async def run(self, campaign: Campaign) -> None:
         await self.control.run(CUSTOMER, campaign.id)
-        await settle()
+        await settle(self.settle_threshold)
+
+    async def stop(self, campaign: Campaign) -> None:
+        await self.control.stop(CUSTOMER, campaign.id)
+        await settle(self.settle_threshold)
 
     async def status(self, campaign: Campaign) -> CampaignStatus:
         stored = await self.store.get_campaign(None, campaign.id)
@@ -127,28 +136,37 @@ class World:
 
 
 @asynccontextmanager
-async def running_engine(tmp_path: Path, **engine_config: Any) -> AsyncIterator[World]:
-    """Start the engine on an empty SQLite store; stop it when the block ends."""
+async def running_engine(
+    tmp_path: Path, *, store: Store | None = None, owner: str | None = None, **engine_config: Any
+) -> AsyncIterator[World]:
+    """Start the engine on ``store`` (opened by the caller), else an empty SQLite store;
+    stop it when the block ends."""
     config = EngineConfig(**{"stop_grace": 30.0, **engine_config})
-    store = SqliteStore(tmp_path / "dialerd.sqlite3")
-    await store.open()
+    own_store = store is None
+    if store is None:
+        store = SqliteStore(tmp_path / "dialerd.sqlite3")
+        await store.open()
     clock = FakeClock(EPOCH)
-    calls, flows, queue = ScriptedCalls(), ScriptedCalls("scripted-flows"), FixedQueue()
+    calls, flows = ScriptedCalls(clock=clock), ScriptedCalls("scripted-flows", clock)
+    queue = FixedQueue()
     engine = Engine(
-        queues=queues_of(CUSTOMER),
         store=store,
+        queues=queues_of(CUSTOMER),
         queue=queue,
         telephony=calls,
         flows=flows,
         clock=clock,
         config=config,
+        owner=owner,
     )
-    world = World(store, clock, calls, flows, queue, engine, engine.control, Factory())
+    threshold = 0.0 if store.backend == "sqlite" else SOCKET_QUIET
+    world = World(store, clock, calls, flows, queue, engine, engine.control, Factory(), threshold)
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(engine.run)
-            await settle()
+            await settle(threshold)
             yield world
             task_group.cancel_scope.cancel()
     finally:
-        await store.close()
+        if own_store:
+            await store.close()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dialerd.model import CampaigncallResult
+from dialerd.model import CampaigncallResult, new_id
 from tests.integration.api_conftest import (
+    CUSTOMER_A,
+    CUSTOMER_B,
     OUTPLAN_BODY,
     ApiServer,
     conforming_page,
@@ -19,6 +21,7 @@ from tests.integration.api_conftest import (
     running_api,
     start_attempt,
 )
+from tests.integration.conftest import queue_of
 
 
 @pytest.fixture
@@ -155,3 +158,42 @@ async def test_campaigncalls_are_listed_read_and_deleted_only_when_done(
         assert deleted["tm_delete"] is not None
         error_of(await client.get(path), 404)
         assert (await client.delete(target_path)).status_code == 200
+
+
+async def test_running_with_an_unregistered_or_foreign_queue_is_a_409(
+    api_server: ApiServer,
+) -> None:
+    async with api_server.client() as client:
+        for queue_id, problem in (
+            (new_id(), "is not registered for this customer"),
+            (queue_of(CUSTOMER_B), "is not registered for this customer"),
+        ):
+            campaign = await runnable_campaign(client, queue_id=queue_id)
+            path = f"/v1.0/campaigns/{campaign['id']}"
+            error = error_of(await client.put(f"{path}/status", json={"status": "run"}), 409)
+            assert f"queue {queue_id} {problem}" in error["message"]
+            assert (await client.get(path)).json() == campaign
+
+
+async def test_an_edit_that_a_running_campaign_cannot_run_with_is_a_409_and_changes_nothing(
+    api_server: ApiServer,
+) -> None:
+    async with api_server.client() as client:
+        campaign = await runnable_campaign(client, queue_id=queue_of(CUSTOMER_A))
+        path = f"/v1.0/campaigns/{campaign['id']}"
+        running = (await client.put(f"{path}/status", json={"status": "run"})).json()
+        assert running["status"] == "run"
+        for body, problem in (
+            ({"outplan_id": None}, "outplan_id is not set"),
+            ({"outdial_id": None}, "outdial_id is not set"),
+            ({"queue_id": new_id()}, "is not registered for this customer"),
+        ):
+            response = await client.put(f"{path}/resource_info", json=body)
+            assert problem in error_of(response, 409)["message"]
+            assert (await client.get(path)).json() == running
+        # A valid edit of a running campaign goes through.
+        edited = await client.put(
+            f"{path}/resource_info", json={"queue_id": queue_of(CUSTOMER_A, "support")}
+        )
+        assert edited.status_code == 200, edited.text
+        assert edited.json()["status"] == "run"

@@ -444,3 +444,13 @@ async def test_restart_picks_up_running_campaigns_and_ends_lost_attempts(
         assert (calls[0].result, calls[0].reason) == (CampaigncallResult.FAIL, "lost")
         assert len(world.calls.originated) == 1  # the retry, dialed by the new engine
         assert (await world.target(targets[0])).try_count_0 == 2
+
+
+async def test_a_queue_the_queue_backend_does_not_know_is_refused_at_run(tmp_path: Path) -> None:
+    async with running_engine(tmp_path) as world:
+        campaign, _, _ = await world.campaign(targets=1)
+        world.queue.known.discard("sales")
+        with pytest.raises(RunRefused, match=r"\(sales\) is unknown to the fixed backend"):
+            await world.run(campaign)
+        assert await world.status(campaign) == CampaignStatus.STOP
+        assert world.calls.originated == []

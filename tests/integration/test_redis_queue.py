@@ -81,7 +81,7 @@ async def test_a_missing_queue_has_no_agents_and_is_logged_once_until_it_appears
     assert logs == [
         {
             "event": "queue has no agents in redis; counting 0 available",
-            "queue_id": QUEUE,
+            "queue_name": QUEUE,
             "key": key,
             "log_level": "warning",
         }
@@ -92,7 +92,7 @@ async def test_a_missing_queue_has_no_agents_and_is_logged_once_until_it_appears
         await agents.delete(key)
         assert await queue.available_agents(QUEUE) == 0
         assert await queue.available_agents(QUEUE) == 0
-    assert [entry["queue_id"] for entry in logs] == [QUEUE]
+    assert [entry["queue_name"] for entry in logs] == [QUEUE]
 
 
 async def test_a_key_that_is_not_a_hash_is_reported(

@@ -31,6 +31,7 @@ class DaemonProcess:
         extra_config: str = "",
         env: dict[str, str] | None = None,
         tick_interval: float = 0.2,
+        engine: str = "",
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -41,6 +42,7 @@ state_dir = "{tmp_path / "state"}"
 [engine]
 tick_interval = {tick_interval}
 stop_grace = 1.0
+{engine}
 [sim]
 seed = 7
 speed = 50.0
@@ -84,6 +86,11 @@ format = "json"
             except httpx.TransportError:
                 time.sleep(0.05)
         raise AssertionError("daemon did not answer /healthz in time")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, nothing given back."""
+        self.process.kill()
+        self.process.wait(timeout=20)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)

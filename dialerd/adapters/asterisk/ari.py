@@ -1,0 +1,516 @@
+"""Telephony backend ``asterisk``: places and follows calls through Asterisk's ARI.
+
+Each call is a channel whose id is the campaigncall id: ``POST /ari/channels`` dials
+the destination into our Stasis application, and the events of the websocket
+``/ari/events`` tell how it goes (``call_state`` maps them). An answered channel enters
+the application (``StasisStart``: ``Answered``) and is handed at once to the dialplan:
+the queue context when the campaign has a queue, else the agentless one, with the
+``DIALERD_*`` channel variables set at origination telling it what to do.
+
+Idempotency: a second origination of an id this process placed is ignored; Asterisk
+refuses a channel id that is live (409), so a restarted process cannot place a second
+call while the first lives. ARI keeps no backlog of events: after a reconnect the
+adapter lists the channels, reports the calls it followed that are gone as ``lost``
+(never placed again) and follows the live ones it did not know (placed before a
+restart) from their current state.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import anyio
+import httpx
+import msgspec
+import structlog
+from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
+from httpx_ws import AsyncWebSocketSession, HTTPXWSException, aconnect_ws
+
+from dialerd import metrics
+from dialerd.adapters.asterisk import call_state
+from dialerd.adapters.asterisk.ami import leaf_exception
+from dialerd.adapters.asterisk.ari_events import (
+    AriEvent,
+    AriEventError,
+    Channel,
+    ChannelVarset,
+    Dial,
+    decode_channels,
+    decode_event,
+)
+from dialerd.adapters.asterisk.call_state import CallState, Phase, Step
+from dialerd.model import NIL_UUID, Address
+from dialerd.ports import (
+    Answered,
+    Origination,
+    OriginationError,
+    TelephonyEvent,
+    TelephonyUnavailable,
+)
+
+log = structlog.get_logger("dialerd.ari")
+
+BACKOFF_INITIAL: Final = 0.5
+BACKOFF_MAX: Final = 10.0
+# Ids of calls this process placed, kept to ignore a repeated origination after the
+# call ended (Asterisk would place a second call then); bounded, oldest forgotten first.
+PLACED_MEMORY: Final = 100_000
+# A dialled number goes into a dial string: nothing that could add a second one.
+_NUMBER: Final = re.compile(r"^[A-Za-z0-9+*#._-]{1,64}$")
+_CAMPAIGNCALL_ID: Final = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+_QUEUE_VARIABLE: Final = "DIALERD_QUEUE"
+
+
+class AriUnavailable(TelephonyUnavailable, OriginationError):
+    """Asterisk could not be asked (ARI unreachable, or no event stream); an
+    origination then fails like any other (``OriginationError``)."""
+
+
+class AriTelephony:
+    """Places calls through ARI and reports their ``Answered`` and ``Ended`` events."""
+
+    name = "asterisk"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        username: str,
+        password: str,
+        app: str = "dialerd",
+        endpoint: str = "PJSIP/{number}@trunk",
+        queue_context: str = "dialerd-queue",
+        agentless_context: str = "dialerd-agentless",
+        amd: bool = False,
+        queue_timeout: int = 20,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 5.0,
+        queue_names: Callable[[str], str] | Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.username = username
+        self._password = password
+        self.app = app
+        self.endpoint = endpoint
+        self.queue_context = queue_context
+        self.agentless_context = agentless_context
+        self.amd = amd
+        self.queue_timeout = queue_timeout
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self._queue_names = queue_names
+        self._calls: dict[str, CallState] = {}
+        self._answered_at: dict[str, float] = {}
+        self._placed: OrderedDict[str, None] = OrderedDict()
+        self._adopting: set[str] = set()
+        self._http: httpx.AsyncClient | None = None
+        self._events: ObjectSendStream[TelephonyEvent] | None = None
+        self._task_group: TaskGroup | None = None
+        self._connected = False
+        self._reason: str | None = "ARI not connected yet"
+
+    def __repr__(self) -> str:
+        return f"AriTelephony({self.username}@{self.url}, app={self.app!r})"
+
+    # -- the port ------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        """None while the event stream is up; else why no call can be placed."""
+        return None if self._connected else self._reason
+
+    async def run(
+        self,
+        events: ObjectSendStream[TelephonyEvent],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Stay connected to ARI until cancelled; ``started()`` after the first attempt
+        to connect, whether or not it succeeded (``unavailable_reason`` says)."""
+        timeout = httpx.Timeout(self.request_timeout, connect=self.connect_timeout)
+        auth = httpx.BasicAuth(self.username, self._password)
+        async with (
+            events,
+            httpx.AsyncClient(base_url=f"{self.url}/ari", auth=auth, timeout=timeout) as http,
+            anyio.create_task_group() as task_group,
+        ):
+            self._http, self._events, self._task_group = http, events, task_group
+            try:
+                await self._stay_connected(task_status)
+            finally:
+                self._set_connected(False, "dialerd is stopping")
+                self._http = self._events = self._task_group = None
+                task_group.cancel_scope.cancel()
+
+    async def originate(self, origination: Origination) -> None:
+        """Dial the destination; a repeated id is ignored. Raise ``OriginationError``."""
+        campaigncall_id = origination.campaigncall_id
+        if not self._connected or self._http is None:
+            raise AriUnavailable(f"cannot place calls: {self._reason}")
+        if campaigncall_id in self._calls or campaigncall_id in self._placed:
+            log.warning("duplicate origination ignored", campaigncall_id=campaigncall_id)
+            return
+        number = origination.destination.target
+        if not _NUMBER.match(number):
+            raise OriginationError(f"destination {number!r} cannot be dialled through Asterisk")
+        queue = self._queue_name(origination.queue_id)
+        # Registered first: the call's first events may come before the reply.
+        self._calls[campaigncall_id] = call_state.placed(campaigncall_id, to_queue=bool(queue))
+        started = time.perf_counter()
+        try:
+            response = await self._http.post(
+                "/channels",
+                params=self._originate_params(origination),
+                json={"variables": self._variables(origination, queue)},
+            )
+        except httpx.HTTPError as exc:
+            await self._after_uncertain_originate(campaigncall_id)
+            raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
+        finally:
+            metrics.originate_latency(self.name, time.perf_counter() - started)
+        if response.status_code == 409:
+            # Live already (placed before a restart): follow it, never dial again.
+            log.info("origination of a live call ignored", campaigncall_id=campaigncall_id)
+            self._remember(campaigncall_id)
+            return
+        if response.is_error:
+            self._calls.pop(campaigncall_id, None)
+            raise OriginationError(f"ARI refused the call: {_http_error(response)}")
+        self._remember(campaigncall_id)
+
+    async def cancel(self, campaigncall_id: str) -> None:
+        """Drop an unanswered call (the callee's phone stops ringing); it ends ``cancelled``.
+
+        Raises ``TelephonyUnavailable`` if Asterisk cannot be reached (the engine retries).
+        """
+        await self._drop(campaigncall_id)
+
+    async def hangup(self, campaigncall_id: str) -> None:
+        """Hang up an answered call; it ends ``normal``."""
+        await self._drop(campaigncall_id)
+
+    async def live_calls(self) -> set[str]:
+        """Ids of the live calls in Asterisk; raise ``AriUnavailable`` if it cannot tell.
+
+        Live calls this process did not place are followed from now on.
+        """
+        if not self._connected:
+            raise AriUnavailable(f"cannot list calls: {self._reason}")
+        try:
+            channels = await self._list_channels()
+            ours = [channel for channel in channels if _CAMPAIGNCALL_ID.match(channel.id)]
+            for channel in ours:
+                if channel.id not in self._calls:
+                    await self._adopt(channel)
+        except OriginationError as exc:  # Asterisk answered, but not with the list
+            raise AriUnavailable(f"cannot list calls: {exc}") from None
+        return {channel.id for channel in ours}
+
+    # -- connection ------------------------------------------------------------------
+    async def _stay_connected(self, task_status: TaskStatus[None]) -> None:
+        assert self._http is not None
+        delay = BACKOFF_INITIAL
+        started = False
+        while True:
+            try:
+                async with aconnect_ws(
+                    f"{self.url}/ari/events",
+                    self._http,
+                    params={"app": self.app, "subscribeAll": "false"},
+                    max_message_size_bytes=1024 * 1024,
+                    keepalive_ping_interval_seconds=10.0,
+                    keepalive_ping_timeout_seconds=10.0,
+                    session_class=AsyncWebSocketSession,
+                ) as session:
+                    await self._reconcile()
+                    self._set_connected(True)
+                    delay = BACKOFF_INITIAL
+                    if not started:
+                        started = True
+                        task_status.started()
+                    while True:
+                        await self._handle(await session.receive_text())
+            except Exception as exc:
+                cause = leaf_exception(exc)
+                self._set_connected(False, f"ARI at {self.url}: {_describe(cause)}")
+                log.warning("ARI unavailable; retrying", url=self.url, error=_describe(cause),
+                            retry_in=delay, exc_info=not _expected(cause))  # fmt: skip
+            if not started:
+                started = True
+                task_status.started()
+            await anyio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _set_connected(self, connected: bool, reason: str | None = None) -> None:
+        if connected and not self._connected:
+            log.info("ARI connected", url=self.url, app=self.app, following=len(self._calls))
+        self._connected = connected
+        self._reason = None if connected else reason
+        metrics.telephony_connected(self.name, up=connected)
+
+    async def _reconcile(self) -> None:
+        """After (re)connecting: calls gone while no one listened are ``lost``; live ones
+        are followed, answered ones that were not handed on are handed on now."""
+        live = {channel.id: channel for channel in await self._list_channels()}
+        for campaigncall_id, call in list(self._calls.items()):
+            channel = live.get(campaigncall_id)
+            if channel is None:
+                log.warning("call vanished while ARI was away", campaigncall_id=campaigncall_id)
+                await self._apply(call_state.vanished(call))
+            elif channel.state == "Up":
+                await self._apply(call_state.answered_elsewhere(call))
+        for channel in live.values():
+            if _CAMPAIGNCALL_ID.match(channel.id) and channel.id not in self._calls:
+                await self._adopt(channel)
+
+    async def _adopt(self, channel: Channel) -> None:
+        """Follow a live call this process did not place: its past is unknown."""
+        campaigncall_id = channel.id
+        if campaigncall_id in self._adopting:
+            return
+        self._adopting.add(campaigncall_id)
+        try:
+            outcome = await self._variable(campaigncall_id, call_state.OUTCOME_VARIABLE)
+            queue = await self._variable(campaigncall_id, _QUEUE_VARIABLE)
+            await self._request(
+                "POST",
+                f"/applications/{self.app}/subscription",
+                params={"eventSource": f"channel:{campaigncall_id}"},
+            )
+        except AriUnavailable:
+            raise
+        except OriginationError as exc:  # gone meanwhile, or not ours to follow
+            log.info("live call not followed", campaigncall_id=campaigncall_id, error=str(exc))
+            return
+        finally:
+            self._adopting.discard(campaigncall_id)
+        if campaigncall_id in self._calls:
+            return
+        call = call_state.adopted(
+            campaigncall_id, channel_state=channel.state, outcome=outcome, to_queue=bool(queue)
+        )
+        self._calls[campaigncall_id] = call
+        self._remember(campaigncall_id)
+        log.info("following a live call placed before", campaigncall_id=campaigncall_id,
+                 state=channel.state)  # fmt: skip
+        if call.phase is Phase.ANSWERED:
+            await self._send(Answered(campaigncall_id))
+            dialplan = channel.dialplan
+            if dialplan is not None and dialplan.app_name == "Stasis":
+                self._hand_on(call)
+
+    # -- events ------------------------------------------------------------------------
+    async def _handle(self, message: str) -> None:
+        try:
+            event = decode_event(message)
+        except AriEventError as exc:
+            log.warning("ARI event not understood; ignored", error=str(exc),
+                        message=message[:300])  # fmt: skip
+            return
+        if event is None:
+            return
+        for campaigncall_id in _channels_named(event):
+            call = self._calls.get(campaigncall_id)
+            if call is not None:
+                await self._apply(call_state.step(call, event))
+
+    async def _apply(self, result: Step) -> None:
+        call = result.call
+        before = self._calls.get(call.id)
+        if call.phase is Phase.ENDED:
+            self._calls.pop(call.id, None)
+            self._answered_at.pop(call.id, None)
+        else:
+            self._calls[call.id] = call
+        if (
+            before is not None
+            and before.agent is call_state.Agent.NONE
+            and call.agent is call_state.Agent.CONNECTED
+            and call.id in self._answered_at
+        ):
+            metrics.answer_to_agent(time.monotonic() - self._answered_at[call.id])
+        for event in result.events:
+            if isinstance(event, Answered):
+                self._answered_at[call.id] = time.monotonic()
+            await self._send(event)
+        if result.continue_in_dialplan:
+            self._hand_on(call)
+
+    async def _send(self, event: TelephonyEvent) -> None:
+        if self._events is not None:
+            await self._events.send(event)
+
+    def _hand_on(self, call: CallState) -> None:
+        if self._task_group is not None:
+            self._task_group.start_soon(self._continue, call, name=f"ari continue {call.id}")
+
+    async def _continue(self, call: CallState) -> None:
+        """Send the answered channel to the dialplan; a channel left in Stasis would be a
+        silent call, so one that cannot be handed on is hung up."""
+        context = self.queue_context if call.to_queue else self.agentless_context
+        try:
+            await self._request(
+                "POST",
+                f"/channels/{call.id}/continue",
+                params={"context": context, "extension": "s", "priority": "1"},
+                missing_ok=True,
+            )
+        except OriginationError as exc:
+            log.error("answered call not handed to the dialplan; hanging up",
+                      campaigncall_id=call.id, context=context, error=str(exc))  # fmt: skip
+            try:
+                await self._drop(call.id)
+            except OriginationError as drop_error:
+                log.error("answered call could not be hung up", campaigncall_id=call.id,
+                          error=str(drop_error))  # fmt: skip
+
+    # -- requests ------------------------------------------------------------------------
+    async def _drop(self, campaigncall_id: str) -> None:
+        call = self._calls.get(campaigncall_id)
+        if call is not None:
+            self._calls[campaigncall_id] = call_state.end_requested(call)
+        await self._request("DELETE", f"/channels/{campaigncall_id}", missing_ok=True)
+
+    async def _after_uncertain_originate(self, campaigncall_id: str) -> None:
+        """The originate request failed in transit: it may have placed the call. Drop it
+        if it did (the engine counts the attempt failed); forget it if it did not."""
+        try:
+            response = await self._raw("DELETE", f"/channels/{campaigncall_id}")
+        except AriUnavailable:
+            return  # still uncertain: the next reconcile tells
+        if response.status_code == 404:
+            self._calls.pop(campaigncall_id, None)
+
+    async def _list_channels(self) -> list[Channel]:
+        response = await self._request("GET", "/channels")
+        try:
+            return decode_channels(response.content)
+        except AriEventError as exc:
+            raise AriUnavailable(str(exc)) from None
+
+    async def _variable(self, campaigncall_id: str, name: str) -> str:
+        response = await self._request(
+            "GET", f"/channels/{campaigncall_id}/variable", params={"variable": name},
+            missing_ok=True,
+        )  # fmt: skip
+        if response.status_code == 404:
+            return ""
+        try:
+            return msgspec.json.decode(response.content, type=_Variable).value
+        except msgspec.DecodeError:
+            return ""
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response:
+        response = await self._raw(method, path, params=params)
+        if response.is_error and not (missing_ok and response.status_code == 404):
+            raise OriginationError(f"ARI {method} {path}: {_http_error(response)}")
+        return response
+
+    async def _raw(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        if self._http is None:
+            raise AriUnavailable("ARI backend is not running")
+        try:
+            return await self._http.request(method, path, params=params)
+        except httpx.HTTPError as exc:
+            raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
+
+    # -- building an origination -----------------------------------------------------
+    def _queue_name(self, queue_id: str) -> str:
+        if not queue_id or queue_id == NIL_UUID:
+            return ""
+        names = self._queue_names
+        if names is None:
+            return queue_id
+        if callable(names):
+            return names(queue_id)
+        return names.get(queue_id, queue_id)
+
+    def _originate_params(self, origination: Origination) -> dict[str, str]:
+        params = {
+            "endpoint": self.endpoint.replace("{number}", origination.destination.target),
+            "app": self.app,
+            "channelId": origination.campaigncall_id,
+            # 0 = no limit of ours: Asterisk's -1, the network ends the ringing.
+            "timeout": str(math.ceil(origination.dial_timeout_ms / 1000) or -1),
+        }
+        caller_id = _caller_id(origination.source)
+        if caller_id:
+            params["callerId"] = caller_id
+        return params
+
+    def _variables(self, origination: Origination, queue: str) -> dict[str, str]:
+        campaigncall_id = origination.campaigncall_id
+        return {
+            "DIALERD_ID": campaigncall_id,
+            _QUEUE_VARIABLE: queue,
+            "DIALERD_AMD": "1" if self.amd else "0",
+            "DIALERD_QUEUE_TIMEOUT": str(self.queue_timeout),
+            "DIALERD_ACTIONS": msgspec.json.encode(origination.actions).decode(),
+            "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,
+        }
+
+    def _remember(self, campaigncall_id: str) -> None:
+        self._placed[campaigncall_id] = None
+        while len(self._placed) > PLACED_MEMORY:
+            self._placed.popitem(last=False)
+
+
+class _Variable(msgspec.Struct, frozen=True):
+    value: str = ""
+
+
+def _channels_named(event: AriEvent) -> list[str]:
+    """The channel ids an event is about (a Dial names the dialled and the dialling one)."""
+    if isinstance(event, Dial):
+        ids = [event.peer.id]
+        if event.caller is not None and event.caller.id != event.peer.id:
+            ids.append(event.caller.id)
+        return ids
+    if isinstance(event, ChannelVarset):
+        return [event.channel.id] if event.channel is not None else []
+    return [event.channel.id]
+
+
+def _caller_id(source: Address) -> str:
+    """``"Name" <number>`` for Asterisk's callerId, from the origination's source."""
+    number = re.sub(r"[^0-9A-Za-z+*#]", "", source.target)
+    name = re.sub(r'["<>\r\n\\]', "", source.target_name).strip()
+    if name and number:
+        return f'"{name}" <{number}>'
+    return number or (f'"{name}"' if name else "")
+
+
+def _http_error(response: httpx.Response) -> str:
+    """``HTTP 400: <Asterisk's message>``: the status and what Asterisk said."""
+    message = ""
+    try:
+        body: Any = response.json()
+        if isinstance(body, dict):
+            message = str(body.get("message") or body.get("error") or "")
+    except ValueError:
+        message = response.text[:200]
+    return f"HTTP {response.status_code}: {message or response.reason_phrase}"
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as text, never with credentials (httpx does not show them)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _expected(exc: BaseException) -> bool:
+    """Whether a lost connection is the network's or Asterisk's doing (no traceback)."""
+    return isinstance(exc, httpx.HTTPError | OSError | AriUnavailable | HTTPXWSException)

@@ -1,0 +1,135 @@
+"""The ARI events dialerd reads, as typed structs, and their decoding.
+
+Only the fields the call state machine needs are declared; Asterisk sends many more,
+which are ignored. An event of another type decodes to ``None``; a malformed one raises
+``AriEventError`` naming the event type and what was wrong, so the shell can log it and
+carry on with the next event.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+
+class AriEventError(Exception):
+    """A backend event that could not be decoded; the text says which and why."""
+
+
+class Dialplan(msgspec.Struct, frozen=True):
+    context: str = ""
+    exten: str = ""
+    app_name: str = ""
+    app_data: str = ""
+
+
+class Channel(msgspec.Struct, frozen=True):
+    """A channel snapshot; ``id`` is the campaigncall id for the calls dialerd placed."""
+
+    id: str
+    name: str = ""
+    # Down, Rsrvd, OffHook, Dialing, Ring, Ringing, Up, Busy, Dialing Offhook, Pre-ring
+    state: str = ""
+    dialplan: Dialplan | None = None
+
+
+class StasisStart(msgspec.Struct, frozen=True, tag=True):
+    """The channel entered our application: for an originated channel, it was answered."""
+
+    channel: Channel
+    application: str = ""
+
+
+class StasisEnd(msgspec.Struct, frozen=True, tag=True):
+    channel: Channel
+
+
+class ChannelStateChange(msgspec.Struct, frozen=True, tag=True):
+    channel: Channel
+
+
+class ChannelHangupRequest(msgspec.Struct, frozen=True, tag=True):
+    channel: Channel
+    cause: int = 0
+    soft: bool = False
+
+
+class ChannelDestroyed(msgspec.Struct, frozen=True, tag=True):
+    """The channel is gone; ``cause`` is its Q.850 hangup cause."""
+
+    channel: Channel
+    cause: int = 0
+    cause_txt: str = ""
+    tech_cause: int = 0
+
+
+class Dial(msgspec.Struct, frozen=True, tag=True):
+    """A dial attempt: ``peer`` is the dialled channel, ``caller`` the one dialling (if any)."""
+
+    peer: Channel
+    dialstatus: str = ""
+    caller: Channel | None = None
+
+
+class ChannelVarset(msgspec.Struct, frozen=True, tag=True):
+    """A channel variable was set (``channel`` is absent for a global variable)."""
+
+    variable: str
+    value: str = ""
+    channel: Channel | None = None
+
+
+AriEvent = (
+    StasisStart
+    | StasisEnd
+    | ChannelStateChange
+    | ChannelHangupRequest
+    | ChannelDestroyed
+    | Dial
+    | ChannelVarset
+)
+
+EVENT_TYPES: Final[dict[str, type[AriEvent]]] = {
+    kind.__name__: kind
+    for kind in (
+        StasisStart,
+        StasisEnd,
+        ChannelStateChange,
+        ChannelHangupRequest,
+        ChannelDestroyed,
+        Dial,
+        ChannelVarset,
+    )
+}
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    type: str
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_decoders: Final = {name: msgspec.json.Decoder(kind) for name, kind in EVENT_TYPES.items()}
+
+
+def decode_event(data: str | bytes) -> AriEvent | None:
+    """The event in one websocket message, or None for a type dialerd does not read."""
+    try:
+        kind = _envelope.decode(data).type
+    except msgspec.DecodeError as exc:
+        raise AriEventError(f"ARI message is not an event: {exc}") from None
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        return None
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise AriEventError(f"ARI {kind} event: {exc}") from None
+
+
+def decode_channels(data: bytes) -> list[Channel]:
+    """The channels listed by ``GET /ari/channels``."""
+    try:
+        return msgspec.json.decode(data, type=list[Channel])
+    except msgspec.DecodeError as exc:
+        raise AriEventError(f"ARI channel list: {exc}") from None

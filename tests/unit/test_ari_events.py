@@ -1,0 +1,76 @@
+"""Decoding ARI events: the ones dialerd reads, others skipped, malformed ones explained."""
+
+from __future__ import annotations
+
+import pytest
+
+from dialerd.adapters.asterisk.ari_events import (
+    AriEventError,
+    ChannelDestroyed,
+    ChannelVarset,
+    Dial,
+    StasisStart,
+    decode_channels,
+    decode_event,
+)
+
+CHANNEL = (
+    '{"id":"c1","name":"PJSIP/callee-00000001","state":"Up","caller":{"name":"","number":""},'
+    '"dialplan":{"context":"default","exten":"s","priority":1,"app_name":"Stasis",'
+    '"app_data":"dialerd"},"creationtime":"2026-11-30T10:00:00.000+0000","language":"en"}'
+)
+
+
+def test_stasis_start_with_unknown_fields() -> None:
+    event = decode_event(
+        '{"type":"StasisStart","timestamp":"x","args":[],"channel":' + CHANNEL
+        + ',"asterisk_id":"a","application":"dialerd","extra":{"new":1}}'
+    )  # fmt: skip
+    assert isinstance(event, StasisStart)
+    assert event.channel.id == "c1"
+    assert event.channel.state == "Up"
+    assert event.channel.dialplan is not None
+    assert event.channel.dialplan.app_name == "Stasis"
+
+
+def test_destroyed_dial_and_varset() -> None:
+    destroyed = decode_event(
+        '{"type":"ChannelDestroyed","cause":17,"cause_txt":"User busy","tech_cause":486,'
+        '"channel":' + CHANNEL + "}"
+    )
+    assert destroyed == ChannelDestroyed(
+        channel=destroyed.channel,
+        cause=17,
+        cause_txt="User busy",
+        tech_cause=486,  # type: ignore[union-attr]
+    )
+    dial = decode_event('{"type":"Dial","dialstatus":"BUSY","peer":' + CHANNEL + "}")
+    assert isinstance(dial, Dial)
+    assert dial.caller is None
+    assert dial.dialstatus == "BUSY"
+    varset = decode_event('{"type":"ChannelVarset","variable":"DIALERD_OUTCOME","value":"machine"}')
+    assert varset == ChannelVarset(variable="DIALERD_OUTCOME", value="machine")
+
+
+def test_other_types_are_skipped() -> None:
+    assert decode_event('{"type":"BridgeCreated","bridge":{}}') is None
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("not json", "not an event"),
+        ('{"no":"type"}', "not an event"),
+        ('{"type":"ChannelDestroyed","cause":"17","channel":' + CHANNEL + "}", "ChannelDestroyed"),
+        ('{"type":"StasisStart"}', "missing required field `channel`"),
+    ],
+)
+def test_malformed_events_say_what_is_wrong(message: str, expected: str) -> None:
+    with pytest.raises(AriEventError, match=expected):
+        decode_event(message)
+
+
+def test_channel_list() -> None:
+    assert [c.id for c in decode_channels(("[" + CHANNEL + "]").encode())] == ["c1"]
+    with pytest.raises(AriEventError, match="channel list"):
+        decode_channels(b'{"message":"nope"}')
