@@ -176,10 +176,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# Exit codes of a command cut short, as a shell reports a process killed by the signal.
+EXIT_BROKEN_PIPE = 128 + 13
+EXIT_INTERRUPTED = 128 + 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dialerd`` console script."""
+    """Entry point of the ``dialerd`` console script.
+
+    Output cut short never prints a traceback: a reader that went away (``| head -1``)
+    ends the command silently with exit status 141, Ctrl-C with 130.
+    """
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nothing reads our output any more: point stdout at /dev/null so that the
+        # interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return code
 
 

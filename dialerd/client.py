@@ -40,6 +40,15 @@ class ApiClient:
 
     def __init__(self, api: str, token: str) -> None:
         self.api = api.rstrip("/")
+        try:
+            url = httpx.URL(self.api)
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise ClientError(f"--api {api[:200]!r} is not a valid URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ClientError(
+                f"--api {api[:200]!r} is not an http:// or https:// URL with a host "
+                f"(for example {DEFAULT_API})"
+            )
         self.http = httpx.Client(
             base_url=f"{self.api}/v1.0",
             headers={"authorization": f"Bearer {token}"},
@@ -60,10 +69,16 @@ class ApiClient:
             ) from None
         except httpx.TimeoutException:
             raise ClientError(f"the dialerd API at {self.api} did not answer in time") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ClientError(f"request to {self.api} failed: {exc}") from None
         if response.is_success:
-            return response.json()
+            try:
+                return response.json()
+            except ValueError:
+                raise ClientError(
+                    f"{self.api} answered {method} {path} with something that is not JSON: "
+                    "is --api the dialerd API?"
+                ) from None
         raise ClientError(_error_line(response))
 
     def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[Row]:
@@ -72,7 +87,8 @@ class ApiClient:
         for _ in range(MAX_PAGES):
             page = self.request("GET", path, params=query)
             yield from page["result"]
-            if not page.get("next_page_token"):
+            # The page after the last item is empty (its token is "").
+            if not page["result"] or not page.get("next_page_token"):
                 return
             query["page_token"] = page["next_page_token"]
 
@@ -181,7 +197,11 @@ def _command(action: Callable[[ApiClient, argparse.Namespace], None]) -> Callabl
         if not token:
             print(f"dialerd: no API token: pass --token or set {TOKEN_ENV}", file=sys.stderr)
             return 1
-        api = ApiClient(args.api, token)
+        try:
+            api = ApiClient(args.api, token)
+        except ClientError as exc:
+            print(f"dialerd: {exc}", file=sys.stderr)
+            return 1
         try:
             action(api, args)
         except ClientError as exc:

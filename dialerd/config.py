@@ -267,7 +267,10 @@ class ApiToken(_Section, frozen=True):
 class ApiConfig(_Section, frozen=True):
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
+    # Largest CSV or NDJSON import body (bytes); it is read as a stream, never held whole.
     max_body_bytes: PositiveInt = 64 * 1024 * 1024
+    # Largest JSON body of any other request (bytes).
+    max_json_bytes: PositiveInt = 1024 * 1024
     tokens: list[ApiToken] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -13,12 +13,46 @@ from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
 import msgspec
+import phonenumbers
 
 NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 # Campaign, outplan and outdial mark "not deleted" with this sentinel, not with null.
 NOT_DELETED: Final = "9999-01-01 00:00:00.000000"
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
 SLOTS: Final = (0, 1, 2, 3, 4)
+
+# Longest accepted values (characters; actions and option entries: items), so one
+# resource stays small enough to list 100 of them in one page.
+MAX_NAME: Final = 255
+MAX_DETAIL: Final = 2048
+MAX_DATA: Final = 8192
+MAX_ADDRESS_TARGET: Final = 255
+MAX_ACTIONS: Final = 100
+MAX_OPTION_ENTRIES: Final = 64
+MAX_OPTION_BYTES: Final = 16384
+
+
+def check_e164(number: str) -> None:
+    """Raise ``ValueError`` unless ``number`` is an E.164 number (``+15551234567``).
+
+    E.164 form exactly (``+``, country code, national number, no spaces) and a length
+    possible for that country code by the numbering-plan metadata of ``phonenumbers``.
+    Not ``is_valid_number``: it rejects fictional and newly allocated ranges that a
+    dialer must still be able to call (such as +1 555 01xx test numbers).
+    """
+    problem = f"{number[:40]!r} is not an E.164 number (like +15551234567)"
+    if not number.startswith("+") or not number[1:].isascii() or not number[1:].isdigit():
+        raise ValueError(problem)
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError(problem) from None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    possible = phonenumbers.is_possible_number_with_reason(parsed)
+    if e164 != number or possible != phonenumbers.ValidationResult.IS_POSSIBLE:
+        raise ValueError(
+            f"{problem}: its length is not possible for country code +{parsed.country_code}"
+        )
 
 
 def format_time(moment: datetime) -> str:

@@ -1,8 +1,10 @@
 """Request bodies of the control API, decoded and validated by msgspec.
 
-Unknown fields are ignored (clients of the reference API send extras); wrong types, bad
-enum values, bad UUIDs and out-of-range numbers fail with a message naming the field.
-Update bodies mark every field optional: a field absent from the body is left unchanged.
+Unknown fields, wrong types, bad enum values, bad UUIDs, out-of-range numbers, strings
+over their length limit and non-E.164 ``tel`` targets fail with a message naming the
+field. Update bodies mark every field optional: a field absent from the body is left
+unchanged. A reference id may be a UUID, ``null`` or ``""``; the last two mean "unset"
+(the nil UUID), as in the reference API.
 """
 
 from __future__ import annotations
@@ -14,20 +16,60 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from dialerd.model import NIL_UUID, Action, Address, AddressType, CampaignType, EndHandle
+from dialerd.api import jsontext
+from dialerd.model import (
+    MAX_ACTIONS,
+    MAX_ADDRESS_TARGET,
+    MAX_DATA,
+    MAX_DETAIL,
+    MAX_NAME,
+    MAX_OPTION_BYTES,
+    MAX_OPTION_ENTRIES,
+    NIL_UUID,
+    Action,
+    Address,
+    AddressType,
+    CampaignType,
+    EndHandle,
+    check_e164,
+)
 
 # Counts and milliseconds: never negative, and small enough for any store's integers.
 Count = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
 Milliseconds = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
 PositiveMilliseconds = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
-Reference = uuid.UUID | None
+UUID_PATTERN: Final = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+REFERENCE_PATTERN: Final = f"^(?:{UUID_PATTERN})?$"
+jsontext.PATTERN_NAMES[REFERENCE_PATTERN] = 'a UUID, "" or null'
+# A reference id: a UUID, or "" / null for "unset" (stored as the nil UUID).
+Reference = (
+    Annotated[
+        str,
+        msgspec.Meta(
+            pattern=REFERENCE_PATTERN,
+            description='A UUID; "" or null for none (the nil UUID)',
+        ),
+    ]
+    | None
+)
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+Detail = Annotated[str, msgspec.Meta(max_length=MAX_DETAIL)]
+Data = Annotated[str, msgspec.Meta(max_length=MAX_DATA)]
+AddressTarget = Annotated[str, msgspec.Meta(max_length=MAX_ADDRESS_TARGET)]
+Option = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        max_length=MAX_OPTION_ENTRIES,
+        description=f"The action's options; at most {MAX_OPTION_BYTES} bytes as JSON",
+    ),
+]
 
 NIL: Final = uuid.UUID(NIL_UUID)
 
 
-def reference(value: uuid.UUID | None) -> str:
-    """A reference id as stored: the nil UUID when absent or null."""
-    return NIL_UUID if value is None else str(value)
+def reference(value: str | None) -> str:
+    """A reference id as stored: lower case, the nil UUID when absent, null or ""."""
+    return value.lower() if value else NIL_UUID
 
 
 class ActionType(enum.StrEnum):
@@ -82,14 +124,21 @@ class CampaignExecute(enum.StrEnum):
     STOP = "stop"
 
 
-class AddressBody(msgspec.Struct, frozen=True, kw_only=True):
-    """An address in a request (source, destination_N)."""
+class AddressBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An address in a request (source, destination_N); a ``tel`` target is E.164."""
 
     type: AddressType = AddressType.NONE
-    target: str = ""
-    target_name: str = ""
-    name: str = ""
-    detail: str = ""
+    target: AddressTarget = ""
+    target_name: Name = ""
+    name: Name = ""
+    detail: Detail = ""
+
+    def __post_init__(self) -> None:
+        if self.type is AddressType.TEL and self.target:
+            try:
+                check_e164(self.target)
+            except ValueError as exc:
+                raise ValueError(f"target: {exc}") from None
 
     def to_model(self) -> Address:
         """The stored form."""
@@ -102,13 +151,18 @@ class AddressBody(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class ActionBody(msgspec.Struct, frozen=True, kw_only=True):
+class ActionBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One flow action in a request."""
 
     type: ActionType
     id: Reference = None
     next_id: Reference = None
-    option: dict[str, Any] = msgspec.field(default_factory=dict)
+    option: Option = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        size = len(msgspec.json.encode(self.option))
+        if size > MAX_OPTION_BYTES:
+            raise ValueError(f"option: {size} bytes as JSON, at most {MAX_OPTION_BYTES}")
 
     def to_model(self) -> Action:
         """The stored form."""
@@ -120,6 +174,9 @@ class ActionBody(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+Actions = Annotated[list[ActionBody], msgspec.Meta(max_length=MAX_ACTIONS)]
+
+
 def actions_model(actions: list[ActionBody]) -> list[Action]:
     """Request actions in their stored form."""
     return [action.to_model() for action in actions]
@@ -127,7 +184,7 @@ def actions_model(actions: list[ActionBody]) -> list[Action]:
 
 def present_fields(body: msgspec.Struct, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """The fields an update body carries (not ``UNSET``), in their stored form: addresses
-    and actions as model structs, reference ids as strings (null = the nil UUID)."""
+    and actions as model structs, reference ids (every ``*_id`` field) as stored."""
     changes: dict[str, Any] = {}
     for field in body.__struct_fields__:
         value = getattr(body, field)
@@ -137,7 +194,7 @@ def present_fields(body: msgspec.Struct, *, skip: tuple[str, ...] = ()) -> dict[
             value = value.to_model()
         elif isinstance(value, list) and all(isinstance(item, ActionBody) for item in value):
             value = actions_model(value)
-        elif value is None or isinstance(value, uuid.UUID):
+        elif field.endswith("_id"):
             value = reference(value)
         changes[field] = value
     return changes
@@ -146,30 +203,30 @@ def present_fields(body: msgspec.Struct, *, skip: tuple[str, ...] = ()) -> dict[
 # -- campaigns ---------------------------------------------------------------------
 
 
-class CampaignCreate(msgspec.Struct, frozen=True, kw_only=True):
+class CampaignCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /campaigns``: a new campaign, created in status ``stop``."""
 
     type: CampaignType = CampaignType.CALL
-    name: str = ""
-    detail: str = ""
+    name: Name = ""
+    detail: Detail = ""
     service_level: Count = 100
     end_handle: EndHandle = EndHandle.STOP
-    actions: list[ActionBody] = msgspec.field(default_factory=list)
+    actions: Actions = msgspec.field(default_factory=list)
     outplan_id: Reference = None
     outdial_id: Reference = None
     queue_id: Reference = None
     next_campaign_id: Reference = None
 
 
-class CampaignUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class CampaignUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /campaigns/{id}``: only the fields present change; ``status`` runs or stops."""
 
     type: CampaignType | UnsetType = UNSET
-    name: str | UnsetType = UNSET
-    detail: str | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+    detail: Detail | UnsetType = UNSET
     service_level: Count | UnsetType = UNSET
     end_handle: EndHandle | UnsetType = UNSET
-    actions: list[ActionBody] | UnsetType = UNSET
+    actions: Actions | UnsetType = UNSET
     outplan_id: Reference | UnsetType = UNSET
     outdial_id: Reference | UnsetType = UNSET
     queue_id: Reference | UnsetType = UNSET
@@ -177,25 +234,25 @@ class CampaignUpdate(msgspec.Struct, frozen=True, kw_only=True):
     status: CampaignExecute | UnsetType = UNSET
 
 
-class CampaignStatusBody(msgspec.Struct, frozen=True, kw_only=True):
+class CampaignStatusBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /campaigns/{id}/status``."""
 
     status: CampaignExecute
 
 
-class ServiceLevelBody(msgspec.Struct, frozen=True, kw_only=True):
+class ServiceLevelBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /campaigns/{id}/service_level``."""
 
     service_level: Count
 
 
-class ActionsBody(msgspec.Struct, frozen=True, kw_only=True):
+class ActionsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /campaigns/{id}/actions``."""
 
-    actions: list[ActionBody]
+    actions: Actions
 
 
-class ResourceInfoBody(msgspec.Struct, frozen=True, kw_only=True):
+class ResourceInfoBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /campaigns/{id}/resource_info``: only the ids present change."""
 
     outplan_id: Reference | UnsetType = UNSET
@@ -204,7 +261,7 @@ class ResourceInfoBody(msgspec.Struct, frozen=True, kw_only=True):
     next_campaign_id: Reference | UnsetType = UNSET
 
 
-class NextCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True):
+class NextCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /campaigns/{id}/next_campaign_id``."""
 
     next_campaign_id: Reference
@@ -213,11 +270,11 @@ class NextCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True):
 # -- outplans ----------------------------------------------------------------------
 
 
-class OutplanCreate(msgspec.Struct, frozen=True, kw_only=True):
+class OutplanCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /outplans``: how and when targets are dialed and retried."""
 
-    name: str = ""
-    detail: str = ""
+    name: Name = ""
+    detail: Detail = ""
     source: AddressBody = msgspec.field(default_factory=AddressBody)
     dial_timeout: PositiveMilliseconds = 30_000
     try_interval: Milliseconds = 60_000
@@ -228,14 +285,14 @@ class OutplanCreate(msgspec.Struct, frozen=True, kw_only=True):
     max_try_count_4: Count = 0
 
 
-class OutplanUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class OutplanUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /outplans/{id}``: name and detail."""
 
-    name: str | UnsetType = UNSET
-    detail: str | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+    detail: Detail | UnsetType = UNSET
 
 
-class DialInfoBody(msgspec.Struct, frozen=True, kw_only=True):
+class DialInfoBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /outplans/{id}/dial_info``: only the fields present change."""
 
     source: AddressBody | UnsetType = UNSET
@@ -251,40 +308,40 @@ class DialInfoBody(msgspec.Struct, frozen=True, kw_only=True):
 # -- outdials and targets ----------------------------------------------------------
 
 
-class OutdialCreate(msgspec.Struct, frozen=True, kw_only=True):
+class OutdialCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /outdials``: a list of targets; ``campaign_id`` may be nil or absent."""
 
-    name: str = ""
-    detail: str = ""
-    data: str = ""
+    name: Name = ""
+    detail: Detail = ""
+    data: Data = ""
     campaign_id: Reference = None
 
 
-class OutdialUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class OutdialUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /outdials/{id}``: name and detail."""
 
-    name: str | UnsetType = UNSET
-    detail: str | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+    detail: Detail | UnsetType = UNSET
 
 
-class OutdialCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True):
+class OutdialCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /outdials/{id}/campaign_id``."""
 
     campaign_id: Reference
 
 
-class OutdialDataBody(msgspec.Struct, frozen=True, kw_only=True):
+class OutdialDataBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /outdials/{id}/data``."""
 
-    data: str
+    data: Data
 
 
-class TargetCreate(msgspec.Struct, frozen=True, kw_only=True):
+class TargetCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /outdials/{id}/targets`` (JSON, or one NDJSON line): one contact."""
 
-    name: str = ""
-    detail: str = ""
-    data: str = ""
+    name: Name = ""
+    detail: Detail = ""
+    data: Data = ""
     destination_0: AddressBody | None = None
     destination_1: AddressBody | None = None
     destination_2: AddressBody | None = None

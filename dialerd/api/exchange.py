@@ -16,7 +16,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dialerd.api.errors import ApiError, invalid, not_found
+from dialerd.api import jsontext
+from dialerd.api.errors import ApiError, invalid
 from dialerd.config import ApiConfig
 from dialerd.control import CampaignControl
 from dialerd.model import format_time
@@ -95,25 +96,29 @@ def authenticate(request: Request, config: ApiConfig) -> str:
     return customer_id
 
 
+UUID_TEXT: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+INTEGER_TEXT: Final = re.compile(r"[+-]?[0-9]{1,18}")
+
+
 def path_id(request: Request, name: str, kind: str) -> str:
-    """A UUID from the path, normalised; an id that is not a UUID names nothing: 404."""
+    """A UUID from the path, in lower case; a 400 when it is not a UUID (as the reference)."""
     text = str(request.path_params[name])
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise not_found(kind, text[:64]) from None
+    if not UUID_TEXT.fullmatch(text):
+        raise invalid(f"{name}: expected a {kind} id (a UUID), got {text[:64]!r}")
+    return text.lower()
 
 
 def page_query(request: Request) -> tuple[int, str]:
-    """``page_size`` (1..100, default 100) and ``page_token`` of a list request."""
+    """``page_size`` (default 100; clamped to 1..100 as the reference does) and
+    ``page_token`` of a list request."""
     size_text = request.query_params.get("page_size", "")
     page_size = MAX_PAGE_SIZE
     if size_text:
-        if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
-            raise invalid(
-                f"page_size: expected an integer from 1 to {MAX_PAGE_SIZE}, got {size_text[:20]!r}"
-            )
-        page_size = int(size_text)
+        if not INTEGER_TEXT.fullmatch(size_text):
+            raise invalid(f"page_size: expected an integer, got {size_text[:20]!r}")
+        page_size = max(1, min(int(size_text), MAX_PAGE_SIZE))
     page_token = request.query_params.get("page_token", "")
     if page_token and not PAGE_TOKEN.fullmatch(page_token):
         raise invalid(
@@ -124,14 +129,13 @@ def page_query(request: Request) -> tuple[int, str]:
 
 
 def uuid_query(request: Request, name: str) -> str | None:
-    """An optional UUID query parameter; 400 if present and not a UUID."""
+    """An optional UUID query parameter ("" = absent); 400 if present and not a UUID."""
     text = request.query_params.get(name, "")
     if not text:
         return None
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise invalid(f"{name}: expected a UUID, got {text[:64]!r}") from None
+    if not UUID_TEXT.fullmatch(text):
+        raise invalid(f"{name}: expected a UUID, got {text[:64]!r}")
+    return text.lower()
 
 
 def media_type(request: Request) -> str:
@@ -194,7 +198,7 @@ async def json_body(request: Request, ctx: ApiContext, body_type: type[T]) -> T:
     """The JSON body decoded as ``body_type``; 415, 413 or a 400 naming the bad field."""
     require_media_type(request, JSON_TYPES)
     data = bytearray()
-    async for chunk in body_chunks(request, ctx.config.max_body_bytes):
+    async for chunk in body_chunks(request, ctx.config.max_json_bytes):
         data += chunk
     return decode_json(bytes(data), body_type)
 
@@ -202,11 +206,11 @@ async def json_body(request: Request, ctx: ApiContext, body_type: type[T]) -> T:
 def decode_json(data: bytes, body_type: type[T]) -> T:
     """Decode and validate JSON; a 400 saying which field is wrong and what was expected."""
     try:
-        return msgspec.json.decode(data, type=body_type)
-    except msgspec.ValidationError as exc:
+        return jsontext.decode(data, body_type)
+    except jsontext.MalformedJson as exc:
+        raise invalid(f"the body is not acceptable JSON: {exc}", "MALFORMED_JSON") from None
+    except jsontext.JsonProblem as exc:
         raise invalid(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise invalid(f"the body is not valid JSON: {exc}", "MALFORMED_JSON") from None
 
 
 def json_response(value: Any, status_code: int = 200) -> Response:

@@ -15,7 +15,8 @@ from dialerd.store import MAX_PAGE_SIZE
 
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
 ERRORS: Final = {
-    400: "Bad input: the message names the field and what was expected",
+    400: "Bad input (a malformed id in the path, JSON that is not acceptable, an unknown "
+    "field, a value out of its limits): the message names the field and what was expected",
     401: "No API token, or a wrong one",
     404: "No such resource for this customer",
     409: "The resource's state does not allow this",
@@ -54,14 +55,17 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 "name": "page_size",
                 "in": "query",
                 "required": False,
-                "description": f"Items per page, 1 to {MAX_PAGE_SIZE} (default {MAX_PAGE_SIZE})",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                "description": f"Items per page (default {MAX_PAGE_SIZE}); a value outside "
+                f"1..{MAX_PAGE_SIZE} is clamped to that range, as the reference API does",
+                "schema": {"type": "integer"},
             },
             {
                 "name": "page_token",
                 "in": "query",
                 "required": False,
-                "description": "The next_page_token of the previous page",
+                "description": 'The next_page_token of the previous page ("" or absent: '
+                "the first page). Every non-empty page has one; the page after the last "
+                "item is empty.",
                 "schema": {
                     "type": "string",
                     "pattern": f"^(?:{PAGE_TOKEN.pattern})$",
@@ -82,7 +86,8 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 
 def _error_codes(endpoint: Endpoint) -> list[int]:
-    codes = [400, 401] if endpoint.body is not None or endpoint.listing else [401]
+    has_input = endpoint.body is not None or endpoint.listing or "{" in endpoint.path
+    codes = [400, 401] if has_input else [401]
     if "{" in endpoint.path:
         codes.append(404)
     campaign_change = endpoint.method == "PUT" and endpoint.path.startswith("/campaigns/")

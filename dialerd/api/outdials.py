@@ -127,7 +127,7 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
     chunks = body_chunks(request, ctx.config.max_body_bytes)
     read = targets_import.read_csv if kind in CSV_TYPES else targets_import.read_ndjson
     try:
-        targets = await read(chunks, outdial_id, now)
+        count = await ctx.store.import_targets(read(chunks, outdial_id, now))
     except targets_import.ImportRejected as exc:
         raise ApiError(
             400,
@@ -135,7 +135,6 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
             str(exc),
             details=[msgspec.to_builtins(problem) for problem in exc.problems],
         ) from None
-    count = await ctx.store.create_targets(targets) if targets else 0
     return json_response(bodies.ImportResult(count))
 
 

@@ -1,26 +1,28 @@
-"""Bulk import of outdial targets from CSV or NDJSON, read as a stream and validated whole.
+"""Bulk import of outdial targets from CSV or NDJSON, read and validated as a stream.
 
-Every row is checked before anything is stored: one bad row rejects the file, and the
-rejection lists the first bad rows with their line numbers and what is wrong with them.
+The readers yield the targets in batches as the body arrives, for the store to stage
+(``Store.import_targets``), which publishes them only once the whole file is read. One
+bad row rejects the file: the readers then stop yielding, read on to list the first bad
+rows with their line numbers and what is wrong with them, and raise ``ImportRejected``,
+and the store discards what it staged.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
-from dialerd.api.bodies import AddressBody, TargetCreate
+from dialerd.api import jsontext
+from dialerd.api.bodies import TargetCreate
 from dialerd.model import SLOTS, Address, AddressType, OutdialTarget
 
 MAX_REPORTED_ROWS: Final = 10
 DESTINATION_COLUMNS: Final = tuple(f"destination_{slot}" for slot in SLOTS)
 CSV_COLUMNS: Final = ("name", "detail", "data", *DESTINATION_COLUMNS)
-E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 class RowProblem(msgspec.Struct, frozen=True):
@@ -74,85 +76,109 @@ def target_from_body(outdial_id: str, now: str, body: TargetCreate) -> OutdialTa
     )
 
 
-class _Collector:
-    """Keeps the good targets until the first bad row, then only the first problems."""
-
-    def __init__(self) -> None:
-        self.targets: list[OutdialTarget] = []
-        self.problems: list[RowProblem] = []
-        self.bad_rows = 0
-
-    def good(self, target: OutdialTarget) -> None:
-        if not self.bad_rows:
-            self.targets.append(target)
-
-    def bad(self, line: int, problem: str) -> None:
-        self.bad_rows += 1
-        self.targets.clear()
-        if len(self.problems) < MAX_REPORTED_ROWS:
-            self.problems.append(RowProblem(line, problem))
-
-    def result(self) -> list[OutdialTarget]:
-        if self.bad_rows:
-            raise ImportRejected(self.problems, self.bad_rows)
-        return self.targets
+# Targets handed to the store at a time, and the longest record (line, or CSV record
+# spanning lines) accepted: what an import holds in memory whatever the file's size.
+IMPORT_BATCH: Final = 500
+MAX_RECORD_BYTES: Final = 1024 * 1024
+_BOM: Final = codecs.BOM_UTF8
 
 
-async def _records(chunks: AsyncIterable[bytes], *, quoted: bool) -> AsyncIterator[tuple[int, str]]:
-    """Split a UTF-8 byte stream into ``(first line number, record)``.
+async def _batches(
+    rows: AsyncIterator[tuple[int, OutdialTarget | str]],
+) -> AsyncIterator[list[OutdialTarget]]:
+    """Good targets in batches of ``IMPORT_BATCH``, until the first bad row; after it
+    only the problems are kept, and ``ImportRejected`` is raised at the end."""
+    batch: list[OutdialTarget] = []
+    problems: list[RowProblem] = []
+    bad_rows = 0
+    async for line, row in rows:
+        if isinstance(row, str):
+            bad_rows += 1
+            batch = []
+            if len(problems) < MAX_REPORTED_ROWS:
+                problems.append(RowProblem(line, row))
+        elif not bad_rows:
+            batch.append(row)
+            if len(batch) >= IMPORT_BATCH:
+                yield batch
+                batch = []
+    if bad_rows:
+        raise ImportRejected(problems, bad_rows)
+    if batch:
+        yield batch
+
+
+async def _records(
+    chunks: AsyncIterable[bytes], *, quoted: bool
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Split a byte stream into ``(first line number, record)``, bytes without the line end.
 
     With ``quoted`` (CSV), a newline inside double quotes does not end a record: a
-    record is complete when it holds an even number of ``"``.
+    record is complete when it holds an even number of ``"``. Each byte is looked at a
+    bounded number of times (no re-copying of an unfinished line), and a record longer
+    than ``MAX_RECORD_BYTES`` rejects the file.
     """
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending: list[str] = []
-    pending_quotes = 0
-    line = 1
-    start = 1
-
-    async def decoded() -> AsyncIterator[str]:
-        try:
-            async for chunk in chunks:
-                yield decoder.decode(chunk)
-            yield decoder.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            raise ImportRejected(
-                [RowProblem(line, f"the file is not UTF-8 text ({exc.reason})")], 1
-            ) from None
-
-    tail = ""
-    async for text in decoded():
-        parts = (tail + text).split("\n")
-        tail = parts.pop()
-        for part in parts:
-            if not pending:
-                start = line
-            pending.append(part)
-            pending_quotes += part.count('"') if quoted else 0
+    record = bytearray()
+    quotes = 0
+    line = start = 1
+    first = True
+    async for chunk in chunks:
+        position = 0
+        while position <= len(chunk):
+            end = chunk.find(b"\n", position)
+            piece = chunk[position:] if end < 0 else chunk[position:end]
+            record += piece
+            if quoted:
+                quotes += piece.count(b'"')
+            if len(record) > MAX_RECORD_BYTES:
+                raise ImportRejected(
+                    [RowProblem(start, f"the record is longer than {MAX_RECORD_BYTES} bytes")], 1
+                )
+            if end < 0:
+                break
+            position = end + 1
             line += 1
-            if pending_quotes % 2 == 0:
-                yield start, "\n".join(pending).removesuffix("\r")
-                pending.clear()
-                pending_quotes = 0
-    if tail or pending:
-        if not pending:
+            if quotes % 2:
+                record += b"\n"
+                continue
+            yield start, _finished(record, first)
+            record.clear()
+            quotes = 0
+            first = False
             start = line
-        pending.append(tail)
-        yield start, "\n".join(pending).removesuffix("\r")
+    if record or quotes % 2:
+        yield start, _finished(record, first)
 
 
-def _destination(column: str, cell: str) -> Address | None:
-    """A CSV destination cell: empty, an E.164 number, or Address JSON."""
+def _finished(record: bytearray, first: bool) -> bytes:
+    """A complete record: without a trailing CR, and without the BOM of the file's start."""
+    data = bytes(record).removesuffix(b"\r")
+    return data.removeprefix(_BOM) if first else data
+
+
+def _text(record: bytes) -> str:
+    try:
+        return record.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"the text is not UTF-8: byte {exc.start} "
+            f"({record[exc.start : exc.start + 1]!r}): {exc.reason}"
+        ) from None
+
+
+def _destination(column: str, cell: str) -> Any:
+    """A CSV destination cell as JSON-like data: empty (None), a phone number (a ``tel``
+    address) or Address JSON; ``TargetCreate`` then validates it like a JSON body's."""
     cell = cell.strip()
     if not cell:
         return None
     if cell.startswith("{"):
         try:
-            return msgspec.json.decode(cell, type=AddressBody).to_model()
-        except msgspec.DecodeError as exc:
+            return jsontext.loads(cell)
+        except jsontext.JsonProblem as exc:
             raise ValueError(f"{column}: not a valid Address: {exc}") from None
-    if E164.fullmatch(cell):
-        return Address(type=AddressType.TEL, target=cell)
+    if cell.startswith("+"):
+        return {"type": AddressType.TEL.value, "target": cell}
     raise ValueError(
         f"{column}: {cell[:40]!r} is neither an E.164 number (like +15551234567) nor Address JSON"
     )
@@ -174,55 +200,59 @@ def _header(record: str) -> list[str]:
     return columns
 
 
-async def read_csv(chunks: AsyncIterable[bytes], outdial_id: str, now: str) -> list[OutdialTarget]:
-    """Targets of a CSV file with a header row; raise ``ImportRejected`` on any bad row."""
-    collector = _Collector()
+async def _csv_rows(
+    chunks: AsyncIterable[bytes], outdial_id: str, now: str
+) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
     columns: list[str] | None = None
     async for line, record in _records(chunks, quoted=True):
-        if not record.strip():
-            continue
-        if columns is None:
-            try:
-                columns = _header(record)
-            except (ValueError, csv.Error) as exc:
-                # Without a valid header no row can be read: report the header alone.
-                raise ImportRejected([RowProblem(line, f"header: {exc}")], 1) from None
-            continue
         try:
-            cells = next(csv.reader([record]))
+            text = _text(record)
+            if not text.strip():
+                continue
+            if columns is None:
+                try:
+                    columns = _header(text)
+                except (ValueError, csv.Error) as exc:
+                    # Without a valid header no row can be read: report the header alone.
+                    raise ImportRejected([RowProblem(line, f"header: {exc}")], 1) from None
+                continue
+            cells = next(csv.reader([text]))
             if len(cells) != len(columns):
                 raise ValueError(f"{len(cells)} cells, the header has {len(columns)} columns")
-            row = dict(zip(columns, cells, strict=True))
-            collector.good(
-                new_target(
-                    outdial_id,
-                    now,
-                    name=row.get("name", ""),
-                    detail=row.get("detail", ""),
-                    data=row.get("data", ""),
-                    destinations=[_destination(c, row.get(c, "")) for c in DESTINATION_COLUMNS],
-                )
-            )
+            row: dict[str, Any] = dict(zip(columns, cells, strict=True))
+            for column in DESTINATION_COLUMNS:
+                if column in row:
+                    row[column] = _destination(column, row[column])
+            yield line, target_from_body(outdial_id, now, jsontext.convert(row, TargetCreate))
         except (ValueError, csv.Error) as exc:
-            collector.bad(line, str(exc))
+            yield line, str(exc)
     if columns is None:
         raise ImportRejected([RowProblem(1, "the file is empty: a header row is needed")], 1)
-    return collector.result()
 
 
-async def read_ndjson(
+async def _ndjson_rows(
     chunks: AsyncIterable[bytes], outdial_id: str, now: str
-) -> list[OutdialTarget]:
-    """Targets of NDJSON, one target object per line; raise ``ImportRejected`` on any bad line."""
-    collector = _Collector()
-    decoder = msgspec.json.Decoder(TargetCreate)
+) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
     async for line, record in _records(chunks, quoted=False):
         if not record.strip():
             continue
         try:
-            collector.good(target_from_body(outdial_id, now, decoder.decode(record)))
-        except msgspec.DecodeError as exc:
-            collector.bad(line, str(exc))
-        except NoDestination as exc:
-            collector.bad(line, str(exc))
-    return collector.result()
+            yield line, target_from_body(outdial_id, now, jsontext.decode(record, TargetCreate))
+        except (jsontext.JsonProblem, NoDestination) as exc:
+            yield line, str(exc)
+
+
+def read_csv(
+    chunks: AsyncIterable[bytes], outdial_id: str, now: str
+) -> AsyncIterator[list[OutdialTarget]]:
+    """Targets of a CSV file with a header row, in batches; ``ImportRejected`` at the end
+    (after the last batch) when any row is bad."""
+    return _batches(_csv_rows(chunks, outdial_id, now))
+
+
+def read_ndjson(
+    chunks: AsyncIterable[bytes], outdial_id: str, now: str
+) -> AsyncIterator[list[OutdialTarget]]:
+    """Targets of NDJSON, one target object per line, in batches; ``ImportRejected`` at
+    the end when any line is bad."""
+    return _batches(_ndjson_rows(chunks, outdial_id, now))

@@ -33,7 +33,7 @@ Semantics every backend shares:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -182,6 +182,16 @@ class Store(Protocol):
 
     async def create_targets(self, targets: Sequence[OutdialTarget]) -> int:
         """Insert targets (all or none); they keep the given order as creation order."""
+
+    async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
+        """Insert the targets of every batch, all or none, in order; return how many.
+
+        Each batch is staged as it comes (invisible: not listed, found or dialed), so
+        memory holds one batch whatever the import's size and other work goes on between
+        batches; once ``batches`` ends, everything staged is published in one step. If
+        ``batches`` raises (or the import is cancelled, or a target id exists), what was
+        staged is discarded and the error propagates.
+        """
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None: ...
 

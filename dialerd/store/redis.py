@@ -42,7 +42,7 @@ short, with a token to go on from).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Final, Generic, TypeVar
@@ -477,16 +477,31 @@ class RedisStore:
             return 0
         if len(targets) <= self.import_chunk:
             return await self._insert_targets("", targets)
-        batch = new_id()
-        try:
+
+        async def chunks() -> AsyncIterator[Sequence[OutdialTarget]]:
             for start in range(0, len(targets), self.import_chunk):
-                await self._insert_targets(batch, targets[start : start + self.import_chunk])
-            await self._run("publish", batch)
+                yield targets[start : start + self.import_chunk]
+
+        return await self.import_targets(chunks())
+
+    async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
+        """Stage each batch (in chunks of ``import_chunk``), then publish them in one step."""
+        batch = new_id()
+        count = 0
+        try:
+            async for targets in batches:
+                for start in range(0, len(targets), self.import_chunk):
+                    chunk = targets[start : start + self.import_chunk]
+                    count += len(chunk)
+                    await self._insert_targets(batch, chunk)
+            if count:
+                await self._run("publish", batch)
         except BaseException:
-            with anyio.move_on_after(DISCARD_SECONDS, shield=True):
-                await self._discard(batch, len(targets))
+            if count:
+                with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                    await self._discard(batch, count)
             raise
-        return len(targets)
+        return count
 
     async def _insert_targets(self, batch: str, targets: Sequence[OutdialTarget]) -> int:
         rows = msgspec.json.encode([_target_row(target) for target in targets])

@@ -1,21 +1,39 @@
 -- One newest-first page of a listing index, with the bodies, read in one consistent step.
 -- ARGV: prefix, kind, listing key (without prefix), max bound ('+' or '(<token>'), limit
--- Returns {next page token or '', body, body, ...}. Targets of an unpublished import are
--- skipped; at most SCAN entries are looked at, so a page may come back short (even
--- empty) with a token to go on from.
+-- Returns {next page token, body, body, ...}. The token is '' only for an empty page at
+-- the end; otherwise the last item's tm_create, or its whole '<tm_create>|<id>' member
+-- when the next item shares that tm_create. Targets of an unpublished import are
+-- skipped; at most SCAN entries are looked at, so a page may come back short with a
+-- token to go on from.
 local SCAN = 1000
 local kind, listing, bound, limit = ARGV[2], P .. ':' .. ARGV[3], ARGV[4], tonumber(ARGV[5])
 local page, last_item, scanned = {''}, nil, 0
+
+local function created(member)
+  return string.match(member, '^([^|]*)')
+end
+
+-- The token after last_item, given the next visible member (or nil at the end).
+local function token_after(following)
+  if following and created(following) == created(last_item) then
+    return last_item
+  end
+  return created(last_item)
+end
+
 while scanned < SCAN do
   local members = redis.call('ZRANGE', listing, bound, '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1)
   if #members == 0 then
+    if last_item then
+      page[1] = token_after(nil)
+    end
     return page
   end
   for _, member in ipairs(members) do
     local stored = redis.call('HMGET', key(kind, string.match(member, '|(.*)$')), 'b', 'p')
     if stored[1] and (kind ~= 'target' or target_visible(stored[2])) then
       if #page - 1 == limit then
-        page[1] = last_item
+        page[1] = token_after(member)
         return page
       end
       page[#page + 1] = stored[1]

@@ -30,7 +30,8 @@ and are stepped over by the same scan.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import AsyncIterable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -77,6 +78,8 @@ D = TypeVar("D", bound=Campaign | Outplan | Outdial)
 
 BUSY_TIMEOUT_MS: Final = 5000
 CACHE_KIB: Final = 64 * 1024
+# Seconds a failed or cancelled import may take to drop what it staged.
+DISCARD_SECONDS: Final = 30
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 # ``pick`` values: which dialing queue (partial index) a target is in.
@@ -211,8 +214,17 @@ def _token_filter(page_token: str) -> tuple[str, tuple[str, ...]]:
     return " AND tm_create < ?", (tm_create,)
 
 
-def _page_token(tm_create: str, resource_id: str) -> str:
-    return f"{tm_create}|{resource_id}"
+def _page_token(keys: Sequence[Sequence[Any]], limit: int) -> str:
+    """The next_page_token of a page whose ``(…, tm_create, id)`` rows, fetched with one
+    extra beyond ``limit``, are ``keys``: "" only when the page is empty; the last item's
+    tm_create, with "|<id>" when the item after it shares that tm_create."""
+    if not keys:
+        return ""
+    last = keys[min(len(keys), limit) - 1]
+    following = keys[limit] if len(keys) > limit else None
+    if following is not None and following[-2] == last[-2]:
+        return f"{last[-2]}|{last[-1]}"
+    return str(last[-2])
 
 
 def _micros(moment: datetime) -> int:
@@ -330,8 +342,7 @@ class _Documents(Generic[D]):
             (customer_id, *params, limit + 1),
         ).fetchall()
         items = [self.decode(row[0]) for row in rows[:limit]]
-        token = _page_token(rows[limit - 1][1], rows[limit - 1][2]) if len(rows) > limit else ""
-        return Page(result=items, next_page_token=token)
+        return Page(result=items, next_page_token=_page_token(rows, limit))
 
 
 class _Job(Generic[R]):
@@ -618,6 +629,49 @@ class SqliteStore:
 
         return await self._write(insert)
 
+    async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
+        """Stage each batch in a temporary table (one short transaction per batch, so other
+        work runs between them), then copy them into ``target`` in one transaction.
+
+        The staging table is the connection's own (``temp``): a crash leaves nothing behind.
+        """
+        staging = f"temp.import_{uuid.uuid4().hex}"
+        insert = _INSERT_TARGET.replace("INSERT INTO target", f"INSERT INTO {staging}", 1)
+        count = 0
+
+        def create(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"CREATE TABLE {staging} AS SELECT {_TARGET_COLUMNS}, slots, touched, pick "
+                "FROM target WHERE 0"
+            )
+
+        def stage(rows: list[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
+            connection.executemany(insert, rows)
+
+        def publish(connection: sqlite3.Connection) -> None:
+            columns = f"{_TARGET_COLUMNS}, slots, touched, pick"
+            try:
+                connection.execute(
+                    f"INSERT INTO target ({columns}) SELECT {columns} FROM {staging} ORDER BY rowid"
+                )
+            except sqlite3.IntegrityError as error:
+                raise Conflict(
+                    f"a target id already exists; no target was added ({error})"
+                ) from error
+
+        await self._write(create)
+        try:
+            async for targets in batches:
+                if targets:
+                    await self._write(partial(stage, [_target_row(t) for t in targets]))
+                    count += len(targets)
+            if count:
+                await self._write(publish)
+        finally:
+            with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                await self._write(lambda connection: connection.execute(f"DROP TABLE {staging}"))
+        return count
+
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
         return await self._read(partial(self._select_target, outdial_id, target_id))
 
@@ -661,16 +715,12 @@ class SqliteStore:
 
         def select(connection: sqlite3.Connection) -> Page[OutdialTarget]:
             rows = connection.execute(
-                f"SELECT {_TARGET_COLUMNS} FROM target WHERE outdial_id = ? "
+                f"SELECT {_TARGET_COLUMNS}, tm_create, id FROM target WHERE outdial_id = ? "
                 f"AND tm_delete IS NULL{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
                 (outdial_id, *params, limit + 1),
             ).fetchall()
             items = [_target_from_row(row) for row in rows[:limit]]
-            more = len(rows) > limit
-            return Page(
-                result=items,
-                next_page_token=_page_token(items[-1].tm_create, items[-1].id) if more else "",
-            )
+            return Page(result=items, next_page_token=_page_token(rows, limit))
 
         return await self._read(select)
 
@@ -721,9 +771,7 @@ class SqliteStore:
                 (*scope_params, *params, limit + 1),
             ).fetchall()
             items = [_decode_campaigncall(row[0]) for row in rows[:limit]]
-            more = len(rows) > limit
-            token = _page_token(rows[limit - 1][1], rows[limit - 1][2]) if more else ""
-            return Page(result=items, next_page_token=token)
+            return Page(result=items, next_page_token=_page_token(rows, limit))
 
         return await self._read(select)
 

@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar
 
 import anyio
 import httpx
+import msgspec
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.applications import Starlette
 
@@ -24,12 +25,12 @@ from dialerd.api.app import create_app
 from dialerd.api.server import serve_api
 from dialerd.config import ApiConfig, ApiToken
 from dialerd.control import CampaignControl
-from dialerd.model import new_id
+from dialerd.model import Campaign, Campaigncall, Outdial, OutdialTarget, Outplan, new_id
 from dialerd.store.base import AttemptPlan
 from dialerd.store.sqlite import SqliteStore
 from tests.conftest import free_port
 from tests.integration.conftest import queues_of
-from tests.unit.reference import component_schemas, schema_errors
+from tests.unit.reference import component_schemas, reference_available, schema_errors
 
 R = TypeVar("R")
 
@@ -124,8 +125,25 @@ RESOURCE_COMPONENTS: Final = {
 }
 
 
+RESOURCE_MODELS: Final[dict[str, Any]] = {
+    "campaign": Campaign,
+    "campaigncall": Campaigncall,
+    "outplan": Outplan,
+    "outdial": Outdial,
+    "target": OutdialTarget,
+}
+
+
 def conforms(kind: str, body: Any) -> dict[str, Any]:
-    """Assert ``body`` matches the reference component of ``kind`` and carries all its fields."""
+    """Assert ``body`` matches the reference component of ``kind`` and carries all its fields.
+
+    Without the reference folder (a bare clone), ``body`` is checked against dialerd's own
+    model instead; the reference itself is then checked by no test (they skip, saying why).
+    """
+    if not reference_available():
+        msgspec.convert(body, RESOURCE_MODELS[kind])
+        resource_: dict[str, Any] = body
+        return resource_
     name = RESOURCE_COMPONENTS[kind]
     errors = schema_errors(name, body)
     assert not errors, f"{kind} does not match {name}: {errors}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +143,56 @@ def test_missing_token_file_or_daemon_is_a_clear_error(
     assert "No such file or directory" in capsys.readouterr().err
     assert dialerd("targets", "import", "--outdial", "x", str(tmp_path / "a.xlsx"), *args) == 1
     assert "--format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ("http://[::1", "is not a valid URL"),
+        ("localhost:8080", "is not an http:// or https:// URL"),
+        ("ftp://127.0.0.1", "is not an http:// or https:// URL"),
+        ("", "is not an http:// or https:// URL"),
+    ],
+)
+def test_a_bad_api_url_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], api: str, message: str
+) -> None:
+    assert dialerd("campaign", "list", "--api", api, "--token", TOKEN_A) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("dialerd: --api ")
+    assert message in captured.err
+
+
+def test_output_cut_short_by_a_closed_pipe_ends_silently(api_server: ApiServer) -> None:
+    for _ in range(3):
+        make_campaign(api_server)
+    dialerd_bin = Path(sys.executable).parent / "dialerd"
+    # A reader that closes at once: every write of the table meets a closed pipe.
+    reader = subprocess.Popen(["head", "-c", "0"], stdin=subprocess.PIPE)
+    command = subprocess.run(
+        [str(dialerd_bin), "campaign", "list", "--api", api_server.url, "--token", TOKEN_A],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        check=False,
+    )
+    assert reader.stdin is not None
+    reader.stdin.close()
+    reader.wait(timeout=10)
+    assert command.stderr == b""
+    assert command.returncode == 141
+    # Through a shell pipe, as an operator types it.
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"'{dialerd_bin}' campaign list --api {api_server.url} --token {TOKEN_A} | head -1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert shell.stderr == b""
+    assert shell.stdout.split()[:2] == [b"ID", b"NAME"]

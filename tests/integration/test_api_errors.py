@@ -36,11 +36,45 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("/v1.0/campaigns", {"service_level": -1}, "Expected `int` >= 0 - at `$.service_level`"),
     ("/v1.0/campaigns", {"type": "sms"}, "Invalid enum value 'sms' - at `$.type`"),
     ("/v1.0/campaigns", {"end_handle": "pause"}, "at `$.end_handle`"),
-    ("/v1.0/campaigns", {"outplan_id": "not-a-uuid"}, "Invalid UUID - at `$.outplan_id`"),
+    (
+        "/v1.0/campaigns",
+        {"outplan_id": "not-a-uuid"},
+        'Expected a UUID, "" or null - at `$.outplan_id`',
+    ),
     ("/v1.0/campaigns", {"actions": [{"type": "dance"}]}, "at `$.actions[0].type`"),
     ("/v1.0/campaigns", {"actions": {"type": "talk"}}, "Expected `array`"),
     ("/v1.0/campaigns", {"name": 7}, "Expected `str`, got `int` - at `$.name`"),
-    ("/v1.0/outdials", {"campaign_id": "1234"}, "Invalid UUID - at `$.campaign_id`"),
+    ("/v1.0/outdials", {"campaign_id": "1234"}, 'Expected a UUID, "" or null - at `$.campaign_id`'),
+    # Unknown fields are refused, not ignored: a typo would otherwise change nothing silently.
+    ("/v1.0/campaigns", {"servicelevel": 5}, "unknown field `servicelevel`"),
+    (
+        "/v1.0/outplans",
+        {"source": {"type": "tel", "number": "+15551230001"}},
+        "unknown field `number`",
+    ),
+    ("/v1.0/campaigns", {"actions": [{"type": "talk", "options": {}}]}, "unknown field `options`"),
+    # Length limits.
+    ("/v1.0/campaigns", {"name": "n" * 256}, "Expected `str` of length <= 255 - at `$.name`"),
+    ("/v1.0/outdials", {"detail": "d" * 2049}, "of length <= 2048 - at `$.detail`"),
+    ("/v1.0/outdials", {"data": "d" * 8193}, "of length <= 8192 - at `$.data`"),
+    ("/v1.0/campaigns", {"actions": [{"type": "talk"}] * 101}, "of length <= 100 - at `$.actions`"),
+    (
+        "/v1.0/campaigns",
+        {"actions": [{"type": "talk", "option": {f"k{i}": i for i in range(65)}}]},
+        "of length <= 64 - at `$.actions[0].option`",
+    ),
+    (
+        "/v1.0/campaigns",
+        {"actions": [{"type": "talk", "option": {"text": "x" * 17000}}]},
+        "option: 17011 bytes as JSON, at most 16384 - at `$.actions[0]`",
+    ),
+    # A tel address is an E.164 number.
+    (
+        "/v1.0/outplans",
+        {"source": {"type": "tel", "target": "5551230001"}},
+        "target: '5551230001' is not an E.164 number (like +15551234567) - at `$.source`",
+    ),
+    ("/v1.0/outplans", {"source": {"type": "tel", "target": "+1555"}}, "at `$.source`"),
 ]
 
 
@@ -86,11 +120,25 @@ async def test_target_without_destination_is_400(api_server: ApiServer) -> None:
         assert (await client.get(targets)).json()["result"] == []
 
 
-@pytest.mark.parametrize("page_size", ["0", "101", "-1", "ten", "1.5"])
-async def test_page_size_outside_1_to_100_is_400(api_server: ApiServer, page_size: str) -> None:
+@pytest.mark.parametrize("page_size", ["ten", "1.5", "²", "١٢", "", "99999999999999999999"])
+async def test_page_size_that_is_not_an_integer_is_400(
+    api_server: ApiServer, page_size: str
+) -> None:
     async with api_server.client() as client:
-        response = await client.get("/v1.0/campaigns", params={"page_size": page_size})
+        response = await client.get("/v1.0/campaigns", params={"page_size": page_size or " "})
         assert "page_size" in error_of(response, 400)["message"]
+
+
+@pytest.mark.parametrize(("page_size", "items"), [("0", 1), ("-1", 1), ("2", 2), ("101", 3)])
+async def test_page_size_outside_1_to_100_is_clamped_like_the_reference(
+    api_server: ApiServer, page_size: str, items: int
+) -> None:
+    async with api_server.client() as client:
+        for _ in range(3):
+            await create(client, "/v1.0/outdials", {})
+        response = await client.get("/v1.0/outdials", params={"page_size": page_size})
+        assert response.status_code == 200, response.text
+        assert len(response.json()["result"]) == items
 
 
 async def test_malformed_page_token_is_400(api_server: ApiServer) -> None:
@@ -133,9 +181,7 @@ async def test_reloaded_tokens_take_effect_on_the_next_request(api_server: ApiSe
     "path",
     [
         "/v1.0/campaigns/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11",
-        "/v1.0/campaigns/not-a-uuid",
         "/v1.0/outplans/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11",
-        "/v1.0/outdials/12345",
         "/v1.0/campaigncalls/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11",
         "/v1.0/outdials/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11/targets",
         "/v1.0/campaigns/0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11/campaigncalls",
@@ -145,6 +191,23 @@ async def test_reloaded_tokens_take_effect_on_the_next_request(api_server: ApiSe
 async def test_unknown_ids_and_paths_are_404(api_server: ApiServer, path: str) -> None:
     async with api_server.client() as client:
         assert error_of(await client.get(path), 404)["status"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", "/v1.0/campaigns/not-a-uuid", "id"),
+        ("DELETE", "/v1.0/outdials/12345", "id"),
+        ("PUT", "/v1.0/outplans/%F0%9F%98%80", "id"),
+        ("GET", f"/v1.0/outdials/{CUSTOMER_A}/targets/0d7e9a06", "target_id"),
+    ],
+)
+async def test_a_malformed_id_in_the_path_is_400_like_the_reference(
+    api_server: ApiServer, method: str, path: str, name: str
+) -> None:
+    async with api_server.client() as client:
+        response = await client.request(method, path, json={})
+        assert error_of(response, 400)["message"].startswith(f"{name}: expected a")
 
 
 async def test_unknown_target_of_a_known_outdial_is_404(api_server: ApiServer) -> None:
@@ -191,8 +254,9 @@ async def test_body_over_the_limit_is_413_when_streamed_without_length(
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b"name,destination_0\n"
-        for _ in range(MAX_BODY // 65536 + 2):
-            yield b"x" * 65536
+        line = b"x,+15551230001\n"
+        for _ in range(MAX_BODY // (4096 * len(line)) + 2):
+            yield line * 4096
 
     async with api_server.client() as client:
         outdial = await create(client, "/v1.0/outdials", {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,6 +18,7 @@ from dialerd.model import (
     CampaigncallStatus,
     CampaignStatus,
     CampaignType,
+    OutdialTarget,
     ReferenceType,
     TargetStatus,
     format_time,
@@ -218,8 +219,13 @@ async def test_listing_is_newest_first_in_pages(store: Store, make: Factory) -> 
     assert [o.id for o in first.result] == newest_first[:3]
     assert [o.id for o in second.result] == newest_first[3:6]
     assert [o.id for o in third.result] == newest_first[6:]
-    assert first.next_page_token != ""
-    assert third.next_page_token == ""
+    # Every non-empty page has a token (the last item's tm_create, as in the reference
+    # API, when no later item shares it); the page after the last one is empty.
+    assert first.next_page_token == created[4].tm_create
+    assert third.next_page_token == created[0].tm_create
+    end = await store.list_outplans(customer, page_size=3, page_token=third.next_page_token)
+    assert end.result == []
+    assert end.next_page_token == ""
 
 
 async def test_a_bare_tm_create_token_returns_strictly_older_items(
@@ -246,14 +252,60 @@ async def test_pages_skip_and_repeat_nothing_when_times_are_equal(
     for _ in range(20):
         page = await store.list_campaigns(customer, page_size=4, page_token=token)
         assert len(page.result) <= 4
+        if not page.result:
+            break
         seen += [campaign.id for campaign in page.result]
         token = page.next_page_token
-        if not token:
-            break
     assert len(seen) == 12
     # Ties in tm_create are ordered by id, descending; the older one comes last.
     assert seen[:11] == sorted((c.id for c in created[:11]), reverse=True)
     assert seen[11] == created[11].id
+
+
+async def test_an_import_is_invisible_until_its_last_batch_then_all_there_in_order(
+    store: Store, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    batches = [[make.target(dialing.outdial.id) for _ in range(3)] for _ in range(3)]
+    seen_while_importing: list[int] = []
+
+    async def staged() -> AsyncIterator[list[OutdialTarget]]:
+        for batch in batches:
+            yield batch
+            listed = await store.list_targets(dialing.outdial.id)
+            found = await store.get_target(dialing.outdial.id, batch[0].id)
+            seen_while_importing.append(len(listed.result) + (found is not None))
+
+    assert await store.import_targets(staged()) == 9
+    assert seen_while_importing == [0, 0, 0]
+    listed = await store.list_targets(dialing.outdial.id)
+    assert {t.id for t in listed.result} == {t.id for batch in batches for t in batch}
+    claimed = await claim(store, dialing, make.at(1))
+    assert claimed.outdial_target_id == batches[0][0].id
+
+
+async def test_an_import_whose_batches_fail_leaves_nothing(store: Store, make: Factory) -> None:
+    dialing = await make.dialing(store)
+
+    async def failing() -> AsyncIterator[list[OutdialTarget]]:
+        yield [make.target(dialing.outdial.id) for _ in range(4)]
+        raise ValueError("line 9 is bad")
+
+    with pytest.raises(ValueError, match="line 9 is bad"):
+        await store.import_targets(failing())
+    existing = make.target(dialing.outdial.id)
+    await store.create_targets([existing])
+
+    async def clashing() -> AsyncIterator[list[OutdialTarget]]:
+        yield [make.target(dialing.outdial.id) for _ in range(4)]
+        yield [existing]
+
+    with pytest.raises(Conflict):
+        await store.import_targets(clashing())
+    assert [t.id for t in (await store.list_targets(dialing.outdial.id)).result] == [existing.id]
+    # Only the existing target can be dialed: nothing staged is left to claim.
+    assert (await claim(store, dialing, make.at(1))).outdial_target_id == existing.id
+    assert await store.start_attempt(dialing.plan(make.at(2))) is None
 
 
 async def test_page_size_is_clamped(store: Store, make: Factory) -> None:
@@ -306,7 +358,10 @@ async def test_campaigncalls_list_per_customer_and_campaign(store: Store, make: 
         customer, dialing.campaign.id, page_size=2, page_token=first.next_page_token
     )
     assert [c.id for c in first.result + rest.result] == [c.id for c in reversed(mine)]
-    assert rest.next_page_token == ""
+    end = await store.list_campaigncalls(
+        customer, dialing.campaign.id, page_size=2, page_token=rest.next_page_token
+    )
+    assert (end.result, end.next_page_token) == ([], "")
 
 
 # -- targets and campaigncalls: deletion rules ---------------------------------------------
