@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -143,13 +144,43 @@ def _campaign_list(api: ApiClient, args: argparse.Namespace) -> None:
 
 
 def _campaign_show(api: ApiClient, args: argparse.Namespace) -> None:
-    campaign = api.request("GET", f"/campaigns/{args.id}")
+    while True:
+        campaign = api.request("GET", f"/campaigns/{args.id}")
+        state = api.request("GET", f"/campaigns/{args.id}/state")
+        shown = {**campaign, "dialing_state": state}
+        if args.watch and not args.json and sys.stdout.isatty():
+            print("\x1b[H\x1b[2J", end="")  # clear the terminal between refreshes
+        _emit(args, shown, _campaign_text(campaign, state))
+        if not args.watch:
+            return
+        sys.stdout.flush()
+        time.sleep(args.watch)
+
+
+def _campaign_text(campaign: Row, state: Row) -> str:
     width = max(map(len, campaign))
     lines = [
         f"{key.ljust(width)}  {json.dumps(value) if isinstance(value, list) else value}"
         for key, value in campaign.items()
     ]
-    _emit(args, campaign, "\n".join(lines))
+    why = state["state"] + (f" ({state['detail']})" if state.get("detail") else "")
+    since = f" since {state['since']}" if state.get("since") else ""
+    lines.append(f"{'dialing'.ljust(width)}  {why}{since}")
+    if state.get("instance"):
+        lines.append(f"{'instance'.ljust(width)}  {state['instance']}")
+    agents = state.get("available_agents")
+    lines.append(
+        f"{'calls'.ljust(width)}  {state['dialing']} dialing, {state['talking']} talking"
+        + ("" if agents is None else f", {agents} agents available")
+    )
+    targets = state.get("targets")
+    if targets:
+        lines.append(
+            f"{'targets'.ljust(width)}  {targets['idle_due']} due, "
+            f"{targets['idle_waiting']} waiting for a retry, "
+            f"{targets['progressing']} being dialed, {targets['done']} done"
+        )
+    return "\n".join(lines)
 
 
 def _campaign_status(status: str) -> Callable[[ApiClient, argparse.Namespace], None]:
@@ -233,12 +264,22 @@ def add_client_commands(
     listing = campaign_commands.add_parser("list", parents=[options], help="list campaigns")
     listing.set_defaults(func=_command(_campaign_list))
     for name, action, text in (
-        ("show", _campaign_show, "show one campaign"),
+        ("show", _campaign_show, "show one campaign and why it is or is not dialing"),
         ("run", _campaign_status("run"), "start dialing"),
         ("stop", _campaign_status("stop"), "stop dialing"),
     ):
         command = campaign_commands.add_parser(name, parents=[options], help=text)
         command.add_argument("id", help="campaign id")
+        if name == "show":
+            command.add_argument(
+                "--watch",
+                type=float,
+                nargs="?",
+                const=2.0,
+                default=0.0,
+                metavar="SECONDS",
+                help="show again every SECONDS (2 if not given) until interrupted",
+            )
         command.set_defaults(func=_command(action))
 
     targets = subparsers.add_parser("targets", help="add targets to an outdial")

@@ -15,6 +15,7 @@ import msgspec
 import structlog
 
 from dialerd import lifecycle
+from dialerd.insight import CampaignInsight
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time
 from dialerd.ports import Clock, QueueAdapter, QueueUnavailable
 from dialerd.queues import QueueRegistry
@@ -78,6 +79,8 @@ class CampaignControl:
         self.queue_adapter = queue_adapter
         # Told of every stop stored (the engine counts the stop grace from it).
         self.stopped: Callable[[str], None] = wake
+        # What the engine knows of a campaign it runs (None: not run here).
+        self.insight: Callable[[str], CampaignInsight | None] = lambda _campaign_id: None
 
     async def problems(self, campaign: Campaign) -> list[str]:
         """Why ``campaign`` may not run now (behaviour.md §2); empty when it may."""

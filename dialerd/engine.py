@@ -19,7 +19,7 @@ import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import structlog
@@ -29,6 +29,7 @@ from dialerd import lifecycle, metrics, outcome
 from dialerd.attempts import Attempt, AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl, RunRefused
+from dialerd.insight import CampaignInsight, DialingState, TargetCounts
 from dialerd.model import (
     NIL_UUID,
     Campaign,
@@ -39,10 +40,11 @@ from dialerd.model import (
     OutdialTarget,
     Outplan,
     TargetStatus,
+    format_time,
     new_id,
     parse_time,
 )
-from dialerd.pacing import PacingInput, RateBudget, attempts_to_start
+from dialerd.pacing import PacingInput, RateBudget, attempts_to_start, holding_back
 from dialerd.ports import (
     Answered,
     Clock,
@@ -80,6 +82,19 @@ RELEASE_RETRY_FIRST = 0.5
 RELEASE_RETRY_MAX = 8.0
 # Seconds between two looks at the calls still up while draining for shutdown.
 DRAIN_POLL = 0.1
+# States worth a log line when a campaign enters or leaves them.
+_TROUBLE = frozenset(
+    {
+        DialingState.BACKING_OFF,
+        DialingState.STORE_UNREACHABLE,
+        DialingState.QUEUE_UNREACHABLE,
+        DialingState.TELEPHONY_UNREACHABLE,
+    }
+)
+# Seconds between two log lines of a campaign whose ticks keep failing.
+REPEAT_LOG_EVERY = 60.0
+# Housekeeping rounds between two counts of each campaign's list (a scan of the list).
+TARGET_COUNT_EVERY = 15
 
 
 @dataclass
@@ -111,8 +126,17 @@ class CampaignLoop:
     lease_renewed: float = -math.inf
     # The attempts a previous owner left have been ended or followed (``_take_over``).
     taken_over: bool = False
+    # When a failed tick was last logged (repeats in between are only counted).
+    failure_logged: float = -math.inf
     # The campaign as read by the latest tick.
     campaign: Campaign | None = None
+    # What the latest tick found, since when (wall clock), and what the pacing read.
+    state: DialingState | None = None
+    state_detail: str = ""
+    state_since: datetime | None = None
+    held_by: DialingState = DialingState.PACED
+    available_agents: int | None = None
+    target_counts: TargetCounts | None = None
 
 
 class Engine:
@@ -143,6 +167,7 @@ class Engine:
         )
         self.control.wake = self.wake
         self.control.stopped = self.note_stop
+        self.control.insight = self.insight
         # Running and stopping campaigns by queue id, refreshed by housekeeping: the
         # campaigns that share a queue's agents (several instances included).
         self._by_queue: dict[str, list[Campaign]] = {}
@@ -207,6 +232,40 @@ class Engine:
         loop.woken = True
         if loop.sleep_scope is not None:
             loop.sleep_scope.cancel()
+
+    def _set_state(self, loop: CampaignLoop, state: DialingState, detail: str = "") -> None:
+        """Record what this tick found (the operator's "why is it not dialing?")."""
+        if state != loop.state:
+            loop.state_since = self.clock.now()
+            metrics.campaign_state(loop.campaign_id, state)
+            if state in _TROUBLE or loop.state in _TROUBLE:
+                log.info(
+                    "campaign dialing state changed",
+                    state=state.value,
+                    previous=loop.state.value if loop.state else None,
+                    detail=detail,
+                )
+        loop.state, loop.state_detail = state, detail
+
+    def insight(self, campaign_id: str) -> CampaignInsight | None:
+        """What this instance knows of a campaign it runs; None if it runs it not."""
+        loop = self._loops.get(campaign_id)
+        if loop is None or loop.fence is None or loop.campaign is None or loop.state is None:
+            return None
+        count = self._attempts.of_campaign(campaign_id)
+        return CampaignInsight(
+            campaign_id=campaign_id,
+            status=loop.campaign.status.value,
+            state=loop.state.value,
+            detail=loop.state_detail,
+            since=format_time(loop.state_since) if loop.state_since else "",
+            instance=self.owner,
+            available_agents=loop.available_agents,
+            dialing=count.dialing,
+            talking=count.active - count.dialing,
+            service_level=loop.campaign.service_level,
+            targets=loop.target_counts,
+        )
 
     async def drain(self) -> None:
         """Shutdown: start nothing more, cancel unanswered calls (their tries go back),
@@ -292,16 +351,24 @@ class Engine:
                     if campaign.queue_id != NIL_UUID:
                         by_queue.setdefault(campaign.queue_id, []).append(campaign)
                 self._by_queue = by_queue
-                counts = {status.value: 0 for status in CampaignStatus}
-                counts[CampaignStatus.STOP.value] = stopped
+                stored = {status.value: 0 for status in CampaignStatus}
+                stored[CampaignStatus.STOP.value] = stopped
                 for campaign in active:
-                    counts[campaign.status.value] += 1
-                metrics.campaigns_by_status(counts)
+                    stored[campaign.status.value] += 1
+                metrics.campaigns_stored(stored)
+                # This instance's own: they add up right across instances.
+                owned = {status.value: 0 for status in CampaignStatus}
+                for loop in self._loops.values():
+                    if loop.fence is not None and loop.campaign is not None:
+                        owned[loop.campaign.status.value] += 1
+                metrics.campaigns_by_status(owned)
                 metrics.queues_in_use(
                     {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
                 )
                 if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
                     await self._end_orphans()
+                if rounds % TARGET_COUNT_EVERY == 0:
+                    await self._count_targets()
             except Exception as exc:
                 log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
             self.last_progress = self.clock.monotonic()
@@ -310,6 +377,18 @@ class Engine:
             with anyio.CancelScope() as self._housekeeping_sleep:
                 await self.clock.sleep_until(deadline)
             deadline = min(deadline, self.clock.monotonic())
+
+    async def _count_targets(self) -> None:
+        """The list progress of each campaign this instance runs (a scan per list)."""
+        for loop in list(self._loops.values()):
+            campaign = loop.campaign
+            outplan = self._outplans.get(campaign.outplan_id) if campaign else None
+            if loop.fence is None or campaign is None or outplan is None:
+                continue
+            cutoff = self.clock.now() - timedelta(milliseconds=outplan.try_interval)
+            loop.target_counts = await self.store.target_counts(campaign.outdial_id, cutoff)
+            if campaign.id in self._loops:
+                metrics.campaign_targets(campaign.id, loop.target_counts)
 
     def _ensure_loop(self, campaign_id: str) -> None:
         if campaign_id in self._loops or self._task_group is None:
@@ -394,13 +473,27 @@ class Engine:
                     if isinstance(exc, StoreError):
                         # The store coming back must resume dialing within seconds.
                         delay = min(delay, STORE_RETRY)
-                    log.error(
-                        "campaign tick failed",
-                        error=str(exc) or type(exc).__name__,
-                        error_type=type(exc).__name__,
-                        retry_in=delay,
-                        exc_info=not isinstance(exc, StoreError | QueueUnavailable),
+                    error = str(exc) or type(exc).__name__
+                    self._set_state(
+                        loop,
+                        DialingState.STORE_UNREACHABLE
+                        if isinstance(exc, StoreError)
+                        else DialingState.BACKING_OFF,
+                        error,
                     )
+                    now = self.clock.monotonic()
+                    # One line per outage and then one a minute, with the count: a
+                    # thousand campaigns must not flood the journal twice a second.
+                    if failures == 1 or now - loop.failure_logged >= REPEAT_LOG_EVERY:
+                        log.error(
+                            "campaign tick failed",
+                            error=error,
+                            error_type=type(exc).__name__,
+                            retry_in=delay,
+                            failures=failures,
+                            exc_info=not isinstance(exc, StoreError | QueueUnavailable),
+                        )
+                        loop.failure_logged = now
                     await self.clock.sleep_until(self.clock.monotonic() + delay)
                     deadline = self.clock.monotonic()
                     continue
@@ -424,6 +517,7 @@ class Engine:
                     loop.woken = False
         finally:
             del self._loops[loop.campaign_id]
+            metrics.forget_campaign(loop.campaign_id)
             if loop.fence is not None:
                 # Shielded and bounded; if the store is away the lease simply expires.
                 with (
@@ -478,7 +572,7 @@ class Engine:
                 if attempt.timer is not None:
                     attempt.timer.cancel()
                 self._task_group.start_soon(self._release, attempt)
-        self._publish_active()
+        self._publish_active(loop.campaign_id)
 
     def _fence(self, campaign_id: str) -> Fence | None:
         loop = self._loops.get(campaign_id)
@@ -508,6 +602,7 @@ class Engine:
 
     async def _tick_running(self, loop: CampaignLoop, campaign: Campaign) -> bool:
         if self.draining:
+            self._set_state(loop, DialingState.DRAINING)
             return False  # shutting down: nothing new starts
         outplan = await self.store.get_outplan(campaign.customer_id, campaign.outplan_id)
         if outplan is None:
@@ -543,6 +638,11 @@ class Engine:
             return False
         if started:
             loop.dialed_any = True
+            self._set_state(loop, DialingState.DIALING)
+        elif allowed == 0:
+            self._set_state(loop, loop.held_by, loop.state_detail)
+        else:
+            self._set_state(loop, DialingState.NO_ELIGIBLE_TARGET)
         metrics.pacing_decision(allowed=allowed, started=started)
         if started < allowed or allowed == 0:
             return await self._check_exhausted(loop, campaign, outplan)
@@ -553,12 +653,14 @@ class Engine:
         now = self.clock.monotonic()
         loop.budget = loop.budget.refilled(now, self.config.max_attempts_per_second)
         if now < loop.backoff_until:
+            loop.held_by = DialingState.BACKING_OFF
             return 0
         if campaign.type == CampaignType.CALL:
             why = self.telephony.unavailable_reason()
             if why is not None:
                 # As with a store outage: no attempt while the backend cannot place it.
-                log.warning("telephony unavailable; not dialing", error=why)
+                loop.held_by = DialingState.TELEPHONY_UNREACHABLE
+                loop.state_detail = why
                 return 0
         has_queue = campaign.queue_id != NIL_UUID
         available = others = 0
@@ -574,23 +676,31 @@ class Engine:
             except QueueUnavailable as exc:
                 # Never dial on a guess: no agent count, no new attempt.
                 metrics.queue_read_error(self.queue.name)
-                log.warning("queue adapter unavailable", queue_id=campaign.queue_id, error=str(exc))
+                loop.held_by = DialingState.QUEUE_UNREACHABLE
+                loop.state_detail = str(exc)
                 return 0
             metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
             others = await self._queue_demand(campaign)
-        count = self._attempts.of_campaign(campaign.id)
-        return attempts_to_start(
-            PacingInput(
-                has_queue=has_queue,
-                available_agents=available,
-                dialing_attempts=count.dialing,
-                active_attempts=count.active,
-                service_level=campaign.service_level,
-                max_concurrent_attempts=self.config.max_concurrent_attempts,
-                rate_allowance=loop.budget.allowance,
-                other_demand=others,
-            )
+        loop.available_agents = available if has_queue else None
+        metrics.campaign_pacing(
+            campaign.id,
+            service_level=campaign.service_level,
+            available_agents=loop.available_agents,
         )
+        count = self._attempts.of_campaign(campaign.id)
+        pacing = PacingInput(
+            has_queue=has_queue,
+            available_agents=available,
+            dialing_attempts=count.dialing,
+            active_attempts=count.active,
+            service_level=campaign.service_level,
+            max_concurrent_attempts=self.config.max_concurrent_attempts,
+            rate_allowance=loop.budget.allowance,
+            other_demand=others,
+        )
+        loop.held_by = holding_back(pacing)
+        loop.state_detail = ""
+        return attempts_to_start(pacing)
 
     async def _queue_demand(self, campaign: Campaign) -> int:
         """Σ dialing × service_level of the other campaigns on the campaign's queue.
@@ -634,6 +744,7 @@ class Engine:
             return None
         self._follow(campaigncall)
         metrics.attempt_started(campaign.type.value)
+        metrics.campaign_attempt_started(campaign.id)
         self.stats.attempts_started += 1
         log.info(
             "attempt started",
@@ -748,6 +859,7 @@ class Engine:
             campaign.id, campaign.outdial_id, outplan.max_try_counts
         ):
             return False
+        self._set_state(loop, DialingState.EXHAUSTED)
         if lifecycle.status_when_exhausted(campaign.end_handle) == CampaignStatus.RUN:
             return False
         stopped = await self.control.transition(
@@ -795,6 +907,7 @@ class Engine:
         """Cancel unanswered attempts now, hang up answered ones after the grace (counted
         from the latest stop); each is repeated until the backend confirms the end."""
         now = self.clock.monotonic()
+        self._set_state(loop, DialingState.STOPPING)
         if loop.stopping_since is None:
             loop.stopping_since = now
         active = await self.store.active_attempts(campaign.id)
@@ -868,9 +981,11 @@ class Engine:
                 outplan_id=campaigncall.outplan_id,
                 answered=answered,
                 placed=placed,
+                # Restored attempts (a restart) have no known start: no ring time.
+                started_at=None if placed else self.clock.monotonic(),
             )
         )
-        self._publish_active()
+        self._publish_active(campaigncall.campaign_id)
 
     async def _handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
         async with events:
@@ -929,15 +1044,21 @@ class Engine:
         attempt = self._attempts.get(campaigncall_id)
         if attempt is None:
             return  # not ours (any more), or already ended
-        if self._attempts.answer(campaigncall_id) is not None and attempt.timer is not None:
-            attempt.timer.cancel()
+        if self._attempts.answer(campaigncall_id) is not None:
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+            attempt.answered_at = self.clock.monotonic()
+            if attempt.started_at is not None:
+                metrics.RING_TIME.observe(attempt.answered_at - attempt.started_at)
         with metrics.store_operation("mark_answered", self.store.backend):
             answered = await self.store.mark_answered(
                 campaigncall_id, self.clock.now(), fence=self._fence(attempt.campaign_id)
             )
         if answered is not None:
             metrics.ANSWERED.inc()
-            self._publish_active()
+            if attempt.campaign_id in self._loops:
+                metrics.campaign_answered(attempt.campaign_id)
+            self._publish_active(attempt.campaign_id)
             log.debug("attempt answered", campaigncall_id=campaigncall_id,
                       campaign_id=answered.campaign_id)  # fmt: skip
 
@@ -984,12 +1105,16 @@ class Engine:
                 # Not written: keep following it so a later event or tick can finish it.
                 self._attempts.add(attempt)
             raise
-        self._publish_active()
+        self._publish_active(campaign_id)
         if finished is None or not finished.finished:
             return
         if self.draining:
             self._drained[reason.value] += 1
         metrics.attempt_finished(result.value, reason.value)
+        if campaign_id in self._loops:
+            metrics.campaign_attempt_ended(campaign_id, result.value, reason.value)
+        if attempt is not None:
+            self._observe_call_times(attempt)
         self._count_finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
         log.info(
@@ -1004,9 +1129,21 @@ class Engine:
         if call.campaign_id in self._loops:
             self.wake(call.campaign_id)
 
-    def _publish_active(self) -> None:
+    def _publish_active(self, campaign_id: str | None = None) -> None:
         dialing = self._attempts.dialing
         metrics.attempts_active(dialing=dialing, progressing=len(self._attempts) - dialing)
+        if campaign_id is not None and campaign_id in self._loops:
+            count = self._attempts.of_campaign(campaign_id)
+            metrics.campaign_activity(
+                campaign_id, dialing=count.dialing, talking=count.active - count.dialing
+            )
+
+    def _observe_call_times(self, attempt: Attempt) -> None:
+        now = self.clock.monotonic()
+        if attempt.answered_at is not None:
+            metrics.TALK_TIME.observe(now - attempt.answered_at)
+        elif attempt.started_at is not None and attempt.campaign_type == CampaignType.CALL:
+            metrics.RING_TIME.observe(now - attempt.started_at)
 
     def _count_finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
         self.stats.attempts_finished += 1

@@ -36,6 +36,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__
+from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
 from dialerd.ports import HangupReason
 
@@ -314,6 +315,155 @@ def queue_wait(queue: str, seconds: float) -> None:
 def queue_caller_abandoned(queue: str) -> None:
     """Count one of dialerd's calls that hung up while waiting in ``queue``."""
     QUEUE_CALLERS_ABANDONED.labels(queue=queue).inc()
+
+
+# -- per campaign: labelled by campaign id, only while the campaign's loop runs here ------
+# Bounded by the running campaigns of this instance; ``forget_campaign`` drops them.
+_DIALING_STATES = tuple(state.value for state in DialingState)
+_TARGET_STATES = ("idle_due", "idle_waiting", "progressing", "done")
+# Ringing lasts seconds to a minute or two; talk seconds to an hour.
+RING_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0)
+TALK_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+CAMPAIGN_STATE = Gauge(
+    "dialerd_campaign_state",
+    "1 for what the campaign's latest tick found (dialing, or what held it back).",
+    ["campaign_id", "state"],
+    registry=REGISTRY,
+)
+CAMPAIGN_STARTED = Counter(
+    "dialerd_campaign_attempts_started",
+    "Attempts the campaign started (on this instance).",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_ENDED = Counter(
+    "dialerd_campaign_attempts_ended",
+    "Attempts of the campaign that ended, by result and hangup reason.",
+    ["campaign_id", "result", "reason"],
+    registry=REGISTRY,
+)
+CAMPAIGN_ANSWERED = Counter(
+    "dialerd_campaign_answered",
+    "Attempts of the campaign answered live by the callee.",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_DIALING = Gauge(
+    "dialerd_campaign_dialing",
+    "The campaign's attempts dialing (not answered yet).",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_TALKING = Gauge(
+    "dialerd_campaign_talking",
+    "The campaign's answered attempts still up.",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_SERVICE_LEVEL = Gauge(
+    "dialerd_campaign_service_level",
+    "The campaign's pacing level (service_level, percent of a line per free agent).",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_AVAILABLE_AGENTS = Gauge(
+    "dialerd_campaign_available_agents",
+    "Available agents of the campaign's queue, as its latest tick read them.",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_TARGETS = Gauge(
+    "dialerd_campaign_targets",
+    "The campaign's list: targets due, waiting for a retry, being dialed, and done.",
+    ["campaign_id", "status"],
+    registry=REGISTRY,
+)
+CAMPAIGNS_STORED = Gauge(
+    "dialerd_campaigns_stored",
+    "Campaigns in the store by status (the same on every instance sharing it).",
+    ["status"],
+    registry=REGISTRY,
+)
+RING_TIME = Histogram(
+    "dialerd_ring_seconds",
+    "Seconds from origination to answer, or to the end of a call never answered.",
+    buckets=RING_BUCKETS,
+    registry=REGISTRY,
+)
+TALK_TIME = Histogram(
+    "dialerd_talk_seconds",
+    "Seconds from answer to the end of the call.",
+    buckets=TALK_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def campaign_state(campaign_id: str, state: DialingState) -> None:
+    """Set the campaign's current state (1) and every other state (0)."""
+    for name in _DIALING_STATES:
+        CAMPAIGN_STATE.labels(campaign_id=campaign_id, state=name).set(
+            1 if name == state.value else 0
+        )
+
+
+def campaign_attempt_started(campaign_id: str) -> None:
+    CAMPAIGN_STARTED.labels(campaign_id=campaign_id).inc()
+
+
+def campaign_attempt_ended(campaign_id: str, result: str, reason: str) -> None:
+    if reason not in _REASONS:
+        raise ValueError(f"unknown hangup reason {reason!r}")
+    CAMPAIGN_ENDED.labels(campaign_id=campaign_id, result=result, reason=reason).inc()
+
+
+def campaign_answered(campaign_id: str) -> None:
+    CAMPAIGN_ANSWERED.labels(campaign_id=campaign_id).inc()
+
+
+def campaign_activity(campaign_id: str, *, dialing: int, talking: int) -> None:
+    CAMPAIGN_DIALING.labels(campaign_id=campaign_id).set(dialing)
+    CAMPAIGN_TALKING.labels(campaign_id=campaign_id).set(talking)
+
+
+def campaign_pacing(campaign_id: str, *, service_level: int, available_agents: int | None) -> None:
+    CAMPAIGN_SERVICE_LEVEL.labels(campaign_id=campaign_id).set(service_level)
+    if available_agents is not None:
+        CAMPAIGN_AVAILABLE_AGENTS.labels(campaign_id=campaign_id).set(available_agents)
+
+
+def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
+    for status in _TARGET_STATES:
+        CAMPAIGN_TARGETS.labels(campaign_id=campaign_id, status=status).set(getattr(counts, status))
+
+
+def campaigns_stored(counts: Mapping[str, int]) -> None:
+    """Set the store-wide number of campaigns per status."""
+    for status, count in counts.items():
+        CAMPAIGNS_STORED.labels(status=CampaignStatus(status).value).set(count)
+
+
+def forget_campaign(campaign_id: str) -> None:
+    """Drop every series of a campaign whose loop ended on this instance."""
+    for metric, names in (
+        (CAMPAIGN_STATE, ("campaign_id", "state")),
+        (CAMPAIGN_STARTED, ("campaign_id",)),
+        (CAMPAIGN_ENDED, ("campaign_id", "result", "reason")),
+        (CAMPAIGN_ANSWERED, ("campaign_id",)),
+        (CAMPAIGN_DIALING, ("campaign_id",)),
+        (CAMPAIGN_TALKING, ("campaign_id",)),
+        (CAMPAIGN_SERVICE_LEVEL, ("campaign_id",)),
+        (CAMPAIGN_AVAILABLE_AGENTS, ("campaign_id",)),
+        (CAMPAIGN_TARGETS, ("campaign_id", "status")),
+    ):
+        series = {
+            tuple(sample.labels[name] for name in names)
+            for family in metric.collect()
+            for sample in family.samples
+            if sample.labels.get("campaign_id") == campaign_id
+        }
+        for labels in series:
+            metric.remove(*labels)
 
 
 # -- agents per queue, by state (the queue adapters) --------------------------------

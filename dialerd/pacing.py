@@ -19,6 +19,8 @@ import math
 
 import msgspec
 
+from dialerd.insight import DialingState
+
 
 def service_level_allows(available_agents: int, dialing_attempts: int, service_level: int) -> bool:
     """The seed's inequality, in integers: ``available * 100 > dialing * service_level``."""
@@ -100,3 +102,15 @@ class RateBudget(msgspec.Struct, frozen=True, kw_only=True):
     def spent(self, attempts: int) -> RateBudget:
         """The budget after starting ``attempts``."""
         return msgspec.structs.replace(self, tokens=self.tokens - attempts)
+
+
+def holding_back(pacing: PacingInput) -> DialingState:
+    """Why ``attempts_to_start`` allows no more than it does: the ceiling or rule that
+    binds first (for the operator's "why is it not dialing?")."""
+    if pacing.max_concurrent_attempts - pacing.active_attempts <= 0:
+        return DialingState.CONCURRENCY_CEILING
+    if pacing.rate_allowance <= 0:
+        return DialingState.RATE_CEILING
+    if pacing.has_queue and pacing.available_agents <= 0:
+        return DialingState.WAITING_FOR_AGENTS
+    return DialingState.PACED

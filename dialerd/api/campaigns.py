@@ -17,6 +17,7 @@ from dialerd.api import bodies
 from dialerd.api.errors import ApiError, conflict, invalid, not_found
 from dialerd.api.exchange import ApiContext, Handler, json_body, json_response, page_query, path_id
 from dialerd.control import CampaignNotFound, RunRefused
+from dialerd.insight import CampaignInsight
 from dialerd.model import (
     NIL_UUID,
     Campaign,
@@ -169,6 +170,31 @@ async def delete_campaign(request: Request, ctx: ApiContext, customer_id: str) -
     if deleted is None:
         raise not_found("campaign", campaign_id)
     return json_response(deleted)
+
+
+async def get_campaign_state(request: Request, ctx: ApiContext, customer_id: str) -> Response:
+    """``GET /campaigns/{id}/state``: what the campaign's latest tick found."""
+    campaign_id = path_id(request, "id", "campaign")
+    campaign = await _campaign(ctx, customer_id, campaign_id)
+    insight = ctx.control.insight(campaign_id)
+    if insight is None:
+        # Not run by this instance: stopped, not picked up yet, or another one's.
+        owner = await ctx.store.lease_owner(campaign_id)
+        if campaign.status is CampaignStatus.STOP:
+            state, detail = "stopped", ""
+        elif owner is not None:
+            state, detail = "run_elsewhere", f"run by instance {owner}; ask its API"
+        else:
+            state, detail = "starting", "no instance has taken the campaign up yet"
+        insight = CampaignInsight(
+            campaign_id=campaign_id,
+            status=campaign.status.value,
+            state=state,
+            detail=detail,
+            instance=owner or "",
+            service_level=campaign.service_level,
+        )
+    return json_response(insight)
 
 
 async def list_campaign_campaigncalls(

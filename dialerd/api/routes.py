@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from dialerd.api import bodies, campaigncalls, campaigns, outdials, outplans
 from dialerd.api.exchange import Handler
+from dialerd.insight import CampaignInsight
 from dialerd.model import Campaign, Campaigncall, Outdial, OutdialTarget, Outplan, Page
 
 PREFIX: Final = "/v1.0"
@@ -58,6 +59,8 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint("/campaigns/{id}/next_campaign_id", "PUT", campaigns.update_next_campaign_id,
              "Change the campaign started when this one is exhausted",
              Campaign, bodies.NextCampaignIdBody),
+    Endpoint("/campaigns/{id}/state", "GET", campaigns.get_campaign_state,
+             "Why the campaign is or is not dialing (dialerd extension)", CampaignInsight),
     Endpoint("/campaigns/{id}/campaigncalls", "GET", campaigns.list_campaign_campaigncalls,
              "List a campaign's campaigncalls, newest first", Page[Campaigncall], listing=True),
     # campaigncalls

@@ -39,6 +39,7 @@ from typing import Protocol
 
 import msgspec
 
+from dialerd.insight import TargetCounts
 from dialerd.model import (
     Campaign,
     Campaigncall,
@@ -283,6 +284,12 @@ class Store(Protocol):
 
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
+
+    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
+        """The outdial's not-deleted targets: idle and due (never tried, or last ended at
+        or before ``retry_cutoff``), idle and waiting for their retry, progressing, done.
+
+        A scan of the list: for progress reports, not for every tick."""
 
     async def outdial_exhausted(
         self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]

@@ -56,6 +56,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
     Address,
@@ -650,6 +651,23 @@ class RedisStore:
         bodies = await self._run("members", "campaigncall", active)
         campaigncalls = [_decode_campaigncall(body) for body in bodies]
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
+
+    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
+        """The outdial's targets by what can happen to them next (from its indexes)."""
+        cutoff = micros(retry_cutoff)
+        pipe = self._connected().pipeline(transaction=True)
+        pipe.zcard(self._key("targets", outdial_id))
+        pipe.zcard(self._key("fresh", outdial_id))
+        pipe.zcount(self._key("retry", outdial_id), "-inf", cutoff)
+        pipe.zcount(self._key("retry", outdial_id), f"({cutoff}", "+inf")
+        pipe.scard(self._key("progressing", outdial_id))
+        total, fresh, due, waiting, progressing = await self._guard(pipe.execute())
+        return TargetCounts(
+            idle_due=int(fresh) + int(due),
+            idle_waiting=int(waiting),
+            progressing=int(progressing),
+            done=max(0, int(total) - int(fresh) - int(due) - int(waiting) - int(progressing)),
+        )
 
     async def outdial_exhausted(
         self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]

@@ -41,6 +41,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
     SLOTS,
@@ -1062,6 +1063,32 @@ class SqliteStore:
             return [_decode_campaigncall(row[0]) for row in rows]
 
         return await self._read(select)
+
+    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
+        """The outdial's targets by what can happen to them next."""
+        cutoff = format_time(retry_cutoff)
+
+        def count(connection: sqlite3.Connection) -> TargetCounts:
+            by_status = dict(
+                connection.execute(
+                    "SELECT status, count(*) FROM target "
+                    "WHERE outdial_id = ? AND tm_delete IS NULL GROUP BY status",
+                    (outdial_id,),
+                ).fetchall()
+            )
+            (waiting,) = connection.execute(
+                "SELECT count(*) FROM target WHERE outdial_id = ? AND pick = ? AND touched > ?",
+                (outdial_id, PICK_RETRIED, cutoff),
+            ).fetchone()
+            idle = int(by_status.get(TargetStatus.IDLE.value, 0))
+            return TargetCounts(
+                idle_due=idle - int(waiting),
+                idle_waiting=int(waiting),
+                progressing=int(by_status.get(TargetStatus.PROGRESSING.value, 0)),
+                done=int(by_status.get(TargetStatus.DONE.value, 0)),
+            )
+
+        return await self._read(count)
 
     async def outdial_exhausted(
         self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]

@@ -208,7 +208,7 @@ def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> 
                 time.sleep(0.05)
             outplan = http.post(
                 "/v1.0/outplans",
-                json={"source": {"type": "tel", "target": "+15550100"},
+                json={"source": {"type": "tel", "target": "+15550100000"},
                       "max_try_count_0": 1, "try_interval": 0, "dial_timeout": 10_000},
             ).json()  # fmt: skip
             outdial = http.post("/v1.0/outdials", json={"name": "bench"}).json()

@@ -64,12 +64,17 @@ def test_campaign_list_show_run_and_stop(
     assert row.index("call") == header.index("TYPE")
 
     assert dialerd("campaign", "show", campaign["id"], *api) == 0
-    assert "status            stop" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "status            stop" in shown
+    assert "dialing           stopped" in shown
 
     assert dialerd("campaign", "run", campaign["id"], *api) == 0
     assert capsys.readouterr().out.strip().endswith(": run")
     assert dialerd("campaign", "show", campaign["id"], "--json", *api) == 0
-    assert json.loads(capsys.readouterr().out)["status"] == "run"
+    shown_json = json.loads(capsys.readouterr().out)
+    assert shown_json["status"] == "run"
+    # No engine runs behind this API: nobody has taken the campaign up.
+    assert shown_json["dialing_state"]["state"] == "starting"
     assert dialerd("campaign", "stop", campaign["id"], *api) == 0
     assert capsys.readouterr().out.strip().endswith(": stop")
 

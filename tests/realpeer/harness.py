@@ -43,7 +43,7 @@ def origination(number: str, *, queue: str = "", dial_timeout_ms: int = 10_000) 
         customer_id=str(uuid.uuid4()),
         reference_id=str(uuid.uuid4()),
         queue_id=queue,
-        source=Address(target="+15550100", target_name="dialerd test"),
+        source=Address(target="+15550100000", target_name="dialerd test"),
         destination=Address(target=number),
         actions=[],
         dial_timeout_ms=dial_timeout_ms,

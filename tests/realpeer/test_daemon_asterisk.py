@@ -122,7 +122,7 @@ class AsteriskDaemon:
         outplan = self.http.post(
             "/v1.0/outplans",
             json={
-                "source": {"type": "tel", "target": "+15550100", "target_name": "dialerd"},
+                "source": {"type": "tel", "target": "+15550100000", "target_name": "dialerd"},
                 "max_try_count_0": 1,
                 "try_interval": 0,
                 "dial_timeout": dial_timeout,
