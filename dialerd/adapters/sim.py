@@ -42,6 +42,7 @@ import msgspec
 import structlog
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
 
+from dialerd import metrics
 from dialerd.config import Range, SimConfig, SimOutcomes
 from dialerd.model import NIL_UUID, format_time
 from dialerd.ports import (
@@ -550,7 +551,9 @@ class SimQueue:
     async def available_agents(self, queue_name: str) -> int:
         """Agents of the queue neither talking nor in wrap-up."""
         await anyio.lowlevel.checkpoint()
-        return len(self.world.pool(queue_name).free())
+        pool = self.world.pool(queue_name)
+        metrics.queue_agents(queue_name, (agent.status.value for agent in pool.agents))
+        return len(pool.free())
 
     async def has_queue(self, queue_name: str) -> bool:
         """The simulated centre staffs every queue it is asked about."""
