@@ -172,6 +172,14 @@ def _uniform(rng: random.Random, span: Range) -> float:
     return rng.uniform(span.min, span.max)
 
 
+def _queue_of(origination: Origination) -> str:
+    """The simulated queue an answered call joins: the one the engine reads agents of
+    (the registry's name), "" for an agentless campaign."""
+    if origination.queue_id in ("", NIL_UUID):
+        return ""
+    return origination.queue_name or origination.queue_id
+
+
 def _delay(rng: random.Random, span: Range) -> float:
     """A draw from ``span``, or 0 without drawing when it is empty (so a seeded run
     without delays keeps its random sequence)."""
@@ -488,10 +496,10 @@ class SimTelephony(_SimBackend):
         }.get(call.fate)
 
     async def _answered(self, call: _Call) -> HangupReason:
-        queue_id = call.origination.queue_id
-        if queue_id and queue_id != NIL_UUID:
+        queue = _queue_of(call.origination)
+        if queue:
             world = self.world
-            pool = world.pool(queue_id)
+            pool = world.pool(queue)
             free = pool.free()
             if free and not pool.waiting:
                 world.connect(call, world.rng.choice(free))
@@ -518,10 +526,10 @@ class SimTelephony(_SimBackend):
 
     def _release(self, call: _Call) -> None:
         """Take the call out of its queue; its agent, if any, goes into wrap-up."""
-        queue_id = call.origination.queue_id
-        if not queue_id or queue_id == NIL_UUID:
+        queue = _queue_of(call.origination)
+        if not queue:
             return
-        pool = self.world.pool(queue_id)
+        pool = self.world.pool(queue)
         if call in pool.waiting:
             pool.waiting.remove(call)
         agent, call.agent = call.agent, None
