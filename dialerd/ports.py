@@ -88,6 +88,19 @@ class Answered(msgspec.Struct, frozen=True, tag=True):
     campaigncall_id: str
 
 
+class AgentConnected(msgspec.Struct, frozen=True, tag=True):
+    """An answered call reached an agent ``wait_seconds`` after the answer.
+
+    What the abandonment measurement reads (behaviour.md §10): a live answer that waits
+    longer than ``engine.abandon_seconds`` counts abandoned, even though an agent took it.
+    Backends that cannot tell never send it; their answered calls are counted only when
+    they end ``abandoned``.
+    """
+
+    campaigncall_id: str
+    wait_seconds: float
+
+
 class Ended(msgspec.Struct, frozen=True, tag=True):
     """The attempt ended (hangup, failure, cancel, flow completion) with a reason."""
 
@@ -95,7 +108,7 @@ class Ended(msgspec.Struct, frozen=True, tag=True):
     reason: HangupReason
 
 
-TelephonyEvent = Answered | Ended
+TelephonyEvent = Answered | AgentConnected | Ended
 
 
 class OriginationError(Exception):
