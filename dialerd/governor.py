@@ -43,4 +43,5 @@ def governed(wanted: int, floor: int, pressure: float) -> int:
     """Lines allowed between the mode's ``wanted`` and one per free agent (``floor``)."""
     if wanted <= floor:
         return wanted
-    return floor + math.floor((1.0 - min(1.0, max(0.0, pressure))) * (wanted - floor))
+    # (The epsilon keeps a float a hair under a whole number from losing a line.)
+    return floor + math.floor((1.0 - min(1.0, max(0.0, pressure))) * (wanted - floor) + 1e-9)
