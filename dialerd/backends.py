@@ -39,7 +39,9 @@ class Backends:
             ledger = state_dir / ledger
         # The simulated centre always exists: it runs flow campaigns, and the sim
         # backends when configured.
-        self.sim = SimCallCentre(config.sim, clock, ledger_path=ledger)
+        self.sim = SimCallCentre(
+            config.sim, clock, ledger_path=ledger, queue_names=self._queue_name
+        )
         self.telephony: Telephony = self.sim.telephony
         self.flows: FlowRunner = self.sim.flows
         self.queue: QueueAdapter = self.sim.queue

@@ -60,7 +60,13 @@ from dialerd.ports import (
     TelephonyEvent,
     TelephonyUnavailable,
 )
-from dialerd.predictive import CallHistory, Situation, lines_to_start
+from dialerd.predictive import (
+    AIM,
+    CallHistory,
+    Situation,
+    lines_to_start,
+    lines_within_headroom,
+)
 from dialerd.queues import QueueRegistry
 from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, LeaseLost, Store, StoreError
 
@@ -729,13 +735,31 @@ class Engine:
             rate_allowance=loop.budget.allowance,
             other_demand=others,
         )
-        predicted = windows = None
-        if has_queue and campaign.type == CampaignType.CALL:
+        predicted = headroom_lines = windows = None
+        # Only a backend that reports when callers reach agents measures abandonment;
+        # without it (test doubles) the seed's rule runs ungoverned, as before.
+        if (
+            has_queue
+            and campaign.type == CampaignType.CALL
+            and getattr(self.telephony, "reports_agent_connect", False)
+        ):
             windows = await self._abandonment_now(loop, campaign)
+            situation = self._situation(campaign, pacing, others)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:
-                predicted = self._predicted(loop, campaign, pacing, others)
+                predicted = lines_to_start(
+                    loop.history, situation, campaign.target_abandon_rate * AIM, ceiling(pacing)
+                )
+            cap = self.config.abandon_cap
+            room = min((cap * window.live - window.abandoned for window in windows), default=0.0)
+            headroom_lines = lines_within_headroom(
+                loop.history, situation, room, cap, ceiling(pacing)
+            )
         decision = decide(
-            pacing, predicted=predicted, windows=windows or (), cap=self.config.abandon_cap
+            pacing,
+            predicted=predicted,
+            windows=windows,
+            cap=self.config.abandon_cap,
+            headroom_lines=headroom_lines,
         )
         loop.held_by = decision.held_by
         loop.governor_pressure = decision.pressure
@@ -758,10 +782,8 @@ class Engine:
         metrics.campaign_abandonment(campaign.id, windows, loop.governor_pressure)
         return windows
 
-    def _predicted(
-        self, loop: CampaignLoop, campaign: Campaign, pacing: PacingInput, others: int
-    ) -> int | None:
-        """Lines the predictive model would start now (None: no history yet)."""
+    def _situation(self, campaign: Campaign, pacing: PacingInput, others: int) -> Situation:
+        """What the predictive model reads: the campaign's lines and calls right now."""
         now = self.clock.monotonic()
         ringing: list[float] = []
         talking: list[float] = []
@@ -773,7 +795,7 @@ class Engine:
                 waiting += 1
             elif attempt.answered_at is not None:
                 talking.append(now - attempt.answered_at)
-        situation = Situation(
+        return Situation(
             available_agents=pacing.available_agents,
             ringing=ringing,
             talking=talking,
@@ -782,9 +804,6 @@ class Engine:
             other_live=others / 100,
             wrap_up=self.config.predictive_wrap_up,
             abandon_seconds=self.config.abandon_seconds,
-        )
-        return lines_to_start(
-            loop.history, situation, campaign.target_abandon_rate, ceiling(pacing)
         )
 
     async def _queue_demand(self, campaign: Campaign) -> int:

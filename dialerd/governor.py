@@ -27,7 +27,12 @@ NEAR: Final = 0.6
 
 
 def pressure(windows: Sequence[WindowCount], cap: float, near: float = NEAR) -> float:
-    """0 while every window is at or below ``near × cap``; 1 at or above ``cap``."""
+    """0 while every window is at or below ``near × cap``; 1 at or above ``cap``, and
+    also while a window has no room for one more abandoned call (``cap × live -
+    abandoned < 1``: the start of a day, when one abandoned call would end it above
+    the cap)."""
+    if any(cap * window.live - window.abandoned < 1 for window in windows):
+        return 1.0
     worst = max((window.rate for window in windows), default=0.0)
     if cap <= 0:
         return 1.0 if worst > 0 else 0.0

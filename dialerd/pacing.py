@@ -142,11 +142,13 @@ def decide(
     pacing: PacingInput,
     *,
     predicted: int | None = None,
-    windows: Sequence[WindowCount] = (),
+    windows: Sequence[WindowCount] | None = None,
     cap: float = 1.0,
+    headroom_lines: int | None = None,
 ) -> Decision:
     """The tick's decision: the mode's count (``predicted`` lines when the predictive
-    model has one, else the service-level rule), then the governor over it.
+    model has one, else the service-level rule), then the governor over it (when the
+    campaign's abandonment is measured: ``windows``).
 
     The governor's floor is one line per free agent: the rule at ``service_level`` 100
     (with the queue's other campaigns counted as ``attempts_to_start`` counts them)."""
@@ -155,8 +157,13 @@ def decide(
         return Decision(attempts=attempts_to_start(pacing), held_by=held_by)
     wanted = attempts_to_start(pacing) if predicted is None else min(predicted, ceiling(pacing))
     floor = attempts_to_start(msgspec.structs.replace(pacing, service_level=100))
+    if windows is None:
+        return Decision(attempts=wanted, held_by=held_by)  # nothing measured: ungoverned
     pressure = governor.pressure(windows, cap)
-    allowed = governor.governed(wanted, floor, pressure)
+    # Beyond one line per free agent, no more lines than the windows' room can take
+    # (``headroom_lines``; unknown without a model of the campaign: none beyond).
+    room = floor if headroom_lines is None else max(floor, headroom_lines)
+    allowed = governor.governed(min(wanted, room), floor, pressure)
     if allowed < wanted:
         held_by = DialingState.GOVERNED
     return Decision(attempts=allowed, held_by=held_by, pressure=pressure)

@@ -93,8 +93,8 @@ class AgentConnected(msgspec.Struct, frozen=True, tag=True):
 
     What the abandonment measurement reads (behaviour.md §10): a live answer that waits
     longer than ``engine.abandon_seconds`` counts abandoned, even though an agent took it.
-    Backends that cannot tell never send it; their answered calls are counted only when
-    they end ``abandoned``.
+    Backends that send it say so with a class attribute ``reports_agent_connect = True``
+    (the engine governs only what it can measure); others never send it.
     """
 
     campaigncall_id: str

@@ -51,6 +51,9 @@ MIN_TALKS: Final = 10
 # A conditional estimate needs this many samples beyond the point it conditions on;
 # with fewer, the model assumes what never over-dials.
 MIN_TAIL: Final = 5
+# The share of a campaign's target each decision aims at: the rest is the margin for
+# what the model does not see (the spread of a day's rate, estimates that lag a change).
+AIM: Final = 0.5
 # Below this many lines the abandonment is computed exactly; above it, approximated.
 EXACT_LINES: Final = 60
 
@@ -233,6 +236,32 @@ def lines_to_start(history: CallHistory, now: Situation, target: float, ceiling:
         return 0
     # ``fits`` holds up to some count and fails beyond it: find the largest by bisection.
     low, high = 0, ceiling
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def lines_within_headroom(
+    history: CallHistory, now: Situation, headroom: float, cap: float, ceiling: int
+) -> int | None:
+    """The most new lines whose expected abandoned calls fit a quarter of the windows' room
+    (``headroom``: abandoned calls the tightest window may still take) plus half the cap
+    of the live answers they bring; None while the model has no history."""
+    estimates = history.estimates()
+    if estimates is None:
+        return None
+    free = free_agents_forecast(history, estimates, now)
+    chances = [history.live_chance(estimates.live_rate, ringing) for ringing in now.ringing]
+
+    def fits(new_lines: int) -> bool:
+        excess, mean = expected_excess(chances, new_lines, estimates.live_rate, free)
+        return excess <= 0.25 * max(0.0, headroom) + 0.5 * cap * mean
+
+    low, high = 0, max(0, ceiling)
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):

@@ -190,8 +190,18 @@ def _delay(rng: random.Random, span: Range) -> float:
 class SimCallCentre:
     """The shared simulated world behind ``.telephony``, ``.queue`` and ``.flows``."""
 
-    def __init__(self, config: SimConfig, clock: Clock, *, ledger_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        clock: Clock,
+        *,
+        ledger_path: Path | None = None,
+        queue_names: Callable[[str], str] | None = None,
+    ) -> None:
         self.config = config
+        # A call carries its campaign's queue id; the queue adapter is asked by the
+        # backend's queue name: both must reach the same agents (as ARI maps them).
+        self.queue_names: Callable[[str], str] = queue_names or (lambda queue_id: queue_id)
         self.clock = clock
         self.ledger_path = ledger_path
         self.rng = random.Random(config.seed)
@@ -419,6 +429,8 @@ class SimTelephony(_SimBackend):
     """Telephony backend ``sim``: places simulated calls (see the module docstring)."""
 
     kind: CallKind = "call"
+    # It sends ``AgentConnected``: the engine measures (and governs) abandonment.
+    reports_agent_connect = True
 
     async def originate(self, origination: Origination) -> None:
         """Place the call, unless one was placed for this campaigncall id already."""
@@ -522,7 +534,7 @@ class SimTelephony(_SimBackend):
         queue_id = call.origination.queue_id
         if queue_id and queue_id != NIL_UUID:
             world = self.world
-            pool = world.pool(queue_id)
+            pool = world.pool(world.queue_names(queue_id))
             free = pool.free()
             call.answered_at = world.clock.monotonic()
             if free and not pool.waiting:
@@ -555,7 +567,7 @@ class SimTelephony(_SimBackend):
         queue_id = call.origination.queue_id
         if not queue_id or queue_id == NIL_UUID:
             return
-        pool = self.world.pool(queue_id)
+        pool = self.world.pool(self.world.queue_names(queue_id))
         if call in pool.waiting:
             pool.waiting.remove(call)
         agent, call.agent = call.agent, None

@@ -20,6 +20,7 @@ from dialerd.clock import FakeClock
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.engine import Engine
 from dialerd.model import Campaigncall, CampaignStatus, EndHandle, TargetStatus
+from dialerd.queues import QueueRegistry
 from dialerd.store.sqlite import SqliteStore
 from tests.integration.conftest import EPOCH, Factory, queues_of, tel
 from tests.integration.engine_harness import CUSTOMER
@@ -59,9 +60,12 @@ async def test_random_campaign_runs_to_stop_within_every_invariant(
     store = SqliteStore(tmp_path / "dialerd.sqlite3")
     await store.open()
     clock = FakeClock(EPOCH)
-    centre = SimCallCentre(sim_config, clock)
+    queues = queues_of(CUSTOMER)
+    centre = SimCallCentre(
+        sim_config, clock, queue_names=lambda queue_id: queue_name(queues, queue_id)
+    )
     engine = Engine(
-        queues=queues_of(CUSTOMER),
+        queues=queues,
         store=store,
         queue=centre.queue,
         telephony=centre.telephony,
@@ -128,6 +132,12 @@ async def test_random_campaign_runs_to_stop_within_every_invariant(
         assert all(count == 1 for count in successes.values())
     finally:
         await store.close()
+
+
+def queue_name(queues: QueueRegistry, queue_id: str) -> str:
+    """The backend name of a registered queue (the sim's agents are found by it)."""
+    queue = queues.get(None, queue_id)
+    return queue.name if queue is not None else queue_id
 
 
 async def _all_calls(store: SqliteStore, campaign_id: str) -> list[Campaigncall]:

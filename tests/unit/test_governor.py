@@ -77,7 +77,7 @@ def test_far_from_the_cap_the_mode_decides() -> None:
 
 
 def test_at_the_cap_no_more_lines_than_free_agents() -> None:
-    assert governor.pressure([window(100, 3)], CAP) == 1.0
+    assert governor.pressure([window(200, 6)], CAP) == 1.0
     assert governor.governed(wanted=30, floor=10, pressure=1.0) == 10
 
 
@@ -124,7 +124,8 @@ def test_pressure_grows_with_the_rate(live: int, abandoned: int) -> None:
 
 
 def test_service_level_50_rings_two_lines_per_free_agent_while_far_from_the_cap() -> None:
-    assert decide(pacing(), windows=[window(1000, 0)], cap=CAP).attempts == 20
+    decision = decide(pacing(), windows=[window(1000, 0)], cap=CAP, headroom_lines=100)
+    assert decision.attempts == 20
 
 
 def test_service_level_50_at_the_cap_rings_one_line_per_free_agent() -> None:
@@ -163,3 +164,13 @@ def test_at_the_cap_lines_ringing_never_exceed_free_agents(
     at_cap = window(live, max(1, round(live * CAP + 0.5)))
     started = decide(state, predicted=predicted, windows=[at_cap], cap=CAP).attempts
     assert dialing + started <= max(dialing, available)
+
+
+def test_without_a_model_of_the_campaign_a_governed_mode_rings_one_line_per_free_agent() -> None:
+    decision = decide(pacing(), windows=[window(1000, 0)], cap=CAP, headroom_lines=None)
+    assert decision.attempts == 10
+
+
+def test_at_the_start_of_a_window_one_abandoned_call_would_break_the_cap() -> None:
+    assert governor.pressure([window(10, 0)], CAP) == 1.0  # 3 % of 10 is under one call
+    assert governor.pressure([window(100, 0)], CAP) == 0.0

@@ -75,9 +75,12 @@ class AriUnavailable(TelephonyUnavailable, OriginationError):
 
 
 class AriTelephony:
-    """Places calls through ARI and reports their ``Answered`` and ``Ended`` events."""
+    """Places calls through ARI and reports their ``Answered``, ``AgentConnected`` and
+    ``Ended`` events."""
 
     name = "asterisk"
+    # Queue calls report when an agent took them: the engine measures abandonment.
+    reports_agent_connect = True
 
     def __init__(
         self,
