@@ -100,9 +100,24 @@ _TARGET_COLUMNS: Final = (
     "try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, "
     "tm_create, tm_update, tm_delete"
 )
+# A target is hidden while the import that wrote it is not published yet.
+_VISIBLE: Final = "(batch IS NULL OR batch NOT IN (SELECT id FROM pending_batch))"
+# The ``pick`` a published imported row gets (see ``_pick``), computed in SQL.
+_PICK_OF_ROW: Final = (
+    f"CASE WHEN status = 'idle' AND slots != 0 AND tm_delete IS NULL THEN "
+    f"CASE WHEN try_count_0 + try_count_1 + try_count_2 + try_count_3 + try_count_4 > 0 "
+    f"THEN {PICK_RETRIED} ELSE {PICK_NEVER_TRIED} END ELSE {PICK_NONE} END"
+)
+# Rows of a published import made dialable per transaction: each is short.
+PUBLISH_CHUNK: Final = 5000
 _INSERT_TARGET: Final = (
     f"INSERT INTO target ({_TARGET_COLUMNS}, slots, touched, pick) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# An imported row: not dialable (pick 0) and in its batch until published.
+_INSERT_IMPORTED: Final = (
+    f"INSERT INTO target ({_TARGET_COLUMNS}, slots, touched, pick, batch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
 )
 # A slot has tries left when it has a dialable destination and try_count_N < max_N.
 _TRIES_LEFT: Final = " OR ".join(
@@ -258,6 +273,35 @@ def _check_fence(
         ).fetchone()
     if held is None:
         raise LeaseLost(f"campaign {campaign_id}: the lease of {fence.owner} is no longer held")
+
+
+def _settle_chunk(batch: str, publish: bool, connection: sqlite3.Connection) -> bool:
+    """One chunk of ``_settle_batch``; False when the batch has no row left."""
+    chunk = "SELECT seq FROM target WHERE batch = ? LIMIT ?"
+    if publish:
+        cursor = connection.execute(
+            f"UPDATE target SET pick = {_PICK_OF_ROW}, batch = NULL WHERE seq IN ({chunk})",
+            (batch, PUBLISH_CHUNK),
+        )
+    else:
+        cursor = connection.execute(
+            f"DELETE FROM target WHERE seq IN ({chunk})", (batch, PUBLISH_CHUNK)
+        )
+    return cursor.rowcount > 0
+
+
+def _recover_imports(connection: sqlite3.Connection) -> None:
+    """At open: rows of an import that was never published (the process died) go;
+    rows of a published one that were not made dialable yet are."""
+    pending = {row[0] for row in connection.execute("SELECT id FROM pending_batch")}
+    left = [
+        row[0]
+        for row in connection.execute("SELECT DISTINCT batch FROM target WHERE batch IS NOT NULL")
+    ]
+    for batch in left:
+        while _settle_chunk(batch, batch not in pending, connection):
+            pass
+    connection.execute("DELETE FROM pending_batch")
 
 
 def _in_transaction(work: Callable[[sqlite3.Connection], R], connection: sqlite3.Connection) -> R:
@@ -473,6 +517,7 @@ class SqliteStore:
             # Random-id indexes of a large outdial thrash SQLite's default 2 MiB page cache.
             connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._migrate(connection)
+            _in_transaction(_recover_imports, connection)
         except BaseException as error:
             connection.close()
             if isinstance(error, sqlite3.Error):
@@ -646,47 +691,58 @@ class SqliteStore:
         return await self._write(insert)
 
     async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
-        """Stage each batch in a temporary table (one short transaction per batch, so other
-        work runs between them), then copy them into ``target`` in one transaction.
-
-        The staging table is the connection's own (``temp``): a crash leaves nothing behind.
-        """
-        staging = f"temp.import_{uuid.uuid4().hex}"
-        insert = _INSERT_TARGET.replace("INSERT INTO target", f"INSERT INTO {staging}", 1)
+        """Write each batch straight into ``target``, hidden behind a pending batch row
+        (one short transaction per batch, so other work runs between them); publish
+        by deleting that row (all rows appear at once); then make the rows dialable a
+        chunk at a time. A failed import removes its rows the same way."""
+        batch = uuid.uuid4().hex
         count = 0
-
-        def create(connection: sqlite3.Connection) -> None:
-            connection.execute(
-                f"CREATE TABLE {staging} AS SELECT {_TARGET_COLUMNS}, slots, touched, pick "
-                "FROM target WHERE 0"
+        await self._write(
+            lambda connection: connection.execute(
+                "INSERT INTO pending_batch (id) VALUES (?)", (batch,)
             )
+        )
 
         def stage(rows: list[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
-            connection.executemany(insert, rows)
-
-        def publish(connection: sqlite3.Connection) -> None:
-            columns = f"{_TARGET_COLUMNS}, slots, touched, pick"
             try:
-                connection.execute(
-                    f"INSERT INTO target ({columns}) SELECT {columns} FROM {staging} ORDER BY rowid"
-                )
+                connection.executemany(_INSERT_IMPORTED, rows)
             except sqlite3.IntegrityError as error:
                 raise Conflict(
                     f"a target id already exists; no target was added ({error})"
                 ) from error
 
-        await self._write(create)
+        published = False
         try:
             async for targets in batches:
                 if targets:
-                    await self._write(partial(stage, [_target_row(t) for t in targets]))
+                    rows = [(*_target_row(t)[:-1], batch) for t in targets]
+                    await self._write(partial(stage, rows))
                     count += len(targets)
-            if count:
-                await self._write(publish)
+            await self._write(
+                lambda connection: connection.execute(
+                    "DELETE FROM pending_batch WHERE id = ?", (batch,)
+                )
+            )
+            published = True
         finally:
-            with anyio.move_on_after(DISCARD_SECONDS, shield=True):
-                await self._write(lambda connection: connection.execute(f"DROP TABLE {staging}"))
+            with anyio.CancelScope(shield=True):
+                if published:
+                    await self._settle_batch(batch, publish=True)
+                else:
+                    with anyio.move_on_after(DISCARD_SECONDS):
+                        await self._settle_batch(batch, publish=False)
         return count
+
+    async def _settle_batch(self, batch: str, *, publish: bool) -> None:
+        """Make a published batch's rows dialable, or remove an abandoned batch's rows,
+        a chunk per transaction; then forget the batch."""
+        while await self._write(partial(_settle_chunk, batch, publish)):
+            pass
+        await self._write(
+            lambda connection: connection.execute(
+                "DELETE FROM pending_batch WHERE id = ?", (batch,)
+            )
+        )
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
         return await self._read(partial(self._select_target, outdial_id, target_id))
@@ -695,7 +751,10 @@ class SqliteStore:
     def _select_target(
         outdial_id: str | None, target_id: str, connection: sqlite3.Connection
     ) -> OutdialTarget | None:
-        query = f"SELECT {_TARGET_COLUMNS} FROM target WHERE id = ? AND tm_delete IS NULL"
+        query = (
+            f"SELECT {_TARGET_COLUMNS} FROM target WHERE id = ? AND tm_delete IS NULL "
+            f"AND {_VISIBLE}"
+        )
         params: tuple[str, ...] = (target_id,)
         if outdial_id is not None:
             query += " AND outdial_id = ?"
@@ -732,7 +791,8 @@ class SqliteStore:
         def select(connection: sqlite3.Connection) -> Page[OutdialTarget]:
             rows = connection.execute(
                 f"SELECT {_TARGET_COLUMNS}, tm_create, id FROM target WHERE outdial_id = ? "
-                f"AND tm_delete IS NULL{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
+                f"AND tm_delete IS NULL AND {_VISIBLE}{condition} "
+                "ORDER BY tm_create DESC, id DESC LIMIT ?",
                 (outdial_id, *params, limit + 1),
             ).fetchall()
             items = [_target_from_row(row) for row in rows[:limit]]
@@ -1116,7 +1176,7 @@ class SqliteStore:
             by_status = dict(
                 connection.execute(
                     "SELECT status, count(*) FROM target "
-                    "WHERE outdial_id = ? AND tm_delete IS NULL GROUP BY status",
+                    f"WHERE outdial_id = ? AND tm_delete IS NULL AND {_VISIBLE} GROUP BY status",
                     (outdial_id,),
                 ).fetchall()
             )
@@ -1153,6 +1213,13 @@ class SqliteStore:
             ).fetchone()
             if progressing is not None:
                 return False
+            being_published = connection.execute(
+                "SELECT 1 FROM target INDEXED BY target_batch WHERE batch IS NOT NULL "
+                "AND outdial_id = ? AND batch NOT IN (SELECT id FROM pending_batch) LIMIT 1",
+                (outdial_id,),
+            ).fetchone()
+            if being_published is not None:
+                return False  # a published import's rows are being made dialable
             active = connection.execute(
                 "SELECT 1 FROM campaigncall WHERE campaign_id = ? AND status != 'done' LIMIT 1",
                 (campaign_id,),

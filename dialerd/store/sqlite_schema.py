@@ -117,6 +117,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (campaign_id, day)
         )""",
     ),
+    # 4: imports written straight into ``target`` in short transactions, hidden while
+    # their batch is pending and published by deleting that one row (behaviour.md §10).
+    # Published rows get their ``pick`` a chunk at a time; ``batch`` is then cleared.
+    (
+        "ALTER TABLE target ADD COLUMN batch TEXT",
+        "CREATE INDEX target_batch ON target (batch) WHERE batch IS NOT NULL",
+        "CREATE TABLE pending_batch (id TEXT PRIMARY KEY)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from dialerd.model import CampaignStatus, TargetStatus, new_id
+from dialerd.model import CampaignStatus, OutdialTarget, TargetStatus, new_id
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite import SqliteStore
 from dialerd.store.sqlite_schema import SCHEMA_VERSION
@@ -165,3 +165,44 @@ async def test_cancelled_claimers_leave_attempts_and_targets_in_step(
         assert claimed >= 10
         assert sorted(c.outdial_target_id for c in active) == sorted(t.id for t in progressing)
         assert await sqlite_store.start_attempt(dialing.plan(make.at(2))) is not None
+
+
+async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_after_restart(
+    tmp_path: Path, make: Factory
+) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    dialing = await make.dialing(store)
+    outdial = dialing.outdial.id
+    unpublished = [make.target(outdial) for _ in range(3)]
+    published = [make.target(outdial) for _ in range(2)]
+
+    async def rows(targets: list[OutdialTarget]) -> AsyncIterator[list[OutdialTarget]]:
+        yield targets
+
+    await store.import_targets(rows(unpublished))
+    await store.import_targets(rows(published))
+    await store.close()
+    # What a process killed mid-import leaves: the first import's rows still in their
+    # pending batch, the second's published but not yet made dialable.
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("INSERT INTO pending_batch (id) VALUES ('cut')")
+        connection.executemany(
+            "UPDATE target SET batch = ?, pick = 0 WHERE id = ?",
+            [("cut", t.id) for t in unpublished] + [("done", t.id) for t in published],
+        )
+    connection.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        listed = {t.id for t in (await store.list_targets(outdial)).result}
+        assert listed == {t.id for t in published}
+        claimed = {(await store.start_attempt(dialing.plan(make.at(n)))) for n in range(1, 4)}
+        assert {c.outdial_target_id for c in claimed if c is not None} == listed
+        assert None in claimed
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION

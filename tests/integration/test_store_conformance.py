@@ -283,7 +283,10 @@ async def test_an_import_is_invisible_until_its_last_batch_then_all_there_in_ord
             yield batch
             listed = await store.list_targets(dialing.outdial.id)
             found = await store.get_target(dialing.outdial.id, batch[0].id)
-            seen_while_importing.append(len(listed.result) + (found is not None))
+            claimed = await store.start_attempt(dialing.plan(make.at(0.5)))
+            seen_while_importing.append(
+                len(listed.result) + (found is not None) + (claimed is not None)
+            )
 
     assert await store.import_targets(staged()) == 9
     assert seen_while_importing == [0, 0, 0]
