@@ -6,9 +6,10 @@ goes through ``CampaignLocks`` so an edit and a status change never overwrite ea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -16,12 +17,16 @@ import structlog
 
 from dialerd import lifecycle
 from dialerd.insight import CampaignInsight
-from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time
+from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time, parse_time
 from dialerd.ports import Clock, QueueAdapter, QueueUnavailable
 from dialerd.queues import QueueRegistry
-from dialerd.store import Fence, Store
+from dialerd.store import CampaignChanged, Fence, Store
 
 log = structlog.get_logger("dialerd.control")
+
+T = TypeVar("T")
+# Read-decide-write rounds of one change before a concurrent writer wins (a Conflict).
+WRITE_ATTEMPTS = 8
 
 
 class CampaignNotFound(Exception):
@@ -146,19 +151,25 @@ class CampaignControl:
             if not changes:
                 return stopped
             return await self.change(customer_id, campaign_id, changes, cause=cause)
-        async with self.locks.hold(campaign_id):
+        run = status is CampaignStatus.RUN
+
+        async def once() -> tuple[Campaign, Campaign, bool]:
             campaign = await self._get(customer_id, campaign_id)
             edited = msgspec.structs.replace(campaign, **changes)
-            starting = status is CampaignStatus.RUN and campaign.status != CampaignStatus.RUN
+            starting = run and campaign.status != CampaignStatus.RUN
             if starting or (changes and campaign.status == CampaignStatus.RUN):
                 problems = await self.problems(edited)
                 if problems:
                     raise RunRefused(campaign_id, problems)
             if not changes and not starting:
-                return campaign
-            if starting:
-                changes = {**changes, "status": CampaignStatus.RUN}
-            updated = await self._write(campaign, **changes)
+                return campaign, campaign, False
+            written = {**changes, "status": CampaignStatus.RUN} if starting else changes
+            return campaign, await self._write(campaign, **written), starting
+
+        async with self.locks.hold(campaign_id):
+            campaign, updated, starting = await self._until_unchanged(campaign_id, once)
+        if not changes and not starting:
+            return updated
         if starting:
             log.info(
                 "campaign status changed",
@@ -176,7 +187,8 @@ class CampaignControl:
         ``stopping`` is stored first and the attempts counted after: a claim either came
         before that write (and is counted) or is refused by the store.
         """
-        async with self.locks.hold(campaign_id):
+
+        async def once() -> tuple[Campaign, Campaign]:
             campaign = updated = await self._get(customer_id, campaign_id)
             if campaign.status == CampaignStatus.RUN:
                 updated = await self._write(updated, status=CampaignStatus.STOPPING)
@@ -184,6 +196,10 @@ class CampaignControl:
             status = lifecycle.status_after_stop_request(updated.status, active)
             if status != updated.status:
                 updated = await self._write(updated, status=status)
+            return campaign, updated
+
+        async with self.locks.hold(campaign_id):
+            campaign, updated = await self._until_unchanged(campaign_id, once)
         if updated.status == campaign.status:
             return updated
         log.info(
@@ -215,11 +231,17 @@ class CampaignControl:
 
         With ``fence``, the write happens only while the engine still holds the lease.
         """
-        async with self.locks.hold(campaign_id):
+
+        async def once() -> Campaign | None:
             campaign = await self.store.get_campaign(None, campaign_id)
             if campaign is None or campaign.status != expected:
                 return None
-            updated = await self._write(campaign, fence=fence, status=status)
+            return await self._write(campaign, fence=fence, status=status)
+
+        async with self.locks.hold(campaign_id):
+            updated = await self._until_unchanged(campaign_id, once)
+        if updated is None:
+            return None
         log.info(
             "campaign status changed",
             campaign_id=campaign_id,
@@ -235,10 +257,25 @@ class CampaignControl:
             raise CampaignNotFound(campaign_id)
         return campaign
 
+    async def _until_unchanged(self, campaign_id: str, once: Callable[[], Awaitable[T]]) -> T:
+        """Run a read-decide-write of the campaign again while another writer (another
+        instance, say) changed it between the read and the write."""
+        for _ in range(WRITE_ATTEMPTS - 1):
+            try:
+                return await once()
+            except CampaignChanged:
+                log.debug("campaign changed meanwhile; read again", campaign_id=campaign_id)
+        return await once()
+
     async def _write(
         self, campaign: Campaign, *, fence: Fence | None = None, **changes: Any
     ) -> Campaign:
-        updated = msgspec.structs.replace(
-            campaign, tm_update=format_time(self.clock.now()), **changes
+        """Write the changes, only if the campaign is still as it was read."""
+        moment = self.clock.now()
+        if campaign.tm_update is not None and parse_time(campaign.tm_update) >= moment:
+            # The version must move even if this clock is behind the last writer's.
+            moment = parse_time(campaign.tm_update) + timedelta(microseconds=1)
+        updated = msgspec.structs.replace(campaign, tm_update=format_time(moment), **changes)
+        return await self.store.update_campaign(
+            updated, fence=fence, if_updated=campaign.tm_update or ""
         )
-        return await self.store.update_campaign(updated, fence=fence)

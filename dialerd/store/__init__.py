@@ -8,6 +8,7 @@ from dialerd.config import StoreConfig
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
+    CampaignChanged,
     CampaignNotRunning,
     Conflict,
     Fence,
@@ -21,6 +22,7 @@ from dialerd.store.base import (
 __all__ = [
     "MAX_PAGE_SIZE",
     "AttemptPlan",
+    "CampaignChanged",
     "CampaignNotRunning",
     "Conflict",
     "Fence",

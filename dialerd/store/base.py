@@ -66,6 +66,10 @@ class Conflict(StoreError):
     """The change conflicts with the resource's current state (for example: in use)."""
 
 
+class CampaignChanged(Conflict):
+    """A conditional campaign write found the campaign changed since it was read."""
+
+
 class CampaignNotRunning(Conflict):
     """A claim for a campaign whose status is not ``run``: nothing was claimed."""
 
@@ -133,16 +137,23 @@ class Store(Protocol):
 
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None: ...
 
-    async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
+    async def update_campaign(
+        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
+    ) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one.
 
-        With ``fence``, only while that lease is still held; else ``LeaseLost``. SQLite
+        With ``fence``, only while that lease is still held; else ``LeaseLost``. With
+        ``if_updated``, only while the stored campaign's ``tm_update`` is that ("" for a
+        campaign never updated): nobody wrote it since it was read, on any instance;
+        else ``CampaignChanged``. SQLite
         takes the campaign's ``tm_update`` as the moment of the write.
         """
 
     async def delete_campaign(
         self, customer_id: str, campaign_id: str, now: datetime
-    ) -> Campaign | None: ...
+    ) -> Campaign | None:
+        """Soft-delete a stopped campaign; ``Conflict`` unless its status is ``stop``
+        (checked in the same atomic step as the write)."""
 
     async def list_campaigns(
         self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""

@@ -79,6 +79,7 @@ from dialerd.selection import has_destination
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
+    CampaignChanged,
     CampaignNotRunning,
     Conflict,
     Fence,
@@ -121,6 +122,7 @@ SCRIPTS: Final = (
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "
 NOT_RUNNING_MARK: Final = "DIALERD_NOT_RUNNING "
+CHANGED_MARK: Final = "DIALERD_CHANGED "
 UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -296,6 +298,8 @@ class RedisStore:
             text = str(error)
             if text.startswith(CONFLICT_MARK):
                 raise Conflict(text.removeprefix(CONFLICT_MARK)) from error
+            if text.startswith(CHANGED_MARK):
+                raise CampaignChanged(text.removeprefix(CHANGED_MARK)) from error
             if text.startswith(NOT_RUNNING_MARK):
                 raise CampaignNotRunning(text.removeprefix(NOT_RUNNING_MARK)) from error
             if text.startswith(LEASE_LOST_MARK):
@@ -336,7 +340,12 @@ class RedisStore:
         return resource
 
     async def _update(
-        self, documents: _Documents[D], resource: D, status: str = "", fence: Fence | None = None
+        self,
+        documents: _Documents[D],
+        resource: D,
+        status: str = "",
+        fence: Fence | None = None,
+        if_updated: str | None = None,
     ) -> D:
         member = f"{resource.tm_create}|{resource.id}"
         await self._run(
@@ -348,6 +357,7 @@ class RedisStore:
             status,
             _encode(resource),
             *_fence_args(fence),
+            "-" if if_updated is None else f"={if_updated}",
         )
         return resource
 
@@ -380,6 +390,9 @@ class RedisStore:
             current = documents.decode(body)
             if isinstance(current, Campaigncall) and current.status != CampaigncallStatus.DONE:
                 raise Conflict(f"campaigncall {resource_id} is active and cannot be deleted")
+            # The script deletes only this very body: a status changed meanwhile is seen.
+            if isinstance(current, Campaign) and current.status != CampaignStatus.STOP:
+                raise Conflict(f"campaign {resource_id} is {current.status.value}: stop it first")
             deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
             outcome = await self._run(
                 "delete", documents.kind, resource_id, customer_id, body, _encode(deleted)
@@ -409,9 +422,13 @@ class RedisStore:
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
         return await self._get(self._campaigns, customer_id, campaign_id)
 
-    async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
+    async def update_campaign(
+        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
+    ) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one."""
-        return await self._update(self._campaigns, campaign, campaign.status.value, fence)
+        return await self._update(
+            self._campaigns, campaign, campaign.status.value, fence, if_updated
+        )
 
     async def delete_campaign(
         self, customer_id: str, campaign_id: str, now: datetime

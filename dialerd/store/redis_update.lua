@@ -1,6 +1,7 @@
 -- Replace a not-deleted campaign, outplan or outdial, moving its index entries.
 -- ARGV: prefix, kind, id, customer_id, listing member, status ('' if none), body,
---   fence (campaign id, owner, token; owner '' when unfenced)
+--   fence (campaign id, owner, token; owner '' when unfenced), and the condition on the
+--   stored resource's tm_update ('-': none; '=' and the value it must still have)
 local kind, id, customer, member, status, body =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local resource = key(kind, id)
@@ -10,6 +11,17 @@ end
 local old = redis.call('HMGET', resource, 'b', 'c', 'l', 's', 'x')
 if not old[1] or old[5] == '1' then
   return conflict(kind .. ' ' .. id .. ' does not exist or is deleted')
+end
+-- '-' for no condition, else '=' and the tm_update expected ('' when it is null).
+local condition = ARGV[11]
+if condition and condition ~= '-' then
+  local stored = cjson.decode(old[1]).tm_update
+  if type(stored) ~= 'string' then
+    stored = ''
+  end
+  if stored ~= string.sub(condition, 2) then
+    return redis.error_reply('DIALERD_CHANGED ' .. kind .. ' ' .. id .. ' changed since it was read')
+  end
 end
 redis.call('ZREM', key(kind .. 's', old[2]), old[3])
 redis.call('ZADD', key(kind .. 's', customer), 0, member)

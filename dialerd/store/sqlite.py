@@ -64,6 +64,7 @@ from dialerd.model import (
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
+    CampaignChanged,
     CampaignNotRunning,
     Conflict,
     Fence,
@@ -534,13 +535,19 @@ class SqliteStore:
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
         return await self._read(partial(self._campaigns.get, customer_id, campaign_id))
 
-    async def update_campaign(self, campaign: Campaign, *, fence: Fence | None = None) -> Campaign:
+    async def update_campaign(
+        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
+    ) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one."""
 
         moment = _now() if campaign.tm_update is None else parse_time(campaign.tm_update)
 
         def update(connection: sqlite3.Connection) -> Campaign:
             _check_fence(connection, fence, campaign.id, moment)
+            if if_updated is not None:
+                stored = self._campaigns.get(None, campaign.id, connection)
+                if stored is not None and (stored.tm_update or "") != if_updated:
+                    raise CampaignChanged(f"campaign {campaign.id} changed since it was read")
             return self._campaigns.update(campaign, connection)
 
         return await self._write(update)
@@ -548,8 +555,15 @@ class SqliteStore:
     async def delete_campaign(
         self, customer_id: str, campaign_id: str, now: datetime
     ) -> Campaign | None:
-        work = partial(self._campaigns.delete, customer_id, campaign_id, format_time(now))
-        return await self._write(work)
+        """Soft-delete a stopped campaign (``Conflict`` while it runs or stops)."""
+
+        def delete(connection: sqlite3.Connection) -> Campaign | None:
+            current = self._campaigns.get(customer_id, campaign_id, connection)
+            if current is not None and current.status != CampaignStatus.STOP:
+                raise Conflict(f"campaign {campaign_id} is {current.status.value}: stop it first")
+            return self._campaigns.delete(customer_id, campaign_id, format_time(now), connection)
+
+        return await self._write(delete)
 
     async def list_campaigns(
         self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig
+from dialerd.control import CampaignControl
 from dialerd.engine import Engine
 from dialerd.model import CampaignStatus
 from dialerd.store.base import Fence
@@ -110,3 +112,46 @@ async def test_one_instance_dials_a_campaign_and_another_takes_over_when_it_dies
         task_group.cancel_scope.cancel()
     await first.store.close()
     await second.store.close()
+
+
+async def test_an_edit_on_one_instance_while_another_stops_never_restarts_the_campaign(
+    redis_url: str,
+) -> None:
+    # Two instances' control paths on one Redis, each with its own (in-process) locks.
+    editor_store = RedisStore(url=redis_url, prefix="shared", pool_size=4, timeout=2.0)
+    stopper_store = RedisStore(url=redis_url, prefix="shared", pool_size=4, timeout=2.0)
+    await editor_store.open()
+    await stopper_store.open()
+    try:
+        clock = SystemClock()
+        editor = CampaignControl(editor_store, clock, queues=queues_of(CUSTOMER))
+        stopper = CampaignControl(stopper_store, clock, queues=queues_of(CUSTOMER))
+        make = Factory()
+        outplan = await editor_store.create_outplan(make.outplan(CUSTOMER))
+        outdial = await editor_store.create_outdial(make.outdial(CUSTOMER))
+        campaign = await editor_store.create_campaign(
+            make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id)
+        )
+        await editor.run(CUSTOMER, campaign.id)
+        write = editor_store.update_campaign
+        stops = 0
+
+        async def stop_in_between(*args: Any, **kwargs: Any) -> Any:
+            # The other instance stores a stop after this one read the campaign, before
+            # it writes its edit back.
+            nonlocal stops
+            if stops == 0:
+                stops += 1
+                await stopper.stop(CUSTOMER, campaign.id)
+            return await write(*args, **kwargs)
+
+        editor_store.update_campaign = stop_in_between  # type: ignore[method-assign]
+        edited = await editor.edit(CUSTOMER, campaign.id, name="renamed")
+
+        stored = await stopper_store.get_campaign(CUSTOMER, campaign.id)
+        assert stored is not None
+        assert stored.status == CampaignStatus.STOP
+        assert (edited.name, stored.name) == ("renamed", "renamed")
+    finally:
+        await editor_store.close()
+        await stopper_store.close()

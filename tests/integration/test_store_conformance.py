@@ -26,6 +26,7 @@ from dialerd.model import (
 )
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
+    CampaignChanged,
     Conflict,
     Fence,
     FinishResult,
@@ -120,6 +121,9 @@ async def test_update_replaces_the_stored_resource(store: Store, make: Factory) 
 async def test_update_of_a_deleted_campaign_is_refused(store: Store, make: Factory) -> None:
     dialing = await make.dialing(store)
     customer = dialing.campaign.customer_id
+    await store.update_campaign(
+        msgspec.structs.replace(dialing.campaign, status=CampaignStatus.STOP)
+    )
     await store.delete_campaign(customer, dialing.campaign.id, make.at(5))
     with pytest.raises(StoreError):
         await store.update_campaign(msgspec.structs.replace(dialing.campaign, name="again"))
@@ -167,6 +171,9 @@ async def test_another_customer_sees_no_campaigncall(store: Store, make: Factory
 async def test_deleted_resources_are_hidden(store: Store, make: Factory) -> None:
     dialing = await make.dialing(store)
     customer = dialing.campaign.customer_id
+    await store.update_campaign(
+        msgspec.structs.replace(dialing.campaign, status=CampaignStatus.STOP)
+    )
     deleted = await store.delete_campaign(customer, dialing.campaign.id, make.at(7))
     assert deleted is not None
     assert deleted.tm_delete == make.stamp(7)
@@ -184,7 +191,7 @@ async def test_deleted_resources_are_hidden(store: Store, make: Factory) -> None
     assert (await store.list_campaigns(customer)).result == []
     assert (await store.list_outplans(customer)).result == []
     assert (await store.list_outdials(customer)).result == []
-    assert await store.campaigns_with_status([CampaignStatus.RUN]) == []
+    assert await store.campaigns_with_status([CampaignStatus.STOP]) == []
     assert await store.delete_campaign(customer, dialing.campaign.id, make.at(10)) is None
 
 
@@ -194,12 +201,13 @@ async def test_campaigns_with_status_spans_customers(store: Store, make: Factory
         for _ in range(2)
     ]
     stopping = await store.create_campaign(make.campaign(new_id(), status=CampaignStatus.STOPPING))
-    await store.create_campaign(make.campaign(new_id(), status=CampaignStatus.STOP))
-    gone = await store.create_campaign(make.campaign(new_id(), status=CampaignStatus.RUN))
+    stopped = await store.create_campaign(make.campaign(new_id(), status=CampaignStatus.STOP))
+    gone = await store.create_campaign(make.campaign(new_id(), status=CampaignStatus.STOP))
     await store.delete_campaign(gone.customer_id, gone.id, make.at(1))
 
     found = await store.campaigns_with_status([CampaignStatus.RUN, CampaignStatus.STOPPING])
     assert {campaign.id for campaign in found} == {*(c.id for c in running), stopping.id}
+    assert [c.id for c in await store.campaigns_with_status([CampaignStatus.STOP])] == [stopped.id]
     assert await store.campaigns_with_status([]) == []
 
 
@@ -1033,3 +1041,34 @@ async def test_unfenced_writes_ignore_leases(store: Store, make: Factory) -> Non
     paused = msgspec.structs.replace(dialing.campaign, status=CampaignStatus.STOP)
     assert await store.update_campaign(paused) == paused
     assert await store.get_campaign(None, dialing.campaign.id) == paused
+
+
+async def test_a_conditional_campaign_write_refuses_a_campaign_changed_since_it_was_read(
+    store: Store, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    read = dialing.campaign
+    assert read.tm_update is None
+    stopping = msgspec.structs.replace(
+        read, status=CampaignStatus.STOPPING, tm_update=make.stamp(1)
+    )
+    await store.update_campaign(stopping, if_updated="")
+    # A writer that read the campaign before that stop must not write it back.
+    edited = msgspec.structs.replace(read, name="renamed", tm_update=make.stamp(2))
+    with pytest.raises(CampaignChanged):
+        await store.update_campaign(edited, if_updated="")
+    assert await store.get_campaign(None, read.id) == stopping
+    # Read again, the same edit goes through.
+    edited = msgspec.structs.replace(stopping, name="renamed", tm_update=make.stamp(3))
+    assert await store.update_campaign(edited, if_updated=make.stamp(1)) == edited
+
+
+async def test_only_a_stopped_campaign_can_be_deleted(store: Store, make: Factory) -> None:
+    dialing = await make.dialing(store)
+    customer = dialing.campaign.customer_id
+    with pytest.raises(Conflict):
+        await store.delete_campaign(customer, dialing.campaign.id, make.at(5))
+    assert await store.get_campaign(customer, dialing.campaign.id) == dialing.campaign
+    stopped = msgspec.structs.replace(dialing.campaign, status=CampaignStatus.STOP)
+    await store.update_campaign(stopped)
+    assert await store.delete_campaign(customer, dialing.campaign.id, make.at(6)) is not None
