@@ -18,11 +18,18 @@ def _version(_args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from dialerd.config import ConfigError, load_config
+    from dialerd.daemon import watchdog_problem
 
     try:
-        load_config(args.file)
+        config = load_config(args.file)
+        # The daemon reads these at start and on reload: a reload must not fail on them.
+        config.ops.read_token()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    problem = watchdog_problem(config, args.watchdog_sec) if args.watchdog_sec > 0 else None
+    if problem is not None:
+        print(f"{args.file}: {problem}", file=sys.stderr)
         return 1
     print("ok")
     return 0
@@ -30,7 +37,6 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import anyio
-    import msgspec
     import structlog
 
     from dialerd import logs
@@ -43,9 +49,6 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.listen:
             parse_listen(args.listen)
-            config = msgspec.structs.replace(
-                config, api=msgspec.structs.replace(config.api, listen=args.listen)
-            )
     except ConfigError as exc:
         print(f"dialerd: {exc}", file=sys.stderr)
         return 1
@@ -55,9 +58,17 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure_logging(config.log.level, args.log_format or config.log.format)
     log = structlog.get_logger("dialerd.daemon")
     state_dir = Path(args.state_dir or config.state_dir)
-    daemon = Daemon(
-        config, config_path=Path(args.config), state_dir=state_dir, log_format=args.log_format
-    )
+    try:
+        daemon = Daemon(
+            config,
+            config_path=Path(args.config),
+            state_dir=state_dir,
+            log_format=args.log_format,
+            api_listen=args.listen,
+        )
+    except ConfigError as exc:
+        print(f"dialerd: {exc}", file=sys.stderr)
+        return 1
     try:
         anyio.run(serve, daemon)
     except KeyboardInterrupt:
@@ -102,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file", help="path of the TOML config file")
+    check.add_argument(
+        "--watchdog-sec",
+        type=float,
+        default=30.0,
+        help="the unit's WatchdogSec (default 30, the shipped unit's; 0 = no watchdog): "
+        "refuse a store timeout that would get the daemon killed during a store outage",
+    )
     check.set_defaults(func=_check_config)
 
     run = commands.add_parser("run", help="run the daemon until SIGTERM or SIGINT")

@@ -13,7 +13,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,18 +122,18 @@ class FakeClock:
                 self._pending -= 1
                 self._compact()
 
-    async def advance(self, seconds: float, *, threshold: float = 0.0) -> None:
+    async def advance(self, seconds: float, *, busy: Callable[[], bool] | None = None) -> None:
         """Move time forward by ``seconds``, stopping at each deadline to let sleepers run.
 
-        ``threshold``: as for ``settle``, for tasks that wait on sockets (a Redis store).
+        ``busy``: as for ``settle``, for tasks that wait on sockets (a Redis store).
         """
         if not seconds >= 0:
             raise ValueError(f"cannot advance a clock by {seconds!r} seconds")
         target = self._elapsed + seconds
-        await settle(threshold)
+        await settle(busy=busy)
         while (deadline := self.next_deadline()) is not None and deadline <= target:
             self._jump_to(deadline)
-            await settle(threshold)
+            await settle(busy=busy)
         self._elapsed = max(self._elapsed, target)
 
     async def run(self, *, max_seconds: float, threshold: float = 0.0) -> None:
@@ -190,10 +190,11 @@ class FakeClock:
             heapq.heapify(self._heap)
 
 
-async def settle(threshold: float = 0.0) -> None:
+async def settle(threshold: float = 0.0, *, busy: Callable[[], bool] | None = None) -> None:
     """Return once every other task is blocked and no worker thread is busy.
 
     With ``threshold`` > 0, also wait until no task has moved for that many real seconds.
+    With ``busy``, also until it returns False (say, no store call awaits a socket).
     """
     try:
         asyncio.get_running_loop()
@@ -201,6 +202,9 @@ async def settle(threshold: float = 0.0) -> None:
         await anyio.wait_all_tasks_blocked()
         return
     await _settle_asyncio()
+    while busy is not None and busy():
+        await asyncio.sleep(_BUSY_PAUSE)
+        await _settle_asyncio()
     while threshold > 0:
         before = _waits()
         await asyncio.sleep(threshold)

@@ -278,13 +278,62 @@ class ApiConfig(_Section, frozen=True):
 
 
 class MetricsConfig(_Section, frozen=True):
+    # Serve /metrics on the operations listener ([ops]).
     enabled: bool = True
-    # "" serves /metrics on the API's address; otherwise its own "host:port".
+    # Replaced by [ops] listen: /metrics is never on the API's listener any more.
     listen: str = ""
 
     def __post_init__(self) -> None:
         if self.listen:
-            parse_listen(self.listen)
+            raise ValueError(
+                "[metrics] listen is replaced by [ops] listen: /metrics, /healthz and /readyz "
+                "share the operations listener"
+            )
+
+
+class OpsConfig(_Section, frozen=True):
+    """The operations listener: ``/metrics``, ``/healthz``, ``/readyz``, apart from the API."""
+
+    enabled: bool = True
+    # Loopback by default: Prometheus and health checks run on the host or scrape
+    # through a proxy. Port 0 picks a free port (tests).
+    listen: str = "127.0.0.1:9108"
+    # Optional bearer token every request must send ("Authorization: Bearer ..."),
+    # inline or in a file (its only line); at most one of the two. Empty: no token.
+    token: str = ""
+    token_file: str = ""
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+        if self.token and self.token_file:
+            raise ValueError("set at most one of token and token_file")
+        if self.token and len(self.token) < 8:
+            raise ValueError("token must be at least 8 characters")
+
+    def __repr__(self) -> str:
+        # The token stays out of logs and tracebacks that print the configuration.
+        token = "***" if self.token else "''"
+        return (
+            f"OpsConfig(enabled={self.enabled!r}, listen={self.listen!r}, token={token}, "
+            f"token_file={self.token_file!r})"
+        )
+
+    def read_token(self) -> str | None:
+        """The bearer token (read from ``token_file`` if given), or None for none;
+        raise ``ConfigError`` when the file cannot be read or is empty."""
+        if self.token:
+            return self.token
+        if not self.token_file:
+            return None
+        file = Path(self.token_file)
+        try:
+            secret = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"[ops] token_file {str(file)!r}: cannot read: {why}") from None
+        if len(secret) < 8:
+            raise ConfigError(f"[ops] token_file {str(file)!r}: token shorter than 8 characters")
+        return secret
 
 
 class LogConfig(_Section, frozen=True):
@@ -303,6 +352,7 @@ class Config(_Section, frozen=True):
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:

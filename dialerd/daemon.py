@@ -25,16 +25,60 @@ from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
 from dialerd.engine import Engine
 from dialerd.identity import claim_identity
-from dialerd.ops_http import metrics_app, ops_routes
+from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.store import Store, StoreError, create_store
 
 log = structlog.get_logger("dialerd.daemon")
 
-# Seconds the watchdog tolerates without scheduler progress before it stops pinging.
+# Ticks the watchdog tolerates without scheduler progress before it stops pinging.
 STALL_TICKS = 5
+# A store call that cannot get an answer ends after at most this many store timeouts
+# (waiting for a pooled connection, connecting, reading the reply): a scheduler round
+# blocked that long on a black-holed store is still alive.
+STORE_CALL_TIMEOUTS = 3
 SHUTDOWN_GRACE = 10.0
+# Seconds between two store checks, and the most one check may take.
+HEALTH_PERIOD = 2.0
+READINESS_CHECK_TIMEOUT = 5.0
+
+
+def stall_limit(config: Config, watchdog: float | None = None) -> float:
+    """Seconds without scheduler progress after which the scheduler counts as stalled.
+
+    Five ticks, or longer when one store call may legitimately take longer during an
+    outage (``STORE_CALL_TIMEOUTS`` x the store's timeout, plus two ticks), so an
+    outage does not get the daemon killed. Under a systemd watchdog of ``watchdog``
+    seconds the limit never exceeds it: a store that hangs for longer (a timeout too
+    long for the watchdog, which ``check-config`` refuses) is a hung daemon.
+    """
+    limit = STALL_TICKS * config.engine.tick_interval
+    if config.store.backend == "redis":
+        store_bound = (
+            STORE_CALL_TIMEOUTS * config.store.redis.timeout + 2 * config.engine.tick_interval
+        )
+        limit = max(limit, store_bound)
+    return min(limit, watchdog) if watchdog else limit
+
+
+def watchdog_problem(config: Config, watchdog: float) -> str | None:
+    """Why a store outage would get the daemon killed under a ``watchdog`` of that many
+    seconds, or None when it would not."""
+    if config.store.backend != "redis":
+        return None
+    needed = stall_limit(config)
+    if needed < watchdog:
+        return None
+    timeout = config.store.redis.timeout
+    return (
+        f"[store.redis] timeout = {timeout:g}: during a store outage one scheduler round may "
+        f"block {needed:g} s ({STORE_CALL_TIMEOUTS} x timeout + 2 ticks), not under the "
+        f"watchdog's {watchdog:g} s, so systemd would kill the daemon and the outcomes it "
+        f"holds would be lost; lower the timeout below "
+        f"{(watchdog - 2 * config.engine.tick_interval) / STORE_CALL_TIMEOUTS:g} s or raise "
+        f"WatchdogSec"
+    )
 
 
 class Daemon:
@@ -48,9 +92,16 @@ class Daemon:
         state_dir: Path | None = None,
         clock: Clock | None = None,
         log_format: logs.LogFormat | None = None,
+        api_listen: str | None = None,
     ) -> None:
+        if api_listen:
+            config = msgspec.structs.replace(
+                config, api=msgspec.structs.replace(config.api, listen=api_listen)
+            )
         self.config = config
         self.log_format_override = log_format
+        # ``--listen`` wins over the file on every reload too.
+        self.api_listen_override = api_listen or None
         self.config_path = config_path
         self.state_dir = Path(state_dir or config.state_dir)
         self.clock = clock or SystemClock()
@@ -80,15 +131,18 @@ class Daemon:
             control=self.control,
             clock=self.clock,
             config=config.api,
-            extra_routes=ops_routes(self.readiness, metrics_enabled=self._metrics_on_api()),
+        )
+        # Raises ConfigError when the token file cannot be read.
+        self.ops_auth = OpsAuth(config.ops.read_token())
+        self.ops_app = ops_app(
+            self.readiness, metrics_enabled=config.metrics.enabled, auth=self.ops_auth
         )
         self.api_address: tuple[str, int] | None = None
-        self.metrics_address: tuple[str, int] | None = None
+        self.ops_address: tuple[str, int] | None = None
         self.shutdown = anyio.Event()
-        self._store_up = True
-
-    def _metrics_on_api(self) -> bool:
-        return self.config.metrics.enabled and not self.config.metrics.listen
+        self._ready = True
+        # Why the last reload was rejected (shown in STATUS=), None after a good one.
+        self.reload_problem: str | None = None
 
     async def readiness(self) -> str | None:
         """None when ready; otherwise why not (store unreachable, scheduler stalled,
@@ -108,8 +162,8 @@ class Daemon:
         return None
 
     def _stalled(self) -> bool:
-        stalled_after = STALL_TICKS * self.config.engine.tick_interval
-        return self.clock.monotonic() - self.engine.last_progress > stalled_after
+        limit = stall_limit(self.config, sdnotify.watchdog_interval())
+        return self.clock.monotonic() - self.engine.last_progress > limit
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until ``shutdown`` is set (by a signal or a caller)."""
@@ -128,9 +182,16 @@ class Daemon:
                 await self.backends.start(core)
                 await core.start(self.engine.run)
                 core.start_soon(self._watchdog)
+                core.start_soon(self._health)
+                self._warn_watchdog()
                 await self._start_servers(servers)
                 sdnotify.ready()
-                log.info("dialerd ready", version=__version__, api=self._api_text())
+                log.info(
+                    "dialerd ready",
+                    version=__version__,
+                    api=self._api_text(),
+                    ops=_url(self.ops_address),
+                )
                 task_status.started()
                 await self.shutdown.wait()
                 sdnotify.stopping()
@@ -149,21 +210,24 @@ class Daemon:
                     shutdown_trigger=self.shutdown.wait,
                 )
             )
-        if self.config.metrics.enabled and self.config.metrics.listen:
-            self.metrics_address = await task_group.start(
+        if self.config.ops.enabled:
+            self.ops_address = await task_group.start(
                 partial(
                     serve_api,
-                    metrics_app(),
-                    self.config.metrics.listen,
+                    self.ops_app,
+                    self.config.ops.listen,
                     shutdown_trigger=self.shutdown.wait,
                 )
             )
 
     def _api_text(self) -> str:
-        if self.api_address is None:
-            return "disabled"
-        host, port = self.api_address
-        return f"http://{host}:{port}"
+        return _url(self.api_address)
+
+    def _warn_watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        problem = watchdog_problem(self.config, interval) if interval else None
+        if problem is not None:
+            log.warning("watchdog shorter than a store outage round", problem=problem)
 
     async def _close_store(self) -> None:
         # Shielded and bounded: in-flight writes end, then the store closes, whatever
@@ -172,49 +236,81 @@ class Daemon:
             await self.store.close()
 
     async def _watchdog(self) -> None:
-        """Ping systemd (and publish STATUS) only while the scheduler makes progress."""
+        """Ping systemd (and publish STATUS) only while the scheduler makes progress.
+
+        Nothing here waits for the store: a store call blocked in an outage must not
+        hold back the pings (``_health`` checks the store in a task of its own).
+        """
         interval = sdnotify.watchdog_interval()
         period = min(interval / 2, 5.0) if interval else 5.0
+        shown = ""
         while True:
             if not self._stalled():
                 sdnotify.watchdog()
-            sdnotify.status(
-                f"{self.engine.running_campaigns} running campaigns, "
-                f"{self.engine.active_attempts} active attempts"
-            )
-            # The store's own health: a stalled scheduler or an away PBX is not the store.
-            metrics.STORE_UP.set(1 if await self._store_problem() is None else 0)
-            problem = await self.readiness()
-            up = problem is None
-            if up != self._store_up:
-                self._store_up = up
-                log.warning("daemon readiness changed", ready=up, reason=problem)
+            text = self.status_text()
+            if text != shown:
+                shown = text if sdnotify.status(text) else ""
             await anyio.sleep(period)
 
-    def reload(self) -> None:
-        """Re-read the config file and apply what can change while running."""
+    def status_text(self) -> str:
+        """The one line ``systemctl status`` shows (STATUS=)."""
+        text = (
+            f"{self.engine.running_campaigns} running campaigns, "
+            f"{self.engine.active_attempts} active attempts"
+        )
+        if self.reload_problem is not None:
+            text += f"; last reload rejected, old config kept: {self.reload_problem}"
+        return text
+
+    async def _health(self) -> None:
+        """Check the store (``dialerd_store_up``) and readiness, and log readiness changes."""
+        while True:
+            # The store's own health: a stalled scheduler or an away PBX is not the store.
+            problem: str | None = "store check took too long"
+            with anyio.move_on_after(READINESS_CHECK_TIMEOUT):
+                problem = await self._store_problem()
+            metrics.STORE_UP.set(1 if problem is None else 0)
+            if problem is None:
+                problem = "scheduler is not making progress" if self._stalled() else None
+            if problem is None:
+                problem = self.backends.unavailable_reason()
+            up = problem is None
+            if up != self._ready:
+                self._ready = up
+                log.warning("daemon readiness changed", ready=up, reason=problem)
+            await anyio.sleep(HEALTH_PERIOD)
+
+    def reload(self) -> bool:
+        """Re-read the config file and apply what can change while running; False (and
+        the reason in STATUS=) when the file is rejected and the running config kept."""
         if self.config_path is None:
-            return
+            return False
         sdnotify.reloading()
         try:
             new = load_config(self.config_path)
+            ops_token = new.ops.read_token()
         except ConfigError as exc:
             metrics.config_reloaded(success=False)
             log.error("config reload rejected; running config kept", error=str(exc))
-            sdnotify.ready()
-            return
+            self.reload_problem = str(exc)
+            sdnotify.notify("READY=1", "STATUS=" + " ".join(self.status_text().splitlines()))
+            return False
+        if self.api_listen_override:
+            new = msgspec.structs.replace(
+                new, api=msgspec.structs.replace(new.api, listen=self.api_listen_override)
+            )
         logs.configure_logging(new.log.level, self._log_format(new))
         self.engine.reconfigure(new.engine)
         self.backends.reconfigure(new)
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)
+        self.ops_auth.token = ops_token
         changed = [
             name
             for name in ("store", "telephony", "queue", "state_dir")
             if getattr(new, name) != getattr(self.config, name)
         ]
-        running_api = (self.config.api.enabled, self.config.api.listen)
-        if (new.api.enabled, new.api.listen) != running_api or new.metrics != self.config.metrics:
+        if _listeners(new) != _listeners(self.config):
             changed.append("listen addresses")
         # What needs a restart keeps its running value, so the next reload reports it again.
         self.config = msgspec.structs.replace(
@@ -227,13 +323,37 @@ class Daemon:
             api=msgspec.structs.replace(
                 new.api, enabled=self.config.api.enabled, listen=self.config.api.listen
             ),
+            ops=msgspec.structs.replace(
+                new.ops, enabled=self.config.ops.enabled, listen=self.config.ops.listen
+            ),
         )
+        self.reload_problem = None
         metrics.config_reloaded(success=True)
         log.info("config reloaded", needs_restart=changed)
-        sdnotify.ready()
+        self._warn_watchdog()
+        sdnotify.notify("READY=1", "STATUS=" + " ".join(self.status_text().splitlines()))
+        return True
 
     def _log_format(self, config: Config) -> logs.LogFormat:
         return self.log_format_override or config.log.format
+
+
+def _url(address: tuple[str, int] | None) -> str:
+    if address is None:
+        return "disabled"
+    host, port = address
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _listeners(config: Config) -> tuple[object, ...]:
+    """What of ``config`` binds sockets or mounts routes: changes need a restart."""
+    return (
+        config.api.enabled,
+        config.api.listen,
+        config.ops.enabled,
+        config.ops.listen,
+        config.metrics.enabled,
+    )
 
 
 async def serve(daemon: Daemon) -> None:

@@ -25,7 +25,7 @@ import anyio
 import msgspec
 
 from dialerd import logs
-from dialerd.config import ApiConfig, Config, EngineConfig, QueueEntry, SimConfig
+from dialerd.config import ApiConfig, Config, EngineConfig, OpsConfig, QueueEntry, SimConfig
 from dialerd.daemon import Daemon
 from dialerd.model import (
     Action,
@@ -79,6 +79,7 @@ def demo_config(args: argparse.Namespace, state_dir: Path) -> Config:
         sim=SimConfig(seed=args.seed, speed=args.speed, default_agents=args.agents),
         queues=[QueueEntry(id=QUEUE_ID, customer_id=CUSTOMER_ID, name="demo")],
         api=ApiConfig(listen="127.0.0.1:0"),
+        ops=OpsConfig(enabled=False),
     )
 
 

@@ -32,6 +32,7 @@ from dialerd.config import (
     AsteriskTelephony,
     Config,
     EngineConfig,
+    OpsConfig,
     QueueConfig,
     QueueEntry,
     TelephonyConfig,
@@ -137,6 +138,7 @@ def demo_config(state_dir: Path, app: str) -> Config:
         ),
         queues=[QueueEntry(id=QUEUE_ID, customer_id=CUSTOMER_ID, name=RIG_QUEUE)],
         api=ApiConfig(listen="127.0.0.1:0"),
+        ops=OpsConfig(enabled=False),
     )
 
 

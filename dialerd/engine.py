@@ -702,6 +702,10 @@ class Engine:
         loop.state_detail = ""
         return attempts_to_start(pacing)
 
+    def _queue_name(self, campaign: Campaign) -> str:
+        queue = self.queues.get(campaign.customer_id, campaign.queue_id)
+        return queue.name if queue is not None else ""
+
     async def _queue_demand(self, campaign: Campaign) -> int:
         """Σ dialing × service_level of the other campaigns on the campaign's queue.
 
@@ -764,6 +768,7 @@ class Engine:
             destination=campaigncall.destination,
             actions=campaign.actions,
             dial_timeout_ms=outplan.dial_timeout,
+            queue_name=self._queue_name(campaign),
         )
         assert self._task_group is not None
         self._task_group.start_soon(self._originate, origination, campaign.type)

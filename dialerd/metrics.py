@@ -464,3 +464,27 @@ def forget_campaign(campaign_id: str) -> None:
         }
         for labels in series:
             metric.remove(*labels)
+
+
+# -- agents per queue, by state (the queue adapters) --------------------------------
+# Each adapter maps its own statuses onto these (docs/operations.md, "Agents per queue").
+AGENT_STATES = ("available", "busy", "wrap_up", "paused", "offline")
+QUEUE_AGENTS = Gauge(
+    "dialerd_queue_agents",
+    "Agents of a queue by state (available, busy, wrap_up, paused, offline), as the queue "
+    "adapter last read them; queue is the backend's queue name.",
+    ["queue", "state"],
+    registry=REGISTRY,
+)
+
+
+def queue_agents(queue: str, states: Iterable[str]) -> None:
+    """Set the agents of ``queue`` per state from one read (one state per agent); every
+    state is set, to 0 when no agent is in it."""
+    counts = dict.fromkeys(AGENT_STATES, 0)
+    for state in states:
+        if state not in counts:
+            raise ValueError(f"unknown agent state {state!r}")
+        counts[state] += 1
+    for state, count in counts.items():
+        QUEUE_AGENTS.labels(queue=queue, state=state).set(count)

@@ -1,11 +1,14 @@
-"""Operations endpoints, served without authentication: ``/metrics``, ``/healthz``, ``/readyz``.
+"""Operations endpoints ``/metrics``, ``/healthz``, ``/readyz`` on a listener of their own.
 
-The API app mounts ``ops_routes(...)``; ``metrics_app()`` serves ``/metrics`` alone when the
-config gives metrics a listen address of their own.
+``ops_app(...)`` is served on ``[ops] listen`` (loopback by default), never on the API's
+listener: metrics carry queue names and readiness reasons that are no API client's
+business. With ``[ops] token`` (or ``token_file``) every request must send
+``Authorization: Bearer <token>``; the token can change on reload (``OpsAuth.token``).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -18,8 +21,24 @@ from starlette.routing import BaseRoute, Route
 from dialerd import metrics
 
 Readiness = Callable[[], Awaitable[str | None]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 # A readiness check that takes longer than this is itself a reason not to be ready.
 READINESS_TIMEOUT = 5.0
+
+
+class OpsAuth:
+    """The bearer token the operations listener asks for (None: no token needed)."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+
+    def allows(self, request: Request) -> bool:
+        if self.token is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self.token.encode()
+        )
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -33,9 +52,25 @@ async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def ops_routes(readiness: Readiness, *, metrics_enabled: bool = True) -> list[BaseRoute]:
+def _guarded(endpoint: Endpoint, auth: OpsAuth) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        if not auth.allows(request):
+            return JSONResponse(
+                {"status": "unauthorized", "reason": "send Authorization: Bearer <[ops] token>"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="dialerd-ops"'},
+            )
+        return await endpoint(request)
+
+    return guarded
+
+
+def ops_routes(
+    readiness: Readiness, *, metrics_enabled: bool = True, auth: OpsAuth | None = None
+) -> list[BaseRoute]:
     """Routes of ``/healthz``, ``/readyz`` (503 with the reason when ``readiness`` gives one)
-    and, unless disabled, ``/metrics``."""
+    and, unless disabled, ``/metrics``; behind ``auth``'s token when it has one."""
+    guard = auth or OpsAuth()
 
     async def readyz(_request: Request) -> Response:
         reason: str | None = f"readiness check took over {READINESS_TIMEOUT:g} s"
@@ -45,15 +80,14 @@ def ops_routes(readiness: Readiness, *, metrics_enabled: bool = True) -> list[Ba
             return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ]
+    endpoints: list[tuple[str, Endpoint]] = [("/healthz", healthz), ("/readyz", readyz)]
     if metrics_enabled:
-        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    return routes
+        endpoints.append(("/metrics", metrics_endpoint))
+    return [Route(path, _guarded(endpoint, guard), methods=["GET"]) for path, endpoint in endpoints]
 
 
-def metrics_app() -> Starlette:
-    """An app serving only ``/metrics``, for a listen address of its own."""
-    return Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"])])
+def ops_app(
+    readiness: Readiness, *, metrics_enabled: bool = True, auth: OpsAuth | None = None
+) -> Starlette:
+    """The operations listener's app: ``ops_routes`` and nothing else."""
+    return Starlette(routes=ops_routes(readiness, metrics_enabled=metrics_enabled, auth=auth))

@@ -80,6 +80,8 @@ class Origination(msgspec.Struct, frozen=True, kw_only=True):
     destination: Address
     actions: list[Action]
     dial_timeout_ms: int
+    # The queue as the backend knows it (the registry's ``name``); "" without a queue.
+    queue_name: str = ""
 
 
 class Answered(msgspec.Struct, frozen=True, tag=True):

@@ -35,7 +35,9 @@ def notify(*states: str) -> bool:
     message = "\n".join(states).encode()
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(message, address)
+            # Never block the event loop: a receiver that does not read (its queue full)
+            # loses this datagram instead.
+            sock.sendto(message, socket.MSG_DONTWAIT, address)
     except OSError as exc:
         if not _warned:
             _warned = True

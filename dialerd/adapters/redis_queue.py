@@ -15,11 +15,30 @@ import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, ResponseError
 
+from dialerd import metrics
 from dialerd.ports import QueueUnavailable
 
 log = structlog.get_logger("dialerd.queue")
 
 AVAILABLE: Final = "available"
+
+
+# The statuses a call centre writes, as states of ``dialerd_queue_agents``: ``away``
+# is logged in but not taking calls (paused); ``ringing`` is being offered a call, so
+# not free (busy); anything else it may write is an agent that cannot take a call.
+AGENT_STATES: Final = {
+    "available": "available",
+    "busy": "busy",
+    "ringing": "busy",
+    "away": "paused",
+    "offline": "offline",
+}
+
+
+def agent_state(status: str | bytes) -> str:
+    """The ``dialerd_queue_agents`` state of a status in the agents' hash."""
+    text = status.decode(errors="replace") if isinstance(status, bytes) else status
+    return AGENT_STATES.get(text, "offline")
 
 
 def redact_url(url: str) -> str:
@@ -125,4 +144,5 @@ class RedisQueue:
                 )
             return 0
         self._missing.discard(queue_name)
+        metrics.queue_agents(queue_name, (agent_state(status) for status in statuses))
         return sum(status == AVAILABLE for status in statuses)

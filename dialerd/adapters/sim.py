@@ -42,6 +42,7 @@ import msgspec
 import structlog
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
 
+from dialerd import metrics
 from dialerd.config import Range, SimConfig, SimOutcomes
 from dialerd.model import NIL_UUID, format_time
 from dialerd.ports import (
@@ -169,6 +170,14 @@ class _Counters:
 
 def _uniform(rng: random.Random, span: Range) -> float:
     return rng.uniform(span.min, span.max)
+
+
+def _queue_of(origination: Origination) -> str:
+    """The simulated queue an answered call joins: the one the engine reads agents of
+    (the registry's name), "" for an agentless campaign."""
+    if origination.queue_id in ("", NIL_UUID):
+        return ""
+    return origination.queue_name or origination.queue_id
 
 
 def _delay(rng: random.Random, span: Range) -> float:
@@ -487,10 +496,10 @@ class SimTelephony(_SimBackend):
         }.get(call.fate)
 
     async def _answered(self, call: _Call) -> HangupReason:
-        queue_id = call.origination.queue_id
-        if queue_id and queue_id != NIL_UUID:
+        queue = _queue_of(call.origination)
+        if queue:
             world = self.world
-            pool = world.pool(queue_id)
+            pool = world.pool(queue)
             free = pool.free()
             if free and not pool.waiting:
                 world.connect(call, world.rng.choice(free))
@@ -517,10 +526,10 @@ class SimTelephony(_SimBackend):
 
     def _release(self, call: _Call) -> None:
         """Take the call out of its queue; its agent, if any, goes into wrap-up."""
-        queue_id = call.origination.queue_id
-        if not queue_id or queue_id == NIL_UUID:
+        queue = _queue_of(call.origination)
+        if not queue:
             return
-        pool = self.world.pool(queue_id)
+        pool = self.world.pool(queue)
         if call in pool.waiting:
             pool.waiting.remove(call)
         agent, call.agent = call.agent, None
@@ -550,7 +559,9 @@ class SimQueue:
     async def available_agents(self, queue_name: str) -> int:
         """Agents of the queue neither talking nor in wrap-up."""
         await anyio.lowlevel.checkpoint()
-        return len(self.world.pool(queue_name).free())
+        pool = self.world.pool(queue_name)
+        metrics.queue_agents(queue_name, (agent.status.value for agent in pool.agents))
+        return len(pool.free())
 
     async def has_queue(self, queue_name: str) -> bool:
         """The simulated centre staffs every queue it is asked about."""

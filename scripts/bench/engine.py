@@ -42,6 +42,7 @@ from dialerd.model import (
     format_time,
     new_id,
 )
+from dialerd.queues import QueueRef
 from dialerd.store import Store, create_store
 from scripts.bench.redis_server import redis_server
 
@@ -172,8 +173,13 @@ async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
     )
     now = format_time(clock.now())
     plan = await store.create_outplan(msgspec.structs.replace(outplan(now), dial_timeout=30_000))
+    # One registered one-agent queue per campaign.
+    queues = [
+        QueueRef(id=new_id(), customer_id=CUSTOMER, name=f"q{n}") for n in range(args.lag_campaigns)
+    ]
+    engine.queues.replace(queues)
     campaigns = [
-        await add_campaign(store, plan, now, 50, new_id(), n) for n in range(args.lag_campaigns)
+        await add_campaign(store, plan, now, 50, queue.id, n) for n, queue in enumerate(queues)
     ]
     lags: list[float] = []
     durations: list[float] = []

@@ -137,7 +137,7 @@ async def minimal(number: str, hang_up: bool, calls: int, concurrency: int, limi
 # -- dialerd ------------------------------------------------------------------------------
 
 
-def dialerd_config(state: Path, port: int, concurrency: int, tick: float) -> str:
+def dialerd_config(state: Path, port: int, ops_port: int, concurrency: int, tick: float) -> str:
     return f"""
 state_dir = "{state}"
 [engine]
@@ -149,6 +149,8 @@ listen = "127.0.0.1:{port}"
 [[api.tokens]]
 token = "{TOKEN}"
 customer_id = "{CUSTOMER}"
+[ops]
+listen = "127.0.0.1:{ops_port}"
 [log]
 level = "warning"
 format = "json"
@@ -181,9 +183,9 @@ def free_port() -> int:
 
 def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> Phase:
     with tempfile.TemporaryDirectory(prefix="bench-telephony-") as tmp:
-        port = free_port()
+        port, ops_port = free_port(), free_port()
         config = Path(tmp) / "dialerd.toml"
-        config.write_text(dialerd_config(Path(tmp) / "state", port, concurrency, TICK))
+        config.write_text(dialerd_config(Path(tmp) / "state", port, ops_port, concurrency, TICK))
         command = [sys.executable, "-m", "dialerd.cli", "run", "--config", str(config)]
         log = (Path(tmp) / "daemon.log").open("wb")
         process = subprocess.Popen(command, stdout=log, stderr=log, cwd=REPO)
@@ -196,7 +198,8 @@ def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> 
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    if http.get("/readyz").status_code == 200:
+                    ready = f"http://127.0.0.1:{ops_port}/readyz"
+                    if httpx.get(ready, timeout=5).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

@@ -22,7 +22,8 @@ T = TypeVar("T")
 class CampaignApi:
     """The control API of one daemon, as the chaos customer."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ops_port: int) -> None:
+        self.ops_url = f"http://127.0.0.1:{ops_port}"
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{port}/v1.0",
             headers={"Authorization": f"Bearer {TOKEN}"},
@@ -108,7 +109,7 @@ class CampaignApi:
     def ready(self) -> bool | None:
         """What /readyz says; None if the daemon does not answer."""
         try:
-            reply = self.http.get(str(self.http.base_url.join("/readyz")), timeout=5)
+            reply = httpx.get(f"{self.ops_url}/readyz", timeout=5)
         except httpx.TransportError:
             return None
         return reply.status_code == 200

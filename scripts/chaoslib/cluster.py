@@ -84,6 +84,8 @@ class Daemon:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        # /healthz and /readyz are on the operations listener.
+        self.ops_port = free_port()
         self.config = workdir / "dialerd.toml"
         store_section = (
             f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis_url}"\ntimeout = 1.0\n'
@@ -108,6 +110,8 @@ listen = "127.0.0.1:{self.port}"
 [[api.tokens]]
 token = "{TOKEN}"
 customer_id = "{CUSTOMER}"
+[ops]
+listen = "127.0.0.1:{self.ops_port}"
 [[queues]]
 id = "{QUEUE}"
 customer_id = "{CUSTOMER}"
@@ -118,7 +122,7 @@ format = "json"
 """
         )
         self.process: subprocess.Popen[bytes] | None = None
-        self.api = CampaignApi(self.port)
+        self.api = CampaignApi(self.port, self.ops_port)
 
     def start(self) -> None:
         """Spawn the daemon and wait (bounded) until it answers /healthz."""
@@ -135,7 +139,8 @@ format = "json"
             if self.process.poll() is not None:
                 raise RuntimeError(f"dialerd exited at start; see {self.workdir / 'daemon.log'}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                health = f"http://127.0.0.1:{self.ops_port}/healthz"
+                if httpx.get(health, timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import inspect
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,35 @@ from dialerd.model import (
 )
 from dialerd.store import Store
 from dialerd.store.sqlite import SqliteStore
-from tests.integration.conftest import EPOCH, Factory, queue_of, queues_of, tel
+from tests.integration.conftest import EPOCH, Factory, StoreMaker, queue_of, queues_of, tel
 from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
-# Real seconds without movement that count as settled when the store is behind a socket.
-SOCKET_QUIET = 0.01
+
+
+class InFlight:
+    """A store whose calls in progress are counted (to know when all have answered)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.calls = 0
+
+    def busy(self) -> bool:
+        return self.calls > 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            try:
+                return await attribute(*args, **kwargs)
+            finally:
+                self.calls -= 1
+
+        return counted
 
 
 @dataclass
@@ -47,13 +71,13 @@ class World:
     engine: Engine
     control: CampaignControl
     make: Factory
-    # Real seconds of quiet that mean "settled" (a store behind a socket needs some).
-    settle_threshold: float = 0.0
+    # True while a store call waits on a socket (a Redis store): not settled yet.
+    store_busy: Callable[[], bool] | None = None
 
     async def advance(self, seconds: float) -> None:
         """Let campaign time pass, every tick and wake-up on the way running in order."""
-        await self.clock.advance(seconds, threshold=self.settle_threshold)
-        await settle(self.settle_threshold)
+        await self.clock.advance(seconds, busy=self.store_busy)
+        await settle(busy=self.store_busy)
 
     async def campaign(
         self,
@@ -104,11 +128,11 @@ class World:
 
     async def run(self, campaign: Campaign) -> None:
         await self.control.run(CUSTOMER, campaign.id)
-        await settle(self.settle_threshold)
+        await settle(busy=self.store_busy)
 
     async def stop(self, campaign: Campaign) -> None:
         await self.control.stop(CUSTOMER, campaign.id)
-        await settle(self.settle_threshold)
+        await settle(busy=self.store_busy)
 
     async def status(self, campaign: Campaign) -> CampaignStatus:
         stored = await self.store.get_campaign(None, campaign.id)
@@ -146,6 +170,11 @@ async def running_engine(
     if store is None:
         store = SqliteStore(tmp_path / "dialerd.sqlite3")
         await store.open()
+    busy: Callable[[], bool] | None = None
+    if store.backend != "sqlite":
+        # Its calls wait on a socket, which settle() cannot see: count them.
+        store = counted = InFlight(store)  # type: ignore[assignment]
+        busy = counted.busy
     clock = FakeClock(EPOCH)
     calls, flows = ScriptedCalls(clock=clock), ScriptedCalls("scripted-flows", clock)
     queue = FixedQueue()
@@ -159,14 +188,27 @@ async def running_engine(
         config=config,
         owner=owner,
     )
-    threshold = 0.0 if store.backend == "sqlite" else SOCKET_QUIET
-    world = World(store, clock, calls, flows, queue, engine, engine.control, Factory(), threshold)
+    world = World(store, clock, calls, flows, queue, engine, engine.control, Factory(), busy)
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(engine.run)
-            await settle(threshold)
+            await settle(busy=busy)
             yield world
             task_group.cancel_scope.cancel()
     finally:
         if own_store:
             await store.close()
+
+
+@asynccontextmanager
+async def engine_on(
+    new_store: StoreMaker, tmp_path: Path, **engine_config: Any
+) -> AsyncIterator[World]:
+    """The engine on a fresh, opened store of the test's backend (``new_store``)."""
+    store = new_store()
+    await store.open()
+    try:
+        async with running_engine(tmp_path, store=store, **engine_config) as world:
+            yield world
+    finally:
+        await store.close()

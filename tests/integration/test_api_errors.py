@@ -253,10 +253,11 @@ async def test_body_over_the_limit_is_413_when_streamed_without_length(
     api_server: ApiServer,
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
-        yield b"name,destination_0\n"
-        line = b"x,+15551230001\n"
-        for _ in range(MAX_BODY // (4096 * len(line)) + 2):
-            yield line * 4096
+        yield b"name,detail,destination_0\n"
+        # Long valid rows: the limit is reached after a few thousand rows, not millions.
+        line = b"x," + b"d" * 2000 + b",+15551230001\n"
+        for _ in range(MAX_BODY // (64 * len(line)) + 2):
+            yield line * 64
 
     async with api_server.client() as client:
         outdial = await create(client, "/v1.0/outdials", {})

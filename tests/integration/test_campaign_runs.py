@@ -123,6 +123,10 @@ async def test_random_campaign_runs_to_stop_within_every_invariant(
         # The service-level rule: never more lines dialing than agents allow.
         agents = sim_config.default_agents
         assert (engine.max_dialing - 1) * service_level < agents * 100
+        # One line per free agent at most: every answered call finds its agent. (The
+        # engine and the centre must mean the same queue by the campaign's queue_id.)
+        if service_level >= 100:
+            assert not [call for call in calls if call.reason == "abandoned"]
         # Targets that succeeded have exactly one successful attempt; others none.
         successes = Counter(call.outdial_target_id for call in calls if call.result == "success")
         assert all(count == 1 for count in successes.values())

@@ -19,14 +19,16 @@ from dialerd.model import (
     TargetStatus,
 )
 from dialerd.ports import HangupReason
-from tests.integration.conftest import tel
-from tests.integration.engine_harness import CUSTOMER, running_engine
+from tests.integration.conftest import StoreMaker, tel
+from tests.integration.engine_harness import CUSTOMER, engine_on
 
 # -- §2 run validation and status -------------------------------------------------
 
 
-async def test_run_is_refused_without_an_outplan_and_names_it(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_run_is_refused_without_an_outplan_and_names_it(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         campaign, _, _ = await world.campaign()
         await world.control.edit(CUSTOMER, campaign.id, outplan_id=NIL_UUID)
         with pytest.raises(RunRefused, match="outplan_id is not set"):
@@ -35,16 +37,20 @@ async def test_run_is_refused_without_an_outplan_and_names_it(tmp_path: Path) ->
         assert world.calls.originated == []
 
 
-async def test_run_is_refused_when_the_outplan_allows_no_try(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_run_is_refused_when_the_outplan_allows_no_try(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         campaign, _, _ = await world.campaign(max_try_counts=(0, 0, 0, 0, 0))
         with pytest.raises(RunRefused, match="allows no try"):
             await world.control.run(CUSTOMER, campaign.id)
         assert await world.status(campaign) == CampaignStatus.STOP
 
 
-async def test_run_is_refused_when_the_outdial_was_deleted(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_run_is_refused_when_the_outdial_was_deleted(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         campaign, _, _ = await world.campaign()
         await world.store.delete_outdial(CUSTOMER, campaign.outdial_id, world.clock.now())
         with pytest.raises(RunRefused, match=f"outdial {campaign.outdial_id} does not exist"):
@@ -54,8 +60,10 @@ async def test_run_is_refused_when_the_outdial_was_deleted(tmp_path: Path) -> No
 # -- §3 pacing ---------------------------------------------------------------------
 
 
-async def test_one_tick_starts_as_many_attempts_as_the_rule_allows(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_one_tick_starts_as_many_attempts_as_the_rule_allows(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 5
         campaign, _, _ = await world.campaign(targets=20)
         await world.run(campaign)
@@ -68,11 +76,11 @@ async def test_one_tick_starts_as_many_attempts_as_the_rule_allows(tmp_path: Pat
     [(100, 4), (200, 2), (50, 8), (0, 10)],
 )
 async def test_service_level_sets_lines_per_available_agent(
-    tmp_path: Path, service_level: int, expected: int
+    tmp_path: Path, new_store: StoreMaker, service_level: int, expected: int
 ) -> None:
     # 4 agents: 100 -> one line each, 200 -> one per two, 50 -> two each; 0 is held
     # only by the concurrency ceiling (10 here).
-    async with running_engine(tmp_path, max_concurrent_attempts=10) as world:
+    async with engine_on(new_store, tmp_path, max_concurrent_attempts=10) as world:
         world.queue.available = 4
         campaign, _, _ = await world.campaign(targets=20, service_level=service_level)
         await world.run(campaign)
@@ -80,8 +88,10 @@ async def test_service_level_sets_lines_per_available_agent(
         assert len(world.calls.originated) == expected
 
 
-async def test_answered_attempts_no_longer_count_as_dialing(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_answered_attempts_no_longer_count_as_dialing(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 2
         campaign, _, _ = await world.campaign(targets=10)
         await world.run(campaign)
@@ -95,8 +105,10 @@ async def test_answered_attempts_no_longer_count_as_dialing(tmp_path: Path) -> N
         assert statuses.count(CampaigncallStatus.PROGRESSING) == 2
 
 
-async def test_agentless_campaign_is_held_by_the_concurrency_ceiling(tmp_path: Path) -> None:
-    async with running_engine(tmp_path, max_concurrent_attempts=3) as world:
+async def test_agentless_campaign_is_held_by_the_concurrency_ceiling(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, max_concurrent_attempts=3) as world:
         campaign, _, _ = await world.campaign(targets=10, queue=False)
         await world.run(campaign)
         await world.advance(5)
@@ -105,9 +117,9 @@ async def test_agentless_campaign_is_held_by_the_concurrency_ceiling(tmp_path: P
 
 
 async def test_agentless_campaign_is_held_by_the_attempts_per_second_ceiling(
-    tmp_path: Path,
+    tmp_path: Path, new_store: StoreMaker
 ) -> None:
-    async with running_engine(tmp_path, max_attempts_per_second=2.0) as world:
+    async with engine_on(new_store, tmp_path, max_attempts_per_second=2.0) as world:
         campaign, _, _ = await world.campaign(targets=50, queue=False)
         await world.run(campaign)
         assert len(world.calls.originated) == 2
@@ -117,8 +129,10 @@ async def test_agentless_campaign_is_held_by_the_attempts_per_second_ceiling(
         assert len(world.calls.originated) == 10
 
 
-async def test_no_attempt_starts_while_the_queue_adapter_is_unreachable(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_no_attempt_starts_while_the_queue_adapter_is_unreachable(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 5
         campaign, _, _ = await world.campaign(targets=5)
         world.queue.reachable = False
@@ -133,13 +147,15 @@ async def test_no_attempt_starts_while_the_queue_adapter_is_unreachable(tmp_path
         assert len(world.calls.originated) == 5
 
 
-async def test_a_failing_campaign_is_retried_and_never_stops_another(tmp_path: Path) -> None:
+async def test_a_failing_campaign_is_retried_and_never_stops_another(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
     with (
         structlog.testing.capture_logs(
             processors=[structlog.contextvars.merge_contextvars]
         ) as logs,
     ):
-        broken_id = await _one_campaign_failing(tmp_path)
+        broken_id = await _one_campaign_failing(tmp_path, new_store)
     failures = [entry for entry in logs if entry["event"] == "campaign tick failed"]
     assert failures
     assert {(entry["campaign_id"], entry["error_type"]) for entry in failures} == {
@@ -147,9 +163,9 @@ async def test_a_failing_campaign_is_retried_and_never_stops_another(tmp_path: P
     }
 
 
-async def _one_campaign_failing(tmp_path: Path) -> str:
+async def _one_campaign_failing(tmp_path: Path, new_store: StoreMaker) -> str:
     """Two campaigns, one whose queue reads fail; returns the failing one's id."""
-    async with running_engine(tmp_path, backoff_initial=2.0) as world:
+    async with engine_on(new_store, tmp_path, backoff_initial=2.0) as world:
         world.queue.available = 1
         broken, _, _ = await world.campaign(targets=3, queue="support")
         healthy, _, _ = await world.campaign(targets=3)
@@ -170,8 +186,10 @@ async def _one_campaign_failing(tmp_path: Path) -> str:
 # -- §4 selection ---------------------------------------------------------------
 
 
-async def test_a_target_waiting_for_its_retry_does_not_block_the_others(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_a_target_waiting_for_its_retry_does_not_block_the_others(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, targets = await world.campaign(
             targets=3, max_try_counts=(2, 0, 0, 0, 0), try_interval_ms=60_000
@@ -191,8 +209,10 @@ async def test_a_target_waiting_for_its_retry_does_not_block_the_others(tmp_path
         ]
 
 
-async def test_retry_interval_runs_from_the_end_of_the_last_attempt(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_retry_interval_runs_from_the_end_of_the_last_attempt(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, _ = await world.campaign(
             targets=1, max_try_counts=(2, 0, 0, 0, 0), try_interval_ms=60_000
@@ -206,8 +226,10 @@ async def test_retry_interval_runs_from_the_end_of_the_last_attempt(tmp_path: Pa
         assert len(world.calls.originated) == 2
 
 
-async def test_every_try_of_the_first_number_comes_before_the_second(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_every_try_of_the_first_number_comes_before_the_second(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         outdial_target = world.make.target(NIL_UUID, tel("+15550001"), tel("+15550002"))
         campaign, _, _ = await world.campaign(
@@ -230,9 +252,9 @@ async def test_every_try_of_the_first_number_comes_before_the_second(tmp_path: P
 
 
 async def test_answered_and_ended_normally_is_a_success_and_ends_the_target(
-    tmp_path: Path,
+    tmp_path: Path, new_store: StoreMaker
 ) -> None:
-    async with running_engine(tmp_path) as world:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, targets = await world.campaign(targets=1, max_try_counts=(3, 0, 0, 0, 0))
         await world.run(campaign)
@@ -247,8 +269,8 @@ async def test_answered_and_ended_normally_is_a_success_and_ends_the_target(
         assert (await world.target(targets[0])).status == TargetStatus.DONE
 
 
-async def test_a_repeated_hangup_changes_nothing(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_a_repeated_hangup_changes_nothing(tmp_path: Path, new_store: StoreMaker) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, _targets = await world.campaign(targets=1, max_try_counts=(3, 0, 0, 0, 0))
         await world.run(campaign)
@@ -262,8 +284,10 @@ async def test_a_repeated_hangup_changes_nothing(tmp_path: Path) -> None:
         assert world.engine.stats.attempts_finished == len(await world.calls_of(campaign)) - 1
 
 
-async def test_dial_timeout_cancels_an_unanswered_call_as_no_answer(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_dial_timeout_cancels_an_unanswered_call_as_no_answer(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, _ = await world.campaign(targets=1, dial_timeout_ms=10_000)
         await world.run(campaign)
@@ -276,8 +300,10 @@ async def test_dial_timeout_cancels_an_unanswered_call_as_no_answer(tmp_path: Pa
         assert world.calls.cancelled == [call_id]
 
 
-async def test_a_flow_attempt_that_never_reports_ends_as_timeout(tmp_path: Path) -> None:
-    async with running_engine(tmp_path, flow_timeout=20.0) as world:
+async def test_a_flow_attempt_that_never_reports_ends_as_timeout(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, flow_timeout=20.0) as world:
         campaign, _, _ = await world.campaign(targets=1, type=CampaignType.FLOW, queue=False)
         await world.run(campaign)
         assert len(world.flows.originated) == 1
@@ -287,8 +313,10 @@ async def test_a_flow_attempt_that_never_reports_ends_as_timeout(tmp_path: Path)
         assert await world.status(campaign) == CampaignStatus.STOP
 
 
-async def test_a_failed_origination_fails_the_attempt_not_the_campaign(tmp_path: Path) -> None:
-    async with running_engine(tmp_path, backoff_initial=5.0) as world:
+async def test_a_failed_origination_fails_the_attempt_not_the_campaign(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, backoff_initial=5.0) as world:
         world.queue.available = 1
         world.calls.failures_to_come = 1
         campaign, _, targets = await world.campaign(targets=1, max_try_counts=(2, 0, 0, 0, 0))
@@ -307,8 +335,10 @@ async def test_a_failed_origination_fails_the_attempt_not_the_campaign(tmp_path:
 # -- §6 exhaustion and end_handle ----------------------------------------------------
 
 
-async def test_a_pending_retry_keeps_the_campaign_running(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_a_pending_retry_keeps_the_campaign_running(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, _ = await world.campaign(
             targets=1, max_try_counts=(2, 0, 0, 0, 0), try_interval_ms=60_000
@@ -323,8 +353,10 @@ async def test_a_pending_retry_keeps_the_campaign_running(tmp_path: Path) -> Non
         assert await world.status(campaign) == CampaignStatus.STOP
 
 
-async def test_end_handle_stop_stops_when_every_target_is_done(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_end_handle_stop_stops_when_every_target_is_done(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 3
         campaign, _, targets = await world.campaign(targets=3)
         await world.run(campaign)
@@ -336,8 +368,10 @@ async def test_end_handle_stop_stops_when_every_target_is_done(tmp_path: Path) -
         assert {(await world.target(t)).status for t in targets} == {TargetStatus.DONE}
 
 
-async def test_end_handle_continue_keeps_polling_for_new_targets(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_end_handle_continue_keeps_polling_for_new_targets(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, _ = await world.campaign(targets=1, end_handle=EndHandle.CONTINUE)
         await world.run(campaign)
@@ -353,8 +387,10 @@ async def test_end_handle_continue_keeps_polling_for_new_targets(tmp_path: Path)
 # -- §2 stop -------------------------------------------------------------------------
 
 
-async def test_stop_cancels_ringing_calls_and_waits_for_answered_ones(tmp_path: Path) -> None:
-    async with running_engine(tmp_path, stop_grace=30.0) as world:
+async def test_stop_cancels_ringing_calls_and_waits_for_answered_ones(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, stop_grace=30.0) as world:
         world.queue.available = 2
         campaign, _, _ = await world.campaign(targets=5)
         await world.run(campaign)
@@ -375,8 +411,10 @@ async def test_stop_cancels_ringing_calls_and_waits_for_answered_ones(tmp_path: 
         assert len(world.calls.originated) == 2
 
 
-async def test_stop_without_active_attempts_is_immediate(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_stop_without_active_attempts_is_immediate(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         campaign, _, _ = await world.campaign(targets=2)  # no agent free: nothing dials
         await world.run(campaign)
         stopped = await world.control.stop(CUSTOMER, campaign.id)
@@ -386,8 +424,10 @@ async def test_stop_without_active_attempts_is_immediate(tmp_path: Path) -> None
 # -- §7 chaining -------------------------------------------------------------------------
 
 
-async def test_exhausted_campaign_starts_its_next_campaign(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_exhausted_campaign_starts_its_next_campaign(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         second, _, _ = await world.campaign(targets=1)
         first, _, _ = await world.campaign(targets=1, next_campaign_id=second.id)
@@ -399,8 +439,8 @@ async def test_exhausted_campaign_starts_its_next_campaign(tmp_path: Path) -> No
         assert world.calls.originated[1].campaign_id == second.id
 
 
-async def test_a_user_stop_does_not_chain(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_a_user_stop_does_not_chain(tmp_path: Path, new_store: StoreMaker) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         second, _, _ = await world.campaign(targets=1)
         first, _, _ = await world.campaign(targets=1, next_campaign_id=second.id)
         await world.run(first)
@@ -410,9 +450,9 @@ async def test_a_user_stop_does_not_chain(tmp_path: Path) -> None:
 
 
 async def test_a_cycle_of_chained_campaigns_with_nothing_to_dial_does_not_spin(
-    tmp_path: Path,
+    tmp_path: Path, new_store: StoreMaker
 ) -> None:
-    async with running_engine(tmp_path) as world:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         first, _, _ = await world.campaign(targets=1)
         second, _, _ = await world.campaign(targets=0, next_campaign_id=first.id)
@@ -429,15 +469,15 @@ async def test_a_cycle_of_chained_campaigns_with_nothing_to_dial_does_not_spin(
 
 
 async def test_restart_picks_up_running_campaigns_and_ends_lost_attempts(
-    tmp_path: Path,
+    tmp_path: Path, new_store: StoreMaker
 ) -> None:
-    async with running_engine(tmp_path) as world:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, targets = await world.campaign(targets=1, max_try_counts=(2, 0, 0, 0, 0))
         await world.run(campaign)
         assert len(world.calls.originated) == 1
     # A new process: the backend knows no call; the store says one is dialing.
-    async with running_engine(tmp_path) as world:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         await world.advance(1)
         calls = await world.calls_of(campaign)
@@ -446,8 +486,10 @@ async def test_restart_picks_up_running_campaigns_and_ends_lost_attempts(
         assert (await world.target(targets[0])).try_count_0 == 2
 
 
-async def test_a_queue_the_queue_backend_does_not_know_is_refused_at_run(tmp_path: Path) -> None:
-    async with running_engine(tmp_path) as world:
+async def test_a_queue_the_queue_backend_does_not_know_is_refused_at_run(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
         campaign, _, _ = await world.campaign(targets=1)
         world.queue.known.discard("sales")
         with pytest.raises(RunRefused, match=r"\(sales\) is unknown to the fixed backend"):

@@ -6,8 +6,6 @@ to place and to end calls, and can lose or fail requests, as a real trunk does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +15,7 @@ from dialerd.model import CampaigncallStatus, CampaignStatus, TargetStatus, pars
 from dialerd.ports import HangupReason
 from dialerd.store import AttemptPlan, Store
 from tests.integration.conftest import StoreMaker
-from tests.integration.engine_harness import CUSTOMER, World, running_engine
-
-
-@asynccontextmanager
-async def engine_on(
-    new_store: StoreMaker, tmp_path: Path, **engine_config: Any
-) -> AsyncIterator[World]:
-    """The engine on a fresh store of the test's backend."""
-    store = new_store()
-    await store.open()
-    try:
-        async with running_engine(tmp_path, store=store, **engine_config) as world:
-            yield world
-    finally:
-        await store.close()
+from tests.integration.engine_harness import CUSTOMER, engine_on, running_engine
 
 
 async def test_no_attempt_is_claimed_once_a_stop_is_stored(

@@ -11,6 +11,7 @@ import redis.asyncio
 from redis.typing import EncodableT, FieldT
 from structlog.testing import capture_logs
 
+from dialerd import metrics
 from dialerd.adapters.redis_queue import RedisQueue, redact_url
 from dialerd.ports import QueueUnavailable
 from tests.conftest import free_port
@@ -47,6 +48,16 @@ def silent_server() -> Iterator[str]:
         yield f"redis://:s3cret@127.0.0.1:{listener.getsockname()[1]}/0"
 
 
+def agent_states(queue: str) -> dict[str, float | None]:
+    """``dialerd_queue_agents`` of ``queue`` by state, as exported now."""
+    return {
+        state: metrics.REGISTRY.get_sample_value(
+            "dialerd_queue_agents", {"queue": queue, "state": state}
+        )
+        for state in metrics.AGENT_STATES
+    }
+
+
 async def test_only_available_agents_count(queue: RedisQueue, agents: redis.asyncio.Redis) -> None:
     statuses: dict[FieldT, EncodableT] = {
         "agent-1": "available",
@@ -58,8 +69,16 @@ async def test_only_available_agents_count(queue: RedisQueue, agents: redis.asyn
     }
     await agents.hset(f"dtest:queue:{QUEUE}:agents", mapping=statuses)
     assert await queue.available_agents(QUEUE) == 2
+    # away is paused, ringing is busy (offered a call), an unknown status is offline.
+    assert agent_states(QUEUE) == {
+        "available": 2, "busy": 2, "wrap_up": 0, "paused": 1, "offline": 1
+    }  # fmt: skip
     await agents.hset(f"dtest:queue:{QUEUE}:agents", "agent-3", "available")
+    await agents.hset(f"dtest:queue:{QUEUE}:agents", "agent-7", "on-strike")
     assert await queue.available_agents(QUEUE) == 3
+    assert agent_states(QUEUE) == {
+        "available": 3, "busy": 1, "wrap_up": 0, "paused": 1, "offline": 2
+    }  # fmt: skip
 
 
 async def test_other_queues_and_prefixes_do_not_count(

@@ -13,6 +13,7 @@ import anyio
 import pytest
 from anyio.abc import ObjectReceiveStream
 
+from dialerd import metrics
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.clock import FakeClock
 from dialerd.config import Range, SimConfig, SimOutcomes
@@ -209,6 +210,19 @@ async def test_an_answered_call_no_agent_takes_in_time_is_abandoned() -> None:
     assert (snapshot.connected, snapshot.abandoned) == (1, 2)
 
 
+def agent_states(queue: str) -> dict[str, float | None]:
+    """``dialerd_queue_agents`` of ``queue`` by state, as exported now."""
+    return {
+        state: metrics.REGISTRY.get_sample_value(
+            "dialerd_queue_agents", {"queue": queue, "state": state}
+        )
+        for state in metrics.AGENT_STATES
+    }
+
+
+NO_AGENTS: dict[str, float | None] = dict.fromkeys(metrics.AGENT_STATES, 0.0)
+
+
 async def test_agents_take_new_calls_only_after_wrap_up() -> None:
     clock = FakeClock()
     world = SimCallCentre(sim_config(agents={QUEUE: 1}, abandon_after=20.0), clock)
@@ -217,9 +231,11 @@ async def test_agents_take_new_calls_only_after_wrap_up() -> None:
         await world.telephony.originate(origination(1))
         await clock.advance(5)
         assert await world.queue.available_agents(QUEUE) == 0
+        assert agent_states(QUEUE) == {**NO_AGENTS, "busy": 1}
         await clock.advance(60)  # talk ends at 65, wrap-up until 75
         assert recorder.reasons() == {"cc-1": HangupReason.NORMAL}
         assert await world.queue.available_agents(QUEUE) == 0
+        assert agent_states(QUEUE) == {**NO_AGENTS, "wrap_up": 1}
         snapshot = world.snapshot()
         assert (snapshot.agents_busy, snapshot.agents_total) == (1, 1)
         await world.telephony.originate(origination(2))  # answered at 70, waits for the agent
@@ -229,6 +245,7 @@ async def test_agents_take_new_calls_only_after_wrap_up() -> None:
         assert recorder.times("cc-2") == [("Answered", 70.0), ("Ended", 135.0)]
         await clock.advance(10)
         assert await world.queue.available_agents(QUEUE) == 1
+        assert agent_states(QUEUE) == {**NO_AGENTS, "available": 1}
     assert recorder.reasons() == {"cc-1": HangupReason.NORMAL, "cc-2": HangupReason.NORMAL}
 
 

@@ -108,7 +108,7 @@ class AsteriskDaemon:
         wait_for(self._ready, 15, "the daemon is ready (ARI and AMI connected)")
 
     def _ready(self) -> bool:
-        return self.http.get("/readyz").status_code == 200
+        return self.process.ops.get("/readyz").status_code == 200
 
     def campaign(
         self,
@@ -192,7 +192,7 @@ class AsteriskDaemon:
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """One sample of ``/metrics`` (None when absent)."""
         wanted = "" if not labels else ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in self.http.get("/metrics").text.splitlines():
+        for line in self.process.ops.get("/metrics").text.splitlines():
             if line.startswith("#"):
                 continue
             match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line)

@@ -33,9 +33,13 @@ class DaemonProcess:
         env: dict[str, str] | None = None,
         tick_interval: float = 0.2,
         engine: str = "",
+        args: tuple[str, ...] = (),
+        ops: str = "",
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        # /metrics, /healthz and /readyz: the operations listener, apart from the API.
+        self.ops_port = free_port()
         self.config = tmp_path / "dialerd.toml"
         self.config.write_text(
             f"""
@@ -54,6 +58,9 @@ listen = "127.0.0.1:{self.port}"
 [[api.tokens]]
 token = "{TOKEN}"
 customer_id = "{CUSTOMER}"
+[ops]
+listen = "127.0.0.1:{self.ops_port}"
+{ops}
 [[queues]]
 id = "{QUEUE}"
 customer_id = "{CUSTOMER}"
@@ -68,7 +75,7 @@ format = "json"
         self.stderr_path = tmp_path / "stderr.log"
         with self.stdout_path.open("wb") as stdout, self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dialerd.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "dialerd.cli", "run", "--config", str(self.config), *args],
                 stdout=stdout,
                 stderr=stderr,
                 env={**os.environ, **(env or {})},
@@ -76,13 +83,14 @@ format = "json"
         self.http = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         )
+        self.ops = httpx.Client(base_url=f"http://127.0.0.1:{self.ops_port}", timeout=10)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.stderr_path.read_text()
             try:
-                if self.http.get("/healthz").status_code == 200:
+                if self.ops.get("/healthz").status_code in (200, 401):
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -102,6 +110,7 @@ format = "json"
 
     def close(self) -> None:
         self.http.close()
+        self.ops.close()
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()

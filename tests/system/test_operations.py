@@ -105,7 +105,7 @@ def test_a_hung_scheduler_stops_the_watchdog_pings(
         notify_socket.wait_for("WATCHDOG=1")
         # The store hangs: no round of the scheduler ends, so it makes no progress.
         redis.process.send_signal(signal.SIGSTOP)
-        ready = daemon.http.get("/readyz")
+        ready = daemon.ops.get("/readyz")
         assert ready.status_code == 503
         assert "took over" in ready.json()["reason"]
         # Pings go on until the last progress is a few ticks old, then stop for good.
@@ -115,7 +115,7 @@ def test_a_hung_scheduler_stops_the_watchdog_pings(
         assert notify_socket.count("WATCHDOG=1", seconds=3.0) == 0
         redis.process.send_signal(signal.SIGCONT)
         notify_socket.wait_for("WATCHDOG=1")
-        assert daemon.http.get("/readyz").status_code == 200
+        assert daemon.ops.get("/readyz").status_code == 200
         assert daemon.stop() == 0
     finally:
         redis.process.send_signal(signal.SIGCONT)
@@ -127,7 +127,7 @@ def test_a_scrape_passes_promtool_check_metrics(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path)
     try:
         daemon.wait_ready()
-        scrape = daemon.http.get("/metrics")
+        scrape = daemon.ops.get("/metrics")
         assert scrape.status_code == 200
         assert "dialerd_build_info" in scrape.text
         checked = subprocess.run(
@@ -153,7 +153,7 @@ def test_a_real_prometheus_scrapes_the_daemon(tmp_path: Path) -> None:
     config.write_text(
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n  - job_name: dialerd\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{daemon.port}']\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{daemon.ops_port}']\n"
     )
     server = subprocess.Popen(
         [
@@ -211,3 +211,76 @@ def test_every_log_line_of_a_demo_is_json_and_names_its_campaign() -> None:
     assert all(line["timestamp"].endswith("Z") and line["level"] for line in logs)
     # Numbers are masked at INFO: the demo's +1555... numbers never appear whole.
     assert "+1555" not in completed.stdout.decode()
+
+
+# What ``journalctl -u dialerd -o cat`` prints: dialerd's JSON lines among systemd's
+# own, the reload check's output, a traceback and a line cut short by a crash.
+CAMPAIGN = "183c0d5c-691e-42f3-af2b-9bffc2740f83"
+JOURNAL_SAMPLE = "\n".join(
+    [
+        "Starting dialerd.service - dialerd outbound dialer...",
+        json.dumps({"level": "info", "event": "dialerd ready", "version": "0.1.0"}),
+        "Started dialerd.service - dialerd outbound dialer.",
+        json.dumps(
+            {"level": "info", "event": "attempt ended", "campaign_id": CAMPAIGN,
+             "campaigncall_id": "6f1b...", "target_id": "2c50...", "result": "fail",
+             "reason": "busy"}
+        ),
+        "Reloading dialerd.service - dialerd outbound dialer...",
+        "/etc/dialerd/dialerd.toml: Expected `float`, got `str` - at `$.engine.tick_interval`",
+        "Traceback (most recent call last):",
+        '  File "/opt/dialerd/venv/lib/python3.11/site-packages/dialerd/cli.py", line 1',
+        "42",
+        json.dumps(
+            {"level": "error", "event": "config reload rejected; running config kept",
+             "campaign_id": CAMPAIGN}
+        ),
+        json.dumps(
+            {"level": "warning", "event": "campaign status changed", "campaign_id": CAMPAIGN,
+             "previous": "run", "status": "stop", "cause": "x", "timestamp": "t"}
+        ),
+        '{"timestamp": "2026-01-01T00:00:04Z", "level": "info", "event": "cut sh',
+    ]
+)  # fmt: skip
+JOURNAL = "journalctl -u dialerd -o cat"
+
+
+def journal_recipes() -> list[str]:
+    """Every shell line of the README and docs/operations.md that reads the journal."""
+    root = Path(__file__).resolve().parents[2]
+    lines = []
+    for doc in (root / "README.md", root / "docs" / "operations.md"):
+        lines += [line for line in doc.read_text().splitlines() if line.startswith(JOURNAL)]
+    return lines
+
+
+def test_every_documented_jq_recipe_survives_a_real_journal(tmp_path: Path) -> None:
+    sample = tmp_path / "journal.txt"
+    sample.write_text(JOURNAL_SAMPLE + "\n")
+    recipes = journal_recipes()
+    assert len(recipes) >= 8
+    for recipe in recipes:
+        # The journal becomes the sample; "-f" (follow) ends with the file.
+        pipeline = recipe.removeprefix(JOURNAL).removeprefix(" -f").removeprefix(" |")
+        ran = subprocess.run(
+            [
+                "bash",
+                "-o",
+                "pipefail",
+                "-c",
+                f"C={CAMPAIGN}; < {sample} {pipeline}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (ran.returncode, ran.stderr) == (0, ""), recipe
+        assert ran.stdout.strip(), f"{recipe}: no output from the sample"
+        if "select(.level" in recipe:
+            assert "config reload rejected" in ran.stdout, recipe
+        if '.campaign_id == $c and .event == "attempt ended"' in recipe:
+            assert ran.stdout.split() == ["1", "busy"], recipe
+        if "catch true" in recipe:
+            assert "Traceback" in ran.stdout
+            assert "dialerd ready" not in ran.stdout

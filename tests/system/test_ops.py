@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,7 +55,7 @@ def event_is(name: str) -> Callable[[LogLine], bool]:
 
 def reloads(daemon: DaemonProcess, result: str) -> float:
     """``dialerd_config_reloads_total{result=...}`` as scraped now."""
-    scrape = daemon.http.get("/metrics").text
+    scrape = daemon.ops.get("/metrics").text
     for family in text_string_to_metric_families(scrape):
         for sample in family.samples:
             if sample.name == "dialerd_config_reloads_total" and sample.labels == {
@@ -97,7 +99,7 @@ def test_sighup_rejects_an_invalid_file_keeps_running_then_applies_a_valid_one(
         assert "tick_interval" in str(line["error"])
         assert reloads(daemon, "failure") == 1
         assert reloads(daemon, "success") == 0
-        assert daemon.http.get("/readyz").status_code == 200
+        assert daemon.ops.get("/readyz").status_code == 200
         campaign = daemon.http.get(f"/v1.0/campaigns/{campaign_id}").json()
         assert campaign["status"] == "run"
         ended = wait_for_line(daemon, event_is("attempt ended"), after=rejected + 1)
@@ -147,7 +149,7 @@ def test_a_store_outage_keeps_the_daemon_up_fed_watchdog_and_not_ready(
         redis.process.send_signal(signal.SIGSTOP)
         frozen = len(complete_log_lines(daemon))
         wait_for_line(daemon, event_is("campaign tick failed"), after=frozen)
-        ready = daemon.http.get("/readyz")
+        ready = daemon.ops.get("/readyz")
         assert ready.status_code == 503
         assert "store unreachable" in ready.json()["reason"]
         assert notify_socket.count("WATCHDOG=1", seconds=3.0) > 0
@@ -157,7 +159,7 @@ def test_a_store_outage_keeps_the_daemon_up_fed_watchdog_and_not_ready(
         notify_socket.wait_for("WATCHDOG=1")
         thawed = len(complete_log_lines(daemon))
         wait_for_line(daemon, event_is("attempt started"), after=thawed)
-        assert daemon.http.get("/readyz").status_code == 200
+        assert daemon.ops.get("/readyz").status_code == 200
         assert daemon.stop() == 0
     finally:
         redis.process.send_signal(signal.SIGCONT)
@@ -178,7 +180,7 @@ def test_a_shorter_tick_interval_on_sighup_keeps_the_daemon_ready(tmp_path: Path
         answers = []
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
-            answers.append(daemon.http.get("/readyz").status_code)
+            answers.append(daemon.ops.get("/readyz").status_code)
             time.sleep(0.05)
         assert set(answers) == {200}, f"{answers.count(503)} of {len(answers)} answers were 503"
         assert daemon.stop() == 0
@@ -220,7 +222,110 @@ def test_what_a_reload_cannot_apply_is_reported_on_every_reload(tmp_path: Path) 
             after = wait_for_line(daemon, event_is("config reloaded"), after=after) + 1
             assert complete_log_lines(daemon)[after - 1]["needs_restart"] == ["listen addresses"]
             # The daemon still answers where it listened before.
-            assert daemon.http.get("/healthz").status_code == 200
+            assert daemon.ops.get("/healthz").status_code == 200
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def test_operations_endpoints_live_on_their_own_listener_behind_a_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "ops-token"
+    token_file.write_text("scrape-secret-from-a-file\n")
+    daemon = DaemonProcess(tmp_path, ops=f'token_file = "{token_file}"')
+    try:
+        daemon.wait_ready()
+        for path in ("/metrics", "/healthz", "/readyz"):
+            # The API listener serves the API only.
+            assert daemon.http.get(path).status_code == 404, path
+            assert daemon.ops.get(path).status_code == 401, path
+        secret = {"Authorization": "Bearer scrape-secret-from-a-file"}
+        assert daemon.ops.get("/metrics", headers=secret).status_code == 200
+        assert daemon.ops.get("/readyz", headers=secret).status_code == 200
+        # The API itself is where it was, and answers no operations path.
+        assert daemon.http.get("/v1.0/campaigns").status_code == 200
+        # A reload reads the token file again: a new token applies without a restart.
+        token_file.write_text("rotated-scrape-secret\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for_line(daemon, event_is("config reloaded"))
+        assert daemon.ops.get("/metrics", headers=secret).status_code == 401
+        rotated = {"Authorization": "Bearer rotated-scrape-secret"}
+        assert daemon.ops.get("/metrics", headers=rotated).status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_listen_on_the_command_line_is_no_change_on_reload(tmp_path: Path) -> None:
+    port = free_port()
+    daemon = DaemonProcess(tmp_path, args=("--listen", f"127.0.0.1:{port}"))
+    try:
+        daemon.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=daemon.http.headers, timeout=10
+        )
+        daemon.wait_ready()
+        assert daemon.http.get("/v1.0/campaigns").status_code == 200
+        daemon.process.send_signal(signal.SIGHUP)
+        reloaded = wait_for_line(daemon, event_is("config reloaded"))
+        assert complete_log_lines(daemon)[reloaded]["needs_restart"] == []
+        assert daemon.http.get("/v1.0/campaigns").status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_a_rejected_reload_shows_in_status_until_a_good_one(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    daemon = DaemonProcess(tmp_path, env={"NOTIFY_SOCKET": str(notify_socket.path)})
+    try:
+        notify_socket.wait_for("READY=1")
+        running = daemon.config.read_text()
+        daemon.config.write_text(running.replace("tick_interval = 0.2", 'tick_interval = "x"'))
+        daemon.process.send_signal(signal.SIGHUP)
+        notify_socket.wait_for("READY=1")
+        [status] = [line for line in notify_socket.seen[-1].splitlines() if "STATUS=" in line]
+        assert "last reload rejected, old config kept" in status
+        assert "tick_interval" in status
+        # The watchdog's periodic STATUS keeps saying it.
+        time.sleep(0.2)
+        daemon.config.write_text(running)
+        daemon.process.send_signal(signal.SIGHUP)
+        notify_socket.wait_for("READY=1")
+        [status] = [line for line in notify_socket.seen[-1].splitlines() if "STATUS=" in line]
+        assert "rejected" not in status
+        assert status.startswith("STATUS=0 running campaigns")
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def check_config(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dialerd.cli", "check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_check_config_refuses_a_store_timeout_the_watchdog_would_kill(tmp_path: Path) -> None:
+    config = tmp_path / "dialerd.toml"
+    config.write_text('[store]\nbackend = "redis"\n[store.redis]\ntimeout = 10.0\n')
+    refused = check_config(str(config))
+    assert refused.returncode == 1
+    assert "[store.redis] timeout = 10" in refused.stderr
+    assert "WatchdogSec" in refused.stderr
+    # The shipped default (2 s) fits the shipped WatchdogSec=30; so does 10 s under 60 s.
+    assert check_config(str(config), "--watchdog-sec", "60").returncode == 0
+    assert check_config(str(config), "--watchdog-sec", "0").returncode == 0
+    config.write_text('[store]\nbackend = "redis"\n')
+    assert check_config(str(config)).stdout == "ok\n"
+
+
+def test_check_config_reads_the_ops_token_file(tmp_path: Path) -> None:
+    config = tmp_path / "dialerd.toml"
+    config.write_text(f'[ops]\ntoken_file = "{tmp_path / "absent"}"\n')
+    refused = check_config(str(config))
+    assert refused.returncode == 1
+    assert "[ops] token_file" in refused.stderr

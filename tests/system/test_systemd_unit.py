@@ -60,7 +60,23 @@ def test_unit_notifies_is_watched_and_reloads_with_sighup() -> None:
     assert unit["Type"] == ["notify"]
     assert unit["NotifyAccess"] == ["main"]
     assert unit["WatchdogSec"] == ["30"]
-    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # The file is checked first: a bad one fails `systemctl reload` and sends nothing.
+    assert unit["ExecReload"] == [
+        "/opt/dialerd/venv/bin/dialerd check-config --watchdog-sec 30 /etc/dialerd/dialerd.toml",
+        "/bin/kill -HUP $MAINPID",
+    ]
+    [watchdog] = unit["WatchdogSec"]
+    assert f"--watchdog-sec {watchdog} " in unit["ExecReload"][0]
+
+
+def test_journald_rate_limit_fits_the_supported_attempt_rate() -> None:
+    unit = directives(UNIT)
+
+    [interval] = unit["LogRateLimitIntervalSec"]
+    [burst] = unit["LogRateLimitBurst"]
+    seconds = int(interval.removesuffix("s"))
+    # Two info lines per attempt; 400 attempts/s must pass with room for warnings.
+    assert int(burst) / seconds >= 2 * 400
     assert unit["Restart"] == ["on-failure"]
     [exec_start] = unit["ExecStart"]
     assert exec_start.startswith("/opt/dialerd/venv/bin/dialerd run --config /etc/dialerd/")

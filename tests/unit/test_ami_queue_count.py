@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dialerd.adapters.asterisk.ami_protocol import AmiMessage
-from dialerd.adapters.asterisk.ami_queue import count_available, member_available
+from dialerd.adapters.asterisk.ami_queue import (
+    count_available,
+    member_available,
+    member_state,
+    member_states,
+)
 
 NOW = 1_800_000_000.0
 
@@ -42,6 +47,23 @@ def test_wrap_up_of_the_member_else_of_the_queue() -> None:
 def test_a_member_whose_fields_are_not_numbers_does_not_count() -> None:
     assert not member_available(member(Paused="yes"), now=NOW, wrapup_time=0)
     assert not member_available(member(Status=""), now=NOW, wrapup_time=0)
+
+
+def test_every_member_has_one_state_and_available_is_what_counts() -> None:
+    cases = {
+        "available": [member(), member(Status=0), member(LastCall=int(NOW) - 50)],
+        "busy": [member(InCall=1)] + [member(Status=s) for s in (2, 3, 6, 7, 8)],
+        "wrap_up": [member(LastCall=int(NOW) - 5, Wrapuptime=30)],
+        "paused": [member(Paused=1), member(Paused=1, InCall=1)],
+        "offline": [member(Status=4), member(Status=5, Paused=1), member(Paused="yes")],
+    }
+    for state, members in cases.items():
+        for one in members:
+            assert member_state(one, now=NOW, wrapup_time=10) == state, one
+            available = member_available(one, now=NOW, wrapup_time=10)
+            assert available == (state == "available"), one
+    reply = [params(), member(), member(Paused=1), member("other", InCall=1)]
+    assert member_states(reply, "SALES", now=NOW) == ["available", "paused"]
 
 
 def test_count_only_the_asked_queue_and_none_when_it_is_not_listed() -> None:

@@ -111,7 +111,7 @@ def test_per_campaign_outcomes_are_validated_too() -> None:
         ("api", "127.0.0.1:70000"),
         ("api", ":8080"),
         ("api", "example.com:8080"),
-        ("metrics", "nope"),
+        ("ops", "nope"),
     ],
 )
 def test_bad_listen_address_names_the_key_and_the_value(section: str, listen: str) -> None:
@@ -132,6 +132,34 @@ def test_bad_listen_address_names_the_key_and_the_value(section: str, listen: st
 def test_good_listen_addresses_are_accepted(listen: str, expected: tuple[str, int]) -> None:
     assert parse_listen(listen) == expected
     assert decode_config(f'[api]\nlisten = "{listen}"\n').api.listen == listen
+
+
+def test_the_operations_listener_is_apart_from_the_api_on_loopback() -> None:
+    config = decode_config("")
+    assert config.ops.enabled
+    assert config.ops.listen == "127.0.0.1:9108"
+    assert config.ops.listen != config.api.listen
+    assert config.ops.read_token() is None
+
+
+def test_metrics_listen_names_its_replacement() -> None:
+    message = config_error('[metrics]\nlisten = "127.0.0.1:9100"\n')
+    assert "[ops] listen" in message
+
+
+def test_ops_token_inline_or_from_a_file_never_both(tmp_path: Path) -> None:
+    assert decode_config('[ops]\ntoken = "scrape-secret"\n').ops.read_token() == "scrape-secret"
+    file = tmp_path / "ops-token"
+    file.write_text("from-a-file-secret\n")
+    config = decode_config(f'[ops]\ntoken_file = "{file}"\n')
+    assert config.ops.read_token() == "from-a-file-secret"
+    assert "***" not in repr(config.ops)
+    assert "scrape-secret" not in repr(decode_config('[ops]\ntoken = "scrape-secret"\n'))
+    both = config_error(f'[ops]\ntoken = "scrape-secret"\ntoken_file = "{file}"\n')
+    assert "at most one of token and token_file" in both
+    missing = decode_config(f'[ops]\ntoken_file = "{tmp_path / "absent"}"\n')
+    with pytest.raises(ConfigError, match="token_file"):
+        missing.ops.read_token()
 
 
 def test_api_token_with_a_bad_customer_id_is_refused() -> None:

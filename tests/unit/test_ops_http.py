@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from dialerd import __version__
-from dialerd.ops_http import metrics_app, ops_routes
+from dialerd.ops_http import OpsAuth, ops_app, ops_routes
 
 
 def client(app: Starlette) -> httpx.AsyncClient:
@@ -59,7 +59,7 @@ async def test_metrics_is_prometheus_text_with_build_info() -> None:
 
 
 async def test_metrics_speaks_openmetrics_when_asked() -> None:
-    async with client(metrics_app()) as http:
+    async with client(ops_app(ready)) as http:
         response = await http.get(
             "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"}
         )
@@ -68,13 +68,25 @@ async def test_metrics_speaks_openmetrics_when_asked() -> None:
     assert response.text.endswith("# EOF\n")
 
 
-async def test_metrics_can_be_left_off_the_api() -> None:
-    async with client(Starlette(routes=ops_routes(ready, metrics_enabled=False))) as http:
+async def test_metrics_can_be_turned_off() -> None:
+    async with client(ops_app(ready, metrics_enabled=False)) as http:
         assert (await http.get("/metrics")).status_code == 404
         assert (await http.get("/healthz")).status_code == 200
 
 
-async def test_metrics_app_serves_only_metrics() -> None:
-    async with client(metrics_app()) as http:
+async def test_a_token_guards_every_operations_endpoint() -> None:
+    auth = OpsAuth("scrape-secret")
+    async with client(ops_app(ready, auth=auth)) as http:
+        for path in ("/metrics", "/healthz", "/readyz"):
+            refused = await http.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            wrong = await http.get(path, headers={"Authorization": "Bearer scrape-secreT"})
+            assert wrong.status_code == 401, path
+            basic = await http.get(path, headers={"Authorization": "Basic scrape-secret"})
+            assert basic.status_code == 401, path
+            good = await http.get(path, headers={"Authorization": "Bearer scrape-secret"})
+            assert good.status_code == 200, path
+        # A reload may change or drop the token: the next request sees it.
+        auth.token = None
         assert (await http.get("/metrics")).status_code == 200
-        assert (await http.get("/healthz")).status_code == 404

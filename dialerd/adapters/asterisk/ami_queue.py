@@ -58,6 +58,43 @@ def member_available(member: AmiMessage, *, now: float, wrapup_time: int) -> boo
     return not (last_call and wrapup and now - last_call < wrapup)
 
 
+# Device states of a member that is logged out or unreachable: AST_DEVICE_INVALID,
+# AST_DEVICE_UNAVAILABLE.
+OFFLINE_STATES: Final = frozenset({4, 5})
+
+
+def member_state(member: AmiMessage, *, now: float, wrapup_time: int) -> str:
+    """The member's state for ``dialerd_queue_agents``: ``offline`` (device invalid or
+    unavailable, or fields that are not numbers), ``paused``, ``busy`` (on a queue call,
+    or its device in use, busy, ringing or on hold), ``wrap_up``, else ``available``
+    (exactly the members ``member_available`` counts)."""
+    try:
+        paused, in_call, status = (int(member.get(k)) for k in ("Paused", "InCall", "Status"))
+        int(member.get("LastCall") or "0")
+    except ValueError:
+        return "offline"
+    if status in OFFLINE_STATES:
+        return "offline"
+    if paused:
+        return "paused"
+    if in_call or status not in AVAILABLE_STATES:
+        return "busy"
+    if not member_available(member, now=now, wrapup_time=wrapup_time):
+        return "wrap_up"
+    return "available"
+
+
+def member_states(
+    events: Iterable[AmiMessage], queue_name: str, *, now: float, wrapup_time: int = 0
+) -> list[str]:
+    """The state of every member of ``queue_name`` in a ``QueueStatus`` reply."""
+    return [
+        member_state(event, now=now, wrapup_time=wrapup_time)
+        for event in events
+        if event.event == "QueueMember" and event.get("Queue").lower() == queue_name.lower()
+    ]
+
+
 def count_available(
     events: Iterable[AmiMessage], queue_name: str, *, now: float, wrapup_time: int = 0
 ) -> int | None:
@@ -92,11 +129,11 @@ class AsteriskQueue:
 
     async def available_agents(self, queue_name: str) -> int:
         """Members Asterisk would ring now; raise ``QueueUnavailable`` if AMI cannot tell."""
-        count = count_available(
-            await self._queue_status(queue_name),
-            queue_name,
-            now=self._clock(),
-            wrapup_time=self.wrapup_time,
+        events = await self._queue_status(queue_name)
+        now = self._clock()
+        count = count_available(events, queue_name, now=now, wrapup_time=self.wrapup_time)
+        metrics.queue_agents(
+            queue_name, member_states(events, queue_name, now=now, wrapup_time=self.wrapup_time)
         )
         if count is None:
             if queue_name not in self._missing:

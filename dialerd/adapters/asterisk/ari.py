@@ -158,7 +158,7 @@ class AriTelephony:
         number = origination.destination.target
         if not _NUMBER.match(number):
             raise OriginationError(f"destination {number!r} cannot be dialled through Asterisk")
-        queue = self._queue_name(origination.queue_id)
+        queue = origination.queue_name or self._queue_name(origination.queue_id)
         # Registered first: the call's first events may come before the reply.
         self._calls[campaigncall_id] = call_state.placed(campaigncall_id, to_queue=bool(queue))
         started = time.perf_counter()
