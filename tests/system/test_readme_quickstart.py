@@ -2,8 +2,11 @@
 process, then the CLI block in bash, from nothing to a stopped campaign, without curl.
 
 The blocks are read from README.md, so the test fails when the README and the CLI
-disagree. Only the state directory (a temp one) and the listen address (a free port,
-given to the CLI as ``DIALERD_API``) differ from what an operator types.
+disagree. Only the state directory (a temp one) and the listen addresses differ from
+what an operator types: the API's is a free port given with ``--listen`` (and to the
+CLI as ``DIALERD_API``); ``[ops] listen`` has no command-line override, so the daemon
+reads a copy of config/sim.toml whose only change is a free port there, and tests
+running at the same time do not collide on it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ def daemon(tmp_path: Path) -> Iterator[str]:
     [line] = [line for line in daemon_block.splitlines() if line.startswith("dialerd run ")]
     argv = shlex.split(line)
     assert argv[argv.index("--config") + 1] == "config/sim.toml"
+    config = (ROOT / "config" / "sim.toml").read_text()
+    ops_port = free_port()
+    config, replaced = re.subn(
+        r'(?m)^(\[ops\]\n(?:.*\n)*?listen = )"[^"]*"', rf'\1"127.0.0.1:{ops_port}"', config
+    )
+    assert replaced == 1, "config/sim.toml has an [ops] listen"
+    (tmp_path / "sim.toml").write_text(config)
+    argv[argv.index("--config") + 1] = str(tmp_path / "sim.toml")
     argv[argv.index("--state-dir") + 1] = str(tmp_path / "state")
     port = free_port()
     argv += ["--listen", f"127.0.0.1:{port}", "--log-format", "json"]
@@ -57,7 +68,8 @@ def daemon(tmp_path: Path) -> Iterator[str]:
         while True:
             assert process.poll() is None, (tmp_path / "daemon.log").read_text()
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=2)
+                if ready.status_code == 200:
                     break
             except httpx.TransportError:
                 pass
