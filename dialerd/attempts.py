@@ -37,6 +37,8 @@ class Attempt:
     # Monotonic times of the start and the answer (None: unknown, or not yet).
     started_at: float | None = None
     answered_at: float | None = None
+    # Seconds the answered caller waited for an agent (None: no agent took the call yet).
+    agent_wait: float | None = None
 
 
 @dataclass
@@ -51,6 +53,8 @@ class AttemptBook:
 
     _attempts: dict[str, Attempt] = field(default_factory=dict)
     _counts: dict[str, CampaignCount] = field(default_factory=dict)
+    # The same attempts by campaign: predictive pacing reads each one's age every tick.
+    _by_campaign: dict[str, dict[str, Attempt]] = field(default_factory=dict)
     dialing: int = 0
     max_dialing: int = 0
 
@@ -71,6 +75,7 @@ class AttemptBook:
         if attempt.campaigncall_id in self._attempts:
             return
         self._attempts[attempt.campaigncall_id] = attempt
+        self._by_campaign.setdefault(attempt.campaign_id, {})[attempt.campaigncall_id] = attempt
         count = self._counts.setdefault(attempt.campaign_id, CampaignCount())
         count.active += 1
         if not attempt.answered:
@@ -92,6 +97,10 @@ class AttemptBook:
         attempt = self._attempts.pop(campaigncall_id, None)
         if attempt is None:
             return None
+        own = self._by_campaign[attempt.campaign_id]
+        del own[campaigncall_id]
+        if not own:
+            del self._by_campaign[attempt.campaign_id]
         count = self._counts[attempt.campaign_id]
         count.active -= 1
         if not attempt.answered:
@@ -104,6 +113,10 @@ class AttemptBook:
     def of_campaign(self, campaign_id: str) -> CampaignCount:
         """The campaign's dialing and active counts (zeros if it has none)."""
         return self._counts.get(campaign_id, CampaignCount())
+
+    def of(self, campaign_id: str) -> list[Attempt]:
+        """The campaign's active attempts."""
+        return list(self._by_campaign.get(campaign_id, {}).values())
 
     def _dialing_changed(self, delta: int) -> None:
         self.dialing += delta

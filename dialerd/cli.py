@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--service-level", type=_non_negative_int, default=100, help="campaign service_level"
     )
+    demo.add_argument(
+        "--pacing",
+        choices=["service_level", "predictive"],
+        default="service_level",
+        help="pacing mode of the campaign (predictive aims at --target-abandon-rate)",
+    )
+    demo.add_argument(
+        "--target-abandon-rate", type=float, default=0.03, help="predictive: at most 0.03"
+    )
     demo.add_argument("--speed", type=_positive_float, default=25.0, help="simulated time factor")
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")

@@ -68,6 +68,18 @@ class EngineConfig(_Section, frozen=True):
     # Seconds a campaign's lease lasts without renewal; another instance sharing the
     # store takes the campaign over this long after its owner died.
     lease_ttl: Annotated[float, msgspec.Meta(ge=1)] = 15.0
+    # Abandonment (behaviour.md §10): a live answer not connected to an agent within
+    # this many seconds counts abandoned (47 CFR 64.1200(a)(7): 2 s).
+    abandon_seconds: NonNegativeFloat = 2.0
+    # The cap the governor holds every campaign to, in every window (US and UK: 3 %).
+    abandon_cap: Probability = 0.03
+    # Windows the rate is measured over, in days ending today: 1 (Ofcom), 30 (the FCC).
+    abandon_windows: list[PositiveInt] = msgspec.field(default_factory=lambda: [1, 30])
+    # Where a day starts, in minutes east of UTC (60 for the UK in summer).
+    abandon_day_offset_minutes: Annotated[int, msgspec.Meta(ge=-1440, le=1440)] = 0
+    # Predictive pacing: seconds an agent is assumed to wrap up after a call (the queue
+    # shows free agents, not when they will be free).
+    predictive_wrap_up: NonNegativeFloat = 5.0
 
 
 class Range(_Section, frozen=True):

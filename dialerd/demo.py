@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import anyio
 import msgspec
 
-from dialerd import logs
+from dialerd import abandonment, logs
 from dialerd.config import ApiConfig, Config, EngineConfig, OpsConfig, QueueEntry, SimConfig
 from dialerd.daemon import Daemon
 from dialerd.model import (
@@ -36,6 +36,7 @@ from dialerd.model import (
     Outdial,
     OutdialTarget,
     Outplan,
+    PacingMode,
     TargetStatus,
     format_time,
 )
@@ -61,6 +62,11 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     elapsed_seconds: float
     agents: int
     service_level: int
+    pacing_mode: str
+    # Abandoned over live answers as the engine measured them (2-second rule), per
+    # window of days ending today, and the agents' busy share of their logged-in time.
+    abandon_rate_today: float
+    abandon_rate_30_days: float
     speed: float
     seed: int
 
@@ -133,6 +139,12 @@ def build_resources(
         outdial_id=outdial.id,
         queue_id=QUEUE_ID,
     )
+    if getattr(args, "pacing", "service_level") == "predictive":
+        campaign = msgspec.structs.replace(
+            campaign,
+            pacing_mode=PacingMode.PREDICTIVE,
+            target_abandon_rate=args.target_abandon_rate,
+        )
     return outplan, outdial, targets, campaign
 
 
@@ -188,15 +200,12 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoS
         await daemon.store.create_campaign(campaign)
         await daemon.control.run(CUSTOMER_ID, campaign.id, cause="demo")
 
-        occupancy_samples: list[float] = []
         status = CampaignStatus.RUN
         while status != CampaignStatus.STOP:
             await anyio.sleep(SAMPLE_SECONDS)
             current = await daemon.store.get_campaign(CUSTOMER_ID, campaign.id)
             status = current.status if current else CampaignStatus.STOP
             world = daemon.sim.snapshot()
-            if world.agents_total:
-                occupancy_samples.append(world.agents_busy / world.agents_total)
             stats = daemon.engine.stats
             progress.draw(
                 stats.targets_done,
@@ -207,6 +216,9 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoS
             )
         progress.close()
         done = await count_done_targets(daemon, outdial.id)
+        today = abandonment.campaign_day(daemon.clock.now())
+        days = await daemon.store.abandonment_days(campaign.id, abandonment.first_day(today, 30))
+        day_window, month_window = abandonment.windows(days, today, [1, 30])
         world = daemon.sim.snapshot()
         stats = daemon.engine.stats
         daemon.shutdown.set()
@@ -221,12 +233,17 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoS
         abandoned=world.abandoned,
         abandon_rate=round(world.abandoned / world.answered, 4) if world.answered else 0.0,
         agent_occupancy=(
-            round(sum(occupancy_samples) / len(occupancy_samples), 4) if occupancy_samples else 0.0
+            round(world.busy_agent_seconds / world.staffed_agent_seconds, 4)
+            if world.staffed_agent_seconds
+            else 0.0
         ),
         max_dialing=daemon.engine.max_dialing,
         elapsed_seconds=round(time.monotonic() - started, 2),
         agents=args.agents,
         service_level=args.service_level,
+        pacing_mode=getattr(args, "pacing", "service_level"),
+        abandon_rate_today=round(day_window.rate, 4),
+        abandon_rate_30_days=round(month_window.rate, 4),
         speed=args.speed,
         seed=args.seed,
     )
@@ -238,7 +255,8 @@ def print_table(summary: DemoSummary, out: TextIO) -> None:
     width = max(len(key) for key in rows)
     out.write("\ndialerd demo summary\n")
     for key, value in rows.items():
-        shown = f"{value:.1%}" if key in ("abandon_rate", "agent_occupancy") else value
+        rates = ("abandon_rate", "agent_occupancy", "abandon_rate_today", "abandon_rate_30_days")
+        shown = f"{value:.1%}" if key in rates else value
         out.write(f"  {key:<{width}}  {shown}\n")
     out.flush()
 

@@ -18,14 +18,15 @@ import os
 import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 
-from dialerd import lifecycle, metrics, outcome
+from dialerd import abandonment, lifecycle, metrics, outcome
+from dialerd.abandonment import DayCount
 from dialerd.attempts import Attempt, AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl, RunRefused
@@ -39,13 +40,15 @@ from dialerd.model import (
     CampaignType,
     OutdialTarget,
     Outplan,
+    PacingMode,
     TargetStatus,
     format_time,
     new_id,
     parse_time,
 )
-from dialerd.pacing import PacingInput, RateBudget, attempts_to_start, holding_back
+from dialerd.pacing import PacingInput, RateBudget, ceiling, decide
 from dialerd.ports import (
+    AgentConnected,
     Answered,
     Clock,
     FlowRunner,
@@ -56,6 +59,13 @@ from dialerd.ports import (
     Telephony,
     TelephonyEvent,
     TelephonyUnavailable,
+)
+from dialerd.predictive import (
+    AIM,
+    CallHistory,
+    Situation,
+    lines_to_start,
+    lines_within_headroom,
 )
 from dialerd.queues import QueueRegistry
 from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, LeaseLost, Store, StoreError
@@ -137,6 +147,11 @@ class CampaignLoop:
     held_by: DialingState = DialingState.PACED
     available_agents: int | None = None
     target_counts: TargetCounts | None = None
+    # What the campaign's own attempts did (the predictive model learns from it), and
+    # its abandonment counts by day, read from the store once the loop runs it.
+    history: CallHistory = field(default_factory=CallHistory)
+    abandonment: dict[str, DayCount] | None = None
+    governor_pressure: float = 0.0
 
 
 class Engine:
@@ -265,7 +280,29 @@ class Engine:
             talking=count.active - count.dialing,
             service_level=loop.campaign.service_level,
             targets=loop.target_counts,
+            pacing_mode=loop.campaign.pacing_mode.value,
+            abandonment=self._abandonment_windows(loop),
+            governor_pressure=loop.governor_pressure,
+            **self._estimates(loop),
         )
+
+    def _abandonment_windows(self, loop: CampaignLoop) -> list[abandonment.WindowCount]:
+        """The campaign's abandonment per configured window, as counted so far."""
+        today = abandonment.campaign_day(self.clock.now(), self.config.abandon_day_offset_minutes)
+        return abandonment.windows(
+            (loop.abandonment or {}).values(), today, self.config.abandon_windows
+        )
+
+    @staticmethod
+    def _estimates(loop: CampaignLoop) -> dict[str, float]:
+        estimates = loop.history.estimates()
+        if estimates is None:
+            return {}
+        return {
+            "live_rate": round(estimates.live_rate, 4),
+            "answer_seconds": round(estimates.answer_seconds, 2),
+            "talk_seconds": round(estimates.talk_seconds, 2),
+        }
 
     async def drain(self) -> None:
         """Shutdown: start nothing more, cancel unanswered calls (their tries go back),
@@ -698,9 +735,76 @@ class Engine:
             rate_allowance=loop.budget.allowance,
             other_demand=others,
         )
-        loop.held_by = holding_back(pacing)
-        loop.state_detail = ""
-        return attempts_to_start(pacing)
+        predicted = headroom_lines = windows = None
+        # Only a backend that reports when callers reach agents measures abandonment;
+        # without it (test doubles) the seed's rule runs ungoverned, as before.
+        if (
+            has_queue
+            and campaign.type == CampaignType.CALL
+            and getattr(self.telephony, "reports_agent_connect", False)
+        ):
+            windows = await self._abandonment_now(loop, campaign)
+            situation = self._situation(campaign, pacing, others)
+            if campaign.pacing_mode == PacingMode.PREDICTIVE:
+                predicted = lines_to_start(
+                    loop.history, situation, campaign.target_abandon_rate * AIM, ceiling(pacing)
+                )
+            cap = self.config.abandon_cap
+            room = min((cap * window.live - window.abandoned for window in windows), default=0.0)
+            headroom_lines = lines_within_headroom(
+                loop.history, situation, room, cap, ceiling(pacing)
+            )
+        decision = decide(
+            pacing,
+            predicted=predicted,
+            windows=windows,
+            cap=self.config.abandon_cap,
+            headroom_lines=headroom_lines,
+        )
+        loop.held_by = decision.held_by
+        loop.governor_pressure = decision.pressure
+        loop.state_detail = "abandonment nears the cap" if decision.pressure > 0 else ""
+        return decision.attempts
+
+    async def _abandonment_now(
+        self, loop: CampaignLoop, campaign: Campaign
+    ) -> list[abandonment.WindowCount]:
+        """The campaign's abandonment windows (read from the store on the loop's first
+        tick: a restart or a takeover goes on from the stored counts)."""
+        today = abandonment.campaign_day(self.clock.now(), self.config.abandon_day_offset_minutes)
+        longest = max(self.config.abandon_windows, default=1)
+        if loop.abandonment is None:
+            since = abandonment.first_day(today, longest)
+            stored = await self.store.abandonment_days(campaign.id, since)
+            loop.abandonment = {count.day: count for count in stored}
+        abandonment.trimmed(loop.abandonment, today, longest)
+        windows = self._abandonment_windows(loop)
+        metrics.campaign_abandonment(campaign.id, windows, loop.governor_pressure)
+        return windows
+
+    def _situation(self, campaign: Campaign, pacing: PacingInput, others: int) -> Situation:
+        """What the predictive model reads: the campaign's lines and calls right now."""
+        now = self.clock.monotonic()
+        ringing: list[float] = []
+        talking: list[float] = []
+        waiting = 0
+        for attempt in self._attempts.of(campaign.id):
+            if not attempt.answered:
+                ringing.append(now - attempt.started_at if attempt.started_at else 0.0)
+            elif attempt.agent_wait is None:
+                waiting += 1
+            elif attempt.answered_at is not None:
+                talking.append(now - attempt.answered_at)
+        return Situation(
+            available_agents=pacing.available_agents,
+            ringing=ringing,
+            talking=talking,
+            waiting=waiting,
+            # The queue's other campaigns: their demand, in lines per agent.
+            other_live=others / 100,
+            wrap_up=self.config.predictive_wrap_up,
+            abandon_seconds=self.config.abandon_seconds,
+        )
 
     def _queue_name(self, campaign: Campaign) -> str:
         queue = self.queues.get(campaign.customer_id, campaign.queue_id)
@@ -1001,6 +1105,8 @@ class Engine:
         """Write one backend event (see ``_reliably``)."""
         if isinstance(event, Answered):
             await self._reliably(event.campaigncall_id, "answered", self._answered)
+        elif isinstance(event, AgentConnected):
+            await self._agent_connected(event)
         else:
             await self._reliably(
                 event.campaigncall_id, f"ended {event.reason}", self._finish, event.reason
@@ -1055,6 +1161,9 @@ class Engine:
             attempt.answered_at = self.clock.monotonic()
             if attempt.started_at is not None:
                 metrics.RING_TIME.observe(attempt.answered_at - attempt.started_at)
+                loop = self._loops.get(attempt.campaign_id)
+                if loop is not None:
+                    loop.history.answered_live(attempt.answered_at - attempt.started_at)
         with metrics.store_operation("mark_answered", self.store.backend):
             answered = await self.store.mark_answered(
                 campaigncall_id, self.clock.now(), fence=self._fence(attempt.campaign_id)
@@ -1120,6 +1229,7 @@ class Engine:
             metrics.campaign_attempt_ended(campaign_id, result.value, reason.value)
         if attempt is not None:
             self._observe_call_times(attempt)
+            await self._measure_end(attempt, reason)
         self._count_finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
         log.info(
@@ -1142,6 +1252,47 @@ class Engine:
             metrics.campaign_activity(
                 campaign_id, dialing=count.dialing, talking=count.active - count.dialing
             )
+
+    async def _agent_connected(self, event: AgentConnected) -> None:
+        """An answered call reached an agent: one live answer, abandoned if it waited
+        longer than the law allows (behaviour.md §10)."""
+        attempt = self._attempts.get(event.campaigncall_id)
+        if attempt is None or attempt.agent_wait is not None:
+            return
+        attempt.agent_wait = event.wait_seconds
+        late = abandonment.is_abandoned(event.wait_seconds, self.config.abandon_seconds)
+        await self._count_abandonment(attempt.campaign_id, abandoned=late)
+
+    async def _measure_end(self, attempt: Attempt, reason: HangupReason) -> None:
+        """What an ended attempt teaches the campaign's model, and an answered call that
+        ended without ever reaching an agent: a live answer, abandoned."""
+        loop = self._loops.get(attempt.campaign_id)
+        now = self.clock.monotonic()
+        if loop is not None and attempt.campaign_type == CampaignType.CALL:
+            if attempt.answered_at is not None:
+                if attempt.agent_wait is not None:
+                    loop.history.talked(now - attempt.answered_at)
+            elif attempt.started_at is not None and reason != HangupReason.CANCELLED:
+                loop.history.not_answered(now - attempt.started_at)
+        if attempt.answered and attempt.agent_wait is None and reason == HangupReason.ABANDONED:
+            await self._count_abandonment(attempt.campaign_id, abandoned=True)
+
+    async def _count_abandonment(self, campaign_id: str, *, abandoned: bool) -> None:
+        """Add one live answer to today's count, in the store (so a restart or another
+        instance goes on from it) and in the loop's copy the governor reads."""
+        metrics.LIVE_ANSWERS_MEASURED.labels(abandoned=str(abandoned).lower()).inc()
+        day = abandonment.campaign_day(self.clock.now(), self.config.abandon_day_offset_minutes)
+        while True:
+            try:
+                count = await self.store.add_abandonment(campaign_id, day, 1, int(abandoned))
+                break
+            except StoreError as exc:
+                # A measurement the governor depends on is never dropped: retry.
+                log.warning("abandonment count kept until the store answers", error=str(exc))
+                await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY)
+        loop = self._loops.get(campaign_id)
+        if loop is not None and loop.abandonment is not None:
+            loop.abandonment[day] = count
 
     def _observe_call_times(self, attempt: Attempt) -> None:
         now = self.clock.monotonic()

@@ -11,6 +11,8 @@ import enum
 
 import msgspec
 
+from dialerd.abandonment import WindowCount
+
 
 class DialingState(enum.StrEnum):
     """What the latest tick of a running (or stopping) campaign found."""
@@ -18,6 +20,8 @@ class DialingState(enum.StrEnum):
     DIALING = "dialing"  # started attempts this tick
     WAITING_FOR_AGENTS = "waiting_for_agents"  # no agent of its queue is available
     PACED = "paced"  # agents are free, but enough lines already ring for them
+    # the abandonment governor held the pacing back (a window nears or reached the cap)
+    GOVERNED = "governed"
     CONCURRENCY_CEILING = "concurrency_ceiling"  # engine.max_concurrent_attempts reached
     RATE_CEILING = "rate_ceiling"  # engine.max_attempts_per_second spent
     BACKING_OFF = "backing_off"  # after failed originations or ticks
@@ -55,3 +59,12 @@ class CampaignInsight(msgspec.Struct, frozen=True, kw_only=True):
     talking: int = 0
     service_level: int = 0
     targets: TargetCounts | None = None
+    # Extensions (behaviour.md §10): the pacing mode, the abandonment per window (days
+    # ending today), the governor's pressure (0 free, 1 at the cap: one line per free
+    # agent), and the predictive model's estimates once it has history.
+    pacing_mode: str = "service_level"
+    abandonment: list[WindowCount] = msgspec.field(default_factory=list)
+    governor_pressure: float = 0.0
+    live_rate: float | None = None
+    answer_seconds: float | None = None
+    talk_seconds: float | None = None

@@ -20,7 +20,7 @@ and allowed. The engine calls the functions below and never touches labels itsel
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from prometheus_client import (
@@ -36,6 +36,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__
+from dialerd.abandonment import WindowCount
 from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
 from dialerd.ports import HangupReason
@@ -373,6 +374,32 @@ CAMPAIGN_AVAILABLE_AGENTS = Gauge(
     ["campaign_id"],
     registry=REGISTRY,
 )
+CAMPAIGN_ABANDON_RATE = Gauge(
+    "dialerd_campaign_abandon_rate",
+    "Abandoned over live answers of the campaign, per window of days ending today "
+    "(47 CFR 64.1200(a)(7): 30 days; Ofcom: 1 day).",
+    ["campaign_id", "window_days"],
+    registry=REGISTRY,
+)
+CAMPAIGN_LIVE_ANSWERS = Gauge(
+    "dialerd_campaign_live_answers",
+    "Live answers of the campaign (machines excluded), per window of days ending today.",
+    ["campaign_id", "window_days"],
+    registry=REGISTRY,
+)
+CAMPAIGN_GOVERNOR_PRESSURE = Gauge(
+    "dialerd_campaign_governor_pressure",
+    "The abandonment governor: 0 lets the pacing mode decide, 1 holds the campaign to "
+    "one line per free agent (a window at the cap).",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+LIVE_ANSWERS_MEASURED = Counter(
+    "dialerd_live_answers_measured",
+    "Live answers counted by the abandonment measurement (machines excluded).",
+    ["abandoned"],
+    registry=REGISTRY,
+)
 CAMPAIGN_TARGETS = Gauge(
     "dialerd_campaign_targets",
     "The campaign's list: targets due, waiting for a retry, being dialed, and done.",
@@ -432,6 +459,14 @@ def campaign_pacing(campaign_id: str, *, service_level: int, available_agents: i
         CAMPAIGN_AVAILABLE_AGENTS.labels(campaign_id=campaign_id).set(available_agents)
 
 
+def campaign_abandonment(campaign_id: str, windows: Sequence[WindowCount], pressure: float) -> None:
+    for window in windows:
+        labels = {"campaign_id": campaign_id, "window_days": str(window.days)}
+        CAMPAIGN_ABANDON_RATE.labels(**labels).set(window.rate)
+        CAMPAIGN_LIVE_ANSWERS.labels(**labels).set(window.live)
+    CAMPAIGN_GOVERNOR_PRESSURE.labels(campaign_id=campaign_id).set(pressure)
+
+
 def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
     for status in _TARGET_STATES:
         CAMPAIGN_TARGETS.labels(campaign_id=campaign_id, status=status).set(getattr(counts, status))
@@ -455,6 +490,9 @@ def forget_campaign(campaign_id: str) -> None:
         (CAMPAIGN_SERVICE_LEVEL, ("campaign_id",)),
         (CAMPAIGN_AVAILABLE_AGENTS, ("campaign_id",)),
         (CAMPAIGN_TARGETS, ("campaign_id", "status")),
+        (CAMPAIGN_ABANDON_RATE, ("campaign_id", "window_days")),
+        (CAMPAIGN_LIVE_ANSWERS, ("campaign_id", "window_days")),
+        (CAMPAIGN_GOVERNOR_PRESSURE, ("campaign_id",)),
     ):
         series = {
             tuple(sample.labels[name] for name in names)

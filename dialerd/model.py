@@ -146,7 +146,20 @@ class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     option: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Campaign(msgspec.Struct, frozen=True, kw_only=True):
+class PacingMode(enum.StrEnum):
+    """How a campaign decides how many lines to ring (an extension; behaviour.md §10)."""
+
+    SERVICE_LEVEL = "service_level"  # the seed's rule on ``service_level``
+    PREDICTIVE = "predictive"  # a forecast of free agents, held to ``target_abandon_rate``
+
+
+# The legal cap on abandoned live answers (US and UK alike); the predictive default.
+DEFAULT_ABANDON_TARGET = 0.03
+
+
+# omit_defaults: only the extension fields have defaults, so a campaign that does not set
+# them encodes exactly as the reference shape does.
+class Campaign(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     customer_id: str
     type: CampaignType
@@ -163,6 +176,9 @@ class Campaign(msgspec.Struct, frozen=True, kw_only=True):
     tm_create: str
     tm_update: str | None
     tm_delete: str | None
+    # Extensions (absent: the seed's rule, unchanged).
+    pacing_mode: PacingMode = PacingMode.SERVICE_LEVEL
+    target_abandon_rate: float = DEFAULT_ABANDON_TARGET
 
     @classmethod
     def fresh(

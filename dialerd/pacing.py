@@ -11,14 +11,21 @@ Campaigns running on one queue share its agents:
 
 Whatever the rule says, a per-campaign ceiling of concurrent attempts and a ceiling of
 attempts per second apply (so ``service_level = 0`` cannot dial without bound).
+
+Over both pacing modes (the rule above, and ``predictive``: ``dialerd.predictive``) the
+abandonment governor (``dialerd.governor``) holds the campaign under the legal cap:
+``decide`` combines them (behaviour.md §10).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import msgspec
 
+from dialerd import governor
+from dialerd.abandonment import WindowCount
 from dialerd.insight import DialingState
 
 
@@ -114,3 +121,49 @@ def holding_back(pacing: PacingInput) -> DialingState:
     if pacing.has_queue and pacing.available_agents <= 0:
         return DialingState.WAITING_FOR_AGENTS
     return DialingState.PACED
+
+
+def ceiling(pacing: PacingInput) -> int:
+    """The most attempts the ceilings (concurrency, rate) allow this tick."""
+    return max(
+        0, min(pacing.max_concurrent_attempts - pacing.active_attempts, pacing.rate_allowance)
+    )
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """How many attempts to start, what held the campaign back, the governor's pressure."""
+
+    attempts: int
+    held_by: DialingState
+    pressure: float = 0.0
+
+
+def decide(
+    pacing: PacingInput,
+    *,
+    predicted: int | None = None,
+    windows: Sequence[WindowCount] | None = None,
+    cap: float = 1.0,
+    headroom_lines: int | None = None,
+) -> Decision:
+    """The tick's decision: the mode's count (``predicted`` lines when the predictive
+    model has one, else the service-level rule), then the governor over it (when the
+    campaign's abandonment is measured: ``windows``).
+
+    The governor's floor is one line per free agent: the rule at ``service_level`` 100
+    (with the queue's other campaigns counted as ``attempts_to_start`` counts them)."""
+    held_by = holding_back(pacing)
+    if not pacing.has_queue:
+        return Decision(attempts=attempts_to_start(pacing), held_by=held_by)
+    wanted = attempts_to_start(pacing) if predicted is None else min(predicted, ceiling(pacing))
+    floor = attempts_to_start(msgspec.structs.replace(pacing, service_level=100))
+    if windows is None:
+        return Decision(attempts=wanted, held_by=held_by)  # nothing measured: ungoverned
+    pressure = governor.pressure(windows, cap)
+    # Beyond one line per free agent, no more lines than the windows' room can take
+    # (``headroom_lines``; unknown without a model of the campaign: none beyond).
+    room = floor if headroom_lines is None else max(floor, headroom_lines)
+    allowed = governor.governed(min(wanted, room), floor, pressure)
+    if allowed < wanted:
+        held_by = DialingState.GOVERNED
+    return Decision(attempts=allowed, held_by=held_by, pressure=pressure)

@@ -90,6 +90,19 @@ class Answered(msgspec.Struct, frozen=True, tag=True):
     campaigncall_id: str
 
 
+class AgentConnected(msgspec.Struct, frozen=True, tag=True):
+    """An answered call reached an agent ``wait_seconds`` after the answer.
+
+    What the abandonment measurement reads (behaviour.md §10): a live answer that waits
+    longer than ``engine.abandon_seconds`` counts abandoned, even though an agent took it.
+    Backends that send it say so with a class attribute ``reports_agent_connect = True``
+    (the engine governs only what it can measure); others never send it.
+    """
+
+    campaigncall_id: str
+    wait_seconds: float
+
+
 class Ended(msgspec.Struct, frozen=True, tag=True):
     """The attempt ended (hangup, failure, cancel, flow completion) with a reason."""
 
@@ -97,7 +110,7 @@ class Ended(msgspec.Struct, frozen=True, tag=True):
     reason: HangupReason
 
 
-TelephonyEvent = Answered | Ended
+TelephonyEvent = Answered | AgentConnected | Ended
 
 
 class OriginationError(Exception):

@@ -17,7 +17,12 @@ parameters (``config.campaigns[campaign_id]``, else ``config.outcomes``):
   for the talk time and the call ends ``normal``. With a queue it is connected to a
   random free agent, or waits for one up to ``abandon_after`` seconds and is then
   ``abandoned``. A connected call ends ``normal`` after the talk time and its agent
-  wraps up (``wrap_up``) before taking the next call.
+  wraps up (``wrap_up``) before taking the next call. When an agent takes a call the
+  engine is told how long the caller waited (``AgentConnected``): the abandonment
+  measurement reads it (behaviour.md §10).
+
+Occupancy is integrated over simulated time: ``busy_agent_seconds`` (talking or wrapping
+up) over ``staffed_agent_seconds`` (agents logged in).
 
 Every placed call or flow sends exactly one ``Ended`` while its backend runs; a second
 origination with the same campaigncall id is ignored. If ``ledger_path`` is given, each
@@ -46,6 +51,7 @@ from dialerd import metrics
 from dialerd.config import Range, SimConfig, SimOutcomes
 from dialerd.model import NIL_UUID, format_time
 from dialerd.ports import (
+    AgentConnected,
     Answered,
     Clock,
     Ended,
@@ -90,6 +96,9 @@ class SimSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     agents_total: int
     agents_busy: int
     live_calls: int
+    # Agent-seconds (simulated) logged in, and talking or wrapping up, since the start.
+    staffed_agent_seconds: float = 0.0
+    busy_agent_seconds: float = 0.0
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,6 +153,7 @@ class _Call:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     agent: _Agent | None = None
     agent_found: anyio.Event = field(default_factory=anyio.Event)
+    answered_at: float = 0.0
 
 
 @dataclass(eq=False)
@@ -189,7 +199,13 @@ def _delay(rng: random.Random, span: Range) -> float:
 class SimCallCentre:
     """The shared simulated world behind ``.telephony``, ``.queue`` and ``.flows``."""
 
-    def __init__(self, config: SimConfig, clock: Clock, *, ledger_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        clock: Clock,
+        *,
+        ledger_path: Path | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.ledger_path = ledger_path
@@ -197,18 +213,24 @@ class SimCallCentre:
         self.counters = _Counters()
         self._pools: dict[str, _AgentPool] = {}
         self._placed: set[str] = set()
+        # Occupancy integrals (simulated seconds) and the moment they were brought up to.
+        self._staffed_seconds = 0.0
+        self._busy_seconds = 0.0
+        self._accounted_at = clock.monotonic()
         self.telephony = SimTelephony(self)
         self.queue = SimQueue(self)
         self.flows = SimFlowRunner(self)
 
     def reconfigure(self, config: SimConfig) -> None:
         """Apply new rates, speed and agent counts; the random sequence goes on."""
+        self.account()
         self.config = config
         for pool in self._pools.values():
             self._staff(pool)
 
     def snapshot(self) -> SimSnapshot:
         """The counters and the agents' state, for the demo and tests."""
+        self.account()
         agents = [agent for pool in self._pools.values() for agent in pool.agents]
         ended = self.counters.ended
         return SimSnapshot(
@@ -228,7 +250,21 @@ class SimCallCentre:
             agents_total=sum(not agent.retiring for agent in agents),
             agents_busy=sum(agent.status != AgentStatus.AVAILABLE for agent in agents),
             live_calls=len(self.telephony.calls) + len(self.flows.calls),
+            staffed_agent_seconds=self._staffed_seconds,
+            busy_agent_seconds=self._busy_seconds,
         )
+
+    def account(self) -> None:
+        """Bring the occupancy integrals up to now; called before agents change state."""
+        now = self.clock.monotonic()
+        elapsed = (now - self._accounted_at) * self.config.speed
+        self._accounted_at = now
+        if elapsed <= 0:
+            return
+        for pool in self._pools.values():
+            busy = sum(agent.status != AgentStatus.AVAILABLE for agent in pool.agents)
+            self._busy_seconds += busy * elapsed
+            self._staffed_seconds += len(pool.agents) * elapsed
 
     # -- shared by the backends --------------------------------------------------
     def outcomes_for(self, campaign_id: str) -> SimOutcomes:
@@ -269,12 +305,14 @@ class SimCallCentre:
 
     def connect(self, call: _Call, agent: _Agent) -> None:
         """Put an answered call through to an agent."""
+        self.account()
         agent.status = AgentStatus.BUSY
         call.agent = agent
         call.agent_found.set()
         self.counters.connected += 1
 
     def _staff(self, pool: _AgentPool) -> None:
+        self.account()
         wanted = self.config.agents.get(pool.queue_id, self.config.default_agents)
         active = [agent for agent in pool.agents if not agent.retiring]
         # Free agents leave first; busy ones finish their call and wrap-up before leaving.
@@ -396,6 +434,8 @@ class SimTelephony(_SimBackend):
     """Telephony backend ``sim``: places simulated calls (see the module docstring)."""
 
     kind: CallKind = "call"
+    # It sends ``AgentConnected``: the engine measures (and governs) abandonment.
+    reports_agent_connect = True
 
     async def originate(self, origination: Origination) -> None:
         """Place the call, unless one was placed for this campaigncall id already."""
@@ -501,6 +541,7 @@ class SimTelephony(_SimBackend):
             world = self.world
             pool = world.pool(queue)
             free = pool.free()
+            call.answered_at = world.clock.monotonic()
             if free and not pool.waiting:
                 world.connect(call, world.rng.choice(free))
             else:
@@ -508,6 +549,8 @@ class SimTelephony(_SimBackend):
                 await self._wait_for_agent(call, world.config.abandon_after)
             if call.agent is None:
                 return HangupReason.ABANDONED
+            wait = (world.clock.monotonic() - call.answered_at) * world.config.speed
+            await self._send(AgentConnected(call.origination.campaigncall_id, wait))
         await self.world.sleep(call.talk)
         return HangupReason.NORMAL
 
@@ -542,6 +585,7 @@ class SimTelephony(_SimBackend):
     async def _wrap_up(self, agent: _Agent, pool: _AgentPool) -> None:
         world = self.world
         await world.sleep(_uniform(world.rng, world.config.wrap_up))
+        world.account()
         agent.status = AgentStatus.AVAILABLE
         if agent.retiring:
             pool.agents.remove(agent)

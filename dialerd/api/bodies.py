@@ -18,6 +18,7 @@ from msgspec import UNSET, UnsetType
 
 from dialerd.api import jsontext
 from dialerd.model import (
+    DEFAULT_ABANDON_TARGET,
     MAX_ACTIONS,
     MAX_ADDRESS_TARGET,
     MAX_DATA,
@@ -31,11 +32,14 @@ from dialerd.model import (
     AddressType,
     CampaignType,
     EndHandle,
+    PacingMode,
     check_e164,
 )
 
 # Counts and milliseconds: never negative, and small enough for any store's integers.
 Count = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
+# A predictive campaign's abandonment target: above 0, at most the legal 3 %.
+AbandonTarget = Annotated[float, msgspec.Meta(gt=0.0, le=0.03)]
 Milliseconds = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
 PositiveMilliseconds = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
 UUID_PATTERN: Final = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -211,6 +215,9 @@ class CampaignCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     detail: Detail = ""
     service_level: Count = 100
     end_handle: EndHandle = EndHandle.STOP
+    # Extensions (behaviour.md §10); absent: the seed's rule.
+    pacing_mode: PacingMode = PacingMode.SERVICE_LEVEL
+    target_abandon_rate: AbandonTarget = DEFAULT_ABANDON_TARGET
     actions: Actions = msgspec.field(default_factory=list)
     outplan_id: Reference = None
     outdial_id: Reference = None
@@ -226,6 +233,8 @@ class CampaignUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     detail: Detail | UnsetType = UNSET
     service_level: Count | UnsetType = UNSET
     end_handle: EndHandle | UnsetType = UNSET
+    pacing_mode: PacingMode | UnsetType = UNSET
+    target_abandon_rate: AbandonTarget | UnsetType = UNSET
     actions: Actions | UnsetType = UNSET
     outplan_id: Reference | UnsetType = UNSET
     outdial_id: Reference | UnsetType = UNSET

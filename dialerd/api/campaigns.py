@@ -99,6 +99,12 @@ async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -
         actions=bodies.actions_model(body.actions),
         **references,
     )
+    if body.pacing_mode != campaign.pacing_mode or body.target_abandon_rate != (
+        campaign.target_abandon_rate
+    ):
+        campaign = msgspec.structs.replace(
+            campaign, pacing_mode=body.pacing_mode, target_abandon_rate=body.target_abandon_rate
+        )
     return json_response(await ctx.store.create_campaign(campaign))
 
 

@@ -39,6 +39,7 @@ from typing import Protocol
 
 import msgspec
 
+from dialerd.abandonment import DayCount
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     Campaign,
@@ -301,6 +302,18 @@ class Store(Protocol):
         or before ``retry_cutoff``), idle and waiting for their retry, progressing, done.
 
         A scan of the list: for progress reports, not for every tick."""
+
+    async def add_abandonment(
+        self, campaign_id: str, day: str, live: int, abandoned: int
+    ) -> DayCount:
+        """Add live answers and abandoned calls to the campaign's count of ``day``
+        (``YYYY-MM-DD``) atomically; returns the day's new count (behaviour.md §10).
+
+        Counts outlive the campaign's lease: a restart or another instance goes on from
+        them. Unfenced: a call's measurement stands whichever instance reports it."""
+
+    async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
+        """The campaign's counts of ``since`` and later days, oldest first."""
 
     async def outdial_exhausted(
         self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]

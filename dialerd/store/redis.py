@@ -20,6 +20,8 @@ Layout (``P`` = prefix):
   order. ``start_attempt`` takes the better of the two heads (behaviour.md §4).
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
+- ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
+  calls per day (fields ``<YYYY-MM-DD>:live`` and ``<YYYY-MM-DD>:abandoned``).
 - ``P:lease:<campaign>``: the campaign's lease, a hash (``owner``, ``token``) that
   expires with it (PX ttl, the Redis server's clock, so hosts need not agree on the
   time); ``P:lease_token:<campaign>``, the counter its tokens come from, and
@@ -56,6 +58,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dialerd.abandonment import DayCount
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -661,6 +664,31 @@ class RedisStore:
     async def count_dialing(self, campaign_id: str) -> int:
         """How many of the campaign's attempts are ``dialing``."""
         return int(await self._guard(self._connected().scard(self._key("dialing", campaign_id))))
+
+    async def add_abandonment(
+        self, campaign_id: str, day: str, live: int, abandoned: int
+    ) -> DayCount:
+        """Add to the campaign's count of ``day`` (two fields of one hash, in one
+        MULTI/EXEC); returns the day's new count."""
+        key = self._key("abandonment", campaign_id)
+        async with self._connected().pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, f"{day}:live", int(live))
+            pipe.hincrby(key, f"{day}:abandoned", int(abandoned))
+            new_live, new_abandoned = await self._guard(pipe.execute())
+        return DayCount(day=day, live=int(new_live), abandoned=int(new_abandoned))
+
+    async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
+        """The campaign's counts of ``since`` and later days, oldest first."""
+        fields = await self._guard(self._connected().hgetall(self._key("abandonment", campaign_id)))
+        days: dict[str, dict[str, int]] = {}
+        for field, value in fields.items():
+            day, _, kind = (field.decode() if isinstance(field, bytes) else field).partition(":")
+            if day >= since:
+                days.setdefault(day, {})[kind] = int(value)
+        return [
+            DayCount(day=day, live=counts.get("live", 0), abandoned=counts.get("abandoned", 0))
+            for day, counts in sorted(days.items())
+        ]
 
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""

@@ -41,6 +41,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from dialerd.abandonment import DayCount
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -1063,6 +1064,35 @@ class SqliteStore:
             return int(row[0])
 
         return await self._read(count)
+
+    async def add_abandonment(
+        self, campaign_id: str, day: str, live: int, abandoned: int
+    ) -> DayCount:
+        """Add to the campaign's count of ``day``; returns the day's new count."""
+
+        def add(connection: sqlite3.Connection) -> DayCount:
+            row = connection.execute(
+                "INSERT INTO abandonment (campaign_id, day, live, abandoned) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (campaign_id, day) DO UPDATE SET live = live + excluded.live, "
+                "abandoned = abandoned + excluded.abandoned RETURNING live, abandoned",
+                (campaign_id, day, live, abandoned),
+            ).fetchone()
+            return DayCount(day=day, live=int(row[0]), abandoned=int(row[1]))
+
+        return await self._write(add)
+
+    async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
+        """The campaign's counts of ``since`` and later days, oldest first."""
+
+        def select(connection: sqlite3.Connection) -> list[DayCount]:
+            rows = connection.execute(
+                "SELECT day, live, abandoned FROM abandonment WHERE campaign_id = ? AND day >= ? "
+                "ORDER BY day",
+                (campaign_id, since),
+            ).fetchall()
+            return [DayCount(day=row[0], live=int(row[1]), abandoned=int(row[2])) for row in rows]
+
+        return await self._read(select)
 
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""

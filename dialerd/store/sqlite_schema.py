@@ -107,6 +107,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             expires_at_us INTEGER NOT NULL
         )""",
     ),
+    # 3: abandonment per campaign and day (behaviour.md §10).
+    (
+        """CREATE TABLE abandonment (
+            campaign_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            live INTEGER NOT NULL,
+            abandoned INTEGER NOT NULL,
+            PRIMARY KEY (campaign_id, day)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

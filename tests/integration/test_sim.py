@@ -19,6 +19,7 @@ from dialerd.clock import FakeClock
 from dialerd.config import Range, SimConfig, SimOutcomes
 from dialerd.model import NIL_UUID, Action, Address, AddressType
 from dialerd.ports import (
+    AgentConnected,
     Answered,
     Ended,
     HangupReason,
@@ -81,10 +82,19 @@ class Recorder:
         return {event.campaigncall_id: event.reason for event in self.ended()}
 
     def times(self, campaigncall_id: str) -> list[tuple[str, float]]:
+        """The call's answer and end (agent connections: ``waits``)."""
         return [
             (type(event).__name__, at)
             for at, event in self.events
-            if event.campaigncall_id == campaigncall_id
+            if event.campaigncall_id == campaigncall_id and not isinstance(event, AgentConnected)
+        ]
+
+    def waits(self, campaigncall_id: str) -> list[float]:
+        """How long the call waited for an agent, as each ``AgentConnected`` said."""
+        return [
+            event.wait_seconds
+            for _, event in self.events
+            if event.campaigncall_id == campaigncall_id and isinstance(event, AgentConnected)
         ]
 
 
@@ -247,6 +257,21 @@ async def test_agents_take_new_calls_only_after_wrap_up() -> None:
         assert await world.queue.available_agents(QUEUE) == 1
         assert agent_states(QUEUE) == {**NO_AGENTS, "available": 1}
     assert recorder.reasons() == {"cc-1": HangupReason.NORMAL, "cc-2": HangupReason.NORMAL}
+    # The engine is told how long each caller waited for the agent (the 2-second rule).
+    assert recorder.waits("cc-1") == [0.0]
+    assert recorder.waits("cc-2") == [5.0]
+
+
+async def test_occupancy_integrates_busy_agent_time_over_staffed_time() -> None:
+    clock = FakeClock()
+    world = SimCallCentre(sim_config(agents={QUEUE: 2}), clock)
+    async with running(world, clock):
+        assert await world.queue.available_agents(QUEUE) == 2
+        await world.telephony.originate(origination(1))
+        await clock.advance(100)  # answered at 5, talk until 65, wrap-up until 75
+        snapshot = world.snapshot()
+    assert snapshot.staffed_agent_seconds == pytest.approx(200.0)
+    assert snapshot.busy_agent_seconds == pytest.approx(70.0)
 
 
 async def test_agents_per_queue_come_from_the_config() -> None:

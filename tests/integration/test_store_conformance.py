@@ -9,6 +9,7 @@ import anyio
 import msgspec
 import pytest
 
+from dialerd.abandonment import DayCount
 from dialerd.model import (
     NOT_DELETED,
     Address,
@@ -39,7 +40,7 @@ from tests.integration.conftest import SHORT_LEASE, outlive_lease
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from tests.integration.conftest import Dialing, Factory
+    from tests.integration.conftest import Dialing, Factory, StoreMaker
 
 FAIL = CampaigncallResult.FAIL
 SUCCESS = CampaigncallResult.SUCCESS
@@ -1072,3 +1073,63 @@ async def test_only_a_stopped_campaign_can_be_deleted(store: Store, make: Factor
     stopped = msgspec.structs.replace(dialing.campaign, status=CampaignStatus.STOP)
     await store.update_campaign(stopped)
     assert await store.delete_campaign(customer, dialing.campaign.id, make.at(6)) is not None
+
+
+# -- abandonment counts (behaviour.md §10) ----------------------------------------------
+
+
+async def test_abandonment_counts_add_up_per_campaign_and_day(store: Store) -> None:
+    campaign, other = new_id(), new_id()
+    assert await store.abandonment_days(campaign, "2026-01-01") == []
+    assert await store.add_abandonment(campaign, "2026-03-01", 1, 0) == DayCount(
+        day="2026-03-01", live=1, abandoned=0
+    )
+    assert await store.add_abandonment(campaign, "2026-03-01", 1, 1) == DayCount(
+        day="2026-03-01", live=2, abandoned=1
+    )
+    await store.add_abandonment(campaign, "2026-03-02", 3, 0)
+    await store.add_abandonment(campaign, "2026-02-27", 5, 2)
+    await store.add_abandonment(other, "2026-03-01", 7, 7)
+
+    assert await store.abandonment_days(campaign, "2026-03-01") == [
+        DayCount(day="2026-03-01", live=2, abandoned=1),
+        DayCount(day="2026-03-02", live=3, abandoned=0),
+    ]
+    assert [day.day for day in await store.abandonment_days(campaign, "2026-01-01")] == [
+        "2026-02-27",
+        "2026-03-01",
+        "2026-03-02",
+    ]
+    assert await store.abandonment_days(other, "2026-01-01") == [
+        DayCount(day="2026-03-01", live=7, abandoned=7)
+    ]
+
+
+async def test_abandonment_counts_are_shared_by_instances_and_lose_no_concurrent_add(
+    store: Store, twin_store: Store
+) -> None:
+    campaign = new_id()
+    async with anyio.create_task_group() as task_group:
+        for index in range(40):
+            writer = store if index % 2 else twin_store
+            abandoned = int(index % 4 == 0)
+            task_group.start_soon(writer.add_abandonment, campaign, "2026-03-01", 1, abandoned)
+    assert await twin_store.abandonment_days(campaign, "2026-03-01") == [
+        DayCount(day="2026-03-01", live=40, abandoned=10)
+    ]
+
+
+async def test_abandonment_counts_survive_a_reopen(new_store: StoreMaker) -> None:
+    campaign = new_id()
+    first = new_store()
+    await first.open()
+    await first.add_abandonment(campaign, "2026-03-01", 100, 3)
+    await first.close()
+    again = new_store()
+    await again.open()
+    try:
+        assert await again.abandonment_days(campaign, "2026-03-01") == [
+            DayCount(day="2026-03-01", live=100, abandoned=3)
+        ]
+    finally:
+        await again.close()

@@ -13,7 +13,7 @@ from anyio.abc import ObjectReceiveStream
 
 from dialerd.adapters.asterisk.ari import AriTelephony
 from dialerd.model import Address
-from dialerd.ports import Answered, Ended, Origination, TelephonyEvent
+from dialerd.ports import AgentConnected, Answered, Ended, Origination, TelephonyEvent
 from tests.realpeer.rig import Rig
 
 # An app of our own: another process's tests on the same rig use "dialerd", and Asterisk
@@ -57,6 +57,8 @@ class Harness:
         self.backend = backend
         self._events = events
         self.seen: list[TelephonyEvent] = []
+        # Seconds each answered call waited for an agent (``AgentConnected``), by id.
+        self.agent_waits: dict[str, float] = {}
 
     async def next_event(self, campaigncall_id: str, within: float = 10.0) -> TelephonyEvent:
         """The next event of this call not returned before."""
@@ -72,7 +74,11 @@ class Harness:
         assert event == Answered(campaigncall_id)
 
     async def ended(self, campaigncall_id: str, within: float = 10.0) -> Ended:
+        """The call's end; an agent connection before it is kept in ``agent_waits``."""
         event = await self.next_event(campaigncall_id, within)
+        if isinstance(event, AgentConnected):
+            self.agent_waits[campaigncall_id] = event.wait_seconds
+            event = await self.next_event(campaigncall_id, within)
         assert isinstance(event, Ended), event
         return event
 

@@ -123,6 +123,8 @@ async def test_queue_with_a_free_agent_connects_and_ends_normal(fresh_rig: Rig) 
         await eventually(lambda: agent_connects() > before, what="an agent answers")
         await calls.backend.hangup(call.campaigncall_id)
         assert (await calls.ended(call.campaigncall_id)).reason == HangupReason.NORMAL
+    # The engine's abandonment measurement is told how long the caller waited.
+    assert 0.0 <= calls.agent_waits[call.campaigncall_id] < 2.0
 
 
 async def test_queue_with_every_agent_paused_is_abandoned(fresh_rig: Rig) -> None:

@@ -46,6 +46,7 @@ from dialerd.adapters.asterisk.ari_events import (
 from dialerd.adapters.asterisk.call_state import CallState, Phase, Step
 from dialerd.model import NIL_UUID, Address
 from dialerd.ports import (
+    AgentConnected,
     Answered,
     Origination,
     OriginationError,
@@ -74,9 +75,12 @@ class AriUnavailable(TelephonyUnavailable, OriginationError):
 
 
 class AriTelephony:
-    """Places calls through ARI and reports their ``Answered`` and ``Ended`` events."""
+    """Places calls through ARI and reports their ``Answered``, ``AgentConnected`` and
+    ``Ended`` events."""
 
     name = "asterisk"
+    # Queue calls report when an agent took them: the engine measures abandonment.
+    reports_agent_connect = True
 
     def __init__(
         self,
@@ -333,11 +337,18 @@ class AriTelephony:
             and call.agent is call_state.Agent.CONNECTED
             and call.id in self._answered_at
         ):
-            metrics.answer_to_agent(time.monotonic() - self._answered_at[call.id])
+            wait = time.monotonic() - self._answered_at[call.id]
+            metrics.answer_to_agent(wait)
+            connected: AgentConnected | None = AgentConnected(call.id, wait)
+        else:
+            connected = None
         for event in result.events:
             if isinstance(event, Answered):
                 self._answered_at[call.id] = time.monotonic()
             await self._send(event)
+        if connected is not None:
+            # After the step's own events: the engine sees the answer before the agent.
+            await self._send(connected)
         if result.continue_in_dialplan:
             self._hand_on(call)
 

@@ -1,0 +1,147 @@
+"""The predictive model: what it learns from a campaign's attempts and what it dials (§10)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dialerd.predictive import (
+    MIN_DIALS,
+    CallHistory,
+    Situation,
+    expected_excess,
+    lines_to_start,
+)
+
+PROPERTY = settings(max_examples=100, deadline=None)
+
+
+def learned(live_rate: float = 0.25, dials: int = 400, seed: int = 1) -> CallHistory:
+    """A history of ``dials`` outcomes: live answers ring 2-12 s, the others end within
+    4 s (busy) or at 20 s (no answer); calls last 60-300 s."""
+    rng = random.Random(seed)
+    history = CallHistory()
+    for _ in range(dials):
+        if rng.random() < live_rate:
+            history.answered_live(rng.uniform(2, 12))
+            history.talked(rng.uniform(60, 300))
+        elif rng.random() < 0.4:
+            history.not_answered(rng.uniform(1, 4))
+        else:
+            history.not_answered(20.0)
+    return history
+
+
+def test_without_history_the_model_does_not_decide() -> None:
+    history = CallHistory()
+    for _ in range(MIN_DIALS - 1):
+        history.answered_live(5.0)
+        history.talked(100.0)
+    assert lines_to_start(history, Situation(available_agents=10, ringing=[], talking=[]),
+                          0.03, 100) is None  # fmt: skip
+
+
+def test_it_learns_the_share_of_live_answers_and_the_call_times() -> None:
+    estimates = learned(live_rate=0.25).estimates()
+    assert estimates is not None
+    assert 0.2 < estimates.live_rate < 0.3
+    assert 5 < estimates.answer_seconds < 9
+    assert 150 < estimates.talk_seconds < 210
+
+
+def test_it_rings_more_lines_than_free_agents_when_few_dials_are_answered() -> None:
+    history = learned(live_rate=0.25)
+    lines = lines_to_start(history, Situation(available_agents=20, ringing=[], talking=[]),
+                           0.03, 1000)  # fmt: skip
+    assert lines is not None
+    assert 20 < lines <= 100  # up to about 4 dials per live answer, less the spread
+
+
+def test_with_no_free_agent_and_none_freeing_it_rings_nothing() -> None:
+    history = learned()
+    busy = Situation(available_agents=0, ringing=[], talking=[1.0] * 20)
+    assert lines_to_start(history, busy, 0.03, 1000) == 0
+
+
+def test_agents_about_to_finish_count_as_free() -> None:
+    history = learned()
+    early = Situation(available_agents=0, ringing=[], talking=[1.0] * 20)
+    late = Situation(available_agents=0, ringing=[], talking=[240.0] * 20, wrap_up=0.0)
+    assert lines_to_start(history, early, 0.03, 1000) == 0
+    late_lines = lines_to_start(history, late, 0.03, 1000)
+    assert late_lines is not None
+    assert late_lines > 0
+
+
+def test_a_call_longer_than_nearly_every_call_seen_is_not_counted_as_freeing() -> None:
+    history = learned()
+    assert history.frees_within(10_000.0, 30.0) == 0.0
+
+
+def test_lines_ringing_long_past_live_answers_count_for_little() -> None:
+    history = learned()
+    estimates = history.estimates()
+    assert estimates is not None
+    fresh = history.live_chance(estimates.live_rate, 0.0)
+    stale = history.live_chance(estimates.live_rate, 15.0)
+    assert fresh > 0.2
+    assert stale < 0.02
+
+
+def test_lines_already_ringing_leave_less_room() -> None:
+    history = learned()
+    idle = lines_to_start(history, Situation(available_agents=10, ringing=[], talking=[]),
+                          0.03, 1000)  # fmt: skip
+    busy = lines_to_start(history, Situation(available_agents=10, ringing=[0.0] * 20, talking=[]),
+                          0.03, 1000)  # fmt: skip
+    assert idle is not None
+    assert busy is not None
+    assert busy < idle
+
+
+def test_expected_excess_is_exact_for_few_lines() -> None:
+    # Two lines, each answered with probability 1/2, one free agent: X = 2 with 1/4.
+    excess, mean = expected_excess([0.5, 0.5], 0, 0.25, 1.0)
+    assert mean == 1.0
+    assert excess == 0.25
+
+
+@PROPERTY
+@given(
+    live_rate=st.floats(0.05, 0.9),
+    available=st.integers(0, 200),
+    ringing=st.integers(0, 200),
+    target=st.floats(0.005, 0.03),
+)
+def test_the_lines_it_rings_keep_the_expected_abandonment_within_the_target(
+    live_rate: float, available: int, ringing: int, target: float
+) -> None:
+    history = learned(live_rate=live_rate, seed=3)
+    estimates = history.estimates()
+    if estimates is None:
+        return
+    now = Situation(available_agents=available, ringing=[0.0] * ringing, talking=[])
+    lines = lines_to_start(history, now, target, 5000)
+    assert lines is not None
+    chances = [history.live_chance(estimates.live_rate, 0.0)] * ringing
+    excess, mean = expected_excess(chances, lines, estimates.live_rate, float(available))
+    if lines > 0:
+        assert excess <= target * mean + 1e-9
+        # And one more line would not fit (it dials for the forecast, not below it).
+        more, more_mean = expected_excess(chances, lines + 1, estimates.live_rate, available)
+        assert lines == 5000 or more > target * more_mean - 1e-9
+
+
+@PROPERTY
+@given(available=st.integers(0, 100), extra=st.integers(1, 50))
+def test_more_free_agents_never_mean_fewer_lines(available: int, extra: int) -> None:
+    history = learned(seed=5)
+    fewer = lines_to_start(history, Situation(available_agents=available, ringing=[],
+                                              talking=[]), 0.03, 5000)  # fmt: skip
+    more = lines_to_start(history, Situation(available_agents=available + extra, ringing=[],
+                                             talking=[]), 0.03, 5000)  # fmt: skip
+    assert fewer is not None
+    assert more is not None
+    assert more >= fewer
