@@ -1,4 +1,5 @@
-"""The operator CLI against a live API: tables, --json, and one-line errors."""
+"""The operator CLI against a live API: tables, --json, one-line errors and exit codes
+(0 done, 1 refused or failed, 2 usage error)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,8 @@ def test_targets_import_and_campaigncall_list(
     assert lines[1].split()[:3] == [attempt["id"], "dialing", "-"]
     assert dialerd("campaigncall", "list", "--campaign", campaign["id"], "--json",
                    "--api", api_server.url) == 0  # fmt: skip
-    assert [c["id"] for c in json.loads(capsys.readouterr().out)] == [attempt["id"]]
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [attempt["id"]]
 
 
 def test_api_errors_are_one_line_on_stderr(
@@ -124,15 +126,18 @@ def test_api_errors_are_one_line_on_stderr(
     bad.write_text("name,destination_0\nJo,555\n")
     assert dialerd("targets", "import", "--outdial", outdial, str(bad), *api) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "400 INVALID_ARGUMENT: 1 bad row(s), nothing imported: line 2:" in err
+    assert err.splitlines() == [
+        "dialerd: 400 INVALID_ARGUMENT: 1 bad row(s), nothing imported",
+        f"{bad}:2: destination_0: '555' is neither an E.164 number (like +15551234567) "
+        "nor Address JSON",
+    ]
 
 
 def test_missing_token_file_or_daemon_is_a_clear_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DIALERD_TOKEN", raising=False)
-    assert dialerd("campaign", "list") == 1
+    assert dialerd("campaign", "list") == 2
     assert "no API token" in capsys.readouterr().err
 
     url = f"http://127.0.0.1:{free_port()}"
@@ -144,9 +149,9 @@ def test_missing_token_file_or_daemon_is_a_clear_error(
     )
     missing = tmp_path / "missing.csv"
     args = ("--api", url, "--token", TOKEN_A)
-    assert dialerd("targets", "import", "--outdial", "x", str(missing), *args) == 1
+    assert dialerd("targets", "import", "--outdial", "x", str(missing), *args) == 2
     assert "No such file or directory" in capsys.readouterr().err
-    assert dialerd("targets", "import", "--outdial", "x", str(tmp_path / "a.xlsx"), *args) == 1
+    assert dialerd("targets", "import", "--outdial", "x", str(tmp_path / "a.xlsx"), *args) == 2
     assert "--format" in capsys.readouterr().err
 
 
@@ -162,7 +167,7 @@ def test_missing_token_file_or_daemon_is_a_clear_error(
 def test_a_bad_api_url_is_one_line_not_a_traceback(
     capsys: pytest.CaptureFixture[str], api: str, message: str
 ) -> None:
-    assert dialerd("campaign", "list", "--api", api, "--token", TOKEN_A) == 1
+    assert dialerd("campaign", "list", "--api", api, "--token", TOKEN_A) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1

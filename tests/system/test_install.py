@@ -49,6 +49,11 @@ def test_install_into_destdir_gives_a_working_dialerd_and_keeps_the_config(
     assert f"ExecStart={PREFIX}/venv/bin/dialerd run --config /etc/dialerd/dialerd.toml" in unit
     assert str(destdir) not in unit
     assert (destdir / "etc/sysusers.d/dialerd.conf").is_file()
+    bash_completion = destdir / "usr/share/bash-completion/completions/dialerd"
+    assert "_shtab_dialerd" in bash_completion.read_text()
+    assert "--dial-timeout" in bash_completion.read_text()
+    zsh_completion = destdir / "usr/share/zsh/vendor-completions/_dialerd"
+    assert zsh_completion.read_text().startswith("#compdef dialerd")
     config = destdir / "etc/dialerd/dialerd.toml"
     assert config.read_text() == (ROOT / "config" / "dialerd.toml").read_text()
     assert config.stat().st_mode & 0o777 == 0o640
