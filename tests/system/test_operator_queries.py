@@ -1,0 +1,129 @@
+"""The questions an on-call engineer asks first, answered by a real Prometheus with one
+PromQL query each: which campaign is over 3 % abandoned, and why is campaign X not
+dialing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import free_port
+from tests.system.daemon_process import CUSTOMER, QUEUE, DaemonProcess, create_campaign
+
+WAIT_SECONDS = 30.0
+THIN_QUEUE = "7d0f1c2a-5b3e-4c6d-8e9f-0a1b2c3d4e5f"
+# Callees ring for 2-4 s (at the test daemon's speed of 50) and always answer, so the
+# agents of the thin queue can log out while its calls ring.
+CENTRE = """
+[sim.outcomes]
+machine = 0.0
+busy = 0.0
+no_answer = 0.0
+failure = 0.0
+[sim.outcomes.ring_time]
+min = 100.0
+max = 200.0
+[sim.agents]
+sales = {sales}
+thin = {thin}
+[[queues]]
+id = "{thin_queue}"
+customer_id = "{customer}"
+name = "thin"
+"""
+OVER_THREE_PERCENT = (
+    'sum by (campaign_id) (dialerd_campaign_attempts_ended_total{reason="abandoned"})'
+    " / sum by (campaign_id) (dialerd_campaign_answered_total) > 0.03"
+)
+
+
+def centre(sales: int, thin: int) -> str:
+    return CENTRE.format(sales=sales, thin=thin, thin_queue=THIN_QUEUE, customer=CUSTOMER)
+
+
+def query(port: int, promql: str) -> list[dict[str, Any]]:
+    try:
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/query", params={"query": promql}, timeout=5
+        ).json()
+    except (httpx.TransportError, json.JSONDecodeError):
+        return []
+    result: list[dict[str, Any]] = answer.get("data", {}).get("result", [])
+    return result
+
+
+def run(http: httpx.Client, campaign: dict[str, Any]) -> None:
+    started = http.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})
+    assert started.status_code == 200, started.text
+
+
+def test_one_query_names_the_campaign_over_3_percent_and_one_says_why_another_is_idle(
+    tmp_path: Path,
+) -> None:
+    binary = shutil.which("prometheus")
+    assert binary is not None, "prometheus is installed by scripts/test"
+    daemon = DaemonProcess(tmp_path, extra_config=centre(sales=20, thin=5))
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: dialerd\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{daemon.ops_port}']\n"
+    )
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        daemon.wait_ready()
+        http = daemon.http
+        dialing = create_campaign(http, 400, campaign={"queue_id": QUEUE, "name": "dialing"})
+        thin = create_campaign(
+            http, 400, number_prefix="+1555401", campaign={"queue_id": THIN_QUEUE, "name": "thin"}
+        )
+        empty = create_campaign(
+            http, 0, number_prefix="+1555402", campaign={"end_handle": "continue", "name": "empty"}
+        )
+        for campaign in (dialing, thin, empty):
+            run(http, campaign)
+
+        # The thin queue's agents log out while its calls ring: they will be abandoned.
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            state = http.get(f"/v1.0/campaigns/{thin['id']}/state").json()
+            if state["dialing"] > 0:
+                break
+            time.sleep(0.05)
+        daemon.config.write_text(daemon.config.read_text().replace("thin = 5", "thin = 0"))
+        daemon.process.send_signal(signal.SIGHUP)
+
+        over: list[dict[str, Any]] = []
+        why: list[dict[str, Any]] = []
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline and not (over and why):
+            time.sleep(0.5)
+            over = query(port, OVER_THREE_PERCENT)
+            why = query(port, f'dialerd_campaign_state{{campaign_id="{empty["id"]}"}} == 1')
+        assert [row["metric"]["campaign_id"] for row in over] == [thin["id"]]
+        assert [row["metric"]["state"] for row in why] == ["exhausted"]
+        # The campaign dialing normally is not named, and says it dials (or is paced).
+        dialing_state = query(port, f'dialerd_campaign_state{{campaign_id="{dialing["id"]}"}} == 1')
+        assert [row["metric"]["state"] for row in dialing_state] in (["dialing"], ["paced"])
+        assert daemon.stop() == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        daemon.close()
