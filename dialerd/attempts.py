@@ -34,6 +34,8 @@ class Attempt:
     placed: bool = False
     # A stop wants the call ended: cancel or hang-up is repeated until the end is seen.
     release_requested: bool = False
+    # Reconciliation sweeps in a row that found no live call for it.
+    missing_sweeps: int = 0
     # Monotonic times of the start and the answer (None: unknown, or not yet).
     started_at: float | None = None
     answered_at: float | None = None

@@ -440,7 +440,8 @@ class Engine:
         self._task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
 
     async def _end_orphans(self) -> None:
-        """End active attempts nobody follows: their start's reply was lost in an outage."""
+        """End active attempts nobody follows (their start's reply was lost in an
+        outage), and followed ones whose call vanished without an end event."""
         cutoff = self.clock.now() - timedelta(seconds=ORPHAN_AGE)
         try:
             live = await self._live_calls()
@@ -457,6 +458,27 @@ class Engine:
             log.warning("orphan attempt ended", campaigncall_id=campaigncall.id,
                         campaign_id=campaigncall.campaign_id)  # fmt: skip
             await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+        await self._end_vanished(live)
+
+    async def _end_vanished(self, live: set[str]) -> None:
+        """End followed calls the backend no longer has, whose end event never came (a
+        lost event). Missing from two sweeps in a row: an end event already on its way
+        is written first, and wins."""
+        for attempt in self._attempts:
+            if not attempt.placed or attempt.campaigncall_id in live:
+                attempt.missing_sweeps = 0
+                continue
+            attempt.missing_sweeps += 1
+            if attempt.missing_sweeps < 2:
+                continue
+            log.warning(
+                "call vanished without an end event; attempt ended as lost",
+                campaigncall_id=attempt.campaigncall_id,
+                campaign_id=attempt.campaign_id,
+            )
+            await self._reliably(
+                attempt.campaigncall_id, "vanished", self._finish, HangupReason.LOST
+            )
 
     async def _reconcile(self) -> None:
         """After a restart: keep following live attempts; end the others as ``lost``.

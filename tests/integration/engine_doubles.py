@@ -128,6 +128,15 @@ class ScriptedCalls:
         self.live.pop(campaigncall_id, None)
         await self._events.send(Ended(campaigncall_id, reason))
 
+    def vanish(self, campaigncall_id: str) -> None:
+        """The call ends but its end event is lost on the way (as a websocket can)."""
+        self.live.pop(campaigncall_id, None)
+
+    async def report(self, event: TelephonyEvent) -> None:
+        """Send any event, in any order, as often as the test likes (disorder)."""
+        assert self._events is not None
+        await self._events.send(event)
+
     def ringing(self) -> list[str]:
         return [call for call, answered in self.live.items() if not answered]
 

@@ -18,7 +18,7 @@ from dialerd.model import (
     EndHandle,
     TargetStatus,
 )
-from dialerd.ports import HangupReason
+from dialerd.ports import Answered, Ended, HangupReason
 from tests.integration.conftest import StoreMaker, tel
 from tests.integration.engine_harness import CUSTOMER, engine_on
 
@@ -496,3 +496,42 @@ async def test_a_queue_the_queue_backend_does_not_know_is_refused_at_run(
             await world.run(campaign)
         assert await world.status(campaign) == CampaignStatus.STOP
         assert world.calls.originated == []
+
+
+async def test_a_call_whose_end_event_is_lost_is_ended_lost_by_the_sweep(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
+        world.queue.available = 1
+        campaign, _, _ = await world.campaign(targets=1, dial_timeout_ms=0)
+        await world.run(campaign)
+        await world.advance(1)
+        (call_id,) = world.calls.ringing()
+        await world.calls.answer(call_id)
+        world.calls.vanish(call_id)
+        await world.advance(9)
+        (call,) = await world.calls_of(campaign)
+        assert call.status == "progressing"  # one sweep missed it: an end may be on its way
+        await world.advance(11)
+        (call,) = await world.calls_of(campaign)
+        assert (call.status, call.reason) == ("done", "lost")
+
+
+async def test_events_out_of_order_and_twice_end_an_attempt_once(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
+        world.queue.available = 1
+        campaign, _, (target,) = await world.campaign(targets=1, dial_timeout_ms=0)
+        await world.run(campaign)
+        await world.advance(1)
+        (call_id,) = world.calls.ringing()
+        # The end overtakes the answer, then comes again; the answer arrives last.
+        await world.calls.report(Ended(call_id, HangupReason.BUSY))
+        await world.calls.report(Ended(call_id, HangupReason.NORMAL))
+        await world.calls.report(Answered(call_id))
+        await world.advance(1)
+        (call,) = await world.calls_of(campaign)
+        assert (call.status, call.result, call.reason) == ("done", "fail", "busy")
+        assert (await world.target(target)).status == TargetStatus.DONE
+        assert world.engine.active_attempts == 0
