@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,3 +153,38 @@ def create_campaign(
         },
     ).json()
     return created
+
+
+def callees_always_answer(ring: tuple[float, float], talk: tuple[float, float] = (20, 90)) -> str:
+    """Config lines for a simulated centre whose callees always answer, after ``ring``
+    and talking for ``talk`` simulated seconds (min, max)."""
+    return (
+        "[sim.outcomes]\nmachine = 0.0\nbusy = 0.0\nno_answer = 0.0\nfailure = 0.0\n"
+        f"[sim.outcomes.ring_time]\nmin = {ring[0]}\nmax = {ring[1]}\n"
+        f"[sim.outcomes.talk_time]\nmin = {talk[0]}\nmax = {talk[1]}\n"
+    )
+
+
+def start_prometheus(workdir: Path, ops_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """A real Prometheus on 127.0.0.1 scraping the daemon's ops listener every second;
+    returns the process and its port."""
+    binary = shutil.which("prometheus")
+    assert binary is not None, "prometheus is installed by scripts/test"
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: dialerd\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{ops_port}']\n"
+    )
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return server, port

@@ -11,26 +11,19 @@ from typing import Any
 import httpx
 
 from dialerd.model import parse_time
-from tests.system.daemon_process import CAMPAIGN_SECONDS, DaemonProcess, create_campaign
+from tests.system.daemon_process import (
+    CAMPAIGN_SECONDS,
+    DaemonProcess,
+    callees_always_answer,
+    create_campaign,
+)
 
 # A trunk that takes 0.1-0.2 s (at the test daemon's speed) to place and to end a call,
 # and callees that ring for seconds: a stop finds calls ringing or being placed.
-SLOW_TRUNK = """
-[sim.place_time]
-min = 5.0
-max = 10.0
-[sim.release_time]
-min = 5.0
-max = 10.0
-[sim.outcomes]
-machine = 0.0
-busy = 0.0
-no_answer = 0.0
-failure = 0.0
-[sim.outcomes.ring_time]
-min = 100.0
-max = 200.0
-"""
+SLOW_TRUNK = (
+    "[sim.place_time]\nmin = 5.0\nmax = 10.0\n[sim.release_time]\nmin = 5.0\nmax = 10.0\n"
+    + callees_always_answer(ring=(100.0, 200.0))
+)
 
 
 def _calls(http: httpx.Client, campaign_id: str) -> list[dict[str, Any]]:
@@ -137,19 +130,7 @@ def test_sigterm_ends_every_call_within_the_grace_and_a_restart_redials_nothing(
     tmp_path: Path,
 ) -> None:
     # Callees answer at once and talk for 1-2 s: SIGTERM finds calls answered.
-    quick_answers = """
-[sim.outcomes]
-machine = 0.0
-busy = 0.0
-no_answer = 0.0
-failure = 0.0
-[sim.outcomes.ring_time]
-min = 0.0
-max = 1.0
-[sim.outcomes.talk_time]
-min = 50.0
-max = 100.0
-"""
+    quick_answers = callees_always_answer(ring=(0.0, 1.0), talk=(50.0, 100.0))
     first = DaemonProcess(tmp_path, extra_config=quick_answers)
     try:
         first.wait_ready()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,8 +15,8 @@ import httpx
 import pytest
 
 from dialerd import __version__
-from tests.conftest import RedisServer, free_port
-from tests.system.daemon_process import DaemonProcess
+from tests.conftest import RedisServer
+from tests.system.daemon_process import DaemonProcess, start_prometheus
 
 WAIT_SECONDS = 30.0
 
@@ -145,26 +144,8 @@ def test_a_scrape_passes_promtool_check_metrics(tmp_path: Path) -> None:
 
 
 def test_a_real_prometheus_scrapes_the_daemon(tmp_path: Path) -> None:
-    prometheus = shutil.which("prometheus")
-    assert prometheus is not None, "prometheus is installed by scripts/test"
     daemon = DaemonProcess(tmp_path)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: dialerd\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{daemon.ops_port}']\n"
-    )
-    server = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, port = start_prometheus(tmp_path, daemon.ops_port)
     try:
         daemon.wait_ready()
         deadline = time.monotonic() + WAIT_SECONDS

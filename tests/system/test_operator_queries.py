@@ -5,31 +5,27 @@ dialing."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
-from tests.system.daemon_process import CUSTOMER, QUEUE, DaemonProcess, create_campaign
+from tests.system.daemon_process import (
+    CUSTOMER,
+    QUEUE,
+    DaemonProcess,
+    callees_always_answer,
+    create_campaign,
+    start_prometheus,
+)
 
 WAIT_SECONDS = 30.0
 THIN_QUEUE = "7d0f1c2a-5b3e-4c6d-8e9f-0a1b2c3d4e5f"
 # Callees ring for 2-4 s (at the test daemon's speed of 50) and always answer, so the
 # agents of the thin queue can log out while its calls ring.
 CENTRE = """
-[sim.outcomes]
-machine = 0.0
-busy = 0.0
-no_answer = 0.0
-failure = 0.0
-[sim.outcomes.ring_time]
-min = 100.0
-max = 200.0
 [sim.agents]
 sales = {sales}
 thin = {thin}
@@ -45,7 +41,9 @@ OVER_THREE_PERCENT = (
 
 
 def centre(sales: int, thin: int) -> str:
-    return CENTRE.format(sales=sales, thin=thin, thin_queue=THIN_QUEUE, customer=CUSTOMER)
+    return callees_always_answer(ring=(100.0, 200.0)) + CENTRE.format(
+        sales=sales, thin=thin, thin_queue=THIN_QUEUE, customer=CUSTOMER
+    )
 
 
 def query(port: int, promql: str) -> list[dict[str, Any]]:
@@ -67,26 +65,8 @@ def run(http: httpx.Client, campaign: dict[str, Any]) -> None:
 def test_one_query_names_the_campaign_over_3_percent_and_one_says_why_another_is_idle(
     tmp_path: Path,
 ) -> None:
-    binary = shutil.which("prometheus")
-    assert binary is not None, "prometheus is installed by scripts/test"
     daemon = DaemonProcess(tmp_path, extra_config=centre(sales=20, thin=5))
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: dialerd\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{daemon.ops_port}']\n"
-    )
-    server = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, port = start_prometheus(tmp_path, daemon.ops_port)
     try:
         daemon.wait_ready()
         http = daemon.http
