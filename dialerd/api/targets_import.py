@@ -14,6 +14,7 @@ import csv
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any, Final
 
+import anyio
 import msgspec
 
 from dialerd.api import jsontext
@@ -79,6 +80,9 @@ def target_from_body(outdial_id: str, now: str, body: TargetCreate) -> OutdialTa
 # Targets handed to the store at a time, and the longest record (line, or CSV record
 # spanning lines) accepted: what an import holds in memory whatever the file's size.
 IMPORT_BATCH: Final = 500
+# Rows parsed between two looks at the event loop: parsing a body holds the loop, and
+# other requests (and the engine) must not wait behind a whole chunk of rows.
+ROWS_PER_CHECKPOINT: Final = 50
 MAX_RECORD_BYTES: Final = 1024 * 1024
 _BOM: Final = codecs.BOM_UTF8
 
@@ -91,7 +95,11 @@ async def _batches(
     batch: list[OutdialTarget] = []
     problems: list[RowProblem] = []
     bad_rows = 0
+    seen = 0
     async for line, row in rows:
+        seen += 1
+        if seen % ROWS_PER_CHECKPOINT == 0:
+            await anyio.lowlevel.checkpoint()
         if isinstance(row, str):
             bad_rows += 1
             batch = []

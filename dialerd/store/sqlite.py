@@ -109,7 +109,7 @@ _PICK_OF_ROW: Final = (
     f"THEN {PICK_RETRIED} ELSE {PICK_NEVER_TRIED} END ELSE {PICK_NONE} END"
 )
 # Rows of a published import made dialable per transaction: each is short.
-PUBLISH_CHUNK: Final = 5000
+PUBLISH_CHUNK: Final = 1000
 _INSERT_TARGET: Final = (
     f"INSERT INTO target ({_TARGET_COLUMNS}, slots, touched, pick) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
