@@ -20,20 +20,12 @@ from dialerd.adapters.redis_queue import RedisQueue
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import AsteriskQueueConfig, AsteriskTelephony, Config
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
-from dialerd.queues import QueueRegistry
 
 
 class Backends:
     """What the engine dials through and reads agents from."""
 
-    def __init__(
-        self,
-        config: Config,
-        clock: Clock,
-        state_dir: Path,
-        *,
-        queues: QueueRegistry | None = None,
-    ) -> None:
+    def __init__(self, config: Config, clock: Clock, state_dir: Path) -> None:
         ledger = Path(config.sim.ledger) if config.sim.ledger else None
         if ledger is not None and not ledger.is_absolute():
             ledger = state_dir / ledger
@@ -51,8 +43,6 @@ class Backends:
                 url=redis.url, prefix=redis.prefix, pool_size=redis.pool_size, timeout=redis.timeout
             )
             self.queue = self.redis_queue
-        # Campaigns name queues by registry id; Asterisk knows them by name.
-        self.queues = queues
         self.ari: AriTelephony | None = None
         if config.telephony.backend == "asterisk":
             assert config.telephony.asterisk is not None  # the config refuses it missing
@@ -62,14 +52,6 @@ class Backends:
         if config.queue.backend == "asterisk":
             assert config.queue.asterisk is not None
             self.ami, self.queue = self._ami_queue(config.queue.asterisk)
-
-    def use_registry(self, queues: QueueRegistry) -> None:
-        """Map campaigns' queue ids to backend queue names through ``queues``."""
-        self.queues = queues
-
-    def _queue_name(self, queue_id: str) -> str:
-        queue = self.queues.get(None, queue_id) if self.queues is not None else None
-        return queue.name if queue is not None else queue_id
 
     def _ari(self, settings: AsteriskTelephony) -> AriTelephony:
         return AriTelephony(
@@ -84,7 +66,6 @@ class Backends:
             queue_timeout=settings.queue_timeout,
             connect_timeout=settings.connect_timeout,
             request_timeout=settings.request_timeout,
-            queue_names=self._queue_name,
         )
 
     @staticmethod

@@ -107,7 +107,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.store: Store = create_store(config.store, self.state_dir)
         self.queues = QueueRegistry(registry_entries(config.queues))
-        self.backends = Backends(config, self.clock, self.state_dir, queues=self.queues)
+        self.backends = Backends(config, self.clock, self.state_dir)
         self.sim = self.backends.sim
         self.control = CampaignControl(
             self.store,

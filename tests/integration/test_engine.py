@@ -535,3 +535,18 @@ async def test_events_out_of_order_and_twice_end_an_attempt_once(
         assert (call.status, call.result, call.reason) == ("done", "fail", "busy")
         assert (await world.target(target)).status == TargetStatus.DONE
         assert world.engine.active_attempts == 0
+
+
+async def test_an_origination_names_the_queue_as_the_backend_knows_it(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
+        world.queue.available = 1
+        queued, _, _ = await world.campaign(targets=1, queue="support")
+        agentless, _, _ = await world.campaign(targets=1, queue=False)
+        await world.run(queued)
+        await world.run(agentless)
+        await world.advance(1)
+        names = {o.campaign_id: (o.queue_id, o.queue_name) for o in world.calls.originated}
+        assert names[queued.id] == (queued.queue_id, "support")
+        assert names[agentless.id] == (NIL_UUID, "")

@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from dialerd.adapters.asterisk.ari import AriTelephony
-from dialerd.model import Address
+from dialerd.model import NIL_UUID, Address
 from dialerd.ports import AgentConnected, Answered, Ended, Origination, TelephonyEvent
 from tests.realpeer.rig import Rig
 
@@ -37,12 +37,14 @@ def telephony(rig: Rig, **overrides: Any) -> AriTelephony:
 
 
 def origination(number: str, *, queue: str = "", dial_timeout_ms: int = 10_000) -> Origination:
+    """An attempt to ``number``; ``queue``: the Asterisk queue its campaign names."""
     return Origination(
         campaigncall_id=str(uuid.uuid4()),
         campaign_id=str(uuid.uuid4()),
         customer_id=str(uuid.uuid4()),
         reference_id=str(uuid.uuid4()),
-        queue_id=queue,
+        queue_id=str(uuid.uuid4()) if queue else NIL_UUID,
+        queue_name=queue,
         source=Address(target="+15550100000", target_name="dialerd test"),
         destination=Address(target=number),
         actions=[],

@@ -137,11 +137,11 @@ async def test_queue_with_every_agent_paused_is_abandoned(fresh_rig: Rig) -> Non
         assert (await calls.ended(call.campaigncall_id)).reason == HangupReason.ABANDONED
 
 
-async def test_queue_names_map_queue_ids(fresh_rig: Rig) -> None:
-    names = {"7e0e5a0c-0000-4000-8000-000000000001": "sales"}
+async def test_the_queue_is_the_one_the_origination_names_not_its_id(fresh_rig: Rig) -> None:
     before = agent_connects()
-    async with running(telephony(fresh_rig, queue_names=names)) as calls:
-        call = origination("answer-0", queue="7e0e5a0c-0000-4000-8000-000000000001")
+    async with running(telephony(fresh_rig)) as calls:
+        call = origination("answer-0", queue="sales")
+        assert call.queue_id != "sales"
         await calls.backend.originate(call)
         await calls.answered(call.campaigncall_id)
         await eventually(lambda: agent_connects() > before, what="an agent answers")

@@ -11,7 +11,6 @@ from dialerd.adapters.asterisk.ari import AriTelephony
 from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import ConfigError, decode_config
-from dialerd.queues import QueueRef, QueueRegistry
 
 QUEUE_ID = "0b7c6a1e-2f4d-4e55-9a0b-5d1c2e3f4a5b"
 CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
@@ -41,15 +40,6 @@ def test_asterisk_backends_from_config(tmp_path: Path) -> None:
     assert "ami-secret" not in repr(backends.ami)
     # Not connected yet: no call can be placed, and /readyz says why.
     assert backends.telephony.unavailable_reason() == "ARI not connected yet"
-
-
-def test_queue_ids_map_to_asterisk_names_through_the_registry(tmp_path: Path) -> None:
-    backends = Backends(decode_config(ASTERISK), SystemClock(), tmp_path)
-    assert backends._queue_name(QUEUE_ID) == QUEUE_ID  # no registry yet: as is
-    backends.use_registry(
-        QueueRegistry([QueueRef(id=QUEUE_ID, customer_id=CUSTOMER_ID, name="sales")])
-    )
-    assert backends._queue_name(QUEUE_ID) == "sales"
 
 
 def test_an_unreadable_password_file_stops_the_build(tmp_path: Path) -> None:

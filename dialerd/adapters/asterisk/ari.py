@@ -21,7 +21,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import anyio
@@ -44,7 +44,7 @@ from dialerd.adapters.asterisk.ari_events import (
     decode_event,
 )
 from dialerd.adapters.asterisk.call_state import CallState, Phase, Step
-from dialerd.model import NIL_UUID, Address
+from dialerd.model import Address
 from dialerd.ports import (
     AgentConnected,
     Answered,
@@ -96,7 +96,6 @@ class AriTelephony:
         queue_timeout: int = 20,
         connect_timeout: float = 5.0,
         request_timeout: float = 5.0,
-        queue_names: Callable[[str], str] | Mapping[str, str] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.username = username
@@ -109,7 +108,6 @@ class AriTelephony:
         self.queue_timeout = queue_timeout
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
-        self._queue_names = queue_names
         self._calls: dict[str, CallState] = {}
         self._answered_at: dict[str, float] = {}
         self._placed: OrderedDict[str, None] = OrderedDict()
@@ -162,7 +160,8 @@ class AriTelephony:
         number = origination.destination.target
         if not _NUMBER.match(number):
             raise OriginationError(f"destination {number!r} cannot be dialled through Asterisk")
-        queue = origination.queue_name or self._queue_name(origination.queue_id)
+        # The campaign's queue as Asterisk names it (the registry's name); "" agentless.
+        queue = origination.queue_name
         # Registered first: the call's first events may come before the reply.
         self._calls[campaigncall_id] = call_state.placed(campaigncall_id, to_queue=bool(queue))
         started = time.perf_counter()
@@ -440,16 +439,6 @@ class AriTelephony:
             raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
 
     # -- building an origination -----------------------------------------------------
-    def _queue_name(self, queue_id: str) -> str:
-        if not queue_id or queue_id == NIL_UUID:
-            return ""
-        names = self._queue_names
-        if names is None:
-            return queue_id
-        if callable(names):
-            return names(queue_id)
-        return names.get(queue_id, queue_id)
-
     def _originate_params(self, origination: Origination) -> dict[str, str]:
         params = {
             "endpoint": self.endpoint.replace("{number}", origination.destination.target),
