@@ -38,6 +38,7 @@ from dialerd.config import (
     TelephonyConfig,
 )
 from dialerd.daemon import Daemon
+from dialerd.demo import count_done_targets
 from dialerd.model import (
     Address,
     AddressType,
@@ -47,7 +48,6 @@ from dialerd.model import (
     Outdial,
     OutdialTarget,
     Outplan,
-    TargetStatus,
     format_time,
 )
 
@@ -220,16 +220,6 @@ async def _calls(daemon: Daemon, campaign_id: str) -> list[Campaigncall]:
         token = page.next_page_token
 
 
-async def _done_targets(daemon: Daemon, outdial_id: str) -> int:
-    done, token = 0, ""
-    while True:
-        page = await daemon.store.list_targets(outdial_id, 100, token)
-        done += sum(1 for target in page.result if target.status == TargetStatus.DONE)
-        if not page.next_page_token:
-            return done
-        token = page.next_page_token
-
-
 async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> AsteriskDemoSummary:
     app = f"dialerd-demo-{random.randrange(10**9)}"
     daemon = Daemon(demo_config(state_dir, app), state_dir=state_dir)
@@ -266,7 +256,7 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
             while any(call.status != "done" for call in calls):
                 await anyio.sleep(0.2)
                 calls = await _calls(daemon, campaign.id)
-        targets_done = await _done_targets(daemon, outdial.id)
+        targets_done = await count_done_targets(daemon, outdial.id)
         daemon.shutdown.set()
     invites, problems = check_ledger(ledger, offset, dialled, calls)
     return AsteriskDemoSummary(
