@@ -25,7 +25,9 @@ import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 
-from dialerd import abandonment, lifecycle, metrics, outcome
+from dialerd import abandonment, lifecycle, metrics
+from dialerd.core import targets
+from dialerd.core.targets import RetryRule
 from dialerd.abandonment import DayCount
 from dialerd.attempts import Attempt, AttemptBook
 from dialerd.config import EngineConfig
@@ -986,9 +988,7 @@ class Engine:
     async def _check_exhausted(
         self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan
     ) -> bool:
-        if not await self.store.outdial_exhausted(
-            campaign.id, campaign.outdial_id, outplan.max_try_counts
-        ):
+        if not await self.store.outdial_exhausted(campaign.id, campaign.outdial_id):
             return False
         self._set_state(loop, DialingState.EXHAUSTED)
         if lifecycle.status_when_exhausted(campaign.end_handle) == CampaignStatus.RUN:
@@ -1213,22 +1213,22 @@ class Engine:
                 attempt.timer.cancel()
             reason = attempt.end_reason or reason
             campaign_id, outplan_id = attempt.campaign_id, attempt.outplan_id
-            give_back_try = outcome.gives_try_back(
+            give_back_try = targets.gives_try_back(
                 reason, answered=attempt.answered, stopped=attempt.release_requested
             )
         elif campaigncall is not None:
             campaign_id, outplan_id = campaigncall.campaign_id, campaigncall.outplan_id
         else:
             return  # a late or repeated event of an attempt this engine no longer follows
-        max_try_counts = await self._max_try_counts(outplan_id)
-        result = outcome.result_for(reason)
+        rule = await self._retry_rule(outplan_id)
+        result = targets.result_for(reason)
         try:
             with metrics.store_operation("finish_attempt", self.store.backend):
                 finished = await self.store.finish_attempt(
                     campaigncall_id,
                     result,
                     reason.value,
-                    max_try_counts,
+                    rule,
                     self.clock.now(),
                     fence=self._fence(campaign_id),
                     give_back_try=give_back_try,
@@ -1332,12 +1332,11 @@ class Engine:
         if target is not None and target.status == TargetStatus.DONE:
             self.stats.targets_done += 1
 
-    async def _max_try_counts(self, outplan_id: str) -> tuple[int, int, int, int, int]:
+    async def _retry_rule(self, outplan_id: str) -> RetryRule:
         outplan = self._outplans.get(outplan_id)
         if outplan is None:
+            # None when the outplan is gone: no retry can follow, the target ends done.
             outplan = await self.store.get_outplan(None, outplan_id)
-            if outplan is None:
-                # The outplan is gone: no retry can follow, the target ends done.
-                return (0, 0, 0, 0, 0)
-            self._outplans[outplan_id] = outplan
-        return outplan.max_try_counts
+            if outplan is not None:
+                self._outplans[outplan_id] = outplan
+        return RetryRule.of(outplan)

@@ -70,6 +70,21 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+class HangupReason(enum.StrEnum):
+    """Why an attempt ended. Only ``normal`` (answered, ended normally) is a success."""
+
+    NORMAL = "normal"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    MACHINE = "machine"
+    ABANDONED = "abandoned"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    LOST = "lost"
+
+
 class CampaignType(enum.StrEnum):
     CALL = "call"
     FLOW = "flow"

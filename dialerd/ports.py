@@ -14,6 +14,7 @@ import msgspec
 from anyio.abc import ObjectSendStream, TaskStatus
 
 from dialerd.model import Action, Address
+from dialerd.model import HangupReason as HangupReason
 
 
 class Clock(Protocol):
@@ -47,21 +48,6 @@ class QueueAdapter(Protocol):
 
     async def has_queue(self, queue_name: str) -> bool:
         """Whether the backend knows this queue; raise ``QueueUnavailable`` if it cannot tell."""
-
-
-class HangupReason(enum.StrEnum):
-    """Why an attempt ended. Only ``normal`` (answered, ended normally) is a success."""
-
-    NORMAL = "normal"
-    BUSY = "busy"
-    NO_ANSWER = "no_answer"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    MACHINE = "machine"
-    ABANDONED = "abandoned"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-    LOST = "lost"
 
 
 class Origination(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,8 +15,12 @@ Semantics every backend shares:
   The token is the last item's ``tm_create``; when items share a ``tm_create`` it also
   carries the id (``"<tm_create>|<id>"``) so nothing is skipped or repeated. A client
   may pass a bare ``tm_create`` as token: items strictly older are returned.
-- Targets: the eligible order, retry rule and slot choice are those of behaviour.md §4;
-  ``start_attempt`` does the whole claim atomically.
+- Targets: the stores evaluate no dialing rule. Beside each target they keep the
+  ``dialerd.core.targets.Placement`` the core decided (when it was created, claimed or
+  its attempt ended) and index it: the ready targets in (touched, creation) order, the
+  waiting ones by ``due``. A claim moves the waiting targets whose ``due`` has come to
+  the ready ones, takes the first ready target, asks the core for its slot, and writes
+  the claim, all in one atomic step; ``finish_attempt`` writes what the core decides.
 - Leases: one instance at a time holds a campaign's lease (``acquire_lease``) and
   renews it before ``ttl`` runs out. Its ``Fence`` carries a token that is the same for
   as long as one owner holds the lease (renewals, and also re-taking it when nobody
@@ -40,6 +44,7 @@ from typing import Protocol
 import msgspec
 
 from dialerd.abandonment import DayCount
+from dialerd.core.targets import RetryRule
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     Campaign,
@@ -241,9 +246,12 @@ class Store(Protocol):
 
         In one atomic step: check that the stored campaign is ``run`` (else
         ``CampaignNotRunning``: from the moment a stop is stored nothing is claimed),
-        pick the first eligible target in the §4 order, choose its slot, increment
-        ``try_count_N``, set it ``progressing`` and create the campaigncall ``dialing``
-        with ``try_count`` = the new count. ``None`` when no target is eligible now.
+        take the first ready target (waiting ones whose ``due`` has come count as
+        ready), let ``dialerd.core.targets.decide_claim`` choose its slot under the
+        plan's outplan (a target it finds spent is written done and the next is taken),
+        increment ``try_count_N``, set it ``progressing`` and create the campaigncall
+        ``dialing`` with ``try_count`` = the new count. ``None`` when no target is ready
+        now.
         """
 
     async def mark_answered(
@@ -256,7 +264,7 @@ class Store(Protocol):
         campaigncall_id: str,
         result: CampaigncallResult,
         reason: str,
-        max_try_counts: tuple[int, int, int, int, int],
+        rule: RetryRule,
         now: datetime,
         *,
         fence: Fence | None = None,
@@ -264,13 +272,11 @@ class Store(Protocol):
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
-        The campaigncall becomes ``done`` with ``result`` and ``reason``. The target
-        becomes ``done`` on success or when no slot has tries left under
-        ``max_try_counts``; otherwise ``idle`` again, eligible ``try_interval`` after
-        ``now``. With ``give_back_try`` (a call a stop ended before it was answered) the
-        target's ``try_count_N`` of the attempt's slot is decremented again and the
-        target is ``idle`` in the place it had before the claim. ``None`` if the
-        campaigncall does not exist.
+        The campaigncall becomes ``done`` with ``result`` and ``reason``; its target,
+        if still ``progressing``, takes the try counts and placement that
+        ``dialerd.core.targets.place_after`` decides under ``rule`` (``give_back_try``:
+        a call a stop ended before it was answered). ``None`` if the campaigncall does
+        not exist.
         """
 
     # -- campaign leases: one instance ticks a campaign at a time -----------------------
@@ -315,12 +321,7 @@ class Store(Protocol):
     async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
         """The campaign's counts of ``since`` and later days, oldest first."""
 
-    async def outdial_exhausted(
-        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
-    ) -> bool:
-        """True when behaviour.md §6 says the outdial is exhausted for this campaign.
-
-        No target is ``idle`` with a slot that has a destination and tries left (eligible
-        now or waiting for its retry interval), no target of the outdial is
-        ``progressing``, and the campaign has no active attempt.
-        """
+    async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
+        """True when ``dialerd.core.targets.exhausted`` says so (behaviour.md §6): no
+        target of the outdial is ready or waiting, none is ``progressing`` (nor staged
+        by an import being published), and the campaign has no active attempt."""

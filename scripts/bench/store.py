@@ -14,6 +14,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from dialerd.core.targets import RetryRule
 from dialerd.model import (
     NIL_UUID,
     Address,
@@ -108,7 +109,7 @@ async def pairs_per_second(
                 campaigncall.id,
                 CampaigncallResult.FAIL,
                 "busy",
-                outplan.max_try_counts,
+                RetryRule.of(outplan),
                 datetime.now(UTC),
             )
             done += 1

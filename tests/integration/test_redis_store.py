@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.asyncio
 
+from dialerd.core.targets import RetryRule
 from dialerd.model import CampaigncallResult, TargetStatus
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
 from dialerd.store.redis import RedisStore
@@ -93,7 +94,7 @@ async def test_every_key_is_under_the_prefix(
     assert campaigncall is not None
     await store.mark_answered(campaigncall.id, make.at(2))
     await store.finish_attempt(
-        campaigncall.id, CampaigncallResult.FAIL, "busy", dialing.outplan.max_try_counts, make.at(3)
+        campaigncall.id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(3)
     )
 
     keys = await all_keys(redis_url)

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from dialerd.abandonment import DayCount
+from dialerd.core.targets import RetryRule
 from dialerd.model import (
     NOT_DELETED,
     Address,
@@ -56,7 +57,7 @@ async def claim(store: Store, dialing: Dialing, now: datetime) -> Campaigncall:
 async def finish(store: Store, dialing: Dialing, campaigncall: Campaigncall, now: datetime) -> None:
     """End an attempt as failed (busy); it must not have ended before."""
     done = await store.finish_attempt(
-        campaigncall.id, FAIL, "busy", dialing.outplan.max_try_counts, now
+        campaigncall.id, FAIL, "busy", RetryRule.of(dialing.outplan), now
     )
     assert done is not None
     assert done.finished
@@ -533,9 +534,7 @@ async def test_empty_destinations_are_skipped(store: Store, make: Factory) -> No
     assert campaigncall.destination == dialable
     await finish(store, dialing, campaigncall, make.at(2))
     assert await store.start_attempt(dialing.plan(make.at(3))) is None
-    assert await store.outdial_exhausted(
-        dialing.campaign.id, dialing.outdial.id, dialing.outplan.max_try_counts
-    )
+    assert await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
 
 
 async def test_a_slot_with_no_tries_allowed_is_skipped(store: Store, make: Factory) -> None:
@@ -629,7 +628,7 @@ async def test_success_finishes_the_target(store: Store, make: Factory) -> None:
     await store.create_targets([target])
     campaigncall = await claim(store, dialing, make.at(1))
     done = await store.finish_attempt(
-        campaigncall.id, SUCCESS, "normal", dialing.outplan.max_try_counts, make.at(9)
+        campaigncall.id, SUCCESS, "normal", RetryRule.of(dialing.outplan), make.at(9)
     )
     assert done is not None
     assert done.finished
@@ -649,7 +648,7 @@ async def test_a_failure_with_tries_left_makes_the_target_idle(store: Store, mak
     await store.create_targets([make.target(dialing.outdial.id)])
     campaigncall = await claim(store, dialing, make.at(1))
     done = await store.finish_attempt(
-        campaigncall.id, FAIL, "no_answer", dialing.outplan.max_try_counts, make.at(2)
+        campaigncall.id, FAIL, "no_answer", RetryRule.of(dialing.outplan), make.at(2)
     )
     assert done is not None
     assert done.target is not None
@@ -662,7 +661,7 @@ async def test_a_failure_on_the_last_try_finishes_the_target(store: Store, make:
     await store.create_targets([make.target(dialing.outdial.id)])
     campaigncall = await claim(store, dialing, make.at(1))
     done = await store.finish_attempt(
-        campaigncall.id, FAIL, "busy", dialing.outplan.max_try_counts, make.at(2)
+        campaigncall.id, FAIL, "busy", RetryRule.of(dialing.outplan), make.at(2)
     )
     assert done is not None
     assert done.target is not None
@@ -675,10 +674,10 @@ async def test_an_attempt_is_finished_exactly_once(store: Store, make: Factory) 
     await store.create_targets([target])
     campaigncall = await claim(store, dialing, make.at(1))
     first = await store.finish_attempt(
-        campaigncall.id, SUCCESS, "normal", dialing.outplan.max_try_counts, make.at(5)
+        campaigncall.id, SUCCESS, "normal", RetryRule.of(dialing.outplan), make.at(5)
     )
     again = await store.finish_attempt(
-        campaigncall.id, FAIL, "lost", dialing.outplan.max_try_counts, make.at(8)
+        campaigncall.id, FAIL, "lost", RetryRule.of(dialing.outplan), make.at(8)
     )
     assert first is not None
     assert again is not None
@@ -690,7 +689,9 @@ async def test_an_attempt_is_finished_exactly_once(store: Store, make: Factory) 
 
 
 async def test_finishing_an_unknown_attempt_finds_nothing(store: Store, make: Factory) -> None:
-    result = await store.finish_attempt(new_id(), FAIL, "busy", (1, 0, 0, 0, 0), make.at(1))
+    result = await store.finish_attempt(
+        new_id(), FAIL, "busy", RetryRule((1, 0, 0, 0, 0)), make.at(1)
+    )
     assert result is None
 
 
@@ -737,10 +738,10 @@ async def test_the_outdial_is_exhausted_only_when_nothing_is_left(
 ) -> None:
     dialing = await make.dialing(store, max_try_counts=(2,), try_interval=60_000)
     await store.create_targets([make.target(dialing.outdial.id)])
-    limits = dialing.outplan.max_try_counts
+    limits = RetryRule.of(dialing.outplan)
 
     async def exhausted() -> bool:
-        return await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id, limits)
+        return await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
 
     assert not await exhausted()
     campaigncall = await claim(store, dialing, make.at(0))
@@ -757,9 +758,7 @@ async def test_the_outdial_is_exhausted_only_when_nothing_is_left(
 
 async def test_an_empty_outdial_is_exhausted(store: Store, make: Factory) -> None:
     dialing = await make.dialing(store)
-    assert await store.outdial_exhausted(
-        dialing.campaign.id, dialing.outdial.id, dialing.outplan.max_try_counts
-    )
+    assert await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
 
 
 # -- concurrency ------------------------------------------------------------------------------
@@ -793,7 +792,7 @@ async def test_concurrent_claimers_never_dial_one_target_twice(
             # Leave the set before finishing: once finished, the target may be claimed again.
             active.discard(target_id)
             result = await instance.finish_attempt(
-                campaigncall.id, FAIL, "busy", dialing.outplan.max_try_counts, make.at(1)
+                campaigncall.id, FAIL, "busy", RetryRule.of(dialing.outplan), make.at(1)
             )
             assert result is not None
             assert result.finished
@@ -809,9 +808,7 @@ async def test_concurrent_claimers_never_dial_one_target_twice(
         stored = await store.get_target(dialing.outdial.id, target.id)
         assert stored is not None
         assert (stored.status, stored.try_counts) == (TargetStatus.DONE, (3, 0, 0, 0, 0))
-    assert await store.outdial_exhausted(
-        dialing.campaign.id, dialing.outdial.id, dialing.outplan.max_try_counts
-    )
+    assert await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
     assert await store.active_attempts(dialing.campaign.id) == []
 
 
@@ -929,7 +926,7 @@ def fenced_writes(
 ) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
     """Every fenced write the engine makes for the campaign, by name, ready to try."""
     dialed, answered = attempts
-    limits = dialing.outplan.max_try_counts
+    limits = RetryRule.of(dialing.outplan)
     stopped = msgspec.structs.replace(
         dialing.campaign, status=CampaignStatus.STOP, tm_update=format_time(now)
     )
@@ -1038,7 +1035,7 @@ async def test_unfenced_writes_ignore_leases(store: Store, make: Factory) -> Non
     campaigncall = await claim(store, dialing, make.at(1))
     assert await store.mark_answered(campaigncall.id, make.at(2)) is not None
     finished = await store.finish_attempt(
-        campaigncall.id, SUCCESS, "normal", dialing.outplan.max_try_counts, make.at(3)
+        campaigncall.id, SUCCESS, "normal", RetryRule.of(dialing.outplan), make.at(3)
     )
     assert finished is not None
     assert finished.finished

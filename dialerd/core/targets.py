@@ -1,0 +1,227 @@
+"""What becomes of a target: behaviour.md §4 (which target, which number) and §5 (the
+end of an attempt), decided here and nowhere else.
+
+The stores keep a target's *placement* beside it and index it; they never evaluate a
+rule. A placement says whether the target can be dialed (``queue``), in which order
+(``touched``, then creation order), from when (``due``), until when (``until``) and on
+which slot. The three moments the rules are applied:
+
+- a target is created (or imported): :func:`place_new`;
+- a claim reaches a target that is ready: :func:`decide_claim` returns the slot to dial
+  and its new try count, or a new placement when the target cannot be dialed under the
+  claiming campaign's outplan after all (its counts were lowered, or it is shared with a
+  campaign that allows fewer tries);
+- an attempt ends: :func:`place_after`.
+
+A store's claim pops the ready target first in ``(touched, creation)`` order among those
+whose ``due`` has come, and may take a short cut: when the placement's ``slot`` still
+has a try left under the claim's outplan and ``until`` has not passed, the decision is
+that slot (this is what :func:`decide_claim` returns then). Anything else goes through
+:func:`decide_claim`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import msgspec
+
+from dialerd.model import (
+    Address,
+    CampaigncallResult,
+    HangupReason,
+    OutdialTarget,
+    Outplan,
+    TargetStatus,
+    parse_time,
+)
+
+NO_SLOT = -1
+
+
+class Queue(enum.IntEnum):
+    """Which index of dialable targets a target is in (the stores' ``pick``)."""
+
+    NONE = 0  # not dialable: progressing, done, deleted, or nothing to dial
+    READY = 1  # dialable from ``due``; taken in (touched, creation) order
+    WAITING = 3  # dialable from ``due``, which has not come yet
+
+
+class Held(enum.StrEnum):
+    """Why a target that is not dialed now waits (``""``: it does not)."""
+
+    NONE = ""
+    RETRY_INTERVAL = "retry_interval"
+    NOTHING_TO_DIAL = "nothing_to_dial"
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    """What a store keeps and indexes for a target: the rules' last word on it."""
+
+    status: TargetStatus
+    queue: Queue
+    # The order among ready targets: its creation, then the end of its last attempt.
+    touched: datetime
+    # From when it may be dialed; until when (None: no limit) a ready placement holds.
+    due: datetime
+    until: datetime | None = None
+    slot: int = NO_SLOT
+    held: Held = Held.NONE
+
+    def ready_at(self, now: datetime) -> Placement:
+        """The same placement, in the ready queue if its ``due`` has come by ``now``."""
+        if self.queue == Queue.WAITING and self.due <= now:
+            return msgspec.structs.replace(self, queue=Queue.READY, held=Held.NONE)
+        return self
+
+
+class RetryRule(msgspec.Struct, frozen=True):
+    """What an outplan says about retries: the tries per slot and the wait between."""
+
+    max_try_counts: tuple[int, int, int, int, int]
+    try_interval_ms: int = 0
+
+    @classmethod
+    def of(cls, outplan: Outplan | None) -> RetryRule:
+        """The outplan's rule; none left (no retry at all) once the outplan is gone."""
+        if outplan is None:
+            return cls((0, 0, 0, 0, 0))
+        return cls(outplan.max_try_counts, outplan.try_interval)
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """Dial ``slot``; the target's ``try_count_<slot>`` becomes ``try_count``."""
+
+    slot: int
+    try_count: int
+
+
+class Settled(msgspec.Struct, frozen=True):
+    """The end of an attempt: the target's try counts and placement afterwards."""
+
+    try_counts: tuple[int, int, int, int, int]
+    placement: Placement
+
+
+def has_destination(address: Address | None) -> bool:
+    """A slot counts only if its address has a target to dial."""
+    return address is not None and not address.is_empty
+
+
+def next_slot(
+    destinations: Sequence[Address | None],
+    try_counts: Sequence[int],
+    max_try_counts: Sequence[int] | None,
+) -> int | None:
+    """The first slot 0..4 with a destination and tries left (any count when
+    ``max_try_counts`` is None): all tries of slot 0 come before slot 1."""
+    for slot, (address, tried) in enumerate(zip(destinations, try_counts, strict=True)):
+        if has_destination(address) and (max_try_counts is None or tried < max_try_counts[slot]):
+            return slot
+    return None
+
+
+def _idle(touched: datetime, due: datetime, slot: int | None, now: datetime) -> Placement:
+    if slot is None:
+        return Placement(
+            status=TargetStatus.IDLE,
+            queue=Queue.NONE,
+            touched=touched,
+            due=due,
+            held=Held.NOTHING_TO_DIAL,
+        )
+    waiting = due > now
+    return Placement(
+        status=TargetStatus.IDLE,
+        queue=Queue.WAITING if waiting else Queue.READY,
+        touched=touched,
+        due=due,
+        slot=slot,
+        held=Held.RETRY_INTERVAL if waiting else Held.NONE,
+    )
+
+
+def _done(touched: datetime) -> Placement:
+    return Placement(status=TargetStatus.DONE, queue=Queue.NONE, touched=touched, due=touched)
+
+
+def place_new(target: OutdialTarget) -> Placement:
+    """A created or imported target: dialable at once, in creation order, when it has a
+    number to dial (its first slot with one; the claim checks the outplan's limits)."""
+    created = parse_time(target.tm_create)
+    if target.status != TargetStatus.IDLE or target.tm_delete is not None:
+        status = target.status
+        return Placement(status=status, queue=Queue.NONE, touched=created, due=created)
+    slot = next_slot(target.destinations, target.try_counts, None)
+    return _idle(created, created, slot, created)
+
+
+def decide_claim(
+    target: OutdialTarget,
+    placement: Placement,
+    max_try_counts: Sequence[int],
+    now: datetime,
+) -> Claim | Placement:
+    """A claim reached this ready target: the slot to dial, or (when it has no try left
+    under this outplan) the target is done: it is never left idle with nothing to dial."""
+    slot = next_slot(target.destinations, target.try_counts, max_try_counts)
+    if slot is None:
+        return _done(placement.touched)
+    return Claim(slot=slot, try_count=target.try_counts[slot] + 1)
+
+
+def place_after(
+    target: OutdialTarget,
+    slot: int,
+    result: CampaigncallResult,
+    rule: RetryRule,
+    now: datetime,
+    *,
+    give_back: bool,
+    before: Placement,
+) -> Settled:
+    """The end of an attempt on ``slot`` of a progressing ``target`` (whose counts
+    include this attempt's try).
+
+    Success ends the target. A failure leaves it idle while a slot has tries left,
+    dialable ``try_interval`` after the end, else done (exhausted). With ``give_back``
+    (a stop ended the call before it was answered) the try is undone and the target
+    takes back the place it had before the claim (``before``).
+    """
+    counts = list(target.try_counts)
+    if give_back and result != CampaigncallResult.SUCCESS:
+        counts[slot] = max(0, counts[slot] - 1)
+        return Settled(
+            _counts(counts),
+            _idle(before.touched, before.due, next_slot(target.destinations, counts, None), now),
+        )
+    if result == CampaigncallResult.SUCCESS:
+        return Settled(_counts(counts), _done(now))
+    following = next_slot(target.destinations, counts, rule.max_try_counts)
+    if following is None:
+        return Settled(_counts(counts), _done(now))
+    due = now + timedelta(milliseconds=rule.try_interval_ms)
+    return Settled(_counts(counts), _idle(now, due, following, now))
+
+
+def _counts(counts: Sequence[int]) -> tuple[int, int, int, int, int]:
+    return (counts[0], counts[1], counts[2], counts[3], counts[4])
+
+
+def exhausted(*, dialable: bool, progressing: bool, active: bool) -> bool:
+    """behaviour.md §6: no target is ready or waiting to be dialed, none of the outdial
+    is progressing (under any campaign sharing it) and the campaign has no attempt."""
+    return not (dialable or progressing or active)
+
+
+def result_for(reason: HangupReason) -> CampaigncallResult:
+    """Only an answered call that ended normally is a success."""
+    return CampaigncallResult.SUCCESS if reason == HangupReason.NORMAL else CampaigncallResult.FAIL
+
+
+def gives_try_back(reason: HangupReason, *, answered: bool, stopped: bool) -> bool:
+    """A call that a stop cancelled before it was answered never reached anyone: its
+    try is not spent (the campaigncall keeps the record), so a later run dials it."""
+    return stopped and not answered and reason == HangupReason.CANCELLED
