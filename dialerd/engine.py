@@ -424,8 +424,9 @@ class Engine:
             outplan = self._outplans.get(campaign.outplan_id) if campaign else None
             if loop.fence is None or campaign is None or outplan is None:
                 continue
-            cutoff = self.clock.now() - timedelta(milliseconds=outplan.try_interval)
-            loop.target_counts = await self.store.target_counts(campaign.outdial_id, cutoff)
+            loop.target_counts = await self.store.target_counts(
+                campaign.outdial_id, self.clock.now()
+            )
             if campaign.id in self._loops:
                 metrics.campaign_targets(campaign.id, loop.target_counts)
 

@@ -303,9 +303,9 @@ class Store(Protocol):
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
 
-    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
-        """The outdial's not-deleted targets: idle and due (never tried, or last ended at
-        or before ``retry_cutoff``), idle and waiting for their retry, progressing, done.
+    async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
+        """The outdial's not-deleted targets: idle and not waiting at ``now`` (due, or
+        with nothing to dial), idle and waiting (their ``due`` later), progressing, done.
 
         A scan of the list: for progress reports, not for every tick."""
 

@@ -59,6 +59,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.abandonment import DayCount
+from dialerd.core.targets import has_destination
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -78,7 +79,6 @@ from dialerd.model import (
     format_time,
     new_id,
 )
-from dialerd.selection import has_destination
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,

@@ -5,26 +5,13 @@ so the engine's coroutines never block the event loop and never race each other 
 SQLite; work queued while the thread is busy goes to it as one batch. Every
 multi-step change runs in its own ``BEGIN IMMEDIATE`` transaction.
 
-Which target is dialed next (behaviour.md §4, as decided for dialerd):
-
-- A target is **eligible** when its status is ``idle``, it is not deleted, some slot
-  ``N`` has a destination whose ``target`` is non-empty (``null`` and an Address with
-  an empty ``target`` count as absent) and ``try_count_N < max_try_count_N`` of the
-  campaign's outplan, and either it was never tried or its last attempt *ended* at
-  least ``try_interval`` ms before ``now``.
-- Eligible targets are taken **least recently touched first**: "touched" is
-  ``tm_create`` for a never-tried target and the end time of its last attempt for a
-  retried one; ties go in creation order (a bulk insert keeps its list order). A target
-  waiting for its retry interval never blocks the others.
-- The slot dialed is the first of ``0..4`` with a destination and tries left, so every
-  try of ``destination_0`` comes before ``destination_1``.
-
-This is evaluated in SQL on two partial indexes (never-tried and retried idle targets,
-both ordered by ``(outdial_id, touched, seq)``): the claim reads the head of each and
-takes the older, so its cost does not grow with the size of the outdial. Idle targets
-with no tries left under the current outplan (possible only after the outplan's
-``max_try_count_N`` was lowered, or for a slot it allows no try) stay in those indexes
-and are stepped over by the same scan.
+Which target is dialed next is decided by ``dialerd.core.targets``, not here: each
+target row keeps the core's ``Placement`` (``pick`` = its queue, ``touched``, ``due``,
+``until``, ``slot``, ``held``) and two partial indexes hold the dialable ones: the ready
+targets by ``(outdial_id, touched, seq)`` and the waiting ones by ``(outdial_id, due)``.
+A claim moves the waiting targets whose ``due`` has come to the ready ones, reads the
+ready head and asks the core what to do with it, in one transaction; its cost does not
+grow with the size of the outdial.
 """
 
 from __future__ import annotations
@@ -42,6 +29,8 @@ import anyio.to_thread
 import msgspec
 
 from dialerd.abandonment import DayCount
+from dialerd.core import targets
+from dialerd.core.targets import Held, Placement, Queue, RetryRule, place_new
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -85,10 +74,8 @@ CACHE_KIB: Final = 64 * 1024
 DISCARD_SECONDS: Final = 30
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-# ``pick`` values: which dialing queue (partial index) a target is in.
-PICK_NONE: Final = 0
-PICK_NEVER_TRIED: Final = 1
-PICK_RETRIED: Final = 2
+# Decisions a claim may take for spent targets before it gives up for now.
+MAX_DECISIONS_PER_CLAIM: Final = 1000
 
 _encode = msgspec.json.Encoder().encode
 _decode_address = msgspec.json.Decoder(Address).decode
@@ -102,79 +89,76 @@ _TARGET_COLUMNS: Final = (
 )
 # A target is hidden while the import that wrote it is not published yet.
 _VISIBLE: Final = "(batch IS NULL OR batch NOT IN (SELECT id FROM pending_batch))"
-# The ``pick`` a published imported row gets (see ``_pick``), computed in SQL.
-_PICK_OF_ROW: Final = (
-    f"CASE WHEN status = 'idle' AND slots != 0 AND tm_delete IS NULL THEN "
-    f"CASE WHEN try_count_0 + try_count_1 + try_count_2 + try_count_3 + try_count_4 > 0 "
-    f"THEN {PICK_RETRIED} ELSE {PICK_NEVER_TRIED} END ELSE {PICK_NONE} END"
-)
 # Rows of a published import made dialable per transaction: each is short.
 PUBLISH_CHUNK: Final = 1000
+_PLACEMENT_COLUMNS: Final = "pick, touched, due, until, slot, held"
 _INSERT_TARGET: Final = (
-    f"INSERT INTO target ({_TARGET_COLUMNS}, slots, touched, pick) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO target ({_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, batch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# An imported row: not dialable (pick 0) and in its batch until published.
-_INSERT_IMPORTED: Final = (
-    f"INSERT INTO target ({_TARGET_COLUMNS}, slots, touched, pick, batch) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+# Promote the waiting targets whose due has come (index upkeep, no rule).
+_PROMOTE: Final = (
+    f"UPDATE target SET pick = {Queue.READY}, held = '' "
+    f"WHERE outdial_id = ? AND pick = {Queue.WAITING} AND due <= ?"
 )
-# A slot has tries left when it has a dialable destination and try_count_N < max_N.
-_TRIES_LEFT: Final = " OR ".join(
-    f"((slots & {1 << n}) != 0 AND try_count_{n} < :max_{n})" for n in SLOTS
+_READY_HEAD: Final = (
+    f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, seq FROM target "
+    f"WHERE outdial_id = ? AND pick = {Queue.READY} ORDER BY touched, seq LIMIT 1"
 )
-_HEAD_COLUMNS: Final = (
-    "seq, touched, id, slots, try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, "
-    "destination_0, destination_1, destination_2, destination_3, destination_4"
+_ANY_READY: Final = f"SELECT 1 FROM target WHERE outdial_id = ? AND pick = {Queue.READY} LIMIT 1"
+_ANY_WAITING: Final = (
+    f"SELECT 1 FROM target WHERE outdial_id = ? AND pick = {Queue.WAITING} LIMIT 1"
 )
-_NEXT_NEVER_TRIED: Final = (
-    f"SELECT {_HEAD_COLUMNS} FROM target WHERE outdial_id = :outdial_id AND pick = 1 "
-    f"AND ({_TRIES_LEFT}) ORDER BY touched, seq LIMIT 1"
+# Without statistics the planner would pick the listing index and scan.
+_ANY_PROGRESSING: Final = (
+    "SELECT 1 FROM target INDEXED BY target_progressing WHERE outdial_id = ? "
+    "AND status = 'progressing' AND tm_delete IS NULL LIMIT 1"
 )
-_NEXT_RETRIED: Final = (
-    f"SELECT {_HEAD_COLUMNS} FROM target WHERE outdial_id = :outdial_id AND pick = 2 "
-    f"AND touched <= :cutoff AND ({_TRIES_LEFT}) ORDER BY touched, seq LIMIT 1"
+_ANY_BEING_PUBLISHED: Final = (
+    "SELECT 1 FROM target INDEXED BY target_batch WHERE batch IS NOT NULL "
+    "AND outdial_id = ? AND batch NOT IN (SELECT id FROM pending_batch) LIMIT 1"
 )
-_ANY_WITH_TRIES_LEFT: Final = tuple(
-    f"SELECT 1 FROM target WHERE outdial_id = :outdial_id AND pick = {pick} "
-    f"AND ({_TRIES_LEFT}) LIMIT 1"
-    for pick in (PICK_NEVER_TRIED, PICK_RETRIED)
-)
+_ANY_ACTIVE: Final = "SELECT 1 FROM campaigncall WHERE campaign_id = ? AND status != 'done' LIMIT 1"
 _CLAIM_TARGET: Final = tuple(
-    f"UPDATE target SET status = 'progressing', pick = 0, try_count_{n} = try_count_{n} + 1, "
+    f"UPDATE target SET status = 'progressing', pick = 0, try_count_{n} = ?, "
     "tm_update = ? WHERE seq = ?"
     for n in SLOTS
 )
+_PLACE_TARGET: Final = (
+    "UPDATE target SET status = ?, pick = ?, touched = ?, due = ?, until = ?, slot = ?, "
+    "held = ?, try_count_0 = ?, try_count_1 = ?, try_count_2 = ?, try_count_3 = ?, "
+    "try_count_4 = ?, tm_update = ? WHERE seq = ?"
+)
 
 
-def dialable_slots(destinations: Sequence[Address | None]) -> int:
-    """Bit mask of the slots whose destination can be dialed (a non-empty ``target``)."""
-    mask = 0
-    for slot, address in enumerate(destinations):
-        if address is not None and not address.is_empty:
-            mask |= 1 << slot
-    return mask
+def _placement_values(placement: Placement, *, pending: bool = False) -> tuple[Any, ...]:
+    """The placement columns; a row of an unpublished import keeps its queue negated."""
+    return (
+        -placement.queue if pending else int(placement.queue),
+        format_time(placement.touched),
+        format_time(placement.due),
+        None if placement.until is None else format_time(placement.until),
+        placement.slot,
+        placement.held.value,
+    )
 
 
-def next_slot(slots: int, try_counts: Sequence[int], max_try_counts: Sequence[int]) -> int | None:
-    """The first slot with a dialable destination and tries left, or ``None``."""
-    for slot in SLOTS:
-        if slots & (1 << slot) and try_counts[slot] < max_try_counts[slot]:
-            return slot
-    return None
+def _placement_from_row(row: Sequence[Any]) -> Placement:
+    """``pick, touched, due, until, slot, held`` of a row; the status is the target's."""
+    return Placement(
+        status=TargetStatus.PROGRESSING,  # replaced by the caller: the row's status
+        queue=Queue(abs(row[0])),
+        touched=parse_time(row[1]),
+        due=parse_time(row[2]),
+        until=None if row[3] is None else parse_time(row[3]),
+        slot=row[4],
+        held=Held(row[5]),
+    )
 
 
-def _pick(status: TargetStatus, deleted: bool, slots: int, tried: bool) -> int:
-    if status != TargetStatus.IDLE or deleted or slots == 0:
-        return PICK_NONE
-    return PICK_RETRIED if tried else PICK_NEVER_TRIED
-
-
-def _target_row(target: OutdialTarget) -> tuple[Any, ...]:
+def _target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, ...]:
+    """A target's row as the core places it; ``batch``: a staged import's, hidden."""
     destinations = target.destinations
-    slots = dialable_slots(destinations)
-    tried = any(target.try_counts)
-    touched = (target.tm_update or target.tm_create) if tried else target.tm_create
     return (
         target.id,
         target.outdial_id,
@@ -187,9 +171,8 @@ def _target_row(target: OutdialTarget) -> tuple[Any, ...]:
         target.tm_create,
         target.tm_update,
         target.tm_delete,
-        slots,
-        touched,
-        _pick(target.status, target.tm_delete is not None, slots, tried),
+        *_placement_values(place_new(target), pending=batch is not None),
+        batch,
     )
 
 
@@ -215,6 +198,27 @@ def _target_from_row(row: Sequence[Any]) -> OutdialTarget:
         tm_create=row[16],
         tm_update=row[17],
         tm_delete=row[18],
+    )
+
+
+def _placed_target(row: Sequence[Any]) -> tuple[OutdialTarget, Placement, int]:
+    """A row read as ``_TARGET_COLUMNS, _PLACEMENT_COLUMNS, seq``."""
+    target = _target_from_row(row)
+    placement = msgspec.structs.replace(_placement_from_row(row[19:25]), status=target.status)
+    return target, placement, row[25]
+
+
+def _place(
+    seq: int,
+    try_counts: Sequence[int],
+    placement: Placement,
+    now: str,
+    connection: sqlite3.Connection,
+) -> None:
+    """Write what the core decided for a target."""
+    connection.execute(
+        _PLACE_TARGET,
+        (placement.status.value, *_placement_values(placement)[:6], *try_counts, now, seq),
     )
 
 
@@ -280,7 +284,7 @@ def _settle_chunk(batch: str, publish: bool, connection: sqlite3.Connection) -> 
     chunk = "SELECT seq FROM target WHERE batch = ? LIMIT ?"
     if publish:
         cursor = connection.execute(
-            f"UPDATE target SET pick = {_PICK_OF_ROW}, batch = NULL WHERE seq IN ({chunk})",
+            f"UPDATE target SET pick = -pick, batch = NULL WHERE seq IN ({chunk})",
             (batch, PUBLISH_CHUNK),
         )
     else:
@@ -536,7 +540,10 @@ class SqliteStore:
 
             def apply(connection: sqlite3.Connection, step: int = number) -> None:
                 for statement in MIGRATIONS[step]:
-                    connection.execute(statement)
+                    if isinstance(statement, str):
+                        connection.execute(statement)
+                    else:
+                        statement(connection)
                 connection.execute(f"PRAGMA user_version = {step + 1}")
 
             _in_transaction(apply, connection)
@@ -705,7 +712,7 @@ class SqliteStore:
 
         def stage(rows: list[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
             try:
-                connection.executemany(_INSERT_IMPORTED, rows)
+                connection.executemany(_INSERT_TARGET, rows)
             except sqlite3.IntegrityError as error:
                 raise Conflict(
                     f"a target id already exists; no target was added ({error})"
@@ -715,7 +722,7 @@ class SqliteStore:
         try:
             async for targets in batches:
                 if targets:
-                    rows = [(*_target_row(t)[:-1], batch) for t in targets]
+                    rows = [_target_row(target, batch) for target in targets]
                     await self._write(partial(stage, rows))
                     count += len(targets)
             await self._write(
@@ -887,22 +894,25 @@ class SqliteStore:
         if status is None or status[0] != CampaignStatus.RUN.value:
             raise CampaignNotRunning(f"campaign {campaign.id} is not running: nothing is dialed")
         max_try_counts = outplan.max_try_counts
-        params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
-        params["outdial_id"] = campaign.outdial_id
-        never_tried = connection.execute(_NEXT_NEVER_TRIED, params).fetchone()
-        cutoff = plan.now - timedelta(milliseconds=outplan.try_interval)
-        params["cutoff"] = format_time(cutoff)
-        retried = connection.execute(_NEXT_RETRIED, params).fetchone()
-        heads = [head for head in (never_tried, retried) if head is not None]
-        if not heads:
-            return None
-        head = min(heads, key=lambda head: (head[1], head[0]))
-        seq, target_id, slots, try_counts = head[0], head[2], head[3], head[4:9]
-        slot = next_slot(slots, try_counts, max_try_counts)
-        if slot is None:  # cannot happen: the query checked for tries left
-            return None
         now = format_time(plan.now)
-        connection.execute(_CLAIM_TARGET[slot], (now, seq))
+        connection.execute(_PROMOTE, (campaign.outdial_id, now))
+        for _ in range(MAX_DECISIONS_PER_CLAIM):
+            row = connection.execute(_READY_HEAD, (campaign.outdial_id,)).fetchone()
+            if row is None:
+                return None
+            target, placement, seq = _placed_target(row)
+            decision = targets.decide_claim(target, placement, max_try_counts, plan.now)
+            if isinstance(decision, Placement):
+                _place(seq, target.try_counts, decision, now, connection)
+                continue
+            break
+        else:
+            return None  # every target looked at was spent: the next claim goes on
+        slot = decision.slot
+        destination = target.destinations[slot]
+        assert destination is not None  # the core dials only a slot with a destination
+        connection.execute(_CLAIM_TARGET[slot], (decision.try_count, now, seq))
+        target_id = target.id
         is_flow = campaign.type == CampaignType.FLOW
         campaigncall = Campaigncall(
             id=plan.campaigncall_id,
@@ -919,9 +929,9 @@ class SqliteStore:
             status=CampaigncallStatus.DIALING,
             result=CampaigncallResult.NONE,
             source=outplan.source,
-            destination=_decode_address(head[9 + slot]),
+            destination=destination,
             destination_index=slot,
-            try_count=try_counts[slot] + 1,
+            try_count=decision.try_count,
             tm_create=now,
             tm_update=None,
             tm_delete=None,
@@ -969,7 +979,7 @@ class SqliteStore:
         campaigncall_id: str,
         result: CampaigncallResult,
         reason: str,
-        max_try_counts: tuple[int, int, int, int, int],
+        rule: RetryRule,
         now: datetime,
         *,
         fence: Fence | None = None,
@@ -977,7 +987,7 @@ class SqliteStore:
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
         work = partial(
-            self._finish, campaigncall_id, result, reason, max_try_counts, now, fence, give_back_try
+            self._finish, campaigncall_id, result, reason, rule, now, fence, give_back_try
         )
         return await self._write(work)
 
@@ -986,7 +996,7 @@ class SqliteStore:
         campaigncall_id: str,
         result: CampaigncallResult,
         reason: str,
-        max_try_counts: tuple[int, int, int, int, int],
+        rule: RetryRule,
         moment: datetime,
         fence: Fence | None,
         give_back_try: bool,
@@ -1009,49 +1019,32 @@ class SqliteStore:
         )
         self._store_campaigncall(finished, connection)
         row = connection.execute(
-            f"SELECT {_TARGET_COLUMNS}, seq, slots FROM target WHERE id = ? AND tm_delete IS NULL",
+            f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, seq FROM target "
+            "WHERE id = ? AND tm_delete IS NULL",
             (target_id,),
         ).fetchone()
         if row is None:
             return FinishResult(finished=True, campaigncall=finished, target=None)
-        target = _target_from_row(row)
+        target, before, seq = _placed_target(row)
         if target.status != TargetStatus.PROGRESSING:
             return FinishResult(finished=True, campaigncall=finished, target=target)
-        seq, slots = row[-2], row[-1]
-        if give_back_try and result != CampaigncallResult.SUCCESS:
-            return FinishResult(
-                finished=True,
-                campaigncall=finished,
-                target=self._give_back_try(target, seq, current.destination_index, now, connection),
-            )
-        retry = result != CampaigncallResult.SUCCESS and (
-            next_slot(slots, target.try_counts, max_try_counts) is not None
+        settled = targets.place_after(
+            target,
+            current.destination_index,
+            result,
+            rule,
+            moment,
+            give_back=give_back_try,
+            before=before,
         )
-        status = TargetStatus.IDLE if retry else TargetStatus.DONE
-        connection.execute(
-            "UPDATE target SET status = ?, pick = ?, touched = ?, tm_update = ? WHERE seq = ?",
-            (status.value, PICK_RETRIED if retry else PICK_NONE, now, now, seq),
+        _place(seq, settled.try_counts, settled.placement, now, connection)
+        ended = msgspec.structs.replace(
+            target,
+            status=settled.placement.status,
+            tm_update=now,
+            **{f"try_count_{n}": count for n, count in enumerate(settled.try_counts)},
         )
-        ended = msgspec.structs.replace(target, status=status, tm_update=now)
         return FinishResult(finished=True, campaigncall=finished, target=ended)
-
-    @staticmethod
-    def _give_back_try(
-        target: OutdialTarget, seq: int, slot: int, now: str, connection: sqlite3.Connection
-    ) -> OutdialTarget:
-        """The try was never really made: undo it, and the target takes back its place
-        in the order (``touched`` was left as it was when it was claimed)."""
-        counts = list(target.try_counts)
-        counts[slot] = max(0, counts[slot] - 1)
-        pick = PICK_RETRIED if any(counts) else PICK_NEVER_TRIED
-        connection.execute(
-            f"UPDATE target SET status = 'idle', pick = ?, try_count_{slot} = ?, tm_update = ? "
-            "WHERE seq = ?",
-            (pick, counts[slot], now, seq),
-        )
-        return msgspec.structs.replace(
-            target, status=TargetStatus.IDLE, tm_update=now, **{f"try_count_{slot}": counts[slot]}
-        )
 
     # -- campaign leases (SQLite serves one host: expiry follows the ``now`` passed in) ----
     async def acquire_lease(
@@ -1168,9 +1161,9 @@ class SqliteStore:
 
         return await self._read(select)
 
-    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
+    async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
         """The outdial's targets by what can happen to them next."""
-        cutoff = format_time(retry_cutoff)
+        stamp = format_time(now)
 
         def count(connection: sqlite3.Connection) -> TargetCounts:
             by_status = dict(
@@ -1181,8 +1174,9 @@ class SqliteStore:
                 ).fetchall()
             )
             (waiting,) = connection.execute(
-                "SELECT count(*) FROM target WHERE outdial_id = ? AND pick = ? AND touched > ?",
-                (outdial_id, PICK_RETRIED, cutoff),
+                f"SELECT count(*) FROM target WHERE outdial_id = ? AND pick = {Queue.WAITING} "
+                "AND due > ?",
+                (outdial_id, stamp),
             ).fetchone()
             idle = int(by_status.get(TargetStatus.IDLE.value, 0))
             return TargetCounts(
@@ -1194,36 +1188,19 @@ class SqliteStore:
 
         return await self._read(count)
 
-    async def outdial_exhausted(
-        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
-    ) -> bool:
+    async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
         """True when behaviour.md §6 says the outdial is exhausted for this campaign."""
-        params: dict[str, Any] = {f"max_{n}": max_try_counts[n] for n in SLOTS}
-        params["outdial_id"] = outdial_id
 
         def exhausted(connection: sqlite3.Connection) -> bool:
-            for query in _ANY_WITH_TRIES_LEFT:
-                if connection.execute(query, params).fetchone() is not None:
-                    return False
-            progressing = connection.execute(
-                # Without statistics the planner would pick the listing index and scan.
-                "SELECT 1 FROM target INDEXED BY target_progressing WHERE outdial_id = ? "
-                "AND status = 'progressing' AND tm_delete IS NULL LIMIT 1",
-                (outdial_id,),
-            ).fetchone()
-            if progressing is not None:
-                return False
-            being_published = connection.execute(
-                "SELECT 1 FROM target INDEXED BY target_batch WHERE batch IS NOT NULL "
-                "AND outdial_id = ? AND batch NOT IN (SELECT id FROM pending_batch) LIMIT 1",
-                (outdial_id,),
-            ).fetchone()
-            if being_published is not None:
-                return False  # a published import's rows are being made dialable
-            active = connection.execute(
-                "SELECT 1 FROM campaigncall WHERE campaign_id = ? AND status != 'done' LIMIT 1",
-                (campaign_id,),
-            ).fetchone()
-            return active is None
+            def exists(query: str, key: str) -> bool:
+                return connection.execute(query, (key,)).fetchone() is not None
+
+            return targets.exhausted(
+                dialable=exists(_ANY_READY, outdial_id) or exists(_ANY_WAITING, outdial_id),
+                # Rows of a published import still being made dialable count as dialable.
+                progressing=exists(_ANY_PROGRESSING, outdial_id)
+                or exists(_ANY_BEING_PUBLISHED, outdial_id),
+                active=exists(_ANY_ACTIVE, campaign_id),
+            )
 
         return await self._read(exhausted)

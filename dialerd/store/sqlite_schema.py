@@ -8,19 +8,73 @@ beside the columns their queries filter and sort on. Targets are kept as columns
 because the claim of the next target reads and writes them on every attempt:
 
 - ``seq`` is the creation order (a bulk insert keeps its list order);
-- ``slots`` is a bit mask of the slots with a dialable destination (bit N = slot N);
-- ``touched`` is when the target was last touched: its ``tm_create`` until it is
-  tried, then the end time of its last attempt;
-- ``pick`` is 1 for a never-tried idle target, 2 for a retried idle target and 0 for
-  every other (progressing, done, deleted, nothing to dial). The two partial indexes
-  on ``pick`` hold only the targets that may be dialed, in the order they are dialed.
+- ``pick``, ``touched``, ``due``, ``until``, ``slot`` and ``held`` are the
+  ``dialerd.core.targets.Placement`` the core decided: ``pick`` is its queue (1 ready,
+  3 waiting, 0 neither; negated while the row's import is not published), and the two
+  partial indexes on ``pick`` hold only the targets that may be dialed: the ready ones
+  in the order they are dialed, the waiting ones by when they become ready.
+
+A step is a sequence of SQL statements or of functions given the connection (for data
+that SQL alone cannot convert); all of a step runs in one transaction.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Final
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+import msgspec
+
+from dialerd.model import format_time, parse_time
+
+Step = str | Callable[[sqlite3.Connection], None]
+
+
+class _Link(msgspec.Struct):
+    outdial_id: str = ""
+    outplan_id: str = ""
+    try_interval: int = 0
+
+
+_decode_link = msgspec.json.Decoder(_Link).decode
+
+
+def _retries_wait(connection: sqlite3.Connection) -> None:
+    """Targets that were waiting for a retry become waiting until ``touched`` plus the
+    longest ``try_interval`` of the outplans of the campaigns that dial their outdial
+    (until now that was computed at each claim; from now on it is decided when the
+    attempt ends)."""
+    intervals = {
+        row[0]: _decode_link(row[1]).try_interval
+        for row in connection.execute("SELECT id, body FROM outplan WHERE deleted = 0")
+    }
+    longest: dict[str, int] = {}
+    for (body,) in connection.execute("SELECT body FROM campaign WHERE deleted = 0"):
+        link = _decode_link(body)
+        interval = intervals.get(link.outplan_id, 0)
+        longest[link.outdial_id] = max(longest.get(link.outdial_id, 0), interval)
+    rows = connection.execute("SELECT seq, outdial_id, touched FROM target WHERE pick = 3")
+    connection.executemany(
+        "UPDATE target SET due = ? WHERE seq = ?",
+        [
+            (
+                format_time(parse_time(touched) + timedelta(milliseconds=longest.get(outdial, 0))),
+                seq,
+            )
+            for seq, outdial, touched in rows.fetchall()
+        ],
+    )
+
+
+# The first dialable slot of a ``slots`` bit mask (schema 1-4), or -1.
+_FIRST_SLOT: Final = (
+    "CASE WHEN slots & 1 THEN 0 WHEN slots & 2 THEN 1 WHEN slots & 4 THEN 2 "
+    "WHEN slots & 8 THEN 3 WHEN slots & 16 THEN 4 ELSE -1 END"
+)
+
+MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
     # 1: the first schema.
     (
         """CREATE TABLE campaign (
@@ -124,6 +178,30 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE target ADD COLUMN batch TEXT",
         "CREATE INDEX target_batch ON target (batch) WHERE batch IS NOT NULL",
         "CREATE TABLE pending_batch (id TEXT PRIMARY KEY)",
+    ),
+    # 5: targets keep the placement dialerd.core.targets decides (ready / waiting, due,
+    # until, slot, why held) instead of the rules being evaluated in SQL at each claim.
+    (
+        "ALTER TABLE target ADD COLUMN due TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE target ADD COLUMN until TEXT",
+        "ALTER TABLE target ADD COLUMN slot INTEGER NOT NULL DEFAULT -1",
+        "ALTER TABLE target ADD COLUMN held TEXT NOT NULL DEFAULT ''",
+        f"UPDATE target SET due = touched, slot = {_FIRST_SLOT}",
+        # Never tried and idle: ready. Tried and idle: waiting for its retry.
+        "UPDATE target SET pick = 3, held = 'retry_interval' WHERE pick = 2",
+        _retries_wait,
+        "UPDATE target SET held = 'nothing_to_dial' "
+        "WHERE status = 'idle' AND tm_delete IS NULL AND slots = 0",
+        # Rows of an import not yet published (or not yet made dialable) keep their
+        # queue negated until then.
+        "UPDATE target SET pick = CASE WHEN try_count_0 + try_count_1 + try_count_2 "
+        "+ try_count_3 + try_count_4 > 0 THEN -3 ELSE -1 END "
+        "WHERE batch IS NOT NULL AND status = 'idle' AND tm_delete IS NULL AND slots != 0",
+        "DROP INDEX target_never_tried",
+        "DROP INDEX target_retried",
+        "ALTER TABLE target DROP COLUMN slots",
+        "CREATE INDEX target_ready ON target (outdial_id, touched, seq) WHERE pick = 1",
+        "CREATE INDEX target_waiting ON target (outdial_id, due) WHERE pick = 3",
     ),
 )
 

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import msgspec
 import pytest
 
 from dialerd.model import CampaignStatus, OutdialTarget, TargetStatus, new_id
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite_schema import SCHEMA_VERSION
+from dialerd.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from tests.integration.conftest import Dialing
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -190,7 +192,7 @@ async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_aft
     with connection:
         connection.execute("INSERT INTO pending_batch (id) VALUES ('cut')")
         connection.executemany(
-            "UPDATE target SET batch = ?, pick = 0 WHERE id = ?",
+            "UPDATE target SET batch = ?, pick = -pick WHERE id = ?",
             [("cut", t.id) for t in unpublished] + [("done", t.id) for t in published],
         )
     connection.close()
@@ -203,6 +205,75 @@ async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_aft
         claimed = {(await store.start_attempt(dialing.plan(make.at(n)))) for n in range(1, 4)}
         assert {c.outdial_target_id for c in claimed if c is not None} == listed
         assert None in claimed
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_a_schema_4_file_keeps_its_dialing_order_and_retry_waits(
+    tmp_path: Path, make: Factory
+) -> None:
+    """Targets written by schema 4 (rules evaluated at each claim) carry on under the
+    placements of schema 5: never-tried ones ready, retried ones waiting out the
+    outplan's interval from their last end, a published import's rows dialable."""
+    path = tmp_path / "dialerd.sqlite3"
+    customer = new_id()
+    outplan = make.outplan(customer, max_try_counts=(3,), try_interval=60_000)
+    outdial = make.outdial(customer)
+    campaign = make.campaign(
+        customer, outplan_id=outplan.id, outdial_id=outdial.id, status=CampaignStatus.RUN
+    )
+    fresh = make.target(outdial.id, tm_create=make.stamp(1), name="never tried")
+    retried = make.target(outdial.id, tm_create=make.stamp(0), name="tried once")
+    imported = make.target(outdial.id, tm_create=make.stamp(2), name="published import")
+    connection = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:4]:
+        for statement in step:
+            assert isinstance(statement, str)
+            connection.execute(statement)
+    connection.execute("PRAGMA user_version = 4")
+    encode = msgspec.json.encode
+    for table, resource in (("outplan", outplan), ("outdial", outdial)):
+        connection.execute(
+            f"INSERT INTO {table} (id, customer_id, tm_create, body) VALUES (?, ?, ?, ?)",
+            (resource.id, customer, resource.tm_create, encode(resource)),
+        )
+    connection.execute(
+        "INSERT INTO campaign (id, customer_id, status, tm_create, body) VALUES (?, ?, ?, ?, ?)",
+        (campaign.id, customer, "run", campaign.tm_create, encode(campaign)),
+    )
+    # (target, try_count_0, touched, pick, batch): pick 1 never tried, 2 retried.
+    for target, tries, touched, pick, batch in (
+        (retried, 1, make.stamp(10), 2, None),
+        (fresh, 0, make.stamp(1), 1, None),
+        (imported, 0, make.stamp(2), 0, "published"),
+    ):
+        connection.execute(
+            "INSERT INTO target (id, outdial_id, name, detail, data, status, destination_0, "
+            "try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, tm_create, "
+            "tm_update, slots, touched, pick, batch) "
+            "VALUES (?, ?, ?, '', '', 'idle', ?, ?, 0, 0, 0, 0, ?, ?, 1, ?, ?, ?)",
+            (
+                target.id, outdial.id, target.name, encode(target.destination_0), tries,
+                target.tm_create, touched if tries else None, touched, pick, batch,
+            ),
+        )  # fmt: skip
+    connection.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        dialing = Dialing(campaign=campaign, outplan=outplan, outdial=outdial)
+        claimed = [await store.start_attempt(dialing.plan(make.at(30))) for _ in range(3)]
+        assert [c.outdial_target_id if c else None for c in claimed] == [
+            fresh.id,
+            imported.id,
+            None,  # tried at 10 s: waits until 70 s
+        ]
+        assert await store.start_attempt(dialing.plan(make.at(69))) is None
+        again = await store.start_attempt(dialing.plan(make.at(70)))
+        assert again is not None
+        assert (again.outdial_target_id, again.try_count) == (retried.id, 2)
     finally:
         await store.close()
     assert pragma(path, "user_version") == SCHEMA_VERSION
