@@ -26,12 +26,12 @@ import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup, TaskStatus
 
 from dialerd import abandonment, lifecycle, metrics
-from dialerd.core import targets
-from dialerd.core.targets import RetryRule
 from dialerd.abandonment import DayCount
 from dialerd.attempts import Attempt, AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl, RunRefused
+from dialerd.core import targets
+from dialerd.core.targets import RetryRule
 from dialerd.insight import CampaignInsight, DialingState, TargetCounts
 from dialerd.model import (
     NIL_UUID,

@@ -6,7 +6,6 @@ chosen by configuration. Events flow back from backends as small frozen structs.
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Protocol
 

@@ -738,7 +738,6 @@ async def test_the_outdial_is_exhausted_only_when_nothing_is_left(
 ) -> None:
     dialing = await make.dialing(store, max_try_counts=(2,), try_interval=60_000)
     await store.create_targets([make.target(dialing.outdial.id)])
-    limits = RetryRule.of(dialing.outplan)
 
     async def exhausted() -> bool:
         return await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
