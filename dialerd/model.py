@@ -10,7 +10,7 @@ import enum
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Annotated, Any, Final, Generic, TypeVar
 
 import msgspec
 import phonenumbers
@@ -233,6 +233,21 @@ class Campaign(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         )
 
 
+class OutcomeRetry(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+):
+    """How a target is retried after an attempt with one outcome (dialerd's extension
+    of the reference outplan): ``try_interval`` instead of the outplan's; with
+    ``max_tries``, only while the target has had fewer attempts than that in all."""
+
+    try_interval: Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)] | None = None
+    max_tries: Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)] | None = None
+
+
+# The outcomes an outplan may give their own retry rule (``retry_by_outcome`` keys).
+RETRY_OUTCOMES: Final = ("busy", "no_answer", "machine", "failed", "abandoned")
+
+
 # omit_defaults: the reference example of an outplan carries no customer_id; ours always do.
 class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
@@ -247,6 +262,8 @@ class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_try_count_2: int
     max_try_count_3: int
     max_try_count_4: int
+    # Absent (empty) unless set: the reference's shape is unchanged.
+    retry_by_outcome: dict[str, OutcomeRetry] = {}
     tm_create: str
     tm_update: str | None
     tm_delete: str | None
@@ -263,6 +280,7 @@ class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         dial_timeout: int = 30_000,
         try_interval: int = 60_000,
         max_try_counts: Sequence[int] = (0, 0, 0, 0, 0),
+        retry_by_outcome: dict[str, OutcomeRetry] | None = None,
     ) -> Outplan:
         """A new outplan created at ``now``; ``max_try_counts`` are slots 0..4."""
         counts = [*max_try_counts, 0, 0, 0, 0, 0][:5]
@@ -279,6 +297,7 @@ class Outplan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             max_try_count_2=counts[2],
             max_try_count_3=counts[3],
             max_try_count_4=counts[4],
+            retry_by_outcome=dict(retry_by_outcome or {}),
             tm_create=now,
             tm_update=None,
             tm_delete=NOT_DELETED,

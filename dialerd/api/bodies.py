@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -32,6 +32,7 @@ from dialerd.model import (
     AddressType,
     CampaignType,
     EndHandle,
+    OutcomeRetry,
     PacingMode,
     check_e164,
 )
@@ -278,6 +279,10 @@ class NextCampaignIdBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
 # -- outplans ----------------------------------------------------------------------
 
+# The outcomes ``retry_by_outcome`` may name (``dialerd.model.RETRY_OUTCOMES``).
+RetryOutcome = Literal["busy", "no_answer", "machine", "failed", "abandoned"]
+RetryByOutcome = dict[RetryOutcome, OutcomeRetry]
+
 
 class OutplanCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /outplans``: how and when targets are dialed and retried."""
@@ -292,6 +297,7 @@ class OutplanCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_try_count_2: Count = 0
     max_try_count_3: Count = 0
     max_try_count_4: Count = 0
+    retry_by_outcome: RetryByOutcome = msgspec.field(default_factory=dict)
 
 
 class OutplanUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -312,6 +318,7 @@ class DialInfoBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_try_count_2: Count | UnsetType = UNSET
     max_try_count_3: Count | UnsetType = UNSET
     max_try_count_4: Count | UnsetType = UNSET
+    retry_by_outcome: RetryByOutcome | UnsetType = UNSET
 
 
 # -- outdials and targets ----------------------------------------------------------

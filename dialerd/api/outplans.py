@@ -45,6 +45,7 @@ async def create_outplan(request: Request, ctx: ApiContext, customer_id: str) ->
             body.max_try_count_3,
             body.max_try_count_4,
         ),
+        retry_by_outcome={str(outcome): rule for outcome, rule in body.retry_by_outcome.items()},
     )
     return json_response(await ctx.store.create_outplan(outplan))
 

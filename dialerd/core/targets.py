@@ -32,6 +32,7 @@ from dialerd.model import (
     Address,
     CampaigncallResult,
     HangupReason,
+    OutcomeRetry,
     OutdialTarget,
     Outplan,
     TargetStatus,
@@ -82,13 +83,24 @@ class RetryRule(msgspec.Struct, frozen=True):
 
     max_try_counts: tuple[int, int, int, int, int]
     try_interval_ms: int = 0
+    by_outcome: dict[str, OutcomeRetry] = {}
 
     @classmethod
     def of(cls, outplan: Outplan | None) -> RetryRule:
         """The outplan's rule; none left (no retry at all) once the outplan is gone."""
         if outplan is None:
             return cls((0, 0, 0, 0, 0))
-        return cls(outplan.max_try_counts, outplan.try_interval)
+        return cls(outplan.max_try_counts, outplan.try_interval, outplan.retry_by_outcome)
+
+    def after(self, reason: str, tries_so_far: int) -> int | None:
+        """The wait (ms) before a retry after an attempt that ended with ``reason``, or
+        None when that outcome's ``max_tries`` allows no more attempts."""
+        own = self.by_outcome.get(reason)
+        if own is None:
+            return self.try_interval_ms
+        if own.max_tries is not None and tries_so_far >= own.max_tries:
+            return None
+        return self.try_interval_ms if own.try_interval is None else own.try_interval
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -179,14 +191,17 @@ def place_after(
     rule: RetryRule,
     now: datetime,
     *,
+    reason: str,
     give_back: bool,
     before: Placement,
 ) -> Settled:
     """The end of an attempt on ``slot`` of a progressing ``target`` (whose counts
     include this attempt's try).
 
-    Success ends the target. A failure leaves it idle while a slot has tries left,
-    dialable ``try_interval`` after the end, else done (exhausted). With ``give_back``
+    Success ends the target. A failure (its ``reason``) leaves it idle while a slot has
+    tries left and the outplan's rule for that outcome allows another attempt, dialable
+    the outcome's ``try_interval`` (else the outplan's) after the end; otherwise done
+    (exhausted). With ``give_back``
     (a stop ended the call before it was answered) the try is undone and the target
     takes back the place it had before the claim (``before``).
     """
@@ -200,9 +215,10 @@ def place_after(
     if result == CampaigncallResult.SUCCESS:
         return Settled(_counts(counts), _done(now))
     following = next_slot(target.destinations, counts, rule.max_try_counts)
-    if following is None:
+    wait = rule.after(reason, sum(counts))
+    if following is None or wait is None:
         return Settled(_counts(counts), _done(now))
-    due = now + timedelta(milliseconds=rule.try_interval_ms)
+    due = now + timedelta(milliseconds=wait)
     return Settled(_counts(counts), _idle(now, due, following, now))
 
 

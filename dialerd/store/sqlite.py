@@ -1034,6 +1034,7 @@ class SqliteStore:
             result,
             rule,
             moment,
+            reason=reason,
             give_back=give_back_try,
             before=before,
         )

@@ -63,6 +63,34 @@ async def test_outplan_create_get_list_update_and_delete(api_server: ApiServer) 
         assert (await client.get("/v1.0/outplans")).json()["result"] == []
 
 
+async def test_an_outplan_retries_by_outcome_and_refuses_an_unknown_outcome(
+    api_server: ApiServer,
+) -> None:
+    by_outcome = {"busy": {"try_interval": 5000}, "machine": {"max_tries": 1}}
+    async with api_server.client() as client:
+        plain = await create(client, "/v1.0/outplans", OUTPLAN_BODY)
+        assert "retry_by_outcome" not in plain  # the reference's shape when unused
+        body = {**OUTPLAN_BODY, "retry_by_outcome": by_outcome}
+        outplan = await create(client, "/v1.0/outplans", body)
+        assert outplan["retry_by_outcome"] == by_outcome
+        path = f"/v1.0/outplans/{outplan['id']}"
+        changed = (
+            await client.put(
+                f"{path}/dial_info", json={"retry_by_outcome": {"no_answer": {"try_interval": 0}}}
+            )
+        ).json()
+        assert changed["retry_by_outcome"] == {"no_answer": {"try_interval": 0}}
+
+        wrong = {**OUTPLAN_BODY, "retry_by_outcome": {"bussy": {"try_interval": 5000}}}
+        message = error_of(await client.post("/v1.0/outplans", json=wrong), 400)["message"]
+        assert "bussy" in message
+        assert "retry_by_outcome" in message
+        negative = {"retry_by_outcome": {"busy": {"try_interval": -1}}}
+        message = error_of(await client.put(f"{path}/dial_info", json=negative), 400)["message"]
+        assert "retry_by_outcome" in message
+        assert (await client.get(path)).json() == changed
+
+
 async def test_outdial_create_get_list_update_and_delete(api_server: ApiServer) -> None:
     async with api_server.client() as client:
         outdial = conforms(

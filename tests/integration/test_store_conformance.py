@@ -20,6 +20,7 @@ from dialerd.model import (
     CampaigncallStatus,
     CampaignStatus,
     CampaignType,
+    OutcomeRetry,
     OutdialTarget,
     ReferenceType,
     TargetStatus,
@@ -36,12 +37,12 @@ from dialerd.store.base import (
     Store,
     StoreError,
 )
-from tests.integration.conftest import SHORT_LEASE, outlive_lease
+from tests.integration.conftest import SHORT_LEASE, Dialing, outlive_lease
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from tests.integration.conftest import Dialing, Factory, StoreMaker
+    from tests.integration.conftest import Factory, StoreMaker
 
 FAIL = CampaigncallResult.FAIL
 SUCCESS = CampaigncallResult.SUCCESS
@@ -666,6 +667,51 @@ async def test_a_failure_on_the_last_try_finishes_the_target(store: Store, make:
     assert done is not None
     assert done.target is not None
     assert done.target.status == TargetStatus.DONE
+
+
+async def test_each_outcome_waits_its_own_interval_and_stops_at_its_own_limit(
+    store: Store, make: Factory
+) -> None:
+    """An outplan's ``retry_by_outcome``: busy lines are retried after 5 s, unanswered
+    calls after an hour (the outplan's own interval is a minute), and a number that
+    reached an answering machine is not tried again once it has had two attempts."""
+    dialing = await make.dialing(store, max_try_counts=(5,), try_interval=60_000)
+    outplan = msgspec.structs.replace(
+        dialing.outplan,
+        retry_by_outcome={
+            "busy": OutcomeRetry(try_interval=5_000),
+            "no_answer": OutcomeRetry(try_interval=3_600_000),
+            "machine": OutcomeRetry(max_tries=2),
+        },
+    )
+    dialing = Dialing(campaign=dialing.campaign, outplan=outplan, outdial=dialing.outdial)
+    busy, silent, machine = (
+        make.target(dialing.outdial.id, tm_create=make.stamp(n), name=name)
+        for n, name in enumerate(("busy line", "never answers", "machine"))
+    )
+    await store.create_targets([busy, silent, machine])
+    rule = RetryRule.of(outplan)
+
+    async def attempt(now: int, reason: str) -> str:
+        call = await claim(store, dialing, make.at(now))
+        result = SUCCESS if reason == "normal" else FAIL
+        await store.finish_attempt(call.id, result, reason, rule, make.at(now))
+        return call.outdial_target_id
+
+    assert await attempt(10, "busy") == busy.id
+    assert await attempt(10, "no_answer") == silent.id
+    assert await attempt(10, "machine") == machine.id  # 1 attempt so far: retried
+    assert await store.start_attempt(dialing.plan(make.at(14))) is None
+    assert await attempt(15, "busy") == busy.id  # 5 s after its busy end
+    assert await attempt(70, "machine") == machine.id  # the outplan's minute
+    spent = await store.get_target(dialing.outdial.id, machine.id)
+    assert spent is not None
+    assert spent.status == TargetStatus.DONE
+    assert await attempt(70, "normal") == busy.id  # due again since 20 s: answered
+    assert await store.start_attempt(dialing.plan(make.at(3_609))) is None
+    assert await attempt(3_610, "no_answer") == silent.id
+    counts = await store.target_counts(dialing.outdial.id, make.at(3_610))
+    assert (counts.idle_due, counts.idle_waiting, counts.done) == (0, 1, 2)
 
 
 async def test_an_attempt_is_finished_exactly_once(store: Store, make: Factory) -> None:
