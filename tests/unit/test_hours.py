@@ -7,6 +7,8 @@ EDT -4 from 2026-03-08 07:00 UTC to 2026-11-01 06:00 UTC; Los Angeles PST -8, PD
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -453,3 +455,36 @@ def test_us_toll_free_numbers_are_called_only_inside_every_zones_hours(now: date
     moment = now if window.allowed else window.opens
     if moment is not None:
         assert all(inside_a_window(DEFAULT, zone, moment) for zone in zones)
+
+
+@cache
+def dst_changes(zone: str) -> tuple[datetime, ...]:
+    """The instants of 2026 at which ``zone`` changes its offset (to the hour)."""
+    tz = ZoneInfo(zone)
+    hours = [utc(2026, 1, 1, 0) + timedelta(hours=n) for n in range(365 * 24)]
+    return tuple(
+        later
+        for earlier, later in pairwise(hours)
+        if earlier.astimezone(tz).utcoffset() != later.astimezone(tz).utcoffset()
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hours=HOURS,
+    zone=ZONES.filter(lambda zone: bool(dst_changes(zone))),
+    change=st.integers(min_value=0, max_value=1),
+    minutes=st.integers(min_value=-240, max_value=240),
+)
+def test_decisions_near_dst_changes_agree_with_the_wall_clock(
+    hours: CallingHours, zone: str, change: int, minutes: int
+) -> None:
+    changes = dst_changes(zone)
+    now = changes[change % len(changes)] + timedelta(minutes=minutes)
+    window = calling_window(hours, (zone,), now)
+    moment = now if window.allowed else window.opens
+    if moment is not None:
+        assert inside_a_window(hours, zone, moment)
+    if window.until is not None:
+        assert inside_a_window(hours, zone, window.until - timedelta(seconds=1))
+        assert not calling_window(hours, (zone,), window.until).allowed
