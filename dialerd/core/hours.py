@@ -129,15 +129,19 @@ def callee_zones(number: str, explicit_zone: str | None) -> tuple[str, ...]:
     """The callee's IANA zones: the explicit zone when given, else the number's zones
     (E.164, ``+`` first). Empty means unknown: an explicit zone that is not an IANA
     zone is unknown too, not replaced by the number's, since the target's data is
-    wrong and the number may be ported or mobile."""
+    wrong and the number may be ported or mobile; so is a number with a zone the
+    host's time-zone database lacks."""
     if explicit_zone:
         return (explicit_zone,) if is_known_zone(explicit_zone) else ()
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return ()
-    zones = phone_zones.time_zones_for_number(parsed)
-    return tuple(zone for zone in zones if zone != phone_zones.UNKNOWN_TIMEZONE)
+    zones = tuple(phone_zones.time_zones_for_number(parsed))
+    # A zone this host's database lacks would go unchecked: the callee is unknown.
+    if not all(zone != phone_zones.UNKNOWN_TIMEZONE and is_known_zone(zone) for zone in zones):
+        return ()
+    return zones
 
 
 def calling_window(hours: CallingHours, zones: Sequence[str], now: datetime) -> Window:
