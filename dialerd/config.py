@@ -8,10 +8,13 @@ Errors name the file, the key path and what was expected, for example::
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
+
+from dialerd.core.hours import CallingHours
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -271,6 +274,62 @@ class QueueEntry(_Section, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
+class CustomerCallingHours(_Section, frozen=True):
+    """One customer's calling hours: each key given replaces the ``[calling_hours]`` one."""
+
+    customer_id: CustomerId
+    monday: tuple[str, ...] | None = None
+    tuesday: tuple[str, ...] | None = None
+    wednesday: tuple[str, ...] | None = None
+    thursday: tuple[str, ...] | None = None
+    friday: tuple[str, ...] | None = None
+    saturday: tuple[str, ...] | None = None
+    sunday: tuple[str, ...] | None = None
+    skip_dates: tuple[date, ...] | None = None
+    # "" refuses callees of unknown zone even when [calling_hours] has a fallback.
+    fallback_zone: str | None = None
+
+    def __post_init__(self) -> None:
+        self.apply(CallingHours())
+
+    def apply(self, hours: CallingHours) -> CallingHours:
+        """``hours`` with this customer's keys replacing its own."""
+        given = {
+            name: getattr(self, name)
+            for name in CallingHours.__struct_fields__
+            if getattr(self, name) is not None
+        }
+        return msgspec.structs.replace(hours, **given)
+
+
+class CallingHoursConfig(CallingHours, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Calling hours in the callee's local time (behaviour.md §10): the default of
+    every customer, and the customers' own."""
+
+    customers: list[CustomerCallingHours] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        seen: set[str] = set()
+        for index, customer in enumerate(self.customers):
+            if customer.customer_id in seen:
+                raise ValueError(
+                    f"customers[{index}]: customer {customer.customer_id} has calling hours"
+                    " twice in [[calling_hours.customers]]"
+                )
+            seen.add(customer.customer_id)
+
+    def hours_for(self, customer_id: str) -> CallingHours:
+        """The calling hours of ``customer_id``'s campaigns."""
+        default = CallingHours(
+            **{name: getattr(self, name) for name in CallingHours.__struct_fields__}
+        )
+        for customer in self.customers:
+            if customer.customer_id == customer_id:
+                return customer.apply(default)
+        return default
+
+
 class ApiToken(_Section, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=8)]
     customer_id: CustomerId
@@ -361,6 +420,7 @@ class Config(_Section, frozen=True):
     telephony: TelephonyConfig = msgspec.field(default_factory=TelephonyConfig)
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     queues: list[QueueEntry] = msgspec.field(default_factory=list)
+    calling_hours: CallingHoursConfig = msgspec.field(default_factory=CallingHoursConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)

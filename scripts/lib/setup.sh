@@ -1,11 +1,16 @@
 # Shared set-up for scripts/*: system packages through apt, the project in .venv.
 # Sourced, not run.
 
-# ensure_apt_packages COMMAND:PACKAGE ...: install PACKAGE with apt when COMMAND is missing.
+# ensure_apt_packages COMMAND:PACKAGE ...: install PACKAGE with apt when COMMAND is missing;
+# a COMMAND starting with / is a file the package provides (a package without a command).
 ensure_apt_packages() {
-  local missing=() pair
+  local missing=() pair have
   for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    have=${pair%%:*}
+    case $have in
+      /*) [ -e "$have" ] || missing+=("${pair#*:}") ;;
+      *) command -v "$have" >/dev/null 2>&1 || missing+=("${pair#*:}") ;;
+    esac
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from dialerd.config import Config, ConfigError, decode_config, load_config, parse_listen
+from dialerd.core.hours import CallingHours, calling_window
 
 SOURCE = "config/site.toml"
 
@@ -207,3 +209,103 @@ def test_load_config_reads_a_valid_file(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.store.backend == "redis"
     assert config.queue.backend == "redis"
+
+
+# Calling hours: [calling_hours] for every customer, [[calling_hours.customers]] per customer.
+
+CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+OTHER_CUSTOMER = "0b6f54aa-7e13-4a43-a0a3-d1f1f7d1a6b2"
+
+
+def test_calling_hours_default_to_eight_to_nine_and_refuse_unknown_zones() -> None:
+    hours = decode_config("", SOURCE).calling_hours.hours_for(CUSTOMER)
+    assert hours == CallingHours()
+    assert hours.monday == hours.sunday == ("08:00-21:00",)
+    assert hours.skip_dates == ()
+    assert hours.fallback_zone is None
+
+
+def test_calling_hours_table_is_every_customers_default() -> None:
+    config = decode_config(
+        "[calling_hours]\n"
+        'fallback_zone = "Europe/London"\n'
+        'saturday = ["10:00-14:00"]\n'
+        "sunday = []\n"
+        "skip_dates = [2026-12-25, 2027-01-01]\n",
+        SOURCE,
+    )
+    hours = config.calling_hours.hours_for(CUSTOMER)
+    assert hours.monday == ("08:00-21:00",)
+    assert hours.saturday == ("10:00-14:00",)
+    assert hours.sunday == ()
+    assert hours.skip_dates == (date(2026, 12, 25), date(2027, 1, 1))
+    assert hours.fallback_zone == "Europe/London"
+
+
+def test_a_customers_calling_hours_replace_only_the_keys_given() -> None:
+    config = decode_config(
+        "[calling_hours]\n"
+        'fallback_zone = "Europe/London"\n'
+        "skip_dates = [2026-12-25]\n"
+        "[[calling_hours.customers]]\n"
+        f'customer_id = "{CUSTOMER}"\n'
+        'monday = ["09:00-12:00", "14:00-20:00"]\n'
+        'fallback_zone = ""\n',
+        SOURCE,
+    )
+    mine = config.calling_hours.hours_for(CUSTOMER)
+    assert mine.monday == ("09:00-12:00", "14:00-20:00")
+    assert mine.tuesday == ("08:00-21:00",)
+    assert mine.skip_dates == (date(2026, 12, 25),)
+    # "" refuses unknown zones although the default has a fallback.
+    assert calling_window(mine, (), datetime(2026, 1, 5, 12, tzinfo=UTC)).reason == "unknown_zone"
+    other = config.calling_hours.hours_for(OTHER_CUSTOMER)
+    assert other.monday == ("08:00-21:00",)
+    assert other.fallback_zone == "Europe/London"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[calling_hours]\nmonday = ["08:00-07:00"]\n',
+            "monday[0]: end 07:00 is before start 08:00 - at `$.calling_hours`",
+        ),
+        (
+            '[calling_hours]\nfallback_zone = "Mars/Base"\n',
+            "fallback_zone: 'Mars/Base' is not an IANA time zone - at `$.calling_hours`",
+        ),
+        ('[calling_hours]\nmonday = "08:00-21:00"\n', "`$.calling_hours.monday`"),
+        ('[calling_hours]\nskip_dates = ["25 December"]\n', "`$.calling_hours.skip_dates[0]`"),
+        ("[calling_hours]\nmondya = []\n", "unknown field `mondya` - at `$.calling_hours`"),
+        (
+            f'[[calling_hours.customers]]\ncustomer_id = "{CUSTOMER}"\nsunday = ["8-12"]\n',
+            "sunday[0]: '8-12' is not a window HH:MM-HH:MM - at `$.calling_hours.customers[0]`",
+        ),
+        (
+            '[[calling_hours.customers]]\ncustomer_id = "acme"\n',
+            "`$.calling_hours.customers[0].customer_id`",
+        ),
+        (
+            f'[[calling_hours.customers]]\ncustomer_id = "{CUSTOMER}"\n'
+            f'[[calling_hours.customers]]\ncustomer_id = "{CUSTOMER}"\n',
+            f"customers[1]: customer {CUSTOMER} has calling hours twice",
+        ),
+    ],
+)
+def test_bad_calling_hours_name_the_key(text: str, expected: str) -> None:
+    assert expected in config_error(text)
+
+
+def test_the_example_configs_calling_hours_are_valid() -> None:
+    text = (Path(__file__).resolve().parents[2] / "config" / "dialerd.toml").read_text()
+    lines = text.splitlines()
+    start = lines.index("# [[calling_hours.customers]]")
+    for index in range(start, len(lines)):
+        lines[index] = lines[index].removeprefix("# ")
+    lines[lines.index('# fallback_zone = "Europe/London"')] = 'fallback_zone = "Europe/London"'
+    hours = decode_config("\n".join(lines), "config/dialerd.toml").calling_hours
+    assert hours.hours_for(OTHER_CUSTOMER) == CallingHours(fallback_zone="Europe/London")
+    mine = hours.hours_for(CUSTOMER)
+    assert mine.saturday == ("10:00-14:00",)
+    assert mine.skip_dates == (date(2026, 12, 25), date(2027, 1, 1))
