@@ -351,7 +351,8 @@ class Outdial(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True):
+# omit_defaults: ``hold_reason`` and ``tm_next_try`` (dialerd's) appear only when set.
+class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     outdial_id: str
     name: str
@@ -371,6 +372,10 @@ class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True):
     tm_create: str
     tm_update: str | None
     tm_delete: str | None
+    # Why the dialing rules hold the target back ("" when they do not: see
+    # dialerd.core.targets.Held), and from when it may be dialed again when it waits.
+    hold_reason: str = ""
+    tm_next_try: str = ""
 
     @classmethod
     def fresh(

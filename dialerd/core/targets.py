@@ -23,11 +23,14 @@ that slot (this is what :func:`decide_claim` returns then). Anything else goes t
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Final
 
 import msgspec
 
+from dialerd.core import hours
+from dialerd.core.hours import CallingHours
 from dialerd.model import (
     Address,
     CampaigncallResult,
@@ -56,6 +59,22 @@ class Held(enum.StrEnum):
     NONE = ""
     RETRY_INTERVAL = "retry_interval"
     NOTHING_TO_DIAL = "nothing_to_dial"
+    CALLING_HOURS = "calling_hours"
+    UNKNOWN_ZONE = "unknown_zone"
+    # On a done target: its numbers left to dial are all on the do-not-call list.
+    DNC = "dnc"
+
+
+class CallingRules(msgspec.Struct, frozen=True, kw_only=True):
+    """The rules a regulator asks for, as they apply to one campaign's claims
+    (behaviour.md §10): its customer's calling hours (None: none configured)."""
+
+    hours: CallingHours | None = None
+
+
+# A callee whose zone is unknown (and no fallback) is looked at again this much later:
+# a configuration change (a fallback zone) takes effect without a restart.
+UNKNOWN_ZONE_RETRY: Final = timedelta(hours=1)
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,12 +194,44 @@ def decide_claim(
     placement: Placement,
     max_try_counts: Sequence[int],
     now: datetime,
+    *,
+    rules: CallingRules | None = None,
+    listed: Collection[str] = (),
 ) -> Claim | Placement:
-    """A claim reached this ready target: the slot to dial, or (when it has no try left
-    under this outplan) the target is done: it is never left idle with nothing to dial."""
-    slot = next_slot(target.destinations, target.try_counts, max_try_counts)
+    """A claim reached this ready target: the slot to dial, or what the target becomes
+    instead.
+
+    Slots whose number is on the do-not-call list (``listed``: which of the target's
+    numbers are, read in the claim's atomic step) are skipped. With no slot left the
+    target is done (held ``dnc`` if a listed number is why): it is never left idle with
+    nothing to dial. A callee outside its calling hours waits, in the waiting queue,
+    until they open (so it holds up no other target).
+    """
+    spent = list(target.try_counts)
+    skipped = False
+    for n, number in enumerate(target.destinations):
+        if number is not None and number.target in listed:
+            spent[n] = max(spent[n], max_try_counts[n])
+            skipped = skipped or has_destination(number)
+    slot = next_slot(target.destinations, spent, max_try_counts)
     if slot is None:
-        return _done(placement.touched)
+        done = _done(placement.touched)
+        return msgspec.structs.replace(done, held=Held.DNC) if skipped else done
+    address = target.destinations[slot]
+    if rules is not None and rules.hours is not None and address is not None:
+        zones = hours.callee_zones(address.target, hours.zone_in_target_data(target.data))
+        window = hours.calling_window(rules.hours, zones, now)
+        if not window.allowed:
+            held = Held.UNKNOWN_ZONE if window.reason == "unknown_zone" else Held.CALLING_HOURS
+            opens = window.opens or now + UNKNOWN_ZONE_RETRY
+            return Placement(
+                status=TargetStatus.IDLE,
+                queue=Queue.WAITING,
+                touched=placement.touched,
+                due=opens,
+                slot=slot,
+                held=held,
+            )
     return Claim(slot=slot, try_count=target.try_counts[slot] + 1)
 
 

@@ -44,7 +44,7 @@ from typing import Protocol
 import msgspec
 
 from dialerd.abandonment import DayCount
-from dialerd.core.targets import RetryRule
+from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     Campaign,
@@ -109,6 +109,8 @@ class AttemptPlan(msgspec.Struct, frozen=True, kw_only=True):
     activeflow_id: str
     now: datetime
     fence: Fence | None = None
+    # The calling rules of the campaign's customer (hours); None: none apply.
+    rules: CallingRules | None = None
 
 
 class FinishResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -198,7 +198,16 @@ def _target_from_row(row: Sequence[Any]) -> OutdialTarget:
         tm_create=row[16],
         tm_update=row[17],
         tm_delete=row[18],
+        # With the placement columns (pick, touched, due, until, slot, held): why it waits.
+        **(_hold(row[19], row[21], row[24]) if len(row) > 24 else {}),
     )
+
+
+def _hold(pick: int, due: str, held: str) -> dict[str, str]:
+    """``hold_reason`` and ``tm_next_try`` of a target the rules hold back."""
+    if not held:
+        return {}
+    return {"hold_reason": held, "tm_next_try": due if pick == Queue.WAITING else ""}
 
 
 def _placed_target(row: Sequence[Any]) -> tuple[OutdialTarget, Placement, int]:
@@ -759,7 +768,8 @@ class SqliteStore:
         outdial_id: str | None, target_id: str, connection: sqlite3.Connection
     ) -> OutdialTarget | None:
         query = (
-            f"SELECT {_TARGET_COLUMNS} FROM target WHERE id = ? AND tm_delete IS NULL "
+            f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS} FROM target "
+            "WHERE id = ? AND tm_delete IS NULL "
             f"AND {_VISIBLE}"
         )
         params: tuple[str, ...] = (target_id,)
@@ -797,7 +807,8 @@ class SqliteStore:
 
         def select(connection: sqlite3.Connection) -> Page[OutdialTarget]:
             rows = connection.execute(
-                f"SELECT {_TARGET_COLUMNS}, tm_create, id FROM target WHERE outdial_id = ? "
+                f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, tm_create, id FROM target "
+                "WHERE outdial_id = ? "
                 f"AND tm_delete IS NULL AND {_VISIBLE}{condition} "
                 "ORDER BY tm_create DESC, id DESC LIMIT ?",
                 (outdial_id, *params, limit + 1),
@@ -901,7 +912,9 @@ class SqliteStore:
             if row is None:
                 return None
             target, placement, seq = _placed_target(row)
-            decision = targets.decide_claim(target, placement, max_try_counts, plan.now)
+            decision = targets.decide_claim(
+                target, placement, max_try_counts, plan.now, rules=plan.rules
+            )
             if isinstance(decision, Placement):
                 _place(seq, target.try_counts, decision, now, connection)
                 continue
@@ -1039,11 +1052,13 @@ class SqliteStore:
             before=before,
         )
         _place(seq, settled.try_counts, settled.placement, now, connection)
+        placement = settled.placement
         ended = msgspec.structs.replace(
             target,
-            status=settled.placement.status,
+            status=placement.status,
             tm_update=now,
             **{f"try_count_{n}": count for n, count in enumerate(settled.try_counts)},
+            **_hold(placement.queue, format_time(placement.due), placement.held),
         )
         return FinishResult(finished=True, campaigncall=finished, target=ended)
 

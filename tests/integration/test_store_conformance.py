@@ -701,6 +701,13 @@ async def test_each_outcome_waits_its_own_interval_and_stops_at_its_own_limit(
     assert await attempt(10, "busy") == busy.id
     assert await attempt(10, "no_answer") == silent.id
     assert await attempt(10, "machine") == machine.id  # 1 attempt so far: retried
+    waiting = await store.get_target(dialing.outdial.id, silent.id)
+    assert waiting is not None
+    assert (waiting.status, waiting.hold_reason, waiting.tm_next_try) == (
+        TargetStatus.IDLE,
+        "retry_interval",
+        make.stamp(3_610),
+    )
     assert await store.start_attempt(dialing.plan(make.at(14))) is None
     assert await attempt(15, "busy") == busy.id  # 5 s after its busy end
     assert await attempt(70, "machine") == machine.id  # the outplan's minute
