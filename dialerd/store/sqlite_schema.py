@@ -125,6 +125,29 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX target_batch ON target (batch) WHERE batch IS NOT NULL",
         "CREATE TABLE pending_batch (id TEXT PRIMARY KEY)",
     ),
+    # 6: do-not-call numbers (behaviour.md §10), one row per customer and E.164 number.
+    # (Step 5 is being added on another branch: whichever merges second is renumbered.)
+    # An import stages its rows in ``dnc_staged`` under a ``dnc_batch`` row; once the
+    # batch is ``published`` they are moved into ``dnc`` a chunk at a time.
+    (
+        """CREATE TABLE dnc (
+            customer_id TEXT NOT NULL,
+            number TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            tm_create TEXT NOT NULL,
+            PRIMARY KEY (customer_id, number)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX dnc_listing ON dnc (customer_id, tm_create, number)",
+        "CREATE TABLE dnc_batch (id TEXT PRIMARY KEY, published INTEGER NOT NULL)",
+        """CREATE TABLE dnc_staged (
+            batch TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            number TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            tm_create TEXT NOT NULL
+        )""",
+        "CREATE INDEX dnc_staged_batch ON dnc_staged (batch)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
