@@ -55,6 +55,18 @@ def check_e164(number: str) -> None:
         )
 
 
+# What people write between the digits of a phone number; dropped before the E.164 check.
+_NUMBER_SEPARATORS: Final = str.maketrans("", "", " -.()\t")
+
+
+def normalize_e164(text: str) -> str:
+    """``text`` as an E.164 number: separators (spaces, ``-``, ``.``, parentheses)
+    dropped, then checked by ``check_e164`` (``ValueError`` naming the problem)."""
+    number = text.strip().translate(_NUMBER_SEPARATORS)
+    check_e164(number)
+    return number
+
+
 def format_time(moment: datetime) -> str:
     """Render an aware datetime as the reference API's UTC timestamp string."""
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
@@ -461,6 +473,16 @@ class Campaigncall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     tm_delete: str | None
     # Extension: why the attempt ended (hangup reason), "" while it is active.
     reason: str = ""
+
+
+class DncNumber(msgspec.Struct, frozen=True, kw_only=True):
+    """A number on a customer's do-not-call list (dialerd extension): never originated."""
+
+    customer_id: str
+    # E.164, as ``normalize_e164`` gives it: the form target destinations are compared in.
+    number: str
+    detail: str = ""
+    tm_create: str
 
 
 T = TypeVar("T")

@@ -31,10 +31,12 @@ from dialerd.model import (
     Address,
     AddressType,
     CampaignType,
+    DncNumber,
     EndHandle,
     OutcomeRetry,
     PacingMode,
     check_e164,
+    normalize_e164,
 )
 
 # Counts and milliseconds: never negative, and small enough for any store's integers.
@@ -380,3 +382,46 @@ class ImportResult(msgspec.Struct, frozen=True):
     """What a CSV or NDJSON import stored."""
 
     count: int
+
+
+# -- do-not-call numbers -----------------------------------------------------------
+
+# Numbers one JSON body may add; more go in a CSV or NDJSON import.
+MAX_DNC_PER_BODY: Final = 1000
+# Room for separators around the at most 15 digits of an E.164 number.
+DncNumberText = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class DncNumberCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /dnc_numbers`` (a JSON object, an item of a JSON array, or an NDJSON line):
+    an E.164 number, written with or without spaces, dashes, dots or parentheses."""
+
+    number: DncNumberText
+    detail: Detail = ""
+
+    def __post_init__(self) -> None:
+        try:
+            normalize_e164(self.number)
+        except ValueError as exc:
+            raise ValueError(f"number: {exc}") from None
+
+    def to_model(self, customer_id: str, now: str) -> DncNumber:
+        """The stored entry: the number in E.164."""
+        return DncNumber(
+            customer_id=customer_id,
+            number=normalize_e164(self.number),
+            detail=self.detail,
+            tm_create=now,
+        )
+
+
+DncNumbersCreate = (
+    DncNumberCreate
+    | Annotated[list[DncNumberCreate], msgspec.Meta(min_length=1, max_length=MAX_DNC_PER_BODY)]
+)
+
+
+class DncNumberList(msgspec.Struct, frozen=True):
+    """The stored entries of the numbers a JSON array added, in its order."""
+
+    result: list[DncNumber]

@@ -30,7 +30,7 @@ ERRORS: Final = {
 def _schemas() -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     types: list[Any] = [ErrorResponse, ImportResult]
     for endpoint in ENDPOINTS:
-        types.append(endpoint.response)
+        types += [endpoint.response, *endpoint.also_returns]
         if endpoint.body is not None:
             types.append(endpoint.body)
     unique = list(dict.fromkeys(types))
@@ -49,6 +49,16 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         for name in ("id", "target_id")
         if "{" + name + "}" in endpoint.path
     ]
+    if "{number}" in endpoint.path:
+        parameters.append(
+            {
+                "name": "number",
+                "in": "path",
+                "required": True,
+                "description": "An E.164 number, like +15551234567",
+                "schema": {"type": "string"},
+            }
+        )
     if endpoint.listing:
         parameters += [
             {
@@ -100,8 +110,11 @@ def _error_codes(endpoint: Endpoint) -> list[int]:
 
 def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     ok_schema = refs[endpoint.response]
+    shapes = [refs[shape] for shape in endpoint.also_returns]
     if endpoint.bulk:
-        ok_schema = {"anyOf": [ok_schema, refs[ImportResult]]}
+        shapes.append(refs[ImportResult])
+    if shapes:
+        ok_schema = {"anyOf": [ok_schema, *shapes]}
     operation: dict[str, Any] = {
         "operationId": endpoint.operation_id,
         "summary": endpoint.summary,
@@ -121,13 +134,9 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     if endpoint.body is not None:
         content: dict[str, Any] = {"application/json": {"schema": refs[endpoint.body]}}
         if endpoint.bulk:
-            csv_doc = (
-                "Header row, then one target per row. Columns: name, detail, data, "
-                "destination_0 .. destination_4; a destination is an E.164 number or Address JSON."
-            )
-            content["text/csv"] = {"schema": {"type": "string", "description": csv_doc}}
+            content["text/csv"] = {"schema": {"type": "string", "description": endpoint.csv_doc}}
             content["application/x-ndjson"] = {
-                "schema": {"type": "string", "description": "One target object per line."}
+                "schema": {"type": "string", "description": "One JSON object per line."}
             }
         operation["requestBody"] = {"required": True, "content": content}
     return operation
@@ -146,7 +155,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "dialerd control API",
             "version": __version__,
             "description": "Campaigns, outplans, outdials, targets and campaigncalls, "
-            "in the shapes of the VoIPbin campaign API.",
+            "in the shapes of the VoIPbin campaign API; do-not-call numbers (an extension).",
         },
         "security": [{"bearer": []}, {"token": []}],
         "paths": paths,

@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dialerd.api import bodies, campaigncalls, campaigns, outdials, outplans
+from dialerd.api import bodies, campaigncalls, campaigns, dnc, outdials, outplans
 from dialerd.api.exchange import Handler
 from dialerd.insight import CampaignInsight
-from dialerd.model import Campaign, Campaigncall, Outdial, OutdialTarget, Outplan, Page
+from dialerd.model import (
+    Campaign,
+    Campaigncall,
+    DncNumber,
+    Outdial,
+    OutdialTarget,
+    Outplan,
+    Page,
+)
 
 PREFIX: Final = "/v1.0"
 
@@ -24,8 +32,11 @@ class Endpoint:
     response: Any
     body: Any = None
     listing: bool = False
-    # Bulk import: the body may also be CSV or NDJSON.
+    # Bulk import: the body may also be CSV or NDJSON; ``csv_doc`` says what the CSV holds.
     bulk: bool = False
+    csv_doc: str = ""
+    # Other shapes the operation may answer with (for the given body's shape).
+    also_returns: tuple[Any, ...] = ()
     # Extra query parameters (name -> description), all optional UUIDs.
     uuid_queries: tuple[tuple[str, str], ...] = ()
 
@@ -99,11 +110,25 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
              "Change an outdial's data", Outdial, bodies.OutdialDataBody),
     Endpoint("/outdials/{id}/targets", "POST", outdials.create_targets,
              "Add one target (JSON) or import many (CSV, NDJSON; all or nothing)",
-             OutdialTarget, bodies.TargetCreate, bulk=True),
+             OutdialTarget, bodies.TargetCreate, bulk=True,
+             csv_doc="Header row, then one target per row. Columns: name, detail, data, "
+             "destination_0 .. destination_4; a destination is an E.164 number or Address JSON."),
     Endpoint("/outdials/{id}/targets", "GET", outdials.list_targets,
              "List an outdial's targets, newest first", Page[OutdialTarget], listing=True),
     Endpoint("/outdials/{id}/targets/{target_id}", "GET", outdials.get_target,
              "Get a target", OutdialTarget),
     Endpoint("/outdials/{id}/targets/{target_id}", "DELETE", outdials.delete_target,
              "Delete a target that is not being dialed", OutdialTarget),
+    # do-not-call numbers (dialerd extension)
+    Endpoint("/dnc_numbers", "POST", dnc.create_dnc_numbers,
+             "Add a number (JSON object) or several (JSON array), or import a CSV or NDJSON "
+             "file (all or nothing); a listed number keeps its entry",
+             DncNumber, bodies.DncNumbersCreate, bulk=True, csv_doc=dnc.CSV_DOC,
+             also_returns=(bodies.DncNumberList,)),
+    Endpoint("/dnc_numbers", "GET", dnc.list_dnc_numbers,
+             "List the do-not-call numbers, newest first", Page[DncNumber], listing=True),
+    Endpoint("/dnc_numbers/{number}", "GET", dnc.get_dnc_number,
+             "Get a do-not-call number's entry", DncNumber),
+    Endpoint("/dnc_numbers/{number}", "DELETE", dnc.delete_dnc_number,
+             "Take a number off the do-not-call list", DncNumber),
 )  # fmt: skip

@@ -4,7 +4,8 @@ The readers yield the targets in batches as the body arrives, for the store to s
 (``Store.import_targets``), which publishes them only once the whole file is read. One
 bad row rejects the file: the readers then stop yielding, read on to list the first bad
 rows with their line numbers and what is wrong with them, and raise ``ImportRejected``,
-and the store discards what it staged.
+and the store discards what it staged. ``records``, ``record_text`` and ``batches`` also
+read the do-not-call number imports (``dialerd.api.dnc``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import msgspec
@@ -21,6 +22,7 @@ from dialerd.api import jsontext
 from dialerd.api.bodies import TargetCreate
 from dialerd.model import SLOTS, Address, AddressType, OutdialTarget
 
+T = TypeVar("T")
 MAX_REPORTED_ROWS: Final = 10
 DESTINATION_COLUMNS: Final = tuple(f"destination_{slot}" for slot in SLOTS)
 CSV_COLUMNS: Final = ("name", "detail", "data", *DESTINATION_COLUMNS)
@@ -87,12 +89,10 @@ MAX_RECORD_BYTES: Final = 1024 * 1024
 _BOM: Final = codecs.BOM_UTF8
 
 
-async def _batches(
-    rows: AsyncIterator[tuple[int, OutdialTarget | str]],
-) -> AsyncIterator[list[OutdialTarget]]:
-    """Good targets in batches of ``IMPORT_BATCH``, until the first bad row; after it
+async def batches(rows: AsyncIterator[tuple[int, T | str]]) -> AsyncIterator[list[T]]:
+    """Good rows in batches of ``IMPORT_BATCH``, until the first bad row; after it
     only the problems are kept, and ``ImportRejected`` is raised at the end."""
-    batch: list[OutdialTarget] = []
+    batch: list[T] = []
     problems: list[RowProblem] = []
     bad_rows = 0
     seen = 0
@@ -116,7 +116,7 @@ async def _batches(
         yield batch
 
 
-async def _records(
+async def records(
     chunks: AsyncIterable[bytes], *, quoted: bool
 ) -> AsyncIterator[tuple[int, bytes]]:
     """Split a byte stream into ``(first line number, record)``, bytes without the line end.
@@ -164,7 +164,7 @@ def _finished(record: bytearray, first: bool) -> bytes:
     return data.removeprefix(_BOM) if first else data
 
 
-def _text(record: bytes) -> str:
+def record_text(record: bytes) -> str:
     try:
         return record.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -212,9 +212,9 @@ async def _csv_rows(
     chunks: AsyncIterable[bytes], outdial_id: str, now: str
 ) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
     columns: list[str] | None = None
-    async for line, record in _records(chunks, quoted=True):
+    async for line, record in records(chunks, quoted=True):
         try:
-            text = _text(record)
+            text = record_text(record)
             if not text.strip():
                 continue
             if columns is None:
@@ -241,7 +241,7 @@ async def _csv_rows(
 async def _ndjson_rows(
     chunks: AsyncIterable[bytes], outdial_id: str, now: str
 ) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
-    async for line, record in _records(chunks, quoted=False):
+    async for line, record in records(chunks, quoted=False):
         if not record.strip():
             continue
         try:
@@ -255,7 +255,7 @@ def read_csv(
 ) -> AsyncIterator[list[OutdialTarget]]:
     """Targets of a CSV file with a header row, in batches; ``ImportRejected`` at the end
     (after the last batch) when any row is bad."""
-    return _batches(_csv_rows(chunks, outdial_id, now))
+    return batches(_csv_rows(chunks, outdial_id, now))
 
 
 def read_ndjson(
@@ -263,4 +263,4 @@ def read_ndjson(
 ) -> AsyncIterator[list[OutdialTarget]]:
     """Targets of NDJSON, one target object per line, in batches; ``ImportRejected`` at
     the end when any line is bad."""
-    return _batches(_ndjson_rows(chunks, outdial_id, now))
+    return batches(_ndjson_rows(chunks, outdial_id, now))

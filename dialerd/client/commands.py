@@ -1,4 +1,5 @@
-"""The client commands: ``outplan``, ``outdial``, ``campaign``, ``targets``, ``campaigncall``.
+"""The client commands: ``outplan``, ``outdial``, ``campaign``, ``targets``, ``campaigncall``,
+``dnc``.
 
 Each resource has ``create``, ``update``, ``delete``, ``show`` and ``list``; fields are
 options named after the resource's fields, or ``--from-file``. Errors are one line on
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeAlias
+from urllib.parse import quote
 
 from dialerd.client import fields as f
 from dialerd.client import output
@@ -301,6 +303,15 @@ def _campaign_status(status: str) -> Action:
 
 
 def _targets_import(api: ApiClient, args: argparse.Namespace) -> None:
+    answer = _import_file(api, args, f"/outdials/{args.outdial}/targets")
+    count = answer.get("count", 1)  # a JSON file is one target
+    output.emit(
+        args.json, answer, lambda: f"imported {count} target(s) into outdial {args.outdial}"
+    )
+
+
+def _import_file(api: ApiClient, args: argparse.Namespace, url: str) -> Row:
+    """POST ``args.file`` to ``url`` as it is read, with a progress bar; the answer."""
     path = Path(args.file)
     media_type = args.format or MEDIA_TYPES.get(path.suffix.lower())
     if media_type is None:
@@ -319,7 +330,7 @@ def _targets_import(api: ApiClient, args: argparse.Namespace) -> None:
         with source:
             answer = api.request(
                 "POST",
-                f"/outdials/{args.outdial}/targets",
+                url,
                 content=chunks(source, progress),
                 headers={"content-type": media_type, "content-length": str(size)},
             )
@@ -330,10 +341,7 @@ def _targets_import(api: ApiClient, args: argparse.Namespace) -> None:
     finally:
         count = answer.get("count")
         progress.finish(count if isinstance(count, int) else None)
-    count = answer.get("count", 1)  # a JSON file is one target
-    output.emit(
-        args.json, answer, lambda: f"imported {count} target(s) into outdial {args.outdial}"
-    )
+    return answer
 
 
 class ImportRejected(ClientError):
@@ -356,6 +364,71 @@ def _targets_delete(api: ApiClient, args: argparse.Namespace) -> None:
         print(row["id"])
         return
     output.emit(args.json, row, lambda: f"target {row['id']} ({row['name']}): deleted")
+
+
+# -- do-not-call numbers ---------------------------------------------------------------
+
+DNC_COLUMNS: Final[Columns] = (
+    ("NUMBER", lambda n: n["number"]),
+    ("DETAIL", lambda n: n["detail"] or "-"),
+    ("ADDED", lambda n: local_time(n["tm_create"])),
+)
+
+
+def _dnc_add(api: ApiClient, args: argparse.Namespace) -> None:
+    body = [{"number": number, "detail": args.detail} for number in args.numbers]
+    rows: list[Row] = api.request("POST", "/dnc_numbers", json=body)["result"]
+    if args.quiet:
+        for row in rows:
+            print(row["number"])
+    else:
+        output.emit_list(args.json, rows, DNC_COLUMNS)
+
+
+def _dnc_remove(api: ApiClient, args: argparse.Namespace) -> None:
+    row = api.request("DELETE", f"/dnc_numbers/{quote(args.number)}")
+    output.emit(args.json, row, lambda: f"{row['number']}: off the do-not-call list")
+
+
+def _dnc_show(api: ApiClient, args: argparse.Namespace) -> None:
+    row = api.request("GET", f"/dnc_numbers/{quote(args.number)}")
+    output.emit(args.json, row, lambda: output.record(row))
+
+
+def _dnc_list(api: ApiClient, args: argparse.Namespace) -> None:
+    rows = list(api.pages("/dnc_numbers"))
+    if args.quiet:
+        for row in rows:
+            print(row["number"])
+    else:
+        output.emit_list(args.json, rows, DNC_COLUMNS)
+
+
+def _dnc_import(api: ApiClient, args: argparse.Namespace) -> None:
+    answer = _import_file(api, args, "/dnc_numbers")
+    count = answer.get("count", len(answer.get("result", [])) or 1)
+    output.emit(args.json, answer, lambda: f"imported {count} do-not-call number(s)")
+
+
+def _add_dnc_commands(subparsers: Subparsers) -> None:
+    dnc = subparsers.add_parser("dnc", help="add, remove, show, list or import do-not-call numbers")
+    commands = dnc.add_subparsers(dest="dnc_command", metavar="ACTION", required=True)
+    add = _add(commands, "add", _dnc_add, "add numbers (E.164) to the do-not-call list", quiet=True)
+    add.add_argument("numbers", nargs="+", metavar="NUMBER", help="an E.164 number")
+    add.add_argument("--detail", default="", help="why (kept with each number)")
+    remove = _add(commands, "remove", _dnc_remove, "take a number off the do-not-call list")
+    remove.add_argument("number", help="an E.164 number")
+    show = _add(commands, "show", _dnc_show, "show a do-not-call number's entry")
+    show.add_argument("number", help="an E.164 number")
+    _add(commands, "list", _dnc_list, "list do-not-call numbers, newest first", quiet=True)
+    importing = _add(
+        commands, "import", _dnc_import,
+        "import a CSV (columns number, detail) or NDJSON file (all or nothing)",
+    )  # fmt: skip
+    importing.add_argument(
+        "--format", help="media type, when the file name does not end in .csv/.ndjson/.json"
+    )
+    importing.add_argument("file", help="the file to import")
 
 
 # -- campaigncalls ---------------------------------------------------------------------
@@ -526,6 +599,8 @@ def add_client_commands(subparsers: Subparsers) -> None:
     )  # fmt: skip
     delete.add_argument("--outdial", required=True, metavar="ID", help="outdial id")
     delete.add_argument("id", help="target id")
+
+    _add_dnc_commands(subparsers)
 
     campaigncall = subparsers.add_parser(
         "campaigncall", help="list or show dial attempts (campaigncalls)"

@@ -23,8 +23,8 @@ that slot (this is what :func:`decide_claim` returns then). Anything else goes t
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, time, timedelta
 from typing import Final
 
 import msgspec
@@ -61,15 +61,43 @@ class Held(enum.StrEnum):
     NOTHING_TO_DIAL = "nothing_to_dial"
     CALLING_HOURS = "calling_hours"
     UNKNOWN_ZONE = "unknown_zone"
+    # Its number had an abandoned call: not called again before the lockout ends.
+    ABANDONED_LOCKOUT = "abandoned_lockout"
+    # Its number had the customer's most attempts for the day (UTC).
+    DAILY_LIMIT = "daily_limit"
     # On a done target: its numbers left to dial are all on the do-not-call list.
     DNC = "dnc"
 
 
 class CallingRules(msgspec.Struct, frozen=True, kw_only=True):
-    """The rules a regulator asks for, as they apply to one campaign's claims
-    (behaviour.md §10): its customer's calling hours (None: none configured)."""
+    """The rules a regulator asks for, as they apply to one customer's campaigns
+    (behaviour.md §10): calling hours (None: none configured), how long a number is
+    not called after an abandoned call (None: no lockout), and at most how many
+    attempts a number gets a day across the customer's campaigns (None: no limit)."""
 
     hours: CallingHours | None = None
+    abandoned_lockout: timedelta | None = None
+    daily_attempts: int | None = None
+
+    def lockout_after(self, reason: str, now: datetime) -> datetime | None:
+        """Until when a number is locked after an attempt that ended with ``reason``."""
+        if reason != HangupReason.ABANDONED or not self.abandoned_lockout:
+            return None
+        return now + self.abandoned_lockout
+
+
+class NumberState(msgspec.Struct, frozen=True, kw_only=True):
+    """What a store knows of one number of the customer when a claim reaches a target
+    (read in the claim's atomic step)."""
+
+    listed: bool = False  # on the customer's do-not-call list
+    locked_until: datetime | None = None  # after an abandoned call
+    attempts_today: int = 0  # attempts to it this UTC day, all the customer's campaigns
+
+
+def day_of(moment: datetime) -> str:
+    """The UTC day an attempt counts in: ``YYYY-MM-DD``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 # A callee whose zone is unknown (and no fallback) is looked at again this much later:
@@ -196,21 +224,23 @@ def decide_claim(
     now: datetime,
     *,
     rules: CallingRules | None = None,
-    listed: Collection[str] = (),
+    numbers: Mapping[str, NumberState] | None = None,
 ) -> Claim | Placement:
     """A claim reached this ready target: the slot to dial, or what the target becomes
     instead.
 
-    Slots whose number is on the do-not-call list (``listed``: which of the target's
-    numbers are, read in the claim's atomic step) are skipped. With no slot left the
-    target is done (held ``dnc`` if a listed number is why): it is never left idle with
-    nothing to dial. A callee outside its calling hours waits, in the waiting queue,
-    until they open (so it holds up no other target).
+    Slots whose number is on the do-not-call list (``numbers``: what the store knows of
+    the target's numbers) are skipped. With no slot left the target is done (held
+    ``dnc`` if a listed number is why): it is never left idle with nothing to dial. A
+    target whose number is locked after an abandoned call, has had its attempts for the
+    day, or whose callee is outside the calling hours waits in the waiting queue until
+    that ends, so it holds up no other target.
     """
+    known = numbers or {}
     spent = list(target.try_counts)
     skipped = False
     for n, number in enumerate(target.destinations):
-        if number is not None and number.target in listed:
+        if number is not None and number.target in known and known[number.target].listed:
             spent[n] = max(spent[n], max_try_counts[n])
             skipped = skipped or has_destination(number)
     slot = next_slot(target.destinations, spent, max_try_counts)
@@ -218,21 +248,45 @@ def decide_claim(
         done = _done(placement.touched)
         return msgspec.structs.replace(done, held=Held.DNC) if skipped else done
     address = target.destinations[slot]
-    if rules is not None and rules.hours is not None and address is not None:
-        zones = hours.callee_zones(address.target, hours.zone_in_target_data(target.data))
-        window = hours.calling_window(rules.hours, zones, now)
-        if not window.allowed:
-            held = Held.UNKNOWN_ZONE if window.reason == "unknown_zone" else Held.CALLING_HOURS
-            opens = window.opens or now + UNKNOWN_ZONE_RETRY
+    if rules is not None and address is not None:
+        wait = _wait(target, address.target, known.get(address.target), rules, now)
+        if wait is not None:
             return Placement(
                 status=TargetStatus.IDLE,
                 queue=Queue.WAITING,
                 touched=placement.touched,
-                due=opens,
+                due=wait[0],
                 slot=slot,
-                held=held,
+                held=wait[1],
             )
     return Claim(slot=slot, try_count=target.try_counts[slot] + 1)
+
+
+def _wait(
+    target: OutdialTarget,
+    number: str,
+    state: NumberState | None,
+    rules: CallingRules,
+    now: datetime,
+) -> tuple[datetime, Held] | None:
+    """Until when and why the number may not be dialed now (None: it may)."""
+    if state is not None and state.locked_until is not None and state.locked_until > now:
+        return state.locked_until, Held.ABANDONED_LOCKOUT
+    if (
+        state is not None
+        and rules.daily_attempts is not None
+        and state.attempts_today >= rules.daily_attempts
+    ):
+        midnight = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
+        return midnight + timedelta(days=1), Held.DAILY_LIMIT
+    if rules.hours is not None:
+        zones = hours.callee_zones(number, hours.zone_in_target_data(target.data))
+        window = hours.calling_window(rules.hours, zones, now)
+        if not window.allowed:
+            if window.reason == "unknown_zone":
+                return now + UNKNOWN_ZONE_RETRY, Held.UNKNOWN_ZONE
+            return window.opens or now + UNKNOWN_ZONE_RETRY, Held.CALLING_HOURS
+    return None
 
 
 def place_after(

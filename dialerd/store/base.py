@@ -33,6 +33,9 @@ Semantics every backend shares:
   ``Fence``; the check and the write are one atomic step, and a fence that is not the
   campaign's valid lease now (expired, taken over, released, or of another campaign)
   raises ``LeaseLost`` with nothing changed. Unfenced writes (the API's) are not checked.
+- Do-not-call numbers are kept per customer, keyed by the E.164 number (callers
+  normalize it); they are listed like other resources with the number in place of the
+  id (``"<tm_create>|<number>"``), and removing one deletes it (no soft delete).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from dialerd.model import (
     Campaigncall,
     CampaigncallResult,
     CampaignStatus,
+    DncNumber,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -323,7 +327,47 @@ class Store(Protocol):
     async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
         """The campaign's counts of ``since`` and later days, oldest first."""
 
+<<<<<<< HEAD
     async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
         """True when ``dialerd.core.targets.exhausted`` says so (behaviour.md §6): no
         target of the outdial is ready or waiting, none is ``progressing`` (nor staged
         by an import being published), and the campaign has no active attempt."""
+=======
+    async def outdial_exhausted(
+        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
+    ) -> bool:
+        """True when behaviour.md §6 says the outdial is exhausted for this campaign.
+
+        No target is ``idle`` with a slot that has a destination and tries left (eligible
+        now or waiting for its retry interval), no target of the outdial is
+        ``progressing``, and the campaign has no active attempt.
+        """
+
+    # -- do-not-call numbers, per customer (behaviour.md §10) ---------------------------
+    async def add_dnc_numbers(self, entries: Sequence[DncNumber]) -> list[DncNumber]:
+        """List these numbers, all or none; a number already listed keeps its stored
+        entry (adding it again is not an error). Returns each number's stored entry."""
+
+    async def remove_dnc_number(self, customer_id: str, number: str) -> DncNumber | None:
+        """Take a number off the customer's list; the removed entry, or None if unlisted."""
+
+    async def get_dnc_number(self, customer_id: str, number: str) -> DncNumber | None: ...
+
+    async def list_dnc_numbers(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[DncNumber]: ...
+
+    async def import_dnc_numbers(self, batches: AsyncIterable[Sequence[DncNumber]]) -> int:
+        """List the numbers of every batch, all or none, as ``add_dnc_numbers`` does;
+        return how many entries the batches held.
+
+        As ``import_targets``: batches are staged as they come (not listed, not checked
+        by ``dnc_listed``); once ``batches`` ends the import is published, and its numbers
+        become listed a chunk at a time before this returns (a restart finishes a
+        published import). If ``batches`` raises or the import is cancelled first, what
+        was staged is discarded and the error propagates.
+        """
+
+    async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
+        """Which of these numbers are on the customer's do-not-call list."""
+>>>>>>> dnc

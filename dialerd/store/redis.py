@@ -27,6 +27,13 @@ Layout (``P`` = prefix):
   time); ``P:lease_token:<campaign>``, the counter its tokens come from, and
   ``P:lease_holder:<campaign>``, its last holder, outlive it. The fenced scripts check
   the lease hash in the same script as their write.
+- ``P:dnc:<customer>``: the set of the customer's do-not-call numbers (E.164), what a
+  claim checks (``SISMEMBER``); ``P:dnc_entries:<customer>``, a hash number -> entry
+  body (JSON); ``P:dnc_listing:<customer>``, the listing (``"<tm_create>|<number>"``).
+  ``import_dnc_numbers`` stages entries in the list ``P:dnc_staged:<batch>`` (expiring
+  like staged targets), publishes by adding the batch to ``P:dnc_publishing`` and then
+  moves the list into the three keys a chunk per script; ``open`` finishes the moves a
+  dead importer left (``redis_dnc.lua``).
 
 ``create_targets`` of more than ``import_chunk`` targets writes them in chunks (one
 script each, a few tens of ms of Redis time) marked with a batch id (field ``p``): they
@@ -70,6 +77,7 @@ from dialerd.model import (
     CampaigncallStatus,
     CampaignStatus,
     CampaignType,
+    DncNumber,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -121,6 +129,7 @@ SCRIPTS: Final = (
     "delete_target",
     "lease",
     "release",
+    "dnc",
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "
@@ -133,6 +142,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _encode = msgspec.json.Encoder().encode
 _decode_target = msgspec.json.Decoder(OutdialTarget).decode
 _decode_campaigncall = msgspec.json.Decoder(Campaigncall).decode
+_decode_dnc = msgspec.json.Decoder(DncNumber).decode
 
 
 def micros(moment: datetime) -> int:
@@ -270,6 +280,7 @@ class RedisStore:
             raise
         self._client = client
         self._scripts = scripts
+        await self._finish_dnc_imports()
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
@@ -722,6 +733,84 @@ class RedisStore:
             "exhausted", campaign_id, outdial_id, _max_counts_arg(max_try_counts), EXHAUSTED_WINDOW
         )
         return int(reply) == 1
+
+    # -- do-not-call numbers --------------------------------------------------------------
+    async def add_dnc_numbers(self, entries: Sequence[DncNumber]) -> list[DncNumber]:
+        """List the numbers in one script; a listed number keeps its stored entry."""
+        if not entries:
+            return []
+        bodies = await self._run("dnc", "add", *(_encode(entry) for entry in entries))
+        return [_decode_dnc(body) for body in bodies]
+
+    async def remove_dnc_number(self, customer_id: str, number: str) -> DncNumber | None:
+        body = await self._run("dnc", "remove", customer_id, number)
+        return None if body is None else _decode_dnc(body)
+
+    async def get_dnc_number(self, customer_id: str, number: str) -> DncNumber | None:
+        body = await self._guard(
+            self._connected().hget(self._key("dnc_entries", customer_id), number)
+        )
+        return None if body is None else _decode_dnc(body)
+
+    async def list_dnc_numbers(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[DncNumber]:
+        flat = await self._run(
+            "page",
+            "dnc",
+            f"dnc_listing:{customer_id}",
+            _max_bound(page_token),
+            _limit(page_size),
+            f"dnc_entries:{customer_id}",
+        )
+        return Page(
+            result=[_decode_dnc(body) for body in flat[1:]], next_page_token=flat[0].decode()
+        )
+
+    async def import_dnc_numbers(self, batches: AsyncIterable[Sequence[DncNumber]]) -> int:
+        """Stage each batch in a list, publish it, then move it a chunk per script."""
+        batch = new_id()
+        staged = self._key("dnc_staged", batch)
+        count = 0
+        try:
+            async for entries in batches:
+                for start in range(0, len(entries), self.import_chunk):
+                    chunk = entries[start : start + self.import_chunk]
+                    async with self._connected().pipeline(transaction=True) as pipe:
+                        pipe.rpush(staged, *(_encode(entry) for entry in chunk))
+                        pipe.expire(staged, STAGING_TTL_SECONDS)
+                        await self._guard(pipe.execute())
+                    count += len(chunk)
+            if count:
+                await self._run("dnc", "publish", batch)
+        except BaseException:
+            if count:
+                with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                    await self._guard(self._connected().unlink(staged))
+            raise
+        with anyio.CancelScope(shield=True):
+            await self._move_dnc_batch(batch)
+        return count
+
+    async def _move_dnc_batch(self, batch: str) -> None:
+        while int(await self._run("dnc", "move", batch, self.import_chunk)) > 0:
+            pass
+
+    async def _finish_dnc_imports(self) -> None:
+        """List the numbers of imports that were published but not moved (their
+        importer died)."""
+        batches = await self._guard(self._connected().smembers(self._key("dnc_publishing")))
+        for batch in batches:
+            await self._move_dnc_batch(batch.decode() if isinstance(batch, bytes) else batch)
+
+    async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
+        unique = list(dict.fromkeys(numbers))
+        if not unique:
+            return set()
+        flags = await self._guard(
+            self._connected().smismember(self._key("dnc", customer_id), unique)
+        )
+        return {number for number, flag in zip(unique, flags, strict=True) if flag}
 
 
 def _fence_args(fence: Fence | None) -> tuple[str, str, int | str]:

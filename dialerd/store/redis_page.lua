@@ -1,5 +1,7 @@
 -- One newest-first page of a listing index, with the bodies, read in one consistent step.
--- ARGV: prefix, kind, listing key (without prefix), max bound ('+' or '(<token>'), limit
+-- ARGV: prefix, kind, listing key (without prefix), max bound ('+' or '(<token>'), limit,
+-- and optionally a hash (key without prefix) holding the bodies by id, in place of
+-- one hash per resource (do-not-call numbers: the id is the number).
 -- Returns {next page token, body, body, ...}. The token is '' only for an empty page at
 -- the end; otherwise the last item's tm_create, or its whole '<tm_create>|<id>' member
 -- when the next item shares that tm_create. Targets of an unpublished import are
@@ -7,6 +9,7 @@
 -- token to go on from.
 local SCAN = 1000
 local kind, listing, bound, limit = ARGV[2], P .. ':' .. ARGV[3], ARGV[4], tonumber(ARGV[5])
+local bodies = ARGV[6] and (P .. ':' .. ARGV[6])
 local page, last_item, scanned = {''}, nil, 0
 
 local function created(member)
@@ -30,7 +33,13 @@ while scanned < SCAN do
     return page
   end
   for _, member in ipairs(members) do
-    local stored = redis.call('HMGET', key(kind, string.match(member, '|(.*)$')), 'b', 'p')
+    local id = string.match(member, '|(.*)$')
+    local stored
+    if bodies then
+      stored = {redis.call('HGET', bodies, id)}
+    else
+      stored = redis.call('HMGET', key(kind, id), 'b', 'p')
+    end
     if stored[1] and (kind ~= 'target' or target_visible(stored[2])) then
       if #page - 1 == limit then
         page[1] = token_after(member)

@@ -42,6 +42,7 @@ from dialerd.model import (
     CampaigncallStatus,
     CampaignStatus,
     CampaignType,
+    DncNumber,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -235,13 +236,14 @@ def _limit(page_size: int) -> int:
     return max(1, min(page_size, MAX_PAGE_SIZE))
 
 
-def _token_filter(page_token: str) -> tuple[str, tuple[str, ...]]:
-    """SQL condition and parameters for "strictly after this token" in newest-first order."""
+def _token_filter(page_token: str, key: str = "id") -> tuple[str, tuple[str, ...]]:
+    """SQL condition and parameters for "strictly after this token" in newest-first order
+    of ``(tm_create, key)``."""
     if not page_token:
         return "", ()
     tm_create, separator, resource_id = page_token.partition("|")
     if separator:
-        return " AND (tm_create, id) < (?, ?)", (tm_create, resource_id)
+        return f" AND (tm_create, {key}) < (?, ?)", (tm_create, resource_id)
     return " AND tm_create < ?", (tm_create,)
 
 
@@ -531,6 +533,7 @@ class SqliteStore:
             connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._migrate(connection)
             _in_transaction(_recover_imports, connection)
+            _in_transaction(_recover_dnc_imports, connection)
         except BaseException as error:
             connection.close()
             if isinstance(error, sqlite3.Error):
@@ -1220,3 +1223,164 @@ class SqliteStore:
             )
 
         return await self._read(exhausted)
+
+    # -- do-not-call numbers --------------------------------------------------------------
+    async def add_dnc_numbers(self, entries: Sequence[DncNumber]) -> list[DncNumber]:
+        """List the numbers in one transaction; a listed number keeps its stored entry."""
+        rows = [_dnc_row(entry) for entry in entries]
+
+        def add(connection: sqlite3.Connection) -> list[DncNumber]:
+            connection.executemany(_INSERT_DNC, rows)
+            stored = [_select_dnc(row[0], row[1], connection) for row in rows]
+            return [entry for entry in stored if entry is not None]
+
+        return await self._write(add)
+
+    async def remove_dnc_number(self, customer_id: str, number: str) -> DncNumber | None:
+        def remove(connection: sqlite3.Connection) -> DncNumber | None:
+            row = connection.execute(
+                f"DELETE FROM dnc WHERE customer_id = ? AND number = ? RETURNING {_DNC_COLUMNS}",
+                (customer_id, number),
+            ).fetchone()
+            return None if row is None else _dnc_from_row(row)
+
+        return await self._write(remove)
+
+    async def get_dnc_number(self, customer_id: str, number: str) -> DncNumber | None:
+        return await self._read(partial(_select_dnc, customer_id, number))
+
+    async def list_dnc_numbers(
+        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[DncNumber]:
+        limit = _limit(page_size)
+        condition, params = _token_filter(page_token, "number")
+
+        def select(connection: sqlite3.Connection) -> Page[DncNumber]:
+            rows = connection.execute(
+                f"SELECT {_DNC_COLUMNS}, tm_create, number FROM dnc WHERE customer_id = ?"
+                f"{condition} ORDER BY tm_create DESC, number DESC LIMIT ?",
+                (customer_id, *params, limit + 1),
+            ).fetchall()
+            items = [_dnc_from_row(row) for row in rows[:limit]]
+            return Page(result=items, next_page_token=_page_token(rows, limit))
+
+        return await self._read(select)
+
+    async def import_dnc_numbers(self, batches: AsyncIterable[Sequence[DncNumber]]) -> int:
+        """Stage each batch in ``dnc_staged`` (one short transaction each); publish by
+        marking the batch; then move its rows into ``dnc`` a chunk per transaction. A
+        failed import deletes its staged rows the same way."""
+        batch = uuid.uuid4().hex
+        count = 0
+        await self._write(
+            lambda connection: connection.execute(
+                "INSERT INTO dnc_batch (id, published) VALUES (?, 0)", (batch,)
+            )
+        )
+        published = False
+        try:
+            async for entries in batches:
+                if entries:
+                    rows = [(batch, *_dnc_row(entry)) for entry in entries]
+                    await self._write(partial(_stage_dnc, rows))
+                    count += len(entries)
+            await self._write(
+                lambda connection: connection.execute(
+                    "UPDATE dnc_batch SET published = 1 WHERE id = ?", (batch,)
+                )
+            )
+            published = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                if published:
+                    await self._settle_dnc_batch(batch, publish=True)
+                else:
+                    with anyio.move_on_after(DISCARD_SECONDS):
+                        await self._settle_dnc_batch(batch, publish=False)
+        return count
+
+    async def _settle_dnc_batch(self, batch: str, *, publish: bool) -> None:
+        """List a published import's numbers, or drop an abandoned one's, a chunk per
+        transaction; then forget the batch."""
+        while await self._write(partial(_settle_dnc_chunk, batch, publish)):
+            pass
+        await self._write(
+            lambda connection: connection.execute("DELETE FROM dnc_batch WHERE id = ?", (batch,))
+        )
+
+    async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
+        return await self._read(partial(dnc_listed_numbers, customer_id, numbers))
+
+
+_DNC_COLUMNS: Final = "customer_id, number, detail, tm_create"
+_INSERT_DNC: Final = f"INSERT OR IGNORE INTO dnc ({_DNC_COLUMNS}) VALUES (?, ?, ?, ?)"
+# Numbers looked up per query: well under SQLite's limit of bound parameters.
+_DNC_LOOKUP_CHUNK: Final = 500
+
+
+def _dnc_row(entry: DncNumber) -> tuple[str, str, str, str]:
+    return (entry.customer_id, entry.number, entry.detail, entry.tm_create)
+
+
+def _dnc_from_row(row: Sequence[Any]) -> DncNumber:
+    return DncNumber(customer_id=row[0], number=row[1], detail=row[2], tm_create=row[3])
+
+
+def _select_dnc(customer_id: str, number: str, connection: sqlite3.Connection) -> DncNumber | None:
+    row = connection.execute(
+        f"SELECT {_DNC_COLUMNS} FROM dnc WHERE customer_id = ? AND number = ?",
+        (customer_id, number),
+    ).fetchone()
+    return None if row is None else _dnc_from_row(row)
+
+
+def dnc_listed_numbers(
+    customer_id: str, numbers: Sequence[str], connection: sqlite3.Connection
+) -> set[str]:
+    """Which of ``numbers`` the customer's do-not-call list holds, read on ``connection``
+    (inside the caller's transaction, such as a claim's)."""
+    unique = list(dict.fromkeys(numbers))
+    listed: set[str] = set()
+    for start in range(0, len(unique), _DNC_LOOKUP_CHUNK):
+        chunk = unique[start : start + _DNC_LOOKUP_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = connection.execute(
+            f"SELECT number FROM dnc WHERE customer_id = ? AND number IN ({marks})",
+            (customer_id, *chunk),
+        )
+        listed.update(row[0] for row in rows)
+    return listed
+
+
+def _stage_dnc(rows: Sequence[tuple[str, ...]], connection: sqlite3.Connection) -> None:
+    connection.executemany(
+        f"INSERT INTO dnc_staged (batch, {_DNC_COLUMNS}) VALUES (?, ?, ?, ?, ?)", rows
+    )
+
+
+def _settle_dnc_chunk(batch: str, publish: bool, connection: sqlite3.Connection) -> bool:
+    """Move (or, unpublished, drop) the oldest ``PUBLISH_CHUNK`` staged rows of the batch,
+    in file order so the first entry of a number wins; False when none is left."""
+    bound = connection.execute(
+        "SELECT max(rowid) FROM (SELECT rowid FROM dnc_staged WHERE batch = ? "
+        "ORDER BY rowid LIMIT ?)",
+        (batch, PUBLISH_CHUNK),
+    ).fetchone()[0]
+    if bound is None:
+        return False
+    if publish:
+        connection.execute(
+            f"INSERT OR IGNORE INTO dnc ({_DNC_COLUMNS}) SELECT {_DNC_COLUMNS} FROM dnc_staged "
+            "WHERE batch = ? AND rowid <= ? ORDER BY rowid",
+            (batch, bound),
+        )
+    connection.execute("DELETE FROM dnc_staged WHERE batch = ? AND rowid <= ?", (batch, bound))
+    return True
+
+
+def _recover_dnc_imports(connection: sqlite3.Connection) -> None:
+    """At open: finish the do-not-call imports that were published, drop the others."""
+    for batch, published in connection.execute("SELECT id, published FROM dnc_batch").fetchall():
+        while _settle_dnc_chunk(batch, bool(published), connection):
+            pass
+    connection.execute("DELETE FROM dnc_batch")

@@ -203,6 +203,28 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
         "CREATE INDEX target_ready ON target (outdial_id, touched, seq) WHERE pick = 1",
         "CREATE INDEX target_waiting ON target (outdial_id, due) WHERE pick = 3",
     ),
+    # 6: do-not-call numbers (behaviour.md §10), one row per customer and E.164 number.
+    # An import stages its rows in ``dnc_staged`` under a ``dnc_batch`` row; once the
+    # batch is ``published`` they are moved into ``dnc`` a chunk at a time.
+    (
+        """CREATE TABLE dnc (
+            customer_id TEXT NOT NULL,
+            number TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            tm_create TEXT NOT NULL,
+            PRIMARY KEY (customer_id, number)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX dnc_listing ON dnc (customer_id, tm_create, number)",
+        "CREATE TABLE dnc_batch (id TEXT PRIMARY KEY, published INTEGER NOT NULL)",
+        """CREATE TABLE dnc_staged (
+            batch TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            number TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            tm_create TEXT NOT NULL
+        )""",
+        "CREATE INDEX dnc_staged_batch ON dnc_staged (batch)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

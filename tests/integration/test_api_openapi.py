@@ -42,9 +42,10 @@ def test_openapi_describes_every_endpoint_without_authentication(tmp_path: Path)
     assert ("PUT", "/v1.0/campaigns/{id}/resource_info") in operations
     assert ("POST", "/v1.0/outdials/{id}/targets") in operations
     assert ("DELETE", "/v1.0/outdials/{id}/targets/{target_id}") in operations
-    # VoIPbin's 31 operations and dialerd's campaign state.
+    # VoIPbin's 31 operations, dialerd's campaign state and its 4 do-not-call operations.
     assert ("GET", "/v1.0/campaigns/{id}/state") in operations
-    assert len(operations) == 32
+    assert ("DELETE", "/v1.0/dnc_numbers/{number}") in operations
+    assert len(operations) == 36
     schemas = document["components"]["schemas"]
     assert {"Campaign", "Campaigncall", "Outplan", "Outdial", "OutdialTarget"} <= set(schemas)
     assert schemas["CampaignCreate"]["properties"]["service_level"]["minimum"] == 0
@@ -123,7 +124,7 @@ def test_fuzzing_the_api_finds_no_server_error_and_no_undocumented_response(
             assert isinstance(result, Ok), result
             statuses += fuzz_operation(result.ok(), server, session, ids)
             operations += 1
-    assert operations == 32
+    assert operations == 36
     assert sum(statuses.values()) >= 32
     assert statuses[200] > 0
     assert not [code for code in statuses if code >= 500]

@@ -290,3 +290,34 @@ def test_completion_scripts_are_generated_for_bash_and_zsh(
         assert result.stdout.split() == ["outplan"]
     else:
         assert script.startswith("#compdef dialerd")
+
+
+def test_dnc_add_show_list_import_remove(
+    api: ApiServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert dialerd("dnc", "add", "+1 555 010 0101", "+15550100102", "--detail", "asked") == 0
+    lines = out(capsys).splitlines()
+    assert lines[0].split() == ["NUMBER", "DETAIL", "ADDED"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["+15550100101", "+15550100102"]
+    assert dialerd("dnc", "show", "+15550100101", "--json") == 0
+    assert json.loads(out(capsys))["detail"] == "asked"
+
+    numbers = tmp_path / "dnc.csv"
+    numbers.write_text("number,detail\n+15550100103,complaint\n+15550100101,again\n")
+    assert dialerd("dnc", "import", str(numbers)) == 0
+    assert out(capsys) == "imported 2 do-not-call number(s)"
+    assert dialerd("dnc", "list", "-q") == 0
+    assert sorted(out(capsys).splitlines()) == ["+15550100101", "+15550100102", "+15550100103"]
+
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text('{"number": "+15550100104"}\n{"number": "555"}\n')
+    assert dialerd("dnc", "import", str(bad)) == 1
+    error = capsys.readouterr().err
+    assert f"{bad}:2: number: '555' is not an E.164 number" in error
+    assert dialerd("dnc", "show", "+15550100104") == 1
+    capsys.readouterr()
+
+    assert dialerd("dnc", "remove", "+15550100101") == 0
+    assert out(capsys) == "+15550100101: off the do-not-call list"
+    assert dialerd("dnc", "remove", "+15550100101") == 1
+    assert "not on the do-not-call list" in capsys.readouterr().err
