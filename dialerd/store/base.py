@@ -327,21 +327,10 @@ class Store(Protocol):
     async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
         """The campaign's counts of ``since`` and later days, oldest first."""
 
-<<<<<<< HEAD
     async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
         """True when ``dialerd.core.targets.exhausted`` says so (behaviour.md §6): no
         target of the outdial is ready or waiting, none is ``progressing`` (nor staged
         by an import being published), and the campaign has no active attempt."""
-=======
-    async def outdial_exhausted(
-        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
-    ) -> bool:
-        """True when behaviour.md §6 says the outdial is exhausted for this campaign.
-
-        No target is ``idle`` with a slot that has a destination and tries left (eligible
-        now or waiting for its retry interval), no target of the outdial is
-        ``progressing``, and the campaign has no active attempt.
-        """
 
     # -- do-not-call numbers, per customer (behaviour.md §10) ---------------------------
     async def add_dnc_numbers(self, entries: Sequence[DncNumber]) -> list[DncNumber]:
@@ -370,4 +359,3 @@ class Store(Protocol):
 
     async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
         """Which of these numbers are on the customer's do-not-call list."""
->>>>>>> dnc
