@@ -275,14 +275,16 @@ class Store(Protocol):
         *,
         fence: Fence | None = None,
         give_back_try: bool = False,
+        calling_rules: CallingRules | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
         The campaigncall becomes ``done`` with ``result`` and ``reason``; its target,
         if still ``progressing``, takes the try counts and placement that
         ``dialerd.core.targets.place_after`` decides under ``rule`` (``give_back_try``:
-        a call a stop ended before it was answered). ``None`` if the campaigncall does
-        not exist.
+        a call a stop ended before it was answered). In the same step, the number is
+        locked until ``calling_rules.lockout_after`` says (an abandoned call). ``None``
+        if the campaigncall does not exist.
         """
 
     # -- campaign leases: one instance ticks a campaign at a time -----------------------

@@ -30,7 +30,16 @@ import msgspec
 
 from dialerd.abandonment import DayCount
 from dialerd.core import targets
-from dialerd.core.targets import Held, Placement, Queue, RetryRule, place_new
+from dialerd.core.targets import (
+    CallingRules,
+    Held,
+    NumberState,
+    Placement,
+    Queue,
+    RetryRule,
+    day_of,
+    place_new,
+)
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -105,6 +114,17 @@ _PROMOTE: Final = (
 _READY_HEAD: Final = (
     f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, seq FROM target "
     f"WHERE outdial_id = ? AND pick = {Queue.READY} ORDER BY touched, seq LIMIT 1"
+)
+# One more attempt to a number today (a row keeps only its latest day).
+_COUNT_ATTEMPT: Final = (
+    "INSERT INTO number_day (customer_id, number, day, attempts) VALUES (?, ?, ?, 1) "
+    "ON CONFLICT (customer_id, number) DO UPDATE SET attempts = "
+    "CASE WHEN day = excluded.day THEN attempts + 1 ELSE 1 END, day = excluded.day"
+)
+_LOCK_NUMBER: Final = (
+    "INSERT INTO number_lock (customer_id, number, locked_until) VALUES (?, ?, ?) "
+    "ON CONFLICT (customer_id, number) DO UPDATE SET "
+    "locked_until = max(locked_until, excluded.locked_until)"
 )
 _ANY_READY: Final = f"SELECT 1 FROM target WHERE outdial_id = ? AND pick = {Queue.READY} LIMIT 1"
 _ANY_WAITING: Final = (
@@ -209,6 +229,40 @@ def _hold(pick: int, due: str, held: str) -> dict[str, str]:
     if not held:
         return {}
     return {"hold_reason": held, "tm_next_try": due if pick == Queue.WAITING else ""}
+
+
+def _number_states(
+    customer_id: str, target: OutdialTarget, now: datetime, connection: sqlite3.Connection
+) -> dict[str, NumberState]:
+    """What the calling rules need to know of the target's numbers, read in the claim's
+    transaction: listed, locked after an abandoned call, attempts today."""
+    numbers = [a.target for a in target.destinations if a is not None and not a.is_empty]
+    if not numbers:
+        return {}
+    listed = dnc_listed_numbers(customer_id, numbers, connection)
+    marks = ", ".join("?" * len(numbers))
+    locks = dict(
+        connection.execute(
+            "SELECT number, locked_until FROM number_lock WHERE customer_id = ? "
+            f"AND number IN ({marks})",
+            (customer_id, *numbers),
+        ).fetchall()
+    )
+    today = dict(
+        connection.execute(
+            "SELECT number, attempts FROM number_day WHERE customer_id = ? AND day = ? "
+            f"AND number IN ({marks})",
+            (customer_id, day_of(now), *numbers),
+        ).fetchall()
+    )
+    return {
+        number: NumberState(
+            listed=number in listed,
+            locked_until=parse_time(locks[number]) if number in locks else None,
+            attempts_today=int(today.get(number, 0)),
+        )
+        for number in numbers
+    }
 
 
 def _placed_target(row: Sequence[Any]) -> tuple[OutdialTarget, Placement, int]:
@@ -916,7 +970,12 @@ class SqliteStore:
                 return None
             target, placement, seq = _placed_target(row)
             decision = targets.decide_claim(
-                target, placement, max_try_counts, plan.now, rules=plan.rules
+                target,
+                placement,
+                max_try_counts,
+                plan.now,
+                rules=plan.rules,
+                numbers=_number_states(campaign.customer_id, target, plan.now, connection),
             )
             if isinstance(decision, Placement):
                 _place(seq, target.try_counts, decision, now, connection)
@@ -928,6 +987,10 @@ class SqliteStore:
         destination = target.destinations[slot]
         assert destination is not None  # the core dials only a slot with a destination
         connection.execute(_CLAIM_TARGET[slot], (decision.try_count, now, seq))
+        if plan.rules is not None and plan.rules.daily_attempts is not None:
+            connection.execute(
+                _COUNT_ATTEMPT, (campaign.customer_id, destination.target, day_of(plan.now))
+            )
         target_id = target.id
         is_flow = campaign.type == CampaignType.FLOW
         campaigncall = Campaigncall(
@@ -1000,10 +1063,19 @@ class SqliteStore:
         *,
         fence: Fence | None = None,
         give_back_try: bool = False,
+        calling_rules: CallingRules | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
         work = partial(
-            self._finish, campaigncall_id, result, reason, rule, now, fence, give_back_try
+            self._finish,
+            campaigncall_id,
+            result,
+            reason,
+            rule,
+            now,
+            fence,
+            give_back_try,
+            calling_rules,
         )
         return await self._write(work)
 
@@ -1016,6 +1088,7 @@ class SqliteStore:
         moment: datetime,
         fence: Fence | None,
         give_back_try: bool,
+        calling_rules: CallingRules | None,
         connection: sqlite3.Connection,
     ) -> FinishResult | None:
         now = format_time(moment)
@@ -1034,6 +1107,12 @@ class SqliteStore:
             current, status=CampaigncallStatus.DONE, result=result, reason=reason, tm_update=now
         )
         self._store_campaigncall(finished, connection)
+        locked_until = calling_rules.lockout_after(reason, moment) if calling_rules else None
+        if locked_until is not None:
+            connection.execute(
+                _LOCK_NUMBER,
+                (current.customer_id, current.destination.target, format_time(locked_until)),
+            )
         row = connection.execute(
             f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, seq FROM target "
             "WHERE id = ? AND tm_delete IS NULL",

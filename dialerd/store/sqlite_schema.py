@@ -225,6 +225,23 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
         )""",
         "CREATE INDEX dnc_staged_batch ON dnc_staged (batch)",
     ),
+    # 7: per customer and number, what the calling rules count (behaviour.md §10): the
+    # lockout after an abandoned call and the attempts of the current UTC day.
+    (
+        """CREATE TABLE number_lock (
+            customer_id TEXT NOT NULL,
+            number TEXT NOT NULL,
+            locked_until TEXT NOT NULL,
+            PRIMARY KEY (customer_id, number)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE number_day (
+            customer_id TEXT NOT NULL,
+            number TEXT NOT NULL,
+            day TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            PRIMARY KEY (customer_id, number)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
