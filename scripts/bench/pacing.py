@@ -34,7 +34,6 @@ from dialerd import abandonment, logs
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.clock import FakeClock
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
-from dialerd.engine import Engine
 from dialerd.model import (
     Address,
     AddressType,
@@ -47,6 +46,7 @@ from dialerd.model import (
     format_time,
 )
 from dialerd.queues import QueueRef, QueueRegistry
+from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"

@@ -15,7 +15,6 @@ import msgspec
 from dialerd.clock import FakeClock, settle
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
-from dialerd.engine import Engine
 from dialerd.model import (
     NIL_UUID,
     Campaign,
@@ -26,6 +25,7 @@ from dialerd.model import (
     OutdialTarget,
     Outplan,
 )
+from dialerd.scheduler import Engine
 from dialerd.store import Store
 from dialerd.store.sqlite import SqliteStore
 from tests.integration.conftest import EPOCH, Factory, StoreMaker, queue_of, queues_of, tel
