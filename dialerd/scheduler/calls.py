@@ -9,16 +9,11 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from dialerd import abandonment, metrics, outcome
+from dialerd import metrics, outcome
 from dialerd.attempts import Attempt
-from dialerd.model import (
-    Campaigncall,
-    CampaigncallResult,
-    CampaignType,
-    OutdialTarget,
-    TargetStatus,
-)
+from dialerd.model import Campaigncall, CampaignType
 from dialerd.ports import AgentConnected, Answered, HangupReason, Origination, TelephonyEvent
+from dialerd.scheduler.measures import Measures
 from dialerd.scheduler.shared import STORE_RETRY, SharedState, log
 from dialerd.store import LeaseLost, StoreError
 
@@ -37,10 +32,12 @@ class Calls:
         self.shared = shared
         # Ticks the campaign now: an ended attempt frees a line.
         self.wake = wake
+        self.measures = Measures(shared)
 
     def follow(
         self, campaigncall: Campaigncall, *, answered: bool = False, placed: bool = False
     ) -> None:
+        """Follow an attempt: its events, its timers and its release are this engine's."""
         campaign_type = (
             CampaignType.FLOW if campaigncall.reference_type == "flow" else CampaignType.CALL
         )
@@ -150,9 +147,9 @@ class Calls:
         if attempt.release_requested or self.shared.task_group is None:
             return
         attempt.release_requested = True
-        self.shared.task_group.start_soon(self.release_until_ended, attempt)
+        self.shared.task_group.start_soon(self._release_until_ended, attempt)
 
-    async def release_until_ended(self, attempt: Attempt) -> None:
+    async def _release_until_ended(self, attempt: Attempt) -> None:
         """Cancel (or hang up) the call again and again, backing off, until its end is
         reported; after ``release_timeout`` end it as lost, so a stop always ends."""
         campaigncall_id = attempt.campaigncall_id
@@ -176,12 +173,11 @@ class Calls:
             delay = min(delay * 2, RELEASE_RETRY_MAX)
 
     async def live_calls(self) -> set[str]:
+        """The calls and flows the backends have up now (raises TelephonyUnavailable)."""
         return await self.shared.telephony.live_calls() | await self.shared.flows.live_calls()
 
     async def drain(self) -> None:
-        """Shutdown: start nothing more, cancel unanswered calls (their tries go back),
-        let answered ones go on up to ``stop_grace``, then hang them up; return once
-        every call has ended (bounded by ``stop_grace + release_timeout``)."""
+        """Shutdown: see ``Engine.drain``."""
         self.shared.draining = True
         dialing = self.shared.attempts.dialing
         log.info(
@@ -216,16 +212,17 @@ class Calls:
             )
 
     async def handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
+        """Apply the backends' events, one at a time, until the stream ends."""
         async with events:
             async for event in events:
                 await self._apply(event)
 
     async def _apply(self, event: TelephonyEvent) -> None:
-        """Write one backend event (see ``_reliably``)."""
+        """Write one backend event (see ``reliably``)."""
         if isinstance(event, Answered):
             await self.reliably(event.campaigncall_id, "answered", self._answered)
         elif isinstance(event, AgentConnected):
-            await self._agent_connected(event)
+            await self.measures.agent_connected(event)
         else:
             await self.reliably(
                 event.campaigncall_id, f"ended {event.reason}", self.finish, event.reason
@@ -349,9 +346,9 @@ class Calls:
         if campaign_id in self.shared.loops:
             metrics.campaign_attempt_ended(campaign_id, result.value, reason.value)
         if attempt is not None:
-            self._observe_call_times(attempt)
-            await self._measure_end(attempt, reason)
-        self._count_finished(finished.campaigncall, finished.target)
+            self.measures.observe_call_times(attempt)
+            await self.measures.measure_end(attempt, reason)
+        self.measures.count_finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
         log.info(
             "attempt ended",
@@ -373,65 +370,6 @@ class Calls:
             metrics.campaign_activity(
                 campaign_id, dialing=count.dialing, talking=count.active - count.dialing
             )
-
-    async def _agent_connected(self, event: AgentConnected) -> None:
-        """An answered call reached an agent: one live answer, abandoned if it waited
-        longer than the law allows (behaviour.md §10)."""
-        attempt = self.shared.attempts.get(event.campaigncall_id)
-        if attempt is None or attempt.agent_wait is not None:
-            return
-        attempt.agent_wait = event.wait_seconds
-        late = abandonment.is_abandoned(event.wait_seconds, self.shared.config.abandon_seconds)
-        await self._count_abandonment(attempt.campaign_id, abandoned=late)
-
-    async def _measure_end(self, attempt: Attempt, reason: HangupReason) -> None:
-        """What an ended attempt teaches the campaign's model, and an answered call that
-        ended without ever reaching an agent: a live answer, abandoned."""
-        loop = self.shared.loops.get(attempt.campaign_id)
-        now = self.shared.clock.monotonic()
-        if loop is not None and attempt.campaign_type == CampaignType.CALL:
-            if attempt.answered_at is not None:
-                if attempt.agent_wait is not None:
-                    loop.history.talked(now - attempt.answered_at)
-            elif attempt.started_at is not None and reason != HangupReason.CANCELLED:
-                loop.history.not_answered(now - attempt.started_at)
-        if attempt.answered and attempt.agent_wait is None and reason == HangupReason.ABANDONED:
-            await self._count_abandonment(attempt.campaign_id, abandoned=True)
-
-    async def _count_abandonment(self, campaign_id: str, *, abandoned: bool) -> None:
-        """Add one live answer to today's count, in the store (so a restart or another
-        instance goes on from it) and in the loop's copy the governor reads."""
-        metrics.LIVE_ANSWERS_MEASURED.labels(abandoned=str(abandoned).lower()).inc()
-        day = abandonment.campaign_day(
-            self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
-        )
-        while True:
-            try:
-                count = await self.shared.store.add_abandonment(campaign_id, day, 1, int(abandoned))
-                break
-            except StoreError as exc:
-                # A measurement the governor depends on is never dropped: retry.
-                log.warning("abandonment count kept until the store answers", error=str(exc))
-                await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
-        loop = self.shared.loops.get(campaign_id)
-        if loop is not None and loop.abandonment is not None:
-            loop.abandonment[day] = count
-
-    def _observe_call_times(self, attempt: Attempt) -> None:
-        now = self.shared.clock.monotonic()
-        if attempt.answered_at is not None:
-            metrics.TALK_TIME.observe(now - attempt.answered_at)
-        elif attempt.started_at is not None and attempt.campaign_type == CampaignType.CALL:
-            metrics.RING_TIME.observe(now - attempt.started_at)
-
-    def _count_finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
-        self.shared.stats.attempts_finished += 1
-        if call.result == CampaigncallResult.SUCCESS:
-            self.shared.stats.success += 1
-        else:
-            self.shared.stats.fail += 1
-        if target is not None and target.status == TargetStatus.DONE:
-            self.shared.stats.targets_done += 1
 
     async def _max_try_counts(self, outplan_id: str) -> tuple[int, int, int, int, int]:
         outplan = self.shared.outplans.get(outplan_id)

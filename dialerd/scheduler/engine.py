@@ -87,28 +87,8 @@ class Engine:
         self._shared.store = store
 
     @property
-    def queue(self) -> QueueAdapter:
-        return self._shared.queue
-
-    @property
     def queues(self) -> QueueRegistry:
         return self._shared.queues
-
-    @property
-    def telephony(self) -> Telephony:
-        return self._shared.telephony
-
-    @property
-    def flows(self) -> FlowRunner:
-        return self._shared.flows
-
-    @property
-    def clock(self) -> Clock:
-        return self._shared.clock
-
-    @property
-    def config(self) -> EngineConfig:
-        return self._shared.config
 
     @property
     def owner(self) -> str:
@@ -127,11 +107,6 @@ class Engine:
     def last_progress(self) -> float:
         """When housekeeping or a tick last got through (the watchdog's heartbeat)."""
         return self._shared.last_progress
-
-    @property
-    def draining(self) -> bool:
-        """Set by ``drain`` (shutdown): no new attempt starts."""
-        return self._shared.draining
 
     @property
     def tick_observer(self) -> Callable[[float, float], None] | None:

@@ -136,6 +136,7 @@ class Supervisor:
                 metrics.campaign_targets(campaign.id, loop.target_counts)
 
     def ensure_loop(self, campaign_id: str) -> None:
+        """Start the campaign's loop unless it has one."""
         if campaign_id in self.shared.loops or self.shared.task_group is None:
             return
         loop = CampaignLoop(
@@ -150,6 +151,7 @@ class Supervisor:
         self.shared.task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
 
     async def _supervise(self, loop: CampaignLoop) -> None:
+        """Tick the campaign until it no longer runs, its lease is lost, or cancelled."""
         structlog.contextvars.bind_contextvars(campaign_id=loop.campaign_id)
         deadline = self.shared.clock.monotonic()
         failures = 0
@@ -170,56 +172,67 @@ class Supervisor:
                 except Exception as exc:
                     # One campaign's failure never stops another: log, back off, retry.
                     failures += 1
-                    delay = min(
-                        self.shared.config.backoff_initial * 2 ** (failures - 1),
-                        self.shared.config.backoff_max,
-                    )
-                    if isinstance(exc, StoreError):
-                        # The store coming back must resume dialing within seconds.
-                        delay = min(delay, STORE_RETRY)
-                    error = str(exc) or type(exc).__name__
-                    self.shared.set_state(
-                        loop,
-                        DialingState.STORE_UNREACHABLE
-                        if isinstance(exc, StoreError)
-                        else DialingState.BACKING_OFF,
-                        error,
-                    )
-                    now = self.shared.clock.monotonic()
-                    # One line per outage and then one a minute, with the count: a
-                    # thousand campaigns must not flood the journal twice a second.
-                    if failures == 1 or now - loop.failure_logged >= REPEAT_LOG_EVERY:
-                        log.error(
-                            "campaign tick failed",
-                            error=error,
-                            error_type=type(exc).__name__,
-                            retry_in=delay,
-                            failures=failures,
-                            exc_info=not isinstance(exc, StoreError | QueueUnavailable),
-                        )
-                        loop.failure_logged = now
-                    await self.shared.clock.sleep_until(self.shared.clock.monotonic() + delay)
+                    await self._after_failed_tick(loop, exc, failures)
                     deadline = self.shared.clock.monotonic()
                     continue
                 if finished:
                     return
-                deadline += interval
-                now = self.shared.clock.monotonic()
-                if deadline < now:
-                    # Fell behind by more than a tick: skip the missed ones, keep the phase.
-                    deadline += math.ceil((now - deadline) / interval) * interval
-                with anyio.CancelScope() as scope:
-                    loop.sleep_scope = scope
-                    if not loop.woken:
-                        await self.shared.clock.sleep_until(deadline)
-                loop.sleep_scope = None
-                if loop.woken:
-                    # Attempts ending in a burst share one tick: at most one wake-up
-                    # tick per WAKE_SPACING, however many calls ended.
-                    deadline = max(self.shared.clock.monotonic(), tick_started + WAKE_SPACING)
-                    await self.shared.clock.sleep_until(deadline)
-                    loop.woken = False
+                deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
         finally:
             del self.shared.loops[loop.campaign_id]
             metrics.forget_campaign(loop.campaign_id)
             await self.ownership.release_lease(loop)
+
+    async def _after_failed_tick(self, loop: CampaignLoop, exc: Exception, failures: int) -> None:
+        """After a failed tick: record and log it (not every time), then wait."""
+        delay = min(
+            self.shared.config.backoff_initial * 2 ** (failures - 1),
+            self.shared.config.backoff_max,
+        )
+        if isinstance(exc, StoreError):
+            # The store coming back must resume dialing within seconds.
+            delay = min(delay, STORE_RETRY)
+        error = str(exc) or type(exc).__name__
+        self.shared.set_state(
+            loop,
+            DialingState.STORE_UNREACHABLE
+            if isinstance(exc, StoreError)
+            else DialingState.BACKING_OFF,
+            error,
+        )
+        now = self.shared.clock.monotonic()
+        # One line per outage and then one a minute, with the count: a
+        # thousand campaigns must not flood the journal twice a second.
+        if failures == 1 or now - loop.failure_logged >= REPEAT_LOG_EVERY:
+            log.error(
+                "campaign tick failed",
+                error=error,
+                error_type=type(exc).__name__,
+                retry_in=delay,
+                failures=failures,
+                exc_info=not isinstance(exc, StoreError | QueueUnavailable),
+            )
+            loop.failure_logged = now
+        await self.shared.clock.sleep_until(self.shared.clock.monotonic() + delay)
+
+    async def _sleep_to_next_tick(
+        self, loop: CampaignLoop, deadline: float, interval: float, tick_started: float
+    ) -> float:
+        """Sleep until the next tick's deadline, or less when woken; the new deadline."""
+        deadline += interval
+        now = self.shared.clock.monotonic()
+        if deadline < now:
+            # Fell behind by more than a tick: skip the missed ones, keep the phase.
+            deadline += math.ceil((now - deadline) / interval) * interval
+        with anyio.CancelScope() as scope:
+            loop.sleep_scope = scope
+            if not loop.woken:
+                await self.shared.clock.sleep_until(deadline)
+        loop.sleep_scope = None
+        if loop.woken:
+            # Attempts ending in a burst share one tick: at most one wake-up
+            # tick per WAKE_SPACING, however many calls ended.
+            deadline = max(self.shared.clock.monotonic(), tick_started + WAKE_SPACING)
+            await self.shared.clock.sleep_until(deadline)
+            loop.woken = False
+        return deadline
