@@ -14,6 +14,7 @@ stream and end attempts exactly once. The decisions themselves live in the pure 
 - ``tick``: one tick (read, decide, claim, originate; release when stopping);
 - ``allowance``: how many attempts a tick may start;
 - ``calls``: the attempts in flight, their timers and their end;
+- ``measures``: what ended and connected calls count as (abandonment, history, totals);
 - ``ending``: exhaustion, chaining, the stop of an invalid campaign;
 - ``shared``: the ports and memory the parts share.
 """
