@@ -23,11 +23,11 @@ from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
-from dialerd.engine import Engine
 from dialerd.identity import claim_identity
 from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
+from dialerd.scheduler import Engine
 from dialerd.store import Store, StoreError, create_store
 
 log = structlog.get_logger("dialerd.daemon")

@@ -30,7 +30,6 @@ from dialerd import logs
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig, Range, RedisConnection, SimConfig, SimOutcomes, StoreConfig
-from dialerd.engine import Engine
 from dialerd.model import (
     NIL_UUID,
     Address,
@@ -43,6 +42,7 @@ from dialerd.model import (
     new_id,
 )
 from dialerd.queues import QueueRef
+from dialerd.scheduler import Engine
 from dialerd.store import Store, create_store
 from scripts.bench.redis_server import redis_server
 

@@ -32,9 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dialerd import abandonment, logs
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.clock import FakeClock
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
-from dialerd.engine import Engine
 from dialerd.model import (
     Address,
     AddressType,
@@ -47,7 +45,9 @@ from dialerd.model import (
     format_time,
 )
 from dialerd.queues import QueueRef, QueueRegistry
+from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
+from tests.fakes.clock import FakeClock
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 QUEUE = "7d1f5b3e-2f7c-4a0e-9f43-2a3b9c1d0e11"

@@ -7,10 +7,8 @@ store through ``ApiServer.call``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -23,6 +21,7 @@ from starlette.applications import Starlette
 
 from dialerd.api.app import create_app
 from dialerd.api.server import serve_api
+from dialerd.clock import SystemClock
 from dialerd.config import ApiConfig, ApiToken
 from dialerd.control import CampaignControl
 from dialerd.model import Campaign, Campaigncall, Outdial, OutdialTarget, Outplan, new_id
@@ -39,19 +38,6 @@ CUSTOMER_B: Final = "0b7e2d36-1c55-4f0e-9a33-2b8f0c6d1e47"
 TOKEN_A: Final = "token-of-customer-a"
 TOKEN_B: Final = "token-of-customer-b"
 MAX_BODY: Final = 8 * 1024 * 1024
-
-
-class WallClock:
-    """The real clock: the API stamps resources with the time of the request."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep_until(self, deadline: float) -> None:
-        await anyio.sleep(max(0.0, deadline - time.monotonic()))
 
 
 class ApiServer:
@@ -100,7 +86,7 @@ def running_api(tmp_path: Path) -> Iterator[ApiServer]:
     with start_blocking_portal(backend="asyncio") as portal:
         store = SqliteStore(tmp_path / "api.sqlite3")
         portal.call(store.open)
-        clock = WallClock()
+        clock = SystemClock()
         control = CampaignControl(store, clock, queues=queues_of(CUSTOMER_A, CUSTOMER_B))
         app = create_app(store=store, control=control, clock=clock, config=api_config())
         stop = portal.call(anyio.Event)

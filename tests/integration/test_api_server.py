@@ -13,10 +13,11 @@ import pytest
 
 from dialerd.api.app import create_app
 from dialerd.api.server import bind_socket, serve_api
+from dialerd.clock import SystemClock
 from dialerd.control import CampaignControl
 from dialerd.store.sqlite import SqliteStore
 from tests.conftest import free_port
-from tests.integration.api_conftest import TOKEN_A, WallClock, api_config
+from tests.integration.api_conftest import TOKEN_A, api_config
 
 
 async def test_serve_api_answers_once_started_and_stops_on_the_trigger(
@@ -24,7 +25,7 @@ async def test_serve_api_answers_once_started_and_stops_on_the_trigger(
 ) -> None:
     store = SqliteStore(tmp_path / "api.sqlite3")
     await store.open()
-    clock = WallClock()
+    clock = SystemClock()
     app = create_app(
         store=store, control=CampaignControl(store, clock), clock=clock, config=api_config()
     )

@@ -16,11 +16,11 @@ import msgspec
 import pytest
 
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.clock import FakeClock
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
-from dialerd.engine import Engine
 from dialerd.model import Campaigncall, CampaignStatus, EndHandle, TargetStatus
+from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
+from tests.fakes.clock import FakeClock
 from tests.integration.conftest import EPOCH, Factory, queues_of, tel
 from tests.integration.engine_harness import CUSTOMER
 

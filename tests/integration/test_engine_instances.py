@@ -13,8 +13,8 @@ from anyio.abc import TaskGroup
 from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
-from dialerd.engine import Engine
 from dialerd.model import CampaignStatus
+from dialerd.scheduler import Engine
 from dialerd.store.base import Fence
 from dialerd.store.redis import RedisStore
 from tests.integration.conftest import Factory, queues_of, tel

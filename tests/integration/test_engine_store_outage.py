@@ -13,9 +13,9 @@ import pytest
 
 from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig
-from dialerd.engine import Engine
 from dialerd.model import CampaigncallStatus
 from dialerd.ports import HangupReason
+from dialerd.scheduler import Engine
 from dialerd.store.redis import RedisStore
 from tests.conftest import RedisServer
 from tests.integration.conftest import Factory, queues_of, tel

@@ -13,12 +13,12 @@ import msgspec
 
 from dialerd import abandonment
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.clock import FakeClock
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
-from dialerd.engine import Engine
 from dialerd.model import Campaign, PacingMode
 from dialerd.queues import QueueRef, QueueRegistry
+from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
+from tests.fakes.clock import FakeClock
 from tests.integration.conftest import EPOCH, Factory, tel
 from tests.integration.engine_harness import CUSTOMER
 

@@ -15,7 +15,6 @@ from anyio.abc import ObjectReceiveStream
 
 from dialerd import metrics
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.clock import FakeClock
 from dialerd.config import Range, SimConfig, SimOutcomes
 from dialerd.model import NIL_UUID, Action, Address, AddressType
 from dialerd.ports import (
@@ -27,6 +26,7 @@ from dialerd.ports import (
     OriginationError,
     TelephonyEvent,
 )
+from tests.fakes.clock import FakeClock
 
 QUEUE = "5b2c9a4e-1d2f-4c7a-9e3b-0a1b2c3d4e5f"
 CAMPAIGN = "0d6f1c2e-7a8b-4c9d-8e0f-112233445566"

@@ -1,0 +1,167 @@
+"""How many attempts one tick of a running campaign may start: free agents, the other
+campaigns on its queue, the ceilings, the pacing mode and the abandonment governor."""
+
+from __future__ import annotations
+
+from dialerd import abandonment, metrics
+from dialerd.insight import DialingState
+from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
+from dialerd.pacing import PacingInput, ceiling, decide
+from dialerd.ports import QueueUnavailable
+from dialerd.predictive import AIM, Situation, lines_to_start, lines_within_headroom
+from dialerd.scheduler.ending import CampaignEnding
+from dialerd.scheduler.shared import CampaignLoop, SharedState
+
+
+class Allowance:
+    """Reads what the pacing rule needs and lets it decide."""
+
+    def __init__(self, shared: SharedState, ending: CampaignEnding) -> None:
+        self.shared = shared
+        self.ending = ending
+
+    async def __call__(self, loop: CampaignLoop, campaign: Campaign) -> int:
+        """How many attempts the pacing rule and ceilings allow this tick."""
+        now = self.shared.clock.monotonic()
+        loop.budget = loop.budget.refilled(now, self.shared.config.max_attempts_per_second)
+        if now < loop.backoff_until:
+            loop.held_by = DialingState.BACKING_OFF
+            return 0
+        if campaign.type == CampaignType.CALL:
+            why = self.shared.telephony.unavailable_reason()
+            if why is not None:
+                # As with a store outage: no attempt while the backend cannot place it.
+                loop.held_by = DialingState.TELEPHONY_UNREACHABLE
+                loop.state_detail = why
+                return 0
+        has_queue = campaign.queue_id != NIL_UUID
+        available = others = 0
+        if has_queue:
+            queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)
+            if queue is None:
+                await self.ending.stop_invalid(
+                    campaign, f"queue {campaign.queue_id} is no longer registered"
+                )
+                return 0
+            try:
+                available = await self.shared.queue.available_agents(queue.name)
+            except QueueUnavailable as exc:
+                # Never dial on a guess: no agent count, no new attempt.
+                metrics.queue_read_error(self.shared.queue.name)
+                loop.held_by = DialingState.QUEUE_UNREACHABLE
+                loop.state_detail = str(exc)
+                return 0
+            metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
+            others = await self._queue_demand(campaign)
+        loop.available_agents = available if has_queue else None
+        metrics.campaign_pacing(
+            campaign.id,
+            service_level=campaign.service_level,
+            available_agents=loop.available_agents,
+        )
+        count = self.shared.attempts.of_campaign(campaign.id)
+        pacing = PacingInput(
+            has_queue=has_queue,
+            available_agents=available,
+            dialing_attempts=count.dialing,
+            active_attempts=count.active,
+            service_level=campaign.service_level,
+            max_concurrent_attempts=self.shared.config.max_concurrent_attempts,
+            rate_allowance=loop.budget.allowance,
+            other_demand=others,
+        )
+        predicted = headroom_lines = windows = None
+        # Only a backend that reports when callers reach agents measures abandonment;
+        # without it (test doubles) the seed's rule runs ungoverned, as before.
+        if (
+            has_queue
+            and campaign.type == CampaignType.CALL
+            and getattr(self.shared.telephony, "reports_agent_connect", False)
+        ):
+            windows = await self._abandonment_now(loop, campaign)
+            situation = self._situation(campaign, pacing, others)
+            if campaign.pacing_mode == PacingMode.PREDICTIVE:
+                predicted = lines_to_start(
+                    loop.history, situation, campaign.target_abandon_rate * AIM, ceiling(pacing)
+                )
+            cap = self.shared.config.abandon_cap
+            room = min((cap * window.live - window.abandoned for window in windows), default=0.0)
+            headroom_lines = lines_within_headroom(
+                loop.history, situation, room, cap, ceiling(pacing)
+            )
+        decision = decide(
+            pacing,
+            predicted=predicted,
+            windows=windows,
+            cap=self.shared.config.abandon_cap,
+            headroom_lines=headroom_lines,
+        )
+        loop.held_by = decision.held_by
+        loop.governor_pressure = decision.pressure
+        loop.state_detail = "abandonment nears the cap" if decision.pressure > 0 else ""
+        return decision.attempts
+
+    async def _abandonment_now(
+        self, loop: CampaignLoop, campaign: Campaign
+    ) -> list[abandonment.WindowCount]:
+        """The campaign's abandonment windows (read from the store on the loop's first
+        tick: a restart or a takeover goes on from the stored counts)."""
+        today = abandonment.campaign_day(
+            self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
+        )
+        longest = max(self.shared.config.abandon_windows, default=1)
+        if loop.abandonment is None:
+            since = abandonment.first_day(today, longest)
+            stored = await self.shared.store.abandonment_days(campaign.id, since)
+            loop.abandonment = {count.day: count for count in stored}
+        abandonment.trimmed(loop.abandonment, today, longest)
+        windows = self.shared.abandonment_windows(loop)
+        metrics.campaign_abandonment(campaign.id, windows, loop.governor_pressure)
+        return windows
+
+    def _situation(self, campaign: Campaign, pacing: PacingInput, others: int) -> Situation:
+        """What the predictive model reads: the campaign's lines and calls right now."""
+        now = self.shared.clock.monotonic()
+        ringing: list[float] = []
+        talking: list[float] = []
+        waiting = 0
+        for attempt in self.shared.attempts.of(campaign.id):
+            if not attempt.answered:
+                ringing.append(now - attempt.started_at if attempt.started_at else 0.0)
+            elif attempt.agent_wait is None:
+                waiting += 1
+            elif attempt.answered_at is not None:
+                talking.append(now - attempt.answered_at)
+        return Situation(
+            available_agents=pacing.available_agents,
+            ringing=ringing,
+            talking=talking,
+            waiting=waiting,
+            # The queue's other campaigns: their demand, in lines per agent.
+            other_live=others / 100,
+            wrap_up=self.shared.config.predictive_wrap_up,
+            abandon_seconds=self.shared.config.abandon_seconds,
+        )
+
+    async def _queue_demand(self, campaign: Campaign) -> int:
+        """Σ dialing × service_level of the other campaigns on the campaign's queue.
+
+        This engine's own campaigns count from memory; those another instance runs
+        from the store (behaviour.md §3: campaigns on one queue share its agents).
+        """
+        demand = 0
+        own = {
+            loop.campaign_id: loop.campaign
+            for loop in self.shared.loops.values()
+            if loop.fence is not None
+            and loop.campaign is not None
+            and loop.campaign.queue_id == campaign.queue_id
+        }
+        for other in own.values():
+            if other.id != campaign.id:
+                dialing = self.shared.attempts.of_campaign(other.id).dialing
+                demand += dialing * other.service_level
+        for other in self.shared.by_queue.get(campaign.queue_id, []):
+            if other.id != campaign.id and other.id not in own:
+                demand += await self.shared.store.count_dialing(other.id) * other.service_level
+        return demand

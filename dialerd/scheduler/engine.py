@@ -1,0 +1,213 @@
+"""The engine: the scheduler's one entry point for the daemon, the control API, the
+demo and the tests. It wires the parts together and answers for them."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskStatus
+
+from dialerd import metrics
+from dialerd.config import EngineConfig
+from dialerd.control import CampaignControl
+from dialerd.insight import CampaignInsight
+from dialerd.model import CampaignStatus, format_time, new_id
+from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
+from dialerd.queues import QueueRegistry
+from dialerd.scheduler.allowance import Allowance
+from dialerd.scheduler.calls import Calls
+from dialerd.scheduler.ending import CampaignEnding
+from dialerd.scheduler.ownership import Ownership
+from dialerd.scheduler.shared import CampaignLoop, EngineStats, SharedState, log
+from dialerd.scheduler.supervisor import Supervisor
+from dialerd.scheduler.tick import Tick
+from dialerd.store import Store
+
+# Outcome events waiting to be written; a bounded buffer, so a stalled store pushes
+# back on the backends instead of growing without limit.
+EVENT_BUFFER = 10_000
+EVENT_WORKERS = 16
+
+
+class Engine:
+    """Runs every campaign whose status is ``run`` or ``stopping``."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        queue: QueueAdapter,
+        telephony: Telephony,
+        flows: FlowRunner,
+        clock: Clock,
+        config: EngineConfig,
+        control: CampaignControl | None = None,
+        owner: str | None = None,
+        queues: QueueRegistry | None = None,
+    ) -> None:
+        queues = queues if queues is not None else QueueRegistry()
+        self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
+        self.control.wake = self.wake
+        self.control.stopped = self.note_stop
+        self.control.insight = self.insight
+        self._shared = shared = SharedState(
+            store=store,
+            queue=queue,
+            queues=queues,
+            telephony=telephony,
+            flows=flows,
+            clock=clock,
+            config=config,
+            control=self.control,
+            owner=owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}",
+        )
+        self._calls = Calls(shared, wake=self.wake)
+        self._ownership = Ownership(shared, self._calls)
+        ending = CampaignEnding(shared)
+        tick = Tick(
+            shared,
+            calls=self._calls,
+            allowance=Allowance(shared, ending),
+            ending=ending,
+            ownership=self._ownership,
+            wake=self.wake,
+        )
+        self._supervisor = Supervisor(shared, ownership=self._ownership, tick=tick)
+
+    # -- what the daemon, the API and the tests see --------------------------------
+    @property
+    def store(self) -> Store:
+        return self._shared.store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._shared.store = store
+
+    @property
+    def queues(self) -> QueueRegistry:
+        return self._shared.queues
+
+    @property
+    def owner(self) -> str:
+        """This process's name on campaign leases."""
+        return self._shared.owner
+
+    @owner.setter
+    def owner(self, owner: str) -> None:
+        self._shared.owner = owner
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._shared.stats
+
+    @property
+    def last_progress(self) -> float:
+        """When housekeeping or a tick last got through (the watchdog's heartbeat)."""
+        return self._shared.last_progress
+
+    @property
+    def tick_observer(self) -> Callable[[float, float], None] | None:
+        """Called with (lag, duration) of every tick; benchmarks collect the samples."""
+        return self._shared.tick_observer
+
+    @tick_observer.setter
+    def tick_observer(self, observer: Callable[[float, float], None] | None) -> None:
+        self._shared.tick_observer = observer
+
+    @property
+    def running_campaigns(self) -> int:
+        return len(self._shared.loops)
+
+    @property
+    def active_attempts(self) -> int:
+        return len(self._shared.attempts)
+
+    @property
+    def max_dialing(self) -> int:
+        """The most attempts that were dialing at one moment."""
+        return self._shared.attempts.max_dialing
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start the backends, reconcile, pick up campaigns, then run until cancelled."""
+        shared = self._shared
+        metrics.declare_backends(
+            telephony=[shared.telephony.name, shared.flows.name],
+            queue_adapter=shared.queue.name,
+        )
+        send, receive = anyio.create_memory_object_stream[TelephonyEvent](EVENT_BUFFER)
+        async with anyio.create_task_group() as task_group:
+            shared.task_group = task_group
+            async with send:
+                await task_group.start(shared.telephony.run, send.clone())
+                await task_group.start(shared.flows.run, send.clone())
+            for _ in range(EVENT_WORKERS):
+                task_group.start_soon(self._calls.handle_events, receive.clone())
+            await receive.aclose()
+            await self._ownership.reconcile_at_start()
+            for campaign in await shared.store.campaigns_with_status(
+                [CampaignStatus.RUN, CampaignStatus.STOPPING]
+            ):
+                self._supervisor.ensure_loop(campaign.id)
+            task_group.start_soon(self._supervisor.housekeeping)
+            log.info("engine started", campaigns=len(shared.loops))
+            task_status.started()
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Apply a reloaded ``[engine]`` section; every sleeping loop ticks at once, so a
+        new tick interval applies now."""
+        self._shared.config = config
+        self._supervisor.reconfigured()
+
+    def wake(self, campaign_id: str) -> None:
+        """Tick the campaign now (starting its loop if it has none)."""
+        self._supervisor.wake(campaign_id)
+
+    def note_stop(self, campaign_id: str) -> None:
+        """A stop was stored just now: the grace of answered calls counts from here."""
+        self._supervisor.note_stop(campaign_id)
+
+    async def drain(self) -> None:
+        """Shutdown: start nothing more, cancel unanswered calls (their tries go back),
+        let answered ones go on up to ``stop_grace``, then hang them up; return once
+        every call has ended (bounded by ``stop_grace + release_timeout``)."""
+        await self._calls.drain()
+
+    def insight(self, campaign_id: str) -> CampaignInsight | None:
+        """What this instance knows of a campaign it runs; None if it runs it not."""
+        shared = self._shared
+        loop = shared.loops.get(campaign_id)
+        if loop is None or loop.fence is None or loop.campaign is None or loop.state is None:
+            return None
+        count = shared.attempts.of_campaign(campaign_id)
+        return CampaignInsight(
+            campaign_id=campaign_id,
+            status=loop.campaign.status.value,
+            state=loop.state.value,
+            detail=loop.state_detail,
+            since=format_time(loop.state_since) if loop.state_since else "",
+            instance=shared.owner,
+            available_agents=loop.available_agents,
+            dialing=count.dialing,
+            talking=count.active - count.dialing,
+            service_level=loop.campaign.service_level,
+            targets=loop.target_counts,
+            pacing_mode=loop.campaign.pacing_mode.value,
+            abandonment=shared.abandonment_windows(loop),
+            governor_pressure=loop.governor_pressure,
+            **self._estimates(loop),
+        )
+
+    @staticmethod
+    def _estimates(loop: CampaignLoop) -> dict[str, float]:
+        estimates = loop.history.estimates()
+        if estimates is None:
+            return {}
+        return {
+            "live_rate": round(estimates.live_rate, 4),
+            "answer_seconds": round(estimates.answer_seconds, 2),
+            "talk_seconds": round(estimates.talk_seconds, 2),
+        }

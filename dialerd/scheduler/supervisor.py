@@ -1,0 +1,238 @@
+"""The campaign loops: one supervised loop per running or stopping campaign, ticking at
+absolute deadlines and at once when woken, and the housekeeping round that finds
+campaigns without a loop, publishes counts and reconciles."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import anyio
+import structlog
+
+from dialerd import metrics
+from dialerd.insight import DialingState
+from dialerd.model import NIL_UUID, Campaign, CampaignStatus
+from dialerd.pacing import RateBudget
+from dialerd.ports import QueueUnavailable
+from dialerd.scheduler.ownership import Ownership
+from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, log
+from dialerd.scheduler.tick import Tick
+from dialerd.store import LeaseLost, StoreError
+
+# Housekeeping rounds between two reconciliation sweeps.
+RECONCILE_EVERY = 10
+# Seconds between two ticks of one campaign woken by ending attempts.
+WAKE_SPACING = 0.05
+# Stopped campaigns are only counted for the metric, so not on every round.
+STOPPED_COUNT_EVERY = 15
+# Seconds between two log lines of a campaign whose ticks keep failing.
+REPEAT_LOG_EVERY = 60.0
+# Housekeeping rounds between two counts of each campaign's list (a scan of the list).
+TARGET_COUNT_EVERY = 15
+
+
+class Supervisor:
+    """Starts, paces and ends the campaign loops; runs housekeeping."""
+
+    def __init__(self, shared: SharedState, *, ownership: Ownership, tick: Tick) -> None:
+        self.shared = shared
+        self.ownership = ownership
+        self.tick = tick
+        self._housekeeping_sleep: anyio.CancelScope | None = None
+
+    def reconfigured(self) -> None:
+        """A reload: housekeeping and every sleeping loop go on at once, so a new tick
+        interval applies now."""
+        if self._housekeeping_sleep is not None:
+            self._housekeeping_sleep.cancel()
+        for campaign_id in list(self.shared.loops):
+            self.wake(campaign_id)
+
+    def wake(self, campaign_id: str) -> None:
+        """Tick the campaign now (starting its loop if it has none)."""
+        loop = self.shared.loops.get(campaign_id)
+        if loop is None:
+            self.ensure_loop(campaign_id)
+            return
+        loop.woken = True
+        if loop.sleep_scope is not None:
+            loop.sleep_scope.cancel()
+
+    def note_stop(self, campaign_id: str) -> None:
+        """A stop was stored just now: the grace of answered calls counts from here."""
+        loop = self.shared.loops.get(campaign_id)
+        if loop is not None:
+            loop.stopping_since = self.shared.clock.monotonic()
+        self.wake(campaign_id)
+
+    async def housekeeping(self) -> None:
+        """Once a tick: publish campaign counts and pick up any campaign left without a loop.
+
+        A campaign set to ``run`` by another path (another instance, a restored backup)
+        is found here, so no running campaign can be forgotten. Its progress is also the
+        heartbeat the systemd watchdog follows.
+        """
+        deadline = self.shared.clock.monotonic()
+        stopped = 0
+        for rounds in itertools.count():
+            try:
+                active = await self.shared.store.campaigns_with_status(
+                    [CampaignStatus.RUN, CampaignStatus.STOPPING]
+                )
+                now = self.shared.clock.monotonic()
+                for campaign in active:
+                    if self.shared.foreign.get(campaign.id, -math.inf) <= now:
+                        self.ensure_loop(campaign.id)
+                if rounds % STOPPED_COUNT_EVERY == 0:
+                    stopped = len(
+                        await self.shared.store.campaigns_with_status([CampaignStatus.STOP])
+                    )
+                by_queue: dict[str, list[Campaign]] = {}
+                for campaign in active:
+                    if campaign.queue_id != NIL_UUID:
+                        by_queue.setdefault(campaign.queue_id, []).append(campaign)
+                self.shared.by_queue = by_queue
+                stored = {status.value: 0 for status in CampaignStatus}
+                stored[CampaignStatus.STOP.value] = stopped
+                for campaign in active:
+                    stored[campaign.status.value] += 1
+                metrics.campaigns_stored(stored)
+                # This instance's own: they add up right across instances.
+                owned = {status.value: 0 for status in CampaignStatus}
+                for loop in self.shared.loops.values():
+                    if loop.fence is not None and loop.campaign is not None:
+                        owned[loop.campaign.status.value] += 1
+                metrics.campaigns_by_status(owned)
+                metrics.queues_in_use(
+                    {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
+                )
+                if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
+                    await self.ownership.sweep()
+                if rounds % TARGET_COUNT_EVERY == 0:
+                    await self._count_targets()
+            except Exception as exc:
+                log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
+            self.shared.last_progress = self.shared.clock.monotonic()
+            # Read each round: a reload may change the interval.
+            deadline = max(
+                deadline + self.shared.config.tick_interval, self.shared.clock.monotonic()
+            )
+            with anyio.CancelScope() as self._housekeeping_sleep:
+                await self.shared.clock.sleep_until(deadline)
+            deadline = min(deadline, self.shared.clock.monotonic())
+
+    async def _count_targets(self) -> None:
+        """The list progress of each campaign this instance runs (a scan per list)."""
+        for loop in list(self.shared.loops.values()):
+            campaign = loop.campaign
+            outplan = self.shared.outplans.get(campaign.outplan_id) if campaign else None
+            if loop.fence is None or campaign is None or outplan is None:
+                continue
+            loop.target_counts = await self.shared.store.target_counts(
+                campaign.outdial_id, self.shared.clock.now()
+            )
+            if campaign.id in self.shared.loops:
+                metrics.campaign_targets(campaign.id, loop.target_counts)
+
+    def ensure_loop(self, campaign_id: str) -> None:
+        """Start the campaign's loop unless it has one."""
+        if campaign_id in self.shared.loops or self.shared.task_group is None:
+            return
+        loop = CampaignLoop(
+            campaign_id=campaign_id,
+            budget=RateBudget.full(
+                self.shared.config.max_attempts_per_second, self.shared.clock.monotonic()
+            ),
+            started_by_chain=campaign_id in self.shared.chained,
+        )
+        self.shared.chained.discard(campaign_id)
+        self.shared.loops[campaign_id] = loop
+        self.shared.task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
+
+    async def _supervise(self, loop: CampaignLoop) -> None:
+        """Tick the campaign until it no longer runs, its lease is lost, or cancelled."""
+        structlog.contextvars.bind_contextvars(campaign_id=loop.campaign_id)
+        deadline = self.shared.clock.monotonic()
+        failures = 0
+        try:
+            while True:
+                # Read each tick: a reload may change the interval.
+                interval = self.shared.config.tick_interval
+                tick_started = self.shared.clock.monotonic()
+                lag = max(0.0, tick_started - deadline)
+                try:
+                    if not await self.ownership.hold_lease(loop):
+                        return
+                    finished = await self.tick(loop, lag)
+                    failures = 0
+                except LeaseLost:
+                    self.ownership.abandon(loop, "a write was fenced off")
+                    return
+                except Exception as exc:
+                    # One campaign's failure never stops another: log, back off, retry.
+                    failures += 1
+                    await self._after_failed_tick(loop, exc, failures)
+                    deadline = self.shared.clock.monotonic()
+                    continue
+                if finished:
+                    return
+                deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
+        finally:
+            del self.shared.loops[loop.campaign_id]
+            metrics.forget_campaign(loop.campaign_id)
+            await self.ownership.release_lease(loop)
+
+    async def _after_failed_tick(self, loop: CampaignLoop, exc: Exception, failures: int) -> None:
+        """After a failed tick: record and log it (not every time), then wait."""
+        delay = min(
+            self.shared.config.backoff_initial * 2 ** (failures - 1),
+            self.shared.config.backoff_max,
+        )
+        if isinstance(exc, StoreError):
+            # The store coming back must resume dialing within seconds.
+            delay = min(delay, STORE_RETRY)
+        error = str(exc) or type(exc).__name__
+        self.shared.set_state(
+            loop,
+            DialingState.STORE_UNREACHABLE
+            if isinstance(exc, StoreError)
+            else DialingState.BACKING_OFF,
+            error,
+        )
+        now = self.shared.clock.monotonic()
+        # One line per outage and then one a minute, with the count: a
+        # thousand campaigns must not flood the journal twice a second.
+        if failures == 1 or now - loop.failure_logged >= REPEAT_LOG_EVERY:
+            log.error(
+                "campaign tick failed",
+                error=error,
+                error_type=type(exc).__name__,
+                retry_in=delay,
+                failures=failures,
+                exc_info=not isinstance(exc, StoreError | QueueUnavailable),
+            )
+            loop.failure_logged = now
+        await self.shared.clock.sleep_until(self.shared.clock.monotonic() + delay)
+
+    async def _sleep_to_next_tick(
+        self, loop: CampaignLoop, deadline: float, interval: float, tick_started: float
+    ) -> float:
+        """Sleep until the next tick's deadline, or less when woken; the new deadline."""
+        deadline += interval
+        now = self.shared.clock.monotonic()
+        if deadline < now:
+            # Fell behind by more than a tick: skip the missed ones, keep the phase.
+            deadline += math.ceil((now - deadline) / interval) * interval
+        with anyio.CancelScope() as scope:
+            loop.sleep_scope = scope
+            if not loop.woken:
+                await self.shared.clock.sleep_until(deadline)
+        loop.sleep_scope = None
+        if loop.woken:
+            # Attempts ending in a burst share one tick: at most one wake-up
+            # tick per WAKE_SPACING, however many calls ended.
+            deadline = max(self.shared.clock.monotonic(), tick_started + WAKE_SPACING)
+            await self.shared.clock.sleep_until(deadline)
+            loop.woken = False
+        return deadline

@@ -1,0 +1,204 @@
+"""One tick of a campaign: read it and its outplan, let the allowance decide, claim
+targets and originate them (a running campaign); release its calls (a stopping one)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import anyio
+
+from dialerd import metrics
+from dialerd.insight import DialingState
+from dialerd.model import (
+    NIL_UUID,
+    Campaign,
+    Campaigncall,
+    CampaignStatus,
+    CampaignType,
+    Outplan,
+    new_id,
+)
+from dialerd.ports import Origination, TelephonyUnavailable
+from dialerd.scheduler.allowance import Allowance
+from dialerd.scheduler.calls import Calls
+from dialerd.scheduler.ending import CampaignEnding
+from dialerd.scheduler.ownership import Ownership
+from dialerd.scheduler.shared import CampaignLoop, SharedState, log
+from dialerd.store import AttemptPlan, CampaignNotRunning, Fence
+
+
+class Tick:
+    """One tick of one campaign's loop."""
+
+    def __init__(
+        self,
+        shared: SharedState,
+        *,
+        calls: Calls,
+        allowance: Allowance,
+        ending: CampaignEnding,
+        ownership: Ownership,
+        wake: Callable[[str], None],
+    ) -> None:
+        self.shared = shared
+        self.calls = calls
+        self.allowance = allowance
+        self.ending = ending
+        self.ownership = ownership
+        self.wake = wake
+        self._queue_locks: dict[str, anyio.Lock] = {}
+
+    async def __call__(self, loop: CampaignLoop, lag: float) -> bool:
+        """One tick; True when the campaign no longer runs and its loop should end."""
+        started_at = self.shared.clock.monotonic()
+        metrics.TICK_LAG.observe(lag)
+        try:
+            campaign = loop.campaign = await self.shared.store.get_campaign(None, loop.campaign_id)
+            if campaign is None:
+                finished = True
+            elif campaign.status == CampaignStatus.RUN:
+                finished = await self._tick_running(loop, campaign)
+            else:
+                finished = await self._tick_stopping(loop, campaign)
+            return finished
+        finally:
+            # A tick that ended, well or with an error (a store away), is progress: the
+            # scheduler is alive. Only a tick that never ends stops the watchdog.
+            self.shared.last_progress = self.shared.clock.monotonic()
+            duration = self.shared.clock.monotonic() - started_at
+            metrics.TICK_DURATION.observe(duration)
+            if self.shared.tick_observer is not None:
+                self.shared.tick_observer(lag, duration)
+
+    async def _tick_running(self, loop: CampaignLoop, campaign: Campaign) -> bool:
+        if self.shared.draining:
+            self.shared.set_state(loop, DialingState.DRAINING)
+            return False  # shutting down: nothing new starts
+        outplan = await self.shared.store.get_outplan(campaign.customer_id, campaign.outplan_id)
+        if outplan is None:
+            await self.ending.stop_invalid(
+                campaign, f"outplan {campaign.outplan_id} no longer exists"
+            )
+            return False
+        self.shared.outplans[outplan.id] = outplan
+
+        # A stop may come back to run before this loop saw it: its grace starts anew.
+        loop.stopping_since = None
+        # Campaigns sharing a queue decide one at a time, each seeing the others' calls.
+        queue_lock = (
+            self._queue_locks.setdefault(campaign.queue_id, anyio.Lock())
+            if campaign.queue_id != NIL_UUID
+            else contextlib.nullcontext()
+        )
+        async with queue_lock:
+            allowed = await self.allowance(loop, campaign)
+            started = 0
+            stopped = False
+            for _ in range(allowed):
+                try:
+                    campaigncall = await self._start_one(campaign, outplan, loop.fence)
+                except CampaignNotRunning:
+                    # Stopped while this tick was under way: the store claimed no more.
+                    stopped = True
+                    break
+                if campaigncall is None:
+                    break
+                started += 1
+        loop.budget = loop.budget.spent(started)
+        if stopped:
+            self.wake(campaign.id)
+            return False
+        if started:
+            loop.dialed_any = True
+            self.shared.set_state(loop, DialingState.DIALING)
+        elif allowed == 0:
+            self.shared.set_state(loop, loop.held_by, loop.state_detail)
+        else:
+            self.shared.set_state(loop, DialingState.NO_ELIGIBLE_TARGET)
+        metrics.pacing_decision(allowed=allowed, started=started)
+        if started < allowed or allowed == 0:
+            return await self.ending.check_exhausted(loop, campaign, outplan)
+        return False
+
+    async def _tick_stopping(self, loop: CampaignLoop, campaign: Campaign) -> bool:
+        """Cancel unanswered attempts now, hang up answered ones after the grace (counted
+        from the latest stop); each is repeated until the backend confirms the end."""
+        now = self.shared.clock.monotonic()
+        self.shared.set_state(loop, DialingState.STOPPING)
+        if loop.stopping_since is None:
+            loop.stopping_since = now
+        active = await self.shared.store.active_attempts(campaign.id)
+        if not active:
+            loop.stopping_since = None
+            if campaign.status == CampaignStatus.STOPPING:
+                await self.shared.control.transition(
+                    campaign.id,
+                    CampaignStatus.STOPPING,
+                    CampaignStatus.STOP,
+                    cause="no attempt left active",
+                    fence=loop.fence,
+                )
+            return True
+        grace_over = now - loop.stopping_since >= self.shared.config.stop_grace
+        unfollowed = [call for call in active if call.id not in self.shared.attempts]
+        if unfollowed:
+            with contextlib.suppress(TelephonyUnavailable):
+                live = await self.calls.live_calls()
+                await self.ownership.reconcile(unfollowed, live, follow_live=False)
+        for campaigncall in active:
+            attempt = self.shared.attempts.get(campaigncall.id)
+            if attempt is None or attempt.release_requested:
+                continue
+            if not attempt.answered or grace_over:
+                self.calls.release_soon(attempt)
+        return False
+
+    async def _start_one(
+        self, campaign: Campaign, outplan: Outplan, fence: Fence | None
+    ) -> Campaigncall | None:
+        """Persist one attempt, then originate it (keyed by its campaigncall id)."""
+        plan = AttemptPlan(
+            campaign=campaign,
+            outplan=outplan,
+            campaigncall_id=new_id(),
+            reference_id=new_id() if campaign.type == CampaignType.CALL else NIL_UUID,
+            activeflow_id=new_id(),
+            now=self.shared.clock.now(),
+            fence=fence,
+        )
+        with metrics.store_operation("start_attempt", self.shared.store.backend):
+            campaigncall = await self.shared.store.start_attempt(plan)
+        if campaigncall is None:
+            return None
+        self.calls.follow(campaigncall)
+        metrics.attempt_started(campaign.type.value)
+        metrics.campaign_attempt_started(campaign.id)
+        self.shared.stats.attempts_started += 1
+        log.info(
+            "attempt started",
+            campaigncall_id=campaigncall.id,
+            target_id=campaigncall.outdial_target_id,
+            destination=campaigncall.destination.target,
+            destination_index=campaigncall.destination_index,
+            try_count=campaigncall.try_count,
+        )
+        origination = Origination(
+            campaigncall_id=campaigncall.id,
+            campaign_id=campaign.id,
+            customer_id=campaign.customer_id,
+            reference_id=campaigncall.reference_id,
+            queue_id=campaign.queue_id,
+            source=campaigncall.source,
+            destination=campaigncall.destination,
+            actions=campaign.actions,
+            dial_timeout_ms=outplan.dial_timeout,
+            queue_name=self._queue_name(campaign),
+        )
+        assert self.shared.task_group is not None
+        self.shared.task_group.start_soon(self.calls.originate, origination, campaign.type)
+        return campaigncall
+
+    def _queue_name(self, campaign: Campaign) -> str:
+        queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)
+        return queue.name if queue is not None else ""
