@@ -25,6 +25,8 @@ class Attempt:
     campaign_id: str
     campaign_type: CampaignType
     outplan_id: str
+    # Whose campaign: the calling rules that apply when it ends are the customer's.
+    customer_id: str = ""
     answered: bool = False
     timer: anyio.CancelScope | None = None
     # Set when the engine ends the attempt itself (a time limit): the reason recorded,

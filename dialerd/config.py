@@ -8,13 +8,14 @@ Errors name the file, the key path and what was expected, for example::
 from __future__ import annotations
 
 import ipaddress
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from dialerd.core.hours import CallingHours
+from dialerd.core.targets import CallingRules
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -83,6 +84,14 @@ class EngineConfig(_Section, frozen=True):
     # Predictive pacing: seconds an agent is assumed to wrap up after a call (the queue
     # shows free agents, not when they will be free).
     predictive_wrap_up: NonNegativeFloat = 5.0
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl < 2 * self.tick_interval:
+            raise ValueError(
+                f"lease_ttl ({self.lease_ttl:g} s) must be at least two tick_interval "
+                f"({self.tick_interval:g} s): the lease is renewed by the ticks, and would "
+                "run out between them"
+            )
 
 
 class Range(_Section, frozen=True):
@@ -413,6 +422,14 @@ class LogConfig(_Section, frozen=True):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class CallingRulesConfig(_Section, frozen=True):
+    """``[calling_rules]``: the lockout after an abandoned call (UK: 72 hours) and the
+    most attempts a number gets per UTC day across a customer's campaigns; 0 is off."""
+
+    abandoned_lockout_hours: NonNegativeFloat = 0.0
+    daily_attempts_per_number: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
 class Config(_Section, frozen=True):
     state_dir: str = "/var/lib/dialerd"
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
@@ -420,7 +437,9 @@ class Config(_Section, frozen=True):
     telephony: TelephonyConfig = msgspec.field(default_factory=TelephonyConfig)
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     queues: list[QueueEntry] = msgspec.field(default_factory=list)
-    calling_hours: CallingHoursConfig = msgspec.field(default_factory=CallingHoursConfig)
+    # None (no [calling_hours] table): no calling hours are enforced.
+    calling_hours: CallingHoursConfig | None = None
+    calling_rules: CallingRulesConfig = msgspec.field(default_factory=CallingRulesConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
@@ -433,6 +452,23 @@ class Config(_Section, frozen=True):
             if queue.id in seen:
                 raise ValueError(f"queue id {queue.id} is registered twice in [[queues]]")
             seen.add(queue.id)
+
+    def rules_for(self, customer_id: str) -> CallingRules | None:
+        """The calling rules of the customer's campaigns (None: none configured)."""
+        rules = self.calling_rules
+        if (
+            self.calling_hours is None
+            and not rules.abandoned_lockout_hours
+            and not rules.daily_attempts_per_number
+        ):
+            return None
+        return CallingRules(
+            hours=None if self.calling_hours is None else self.calling_hours.hours_for(customer_id),
+            abandoned_lockout=timedelta(hours=rules.abandoned_lockout_hours)
+            if rules.abandoned_lockout_hours
+            else None,
+            daily_attempts=rules.daily_attempts_per_number or None,
+        )
 
 
 class ConfigError(Exception):

@@ -125,6 +125,7 @@ class Daemon:
             clock=self.clock,
             config=config.engine,
             control=self.control,
+            calling_rules=config.rules_for,
         )
         self.app = create_app(
             store=self.store,
@@ -300,7 +301,7 @@ class Daemon:
                 new, api=msgspec.structs.replace(new.api, listen=self.api_listen_override)
             )
         logs.configure_logging(new.log.level, self._log_format(new))
-        self.engine.reconfigure(new.engine)
+        self.engine.reconfigure(new.engine, new.rules_for)
         self.backends.reconfigure(new)
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)

@@ -49,6 +49,7 @@ class Calls:
                 campaign_id=campaigncall.campaign_id,
                 campaign_type=campaign_type,
                 outplan_id=campaigncall.outplan_id,
+                customer_id=campaigncall.customer_id,
                 answered=answered,
                 placed=placed,
                 # Restored attempts (a restart) have no known start: no ring time.
@@ -311,11 +312,13 @@ class Calls:
                 attempt.timer.cancel()
             reason = attempt.end_reason or reason
             campaign_id, outplan_id = attempt.campaign_id, attempt.outplan_id
+            customer_id = attempt.customer_id
             give_back_try = targets.gives_try_back(
                 reason, answered=attempt.answered, stopped=attempt.release_requested
             )
         elif campaigncall is not None:
             campaign_id, outplan_id = campaigncall.campaign_id, campaigncall.outplan_id
+            customer_id = campaigncall.customer_id
         else:
             return  # a late or repeated event of an attempt this engine no longer follows
         rule = await self._retry_rule(outplan_id)
@@ -330,6 +333,7 @@ class Calls:
                     self.shared.clock.now(),
                     fence=self.shared.fence(campaign_id),
                     give_back_try=give_back_try,
+                    calling_rules=self.shared.calling_rules(customer_id),
                 )
         except LeaseLost:
             log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)

@@ -21,7 +21,7 @@ from dialerd.scheduler.allowance import Allowance
 from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
-from dialerd.scheduler.shared import CampaignLoop, EngineStats, SharedState, log
+from dialerd.scheduler.shared import CallingRulesOf, CampaignLoop, EngineStats, SharedState, log
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.store import Store
@@ -47,6 +47,7 @@ class Engine:
         control: CampaignControl | None = None,
         owner: str | None = None,
         queues: QueueRegistry | None = None,
+        calling_rules: CallingRulesOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
         self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
@@ -63,6 +64,7 @@ class Engine:
             config=config,
             control=self.control,
             owner=owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}",
+            calling_rules=calling_rules,
         )
         self._calls = Calls(shared, wake=self.wake)
         self._ownership = Ownership(shared, self._calls)
@@ -156,10 +158,14 @@ class Engine:
             log.info("engine started", campaigns=len(shared.loops))
             task_status.started()
 
-    def reconfigure(self, config: EngineConfig) -> None:
-        """Apply a reloaded ``[engine]`` section; every sleeping loop ticks at once, so a
-        new tick interval applies now."""
+    def reconfigure(
+        self, config: EngineConfig, calling_rules: CallingRulesOf | None = None
+    ) -> None:
+        """Apply a reloaded ``[engine]`` section (and calling rules); every sleeping loop
+        ticks at once, so a new tick interval applies now."""
         self._shared.config = config
+        if calling_rules is not None:
+            self._shared.calling_rules = calling_rules
         self._supervisor.reconfigured()
 
     def wake(self, campaign_id: str) -> None:

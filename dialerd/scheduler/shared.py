@@ -18,6 +18,7 @@ from dialerd.abandonment import DayCount
 from dialerd.attempts import AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.core.targets import CallingRules
 from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import Campaign, Outplan
 from dialerd.pacing import RateBudget
@@ -89,6 +90,13 @@ class CampaignLoop:
     governor_pressure: float = 0.0
 
 
+CallingRulesOf = Callable[[str], CallingRules | None]
+
+
+def _no_calling_rules(customer_id: str) -> None:
+    return None
+
+
 class SharedState:
     """The ports and the memory the scheduler's parts share (one per ``Engine``)."""
 
@@ -104,6 +112,7 @@ class SharedState:
         config: EngineConfig,
         control: CampaignControl,
         owner: str,
+        calling_rules: CallingRulesOf | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -115,6 +124,8 @@ class SharedState:
         self.control = control
         # This process's name on campaign leases.
         self.owner = owner
+        # The calling rules of a customer's campaigns (hours, lockouts), from the config.
+        self.calling_rules: CallingRulesOf = calling_rules or _no_calling_rules
         self.loops: dict[str, CampaignLoop] = {}
         self.attempts = AttemptBook()
         self.outplans: dict[str, Outplan] = {}

@@ -166,6 +166,7 @@ class Tick:
             activeflow_id=new_id(),
             now=self.shared.clock.now(),
             fence=fence,
+            rules=self.shared.calling_rules(campaign.customer_id),
         )
         with metrics.store_operation("start_attempt", self.shared.store.backend):
             campaigncall = await self.shared.store.start_attempt(plan)

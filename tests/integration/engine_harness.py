@@ -14,6 +14,7 @@ import msgspec
 
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.core.targets import CallingRules
 from dialerd.model import (
     NIL_UUID,
     Campaign,
@@ -161,7 +162,12 @@ class World:
 
 @asynccontextmanager
 async def running_engine(
-    tmp_path: Path, *, store: Store | None = None, owner: str | None = None, **engine_config: Any
+    tmp_path: Path,
+    *,
+    store: Store | None = None,
+    owner: str | None = None,
+    calling_rules: CallingRules | None = None,
+    **engine_config: Any,
 ) -> AsyncIterator[World]:
     """Start the engine on ``store`` (opened by the caller), else an empty SQLite store;
     stop it when the block ends."""
@@ -187,6 +193,7 @@ async def running_engine(
         clock=clock,
         config=config,
         owner=owner,
+        calling_rules=(lambda customer_id: calling_rules) if calling_rules else None,
     )
     world = World(store, clock, calls, flows, queue, engine, engine.control, Factory(), busy)
     try:
@@ -202,13 +209,19 @@ async def running_engine(
 
 @asynccontextmanager
 async def engine_on(
-    new_store: StoreMaker, tmp_path: Path, **engine_config: Any
+    new_store: StoreMaker,
+    tmp_path: Path,
+    *,
+    calling_rules: CallingRules | None = None,
+    **engine_config: Any,
 ) -> AsyncIterator[World]:
     """The engine on a fresh, opened store of the test's backend (``new_store``)."""
     store = new_store()
     await store.open()
     try:
-        async with running_engine(tmp_path, store=store, **engine_config) as world:
+        async with running_engine(
+            tmp_path, store=store, calling_rules=calling_rules, **engine_config
+        ) as world:
             yield world
     finally:
         await store.close()

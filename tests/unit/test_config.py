@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -217,9 +217,33 @@ CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 OTHER_CUSTOMER = "0b6f54aa-7e13-4a43-a0a3-d1f1f7d1a6b2"
 
 
+def test_no_calling_rules_apply_until_configured() -> None:
+    assert decode_config("", SOURCE).rules_for(CUSTOMER) is None
+
+
+def test_lockout_and_daily_attempts_are_read_from_calling_rules() -> None:
+    config = decode_config(
+        "[calling_rules]\nabandoned_lockout_hours = 72\ndaily_attempts_per_number = 3\n", SOURCE
+    )
+    rules = config.rules_for(CUSTOMER)
+    assert rules is not None
+    assert (rules.hours, rules.abandoned_lockout, rules.daily_attempts) == (
+        None,
+        timedelta(hours=72),
+        3,
+    )
+    with pytest.raises(ConfigError, match="daily_attempts_per_number"):
+        decode_config("[calling_rules]\ndaily_attempts_per_number = -1\n", SOURCE)
+
+
 def test_calling_hours_default_to_eight_to_nine_and_refuse_unknown_zones() -> None:
-    hours = decode_config("", SOURCE).calling_hours.hours_for(CUSTOMER)
+    config = decode_config("[calling_hours]\n", SOURCE)
+    assert config.calling_hours is not None
+    hours = config.calling_hours.hours_for(CUSTOMER)
     assert hours == CallingHours()
+    rules = config.rules_for(CUSTOMER)
+    assert rules is not None
+    assert rules.hours == hours
     assert hours.monday == hours.sunday == ("08:00-21:00",)
     assert hours.skip_dates == ()
     assert hours.fallback_zone is None
@@ -309,3 +333,10 @@ def test_the_example_configs_calling_hours_are_valid() -> None:
     mine = hours.hours_for(CUSTOMER)
     assert mine.saturday == ("10:00-14:00",)
     assert mine.skip_dates == (date(2026, 12, 25), date(2027, 1, 1))
+
+
+def test_a_lease_shorter_than_two_ticks_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"lease_ttl \(15 s\) must be at least two tick_interval"):
+        decode_config("[engine]\ntick_interval = 60\n", SOURCE)
+    config = decode_config("[engine]\ntick_interval = 60\nlease_ttl = 120\n", SOURCE)
+    assert config.engine.lease_ttl == 120
