@@ -229,6 +229,10 @@ def decide_claim(
     """A claim reached this ready target: the slot to dial, or what the target becomes
     instead.
 
+    The slot is the placement's (decided when the target was created or its last
+    attempt ended) while it still has a try left under this outplan; else the first
+    slot with one.
+
     Slots whose number is on the do-not-call list (``numbers``: what the store knows of
     the target's numbers) are skipped. With no slot left the target is done (held
     ``dnc`` if a listed number is why): it is never left idle with nothing to dial. A
@@ -243,7 +247,12 @@ def decide_claim(
         if number is not None and number.target in known and known[number.target].listed:
             spent[n] = max(spent[n], max_try_counts[n])
             skipped = skipped or has_destination(number)
-    slot = next_slot(target.destinations, spent, max_try_counts)
+    slot: int | None = placement.slot
+    if not (
+        0 <= placement.slot < len(spent)
+        and _dialable(target, spent, max_try_counts, placement.slot)
+    ):
+        slot = next_slot(target.destinations, spent, max_try_counts)
     if slot is None:
         done = _done(placement.touched)
         return msgspec.structs.replace(done, held=Held.DNC) if skipped else done
@@ -260,6 +269,12 @@ def decide_claim(
                 held=wait[1],
             )
     return Claim(slot=slot, try_count=target.try_counts[slot] + 1)
+
+
+def _dialable(
+    target: OutdialTarget, spent: Sequence[int], max_try_counts: Sequence[int], slot: int
+) -> bool:
+    return has_destination(target.destinations[slot]) and spent[slot] < max_try_counts[slot]
 
 
 def _wait(

@@ -84,8 +84,6 @@ CACHE_KIB: Final = 64 * 1024
 DISCARD_SECONDS: Final = 30
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-# Decisions a claim may take for spent targets before it gives up for now.
-MAX_DECISIONS_PER_CLAIM: Final = 1000
 
 _encode = msgspec.json.Encoder().encode
 _decode_address = msgspec.json.Decoder(Address).decode
@@ -964,7 +962,8 @@ class SqliteStore:
         max_try_counts = outplan.max_try_counts
         now = format_time(plan.now)
         connection.execute(_PROMOTE, (campaign.outdial_id, now))
-        for _ in range(MAX_DECISIONS_PER_CLAIM):
+        while True:
+            # Each target decided spent leaves the ready queue for good: this ends.
             row = connection.execute(_READY_HEAD, (campaign.outdial_id,)).fetchone()
             if row is None:
                 return None
@@ -981,8 +980,6 @@ class SqliteStore:
                 _place(seq, target.try_counts, decision, now, connection)
                 continue
             break
-        else:
-            return None  # every target looked at was spent: the next claim goes on
         slot = decision.slot
         destination = target.destinations[slot]
         assert destination is not None  # the core dials only a slot with a destination
