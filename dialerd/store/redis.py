@@ -44,6 +44,7 @@ short, with a token to go on from).
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -114,6 +115,9 @@ MAX_DECISIONS: Final = 100
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
+# How many claims this instance remembers (what the claim left of the target) so that
+# finishing them needs no read; an attempt finished elsewhere is simply read.
+CLAIMS_KEPT: Final = 100_000
 # Targets per script call of create_targets (a few tens of ms of Redis time each); bigger
 # batches are staged, then published.
 IMPORT_CHUNK: Final = 2000
@@ -318,6 +322,8 @@ class RedisStore:
         self._outplans = _Documents("outplan", Outplan)
         self._outdials = _Documents("outdial", Outdial)
         self._campaigncalls = _Documents("campaigncall", Campaigncall)
+        # campaigncall id -> what redis_attempt.lua would read while it is active.
+        self._claims: OrderedDict[str, list[bytes]] = OrderedDict()
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
@@ -738,6 +744,15 @@ class RedisStore:
             reply = await self._run("start", placeholder, now, limits, *fence, *chosen)
             kind = reply[0]
             if kind == b"claimed":
+                self._claims[plan.campaigncall_id] = [
+                    b"active",
+                    reply[1],
+                    *reply[3:4],
+                    *reply[2:3],
+                    *reply[4:9],
+                ]
+                if len(self._claims) > CLAIMS_KEPT:
+                    self._claims.popitem(last=False)
                 return _decode_campaigncall(reply[1])
             if kind == b"none":
                 return None
@@ -780,13 +795,17 @@ class RedisStore:
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
-        Two script calls: one reads the attempt and its target; ``place_after`` decides;
-        the other ends the campaigncall and writes the decision in one step, only if the
-        target is still at the version the decision was made on (else read again).
+        One script call when this instance made the claim (it remembers the target as
+        the claim left it), else two: one reads the attempt and its target.
+        ``place_after`` decides; the finish script ends the campaigncall and writes the
+        decision in one step, only if the target is still at the version the decision
+        was made on (else it is read again and decided again).
         """
         result = CampaigncallResult(result)
+        remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
-            read = await self._run("attempt", campaigncall_id)
+            read = remembered or await self._run("attempt", campaigncall_id)
+            remembered = None
             version = "-"
             decision: tuple[str | int | bytes, ...] = ("0",)
             if read[0] == b"active":

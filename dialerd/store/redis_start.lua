@@ -4,7 +4,9 @@
 --   ("3,0,0,0,0"), the fence (campaign id, owner, token; owner '' when unfenced), then
 --   either '' (take the head of the ready queue) or the claim dialerd.core.targets
 --   decided for one target: its id, slot, new try count and the version it was read at.
--- Returns {'claimed', campaigncall body}; {'none'} when no target is ready (or only
+-- Returns {'claimed', campaigncall body, then what finish_attempt decides from: the
+--   target's body and version after the claim and its placement before (touched, due,
+--   until, slot, held)}; {'none'} when no target is ready (or only
 --   staged ones were met); {'decide', id, body, version, touched, due, until, slot, held}
 --   when the head's placement is not the short cut below, for the caller to decide; or
 --   {'changed'} when the decided target is no longer that ready target. An error when the
@@ -40,7 +42,7 @@ for _, member in ipairs(come) do
   local target_key = key('target', string.sub(member, 17))
   local touched = redis.call('HGET', target_key, 'pt')
   redis.call('ZREM', waiting, member)
-  redis.call('ZADD', ready, touched or now_micros, member)
+  redis.call('ZADD', ready, touched or ARGV[3], member)
   redis.call('HSET', target_key, 'k', 'r', 'ph', '')
 end
 
@@ -51,10 +53,12 @@ local function claim(target_key, member, target, slot, try_count)
   redis.call('ZREM', ready, member)
   -- The placement before the claim, so a try given back puts the target there again.
   local before = redis.call('HMGET', target_key, 'pt', 'pd', 'pu', 'ps', 'ph')
-  redis.call('HSET', target_key, 'b', cjson.encode(target), 'k', 'p',
-    'bt', before[1] or now_micros, 'bd', before[2] or now_micros, 'bu', before[3] or '',
-    'bs', before[4] or -1, 'bh', before[5] or '')
-  redis.call('HINCRBY', target_key, 'v', 1)
+  local target_body = cjson.encode(target)
+  before = {before[1] or ARGV[3], before[2] or ARGV[3], before[3] or '',
+    before[4] or -1, before[5] or ''}
+  redis.call('HSET', target_key, 'b', target_body, 'k', 'p', 'bt', before[1],
+    'bd', before[2], 'bu', before[3], 'bs', before[4], 'bh', before[5])
+  local version = redis.call('HINCRBY', target_key, 'v', 1)
   redis.call('HDEL', target_key, 'p')
   redis.call('SADD', key('progressing', outdial), target.id)
 
@@ -71,7 +75,8 @@ local function claim(target_key, member, target, slot, try_count)
   redis.call('SADD', key('active', campaign), campaigncall_id)
   redis.call('SADD', key('dialing', campaign), campaigncall_id)
   redis.call('SADD', key('active'), campaigncall_id)
-  return {'claimed', body}
+  return {'claimed', body, target_body, tostring(version), before[1], before[2], before[3],
+    tostring(before[4]), before[5]}
 end
 
 if chosen_id ~= '' then

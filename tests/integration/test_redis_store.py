@@ -326,38 +326,55 @@ async def test_a_decision_on_a_target_changed_since_it_was_read_is_not_written(
     assert stored == [b"1", b""]
 
 
+async def bump_version(url: str, target_id: str) -> None:
+    """Another writer changes the target (its version) behind the store's back."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        await client.hincrby(f"dtest:target:{target_id}", "v", 1)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("claimed_here", [True, False])
 async def test_finish_decides_again_when_the_target_changed_in_between(
-    store: RedisStore, make: Factory, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    store: RedisStore,
+    make: Factory,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    claimed_here: bool,
 ) -> None:
     dialing = await make.dialing(store, max_try_counts=(2,))
     target = make.target(dialing.outdial.id)
     await store.create_targets([target])
     call = await store.start_attempt(dialing.plan(make.at(1)))
     assert call is not None
+    finisher = store if claimed_here else redis_store(redis_url)
+    await finisher.open()
     reads = []
-    run = store._run
+    run = finisher._run
 
     async def meddling(name: str, *args: object) -> object:
         reply = await run(name, *args)
         if name == "attempt":
             reads.append(reply)
-            if len(reads) == 1:  # another writer bumps the target between read and write
-                client = redis.asyncio.Redis.from_url(redis_url)
-                try:
-                    await client.hincrby(f"dtest:target:{target.id}", "v", 1)
-                finally:
-                    await client.aclose()
+            if len(reads) == 1 and not claimed_here:
+                await bump_version(redis_url, target.id)
         return reply
 
-    monkeypatch.setattr(store, "_run", meddling)
-    done = await store.finish_attempt(
+    monkeypatch.setattr(finisher, "_run", meddling)
+    if claimed_here:
+        # The decision made from what the claim left is refused: read, decide again.
+        await bump_version(redis_url, target.id)
+    done = await finisher.finish_attempt(
         call.id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(2)
     )
-    assert len(reads) == 2
+    assert len(reads) == (1 if claimed_here else 2)
     assert done is not None
     assert done.finished
     assert done.target is not None
     assert (done.target.status, done.target.try_count_0) == (TargetStatus.IDLE, 1)
+    if not claimed_here:
+        await finisher.close()
 
 
 # -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
