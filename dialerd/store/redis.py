@@ -9,15 +9,20 @@ Layout (``P`` = prefix):
 
 - ``P:<kind>:<id>``: a hash per resource: ``b`` body (JSON), ``c`` customer, ``l`` its
   listing member, ``s`` status, ``x`` = "1" once deleted; targets add ``o`` outdial,
-  ``m`` queue member, ``k`` queue and ``p`` the staged import they came with.
+  ``m`` queue member, ``p`` the staged import they came with, ``v`` a version (+1 on
+  every write of the target), the ``Placement`` that ``dialerd.core.targets`` decided
+  (``pt`` touched and ``pd`` due in microseconds, ``pu`` until or '', ``ps`` slot,
+  ``ph`` held; ``k`` the queue letter: ``r`` ready, ``w`` waiting, ``p`` progressing,
+  ``n`` idle with nothing to dial, '' none) and, while progressing, the placement it had
+  before the claim (``bt`` ``bd`` ``bu`` ``bs`` ``bh``: a try given back goes there).
 - ``P:<kind>s:<customer>`` (and ``P:campaigncalls:<customer>:<campaign>``,
   ``P:targets:<outdial>``): listings, sorted sets of ``"<tm_create>|<id>"`` at score 0,
   read newest first by lexical range.
 - ``P:status:<status>``: ids of the campaigns in that status.
-- ``P:fresh:<outdial>`` / ``P:retry:<outdial>``: the idle targets never tried (score:
-  ``tm_create``) and retried (score: end of the last attempt), in microseconds since the
-  epoch; members are ``<15-digit sequence>:<target id>`` so equal scores keep creation
-  order. ``start_attempt`` takes the better of the two heads (behaviour.md §4).
+- ``P:ready:<outdial>`` (score: touched) and ``P:waiting:<outdial>`` (score: due), in
+  microseconds since the epoch; members are ``<15-digit sequence>:<target id>`` so equal
+  scores keep creation order. ``P:held:<outdial>``: ids of the idle targets with
+  nothing to dial (counted, never dialed).
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
 - ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
@@ -27,18 +32,31 @@ Layout (``P`` = prefix):
   time); ``P:lease_token:<campaign>``, the counter its tokens come from, and
   ``P:lease_holder:<campaign>``, its last holder, outlive it. The fenced scripts check
   the lease hash in the same script as their write.
+- ``P:layout``: the version of this layout (``LAYOUT``); ``open`` migrates older data.
+
+The scripts evaluate no dialing rule (behaviour.md §4-§6 live in
+``dialerd.core.targets``): they keep the indexes and write the decisions made in Python.
+A claim (``redis_start.lua``) moves the waiting targets whose due has come to the ready
+ones and takes the ready head; when its placement's slot still has a try left under the
+outplan (and ``until`` has not passed) it claims it in the same call, else it hands the
+head back for ``decide_claim``, whose answer is written only if the target is still at
+the version it was read at (``redis_place.lua``, or the claim script given the decided
+slot). ``finish_attempt`` decides with ``place_after`` and ends the campaigncall and
+writes the decision in one script that refuses a target whose version changed.
 
 ``create_targets`` of more than ``import_chunk`` targets writes them in chunks (one
 script each, a few tens of ms of Redis time) marked with a batch id (field ``p``): they
 are not listed, found or dialed until one more script publishes the batch
 (``P:imported:<batch>``). A failed import removes what it wrote; if the importer dies
 instead, its marker ``P:import:<batch>`` expires and claims drop the leftovers they meet.
+Staged targets sit in the ready and waiting indexes already, so the outdial is not
+exhausted while an import is under way.
 
-Every script does bounded work: a claim steps over at most 64 queued targets that have
-no tries left under the outplan (then answers ``None``), ``outdial_exhausted`` looks at
-most at ``EXHAUSTED_WINDOW`` idle targets per queue (beyond that it answers "not
-exhausted"), and a listing page looks at most at 1000 index entries (a page may come back
-short, with a token to go on from).
+Every script does bounded work: a claim moves at most 1,000 waiting targets and steps
+over at most 1,000 staged ones (then answers ``None``, "nothing claimed now"); one
+``start_attempt`` hands at most ``MAX_DECISIONS`` targets to the core; a listing page
+looks at most at 1000 index entries (a page may come back short, with a token to go on
+from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 """
 
 from __future__ import annotations
