@@ -135,7 +135,7 @@ FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
 # How many claims this instance remembers (what the claim left of the target) so that
 # finishing them needs no read; an attempt finished elsewhere is simply read.
-CLAIMS_KEPT: Final = 100_000
+CLAIMS_KEPT: Final = 10_000
 # Targets per script call of create_targets (a few tens of ms of Redis time each); bigger
 # batches are staged, then published.
 IMPORT_CHUNK: Final = 2000
