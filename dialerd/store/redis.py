@@ -838,6 +838,7 @@ class RedisStore:
                         result,
                         rule,
                         now,
+                        reason=reason,
                         give_back=give_back_try,
                         before=before,
                     )
