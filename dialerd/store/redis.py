@@ -290,6 +290,18 @@ def _target_row(target: OutdialTarget) -> tuple[str | int, ...]:
     return (target.id, target.outdial_id, _encode(target).decode(), listed, *placement)
 
 
+def _held_target(
+    body: bytes, queue: bytes | None, due: bytes | None, held: bytes | None
+) -> OutdialTarget:
+    """A stored target with why the rules hold it (``hold_reason``, and ``tm_next_try``
+    while it waits), read from its placement fields."""
+    target = _decode_target(body)
+    if not held:
+        return target
+    next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
+    return msgspec.structs.replace(target, hold_reason=held.decode(), tm_next_try=next_try)
+
+
 def _settled_body(
     target: OutdialTarget, status: TargetStatus, now: datetime, counts: Sequence[int] | None = None
 ) -> bytes:
@@ -692,8 +704,8 @@ class RedisStore:
             return  # the leftovers stay invisible and are dropped when a claim meets them
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
-        body, outdial, deleted, batch = await self._fields(
-            self._key("target", target_id), "b", "o", "x", "p"
+        body, outdial, deleted, batch, queue, due, held = await self._fields(
+            self._key("target", target_id), "b", "o", "x", "p", "k", "pd", "ph"
         )
         if body is None or deleted == b"1" or outdial != outdial_id.encode():
             return None
@@ -701,7 +713,7 @@ class RedisStore:
             self._connected().exists(self._key("imported", batch.decode()))
         ):
             return None
-        return _decode_target(body)
+        return _held_target(body, queue, due, held)
 
     async def delete_target(
         self, outdial_id: str, target_id: str, now: datetime
@@ -716,8 +728,11 @@ class RedisStore:
         flat = await self._run(
             "page", "target", f"targets:{outdial_id}", _max_bound(page_token), _limit(page_size)
         )
+        # Each target comes with its queue letter, due and held (redis_page.lua).
+        rows = flat[1:]
         return Page(
-            result=[_decode_target(body) for body in flat[1:]], next_page_token=flat[0].decode()
+            result=[_held_target(*rows[n : n + 4]) for n in range(0, len(rows), 4)],
+            next_page_token=flat[0].decode(),
         )
 
     # -- campaigncalls --------------------------------------------------------------------
@@ -755,7 +770,10 @@ class RedisStore:
         """
         placeholder = _encode(_placeholder_campaigncall(plan, format_time(plan.now)))
         now = micros(plan.now)
-        limits = _max_counts_arg(plan.outplan.max_try_counts)
+        # The short cut (the placement's slot) holds only when no calling hours apply:
+        # those the core alone can tell ('' disables it: every head is decided here).
+        short_cut = plan.rules is None or plan.rules.hours is None
+        limits = _max_counts_arg(plan.outplan.max_try_counts) if short_cut else ""
         fence = _fence_args(plan.fence)
         chosen: tuple[str | int, ...] = ("",)
         for _ in range(MAX_DECISIONS + 1):
@@ -780,7 +798,9 @@ class RedisStore:
             target_id, body, version = reply[1].decode(), reply[2], reply[3].decode()
             target = _decode_target(body)
             placement = _stored_placement(target.status, Queue.READY, reply[4:9], plan.now)
-            decision = decide_claim(target, placement, plan.outplan.max_try_counts, plan.now)
+            decision = decide_claim(
+                target, placement, plan.outplan.max_try_counts, plan.now, rules=plan.rules
+            )
             if isinstance(decision, Claim):
                 chosen = (target_id, decision.slot, decision.try_count, version)
             else:
@@ -863,7 +883,7 @@ class RedisStore:
             return FinishResult(
                 finished=reply[0] == b"done",
                 campaigncall=_decode_campaigncall(reply[1]),
-                target=None if target_body is None else _decode_target(target_body),
+                target=None if target_body is None else _held_target(*reply[2:6]),
             )
         raise StoreUnavailable(
             f"the target of campaigncall {campaigncall_id} kept changing while it was "

@@ -5,7 +5,8 @@
 --   did not see the attempt active), '1' if a decision follows ('0': the target is not
 --   progressing and stays as it is), then the target's new body, queue letter (see
 --   index_target), touched, due (microseconds), until (microseconds or ''), slot, held.
--- Returns {'none'}; {'stale' | 'done', campaigncall body, target body or nil}; or
+-- Returns {'none'}; {'stale' | 'done', campaigncall body, and unless it is gone the target's
+--   body, queue letter, due and held}; or
 --   {'changed'} (nothing written) when the target is no longer at that version: the
 --   caller reads again and decides again.
 local id, result, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -21,16 +22,18 @@ end
 local campaigncall = cjson.decode(stored[1])
 local target_key = key('target', campaigncall.outdial_target_id)
 
-local function target_body()
-  local target = redis.call('HMGET', target_key, 'b', 'x', 'p')
+-- The target's body with its queue letter, due and held (why the rules hold it).
+local function with_target(reply)
+  local target = redis.call('HMGET', target_key, 'b', 'x', 'p', 'k', 'pd', 'ph')
   if target[1] and target[2] ~= '1' and target_visible(target[3]) then
-    return target[1]
+    reply[3], reply[4], reply[5], reply[6] = target[1], target[4] or '', target[5] or '',
+      target[6] or ''
   end
-  return false
+  return reply
 end
 
 if stored[2] == 'done' then
-  return {'stale', stored[1], target_body()}
+  return with_target({'stale', stored[1]})
 end
 local target = redis.call('HMGET', target_key, 'v', 'k', 'm', 'o')
 if (target[1] or '') ~= version then
@@ -55,4 +58,4 @@ if decided and target[2] == 'p' then
     'pt', touched, 'pd', due, 'pu', ARGV[15], 'ps', ARGV[16], 'ph', ARGV[17])
   redis.call('HINCRBY', target_key, 'v', 1)
 end
-return {'done', body, target_body()}
+return with_target({'done', body})

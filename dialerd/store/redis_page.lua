@@ -1,13 +1,14 @@
 -- One newest-first page of a listing index, with the bodies, read in one consistent step.
 -- ARGV: prefix, kind, listing key (without prefix), max bound ('+' or '(<token>'), limit
--- Returns {next page token, body, body, ...}. The token is '' only for an empty page at
+-- Returns {next page token, body, body, ...}; a target's body is followed by its queue
+-- letter, due and held (why the rules hold it). The token is '' only for an empty page at
 -- the end; otherwise the last item's tm_create, or its whole '<tm_create>|<id>' member
 -- when the next item shares that tm_create. Targets of an unpublished import are
 -- skipped; at most SCAN entries are looked at, so a page may come back short with a
 -- token to go on from.
 local SCAN = 1000
 local kind, listing, bound, limit = ARGV[2], P .. ':' .. ARGV[3], ARGV[4], tonumber(ARGV[5])
-local page, last_item, scanned = {''}, nil, 0
+local page, last_item, scanned, items = {''}, nil, 0, 0
 
 local function created(member)
   return string.match(member, '^([^|]*)')
@@ -30,13 +31,20 @@ while scanned < SCAN do
     return page
   end
   for _, member in ipairs(members) do
-    local stored = redis.call('HMGET', key(kind, string.match(member, '|(.*)$')), 'b', 'p')
+    local stored = redis.call('HMGET', key(kind, string.match(member, '|(.*)$')),
+      'b', 'p', 'k', 'pd', 'ph')
     if stored[1] and (kind ~= 'target' or target_visible(stored[2])) then
-      if #page - 1 == limit then
+      if items == limit then
         page[1] = token_after(member)
         return page
       end
       page[#page + 1] = stored[1]
+      if kind == 'target' then
+        page[#page + 1] = stored[3] or ''
+        page[#page + 1] = stored[4] or ''
+        page[#page + 1] = stored[5] or ''
+      end
+      items = items + 1
       last_item = member
     end
     scanned = scanned + 1

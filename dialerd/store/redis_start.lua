@@ -1,7 +1,7 @@
 -- start_attempt: claim a ready target and create its campaigncall, in one step.
 -- ARGV: prefix, campaigncall body with placeholders for the target (it names the campaign,
 --   customer, outdial and id, and tm_create = now), now (microseconds), max_try_count_0..4
---   ("3,0,0,0,0"), the fence (campaign id, owner, token; owner '' when unfenced), then
+--   ("3,0,0,0,0"; '' when the short cut below must not be taken: calling hours apply), the fence (campaign id, owner, token; owner '' when unfenced), then
 --   either '' (take the head of the ready queue) or the claim dialerd.core.targets
 --   decided for one target: its id, slot, new try count and the version it was read at.
 -- Returns {'claimed', campaigncall body, then what finish_attempt decides from: the
