@@ -10,7 +10,8 @@ import msgspec
 import pytest
 import redis.asyncio
 
-from dialerd.core.targets import RetryRule
+from dialerd.core.hours import CallingHours
+from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.model import CampaigncallResult, OutdialTarget, TargetStatus
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
 from dialerd.store.redis import LAYOUT, MAX_DECISIONS, RedisStore, micros_of_stamp
@@ -375,6 +376,42 @@ async def test_finish_decides_again_when_the_target_changed_in_between(
     assert (done.target.status, done.target.try_count_0) == (TargetStatus.IDLE, 1)
     if not claimed_here:
         await finisher.close()
+
+
+async def test_calling_hours_are_decided_by_the_core_not_the_short_cut(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    # make.at(0) is 09:00 UTC: this callee (in UTC) may be called from 10:00 only.
+    late = ("10:00-21:00",)
+    rules = CallingRules(
+        hours=CallingHours(
+            monday=late,
+            tuesday=late,
+            wednesday=late,
+            thursday=late,
+            friday=late,
+            saturday=late,
+            sunday=late,
+        )
+    )
+    target = msgspec.structs.replace(make.target(dialing.outdial.id), data='{"timezone": "UTC"}')
+    await store.create_targets([target])
+    plan = msgspec.structs.replace(dialing.plan(make.at(60)), rules=rules)
+    assert await store.start_attempt(plan) is None
+    held = await store.get_target(dialing.outdial.id, target.id)
+    assert held is not None
+    assert (held.status, held.hold_reason, held.tm_next_try) == (
+        TargetStatus.IDLE,
+        "calling_hours",
+        make.stamp(3600),
+    )
+    assert (await store.list_targets(dialing.outdial.id)).result == [held]
+    assert not await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
+    opened = msgspec.structs.replace(dialing.plan(make.at(3600)), rules=rules)
+    call = await store.start_attempt(opened)
+    assert call is not None
+    assert call.outdial_target_id == target.id
 
 
 # -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
