@@ -780,16 +780,18 @@ class RedisStore:
             reply = await self._run("start", placeholder, now, limits, *fence, *chosen)
             kind = reply[0]
             if kind == b"claimed":
+                # As redis_attempt.lua would read it: attempt, version, target, before.
+                campaigncall, target_body, version, *before = reply[1:9]
                 self._claims[plan.campaigncall_id] = [
                     b"active",
-                    reply[1],
-                    *reply[3:4],
-                    *reply[2:3],
-                    *reply[4:9],
+                    campaigncall,
+                    version,
+                    target_body,
+                    *before,
                 ]
                 if len(self._claims) > CLAIMS_KEPT:
                     self._claims.popitem(last=False)
-                return _decode_campaigncall(reply[1])
+                return _decode_campaigncall(campaigncall)
             if kind == b"none":
                 return None
             chosen = ("",)
