@@ -303,10 +303,10 @@ def _held_target(
 
 
 def _settled_body(
-    target: OutdialTarget, status: TargetStatus, now: datetime, counts: Sequence[int] | None = None
+    target: OutdialTarget, status: TargetStatus, stamp: str, counts: Sequence[int] | None = None
 ) -> bytes:
-    """The target's body once a decision is written."""
-    changed = msgspec.structs.replace(target, status=status, tm_update=format_time(now))
+    """The target's body once a decision is written (at ``stamp``)."""
+    changed = msgspec.structs.replace(target, status=status, tm_update=stamp)
     if counts is not None:
         changed = msgspec.structs.replace(
             changed,
@@ -768,7 +768,8 @@ class RedisStore:
         written by a script that applies it only to the very target it was made on
         (same version, still ready); at most ``MAX_DECISIONS`` targets per call.
         """
-        placeholder = _encode(_placeholder_campaigncall(plan, format_time(plan.now)))
+        stamp = format_time(plan.now)
+        placeholder = _encode(_placeholder_campaigncall(plan, stamp))
         now = micros(plan.now)
         # The short cut (the placement's slot) holds only when no calling hours apply:
         # those the core alone can tell ('' disables it: every head is decided here).
@@ -810,7 +811,7 @@ class RedisStore:
                     "place",
                     target_id,
                     version,
-                    _settled_body(target, decision.status, plan.now),
+                    _settled_body(target, decision.status, stamp),
                     *_placement_args(decision),
                 )
         return None
@@ -842,6 +843,7 @@ class RedisStore:
         was made on (else it is read again and decided again).
         """
         result = CampaigncallResult(result)
+        stamp = format_time(now)
         remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
             read = remembered or await self._run("attempt", campaigncall_id)
@@ -865,14 +867,14 @@ class RedisStore:
                         before=before,
                     )
                     placement = settled.placement
-                    body = _settled_body(target, placement.status, now, settled.try_counts)
+                    body = _settled_body(target, placement.status, stamp, settled.try_counts)
                     decision = ("1", body, *_placement_args(placement))
             reply = await self._run(
                 "finish",
                 campaigncall_id,
                 result.value,
                 reason,
-                format_time(now),
+                stamp,
                 *_fence_args(fence),
                 version,
                 *decision,
