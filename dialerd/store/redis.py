@@ -9,15 +9,20 @@ Layout (``P`` = prefix):
 
 - ``P:<kind>:<id>``: a hash per resource: ``b`` body (JSON), ``c`` customer, ``l`` its
   listing member, ``s`` status, ``x`` = "1" once deleted; targets add ``o`` outdial,
-  ``m`` queue member, ``k`` queue and ``p`` the staged import they came with.
+  ``m`` queue member, ``p`` the staged import they came with, ``v`` a version (+1 on
+  every write of the target), the ``Placement`` that ``dialerd.core.targets`` decided
+  (``pt`` touched and ``pd`` due in microseconds, ``pu`` until or '', ``ps`` slot,
+  ``ph`` held; ``k`` the queue letter: ``r`` ready, ``w`` waiting, ``p`` progressing,
+  ``n`` idle with nothing to dial, '' none) and, while progressing, the placement it had
+  before the claim (``bt`` ``bd`` ``bu`` ``bs`` ``bh``: a try given back goes there).
 - ``P:<kind>s:<customer>`` (and ``P:campaigncalls:<customer>:<campaign>``,
   ``P:targets:<outdial>``): listings, sorted sets of ``"<tm_create>|<id>"`` at score 0,
   read newest first by lexical range.
 - ``P:status:<status>``: ids of the campaigns in that status.
-- ``P:fresh:<outdial>`` / ``P:retry:<outdial>``: the idle targets never tried (score:
-  ``tm_create``) and retried (score: end of the last attempt), in microseconds since the
-  epoch; members are ``<15-digit sequence>:<target id>`` so equal scores keep creation
-  order. ``start_attempt`` takes the better of the two heads (behaviour.md §4).
+- ``P:ready:<outdial>`` (score: touched) and ``P:waiting:<outdial>`` (score: due), in
+  microseconds since the epoch; members are ``<15-digit sequence>:<target id>`` so equal
+  scores keep creation order. ``P:held:<outdial>``: ids of the idle targets with
+  nothing to dial (counted, never dialed).
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
 - ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
@@ -34,23 +39,37 @@ Layout (``P`` = prefix):
   like staged targets), publishes by adding the batch to ``P:dnc_publishing`` and then
   moves the list into the three keys a chunk per script; ``open`` finishes the moves a
   dead importer left (``redis_dnc.lua``).
+- ``P:layout``: the version of this layout (``LAYOUT``); ``open`` migrates older data.
+
+The scripts evaluate no dialing rule (behaviour.md §4-§6 live in
+``dialerd.core.targets``): they keep the indexes and write the decisions made in Python.
+A claim (``redis_start.lua``) moves the waiting targets whose due has come to the ready
+ones and takes the ready head; when its placement's slot still has a try left under the
+outplan (and ``until`` has not passed) it claims it in the same call, else it hands the
+head back for ``decide_claim``, whose answer is written only if the target is still at
+the version it was read at (``redis_place.lua``, or the claim script given the decided
+slot). ``finish_attempt`` decides with ``place_after`` and ends the campaigncall and
+writes the decision in one script that refuses a target whose version changed.
 
 ``create_targets`` of more than ``import_chunk`` targets writes them in chunks (one
 script each, a few tens of ms of Redis time) marked with a batch id (field ``p``): they
 are not listed, found or dialed until one more script publishes the batch
 (``P:imported:<batch>``). A failed import removes what it wrote; if the importer dies
 instead, its marker ``P:import:<batch>`` expires and claims drop the leftovers they meet.
+Staged targets sit in the ready and waiting indexes already, so the outdial is not
+exhausted while an import is under way.
 
-Every script does bounded work: a claim steps over at most 64 queued targets that have
-no tries left under the outplan (then answers ``None``), ``outdial_exhausted`` looks at
-most at ``EXHAUSTED_WINDOW`` idle targets per queue (beyond that it answers "not
-exhausted"), and a listing page looks at most at 1000 index entries (a page may come back
-short, with a token to go on from).
+Every script does bounded work: a claim moves at most 1,000 waiting targets and steps
+over at most 1,000 staged ones (then answers ``None``, "nothing claimed now"); one
+``start_attempt`` hands at most ``MAX_DECISIONS`` targets to the core; a listing page
+looks at most at 1000 index entries (a page may come back short, with a token to go on
+from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -66,7 +85,17 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.abandonment import DayCount
-from dialerd.core.targets import has_destination
+from dialerd.core.targets import (
+    Claim,
+    Held,
+    Placement,
+    Queue,
+    RetryRule,
+    decide_claim,
+    exhausted,
+    place_after,
+    place_new,
+)
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -103,8 +132,18 @@ from dialerd.store.base import (
 R = TypeVar("R")
 D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
 
-# How many idle targets outdial_exhausted looks at in each queue.
-EXHAUSTED_WINDOW: Final = 1000
+# The key layout this code reads and writes (``P:layout``); older layouts are migrated
+# by ``open``.
+LAYOUT: Final = 2
+# How many ready targets one start_attempt hands to dialerd.core.targets.decide_claim
+# before it answers None ("nothing claimed now": the next call goes on).
+MAX_DECISIONS: Final = 100
+# How many times finish_attempt decides again when the target changed in between.
+FINISH_ATTEMPTS: Final = 10
+MIGRATE_CHUNK: Final = 1000
+# How many claims this instance remembers (what the claim left of the target) so that
+# finishing them needs no read; an attempt finished elsewhere is simply read.
+CLAIMS_KEPT: Final = 10_000
 # Targets per script call of create_targets (a few tens of ms of Redis time each); bigger
 # batches are staged, then published.
 IMPORT_CHUNK: Final = 2000
@@ -123,9 +162,11 @@ SCRIPTS: Final = (
     "publish",
     "discard",
     "start",
+    "place",
     "answer",
+    "attempt",
     "finish",
-    "exhausted",
+    "migrate",
     "delete_target",
     "lease",
     "release",
@@ -197,24 +238,95 @@ def _max_bound(page_token: str) -> str:
     return f"({page_token}" if page_token else "+"
 
 
-def _target_row(target: OutdialTarget) -> tuple[str, str, str, str, str, int]:
-    """What redis_targets.lua needs to store one target and index it."""
+def _from_micros(value: bytes | str | int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+PlacementArgs = tuple[str, int, int, int | str, int, str]
+
+
+def _placement_args(placement: Placement, *, deleted: bool = False) -> PlacementArgs:
+    """A placement as the scripts store it: the queue letter (which index: 'r' ready,
+    'w' waiting, 'p' progressing, 'n' idle with nothing to dial, '' none), touched and
+    due (microseconds), until (microseconds or ''), slot and held."""
+    letter = ""
+    if deleted:
+        letter = ""
+    elif placement.queue == Queue.READY:
+        letter = "r"
+    elif placement.queue == Queue.WAITING:
+        letter = "w"
+    elif placement.status == TargetStatus.PROGRESSING:
+        letter = "p"
+    elif placement.status == TargetStatus.IDLE:
+        letter = "n"
+    until = "" if placement.until is None else micros(placement.until)
+    return (
+        letter,
+        micros(placement.touched),
+        micros(placement.due),
+        until,
+        placement.slot,
+        placement.held.value,
+    )
+
+
+def _stored_placement(
+    status: TargetStatus,
+    queue: Queue,
+    fields: Sequence[bytes | None],
+    default: datetime,
+) -> Placement:
+    """A placement from its stored fields (touched, due, until, slot, held)."""
+    touched, due, until, slot, held = fields
+    moment = _from_micros(touched) if touched else default
+    return Placement(
+        status=status,
+        queue=queue,
+        touched=moment,
+        due=_from_micros(due) if due else moment,
+        until=_from_micros(until) if until else None,
+        slot=int(slot) if slot not in (None, b"") else -1,
+        held=Held(held.decode()) if held else Held.NONE,
+    )
+
+
+def _target_row(target: OutdialTarget) -> tuple[str | int, ...]:
+    """What redis_targets.lua needs to store one target and index it: the placement is
+    the one ``dialerd.core.targets.place_new`` decides."""
     deleted = target.tm_delete is not None
-    queue = ""
-    score = 0
-    if not deleted and target.status == TargetStatus.PROGRESSING:
-        queue = "p"
-    elif (
-        not deleted
-        and target.status == TargetStatus.IDLE
-        and any(has_destination(address) for address in target.destinations)
-    ):
-        tried = any(target.try_counts)
-        queue = "r" if tried else "f"
-        touched = (target.tm_update or target.tm_create) if tried else target.tm_create
-        score = micros_of_stamp(touched)
     listed = "" if deleted else f"{target.tm_create}|{target.id}"
-    return (target.id, target.outdial_id, _encode(target).decode(), listed, queue, score)
+    placement = _placement_args(place_new(target), deleted=deleted)
+    return (target.id, target.outdial_id, _encode(target).decode(), listed, *placement)
+
+
+def _held_target(
+    body: bytes, queue: bytes | None, due: bytes | None, held: bytes | None
+) -> OutdialTarget:
+    """A stored target with why the rules hold it (``hold_reason``, and ``tm_next_try``
+    while it waits), read from its placement fields."""
+    target = _decode_target(body)
+    if not held:
+        return target
+    next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
+    return msgspec.structs.replace(target, hold_reason=held.decode(), tm_next_try=next_try)
+
+
+def _settled_body(
+    target: OutdialTarget, status: TargetStatus, stamp: str, counts: Sequence[int] | None = None
+) -> bytes:
+    """The target's body once a decision is written (at ``stamp``)."""
+    changed = msgspec.structs.replace(target, status=status, tm_update=stamp)
+    if counts is not None:
+        changed = msgspec.structs.replace(
+            changed,
+            try_count_0=counts[0],
+            try_count_1=counts[1],
+            try_count_2=counts[2],
+            try_count_3=counts[3],
+            try_count_4=counts[4],
+        )
+    return _encode(changed)
 
 
 class _Documents(Generic[D]):
@@ -250,6 +362,8 @@ class RedisStore:
         self._outplans = _Documents("outplan", Outplan)
         self._outdials = _Documents("outdial", Outdial)
         self._campaigncalls = _Documents("campaigncall", Campaigncall)
+        # campaigncall id -> what redis_attempt.lua would read while it is active.
+        self._claims: OrderedDict[str, list[bytes]] = OrderedDict()
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
@@ -275,11 +389,12 @@ class RedisStore:
             await self._guard(client.ping())
             for script in scripts.values():
                 await self._guard(client.script_load(script.script))
+            self._client, self._scripts = client, scripts
+            await self._migrate()
         except BaseException:
+            self._client = None
             await client.aclose(close_connection_pool=True)
             raise
-        self._client = client
-        self._scripts = scripts
         await self._finish_dnc_imports()
 
     async def close(self) -> None:
@@ -291,6 +406,57 @@ class RedisStore:
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless Redis answers now."""
         await self._guard(self._connected().ping())
+
+    async def _migrate(self) -> None:
+        """Bring the data to layout ``LAYOUT`` (key ``P:layout``; absent = layout 1, or
+        a new store).
+
+        Layout 1 -> 2: the idle targets move from ``fresh`` / ``retry`` to ``ready`` /
+        ``waiting`` (a retried target is due its last end plus the longest
+        ``try_interval`` of the outplans of the campaigns dialing its outdial). Every
+        step is idempotent, so instances opening at once, or one interrupted, finish it.
+        Run it with no instance of an older version still writing.
+        """
+        client = self._connected()
+        layout_key = self._key("layout")
+        stored = await self._guard(client.get(layout_key))
+        if stored is not None:
+            if int(stored) > LAYOUT:
+                raise StoreError(
+                    f"redis store {public_url(self.url)} has key layout {int(stored)}; "
+                    f"this dialerd knows layout {LAYOUT} at most"
+                )
+            if int(stored) == LAYOUT:
+                return
+        pattern = _glob_escape(self.prefix)
+        outdials: set[str] = set()
+        for kind in ("fresh", "retry", "progressing"):
+            async for found in client.scan_iter(match=f"{pattern}:{kind}:*", count=1000):
+                name = found.decode() if isinstance(found, bytes) else str(found)
+                outdials.add(name.removeprefix(f"{self.prefix}:{kind}:"))
+        intervals = await self._retry_intervals() if outdials else {}
+        for outdial_id in sorted(outdials):
+            interval = intervals.get(outdial_id, 0) * 1000
+            while int(await self._run("migrate", outdial_id, interval, MIGRATE_CHUNK)) > 0:
+                pass
+        await self._guard(client.set(layout_key, LAYOUT))
+
+    async def _retry_intervals(self) -> dict[str, int]:
+        """The longest ``try_interval`` (ms) of the outplans dialing each outdial."""
+        client = self._connected()
+        intervals: dict[str, int] = {}
+        pattern = f"{_glob_escape(self.prefix)}:campaign:*"
+        async for found in client.scan_iter(match=pattern, count=1000):
+            body = await self._guard(client.hget(found, "b"))
+            if body is None:
+                continue
+            campaign = self._campaigns.decode(body.encode() if isinstance(body, str) else body)
+            outplan = await self._get(self._outplans, None, campaign.outplan_id)
+            if outplan is not None:
+                intervals[campaign.outdial_id] = max(
+                    intervals.get(campaign.outdial_id, 0), outplan.try_interval
+                )
+        return intervals
 
     @staticmethod
     def _source(name: str) -> str:
@@ -549,8 +715,8 @@ class RedisStore:
             return  # the leftovers stay invisible and are dropped when a claim meets them
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
-        body, outdial, deleted, batch = await self._fields(
-            self._key("target", target_id), "b", "o", "x", "p"
+        body, outdial, deleted, batch, queue, due, held = await self._fields(
+            self._key("target", target_id), "b", "o", "x", "p", "k", "pd", "ph"
         )
         if body is None or deleted == b"1" or outdial != outdial_id.encode():
             return None
@@ -558,7 +724,7 @@ class RedisStore:
             self._connected().exists(self._key("imported", batch.decode()))
         ):
             return None
-        return _decode_target(body)
+        return _held_target(body, queue, due, held)
 
     async def delete_target(
         self, outdial_id: str, target_id: str, now: datetime
@@ -573,8 +739,11 @@ class RedisStore:
         flat = await self._run(
             "page", "target", f"targets:{outdial_id}", _max_bound(page_token), _limit(page_size)
         )
+        # Each target comes with its queue letter, due and held (redis_page.lua).
+        rows = flat[1:]
         return Page(
-            result=[_decode_target(body) for body in flat[1:]], next_page_token=flat[0].decode()
+            result=[_held_target(*rows[n : n + 4]) for n in range(0, len(rows), 4)],
+            next_page_token=flat[0].decode(),
         )
 
     # -- campaigncalls --------------------------------------------------------------------
@@ -603,16 +772,60 @@ class RedisStore:
 
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
-        """Claim the next eligible target of the campaign's outdial and create its attempt."""
-        cutoff = micros(plan.now) - plan.outplan.try_interval * 1000
-        body = await self._run(
-            "start",
-            _encode(_placeholder_campaigncall(plan, format_time(plan.now))),
-            cutoff,
-            _max_counts_arg(plan.outplan.max_try_counts),
-            *_fence_args(plan.fence),
-        )
-        return None if body is None else _decode_campaigncall(body)
+        """Claim the next eligible target of the campaign's outdial and create its attempt.
+
+        One script call in the common case (the head's placement names a slot with tries
+        left). Otherwise the script hands the head to ``decide_claim``, whose decision is
+        written by a script that applies it only to the very target it was made on
+        (same version, still ready); at most ``MAX_DECISIONS`` targets per call.
+        """
+        stamp = format_time(plan.now)
+        placeholder = _encode(_placeholder_campaigncall(plan, stamp))
+        now = micros(plan.now)
+        # The short cut (the placement's slot) holds only when no calling hours apply:
+        # those the core alone can tell ('' disables it: every head is decided here).
+        short_cut = plan.rules is None or plan.rules.hours is None
+        limits = _max_counts_arg(plan.outplan.max_try_counts) if short_cut else ""
+        fence = _fence_args(plan.fence)
+        chosen: tuple[str | int, ...] = ("",)
+        for _ in range(MAX_DECISIONS + 1):
+            reply = await self._run("start", placeholder, now, limits, *fence, *chosen)
+            kind = reply[0]
+            if kind == b"claimed":
+                # As redis_attempt.lua would read it: attempt, version, target, before.
+                campaigncall, target_body, version, *before = reply[1:9]
+                self._claims[plan.campaigncall_id] = [
+                    b"active",
+                    campaigncall,
+                    version,
+                    target_body,
+                    *before,
+                ]
+                if len(self._claims) > CLAIMS_KEPT:
+                    self._claims.popitem(last=False)
+                return _decode_campaigncall(campaigncall)
+            if kind == b"none":
+                return None
+            chosen = ("",)
+            if kind != b"decide":
+                continue  # the decided target changed meanwhile: take the head again
+            target_id, body, version = reply[1].decode(), reply[2], reply[3].decode()
+            target = _decode_target(body)
+            placement = _stored_placement(target.status, Queue.READY, reply[4:9], plan.now)
+            decision = decide_claim(
+                target, placement, plan.outplan.max_try_counts, plan.now, rules=plan.rules
+            )
+            if isinstance(decision, Claim):
+                chosen = (target_id, decision.slot, decision.try_count, version)
+            else:
+                await self._run(
+                    "place",
+                    target_id,
+                    version,
+                    _settled_body(target, decision.status, stamp),
+                    *_placement_args(decision),
+                )
+        return None
 
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
@@ -626,31 +839,70 @@ class RedisStore:
         campaigncall_id: str,
         result: CampaigncallResult,
         reason: str,
-        max_try_counts: tuple[int, int, int, int, int],
+        rule: RetryRule,
         now: datetime,
         *,
         fence: Fence | None = None,
         give_back_try: bool = False,
     ) -> FinishResult | None:
-        """End an active attempt exactly once (behaviour.md §5)."""
-        reply = await self._run(
-            "finish",
-            campaigncall_id,
-            CampaigncallResult(result).value,
-            reason,
-            _max_counts_arg(max_try_counts),
-            format_time(now),
-            micros(now),
-            *_fence_args(fence),
-            "1" if give_back_try else "0",
-        )
-        if reply[0] == b"none":
-            return None
-        target_body = reply[2] if len(reply) > 2 else None
-        return FinishResult(
-            finished=reply[0] == b"done",
-            campaigncall=_decode_campaigncall(reply[1]),
-            target=None if target_body is None else _decode_target(target_body),
+        """End an active attempt exactly once (behaviour.md §5).
+
+        One script call when this instance made the claim (it remembers the target as
+        the claim left it), else two: one reads the attempt and its target.
+        ``place_after`` decides; the finish script ends the campaigncall and writes the
+        decision in one step, only if the target is still at the version the decision
+        was made on (else it is read again and decided again).
+        """
+        result = CampaigncallResult(result)
+        stamp = format_time(now)
+        remembered = self._claims.pop(campaigncall_id, None)
+        for _ in range(FINISH_ATTEMPTS):
+            read = remembered or await self._run("attempt", campaigncall_id)
+            remembered = None
+            version = "-"
+            decision: tuple[str | int | bytes, ...] = ("0",)
+            if read[0] == b"active":
+                campaigncall = _decode_campaigncall(read[1])
+                version = read[2].decode()
+                if read[3]:
+                    target = _decode_target(read[3])
+                    before = _stored_placement(TargetStatus.IDLE, Queue.READY, read[4:9], now)
+                    settled = place_after(
+                        target,
+                        campaigncall.destination_index,
+                        result,
+                        rule,
+                        now,
+                        reason=reason,
+                        give_back=give_back_try,
+                        before=before,
+                    )
+                    placement = settled.placement
+                    body = _settled_body(target, placement.status, stamp, settled.try_counts)
+                    decision = ("1", body, *_placement_args(placement))
+            reply = await self._run(
+                "finish",
+                campaigncall_id,
+                result.value,
+                reason,
+                stamp,
+                *_fence_args(fence),
+                version,
+                *decision,
+            )
+            if reply[0] == b"changed":
+                continue
+            if reply[0] == b"none":
+                return None
+            target_body = reply[2] if len(reply) > 2 else None
+            return FinishResult(
+                finished=reply[0] == b"done",
+                campaigncall=_decode_campaigncall(reply[1]),
+                target=None if target_body is None else _held_target(*reply[2:6]),
+            )
+        raise StoreUnavailable(
+            f"the target of campaigncall {campaigncall_id} kept changing while it was "
+            "being finished; try again"
         )
 
     # -- campaign leases (expiry by the Redis server's clock) ------------------------------
@@ -708,31 +960,43 @@ class RedisStore:
         campaigncalls = [_decode_campaigncall(body) for body in bodies]
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
 
-    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
-        """The outdial's targets by what can happen to them next (from its indexes)."""
-        cutoff = micros(retry_cutoff)
+    async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
+        """The outdial's targets by what can happen to them next (from its indexes):
+        idle and not waiting at ``now`` (ready, due, or with nothing to dial), waiting
+        (``due`` later), progressing, done (the rest of the listing)."""
+        moment = micros(now)
         pipe = self._connected().pipeline(transaction=True)
         pipe.zcard(self._key("targets", outdial_id))
-        pipe.zcard(self._key("fresh", outdial_id))
-        pipe.zcount(self._key("retry", outdial_id), "-inf", cutoff)
-        pipe.zcount(self._key("retry", outdial_id), f"({cutoff}", "+inf")
+        pipe.zcard(self._key("ready", outdial_id))
+        pipe.zcount(self._key("waiting", outdial_id), "-inf", moment)
+        pipe.zcount(self._key("waiting", outdial_id), f"({moment}", "+inf")
+        pipe.scard(self._key("held", outdial_id))
         pipe.scard(self._key("progressing", outdial_id))
-        total, fresh, due, waiting, progressing = await self._guard(pipe.execute())
+        total, ready, due, waiting, held, progressing = await self._guard(pipe.execute())
+        idle_due = int(ready) + int(due) + int(held)
         return TargetCounts(
-            idle_due=int(fresh) + int(due),
+            idle_due=idle_due,
             idle_waiting=int(waiting),
             progressing=int(progressing),
-            done=max(0, int(total) - int(fresh) - int(due) - int(waiting) - int(progressing)),
+            done=max(0, int(total) - idle_due - int(waiting) - int(progressing)),
         )
 
-    async def outdial_exhausted(
-        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
-    ) -> bool:
-        """True when behaviour.md §6 says the outdial is exhausted for this campaign."""
-        reply = await self._run(
-            "exhausted", campaign_id, outdial_id, _max_counts_arg(max_try_counts), EXHAUSTED_WINDOW
+    async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
+        """``dialerd.core.targets.exhausted`` from four counts read in one MULTI/EXEC.
+
+        Targets staged by an import not yet published are in the ready and waiting
+        indexes already: the outdial is not exhausted while an import is under way."""
+        pipe = self._connected().pipeline(transaction=True)
+        pipe.zcard(self._key("ready", outdial_id))
+        pipe.zcard(self._key("waiting", outdial_id))
+        pipe.scard(self._key("progressing", outdial_id))
+        pipe.scard(self._key("active", campaign_id))
+        ready, waiting, progressing, active = await self._guard(pipe.execute())
+        return exhausted(
+            dialable=int(ready) + int(waiting) > 0,
+            progressing=int(progressing) > 0,
+            active=int(active) > 0,
         )
-        return int(reply) == 1
 
     # -- do-not-call numbers --------------------------------------------------------------
     async def add_dnc_numbers(self, entries: Sequence[DncNumber]) -> list[DncNumber]:
@@ -811,6 +1075,11 @@ class RedisStore:
             self._connected().smismember(self._key("dnc", customer_id), unique)
         )
         return {number for number, flag in zip(unique, flags, strict=True) if flag}
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\^" else char for char in text)
 
 
 def _fence_args(fence: Fence | None) -> tuple[str, str, int | str]:

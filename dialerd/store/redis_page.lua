@@ -2,7 +2,8 @@
 -- ARGV: prefix, kind, listing key (without prefix), max bound ('+' or '(<token>'), limit,
 -- and optionally a hash (key without prefix) holding the bodies by id, in place of
 -- one hash per resource (do-not-call numbers: the id is the number).
--- Returns {next page token, body, body, ...}. The token is '' only for an empty page at
+-- Returns {next page token, body, body, ...}; a target's body is followed by its queue
+-- letter, due and held (why the rules hold it). The token is '' only for an empty page at
 -- the end; otherwise the last item's tm_create, or its whole '<tm_create>|<id>' member
 -- when the next item shares that tm_create. Targets of an unpublished import are
 -- skipped; at most SCAN entries are looked at, so a page may come back short with a
@@ -10,7 +11,7 @@
 local SCAN = 1000
 local kind, listing, bound, limit = ARGV[2], P .. ':' .. ARGV[3], ARGV[4], tonumber(ARGV[5])
 local bodies = ARGV[6] and (P .. ':' .. ARGV[6])
-local page, last_item, scanned = {''}, nil, 0
+local page, last_item, scanned, items = {''}, nil, 0, 0
 
 local function created(member)
   return string.match(member, '^([^|]*)')
@@ -38,14 +39,20 @@ while scanned < SCAN do
     if bodies then
       stored = {redis.call('HGET', bodies, id)}
     else
-      stored = redis.call('HMGET', key(kind, id), 'b', 'p')
+      stored = redis.call('HMGET', key(kind, id), 'b', 'p', 'k', 'pd', 'ph')
     end
     if stored[1] and (kind ~= 'target' or target_visible(stored[2])) then
-      if #page - 1 == limit then
+      if items == limit then
         page[1] = token_after(member)
         return page
       end
       page[#page + 1] = stored[1]
+      if kind == 'target' then
+        page[#page + 1] = stored[3] or ''
+        page[#page + 1] = stored[4] or ''
+        page[#page + 1] = stored[5] or ''
+      end
+      items = items + 1
       last_item = member
     end
     scanned = scanned + 1

@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import pytest
 import redis.asyncio
 
-from dialerd.core.targets import RetryRule
-from dialerd.model import CampaigncallResult, TargetStatus
+from dialerd.core.hours import CallingHours
+from dialerd.core.targets import CallingRules, RetryRule
+from dialerd.model import CampaigncallResult, OutdialTarget, TargetStatus
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
-from dialerd.store.redis import RedisStore
+from dialerd.store.redis import LAYOUT, MAX_DECISIONS, RedisStore, micros_of_stamp
 from tests.conftest import RedisServer, free_port
 
 if TYPE_CHECKING:
@@ -216,3 +218,270 @@ async def test_claims_drop_the_leftovers_of_an_abandoned_import(
     assert await store.get_target(dialing.outdial.id, abandoned[0].id) is None
     # Ids of abandoned targets can be imported again.
     assert await store.create_targets(abandoned[:2]) == 2
+
+
+# -- the core decides, the scripts write (no window, no "ran dry") ---------------------------
+
+
+@pytest.fixture
+async def bulk_store(redis_url: str) -> AsyncIterator[RedisStore]:
+    """A store that writes thousands of targets in a few script calls."""
+    opened = redis_store(redis_url, import_chunk=2000)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def spent(target: OutdialTarget) -> OutdialTarget:
+    """The target after one try of its slot 0 (spent under an outplan allowing one)."""
+    return msgspec.structs.replace(target, try_count_0=1)
+
+
+async def test_thousands_of_spent_targets_at_the_head_do_not_hide_a_dialable_one(
+    bulk_store: RedisStore, make: Factory
+) -> None:
+    store = bulk_store
+    dialing = await make.dialing(store, max_try_counts=(1,))
+    head = [spent(make.target(dialing.outdial.id, tm_create=make.stamp(0))) for _ in range(3000)]
+    dialable = make.target(dialing.outdial.id, tm_create=make.stamp(5))
+    await store.create_targets([*head, dialable])
+
+    calls, claimed = 0, None
+    while claimed is None and calls < 100:
+        claimed = await store.start_attempt(dialing.plan(make.at(10)))
+        calls += 1
+        # Never "exhausted" while the dialable target is there.
+        assert claimed is not None or not await store.outdial_exhausted(
+            dialing.campaign.id, dialing.outdial.id
+        )
+    assert claimed is not None
+    assert claimed.outdial_target_id == dialable.id
+    # Each call decided up to MAX_DECISIONS spent targets (done), then the next went on.
+    assert len(head) // MAX_DECISIONS <= calls <= len(head) // MAX_DECISIONS + 1
+    for target in (head[0], head[-1]):
+        stored = await store.get_target(dialing.outdial.id, target.id)
+        assert stored is not None
+        assert stored.status == TargetStatus.DONE
+    counts = await store.target_counts(dialing.outdial.id, make.at(10))
+    assert (counts.idle_due, counts.progressing, counts.done) == (0, 1, len(head))
+
+
+async def test_more_than_a_thousand_spent_targets_end_in_exhaustion(
+    bulk_store: RedisStore, make: Factory
+) -> None:
+    store = bulk_store
+    dialing = await make.dialing(store, max_try_counts=(1,))
+    await store.create_targets([spent(make.target(dialing.outdial.id)) for _ in range(1500)])
+
+    async def exhausted() -> bool:
+        return await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
+
+    # Ready until a claim reaches them and the core finds them spent.
+    assert not await exhausted()
+    for _ in range(1500 // MAX_DECISIONS):
+        assert await store.start_attempt(dialing.plan(make.at(1))) is None
+    assert await exhausted()
+
+
+async def test_many_waiting_targets_keep_the_outdial_from_exhaustion_until_spent(
+    bulk_store: RedisStore, make: Factory
+) -> None:
+    store = bulk_store
+    dialing = await make.dialing(store, max_try_counts=(2,), try_interval=60_000)
+    rule = RetryRule.of(dialing.outplan)
+    size = 1200
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(size)])
+
+    async def exhausted() -> bool:
+        return await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
+
+    async def dial_all(at: float) -> None:
+        calls = [await store.start_attempt(dialing.plan(make.at(at))) for _ in range(size)]
+        for call in calls:
+            assert call is not None
+            await store.finish_attempt(
+                call.id, CampaigncallResult.FAIL, "busy", rule, make.at(at + 1)
+            )
+
+    await dial_all(0)
+    assert await store.start_attempt(dialing.plan(make.at(30))) is None
+    counts = await store.target_counts(dialing.outdial.id, make.at(30))
+    assert (counts.idle_due, counts.idle_waiting) == (0, size)
+    assert not await exhausted()
+    await dial_all(100)  # due since 61 s
+    assert await exhausted()
+    counts = await store.target_counts(dialing.outdial.id, make.at(200))
+    assert (counts.idle_due, counts.idle_waiting, counts.done) == (0, 0, size)
+
+
+async def test_a_decision_on_a_target_changed_since_it_was_read_is_not_written(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store, max_try_counts=(1,))
+    target = spent(make.target(dialing.outdial.id))
+    await store.create_targets([target])
+    await store.delete_target(dialing.outdial.id, target.id, make.at(1))
+    # The core's "done" for the version created (1) finds the target deleted since (2).
+    assert int(await store._run("place", target.id, "1", b"{}", "", 0, 0, "", -1, "")) == 0
+    stored = await store._fields(f"dtest:target:{target.id}", "x", "k")
+    assert stored == [b"1", b""]
+
+
+async def bump_version(url: str, target_id: str) -> None:
+    """Another writer changes the target (its version) behind the store's back."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        await client.hincrby(f"dtest:target:{target_id}", "v", 1)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("claimed_here", [True, False])
+async def test_finish_decides_again_when_the_target_changed_in_between(
+    store: RedisStore,
+    make: Factory,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    claimed_here: bool,
+) -> None:
+    dialing = await make.dialing(store, max_try_counts=(2,))
+    target = make.target(dialing.outdial.id)
+    await store.create_targets([target])
+    call = await store.start_attempt(dialing.plan(make.at(1)))
+    assert call is not None
+    finisher = store if claimed_here else redis_store(redis_url)
+    await finisher.open()
+    reads = []
+    run = finisher._run
+
+    async def meddling(name: str, *args: object) -> object:
+        reply = await run(name, *args)
+        if name == "attempt":
+            reads.append(reply)
+            if len(reads) == 1 and not claimed_here:
+                await bump_version(redis_url, target.id)
+        return reply
+
+    monkeypatch.setattr(finisher, "_run", meddling)
+    if claimed_here:
+        # The decision made from what the claim left is refused: read, decide again.
+        await bump_version(redis_url, target.id)
+    done = await finisher.finish_attempt(
+        call.id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(2)
+    )
+    assert len(reads) == (1 if claimed_here else 2)
+    assert done is not None
+    assert done.finished
+    assert done.target is not None
+    assert (done.target.status, done.target.try_count_0) == (TargetStatus.IDLE, 1)
+    if not claimed_here:
+        await finisher.close()
+
+
+async def test_calling_hours_are_decided_by_the_core_not_the_short_cut(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    # make.at(0) is 09:00 UTC: this callee (in UTC) may be called from 10:00 only.
+    late = ("10:00-21:00",)
+    rules = CallingRules(
+        hours=CallingHours(
+            monday=late,
+            tuesday=late,
+            wednesday=late,
+            thursday=late,
+            friday=late,
+            saturday=late,
+            sunday=late,
+        )
+    )
+    target = msgspec.structs.replace(make.target(dialing.outdial.id), data='{"timezone": "UTC"}')
+    await store.create_targets([target])
+    plan = msgspec.structs.replace(dialing.plan(make.at(60)), rules=rules)
+    assert await store.start_attempt(plan) is None
+    held = await store.get_target(dialing.outdial.id, target.id)
+    assert held is not None
+    assert (held.status, held.hold_reason, held.tm_next_try) == (
+        TargetStatus.IDLE,
+        "calling_hours",
+        make.stamp(3600),
+    )
+    assert (await store.list_targets(dialing.outdial.id)).result == [held]
+    assert not await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id)
+    opened = msgspec.structs.replace(dialing.plan(make.at(3600)), rules=rules)
+    call = await store.start_attempt(opened)
+    assert call is not None
+    assert call.outdial_target_id == target.id
+
+
+# -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
+
+
+async def test_a_layout_1_store_is_migrated_at_open(redis_url: str, make: Factory) -> None:
+    setup = redis_store(redis_url)
+    await setup.open()
+    try:
+        dialing = await make.dialing(setup, max_try_counts=(3,), try_interval=60_000)
+    finally:
+        await setup.close()
+    outdial = dialing.outdial.id
+    fresh = make.target(outdial, tm_create=make.stamp(0))
+    retried = msgspec.structs.replace(
+        make.target(outdial, tm_create=make.stamp(1)), try_count_0=1, tm_update=make.stamp(5)
+    )
+    later = make.target(outdial, tm_create=make.stamp(10))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await client.delete("dtest:layout")
+        for n, (target, queue, score) in enumerate(
+            [
+                (fresh, "f", micros_of_stamp(make.stamp(0))),
+                (retried, "r", micros_of_stamp(make.stamp(5))),
+                (later, "f", micros_of_stamp(make.stamp(10))),
+            ],
+            start=1,
+        ):
+            member = f"{n:015d}:{target.id}"
+            listed = f"{target.tm_create}|{target.id}"
+            await client.hset(
+                f"dtest:target:{target.id}",
+                mapping={
+                    "b": msgspec.json.encode(target),
+                    "o": outdial,
+                    "m": member,
+                    "k": queue,
+                    "l": listed,
+                },
+            )
+            await client.zadd(f"dtest:targets:{outdial}", {listed: 0})
+            await client.zadd(
+                f"dtest:{'fresh' if queue == 'f' else 'retry'}:{outdial}", {member: score}
+            )
+        await client.set(f"dtest:seq:{outdial}", 3)
+    finally:
+        await client.aclose()
+
+    store = redis_store(redis_url)
+    await store.open()
+    try:
+        keys = await all_keys(redis_url)
+        assert not [key for key in keys if key.startswith(("dtest:fresh:", "dtest:retry:"))]
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            assert int(await client.get("dtest:layout") or 0) == LAYOUT
+        finally:
+            await client.aclose()
+        assert not await store.outdial_exhausted(dialing.campaign.id, outdial)
+        # The retried target is due 60 s after its last attempt ended (at 5 s).
+        first = await store.start_attempt(dialing.plan(make.at(20)))
+        second = await store.start_attempt(dialing.plan(make.at(20)))
+        assert [call.outdial_target_id for call in (first, second) if call] == [
+            fresh.id,
+            later.id,
+        ]
+        assert await store.start_attempt(dialing.plan(make.at(64))) is None
+        third = await store.start_attempt(dialing.plan(make.at(65)))
+        assert third is not None
+        assert (third.outdial_target_id, third.try_count) == (retried.id, 2)
+    finally:
+        await store.close()
