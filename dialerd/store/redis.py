@@ -59,6 +59,17 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.abandonment import DayCount
+from dialerd.core.targets import (
+    Claim,
+    Held,
+    Placement,
+    Queue,
+    RetryRule,
+    decide_claim,
+    exhausted,
+    place_after,
+    place_new,
+)
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     NIL_UUID,
@@ -78,7 +89,6 @@ from dialerd.model import (
     format_time,
     new_id,
 )
-from dialerd.selection import has_destination
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
     AttemptPlan,
@@ -95,8 +105,15 @@ from dialerd.store.base import (
 R = TypeVar("R")
 D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
 
-# How many idle targets outdial_exhausted looks at in each queue.
-EXHAUSTED_WINDOW: Final = 1000
+# The key layout this code reads and writes (``P:layout``); older layouts are migrated
+# by ``open``.
+LAYOUT: Final = 2
+# How many ready targets one start_attempt hands to dialerd.core.targets.decide_claim
+# before it answers None ("nothing claimed now": the next call goes on).
+MAX_DECISIONS: Final = 100
+# How many times finish_attempt decides again when the target changed in between.
+FINISH_ATTEMPTS: Final = 10
+MIGRATE_CHUNK: Final = 1000
 # Targets per script call of create_targets (a few tens of ms of Redis time each); bigger
 # batches are staged, then published.
 IMPORT_CHUNK: Final = 2000
@@ -115,9 +132,11 @@ SCRIPTS: Final = (
     "publish",
     "discard",
     "start",
+    "place",
     "answer",
+    "attempt",
     "finish",
-    "exhausted",
+    "migrate",
     "delete_target",
     "lease",
     "release",
@@ -187,24 +206,83 @@ def _max_bound(page_token: str) -> str:
     return f"({page_token}" if page_token else "+"
 
 
-def _target_row(target: OutdialTarget) -> tuple[str, str, str, str, str, int]:
-    """What redis_targets.lua needs to store one target and index it."""
+def _from_micros(value: bytes | str | int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+PlacementArgs = tuple[str, int, int, int | str, int, str]
+
+
+def _placement_args(placement: Placement, *, deleted: bool = False) -> PlacementArgs:
+    """A placement as the scripts store it: the queue letter (which index: 'r' ready,
+    'w' waiting, 'p' progressing, 'n' idle with nothing to dial, '' none), touched and
+    due (microseconds), until (microseconds or ''), slot and held."""
+    letter = ""
+    if deleted:
+        letter = ""
+    elif placement.queue == Queue.READY:
+        letter = "r"
+    elif placement.queue == Queue.WAITING:
+        letter = "w"
+    elif placement.status == TargetStatus.PROGRESSING:
+        letter = "p"
+    elif placement.status == TargetStatus.IDLE:
+        letter = "n"
+    until = "" if placement.until is None else micros(placement.until)
+    return (
+        letter,
+        micros(placement.touched),
+        micros(placement.due),
+        until,
+        placement.slot,
+        placement.held.value,
+    )
+
+
+def _stored_placement(
+    status: TargetStatus,
+    queue: Queue,
+    fields: Sequence[bytes | None],
+    default: datetime,
+) -> Placement:
+    """A placement from its stored fields (touched, due, until, slot, held)."""
+    touched, due, until, slot, held = fields
+    moment = _from_micros(touched) if touched else default
+    return Placement(
+        status=status,
+        queue=queue,
+        touched=moment,
+        due=_from_micros(due) if due else moment,
+        until=_from_micros(until) if until else None,
+        slot=int(slot) if slot not in (None, b"") else -1,
+        held=Held(held.decode()) if held else Held.NONE,
+    )
+
+
+def _target_row(target: OutdialTarget) -> tuple[str | int, ...]:
+    """What redis_targets.lua needs to store one target and index it: the placement is
+    the one ``dialerd.core.targets.place_new`` decides."""
     deleted = target.tm_delete is not None
-    queue = ""
-    score = 0
-    if not deleted and target.status == TargetStatus.PROGRESSING:
-        queue = "p"
-    elif (
-        not deleted
-        and target.status == TargetStatus.IDLE
-        and any(has_destination(address) for address in target.destinations)
-    ):
-        tried = any(target.try_counts)
-        queue = "r" if tried else "f"
-        touched = (target.tm_update or target.tm_create) if tried else target.tm_create
-        score = micros_of_stamp(touched)
     listed = "" if deleted else f"{target.tm_create}|{target.id}"
-    return (target.id, target.outdial_id, _encode(target).decode(), listed, queue, score)
+    placement = _placement_args(place_new(target), deleted=deleted)
+    return (target.id, target.outdial_id, _encode(target).decode(), listed, *placement)
+
+
+def _settled_body(
+    target: OutdialTarget, status: TargetStatus, now: datetime, counts: Sequence[int] | None = None
+) -> bytes:
+    """The target's body once a decision is written."""
+    changed = msgspec.structs.replace(target, status=status, tm_update=format_time(now))
+    if counts is not None:
+        changed = msgspec.structs.replace(
+            changed,
+            try_count_0=counts[0],
+            try_count_1=counts[1],
+            try_count_2=counts[2],
+            try_count_3=counts[3],
+            try_count_4=counts[4],
+        )
+    return _encode(changed)
 
 
 class _Documents(Generic[D]):
@@ -265,11 +343,12 @@ class RedisStore:
             await self._guard(client.ping())
             for script in scripts.values():
                 await self._guard(client.script_load(script.script))
+            self._client, self._scripts = client, scripts
+            await self._migrate()
         except BaseException:
+            self._client = None
             await client.aclose(close_connection_pool=True)
             raise
-        self._client = client
-        self._scripts = scripts
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
@@ -280,6 +359,57 @@ class RedisStore:
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless Redis answers now."""
         await self._guard(self._connected().ping())
+
+    async def _migrate(self) -> None:
+        """Bring the data to layout ``LAYOUT`` (key ``P:layout``; absent = layout 1, or
+        a new store).
+
+        Layout 1 -> 2: the idle targets move from ``fresh`` / ``retry`` to ``ready`` /
+        ``waiting`` (a retried target is due its last end plus the longest
+        ``try_interval`` of the outplans of the campaigns dialing its outdial). Every
+        step is idempotent, so instances opening at once, or one interrupted, finish it.
+        Run it with no instance of an older version still writing.
+        """
+        client = self._connected()
+        layout_key = self._key("layout")
+        stored = await self._guard(client.get(layout_key))
+        if stored is not None:
+            if int(stored) > LAYOUT:
+                raise StoreError(
+                    f"redis store {public_url(self.url)} has key layout {int(stored)}; "
+                    f"this dialerd knows layout {LAYOUT} at most"
+                )
+            if int(stored) == LAYOUT:
+                return
+        pattern = _glob_escape(self.prefix)
+        outdials: set[str] = set()
+        for kind in ("fresh", "retry", "progressing"):
+            async for found in client.scan_iter(match=f"{pattern}:{kind}:*", count=1000):
+                name = found.decode() if isinstance(found, bytes) else str(found)
+                outdials.add(name.removeprefix(f"{self.prefix}:{kind}:"))
+        intervals = await self._retry_intervals() if outdials else {}
+        for outdial_id in sorted(outdials):
+            interval = intervals.get(outdial_id, 0) * 1000
+            while int(await self._run("migrate", outdial_id, interval, MIGRATE_CHUNK)) > 0:
+                pass
+        await self._guard(client.set(layout_key, LAYOUT))
+
+    async def _retry_intervals(self) -> dict[str, int]:
+        """The longest ``try_interval`` (ms) of the outplans dialing each outdial."""
+        client = self._connected()
+        intervals: dict[str, int] = {}
+        pattern = f"{_glob_escape(self.prefix)}:campaign:*"
+        async for found in client.scan_iter(match=pattern, count=1000):
+            body = await self._guard(client.hget(found, "b"))
+            if body is None:
+                continue
+            campaign = self._campaigns.decode(body.encode() if isinstance(body, str) else body)
+            outplan = await self._get(self._outplans, None, campaign.outplan_id)
+            if outplan is not None:
+                intervals[campaign.outdial_id] = max(
+                    intervals.get(campaign.outdial_id, 0), outplan.try_interval
+                )
+        return intervals
 
     @staticmethod
     def _source(name: str) -> str:
@@ -592,16 +722,43 @@ class RedisStore:
 
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
-        """Claim the next eligible target of the campaign's outdial and create its attempt."""
-        cutoff = micros(plan.now) - plan.outplan.try_interval * 1000
-        body = await self._run(
-            "start",
-            _encode(_placeholder_campaigncall(plan, format_time(plan.now))),
-            cutoff,
-            _max_counts_arg(plan.outplan.max_try_counts),
-            *_fence_args(plan.fence),
-        )
-        return None if body is None else _decode_campaigncall(body)
+        """Claim the next eligible target of the campaign's outdial and create its attempt.
+
+        One script call in the common case (the head's placement names a slot with tries
+        left). Otherwise the script hands the head to ``decide_claim``, whose decision is
+        written by a script that applies it only to the very target it was made on
+        (same version, still ready); at most ``MAX_DECISIONS`` targets per call.
+        """
+        placeholder = _encode(_placeholder_campaigncall(plan, format_time(plan.now)))
+        now = micros(plan.now)
+        limits = _max_counts_arg(plan.outplan.max_try_counts)
+        fence = _fence_args(plan.fence)
+        chosen: tuple[str | int, ...] = ("",)
+        for _ in range(MAX_DECISIONS + 1):
+            reply = await self._run("start", placeholder, now, limits, *fence, *chosen)
+            kind = reply[0]
+            if kind == b"claimed":
+                return _decode_campaigncall(reply[1])
+            if kind == b"none":
+                return None
+            chosen = ("",)
+            if kind != b"decide":
+                continue  # the decided target changed meanwhile: take the head again
+            target_id, body, version = reply[1].decode(), reply[2], reply[3].decode()
+            target = _decode_target(body)
+            placement = _stored_placement(target.status, Queue.READY, reply[4:9], plan.now)
+            decision = decide_claim(target, placement, plan.outplan.max_try_counts, plan.now)
+            if isinstance(decision, Claim):
+                chosen = (target_id, decision.slot, decision.try_count, version)
+            else:
+                await self._run(
+                    "place",
+                    target_id,
+                    version,
+                    _settled_body(target, decision.status, plan.now),
+                    *_placement_args(decision),
+                )
+        return None
 
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
@@ -615,31 +772,64 @@ class RedisStore:
         campaigncall_id: str,
         result: CampaigncallResult,
         reason: str,
-        max_try_counts: tuple[int, int, int, int, int],
+        rule: RetryRule,
         now: datetime,
         *,
         fence: Fence | None = None,
         give_back_try: bool = False,
     ) -> FinishResult | None:
-        """End an active attempt exactly once (behaviour.md §5)."""
-        reply = await self._run(
-            "finish",
-            campaigncall_id,
-            CampaigncallResult(result).value,
-            reason,
-            _max_counts_arg(max_try_counts),
-            format_time(now),
-            micros(now),
-            *_fence_args(fence),
-            "1" if give_back_try else "0",
-        )
-        if reply[0] == b"none":
-            return None
-        target_body = reply[2] if len(reply) > 2 else None
-        return FinishResult(
-            finished=reply[0] == b"done",
-            campaigncall=_decode_campaigncall(reply[1]),
-            target=None if target_body is None else _decode_target(target_body),
+        """End an active attempt exactly once (behaviour.md §5).
+
+        Two script calls: one reads the attempt and its target; ``place_after`` decides;
+        the other ends the campaigncall and writes the decision in one step, only if the
+        target is still at the version the decision was made on (else read again).
+        """
+        result = CampaigncallResult(result)
+        for _ in range(FINISH_ATTEMPTS):
+            read = await self._run("attempt", campaigncall_id)
+            version = "-"
+            decision: tuple[str | int | bytes, ...] = ("0",)
+            if read[0] == b"active":
+                campaigncall = _decode_campaigncall(read[1])
+                version = read[2].decode()
+                if read[3]:
+                    target = _decode_target(read[3])
+                    before = _stored_placement(TargetStatus.IDLE, Queue.READY, read[4:9], now)
+                    settled = place_after(
+                        target,
+                        campaigncall.destination_index,
+                        result,
+                        rule,
+                        now,
+                        give_back=give_back_try,
+                        before=before,
+                    )
+                    placement = settled.placement
+                    body = _settled_body(target, placement.status, now, settled.try_counts)
+                    decision = ("1", body, *_placement_args(placement))
+            reply = await self._run(
+                "finish",
+                campaigncall_id,
+                result.value,
+                reason,
+                format_time(now),
+                *_fence_args(fence),
+                version,
+                *decision,
+            )
+            if reply[0] == b"changed":
+                continue
+            if reply[0] == b"none":
+                return None
+            target_body = reply[2] if len(reply) > 2 else None
+            return FinishResult(
+                finished=reply[0] == b"done",
+                campaigncall=_decode_campaigncall(reply[1]),
+                target=None if target_body is None else _decode_target(target_body),
+            )
+        raise StoreUnavailable(
+            f"the target of campaigncall {campaigncall_id} kept changing while it was "
+            "being finished; try again"
         )
 
     # -- campaign leases (expiry by the Redis server's clock) ------------------------------
@@ -697,31 +887,48 @@ class RedisStore:
         campaigncalls = [_decode_campaigncall(body) for body in bodies]
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
 
-    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
-        """The outdial's targets by what can happen to them next (from its indexes)."""
-        cutoff = micros(retry_cutoff)
+    async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
+        """The outdial's targets by what can happen to them next (from its indexes):
+        idle and not waiting at ``now`` (ready, due, or with nothing to dial), waiting
+        (``due`` later), progressing, done (the rest of the listing)."""
+        moment = micros(now)
         pipe = self._connected().pipeline(transaction=True)
         pipe.zcard(self._key("targets", outdial_id))
-        pipe.zcard(self._key("fresh", outdial_id))
-        pipe.zcount(self._key("retry", outdial_id), "-inf", cutoff)
-        pipe.zcount(self._key("retry", outdial_id), f"({cutoff}", "+inf")
+        pipe.zcard(self._key("ready", outdial_id))
+        pipe.zcount(self._key("waiting", outdial_id), "-inf", moment)
+        pipe.zcount(self._key("waiting", outdial_id), f"({moment}", "+inf")
+        pipe.scard(self._key("held", outdial_id))
         pipe.scard(self._key("progressing", outdial_id))
-        total, fresh, due, waiting, progressing = await self._guard(pipe.execute())
+        total, ready, due, waiting, held, progressing = await self._guard(pipe.execute())
+        idle_due = int(ready) + int(due) + int(held)
         return TargetCounts(
-            idle_due=int(fresh) + int(due),
+            idle_due=idle_due,
             idle_waiting=int(waiting),
             progressing=int(progressing),
-            done=max(0, int(total) - int(fresh) - int(due) - int(waiting) - int(progressing)),
+            done=max(0, int(total) - idle_due - int(waiting) - int(progressing)),
         )
 
-    async def outdial_exhausted(
-        self, campaign_id: str, outdial_id: str, max_try_counts: tuple[int, int, int, int, int]
-    ) -> bool:
-        """True when behaviour.md §6 says the outdial is exhausted for this campaign."""
-        reply = await self._run(
-            "exhausted", campaign_id, outdial_id, _max_counts_arg(max_try_counts), EXHAUSTED_WINDOW
+    async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
+        """``dialerd.core.targets.exhausted`` from four counts read in one MULTI/EXEC.
+
+        Targets staged by an import not yet published are in the ready and waiting
+        indexes already: the outdial is not exhausted while an import is under way."""
+        pipe = self._connected().pipeline(transaction=True)
+        pipe.zcard(self._key("ready", outdial_id))
+        pipe.zcard(self._key("waiting", outdial_id))
+        pipe.scard(self._key("progressing", outdial_id))
+        pipe.scard(self._key("active", campaign_id))
+        ready, waiting, progressing, active = await self._guard(pipe.execute())
+        return exhausted(
+            dialable=int(ready) + int(waiting) > 0,
+            progressing=int(progressing) > 0,
+            active=int(active) > 0,
         )
-        return int(reply) == 1
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\^" else char for char in text)
 
 
 def _fence_args(fence: Fence | None) -> tuple[str, str, int | str]:

@@ -1,4 +1,5 @@
--- Prelude of every dialerd script: key names and the slot rule of behaviour.md §4.
+-- Prelude of every dialerd script: key names and the indexes of targets. No dialing rule
+-- lives here: the placements come from dialerd.core.targets.
 -- ARGV[1] is always the key prefix; keys are built here so one layout serves all scripts.
 local P = ARGV[1]
 
@@ -8,22 +9,6 @@ end
 
 local function conflict(message)
   return redis.error_reply('DIALERD_CONFLICT ' .. message)
-end
-
--- A slot counts only if its address has a non-empty target to dial.
-local function has_destination(address)
-  return type(address) == 'table' and type(address.target) == 'string' and address.target ~= ''
-end
-
--- The first slot 0..4 with a destination and tries left under max_counts, or nil.
-local function next_slot(target, max_counts)
-  for n = 0, 4 do
-    if has_destination(target['destination_' .. n])
-        and (tonumber(target['try_count_' .. n]) or 0) < max_counts[n + 1] then
-      return n
-    end
-  end
-  return nil
 end
 
 -- max_try_count_0..4 of the outplan, passed as one argument: "3,0,0,0,0".
@@ -46,6 +31,32 @@ local function batch_abandoned(batch)
   return redis.call('EXISTS', key('import', batch)) == 0
 end
 
+-- The index a target is in, by its queue letter (field k): 'r' ready (score: touched),
+-- 'w' waiting (score: due), 'p' progressing, 'n' idle with nothing to dial, '' none.
+local function index_target(letter, outdial, member, id, touched, due)
+  if letter == 'r' then
+    redis.call('ZADD', key('ready', outdial), touched, member)
+  elseif letter == 'w' then
+    redis.call('ZADD', key('waiting', outdial), due, member)
+  elseif letter == 'p' then
+    redis.call('SADD', key('progressing', outdial), id)
+  elseif letter == 'n' then
+    redis.call('SADD', key('held', outdial), id)
+  end
+end
+
+local function unindex_target(letter, outdial, member, id)
+  if letter == 'r' then
+    redis.call('ZREM', key('ready', outdial), member)
+  elseif letter == 'w' then
+    redis.call('ZREM', key('waiting', outdial), member)
+  elseif letter == 'p' then
+    redis.call('SREM', key('progressing', outdial), id)
+  elseif letter == 'n' then
+    redis.call('SREM', key('held', outdial), id)
+  end
+end
+
 -- Remove a target with all its index entries (a leftover of an abandoned import).
 local function drop_target(target_key)
   local stored = redis.call('HMGET', target_key, 'o', 'm', 'k', 'l')
@@ -54,13 +65,7 @@ local function drop_target(target_key)
     if listed and listed ~= '' then
       redis.call('ZREM', key('targets', outdial), listed)
     end
-    if queue == 'f' then
-      redis.call('ZREM', key('fresh', outdial), member)
-    elseif queue == 'r' then
-      redis.call('ZREM', key('retry', outdial), member)
-    elseif queue == 'p' then
-      redis.call('SREM', key('progressing', outdial), string.sub(target_key, #P + 9))
-    end
+    unindex_target(queue, outdial, member, string.sub(target_key, #P + 9))
   end
   redis.call('DEL', target_key)
 end

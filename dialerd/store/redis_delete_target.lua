@@ -15,10 +15,7 @@ target.tm_update = now
 target.tm_delete = now
 local body = cjson.encode(target)
 redis.call('HSET', target_key, 'b', body, 'x', '1', 'k', '')
+redis.call('HINCRBY', target_key, 'v', 1)
 redis.call('ZREM', key('targets', outdial), target.tm_create .. '|' .. id)
-if stored[5] == 'f' then
-  redis.call('ZREM', key('fresh', outdial), stored[6])
-elseif stored[5] == 'r' then
-  redis.call('ZREM', key('retry', outdial), stored[6])
-end
+unindex_target(stored[5], outdial, stored[6], id)
 return body

@@ -1,18 +1,21 @@
--- finish_attempt: end an active attempt exactly once and settle its target.
--- ARGV: prefix, campaigncall_id, result, reason, max_try_count_0..4 ("3,0,0,0,0"),
---   now (timestamp string), now (microseconds), fence (campaign id, owner, token),
---   give back the try ('1': a stop ended the call before it was answered)
--- Returns {'none'}, or {'stale' | 'done', campaigncall body, target body or nil}.
-local id, result, reason = ARGV[2], ARGV[3], ARGV[4]
-local max_counts = parse_max_counts(ARGV[5])
-local now, now_micros = ARGV[6], ARGV[7]
-local give_back = ARGV[11] == '1' 
+-- finish_attempt: end an active attempt exactly once and write what the core decided
+-- for its target, in one step.
+-- ARGV: prefix, campaigncall_id, result, reason, now (timestamp string), fence (campaign
+--   id, owner, token), the target's version the decision was made on ('-' when the caller
+--   did not see the attempt active), '1' if a decision follows ('0': the target is not
+--   progressing and stays as it is), then the target's new body, queue letter (see
+--   index_target), touched, due (microseconds), until (microseconds or ''), slot, held.
+-- Returns {'none'}; {'stale' | 'done', campaigncall body, target body or nil}; or
+--   {'changed'} (nothing written) when the target is no longer at that version: the
+--   caller reads again and decides again.
+local id, result, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local version, decided = ARGV[9], ARGV[10] == '1'
 local campaigncall_key = key('campaigncall', id)
 local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
 if not stored[1] then
   return {'none'}
 end
-if fenced_off(stored[3], 8) then
+if fenced_off(stored[3], 6) then
   return lease_lost(stored[3])
 end
 local campaigncall = cjson.decode(stored[1])
@@ -29,6 +32,10 @@ end
 if stored[2] == 'done' then
   return {'stale', stored[1], target_body()}
 end
+local target = redis.call('HMGET', target_key, 'v', 'k', 'm', 'o')
+if (target[1] or '') ~= version then
+  return {'changed'}
+end
 
 campaigncall.status = 'done'
 campaigncall.result = result
@@ -40,30 +47,12 @@ redis.call('SREM', key('active', stored[3]), id)
 redis.call('SREM', key('dialing', stored[3]), id)
 redis.call('SREM', key('active'), id)
 
-local stored_target = redis.call('HMGET', target_key, 'b', 'x', 'm', 'rq', 'rs')
-if stored_target[1] and stored_target[2] ~= '1' then
-  local target = cjson.decode(stored_target[1])
-  if target.status == 'progressing' then
-    redis.call('SREM', key('progressing', target.outdial_id), target.id)
-    target.tm_update = now
-    local queue = ''
-    if give_back and result ~= 'success' then
-      -- The try was never really made: undo it, back to the place it had when claimed.
-      local count = 'try_count_' .. campaigncall.destination_index
-      target[count] = math.max(0, (tonumber(target[count]) or 0) - 1)
-      target.status = 'idle'
-      queue = stored_target[4] or 'r'
-      local name = queue == 'f' and 'fresh' or 'retry'
-      redis.call('ZADD', key(name, target.outdial_id), stored_target[5] or now_micros,
-        stored_target[3])
-    elseif result ~= 'success' and next_slot(target, max_counts) then
-      target.status = 'idle'
-      queue = 'r'
-      redis.call('ZADD', key('retry', target.outdial_id), now_micros, stored_target[3])
-    else
-      target.status = 'done'
-    end
-    redis.call('HSET', target_key, 'b', cjson.encode(target), 'k', queue)
-  end
+if decided and target[2] == 'p' then
+  local queue, touched, due = ARGV[12], ARGV[13], ARGV[14]
+  unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
+  index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due)
+  redis.call('HSET', target_key, 'b', ARGV[11], 'k', queue,
+    'pt', touched, 'pd', due, 'pu', ARGV[15], 'ps', ARGV[16], 'ph', ARGV[17])
+  redis.call('HINCRBY', target_key, 'v', 1)
 end
 return {'done', body, target_body()}

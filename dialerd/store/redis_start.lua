@@ -1,15 +1,22 @@
--- start_attempt: claim the next eligible target and create its campaigncall, in one step.
+-- start_attempt: claim a ready target and create its campaigncall, in one step.
 -- ARGV: prefix, campaigncall body with placeholders for the target (it names the campaign,
---   customer, outdial and id, and tm_create = now), cutoff (microseconds: a retried target
---   is due when its last attempt ended at or before it), max_try_count_0..4 ("3,0,0,0,0"),
---   and the fence (campaign id, owner, token; owner '' when unfenced)
--- Returns the campaigncall body, or nil when no target is eligible; an error when the
--- stored campaign is not running.
--- At most WINDOW queued targets without tries left (under these limits) are stepped over.
-local WINDOW = 64
+--   customer, outdial and id, and tm_create = now), now (microseconds), max_try_count_0..4
+--   ("3,0,0,0,0"), the fence (campaign id, owner, token; owner '' when unfenced), then
+--   either '' (take the head of the ready queue) or the claim dialerd.core.targets
+--   decided for one target: its id, slot, new try count and the version it was read at.
+-- Returns {'claimed', campaigncall body}; {'none'} when no target is ready (or only
+--   staged ones were met); {'decide', id, body, version, touched, due, until, slot, held}
+--   when the head's placement is not the short cut below, for the caller to decide; or
+--   {'changed'} when the decided target is no longer that ready target. An error when the
+--   stored campaign is not running.
+-- The only check made here is the short cut of dialerd.core.targets: the placement's
+-- slot still has a try left under this outplan and its `until` has not passed.
+-- At most STEP waiting targets are moved and STEP staged ones stepped over per call.
+local STEP = 1000
 local campaigncall = cjson.decode(ARGV[2])
-local cutoff = tonumber(ARGV[3])
+local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
+local chosen_id = ARGV[8]
 local outdial, campaign = campaigncall.outdial_id, campaigncall.campaign_id
 local customer, campaigncall_id, now =
   campaigncall.customer_id, campaigncall.id, campaigncall.tm_create
@@ -26,80 +33,86 @@ if redis.call('EXISTS', campaigncall_key) == 1 then
   return conflict('campaigncall ' .. campaigncall_id .. ' already exists')
 end
 
--- Each queue is read lazily; a target is decoded only when it is the better of the heads.
-local queues = {
-  {name = key('fresh', outdial), letter = 'f', max = '+inf', offset = 0},
-  {name = key('retry', outdial), letter = 'r', max = cutoff, offset = 0},
-}
-local function peek(queue)
-  if queue.member == nil then
-    local found = redis.call(
-      'ZRANGE', queue.name, '-inf', queue.max, 'BYSCORE', 'LIMIT', queue.offset, 1, 'WITHSCORES')
-    queue.member = found[1] or false
-    queue.score = tonumber(found[2])
-    queue.raw_score = found[2]
-  end
-  return queue.member
-end
-local function better(a, b)
-  if not peek(b) then return a end
-  if not peek(a) then return b end
-  if b.score < a.score or (b.score == a.score and b.member < a.member) then return b end
-  return a
+local ready, waiting = key('ready', outdial), key('waiting', outdial)
+-- The waiting targets whose due has come join the ready ones at their touched.
+local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
+for _, member in ipairs(come) do
+  local target_key = key('target', string.sub(member, 17))
+  local touched = redis.call('HGET', target_key, 'pt')
+  redis.call('ZREM', waiting, member)
+  redis.call('ZADD', ready, touched or now_micros, member)
+  redis.call('HSET', target_key, 'k', 'r', 'ph', '')
 end
 
-local chosen, target, slot
-for _ = 1, WINDOW do
-  local queue = better(queues[1], queues[2])
-  if not peek(queue) then
-    return nil
+local function claim(target_key, member, target, slot, try_count)
+  target['try_count_' .. slot] = try_count
+  target.status = 'progressing'
+  target.tm_update = now
+  redis.call('ZREM', ready, member)
+  -- The placement before the claim, so a try given back puts the target there again.
+  local before = redis.call('HMGET', target_key, 'pt', 'pd', 'pu', 'ps', 'ph')
+  redis.call('HSET', target_key, 'b', cjson.encode(target), 'k', 'p',
+    'bt', before[1] or now_micros, 'bd', before[2] or now_micros, 'bu', before[3] or '',
+    'bs', before[4] or -1, 'bh', before[5] or '')
+  redis.call('HINCRBY', target_key, 'v', 1)
+  redis.call('HDEL', target_key, 'p')
+  redis.call('SADD', key('progressing', outdial), target.id)
+
+  campaigncall.outdial_target_id = target.id
+  campaigncall.destination = target['destination_' .. slot]
+  campaigncall.destination_index = slot
+  campaigncall.try_count = try_count
+  local body = cjson.encode(campaigncall)
+  local listed = now .. '|' .. campaigncall_id
+  redis.call('HSET', campaigncall_key,
+    'b', body, 'c', customer, 'g', campaign, 's', 'dialing', 'l', listed)
+  redis.call('ZADD', key('campaigncalls', customer), 0, listed)
+  redis.call('ZADD', key('campaigncalls', customer, campaign), 0, listed)
+  redis.call('SADD', key('active', campaign), campaigncall_id)
+  redis.call('SADD', key('dialing', campaign), campaigncall_id)
+  redis.call('SADD', key('active'), campaigncall_id)
+  return {'claimed', body}
+end
+
+if chosen_id ~= '' then
+  -- The caller decided on this target as it read it: claim it if it is still that one.
+  local target_key = key('target', chosen_id)
+  local stored = redis.call('HMGET', target_key, 'b', 'p', 'v', 'k', 'm', 'o')
+  if not stored[1] or stored[4] ~= 'r' or (stored[3] or '') ~= ARGV[11] or stored[6] ~= outdial
+      or not target_visible(stored[2]) then
+    return {'changed'}
   end
-  local target_key = key('target', string.sub(queue.member, 17))
-  local stored = redis.call('HMGET', target_key, 'b', 'p')
-  if stored[1] and not target_visible(stored[2]) and batch_abandoned(stored[2]) then
-    drop_target(target_key)
-  else
-    if stored[1] and target_visible(stored[2]) then
-      target = cjson.decode(stored[1])
-      slot = next_slot(target, max_counts)
-      if slot then
-        chosen = {
-          queue = queue.name, letter = queue.letter, score = queue.raw_score,
-          member = queue.member, key = target_key,
-        }
-        break
-      end
+  return claim(target_key, stored[5], cjson.decode(stored[1]), tonumber(ARGV[9]),
+    tonumber(ARGV[10]))
+end
+
+local offset, stepped = 0, 0
+while stepped < STEP do
+  local member = redis.call('ZRANGE', ready, offset, offset)[1]
+  if not member then
+    return {'none'}
+  end
+  local target_key = key('target', string.sub(member, 17))
+  local stored = redis.call('HMGET', target_key, 'b', 'p', 'v', 'pt', 'pd', 'pu', 'ps', 'ph')
+  if not stored[1] then
+    redis.call('ZREM', ready, member)  -- not expected: an index entry without its target
+  elseif not target_visible(stored[2]) then
+    if batch_abandoned(stored[2]) then
+      drop_target(target_key)
+    else
+      offset = offset + 1  -- staged by an import not published yet
     end
-    queue.offset = queue.offset + 1
+    stepped = stepped + 1
+  else
+    local target = cjson.decode(stored[1])
+    local slot = tonumber(stored[7]) or -1
+    local until_ = tonumber(stored[6])
+    if slot >= 0 and (tonumber(target['try_count_' .. slot]) or 0) < (max_counts[slot + 1] or 0)
+        and (until_ == nil or now_micros < until_) then
+      return claim(target_key, member, target, slot, (tonumber(target['try_count_' .. slot]) or 0) + 1)
+    end
+    return {'decide', string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
+      stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
   end
-  queue.member = nil
 end
-if not chosen then
-  return nil
-end
-
-local try_count = (tonumber(target['try_count_' .. slot]) or 0) + 1
-target['try_count_' .. slot] = try_count
-target.status = 'progressing'
-target.tm_update = now
-redis.call('ZREM', chosen.queue, chosen.member)
--- Where the target stood (queue and score), so a try given back puts it there again.
-redis.call('HSET', chosen.key, 'b', cjson.encode(target), 'k', '',
-  'rq', chosen.letter, 'rs', chosen.score)
-redis.call('HDEL', chosen.key, 'p')
-redis.call('SADD', key('progressing', outdial), target.id)
-
-campaigncall.outdial_target_id = target.id
-campaigncall.destination = target['destination_' .. slot]
-campaigncall.destination_index = slot
-campaigncall.try_count = try_count
-local body = cjson.encode(campaigncall)
-local member = now .. '|' .. campaigncall_id
-redis.call('HSET', campaigncall_key,
-  'b', body, 'c', customer, 'g', campaign, 's', 'dialing', 'l', member)
-redis.call('ZADD', key('campaigncalls', customer), 0, member)
-redis.call('ZADD', key('campaigncalls', customer, campaign), 0, member)
-redis.call('SADD', key('active', campaign), campaigncall_id)
-redis.call('SADD', key('dialing', campaign), campaigncall_id)
-redis.call('SADD', key('active'), campaigncall_id)
-return body
+return {'none'}

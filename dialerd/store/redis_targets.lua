@@ -2,8 +2,9 @@
 -- With a batch id, the targets are written with p = batch: invisible (not listed, not
 -- dialed, not found) until redis_publish.lua publishes the batch in one step.
 -- ARGV: prefix, batch ('' = visible at once), ttl seconds of the import marker, targets:
---   a JSON array of [id, outdial_id, body, listing member ('' if deleted), queue ('f'
---   never tried, 'r' retried, 'p' progressing, '' none), score (touched, microseconds)]
+--   a JSON array of [id, outdial_id, body, listing member ('' if deleted), queue letter
+--   (see index_target), then the placement dialerd.core.targets.place_new decided:
+--   touched and due (microseconds), until (microseconds or ''), slot, held]
 local batch, ttl = ARGV[2], tonumber(ARGV[3])
 local rows = cjson.decode(ARGV[4])
 local seen = {}
@@ -37,10 +38,12 @@ for outdial, count in pairs(sequence) do
 end
 local ids = {}
 for _, row in ipairs(rows) do
-  local id, outdial, body, listed, queue, score = row[1], row[2], row[3], row[4], row[5], row[6]
+  local id, outdial, body, listed, queue = row[1], row[2], row[3], row[4], row[5]
+  local touched, due = row[6], row[7]
   sequence[outdial] = sequence[outdial] + 1
   local member = string.format('%015d', sequence[outdial]) .. ':' .. id
-  local fields = {'b', body, 'o', outdial, 'm', member, 'k', queue, 'l', listed}
+  local fields = {'b', body, 'o', outdial, 'm', member, 'k', queue, 'l', listed, 'v', 1,
+    'pt', touched, 'pd', due, 'pu', row[8], 'ps', row[9], 'ph', row[10]}
   if listed == '' then
     fields[#fields + 1] = 'x'
     fields[#fields + 1] = '1'
@@ -53,13 +56,7 @@ for _, row in ipairs(rows) do
     ids[#ids + 1] = id
   end
   redis.call('HSET', key('target', id), unpack(fields))
-  if queue == 'f' then
-    redis.call('ZADD', key('fresh', outdial), score, member)
-  elseif queue == 'r' then
-    redis.call('ZADD', key('retry', outdial), score, member)
-  elseif queue == 'p' then
-    redis.call('SADD', key('progressing', outdial), id)
-  end
+  index_target(queue, outdial, member, id, touched, due)
 end
 if #ids > 0 then
   local staged = key('import', batch, 'ids')
