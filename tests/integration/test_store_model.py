@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from dialerd.core.targets import RetryRule, gives_try_back, result_for
@@ -432,6 +433,41 @@ async def sorted_calls(calls: Awaitable[list[Campaigncall]]) -> list[Campaigncal
     return sorted(await calls, key=lambda campaigncall: campaigncall.id)
 
 
+# -- divergences known when this model was written (issue 16) --------------------------------
+# Strict: once a store answers as the reference does, its entry must go.
+NOT_ADAPTED = "SqliteStore is not adapted to the new port yet (RetryRule, outdial_exhausted)"
+TARGET_COUNTS = (
+    "RedisStore.target_counts takes its second argument as `now` (waiting: due > it); the "
+    "port says `retry_cutoff` (idle due: never tried or ended at or before it) and the "
+    "engine passes now - try_interval"
+)
+SHORT_CUT = (
+    "RedisStore's claim short cut dials the placement's slot when it still has a try left; "
+    "decide_claim dials the first slot with one, an earlier one after an edit raised it"
+)
+BOUNDED_WALK = (
+    "RedisStore's claim decides at most MAX_DECISIONS (100) spent targets and answers "
+    "None; the port says spent targets are written done and the next is taken"
+)
+KNOWN: dict[tuple[str, str], str] = {
+    ("test_the_store_answers_as_the_reference_does", "sqlite"): NOT_ADAPTED,
+    ("test_a_claim_walks_past_thousands_of_spent_targets", "sqlite"): NOT_ADAPTED,
+    ("test_thousands_of_targets_waiting_for_their_retry", "sqlite"): NOT_ADAPTED,
+    ("test_the_store_answers_as_the_reference_does", "redis"): f"{TARGET_COUNTS}; {SHORT_CUT}",
+    ("test_a_claim_walks_past_thousands_of_spent_targets", "redis"): BOUNDED_WALK,
+    ("test_thousands_of_targets_waiting_for_their_retry", "redis"): (
+        f"{BOUNDED_WALK}; {TARGET_COUNTS}"
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def known_divergence(request: pytest.FixtureRequest, store: Store) -> None:
+    reason = KNOWN.get((request.node.originalname, store.backend))
+    if reason is not None:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 # -- the model ----------------------------------------------------------------------------
 
 
@@ -442,13 +478,14 @@ async def sorted_calls(calls: Awaitable[list[Campaigncall]]) -> list[Campaigncal
 )
 @given(history=histories)
 async def test_the_store_answers_as_the_reference_does(store: Store, history: History) -> None:
+    note(f"history: {history!r}")
     run = await Run.start(store, history.max_try_counts, history.try_interval)
     for step in history.steps:
         await run.apply(step)
     await run.check_everything()
 
 
-async def test_a_claim_walks_past_thousands_of_targets_spent_under_a_lowered_outplan(
+async def test_a_claim_walks_past_thousands_of_spent_targets(
     store: Store,
 ) -> None:
     run = await Run.start(store, (3, 0, 0, 0, 0), 0)
@@ -478,7 +515,7 @@ async def test_a_claim_walks_past_thousands_of_targets_spent_under_a_lowered_out
     assert await run.store.outdial_exhausted(run.campaign.id, run.outdial.id)
 
 
-async def test_thousands_of_targets_waiting_for_their_retry_are_not_exhausted(
+async def test_thousands_of_targets_waiting_for_their_retry(
     store: Store,
 ) -> None:
     count = 2_000
