@@ -12,9 +12,11 @@ random histories to it and to every backend and compares their answers.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -23,6 +25,7 @@ from dialerd.core.targets import (
     Placement,
     Queue,
     RetryRule,
+    Settled,
     decide_claim,
     exhausted,
     place_after,
@@ -55,6 +58,24 @@ from dialerd.store.base import (
 )
 
 DIALABLE = (Queue.READY, Queue.WAITING)
+# ``place_after`` takes the outcome's ``reason`` once the core has retries by outcome.
+_TAKES_REASON = "reason" in inspect.signature(place_after).parameters
+
+
+def settle(
+    target: OutdialTarget,
+    slot: int,
+    result: CampaigncallResult,
+    rule: RetryRule,
+    now: datetime,
+    *,
+    give_back: bool,
+    before: Placement,
+    reason: str = "busy",
+) -> Settled:
+    """``place_after``, passing ``reason`` when the core's version takes it."""
+    extra: dict[str, Any] = {"reason": reason} if _TAKES_REASON else {}
+    return place_after(target, slot, result, rule, now, give_back=give_back, before=before, **extra)
 
 
 @dataclass
@@ -294,12 +315,13 @@ class ReferenceStore:
         if entry.target.status != TargetStatus.PROGRESSING:
             return FinishResult(finished=True, campaigncall=finished, target=entry.target)
         assert entry.before is not None
-        settled = place_after(
+        settled = settle(
             entry.target,
             current.destination_index,
             result,
             rule,
             now,
+            reason=reason,
             give_back=give_back_try,
             before=entry.before,
         )
