@@ -12,11 +12,9 @@ random histories to it and to every backend and compares their answers.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -25,7 +23,6 @@ from dialerd.core.targets import (
     Placement,
     Queue,
     RetryRule,
-    Settled,
     decide_claim,
     exhausted,
     place_after,
@@ -58,24 +55,6 @@ from dialerd.store.base import (
 )
 
 DIALABLE = (Queue.READY, Queue.WAITING)
-# ``place_after`` takes the outcome's ``reason`` once the core has retries by outcome.
-_TAKES_REASON = "reason" in inspect.signature(place_after).parameters
-
-
-def settle(
-    target: OutdialTarget,
-    slot: int,
-    result: CampaigncallResult,
-    rule: RetryRule,
-    now: datetime,
-    *,
-    give_back: bool,
-    before: Placement,
-    reason: str = "busy",
-) -> Settled:
-    """``place_after``, passing ``reason`` when the core's version takes it."""
-    extra: dict[str, Any] = {"reason": reason} if _TAKES_REASON else {}
-    return place_after(target, slot, result, rule, now, give_back=give_back, before=before, **extra)
 
 
 @dataclass
@@ -91,6 +70,17 @@ class Entry:
     @property
     def deleted(self) -> bool:
         return self.target.tm_delete is not None
+
+    @property
+    def shown(self) -> OutdialTarget:
+        """The target as a store answers it: with why its placement holds it."""
+        placement = self.placement
+        if not placement.held:
+            return self.target
+        due = format_time(placement.due) if placement.queue == Queue.WAITING else ""
+        return msgspec.structs.replace(
+            self.target, hold_reason=placement.held.value, tm_next_try=due
+        )
 
 
 class ReferenceStore:
@@ -167,7 +157,7 @@ class ReferenceStore:
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
         entry = self._entry(outdial_id, target_id)
-        return None if entry is None else entry.target
+        return None if entry is None else entry.shown
 
     async def delete_target(
         self, outdial_id: str, target_id: str, now: datetime
@@ -193,7 +183,7 @@ class ReferenceStore:
         one page: the model compares whole listings, never page boundaries."""
         del page_size, page_token
         ordered = sorted(
-            (entry.target for entry in self.alive(outdial_id)),
+            (entry.shown for entry in self.alive(outdial_id)),
             key=lambda target: (target.tm_create, target.id),
             reverse=True,
         )
@@ -208,19 +198,23 @@ class ReferenceStore:
         if plan.campaigncall_id in self.campaigncalls:
             raise Conflict(f"campaigncall {plan.campaigncall_id} already exists")
         stamp = format_time(now)
+        # Waiting targets whose due has come join the ready ones.
+        for entry in self.alive(campaign.outdial_id):
+            entry.placement = entry.placement.ready_at(now)
         while True:
-            # Waiting targets whose due has come count as ready; the head is the first
-            # in (touched, creation) order.
+            # The head is the first ready target in (touched, creation) order.
             ready = [
                 entry
                 for entry in self.alive(campaign.outdial_id)
-                if entry.placement.ready_at(now).queue == Queue.READY
+                if entry.placement.queue == Queue.READY
             ]
             if not ready:
                 return None
             head = min(ready, key=lambda entry: (entry.placement.touched, entry.seq))
             placement = head.placement.ready_at(now)
-            decision = decide_claim(head.target, placement, outplan.max_try_counts, now)
+            decision = decide_claim(
+                head.target, placement, outplan.max_try_counts, now, rules=plan.rules
+            )
             if not isinstance(decision, Claim):
                 # Spent under this outplan: written as the core decided, and on to the next.
                 head.placement = decision
@@ -303,7 +297,7 @@ class ReferenceStore:
             return None
         entry = self._entry(None, current.outdial_target_id)
         if current.status == CampaigncallStatus.DONE:
-            target = None if entry is None else entry.target
+            target = None if entry is None else entry.shown
             return FinishResult(finished=False, campaigncall=current, target=target)
         stamp = format_time(now)
         finished = msgspec.structs.replace(
@@ -313,9 +307,9 @@ class ReferenceStore:
         if entry is None:
             return FinishResult(finished=True, campaigncall=finished, target=None)
         if entry.target.status != TargetStatus.PROGRESSING:
-            return FinishResult(finished=True, campaigncall=finished, target=entry.target)
+            return FinishResult(finished=True, campaigncall=finished, target=entry.shown)
         assert entry.before is not None
-        settled = settle(
+        settled = place_after(
             entry.target,
             current.destination_index,
             result,
@@ -338,7 +332,7 @@ class ReferenceStore:
             try_count_3=counts[3],
             try_count_4=counts[4],
         )
-        return FinishResult(finished=True, campaigncall=finished, target=entry.target)
+        return FinishResult(finished=True, campaigncall=finished, target=entry.shown)
 
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         return [
@@ -356,11 +350,9 @@ class ReferenceStore:
             and campaigncall.campaign_id == campaign_id
         )
 
-    async def target_counts(self, outdial_id: str, retry_cutoff: datetime) -> TargetCounts:
-        """base.py: idle and due (never tried, or last ended at or before the cutoff),
-        idle and waiting for the retry, progressing, done. "Last ended" is the
-        placement's ``touched``; "never tried" is all try counts zero (a try given back
-        is not a try)."""
+    async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
+        """base.py: idle and not waiting at ``now``, idle and waiting (due later),
+        progressing, done."""
         due = waiting = progressing = done = 0
         for entry in self.alive(outdial_id):
             status = entry.target.status
@@ -368,7 +360,7 @@ class ReferenceStore:
                 progressing += 1
             elif status == TargetStatus.DONE:
                 done += 1
-            elif any(entry.target.try_counts) and entry.placement.touched > retry_cutoff:
+            elif entry.placement.queue == Queue.WAITING and entry.placement.due > now:
                 waiting += 1
             else:
                 due += 1

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -385,9 +384,8 @@ class Run:
         self.log.append(f"clock +{ms} ms")
 
     async def check_counts(self) -> None:
-        cutoff = self.now - timedelta(milliseconds=self.outplan.try_interval)
         await self.same(
-            "target_counts", lambda backend: backend.target_counts(self.outdial.id, cutoff)
+            "target_counts", lambda backend: backend.target_counts(self.outdial.id, self.now)
         )
         await self.same(
             "outdial_exhausted",
@@ -431,41 +429,6 @@ async def all_targets(backend: Any, outdial: Outdial) -> list[OutdialTarget]:
 
 async def sorted_calls(calls: Awaitable[list[Campaigncall]]) -> list[Campaigncall]:
     return sorted(await calls, key=lambda campaigncall: campaigncall.id)
-
-
-# -- divergences known when this model was written (issue 16) --------------------------------
-# Strict: once a store answers as the reference does, its entry must go.
-NOT_ADAPTED = "SqliteStore is not adapted to the new port yet (RetryRule, outdial_exhausted)"
-TARGET_COUNTS = (
-    "RedisStore.target_counts takes its second argument as `now` (waiting: due > it); the "
-    "port says `retry_cutoff` (idle due: never tried or ended at or before it) and the "
-    "engine passes now - try_interval"
-)
-SHORT_CUT = (
-    "RedisStore's claim short cut dials the placement's slot when it still has a try left; "
-    "decide_claim dials the first slot with one, an earlier one after an edit raised it"
-)
-BOUNDED_WALK = (
-    "RedisStore's claim decides at most MAX_DECISIONS (100) spent targets and answers "
-    "None; the port says spent targets are written done and the next is taken"
-)
-KNOWN: dict[tuple[str, str], str] = {
-    ("test_the_store_answers_as_the_reference_does", "sqlite"): NOT_ADAPTED,
-    ("test_a_claim_walks_past_thousands_of_spent_targets", "sqlite"): NOT_ADAPTED,
-    ("test_thousands_of_targets_waiting_for_their_retry", "sqlite"): NOT_ADAPTED,
-    ("test_the_store_answers_as_the_reference_does", "redis"): f"{TARGET_COUNTS}; {SHORT_CUT}",
-    ("test_a_claim_walks_past_thousands_of_spent_targets", "redis"): BOUNDED_WALK,
-    ("test_thousands_of_targets_waiting_for_their_retry", "redis"): (
-        f"{BOUNDED_WALK}; {TARGET_COUNTS}"
-    ),
-}
-
-
-@pytest.fixture(autouse=True)
-def known_divergence(request: pytest.FixtureRequest, store: Store) -> None:
-    reason = KNOWN.get((request.node.originalname, store.backend))
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 # -- the model ----------------------------------------------------------------------------
