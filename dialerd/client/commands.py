@@ -126,6 +126,10 @@ TARGET_COLUMNS: Final[Columns] = (
         if t.get(f"destination_{slot}")
     ) or "-"),
     ("TRIES", lambda t: ",".join(str(t.get(f"try_count_{slot}", 0)) for slot in range(f.SLOTS))),
+    # Why the calling rules hold it back, and until when (behaviour.md §10).
+    ("HELD", lambda t: (t.get("hold_reason") or "-") + (
+        f" until {local_time(t['tm_next_try'])}" if t.get("tm_next_try") else ""
+    )),
     ("CREATED", lambda t: local_time(t["tm_create"])),
 )  # fmt: skip
 CAMPAIGNCALL_COLUMNS: Final[Columns] = (

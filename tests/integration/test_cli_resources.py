@@ -211,10 +211,12 @@ def test_targets_list_delete_and_campaigncall_show(
     assert out(capsys) == f"imported 2 target(s) into outdial {outdial}"
     assert dialerd("targets", "list", "--outdial", outdial) == 0
     lines = out(capsys).splitlines()
-    assert lines[0].split() == ["ID", "NAME", "STATUS", "DESTINATIONS", "TRIES", "CREATED"]
+    assert lines[0].split() == [
+        "ID", "NAME", "STATUS", "DESTINATIONS", "TRIES", "HELD", "CREATED"
+    ]  # fmt: skip
     # One import: both rows have the same tm_create, so their order is not fixed.
     [al] = [line.split() for line in lines[1:] if line.split()[1] == "Al"]
-    assert al[2:5] == ["idle", "+15551230002", "sip:al@example.com"]
+    assert al[2:7] == ["idle", "+15551230002", "sip:al@example.com", "0,0,0,0,0", "-"]
     first = al[0]
     assert dialerd("targets", "delete", "--outdial", outdial, first) == 0
     assert out(capsys) == f"target {first} (Al): deleted"

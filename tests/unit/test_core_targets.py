@@ -25,6 +25,7 @@ from dialerd.core.targets import (
     gives_try_back,
     has_destination,
     next_slot,
+    place_after,
     place_new,
     result_for,
 )
@@ -40,7 +41,6 @@ from dialerd.model import (
     format_time,
     new_id,
 )
-from tests.reference_store import settle
 
 NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(hours=1)
@@ -199,7 +199,9 @@ def test_every_other_hangup_reason_is_a_failure(reason: HangupReason) -> None:
 
 def test_success_ends_the_target_even_with_tries_left() -> None:
     before = place_new(target())
-    settled = settle(claimed(target(), 0), 0, SUCCESS, RULE, NOW, give_back=False, before=before)
+    settled = place_after(
+        claimed(target(), 0), 0, SUCCESS, RULE, NOW, reason="busy", give_back=False, before=before
+    )
     assert settled == Settled(
         (1, 0, 0, 0, 0),
         Placement(status=TargetStatus.DONE, queue=Queue.NONE, touched=NOW, due=NOW),
@@ -208,7 +210,9 @@ def test_success_ends_the_target_even_with_tries_left() -> None:
 
 def test_a_failure_with_tries_left_waits_try_interval_then_is_ready() -> None:
     before = place_new(target())
-    settled = settle(claimed(target(), 0), 0, FAIL, RULE, NOW, give_back=False, before=before)
+    settled = place_after(
+        claimed(target(), 0), 0, FAIL, RULE, NOW, reason="busy", give_back=False, before=before
+    )
     placement = settled.placement
     assert settled.try_counts == (1, 0, 0, 0, 0)
     assert placement == Placement(
@@ -225,12 +229,13 @@ def test_a_failure_with_tries_left_waits_try_interval_then_is_ready() -> None:
 
 def test_a_failure_with_no_interval_is_ready_at_once_on_the_next_number() -> None:
     tried = target(try_count_0=2)
-    settled = settle(
+    settled = place_after(
         claimed(tried, 0),
         0,
         FAIL,
         RetryRule(LIMITS, 0),
         NOW,
+        reason="busy",
         give_back=False,
         before=place_new(tried),
     )
@@ -241,8 +246,15 @@ def test_a_failure_with_no_interval_is_ready_at_once_on_the_next_number() -> Non
 
 def test_the_last_try_spent_ends_the_target() -> None:
     tried = target(try_count_0=3, try_count_1=1)
-    settled = settle(
-        claimed(tried, 1), 1, FAIL, RULE, NOW, give_back=False, before=place_new(tried)
+    settled = place_after(
+        claimed(tried, 1),
+        1,
+        FAIL,
+        RULE,
+        NOW,
+        reason="busy",
+        give_back=False,
+        before=place_new(tried),
     )
     assert settled.try_counts == (3, 2, 0, 0, 0)
     assert settled.placement.status == TargetStatus.DONE
@@ -251,16 +263,23 @@ def test_the_last_try_spent_ends_the_target() -> None:
 
 def test_tries_left_on_a_blank_number_do_not_keep_the_target_idle() -> None:
     tried = target(destination_1=BLANK, try_count_0=2)
-    settled = settle(
-        claimed(tried, 0), 0, FAIL, RULE, NOW, give_back=False, before=place_new(tried)
+    settled = place_after(
+        claimed(tried, 0),
+        0,
+        FAIL,
+        RULE,
+        NOW,
+        reason="busy",
+        give_back=False,
+        before=place_new(tried),
     )
     assert settled.placement.status == TargetStatus.DONE
 
 
 def test_no_outplan_left_means_no_retry() -> None:
     assert RetryRule.of(None) == RetryRule((0, 0, 0, 0, 0))
-    settled = settle(
-        claimed(target(), 0), 0, FAIL, RetryRule.of(None), NOW, give_back=False,
+    settled = place_after(
+        claimed(target(), 0), 0, FAIL, RetryRule.of(None), NOW, reason="busy", give_back=False,
         before=place_new(target()),
     )  # fmt: skip
     assert settled.placement.status == TargetStatus.DONE
@@ -286,7 +305,9 @@ def test_a_try_given_back_restores_the_previous_placement_and_count() -> None:
         due=NOW - timedelta(minutes=59),
         slot=0,
     )
-    settled = settle(claimed(tried, 0), 0, FAIL, RULE, NOW, give_back=True, before=before)
+    settled = place_after(
+        claimed(tried, 0), 0, FAIL, RULE, NOW, reason="busy", give_back=True, before=before
+    )
     assert settled == Settled((1, 0, 0, 0, 0), before)
 
 
@@ -299,13 +320,22 @@ def test_a_try_given_back_before_its_due_waits_again() -> None:
         slot=0,
         held=Held.RETRY_INTERVAL,
     )
-    settled = settle(claimed(target(), 0), 0, FAIL, RULE, NOW, give_back=True, before=before)
+    settled = place_after(
+        claimed(target(), 0), 0, FAIL, RULE, NOW, reason="busy", give_back=True, before=before
+    )
     assert settled == Settled((0, 0, 0, 0, 0), before)
 
 
 def test_a_success_is_never_given_back() -> None:
-    settled = settle(
-        claimed(target(), 0), 0, SUCCESS, RULE, NOW, give_back=True, before=place_new(target())
+    settled = place_after(
+        claimed(target(), 0),
+        0,
+        SUCCESS,
+        RULE,
+        NOW,
+        reason="busy",
+        give_back=True,
+        before=place_new(target()),
     )
     assert settled.try_counts == (1, 0, 0, 0, 0)
     assert settled.placement.status == TargetStatus.DONE
@@ -398,9 +428,9 @@ def test_a_target_is_tried_slot_by_slot_up_to_its_limits_then_done(
         assert current.try_counts[decision.slot] == decision.try_count
         answered = answered_at is not None and len(tried_slots) > answered_at
         now += timedelta(milliseconds=gap)
-        settled = settle(
+        settled = place_after(
             current, decision.slot, SUCCESS if answered else FAIL, rule, now,
-            give_back=False, before=placement,
+            reason="busy", give_back=False, before=placement,
         )  # fmt: skip
         current = msgspec.structs.replace(current, status=settled.placement.status)
         placement = settled.placement
@@ -429,9 +459,9 @@ def test_a_try_given_back_undoes_exactly_the_claim(
         try_count_2=try_counts[2], try_count_3=try_counts[3], try_count_4=try_counts[4],
     )  # fmt: skip
     before = place_new(base)
-    settled = settle(
-        claimed(base, slot), slot, FAIL, RULE, NOW + timedelta(hours=1), give_back=True,
-        before=before,
+    settled = place_after(
+        claimed(base, slot), slot, FAIL, RULE, NOW + timedelta(hours=1),
+        reason="busy", give_back=True, before=before,
     )  # fmt: skip
     assert settled.try_counts == base.try_counts
     assert settled.placement == before
