@@ -28,7 +28,8 @@ class DialingState(enum.StrEnum):
     STORE_UNREACHABLE = "store_unreachable"
     QUEUE_UNREACHABLE = "queue_unreachable"
     TELEPHONY_UNREACHABLE = "telephony_unreachable"
-    NO_ELIGIBLE_TARGET = "no_eligible_target"  # targets wait for their retry interval
+    # targets wait (retry interval, calling hours, lockouts: the detail counts them)
+    NO_ELIGIBLE_TARGET = "no_eligible_target"
     EXHAUSTED = "exhausted"  # nothing left to dial (end_handle continue keeps polling)
     STOPPING = "stopping"  # ending its calls after a stop
     DRAINING = "draining"  # the daemon is shutting down
@@ -38,9 +39,17 @@ class TargetCounts(msgspec.Struct, frozen=True, kw_only=True):
     """A campaign's list progress: targets by what can happen to them next."""
 
     idle_due: int = 0  # may be dialed now
-    idle_waiting: int = 0  # waiting for their retry interval
+    idle_waiting: int = 0  # waiting (retry interval, calling hours, lockouts)
     progressing: int = 0  # being dialed (by this or another campaign)
     done: int = 0  # finished, or no try left
+    # Targets the rules hold back, by reason (dialerd.core.targets.Held): the waiting
+    # ones by why they wait, and the done ones whose numbers are all on the DNC list.
+    held: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def held_summary(self) -> str:
+        """``"calling_hours 12, retry_interval 3"``: most first ("" when none)."""
+        ranked = sorted(self.held.items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{reason} {count}" for reason, count in ranked if count)
 
 
 class CampaignInsight(msgspec.Struct, frozen=True, kw_only=True):

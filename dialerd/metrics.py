@@ -37,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__
 from dialerd.abandonment import WindowCount
+from dialerd.core.targets import Held
 from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
 from dialerd.ports import HangupReason
@@ -406,6 +407,13 @@ CAMPAIGN_TARGETS = Gauge(
     ["campaign_id", "status"],
     registry=REGISTRY,
 )
+CAMPAIGN_TARGETS_HELD = Gauge(
+    "dialerd_campaign_targets_held",
+    "The campaign's targets the dialing rules hold back, by reason (retry_interval, "
+    "calling_hours, unknown_zone, abandoned_lockout, daily_limit, dnc).",
+    ["campaign_id", "reason"],
+    registry=REGISTRY,
+)
 CAMPAIGNS_STORED = Gauge(
     "dialerd_campaigns_stored",
     "Campaigns in the store by status (the same on every instance sharing it).",
@@ -470,6 +478,11 @@ def campaign_abandonment(campaign_id: str, windows: Sequence[WindowCount], press
 def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
     for status in _TARGET_STATES:
         CAMPAIGN_TARGETS.labels(campaign_id=campaign_id, status=status).set(getattr(counts, status))
+    for reason in Held:
+        if reason:
+            CAMPAIGN_TARGETS_HELD.labels(campaign_id=campaign_id, reason=reason.value).set(
+                counts.held.get(reason.value, 0)
+            )
 
 
 def campaigns_stored(counts: Mapping[str, int]) -> None:
@@ -490,6 +503,7 @@ def forget_campaign(campaign_id: str) -> None:
         (CAMPAIGN_SERVICE_LEVEL, ("campaign_id",)),
         (CAMPAIGN_AVAILABLE_AGENTS, ("campaign_id",)),
         (CAMPAIGN_TARGETS, ("campaign_id", "status")),
+        (CAMPAIGN_TARGETS_HELD, ("campaign_id", "reason")),
         (CAMPAIGN_ABANDON_RATE, ("campaign_id", "window_days")),
         (CAMPAIGN_LIVE_ANSWERS, ("campaign_id", "window_days")),
         (CAMPAIGN_GOVERNOR_PRESSURE, ("campaign_id",)),

@@ -115,7 +115,8 @@ class Tick:
         elif allowed == 0:
             self.shared.set_state(loop, loop.held_by, loop.state_detail)
         else:
-            self.shared.set_state(loop, DialingState.NO_ELIGIBLE_TARGET)
+            held = loop.target_counts.held_summary() if loop.target_counts else ""
+            self.shared.set_state(loop, DialingState.NO_ELIGIBLE_TARGET, held)
         metrics.pacing_decision(allowed=allowed, started=started)
         if started < allowed or allowed == 0:
             return await self.ending.check_exhausted(loop, campaign, outplan)

@@ -1273,12 +1273,27 @@ class SqliteStore:
                 "AND due > ?",
                 (outdial_id, stamp),
             ).fetchone()
+            held = dict(
+                connection.execute(
+                    f"SELECT held, count(*) FROM target WHERE outdial_id = ? "
+                    f"AND pick = {Queue.WAITING} AND due > ? GROUP BY held",
+                    (outdial_id, stamp),
+                ).fetchall()
+            )
+            (listed,) = connection.execute(
+                "SELECT count(*) FROM target WHERE outdial_id = ? AND status = 'done' "
+                "AND held = ? AND tm_delete IS NULL",
+                (outdial_id, Held.DNC.value),
+            ).fetchone()
+            if listed:
+                held[Held.DNC.value] = int(listed)
             idle = int(by_status.get(TargetStatus.IDLE.value, 0))
             return TargetCounts(
                 idle_due=idle - int(waiting),
                 idle_waiting=int(waiting),
                 progressing=int(by_status.get(TargetStatus.PROGRESSING.value, 0)),
                 done=int(by_status.get(TargetStatus.DONE.value, 0)),
+                held={str(reason): int(count) for reason, count in held.items()},
             )
 
         return await self._read(count)

@@ -19,6 +19,7 @@ ENGINE_SERIES = frozenset(
         "dialerd_campaign_service_level",
         "dialerd_campaign_available_agents",
         "dialerd_campaign_targets",
+        "dialerd_campaign_targets_held",
         "dialerd_campaigns_stored",
     }
 )

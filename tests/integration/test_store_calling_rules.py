@@ -60,6 +60,8 @@ async def test_a_callee_outside_its_hours_waits_for_them_and_holds_up_nobody(
     # 08:00 in New York is 13:00 UTC, four hours after the epoch.
     opens = make.stamp(4 * 3600)
     assert await held(store, dialing, new_york) == ("idle", "calling_hours", opens)
+    counts = await store.target_counts(dialing.outdial.id, make.at(11))
+    assert (counts.idle_waiting, counts.held) == (1, {"calling_hours": 1})
     assert await claimed_target(store, dialing, make.at(4 * 3600 - 1), OFFICE_HOURS) is None
     assert await claimed_target(store, dialing, make.at(4 * 3600), OFFICE_HOURS) == new_york.id
 
@@ -91,6 +93,8 @@ async def test_a_listed_number_is_never_dialed_even_when_listed_after_the_import
     assert (first.outdial_target_id, first.destination.target) == (both.id, "+15550102")
     assert await store.start_attempt(plan(dialing, make.at(11), rules)) is None
     assert await held(store, dialing, only_listed) == ("done", "dnc", "")
+    counts = await store.target_counts(dialing.outdial.id, make.at(11))
+    assert (counts.done, counts.held) == (1, {"dnc": 1})
     # Another customer's list does not apply.
     other = await make.dialing(store)
     await store.create_targets([make.target(other.outdial.id, make.tel("+15550101"))])
