@@ -20,6 +20,7 @@ import msgspec
 
 from dialerd.core.targets import (
     Claim,
+    Held,
     Placement,
     Queue,
     RetryRule,
@@ -354,17 +355,23 @@ class ReferenceStore:
         """base.py: idle and not waiting at ``now``, idle and waiting (due later),
         progressing, done."""
         due = waiting = progressing = done = 0
+        held: dict[str, int] = {}
         for entry in self.alive(outdial_id):
-            status = entry.target.status
+            status, placement = entry.target.status, entry.placement
             if status == TargetStatus.PROGRESSING:
                 progressing += 1
             elif status == TargetStatus.DONE:
                 done += 1
-            elif entry.placement.queue == Queue.WAITING and entry.placement.due > now:
+                if placement.held == Held.DNC:
+                    held[Held.DNC.value] = held.get(Held.DNC.value, 0) + 1
+            elif placement.queue == Queue.WAITING and placement.due > now:
                 waiting += 1
+                held[placement.held.value] = held.get(placement.held.value, 0) + 1
             else:
                 due += 1
-        return TargetCounts(idle_due=due, idle_waiting=waiting, progressing=progressing, done=done)
+        return TargetCounts(
+            idle_due=due, idle_waiting=waiting, progressing=progressing, done=done, held=held
+        )
 
     async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
         entries = self.alive(outdial_id)

@@ -847,10 +847,12 @@ class SqliteStore:
             if current.status == TargetStatus.PROGRESSING:
                 raise Conflict(f"target {target_id} is being dialed and cannot be deleted")
             connection.execute(
-                "UPDATE target SET tm_update = ?, tm_delete = ?, pick = 0 WHERE id = ?",
+                "UPDATE target SET tm_update = ?, tm_delete = ?, pick = 0, held = '' WHERE id = ?",
                 (stamp, stamp, target_id),
             )
-            return msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
+            return msgspec.structs.replace(
+                current, tm_update=stamp, tm_delete=stamp, hold_reason="", tm_next_try=""
+            )
 
         return await self._write(delete)
 

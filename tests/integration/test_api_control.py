@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dialerd.core.targets import RetryRule
 from dialerd.model import CampaigncallResult, new_id
 from tests.integration.api_conftest import (
     CUSTOMER_A,
@@ -151,7 +152,7 @@ async def test_campaigncalls_are_listed_read_and_deleted_only_when_done(
             attempt["id"],
             CampaigncallResult.FAIL,
             "busy",
-            (3, 0, 0, 0, 0),
+            RetryRule((3, 0, 0, 0, 0)),
             api_server.control.clock.now(),
         )
         deleted = conforms("campaigncall", (await client.delete(path)).json())
