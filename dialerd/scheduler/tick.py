@@ -93,18 +93,12 @@ class Tick:
         )
         async with queue_lock:
             allowed = await self.allowance(loop, campaign)
-            started = 0
             stopped = False
-            for _ in range(allowed):
-                try:
-                    campaigncall = await self._start_one(campaign, outplan, loop.fence)
-                except CampaignNotRunning:
-                    # Stopped while this tick was under way: the store claimed no more.
-                    stopped = True
-                    break
-                if campaigncall is None:
-                    break
-                started += 1
+            try:
+                started = await self._start(campaign, outplan, loop.fence, allowed)
+            except CampaignNotRunning:
+                # Stopped while this tick was under way: the store claimed nothing.
+                started, stopped = 0, True
         loop.budget = loop.budget.spent(started)
         if stopped:
             self.wake(campaign.id)
@@ -155,24 +149,39 @@ class Tick:
                 self.calls.release_soon(attempt)
         return False
 
-    async def _start_one(
-        self, campaign: Campaign, outplan: Outplan, fence: Fence | None
-    ) -> Campaigncall | None:
-        """Persist one attempt, then originate it (keyed by its campaigncall id)."""
-        plan = AttemptPlan(
-            campaign=campaign,
-            outplan=outplan,
-            campaigncall_id=new_id(),
-            reference_id=new_id() if campaign.type == CampaignType.CALL else NIL_UUID,
-            activeflow_id=new_id(),
-            now=self.shared.clock.now(),
-            fence=fence,
-            rules=self.shared.calling_rules(campaign.customer_id),
-        )
+    async def _start(
+        self, campaign: Campaign, outplan: Outplan, fence: Fence | None, count: int
+    ) -> int:
+        """Persist up to ``count`` attempts in one store call, then originate each
+        (keyed by its campaigncall id); how many were claimed."""
+        if count <= 0:
+            return 0
+        now = self.shared.clock.now()
+        rules = self.shared.calling_rules(campaign.customer_id)
+        is_call = campaign.type == CampaignType.CALL
+        plans = [
+            AttemptPlan(
+                campaign=campaign,
+                outplan=outplan,
+                campaigncall_id=new_id(),
+                reference_id=new_id() if is_call else NIL_UUID,
+                activeflow_id=new_id(),
+                now=now,
+                fence=fence,
+                rules=rules,
+            )
+            for _ in range(count)
+        ]
         with metrics.store_operation("start_attempt", self.shared.store.backend):
-            campaigncall = await self.shared.store.start_attempt(plan)
-        if campaigncall is None:
-            return None
+            claimed = await self.shared.store.start_attempts(plans)
+        queue_name = self._queue_name(campaign)
+        for campaigncall in claimed:
+            self._originate(campaign, outplan, campaigncall, queue_name)
+        return len(claimed)
+
+    def _originate(
+        self, campaign: Campaign, outplan: Outplan, campaigncall: Campaigncall, queue_name: str
+    ) -> None:
         self.calls.follow(campaigncall)
         metrics.attempt_started(campaign.type.value)
         metrics.campaign_attempt_started(campaign.id)
@@ -195,11 +204,10 @@ class Tick:
             destination=campaigncall.destination,
             actions=campaign.actions,
             dial_timeout_ms=outplan.dial_timeout,
-            queue_name=self._queue_name(campaign),
+            queue_name=queue_name,
         )
         assert self.shared.task_group is not None
         self.shared.task_group.start_soon(self.calls.originate, origination, campaign.type)
-        return campaigncall
 
     def _queue_name(self, campaign: Campaign) -> str:
         queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)

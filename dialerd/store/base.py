@@ -260,6 +260,13 @@ class Store(Protocol):
         now.
         """
 
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """``start_attempt`` for each plan in turn (one tick's claims, all of one
+        campaign), in as few round trips as the store can: the attempts claimed, in
+        order, until the first plan that finds no target ready. ``CampaignNotRunning``
+        only when the first plan is refused; a stop stored between two plans ends the
+        list there."""
+
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
     ) -> Campaigncall | None:

@@ -827,6 +827,21 @@ class RedisStore:
                 )
         return None
 
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """The plans' claims one script call at a time, until one finds nothing ready."""
+        claimed: list[Campaigncall] = []
+        for plan in plans:
+            try:
+                campaigncall = await self.start_attempt(plan)
+            except CampaignNotRunning:
+                if not claimed:
+                    raise
+                break
+            if campaigncall is None:
+                break
+            claimed.append(campaigncall)
+        return claimed
+
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
     ) -> Campaigncall | None:

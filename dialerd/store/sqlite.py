@@ -952,6 +952,20 @@ class SqliteStore:
         """Claim the next eligible target of the campaign's outdial and create its attempt."""
         return await self._write(partial(self._claim, plan))
 
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """Every claim of the batch in one transaction (one trip to the worker thread)."""
+
+        def claim_all(connection: sqlite3.Connection) -> list[Campaigncall]:
+            claimed: list[Campaigncall] = []
+            for plan in plans:
+                campaigncall = self._claim(plan, connection)
+                if campaigncall is None:
+                    break
+                claimed.append(campaigncall)
+            return claimed
+
+        return await self._write(claim_all) if plans else []
+
     @staticmethod
     def _claim(plan: AttemptPlan, connection: sqlite3.Connection) -> Campaigncall | None:
         campaign, outplan = plan.campaign, plan.outplan

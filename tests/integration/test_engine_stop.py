@@ -6,6 +6,7 @@ to place and to end calls, and can lose or fail requests, as a real trunk does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +22,27 @@ from tests.integration.engine_harness import CUSTOMER, engine_on, running_engine
 async def test_no_attempt_is_claimed_once_a_stop_is_stored(
     new_store: StoreMaker, tmp_path: Path
 ) -> None:
-    async with engine_on(new_store, tmp_path) as world:
+    async with engine_on(new_store, tmp_path, max_attempts_per_second=3.0) as world:
         world.queue.available = 100
         campaign, _, _ = await world.campaign(targets=100)
-        claims_before_stop = 3
-        store_claim = world.store.start_attempt
+        store_claims = world.store.start_attempts
+        batches: list[int] = []
 
-        async def claim_then_stop(plan: AttemptPlan) -> Any:
-            # The API stores a stop while this tick is still claiming.
-            claimed = await store_claim(plan)
-            if len(await world.calls_of(campaign)) == claims_before_stop:
+        async def claim_then_stop(plans: Sequence[AttemptPlan]) -> Any:
+            # The API stores a stop while this tick is still at work (its claims are in).
+            claimed = await store_claims(plans)
+            batches.append(len(claimed))
+            if len(batches) == 1:
                 await world.control.stop(CUSTOMER, campaign.id)
             return claimed
 
-        world.store.start_attempt = claim_then_stop  # type: ignore[method-assign]
+        world.store.start_attempts = claim_then_stop  # type: ignore[method-assign]
         await world.run(campaign)
         await world.advance(5)
 
         calls = await world.calls_of(campaign)
-        assert len(calls) == claims_before_stop
+        assert batches == [3]  # one tick's claims (the rate ceiling), none after the stop
+        assert len(calls) == 3
         stored = await world.store.get_campaign(CUSTOMER, campaign.id)
         assert stored is not None
         assert stored.tm_update is not None
