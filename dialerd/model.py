@@ -6,6 +6,7 @@ Field names and JSON shapes follow the reference campaign API. Times are UTC str
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import uuid
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 # Campaign, outplan and outdial mark "not deleted" with this sentinel, not with null.
 NOT_DELETED: Final = "9999-01-01 00:00:00.000000"
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
+_STAMP_LENGTH: Final = len("2022-04-28 01:41:40.503790")
 SLOTS: Final = (0, 1, 2, 3, 4)
 
 # Longest accepted values (characters; actions and option entries: items), so one
@@ -74,6 +76,11 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """Parse a reference timestamp string into an aware UTC datetime."""
+    # The stored strings are always this shape: fromisoformat reads them ten times
+    # faster than strptime; anything else goes through strptime, which says what's wrong.
+    if len(text) == _STAMP_LENGTH and text[10] == " " and text[19] == ".":
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 

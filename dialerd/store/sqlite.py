@@ -230,29 +230,38 @@ def _hold(pick: int, due: str, held: str) -> dict[str, str]:
 
 
 def _number_states(
-    customer_id: str, target: OutdialTarget, now: datetime, connection: sqlite3.Connection
+    customer_id: str,
+    target: OutdialTarget,
+    now: datetime,
+    rules: CallingRules | None,
+    connection: sqlite3.Connection,
 ) -> dict[str, NumberState]:
     """What the calling rules need to know of the target's numbers, read in the claim's
-    transaction: listed, locked after an abandoned call, attempts today."""
+    transaction: listed (always), locked after an abandoned call and attempts today
+    (when ``rules`` count them)."""
     numbers = [a.target for a in target.destinations if a is not None and not a.is_empty]
     if not numbers:
         return {}
     listed = dnc_listed_numbers(customer_id, numbers, connection)
     marks = ", ".join("?" * len(numbers))
-    locks = dict(
-        connection.execute(
-            "SELECT number, locked_until FROM number_lock WHERE customer_id = ? "
-            f"AND number IN ({marks})",
-            (customer_id, *numbers),
-        ).fetchall()
-    )
-    today = dict(
-        connection.execute(
-            "SELECT number, attempts FROM number_day WHERE customer_id = ? AND day = ? "
-            f"AND number IN ({marks})",
-            (customer_id, day_of(now), *numbers),
-        ).fetchall()
-    )
+    locks: dict[str, str] = {}
+    if rules is not None and rules.abandoned_lockout:
+        locks = dict(
+            connection.execute(
+                "SELECT number, locked_until FROM number_lock WHERE customer_id = ? "
+                f"AND number IN ({marks})",
+                (customer_id, *numbers),
+            ).fetchall()
+        )
+    today: dict[str, int] = {}
+    if rules is not None and rules.daily_attempts is not None:
+        today = dict(
+            connection.execute(
+                "SELECT number, attempts FROM number_day WHERE customer_id = ? AND day = ? "
+                f"AND number IN ({marks})",
+                (customer_id, day_of(now), *numbers),
+            ).fetchall()
+        )
     return {
         number: NumberState(
             listed=number in listed,
@@ -990,7 +999,9 @@ class SqliteStore:
                 max_try_counts,
                 plan.now,
                 rules=plan.rules,
-                numbers=_number_states(campaign.customer_id, target, plan.now, connection),
+                numbers=_number_states(
+                    campaign.customer_id, target, plan.now, plan.rules, connection
+                ),
             )
             if isinstance(decision, Placement):
                 _place(seq, target.try_counts, decision, now, connection)
