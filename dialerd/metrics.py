@@ -403,7 +403,7 @@ LIVE_ANSWERS_MEASURED = Counter(
 )
 CAMPAIGN_TARGETS = Gauge(
     "dialerd_campaign_targets",
-    "The campaign's list: targets due, waiting for a retry, being dialed, and done.",
+    "The campaign's list: targets due, waiting (retry, calling rules), being dialed, done.",
     ["campaign_id", "status"],
     registry=REGISTRY,
 )

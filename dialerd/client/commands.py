@@ -284,10 +284,14 @@ def _state_lines(state: Row) -> list[tuple[str, str]]:
         lines.append(
             (
                 "targets",
-                f"{targets['idle_due']} due, {targets['idle_waiting']} waiting for a retry, "
+                f"{targets['idle_due']} due, {targets['idle_waiting']} waiting, "
                 f"{targets['progressing']} being dialed, {targets['done']} done",
             )
         )
+        held = targets.get("held") or {}
+        if held:
+            ranked = sorted(held.items(), key=lambda item: (-item[1], item[0]))
+            lines.append(("held", ", ".join(f"{count} {reason}" for reason, count in ranked)))
     return lines
 
 
