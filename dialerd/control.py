@@ -15,7 +15,7 @@ import anyio
 import msgspec
 import structlog
 
-from dialerd import lifecycle
+from dialerd.core import lifecycle
 from dialerd.insight import CampaignInsight
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time, parse_time
 from dialerd.ports import Clock, QueueAdapter, QueueUnavailable

@@ -24,8 +24,9 @@ from typing import Any, TextIO
 import anyio
 import msgspec
 
-from dialerd import abandonment, logs
+from dialerd import logs
 from dialerd.config import ApiConfig, Config, EngineConfig, OpsConfig, QueueEntry, SimConfig
+from dialerd.core import abandonment
 from dialerd.daemon import Daemon
 from dialerd.model import (
     Action,

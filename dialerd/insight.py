@@ -11,7 +11,7 @@ import enum
 
 import msgspec
 
-from dialerd.abandonment import WindowCount
+from dialerd.core.abandonment import WindowCount
 
 
 class DialingState(enum.StrEnum):

@@ -36,7 +36,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__
-from dialerd.abandonment import WindowCount
+from dialerd.core.abandonment import WindowCount
 from dialerd.core.targets import Held
 from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType

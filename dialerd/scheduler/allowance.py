@@ -3,12 +3,13 @@ campaigns on its queue, the ceilings, the pacing mode and the abandonment govern
 
 from __future__ import annotations
 
-from dialerd import abandonment, metrics
+from dialerd import metrics
+from dialerd.core import abandonment
+from dialerd.core.pacing import PacingInput, ceiling, decide
+from dialerd.core.predictive import AIM, Situation, lines_to_start, lines_within_headroom
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
-from dialerd.pacing import PacingInput, ceiling, decide
 from dialerd.ports import QueueUnavailable
-from dialerd.predictive import AIM, Situation, lines_to_start, lines_within_headroom
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.shared import CampaignLoop, SharedState
 

@@ -3,8 +3,8 @@ then chaining to ``next_campaign_id``), or it can no longer run (stopped, with w
 
 from __future__ import annotations
 
-from dialerd import lifecycle
 from dialerd.control import RunRefused
+from dialerd.core import lifecycle
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, Outplan
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log

@@ -4,8 +4,9 @@ metrics and the engine's running totals."""
 
 from __future__ import annotations
 
-from dialerd import abandonment, metrics
+from dialerd import metrics
 from dialerd.attempts import Attempt
+from dialerd.core import abandonment
 from dialerd.model import (
     Campaigncall,
     CampaigncallResult,

@@ -13,17 +13,18 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from dialerd import abandonment, metrics
-from dialerd.abandonment import DayCount
+from dialerd import metrics
 from dialerd.attempts import AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.core import abandonment
+from dialerd.core.abandonment import DayCount
+from dialerd.core.pacing import RateBudget
+from dialerd.core.predictive import CallHistory
 from dialerd.core.targets import CallingRules
 from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import Campaign, Outplan
-from dialerd.pacing import RateBudget
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
-from dialerd.predictive import CallHistory
 from dialerd.queues import QueueRegistry
 from dialerd.store import Fence, Store
 

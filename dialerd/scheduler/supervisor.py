@@ -11,9 +11,9 @@ import anyio
 import structlog
 
 from dialerd import metrics
+from dialerd.core.pacing import RateBudget
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus
-from dialerd.pacing import RateBudget
 from dialerd.ports import QueueUnavailable
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, log

@@ -46,7 +46,7 @@ from typing import Protocol
 
 import msgspec
 
-from dialerd.abandonment import DayCount
+from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.insight import TargetCounts
 from dialerd.model import (

@@ -84,7 +84,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dialerd.abandonment import DayCount
+from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
     Claim,
     Held,

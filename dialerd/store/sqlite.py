@@ -28,8 +28,8 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from dialerd.abandonment import DayCount
 from dialerd.core import targets
+from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
     CallingRules,
     Held,

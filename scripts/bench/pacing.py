@@ -30,9 +30,10 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd import abandonment, logs
+from dialerd import logs
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
+from dialerd.core import abandonment
 from dialerd.model import (
     Address,
     AddressType,

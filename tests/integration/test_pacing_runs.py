@@ -11,9 +11,9 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from dialerd import abandonment
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
+from dialerd.core import abandonment
 from dialerd.model import Campaign, PacingMode
 from dialerd.queues import QueueRef, QueueRegistry
 from dialerd.scheduler import Engine

@@ -9,7 +9,7 @@ import anyio
 import msgspec
 import pytest
 
-from dialerd.abandonment import DayCount
+from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import RetryRule
 from dialerd.model import (
     NOT_DELETED,

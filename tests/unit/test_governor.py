@@ -8,10 +8,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialerd import abandonment, governor
-from dialerd.abandonment import DayCount, WindowCount
+from dialerd.core import abandonment, governor
+from dialerd.core.abandonment import DayCount, WindowCount
+from dialerd.core.pacing import PacingInput, decide
 from dialerd.insight import DialingState
-from dialerd.pacing import PacingInput, decide
 
 PROPERTY = settings(max_examples=300, deadline=None)
 CAP = 0.03

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from dialerd.lifecycle import (
+from dialerd.core.lifecycle import (
     run_problems,
     should_chain,
     status_after_stop_request,

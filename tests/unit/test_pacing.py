@@ -6,7 +6,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialerd.pacing import PacingInput, RateBudget, attempts_to_start, service_level_allows
+from dialerd.core.pacing import PacingInput, RateBudget, attempts_to_start, service_level_allows
 
 PROPERTY = settings(max_examples=200, deadline=None)
 

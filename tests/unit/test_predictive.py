@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialerd.predictive import (
+from dialerd.core.predictive import (
     MIN_DIALS,
     CallHistory,
     Situation,

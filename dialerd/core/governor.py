@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
-from dialerd.abandonment import WindowCount
+from dialerd.core.abandonment import WindowCount
 
 # The pressure starts at this share of the cap: room for the spread of a day's rate.
 NEAR: Final = 0.6

@@ -12,8 +12,8 @@ Campaigns running on one queue share its agents:
 Whatever the rule says, a per-campaign ceiling of concurrent attempts and a ceiling of
 attempts per second apply (so ``service_level = 0`` cannot dial without bound).
 
-Over both pacing modes (the rule above, and ``predictive``: ``dialerd.predictive``) the
-abandonment governor (``dialerd.governor``) holds the campaign under the legal cap:
+Over both pacing modes (the rule above, and ``predictive``: ``dialerd.core.predictive``) the
+abandonment governor (``dialerd.core.governor``) holds the campaign under the legal cap:
 ``decide`` combines them (behaviour.md §10).
 """
 
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from dialerd import governor
-from dialerd.abandonment import WindowCount
+from dialerd.core import governor
+from dialerd.core.abandonment import WindowCount
 from dialerd.insight import DialingState
 
 
