@@ -86,11 +86,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.abandonment import DayCount
 from dialerd.core.targets import (
+    CallingRules,
     Claim,
     Held,
+    NumberState,
     Placement,
     Queue,
     RetryRule,
+    day_of,
     decide_claim,
     exhausted,
     place_after,
@@ -310,6 +313,19 @@ def _held_target(
         return target
     next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
     return msgspec.structs.replace(target, hold_reason=held.decode(), tm_next_try=next_try)
+
+
+def _number_states(flat: Sequence[bytes]) -> dict[str, NumberState]:
+    """The calling rules' state of a target's numbers, as redis_start.lua reads it:
+    number, listed (0/1), locked until (microseconds or ''), attempts today."""
+    return {
+        flat[n].decode(): NumberState(
+            listed=flat[n + 1] == b"1",
+            locked_until=_from_micros(flat[n + 2]) if flat[n + 2] else None,
+            attempts_today=int(flat[n + 3]),
+        )
+        for n in range(0, len(flat) - 3, 4)
+    }
 
 
 def _settled_body(
@@ -787,9 +803,12 @@ class RedisStore:
         short_cut = plan.rules is None or plan.rules.hours is None
         limits = _max_counts_arg(plan.outplan.max_try_counts) if short_cut else ""
         fence = _fence_args(plan.fence)
+        rules = plan.rules
+        daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
+        calling = ("0" if rules is None else "1", daily, day_of(plan.now))
         chosen: tuple[str | int, ...] = ("",)
         for _ in range(MAX_DECISIONS + 1):
-            reply = await self._run("start", placeholder, now, limits, *fence, *chosen)
+            reply = await self._run("start", placeholder, now, limits, *fence, *calling, *chosen)
             kind = reply[0]
             if kind == b"claimed":
                 # As redis_attempt.lua would read it: attempt, version, target, before.
@@ -813,7 +832,12 @@ class RedisStore:
             target = _decode_target(body)
             placement = _stored_placement(target.status, Queue.READY, reply[4:9], plan.now)
             decision = decide_claim(
-                target, placement, plan.outplan.max_try_counts, plan.now, rules=plan.rules
+                target,
+                placement,
+                plan.outplan.max_try_counts,
+                plan.now,
+                rules=plan.rules,
+                numbers=_number_states(reply[9:]),
             )
             if isinstance(decision, Claim):
                 chosen = (target_id, decision.slot, decision.try_count, version)
@@ -844,6 +868,7 @@ class RedisStore:
         *,
         fence: Fence | None = None,
         give_back_try: bool = False,
+        calling_rules: CallingRules | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
@@ -855,6 +880,7 @@ class RedisStore:
         """
         result = CampaigncallResult(result)
         stamp = format_time(now)
+        locked_until = calling_rules.lockout_after(reason, now) if calling_rules else None
         remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
             read = remembered or await self._run("attempt", campaigncall_id)
@@ -888,6 +914,7 @@ class RedisStore:
                 stamp,
                 *_fence_args(fence),
                 version,
+                "" if locked_until is None else micros(locked_until),
                 *decision,
             )
             if reply[0] == b"changed":
