@@ -12,7 +12,7 @@ import redis.asyncio
 
 from dialerd.core.hours import CallingHours
 from dialerd.core.targets import CallingRules, RetryRule
-from dialerd.model import CampaigncallResult, OutdialTarget, TargetStatus
+from dialerd.model import CampaigncallResult, DncNumber, OutdialTarget, TargetStatus
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
 from dialerd.store.redis import LAYOUT, MAX_DECISIONS, RedisStore, micros_of_stamp
 from tests.conftest import RedisServer, free_port
@@ -412,6 +412,45 @@ async def test_calling_hours_are_decided_by_the_core_not_the_short_cut(
     call = await store.start_attempt(opened)
     assert call is not None
     assert call.outdial_target_id == target.id
+
+
+async def test_a_number_listed_between_the_decision_and_the_claim_is_not_dialed(
+    store: RedisStore, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialing = await make.dialing(store)
+    # Calling hours: no short cut, every head is decided in Python.
+    rules = CallingRules(hours=CallingHours())
+    target = msgspec.structs.replace(
+        make.target(dialing.outdial.id, make.tel("+15550131")), data='{"timezone": "UTC"}'
+    )
+    await store.create_targets([target])
+    run = store._run
+    replies: list[bytes] = []
+
+    async def listing_meanwhile(name: str, *args: object) -> object:
+        reply = await run(name, *args)
+        if name == "start":
+            replies.append(reply[0])
+            if reply[0] == b"decide" and len(replies) == 1:
+                await store.add_dnc_numbers(
+                    [
+                        DncNumber(
+                            customer_id=dialing.campaign.customer_id,
+                            number="+15550131",
+                            tm_create=make.stamp(1),
+                        )
+                    ]
+                )
+        return reply
+
+    monkeypatch.setattr(store, "_run", listing_meanwhile)
+    plan = msgspec.structs.replace(dialing.plan(make.at(10)), rules=rules)
+    assert await store.start_attempt(plan) is None
+    # Decided dialable, refused at the claim (listed meanwhile), decided again: done.
+    assert replies[:3] == [b"decide", b"changed", b"decide"]
+    stored = await store.get_target(dialing.outdial.id, target.id)
+    assert stored is not None
+    assert (stored.status, stored.hold_reason) == (TargetStatus.DONE, "dnc")
 
 
 # -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
