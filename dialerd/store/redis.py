@@ -21,8 +21,15 @@ Layout (``P`` = prefix):
 - ``P:status:<status>``: ids of the campaigns in that status.
 - ``P:ready:<outdial>`` (score: touched) and ``P:waiting:<outdial>`` (score: due), in
   microseconds since the epoch; members are ``<15-digit sequence>:<target id>`` so equal
-  scores keep creation order. ``P:held:<outdial>``: ids of the idle targets with
-  nothing to dial (counted, never dialed).
+  scores keep creation order. ``P:waiting_held:<outdial>:<held>``: the waiting ones
+  again, by why they wait (for ``target_counts``). ``P:held:<outdial>``: ids of the idle
+  targets with nothing to dial (counted, never dialed); ``P:done_held:<outdial>:dnc``:
+  ids of the targets done because their numbers are on the do-not-call list.
+- ``P:locks:<customer>``: number -> until when it is locked after an abandoned call
+  (microseconds; written by the finish script); ``P:attempts:<customer>:<day>``: number
+  -> attempts that UTC day (counted by the claim script when a daily limit applies;
+  expires three days later by the Redis clock). The claim script reads both, and the
+  do-not-call set, for ``decide_claim`` and re-checks them in the claim's own step.
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
 - ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
@@ -250,8 +257,9 @@ PlacementArgs = tuple[str, int, int, int | str, int, str]
 
 def _placement_args(placement: Placement, *, deleted: bool = False) -> PlacementArgs:
     """A placement as the scripts store it: the queue letter (which index: 'r' ready,
-    'w' waiting, 'p' progressing, 'n' idle with nothing to dial, '' none), touched and
-    due (microseconds), until (microseconds or ''), slot and held."""
+    'w' waiting, 'p' progressing, 'n' idle with nothing to dial, 'd' done and held by
+    the rules, '' none), touched and due (microseconds), until (microseconds or ''),
+    slot and held."""
     letter = ""
     if deleted:
         letter = ""
@@ -263,6 +271,8 @@ def _placement_args(placement: Placement, *, deleted: bool = False) -> Placement
         letter = "p"
     elif placement.status == TargetStatus.IDLE:
         letter = "n"
+    elif placement.status == TargetStatus.DONE and placement.held:
+        letter = "d"
     until = "" if placement.until is None else micros(placement.until)
     return (
         letter,
@@ -990,8 +1000,10 @@ class RedisStore:
     async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
         """The outdial's targets by what can happen to them next (from its indexes):
         idle and not waiting at ``now`` (ready, due, or with nothing to dial), waiting
-        (``due`` later), progressing, done (the rest of the listing)."""
+        (``due`` later) also by why (``held``), progressing, done (the rest of the
+        listing), and done because of the do-not-call list."""
         moment = micros(now)
+        reasons = [reason.value for reason in Held if reason != Held.NONE]
         pipe = self._connected().pipeline(transaction=True)
         pipe.zcard(self._key("targets", outdial_id))
         pipe.zcard(self._key("ready", outdial_id))
@@ -999,13 +1011,23 @@ class RedisStore:
         pipe.zcount(self._key("waiting", outdial_id), f"({moment}", "+inf")
         pipe.scard(self._key("held", outdial_id))
         pipe.scard(self._key("progressing", outdial_id))
-        total, ready, due, waiting, held, progressing = await self._guard(pipe.execute())
-        idle_due = int(ready) + int(due) + int(held)
+        for reason in reasons:
+            pipe.zcount(self._key("waiting_held", outdial_id, reason), f"({moment}", "+inf")
+        pipe.scard(self._key("done_held", outdial_id, Held.DNC.value))
+        total, ready, due, waiting, unplaced, progressing, *by_reason, listed = await self._guard(
+            pipe.execute()
+        )
+        held = {reason: int(count) for reason, count in zip(reasons, by_reason, strict=True)}
+        held = {reason: count for reason, count in held.items() if count}
+        if int(listed):
+            held[Held.DNC.value] = int(listed)
+        idle_due = int(ready) + int(due) + int(unplaced)
         return TargetCounts(
             idle_due=idle_due,
             idle_waiting=int(waiting),
             progressing=int(progressing),
             done=max(0, int(total) - idle_due - int(waiting) - int(progressing)),
+            held=held,
         )
 
     async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:

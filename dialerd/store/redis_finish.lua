@@ -63,7 +63,8 @@ end
 if decided and target[2] == 'p' then
   local queue, touched, due = ARGV[13], ARGV[14], ARGV[15]
   unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
-  index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due)
+  index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due,
+    ARGV[18])
   redis.call('HSET', target_key, 'b', ARGV[12], 'k', queue,
     'pt', touched, 'pd', due, 'pu', ARGV[16], 'ps', ARGV[17], 'ph', ARGV[18])
   redis.call('HINCRBY', target_key, 'v', 1)

@@ -10,7 +10,7 @@ if not stored[4] or stored[2] ~= 'r' or (stored[1] or '') ~= version or stored[5
   return 0
 end
 unindex_target('r', stored[4], stored[3], id)
-index_target(queue, stored[4], stored[3], id, ARGV[6], ARGV[7])
+index_target(queue, stored[4], stored[3], id, ARGV[6], ARGV[7], ARGV[10])
 redis.call('HSET', target_key, 'b', body, 'k', queue,
   'pt', ARGV[6], 'pd', ARGV[7], 'pu', ARGV[8], 'ps', ARGV[9], 'ph', ARGV[10])
 redis.call('HINCRBY', target_key, 'v', 1)

@@ -71,8 +71,9 @@ end
 local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
 for _, member in ipairs(come) do
   local target_key = key('target', string.sub(member, 17))
-  local touched = redis.call('HGET', target_key, 'pt')
-  redis.call('ZREM', waiting, member)
+  local placed = redis.call('HMGET', target_key, 'pt', 'ph')
+  local touched = placed[1]
+  unindex_target('w', outdial, member, nil, placed[2])
   redis.call('ZADD', ready, touched or ARGV[3], member)
   redis.call('HSET', target_key, 'k', 'r', 'ph', '')
 end
