@@ -453,6 +453,29 @@ async def test_a_number_listed_between_the_decision_and_the_claim_is_not_dialed(
     assert (stored.status, stored.hold_reason) == (TargetStatus.DONE, "dnc")
 
 
+async def test_the_waiting_by_reason_index_follows_its_targets(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    dialing = await make.dialing(store, try_interval=60_000)
+    rule = RetryRule.of(dialing.outplan)
+    promoted, deleted = make.target(dialing.outdial.id), make.target(dialing.outdial.id)
+    await store.create_targets([promoted, deleted])
+    for _ in range(2):
+        call = await store.start_attempt(dialing.plan(make.at(0)))
+        assert call is not None
+        await store.finish_attempt(call.id, CampaigncallResult.FAIL, "busy", rule, make.at(1))
+    counts = await store.target_counts(dialing.outdial.id, make.at(2))
+    assert (counts.idle_waiting, counts.held) == (2, {"retry_interval": 2})
+    await store.delete_target(dialing.outdial.id, deleted.id, make.at(3))
+    call = await store.start_attempt(dialing.plan(make.at(61)))  # promoted, then claimed
+    assert call is not None
+    assert call.outdial_target_id == promoted.id
+    counts = await store.target_counts(dialing.outdial.id, make.at(61))
+    assert (counts.idle_waiting, counts.progressing, counts.held) == (0, 1, {})
+    keys = await all_keys(redis_url)
+    assert not [key for key in keys if key.startswith(("dtest:waiting", "dtest:ready"))]
+
+
 # -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
 
 
