@@ -67,8 +67,9 @@ Staged targets sit in the ready and waiting indexes already, so the outdial is n
 exhausted while an import is under way.
 
 Every script does bounded work: a claim moves at most 1,000 waiting targets and steps
-over at most 1,000 staged ones (then answers ``None``, "nothing claimed now"); one
-``start_attempt`` hands at most ``MAX_DECISIONS`` targets to the core; a listing page
+over at most 1,000 staged ones (then answers ``None``, "nothing claimed now") and hands
+at most 100 targets to the core per call (``start_attempt`` goes on until it claims one
+or none is ready, as the SQLite claim does); a listing page
 looks at most at 1000 index entries (a page may come back short, with a token to go on
 from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 """
@@ -145,9 +146,10 @@ D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
 # The key layout this code reads and writes (``P:layout``); older layouts are migrated
 # by ``open``.
 LAYOUT: Final = 2
-# How many ready targets one start_attempt hands to dialerd.core.targets.decide_claim
-# before it answers None ("nothing claimed now": the next call goes on).
-MAX_DECISIONS: Final = 100
+# How many rounds (a claim script call, and a write of up to 100 decisions) one
+# start_attempt makes at most before it answers None ("nothing claimed now"): it goes on
+# deciding the ready targets in order until one is dialable, as the SQLite claim does.
+MAX_ROUNDS: Final = 10_000
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
@@ -801,9 +803,12 @@ class RedisStore:
         """Claim the next eligible target of the campaign's outdial and create its attempt.
 
         One script call in the common case (the head's placement names a slot with tries
-        left). Otherwise the script hands the head to ``decide_claim``, whose decision is
-        written by a script that applies it only to the very target it was made on
-        (same version, still ready); at most ``MAX_DECISIONS`` targets per call.
+        left, and its number is clear). Otherwise the script hands the head and up to 99
+        ready targets behind it to ``decide_claim``, in order; the placements decided for
+        those before the first dialable one are written in one script call that applies
+        each only to the very target it was made on (same version, still ready), and the
+        dialable one is claimed by the claim script, which re-checks it the same way.
+        This goes on until a target is claimed or none is ready.
         """
         stamp = format_time(plan.now)
         placeholder = _encode(_placeholder_campaigncall(plan, stamp))
@@ -817,7 +822,7 @@ class RedisStore:
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         calling = ("0" if rules is None else "1", daily, day_of(plan.now))
         chosen: tuple[str | int, ...] = ("",)
-        for _ in range(MAX_DECISIONS + 1):
+        for _ in range(MAX_ROUNDS):
             reply = await self._run("start", placeholder, now, limits, *fence, *calling, *chosen)
             kind = reply[0]
             if kind == b"claimed":
@@ -838,27 +843,32 @@ class RedisStore:
             chosen = ("",)
             if kind != b"decide":
                 continue  # the decided target changed meanwhile: take the head again
-            target_id, body, version = reply[1].decode(), reply[2], reply[3].decode()
-            target = _decode_target(body)
-            placement = _stored_placement(target.status, Queue.READY, reply[4:9], plan.now)
-            decision = decide_claim(
-                target,
-                placement,
-                plan.outplan.max_try_counts,
-                plan.now,
-                rules=plan.rules,
-                numbers=_number_states(reply[9:]),
-            )
-            if isinstance(decision, Claim):
-                chosen = (target_id, decision.slot, decision.try_count, version)
-            else:
-                await self._run(
-                    "place",
+            # The heads in order: the first the core finds dialable is claimed, those
+            # before it take the placements the core decided.
+            placed: list[str | int | bytes] = []
+            for head in reply[1]:
+                target_id, body, version = head[0].decode(), head[1], head[2].decode()
+                target = _decode_target(body)
+                placement = _stored_placement(target.status, Queue.READY, head[3:8], plan.now)
+                decision = decide_claim(
+                    target,
+                    placement,
+                    plan.outplan.max_try_counts,
+                    plan.now,
+                    rules=plan.rules,
+                    numbers=_number_states(head[8:]),
+                )
+                if isinstance(decision, Claim):
+                    chosen = (target_id, decision.slot, decision.try_count, version)
+                    break
+                placed += [
                     target_id,
                     version,
                     _settled_body(target, decision.status, stamp),
                     *_placement_args(decision),
-                )
+                ]
+            if placed:
+                await self._run("place", *placed)
         return None
 
     async def mark_answered(

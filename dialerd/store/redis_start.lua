@@ -10,14 +10,17 @@
 -- Returns {'claimed', campaigncall body, then what finish_attempt decides from: the
 --   target's body and version after the claim and its placement before (touched, due,
 --   until, slot, held)}; {'none'} when no target is ready (or only
---   staged ones were met); {'decide', id, body, version, touched, due, until, slot, held}
---   when the head's placement is not the short cut below, for the caller to decide; or
+--   staged ones were met); {'decide', heads} when the head's placement is not the short
+--   cut below: the head and up to BATCH - 1 ready targets right behind it that are not
+--   either, each {id, body, version, touched, due, until, slot, held, then per number:
+--   number, listed, locked until, attempts today}, for the caller to decide in order; or
 --   {'changed'} when the decided target is no longer that ready target. An error when the
 --   stored campaign is not running.
 -- The only check made here is the short cut of dialerd.core.targets: the placement's
 -- slot still has a try left under this outplan and its `until` has not passed.
 -- At most STEP waiting targets are moved and STEP staged ones stepped over per call.
 local STEP = 1000
+local BATCH = 100
 local campaigncall = cjson.decode(ARGV[2])
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
@@ -130,11 +133,13 @@ if chosen_id ~= '' then
   return claim(target_key, stored[5], target, slot, tonumber(ARGV[13]))
 end
 
-local offset, stepped = 0, 0
-while stepped < STEP do
+-- The head: claimed here when the short cut holds; else it and the heads right behind it
+-- that the short cut does not settle either (at most BATCH) go back to the caller.
+local offset, stepped, heads = 0, 0, {}
+while stepped < STEP and #heads < BATCH do
   local member = redis.call('ZRANGE', ready, offset, offset)[1]
   if not member then
-    return {'none'}
+    break
   end
   local target_key = key('target', string.sub(member, 17))
   local stored = redis.call('HMGET', target_key, 'b', 'p', 'v', 'pt', 'pd', 'pu', 'ps', 'ph')
@@ -153,23 +158,30 @@ while stepped < STEP do
     local until_ = tonumber(stored[6])
     if slot >= 0 and (tonumber(target['try_count_' .. slot]) or 0) < (max_counts[slot + 1] or 0)
         and (until_ == nil or now_micros < until_) and number_clear(slot_number(target, slot)) then
+      if #heads > 0 then
+        break  -- the heads before it are decided first
+      end
       return claim(target_key, member, target, slot,
         (tonumber(target['try_count_' .. slot]) or 0) + 1)
     end
-    local reply = {'decide', string.sub(member, 17), stored[1], stored[3] or '',
-      stored[4] or '', stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
+    local head = {string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
+      stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
     -- Then, for each number of the target: number, listed, locked until, attempts today.
     for n = 0, 4 do
       local number = slot_number(target, n)
       if number ~= '' then
         local listed, locked, today = number_state(number)
-        reply[#reply + 1] = number
-        reply[#reply + 1] = tostring(listed)
-        reply[#reply + 1] = locked
-        reply[#reply + 1] = tostring(today)
+        head[#head + 1] = number
+        head[#head + 1] = tostring(listed)
+        head[#head + 1] = locked
+        head[#head + 1] = tostring(today)
       end
     end
-    return reply
+    heads[#heads + 1] = head
+    offset = offset + 1
   end
 end
-return {'none'}
+if #heads == 0 then
+  return {'none'}
+end
+return {'decide', heads}
