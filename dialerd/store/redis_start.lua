@@ -14,10 +14,12 @@
 --   cut below: the head and up to BATCH - 1 ready targets right behind it that are not
 --   either, each {id, body, version, touched, due, until, slot, held, then per number:
 --   number, listed, locked until, attempts today}, for the caller to decide in order; or
---   {'changed'} when the decided target is no longer that ready target. An error when the
---   stored campaign is not running.
--- The only check made here is the short cut of dialerd.core.targets: the placement's
--- slot still has a try left under this outplan and its `until` has not passed.
+--   {'changed'} when the decided target is no longer that ready target, or its number
+--   is no longer clear. An error when the stored campaign is not running.
+-- The only checks made here are the short cut of dialerd.core.targets (the placement's
+-- slot still has a try left under this outplan and its `until` has not passed) and the
+-- re-check that the number to dial is clear (not on the do-not-call list, and when rules
+-- apply not locked and below the day's attempts) in the claim's own step.
 -- At most STEP waiting targets are moved and STEP staged ones stepped over per call.
 local STEP = 1000
 local BATCH = 100
@@ -70,6 +72,7 @@ local function slot_number(target, slot)
   local address = target['destination_' .. slot]
   return type(address) == 'table' and address.target or ''
 end
+
 -- The waiting targets whose due has come join the ready ones at their touched.
 local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
 for _, member in ipairs(come) do
