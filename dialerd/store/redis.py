@@ -21,8 +21,15 @@ Layout (``P`` = prefix):
 - ``P:status:<status>``: ids of the campaigns in that status.
 - ``P:ready:<outdial>`` (score: touched) and ``P:waiting:<outdial>`` (score: due), in
   microseconds since the epoch; members are ``<15-digit sequence>:<target id>`` so equal
-  scores keep creation order. ``P:held:<outdial>``: ids of the idle targets with
-  nothing to dial (counted, never dialed).
+  scores keep creation order. ``P:waiting_held:<outdial>:<held>``: the waiting ones
+  again, by why they wait (for ``target_counts``). ``P:held:<outdial>``: ids of the idle
+  targets with nothing to dial (counted, never dialed); ``P:done_held:<outdial>:dnc``:
+  ids of the targets done because their numbers are on the do-not-call list.
+- ``P:locks:<customer>``: number -> until when it is locked after an abandoned call
+  (microseconds; written by the finish script); ``P:attempts:<customer>:<day>``: number
+  -> attempts that UTC day (counted by the claim script when a daily limit applies;
+  expires three days later by the Redis clock). The claim script reads both, and the
+  do-not-call set, for ``decide_claim`` and re-checks them in the claim's own step.
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
 - ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
@@ -60,8 +67,9 @@ Staged targets sit in the ready and waiting indexes already, so the outdial is n
 exhausted while an import is under way.
 
 Every script does bounded work: a claim moves at most 1,000 waiting targets and steps
-over at most 1,000 staged ones (then answers ``None``, "nothing claimed now"); one
-``start_attempt`` hands at most ``MAX_DECISIONS`` targets to the core; a listing page
+over at most 1,000 staged ones (then answers ``None``, "nothing claimed now") and hands
+at most 100 targets to the core per call (``start_attempt`` goes on until it claims one
+or none is ready, as the SQLite claim does); a listing page
 looks at most at 1000 index entries (a page may come back short, with a token to go on
 from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 """
@@ -86,11 +94,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
+    CallingRules,
     Claim,
     Held,
+    NumberState,
     Placement,
     Queue,
     RetryRule,
+    day_of,
     decide_claim,
     exhausted,
     place_after,
@@ -135,9 +146,10 @@ D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
 # The key layout this code reads and writes (``P:layout``); older layouts are migrated
 # by ``open``.
 LAYOUT: Final = 2
-# How many ready targets one start_attempt hands to dialerd.core.targets.decide_claim
-# before it answers None ("nothing claimed now": the next call goes on).
-MAX_DECISIONS: Final = 100
+# How many rounds (a claim script call, and a write of up to 100 decisions) one
+# start_attempt makes at most before it answers None ("nothing claimed now"): it goes on
+# deciding the ready targets in order until one is dialable, as the SQLite claim does.
+MAX_ROUNDS: Final = 10_000
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
@@ -247,8 +259,9 @@ PlacementArgs = tuple[str, int, int, int | str, int, str]
 
 def _placement_args(placement: Placement, *, deleted: bool = False) -> PlacementArgs:
     """A placement as the scripts store it: the queue letter (which index: 'r' ready,
-    'w' waiting, 'p' progressing, 'n' idle with nothing to dial, '' none), touched and
-    due (microseconds), until (microseconds or ''), slot and held."""
+    'w' waiting, 'p' progressing, 'n' idle with nothing to dial, 'd' done and held by
+    the rules, '' none), touched and due (microseconds), until (microseconds or ''),
+    slot and held."""
     letter = ""
     if deleted:
         letter = ""
@@ -260,6 +273,8 @@ def _placement_args(placement: Placement, *, deleted: bool = False) -> Placement
         letter = "p"
     elif placement.status == TargetStatus.IDLE:
         letter = "n"
+    elif placement.status == TargetStatus.DONE and placement.held:
+        letter = "d"
     until = "" if placement.until is None else micros(placement.until)
     return (
         letter,
@@ -310,6 +325,19 @@ def _held_target(
         return target
     next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
     return msgspec.structs.replace(target, hold_reason=held.decode(), tm_next_try=next_try)
+
+
+def _number_states(flat: Sequence[bytes]) -> dict[str, NumberState]:
+    """The calling rules' state of a target's numbers, as redis_start.lua reads it:
+    number, listed (0/1), locked until (microseconds or ''), attempts today."""
+    return {
+        flat[n].decode(): NumberState(
+            listed=flat[n + 1] == b"1",
+            locked_until=_from_micros(flat[n + 2]) if flat[n + 2] else None,
+            attempts_today=int(flat[n + 3]),
+        )
+        for n in range(0, len(flat) - 3, 4)
+    }
 
 
 def _settled_body(
@@ -775,9 +803,12 @@ class RedisStore:
         """Claim the next eligible target of the campaign's outdial and create its attempt.
 
         One script call in the common case (the head's placement names a slot with tries
-        left). Otherwise the script hands the head to ``decide_claim``, whose decision is
-        written by a script that applies it only to the very target it was made on
-        (same version, still ready); at most ``MAX_DECISIONS`` targets per call.
+        left, and its number is clear). Otherwise the script hands the head and up to 99
+        ready targets behind it to ``decide_claim``, in order; the placements decided for
+        those before the first dialable one are written in one script call that applies
+        each only to the very target it was made on (same version, still ready), and the
+        dialable one is claimed by the claim script, which re-checks it the same way.
+        This goes on until a target is claimed or none is ready.
         """
         stamp = format_time(plan.now)
         placeholder = _encode(_placeholder_campaigncall(plan, stamp))
@@ -787,9 +818,12 @@ class RedisStore:
         short_cut = plan.rules is None or plan.rules.hours is None
         limits = _max_counts_arg(plan.outplan.max_try_counts) if short_cut else ""
         fence = _fence_args(plan.fence)
+        rules = plan.rules
+        daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
+        calling = ("0" if rules is None else "1", daily, day_of(plan.now))
         chosen: tuple[str | int, ...] = ("",)
-        for _ in range(MAX_DECISIONS + 1):
-            reply = await self._run("start", placeholder, now, limits, *fence, *chosen)
+        for _ in range(MAX_ROUNDS):
+            reply = await self._run("start", placeholder, now, limits, *fence, *calling, *chosen)
             kind = reply[0]
             if kind == b"claimed":
                 # As redis_attempt.lua would read it: attempt, version, target, before.
@@ -809,22 +843,32 @@ class RedisStore:
             chosen = ("",)
             if kind != b"decide":
                 continue  # the decided target changed meanwhile: take the head again
-            target_id, body, version = reply[1].decode(), reply[2], reply[3].decode()
-            target = _decode_target(body)
-            placement = _stored_placement(target.status, Queue.READY, reply[4:9], plan.now)
-            decision = decide_claim(
-                target, placement, plan.outplan.max_try_counts, plan.now, rules=plan.rules
-            )
-            if isinstance(decision, Claim):
-                chosen = (target_id, decision.slot, decision.try_count, version)
-            else:
-                await self._run(
-                    "place",
+            # The heads in order: the first the core finds dialable is claimed, those
+            # before it take the placements the core decided.
+            placed: list[str | int | bytes] = []
+            for head in reply[1]:
+                target_id, body, version = head[0].decode(), head[1], head[2].decode()
+                target = _decode_target(body)
+                placement = _stored_placement(target.status, Queue.READY, head[3:8], plan.now)
+                decision = decide_claim(
+                    target,
+                    placement,
+                    plan.outplan.max_try_counts,
+                    plan.now,
+                    rules=plan.rules,
+                    numbers=_number_states(head[8:]),
+                )
+                if isinstance(decision, Claim):
+                    chosen = (target_id, decision.slot, decision.try_count, version)
+                    break
+                placed += [
                     target_id,
                     version,
                     _settled_body(target, decision.status, stamp),
                     *_placement_args(decision),
-                )
+                ]
+            if placed:
+                await self._run("place", *placed)
         return None
 
     async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
@@ -859,6 +903,7 @@ class RedisStore:
         *,
         fence: Fence | None = None,
         give_back_try: bool = False,
+        calling_rules: CallingRules | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5).
 
@@ -870,6 +915,7 @@ class RedisStore:
         """
         result = CampaigncallResult(result)
         stamp = format_time(now)
+        locked_until = calling_rules.lockout_after(reason, now) if calling_rules else None
         remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
             read = remembered or await self._run("attempt", campaigncall_id)
@@ -903,6 +949,7 @@ class RedisStore:
                 stamp,
                 *_fence_args(fence),
                 version,
+                "" if locked_until is None else micros(locked_until),
                 *decision,
             )
             if reply[0] == b"changed":
@@ -978,8 +1025,10 @@ class RedisStore:
     async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
         """The outdial's targets by what can happen to them next (from its indexes):
         idle and not waiting at ``now`` (ready, due, or with nothing to dial), waiting
-        (``due`` later), progressing, done (the rest of the listing)."""
+        (``due`` later) also by why (``held``), progressing, done (the rest of the
+        listing), and done because of the do-not-call list."""
         moment = micros(now)
+        reasons = [reason.value for reason in Held if reason != Held.NONE]
         pipe = self._connected().pipeline(transaction=True)
         pipe.zcard(self._key("targets", outdial_id))
         pipe.zcard(self._key("ready", outdial_id))
@@ -987,13 +1036,23 @@ class RedisStore:
         pipe.zcount(self._key("waiting", outdial_id), f"({moment}", "+inf")
         pipe.scard(self._key("held", outdial_id))
         pipe.scard(self._key("progressing", outdial_id))
-        total, ready, due, waiting, held, progressing = await self._guard(pipe.execute())
-        idle_due = int(ready) + int(due) + int(held)
+        for reason in reasons:
+            pipe.zcount(self._key("waiting_held", outdial_id, reason), f"({moment}", "+inf")
+        pipe.scard(self._key("done_held", outdial_id, Held.DNC.value))
+        total, ready, due, waiting, unplaced, progressing, *by_reason, listed = await self._guard(
+            pipe.execute()
+        )
+        held = {reason: int(count) for reason, count in zip(reasons, by_reason, strict=True)}
+        held = {reason: count for reason, count in held.items() if count}
+        if int(listed):
+            held[Held.DNC.value] = int(listed)
+        idle_due = int(ready) + int(due) + int(unplaced)
         return TargetCounts(
             idle_due=idle_due,
             idle_waiting=int(waiting),
             progressing=int(progressing),
             done=max(0, int(total) - idle_due - int(waiting) - int(progressing)),
+            held=held,
         )
 
     async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:

@@ -32,40 +32,52 @@ local function batch_abandoned(batch)
 end
 
 -- The index a target is in, by its queue letter (field k): 'r' ready (score: touched),
--- 'w' waiting (score: due), 'p' progressing, 'n' idle with nothing to dial, '' none.
-local function index_target(letter, outdial, member, id, touched, due)
+-- 'w' waiting (score: due; also in P:waiting_held:<outdial>:<held>, to count them by
+-- why they wait), 'p' progressing, 'n' idle with nothing to dial, 'd' done and held
+-- (P:done_held:<outdial>:<held>: done because of the do-not-call list), '' none.
+local function index_target(letter, outdial, member, id, touched, due, held)
   if letter == 'r' then
     redis.call('ZADD', key('ready', outdial), touched, member)
   elseif letter == 'w' then
     redis.call('ZADD', key('waiting', outdial), due, member)
+    if held and held ~= '' then
+      redis.call('ZADD', key('waiting_held', outdial, held), due, member)
+    end
   elseif letter == 'p' then
     redis.call('SADD', key('progressing', outdial), id)
   elseif letter == 'n' then
     redis.call('SADD', key('held', outdial), id)
+  elseif letter == 'd' then
+    redis.call('SADD', key('done_held', outdial, held), id)
   end
 end
 
-local function unindex_target(letter, outdial, member, id)
+local function unindex_target(letter, outdial, member, id, held)
   if letter == 'r' then
     redis.call('ZREM', key('ready', outdial), member)
   elseif letter == 'w' then
     redis.call('ZREM', key('waiting', outdial), member)
+    if held and held ~= '' then
+      redis.call('ZREM', key('waiting_held', outdial, held), member)
+    end
   elseif letter == 'p' then
     redis.call('SREM', key('progressing', outdial), id)
   elseif letter == 'n' then
     redis.call('SREM', key('held', outdial), id)
+  elseif letter == 'd' then
+    redis.call('SREM', key('done_held', outdial, held or ''), id)
   end
 end
 
 -- Remove a target with all its index entries (a leftover of an abandoned import).
 local function drop_target(target_key)
-  local stored = redis.call('HMGET', target_key, 'o', 'm', 'k', 'l')
+  local stored = redis.call('HMGET', target_key, 'o', 'm', 'k', 'l', 'ph')
   local outdial, member, queue, listed = stored[1], stored[2], stored[3], stored[4]
   if outdial then
     if listed and listed ~= '' then
       redis.call('ZREM', key('targets', outdial), listed)
     end
-    unindex_target(queue, outdial, member, string.sub(target_key, #P + 9))
+    unindex_target(queue, outdial, member, string.sub(target_key, #P + 9), stored[5])
   end
   redis.call('DEL', target_key)
 end

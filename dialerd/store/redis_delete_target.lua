@@ -3,7 +3,7 @@
 -- Returns the deleted target's body, or nil if there is no such target.
 local outdial, id, now = ARGV[2], ARGV[3], ARGV[4]
 local target_key = key('target', id)
-local stored = redis.call('HMGET', target_key, 'b', 'o', 'x', 'p', 'k', 'm')
+local stored = redis.call('HMGET', target_key, 'b', 'o', 'x', 'p', 'k', 'm', 'ph')
 if not stored[1] or stored[2] ~= outdial or stored[3] == '1' or not target_visible(stored[4]) then
   return nil
 end
@@ -17,5 +17,5 @@ local body = cjson.encode(target)
 redis.call('HSET', target_key, 'b', body, 'x', '1', 'k', '')
 redis.call('HINCRBY', target_key, 'v', 1)
 redis.call('ZREM', key('targets', outdial), target.tm_create .. '|' .. id)
-unindex_target(stored[5], outdial, stored[6], id)
+unindex_target(stored[5], outdial, stored[6], id, stored[7])
 return body

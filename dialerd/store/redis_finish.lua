@@ -2,7 +2,8 @@
 -- for its target, in one step.
 -- ARGV: prefix, campaigncall_id, result, reason, now (timestamp string), fence (campaign
 --   id, owner, token), the target's version the decision was made on ('-' when the caller
---   did not see the attempt active), '1' if a decision follows ('0': the target is not
+--   did not see the attempt active), until when the calling rules lock the dialed number
+--   (microseconds; '' for no lock), '1' if a decision follows ('0': the target is not
 --   progressing and stays as it is), then the target's new body, queue letter (see
 --   index_target), touched, due (microseconds), until (microseconds or ''), slot, held.
 -- Returns {'none'}; {'stale' | 'done', campaigncall body, and unless it is gone the target's
@@ -10,7 +11,7 @@
 --   {'changed'} (nothing written) when the target is no longer at that version: the
 --   caller reads again and decides again.
 local id, result, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local version, decided = ARGV[9], ARGV[10] == '1'
+local version, locked_until, decided = ARGV[9], ARGV[10], ARGV[11] == '1'
 local campaigncall_key = key('campaigncall', id)
 local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
 if not stored[1] then
@@ -49,13 +50,23 @@ redis.call('HSET', campaigncall_key, 'b', body, 's', 'done')
 redis.call('SREM', key('active', stored[3]), id)
 redis.call('SREM', key('dialing', stored[3]), id)
 redis.call('SREM', key('active'), id)
+if locked_until ~= '' then
+  -- The calling rules lock the number (an abandoned call): the later lockout holds.
+  local locks = key('locks', campaigncall.customer_id)
+  local number = campaigncall.destination and campaigncall.destination.target or ''
+  local held = tonumber(redis.call('HGET', locks, number)) or 0
+  if number ~= '' and tonumber(locked_until) > held then
+    redis.call('HSET', locks, number, locked_until)
+  end
+end
 
 if decided and target[2] == 'p' then
-  local queue, touched, due = ARGV[12], ARGV[13], ARGV[14]
+  local queue, touched, due = ARGV[13], ARGV[14], ARGV[15]
   unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
-  index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due)
-  redis.call('HSET', target_key, 'b', ARGV[11], 'k', queue,
-    'pt', touched, 'pd', due, 'pu', ARGV[15], 'ps', ARGV[16], 'ph', ARGV[17])
+  index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due,
+    ARGV[18])
+  redis.call('HSET', target_key, 'b', ARGV[12], 'k', queue,
+    'pt', touched, 'pd', due, 'pu', ARGV[16], 'ps', ARGV[17], 'ph', ARGV[18])
   redis.call('HINCRBY', target_key, 'v', 1)
 end
 return with_target({'done', body})

@@ -21,12 +21,13 @@ for _, source in ipairs({fresh, retry}) do
       if source == retry then
         due = touched + interval
         letter = 'w'
-        redis.call('ZADD', key('waiting', outdial), due, member)
+        index_target('w', outdial, member, nil, touched, due, 'retry_interval')
       else
         redis.call('ZADD', key('ready', outdial), touched, member)
       end
       redis.call('HSET', target_key, 'k', letter, 'pt', string.format('%d', touched),
-        'pd', string.format('%d', due), 'pu', '', 'ps', -1, 'ph', '')
+        'pd', string.format('%d', due), 'pu', '', 'ps', -1,
+        'ph', letter == 'w' and 'retry_interval' or '')
       redis.call('HSETNX', target_key, 'v', 1)
       redis.call('ZREM', source, member)
       budget = budget - 1

@@ -1,24 +1,33 @@
 -- start_attempt: claim a ready target and create its campaigncall, in one step.
 -- ARGV: prefix, campaigncall body with placeholders for the target (it names the campaign,
 --   customer, outdial and id, and tm_create = now), now (microseconds), max_try_count_0..4
---   ("3,0,0,0,0"; '' when the short cut below must not be taken: calling hours apply), the fence (campaign id, owner, token; owner '' when unfenced), then
+--   ("3,0,0,0,0"; '' when the short cut below must not be taken: calling hours apply),
+--   the fence (campaign id, owner, token; owner '' when unfenced), the calling rules'
+--   state to check ('1' when rules apply: a number's lockout counts), the daily
+--   attempts per number ('' for no limit) and the UTC day (YYYY-MM-DD), then
 --   either '' (take the head of the ready queue) or the claim dialerd.core.targets
 --   decided for one target: its id, slot, new try count and the version it was read at.
 -- Returns {'claimed', campaigncall body, then what finish_attempt decides from: the
 --   target's body and version after the claim and its placement before (touched, due,
 --   until, slot, held)}; {'none'} when no target is ready (or only
---   staged ones were met); {'decide', id, body, version, touched, due, until, slot, held}
---   when the head's placement is not the short cut below, for the caller to decide; or
---   {'changed'} when the decided target is no longer that ready target. An error when the
---   stored campaign is not running.
--- The only check made here is the short cut of dialerd.core.targets: the placement's
--- slot still has a try left under this outplan and its `until` has not passed.
+--   staged ones were met); {'decide', heads} when the head's placement is not the short
+--   cut below: the head and up to BATCH - 1 ready targets right behind it that are not
+--   either, each {id, body, version, touched, due, until, slot, held, then per number:
+--   number, listed, locked until, attempts today}, for the caller to decide in order; or
+--   {'changed'} when the decided target is no longer that ready target, or its number
+--   is no longer clear. An error when the stored campaign is not running.
+-- The only checks made here are the short cut of dialerd.core.targets (the placement's
+-- slot still has a try left under this outplan and its `until` has not passed) and the
+-- re-check that the number to dial is clear (not on the do-not-call list, and when rules
+-- apply not locked and below the day's attempts) in the claim's own step.
 -- At most STEP waiting targets are moved and STEP staged ones stepped over per call.
 local STEP = 1000
+local BATCH = 100
 local campaigncall = cjson.decode(ARGV[2])
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
-local chosen_id = ARGV[8]
+local with_rules, daily, day = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
+local chosen_id = ARGV[11]
 local outdial, campaign = campaigncall.outdial_id, campaigncall.campaign_id
 local customer, campaigncall_id, now =
   campaigncall.customer_id, campaigncall.id, campaigncall.tm_create
@@ -36,12 +45,41 @@ if redis.call('EXISTS', campaigncall_key) == 1 then
 end
 
 local ready, waiting = key('ready', outdial), key('waiting', outdial)
+local dnc, locks = key('dnc', customer), key('locks', customer)
+local attempts = key('attempts', customer, day)
+
+-- What the store knows of a number, for the calling rules: listed (do-not-call), locked
+-- until (microseconds or ''), attempts today.
+local function number_state(number)
+  return redis.call('SISMEMBER', dnc, number), redis.call('HGET', locks, number) or '',
+    tonumber(redis.call('HGET', attempts, number)) or 0
+end
+
+-- The atomic re-check of a claim's number: not listed, and (when rules apply) not locked
+-- now and below the day's attempts. Anything else the core decides (or decides again).
+local function number_clear(number)
+  local listed, locked, today = number_state(number)
+  if listed == 1 then
+    return false
+  end
+  if with_rules and (tonumber(locked) or 0) > now_micros then
+    return false
+  end
+  return not (with_rules and daily and today >= daily)
+end
+
+local function slot_number(target, slot)
+  local address = target['destination_' .. slot]
+  return type(address) == 'table' and address.target or ''
+end
+
 -- The waiting targets whose due has come join the ready ones at their touched.
 local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
 for _, member in ipairs(come) do
   local target_key = key('target', string.sub(member, 17))
-  local touched = redis.call('HGET', target_key, 'pt')
-  redis.call('ZREM', waiting, member)
+  local placed = redis.call('HMGET', target_key, 'pt', 'ph')
+  local touched = placed[1]
+  unindex_target('w', outdial, member, nil, placed[2])
   redis.call('ZADD', ready, touched or ARGV[3], member)
   redis.call('HSET', target_key, 'k', 'r', 'ph', '')
 end
@@ -61,6 +99,10 @@ local function claim(target_key, member, target, slot, try_count)
   local version = redis.call('HINCRBY', target_key, 'v', 1)
   redis.call('HDEL', target_key, 'p')
   redis.call('SADD', key('progressing', outdial), target.id)
+  if with_rules and daily then
+    redis.call('HINCRBY', attempts, slot_number(target, slot), 1)
+    redis.call('EXPIRE', attempts, 3 * 86400)
+  end
 
   campaigncall.outdial_target_id = target.id
   campaigncall.destination = target['destination_' .. slot]
@@ -83,19 +125,24 @@ if chosen_id ~= '' then
   -- The caller decided on this target as it read it: claim it if it is still that one.
   local target_key = key('target', chosen_id)
   local stored = redis.call('HMGET', target_key, 'b', 'p', 'v', 'k', 'm', 'o')
-  if not stored[1] or stored[4] ~= 'r' or (stored[3] or '') ~= ARGV[11] or stored[6] ~= outdial
+  if not stored[1] or stored[4] ~= 'r' or (stored[3] or '') ~= ARGV[14] or stored[6] ~= outdial
       or not target_visible(stored[2]) then
     return {'changed'}
   end
-  return claim(target_key, stored[5], cjson.decode(stored[1]), tonumber(ARGV[9]),
-    tonumber(ARGV[10]))
+  local target, slot = cjson.decode(stored[1]), tonumber(ARGV[12])
+  if not number_clear(slot_number(target, slot)) then
+    return {'changed'}  -- listed, locked or counted meanwhile: decide again
+  end
+  return claim(target_key, stored[5], target, slot, tonumber(ARGV[13]))
 end
 
-local offset, stepped = 0, 0
-while stepped < STEP do
+-- The head: claimed here when the short cut holds; else it and the heads right behind it
+-- that the short cut does not settle either (at most BATCH) go back to the caller.
+local offset, stepped, heads = 0, 0, {}
+while stepped < STEP and #heads < BATCH do
   local member = redis.call('ZRANGE', ready, offset, offset)[1]
   if not member then
-    return {'none'}
+    break
   end
   local target_key = key('target', string.sub(member, 17))
   local stored = redis.call('HMGET', target_key, 'b', 'p', 'v', 'pt', 'pd', 'pu', 'ps', 'ph')
@@ -113,11 +160,31 @@ while stepped < STEP do
     local slot = tonumber(stored[7]) or -1
     local until_ = tonumber(stored[6])
     if slot >= 0 and (tonumber(target['try_count_' .. slot]) or 0) < (max_counts[slot + 1] or 0)
-        and (until_ == nil or now_micros < until_) then
-      return claim(target_key, member, target, slot, (tonumber(target['try_count_' .. slot]) or 0) + 1)
+        and (until_ == nil or now_micros < until_) and number_clear(slot_number(target, slot)) then
+      if #heads > 0 then
+        break  -- the heads before it are decided first
+      end
+      return claim(target_key, member, target, slot,
+        (tonumber(target['try_count_' .. slot]) or 0) + 1)
     end
-    return {'decide', string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
+    local head = {string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
       stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
+    -- Then, for each number of the target: number, listed, locked until, attempts today.
+    for n = 0, 4 do
+      local number = slot_number(target, n)
+      if number ~= '' then
+        local listed, locked, today = number_state(number)
+        head[#head + 1] = number
+        head[#head + 1] = tostring(listed)
+        head[#head + 1] = locked
+        head[#head + 1] = tostring(today)
+      end
+    end
+    heads[#heads + 1] = head
+    offset = offset + 1
   end
 end
-return {'none'}
+if #heads == 0 then
+  return {'none'}
+end
+return {'decide', heads}

@@ -56,7 +56,7 @@ for _, row in ipairs(rows) do
     ids[#ids + 1] = id
   end
   redis.call('HSET', key('target', id), unpack(fields))
-  index_target(queue, outdial, member, id, touched, due)
+  index_target(queue, outdial, member, id, touched, due, row[10])
 end
 if #ids > 0 then
   local staged = key('import', batch, 'ids')

@@ -12,9 +12,9 @@ import redis.asyncio
 
 from dialerd.core.hours import CallingHours
 from dialerd.core.targets import CallingRules, RetryRule
-from dialerd.model import CampaigncallResult, OutdialTarget, TargetStatus
+from dialerd.model import CampaigncallResult, DncNumber, OutdialTarget, TargetStatus
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
-from dialerd.store.redis import LAYOUT, MAX_DECISIONS, RedisStore, micros_of_stamp
+from dialerd.store.redis import LAYOUT, RedisStore, micros_of_stamp
 from tests.conftest import RedisServer, free_port
 
 if TYPE_CHECKING:
@@ -246,18 +246,22 @@ async def test_thousands_of_spent_targets_at_the_head_do_not_hide_a_dialable_one
     dialable = make.target(dialing.outdial.id, tm_create=make.stamp(5))
     await store.create_targets([*head, dialable])
 
-    calls, claimed = 0, None
-    while claimed is None and calls < 100:
-        claimed = await store.start_attempt(dialing.plan(make.at(10)))
-        calls += 1
-        # Never "exhausted" while the dialable target is there.
-        assert claimed is not None or not await store.outdial_exhausted(
-            dialing.campaign.id, dialing.outdial.id
-        )
+    decisions = 0
+    run = store._run
+
+    async def counting(name: str, *args: object) -> object:
+        nonlocal decisions
+        reply = await run(name, *args)
+        if name == "start" and reply[0] == b"decide":
+            decisions += len(reply[1])
+        return reply
+
+    store._run = counting  # type: ignore[method-assign]
+    claimed = await store.start_attempt(dialing.plan(make.at(10)))
     assert claimed is not None
     assert claimed.outdial_target_id == dialable.id
-    # Each call decided up to MAX_DECISIONS spent targets (done), then the next went on.
-    assert len(head) // MAX_DECISIONS <= calls <= len(head) // MAX_DECISIONS + 1
+    # Every spent target was decided by the core (done), in batches of 100 per script.
+    assert decisions == len(head)
     for target in (head[0], head[-1]):
         stored = await store.get_target(dialing.outdial.id, target.id)
         assert stored is not None
@@ -278,8 +282,7 @@ async def test_more_than_a_thousand_spent_targets_end_in_exhaustion(
 
     # Ready until a claim reaches them and the core finds them spent.
     assert not await exhausted()
-    for _ in range(1500 // MAX_DECISIONS):
-        assert await store.start_attempt(dialing.plan(make.at(1))) is None
+    assert await store.start_attempt(dialing.plan(make.at(1))) is None
     assert await exhausted()
 
 
@@ -322,7 +325,8 @@ async def test_a_decision_on_a_target_changed_since_it_was_read_is_not_written(
     await store.create_targets([target])
     await store.delete_target(dialing.outdial.id, target.id, make.at(1))
     # The core's "done" for the version created (1) finds the target deleted since (2).
-    assert int(await store._run("place", target.id, "1", b"{}", "", 0, 0, "", -1, "")) == 0
+    written = await store._run("place", target.id, "1", b"{}", "", 0, 0, "", -1, "")
+    assert int(written) == 0
     stored = await store._fields(f"dtest:target:{target.id}", "x", "k")
     assert stored == [b"1", b""]
 
@@ -412,6 +416,68 @@ async def test_calling_hours_are_decided_by_the_core_not_the_short_cut(
     call = await store.start_attempt(opened)
     assert call is not None
     assert call.outdial_target_id == target.id
+
+
+async def test_a_number_listed_between_the_decision_and_the_claim_is_not_dialed(
+    store: RedisStore, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialing = await make.dialing(store)
+    # Calling hours: no short cut, every head is decided in Python.
+    rules = CallingRules(hours=CallingHours())
+    target = msgspec.structs.replace(
+        make.target(dialing.outdial.id, make.tel("+15550131")), data='{"timezone": "UTC"}'
+    )
+    await store.create_targets([target])
+    run = store._run
+    replies: list[bytes] = []
+
+    async def listing_meanwhile(name: str, *args: object) -> object:
+        reply = await run(name, *args)
+        if name == "start":
+            replies.append(reply[0])
+            if reply[0] == b"decide" and len(replies) == 1:
+                await store.add_dnc_numbers(
+                    [
+                        DncNumber(
+                            customer_id=dialing.campaign.customer_id,
+                            number="+15550131",
+                            tm_create=make.stamp(1),
+                        )
+                    ]
+                )
+        return reply
+
+    monkeypatch.setattr(store, "_run", listing_meanwhile)
+    plan = msgspec.structs.replace(dialing.plan(make.at(10)), rules=rules)
+    assert await store.start_attempt(plan) is None
+    # Decided dialable, refused at the claim (listed meanwhile), decided again: done.
+    assert replies[:3] == [b"decide", b"changed", b"decide"]
+    stored = await store.get_target(dialing.outdial.id, target.id)
+    assert stored is not None
+    assert (stored.status, stored.hold_reason) == (TargetStatus.DONE, "dnc")
+
+
+async def test_the_waiting_by_reason_index_follows_its_targets(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    dialing = await make.dialing(store, try_interval=60_000)
+    rule = RetryRule.of(dialing.outplan)
+    promoted, deleted = make.target(dialing.outdial.id), make.target(dialing.outdial.id)
+    await store.create_targets([promoted, deleted])
+    for _ in range(2):
+        call = await store.start_attempt(dialing.plan(make.at(0)))
+        assert call is not None
+        await store.finish_attempt(call.id, CampaigncallResult.FAIL, "busy", rule, make.at(1))
+    counts = await store.target_counts(dialing.outdial.id, make.at(2))
+    assert (counts.idle_waiting, counts.held) == (2, {"retry_interval": 2})
+    await store.delete_target(dialing.outdial.id, deleted.id, make.at(3))
+    call = await store.start_attempt(dialing.plan(make.at(61)))  # promoted, then claimed
+    assert call is not None
+    assert call.outdial_target_id == promoted.id
+    counts = await store.target_counts(dialing.outdial.id, make.at(61))
+    assert (counts.idle_waiting, counts.progressing, counts.held) == (0, 1, {})
+    keys = await all_keys(redis_url)
+    assert not [key for key in keys if key.startswith(("dtest:waiting", "dtest:ready"))]
 
 
 # -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
