@@ -8,6 +8,11 @@ Two scenarios per store backend, each bounded in time:
 - tick lag: many queue campaigns ticked every second on a centre with one agent per
   queue and realistic call times; p50 and p99 of how late each tick started.
 
+With Redis, the same run also measures the raw ceiling one process reaches on that
+redis-server: attempts made of two Lua round trips each (a claim that pops a queued
+member and writes a hash, a finish that writes it back), from as many concurrent
+connections as the store's pool, and prints the engine's share of it.
+
 Peak RSS of the process is printed at the end. Run: scripts/bench-engine --help
 """
 
@@ -209,7 +214,62 @@ async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+CLAIM_LUA = """
+local member = redis.call('ZPOPMIN', KEYS[1])[1]
+if not member then return nil end
+redis.call('HSET', KEYS[2] .. member, 's', 'progressing', 't', ARGV[1])
+redis.call('SADD', KEYS[3], member)
+return member
+"""
+FINISH_LUA = """
+redis.call('HSET', KEYS[2] .. ARGV[1], 's', 'idle', 't', ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+CEILING_WORKERS = 64
+
+
+async def redis_ceiling(url: str, seconds: float) -> dict[str, float]:
+    """Claim+finish Lua pairs per second from this one process (no dialing logic)."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, max_connections=CEILING_WORKERS)
+    keys = ("bench:queue", "bench:target:", "bench:progressing")
+    await client.zadd(keys[0], {f"t{n}": n for n in range(10_000)})
+    claim, finish = client.register_script(CLAIM_LUA), client.register_script(FINISH_LUA)
+    pairs = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal pairs
+        while time.perf_counter() < deadline:
+            stamp = time.time_ns()
+            member = await claim(keys=keys, args=[stamp])
+            if member is not None:
+                await finish(keys=keys, args=[member, stamp])
+                pairs += 1
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as task_group:
+        for _ in range(CEILING_WORKERS):
+            task_group.start_soon(worker)
+    wall = time.perf_counter() - started
+    await client.flushall()
+    await client.aclose()
+    return {"attempts_per_second": pairs / wall}
+
+
 async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) -> None:
+    ceiling = 0.0
+    if backend == "redis":
+        await flush(redis_url)
+        ceiling = (await redis_ceiling(redis_url, min(args.seconds, 5.0)))["attempts_per_second"]
+        print(
+            f"{'redis':<7} {'ceiling':<11} two Lua round trips per attempt from one process: "
+            f"attempts_per_second={ceiling:,.1f}",
+            flush=True,
+        )
     for scenario in (throughput, tick_lag):
         with tempfile.TemporaryDirectory(prefix="dialerd-bench-") as tmp:
             config = StoreConfig(
@@ -224,6 +284,8 @@ async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) ->
                 figures = await scenario(store, args)
             finally:
                 await store.close()
+        if ceiling and scenario is throughput:
+            figures["share_of_ceiling_percent"] = 100 * figures["attempts_per_second"] / ceiling
         shown = "  ".join(f"{key}={value:,.1f}" for key, value in figures.items())
         print(f"{backend:<7} {scenario.__name__:<11} {shown}", flush=True)
 
