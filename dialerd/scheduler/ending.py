@@ -20,6 +20,10 @@ class CampaignEnding:
         self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan
     ) -> bool:
         """True when the outdial is exhausted and the campaign stopped (its loop ends)."""
+        if self.shared.attempts.of_campaign(campaign.id).active:
+            # A campaign with an attempt under way is not exhausted (behaviour.md §6):
+            # this engine follows its attempts, so the store need not be asked.
+            return False
         if not await self.shared.store.outdial_exhausted(campaign.id, campaign.outdial_id):
             return False
         self.shared.set_state(loop, DialingState.EXHAUSTED)
