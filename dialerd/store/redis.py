@@ -150,6 +150,8 @@ LAYOUT: Final = 2
 # start_attempt makes at most before it answers None ("nothing claimed now"): it goes on
 # deciding the ready targets in order until one is dialable, as the SQLite claim does.
 MAX_ROUNDS: Final = 10_000
+# How many plans of start_attempts one claim script call takes at most.
+CLAIMS_PER_CALL: Final = 100
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
@@ -190,6 +192,8 @@ NOT_RUNNING_MARK: Final = "DIALERD_NOT_RUNNING "
 CHANGED_MARK: Final = "DIALERD_CHANGED "
 UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 
+# The claim script's four arguments of a decided claim, when there is none.
+_UNCHOSEN: Final = ("", "", "", "")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _encode = msgspec.json.Encoder().encode
@@ -800,53 +804,78 @@ class RedisStore:
 
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
-        """Claim the next eligible target of the campaign's outdial and create its attempt.
+        """Claim the next eligible target of the campaign's outdial and create its attempt
+        (``start_attempts`` of this one plan)."""
+        claimed = await self.start_attempts((plan,))
+        return claimed[0] if claimed else None
 
-        One script call in the common case (the head's placement names a slot with tries
-        left, and its number is clear). Otherwise the script hands the head and up to 99
-        ready targets behind it to ``decide_claim``, in order; the placements decided for
-        those before the first dialable one are written in one script call that applies
-        each only to the very target it was made on (same version, still ready), and the
-        dialable one is claimed by the claim script, which re-checks it the same way.
-        This goes on until a target is claimed or none is ready.
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """The plans' claims, in order, until one finds no target ready.
+
+        One script call claims up to ``CLAIMS_PER_CALL`` plans in the common case (each
+        head's placement names a slot with tries left, and its number is clear). When a
+        head is not that, the script answers the claims made so far and hands the head
+        and up to 99 ready targets behind it to ``decide_claim``, in order; the
+        placements decided for those before the first dialable one are written in one
+        script call that applies each only to the very target it was made on (same
+        version, still ready), and the dialable one is claimed by the next claim call
+        (which goes on with the plans after it), re-checked the same way. Each plan goes
+        on until a target is claimed or none is ready (at most ``MAX_ROUNDS`` rounds).
         """
-        stamp = format_time(plan.now)
-        placeholder = _encode(_placeholder_campaigncall(plan, stamp))
-        now = micros(plan.now)
+        if not plans:
+            return []
+        first = plans[0]
+        stamp = format_time(first.now)
+        now = micros(first.now)
         # The short cut (the placement's slot) holds only when no calling hours apply:
         # those the core alone can tell ('' disables it: every head is decided here).
-        short_cut = plan.rules is None or plan.rules.hours is None
-        limits = _max_counts_arg(plan.outplan.max_try_counts) if short_cut else ""
-        fence = _fence_args(plan.fence)
-        rules = plan.rules
+        rules = first.rules
+        short_cut = rules is None or rules.hours is None
+        limits = _max_counts_arg(first.outplan.max_try_counts) if short_cut else ""
+        fence = _fence_args(first.fence)
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
-        calling = ("0" if rules is None else "1", daily, day_of(plan.now))
-        chosen: tuple[str | int, ...] = ("",)
-        for _ in range(MAX_ROUNDS):
-            reply = await self._run("start", placeholder, now, limits, *fence, *calling, *chosen)
-            kind = reply[0]
-            if kind == b"claimed":
+        common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
+        placeholders = [_encode(_placeholder_campaigncall(plan, stamp)) for plan in plans]
+        claimed: list[Campaigncall] = []
+        chosen: tuple[str | int, ...] = _UNCHOSEN
+        rounds = 0
+        while len(claimed) < len(plans) and rounds < MAX_ROUNDS:
+            rounds += 1
+            at = len(claimed)
+            bodies = placeholders[at : at + CLAIMS_PER_CALL]
+            try:
+                reply = await self._run("start", bodies[0], *common, *chosen, *bodies[1:])
+            except CampaignNotRunning:
+                if not claimed:
+                    raise
+                break  # stopped since the claims before: the list ends there
+            kind, heads, claims = reply
+            chosen = _UNCHOSEN
+            for claim in claims:
                 # As redis_attempt.lua would read it: attempt, version, target, before.
-                campaigncall, target_body, version, *before = reply[1:9]
-                self._claims[plan.campaigncall_id] = [
+                campaigncall = _decode_campaigncall(claim[0])
+                self._claims[campaigncall.id] = [
                     b"active",
-                    campaigncall,
-                    version,
-                    target_body,
-                    *before,
+                    claim[0],
+                    claim[2],
+                    claim[1],
+                    *claim[3:8],
                 ]
-                if len(self._claims) > CLAIMS_KEPT:
+                claimed.append(campaigncall)
+            if claims:
+                rounds = 0
+            if len(self._claims) > CLAIMS_KEPT:
+                for _ in range(len(self._claims) - CLAIMS_KEPT):
                     self._claims.popitem(last=False)
-                return _decode_campaigncall(campaigncall)
             if kind == b"none":
-                return None
-            chosen = ("",)
+                break
             if kind != b"decide":
-                continue  # the decided target changed meanwhile: take the head again
+                continue  # all claimed, the decided target changed, or ask again
+            plan = plans[len(claimed)]
             # The heads in order: the first the core finds dialable is claimed, those
             # before it take the placements the core decided.
             placed: list[str | int | bytes] = []
-            for head in reply[1]:
+            for head in heads:
                 target_id, body, version = head[0].decode(), head[1], head[2].decode()
                 target = _decode_target(body)
                 placement = _stored_placement(target.status, Queue.READY, head[3:8], plan.now)
@@ -869,21 +898,6 @@ class RedisStore:
                 ]
             if placed:
                 await self._run("place", *placed)
-        return None
-
-    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
-        """The plans' claims one script call at a time, until one finds nothing ready."""
-        claimed: list[Campaigncall] = []
-        for plan in plans:
-            try:
-                campaigncall = await self.start_attempt(plan)
-            except CampaignNotRunning:
-                if not claimed:
-                    raise
-                break
-            if campaigncall is None:
-                break
-            claimed.append(campaigncall)
         return claimed
 
     async def mark_answered(
