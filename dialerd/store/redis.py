@@ -320,11 +320,12 @@ def _target_row(target: OutdialTarget) -> tuple[str | int, ...]:
 
 
 def _held_target(
-    body: bytes, queue: bytes | None, due: bytes | None, held: bytes | None
+    body: bytes | OutdialTarget, queue: bytes | None, due: bytes | None, held: bytes | None
 ) -> OutdialTarget:
     """A stored target with why the rules hold it (``hold_reason``, and ``tm_next_try``
-    while it waits), read from its placement fields."""
-    target = _decode_target(body)
+    while it waits), read from its placement fields; ``body`` is the target itself when
+    the caller knows it (it wrote that body)."""
+    target = body if isinstance(body, OutdialTarget) else _decode_target(body)
     if not held:
         return target
     next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
@@ -344,10 +345,10 @@ def _number_states(flat: Sequence[bytes]) -> dict[str, NumberState]:
     }
 
 
-def _settled_body(
+def _settled(
     target: OutdialTarget, status: TargetStatus, stamp: str, counts: Sequence[int] | None = None
-) -> bytes:
-    """The target's body once a decision is written (at ``stamp``)."""
+) -> OutdialTarget:
+    """The target once a decision is written (at ``stamp``)."""
     changed = msgspec.structs.replace(target, status=status, tm_update=stamp)
     if counts is not None:
         changed = msgspec.structs.replace(
@@ -358,7 +359,12 @@ def _settled_body(
             try_count_3=counts[3],
             try_count_4=counts[4],
         )
-    return _encode(changed)
+    return changed
+
+
+def _settled_body(target: OutdialTarget, status: TargetStatus, stamp: str) -> bytes:
+    """The target's body once a decision is written (at ``stamp``)."""
+    return _encode(_settled(target, status, stamp))
 
 
 class _Documents(Generic[D]):
@@ -395,7 +401,9 @@ class RedisStore:
         self._outdials = _Documents("outdial", Outdial)
         self._campaigncalls = _Documents("campaigncall", Campaigncall)
         # campaigncall id -> what redis_attempt.lua would read while it is active.
-        self._claims: OrderedDict[str, list[bytes]] = OrderedDict()
+        # Per claim: the attempt, then the target's version and body after the claim and
+        # its placement before (as redis_attempt.lua reads them).
+        self._claims: OrderedDict[str, tuple[Campaigncall, list[bytes]]] = OrderedDict()
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
@@ -852,15 +860,8 @@ class RedisStore:
             kind, heads, claims = reply
             chosen = _UNCHOSEN
             for claim in claims:
-                # As redis_attempt.lua would read it: attempt, version, target, before.
                 campaigncall = _decode_campaigncall(claim[0])
-                self._claims[campaigncall.id] = [
-                    b"active",
-                    claim[0],
-                    claim[2],
-                    claim[1],
-                    *claim[3:8],
-                ]
+                self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])
                 claimed.append(campaigncall)
             if claims:
                 rounds = 0
@@ -932,16 +933,24 @@ class RedisStore:
         locked_until = calling_rules.lockout_after(reason, now) if calling_rules else None
         remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
-            read = remembered or await self._run("attempt", campaigncall_id)
-            remembered = None
+            campaigncall: Campaigncall | None = None
+            if remembered is not None:
+                campaigncall, read = remembered
+                remembered = None
+            else:
+                read = await self._run("attempt", campaigncall_id)
+                if read[0] == b"active":
+                    campaigncall = _decode_campaigncall(read[1])
+                read = read[2:]
             version = "-"
             decision: tuple[str | int | bytes, ...] = ("0",)
-            if read[0] == b"active":
-                campaigncall = _decode_campaigncall(read[1])
-                version = read[2].decode()
-                if read[3]:
-                    target = _decode_target(read[3])
-                    before = _stored_placement(TargetStatus.IDLE, Queue.READY, read[4:9], now)
+            written: OutdialTarget | None = None
+            if campaigncall is not None:
+                # read: the target's version, body and placement before the claim.
+                version = read[0].decode()
+                if read[1]:
+                    target = _decode_target(read[1])
+                    before = _stored_placement(TargetStatus.IDLE, Queue.READY, read[2:7], now)
                     settled = place_after(
                         target,
                         campaigncall.destination_index,
@@ -953,8 +962,8 @@ class RedisStore:
                         before=before,
                     )
                     placement = settled.placement
-                    body = _settled_body(target, placement.status, stamp, settled.try_counts)
-                    decision = ("1", body, *_placement_args(placement))
+                    written = _settled(target, placement.status, stamp, settled.try_counts)
+                    decision = ("1", _encode(written), *_placement_args(placement))
             reply = await self._run(
                 "finish",
                 campaigncall_id,
@@ -970,11 +979,15 @@ class RedisStore:
                 continue
             if reply[0] == b"none":
                 return None
-            target_body = reply[2] if len(reply) > 2 else None
+            after: OutdialTarget | None = None
+            if len(reply) > 2:
+                # The body is '' when it is the one written here.
+                known = written if written is not None and not reply[2] else reply[2]
+                after = _held_target(known, *reply[3:6])
             return FinishResult(
                 finished=reply[0] == b"done",
                 campaigncall=_decode_campaigncall(reply[1]),
-                target=None if target_body is None else _held_target(*reply[2:6]),
+                target=after,
             )
         raise StoreUnavailable(
             f"the target of campaigncall {campaigncall_id} kept changing while it was "
