@@ -651,3 +651,29 @@ async def test_a_layout_1_store_is_migrated_at_open(redis_url: str, make: Factor
         assert (third.outdial_target_id, third.try_count) == (retried.id, 2)
     finally:
         await store.close()
+
+
+async def test_a_finish_answers_the_target_as_stored_with_or_without_the_claim_at_hand(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+    mine, theirs = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(2)])
+    other = redis_store(redis_url)
+    await other.open()
+    try:
+        rule = RetryRule.of(dialing.outplan)
+        for finisher, call in ((store, mine), (other, theirs)):
+            finished = await finisher.finish_attempt(
+                call.id, CampaigncallResult.FAIL, "busy", rule, make.at(2)
+            )
+            assert finished is not None
+            assert finished.finished
+            assert finished.target is not None
+            assert finished.target.try_count_0 == 1
+            assert finished.target == await store.get_target(
+                dialing.outdial.id, call.outdial_target_id
+            )
+            assert finished.campaigncall == await store.get_campaigncall(None, call.id)
+    finally:
+        await other.close()
