@@ -150,6 +150,8 @@ LAYOUT: Final = 2
 # start_attempt makes at most before it answers None ("nothing claimed now"): it goes on
 # deciding the ready targets in order until one is dialable, as the SQLite claim does.
 MAX_ROUNDS: Final = 10_000
+# How many plans of start_attempts one claim script call takes at most.
+CLAIMS_PER_CALL: Final = 100
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
@@ -190,6 +192,8 @@ NOT_RUNNING_MARK: Final = "DIALERD_NOT_RUNNING "
 CHANGED_MARK: Final = "DIALERD_CHANGED "
 UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 
+# The claim script's four arguments of a decided claim, when there is none.
+_UNCHOSEN: Final = ("", "", "", "")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _encode = msgspec.json.Encoder().encode
@@ -316,11 +320,12 @@ def _target_row(target: OutdialTarget) -> tuple[str | int, ...]:
 
 
 def _held_target(
-    body: bytes, queue: bytes | None, due: bytes | None, held: bytes | None
+    body: bytes | OutdialTarget, queue: bytes | None, due: bytes | None, held: bytes | None
 ) -> OutdialTarget:
     """A stored target with why the rules hold it (``hold_reason``, and ``tm_next_try``
-    while it waits), read from its placement fields."""
-    target = _decode_target(body)
+    while it waits), read from its placement fields; ``body`` is the target itself when
+    the caller knows it (it wrote that body)."""
+    target = body if isinstance(body, OutdialTarget) else _decode_target(body)
     if not held:
         return target
     next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
@@ -340,10 +345,10 @@ def _number_states(flat: Sequence[bytes]) -> dict[str, NumberState]:
     }
 
 
-def _settled_body(
+def _settled(
     target: OutdialTarget, status: TargetStatus, stamp: str, counts: Sequence[int] | None = None
-) -> bytes:
-    """The target's body once a decision is written (at ``stamp``)."""
+) -> OutdialTarget:
+    """The target once a decision is written (at ``stamp``)."""
     changed = msgspec.structs.replace(target, status=status, tm_update=stamp)
     if counts is not None:
         changed = msgspec.structs.replace(
@@ -354,7 +359,12 @@ def _settled_body(
             try_count_3=counts[3],
             try_count_4=counts[4],
         )
-    return _encode(changed)
+    return changed
+
+
+def _settled_body(target: OutdialTarget, status: TargetStatus, stamp: str) -> bytes:
+    """The target's body once a decision is written (at ``stamp``)."""
+    return _encode(_settled(target, status, stamp))
 
 
 class _Documents(Generic[D]):
@@ -391,7 +401,9 @@ class RedisStore:
         self._outdials = _Documents("outdial", Outdial)
         self._campaigncalls = _Documents("campaigncall", Campaigncall)
         # campaigncall id -> what redis_attempt.lua would read while it is active.
-        self._claims: OrderedDict[str, list[bytes]] = OrderedDict()
+        # Per claim: the attempt, then the target's version and body after the claim and
+        # its placement before (as redis_attempt.lua reads them).
+        self._claims: OrderedDict[str, tuple[Campaigncall, list[bytes]]] = OrderedDict()
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
@@ -800,53 +812,71 @@ class RedisStore:
 
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
-        """Claim the next eligible target of the campaign's outdial and create its attempt.
+        """Claim the next eligible target of the campaign's outdial and create its attempt
+        (``start_attempts`` of this one plan)."""
+        claimed = await self.start_attempts((plan,))
+        return claimed[0] if claimed else None
 
-        One script call in the common case (the head's placement names a slot with tries
-        left, and its number is clear). Otherwise the script hands the head and up to 99
-        ready targets behind it to ``decide_claim``, in order; the placements decided for
-        those before the first dialable one are written in one script call that applies
-        each only to the very target it was made on (same version, still ready), and the
-        dialable one is claimed by the claim script, which re-checks it the same way.
-        This goes on until a target is claimed or none is ready.
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """The plans' claims, in order, until one finds no target ready.
+
+        One script call claims up to ``CLAIMS_PER_CALL`` plans in the common case (each
+        head's placement names a slot with tries left, and its number is clear). When a
+        head is not that, the script answers the claims made so far and hands the head
+        and up to 99 ready targets behind it to ``decide_claim``, in order; the
+        placements decided for those before the first dialable one are written in one
+        script call that applies each only to the very target it was made on (same
+        version, still ready), and the dialable one is claimed by the next claim call
+        (which goes on with the plans after it), re-checked the same way. Each plan goes
+        on until a target is claimed or none is ready (at most ``MAX_ROUNDS`` rounds).
         """
-        stamp = format_time(plan.now)
-        placeholder = _encode(_placeholder_campaigncall(plan, stamp))
-        now = micros(plan.now)
+        if not plans:
+            return []
+        first = plans[0]
+        stamp = format_time(first.now)
+        now = micros(first.now)
         # The short cut (the placement's slot) holds only when no calling hours apply:
         # those the core alone can tell ('' disables it: every head is decided here).
-        short_cut = plan.rules is None or plan.rules.hours is None
-        limits = _max_counts_arg(plan.outplan.max_try_counts) if short_cut else ""
-        fence = _fence_args(plan.fence)
-        rules = plan.rules
+        rules = first.rules
+        short_cut = rules is None or rules.hours is None
+        limits = _max_counts_arg(first.outplan.max_try_counts) if short_cut else ""
+        fence = _fence_args(first.fence)
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
-        calling = ("0" if rules is None else "1", daily, day_of(plan.now))
-        chosen: tuple[str | int, ...] = ("",)
-        for _ in range(MAX_ROUNDS):
-            reply = await self._run("start", placeholder, now, limits, *fence, *calling, *chosen)
-            kind = reply[0]
-            if kind == b"claimed":
-                # As redis_attempt.lua would read it: attempt, version, target, before.
-                campaigncall, target_body, version, *before = reply[1:9]
-                self._claims[plan.campaigncall_id] = [
-                    b"active",
-                    campaigncall,
-                    version,
-                    target_body,
-                    *before,
-                ]
-                if len(self._claims) > CLAIMS_KEPT:
+        common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
+        placeholders = [_encode(_placeholder_campaigncall(plan, stamp)) for plan in plans]
+        claimed: list[Campaigncall] = []
+        chosen: tuple[str | int, ...] = _UNCHOSEN
+        rounds = 0
+        while len(claimed) < len(plans) and rounds < MAX_ROUNDS:
+            rounds += 1
+            at = len(claimed)
+            bodies = placeholders[at : at + CLAIMS_PER_CALL]
+            try:
+                reply = await self._run("start", bodies[0], *common, *chosen, *bodies[1:])
+            except CampaignNotRunning:
+                if not claimed:
+                    raise
+                break  # stopped since the claims before: the list ends there
+            kind, heads, claims = reply
+            chosen = _UNCHOSEN
+            for claim in claims:
+                campaigncall = _decode_campaigncall(claim[0])
+                self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])
+                claimed.append(campaigncall)
+            if claims:
+                rounds = 0
+            if len(self._claims) > CLAIMS_KEPT:
+                for _ in range(len(self._claims) - CLAIMS_KEPT):
                     self._claims.popitem(last=False)
-                return _decode_campaigncall(campaigncall)
             if kind == b"none":
-                return None
-            chosen = ("",)
+                break
             if kind != b"decide":
-                continue  # the decided target changed meanwhile: take the head again
+                continue  # all claimed, the decided target changed, or ask again
+            plan = plans[len(claimed)]
             # The heads in order: the first the core finds dialable is claimed, those
             # before it take the placements the core decided.
             placed: list[str | int | bytes] = []
-            for head in reply[1]:
+            for head in heads:
                 target_id, body, version = head[0].decode(), head[1], head[2].decode()
                 target = _decode_target(body)
                 placement = _stored_placement(target.status, Queue.READY, head[3:8], plan.now)
@@ -869,21 +899,6 @@ class RedisStore:
                 ]
             if placed:
                 await self._run("place", *placed)
-        return None
-
-    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
-        """The plans' claims one script call at a time, until one finds nothing ready."""
-        claimed: list[Campaigncall] = []
-        for plan in plans:
-            try:
-                campaigncall = await self.start_attempt(plan)
-            except CampaignNotRunning:
-                if not claimed:
-                    raise
-                break
-            if campaigncall is None:
-                break
-            claimed.append(campaigncall)
         return claimed
 
     async def mark_answered(
@@ -918,16 +933,24 @@ class RedisStore:
         locked_until = calling_rules.lockout_after(reason, now) if calling_rules else None
         remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
-            read = remembered or await self._run("attempt", campaigncall_id)
-            remembered = None
+            campaigncall: Campaigncall | None = None
+            if remembered is not None:
+                campaigncall, read = remembered
+                remembered = None
+            else:
+                read = await self._run("attempt", campaigncall_id)
+                if read[0] == b"active":
+                    campaigncall = _decode_campaigncall(read[1])
+                read = read[2:]
             version = "-"
             decision: tuple[str | int | bytes, ...] = ("0",)
-            if read[0] == b"active":
-                campaigncall = _decode_campaigncall(read[1])
-                version = read[2].decode()
-                if read[3]:
-                    target = _decode_target(read[3])
-                    before = _stored_placement(TargetStatus.IDLE, Queue.READY, read[4:9], now)
+            written: OutdialTarget | None = None
+            if campaigncall is not None:
+                # read: the target's version, body and placement before the claim.
+                version = read[0].decode()
+                if read[1]:
+                    target = _decode_target(read[1])
+                    before = _stored_placement(TargetStatus.IDLE, Queue.READY, read[2:7], now)
                     settled = place_after(
                         target,
                         campaigncall.destination_index,
@@ -939,8 +962,8 @@ class RedisStore:
                         before=before,
                     )
                     placement = settled.placement
-                    body = _settled_body(target, placement.status, stamp, settled.try_counts)
-                    decision = ("1", body, *_placement_args(placement))
+                    written = _settled(target, placement.status, stamp, settled.try_counts)
+                    decision = ("1", _encode(written), *_placement_args(placement))
             reply = await self._run(
                 "finish",
                 campaigncall_id,
@@ -956,11 +979,15 @@ class RedisStore:
                 continue
             if reply[0] == b"none":
                 return None
-            target_body = reply[2] if len(reply) > 2 else None
+            after: OutdialTarget | None = None
+            if len(reply) > 2:
+                # The body is '' when it is the one written here.
+                known = written if written is not None and not reply[2] else reply[2]
+                after = _held_target(known, *reply[3:6])
             return FinishResult(
                 finished=reply[0] == b"done",
                 campaigncall=_decode_campaigncall(reply[1]),
-                target=None if target_body is None else _held_target(*reply[2:6]),
+                target=after,
             )
         raise StoreUnavailable(
             f"the target of campaigncall {campaigncall_id} kept changing while it was "

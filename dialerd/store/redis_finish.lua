@@ -7,7 +7,7 @@
 --   progressing and stays as it is), then the target's new body, queue letter (see
 --   index_target), touched, due (microseconds), until (microseconds or ''), slot, held.
 -- Returns {'none'}; {'stale' | 'done', campaigncall body, and unless it is gone the target's
---   body, queue letter, due and held}; or
+--   body ('' when it is the new body written here), queue letter, due and held}; or
 --   {'changed'} (nothing written) when the target is no longer at that version: the
 --   caller reads again and decides again.
 local id, result, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -23,12 +23,13 @@ end
 local campaigncall = cjson.decode(stored[1])
 local target_key = key('target', campaigncall.outdial_target_id)
 
--- The target's body with its queue letter, due and held (why the rules hold it).
-local function with_target(reply)
+-- The target's body (or '' when `written`: the caller knows it) with its queue letter,
+-- due and held (why the rules hold it).
+local function with_target(reply, written)
   local target = redis.call('HMGET', target_key, 'b', 'x', 'p', 'k', 'pd', 'ph')
   if target[1] and target[2] ~= '1' and target_visible(target[3]) then
-    reply[3], reply[4], reply[5], reply[6] = target[1], target[4] or '', target[5] or '',
-      target[6] or ''
+    reply[3] = written and '' or target[1]
+    reply[4], reply[5], reply[6] = target[4] or '', target[5] or '', target[6] or ''
   end
   return reply
 end
@@ -60,7 +61,8 @@ if locked_until ~= '' then
   end
 end
 
-if decided and target[2] == 'p' then
+local written = decided and target[2] == 'p'
+if written then
   local queue, touched, due = ARGV[13], ARGV[14], ARGV[15]
   unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
   index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due,
@@ -69,4 +71,4 @@ if decided and target[2] == 'p' then
     'pt', touched, 'pd', due, 'pu', ARGV[16], 'ps', ARGV[17], 'ph', ARGV[18])
   redis.call('HINCRBY', target_key, 'v', 1)
 end
-return with_target({'done', body})
+return with_target({'done', body}, written)

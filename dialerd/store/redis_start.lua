@@ -1,37 +1,45 @@
--- start_attempt: claim a ready target and create its campaigncall, in one step.
--- ARGV: prefix, campaigncall body with placeholders for the target (it names the campaign,
---   customer, outdial and id, and tm_create = now), now (microseconds), max_try_count_0..4
---   ("3,0,0,0,0"; '' when the short cut below must not be taken: calling hours apply),
---   the fence (campaign id, owner, token; owner '' when unfenced), the calling rules'
---   state to check ('1' when rules apply: a number's lockout counts), the daily
---   attempts per number ('' for no limit) and the UTC day (YYYY-MM-DD), then
---   either '' (take the head of the ready queue) or the claim dialerd.core.targets
---   decided for one target: its id, slot, new try count and the version it was read at.
--- Returns {'claimed', campaigncall body, then what finish_attempt decides from: the
---   target's body and version after the claim and its placement before (touched, due,
---   until, slot, held)}; {'none'} when no target is ready (or only
---   staged ones were met); {'decide', heads} when the head's placement is not the short
---   cut below: the head and up to BATCH - 1 ready targets right behind it that are not
---   either, each {id, body, version, touched, due, until, slot, held, then per number:
---   number, listed, locked until, attempts today}, for the caller to decide in order; or
---   {'changed'} when the decided target is no longer that ready target, or its number
---   is no longer clear. An error when the stored campaign is not running.
+-- start_attempts: claim ready targets and create their campaigncalls, one per plan, in
+-- one step for as many plans as the short cut settles.
+-- ARGV: prefix, the first plan's campaigncall body with placeholders for the target (it
+--   names the campaign, customer, outdial and id, and tm_create = now), now
+--   (microseconds), max_try_count_0..4 ("3,0,0,0,0"; '' when the short cut below must not
+--   be taken: calling hours apply), the fence (campaign id, owner, token; owner '' when
+--   unfenced), the calling rules' state to check ('1' when rules apply: a number's
+--   lockout counts), the daily attempts per number ('' for no limit) and the UTC day
+--   (YYYY-MM-DD), then either '' (take the head of the ready queue) or the claim
+--   dialerd.core.targets decided for the first plan's target: its id, slot, new try count
+--   and the version it was read at; then the placeholder bodies of the next plans (same
+--   campaign, outplan, now and fence), claimed in order after the first.
+-- Returns {kind, heads, claims}: claims are the plans claimed, in order, each {campaigncall
+--   body, then what finish_attempt decides from: the target's body and version after the
+--   claim and its placement before (touched, due, until, slot, held)}; kind says what
+--   the first plan not claimed met: 'done' (every plan was claimed), 'none' (no target
+--   ready, or only staged ones were met), 'decide' when the head's placement is not the
+--   short cut below: heads are the head and up to BATCH - 1 ready targets right behind it
+--   that are not either, each {id, body, version, touched, due, until, slot, held, then
+--   per number: number, listed, locked until, attempts today}, for the caller to decide
+--   in order; 'changed' when the decided target is no longer that ready target, or its
+--   number is no longer clear (nothing claimed then); 'again' when the next plan's
+--   campaigncall already exists (the caller asks again with it first: an error then).
+--   An error when the stored campaign is not running, or the first plan's campaigncall
+--   exists.
 -- The only checks made here are the short cut of dialerd.core.targets (the placement's
 -- slot still has a try left under this outplan and its `until` has not passed) and the
 -- re-check that the number to dial is clear (not on the do-not-call list, and when rules
 -- apply not locked and below the day's attempts) in the claim's own step.
--- At most STEP waiting targets are moved and STEP staged ones stepped over per call.
+-- At most STEP waiting targets are moved per plan and STEP staged ones stepped over per
+-- call.
 local STEP = 1000
 local BATCH = 100
-local campaigncall = cjson.decode(ARGV[2])
+local FIRST_NEXT = 15  -- ARGV index of the second plan's body
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
 local with_rules, daily, day = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
 local chosen_id = ARGV[11]
-local outdial, campaign = campaigncall.outdial_id, campaigncall.campaign_id
-local customer, campaigncall_id, now =
-  campaigncall.customer_id, campaigncall.id, campaigncall.tm_create
-local campaigncall_key = key('campaigncall', campaigncall_id)
+local campaigncall = cjson.decode(ARGV[2])
+local outdial, campaign, customer, now =
+  campaigncall.outdial_id, campaigncall.campaign_id, campaigncall.customer_id,
+  campaigncall.tm_create
 if fenced_off(campaign, 5) then
   return lease_lost(campaign)
 end
@@ -40,13 +48,14 @@ local campaign_state = redis.call('HMGET', key('campaign', campaign), 's', 'x')
 if campaign_state[1] ~= 'run' or campaign_state[2] == '1' then
   return not_running(campaign)
 end
-if redis.call('EXISTS', campaigncall_key) == 1 then
-  return conflict('campaigncall ' .. campaigncall_id .. ' already exists')
+if redis.call('EXISTS', key('campaigncall', campaigncall.id)) == 1 then
+  return conflict('campaigncall ' .. campaigncall.id .. ' already exists')
 end
 
 local ready, waiting = key('ready', outdial), key('waiting', outdial)
 local dnc, locks = key('dnc', customer), key('locks', customer)
 local attempts = key('attempts', customer, day)
+local claims = {}
 
 -- What the store knows of a number, for the calling rules: listed (do-not-call), locked
 -- until (microseconds or ''), attempts today.
@@ -74,14 +83,17 @@ local function slot_number(target, slot)
 end
 
 -- The waiting targets whose due has come join the ready ones at their touched.
-local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
-for _, member in ipairs(come) do
-  local target_key = key('target', string.sub(member, 17))
-  local placed = redis.call('HMGET', target_key, 'pt', 'ph')
-  local touched = placed[1]
-  unindex_target('w', outdial, member, nil, placed[2])
-  redis.call('ZADD', ready, touched or ARGV[3], member)
-  redis.call('HSET', target_key, 'k', 'r', 'ph', '')
+local function promote()
+  local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
+  for _, member in ipairs(come) do
+    local target_key = key('target', string.sub(member, 17))
+    local placed = redis.call('HMGET', target_key, 'pt', 'ph')
+    local touched = placed[1]
+    unindex_target('w', outdial, member, nil, placed[2])
+    redis.call('ZADD', ready, touched or ARGV[3], member)
+    redis.call('HSET', target_key, 'k', 'r', 'ph', '')
+  end
+  return #come
 end
 
 local function claim(target_key, member, target, slot, try_count)
@@ -104,40 +116,63 @@ local function claim(target_key, member, target, slot, try_count)
     redis.call('EXPIRE', attempts, 3 * 86400)
   end
 
+  local campaigncall_id = campaigncall.id
   campaigncall.outdial_target_id = target.id
   campaigncall.destination = target['destination_' .. slot]
   campaigncall.destination_index = slot
   campaigncall.try_count = try_count
   local body = cjson.encode(campaigncall)
   local listed = now .. '|' .. campaigncall_id
-  redis.call('HSET', campaigncall_key,
+  redis.call('HSET', key('campaigncall', campaigncall_id),
     'b', body, 'c', customer, 'g', campaign, 's', 'dialing', 'l', listed)
   redis.call('ZADD', key('campaigncalls', customer), 0, listed)
   redis.call('ZADD', key('campaigncalls', customer, campaign), 0, listed)
   redis.call('SADD', key('active', campaign), campaigncall_id)
   redis.call('SADD', key('dialing', campaign), campaigncall_id)
   redis.call('SADD', key('active'), campaigncall_id)
-  return {'claimed', body, target_body, tostring(version), before[1], before[2], before[3],
-    tostring(before[4]), before[5]}
+  claims[#claims + 1] = {body, target_body, tostring(version), before[1], before[2],
+    before[3], tostring(before[4]), before[5]}
 end
 
+-- The next plan's campaigncall, or the reply when there is none (or it cannot be made).
+local next_plan = FIRST_NEXT
+local function advance()
+  if next_plan > #ARGV then
+    return {'done', {}, claims}
+  end
+  campaigncall = cjson.decode(ARGV[next_plan])
+  next_plan = next_plan + 1
+  if redis.call('EXISTS', key('campaigncall', campaigncall.id)) == 1 then
+    return {'again', {}, claims}  -- asked again with this plan first, it is refused then
+  end
+  return nil
+end
+
+promote()
 if chosen_id ~= '' then
   -- The caller decided on this target as it read it: claim it if it is still that one.
   local target_key = key('target', chosen_id)
   local stored = redis.call('HMGET', target_key, 'b', 'p', 'v', 'k', 'm', 'o')
   if not stored[1] or stored[4] ~= 'r' or (stored[3] or '') ~= ARGV[14] or stored[6] ~= outdial
       or not target_visible(stored[2]) then
-    return {'changed'}
+    return {'changed', {}, claims}
   end
   local target, slot = cjson.decode(stored[1]), tonumber(ARGV[12])
   if not number_clear(slot_number(target, slot)) then
-    return {'changed'}  -- listed, locked or counted meanwhile: decide again
+    return {'changed', {}, claims}  -- listed, locked or counted meanwhile: decide again
   end
-  return claim(target_key, stored[5], target, slot, tonumber(ARGV[13]))
+  claim(target_key, stored[5], target, slot, tonumber(ARGV[13]))
+  local stop = advance()
+  if stop then
+    return stop
+  end
+  promote()
 end
 
--- The head: claimed here when the short cut holds; else it and the heads right behind it
--- that the short cut does not settle either (at most BATCH) go back to the caller.
+-- Each plan takes the head when the short cut holds; else the head and the heads right
+-- behind it that the short cut does not settle either (at most BATCH) go back to the
+-- caller. The claimed head leaves the ready queue, so the next plan goes on from the same
+-- offset: the staged targets before it are not stepped over again.
 local offset, stepped, heads = 0, 0, {}
 while stepped < STEP and #heads < BATCH do
   local member = redis.call('ZRANGE', ready, offset, offset)[1]
@@ -164,27 +199,34 @@ while stepped < STEP and #heads < BATCH do
       if #heads > 0 then
         break  -- the heads before it are decided first
       end
-      return claim(target_key, member, target, slot,
-        (tonumber(target['try_count_' .. slot]) or 0) + 1)
-    end
-    local head = {string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
-      stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
-    -- Then, for each number of the target: number, listed, locked until, attempts today.
-    for n = 0, 4 do
-      local number = slot_number(target, n)
-      if number ~= '' then
-        local listed, locked, today = number_state(number)
-        head[#head + 1] = number
-        head[#head + 1] = tostring(listed)
-        head[#head + 1] = locked
-        head[#head + 1] = tostring(today)
+      claim(target_key, member, target, slot, (tonumber(target['try_count_' .. slot]) or 0) + 1)
+      local stop = advance()
+      if stop then
+        return stop
       end
+      if promote() > 0 then
+        offset, stepped = 0, 0  -- targets joined the ready ones: from the head again
+      end
+    else
+      local head = {string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
+        stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
+      -- Then, for each number of the target: number, listed, locked until, attempts today.
+      for n = 0, 4 do
+        local number = slot_number(target, n)
+        if number ~= '' then
+          local listed, locked, today = number_state(number)
+          head[#head + 1] = number
+          head[#head + 1] = tostring(listed)
+          head[#head + 1] = locked
+          head[#head + 1] = tostring(today)
+        end
+      end
+      heads[#heads + 1] = head
+      offset = offset + 1
     end
-    heads[#heads + 1] = head
-    offset = offset + 1
   end
 end
 if #heads == 0 then
-  return {'none'}
+  return {'none', {}, claims}
 end
-return {'decide', heads}
+return {'decide', heads, claims}

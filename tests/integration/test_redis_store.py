@@ -12,7 +12,13 @@ import redis.asyncio
 
 from dialerd.core.hours import CallingHours
 from dialerd.core.targets import CallingRules, RetryRule
-from dialerd.model import CampaigncallResult, DncNumber, OutdialTarget, TargetStatus
+from dialerd.model import (
+    CampaigncallResult,
+    CampaignStatus,
+    DncNumber,
+    OutdialTarget,
+    TargetStatus,
+)
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
 from dialerd.store.redis import LAYOUT, RedisStore, micros_of_stamp
 from tests.conftest import RedisServer, free_port
@@ -268,6 +274,100 @@ async def test_thousands_of_spent_targets_at_the_head_do_not_hide_a_dialable_one
         assert stored.status == TargetStatus.DONE
     counts = await store.target_counts(dialing.outdial.id, make.at(10))
     assert (counts.idle_due, counts.progressing, counts.done) == (0, 1, len(head))
+
+
+def counting_script_calls(store: RedisStore) -> list[str]:
+    """The names of the scripts the store runs from now on, in order."""
+    names: list[str] = []
+    run = store._run
+
+    async def counting(name: str, *args: object) -> object:
+        names.append(name)
+        return await run(name, *args)
+
+    store._run = counting  # type: ignore[method-assign]
+    return names
+
+
+async def test_a_batch_claims_the_first_ready_targets_in_order_in_one_script_call(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    targets = [make.target(dialing.outdial.id, tm_create=make.stamp(n)) for n in range(12)]
+    await store.create_targets(targets)
+    calls = counting_script_calls(store)
+
+    plans = [dialing.plan(make.at(20)) for _ in range(8)]
+    claimed = await store.start_attempts(plans)
+
+    assert calls == ["start"]
+    assert [call.id for call in claimed] == [plan.campaigncall_id for plan in plans]
+    assert [call.outdial_target_id for call in claimed] == [t.id for t in targets[:8]]
+    for call in claimed:
+        assert await store.get_campaigncall(None, call.id) == call
+    # A bigger batch than the targets left: the rest, then the list ends.
+    rest = await store.start_attempts([dialing.plan(make.at(21)) for _ in range(6)])
+    assert [call.outdial_target_id for call in rest] == [t.id for t in targets[8:]]
+    assert calls == ["start", "start"]
+    # Each claim is finished from what the claim left (no read).
+    await store.finish_attempt(
+        claimed[3].id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(22)
+    )
+    assert calls == ["start", "start", "finish"]
+
+
+async def test_a_batch_goes_on_after_the_heads_the_core_decides(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store, max_try_counts=(1,))
+    fresh = [make.target(dialing.outdial.id, tm_create=make.stamp(n)) for n in (0, 1, 4, 5)]
+    used = [spent(make.target(dialing.outdial.id, tm_create=make.stamp(n))) for n in (2, 3)]
+    await store.create_targets([*fresh, *used])
+    calls = counting_script_calls(store)
+
+    claimed = await store.start_attempts([dialing.plan(make.at(20)) for _ in range(5)])
+
+    # Two claimed, the spent heads decided (done) and placed, then the rest claimed.
+    assert [call.outdial_target_id for call in claimed] == [t.id for t in fresh]
+    assert calls == ["start", "place", "start"]
+    for target in used:
+        stored = await store.get_target(dialing.outdial.id, target.id)
+        assert stored is not None
+        assert stored.status == TargetStatus.DONE
+
+
+async def test_a_stop_stored_before_the_call_refuses_the_batch(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(4)])
+    await store.update_campaign(
+        msgspec.structs.replace(dialing.campaign, status=CampaignStatus.STOP)
+    )
+
+    with pytest.raises(CampaignNotRunning):
+        await store.start_attempts([dialing.plan(make.at(20)) for _ in range(3)])
+
+    assert await store.active_attempts(dialing.campaign.id) == []
+    counts = await store.target_counts(dialing.outdial.id, make.at(20))
+    assert (counts.progressing, counts.idle_due) == (0, 4)
+
+
+async def test_a_batch_meeting_an_existing_campaigncall_keeps_the_claims_before_it(
+    store: RedisStore, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(4)])
+    taken = await store.start_attempt(dialing.plan(make.at(10)))
+    assert taken is not None
+    plans = [dialing.plan(make.at(20)), dialing.plan(make.at(20), taken.id)]
+
+    with pytest.raises(Conflict, match=taken.id):
+        await store.start_attempts(plans)
+
+    # As plan by plan: the first claim was made before the second was refused.
+    active = await store.active_attempts(dialing.campaign.id)
+    assert {call.id for call in active} == {taken.id, plans[0].campaigncall_id}
 
 
 async def test_more_than_a_thousand_spent_targets_end_in_exhaustion(
@@ -551,3 +651,29 @@ async def test_a_layout_1_store_is_migrated_at_open(redis_url: str, make: Factor
         assert (third.outdial_target_id, third.try_count) == (retried.id, 2)
     finally:
         await store.close()
+
+
+async def test_a_finish_answers_the_target_as_stored_with_or_without_the_claim_at_hand(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+    mine, theirs = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(2)])
+    other = redis_store(redis_url)
+    await other.open()
+    try:
+        rule = RetryRule.of(dialing.outplan)
+        for finisher, call in ((store, mine), (other, theirs)):
+            finished = await finisher.finish_attempt(
+                call.id, CampaigncallResult.FAIL, "busy", rule, make.at(2)
+            )
+            assert finished is not None
+            assert finished.finished
+            assert finished.target is not None
+            assert finished.target.try_count_0 == 1
+            assert finished.target == await store.get_target(
+                dialing.outdial.id, call.outdial_target_id
+            )
+            assert finished.campaigncall == await store.get_campaigncall(None, call.id)
+    finally:
+        await other.close()
