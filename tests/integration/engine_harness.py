@@ -6,6 +6,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,11 @@ async def running_engine(
     store: Store | None = None,
     owner: str | None = None,
     calling_rules: CallingRules | None = None,
+    epoch: datetime = EPOCH,
     **engine_config: Any,
 ) -> AsyncIterator[World]:
-    """Start the engine on ``store`` (opened by the caller), else an empty SQLite store;
-    stop it when the block ends."""
+    """Start the engine on ``store`` (opened by the caller), else an empty SQLite store,
+    with the fake clock at ``epoch``; stop it when the block ends."""
     config = EngineConfig(**{"stop_grace": 30.0, **engine_config})
     own_store = store is None
     if store is None:
@@ -181,7 +183,7 @@ async def running_engine(
         # Its calls wait on a socket, which settle() cannot see: count them.
         store = counted = InFlight(store)  # type: ignore[assignment]
         busy = counted.busy
-    clock = FakeClock(EPOCH)
+    clock = FakeClock(epoch)
     calls, flows = ScriptedCalls(clock=clock), ScriptedCalls("scripted-flows", clock)
     queue = FixedQueue()
     engine = Engine(
@@ -213,6 +215,7 @@ async def engine_on(
     tmp_path: Path,
     *,
     calling_rules: CallingRules | None = None,
+    epoch: datetime = EPOCH,
     **engine_config: Any,
 ) -> AsyncIterator[World]:
     """The engine on a fresh, opened store of the test's backend (``new_store``)."""
@@ -220,7 +223,7 @@ async def engine_on(
     await store.open()
     try:
         async with running_engine(
-            tmp_path, store=store, calling_rules=calling_rules, **engine_config
+            tmp_path, store=store, calling_rules=calling_rules, epoch=epoch, **engine_config
         ) as world:
             yield world
     finally:

@@ -1,29 +1,30 @@
-"""A campaign under the calling rules for two simulated days (issue 14's acceptance):
-callees in five time zones are called only inside their hours, a do-not-call number
-never, and every target the rules hold back names its reason and its next time
-correctly at each step. On both stores, on the fake clock."""
+"""Campaigns under the calling rules for two simulated days (issue 14's acceptance):
+callees are called only while the hours hold in every one of their zones, a
+do-not-call number never, and every target the rules hold back names its reason and its
+next time correctly at each step. On both stores, on the fake clock."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from dialerd.core.hours import CallingHours
+from dialerd.core.hours import CallingHours, callee_zones, zone_in_target_data
 from dialerd.core.targets import CallingRules
-from dialerd.model import Campaign, DncNumber, HangupReason, OutdialTarget, TargetStatus, parse_time
+from dialerd.model import (
+    Campaign,
+    DncNumber,
+    HangupReason,
+    OutdialTarget,
+    TargetStatus,
+    parse_time,
+)
 from tests.integration.conftest import EPOCH, StoreMaker, tel
 from tests.integration.engine_harness import CUSTOMER, World, engine_on
 
-ZONES = (
-    "America/Los_Angeles",
-    "America/New_York",
-    "Europe/London",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-)
 OPEN, CLOSE = 9, 17  # local hours, every day
 STEP = 600.0  # seconds between checks
 DAYS = 2
@@ -33,20 +34,21 @@ HOURS = CallingHours(**{day: ("09:00-17:00",) for day in (
 )})  # fmt: skip
 
 
-def inside_hours(moment: datetime, zone: str) -> bool:
-    local = moment.astimezone(ZoneInfo(zone))
-    return OPEN <= local.hour < CLOSE
+def zones_of(target: OutdialTarget) -> tuple[str, ...]:
+    assert target.destination_0 is not None
+    zones = callee_zones(target.destination_0.target, zone_in_target_data(target.data))
+    assert zones, target
+    return zones
 
 
-def targets() -> list[OutdialTarget]:
-    rows = []
-    for n, zone in enumerate(ZONES):
-        for k in range(2):
-            target = OutdialTarget.fresh(
-                "", (tel(f"+1555010{n}{k:02d}"),), "2026-03-01 00:00:00.000000", name=zone
-            )
-            rows.append(msgspec.structs.replace(target, data=f'{{"timezone": "{zone}"}}'))
-    return rows
+def inside_hours(moment: datetime, zones: tuple[str, ...]) -> bool:
+    """Whether the wall clock of every zone reads OPEN:00 to CLOSE:00."""
+    return all(OPEN <= moment.astimezone(ZoneInfo(zone)).hour < CLOSE for zone in zones)
+
+
+def target(number: str, zone: str = "") -> OutdialTarget:
+    fresh = OutdialTarget.fresh("", (tel(number),), "2026-03-01 00:00:00.000000", name=number)
+    return msgspec.structs.replace(fresh, data=f'{{"timezone": "{zone}"}}' if zone else "")
 
 
 async def check_step(
@@ -54,77 +56,149 @@ async def check_step(
 ) -> None:
     """What must hold at every step of the run."""
     now = world.clock.now()
-    zone_of = {row.id: row.name for row in rows}
-    number_of = {row.id: row.destination_0.target for row in rows if row.destination_0}
-    for call in await world.calls_of(campaign):
+    by_id = {row.id: row for row in rows}
+    calls = await world.calls_of(campaign)
+    for call in calls:
         made = parse_time(call.tm_create)
-        assert inside_hours(made, zone_of[call.outdial_target_id]), (call, zone_of)
-        listed_at = listed.get(number_of[call.outdial_target_id])
+        assert inside_hours(made, zones_of(by_id[call.outdial_target_id])), call
+        listed_at = listed.get(call.destination.target)
         assert listed_at is None or made < listed_at, f"called {call.destination} after DNC"
     for row in rows:
-        target = await world.target(row)
-        if target.status != TargetStatus.IDLE or not target.hold_reason:
+        stored = await world.target(row)
+        if stored.status != TargetStatus.IDLE or not stored.hold_reason:
             continue
-        next_try = parse_time(target.tm_next_try)
-        if target.hold_reason == "calling_hours":
-            # Held until the callee's hours open: 09:00 local, and shut until then.
-            local = next_try.astimezone(ZoneInfo(row.name))
-            assert (local.hour, local.minute) == (OPEN, 0), target
-            assert next_try > now - timedelta(seconds=STEP), target
+        next_try = parse_time(stored.tm_next_try)
+        if stored.hold_reason == "calling_hours":
+            # Held until the hours open in all its zones: open then, shut a minute before,
+            # and shut until then.
+            zones = zones_of(row)
+            assert inside_hours(next_try, zones), stored
+            assert not inside_hours(next_try - timedelta(minutes=1), zones), stored
+            assert next_try > now - timedelta(seconds=STEP), stored
             if now < next_try:
-                assert not inside_hours(now, row.name), target
+                assert not inside_hours(now, zones), stored
         else:
-            assert target.hold_reason == "retry_interval", target
+            assert stored.hold_reason == "retry_interval", stored
             last = max(
-                (c for c in await world.calls_of(campaign)
-                 if c.outdial_target_id == row.id),
-                key=lambda c: c.tm_create,
-            )  # fmt: skip
+                (call for call in calls if call.outdial_target_id == row.id),
+                key=lambda call: call.tm_create,
+            )
             assert last.tm_update is not None
-            assert next_try == parse_time(last.tm_update) + RETRY, target
+            assert next_try == parse_time(last.tm_update) + RETRY, stored
+
+
+async def two_days(
+    world: World,
+    rows: list[OutdialTarget],
+    *,
+    listed_first: str,
+    listed_later: str,
+    tries: int = 3,
+) -> tuple[Campaign, list[OutdialTarget]]:
+    """Run a campaign over ``rows`` for two days, every call busy; one number on the
+    do-not-call list from the start, another listed a day in."""
+    campaign, _, rows = await world.campaign(
+        targets=rows, max_try_counts=(tries,),
+        try_interval_ms=int(RETRY.total_seconds() * 1000), queue=False,
+    )  # fmt: skip
+    await world.store.add_dnc_numbers(
+        [DncNumber(customer_id=CUSTOMER, number=listed_first, tm_create="")]
+    )
+    listed = {listed_first: world.clock.now()}
+    await world.run(campaign)
+    for step in range(int(DAYS * 86400 / STEP)):
+        for call_id in world.calls.ringing():
+            await world.calls.end(call_id, HangupReason.BUSY)
+        await world.advance(STEP)
+        await check_step(world, campaign, rows, listed)
+        if step == int(86400 / STEP):
+            await world.store.add_dnc_numbers(
+                [DncNumber(customer_id=CUSTOMER, number=listed_later, tm_create="")]
+            )
+            listed[listed_later] = world.clock.now()
+    return campaign, rows
+
+
+def engine(
+    new_store: StoreMaker, tmp_path: Path, epoch: datetime = EPOCH
+) -> AbstractAsyncContextManager[World]:
+    """The engine under the calling hours, a tick a minute (two days: 2,880 ticks)."""
+    return engine_on(
+        new_store,
+        tmp_path,
+        calling_rules=CallingRules(hours=HOURS),
+        tick_interval=60.0,
+        lease_ttl=300.0,
+        epoch=epoch,
+    )
 
 
 async def test_two_days_across_five_zones_call_nobody_outside_hours_or_listed(
     new_store: StoreMaker, tmp_path: Path
 ) -> None:
-    rules = CallingRules(hours=HOURS)
-    # A tick a minute: two days are 2,880 ticks, not 172,800.
-    async with engine_on(
-        new_store, tmp_path, calling_rules=rules, tick_interval=60.0, lease_ttl=300.0
-    ) as world:
-        rows = targets()
-        campaign, _, rows = await world.campaign(
-            targets=rows, max_try_counts=(3,), try_interval_ms=int(RETRY.total_seconds() * 1000),
-            queue=False,
-        )  # fmt: skip
-        # One number is on the list from the start, one is listed a day in.
-        early, late = rows[0].destination_0, rows[5].destination_0
-        assert early is not None
-        assert late is not None
-        await world.store.add_dnc_numbers(
-            [DncNumber(customer_id=CUSTOMER, number=early.target, tm_create="")]
+    zones = (
+        "America/Los_Angeles",
+        "America/New_York",
+        "Europe/London",
+        "Asia/Tokyo",
+        "Australia/Sydney",
+    )
+    rows = [target(f"+1555010{n}{k:02d}", zone) for n, zone in enumerate(zones) for k in range(2)]
+    listed_first, listed_later = rows[0].destination_0, rows[5].destination_0
+    assert listed_first is not None
+    assert listed_later is not None
+    async with engine(new_store, tmp_path) as world:
+        campaign, rows = await two_days(
+            world, rows, listed_first=listed_first.target, listed_later=listed_later.target
         )
-        listed = {early.target: EPOCH}
-        await world.run(campaign)
-        for step in range(int(DAYS * 86400 / STEP)):
-            for call_id in world.calls.ringing():
-                await world.calls.end(call_id, HangupReason.BUSY)
-            await world.advance(STEP)
-            await check_step(world, campaign, rows, listed)
-            if step == int(86400 / STEP):
-                await world.store.add_dnc_numbers(
-                    [DncNumber(customer_id=CUSTOMER, number=late.target, tm_create="")]
-                )
-                listed[late.target] = world.clock.now()
-
         calls = await world.calls_of(campaign)
-        dialed = {call.outdial_target_id for call in calls}
-        assert rows[0].id not in dialed
+        assert rows[0].id not in {call.outdial_target_id for call in calls}
         assert (await world.target(rows[0])).hold_reason == "dnc"
         # Every other callee was reached inside its hours, three times (busy each time),
         # except the number listed a day in, which was tried only before that.
         for row in rows[1:]:
             tries = [call for call in calls if call.outdial_target_id == row.id]
-            assert tries, row.name
+            assert tries, row.data
             if row.id != rows[5].id:
-                assert len(tries) == 3, (row.name, tries)
+                assert len(tries) == 3, (row.data, tries)
+
+
+async def test_a_daylight_saving_change_and_a_number_in_two_zones(
+    new_store: StoreMaker, tmp_path: Path
+) -> None:
+    """Saturday 2026-03-07 noon UTC to Monday: New York moves its clocks on Sunday
+    (09:00 is 14:00 UTC on Saturday, 13:00 UTC from Sunday); an Idaho number is in the
+    Mountain and Pacific zones, so it is called only from 09:00 Pacific to 17:00
+    Mountain."""
+    rows = [
+        target("+12125550100", "America/New_York"),
+        target("+12085550100"),  # Boise and Los Angeles
+        target("+12085550101"),
+        target("+12125550199", "America/New_York"),
+    ]
+    async with engine(new_store, tmp_path, datetime(2026, 3, 7, 12, 0, tzinfo=UTC)) as world:
+        campaign, rows = await two_days(
+            world, rows, listed_first="+12085550101", listed_later="+12125550199", tries=5
+        )
+        calls = await world.calls_of(campaign)
+
+        def made(row: OutdialTarget) -> list[tuple[int, int, int]]:
+            return sorted(
+                (moment.day, moment.hour, moment.minute)
+                for moment in (
+                    parse_time(call.tm_create) for call in calls if call.outdial_target_id == row.id
+                )
+            )
+
+        # Saturday from 14:00 UTC (09:00 EST) every two hours until 22:00 UTC (17:00 EST);
+        # Sunday's 09:00 EDT is 13:00 UTC.
+        assert [(day, hour) for day, hour, _ in made(rows[0])] == [
+            (7, 14), (7, 16), (7, 18), (7, 20), (8, 13)
+        ]  # fmt: skip
+        assert made(rows[0])[0][2] == 0  # called the minute its hours opened
+        # Both zones are open from 09:00 Pacific (17:00 UTC, then 16:00 UTC in summer
+        # time) until 17:00 Mountain (00:00 UTC, then 23:00 UTC).
+        assert [(day, hour) for day, hour, _ in made(rows[1])] == [
+            (7, 17), (7, 19), (7, 21), (7, 23), (8, 16)
+        ]  # fmt: skip
+        assert made(rows[2]) == []
