@@ -158,3 +158,36 @@ async def test_a_number_gets_at_most_the_daily_attempts_across_campaigns(
         TargetStatus.PROGRESSING.value,
         TargetStatus.IDLE.value,
     ]
+
+
+async def test_the_rules_hold_across_instances_on_one_store(
+    store: Store, twin_store: Store, make: Factory
+) -> None:
+    """A lockout written and a number listed through one instance hold for claims made
+    through another (each checks the shared store in its claim's atomic step)."""
+    rules = CallingRules(abandoned_lockout=timedelta(hours=72), daily_attempts=1)
+    dialing = await make.dialing(store, max_try_counts=(3,))
+    customer = dialing.campaign.customer_id
+    other = await make.dialing(store, customer_id=customer)
+    abandoned = make.target(dialing.outdial.id, make.tel("+15550131"))
+    listed = make.target(dialing.outdial.id, make.tel("+15550132"), tm_create=make.stamp(1))
+    again = make.target(other.outdial.id, make.tel("+15550131"))
+    await store.create_targets([abandoned, listed, again])
+
+    call = await store.start_attempt(plan(dialing, make.at(10), rules))
+    assert call is not None
+    await store.finish_attempt(
+        call.id,
+        CampaigncallResult.FAIL,
+        "abandoned",
+        RetryRule.of(dialing.outplan),
+        make.at(20),
+        calling_rules=rules,
+    )
+    await store.add_dnc_numbers(
+        [DncNumber(customer_id=customer, number="+15550132", tm_create=make.stamp(21))]
+    )
+    assert await twin_store.start_attempt(plan(dialing, make.at(30), rules)) is None
+    assert await twin_store.start_attempt(plan(other, make.at(30), rules)) is None
+    assert (await held(twin_store, dialing, listed))[1] == "dnc"
+    assert (await held(twin_store, other, again))[1] == "abandoned_lockout"
