@@ -54,11 +54,12 @@ class Tick:
         started_at = self.shared.clock.monotonic()
         metrics.TICK_LAG.observe(lag)
         try:
-            campaign = loop.campaign = await self.shared.store.get_campaign(None, loop.campaign_id)
+            campaign, outplan = await self.shared.store.campaign_and_outplan(loop.campaign_id)
+            loop.campaign = campaign
             if campaign is None:
                 finished = True
             elif campaign.status == CampaignStatus.RUN:
-                finished = await self._tick_running(loop, campaign)
+                finished = await self._tick_running(loop, campaign, outplan)
             else:
                 finished = await self._tick_stopping(loop, campaign)
             return finished
@@ -71,11 +72,12 @@ class Tick:
             if self.shared.tick_observer is not None:
                 self.shared.tick_observer(lag, duration)
 
-    async def _tick_running(self, loop: CampaignLoop, campaign: Campaign) -> bool:
+    async def _tick_running(
+        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan | None
+    ) -> bool:
         if self.shared.draining:
             self.shared.set_state(loop, DialingState.DRAINING)
             return False  # shutting down: nothing new starts
-        outplan = await self.shared.store.get_outplan(campaign.customer_id, campaign.outplan_id)
         if outplan is None:
             await self.ending.stop_invalid(
                 campaign, f"outplan {campaign.outplan_id} no longer exists"

@@ -149,6 +149,12 @@ class Store(Protocol):
 
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None: ...
 
+    async def campaign_and_outplan(
+        self, campaign_id: str
+    ) -> tuple[Campaign | None, Outplan | None]:
+        """What a tick reads, in one step: the campaign (any customer; None if gone) and
+        its outplan (None if gone or not the campaign's customer's)."""
+
     async def update_campaign(
         self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
     ) -> Campaign:

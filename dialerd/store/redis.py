@@ -185,6 +185,7 @@ SCRIPTS: Final = (
     "lease",
     "release",
     "dnc",
+    "dialing",
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "
@@ -641,6 +642,16 @@ class RedisStore:
 
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
         return await self._get(self._campaigns, customer_id, campaign_id)
+
+    async def campaign_and_outplan(
+        self, campaign_id: str
+    ) -> tuple[Campaign | None, Outplan | None]:
+        """Both in one script call."""
+        campaign, outplan = await self._run("dialing", campaign_id)
+        return (
+            self._campaigns.decode(campaign) if campaign else None,
+            self._outplans.decode(outplan) if outplan else None,
+        )
 
     async def update_campaign(
         self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None

@@ -661,6 +661,21 @@ class SqliteStore:
     async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
         return await self._read(partial(self._campaigns.get, customer_id, campaign_id))
 
+    async def campaign_and_outplan(
+        self, campaign_id: str
+    ) -> tuple[Campaign | None, Outplan | None]:
+        """Both in one read on the worker thread."""
+
+        def read(connection: sqlite3.Connection) -> tuple[Campaign | None, Outplan | None]:
+            campaign = self._campaigns.get(None, campaign_id, connection)
+            if campaign is None:
+                return None, None
+            return campaign, self._outplans.get(
+                campaign.customer_id, campaign.outplan_id, connection
+            )
+
+        return await self._read(read)
+
     async def update_campaign(
         self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
     ) -> Campaign:

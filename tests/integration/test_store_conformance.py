@@ -1185,3 +1185,25 @@ async def test_abandonment_counts_survive_a_reopen(new_store: StoreMaker) -> Non
         ]
     finally:
         await again.close()
+
+
+async def test_a_tick_reads_a_campaign_and_its_outplan_in_one_step(
+    store: Store, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    assert await store.campaign_and_outplan(dialing.campaign.id) == (
+        dialing.campaign,
+        dialing.outplan,
+    )
+    assert await store.campaign_and_outplan(new_id()) == (None, None)
+    # Another customer's outplan is not this campaign's.
+    foreign = await store.create_outplan(make.outplan(new_id()))
+    moved = await store.update_campaign(
+        msgspec.structs.replace(dialing.campaign, outplan_id=foreign.id, tm_update=make.stamp(1))
+    )
+    assert await store.campaign_and_outplan(moved.id) == (moved, None)
+    back = await store.update_campaign(
+        msgspec.structs.replace(moved, outplan_id=dialing.outplan.id, tm_update=make.stamp(2))
+    )
+    await store.delete_outplan(dialing.campaign.customer_id, dialing.outplan.id, make.at(3))
+    assert await store.campaign_and_outplan(back.id) == (back, None)
