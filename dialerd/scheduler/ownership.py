@@ -4,6 +4,7 @@ attempts the store has as active set against the calls the backend has live."""
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -42,8 +43,11 @@ class Ownership:
                 self.abandon(loop, "the lease expired")
             shared.foreign[loop.campaign_id] = now + ttl / 3
             return False
+        taken = loop.fence is None
         loop.fence = fence
-        loop.lease_renewed = now
+        # A lease just taken counts as renewed a random part of a renewal period ago:
+        # campaigns started together then renew at different ticks, not all at once.
+        loop.lease_renewed = now - (random.uniform(0, ttl / 3) if taken else 0.0)
         if not loop.taken_over:
             # Nothing is dialed before the previous owner's attempts are settled; if the
             # backend cannot tell which live, the tick fails and is retried.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 
 import anyio
 import structlog
@@ -109,8 +110,7 @@ class Supervisor:
                 )
                 if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
                     await self.ownership.sweep()
-                if rounds % TARGET_COUNT_EVERY == 0:
-                    await self._count_targets()
+                await self._count_targets(rounds % TARGET_COUNT_EVERY)
             except Exception as exc:
                 log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
             self.shared.last_progress = self.shared.clock.monotonic()
@@ -122,9 +122,13 @@ class Supervisor:
                 await self.shared.clock.sleep_until(deadline)
             deadline = min(deadline, self.shared.clock.monotonic())
 
-    async def _count_targets(self) -> None:
-        """The list progress of each campaign this instance runs (a scan per list)."""
+    async def _count_targets(self, share: int) -> None:
+        """The list progress of the campaigns this instance runs (a scan per list): each
+        round counts one ``TARGET_COUNT_EVERY``-th of them (by a hash of the id), so
+        each is counted every ``TARGET_COUNT_EVERY`` rounds and no round does them all."""
         for loop in list(self.shared.loops.values()):
+            if zlib.crc32(loop.campaign_id.encode()) % TARGET_COUNT_EVERY != share:
+                continue
             campaign = loop.campaign
             outplan = self.shared.outplans.get(campaign.outplan_id) if campaign else None
             if loop.fence is None or campaign is None or outplan is None:
