@@ -26,23 +26,21 @@ from dialerd.core.targets import (
     RetryRule,
     decide_claim,
     exhausted,
+    new_attempt,
     place_after,
     place_new,
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
-    NIL_UUID,
     Campaign,
     Campaigncall,
     CampaigncallResult,
     CampaigncallStatus,
     CampaignStatus,
-    CampaignType,
     Outdial,
     OutdialTarget,
     Outplan,
     Page,
-    ReferenceType,
     TargetStatus,
     format_time,
 )
@@ -237,28 +235,17 @@ class ReferenceStore:
         )
         destination = head.target.destinations[slot]
         assert destination is not None
-        is_flow = campaign.type == CampaignType.FLOW
-        campaigncall = Campaigncall(
-            id=plan.campaigncall_id,
-            customer_id=campaign.customer_id,
-            campaign_id=campaign.id,
-            outplan_id=outplan.id,
-            outdial_id=campaign.outdial_id,
-            outdial_target_id=head.target.id,
-            queue_id=campaign.queue_id,
-            flow_id=NIL_UUID,
+        campaigncall = new_attempt(
+            campaign,
+            outplan,
+            campaigncall_id=plan.campaigncall_id,
+            reference_id=plan.reference_id,
             activeflow_id=plan.activeflow_id,
-            reference_type=ReferenceType.FLOW if is_flow else ReferenceType.CALL,
-            reference_id=NIL_UUID if is_flow else plan.reference_id,
-            status=CampaigncallStatus.DIALING,
-            result=CampaigncallResult.NONE,
-            source=outplan.source,
+            target_id=head.target.id,
             destination=destination,
-            destination_index=slot,
+            slot=slot,
             try_count=decision.try_count,
-            tm_create=stamp,
-            tm_update=None,
-            tm_delete=None,
+            now=stamp,
         )
         self.campaigncalls[campaigncall.id] = campaigncall
         return campaigncall

@@ -32,12 +32,18 @@ import msgspec
 from dialerd.core import hours
 from dialerd.core.hours import CallingHours
 from dialerd.model import (
+    NIL_UUID,
     Address,
+    Campaign,
+    Campaigncall,
     CampaigncallResult,
+    CampaigncallStatus,
+    CampaignType,
     HangupReason,
     OutcomeRetry,
     OutdialTarget,
     Outplan,
+    ReferenceType,
     TargetStatus,
     parse_time,
 )
@@ -344,6 +350,46 @@ def place_after(
 
 def _counts(counts: Sequence[int]) -> tuple[int, int, int, int, int]:
     return (counts[0], counts[1], counts[2], counts[3], counts[4])
+
+
+def new_attempt(
+    campaign: Campaign,
+    outplan: Outplan,
+    *,
+    campaigncall_id: str,
+    reference_id: str,
+    activeflow_id: str,
+    target_id: str,
+    destination: Address,
+    slot: int,
+    try_count: int,
+    now: str,
+) -> Campaigncall:
+    """The campaigncall a claim creates (behaviour.md §4): ``dialing``, on ``slot`` of
+    the target, with the slot's new try count; a flow campaign's has no call."""
+    is_flow = campaign.type == CampaignType.FLOW
+    return Campaigncall(
+        id=campaigncall_id,
+        customer_id=campaign.customer_id,
+        campaign_id=campaign.id,
+        outplan_id=outplan.id,
+        outdial_id=campaign.outdial_id,
+        outdial_target_id=target_id,
+        queue_id=campaign.queue_id,
+        flow_id=NIL_UUID,
+        activeflow_id=activeflow_id,
+        reference_type=ReferenceType.FLOW if is_flow else ReferenceType.CALL,
+        reference_id=NIL_UUID if is_flow else reference_id,
+        status=CampaigncallStatus.DIALING,
+        result=CampaigncallResult.NONE,
+        source=outplan.source,
+        destination=destination,
+        destination_index=slot,
+        try_count=try_count,
+        tm_create=now,
+        tm_update=None,
+        tm_delete=None,
+    )
 
 
 def exhausted(*, dialable: bool, progressing: bool, active: bool) -> bool:

@@ -104,25 +104,23 @@ from dialerd.core.targets import (
     day_of,
     decide_claim,
     exhausted,
+    new_attempt,
     place_after,
     place_new,
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
-    NIL_UUID,
     Address,
     Campaign,
     Campaigncall,
     CampaigncallResult,
     CampaigncallStatus,
     CampaignStatus,
-    CampaignType,
     DncNumber,
     Outdial,
     OutdialTarget,
     Outplan,
     Page,
-    ReferenceType,
     TargetStatus,
     format_time,
     new_id,
@@ -1203,27 +1201,15 @@ def _fence_args(fence: Fence | None) -> tuple[str, str, int | str]:
 
 def _placeholder_campaigncall(plan: AttemptPlan, now: str) -> Campaigncall:
     """The attempt as far as it is known before the claim; the script fills in the target."""
-    campaign, outplan = plan.campaign, plan.outplan
-    is_flow = campaign.type == CampaignType.FLOW
-    return Campaigncall(
-        id=plan.campaigncall_id,
-        customer_id=campaign.customer_id,
-        campaign_id=campaign.id,
-        outplan_id=outplan.id,
-        outdial_id=campaign.outdial_id,
-        outdial_target_id="",
-        queue_id=campaign.queue_id,
-        flow_id=NIL_UUID,
+    return new_attempt(
+        plan.campaign,
+        plan.outplan,
+        campaigncall_id=plan.campaigncall_id,
+        reference_id=plan.reference_id,
         activeflow_id=plan.activeflow_id,
-        reference_type=ReferenceType.FLOW if is_flow else ReferenceType.CALL,
-        reference_id=NIL_UUID if is_flow else plan.reference_id,
-        status=CampaigncallStatus.DIALING,
-        result=CampaigncallResult.NONE,
-        source=outplan.source,
+        target_id="",
         destination=Address(),
-        destination_index=0,
+        slot=0,
         try_count=0,
-        tm_create=now,
-        tm_update=None,
-        tm_delete=None,
+        now=now,
     )

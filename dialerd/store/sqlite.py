@@ -42,7 +42,6 @@ from dialerd.core.targets import (
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
-    NIL_UUID,
     SLOTS,
     Address,
     Campaign,
@@ -50,13 +49,11 @@ from dialerd.model import (
     CampaigncallResult,
     CampaigncallStatus,
     CampaignStatus,
-    CampaignType,
     DncNumber,
     Outdial,
     OutdialTarget,
     Outplan,
     Page,
-    ReferenceType,
     TargetStatus,
     format_time,
     parse_time,
@@ -1031,28 +1028,17 @@ class SqliteStore:
                 _COUNT_ATTEMPT, (campaign.customer_id, destination.target, day_of(plan.now))
             )
         target_id = target.id
-        is_flow = campaign.type == CampaignType.FLOW
-        campaigncall = Campaigncall(
-            id=plan.campaigncall_id,
-            customer_id=campaign.customer_id,
-            campaign_id=campaign.id,
-            outplan_id=outplan.id,
-            outdial_id=campaign.outdial_id,
-            outdial_target_id=target_id,
-            queue_id=campaign.queue_id,
-            flow_id=NIL_UUID,
+        campaigncall = targets.new_attempt(
+            campaign,
+            outplan,
+            campaigncall_id=plan.campaigncall_id,
+            reference_id=plan.reference_id,
             activeflow_id=plan.activeflow_id,
-            reference_type=ReferenceType.FLOW if is_flow else ReferenceType.CALL,
-            reference_id=NIL_UUID if is_flow else plan.reference_id,
-            status=CampaigncallStatus.DIALING,
-            result=CampaigncallResult.NONE,
-            source=outplan.source,
+            target_id=target_id,
             destination=destination,
-            destination_index=slot,
+            slot=slot,
             try_count=decision.try_count,
-            tm_create=now,
-            tm_update=None,
-            tm_delete=None,
+            now=now,
         )
         try:
             connection.execute(
