@@ -30,7 +30,7 @@ from dialerd.api.exchange import (
     page_query,
     require_media_type,
 )
-from dialerd.api.targets_import import ImportRejected, RowProblem
+from dialerd.api.targets_import import ImportRejected
 from dialerd.model import DncNumber, normalize_e164
 
 CSV_COLUMNS: Final = ("number", "detail")
@@ -120,31 +120,13 @@ def _header(text: str) -> list[str]:
     return columns
 
 
-async def _csv_rows(
+def _csv_rows(
     chunks: AsyncIterable[bytes], customer_id: str, now: str
 ) -> AsyncIterator[tuple[int, DncNumber | str]]:
-    columns: list[str] | None = None
-    async for line, record in targets_import.records(chunks, quoted=True):
-        try:
-            text = targets_import.record_text(record)
-            if not text.strip():
-                continue
-            if columns is None:
-                try:
-                    columns = _header(text)
-                except (ValueError, csv.Error) as exc:
-                    raise ImportRejected([RowProblem(line, f"header: {exc}")], 1) from None
-                continue
-            cells = next(csv.reader([text]))
-            if len(cells) != len(columns):
-                raise ValueError(f"{len(cells)} cells, the header has {len(columns)} columns")
-            row = dict(zip(columns, cells, strict=True))
-            entry = jsontext.convert(row, bodies.DncNumberCreate)
-            yield line, entry.to_model(customer_id, now)
-        except (ValueError, csv.Error) as exc:
-            yield line, str(exc)
-    if columns is None:
-        raise ImportRejected([RowProblem(1, "the file is empty: a header row is needed")], 1)
+    def entry(row: dict[str, Any]) -> DncNumber:
+        return jsontext.convert(row, bodies.DncNumberCreate).to_model(customer_id, now)
+
+    return targets_import.csv_rows(chunks, _header, entry)
 
 
 async def _ndjson_rows(

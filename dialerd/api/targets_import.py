@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -208,9 +208,14 @@ def _header(record: str) -> list[str]:
     return columns
 
 
-async def _csv_rows(
-    chunks: AsyncIterable[bytes], outdial_id: str, now: str
-) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
+async def csv_rows(
+    chunks: AsyncIterable[bytes],
+    header: Callable[[str], list[str]],
+    convert: Callable[[dict[str, Any]], T],
+) -> AsyncIterator[tuple[int, T | str]]:
+    """The rows of a CSV file whose first row is a header (``header`` checks it and
+    gives the columns), each as ``convert`` makes it from ``{column: cell}``, or the
+    row's problem as text; ``ImportRejected`` for a bad or missing header."""
     columns: list[str] | None = None
     async for line, record in records(chunks, quoted=True):
         try:
@@ -219,7 +224,7 @@ async def _csv_rows(
                 continue
             if columns is None:
                 try:
-                    columns = _header(text)
+                    columns = header(text)
                 except (ValueError, csv.Error) as exc:
                     # Without a valid header no row can be read: report the header alone.
                     raise ImportRejected([RowProblem(line, f"header: {exc}")], 1) from None
@@ -227,15 +232,23 @@ async def _csv_rows(
             cells = next(csv.reader([text]))
             if len(cells) != len(columns):
                 raise ValueError(f"{len(cells)} cells, the header has {len(columns)} columns")
-            row: dict[str, Any] = dict(zip(columns, cells, strict=True))
-            for column in DESTINATION_COLUMNS:
-                if column in row:
-                    row[column] = _destination(column, row[column])
-            yield line, target_from_body(outdial_id, now, jsontext.convert(row, TargetCreate))
+            yield line, convert(dict(zip(columns, cells, strict=True)))
         except (ValueError, csv.Error) as exc:
             yield line, str(exc)
     if columns is None:
         raise ImportRejected([RowProblem(1, "the file is empty: a header row is needed")], 1)
+
+
+def _csv_rows(
+    chunks: AsyncIterable[bytes], outdial_id: str, now: str
+) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
+    def target(row: dict[str, Any]) -> OutdialTarget:
+        for column in DESTINATION_COLUMNS:
+            if column in row:
+                row[column] = _destination(column, row[column])
+        return target_from_body(outdial_id, now, jsontext.convert(row, TargetCreate))
+
+    return csv_rows(chunks, _header, target)
 
 
 async def _ndjson_rows(
