@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -74,6 +74,7 @@ from dialerd.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 R = TypeVar("R")
 D = TypeVar("D", bound=Campaign | Outplan | Outdial)
+Item = TypeVar("Item")
 
 BUSY_TIMEOUT_MS: Final = 5000
 CACHE_KIB: Final = 64 * 1024
@@ -788,7 +789,6 @@ class SqliteStore:
         by deleting that row (all rows appear at once); then make the rows dialable a
         chunk at a time. A failed import removes its rows the same way."""
         batch = uuid.uuid4().hex
-        count = 0
         await self._write(
             lambda connection: connection.execute(
                 "INSERT INTO pending_batch (id) VALUES (?)", (batch,)
@@ -803,26 +803,41 @@ class SqliteStore:
                     f"a target id already exists; no target was added ({error})"
                 ) from error
 
+        return await self._staged_import(
+            batches,
+            lambda targets: partial(stage, [_target_row(target, batch) for target in targets]),
+            lambda connection: connection.execute(
+                "DELETE FROM pending_batch WHERE id = ?", (batch,)
+            ),
+            partial(self._settle_batch, batch),
+        )
+
+    async def _staged_import(
+        self,
+        batches: AsyncIterable[Sequence[Item]],
+        stage: Callable[[Sequence[Item]], Callable[[sqlite3.Connection], object]],
+        publish: Callable[[sqlite3.Connection], object],
+        settle: Callable[..., Awaitable[None]],
+    ) -> int:
+        """The steps every import takes: ``stage`` each batch in its own transaction,
+        ``publish`` once ``batches`` ends, then ``settle(publish=True)``; if anything
+        fails first, ``settle(publish=False)`` drops what was staged (bounded in time)."""
+        count = 0
         published = False
         try:
-            async for targets in batches:
-                if targets:
-                    rows = [_target_row(target, batch) for target in targets]
-                    await self._write(partial(stage, rows))
-                    count += len(targets)
-            await self._write(
-                lambda connection: connection.execute(
-                    "DELETE FROM pending_batch WHERE id = ?", (batch,)
-                )
-            )
+            async for items in batches:
+                if items:
+                    await self._write(stage(items))
+                    count += len(items)
+            await self._write(publish)
             published = True
         finally:
             with anyio.CancelScope(shield=True):
                 if published:
-                    await self._settle_batch(batch, publish=True)
+                    await settle(publish=True)
                 else:
                     with anyio.move_on_after(DISCARD_SECONDS):
-                        await self._settle_batch(batch, publish=False)
+                        await settle(publish=False)
         return count
 
     async def _settle_batch(self, batch: str, *, publish: bool) -> None:
@@ -1390,33 +1405,19 @@ class SqliteStore:
         marking the batch; then move its rows into ``dnc`` a chunk per transaction. A
         failed import deletes its staged rows the same way."""
         batch = uuid.uuid4().hex
-        count = 0
         await self._write(
             lambda connection: connection.execute(
                 "INSERT INTO dnc_batch (id, published) VALUES (?, 0)", (batch,)
             )
         )
-        published = False
-        try:
-            async for entries in batches:
-                if entries:
-                    rows = [(batch, *_dnc_row(entry)) for entry in entries]
-                    await self._write(partial(_stage_dnc, rows))
-                    count += len(entries)
-            await self._write(
-                lambda connection: connection.execute(
-                    "UPDATE dnc_batch SET published = 1 WHERE id = ?", (batch,)
-                )
-            )
-            published = True
-        finally:
-            with anyio.CancelScope(shield=True):
-                if published:
-                    await self._settle_dnc_batch(batch, publish=True)
-                else:
-                    with anyio.move_on_after(DISCARD_SECONDS):
-                        await self._settle_dnc_batch(batch, publish=False)
-        return count
+        return await self._staged_import(
+            batches,
+            lambda entries: partial(_stage_dnc, [(batch, *_dnc_row(entry)) for entry in entries]),
+            lambda connection: connection.execute(
+                "UPDATE dnc_batch SET published = 1 WHERE id = ?", (batch,)
+            ),
+            partial(self._settle_dnc_batch, batch),
+        )
 
     async def _settle_dnc_batch(self, batch: str, *, publish: bool) -> None:
         """List a published import's numbers, or drop an abandoned one's, a chunk per
