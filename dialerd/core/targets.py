@@ -14,10 +14,11 @@ which slot. The three moments the rules are applied:
 - an attempt ends: :func:`place_after`.
 
 A store's claim pops the ready target first in ``(touched, creation)`` order among those
-whose ``due`` has come, and may take a short cut: when the placement's ``slot`` still
-has a try left under the claim's outplan and ``until`` has not passed, the decision is
-that slot (this is what :func:`decide_claim` returns then). Anything else goes through
-:func:`decide_claim`.
+whose ``due`` has come, and may take a short cut when no calling hours apply: when the
+placement's ``slot`` still has a try left under the claim's outplan, ``until`` has not
+passed and the slot's number is neither listed, locked nor at its day's attempts, the
+decision is that slot (this is what :func:`decide_claim` returns then). Anything else
+goes through :func:`decide_claim`.
 """
 
 from __future__ import annotations
