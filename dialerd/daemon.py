@@ -8,8 +8,9 @@ close the store, exit 0. SIGHUP: re-read the config file and apply what can chan
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import anyio
@@ -23,6 +24,7 @@ from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
+from dialerd.core.targets import CallingRules
 from dialerd.identity import claim_identity
 from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
@@ -81,6 +83,12 @@ def watchdog_problem(config: Config, watchdog: float) -> str | None:
     )
 
 
+def _rules_of(config: Config) -> Callable[[str], CallingRules | None]:
+    """The configuration's calling rules per customer, built once per customer: every
+    claim and every finish asks for them."""
+    return cache(config.rules_for)
+
+
 class Daemon:
     """Every component of a running dialerd, built from one ``Config``."""
 
@@ -125,7 +133,7 @@ class Daemon:
             clock=self.clock,
             config=config.engine,
             control=self.control,
-            calling_rules=config.rules_for,
+            calling_rules=_rules_of(config),
         )
         self.app = create_app(
             store=self.store,
@@ -301,7 +309,7 @@ class Daemon:
                 new, api=msgspec.structs.replace(new.api, listen=self.api_listen_override)
             )
         logs.configure_logging(new.log.level, self._log_format(new))
-        self.engine.reconfigure(new.engine, new.rules_for)
+        self.engine.reconfigure(new.engine, _rules_of(new))
         self.backends.reconfigure(new)
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)

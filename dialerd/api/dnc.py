@@ -13,7 +13,6 @@ import csv
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Final, cast
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -72,12 +71,7 @@ async def create_dnc_numbers(request: Request, ctx: ApiContext, customer_id: str
             targets_import.batches(rows(chunks, customer_id, now))
         )
     except ImportRejected as exc:
-        raise ApiError(
-            400,
-            "IMPORT_REJECTED",
-            str(exc),
-            details=[msgspec.to_builtins(problem) for problem in exc.problems],
-        ) from None
+        raise exc.as_api_error() from None
     return json_response(bodies.ImportResult(count))
 
 

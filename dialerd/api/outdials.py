@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from dialerd.api import bodies, targets_import
 from dialerd.api.campaigns import check_reference
-from dialerd.api.errors import ApiError, conflict, invalid, not_found
+from dialerd.api.errors import conflict, invalid, not_found
 from dialerd.api.exchange import (
     CSV_TYPES,
     JSON_TYPES,
@@ -129,12 +129,7 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
     try:
         count = await ctx.store.import_targets(read(chunks, outdial_id, now))
     except targets_import.ImportRejected as exc:
-        raise ApiError(
-            400,
-            "IMPORT_REJECTED",
-            str(exc),
-            details=[msgspec.to_builtins(problem) for problem in exc.problems],
-        ) from None
+        raise exc.as_api_error() from None
     return json_response(bodies.ImportResult(count))
 
 

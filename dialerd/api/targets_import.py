@@ -20,6 +20,7 @@ import msgspec
 
 from dialerd.api import jsontext
 from dialerd.api.bodies import TargetCreate
+from dialerd.api.errors import ApiError
 from dialerd.model import SLOTS, Address, AddressType, OutdialTarget
 
 T = TypeVar("T")
@@ -43,6 +44,11 @@ class ImportRejected(Exception):
         self.bad_rows = bad_rows
         listed = "; ".join(f"line {p.line}: {p.problem}" for p in problems)
         super().__init__(f"{bad_rows} bad row(s), nothing imported: {listed}")
+
+    def as_api_error(self) -> ApiError:
+        """The 400 answer: the message, and each bad row as a detail."""
+        details = [msgspec.to_builtins(problem) for problem in self.problems]
+        return ApiError(400, "IMPORT_REJECTED", str(self), details=details)
 
 
 class NoDestination(ValueError):

@@ -383,14 +383,18 @@ DNC_COLUMNS: Final[Columns] = (
 )
 
 
-def _dnc_add(api: ApiClient, args: argparse.Namespace) -> None:
-    body = [{"number": number, "detail": args.detail} for number in args.numbers]
-    rows: list[Row] = api.request("POST", "/dnc_numbers", json=body)["result"]
+def _emit_numbers(args: argparse.Namespace, rows: list[Row]) -> None:
+    """The numbers alone with ``-q``, else the table (or JSON)."""
     if args.quiet:
         for row in rows:
             print(row["number"])
     else:
         output.emit_list(args.json, rows, DNC_COLUMNS)
+
+
+def _dnc_add(api: ApiClient, args: argparse.Namespace) -> None:
+    body = [{"number": number, "detail": args.detail} for number in args.numbers]
+    _emit_numbers(args, api.request("POST", "/dnc_numbers", json=body)["result"])
 
 
 def _dnc_remove(api: ApiClient, args: argparse.Namespace) -> None:
@@ -404,12 +408,7 @@ def _dnc_show(api: ApiClient, args: argparse.Namespace) -> None:
 
 
 def _dnc_list(api: ApiClient, args: argparse.Namespace) -> None:
-    rows = list(api.pages("/dnc_numbers"))
-    if args.quiet:
-        for row in rows:
-            print(row["number"])
-    else:
-        output.emit_list(args.json, rows, DNC_COLUMNS)
+    _emit_numbers(args, list(api.pages("/dnc_numbers")))
 
 
 def _dnc_import(api: ApiClient, args: argparse.Namespace) -> None:

@@ -48,6 +48,22 @@ async def held(store: Store, dialing: Dialing, target: OutdialTarget) -> tuple[s
     return stored.status.value, stored.hold_reason, stored.tm_next_try
 
 
+async def abandon_one(
+    store: Store, dialing: Dialing, rules: CallingRules, claimed: datetime, ended: datetime
+) -> None:
+    """Claim the campaign's next target and end its call abandoned under ``rules``."""
+    call = await store.start_attempt(plan(dialing, claimed, rules))
+    assert call is not None
+    await store.finish_attempt(
+        call.id,
+        CampaigncallResult.FAIL,
+        "abandoned",
+        RetryRule.of(dialing.outplan),
+        ended,
+        calling_rules=rules,
+    )
+
+
 async def test_a_callee_outside_its_hours_waits_for_them_and_holds_up_nobody(
     store: Store, make: Factory
 ) -> None:
@@ -115,16 +131,7 @@ async def test_an_abandoned_call_locks_its_number_for_the_customer(
     second_target = make.target(second.outdial.id, make.tel("+15550111"))
     await store.create_targets([first_target, second_target])
 
-    call = await store.start_attempt(plan(dialing, make.at(10), rules))
-    assert call is not None
-    await store.finish_attempt(
-        call.id,
-        CampaigncallResult.FAIL,
-        "abandoned",
-        RetryRule.of(dialing.outplan),
-        make.at(20),
-        calling_rules=rules,
-    )
+    await abandon_one(store, dialing, rules, make.at(10), make.at(20))
     unlocked = make.stamp(20 + 72 * 3600)
     assert await claimed_target(store, second, make.at(30), rules) is None
     assert await held(store, second, second_target) == ("idle", "abandoned_lockout", unlocked)
@@ -174,16 +181,7 @@ async def test_the_rules_hold_across_instances_on_one_store(
     again = make.target(other.outdial.id, make.tel("+15550131"))
     await store.create_targets([abandoned, listed, again])
 
-    call = await store.start_attempt(plan(dialing, make.at(10), rules))
-    assert call is not None
-    await store.finish_attempt(
-        call.id,
-        CampaigncallResult.FAIL,
-        "abandoned",
-        RetryRule.of(dialing.outplan),
-        make.at(20),
-        calling_rules=rules,
-    )
+    await abandon_one(store, dialing, rules, make.at(10), make.at(20))
     await store.add_dnc_numbers(
         [DncNumber(customer_id=customer, number="+15550132", tm_create=make.stamp(21))]
     )
