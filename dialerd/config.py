@@ -129,7 +129,7 @@ class SimConfig(_Section, frozen=True):
     # Simulated seconds per real second.
     speed: PositiveFloat = 1.0
     default_agents: NonNegativeInt = 10
-    # Agents per queue id; any other queue has ``default_agents``.
+    # Agents per queue, keyed by its name ([[queues]] `name`); any other has ``default_agents``.
     agents: dict[str, NonNegativeInt] = msgspec.field(default_factory=dict)
     wrap_up: Range = msgspec.field(default_factory=lambda: Range(min=3.0, max=10.0))
     # An answered call no agent takes within this many seconds is abandoned.
