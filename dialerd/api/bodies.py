@@ -17,6 +17,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from dialerd.api import jsontext
+from dialerd.core import hours
 from dialerd.model import (
     DEFAULT_ABANDON_TARGET,
     MAX_ACTIONS,
@@ -365,6 +366,12 @@ class TargetCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     destination_2: AddressBody | None = None
     destination_3: AddressBody | None = None
     destination_4: AddressBody | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            hours.check_zone_in_target_data(self.data)
+        except ValueError as exc:
+            raise ValueError(f"data.{exc}") from None
 
     @property
     def destinations(self) -> tuple[AddressBody | None, ...]:

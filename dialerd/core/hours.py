@@ -125,6 +125,26 @@ def zone_in_target_data(data: str) -> str | None:
     return zone if isinstance(zone, str) and zone else None
 
 
+def check_zone_in_target_data(data: str) -> None:
+    """Raise ``ValueError`` naming ``timezone`` when ``data`` is a JSON object whose
+    ``timezone`` key is not an IANA zone name (a string; "" counts as absent)."""
+    if not data.lstrip().startswith("{"):
+        return
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        return
+    if not isinstance(decoded, dict) or "timezone" not in decoded:
+        return
+    zone = decoded["timezone"]
+    if not isinstance(zone, str):
+        raise ValueError(f"timezone: {zone!r} is not a time zone name (like America/New_York)")
+    if zone and not is_known_zone(zone):
+        raise ValueError(
+            f"timezone: {zone[:60]!r} is not an IANA time zone (like America/New_York)"
+        )
+
+
 def callee_zones(number: str, explicit_zone: str | None) -> tuple[str, ...]:
     """The callee's IANA zones: the explicit zone when given, else the number's zones
     (E.164, ``+`` first). Empty means unknown: an explicit zone that is not an IANA
@@ -300,6 +320,7 @@ __all__ = [
     "Window",
     "callee_zones",
     "calling_window",
+    "check_zone_in_target_data",
     "is_known_zone",
     "parse_calling_hours",
     "zone_in_target_data",
