@@ -297,6 +297,7 @@ class CustomerCallingHours(_Section, frozen=True):
     skip_dates: tuple[date, ...] | None = None
     # "" refuses callees of unknown zone even when [calling_hours] has a fallback.
     fallback_zone: str | None = None
+    trust_data_zone: bool | None = None
 
     def __post_init__(self) -> None:
         self.apply(CallingHours())

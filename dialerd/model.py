@@ -370,7 +370,16 @@ class Outdial(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-# omit_defaults: ``hold_reason`` and ``tm_next_try`` (dialerd's) appear only when set.
+class SkippedDestination(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A destination of a target that a claim stepped over, and why (``dnc``: its
+    number, as the trunk would dial it, is on the customer's do-not-call list)."""
+
+    destination_index: int
+    reason: str
+
+
+# omit_defaults: ``hold_reason``, ``tm_next_try`` and ``skipped_destinations`` (dialerd's)
+# appear only when set.
 class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     outdial_id: str
@@ -394,7 +403,22 @@ class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     # Why the dialing rules hold the target back ("" when they do not: see
     # dialerd.core.targets.Held), and from when it may be dialed again when it waits.
     hold_reason: str = ""
-    tm_next_try: str = ""
+    tm_next_try: Annotated[
+        str,
+        msgspec.Meta(
+            description="dialerd's: when a target the rules hold back is looked at again. "
+            "The next opening of its calling hours, the end of a lockout or retry "
+            "interval; for an unknown zone, or hours that open nowhere in the next 14 "
+            "days, a re-check an hour after the claim that found it so, not an opening."
+        ),
+    ] = ""
+    skipped_destinations: Annotated[
+        tuple[SkippedDestination, ...],
+        msgspec.Meta(
+            description="dialerd's: the destinations the latest claim stepped over, and "
+            "why (dnc: on the do-not-call list); absent when none were."
+        ),
+    ] = ()
 
     @classmethod
     def fresh(

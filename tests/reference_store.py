@@ -18,9 +18,11 @@ from datetime import datetime
 
 import msgspec
 
+from dialerd.core import dialed
 from dialerd.core.targets import (
     Claim,
     Held,
+    NumberState,
     Placement,
     Queue,
     RetryRule,
@@ -29,6 +31,7 @@ from dialerd.core.targets import (
     new_attempt,
     place_after,
     place_new,
+    with_skipped,
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
@@ -37,6 +40,7 @@ from dialerd.model import (
     CampaigncallResult,
     CampaigncallStatus,
     CampaignStatus,
+    DncNumber,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -94,7 +98,23 @@ class ReferenceStore:
         self.targets: dict[str, Entry] = {}
         self.by_outdial: dict[str, list[Entry]] = {}
         self.campaigncalls: dict[str, Campaigncall] = {}
+        self.dnc: dict[str, set[str]] = {}  # customer -> listed E.164 numbers
         self._seq = 0
+
+    async def add_dnc_numbers(self, entries: Sequence[DncNumber]) -> list[DncNumber]:
+        for entry in entries:
+            self.dnc.setdefault(entry.customer_id, set()).add(entry.number)
+        return list(entries)
+
+    def _numbers(
+        self, customer_id: str, target: OutdialTarget, region: str | None
+    ) -> dict[str, NumberState]:
+        """What a store reads of the target's numbers (every reading): listed or not."""
+        listed = self.dnc.get(customer_id, set())
+        return {
+            number: NumberState(listed=number in listed)
+            for number in dialed.numbers_of(target.destinations, region)
+        }
 
     # -- the resources the attempts need ------------------------------------------------
     async def create_campaign(self, campaign: Campaign) -> Campaign:
@@ -211,9 +231,17 @@ class ReferenceStore:
                 return None
             head = min(ready, key=lambda entry: (entry.placement.touched, entry.seq))
             placement = head.placement.ready_at(now)
+            region = dialed.region_of(outplan.source)
             decision = decide_claim(
-                head.target, placement, outplan.max_try_counts, now, rules=plan.rules
+                head.target,
+                placement,
+                outplan.max_try_counts,
+                now,
+                rules=plan.rules,
+                numbers=self._numbers(campaign.customer_id, head.target, region),
+                region=region,
             )
+            head.target = with_skipped(head.target, decision.skipped)
             if not isinstance(decision, Claim):
                 # Spent under this outplan: written as the core decided, and on to the next.
                 head.placement = decision

@@ -2,10 +2,11 @@
 
 A customer's ``CallingHours`` allow windows of local wall time per weekday (default
 08:00-21:00 every day) and skip whole local dates. The callee's zones come from the
-target (an explicit IANA zone in its ``data``) or from the number (``phonenumbers``).
-A number spanning several zones may be called only while the hours hold in all of
-them. ``calling_window`` says whether a call is allowed now and until when, or when it
-next will be.
+number (``phonenumbers``) and from the target (an IANA zone in its ``data``): a callee
+may be called only while the hours hold in every zone it may be in, so a target's data
+narrows the hours and never widens them (unless the operator trusts it).
+``calling_window`` says whether a call is allowed now and until when, or when it next
+will be.
 
 Local times that the clock skips or repeats on a daylight-saving change are read so
 that no call ever falls outside a window by the callee's wall clock:
@@ -44,8 +45,9 @@ _Interval = tuple[datetime, datetime]
 
 
 class CallingHours(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Allowed windows of local time per weekday, local dates to skip, and the zone
-    assumed for a callee whose zone is unknown (None or "": refuse such callees).
+    """Allowed windows of local time per weekday, local dates to skip, the zone
+    assumed for a callee whose zone is unknown (None or "": refuse such callees), and
+    whether a zone in a target's data replaces its number's (else both must allow).
 
     A window is ``"HH:MM-HH:MM"``, start included and end excluded; ``24:00`` ends at
     midnight. An empty list allows no call that weekday.
@@ -60,6 +62,8 @@ class CallingHours(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     sunday: tuple[str, ...] = DEFAULT_WINDOWS
     skip_dates: tuple[date, ...] = ()
     fallback_zone: str | None = None
+    # Read a target's data zone instead of its number's (the operator trusts the lists).
+    trust_data_zone: bool = False
 
     def __post_init__(self) -> None:
         for day in WEEKDAYS:
@@ -145,22 +149,46 @@ def check_zone_in_target_data(data: str) -> None:
         )
 
 
-def callee_zones(number: str, explicit_zone: str | None) -> tuple[str, ...]:
-    """The callee's IANA zones: the explicit zone when given, else the number's zones
-    (E.164, ``+`` first). Empty means unknown: an explicit zone that is not an IANA
-    zone is unknown too, not replaced by the number's, since the target's data is
-    wrong and the number may be ported or mobile; so is a number with a zone the
-    host's time-zone database lacks."""
-    if explicit_zone:
-        return (explicit_zone,) if is_known_zone(explicit_zone) else ()
+def callee_zones(
+    numbers: Sequence[str], data_zone: str | None, *, trust_data_zone: bool = False
+) -> tuple[str, ...]:
+    """Every IANA zone the callee may be in: the zones of each of ``numbers`` (the
+    E.164 readings of what is dialed, ``+`` first) and the zone ``data_zone`` the
+    target's data names. The data narrows the hours, never widens them: its zone is
+    added to the number's, and replaces them only with ``trust_data_zone`` (or when
+    the number has no zones to read: not a phone number).
+
+    Empty means unknown: a data zone that is not an IANA zone (the data is wrong, and
+    does not fall back to the number's), or no zone at all, or a zone the host's
+    time-zone database lacks."""
+    if data_zone and not is_known_zone(data_zone):
+        return ()
+    if data_zone and trust_data_zone:
+        return (data_zone,)
+    found: dict[str, None] = {}
+    for number in numbers:
+        zones = _number_zones(number)
+        if zones is None:
+            return (data_zone,) if data_zone else ()
+        found.update(dict.fromkeys(zones))
+    if data_zone:
+        found[data_zone] = None
+    return tuple(found)
+
+
+@lru_cache(maxsize=65536)
+def _number_zones(number: str) -> tuple[str, ...] | None:
+    """The zones of an E.164 number, or None when it has none this host knows."""
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
-        return ()
+        return None
     zones = tuple(phone_zones.time_zones_for_number(parsed))
     # A zone this host's database lacks would go unchecked: the callee is unknown.
-    if not all(zone != phone_zones.UNKNOWN_TIMEZONE and is_known_zone(zone) for zone in zones):
-        return ()
+    if not zones or not all(
+        zone != phone_zones.UNKNOWN_TIMEZONE and is_known_zone(zone) for zone in zones
+    ):
+        return None
     return zones
 
 

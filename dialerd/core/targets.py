@@ -30,7 +30,7 @@ from typing import Final
 
 import msgspec
 
-from dialerd.core import hours
+from dialerd.core import dialed, hours
 from dialerd.core.hours import CallingHours
 from dialerd.model import (
     NIL_UUID,
@@ -45,6 +45,7 @@ from dialerd.model import (
     OutdialTarget,
     Outplan,
     ReferenceType,
+    SkippedDestination,
     TargetStatus,
     parse_time,
 )
@@ -95,11 +96,30 @@ class CallingRules(msgspec.Struct, frozen=True, kw_only=True):
 
 class NumberState(msgspec.Struct, frozen=True, kw_only=True):
     """What a store knows of one number of the customer when a claim reaches a target
-    (read in the claim's atomic step)."""
+    (read in the claim's atomic step), keyed by each E.164 reading of what the trunk
+    dials (``dialerd.core.dialed.readings``)."""
 
     listed: bool = False  # on the customer's do-not-call list
     locked_until: datetime | None = None  # after an abandoned call
     attempts_today: int = 0  # attempts to it this UTC day, all the customer's campaigns
+
+
+def state_of(
+    number: str, region: str | None, known: Mapping[str, NumberState]
+) -> NumberState | None:
+    """A destination's state: every reading of it counts (listed if any is, locked as
+    long as the longest, the most attempts of any)."""
+    states = [known[key] for key in dialed.readings(number, region) if key in known]
+    if not states:
+        return None
+    if len(states) == 1:
+        return states[0]
+    locks = [state.locked_until for state in states if state.locked_until is not None]
+    return NumberState(
+        listed=any(state.listed for state in states),
+        locked_until=max(locks) if locks else None,
+        attempts_today=max(state.attempts_today for state in states),
+    )
 
 
 def day_of(moment: datetime) -> str:
@@ -107,9 +127,10 @@ def day_of(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
-# A callee whose zone is unknown (and no fallback) is looked at again this much later:
-# a configuration change (a fallback zone) takes effect without a restart.
-UNKNOWN_ZONE_RETRY: Final = timedelta(hours=1)
+# A callee whose zone is unknown (and no fallback), or whose hours open nowhere in the
+# next 14 days, is looked at again this much later (its ``tm_next_try``: a re-check,
+# not an opening), so a configuration change takes effect without a restart.
+RECHECK: Final = timedelta(hours=1)
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +145,9 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True):
     until: datetime | None = None
     slot: int = NO_SLOT
     held: Held = Held.NONE
+    # Set by a claim's decision: the slots it stepped over because their number is
+    # listed (do-not-call); the target records them (``skipped_destinations``).
+    skipped: tuple[int, ...] = ()
 
     def ready_at(self, now: datetime) -> Placement:
         """The same placement, in the ready queue if its ``due`` has come by ``now``."""
@@ -158,10 +182,22 @@ class RetryRule(msgspec.Struct, frozen=True):
 
 
 class Claim(msgspec.Struct, frozen=True):
-    """Dial ``slot``; the target's ``try_count_<slot>`` becomes ``try_count``."""
+    """Dial ``slot``; the target's ``try_count_<slot>`` becomes ``try_count``;
+    ``skipped``: the slots stepped over because their number is listed."""
 
     slot: int
     try_count: int
+    skipped: tuple[int, ...] = ()
+
+
+def with_skipped(target: OutdialTarget, skipped: Sequence[int]) -> OutdialTarget:
+    """The target recording which of its numbers a claim's decision skipped and why."""
+    return msgspec.structs.replace(
+        target,
+        skipped_destinations=tuple(
+            SkippedDestination(destination_index=slot, reason=Held.DNC.value) for slot in skipped
+        ),
+    )
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -232,6 +268,7 @@ def decide_claim(
     *,
     rules: CallingRules | None = None,
     numbers: Mapping[str, NumberState] | None = None,
+    region: str | None = None,
 ) -> Claim | Placement:
     """A claim reached this ready target: the slot to dial, or what the target becomes
     instead.
@@ -240,32 +277,45 @@ def decide_claim(
     attempt ended) while it still has a try left under this outplan; else the first
     slot with one.
 
-    Slots whose number is on the do-not-call list (``numbers``: what the store knows of
-    the target's numbers) are skipped. With no slot left the target is done (held
-    ``dnc`` if a listed number is why): it is never left idle with nothing to dial. A
-    target whose number is locked after an abandoned call, has had its attempts for the
-    day, or whose callee is outside the calling hours waits in the waiting queue until
-    that ends, so it holds up no other target.
+    Slots whose number is on the do-not-call list are skipped: ``numbers`` is what the
+    store knows of each E.164 reading of the target's numbers as the trunk dials them
+    under the dialing rules of ``region`` (``dialerd.core.dialed``). With no slot left
+    the target is done (held ``dnc`` if a listed number is why): it is never left idle
+    with nothing to dial. A target whose number is locked after an abandoned call, has
+    had its attempts for the day, or whose callee is outside the calling hours waits in
+    the waiting queue until that ends, so it holds up no other target. The decision
+    names the slots skipped as listed (``skipped``).
     """
     known = numbers or {}
+    states = [
+        None if number is None or number.is_empty else state_of(number.target, region, known)
+        for number in target.destinations
+    ]
     spent = list(target.try_counts)
-    skipped = False
-    for n, number in enumerate(target.destinations):
-        if number is not None and number.target in known and known[number.target].listed:
+    listed: list[int] = []  # listed, with tries left: skipped if stepped over
+    any_listed = False
+    for n, state in enumerate(states):
+        if state is not None and state.listed:
+            any_listed = True
+            if _dialable(target, spent, max_try_counts, n):
+                listed.append(n)
             spent[n] = max(spent[n], max_try_counts[n])
-            skipped = skipped or has_destination(number)
     slot: int | None = placement.slot
+    skipped: tuple[int, ...] = ()
     if not (
         0 <= placement.slot < len(spent)
         and _dialable(target, spent, max_try_counts, placement.slot)
     ):
         slot = next_slot(target.destinations, spent, max_try_counts)
+        skipped = tuple(n for n in listed if slot is None or n < slot)
     if slot is None:
         done = _done(placement.touched)
-        return msgspec.structs.replace(done, held=Held.DNC) if skipped else done
+        if any_listed:
+            return msgspec.structs.replace(done, held=Held.DNC, skipped=skipped)
+        return msgspec.structs.replace(done, skipped=skipped)
     address = target.destinations[slot]
     if rules is not None and address is not None:
-        wait = _wait(target, address.target, known.get(address.target), rules, now)
+        wait = _wait(target, address.target, states[slot], rules, now, region)
         if wait is not None:
             return Placement(
                 status=TargetStatus.IDLE,
@@ -274,8 +324,9 @@ def decide_claim(
                 due=wait[0],
                 slot=slot,
                 held=wait[1],
+                skipped=skipped,
             )
-    return Claim(slot=slot, try_count=target.try_counts[slot] + 1)
+    return Claim(slot=slot, try_count=target.try_counts[slot] + 1, skipped=skipped)
 
 
 def _dialable(
@@ -290,8 +341,13 @@ def _wait(
     state: NumberState | None,
     rules: CallingRules,
     now: datetime,
+    region: str | None,
 ) -> tuple[datetime, Held] | None:
-    """Until when and why the number may not be dialed now (None: it may)."""
+    """Until when and why the number may not be dialed now (None: it may).
+
+    A callee outside its hours waits for the next opening; an unknown zone, or hours
+    that open nowhere in ``hours.HORIZON``, are looked at again ``RECHECK`` later
+    (``tm_next_try`` is then that re-check, not an opening)."""
     if state is not None and state.locked_until is not None and state.locked_until > now:
         return state.locked_until, Held.ABANDONED_LOCKOUT
     if (
@@ -302,12 +358,16 @@ def _wait(
         midnight = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
         return midnight + timedelta(days=1), Held.DAILY_LIMIT
     if rules.hours is not None:
-        zones = hours.callee_zones(number, hours.zone_in_target_data(target.data))
+        zones = hours.callee_zones(
+            dialed.readings(number, region),
+            hours.zone_in_target_data(target.data),
+            trust_data_zone=rules.hours.trust_data_zone,
+        )
         window = hours.calling_window(rules.hours, zones, now)
         if not window.allowed:
             if window.reason == "unknown_zone":
-                return now + UNKNOWN_ZONE_RETRY, Held.UNKNOWN_ZONE
-            return window.opens or now + UNKNOWN_ZONE_RETRY, Held.CALLING_HOURS
+                return now + RECHECK, Held.UNKNOWN_ZONE
+            return window.opens or now + RECHECK, Held.CALLING_HOURS
     return None
 
 

@@ -31,6 +31,8 @@ STOPPED_COUNT_EVERY = 15
 REPEAT_LOG_EVERY = 60.0
 # Housekeeping rounds between two counts of each campaign's list (a scan of the list).
 TARGET_COUNT_EVERY = 15
+# Housekeeping rounds between two prunes of the number locks that ended.
+PRUNE_LOCKS_EVERY = 60
 
 
 class Supervisor:
@@ -111,6 +113,8 @@ class Supervisor:
                 if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
                     await self.ownership.sweep()
                 await self._count_targets(rounds % TARGET_COUNT_EVERY)
+                if rounds % PRUNE_LOCKS_EVERY == PRUNE_LOCKS_EVERY - 1:
+                    await self.shared.store.prune_locks(self.shared.clock.now())
             except Exception as exc:
                 log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
             self.shared.last_progress = self.shared.clock.monotonic()

@@ -300,6 +300,11 @@ class Store(Protocol):
         if the campaigncall does not exist.
         """
 
+    async def prune_locks(self, now: datetime) -> int:
+        """Delete the number locks (after an abandoned call) that ended by ``now``, so
+        they do not pile up; return how many. Housekeeping calls it; a lock that a
+        finish extends meanwhile is kept."""
+
     # -- campaign leases: one instance ticks a campaign at a time -----------------------
     async def acquire_lease(
         self, campaign_id: str, owner: str, ttl: float, now: datetime

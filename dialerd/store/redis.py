@@ -92,6 +92,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dialerd.core import dialed
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
     CallingRules,
@@ -107,6 +108,7 @@ from dialerd.core.targets import (
     new_attempt,
     place_after,
     place_new,
+    with_skipped,
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
@@ -153,6 +155,10 @@ CLAIMS_PER_CALL: Final = 100
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
+# Expired lock fields one prune script call deletes.
+PRUNE_CHUNK: Final = 500
+# Waiting targets one promote script call moves (redis_promote.lua's STEP).
+PROMOTE_STEP: Final = 1000
 # How many claims this instance remembers (what the claim left of the target) so that
 # finishing them needs no read; an attempt finished elsewhere is simply read.
 CLAIMS_KEPT: Final = 10_000
@@ -174,6 +180,7 @@ SCRIPTS: Final = (
     "publish",
     "discard",
     "start",
+    "promote",
     "place",
     "answer",
     "attempt",
@@ -184,6 +191,7 @@ SCRIPTS: Final = (
     "release",
     "dnc",
     "dialing",
+    "prune",
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "
@@ -192,7 +200,7 @@ CHANGED_MARK: Final = "DIALERD_CHANGED "
 UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 
 # The claim script's four arguments of a decided claim, when there is none.
-_UNCHOSEN: Final = ("", "", "", "")
+_UNCHOSEN: Final = ("", "", "", "", "", "")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _encode = msgspec.json.Encoder().encode
@@ -329,19 +337,6 @@ def _held_target(
         return target
     next_try = format_time(_from_micros(due)) if queue == b"w" and due else ""
     return msgspec.structs.replace(target, hold_reason=held.decode(), tm_next_try=next_try)
-
-
-def _number_states(flat: Sequence[bytes]) -> dict[str, NumberState]:
-    """The calling rules' state of a target's numbers, as redis_start.lua reads it:
-    number, listed (0/1), locked until (microseconds or ''), attempts today."""
-    return {
-        flat[n].decode(): NumberState(
-            listed=flat[n + 1] == b"1",
-            locked_until=_from_micros(flat[n + 2]) if flat[n + 2] else None,
-            attempts_today=int(flat[n + 3]),
-        )
-        for n in range(0, len(flat) - 3, 4)
-    }
 
 
 def _settled(
@@ -830,20 +825,28 @@ class RedisStore:
         """The plans' claims, in order, until one finds no target ready.
 
         One script call claims up to ``CLAIMS_PER_CALL`` plans in the common case (each
-        head's placement names a slot with tries left, and its number is clear). When a
-        head is not that, the script answers the claims made so far and hands the head
-        and up to 99 ready targets behind it to ``decide_claim``, in order; the
-        placements decided for those before the first dialable one are written in one
-        script call that applies each only to the very target it was made on (same
-        version, still ready), and the dialable one is claimed by the next claim call
-        (which goes on with the plans after it), re-checked the same way. Each plan goes
-        on until a target is claimed or none is ready (at most ``MAX_ROUNDS`` rounds).
+        head's placement names a slot with tries left, and its number is a clear ``tel``
+        number). When a head is not that, the script answers the claims made so far and
+        hands the head and up to 99 ready targets behind it to ``decide_claim``, in
+        order, with what the store knows of every reading of their numbers (read here:
+        the claim re-checks the one it dials); the placements decided for those before
+        the first dialable one are written in one script call that applies each only to
+        the very target it was made on (same version, still ready), and the dialable one
+        is claimed by the next claim call (which goes on with the plans after it),
+        re-checked the same way. When more waiting targets are due than one call moves,
+        they are all moved first (``redis_promote.lua``), so the head is the one SQLite
+        takes; a call that steps over a thousand staged targets is followed by one that
+        goes on from there. Each plan goes on until a target is claimed or none is ready
+        (at most ``MAX_ROUNDS`` rounds).
         """
         if not plans:
             return []
         first = plans[0]
         stamp = format_time(first.now)
         now = micros(first.now)
+        outdial_id = first.campaign.outdial_id
+        customer_id = first.campaign.customer_id
+        region = dialed.region_of(first.outplan.source)
         # The short cut (the placement's slot) holds only when no calling hours apply:
         # those the core alone can tell ('' disables it: every head is decided here).
         rules = first.rules
@@ -854,20 +857,21 @@ class RedisStore:
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
         placeholders = [_encode(_placeholder_campaigncall(plan, stamp)) for plan in plans]
         claimed: list[Campaigncall] = []
-        chosen: tuple[str | int, ...] = _UNCHOSEN
+        chosen: tuple[str | int | bytes, ...] = _UNCHOSEN
+        resume: str | bytes = ""
         rounds = 0
         while len(claimed) < len(plans) and rounds < MAX_ROUNDS:
             rounds += 1
             at = len(claimed)
             bodies = placeholders[at : at + CLAIMS_PER_CALL]
             try:
-                reply = await self._run("start", bodies[0], *common, *chosen, *bodies[1:])
+                reply = await self._run("start", bodies[0], *common, *chosen, resume, *bodies[1:])
             except CampaignNotRunning:
                 if not claimed:
                     raise
                 break  # stopped since the claims before: the list ends there
             kind, heads, claims = reply
-            chosen = _UNCHOSEN
+            chosen, resume = _UNCHOSEN, ""
             for claim in claims:
                 campaigncall = _decode_campaigncall(claim[0])
                 self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])
@@ -879,15 +883,28 @@ class RedisStore:
                     self._claims.popitem(last=False)
             if kind == b"none":
                 break
+            if kind == b"promote":
+                while await self._run("promote", outdial_id, now) >= PROMOTE_STEP:
+                    pass
+                continue
+            if kind == b"more":
+                resume = heads[0]
+                continue
             if kind != b"decide":
                 continue  # all claimed, the decided target changed, or ask again
             plan = plans[len(claimed)]
+            read = [(head, _decode_target(head[1])) for head in heads]
+            known = await self._number_states(
+                customer_id,
+                [n for _, target in read for n in dialed.numbers_of(target.destinations, region)],
+                with_rules=plan.rules is not None,
+                day=day_of(plan.now),
+            )
             # The heads in order: the first the core finds dialable is claimed, those
             # before it take the placements the core decided.
             placed: list[str | int | bytes] = []
-            for head in heads:
-                target_id, body, version = head[0].decode(), head[1], head[2].decode()
-                target = _decode_target(body)
+            for head, target in read:
+                target_id, version = head[0].decode(), head[2].decode()
                 placement = _stored_placement(target.status, Queue.READY, head[3:8], plan.now)
                 decision = decide_claim(
                     target,
@@ -895,20 +912,58 @@ class RedisStore:
                     plan.outplan.max_try_counts,
                     plan.now,
                     rules=plan.rules,
-                    numbers=_number_states(head[8:]),
+                    numbers=known,
+                    region=region,
                 )
                 if isinstance(decision, Claim):
-                    chosen = (target_id, decision.slot, decision.try_count, version)
+                    address = target.destinations[decision.slot]
+                    assert address is not None  # the core dials only a slot with one
+                    chosen = (
+                        target_id,
+                        decision.slot,
+                        decision.try_count,
+                        version,
+                        _encode(list(dialed.readings(address.target, region))),
+                        _encode(list(decision.skipped)),
+                    )
                     break
+                decided = with_skipped(target, decision.skipped)
                 placed += [
                     target_id,
                     version,
-                    _settled_body(target, decision.status, stamp),
+                    _settled_body(decided, decision.status, stamp),
                     *_placement_args(decision),
                 ]
             if placed:
                 await self._run("place", *placed)
         return claimed
+
+    async def _number_states(
+        self, customer_id: str, numbers: Sequence[str], *, with_rules: bool, day: str
+    ) -> dict[str, NumberState]:
+        """What the store knows of these numbers (E.164 readings) for ``decide_claim``:
+        listed; with rules, locked until and attempts on ``day``."""
+        unique = list(dict.fromkeys(numbers))
+        if not unique:
+            return {}
+        client = self._connected()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.smismember(self._key("dnc", customer_id), unique)
+            if with_rules:
+                pipe.hmget(self._key("locks", customer_id), unique)
+                pipe.hmget(self._key("attempts", customer_id, day), unique)
+            replies = await self._guard(pipe.execute())
+        listed: list[Any] = replies[0]
+        locks: list[Any] = replies[1] if with_rules else [b""] * len(unique)
+        today: list[Any] = replies[2] if with_rules else [0] * len(unique)
+        return {
+            number: NumberState(
+                listed=bool(listed[n]),
+                locked_until=_from_micros(locks[n]) if locks[n] else None,
+                attempts_today=int(today[n] or 0),
+            )
+            for n, number in enumerate(unique)
+        }
 
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
@@ -954,6 +1009,9 @@ class RedisStore:
             version = "-"
             decision: tuple[str | int | bytes, ...] = ("0",)
             written: OutdialTarget | None = None
+            lock: bytes | str = ""
+            if campaigncall is not None and locked_until is not None:
+                lock = _encode([micros(locked_until), *await self._readings_of(campaigncall)])
             if campaigncall is not None:
                 # read: the target's version, body and placement before the claim.
                 version = read[0].decode()
@@ -981,7 +1039,7 @@ class RedisStore:
                 stamp,
                 *_fence_args(fence),
                 version,
-                "" if locked_until is None else micros(locked_until),
+                lock,
                 *decision,
             )
             if reply[0] == b"changed":
@@ -1002,6 +1060,34 @@ class RedisStore:
             f"the target of campaigncall {campaigncall_id} kept changing while it was "
             "being finished; try again"
         )
+
+    async def _readings_of(self, campaigncall: Campaigncall) -> tuple[str, ...]:
+        """The E.164 readings of the number an attempt dialed, under the dialing rules of
+        the outplan it was claimed with (deleted or not), as the claim read it."""
+        (body,) = await self._fields(self._key("outplan", campaigncall.outplan_id), "b")
+        source = None if body is None else self._outplans.decode(body).source
+        return dialed.readings(campaigncall.destination.target, dialed.region_of(source))
+
+    async def prune_locks(self, now: datetime) -> int:
+        """Drop the number locks that ended by ``now``: each customer's ``locks`` hash is
+        read a page at a time and the script deletes a field only if it is still over."""
+        client = self._connected()
+        pattern = f"{_glob_escape(self.prefix)}:locks:*"
+        cutoff = micros(now)
+        pruned = 0
+        async for found in client.scan_iter(match=pattern, count=1000):
+            name = found.decode() if isinstance(found, bytes) else str(found)
+            customer_id = name.rsplit(":", 1)[1]
+            ended: list[bytes] = []
+            async for field, value in client.hscan_iter(name, count=1000):
+                if int(value) <= cutoff:
+                    ended.append(field)
+                if len(ended) >= PRUNE_CHUNK:
+                    pruned += await self._run("prune", customer_id, cutoff, *ended)
+                    ended = []
+            if ended:
+                pruned += await self._run("prune", customer_id, cutoff, *ended)
+        return pruned
 
     # -- campaign leases (expiry by the Redis server's clock) ------------------------------
     async def acquire_lease(

@@ -69,6 +69,21 @@ local function unindex_target(letter, outdial, member, id, held)
   end
 end
 
+-- Move at most `limit` waiting targets of the outdial whose due has come (score up to
+-- `now`, microseconds) to the ready ones, at their touched; how many were moved.
+local function promote_due(outdial, now, limit)
+  local waiting, ready = key('waiting', outdial), key('ready', outdial)
+  local come = redis.call('ZRANGE', waiting, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, member in ipairs(come) do
+    local target_key = key('target', string.sub(member, 17))
+    local placed = redis.call('HMGET', target_key, 'pt', 'ph')
+    unindex_target('w', outdial, member, nil, placed[2])
+    redis.call('ZADD', ready, placed[1] or now, member)
+    redis.call('HSET', target_key, 'k', 'r', 'ph', '')
+  end
+  return #come
+end
+
 -- Remove a target with all its index entries (a leftover of an abandoned import).
 local function drop_target(target_key)
   local stored = redis.call('HMGET', target_key, 'o', 'm', 'k', 'l', 'ph')

@@ -3,7 +3,7 @@
 -- ARGV: prefix, campaigncall_id, result, reason, now (timestamp string), fence (campaign
 --   id, owner, token), the target's version the decision was made on ('-' when the caller
 --   did not see the attempt active), until when the calling rules lock the dialed number
---   (microseconds; '' for no lock), '1' if a decision follows ('0': the target is not
+--   and its readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision follows ('0': the target is not
 --   progressing and stays as it is), then the target's new body, queue letter (see
 --   index_target), touched, due (microseconds), until (microseconds or ''), slot, held.
 -- Returns {'none'}; {'stale' | 'done', campaigncall body, and unless it is gone the target's
@@ -52,12 +52,16 @@ redis.call('SREM', key('active', stored[3]), id)
 redis.call('SREM', key('dialing', stored[3]), id)
 redis.call('SREM', key('active'), id)
 if locked_until ~= '' then
-  -- The calling rules lock the number (an abandoned call): the later lockout holds.
+  -- The calling rules lock the number, every reading of it (an abandoned call): the
+  -- later lockout holds.
+  local lock = cjson.decode(locked_until)
   local locks = key('locks', campaigncall.customer_id)
-  local number = campaigncall.destination and campaigncall.destination.target or ''
-  local held = tonumber(redis.call('HGET', locks, number)) or 0
-  if number ~= '' and tonumber(locked_until) > held then
-    redis.call('HSET', locks, number, locked_until)
+  for i = 2, #lock do
+    local number = lock[i]
+    local held = tonumber(redis.call('HGET', locks, number)) or 0
+    if number ~= '' and lock[1] > held then
+      redis.call('HSET', locks, number, string.format('%d', lock[1]))
+    end
   end
 end
 

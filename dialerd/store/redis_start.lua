@@ -6,36 +6,41 @@
 --   be taken: calling hours apply), the fence (campaign id, owner, token; owner '' when
 --   unfenced), the calling rules' state to check ('1' when rules apply: a number's
 --   lockout counts), the daily attempts per number ('' for no limit) and the UTC day
---   (YYYY-MM-DD), then either '' (take the head of the ready queue) or the claim
---   dialerd.core.targets decided for the first plan's target: its id, slot, new try count
---   and the version it was read at; then the placeholder bodies of the next plans (same
---   campaign, outplan, now and fence), claimed in order after the first.
+--   (YYYY-MM-DD), then either '' and four more '' (take the head of the ready queue) or
+--   the claim dialerd.core.targets decided for the first plan's target: its id, slot, new
+--   try count, the version it was read at, the E.164 readings of the slot's number as
+--   the trunk dials it (JSON list: re-checked and counted) and the slots the decision
+--   skipped as listed (JSON list); then the member of the ready index after which to go
+--   on ('' from the head: see 'more'); then the placeholder bodies of the next plans
+--   (same campaign, outplan, now and fence), claimed in order after the first.
 -- Returns {kind, heads, claims}: claims are the plans claimed, in order, each {campaigncall
 --   body, then what finish_attempt decides from: the target's body and version after the
 --   claim and its placement before (touched, due, until, slot, held)}; kind says what
 --   the first plan not claimed met: 'done' (every plan was claimed), 'none' (no target
---   ready, or only staged ones were met), 'decide' when the head's placement is not the
---   short cut below: heads are the head and up to BATCH - 1 ready targets right behind it
---   that are not either, each {id, body, version, touched, due, until, slot, held, then
---   per number: number, listed, locked until, attempts today}, for the caller to decide
---   in order; 'changed' when the decided target is no longer that ready target, or its
---   number is no longer clear (nothing claimed then); 'again' when the next plan's
---   campaigncall already exists (the caller asks again with it first: an error then).
---   An error when the stored campaign is not running, or the first plan's campaigncall
---   exists.
+--   ready), 'decide' when the head's placement is not the short cut below: heads are the
+--   head and up to BATCH - 1 ready targets right behind it that are not either, each {id,
+--   body, version, touched, due, until, slot, held}, for the caller to decide in order;
+--   'changed' when the decided target is no longer that ready target, or a reading of
+--   its number is no longer clear (nothing claimed then); 'again' when the next plan's
+--   campaigncall already exists (the caller asks again with it first: an error then);
+--   'promote' when more waiting targets are due than one call moves (the caller moves
+--   them all, redis_promote.lua, and asks again); 'more' when STEP staged targets were
+--   stepped over with nothing found (heads = {the last one}: the caller asks again from
+--   there). An error when the stored campaign is not running, or the first plan's
+--   campaigncall exists.
 -- The only checks made here are the short cut of dialerd.core.targets (the placement's
--- slot still has a try left under this outplan and its `until` has not passed) and the
--- re-check that the number to dial is clear (not on the do-not-call list, and when rules
--- apply not locked and below the day's attempts) in the claim's own step.
--- At most STEP waiting targets are moved per plan and STEP staged ones stepped over per
--- call.
+-- slot still has a try left under this outplan, its `until` has not passed, and its
+-- number is a tel number, E.164, which the trunk dials as written) and the re-check that
+-- the number to dial is clear (not on the do-not-call list, and when rules apply not
+-- locked and below the day's attempts) in the claim's own step.
 local STEP = 1000
 local BATCH = 100
-local FIRST_NEXT = 15  -- ARGV index of the second plan's body
+local FIRST_NEXT = 18  -- ARGV index of the second plan's body
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
 local with_rules, daily, day = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
 local chosen_id = ARGV[11]
+local resume = ARGV[17]
 local campaigncall = cjson.decode(ARGV[2])
 local outdial, campaign, customer, now =
   campaigncall.outdial_id, campaigncall.campaign_id, campaigncall.customer_id,
@@ -52,54 +57,55 @@ if redis.call('EXISTS', key('campaigncall', campaigncall.id)) == 1 then
   return conflict('campaigncall ' .. campaigncall.id .. ' already exists')
 end
 
-local ready, waiting = key('ready', outdial), key('waiting', outdial)
+local ready = key('ready', outdial)
 local dnc, locks = key('dnc', customer), key('locks', customer)
 local attempts = key('attempts', customer, day)
 local claims = {}
 
--- What the store knows of a number, for the calling rules: listed (do-not-call), locked
--- until (microseconds or ''), attempts today.
-local function number_state(number)
-  return redis.call('SISMEMBER', dnc, number), redis.call('HGET', locks, number) or '',
-    tonumber(redis.call('HGET', attempts, number)) or 0
+-- The atomic re-check of a claim's number, every reading of it: none listed, and (when
+-- rules apply) none locked now nor at the day's attempts. Anything else the core
+-- decides (or decides again).
+local function numbers_clear(numbers)
+  for _, number in ipairs(numbers) do
+    if redis.call('SISMEMBER', dnc, number) == 1 then
+      return false
+    end
+    if with_rules then
+      if (tonumber(redis.call('HGET', locks, number)) or 0) > now_micros then
+        return false
+      end
+      if daily and (tonumber(redis.call('HGET', attempts, number)) or 0) >= daily then
+        return false
+      end
+    end
+  end
+  return true
 end
 
--- The atomic re-check of a claim's number: not listed, and (when rules apply) not locked
--- now and below the day's attempts. Anything else the core decides (or decides again).
-local function number_clear(number)
-  local listed, locked, today = number_state(number)
-  if listed == 1 then
-    return false
-  end
-  if with_rules and (tonumber(locked) or 0) > now_micros then
-    return false
-  end
-  return not (with_rules and daily and today >= daily)
-end
-
-local function slot_number(target, slot)
+local function slot_address(target, slot)
   local address = target['destination_' .. slot]
-  return type(address) == 'table' and address.target or ''
+  return type(address) == 'table' and address or {}
 end
 
--- The waiting targets whose due has come join the ready ones at their touched.
+-- The waiting targets whose due has come join the ready ones at their touched; false
+-- when more are due than one call moves.
 local function promote()
-  local come = redis.call('ZRANGE', waiting, '-inf', now_micros, 'BYSCORE', 'LIMIT', 0, STEP)
-  for _, member in ipairs(come) do
-    local target_key = key('target', string.sub(member, 17))
-    local placed = redis.call('HMGET', target_key, 'pt', 'ph')
-    local touched = placed[1]
-    unindex_target('w', outdial, member, nil, placed[2])
-    redis.call('ZADD', ready, touched or ARGV[3], member)
-    redis.call('HSET', target_key, 'k', 'r', 'ph', '')
-  end
-  return #come
+  return promote_due(outdial, now_micros, STEP)
 end
 
-local function claim(target_key, member, target, slot, try_count)
+local function claim(target_key, member, target, slot, try_count, numbers, skipped)
   target['try_count_' .. slot] = try_count
   target.status = 'progressing'
   target.tm_update = now
+  if #skipped > 0 then
+    local entries = {}
+    for i, index in ipairs(skipped) do
+      entries[i] = {destination_index = index, reason = 'dnc'}
+    end
+    target.skipped_destinations = entries
+  else
+    target.skipped_destinations = nil
+  end
   redis.call('ZREM', ready, member)
   -- The placement before the claim, so a try given back puts the target there again.
   local before = redis.call('HMGET', target_key, 'pt', 'pd', 'pu', 'ps', 'ph')
@@ -112,7 +118,9 @@ local function claim(target_key, member, target, slot, try_count)
   redis.call('HDEL', target_key, 'p')
   redis.call('SADD', key('progressing', outdial), target.id)
   if with_rules and daily then
-    redis.call('HINCRBY', attempts, slot_number(target, slot), 1)
+    for _, number in ipairs(numbers) do
+      redis.call('HINCRBY', attempts, number, 1)
+    end
     redis.call('EXPIRE', attempts, 3 * 86400)
   end
 
@@ -148,7 +156,10 @@ local function advance()
   return nil
 end
 
-promote()
+local moved = promote()
+if moved == STEP then
+  return {'promote', {}, claims}
+end
 if chosen_id ~= '' then
   -- The caller decided on this target as it read it: claim it if it is still that one.
   local target_key = key('target', chosen_id)
@@ -158,22 +169,33 @@ if chosen_id ~= '' then
     return {'changed', {}, claims}
   end
   local target, slot = cjson.decode(stored[1]), tonumber(ARGV[12])
-  if not number_clear(slot_number(target, slot)) then
+  local numbers = cjson.decode(ARGV[15])
+  if not numbers_clear(numbers) then
     return {'changed', {}, claims}  -- listed, locked or counted meanwhile: decide again
   end
-  claim(target_key, stored[5], target, slot, tonumber(ARGV[13]))
+  claim(target_key, stored[5], target, slot, tonumber(ARGV[13]), numbers, cjson.decode(ARGV[16]))
   local stop = advance()
   if stop then
     return stop
   end
-  promote()
+  moved = promote()
+  if moved == STEP then
+    return {'promote', {}, claims}
+  end
 end
 
 -- Each plan takes the head when the short cut holds; else the head and the heads right
 -- behind it that the short cut does not settle either (at most BATCH) go back to the
 -- caller. The claimed head leaves the ready queue, so the next plan goes on from the same
--- offset: the staged targets before it are not stepped over again.
-local offset, stepped, heads = 0, 0, {}
+-- offset: the staged targets before it are not stepped over again. A call that goes on
+-- from where the last one stopped starts from the head again when targets joined.
+local offset, stepped, heads, kept = 0, 0, {}, nil
+if resume ~= '' and moved == 0 and chosen_id == '' then
+  local rank = redis.call('ZRANK', ready, resume)
+  if rank then
+    offset = rank + 1
+  end
+end
 while stepped < STEP and #heads < BATCH do
   local member = redis.call('ZRANGE', ready, offset, offset)[1]
   if not member then
@@ -188,45 +210,45 @@ while stepped < STEP and #heads < BATCH do
       drop_target(target_key)
     else
       offset = offset + 1  -- staged by an import not published yet
+      kept = member
     end
     stepped = stepped + 1
   else
     local target = cjson.decode(stored[1])
     local slot = tonumber(stored[7]) or -1
     local until_ = tonumber(stored[6])
+    local address = slot >= 0 and slot_address(target, slot) or {}
+    local number = address.target or ''
     if slot >= 0 and (tonumber(target['try_count_' .. slot]) or 0) < (max_counts[slot + 1] or 0)
-        and (until_ == nil or now_micros < until_) and number_clear(slot_number(target, slot)) then
+        and (until_ == nil or now_micros < until_) and address.type == 'tel'
+        and string.sub(number, 1, 1) == '+' and numbers_clear({number}) then
       if #heads > 0 then
         break  -- the heads before it are decided first
       end
-      claim(target_key, member, target, slot, (tonumber(target['try_count_' .. slot]) or 0) + 1)
+      claim(target_key, member, target, slot, (tonumber(target['try_count_' .. slot]) or 0) + 1,
+        {number}, {})
       local stop = advance()
       if stop then
         return stop
       end
-      if promote() > 0 then
+      moved = promote()
+      if moved == STEP then
+        return {'promote', {}, claims}
+      end
+      if moved > 0 then
         offset, stepped = 0, 0  -- targets joined the ready ones: from the head again
       end
     else
-      local head = {string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
+      heads[#heads + 1] = {string.sub(member, 17), stored[1], stored[3] or '', stored[4] or '',
         stored[5] or '', stored[6] or '', stored[7] or '', stored[8] or ''}
-      -- Then, for each number of the target: number, listed, locked until, attempts today.
-      for n = 0, 4 do
-        local number = slot_number(target, n)
-        if number ~= '' then
-          local listed, locked, today = number_state(number)
-          head[#head + 1] = number
-          head[#head + 1] = tostring(listed)
-          head[#head + 1] = locked
-          head[#head + 1] = tostring(today)
-        end
-      end
-      heads[#heads + 1] = head
       offset = offset + 1
     end
   end
 end
 if #heads == 0 then
+  if stepped >= STEP then
+    return {'more', {kept or ''}, claims}
+  end
   return {'none', {}, claims}
 end
 return {'decide', heads, claims}

@@ -28,7 +28,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from dialerd.core import targets
+from dialerd.core import dialed, targets
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
     CallingRules,
@@ -54,6 +54,7 @@ from dialerd.model import (
     OutdialTarget,
     Outplan,
     Page,
+    SkippedDestination,
     TargetStatus,
     format_time,
     parse_time,
@@ -91,7 +92,7 @@ _TARGET_COLUMNS: Final = (
     "id, outdial_id, name, detail, data, status, "
     "destination_0, destination_1, destination_2, destination_3, destination_4, "
     "try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, "
-    "tm_create, tm_update, tm_delete"
+    "tm_create, tm_update, tm_delete, skipped"
 )
 # A target is hidden while the import that wrote it is not published yet.
 _VISIBLE: Final = "(batch IS NULL OR batch NOT IN (SELECT id FROM pending_batch))"
@@ -100,7 +101,7 @@ PUBLISH_CHUNK: Final = 1000
 _PLACEMENT_COLUMNS: Final = "pick, touched, due, until, slot, held"
 _INSERT_TARGET: Final = (
     f"INSERT INTO target ({_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, batch) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"VALUES ({', '.join('?' * 27)})"
 )
 # Promote the waiting targets whose due has come (index upkeep, no rule).
 _PROMOTE: Final = (
@@ -144,7 +145,14 @@ _CLAIM_TARGET: Final = tuple(
 _PLACE_TARGET: Final = (
     "UPDATE target SET status = ?, pick = ?, touched = ?, due = ?, until = ?, slot = ?, "
     "held = ?, try_count_0 = ?, try_count_1 = ?, try_count_2 = ?, try_count_3 = ?, "
-    "try_count_4 = ?, tm_update = ? WHERE seq = ?"
+    "try_count_4 = ?, tm_update = ?, skipped = coalesce(?, skipped) WHERE seq = ?"
+)
+_CLAIM_SKIPPED: Final = "UPDATE target SET skipped = ? WHERE seq = ?"
+# Lock rows deleted per transaction by prune_locks.
+PRUNE_CHUNK: Final = 1000
+_PRUNE_LOCKS: Final = (
+    "DELETE FROM number_lock WHERE (customer_id, number) IN (SELECT customer_id, number "
+    "FROM number_lock INDEXED BY number_lock_expiry WHERE locked_until <= ? LIMIT ?)"
 )
 
 
@@ -188,6 +196,7 @@ def _target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, .
         target.tm_create,
         target.tm_update,
         target.tm_delete,
+        _skipped_text(target.skipped_destinations),
         *_placement_values(place_new(target), pending=batch is not None),
         batch,
     )
@@ -215,8 +224,23 @@ def _target_from_row(row: Sequence[Any]) -> OutdialTarget:
         tm_create=row[16],
         tm_update=row[17],
         tm_delete=row[18],
+        skipped_destinations=_skipped_of(row[19]),
         # With the placement columns (pick, touched, due, until, slot, held): why it waits.
-        **(_hold(row[19], row[21], row[24]) if len(row) > 24 else {}),
+        **(_hold(row[20], row[22], row[25]) if len(row) > 25 else {}),
+    )
+
+
+def _skipped_text(skipped: Sequence[SkippedDestination]) -> str:
+    """The ``skipped`` column: the slots a claim stepped over as listed, "0,2"."""
+    return ",".join(str(entry.destination_index) for entry in skipped)
+
+
+def _skipped_of(text: str) -> tuple[SkippedDestination, ...]:
+    if not text:
+        return ()
+    return tuple(
+        SkippedDestination(destination_index=int(slot), reason=Held.DNC.value)
+        for slot in text.split(",")
     )
 
 
@@ -232,12 +256,13 @@ def _number_states(
     target: OutdialTarget,
     now: datetime,
     rules: CallingRules | None,
+    region: str | None,
     connection: sqlite3.Connection,
 ) -> dict[str, NumberState]:
-    """What the calling rules need to know of the target's numbers, read in the claim's
-    transaction: listed (always), locked after an abandoned call and attempts today
-    (when ``rules`` count them)."""
-    numbers = [a.target for a in target.destinations if a is not None and not a.is_empty]
+    """What the calling rules need to know of the target's numbers (each E.164 reading
+    of what the trunk dials), read in the claim's transaction: listed (always), locked
+    after an abandoned call and attempts today (when ``rules`` count them)."""
+    numbers = dialed.numbers_of(target.destinations, region)
     if not numbers:
         return {}
     listed = dnc_listed_numbers(customer_id, numbers, connection)
@@ -273,8 +298,8 @@ def _number_states(
 def _placed_target(row: Sequence[Any]) -> tuple[OutdialTarget, Placement, int]:
     """A row read as ``_TARGET_COLUMNS, _PLACEMENT_COLUMNS, seq``."""
     target = _target_from_row(row)
-    placement = msgspec.structs.replace(_placement_from_row(row[19:25]), status=target.status)
-    return target, placement, row[25]
+    placement = msgspec.structs.replace(_placement_from_row(row[20:26]), status=target.status)
+    return target, placement, row[26]
 
 
 def _place(
@@ -283,11 +308,22 @@ def _place(
     placement: Placement,
     now: str,
     connection: sqlite3.Connection,
+    *,
+    decided: bool = False,
 ) -> None:
-    """Write what the core decided for a target."""
+    """Write what the core decided for a target (``decided``: a claim's decision, which
+    also records the destinations it skipped)."""
+    skipped = ",".join(map(str, placement.skipped)) if decided else None
     connection.execute(
         _PLACE_TARGET,
-        (placement.status.value, *_placement_values(placement)[:6], *try_counts, now, seq),
+        (
+            placement.status.value,
+            *_placement_values(placement)[:6],
+            *try_counts,
+            now,
+            skipped,
+            seq,
+        ),
     )
 
 
@@ -1012,6 +1048,7 @@ class SqliteStore:
         if status is None or status[0] != CampaignStatus.RUN.value:
             raise CampaignNotRunning(f"campaign {campaign.id} is not running: nothing is dialed")
         max_try_counts = outplan.max_try_counts
+        region = dialed.region_of(outplan.source)
         now = format_time(plan.now)
         connection.execute(_PROMOTE, (campaign.outdial_id, now))
         while True:
@@ -1027,21 +1064,23 @@ class SqliteStore:
                 plan.now,
                 rules=plan.rules,
                 numbers=_number_states(
-                    campaign.customer_id, target, plan.now, plan.rules, connection
+                    campaign.customer_id, target, plan.now, plan.rules, region, connection
                 ),
+                region=region,
             )
             if isinstance(decision, Placement):
-                _place(seq, target.try_counts, decision, now, connection)
+                _place(seq, target.try_counts, decision, now, connection, decided=True)
                 continue
             break
         slot = decision.slot
         destination = target.destinations[slot]
         assert destination is not None  # the core dials only a slot with a destination
         connection.execute(_CLAIM_TARGET[slot], (decision.try_count, now, seq))
+        connection.execute(_CLAIM_SKIPPED, (",".join(map(str, decision.skipped)), seq))
         if plan.rules is not None and plan.rules.daily_attempts is not None:
-            connection.execute(
-                _COUNT_ATTEMPT, (campaign.customer_id, destination.target, day_of(plan.now))
-            )
+            day = day_of(plan.now)
+            for number in dialed.readings(destination.target, region):
+                connection.execute(_COUNT_ATTEMPT, (campaign.customer_id, number, day))
         target_id = target.id
         campaigncall = targets.new_attempt(
             campaign,
@@ -1149,10 +1188,17 @@ class SqliteStore:
         self._store_campaigncall(finished, connection)
         locked_until = calling_rules.lockout_after(reason, moment) if calling_rules else None
         if locked_until is not None:
-            connection.execute(
-                _LOCK_NUMBER,
-                (current.customer_id, current.destination.target, format_time(locked_until)),
+            # The outplan the claim dialed under, deleted or not: the same readings.
+            body = connection.execute(
+                "SELECT body FROM outplan WHERE id = ?", (current.outplan_id,)
+            ).fetchone()
+            region = dialed.region_of(
+                None if body is None else self._outplans.decode(body[0]).source
             )
+            for number in dialed.readings(current.destination.target, region):
+                connection.execute(
+                    _LOCK_NUMBER, (current.customer_id, number, format_time(locked_until))
+                )
         row = connection.execute(
             f"SELECT {_TARGET_COLUMNS}, {_PLACEMENT_COLUMNS}, seq FROM target "
             "WHERE id = ? AND tm_delete IS NULL",
@@ -1183,6 +1229,19 @@ class SqliteStore:
             **_hold(placement.queue, format_time(placement.due), placement.held),
         )
         return FinishResult(finished=True, campaigncall=finished, target=ended)
+
+    async def prune_locks(self, now: datetime) -> int:
+        """Delete the number locks that ended by ``now``, ``PRUNE_CHUNK`` rows a
+        transaction (through the expiry index)."""
+        cutoff = format_time(now)
+        pruned = 0
+        while True:
+            count = await self._write(
+                lambda connection: connection.execute(_PRUNE_LOCKS, (cutoff, PRUNE_CHUNK)).rowcount
+            )
+            pruned += count
+            if count < PRUNE_CHUNK:
+                return pruned
 
     # -- campaign leases (SQLite serves one host: expiry follows the ``now`` passed in) ----
     async def acquire_lease(

@@ -242,6 +242,12 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
             PRIMARY KEY (customer_id, number)
         ) WITHOUT ROWID""",
     ),
+    # 8: the destinations a claim stepped over as listed (do-not-call), as "0,2"; and
+    # the lock rows by expiry, for housekeeping to prune the expired ones.
+    (
+        "ALTER TABLE target ADD COLUMN skipped TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX number_lock_expiry ON number_lock (locked_until)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

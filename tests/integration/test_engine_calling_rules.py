@@ -36,7 +36,7 @@ HOURS = CallingHours(**{day: ("09:00-17:00",) for day in (
 
 def zones_of(target: OutdialTarget) -> tuple[str, ...]:
     assert target.destination_0 is not None
-    zones = callee_zones(target.destination_0.target, zone_in_target_data(target.data))
+    zones = callee_zones((target.destination_0.target,), zone_in_target_data(target.data))
     assert zones, target
     return zones
 

@@ -532,19 +532,17 @@ async def test_a_number_listed_between_the_decision_and_the_claim_is_not_dialed(
     replies: list[bytes] = []
 
     async def listing_meanwhile(name: str, *args: object) -> object:
+        if name == "start" and replies == [b"decide"]:
+            # Decided dialable on what was read: the number is listed before the claim.
+            listed = DncNumber(
+                customer_id=dialing.campaign.customer_id,
+                number="+15550131",
+                tm_create=make.stamp(1),
+            )
+            await store.add_dnc_numbers([listed])
         reply = await run(name, *args)
         if name == "start":
             replies.append(reply[0])
-            if reply[0] == b"decide" and len(replies) == 1:
-                await store.add_dnc_numbers(
-                    [
-                        DncNumber(
-                            customer_id=dialing.campaign.customer_id,
-                            number="+15550131",
-                            tm_create=make.stamp(1),
-                        )
-                    ]
-                )
         return reply
 
     monkeypatch.setattr(store, "_run", listing_meanwhile)

@@ -227,7 +227,7 @@ def test_zones_with_no_common_window_are_never() -> None:
 
 
 def test_australian_toll_free_number_is_called_while_all_its_zones_allow() -> None:
-    zones = callee_zones("+611800123456", None)
+    zones = callee_zones(("+611800123456",), None)
     assert {"Australia/Perth", "Australia/Sydney", "Australia/Lord_Howe"} <= set(zones)
     # January (summer DST in the east): Cocos +6:30 opens 01:30 UTC, the latest
     # opening; Sydney and Lord Howe +11 close at 10:00 UTC, the earliest closing.
@@ -240,35 +240,66 @@ def test_australian_toll_free_number_is_called_while_all_its_zones_allow() -> No
 
 
 def test_a_number_with_an_area_code_has_its_zone() -> None:
-    assert callee_zones("+12125551234", None) == NEW_YORK
-    assert callee_zones("+13105551234", None) == LOS_ANGELES
-    assert callee_zones("+442079460000", None) == ("Europe/London",)
+    assert callee_zones(("+12125551234",), None) == NEW_YORK
+    assert callee_zones(("+13105551234",), None) == LOS_ANGELES
+    assert callee_zones(("+442079460000",), None) == ("Europe/London",)
 
 
 def test_toll_free_numbers_span_many_zones() -> None:
-    us = callee_zones("+18005551234", None)
+    us = callee_zones(("+18005551234",), None)
     assert {"America/New_York", "America/Los_Angeles", "Pacific/Honolulu"} <= set(us)
-    russia = callee_zones("+78001234567", None)
+    russia = callee_zones(("+78001234567",), None)
     assert {"Europe/Moscow", "Asia/Kamchatka"} <= set(russia)
 
 
-def test_explicit_zone_overrides_the_numbers() -> None:
-    assert callee_zones("+12125551234", "Europe/Paris") == ("Europe/Paris",)
-    assert callee_zones("+18005551234", "America/Chicago") == ("America/Chicago",)
+def test_a_zone_in_the_data_narrows_the_numbers_zones_and_never_widens_them() -> None:
+    # A New York number whose list says "Paris": both clocks must allow the call.
+    both = callee_zones(("+12125551234",), "Europe/Paris")
+    assert set(both) == {"America/New_York", "Europe/Paris"}
+    # 15:00 UTC: 16:00 in Paris, 10:00 in New York; 22:30 UTC: 23:30 in Paris.
+    assert calling_window(DEFAULT, both, utc(2026, 1, 15, 15)).allowed
+    assert not calling_window(DEFAULT, both, utc(2026, 1, 15, 22, 30)).allowed
+    # The data cannot make a New York night look like a Paris day.
+    night = utc(2026, 1, 15, 9)  # 10:00 in Paris, 04:00 in New York
+    assert calling_window(DEFAULT, ("Europe/Paris",), night).allowed
+    assert not calling_window(DEFAULT, both, night).allowed
+    assert set(callee_zones(("+18005551234",), "America/Chicago")) >= {
+        "America/Chicago",
+        "America/New_York",
+        "Pacific/Honolulu",
+    }
+
+
+def test_an_operator_who_trusts_the_data_has_its_zone_replace_the_numbers() -> None:
+    assert callee_zones(("+12125551234",), "Europe/Paris", trust_data_zone=True) == (
+        "Europe/Paris",
+    )
+    assert callee_zones(("+12125551234",), None, trust_data_zone=True) == NEW_YORK
+    assert "trust_data_zone" in CallingHours.__struct_fields__
+
+
+def test_a_target_that_is_no_phone_number_has_the_datas_zone() -> None:
+    assert callee_zones(("alice",), "Europe/Paris") == ("Europe/Paris",)
+    assert callee_zones(("alice",), None) == ()
+
+
+def test_every_reading_of_a_number_counts() -> None:
+    zones = callee_zones(("+12125551234", "+442079460000"), None)
+    assert set(zones) == {"America/New_York", "Europe/London"}
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "america/new_york", "../etc", "/etc/x"])
 def test_an_invalid_explicit_zone_is_unknown(zone: str) -> None:
-    assert callee_zones("+12125551234", zone) == ()
+    assert callee_zones(("+12125551234",), zone) == ()
 
 
 @pytest.mark.parametrize("number", ["+80012345678", "+999", "12125551234", "", "not a number"])
 def test_a_number_without_a_zone_is_unknown(number: str) -> None:
-    assert callee_zones(number, None) == ()
+    assert callee_zones((number,), None) == ()
 
 
 def test_empty_explicit_zone_means_none_given() -> None:
-    assert callee_zones("+12125551234", "") == NEW_YORK
+    assert callee_zones(("+12125551234",), "") == NEW_YORK
 
 
 @pytest.mark.parametrize(
@@ -450,7 +481,7 @@ def test_decisions_agree_with_the_callees_wall_clocks(
 @settings(max_examples=50, deadline=None)
 @given(now=INSTANTS)
 def test_us_toll_free_numbers_are_called_only_inside_every_zones_hours(now: datetime) -> None:
-    zones = callee_zones("+18005551234", None)
+    zones = callee_zones(("+18005551234",), None)
     window = calling_window(DEFAULT, zones, now)
     moment = now if window.allowed else window.opens
     if moment is not None:

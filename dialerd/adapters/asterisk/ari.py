@@ -158,7 +158,7 @@ class AriTelephony:
             log.warning("duplicate origination ignored", campaigncall_id=campaigncall_id)
             return
         number = origination.destination.target
-        if not _NUMBER.match(number):
+        if not _NUMBER.fullmatch(number):
             raise OriginationError(f"destination {number!r} cannot be dialled through Asterisk")
         # The campaign's queue as Asterisk names it (the registry's name); "" agentless.
         queue = origination.queue_name
