@@ -12,7 +12,15 @@ import msgspec
 
 from dialerd.core.hours import CallingHours
 from dialerd.core.targets import CallingRules, RetryRule
-from dialerd.model import CampaigncallResult, DncNumber, OutdialTarget, TargetStatus
+from dialerd.model import (
+    Address,
+    AddressType,
+    CampaigncallResult,
+    DncNumber,
+    OutdialTarget,
+    SkippedDestination,
+    TargetStatus,
+)
 from dialerd.store.base import AttemptPlan, Store
 from tests.integration.conftest import Dialing
 
@@ -189,3 +197,111 @@ async def test_the_rules_hold_across_instances_on_one_store(
     assert await twin_store.start_attempt(plan(other, make.at(30), rules)) is None
     assert (await held(twin_store, dialing, listed))[1] == "dnc"
     assert (await held(twin_store, other, again))[1] == "abandoned_lockout"
+
+
+# -- the number the trunk dials (issue 26): sip and tel twins are one number -------------
+
+LISTED = "+12125550147"
+
+
+def sip(target: str) -> Address:
+    return Address(type=AddressType.SIP, target=target)
+
+
+async def test_a_sip_twin_of_a_listed_number_is_never_dialed_and_the_skip_is_recorded(
+    store: Store, make: Factory
+) -> None:
+    dialing = await make.dialing(store, max_try_counts=(2, 2))
+    customer = dialing.campaign.customer_id
+    await store.add_dnc_numbers(
+        [DncNumber(customer_id=customer, number=LISTED, tm_create=make.stamp(0))]
+    )
+    twin = make.target(dialing.outdial.id, sip("12125550147"))
+    uri = make.target(
+        dialing.outdial.id,
+        sip("sip:+1-212-555-0147@carrier.example"),
+        make.tel("+12125550148"),
+        tm_create=make.stamp(1),
+    )
+    await store.create_targets([twin, uri])
+    call = await store.start_attempt(plan(dialing, make.at(10), CallingRules()))
+    assert call is not None
+    assert (call.outdial_target_id, call.destination.target) == (uri.id, "+12125550148")
+    assert await store.start_attempt(plan(dialing, make.at(11), CallingRules())) is None
+    assert await held(store, dialing, twin) == ("done", "dnc", "")
+
+    # The target's JSON explains every number: the first was skipped, as listed.
+    skipped = (SkippedDestination(destination_index=0, reason="dnc"),)
+    shown = await store.get_target(dialing.outdial.id, uri.id)
+    assert shown is not None
+    assert shown.skipped_destinations == skipped
+    done = await store.get_target(dialing.outdial.id, twin.id)
+    assert done is not None
+    assert done.skipped_destinations == skipped
+    # It stays through the end of the attempt, and in the listing.
+    ended = await store.finish_attempt(
+        call.id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(20)
+    )
+    assert ended is not None
+    assert ended.target is not None
+    assert ended.target.skipped_destinations == skipped
+    listing = await store.list_targets(dialing.outdial.id)
+    assert {t.id: t.skipped_destinations for t in listing.result} == {
+        uri.id: skipped,
+        twin.id: skipped,
+    }
+
+
+async def test_an_abandoned_call_on_a_sip_twin_locks_the_tel_number(
+    store: Store, make: Factory
+) -> None:
+    rules = CallingRules(abandoned_lockout=timedelta(hours=72))
+    dialing = await make.dialing(store)
+    other = await make.dialing(store, customer_id=dialing.campaign.customer_id)
+    twin = make.target(dialing.outdial.id, sip("sip:12125550147@carrier.example"))
+    number = make.target(other.outdial.id, make.tel(LISTED))
+    await store.create_targets([twin, number])
+    await abandon_one(store, dialing, rules, make.at(10), make.at(20))
+    assert await claimed_target(store, other, make.at(30), rules) is None
+    unlocked = make.stamp(20 + 72 * 3600)
+    assert await held(store, other, number) == ("idle", "abandoned_lockout", unlocked)
+
+
+async def test_housekeeping_prunes_the_locks_that_ended_and_keeps_the_others(
+    store: Store, make: Factory
+) -> None:
+    rules = CallingRules(abandoned_lockout=timedelta(hours=1))
+    dialing = await make.dialing(store, max_try_counts=(3,))
+    early = make.target(dialing.outdial.id, make.tel("+12125550150"))
+    late = make.target(dialing.outdial.id, make.tel("+12125550151"), tm_create=make.stamp(1))
+    await store.create_targets([early, late])
+    await abandon_one(store, dialing, rules, make.at(10), make.at(20))
+    await abandon_one(store, dialing, rules, make.at(30), make.at(1800))
+
+    assert await store.prune_locks(make.at(3600)) == 0
+    assert await store.prune_locks(make.at(20 + 3600)) == 1
+    assert await store.prune_locks(make.at(20 + 3600)) == 0
+    # The lock that has not ended holds as before; the pruned one no longer counts.
+    assert await claimed_target(store, dialing, make.at(3700), rules) == early.id
+    assert await claimed_target(store, dialing, make.at(3701), rules) is None
+    assert await held(store, dialing, late) == ("idle", "abandoned_lockout", make.stamp(5400))
+    assert await store.prune_locks(make.at(5400)) == 1
+
+
+async def test_a_zone_in_the_data_narrows_the_hours_of_the_number(
+    store: Store, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    # A New York number whose list says London: 09:00 in London is 04:00 in New York.
+    claimed_london = in_zone(make.target(dialing.outdial.id, make.tel("+12125550160")), LONDON)
+    await store.create_targets([claimed_london])
+    assert await claimed_target(store, dialing, make.at(10), OFFICE_HOURS) is None
+    assert await held(store, dialing, claimed_london) == (
+        "idle",
+        "calling_hours",
+        make.stamp(4 * 3600),
+    )
+    trusting = CallingRules(hours=CallingHours(trust_data_zone=True))
+    later = make.target(dialing.outdial.id, make.tel("+12125550161"), tm_create=make.stamp(1))
+    await store.create_targets([in_zone(later, LONDON)])
+    assert await claimed_target(store, dialing, make.at(20), trusting) == later.id
