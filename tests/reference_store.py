@@ -220,16 +220,18 @@ class ReferenceStore:
         # Waiting targets whose due has come join the ready ones.
         for entry in self.alive(campaign.outdial_id):
             entry.placement = entry.placement.ready_at(now)
-        while True:
-            # The head is the first ready target in (touched, creation) order.
-            ready = [
+        # The ready targets in (touched, creation) order: the head is the first. A target
+        # the core does not claim leaves the ready ones (done or waiting), so the next
+        # head is the next of this order.
+        ready = sorted(
+            (
                 entry
                 for entry in self.alive(campaign.outdial_id)
                 if entry.placement.queue == Queue.READY
-            ]
-            if not ready:
-                return None
-            head = min(ready, key=lambda entry: (entry.placement.touched, entry.seq))
+            ),
+            key=lambda entry: (entry.placement.touched, entry.seq),
+        )
+        for head in ready:
             placement = head.placement.ready_at(now)
             region = dialed.region_of(outplan.source)
             decision = decide_claim(
@@ -250,6 +252,8 @@ class ReferenceStore:
                 )
                 continue
             break
+        else:
+            return None
         slot = decision.slot
         head.before = placement
         head.placement = msgspec.structs.replace(

@@ -21,7 +21,7 @@ their retry (its exhausted check looked at 1,000).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -30,7 +30,8 @@ import msgspec
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from dialerd.core.targets import RetryRule, gives_try_back, result_for
+from dialerd.core.hours import CallingHours
+from dialerd.core.targets import CallingRules, RetryRule, gives_try_back, result_for
 from dialerd.model import (
     Address,
     AddressType,
@@ -38,6 +39,7 @@ from dialerd.model import (
     Campaigncall,
     CampaigncallStatus,
     CampaignStatus,
+    DncNumber,
     HangupReason,
     Outdial,
     OutdialTarget,
@@ -59,8 +61,14 @@ SLOTS = 5
 
 # -- histories --------------------------------------------------------------------------
 
-# A destination: None, a blank tel address, an all-empty address, or one of a few numbers.
+# A destination: None, a blank tel address, an all-empty address, one of a few numbers,
+# or a sip address the trunk dials as one of the first two numbers (issue 26).
 NO_ADDRESS, BLANK_TEL, EMPTY, *NUMBERS = range(7)
+SIP_TWINS = (7, 8)
+
+
+def number_of(code: int) -> str:
+    return f"+1555010{code:04d}"
 
 
 def address(code: int) -> Address | None:
@@ -70,7 +78,10 @@ def address(code: int) -> Address | None:
         return Address(type=AddressType.TEL, target="", name="no number on file")
     if code == EMPTY:
         return Address()
-    return Address(type=AddressType.TEL, target=f"+1555010{code:04d}")
+    if code in SIP_TWINS:
+        twin = NUMBERS[SIP_TWINS.index(code)]
+        return Address(type=AddressType.SIP, target=f"sip:{number_of(twin)[1:]}@trunk")
+    return Address(type=AddressType.TEL, target=number_of(code))
 
 
 @dataclass(frozen=True)
@@ -108,15 +119,25 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class ListNumber:
+    pick: int  # which of NUMBERS goes on the customer's do-not-call list
+
+
+@dataclass(frozen=True)
 class Jump:
     kind: str  # "ms", "interval-", "interval", "interval+", "hours"
     amount: int
 
 
-Step = Create | ClaimOne | Answer | Finish | EditOutplan | Delete | Jump
+Step = Create | ClaimOne | Answer | Finish | EditOutplan | Delete | ListNumber | Jump
 
-# Mostly numbers to dial; now and then a slot without one.
-codes = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.integers(0, EMPTY))
+# Mostly numbers to dial; now and then a slot without one, or a sip twin of a number.
+codes = st.one_of(
+    st.sampled_from(NUMBERS),
+    st.sampled_from(NUMBERS),
+    st.integers(0, EMPTY),
+    st.sampled_from(SIP_TWINS),
+)
 one_target = st.tuples(*(codes for _ in range(SLOTS)))
 max_counts = st.tuples(*(st.integers(0, 3) for _ in range(SLOTS)))
 # The outplan a history starts with allows a try or more on the first number.
@@ -143,6 +164,7 @@ by_kind: dict[str, st.SearchStrategy[Step]] = {
     "answer": st.builds(Answer, st.integers(0, 50)),
     "edit": st.builds(EditOutplan, max_counts, intervals),
     "delete": st.builds(Delete, st.integers(0, 200)),
+    "list": st.builds(ListNumber, st.integers(0, len(NUMBERS) - 1)),
     "jump": st.builds(
         Jump,
         st.sampled_from(["ms", "interval-", "interval", "interval+", "hours"]),
@@ -150,7 +172,16 @@ by_kind: dict[str, st.SearchStrategy[Step]] = {
     ),
 }
 # How often each kind of step comes (claims and ends of attempts the most).
-WEIGHTS = {"create": 1, "claim": 5, "finish": 4, "answer": 2, "edit": 1, "delete": 1, "jump": 2}
+WEIGHTS = {
+    "create": 1,
+    "claim": 5,
+    "finish": 4,
+    "answer": 2,
+    "edit": 1,
+    "delete": 1,
+    "list": 1,
+    "jump": 2,
+}
 steps: st.SearchStrategy[Step] = st.sampled_from(
     [kind for kind, weight in WEIGHTS.items() for _ in range(weight)]
 ).flatmap(by_kind.__getitem__)
@@ -268,6 +299,8 @@ class Run:
                 await self.edit(counts, interval)
             case Delete(pick):
                 await self.delete(pick)
+            case ListNumber(pick):
+                await self.list_number(pick)
             case Jump(kind, amount):
                 self.jump(kind, amount)
         await self.check_counts()
@@ -370,6 +403,16 @@ class Run:
             f"delete_target({target_id})",
             lambda backend: backend.delete_target(self.outdial.id, target_id, self.now),
         )
+
+    async def list_number(self, pick: int) -> None:
+        entry = DncNumber(
+            customer_id=self.campaign.customer_id,
+            number=number_of(NUMBERS[pick]),
+            tm_create=format_time(self.now),
+        )
+        for backend in (self.reference, self.store):
+            await backend.add_dnc_numbers([entry])
+        self.log.append(f"listed {entry.number}")
 
     def jump(self, kind: str, amount: int) -> None:
         interval = self.outplan.try_interval
@@ -507,4 +550,77 @@ async def test_thousands_of_targets_waiting_for_their_retry(
     await run.edit((1, 0, 0, 0, 0), 60_000)  # lowered: every waiting target is spent
     run.jump("hours", 0)
     await run.claim()
+    await run.check_everything()
+
+
+async def test_thousands_due_at_once_are_claimed_in_the_order_sqlite_takes(
+    store: Store,
+) -> None:
+    """5,000 targets due at once, whose due order is not their ready order: the first
+    half (in Los Angeles) was created first but its hours open three hours after the
+    second half's (in New York). Once all are due the claim takes the first created, as
+    SQLite does (a store that moved only the earliest due to the ready ones took a New
+    York one)."""
+    half = 2_500
+    run = await Run.start(store, (3, 0, 0, 0, 0), 0)
+    rules = CallingRules(hours=CallingHours())
+    stamp = format_time(run.now)
+    targets = []
+    for n in range(2 * half):
+        zone = "America/Los_Angeles" if n < half else "America/New_York"
+        fresh = OutdialTarget.fresh(
+            run.outdial.id, [address(NUMBERS[0])], stamp, data=f'{{"timezone": "{zone}"}}'
+        )
+        targets.append(msgspec.structs.replace(fresh, id=run.id(f"target-{n}")))
+    run.target_ids.extend(target.id for target in targets)
+    await run.same("create_targets", lambda backend: backend.create_targets(targets))
+
+    async def claim() -> None:
+        plan = msgspec.structs.replace(run.plan(), rules=rules)
+        kind, call = await run.same("start_attempt", lambda b: b.start_attempt(plan))
+        if kind == "ok" and call is not None:
+            run.campaigncall_ids.append(plan.campaigncall_id)
+
+    await claim()  # 09:00 UTC: night in both; every target waits for its opening
+    await run.check_counts()
+    run.now += timedelta(hours=7)  # 16:00 UTC: 08:00 in Los Angeles, 11:00 in New York
+    for _ in range(3):
+        await claim()
+    await run.check_counts()
+    first = run.reference.campaigncalls[run.campaigncall_ids[0]]
+    assert first.outdial_target_id == run.target_ids[0], "the first created goes first"
+
+
+async def test_a_claim_finds_the_target_behind_5000_staged_import_rows(
+    store: Store,
+) -> None:
+    """An import of 5,000 rows is staged (not published yet) ahead of a target created
+    meanwhile: the claim steps over all of them and dials that target; once published,
+    the rows are dialed in their order."""
+    count = 5_000
+    run = await Run.start(store, (1, 0, 0, 0, 0), 0)
+    stamp = format_time(run.now)
+    staged = [
+        msgspec.structs.replace(
+            OutdialTarget.fresh(run.outdial.id, [address(NUMBERS[1])], stamp, name=f"i{n}"),
+            id=run.id(f"staged-{n}"),
+        )
+        for n in range(count)
+    ]
+
+    async def batches() -> AsyncIterator[list[OutdialTarget]]:
+        yield staged
+        # Staged, not published: the reference has not seen them.
+        run.now += timedelta(milliseconds=1)
+        await run.create(((NUMBERS[0], 0, 0, 0, 0),))
+        await run.claim()
+        await run.claim()  # nothing else is visible
+
+    assert await run.store.import_targets(batches()) == count
+    await run.reference.create_targets(staged)
+    run.target_ids.extend(target.id for target in staged)
+    first = run.reference.campaigncalls[run.campaigncall_ids[0]]
+    assert first.outdial_target_id == run.target_ids[-count - 1]
+    for _ in range(3):
+        await run.claim()
     await run.check_everything()
