@@ -15,6 +15,8 @@ import msgspec
 from dialerd.core.hours import CallingHours, callee_zones, zone_in_target_data
 from dialerd.core.targets import CallingRules
 from dialerd.model import (
+    Address,
+    AddressType,
     Campaign,
     DncNumber,
     HangupReason,
@@ -202,3 +204,48 @@ async def test_a_daylight_saving_change_and_a_number_in_two_zones(
             (7, 17), (7, 19), (7, 21), (7, 23), (8, 16)
         ]  # fmt: skip
         assert made(rows[2]) == []
+
+
+async def test_an_abandoned_call_locks_its_number_out_of_every_campaign_of_the_customer(
+    new_store: StoreMaker, tmp_path: Path
+) -> None:
+    """The engine ends a call abandoned: its number is not called again, by this campaign
+    or another of the customer's (where it is written as a sip address), until the
+    lockout has passed; then it is."""
+    lockout = timedelta(hours=1)
+    rules = CallingRules(abandoned_lockout=lockout)
+    number = "+12125550170"
+    async with engine_on(
+        new_store, tmp_path, calling_rules=rules, tick_interval=60.0, lease_ttl=300.0
+    ) as world:
+        first, _, (row,) = await world.campaign(
+            targets=[target(number)], max_try_counts=(3,), queue=False
+        )
+        twin = msgspec.structs.replace(
+            target(number), destination_0=Address(type=AddressType.SIP, target=number[1:])
+        )
+        second, _, (twin_row,) = await world.campaign(
+            targets=[twin], max_try_counts=(3,), queue=False
+        )
+        await world.run(first)
+        (ringing,) = world.calls.ringing()
+        await world.calls.answer(ringing)
+        await world.advance(5)
+        abandoned_at = world.clock.now()
+        await world.calls.end(ringing, HangupReason.ABANDONED)
+        await world.advance(1)
+        await world.run(second)
+        for _ in range(58):
+            await world.advance(60)
+            assert world.calls.ringing() == []
+        unlocked = abandoned_at + lockout
+        for row_ in (row, twin_row):
+            stored = await world.target(row_)
+            assert stored.hold_reason == "abandoned_lockout", stored
+            assert parse_time(stored.tm_next_try) == unlocked
+        await world.advance(180)
+        # Nothing else was dialed before the lockout ended; both lists went on after it.
+        calls = [*await world.calls_of(first), *await world.calls_of(second)]
+        later = [call for call in calls if call.id != ringing]
+        assert {call.campaign_id for call in later} == {first.id, second.id}, calls
+        assert all(parse_time(call.tm_create) >= unlocked for call in later), calls
