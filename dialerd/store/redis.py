@@ -26,10 +26,13 @@ Layout (``P`` = prefix):
   targets with nothing to dial (counted, never dialed); ``P:done_held:<outdial>:dnc``:
   ids of the targets done because their numbers are on the do-not-call list.
 - ``P:locks:<customer>``: number -> until when it is locked after an abandoned call
-  (microseconds; written by the finish script); ``P:attempts:<customer>:<day>``: number
-  -> attempts that UTC day (counted by the claim script when a daily limit applies;
-  expires three days later by the Redis clock). The claim script reads both, and the
-  do-not-call set, for ``decide_claim`` and re-checks them in the claim's own step.
+  (microseconds; written by the finish script for every E.164 reading of the dialed
+  number; the ended ones deleted by ``prune_locks``); ``P:attempts:<customer>:<day>``:
+  number -> attempts that UTC day (counted by the claim script when a daily limit
+  applies; expires three days later by the Redis clock). ``start_attempts`` reads both,
+  and the do-not-call set, for every reading of the numbers of the targets it hands to
+  ``decide_claim``, and the claim script re-checks those of the number it dials in the
+  claim's own step.
 - ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
   ``P:active``: sets that make counts and exhaustion checks O(1).
 - ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
@@ -66,10 +69,12 @@ instead, its marker ``P:import:<batch>`` expires and claims drop the leftovers t
 Staged targets sit in the ready and waiting indexes already, so the outdial is not
 exhausted while an import is under way.
 
-Every script does bounded work: a claim moves at most 1,000 waiting targets and steps
-over at most 1,000 staged ones (then answers ``None``, "nothing claimed now") and hands
-at most 100 targets to the core per call (``start_attempt`` goes on until it claims one
-or none is ready, as the SQLite claim does); a listing page
+Every script does bounded work: a claim moves at most 1,000 waiting targets (when more
+are due, it answers so and ``redis_promote.lua`` moves them all, 1,000 a call, before
+the claim goes on: the head is then the one SQLite takes) and steps over at most 1,000
+staged ones (then the next call goes on after the last one) and hands at most 100
+targets to the core per call (``start_attempt`` goes on until it claims one or none is
+ready, as the SQLite claim does); a listing page
 looks at most at 1000 index entries (a page may come back short, with a token to go on
 from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 """
