@@ -112,8 +112,6 @@ class SimOutcomes(_Section, frozen=True):
     busy: Probability = 0.1
     no_answer: Probability = 0.15
     failure: Probability = 0.02
-    # Flow campaigns: probability that a flow never reports completion (tests the limit).
-    flow_silence: Probability = 0.0
     ring_time: Range = msgspec.field(default_factory=lambda: Range(min=2.0, max=12.0))
     talk_time: Range = msgspec.field(default_factory=lambda: Range(min=20.0, max=90.0))
 
@@ -143,6 +141,20 @@ class SimConfig(_Section, frozen=True):
     outcomes: SimOutcomes = msgspec.field(default_factory=SimOutcomes)
     # Per-campaign outcome parameters, by campaign id.
     campaigns: dict[str, SimOutcomes] = msgspec.field(default_factory=dict)
+    # A call's actions (behaviour.md, "Actions"): the share of callees who press each
+    # key at a ``digits_receive`` (the rest press nothing), for example {"1" = 0.6,
+    # "9" = 0.1}; the share of ``talk``/``play`` prompts a callee hangs up during; how
+    # fast a ``talk`` text is spoken (characters per simulated second).
+    digits: dict[str, Probability] = msgspec.field(default_factory=dict)
+    hangup_during_prompt: Probability = 0.0
+    talk_chars_per_second: PositiveFloat = 15.0
+
+    def __post_init__(self) -> None:
+        for key in self.digits:
+            if len(key) != 1 or key not in "0123456789*#ABCD":
+                raise ValueError(f"digits: {key!r} is not one DTMF key (0-9, *, #, A-D)")
+        if sum(self.digits.values()) > 1:
+            raise ValueError("digits: the shares must not add up to more than 1")
 
 
 class _SecretSection(_Section, frozen=True):

@@ -115,7 +115,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.store: Store = create_store(config.store, self.state_dir)
         self.queues = QueueRegistry(registry_entries(config.queues))
-        self.backends = Backends(config, self.clock, self.state_dir)
+        self.backends = Backends(config, self.clock, self.state_dir, self.store)
         self.sim = self.backends.sim
         self.control = CampaignControl(
             self.store,
@@ -298,6 +298,8 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             ops_token = new.ops.read_token()
+            if new.smtp is not None:
+                new.smtp.read_password()
         except ConfigError as exc:
             metrics.config_reloaded(success=False)
             log.error("config reload rejected; running config kept", error=str(exc))

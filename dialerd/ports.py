@@ -146,8 +146,10 @@ class Telephony(Protocol):
 class FlowRunner(Protocol):
     """Runs a flow campaign's actions for a target without a voice call (type ``flow``).
 
-    Completion is reported as ``Ended`` (``normal`` on success) on the same event
-    stream as telephony events; the engine ends attempts that report nothing in time.
+    The end is reported as ``Ended`` on the same event stream as telephony events:
+    ``normal`` when the flow completed, ``failed`` when a step failed, ``cancelled``
+    after ``stop_flow``; the engine ends attempts that report nothing in time
+    (``engine.flow_timeout``).
     """
 
     name: str

@@ -122,7 +122,7 @@ def with_target_email(option: EmailSendOption, origination: Origination) -> Emai
     return msgspec.structs.replace(option, destinations=[destination, *option.destinations])
 
 
-class FlowRunner:
+class ActionFlowRunner:
     """Flow runner ``actions``: the interpreter with real executors (module docstring)."""
 
     name = "actions"
