@@ -123,6 +123,8 @@ class Daemon:
             locks=CampaignLocks(),
             queues=self.queues,
             queue_adapter=self.backends.queue,
+            # A campaign whose actions need more (email_send without [smtp]) cannot run.
+            capabilities=self.backends.services.capabilities(),
         )
         self.engine = Engine(
             store=self.store,
@@ -313,6 +315,7 @@ class Daemon:
         logs.configure_logging(new.log.level, self._log_format(new))
         self.engine.reconfigure(new.engine, _rules_of(new))
         self.backends.reconfigure(new)
+        self.control.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)
         self.ops_auth.token = ops_token

@@ -108,6 +108,7 @@ async def running(
             queue_id=QUEUE,
             service_level=service_level,
             pacing_mode=mode,
+            actions=[],  # answered calls join the queue at once
         )
         await store.create_campaign(campaign)
     try:
