@@ -69,8 +69,10 @@ class Origination(msgspec.Struct, frozen=True, kw_only=True):
     dial_timeout_ms: int
     # The queue as the backend knows it (the registry's ``name``); "" without a queue.
     queue_name: str = ""
-    # What the actions' ``${name}`` refer to: campaign.id, campaign.name, campaigncall.id,
-    # customer.id, target.id, target.name, target.destination, target.data.<key>.
+    # What the actions' ``${name}`` refer to (``dialerd.core.flow.call_variables``):
+    # campaign.id, campaign.name, campaigncall.id, customer.id, target.id,
+    # target.destination; target.name, target.data, target.data.<key> when the actions
+    # refer to the target's name or data.
     variables: dict[str, str] = msgspec.field(default_factory=dict)
 
 
