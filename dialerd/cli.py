@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     demo.add_argument(
+        "--actions",
+        choices=["none", "ivr", "webhook"],
+        default="none",
+        help="ivr: press 1 for an agent, 9 for the do-not-call list; webhook: a flow "
+        "campaign posting to a receiver on 127.0.0.1 (sim only)",
+    )
+    demo.add_argument(
         "--telephony",
         choices=["sim", "asterisk"],
         default="sim",
