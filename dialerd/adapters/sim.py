@@ -28,10 +28,10 @@ one with the probability ``hangup_during_prompt``; at a ``digits_receive`` the c
 presses a key drawn from ``config.digits`` (or nothing, and the wait runs out); ``amd``
 says ``machine`` for a machine (whose call is then answered, so the flow can decide)
 and ``human`` otherwise; ``queue_join`` is the queue described above, its wait counted
-from the answer, and so is running off the end of the actions in a campaign with a
-queue (without one the call is hung up); ``webhook_send``, ``email_send`` and
-``dnc_add`` are real, through ``ActionServices``. Without actions a call joins the
-queue (or, without one, listens) exactly as before: a seeded run draws the same numbers.
+from the answer; when the flow ends the call is hung up (behaviour.md §8);
+``webhook_send``, ``email_send`` and ``dnc_add`` are real, through ``ActionServices``.
+Without actions a call joins the queue (or, without one, listens) exactly as before: a
+seeded run draws the same numbers.
 
 Occupancy is integrated over simulated time: ``busy_agent_seconds`` (talking or wrapping
 up) over ``staffed_agent_seconds`` (agents logged in).
@@ -663,10 +663,6 @@ class SimTelephony(_SimBackend):
             metrics.action_ran(campaign_id, step.type, flow.outcome_label(outcome))
             state, instruction = flow.advance(program, state, outcome)
         self._chosen(campaign_id, instruction.chosen)
-        if instruction.end is flow.FlowEnd.COMPLETED and _queue_of(origination):
-            # Ran off the end: the campaign's default, its queue (VoIPbin's order:
-            # the flow, then an agent of the queue).
-            return await self._join_queue(call, after_actions=True)
         return CALL_ENDS.get(instruction.end, HangupReason.NORMAL)
 
     def _chosen(self, campaign_id: str, chosen: tuple[str, ...]) -> None:

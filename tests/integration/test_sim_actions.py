@@ -16,10 +16,11 @@ from dialerd.model import Action
 from dialerd.ports import AgentConnected, HangupReason
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
-from tests.integration.test_sim import origination, running, sim_config
+from tests.integration.test_sim import QUEUE, origination, running, sim_config
 
 CUSTOMER = "5e4a0f6e-8c7b-4d3a-9f2e-1b0c9d8e7f6a"
 TALK = Action(type="talk", option={"text": "Please wait for the next agent"})  # 30 chars: 2 s
+QUEUE_JOIN = Action(type="queue_join")
 
 
 @pytest.fixture
@@ -74,24 +75,25 @@ async def test_a_prompt_before_the_queue_counts_in_the_wait_for_an_agent(
     clock = FakeClock()
     world = centre(sqlite, clock)
     async with running(world, clock) as recorder:
-        await world.telephony.originate(origination(1, actions=[TALK]))
+        await world.telephony.originate(origination(1, actions=[TALK, QUEUE_JOIN]))
         await clock.advance(100)
-    # Answered at 5 s, the talk takes 2 s, then the queue (running off the end of the
-    # actions joins it), an agent free at once, talk time 60 s.
+    # Answered at 5 s, the talk takes 2 s, then the queue, an agent free at once, talk
+    # time 60 s.
     assert recorder.times("cc-1") == [("Answered", 5.0), ("Ended", 67.0)]
     assert recorder.waits("cc-1") == [2.0]
     assert recorder.reasons() == {"cc-1": HangupReason.NORMAL}
 
 
-async def test_without_a_queue_the_call_is_hung_up_after_its_actions(
-    sqlite: SqliteStore,
-) -> None:
+@pytest.mark.parametrize("queue_id", [QUEUE, ""])
+async def test_the_call_is_hung_up_when_its_actions_end(sqlite: SqliteStore, queue_id: str) -> None:
     clock = FakeClock()
     world = centre(sqlite, clock)
     async with running(world, clock) as recorder:
-        await world.telephony.originate(origination(1, queue_id="", actions=[TALK]))
+        await world.telephony.originate(origination(1, queue_id=queue_id, actions=[TALK]))
         await clock.advance(100)
+    # Without queue_join no agent, even when the campaign has a queue.
     assert recorder.times("cc-1") == [("Answered", 5.0), ("Ended", 7.0)]
+    assert recorder.waits("cc-1") == []
 
 
 async def test_amd_finds_the_machines_and_hangs_up_on_them(sqlite: SqliteStore) -> None:
