@@ -24,6 +24,8 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         # The daemon reads these at start and on reload: a reload must not fail on them.
         config.ops.read_token()
+        if config.smtp is not None:
+            config.smtp.read_password()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
