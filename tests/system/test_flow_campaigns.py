@@ -4,6 +4,7 @@ real SMTP server (aiosmtpd), both on loopback; no call is placed."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,7 +116,9 @@ def test_an_internal_url_is_refused_and_the_attempt_fails(tmp_path: Path, receiv
     assert "allow_hosts" in str(logged[0]["reason"])
 
 
-def test_email_send_reaches_the_smtp_server_and_needs_smtp_to_run(tmp_path: Path) -> None:
+def test_email_send_needs_smtp_to_run_and_reaches_the_server_after_a_reload(
+    tmp_path: Path,
+) -> None:
     mail = {
         "type": "email_send",
         "option": {
@@ -124,24 +127,30 @@ def test_email_send_reaches_the_smtp_server_and_needs_smtp_to_run(tmp_path: Path
             "content": "We tried to reach you.",
         },
     }
-    emails = ['{""type"": ""email"", ""target"": ""alice@example.com""}']
-    csv_emails = [f'"{text}"' for text in emails]
-    without = start(tmp_path / "without", "")
-    try:
-        campaign_id = flow_campaign(without.http, csv_emails, [mail])
-        refused = without.http.put(f"/v1.0/campaigns/{campaign_id}/status", json={"status": "run"})
-        assert refused.status_code == 409
-        assert "email_send" in refused.text
-    finally:
-        without.close()
+    # A target whose destination is an email address (Address JSON in the CSV).
+    alice = '"{""type"": ""email"", ""target"": ""alice@example.com""}"'
     with smtp_server() as inbox:
-        smtp = (
-            f'[smtp]\nhost = "127.0.0.1"\nport = {inbox.port}\nstarttls = false\n'
-            'from = "dialer@example.com"\n'
-        )
-        daemon = start(tmp_path / "with", smtp)
+        daemon = start(tmp_path, "")
         try:
-            calls = run_to_stop(daemon.http, flow_campaign(daemon.http, csv_emails, [mail]))
+            campaign_id = flow_campaign(daemon.http, [alice], [mail])
+            refused = daemon.http.put(
+                f"/v1.0/campaigns/{campaign_id}/status", json={"status": "run"}
+            )
+            assert refused.status_code == 409
+            assert "email_send" in refused.text
+            # The operator adds [smtp] and reloads: the same campaign runs now.
+            with daemon.config.open("a") as config:
+                config.write(
+                    f'[smtp]\nhost = "127.0.0.1"\nport = {inbox.port}\nstarttls = false\n'
+                    'from = "dialer@example.com"\n'
+                )
+            daemon.process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + CAMPAIGN_SECONDS
+            while time.monotonic() < deadline and not any(
+                line["event"] == "config reloaded" for line in daemon.log_lines()
+            ):
+                time.sleep(0.05)
+            calls = run_to_stop(daemon.http, campaign_id)
         finally:
             daemon.close()
         ((sender, recipients, message),) = inbox.received()
