@@ -684,7 +684,11 @@ class SimTelephony(_SimBackend):
         elif step.type in ("webhook_send", "email_send", "dnc_add", "message_send"):
             return flow.StepFailed(f"{step.type}: the simulated centre has no action services")
         if isinstance(option, TalkOption):
-            return await self._prompt(len(option.text) / world.config.talk_chars_per_second)
+            seconds = len(option.text) / world.config.talk_chars_per_second
+            if option.digits_handle == "next" and world.config.digits:
+                # A key pressed during the prompt stops it.
+                return await self._press(seconds, during_prompt=True)
+            return await self._prompt(seconds)
         if isinstance(option, PlayOption):
             return await self._prompt(PLAY_SECONDS * len(option.stream_urls))
         if isinstance(option, SleepOption):
@@ -692,7 +696,7 @@ class SimTelephony(_SimBackend):
         elif isinstance(option, DigitsSendOption):
             await world.sleep(len(option.digits) * (option.duration + option.interval) / 1000)
         elif isinstance(option, DigitsReceiveOption):
-            return await self._press(option)
+            return await self._press(option.duration / 1000)
         elif step.type == "beep":
             await world.sleep(BEEP_SECONDS)
         elif step.type == "amd":
@@ -715,10 +719,10 @@ class SimTelephony(_SimBackend):
         await world.sleep(seconds)
         return flow.StepDone()
 
-    async def _press(self, option: DigitsReceiveOption) -> flow.Outcome:
-        """The callee presses one key drawn from ``config.digits``, or lets the wait run out."""
+    async def _press(self, limit: float, *, during_prompt: bool = False) -> flow.Outcome:
+        """The callee presses one key drawn from ``config.digits`` within ``limit``
+        seconds, or none: the wait runs out (a prompt then ends normally)."""
         world = self.world
-        limit = option.duration / 1000
         draw = world.rng.random()
         for key, share in world.config.digits.items():
             if draw < share:
@@ -726,7 +730,7 @@ class SimTelephony(_SimBackend):
                 return flow.DigitsReceived(key)
             draw -= share
         await world.sleep(limit)
-        return flow.DigitsReceived("")
+        return flow.StepDone() if during_prompt else flow.DigitsReceived("")
 
     async def _wait_for_agent(self, call: _Call, seconds: float) -> None:
         if seconds <= 0:

@@ -145,3 +145,25 @@ def test_sim_digit_shares_are_checked() -> None:
         sim_config(digits={"12": 0.5})
     with pytest.raises(ValueError, match="more than 1"):
         sim_config(digits={"1": 0.7, "2": 0.5})
+
+
+async def test_a_key_pressed_during_a_prompt_with_digits_handle_next_stops_it(
+    sqlite: SqliteStore,
+) -> None:
+    clock = FakeClock()
+    world = centre(sqlite, clock, digits={"1": 1.0})
+    agent = "3f0c8a1e-5b2d-4c6e-8f7a-9b0c1d2e3f4a"
+    long_prompt = "Press 1 at any time to speak to an agent. " * 4  # 168 chars: 11.2 s
+    actions = [
+        Action(type="talk", option={"text": long_prompt, "digits_handle": "next"}),
+        Action(type="branch", option={"target_ids": {"1": agent}}),
+        Action(type="hangup"),
+        Action(id=agent, type="queue_join"),
+    ]
+    async with running(world, clock) as recorder:
+        await world.telephony.originate(origination(1, actions=actions))
+        await clock.advance(100)
+    # The key came 1-4 s into the prompt: the agent took the call well before its end.
+    (wait,) = recorder.waits("cc-1")
+    assert 1.0 <= wait <= 4.0
+    assert world.snapshot().chosen == {"1": 1}
