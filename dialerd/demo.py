@@ -47,6 +47,7 @@ from dialerd.config import (
 from dialerd.core import abandonment
 from dialerd.daemon import Daemon
 from dialerd.model import (
+    NIL_UUID,
     Action,
     Address,
     AddressType,
@@ -221,6 +222,8 @@ def build_resources(
             campaign,
             type=CampaignType.FLOW,
             detail="dialerd demo: one webhook per target, no call",
+            # No agents involved: paced by engine.max_concurrent_attempts only.
+            queue_id=NIL_UUID,
             actions=[Action(type="webhook_send", option={"uri": webhook_url, "data": data})],
         )
     return outplan, outdial, targets, campaign
@@ -385,6 +388,11 @@ class WebhookReceiver:
             self.count += 1
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: too few for a campaign's concurrency.
+    request_queue_size = 128
+
+
 @contextmanager
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     """A ``WebhookReceiver`` served in a thread for as long as the block runs."""
@@ -403,7 +411,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/demo-webhook"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
