@@ -352,9 +352,22 @@ class ApiConfig(_Section, frozen=True):
     # Largest JSON body of any other request (bytes).
     max_json_bytes: PositiveInt = 1024 * 1024
     tokens: list[ApiToken] = msgspec.field(default_factory=list)
+    # Accept the token in the URL (?token=, ?accesskey=) as VoIPbin does, for clients
+    # that cannot send a header or cookie. Off: URLs end up in proxy and access logs.
+    query_token: bool = False
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
+        first: dict[str, int] = {}
+        for index, entry in enumerate(self.tokens):
+            earlier = first.setdefault(entry.token, index)
+            if earlier != index:
+                # The token itself stays out of the message: it goes to logs.
+                raise ValueError(
+                    f"tokens[{index}] (customer {entry.customer_id}) has the same token as "
+                    f"tokens[{earlier}] (customer {self.tokens[earlier].customer_id}): "
+                    "each token must be unique, or its requests would go to one customer"
+                )
 
 
 class MetricsConfig(_Section, frozen=True):

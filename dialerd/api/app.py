@@ -132,6 +132,9 @@ def create_app(
         middleware=[Middleware(CatchAll)],
         exception_handlers={HTTPException: _http_error},
     )
+    # No trailing-slash redirect: Starlette builds its Location from the client's Host
+    # header and keeps the query (with any token in it). ``/campaigns/`` is a 404.
+    app.router.redirect_slashes = False
     app.state.ctx = ApiContext(store=store, control=control, clock=clock, config=config)
     return app
 

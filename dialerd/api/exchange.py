@@ -66,20 +66,44 @@ def request_id(request: Request) -> str:
     return rid
 
 
+QUERY_TOKEN_NAMES: Final = ("token", "accesskey")
+
+
+def _refused(reason: str, message: str) -> ApiError:
+    return ApiError(401, reason, message, headers={"www-authenticate": "Bearer"})
+
+
 def authenticate(request: Request, config: ApiConfig) -> str:
-    """The customer id of the request's token; raise a 401 if it has none or a wrong one."""
+    """The customer id of the request's token; raise a 401 if it has none or a wrong one.
+
+    The token comes in ``Authorization: Bearer``, or in the ``accesskey`` cookie as
+    VoIPbin's clients send it; in the query (``?token=``, ``?accesskey=``) only when
+    ``[api] query_token`` allows it, since URLs end up in proxy and access logs.
+    """
     token = ""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         token = credentials.strip()
     if not token:
-        token = request.query_params.get("token", "")
+        token = request.cookies.get("accesskey", "").strip()
     if not token:
-        raise ApiError(
-            401,
+        in_query = next(
+            (name for name in QUERY_TOKEN_NAMES if request.query_params.get(name)), None
+        )
+        if in_query is not None and not config.query_token:
+            raise _refused(
+                "TOKEN_IN_QUERY",
+                f"a token in the URL (?{in_query}=) is refused, as URLs are logged by "
+                "proxies and servers: send 'Authorization: Bearer <token>' or the cookie "
+                "'accesskey=<token>' (an operator may allow the URL form with [api] "
+                "query_token = true, for clients that cannot send a header)",
+            )
+        if in_query is not None:
+            token = request.query_params[in_query]
+    if not token:
+        raise _refused(
             "TOKEN_MISSING",
-            "no API token: send 'Authorization: Bearer <token>' or '?token=<token>'",
-            headers={"www-authenticate": "Bearer"},
+            "no API token: send 'Authorization: Bearer <token>' or the cookie 'accesskey=<token>'",
         )
     given = token.encode()
     customer_id = ""
@@ -88,12 +112,7 @@ def authenticate(request: Request, config: ApiConfig) -> str:
         if hmac.compare_digest(given, configured.token.encode()) and not customer_id:
             customer_id = configured.customer_id
     if not customer_id:
-        raise ApiError(
-            401,
-            "TOKEN_INVALID",
-            "the API token is not valid",
-            headers={"www-authenticate": "Bearer"},
-        )
+        raise _refused("TOKEN_INVALID", "the API token is not valid")
     return customer_id
 
 

@@ -157,13 +157,20 @@ def openapi_document() -> dict[str, Any]:
             "description": "Campaigns, outplans, outdials, targets and campaigncalls, "
             "in the shapes of the VoIPbin campaign API; do-not-call numbers (an extension).",
         },
-        "security": [{"bearer": []}, {"token": []}],
+        "security": [{"bearer": []}, {"accesskey": []}, {"token": []}],
         "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "token": {"type": "apiKey", "in": "query", "name": "token"},
+                "accesskey": {"type": "apiKey", "in": "cookie", "name": "accesskey"},
+                "token": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "Only when the operator sets [api] query_token = true "
+                    "(?accesskey= is accepted too); otherwise a 401",
+                },
             },
         },
     }

@@ -49,7 +49,7 @@ def test_openapi_describes_every_endpoint_without_authentication(tmp_path: Path)
     schemas = document["components"]["schemas"]
     assert {"Campaign", "Campaigncall", "Outplan", "Outdial", "OutdialTarget"} <= set(schemas)
     assert schemas["CampaignCreate"]["properties"]["service_level"]["minimum"] == 0
-    assert set(document["components"]["securitySchemes"]) == {"bearer", "token"}
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "accesskey", "token"}
     target_post = document["paths"]["/v1.0/outdials/{id}/targets"]["post"]
     assert {"application/json", "text/csv", "application/x-ndjson"} == set(
         target_post["requestBody"]["content"]

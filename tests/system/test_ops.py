@@ -329,3 +329,23 @@ def test_check_config_reads_the_ops_token_file(tmp_path: Path) -> None:
     refused = check_config(str(config))
     assert refused.returncode == 1
     assert "[ops] token_file" in refused.stderr
+
+
+def test_check_config_refuses_two_customers_with_the_same_token_naming_both(
+    tmp_path: Path,
+) -> None:
+    first, second = "5e4a0680-804e-11ec-98a7-2fea5968d85b", "0b7e2d36-1c55-4f0e-9a33-2b8f0c6d1e47"
+    config = tmp_path / "dialerd.toml"
+    config.write_text(
+        "".join(
+            f'[[api.tokens]]\ntoken = "shared-secret-token"\ncustomer_id = "{customer}"\n'
+            for customer in (first, second)
+        )
+    )
+    refused = check_config(str(config))
+    assert refused.returncode == 1
+    assert first in refused.stderr
+    assert second in refused.stderr
+    assert "same token" in refused.stderr
+    # The token itself is a secret: it is not printed.
+    assert "shared-secret-token" not in refused.stderr
