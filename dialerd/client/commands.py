@@ -454,15 +454,51 @@ def _campaigncall_show(api: ApiClient, args: argparse.Namespace) -> None:
 # -- wiring ----------------------------------------------------------------------------
 
 
+def _token(args: argparse.Namespace) -> str:
+    """The API token: from ``--token-file``, ``$DIALERD_TOKEN`` or (deprecated, as it shows
+    in ``ps``) ``--token``."""
+    if args.token and args.token_file:
+        raise UsageError("give either --token or --token-file, not both")
+    if args.token_file:
+        return read_token_file(Path(args.token_file))
+    if args.token:
+        print(
+            "dialerd: warning: --token is visible to every user in ps and in shell history;"
+            f" set {TOKEN_ENV} or use --token-file instead",
+            file=sys.stderr,
+        )
+        return str(args.token)
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise UsageError(f"no API token: set {TOKEN_ENV} or pass --token-file")
+    return token
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (its first line); refused, as ssh refuses a key, when the
+    group or others may read or write it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise UsageError(
+                f"--token-file {path}: readable by others (mode {mode:04o}); chmod 600 {path}"
+            )
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"--token-file {path}: cannot read: {why}") from None
+    if not token:
+        raise UsageError(f"--token-file {path}: the file is empty")
+    return token.splitlines()[0].strip()
+
+
 def _command(action: Action) -> Callable[[argparse.Namespace], int]:
     """Wrap an action: build the client, print any error as one line, return the exit code."""
 
     def run(args: argparse.Namespace) -> int:
         api: ApiClient | None = None
         try:
-            token = args.token or os.environ.get(TOKEN_ENV, "")
-            if not token:
-                raise UsageError(f"no API token: pass --token or set {TOKEN_ENV}")
+            token = _token(args)
             api = ApiClient(default_api() if args.api is None else args.api, token)
             action(api, args)
         except ClientError as exc:
@@ -482,7 +518,14 @@ def _options(*, quiet: bool = False) -> argparse.ArgumentParser:
     options.add_argument(
         "--api", help="API base URL (default: $DIALERD_API, else http://127.0.0.1:8080)"
     )
-    options.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    options.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"read the API token from FILE (mode 0600; default: ${TOKEN_ENV})",
+    )
+    options.add_argument(
+        "--token", help="API token (deprecated: visible in ps; use --token-file or $DIALERD_TOKEN)"
+    )
     options.add_argument(
         "--json", action="store_true", help="print JSON: one object, or one line per item"
     )
