@@ -16,7 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dialerd.api import jsontext
+from dialerd.api import jsontext, roundtrip
 from dialerd.api.errors import ApiError, invalid
 from dialerd.config import ApiConfig
 from dialerd.control import CampaignControl
@@ -25,6 +25,7 @@ from dialerd.ports import Clock
 from dialerd.store import MAX_PAGE_SIZE, Store
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 JSON_TYPES: Final = frozenset({"application/json"})
 CSV_TYPES: Final = frozenset({"text/csv"})
@@ -225,12 +226,41 @@ async def json_body(request: Request, ctx: ApiContext, body_type: type[T]) -> T:
 
 def decode_json(data: bytes, body_type: type[T]) -> T:
     """Decode and validate JSON; a 400 saying which field is wrong and what was expected."""
+    return convert_json(load_json(data), body_type)
+
+
+def load_json(data: bytes) -> Any:
+    """The JSON value of a body; a 400 ``MALFORMED_JSON`` saying what is wrong with it."""
     try:
-        return jsontext.decode(data, body_type)
-    except jsontext.MalformedJson as exc:
+        return jsontext.loads(data)
+    except jsontext.JsonProblem as exc:
         raise invalid(f"the body is not acceptable JSON: {exc}", "MALFORMED_JSON") from None
+
+
+def convert_json(value: Any, body_type: type[T]) -> T:
+    """A JSON value validated as ``body_type``; a 400 naming the wrong field."""
+    try:
+        return jsontext.convert(value, body_type)
     except jsontext.JsonProblem as exc:
         raise invalid(str(exc)) from None
+
+
+async def json_update_body(
+    request: Request,
+    ctx: ApiContext,
+    body_type: type[S],
+    stored: msgspec.Struct,
+    kind: str,
+    resource_path: str,
+) -> S:
+    """A PUT body as ``body_type``; fields of the ``stored`` resource the body type does
+    not set may be sent back unchanged (see ``dialerd.api.roundtrip``)."""
+    require_media_type(request, JSON_TYPES)
+    data = bytearray()
+    async for chunk in body_chunks(request, ctx.config.max_json_bytes):
+        data += chunk
+    value = roundtrip.drop_echoes(load_json(bytes(data)), body_type, stored, kind, resource_path)
+    return convert_json(value, body_type)
 
 
 def json_response(value: Any, status_code: int = 200) -> Response:
