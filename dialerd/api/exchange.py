@@ -131,15 +131,21 @@ def path_id(request: Request, name: str, kind: str) -> str:
     return text.lower()
 
 
-def page_query(request: Request) -> tuple[int, str]:
-    """``page_size`` (default 100; clamped to 1..100 as the reference does) and
-    ``page_token`` of a list request."""
+def page_query_size(request: Request) -> int:
+    """``page_size`` of a list request (default 100; clamped to 1..100 as the reference)."""
     size_text = request.query_params.get("page_size", "")
     page_size = MAX_PAGE_SIZE
     if size_text:
         if not INTEGER_TEXT.fullmatch(size_text):
             raise invalid(f"page_size: expected an integer, got {size_text[:20]!r}")
         page_size = max(1, min(int(size_text), MAX_PAGE_SIZE))
+    return page_size
+
+
+def page_query(request: Request) -> tuple[int, str]:
+    """``page_size`` (default 100; clamped to 1..100 as the reference does) and
+    ``page_token`` of a list request."""
+    page_size = page_query_size(request)
     page_token = request.query_params.get("page_token", "")
     if page_token and not PAGE_TOKEN.fullmatch(page_token):
         raise invalid(

@@ -1,5 +1,5 @@
 """The client commands: ``outplan``, ``outdial``, ``campaign``, ``targets``, ``campaigncall``,
-``dnc``.
+``dnc`` and ``queue`` (read only).
 
 Each resource has ``create``, ``update``, ``delete``, ``show`` and ``list``; fields are
 options named after the resource's fields, or ``--from-file``. Errors are one line on
@@ -438,6 +438,55 @@ def _add_dnc_commands(subparsers: Subparsers) -> None:
     importing.add_argument("file", help="the file to import")
 
 
+# -- queues (read only) ----------------------------------------------------------------
+
+AGENT_STATES: Final = ("available", "busy", "wrap_up", "paused", "offline")
+
+
+def _agents(row: Row, state: str) -> str:
+    """An agent count; "?" when the queue adapter cannot tell."""
+    count = (row.get("agents") or {}).get(state)
+    return "?" if count is None else str(count)
+
+
+def _agent_column(state: str) -> tuple[str, Callable[[Row], str]]:
+    return (state.upper(), lambda q: _agents(q, state))
+
+
+QUEUE_COLUMNS: Final[Columns] = (
+    ("ID", lambda q: q["id"]),
+    ("NAME", lambda q: q["name"]),
+    *(_agent_column(state) for state in AGENT_STATES),
+    ("CAMPAIGNS", lambda q: len(q.get("campaign_ids") or [])),
+)
+
+
+def _queue_list(api: ApiClient, args: argparse.Namespace) -> None:
+    _list_rows(args, lambda: list(api.pages("/queues")), QUEUE_COLUMNS)()
+
+
+def _queue_show(api: ApiClient, args: argparse.Namespace) -> None:
+    row = api.request("GET", f"/queues/{quote(args.id, safe='')}")
+
+    def text() -> str:
+        fields = {key: value for key, value in row.items() if key not in ("agents",)}
+        agents = [(f"agents {state}", _agents(row, state)) for state in AGENT_STATES]
+        return output.record(fields, agents)
+
+    output.emit(args.json, row, text)
+
+
+def _add_queue_commands(subparsers: Subparsers) -> None:
+    queue = subparsers.add_parser(
+        "queue", help="list or show the registered queues ([[queues]]) and their agents"
+    )
+    commands = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    _add(commands, "list", _queue_list, "list your queues, their agents and campaigns",
+         quiet=True)  # fmt: skip
+    show = _add(commands, "show", _queue_show, "show a queue, its agents and campaigns")
+    show.add_argument("id", help="queue id")
+
+
 # -- campaigncalls ---------------------------------------------------------------------
 
 
@@ -651,6 +700,7 @@ def add_client_commands(subparsers: Subparsers) -> None:
     delete.add_argument("id", help="target id")
 
     _add_dnc_commands(subparsers)
+    _add_queue_commands(subparsers)
 
     campaigncall = subparsers.add_parser(
         "campaigncall", help="list or show dial attempts (campaigncalls)"
