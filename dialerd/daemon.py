@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from dialerd import __version__, logs, metrics, sdnotify
 from dialerd.api import create_app, serve_api, set_api_config
+from dialerd.api.server import ServerLimits
 from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
@@ -217,6 +218,7 @@ class Daemon:
                     self.app,
                     self.config.api.listen,
                     shutdown_trigger=self.shutdown.wait,
+                    limits=ServerLimits.of(self.config.api),
                 )
             )
         if self.config.ops.enabled:
@@ -226,6 +228,7 @@ class Daemon:
                     self.ops_app,
                     self.config.ops.listen,
                     shutdown_trigger=self.shutdown.wait,
+                    limits=ServerLimits.of(self.config.api),
                 )
             )
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -48,10 +49,37 @@ class ApiContext:
     control: CampaignControl
     clock: Clock
     config: ApiConfig
+    # Requests in progress per customer (``max_requests_per_customer``).
+    in_progress: dict[str, int] = field(default_factory=dict)
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""
         return format_time(self.clock.now())
+
+    @contextmanager
+    def request_slot(self, customer_id: str) -> Iterator[None]:
+        """Count one of the customer's requests in progress; a 429 (answered without
+        reading the body, and the connection closed) when it has its limit already."""
+        held = self.in_progress.get(customer_id, 0)
+        limit = self.config.max_requests_per_customer
+        if held >= limit:
+            raise ApiError(
+                429,
+                "TOO_MANY_REQUESTS",
+                f"this customer has {limit} requests in progress already "
+                "([api] max_requests_per_customer); try again when one has finished",
+                headers={"retry-after": "1", "connection": "close"},
+                drain=False,
+            )
+        self.in_progress[customer_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self.in_progress[customer_id] - 1
+            if left:
+                self.in_progress[customer_id] = left
+            else:
+                del self.in_progress[customer_id]
 
 
 Handler = Callable[[Request, ApiContext, str], Awaitable[Response]]
@@ -208,7 +236,10 @@ async def drain_body(request: Request) -> None:
     drained = 0
     with anyio.move_on_after(DRAIN_SECONDS):
         while drained <= DRAIN_BYTES:
-            message = await request.receive()
+            try:
+                message = await request.receive()
+            except ApiError:
+                return  # the body paused too long: the answer closes the connection
             if message["type"] != "http.request":
                 return
             drained += len(message.get("body", b""))

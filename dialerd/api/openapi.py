@@ -20,8 +20,11 @@ ERRORS: Final = {
     401: "No API token, or a wrong one",
     404: "No such resource for this customer",
     409: "The resource's state does not allow this",
+    408: "The body paused for [api] body_timeout seconds, or took over body_total_timeout "
+    "(the connection is closed)",
     413: "The body is too large",
     415: "The body's Content-Type is not accepted",
+    429: "The customer has [api] max_requests_per_customer requests in progress already",
     500: "A bug in dialerd",
     503: "The store is unavailable; nothing was changed",
 }
@@ -104,8 +107,8 @@ def _error_codes(endpoint: Endpoint) -> list[int]:
     if endpoint.method == "DELETE" or campaign_change:
         codes.append(409)
     if endpoint.body is not None:
-        codes += [413, 415]
-    return [*codes, 500, 503]
+        codes += [408, 413, 415]
+    return [*codes, 429, 500, 503]
 
 
 def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
