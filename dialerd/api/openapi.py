@@ -158,7 +158,10 @@ def openapi_document() -> dict[str, Any]:
             "title": "dialerd control API",
             "version": __version__,
             "description": "Campaigns, outplans, outdials, targets and campaigncalls, "
-            "in the shapes of the VoIPbin campaign API; do-not-call numbers (an extension).",
+            "in the shapes of the VoIPbin campaign API; do-not-call numbers (an extension); "
+            "the registered queues (read only). A PUT body may also carry the resource's own "
+            "fields that the operation does not set, unchanged (a resource sent back whole); "
+            "a changed one is a 400 naming it.",
         },
         "security": [{"bearer": []}, {"accesskey": []}, {"token": []}],
         "paths": paths,
