@@ -6,8 +6,9 @@ Slow and idle clients are bounded (``[api]``, docs/operations.md "API limits"): 
 listener holds at most ``max_connections`` connections (one more is answered 503 and
 closed at once); a connection idle between requests, or slow to send a request's
 headers, is closed after ``keep_alive_timeout`` (Hypercorn's idle timer runs from the
-connection's start until a whole request head has arrived); headers are at most
-``HEADER_BYTES`` (h11 answers 431 beyond). Request bodies are timed by the application
+connection's start until a whole request head has arrived); a head still incomplete
+after ``HEADER_BYTES`` is answered 431 (h11 counts what it holds unparsed, so a whole
+head arriving in one 64 KiB read is parsed). Request bodies are timed by the application
 (``dialerd.api.app``), which answers 408.
 """
 

@@ -175,3 +175,16 @@ def test_connections_beyond_the_listeners_limit_are_refused_with_503(
             sock.close()
     wait_until(lambda: open_descriptors(daemon) <= baseline + 5, "descriptors back to baseline")
     assert daemon.http.get("/v1.0/campaigns").status_code == 200
+
+
+def test_an_oversized_request_head_is_a_431(daemon: DaemonProcess) -> None:
+    # h11 refuses a head still incomplete past 16 KiB (a complete head that arrives in
+    # one read, up to 64 KiB, is parsed): 20 KiB of a head without its end.
+    sock = connect(daemon)
+    try:
+        sock.sendall(
+            b"GET /v1.0/campaigns HTTP/1.1\r\nhost: dialerd\r\nx-filler: " + b"a" * (20 * 1024)
+        )
+        assert answer(sock).startswith(b"HTTP/1.1 431 ")
+    finally:
+        sock.close()
