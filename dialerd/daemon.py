@@ -324,6 +324,8 @@ class Daemon:
         ]
         if _listeners(new) != _listeners(self.config):
             changed.append("listen addresses")
+        if ServerLimits.of(new.api) != ServerLimits.of(self.config.api):
+            changed.append("listener limits")
         # What needs a restart keeps its running value, so the next reload reports it again.
         self.config = msgspec.structs.replace(
             new,
@@ -333,7 +335,11 @@ class Daemon:
             state_dir=self.config.state_dir,
             metrics=self.config.metrics,
             api=msgspec.structs.replace(
-                new.api, enabled=self.config.api.enabled, listen=self.config.api.listen
+                new.api,
+                enabled=self.config.api.enabled,
+                listen=self.config.api.listen,
+                max_connections=self.config.api.max_connections,
+                keep_alive_timeout=self.config.api.keep_alive_timeout,
             ),
             ops=msgspec.structs.replace(
                 new.ops, enabled=self.config.ops.enabled, listen=self.config.ops.listen

@@ -213,14 +213,18 @@ def test_what_a_reload_cannot_apply_is_reported_on_every_reload(tmp_path: Path) 
         daemon.wait_ready()
         daemon.config.write_text(
             daemon.config.read_text().replace(
-                f'listen = "127.0.0.1:{daemon.port}"', f'listen = "127.0.0.1:{free_port()}"'
+                f'listen = "127.0.0.1:{daemon.port}"',
+                f'listen = "127.0.0.1:{free_port()}"\nmax_connections = 100',
             )
         )
         after = 0
         for _ in range(2):
             daemon.process.send_signal(signal.SIGHUP)
             after = wait_for_line(daemon, event_is("config reloaded"), after=after) + 1
-            assert complete_log_lines(daemon)[after - 1]["needs_restart"] == ["listen addresses"]
+            assert complete_log_lines(daemon)[after - 1]["needs_restart"] == [
+                "listen addresses",
+                "listener limits",
+            ]
             # The daemon still answers where it listened before.
             assert daemon.ops.get("/healthz").status_code == 200
         assert daemon.stop() == 0
