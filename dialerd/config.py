@@ -365,9 +365,33 @@ class ApiConfig(_Section, frozen=True):
     # Largest JSON body of any other request (bytes).
     max_json_bytes: PositiveInt = 1024 * 1024
     tokens: list[ApiToken] = msgspec.field(default_factory=list)
+    # Accept the token in the URL (?token=, ?accesskey=) as VoIPbin does, for clients
+    # that cannot send a header or cookie. Off: URLs end up in proxy and access logs.
+    query_token: bool = False
+    # Slow and idle clients (docs/operations.md, "API limits"). Connections one listener
+    # (this and [ops]) holds open; one more is answered 503 and closed.
+    max_connections: PositiveInt = 512
+    # Seconds a connection may stay idle between requests, and may take to send a
+    # request's headers; then it is closed.
+    keep_alive_timeout: PositiveFloat = 5.0
+    # Seconds a request body may pause, and may take in all, before a 408.
+    body_timeout: PositiveFloat = 15.0
+    body_total_timeout: PositiveFloat = 600.0
+    # Requests of one customer in progress at once; more are answered 429.
+    max_requests_per_customer: PositiveInt = 64
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
+        first: dict[str, int] = {}
+        for index, entry in enumerate(self.tokens):
+            earlier = first.setdefault(entry.token, index)
+            if earlier != index:
+                # The token itself stays out of the message: it goes to logs.
+                raise ValueError(
+                    f"tokens[{index}] (customer {entry.customer_id}) has the same token as "
+                    f"tokens[{earlier}] (customer {self.tokens[earlier].customer_id}): "
+                    "each token must be unique, or its requests would go to one customer"
+                )
 
 
 class MetricsConfig(_Section, frozen=True):

@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from dialerd import __version__, logs, metrics, sdnotify
 from dialerd.api import create_app, serve_api, set_api_config
+from dialerd.api.server import ServerLimits
 from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
@@ -219,6 +220,7 @@ class Daemon:
                     self.app,
                     self.config.api.listen,
                     shutdown_trigger=self.shutdown.wait,
+                    limits=ServerLimits.of(self.config.api),
                 )
             )
         if self.config.ops.enabled:
@@ -228,6 +230,7 @@ class Daemon:
                     self.ops_app,
                     self.config.ops.listen,
                     shutdown_trigger=self.shutdown.wait,
+                    limits=ServerLimits.of(self.config.api),
                 )
             )
 
@@ -326,6 +329,8 @@ class Daemon:
         ]
         if _listeners(new) != _listeners(self.config):
             changed.append("listen addresses")
+        if ServerLimits.of(new.api) != ServerLimits.of(self.config.api):
+            changed.append("listener limits")
         # What needs a restart keeps its running value, so the next reload reports it again.
         self.config = msgspec.structs.replace(
             new,
@@ -335,7 +340,11 @@ class Daemon:
             state_dir=self.config.state_dir,
             metrics=self.config.metrics,
             api=msgspec.structs.replace(
-                new.api, enabled=self.config.api.enabled, listen=self.config.api.listen
+                new.api,
+                enabled=self.config.api.enabled,
+                listen=self.config.api.listen,
+                max_connections=self.config.api.max_connections,
+                keep_alive_timeout=self.config.api.keep_alive_timeout,
             ),
             ops=msgspec.structs.replace(
                 new.ops, enabled=self.config.ops.enabled, listen=self.config.ops.listen

@@ -41,6 +41,13 @@ class QueueRegistry:
             return None
         return queue
 
+    def of_customer(self, customer_id: str) -> list[QueueRef]:
+        """The customer's registered queues, by id."""
+        return sorted(
+            (queue for queue in self._by_id.values() if queue.customer_id == customer_id),
+            key=lambda queue: queue.id,
+        )
+
 
 def registry_entries(entries: Iterable[QueueEntry]) -> list[QueueRef]:
     """The ``[[queues]]`` of a config as registry entries."""

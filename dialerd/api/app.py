@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
+import anyio
 import msgspec
 import structlog
 from starlette.applications import Starlette
@@ -29,6 +30,44 @@ from dialerd.ports import Clock
 from dialerd.store import Conflict, Store, StoreError
 
 log = structlog.get_logger("dialerd.api")
+
+
+def _timed_receive(scope: Scope, receive: Receive) -> Receive:
+    """``receive``, with a 408 (and the connection closed) when the request body pauses
+    for ``[api] body_timeout`` or is not all there after ``body_total_timeout``."""
+    app = scope.get("app")
+    context = getattr(getattr(app, "state", None), "ctx", None)
+    if not isinstance(context, ApiContext):
+        return receive
+    config = context.config
+    deadline = anyio.current_time() + config.body_total_timeout
+    done = False
+
+    async def timed() -> Message:
+        nonlocal done
+        if done:
+            return await receive()
+        wait = min(config.body_timeout, deadline - anyio.current_time())
+        with anyio.move_on_after(wait):
+            message = await receive()
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+        done = True
+        # Nothing left to drain: the connection is closed after the answer.
+        scope["state"]["body_done"] = True
+        paused = wait >= config.body_timeout
+        raise ApiError(
+            408,
+            "REQUEST_TIMEOUT",
+            f"the request body paused for {config.body_timeout:g} s ([api] body_timeout)"
+            if paused
+            else f"the request body took over {config.body_total_timeout:g} s "
+            "([api] body_total_timeout)",
+            headers={"connection": "close"},
+            drain=False,
+        )
+
+    return timed
 
 
 class CatchAll:
@@ -57,7 +96,7 @@ class CatchAll:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, _timed_receive(scope, receive), tracking_send)
         except ClientDisconnect:
             return
         except Exception:
@@ -78,9 +117,11 @@ def _endpoint(handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Res
         handler = handlers[request.method if request.method != "HEAD" else "GET"]
         try:
             customer_id = authenticate(request, ctx.config)
-            return await handler(request, ctx, customer_id)
+            with ctx.request_slot(customer_id):
+                return await handler(request, ctx, customer_id)
         except ApiError as exc:
-            await drain_body(request)
+            if exc.drain:
+                await drain_body(request)
             return error_response(exc, request_id(request))
         except Conflict as exc:
             # The resource changed under the request (for example deleted meanwhile).
@@ -132,6 +173,9 @@ def create_app(
         middleware=[Middleware(CatchAll)],
         exception_handlers={HTTPException: _http_error},
     )
+    # No trailing-slash redirect: Starlette builds its Location from the client's Host
+    # header and keeps the query (with any token in it). ``/campaigns/`` is a 404.
+    app.router.redirect_slashes = False
     app.state.ctx = ApiContext(store=store, control=control, clock=clock, config=config)
     return app
 

@@ -6,7 +6,7 @@ with the engine's own changes of the same campaign.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import UNSET
@@ -15,7 +15,15 @@ from starlette.responses import Response
 
 from dialerd.api import bodies
 from dialerd.api.errors import ApiError, conflict, invalid, not_found
-from dialerd.api.exchange import ApiContext, Handler, json_body, json_response, page_query, path_id
+from dialerd.api.exchange import (
+    ApiContext,
+    Handler,
+    json_body,
+    json_response,
+    json_update_body,
+    page_query,
+    path_id,
+)
 from dialerd.control import CampaignNotFound, RunRefused
 from dialerd.core.actions import ActionError, ActionsInvalid, call_only, compile_actions
 from dialerd.insight import CampaignInsight
@@ -27,6 +35,7 @@ from dialerd.model import (
     CampaignType,
 )
 
+S = TypeVar("S", bound=msgspec.Struct)
 REFERENCE_FIELDS = ("outplan_id", "outdial_id", "queue_id", "next_campaign_id")
 
 
@@ -154,10 +163,19 @@ async def get_campaign(request: Request, ctx: ApiContext, customer_id: str) -> R
     return json_response(await _campaign(ctx, customer_id, campaign_id))
 
 
+async def _update_body(
+    request: Request, ctx: ApiContext, customer_id: str, body_type: type[S]
+) -> tuple[str, S]:
+    """The campaign id and the PUT body; the campaign's own fields may be sent back."""
+    campaign_id = path_id(request, "id", "campaign")
+    stored = await _campaign(ctx, customer_id, campaign_id)
+    body = await json_update_body(request, ctx, body_type, stored, "campaign", "/campaigns")
+    return campaign_id, body
+
+
 async def update_campaign(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``PUT /campaigns/{id}``: only the fields present change; ``status`` runs or stops."""
-    campaign_id = path_id(request, "id", "campaign")
-    body = await json_body(request, ctx, bodies.CampaignUpdate)
+    campaign_id, body = await _update_body(request, ctx, customer_id, bodies.CampaignUpdate)
     status = None if body.status is UNSET else body.status
     return json_response(
         await _edit(
@@ -168,8 +186,7 @@ async def update_campaign(request: Request, ctx: ApiContext, customer_id: str) -
 
 async def update_campaign_status(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``PUT /campaigns/{id}/status``: ``run`` or ``stop``."""
-    campaign_id = path_id(request, "id", "campaign")
-    body = await json_body(request, ctx, bodies.CampaignStatusBody)
+    campaign_id, body = await _update_body(request, ctx, customer_id, bodies.CampaignStatusBody)
     return json_response(await _edit(ctx, customer_id, campaign_id, {}, body.status))
 
 
@@ -177,8 +194,7 @@ def _sub_update(name: str, body_type: type[msgspec.Struct]) -> Handler:
     """A handler for a ``PUT /campaigns/{id}/<part>`` that edits the fields of ``body_type``."""
 
     async def handler(request: Request, ctx: ApiContext, customer_id: str) -> Response:
-        campaign_id = path_id(request, "id", "campaign")
-        body = await json_body(request, ctx, body_type)
+        campaign_id, body = await _update_body(request, ctx, customer_id, body_type)
         return json_response(
             await _edit(
                 ctx, customer_id, campaign_id, bodies.present_fields(body, skip=("status",))

@@ -14,9 +14,11 @@ CANONICAL: Final[dict[int, str]] = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "INVALID_ARGUMENT",
+    408: "DEADLINE_EXCEEDED",
     409: "FAILED_PRECONDITION",
     413: "INVALID_ARGUMENT",
     415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
@@ -49,6 +51,7 @@ class ApiError(Exception):
         *,
         details: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        drain: bool = True,
     ) -> None:
         super().__init__(message)
         self.http_status = http_status
@@ -56,6 +59,8 @@ class ApiError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers or {}
+        # Read what is left of the body before answering (False: answer and close).
+        self.drain = drain
 
 
 def invalid(message: str, reason: str = "INVALID_ARGUMENT") -> ApiError:

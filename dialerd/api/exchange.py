@@ -7,8 +7,9 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -16,7 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dialerd.api import jsontext
+from dialerd.api import jsontext, roundtrip
 from dialerd.api.errors import ApiError, invalid
 from dialerd.config import ApiConfig
 from dialerd.control import CampaignControl
@@ -25,6 +26,7 @@ from dialerd.ports import Clock
 from dialerd.store import MAX_PAGE_SIZE, Store
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 JSON_TYPES: Final = frozenset({"application/json"})
 CSV_TYPES: Final = frozenset({"text/csv"})
@@ -47,10 +49,37 @@ class ApiContext:
     control: CampaignControl
     clock: Clock
     config: ApiConfig
+    # Requests in progress per customer (``max_requests_per_customer``).
+    in_progress: dict[str, int] = field(default_factory=dict)
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""
         return format_time(self.clock.now())
+
+    @contextmanager
+    def request_slot(self, customer_id: str) -> Iterator[None]:
+        """Count one of the customer's requests in progress; a 429 (answered without
+        reading the body, and the connection closed) when it has its limit already."""
+        held = self.in_progress.get(customer_id, 0)
+        limit = self.config.max_requests_per_customer
+        if held >= limit:
+            raise ApiError(
+                429,
+                "TOO_MANY_REQUESTS",
+                f"this customer has {limit} requests in progress already "
+                "([api] max_requests_per_customer); try again when one has finished",
+                headers={"retry-after": "1", "connection": "close"},
+                drain=False,
+            )
+        self.in_progress[customer_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self.in_progress[customer_id] - 1
+            if left:
+                self.in_progress[customer_id] = left
+            else:
+                del self.in_progress[customer_id]
 
 
 Handler = Callable[[Request, ApiContext, str], Awaitable[Response]]
@@ -66,20 +95,44 @@ def request_id(request: Request) -> str:
     return rid
 
 
+QUERY_TOKEN_NAMES: Final = ("token", "accesskey")
+
+
+def _refused(reason: str, message: str) -> ApiError:
+    return ApiError(401, reason, message, headers={"www-authenticate": "Bearer"})
+
+
 def authenticate(request: Request, config: ApiConfig) -> str:
-    """The customer id of the request's token; raise a 401 if it has none or a wrong one."""
+    """The customer id of the request's token; raise a 401 if it has none or a wrong one.
+
+    The token comes in ``Authorization: Bearer``, or in the ``accesskey`` cookie as
+    VoIPbin's clients send it; in the query (``?token=``, ``?accesskey=``) only when
+    ``[api] query_token`` allows it, since URLs end up in proxy and access logs.
+    """
     token = ""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         token = credentials.strip()
     if not token:
-        token = request.query_params.get("token", "")
+        token = request.cookies.get("accesskey", "").strip()
     if not token:
-        raise ApiError(
-            401,
+        in_query = next(
+            (name for name in QUERY_TOKEN_NAMES if request.query_params.get(name)), None
+        )
+        if in_query is not None and not config.query_token:
+            raise _refused(
+                "TOKEN_IN_QUERY",
+                f"a token in the URL (?{in_query}=) is refused, as URLs are logged by "
+                "proxies and servers: send 'Authorization: Bearer <token>' or the cookie "
+                "'accesskey=<token>' (an operator may allow the URL form with [api] "
+                "query_token = true, for clients that cannot send a header)",
+            )
+        if in_query is not None:
+            token = request.query_params[in_query]
+    if not token:
+        raise _refused(
             "TOKEN_MISSING",
-            "no API token: send 'Authorization: Bearer <token>' or '?token=<token>'",
-            headers={"www-authenticate": "Bearer"},
+            "no API token: send 'Authorization: Bearer <token>' or the cookie 'accesskey=<token>'",
         )
     given = token.encode()
     customer_id = ""
@@ -88,12 +141,7 @@ def authenticate(request: Request, config: ApiConfig) -> str:
         if hmac.compare_digest(given, configured.token.encode()) and not customer_id:
             customer_id = configured.customer_id
     if not customer_id:
-        raise ApiError(
-            401,
-            "TOKEN_INVALID",
-            "the API token is not valid",
-            headers={"www-authenticate": "Bearer"},
-        )
+        raise _refused("TOKEN_INVALID", "the API token is not valid")
     return customer_id
 
 
@@ -111,15 +159,21 @@ def path_id(request: Request, name: str, kind: str) -> str:
     return text.lower()
 
 
-def page_query(request: Request) -> tuple[int, str]:
-    """``page_size`` (default 100; clamped to 1..100 as the reference does) and
-    ``page_token`` of a list request."""
+def page_query_size(request: Request) -> int:
+    """``page_size`` of a list request (default 100; clamped to 1..100 as the reference)."""
     size_text = request.query_params.get("page_size", "")
     page_size = MAX_PAGE_SIZE
     if size_text:
         if not INTEGER_TEXT.fullmatch(size_text):
             raise invalid(f"page_size: expected an integer, got {size_text[:20]!r}")
         page_size = max(1, min(int(size_text), MAX_PAGE_SIZE))
+    return page_size
+
+
+def page_query(request: Request) -> tuple[int, str]:
+    """``page_size`` (default 100; clamped to 1..100 as the reference does) and
+    ``page_token`` of a list request."""
+    page_size = page_query_size(request)
     page_token = request.query_params.get("page_token", "")
     if page_token and not PAGE_TOKEN.fullmatch(page_token):
         raise invalid(
@@ -182,7 +236,10 @@ async def drain_body(request: Request) -> None:
     drained = 0
     with anyio.move_on_after(DRAIN_SECONDS):
         while drained <= DRAIN_BYTES:
-            message = await request.receive()
+            try:
+                message = await request.receive()
+            except ApiError:
+                return  # the body paused too long: the answer closes the connection
             if message["type"] != "http.request":
                 return
             drained += len(message.get("body", b""))
@@ -206,12 +263,41 @@ async def json_body(request: Request, ctx: ApiContext, body_type: type[T]) -> T:
 
 def decode_json(data: bytes, body_type: type[T]) -> T:
     """Decode and validate JSON; a 400 saying which field is wrong and what was expected."""
+    return convert_json(load_json(data), body_type)
+
+
+def load_json(data: bytes) -> Any:
+    """The JSON value of a body; a 400 ``MALFORMED_JSON`` saying what is wrong with it."""
     try:
-        return jsontext.decode(data, body_type)
-    except jsontext.MalformedJson as exc:
+        return jsontext.loads(data)
+    except jsontext.JsonProblem as exc:
         raise invalid(f"the body is not acceptable JSON: {exc}", "MALFORMED_JSON") from None
+
+
+def convert_json(value: Any, body_type: type[T]) -> T:
+    """A JSON value validated as ``body_type``; a 400 naming the wrong field."""
+    try:
+        return jsontext.convert(value, body_type)
     except jsontext.JsonProblem as exc:
         raise invalid(str(exc)) from None
+
+
+async def json_update_body(
+    request: Request,
+    ctx: ApiContext,
+    body_type: type[S],
+    stored: msgspec.Struct,
+    kind: str,
+    resource_path: str,
+) -> S:
+    """A PUT body as ``body_type``; fields of the ``stored`` resource the body type does
+    not set may be sent back unchanged (see ``dialerd.api.roundtrip``)."""
+    require_media_type(request, JSON_TYPES)
+    data = bytearray()
+    async for chunk in body_chunks(request, ctx.config.max_json_bytes):
+        data += chunk
+    value = roundtrip.drop_echoes(load_json(bytes(data)), body_type, stored, kind, resource_path)
+    return convert_json(value, body_type)
 
 
 def json_response(value: Any, status_code: int = 200) -> Response:

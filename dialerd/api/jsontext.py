@@ -51,18 +51,27 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def _int(text: str) -> int:
+class _BadNumber:
+    """A number literal refused while parsing; reported with its path by ``_check_tree``."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _int(text: str) -> int | _BadNumber:
     if len(text) > MAX_NUMBER_CHARS:
-        raise MalformedJson(f"a number has {len(text)} digits (at most {MAX_NUMBER_CHARS})")
+        return _BadNumber(f"a number has {len(text)} digits (at most {MAX_NUMBER_CHARS})")
     return int(text)
 
 
-def _float(text: str) -> float:
+def _float(text: str) -> float | _BadNumber:
     if len(text) > MAX_NUMBER_CHARS:
-        raise MalformedJson(f"a number has {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+        return _BadNumber(f"a number has {len(text)} characters (at most {MAX_NUMBER_CHARS})")
     value = float(text)
     if not math.isfinite(value):
-        raise MalformedJson(f"the number {text} is out of range")
+        return _BadNumber(f"the number {text} is out of range")
     return value
 
 
@@ -70,24 +79,34 @@ def _constant(text: str) -> Any:
     raise MalformedJson(f"{text} is not a JSON value")
 
 
+def _child_path(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)[:62]}]"
+
+
 def _check_tree(value: Any) -> None:
-    """Depth and lone surrogates, without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    """Depth, lone surrogates and refused numbers (named by their path, as msgspec names
+    a field: ``$.service_level``), without recursion."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
     while stack:
-        item, depth = stack.pop()
+        item, depth, path = stack.pop()
+        if isinstance(item, _BadNumber):
+            raise MalformedJson(f"{item.problem} - at `{path}`")
         if isinstance(item, str):
             if not item.isascii() and _SURROGATE.search(item):
                 raise MalformedJson("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
             continue
         if isinstance(item, dict):
-            children: list[Any] = [*item.keys(), *item.values()]
+            children: list[tuple[Any, str]] = [(key, path) for key in item]
+            children += [(child, _child_path(path, key)) for key, child in item.items()]
         elif isinstance(item, list):
-            children = item
+            children = [(child, _child_path(path, index)) for index, child in enumerate(item)]
         else:
             continue
         if depth > MAX_DEPTH:
             raise MalformedJson(f"the JSON is nested deeper than {MAX_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in children)
+        stack.extend((child, depth + 1, child_path) for child, child_path in children)
 
 
 def loads(data: bytes | str) -> Any:

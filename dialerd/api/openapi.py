@@ -21,8 +21,11 @@ ERRORS: Final = {
     401: "No API token, or a wrong one",
     404: "No such resource for this customer",
     409: "The resource's state does not allow this",
+    408: "The body paused for [api] body_timeout seconds, or took over body_total_timeout "
+    "(the connection is closed)",
     413: "The body is too large",
     415: "The body's Content-Type is not accepted",
+    429: "The customer has [api] max_requests_per_customer requests in progress already",
     500: "A bug in dialerd",
     503: "The store is unavailable; nothing was changed",
 }
@@ -122,8 +125,8 @@ def _error_codes(endpoint: Endpoint) -> list[int]:
     if endpoint.method == "DELETE" or campaign_change:
         codes.append(409)
     if endpoint.body is not None:
-        codes += [413, 415]
-    return [*codes, 500, 503]
+        codes += [408, 413, 415]
+    return [*codes, 429, 500, 503]
 
 
 def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -173,15 +176,25 @@ def openapi_document() -> dict[str, Any]:
             "title": "dialerd control API",
             "version": __version__,
             "description": "Campaigns, outplans, outdials, targets and campaigncalls, "
-            "in the shapes of the VoIPbin campaign API; do-not-call numbers (an extension).",
+            "in the shapes of the VoIPbin campaign API; do-not-call numbers (an extension); "
+            "the registered queues (read only). A PUT body may also carry the resource's own "
+            "fields that the operation does not set, unchanged (a resource sent back whole); "
+            "a changed one is a 400 naming it.",
         },
-        "security": [{"bearer": []}, {"token": []}],
+        "security": [{"bearer": []}, {"accesskey": []}, {"token": []}],
         "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "token": {"type": "apiKey", "in": "query", "name": "token"},
+                "accesskey": {"type": "apiKey", "in": "cookie", "name": "accesskey"},
+                "token": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "Only when the operator sets [api] query_token = true "
+                    "(?accesskey= is accepted too); otherwise a 401",
+                },
             },
         },
     }

@@ -17,6 +17,7 @@ from dialerd.api.exchange import (
     body_chunks,
     json_body,
     json_response,
+    json_update_body,
     page_query,
     path_id,
     require_media_type,
@@ -65,8 +66,8 @@ async def _update(
     request: Request, ctx: ApiContext, customer_id: str, body_type: type[msgspec.Struct]
 ) -> Response:
     outdial_id = path_id(request, "id", "outdial")
-    body = await json_body(request, ctx, body_type)
     outdial = await _outdial(ctx, customer_id, outdial_id)
+    body = await json_update_body(request, ctx, body_type, outdial, "outdial", "/outdials")
     changes = bodies.present_fields(body)
     if "campaign_id" in changes:
         await check_reference(ctx, customer_id, "campaign_id", "campaign", changes["campaign_id"])

@@ -8,7 +8,14 @@ from starlette.responses import Response
 
 from dialerd.api import bodies
 from dialerd.api.errors import conflict, not_found
-from dialerd.api.exchange import ApiContext, json_body, json_response, page_query, path_id
+from dialerd.api.exchange import (
+    ApiContext,
+    json_body,
+    json_response,
+    json_update_body,
+    page_query,
+    path_id,
+)
 from dialerd.model import CampaignStatus, Outplan
 
 ACTIVE = (CampaignStatus.RUN, CampaignStatus.STOPPING)
@@ -66,8 +73,8 @@ async def _update(
     request: Request, ctx: ApiContext, customer_id: str, body_type: type[msgspec.Struct]
 ) -> Response:
     outplan_id = path_id(request, "id", "outplan")
-    body = await json_body(request, ctx, body_type)
     outplan = await _outplan(ctx, customer_id, outplan_id)
+    body = await json_update_body(request, ctx, body_type, outplan, "outplan", "/outplans")
     changes = bodies.present_fields(body)
     if changes:
         outplan = msgspec.structs.replace(outplan, tm_update=ctx.now(), **changes)

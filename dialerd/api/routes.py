@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dialerd.api import bodies, campaigncalls, campaigns, dnc, outdials, outplans
+from dialerd.api import bodies, campaigncalls, campaigns, dnc, outdials, outplans, queues
 from dialerd.api.exchange import Handler
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
@@ -119,6 +119,12 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
              "Get a target", OutdialTarget),
     Endpoint("/outdials/{id}/targets/{target_id}", "DELETE", outdials.delete_target,
              "Delete a target that is not being dialed", OutdialTarget),
+    # queues: read only, registered in [[queues]]
+    Endpoint("/queues", "GET", queues.list_queues,
+             "List the customer's registered queues, with their agents by state and the "
+             "campaigns running on them; the page_token is the last id of the previous page",
+             Page[queues.Queue], listing=True),
+    Endpoint("/queues/{id}", "GET", queues.get_queue, "Get a registered queue", queues.Queue),
     # do-not-call numbers (dialerd extension)
     Endpoint("/dnc_numbers", "POST", dnc.create_dnc_numbers,
              "Add a number (JSON object) or several (JSON array), or import a CSV or NDJSON "

@@ -1,5 +1,5 @@
 """The client commands: ``outplan``, ``outdial``, ``campaign``, ``targets``, ``campaigncall``,
-``dnc``.
+``dnc`` and ``queue`` (read only).
 
 Each resource has ``create``, ``update``, ``delete``, ``show`` and ``list``; fields are
 options named after the resource's fields, or ``--from-file``. Errors are one line on
@@ -438,6 +438,55 @@ def _add_dnc_commands(subparsers: Subparsers) -> None:
     importing.add_argument("file", help="the file to import")
 
 
+# -- queues (read only) ----------------------------------------------------------------
+
+AGENT_STATES: Final = ("available", "busy", "wrap_up", "paused", "offline")
+
+
+def _agents(row: Row, state: str) -> str:
+    """An agent count; "?" when the queue adapter cannot tell."""
+    count = (row.get("agents") or {}).get(state)
+    return "?" if count is None else str(count)
+
+
+def _agent_column(state: str) -> tuple[str, Callable[[Row], str]]:
+    return (state.upper(), lambda q: _agents(q, state))
+
+
+QUEUE_COLUMNS: Final[Columns] = (
+    ("ID", lambda q: q["id"]),
+    ("NAME", lambda q: q["name"]),
+    *(_agent_column(state) for state in AGENT_STATES),
+    ("CAMPAIGNS", lambda q: len(q.get("campaign_ids") or [])),
+)
+
+
+def _queue_list(api: ApiClient, args: argparse.Namespace) -> None:
+    _list_rows(args, lambda: list(api.pages("/queues")), QUEUE_COLUMNS)()
+
+
+def _queue_show(api: ApiClient, args: argparse.Namespace) -> None:
+    row = api.request("GET", f"/queues/{quote(args.id, safe='')}")
+
+    def text() -> str:
+        fields = {key: value for key, value in row.items() if key not in ("agents",)}
+        agents = [(f"agents {state}", _agents(row, state)) for state in AGENT_STATES]
+        return output.record(fields, agents)
+
+    output.emit(args.json, row, text)
+
+
+def _add_queue_commands(subparsers: Subparsers) -> None:
+    queue = subparsers.add_parser(
+        "queue", help="list or show the registered queues ([[queues]]) and their agents"
+    )
+    commands = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    _add(commands, "list", _queue_list, "list your queues, their agents and campaigns",
+         quiet=True)  # fmt: skip
+    show = _add(commands, "show", _queue_show, "show a queue, its agents and campaigns")
+    show.add_argument("id", help="queue id")
+
+
 # -- campaigncalls ---------------------------------------------------------------------
 
 
@@ -454,15 +503,51 @@ def _campaigncall_show(api: ApiClient, args: argparse.Namespace) -> None:
 # -- wiring ----------------------------------------------------------------------------
 
 
+def _token(args: argparse.Namespace) -> str:
+    """The API token: from ``--token-file``, ``$DIALERD_TOKEN`` or (deprecated, as it shows
+    in ``ps``) ``--token``."""
+    if args.token and args.token_file:
+        raise UsageError("give either --token or --token-file, not both")
+    if args.token_file:
+        return read_token_file(Path(args.token_file))
+    if args.token:
+        print(
+            "dialerd: warning: --token is visible to every user in ps and in shell history;"
+            f" set {TOKEN_ENV} or use --token-file instead",
+            file=sys.stderr,
+        )
+        return str(args.token)
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise UsageError(f"no API token: set {TOKEN_ENV} or pass --token-file")
+    return token
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (its first line); refused, as ssh refuses a key, when the
+    group or others may read or write it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise UsageError(
+                f"--token-file {path}: readable by others (mode {mode:04o}); chmod 600 {path}"
+            )
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"--token-file {path}: cannot read: {why}") from None
+    if not token:
+        raise UsageError(f"--token-file {path}: the file is empty")
+    return token.splitlines()[0].strip()
+
+
 def _command(action: Action) -> Callable[[argparse.Namespace], int]:
     """Wrap an action: build the client, print any error as one line, return the exit code."""
 
     def run(args: argparse.Namespace) -> int:
         api: ApiClient | None = None
         try:
-            token = args.token or os.environ.get(TOKEN_ENV, "")
-            if not token:
-                raise UsageError(f"no API token: pass --token or set {TOKEN_ENV}")
+            token = _token(args)
             api = ApiClient(default_api() if args.api is None else args.api, token)
             action(api, args)
         except ClientError as exc:
@@ -482,7 +567,14 @@ def _options(*, quiet: bool = False) -> argparse.ArgumentParser:
     options.add_argument(
         "--api", help="API base URL (default: $DIALERD_API, else http://127.0.0.1:8080)"
     )
-    options.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    options.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"read the API token from FILE (mode 0600; default: ${TOKEN_ENV})",
+    )
+    options.add_argument(
+        "--token", help="API token (deprecated: visible in ps; use --token-file or $DIALERD_TOKEN)"
+    )
     options.add_argument(
         "--json", action="store_true", help="print JSON: one object, or one line per item"
     )
@@ -608,6 +700,7 @@ def add_client_commands(subparsers: Subparsers) -> None:
     delete.add_argument("id", help="target id")
 
     _add_dnc_commands(subparsers)
+    _add_queue_commands(subparsers)
 
     campaigncall = subparsers.add_parser(
         "campaigncall", help="list or show dial attempts (campaigncalls)"

@@ -30,6 +30,12 @@ def api_server(tmp_path: Path) -> Iterator[ApiServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def token_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token as the README says to give it: in the environment, out of ``ps``."""
+    monkeypatch.setenv("DIALERD_TOKEN", TOKEN_A)
+
+
 def dialerd(*argv: str) -> int:
     """Parse ``argv`` as the ``dialerd`` command line would and run the command."""
     parser = argparse.ArgumentParser(prog="dialerd")
@@ -53,7 +59,7 @@ def test_campaign_list_show_run_and_stop(
     api_server: ApiServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     campaign = make_campaign(api_server)
-    api = ("--api", api_server.url, "--token", TOKEN_A)
+    api = ("--api", api_server.url)
 
     assert dialerd("campaign", "list", *api) == 0
     header, row = capsys.readouterr().out.splitlines()
@@ -109,17 +115,20 @@ def test_targets_import_and_campaigncall_list(
 
 
 def test_api_errors_are_one_line_on_stderr(
-    api_server: ApiServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    api = ("--api", api_server.url, "--token", TOKEN_A)
+    api_server: ApiServer, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    api = ("--api", api_server.url)
     unknown = "0d7e9a06-6f43-4b27-9b46-9b3f3a1f2c11"
     assert dialerd("campaign", "show", unknown, *api) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"dialerd: 404 NOT_FOUND: campaign {unknown} not found\n"
 
-    assert dialerd("campaign", "list", "--api", api_server.url, "--token", "wrong-token") == 1
+    monkeypatch.setenv("DIALERD_TOKEN", "wrong-token")
+    assert dialerd("campaign", "list", "--api", api_server.url) == 1
     assert capsys.readouterr().err.startswith("dialerd: 401 UNAUTHENTICATED:")
+    monkeypatch.setenv("DIALERD_TOKEN", TOKEN_A)
 
     outdial = make_campaign(api_server)["outdial_id"]
     bad = tmp_path / "bad.csv"
@@ -140,15 +149,16 @@ def test_missing_token_file_or_daemon_is_a_clear_error(
     assert dialerd("campaign", "list") == 2
     assert "no API token" in capsys.readouterr().err
 
+    monkeypatch.setenv("DIALERD_TOKEN", TOKEN_A)
     url = f"http://127.0.0.1:{free_port()}"
-    assert dialerd("campaign", "list", "--api", url, "--token", TOKEN_A) == 1
+    assert dialerd("campaign", "list", "--api", url) == 1
     err = capsys.readouterr().err
     assert err == (
         f"dialerd: cannot reach the dialerd API at {url}: connection refused "
         "(is the daemon running? see --api)\n"
     )
     missing = tmp_path / "missing.csv"
-    args = ("--api", url, "--token", TOKEN_A)
+    args = ("--api", url)
     assert dialerd("targets", "import", "--outdial", "x", str(missing), *args) == 2
     assert "No such file or directory" in capsys.readouterr().err
     assert dialerd("targets", "import", "--outdial", "x", str(tmp_path / "a.xlsx"), *args) == 2
@@ -167,7 +177,7 @@ def test_missing_token_file_or_daemon_is_a_clear_error(
 def test_a_bad_api_url_is_one_line_not_a_traceback(
     capsys: pytest.CaptureFixture[str], api: str, message: str
 ) -> None:
-    assert dialerd("campaign", "list", "--api", api, "--token", TOKEN_A) == 2
+    assert dialerd("campaign", "list", "--api", api) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
@@ -182,7 +192,7 @@ def test_output_cut_short_by_a_closed_pipe_ends_silently(api_server: ApiServer) 
     # A reader that closes at once: every write of the table meets a closed pipe.
     reader = subprocess.Popen(["head", "-c", "0"], stdin=subprocess.PIPE)
     command = subprocess.run(
-        [str(dialerd_bin), "campaign", "list", "--api", api_server.url, "--token", TOKEN_A],
+        [str(dialerd_bin), "campaign", "list", "--api", api_server.url],
         stdout=reader.stdin,
         stderr=subprocess.PIPE,
         timeout=60,
@@ -198,7 +208,7 @@ def test_output_cut_short_by_a_closed_pipe_ends_silently(api_server: ApiServer) 
         [
             "bash",
             "-c",
-            f"'{dialerd_bin}' campaign list --api {api_server.url} --token {TOKEN_A} | head -1",
+            f"'{dialerd_bin}' campaign list --api {api_server.url} | head -1",
         ],
         capture_output=True,
         timeout=60,
@@ -206,3 +216,39 @@ def test_output_cut_short_by_a_closed_pipe_ends_silently(api_server: ApiServer) 
     )
     assert shell.stderr == b""
     assert shell.stdout.split()[:2] == [b"ID", b"NAME"]
+
+
+def test_token_file_is_read_and_refused_when_others_can_read_it(
+    api_server: ApiServer, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("DIALERD_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN_A + "\n")
+    token_file.chmod(0o600)
+    args = ("campaign", "list", "--api", api_server.url, "--token-file", str(token_file))
+    assert dialerd(*args) == 0
+    assert capsys.readouterr().err == ""
+    token_file.chmod(0o644)
+    assert dialerd(*args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"--token-file {token_file}: readable by others (mode 0644)" in captured.err
+    assert "chmod 600" in captured.err
+    token_file.chmod(0o600)
+    assert dialerd(*args, "--token", TOKEN_A) == 2
+    assert "either --token or --token-file" in capsys.readouterr().err
+    assert dialerd("campaign", "list", "--api", api_server.url, "--token-file",
+                   str(tmp_path / "absent")) == 2  # fmt: skip
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_token_on_the_command_line_still_works_with_a_warning_about_ps(
+    api_server: ApiServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DIALERD_TOKEN")
+    assert dialerd("campaign", "list", "--api", api_server.url, "--token", TOKEN_A) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("dialerd: warning: --token is visible to every user in ps")
+    assert "DIALERD_TOKEN" in err
+    assert "--token-file" in err

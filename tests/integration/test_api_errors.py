@@ -151,7 +151,9 @@ async def test_missing_or_wrong_token_is_401(api_server: ApiServer) -> None:
     async with api_server.client(token=None) as client:
         error = error_of(await client.get("/v1.0/campaigns"), 401)
         assert error["status"] == "UNAUTHENTICATED"
-        response = await client.get("/v1.0/campaigns", params={"token": "guessed-token"})
+        response = await client.get(
+            "/v1.0/campaigns", headers={"cookie": "accesskey=guessed-token"}
+        )
         error_of(response, 401)
         response = await client.post(
             "/v1.0/campaigns", json={}, headers={"authorization": "Bearer guessed-token"}
@@ -175,6 +177,38 @@ async def test_reloaded_tokens_take_effect_on_the_next_request(api_server: ApiSe
         error_of(await client.get("/v1.0/campaigns"), 401)
     async with api_server.client(token="rotated-token") as client:
         assert (await client.get("/v1.0/campaigns")).status_code == 200
+
+
+async def test_trailing_slash_is_a_404_never_a_redirect_echoing_host_and_query(
+    api_server: ApiServer,
+) -> None:
+    async with api_server.client() as client:
+        response = await client.get(
+            "/v1.0/campaigns/?page_size=5&token=token-of-customer-a",
+            headers={"host": "evil.example"},
+        )
+        assert "location" not in response.headers
+        assert error_of(response, 404)["reason"] == "NO_SUCH_PATH"
+
+
+async def test_out_of_range_number_names_its_field_as_an_in_range_one_does(
+    api_server: ApiServer,
+) -> None:
+    async with api_server.client() as client:
+        for text in ("1e400", "1e300", "-1e999"):
+            response = await client.post(
+                "/v1.0/campaigns",
+                content=f'{{"service_level": {text}}}',
+                headers={"content-type": "application/json"},
+            )
+            assert "`$.service_level`" in error_of(response, 400)["message"], text
+        response = await client.post(
+            "/v1.0/campaigns",
+            content=b'{"actions": [{"type": "talk", "option": {"gain": [1, 1e400]}}]}',
+            headers={"content-type": "application/json"},
+        )
+        assert "`$.actions[0].option.gain[1]`" in error_of(response, 400)["message"]
+        assert (await client.get("/v1.0/campaigns")).json()["result"] == []
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,14 @@ from schemathesis import checks
 from schemathesis.core.result import Ok
 
 from tests.integration.api_conftest import (
+    CUSTOMER_A,
     TOKEN_A,
     ApiServer,
     runnable_campaign,
     running_api,
     start_attempt,
 )
+from tests.integration.conftest import queue_of
 
 EXAMPLES_PER_OPERATION = 8
 FUZZ_CHECKS = [
@@ -42,14 +44,17 @@ def test_openapi_describes_every_endpoint_without_authentication(tmp_path: Path)
     assert ("PUT", "/v1.0/campaigns/{id}/resource_info") in operations
     assert ("POST", "/v1.0/outdials/{id}/targets") in operations
     assert ("DELETE", "/v1.0/outdials/{id}/targets/{target_id}") in operations
-    # VoIPbin's 31 operations, dialerd's campaign state and its 4 do-not-call operations.
+    # VoIPbin's 31 operations and its 2 queue reads, dialerd's campaign state and its
+    # 4 do-not-call operations.
     assert ("GET", "/v1.0/campaigns/{id}/state") in operations
     assert ("DELETE", "/v1.0/dnc_numbers/{number}") in operations
-    assert len(operations) == 36
+    assert ("GET", "/v1.0/queues") in operations
+    assert ("GET", "/v1.0/queues/{id}") in operations
+    assert len(operations) == 38
     schemas = document["components"]["schemas"]
     assert {"Campaign", "Campaigncall", "Outplan", "Outdial", "OutdialTarget"} <= set(schemas)
     assert schemas["CampaignCreate"]["properties"]["service_level"]["minimum"] == 0
-    assert set(document["components"]["securitySchemes"]) == {"bearer", "token"}
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "accesskey", "token"}
     target_post = document["paths"]["/v1.0/outdials/{id}/targets"]["post"]
     assert {"application/json", "text/csv", "application/x-ndjson"} == set(
         target_post["requestBody"]["content"]
@@ -108,6 +113,7 @@ async def seed(server: ApiServer) -> dict[str, str]:
             "outdials": campaign["outdial_id"],
             "targets": attempt["outdial_target_id"],
             "campaigncalls": attempt["id"],
+            "queues": queue_of(CUSTOMER_A),
         }
 
 
@@ -124,7 +130,7 @@ def test_fuzzing_the_api_finds_no_server_error_and_no_undocumented_response(
             assert isinstance(result, Ok), result
             statuses += fuzz_operation(result.ok(), server, session, ids)
             operations += 1
-    assert operations == 36
+    assert operations == 38
     assert sum(statuses.values()) >= 32
     assert statuses[200] > 0
     assert not [code for code in statuses if code >= 500]

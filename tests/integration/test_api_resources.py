@@ -7,14 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from dialerd.api.app import set_api_config
 from dialerd.model import NIL_UUID, NOT_DELETED
 from tests.integration.api_conftest import (
     CUSTOMER_A,
     OUTPLAN_BODY,
     TARGET_BODY,
     ApiServer,
+    api_config,
     conforming_page,
     conforms,
     create,
@@ -249,9 +252,43 @@ async def test_lists_page_newest_first_without_skips_or_repeats(api_server: ApiS
         assert seen == created[::-1]
 
 
-async def test_query_token_authenticates_like_the_reference_api(api_server: ApiServer) -> None:
+async def test_accesskey_cookie_authenticates_as_voipbin_clients_send_it(
+    api_server: ApiServer,
+) -> None:
     async with api_server.client(token=None) as client:
-        response = await client.get("/v1.0/campaigns", params={"token": "token-of-customer-a"})
-        assert response.status_code == 200
+        response = await client.get(
+            "/v1.0/campaigns", headers={"cookie": "accesskey=token-of-customer-a"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"result": [], "next_page_token": ""}
+        wrong = await client.get("/v1.0/campaigns", headers={"cookie": "accesskey=guessed-token"})
+        assert error_of(wrong, 401)["reason"] == "TOKEN_INVALID"
+
+
+@pytest.mark.parametrize("name", ["token", "accesskey"])
+async def test_token_in_the_query_is_refused_by_default_saying_how_to_send_it(
+    api_server: ApiServer, name: str
+) -> None:
+    async with api_server.client(token=None) as client:
+        response = await client.get("/v1.0/campaigns", params={name: "token-of-customer-a"})
+        error = error_of(response, 401)
+        assert error["reason"] == "TOKEN_IN_QUERY"
+        assert f"?{name}=" in error["message"]
+        assert "Authorization: Bearer" in error["message"]
+        assert "accesskey=<token>" in error["message"]
+        assert "query_token" in error["message"]
+
+
+@pytest.mark.parametrize("name", ["token", "accesskey"])
+async def test_query_token_authenticates_like_the_reference_api_when_enabled(
+    api_server: ApiServer, name: str
+) -> None:
+    config = msgspec.structs.replace(api_config(), query_token=True)
+    api_server.call(set_api_config, api_server.app, config)
+    async with api_server.client(token=None) as client:
+        response = await client.get("/v1.0/campaigns", params={name: "token-of-customer-a"})
+        assert response.status_code == 200, response.text
         assert response.json() == {"result": [], "next_page_token": ""}
         assert len(response.headers["x-request-id"]) == 36
+        wrong = await client.get("/v1.0/campaigns", params={name: "guessed-token"})
+        assert error_of(wrong, 401)["reason"] == "TOKEN_INVALID"

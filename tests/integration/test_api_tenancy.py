@@ -11,6 +11,7 @@ import pytest
 
 from dialerd.api.routes import ENDPOINTS, PREFIX, Endpoint
 from tests.integration.api_conftest import (
+    CUSTOMER_A,
     TARGET_BODY,
     TOKEN_B,
     ApiServer,
@@ -20,6 +21,7 @@ from tests.integration.api_conftest import (
     running_api,
     start_attempt,
 )
+from tests.integration.conftest import queue_of
 
 
 @pytest.fixture
@@ -57,6 +59,7 @@ async def customer_a_world(server: ApiServer) -> dict[str, str]:
             "outdial": campaign["outdial_id"],
             "target": attempt["outdial_target_id"],
             "campaigncall": attempt["id"],
+            "queue": queue_of(CUSTOMER_A),
         }
 
 

@@ -36,6 +36,7 @@ class DaemonProcess:
         engine: str = "",
         args: tuple[str, ...] = (),
         ops: str = "",
+        api: str = "",
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -56,6 +57,7 @@ default_agents = 4
 ledger = "originations.jsonl"
 [api]
 listen = "127.0.0.1:{self.port}"
+{api}
 [[api.tokens]]
 token = "{TOKEN}"
 customer_id = "{CUSTOMER}"

@@ -213,14 +213,18 @@ def test_what_a_reload_cannot_apply_is_reported_on_every_reload(tmp_path: Path) 
         daemon.wait_ready()
         daemon.config.write_text(
             daemon.config.read_text().replace(
-                f'listen = "127.0.0.1:{daemon.port}"', f'listen = "127.0.0.1:{free_port()}"'
+                f'listen = "127.0.0.1:{daemon.port}"',
+                f'listen = "127.0.0.1:{free_port()}"\nmax_connections = 100',
             )
         )
         after = 0
         for _ in range(2):
             daemon.process.send_signal(signal.SIGHUP)
             after = wait_for_line(daemon, event_is("config reloaded"), after=after) + 1
-            assert complete_log_lines(daemon)[after - 1]["needs_restart"] == ["listen addresses"]
+            assert complete_log_lines(daemon)[after - 1]["needs_restart"] == [
+                "listen addresses",
+                "listener limits",
+            ]
             # The daemon still answers where it listened before.
             assert daemon.ops.get("/healthz").status_code == 200
         assert daemon.stop() == 0
@@ -329,3 +333,23 @@ def test_check_config_reads_the_ops_token_file(tmp_path: Path) -> None:
     refused = check_config(str(config))
     assert refused.returncode == 1
     assert "[ops] token_file" in refused.stderr
+
+
+def test_check_config_refuses_two_customers_with_the_same_token_naming_both(
+    tmp_path: Path,
+) -> None:
+    first, second = "5e4a0680-804e-11ec-98a7-2fea5968d85b", "0b7e2d36-1c55-4f0e-9a33-2b8f0c6d1e47"
+    config = tmp_path / "dialerd.toml"
+    config.write_text(
+        "".join(
+            f'[[api.tokens]]\ntoken = "shared-secret-token"\ncustomer_id = "{customer}"\n'
+            for customer in (first, second)
+        )
+    )
+    refused = check_config(str(config))
+    assert refused.returncode == 1
+    assert first in refused.stderr
+    assert second in refused.stderr
+    assert "same token" in refused.stderr
+    # The token itself is a secret: it is not printed.
+    assert "shared-secret-token" not in refused.stderr
