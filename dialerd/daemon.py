@@ -134,6 +134,7 @@ class Daemon:
             config=config.engine,
             control=self.control,
             calling_rules=_rules_of(config),
+            abandonment=cache(config.abandonment_for),
         )
         self.app = create_app(
             store=self.store,
@@ -309,7 +310,7 @@ class Daemon:
                 new, api=msgspec.structs.replace(new.api, listen=self.api_listen_override)
             )
         logs.configure_logging(new.log.level, self._log_format(new))
-        self.engine.reconfigure(new.engine, _rules_of(new))
+        self.engine.reconfigure(new.engine, _rules_of(new), cache(new.abandonment_for))
         self.backends.reconfigure(new)
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)

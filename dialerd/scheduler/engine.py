@@ -21,7 +21,14 @@ from dialerd.scheduler.allowance import Allowance
 from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
-from dialerd.scheduler.shared import CallingRulesOf, CampaignLoop, EngineStats, SharedState, log
+from dialerd.scheduler.shared import (
+    AbandonmentOf,
+    CallingRulesOf,
+    CampaignLoop,
+    EngineStats,
+    SharedState,
+    log,
+)
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.store import Store
@@ -48,6 +55,7 @@ class Engine:
         owner: str | None = None,
         queues: QueueRegistry | None = None,
         calling_rules: CallingRulesOf | None = None,
+        abandonment: AbandonmentOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
         self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
@@ -65,6 +73,7 @@ class Engine:
             control=self.control,
             owner=owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}",
             calling_rules=calling_rules,
+            abandonment=abandonment,
         )
         self._calls = Calls(shared, wake=self.wake)
         self._ownership = Ownership(shared, self._calls)
@@ -159,13 +168,18 @@ class Engine:
             task_status.started()
 
     def reconfigure(
-        self, config: EngineConfig, calling_rules: CallingRulesOf | None = None
+        self,
+        config: EngineConfig,
+        calling_rules: CallingRulesOf | None = None,
+        abandonment: AbandonmentOf | None = None,
     ) -> None:
-        """Apply a reloaded ``[engine]`` section (and calling rules); every sleeping loop
-        ticks at once, so a new tick interval applies now."""
+        """Apply a reloaded ``[engine]`` section (and calling rules, abandonment cap);
+        every sleeping loop ticks at once, so a new tick interval applies now."""
         self._shared.config = config
         if calling_rules is not None:
             self._shared.calling_rules = calling_rules
+        if abandonment is not None:
+            self._shared.abandonment = abandonment
         self._supervisor.reconfigured()
 
     def wake(self, campaign_id: str) -> None:

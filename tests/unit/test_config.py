@@ -340,3 +340,68 @@ def test_a_lease_shorter_than_two_ticks_is_refused() -> None:
         decode_config("[engine]\ntick_interval = 60\n", SOURCE)
     config = decode_config("[engine]\ntick_interval = 60\nlease_ttl = 120\n", SOURCE)
     assert config.engine.lease_ttl == 120
+
+
+# The abandonment governor: [abandonment] for every customer, per customer overrides.
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_without_an_abandonment_table_abandonment_is_measured_not_governed() -> None:
+    policy = decode_config("", SOURCE).abandonment_for(CUSTOMER)
+    assert policy.cap is None
+    assert policy.windows == (1, 30)
+
+
+def test_the_abandonment_table_sets_every_customers_cap_and_a_customer_may_replace_it() -> None:
+    config = decode_config(
+        "[abandonment]\n"
+        "windows = [1, 7]\n"
+        "[[abandonment.customers]]\n"
+        f'customer_id = "{CUSTOMER}"\n'
+        "cap = 0.01\n",
+        SOURCE,
+    )
+    mine = config.abandonment_for(CUSTOMER)
+    assert (mine.cap, mine.windows) == (0.01, (1, 7))
+    other = config.abandonment_for(OTHER_CUSTOMER)
+    assert (other.cap, other.windows) == (0.03, (1, 7))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[abandonment]\ncap = 1.5\n", "`$.abandonment.cap`"),
+        ("[abandonment]\nwindows = []\n", "windows must name at least one window"),
+        ("[abandonment]\nwindows = [0]\n", "`$.abandonment.windows[0]`"),
+        ("[abandonment]\ncapp = 0.03\n", "unknown field `capp` - at `$.abandonment`"),
+        (
+            f'[[abandonment.customers]]\ncustomer_id = "{CUSTOMER}"\n'
+            f'[[abandonment.customers]]\ncustomer_id = "{CUSTOMER}"\n',
+            f"customers[1]: customer {CUSTOMER} has an abandonment cap twice",
+        ),
+        (
+            "[engine]\nabandon_cap = 0.03\n",
+            "abandon_cap has moved to [abandonment] cap",
+        ),
+        (
+            "[engine]\nabandon_windows = [1]\n",
+            "abandon_windows has moved to [abandonment] windows",
+        ),
+    ],
+)
+def test_bad_abandonment_config_names_the_key(text: str, expected: str) -> None:
+    assert expected in config_error(text)
+
+
+def test_the_shipped_config_governs_abandonment_and_the_sim_config_does_not() -> None:
+    production = load_config(REPO / "config" / "dialerd.toml")
+    assert production.abandonment_for(CUSTOMER).cap == 0.03
+    text = (REPO / "config" / "dialerd.toml").read_text()
+    lines = text.splitlines()
+    start = lines.index("# [[abandonment.customers]]")
+    for index in range(start, start + 3):
+        lines[index] = lines[index].removeprefix("# ")
+    example = decode_config("\n".join(lines), "config/dialerd.toml")
+    assert example.abandonment_for(CUSTOMER).cap == 0.01
+    assert load_config(REPO / "config" / "sim.toml").abandonment_for(CUSTOMER).cap is None
