@@ -13,7 +13,7 @@ from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
 from dialerd.ports import QueueUnavailable
 from dialerd.scheduler.ending import CampaignEnding
-from dialerd.scheduler.shared import CampaignLoop, SharedState
+from dialerd.scheduler.shared import CampaignLoop, SharedState, log
 
 
 def governing_cap(configured: float | None, campaign: Campaign) -> float | None:
@@ -65,9 +65,19 @@ class Allowance:
             except QueueUnavailable as exc:
                 # Never dial on a guess: no agent count, no new attempt.
                 metrics.queue_read_error(self.shared.queue.name)
+                if not loop.queue_unavailable:
+                    # Once on entering the state; the metric counts every failed read.
+                    log.warning("queue adapter unavailable", campaign_id=campaign.id,
+                                queue=queue.name, adapter=self.shared.queue.name,
+                                error=str(exc))  # fmt: skip
+                    loop.queue_unavailable = True
                 loop.held_by = DialingState.QUEUE_UNREACHABLE
                 loop.state_detail = str(exc)
                 return 0
+            if loop.queue_unavailable:
+                log.info("queue adapter available again", campaign_id=campaign.id,
+                         queue=queue.name, adapter=self.shared.queue.name)  # fmt: skip
+                loop.queue_unavailable = False
             metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
             others = await self._queue_demand(campaign)
         loop.available_agents = available if has_queue else None

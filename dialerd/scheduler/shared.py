@@ -89,6 +89,9 @@ class CampaignLoop:
     history: CallHistory = field(default_factory=CallHistory)
     abandonment: dict[str, DayCount] | None = None
     governor_pressure: float = 0.0
+    # The queue adapter failed the latest read of the campaign's free agents (logged
+    # once on entering and once on leaving that state).
+    queue_unavailable: bool = False
 
 
 CallingRulesOf = Callable[[str], CallingRules | None]
