@@ -390,8 +390,9 @@ CAMPAIGN_LIVE_ANSWERS = Gauge(
 )
 CAMPAIGN_GOVERNOR_PRESSURE = Gauge(
     "dialerd_campaign_governor_pressure",
-    "The abandonment governor: 0 lets the pacing mode decide, 1 holds the campaign to "
-    "one line per free agent (a window at the cap).",
+    "The abandonment governor's pressure while it holds lines back: near 0 the pacing "
+    "mode decides, 1 holds the campaign to one line per free agent; 0 while it holds "
+    "nothing back, and without [abandonment].",
     ["campaign_id"],
     registry=REGISTRY,
 )
