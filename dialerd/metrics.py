@@ -146,6 +146,11 @@ _RESULTS = frozenset(result.value for result in CampaigncallResult if result.val
 _CAMPAIGN_TYPES = frozenset(kind.value for kind in CampaignType)
 
 
+def _result_of(reason: HangupReason) -> CampaigncallResult:
+    """The result an attempt ending with ``reason`` has: success only when normal."""
+    return CampaigncallResult.SUCCESS if reason == HangupReason.NORMAL else CampaigncallResult.FAIL
+
+
 def _declare_series() -> None:
     """Create every fixed label combination at 0, so rates and ratios exist from the start."""
     for status in CampaignStatus:
@@ -153,10 +158,7 @@ def _declare_series() -> None:
     for kind in _CAMPAIGN_TYPES:
         ATTEMPTS_STARTED.labels(campaign_type=kind)
     for reason in HangupReason:
-        result = (
-            CampaigncallResult.SUCCESS if reason == HangupReason.NORMAL else CampaigncallResult.FAIL
-        )
-        ATTEMPTS_FINISHED.labels(result=result.value, reason=reason.value)
+        ATTEMPTS_FINISHED.labels(result=_result_of(reason).value, reason=reason.value)
     for activity in ("dialing", "progressing"):
         ATTEMPTS_ACTIVE.labels(status=activity)
     for outcome in ("success", "failure"):
@@ -433,6 +435,18 @@ TALK_TIME = Histogram(
     buckets=TALK_BUCKETS,
     registry=REGISTRY,
 )
+
+
+def declare_campaign(campaign_id: str) -> None:
+    """Create a campaign's counters at 0 for every known result and reason as its loop
+    takes it up, so ratios and ``increase()`` read 0, not "no data", until the first
+    event (``forget_campaign`` drops them when the loop ends)."""
+    CAMPAIGN_STARTED.labels(campaign_id=campaign_id)
+    CAMPAIGN_ANSWERED.labels(campaign_id=campaign_id)
+    for reason in HangupReason:
+        CAMPAIGN_ENDED.labels(
+            campaign_id=campaign_id, result=_result_of(reason).value, reason=reason.value
+        )
 
 
 def campaign_state(campaign_id: str, state: DialingState) -> None:
