@@ -8,6 +8,8 @@ Errors name the file, the key path and what was expected, for example::
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -17,6 +19,7 @@ import msgspec
 from dialerd.core.abandonment import DEFAULT_WINDOWS, AbandonmentPolicy
 from dialerd.core.hours import CallingHours
 from dialerd.core.targets import CallingRules
+from dialerd.logs import mask_text
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -44,6 +47,13 @@ class RedisConnection(_Section, frozen=True):
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("url must start with redis://, rediss:// or unix://")
+
+    def __repr__(self) -> str:
+        # A password in the URL stays out of logs and tracebacks that print the config.
+        values = {name: getattr(self, name) for name in self.__struct_fields__}
+        values["url"] = mask_text(self.url, numbers=False)
+        shown = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        return f"RedisConnection({shown})"
 
 
 class StoreConfig(_Section, frozen=True):
@@ -152,6 +162,26 @@ class SimConfig(_Section, frozen=True):
     campaigns: dict[str, SimOutcomes] = msgspec.field(default_factory=dict)
 
 
+def read_secret_file(key: str, file: Path) -> str:
+    """The stripped text of a password or token file; raise ``ConfigError`` naming ``key``
+    and the file when it cannot be read, or when others may read it (as ssh refuses a
+    private key): only its owner, and the daemon's own group, may."""
+    try:
+        with file.open("rb") as opened:
+            status = os.fstat(opened.fileno())
+            mode = stat.S_IMODE(status.st_mode)
+            if mode & 0o007 or (mode & 0o070 and status.st_gid != os.getegid()):
+                raise ConfigError(
+                    f"{key} {str(file)!r}: open to others (mode {mode:04o}); a secret must "
+                    f"be readable by its owner only: chmod 600 {file} (or 640 with the "
+                    "daemon's own group, as for dialerd.toml)"
+                )
+            return opened.read().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{key} {str(file)!r}: cannot read: {why}") from None
+
+
 class _SecretSection(_Section, frozen=True):
     """A section with a secret given inline or in a file (exactly one of the two)."""
 
@@ -180,13 +210,7 @@ class _SecretSection(_Section, frozen=True):
         if value:
             return value
         file = Path(getattr(self, path))
-        try:
-            secret = file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                f"[{self._section}] {path} {str(file)!r}: cannot read: {why}"
-            ) from None
+        secret = read_secret_file(f"[{self._section}] {path}", file)
         if not secret:
             raise ConfigError(f"[{self._section}] {path} {str(file)!r} is empty")
         return secret
@@ -460,11 +484,7 @@ class OpsConfig(_Section, frozen=True):
         if not self.token_file:
             return None
         file = Path(self.token_file)
-        try:
-            secret = file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(f"[ops] token_file {str(file)!r}: cannot read: {why}") from None
+        secret = read_secret_file("[ops] token_file", file)
         if len(secret) < 8:
             raise ConfigError(f"[ops] token_file {str(file)!r}: token shorter than 8 characters")
         return secret

@@ -30,6 +30,7 @@ from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
+from dialerd.statedir import make_private_file, make_state_dir
 from dialerd.store import Store, StoreError, create_store
 
 log = structlog.get_logger("dialerd.daemon")
@@ -179,7 +180,10 @@ class Daemon:
         """Run until ``shutdown`` is set (by a signal or a caller)."""
         async with AsyncExitStack() as stack:
             # Under systemd StateDirectory= makes it; elsewhere no backend may assume it.
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            make_state_dir(self.state_dir)
+            if self.config.store.backend == "sqlite":
+                # Made here, 0600: SQLite would make it (and its -wal, -shm) by the umask.
+                make_private_file(self.state_dir / self.config.store.sqlite_path)
             identity = claim_identity(self.state_dir)
             stack.callback(identity.release)
             self.engine.owner = identity.name

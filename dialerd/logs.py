@@ -16,6 +16,7 @@ Loggers are named ``dialerd.<component>``: ``structlog.get_logger("dialerd.engin
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import sys
@@ -135,9 +136,21 @@ def _leading_fields_first(
     return {**leading, **event_dict}
 
 
+def _console_tracebacks() -> structlog.typing.ExceptionRenderer:
+    """Tracebacks for people, without local variables (they may hold numbers and tokens):
+    rich's, when it is installed, with ``show_locals`` off; else plain ones."""
+    if importlib.util.find_spec("rich") is not None:
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback
+
+
 def _render_processors(fmt: LogFormat) -> list[Processor]:
     if fmt == "console" or (fmt == "auto" and sys.stdout.isatty()):
-        return [structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]
+        return [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stdout.isatty(), exception_formatter=_console_tracebacks()
+            )
+        ]
     return [
         # Frames without their local variables: those may hold numbers and tokens.
         structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),

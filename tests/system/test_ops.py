@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -231,6 +233,7 @@ def test_what_a_reload_cannot_apply_is_reported_on_every_reload(tmp_path: Path) 
 def test_operations_endpoints_live_on_their_own_listener_behind_a_token(tmp_path: Path) -> None:
     token_file = tmp_path / "ops-token"
     token_file.write_text("scrape-secret-from-a-file\n")
+    token_file.chmod(0o600)
     daemon = DaemonProcess(tmp_path, ops=f'token_file = "{token_file}"')
     try:
         daemon.wait_ready()
@@ -329,3 +332,42 @@ def test_check_config_reads_the_ops_token_file(tmp_path: Path) -> None:
     refused = check_config(str(config))
     assert refused.returncode == 1
     assert "[ops] token_file" in refused.stderr
+
+
+def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # A shell with the loosest umask there is.
+    previous = os.umask(0)
+    try:
+        daemon = DaemonProcess(tmp_path)
+    finally:
+        os.umask(previous)
+    state = tmp_path / "state"
+    try:
+        daemon.wait_ready()
+        start_campaign(daemon.http, targets=20)
+        wait_for_line(daemon, event_is("attempt ended"))
+        files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in state.iterdir()}
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {"dialerd.sqlite3", "dialerd.sqlite3-wal", "originations.jsonl", "instance-id"} <= set(
+        files
+    )
+    assert {name: mode for name, mode in files.items() if mode != 0o600} == {}
+
+
+def test_a_token_file_others_may_read_stops_the_start_with_the_fix(tmp_path: Path) -> None:
+    token_file = tmp_path / "ops-token"
+    token_file.write_text("scrape-secret-from-a-file\n")
+    token_file.chmod(0o644)
+    daemon = DaemonProcess(tmp_path, ops=f'token_file = "{token_file}"')
+    try:
+        assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+    finally:
+        daemon.close()
+    refused = daemon.stderr_path.read_text()
+    assert f"[ops] token_file '{token_file}': open to others (mode 0644)" in refused
+    assert f"chmod 600 {token_file}" in refused
+    assert "Traceback" not in refused
+    assert check_config(str(daemon.config)).returncode == 1

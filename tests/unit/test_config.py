@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def test_ops_token_inline_or_from_a_file_never_both(tmp_path: Path) -> None:
     assert decode_config('[ops]\ntoken = "scrape-secret"\n').ops.read_token() == "scrape-secret"
     file = tmp_path / "ops-token"
     file.write_text("from-a-file-secret\n")
+    file.chmod(0o600)
     config = decode_config(f'[ops]\ntoken_file = "{file}"\n')
     assert config.ops.read_token() == "from-a-file-secret"
     assert "***" not in repr(config.ops)
@@ -405,3 +407,46 @@ def test_the_shipped_config_governs_abandonment_and_the_sim_config_does_not() ->
     example = decode_config("\n".join(lines), "config/dialerd.toml")
     assert example.abandonment_for(CUSTOMER).cap == 0.01
     assert load_config(REPO / "config" / "sim.toml").abandonment_for(CUSTOMER).cap is None
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o606, 0o660])
+def test_a_token_file_others_may_read_is_refused_as_ssh_would(tmp_path: Path, mode: int) -> None:
+    file = tmp_path / "ops-token"
+    file.write_text("from-a-file-secret\n")
+    file.chmod(mode)
+    if mode & 0o070:
+        try:  # a group other than the daemon's (root may give any)
+            os.chown(file, -1, os.getegid() + 1)
+        except PermissionError:
+            pytest.skip("cannot give the file a group other than our own")
+    config = decode_config(f'[ops]\ntoken_file = "{file}"\n')
+    with pytest.raises(ConfigError) as refused:
+        config.ops.read_token()
+    message = str(refused.value)
+    assert message.startswith(f"[ops] token_file '{file}': open to others (mode {mode:04o})")
+    assert f"chmod 600 {file}" in message
+    assert "from-a-file-secret" not in message
+
+
+def test_a_token_file_of_the_daemons_own_group_is_read(tmp_path: Path) -> None:
+    # root:dialerd 0640, as the installed dialerd.toml is.
+    file = tmp_path / "ops-token"
+    file.write_text("from-a-file-secret\n")
+    file.chmod(0o640)
+    os.chown(file, -1, os.getegid())
+    assert decode_config(f'[ops]\ntoken_file = "{file}"\n').ops.read_token() == (
+        "from-a-file-secret"
+    )
+
+
+def test_a_redis_password_stays_out_of_the_configs_repr() -> None:
+    config = decode_config(
+        '[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://ops:s3cret@10.0.0.1:6379/0"\n'
+        '[queue]\nbackend = "redis"\n[queue.redis]\nurl = "rediss://:s3cret@10.0.0.2/1"\n',
+        SOURCE,
+    )
+    shown = repr(config)
+    assert "s3cret" not in shown
+    assert "redis://ops:***@10.0.0.1:6379/0" in shown
+    assert "rediss://:***@10.0.0.2/1" in shown
+    assert config.store.redis.url == "redis://ops:s3cret@10.0.0.1:6379/0"  # still usable

@@ -272,3 +272,20 @@ def test_numbers_and_secrets_in_a_librarys_message_are_masked_at_info(
 )
 def test_ids_decimals_and_addresses_are_not_taken_for_numbers(text: str) -> None:
     assert logs.mask_text(text) == text
+
+
+def test_console_tracebacks_show_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure_logging("info", "console")
+    # Built at run time: rich prints the source lines around the raise, not only locals.
+    api_token = "-".join(["s3cret", "console", "token"])
+    destination = "+1555" + "1234567"
+    try:
+        raise RuntimeError(f"refused after {len(api_token + destination)} characters")
+    except RuntimeError:
+        structlog.get_logger("dialerd.engine").exception("origination failed")
+
+    out = capsys.readouterr().out
+    assert "origination failed" in out
+    assert "RuntimeError" in out
+    assert "s3cret-console-token" not in out
+    assert "15551234567" not in out
