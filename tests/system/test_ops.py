@@ -371,3 +371,20 @@ def test_a_token_file_others_may_read_stops_the_start_with_the_fix(tmp_path: Pat
     assert f"chmod 600 {token_file}" in refused
     assert "Traceback" not in refused
     assert check_config(str(daemon.config)).returncode == 1
+
+
+def test_a_redis_password_is_never_printed_when_redis_cannot_be_reached(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    extra = (
+        f'[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://ops:s3cret@127.0.0.1:{port}/0"\n'
+        f'timeout = 0.5\n[queue]\nbackend = "redis"\n[queue.redis]\n'
+        f'url = "redis://:s3cret@127.0.0.1:{port}/0"\ntimeout = 0.5\n'
+    )
+    daemon = DaemonProcess(tmp_path, extra_config=extra)
+    try:
+        assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+    finally:
+        daemon.close()
+    printed = daemon.stdout_path.read_text() + daemon.stderr_path.read_text()
+    assert f"redis://ops:***@127.0.0.1:{port}/0" in printed
+    assert "s3cret" not in printed
