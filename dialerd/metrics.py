@@ -45,8 +45,26 @@ from dialerd.ports import HangupReason
 # A ``_created`` series per counter and histogram doubles the series count for a value
 # Prometheus does not use; this process serves only dialerd's metrics.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+class PidOnlyProcessCollector(ProcessCollector):
+    """prometheus_client's ``process_*`` metrics, also under systemd's ``ProcSubset=pid``
+    (the unit sets it): there ``/proc/stat``, where it reads the boot time, is hidden, so
+    the boot time comes from ``CLOCK_BOOTTIME`` instead. The rest is read from
+    ``/proc/self``, which stays visible."""
+
+    def _boot_time(self) -> float:
+        try:
+            read = super()._boot_time()  # type: ignore[no-untyped-call]
+        except OSError:
+            read = None
+        if read is None:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        return float(read)
+
+
 REGISTRY = CollectorRegistry(auto_describe=True)
-ProcessCollector(registry=REGISTRY)
+PidOnlyProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__, metrics
 
@@ -181,3 +184,29 @@ def test_promtool_finds_nothing_to_lint_in_the_exposition() -> None:
     )
 
     assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+
+
+def process_samples(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        sample.name: sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name.startswith("process_")
+    }
+
+
+def test_process_metrics_survive_a_proc_with_only_the_process_visible(tmp_path: Path) -> None:
+    # What systemd's ProcSubset=pid leaves of /proc: the process's own directory, no stat.
+    (tmp_path / "self").symlink_to(f"/proc/{os.getpid()}")
+    hidden, full = CollectorRegistry(), CollectorRegistry()
+    metrics.PidOnlyProcessCollector(proc=str(tmp_path), registry=hidden)
+    ProcessCollector(registry=full)
+    seen, expected = process_samples(hidden), process_samples(full)
+    assert set(seen) == set(expected)
+    assert "process_start_time_seconds" in seen
+    # The same start time (DialerdRestarting counts its changes) to within a second.
+    assert abs(seen["process_start_time_seconds"] - expected["process_start_time_seconds"]) < 1
+    # prometheus_client's own collector has nothing to say there.
+    bare = CollectorRegistry()
+    ProcessCollector(proc=str(tmp_path), registry=bare)
+    assert process_samples(bare) == {}
