@@ -25,7 +25,7 @@ from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
 from dialerd.core.targets import CallingRules
-from dialerd.identity import claim_identity
+from dialerd.identity import claim_identity, public_id
 from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
@@ -203,6 +203,7 @@ class Daemon:
                 log.info(
                     "dialerd ready",
                     version=__version__,
+                    instance=public_id(identity.name),
                     api=self._api_text(),
                     ops=_url(self.ops_address),
                 )

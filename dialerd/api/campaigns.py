@@ -17,6 +17,7 @@ from dialerd.api import bodies
 from dialerd.api.errors import ApiError, conflict, invalid, not_found
 from dialerd.api.exchange import ApiContext, Handler, json_body, json_response, page_query, path_id
 from dialerd.control import CampaignNotFound, RunRefused
+from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
     NIL_UUID,
@@ -186,6 +187,8 @@ async def get_campaign_state(request: Request, ctx: ApiContext, customer_id: str
     if insight is None:
         # Not run by this instance: stopped, not picked up yet, or another one's.
         owner = await ctx.store.lease_owner(campaign_id)
+        # The instance's opaque id: its full name holds the host's name.
+        owner = public_id(owner) if owner is not None else None
         if campaign.status is CampaignStatus.STOP:
             state, detail = "stopped", ""
         elif owner is not None:

@@ -13,6 +13,7 @@ from anyio.abc import TaskStatus
 from dialerd import metrics
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
@@ -209,7 +210,7 @@ class Engine:
             state=loop.state.value,
             detail=loop.state_detail,
             since=format_time(loop.state_since) if loop.state_since else "",
-            instance=shared.owner,
+            instance=public_id(shared.owner),
             available_agents=loop.available_agents,
             dialing=count.dialing,
             talking=count.active - count.dialing,

@@ -141,3 +141,13 @@ async def test_a_running_campaigns_counters_exist_at_zero_until_their_first_even
         assert sample("dialerd_campaign_attempts_ended_total", campaign_id=campaign.id,
                       result="fail", reason="abandoned") is None  # fmt: skip
         assert sample("dialerd_campaign_answered_total", campaign_id=campaign.id) is None
+
+
+async def test_the_state_names_this_instance_by_its_opaque_id(tmp_path: Path) -> None:
+    async with running_engine(tmp_path, owner="db-7.internal.example:0123456789ab") as world:
+        campaign, _, _ = await world.campaign(targets=1)
+        await world.run(campaign)
+        await world.advance(1)
+        insight = world.engine.insight(campaign.id)
+    assert insight is not None
+    assert insight.instance == "0123456789ab"
