@@ -45,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from dialerd.config import ConfigError, load_config, parse_listen
     from dialerd.daemon import Daemon, serve
     from dialerd.ports import QueueUnavailable
+    from dialerd.statedir import private_umask
     from dialerd.store import StoreError
 
     try:
@@ -59,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     logs.configure_logging(config.log.level, args.log_format or config.log.format)
     log = structlog.get_logger("dialerd.daemon")
+    # Whatever the shell's umask: the store, ledgers and ids are the daemon's alone.
+    private_umask()
     state_dir = Path(args.state_dir or config.state_dir)
     try:
         daemon = Daemon(

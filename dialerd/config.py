@@ -8,14 +8,18 @@ Errors name the file, the key path and what was expected, for example::
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from dialerd.core.abandonment import DEFAULT_WINDOWS, AbandonmentPolicy
 from dialerd.core.hours import CallingHours
 from dialerd.core.targets import CallingRules
+from dialerd.logs import mask_text
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -43,6 +47,13 @@ class RedisConnection(_Section, frozen=True):
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("url must start with redis://, rediss:// or unix://")
+
+    def __repr__(self) -> str:
+        # A password in the URL stays out of logs and tracebacks that print the config.
+        values = {name: getattr(self, name) for name in self.__struct_fields__}
+        values["url"] = mask_text(self.url, numbers=False)
+        shown = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        return f"RedisConnection({shown})"
 
 
 class StoreConfig(_Section, frozen=True):
@@ -75,10 +86,9 @@ class EngineConfig(_Section, frozen=True):
     # Abandonment (behaviour.md §10): a live answer not connected to an agent within
     # this many seconds counts abandoned (47 CFR 64.1200(a)(7): 2 s).
     abandon_seconds: NonNegativeFloat = 2.0
-    # The cap the governor holds every campaign to, in every window (US and UK: 3 %).
-    abandon_cap: Probability = 0.03
-    # Windows the rate is measured over, in days ending today: 1 (Ofcom), 30 (the FCC).
-    abandon_windows: list[PositiveInt] = msgspec.field(default_factory=lambda: [1, 30])
+    # Moved to [abandonment] cap and windows (the governor acts only when configured).
+    abandon_cap: float | None = None
+    abandon_windows: list[int] | None = None
     # Where a day starts, in minutes east of UTC (60 for the UK in summer).
     abandon_day_offset_minutes: Annotated[int, msgspec.Meta(ge=-1440, le=1440)] = 0
     # Predictive pacing: seconds an agent is assumed to wrap up after a call (the queue
@@ -86,6 +96,13 @@ class EngineConfig(_Section, frozen=True):
     predictive_wrap_up: NonNegativeFloat = 5.0
 
     def __post_init__(self) -> None:
+        for name in ("abandon_cap", "abandon_windows"):
+            if getattr(self, name) is not None:
+                key = name.removeprefix("abandon_")
+                raise ValueError(
+                    f"{name} has moved to [abandonment] {key}: the abandonment governor "
+                    "acts only when an [abandonment] table is configured"
+                )
         if self.lease_ttl < 2 * self.tick_interval:
             raise ValueError(
                 f"lease_ttl ({self.lease_ttl:g} s) must be at least two tick_interval "
@@ -157,6 +174,26 @@ class SimConfig(_Section, frozen=True):
             raise ValueError("digits: the shares must not add up to more than 1")
 
 
+def read_secret_file(key: str, file: Path) -> str:
+    """The stripped text of a password or token file; raise ``ConfigError`` naming ``key``
+    and the file when it cannot be read, or when others may read it (as ssh refuses a
+    private key): only its owner, and the daemon's own group, may."""
+    try:
+        with file.open("rb") as opened:
+            status = os.fstat(opened.fileno())
+            mode = stat.S_IMODE(status.st_mode)
+            if mode & 0o007 or (mode & 0o070 and status.st_gid != os.getegid()):
+                raise ConfigError(
+                    f"{key} {str(file)!r}: open to others (mode {mode:04o}); a secret must "
+                    f"be readable by its owner only: chmod 600 {file} (or 640 with the "
+                    "daemon's own group, as for dialerd.toml)"
+                )
+            return opened.read().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{key} {str(file)!r}: cannot read: {why}") from None
+
+
 class _SecretSection(_Section, frozen=True):
     """A section with a secret given inline or in a file (exactly one of the two)."""
 
@@ -185,13 +222,7 @@ class _SecretSection(_Section, frozen=True):
         if value:
             return value
         file = Path(getattr(self, path))
-        try:
-            secret = file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                f"[{self._section}] {path} {str(file)!r}: cannot read: {why}"
-            ) from None
+        secret = read_secret_file(f"[{self._section}] {path}", file)
         if not secret:
             raise ConfigError(f"[{self._section}] {path} {str(file)!r} is empty")
         return secret
@@ -352,6 +383,53 @@ class CallingHoursConfig(CallingHours, frozen=True, forbid_unknown_fields=True, 
         return default
 
 
+def _check_windows(windows: list[int] | None) -> None:
+    if windows is not None and not windows:
+        raise ValueError("windows must name at least one window of days")
+
+
+class CustomerAbandonment(_Section, frozen=True):
+    """One customer's abandonment cap: each key given replaces the ``[abandonment]`` one."""
+
+    customer_id: CustomerId
+    cap: Probability | None = None
+    windows: list[PositiveInt] | None = None
+
+    def __post_init__(self) -> None:
+        _check_windows(self.windows)
+
+
+class AbandonmentConfig(_Section, frozen=True):
+    """``[abandonment]``: the governor's cap (behaviour.md §3 and §10). Without the table
+    abandonment is measured and shown, and no line is held back for it."""
+
+    # The share of live answers a campaign may abandon, in every window (US, UK: 3 %).
+    cap: Probability = 0.03
+    # Windows the rate is held over, in days ending today: 1 (Ofcom), 30 (the FCC).
+    windows: list[PositiveInt] = msgspec.field(default_factory=lambda: list(DEFAULT_WINDOWS))
+    customers: list[CustomerAbandonment] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_windows(self.windows)
+        seen: set[str] = set()
+        for index, customer in enumerate(self.customers):
+            if customer.customer_id in seen:
+                raise ValueError(
+                    f"customers[{index}]: customer {customer.customer_id} has an abandonment"
+                    " cap twice in [[abandonment.customers]]"
+                )
+            seen.add(customer.customer_id)
+
+    def policy_for(self, customer_id: str) -> AbandonmentPolicy:
+        """The cap and windows ``customer_id``'s campaigns are held to."""
+        cap, windows = self.cap, self.windows
+        for customer in self.customers:
+            if customer.customer_id == customer_id:
+                cap = self.cap if customer.cap is None else customer.cap
+                windows = self.windows if customer.windows is None else customer.windows
+        return AbandonmentPolicy(cap=cap, windows=tuple(windows))
+
+
 class ApiToken(_Section, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=8)]
     customer_id: CustomerId
@@ -443,11 +521,7 @@ class OpsConfig(_Section, frozen=True):
         if not self.token_file:
             return None
         file = Path(self.token_file)
-        try:
-            secret = file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(f"[ops] token_file {str(file)!r}: cannot read: {why}") from None
+        secret = read_secret_file("[ops] token_file", file)
         if len(secret) < 8:
             raise ConfigError(f"[ops] token_file {str(file)!r}: token shorter than 8 characters")
         return secret
@@ -557,6 +631,8 @@ class Config(_Section, frozen=True):
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     # None (no [smtp] table): campaigns with email_send cannot run.
     smtp: SmtpConfig | None = None
+    # None (no [abandonment] table): abandonment is measured, no line is held back for it.
+    abandonment: AbandonmentConfig | None = None
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
@@ -586,6 +662,13 @@ class Config(_Section, frozen=True):
             else None,
             daily_attempts=rules.daily_attempts_per_number or None,
         )
+
+    def abandonment_for(self, customer_id: str) -> AbandonmentPolicy:
+        """The abandonment windows of the customer's campaigns, and the cap the governor
+        holds them to (None: no ``[abandonment]`` table, measured only)."""
+        if self.abandonment is None:
+            return AbandonmentPolicy()
+        return self.abandonment.policy_for(customer_id)
 
 
 class ConfigError(Exception):

@@ -26,11 +26,12 @@ from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
 from dialerd.core.targets import CallingRules
-from dialerd.identity import claim_identity
+from dialerd.identity import claim_identity, public_id
 from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
+from dialerd.statedir import make_private_file, make_state_dir
 from dialerd.store import Store, StoreError, create_store
 
 log = structlog.get_logger("dialerd.daemon")
@@ -137,6 +138,7 @@ class Daemon:
             config=config.engine,
             control=self.control,
             calling_rules=_rules_of(config),
+            abandonment=cache(config.abandonment_for),
         )
         self.app = create_app(
             store=self.store,
@@ -181,7 +183,10 @@ class Daemon:
         """Run until ``shutdown`` is set (by a signal or a caller)."""
         async with AsyncExitStack() as stack:
             # Under systemd StateDirectory= makes it; elsewhere no backend may assume it.
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            make_state_dir(self.state_dir)
+            if self.config.store.backend == "sqlite":
+                # Made here, 0600: SQLite would make it (and its -wal, -shm) by the umask.
+                make_private_file(self.state_dir / self.config.store.sqlite_path)
             identity = claim_identity(self.state_dir)
             stack.callback(identity.release)
             self.engine.owner = identity.name
@@ -201,6 +206,7 @@ class Daemon:
                 log.info(
                     "dialerd ready",
                     version=__version__,
+                    instance=public_id(identity.name),
                     api=self._api_text(),
                     ops=_url(self.ops_address),
                 )
@@ -316,7 +322,7 @@ class Daemon:
                 new, api=msgspec.structs.replace(new.api, listen=self.api_listen_override)
             )
         logs.configure_logging(new.log.level, self._log_format(new))
-        self.engine.reconfigure(new.engine, _rules_of(new))
+        self.engine.reconfigure(new.engine, _rules_of(new), cache(new.abandonment_for))
         self.backends.reconfigure(new)
         self.control.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))

@@ -9,13 +9,17 @@ never share one identity (and so one lease).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
 from typing import IO
 
 ID_FILE = "instance-id"
+# The random part of an instance's name, as ``_instance_id`` makes it.
+_RANDOM_PART = re.compile(r"[0-9a-f]{8,32}")
 LOCK_FILE = "instance.lock"
 
 
@@ -70,3 +74,13 @@ def _instance_id(state_dir: Path) -> str:
     partial.write_text(name + "\n")
     partial.replace(path)
     return name
+
+
+def public_id(name: str) -> str:
+    """What API clients see of an instance's name: the random part it ends with (the
+    name also holds the host's name, which is no customer's business), or a digest of
+    a name made another way. Operators find it in ``<state_dir>/instance-id``."""
+    tail = name.rpartition(":")[2]
+    if _RANDOM_PART.fullmatch(tail):
+        return tail
+    return hashlib.sha256(name.encode()).hexdigest()[:12]

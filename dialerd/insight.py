@@ -61,7 +61,7 @@ class CampaignInsight(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     # When the campaign entered this state (UTC, the reference format); "" if unknown.
     since: str = ""
-    # The instance that runs the campaign ("" when none does).
+    # The instance that runs the campaign, by its opaque id ("" when none does).
     instance: str = ""
     available_agents: int | None = None
     dialing: int = 0
@@ -69,8 +69,9 @@ class CampaignInsight(msgspec.Struct, frozen=True, kw_only=True):
     service_level: int = 0
     targets: TargetCounts | None = None
     # Extensions (behaviour.md §10): the pacing mode, the abandonment per window (days
-    # ending today), the governor's pressure (0 free, 1 at the cap: one line per free
-    # agent), and the predictive model's estimates once it has history.
+    # ending today), the governor's pressure while it held lines back at the latest tick
+    # (else 0; 1: one line per free agent), and the predictive model's estimates once it
+    # has history.
     pacing_mode: str = "service_level"
     abandonment: list[WindowCount] = msgspec.field(default_factory=list)
     governor_pressure: float = 0.0

@@ -3,14 +3,20 @@
 Every line carries ``timestamp`` (ISO-8601 UTC), ``level``, ``event`` and ``logger``, plus
 whatever callers bound with ``structlog.contextvars.bind_contextvars`` (``campaign_id``,
 ``campaigncall_id``, ``target_id``). Records of the standard library's ``logging`` (Hypercorn,
-redis, asyncio) go through the same pipeline. At INFO and above, phone numbers under keys
-such as ``destination`` are masked to their last four digits; secrets are never logged.
+redis, httpx, asyncio) go through the same pipeline. At INFO and above, phone numbers under
+keys such as ``destination`` are masked to their last four digits, and so are numbers in the
+free text of a line (a library's message, an ``error``: a URL with ``%2B15551234567`` in
+it). Secrets are never logged: keys such as ``token`` are dropped, and tokens in query
+strings and passwords in URLs (``redis://:secret@host``) are masked in free text at every
+level. httpx and httpcore, which write a line per HTTP request, are quiet below WARNING
+unless the level is DEBUG.
 
 Loggers are named ``dialerd.<component>``: ``structlog.get_logger("dialerd.engine")``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import sys
@@ -30,6 +36,16 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 NUMBER_KEY = re.compile(r"(destination|source|target|number|phone)s?(_\d+)?")
 # Keys never written, whatever the level.
 SECRET_KEYS = frozenset({"token", "authorization", "password"})
+# Free text masked as above: the message, and an error's text.
+TEXT_KEYS = ("event", "error")
+# A phone number in free text: "+" (or its URL encoding "%2B") and 7 to 15 digits, or 7 to
+# 15 digits standing alone (not a piece of an id, a decimal or a longer word).
+NUMBER_IN_TEXT = re.compile(r"(?:\+|%2[Bb])\d{7,15}(?!\d)|(?<![\w.%+-])\d{7,15}(?![\w-])")
+# A secret in a query string (?token=..., &accesskey=...), a password in a URL.
+SECRET_IN_QUERY = re.compile(r"(?i)\b(token|accesskey|password|secret)=[^&\s\"']+")
+PASSWORD_IN_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
+# Libraries that log one INFO line per HTTP request (with its whole URL).
+CHATTY_LOGGERS = ("httpx", "httpcore")
 LEADING_KEYS = ("timestamp", "level", "logger", "event")
 HANDLER_NAME = "dialerd"
 _LEVELS: Mapping[str, int] = {
@@ -50,6 +66,16 @@ def mask_number(text: str) -> str:
         return "*" * len(text)
     kept_from = digit_positions[-4]
     return "*" * kept_from + text[kept_from:]
+
+
+def mask_text(text: str, *, numbers: bool = True) -> str:
+    """``text`` with secrets masked (tokens in query strings, passwords in URLs) and, with
+    ``numbers``, every phone number in it masked to its last four digits."""
+    text = SECRET_IN_QUERY.sub(lambda found: f"{found.group(1)}=***", text)
+    text = PASSWORD_IN_URL.sub(lambda found: f"{found.group(1)}***@", text)
+    if numbers:
+        text = NUMBER_IN_TEXT.sub(lambda found: mask_number(found.group()), text)
+    return text
 
 
 def _is_secret(key: str) -> bool:
@@ -78,9 +104,14 @@ def redact(_logger: WrappedLogger, method_name: str, event_dict: EventDict) -> E
     """Drop secrets always; mask phone numbers at INFO and above (DEBUG shows them)."""
     for key in [key for key in event_dict if _is_secret(key)]:
         del event_dict[key]
-    if method_name != "debug":
+    masking = method_name != "debug"
+    if masking:
         for key in [key for key in event_dict if _is_number_key(key)]:
             event_dict[key] = _masked(event_dict[key])
+    for key in TEXT_KEYS:
+        value = event_dict.get(key)
+        if isinstance(value, str):
+            event_dict[key] = mask_text(value, numbers=masking)
     return event_dict
 
 
@@ -105,9 +136,21 @@ def _leading_fields_first(
     return {**leading, **event_dict}
 
 
+def _console_tracebacks() -> structlog.typing.ExceptionRenderer:
+    """Tracebacks for people, without local variables (they may hold numbers and tokens):
+    rich's, when it is installed, with ``show_locals`` off; else plain ones."""
+    if importlib.util.find_spec("rich") is not None:
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback
+
+
 def _render_processors(fmt: LogFormat) -> list[Processor]:
     if fmt == "console" or (fmt == "auto" and sys.stdout.isatty()):
-        return [structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]
+        return [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stdout.isatty(), exception_formatter=_console_tracebacks()
+            )
+        ]
     return [
         # Frames without their local variables: those may hold numbers and tokens.
         structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
@@ -148,3 +191,6 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(_LEVELS[level])
+    for name in CHATTY_LOGGERS:
+        # NOTSET: they follow the root's level (DEBUG) again.
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)

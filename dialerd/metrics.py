@@ -48,8 +48,26 @@ from dialerd.ports import HangupReason
 # A ``_created`` series per counter and histogram doubles the series count for a value
 # Prometheus does not use; this process serves only dialerd's metrics.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+class PidOnlyProcessCollector(ProcessCollector):
+    """prometheus_client's ``process_*`` metrics, also under systemd's ``ProcSubset=pid``
+    (the unit sets it): there ``/proc/stat``, where it reads the boot time, is hidden, so
+    the boot time comes from ``CLOCK_BOOTTIME`` instead. The rest is read from
+    ``/proc/self``, which stays visible."""
+
+    def _boot_time(self) -> float:
+        try:
+            read = super()._boot_time()  # type: ignore[no-untyped-call]
+        except OSError:
+            read = None
+        if read is None:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        return float(read)
+
+
 REGISTRY = CollectorRegistry(auto_describe=True)
-ProcessCollector(registry=REGISTRY)
+PidOnlyProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
@@ -149,6 +167,11 @@ _RESULTS = frozenset(result.value for result in CampaigncallResult if result.val
 _CAMPAIGN_TYPES = frozenset(kind.value for kind in CampaignType)
 
 
+def _result_of(reason: HangupReason) -> CampaigncallResult:
+    """The result an attempt ending with ``reason`` has: success only when normal."""
+    return CampaigncallResult.SUCCESS if reason == HangupReason.NORMAL else CampaigncallResult.FAIL
+
+
 def _declare_series() -> None:
     """Create every fixed label combination at 0, so rates and ratios exist from the start."""
     for status in CampaignStatus:
@@ -156,10 +179,7 @@ def _declare_series() -> None:
     for kind in _CAMPAIGN_TYPES:
         ATTEMPTS_STARTED.labels(campaign_type=kind)
     for reason in HangupReason:
-        result = (
-            CampaigncallResult.SUCCESS if reason == HangupReason.NORMAL else CampaigncallResult.FAIL
-        )
-        ATTEMPTS_FINISHED.labels(result=result.value, reason=reason.value)
+        ATTEMPTS_FINISHED.labels(result=_result_of(reason).value, reason=reason.value)
     for activity in ("dialing", "progressing"):
         ATTEMPTS_ACTIVE.labels(status=activity)
     for outcome in ("success", "failure"):
@@ -393,8 +413,9 @@ CAMPAIGN_LIVE_ANSWERS = Gauge(
 )
 CAMPAIGN_GOVERNOR_PRESSURE = Gauge(
     "dialerd_campaign_governor_pressure",
-    "The abandonment governor: 0 lets the pacing mode decide, 1 holds the campaign to "
-    "one line per free agent (a window at the cap).",
+    "The abandonment governor's pressure while it holds lines back: near 0 the pacing "
+    "mode decides, 1 holds the campaign to one line per free agent; 0 while it holds "
+    "nothing back, and without [abandonment].",
     ["campaign_id"],
     registry=REGISTRY,
 )
@@ -474,6 +495,16 @@ TTS_CACHE_HITS = Counter(
     "dialerd_tts_cache_hits", "Talk prompts served from the audio cache.", registry=REGISTRY
 )
 _ACTION_OUTCOMES = frozenset({"done", "failed", "callee_hangup", "human", "machine", "notsure"})
+def declare_campaign(campaign_id: str) -> None:
+    """Create a campaign's counters at 0 for every known result and reason as its loop
+    takes it up, so ratios and ``increase()`` read 0, not "no data", until the first
+    event (``forget_campaign`` drops them when the loop ends)."""
+    CAMPAIGN_STARTED.labels(campaign_id=campaign_id)
+    CAMPAIGN_ANSWERED.labels(campaign_id=campaign_id)
+    for reason in HangupReason:
+        CAMPAIGN_ENDED.labels(
+            campaign_id=campaign_id, result=_result_of(reason).value, reason=reason.value
+        )
 
 
 def campaign_state(campaign_id: str, state: DialingState) -> None:

@@ -441,6 +441,9 @@ class _SimBackend:
         """Run the calls' lives until cancelled, sending their events to ``events``."""
         async with events, anyio.create_task_group() as task_group:
             self._task_group, self._events = task_group, events
+            if self.kind == "call":
+                # The simulated trunk is there while it runs: as ARI's event stream is.
+                metrics.telephony_connected(self.name, up=True)
             try:
                 task_status.started()
                 await anyio.sleep_forever()
@@ -637,6 +640,7 @@ class SimTelephony(_SimBackend):
             if call.agent is None:
                 return HangupReason.ABANDONED
             wait = (world.clock.monotonic() - call.answered_at) * world.config.speed
+            metrics.answer_to_agent(wait)
             await self._send(AgentConnected(call.origination.campaigncall_id, wait))
         await self.world.sleep(call.talk)
         return HangupReason.NORMAL

@@ -26,6 +26,7 @@ from dialerd.api.exchange import (
 )
 from dialerd.control import CampaignNotFound, RunRefused
 from dialerd.core.actions import ActionError, ActionsInvalid, call_only, compile_actions
+from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
     NIL_UUID,
@@ -236,6 +237,8 @@ async def get_campaign_state(request: Request, ctx: ApiContext, customer_id: str
     if insight is None:
         # Not run by this instance: stopped, not picked up yet, or another one's.
         owner = await ctx.store.lease_owner(campaign_id)
+        # The instance's opaque id: its full name holds the host's name.
+        owner = public_id(owner) if owner is not None else None
         if campaign.status is CampaignStatus.STOP:
             state, detail = "stopped", ""
         elif owner is not None:

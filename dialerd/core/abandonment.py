@@ -16,8 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from typing import Final
 
 import msgspec
+
+# The windows measured when none are configured: today (Ofcom) and 30 days (the FCC).
+DEFAULT_WINDOWS: Final = (1, 30)
+
+
+class AbandonmentPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """What a customer's campaigns measure and, when ``cap`` is set, are held to."""
+
+    # Windows of days ending today the rate is summed over (and shown for).
+    windows: tuple[int, ...] = DEFAULT_WINDOWS
+    # The share of live answers the governor holds each window under; None: the
+    # governor is not configured, abandonment is only measured (behaviour.md §3).
+    cap: float | None = None
 
 
 class DayCount(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,4 +1,5 @@
-"""The abandonment governor: over every pacing mode, it holds dialing to the legal cap.
+"""The abandonment governor: once configured (``[abandonment]``), it holds dialing, over
+every pacing mode, to the legal cap (a predictive campaign: also to its own target).
 
 Pure: measured windows and two candidate line counts in, one count out.
 
@@ -42,6 +43,24 @@ def pressure(windows: Sequence[WindowCount], cap: float, near: float = NEAR) -> 
     if worst >= cap:
         return 1.0
     return (worst - start) / (cap - start)
+
+
+def why_held(windows: Sequence[WindowCount], cap: float, pressure: float) -> str:
+    """What the operator reads when the governor held lines back (the state's detail)."""
+    tight = [window for window in windows if cap * window.live - window.abandoned < 1]
+    if tight:
+        window = min(tight, key=lambda window: window.days)
+        return (
+            f"abandonment cap {cap:.1%}: {window.live} live answers in the {window.days}-day "
+            "window leave no room for an abandoned call yet; one line per free agent"
+        )
+    if pressure > 0:
+        worst = max(windows, key=lambda window: window.rate)
+        return (
+            f"abandonment nears the cap: {worst.rate:.1%} of {cap:.1%} over "
+            f"{worst.days} day{'s' if worst.days > 1 else ''}"
+        )
+    return f"abandonment cap {cap:.1%}: no more lines than the windows' room can take"
 
 
 def governed(wanted: int, floor: int, pressure: float) -> int:

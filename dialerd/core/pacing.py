@@ -12,9 +12,10 @@ Campaigns running on one queue share its agents:
 Whatever the rule says, a per-campaign ceiling of concurrent attempts and a ceiling of
 attempts per second apply (so ``service_level = 0`` cannot dial without bound).
 
-Over both pacing modes (the rule above, and ``predictive``: ``dialerd.core.predictive``) the
-abandonment governor (``dialerd.core.governor``) holds the campaign under the legal cap:
-``decide`` combines them (behaviour.md §10).
+The rule is exact unless the abandonment governor (``dialerd.core.governor``) is given a
+cap: then, over both pacing modes (the rule above, and ``predictive``:
+``dialerd.core.predictive``), it holds the campaign under that cap. ``decide`` combines
+them (behaviour.md §3 and §10).
 """
 
 from __future__ import annotations
@@ -131,11 +132,13 @@ def ceiling(pacing: PacingInput) -> int:
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """How many attempts to start, what held the campaign back, the governor's pressure."""
+    """How many attempts to start, what held the campaign back and, when the governor
+    held lines back, its pressure and why (else 0 and "")."""
 
     attempts: int
     held_by: DialingState
     pressure: float = 0.0
+    detail: str = ""
 
 
 def decide(
@@ -143,12 +146,13 @@ def decide(
     *,
     predicted: int | None = None,
     windows: Sequence[WindowCount] | None = None,
-    cap: float = 1.0,
+    cap: float | None = None,
     headroom_lines: int | None = None,
 ) -> Decision:
     """The tick's decision: the mode's count (``predicted`` lines when the predictive
-    model has one, else the service-level rule), then the governor over it (when the
-    campaign's abandonment is measured: ``windows``).
+    model has one, else the service-level rule), then the governor over it when it has
+    a ``cap`` and the campaign's abandonment is measured (``windows``); else the mode's
+    count is the decision.
 
     The governor's floor is one line per free agent: the rule at ``service_level`` 100
     (with the queue's other campaigns counted as ``attempts_to_start`` counts them)."""
@@ -156,14 +160,19 @@ def decide(
     if not pacing.has_queue:
         return Decision(attempts=attempts_to_start(pacing), held_by=held_by)
     wanted = attempts_to_start(pacing) if predicted is None else min(predicted, ceiling(pacing))
+    if windows is None or cap is None:
+        return Decision(attempts=wanted, held_by=held_by)  # not governed
     floor = attempts_to_start(msgspec.structs.replace(pacing, service_level=100))
-    if windows is None:
-        return Decision(attempts=wanted, held_by=held_by)  # nothing measured: ungoverned
     pressure = governor.pressure(windows, cap)
     # Beyond one line per free agent, no more lines than the windows' room can take
     # (``headroom_lines``; unknown without a model of the campaign: none beyond).
     room = floor if headroom_lines is None else max(floor, headroom_lines)
     allowed = governor.governed(min(wanted, room), floor, pressure)
-    if allowed < wanted:
-        held_by = DialingState.GOVERNED
-    return Decision(attempts=allowed, held_by=held_by, pressure=pressure)
+    if allowed >= wanted:
+        return Decision(attempts=wanted, held_by=held_by)  # the governor held nothing
+    return Decision(
+        attempts=allowed,
+        held_by=DialingState.GOVERNED,
+        pressure=pressure,
+        detail=governor.why_held(windows, cap, pressure),
+    )

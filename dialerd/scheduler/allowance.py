@@ -3,6 +3,8 @@ campaigns on its queue, the ceilings, the pacing mode and the abandonment govern
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dialerd import metrics
 from dialerd.core import abandonment
 from dialerd.core.pacing import PacingInput, ceiling, decide
@@ -11,7 +13,21 @@ from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
 from dialerd.ports import QueueUnavailable
 from dialerd.scheduler.ending import CampaignEnding
-from dialerd.scheduler.shared import CampaignLoop, SharedState
+from dialerd.scheduler.shared import CampaignLoop, SharedState, log
+
+
+def governing_cap(configured: float | None, campaign: Campaign) -> float | None:
+    """The cap the governor holds the campaign to; None: not governed.
+
+    A ``service_level`` campaign is governed only when ``[abandonment]`` is configured
+    (the seed's rule is exact otherwise). A ``predictive`` campaign paces for its own
+    ``target_abandon_rate``, and the governor holds what it measures to that target
+    (or to the configured cap, if lower) whether or not the table is there: the model's
+    estimates lag a change in the list, the governor corrects them."""
+    if campaign.pacing_mode != PacingMode.PREDICTIVE:
+        return configured
+    target = campaign.target_abandon_rate
+    return target if configured is None else min(configured, target)
 
 
 class Allowance:
@@ -49,9 +65,19 @@ class Allowance:
             except QueueUnavailable as exc:
                 # Never dial on a guess: no agent count, no new attempt.
                 metrics.queue_read_error(self.shared.queue.name)
+                if not loop.queue_unavailable:
+                    # Once on entering the state; the metric counts every failed read.
+                    log.warning("queue adapter unavailable", campaign_id=campaign.id,
+                                queue=queue.name, adapter=self.shared.queue.name,
+                                error=str(exc))  # fmt: skip
+                    loop.queue_unavailable = True
                 loop.held_by = DialingState.QUEUE_UNREACHABLE
                 loop.state_detail = str(exc)
                 return 0
+            if loop.queue_unavailable:
+                log.info("queue adapter available again", campaign_id=campaign.id,
+                         queue=queue.name, adapter=self.shared.queue.name)  # fmt: skip
+                loop.queue_unavailable = False
             metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
             others = await self._queue_demand(campaign)
         loop.available_agents = available if has_queue else None
@@ -71,54 +97,54 @@ class Allowance:
             rate_allowance=loop.budget.allowance,
             other_demand=others,
         )
-        predicted = headroom_lines = windows = None
+        predicted = headroom_lines = windows = cap = None
         # Only a backend that reports when callers reach agents measures abandonment;
-        # without it (test doubles) the seed's rule runs ungoverned, as before.
+        # without it (test doubles) nothing is measured and nothing governed.
         if (
             has_queue
             and campaign.type == CampaignType.CALL
             and getattr(self.shared.telephony, "reports_agent_connect", False)
         ):
-            windows = await self._abandonment_now(loop, campaign)
+            policy = self.shared.abandonment(campaign.customer_id)
+            windows = await self._abandonment_now(loop, campaign, policy.windows)
             situation = self._situation(campaign, pacing, others)
+            cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:
                 predicted = lines_to_start(
                     loop.history, situation, campaign.target_abandon_rate * AIM, ceiling(pacing)
                 )
-            cap = self.shared.config.abandon_cap
-            room = min((cap * window.live - window.abandoned for window in windows), default=0.0)
-            headroom_lines = lines_within_headroom(
-                loop.history, situation, room, cap, ceiling(pacing)
-            )
+            if cap is not None:
+                room = min(
+                    (cap * window.live - window.abandoned for window in windows), default=0.0
+                )
+                headroom_lines = lines_within_headroom(
+                    loop.history, situation, room, cap, ceiling(pacing)
+                )
         decision = decide(
-            pacing,
-            predicted=predicted,
-            windows=windows,
-            cap=self.shared.config.abandon_cap,
-            headroom_lines=headroom_lines,
+            pacing, predicted=predicted, windows=windows, cap=cap, headroom_lines=headroom_lines
         )
         loop.held_by = decision.held_by
         loop.governor_pressure = decision.pressure
-        loop.state_detail = "abandonment nears the cap" if decision.pressure > 0 else ""
+        loop.state_detail = decision.detail
+        if windows is not None:
+            metrics.campaign_abandonment(campaign.id, windows, decision.pressure)
         return decision.attempts
 
     async def _abandonment_now(
-        self, loop: CampaignLoop, campaign: Campaign
+        self, loop: CampaignLoop, campaign: Campaign, spans: Sequence[int]
     ) -> list[abandonment.WindowCount]:
         """The campaign's abandonment windows (read from the store on the loop's first
         tick: a restart or a takeover goes on from the stored counts)."""
         today = abandonment.campaign_day(
             self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
         )
-        longest = max(self.shared.config.abandon_windows, default=1)
+        longest = max(spans, default=1)
         if loop.abandonment is None:
             since = abandonment.first_day(today, longest)
             stored = await self.shared.store.abandonment_days(campaign.id, since)
             loop.abandonment = {count.day: count for count in stored}
         abandonment.trimmed(loop.abandonment, today, longest)
-        windows = self.shared.abandonment_windows(loop)
-        metrics.campaign_abandonment(campaign.id, windows, loop.governor_pressure)
-        return windows
+        return abandonment.windows(loop.abandonment.values(), today, spans)
 
     def _situation(self, campaign: Campaign, pacing: PacingInput, others: int) -> Situation:
         """What the predictive model reads: the campaign's lines and calls right now."""

@@ -13,6 +13,7 @@ from anyio.abc import TaskStatus
 from dialerd import metrics
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
@@ -21,7 +22,14 @@ from dialerd.scheduler.allowance import Allowance
 from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
-from dialerd.scheduler.shared import CallingRulesOf, CampaignLoop, EngineStats, SharedState, log
+from dialerd.scheduler.shared import (
+    AbandonmentOf,
+    CallingRulesOf,
+    CampaignLoop,
+    EngineStats,
+    SharedState,
+    log,
+)
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.store import Store
@@ -48,6 +56,7 @@ class Engine:
         owner: str | None = None,
         queues: QueueRegistry | None = None,
         calling_rules: CallingRulesOf | None = None,
+        abandonment: AbandonmentOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
         self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
@@ -65,6 +74,7 @@ class Engine:
             control=self.control,
             owner=owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}",
             calling_rules=calling_rules,
+            abandonment=abandonment,
         )
         self._calls = Calls(shared, wake=self.wake)
         self._ownership = Ownership(shared, self._calls)
@@ -159,13 +169,18 @@ class Engine:
             task_status.started()
 
     def reconfigure(
-        self, config: EngineConfig, calling_rules: CallingRulesOf | None = None
+        self,
+        config: EngineConfig,
+        calling_rules: CallingRulesOf | None = None,
+        abandonment: AbandonmentOf | None = None,
     ) -> None:
-        """Apply a reloaded ``[engine]`` section (and calling rules); every sleeping loop
-        ticks at once, so a new tick interval applies now."""
+        """Apply a reloaded ``[engine]`` section (and calling rules, abandonment cap);
+        every sleeping loop ticks at once, so a new tick interval applies now."""
         self._shared.config = config
         if calling_rules is not None:
             self._shared.calling_rules = calling_rules
+        if abandonment is not None:
+            self._shared.abandonment = abandonment
         self._supervisor.reconfigured()
 
     def wake(self, campaign_id: str) -> None:
@@ -200,7 +215,7 @@ class Engine:
             state=loop.state.value,
             detail=detail,
             since=format_time(loop.state_since) if loop.state_since else "",
-            instance=shared.owner,
+            instance=public_id(shared.owner),
             available_agents=loop.available_agents,
             dialing=count.dialing,
             talking=count.active - count.dialing,

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import anyio
 
+from dialerd import metrics
 from dialerd.model import Campaigncall, parse_time
 from dialerd.ports import HangupReason, TelephonyUnavailable
 from dialerd.scheduler.calls import Calls
@@ -45,6 +46,9 @@ class Ownership:
             return False
         taken = loop.fence is None
         loop.fence = fence
+        if taken:
+            # This instance runs the campaign now: its series exist from here, at 0.
+            metrics.declare_campaign(loop.campaign_id)
         # A lease just taken counts as renewed a random part of a renewal period ago:
         # campaigns started together then renew at different ticks, not all at once.
         loop.lease_renewed = now - (random.uniform(0, ttl / 3) if taken else 0.0)

@@ -18,7 +18,7 @@ from dialerd.attempts import AttemptBook
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
 from dialerd.core import abandonment
-from dialerd.core.abandonment import DayCount
+from dialerd.core.abandonment import AbandonmentPolicy, DayCount
 from dialerd.core.pacing import RateBudget
 from dialerd.core.predictive import CallHistory
 from dialerd.core.targets import CallingRules
@@ -89,13 +89,21 @@ class CampaignLoop:
     history: CallHistory = field(default_factory=CallHistory)
     abandonment: dict[str, DayCount] | None = None
     governor_pressure: float = 0.0
+    # The queue adapter failed the latest read of the campaign's free agents (logged
+    # once on entering and once on leaving that state).
+    queue_unavailable: bool = False
 
 
 CallingRulesOf = Callable[[str], CallingRules | None]
+AbandonmentOf = Callable[[str], AbandonmentPolicy]
 
 
 def _no_calling_rules(customer_id: str) -> None:
     return None
+
+
+def _measured_only(customer_id: str) -> AbandonmentPolicy:
+    return AbandonmentPolicy()
 
 
 class SharedState:
@@ -114,6 +122,7 @@ class SharedState:
         control: CampaignControl,
         owner: str,
         calling_rules: CallingRulesOf | None = None,
+        abandonment: AbandonmentOf | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -127,6 +136,9 @@ class SharedState:
         self.owner = owner
         # The calling rules of a customer's campaigns (hours, lockouts), from the config.
         self.calling_rules: CallingRulesOf = calling_rules or _no_calling_rules
+        # A customer's abandonment windows, and the governor's cap when [abandonment]
+        # is configured (by default: measured, not governed).
+        self.abandonment: AbandonmentOf = abandonment or _measured_only
         self.loops: dict[str, CampaignLoop] = {}
         self.attempts = AttemptBook()
         self.outplans: dict[str, Outplan] = {}
@@ -169,5 +181,11 @@ class SharedState:
         """The campaign's abandonment per configured window, as counted so far."""
         today = abandonment.campaign_day(self.clock.now(), self.config.abandon_day_offset_minutes)
         return abandonment.windows(
-            (loop.abandonment or {}).values(), today, self.config.abandon_windows
+            (loop.abandonment or {}).values(), today, self.abandonment_policy(loop).windows
         )
+
+    def abandonment_policy(self, loop: CampaignLoop) -> AbandonmentPolicy:
+        """The abandonment windows and cap of the loop's campaign's customer."""
+        if loop.campaign is None:
+            return AbandonmentPolicy()
+        return self.abandonment(loop.campaign.customer_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,22 @@ async def test_an_edit_that_a_running_campaign_cannot_run_with_is_a_409_and_chan
         )
         assert edited.status_code == 200, edited.text
         assert edited.json()["status"] == "run"
+
+
+async def test_a_campaign_another_instance_runs_names_it_without_its_host(
+    api_server: ApiServer,
+) -> None:
+    async with api_server.client() as client:
+        campaign = await runnable_campaign(client)
+        path = f"/v1.0/campaigns/{campaign['id']}"
+        assert (await client.put(f"{path}/status", json={"status": "run"})).status_code == 200
+        # Another dialerd sharing the store holds the campaign's lease.
+        now = datetime.now(UTC)
+        other = "db-7.internal.example:0123456789ab"
+        fence = api_server.call(api_server.store.acquire_lease, campaign["id"], other, 60.0, now)
+        assert fence is not None
+        state = (await client.get(f"{path}/state")).json()
+    assert state["state"] == "run_elsewhere"
+    assert state["instance"] == "0123456789ab"
+    assert state["detail"] == "run by instance 0123456789ab; ask its API"
+    assert "internal.example" not in str(state)

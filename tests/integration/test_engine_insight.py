@@ -113,3 +113,41 @@ async def test_the_list_progress_is_counted(tmp_path: Path) -> None:
         assert insight.targets.idle_due == 2
         assert sample("dialerd_campaign_targets", campaign_id=campaign.id,
                       status="idle_waiting") == 1  # fmt: skip
+
+
+async def test_a_running_campaigns_counters_exist_at_zero_until_their_first_event(
+    tmp_path: Path,
+) -> None:
+    async with running_engine(tmp_path) as world:
+        world.queue.available = 0  # nothing is dialed: every counter stays at 0
+        campaign, _, _ = await world.campaign(targets=2)
+        await world.run(campaign)
+        await world.advance(1)
+        assert state_of(world, campaign.id) == "waiting_for_agents"
+        # The abandonment ratio an operator graphs reads 0, not "no data".
+        assert sample("dialerd_campaign_attempts_ended_total", campaign_id=campaign.id,
+                      result="fail", reason="abandoned") == 0  # fmt: skip
+        assert sample("dialerd_campaign_attempts_ended_total", campaign_id=campaign.id,
+                      result="success", reason="normal") == 0  # fmt: skip
+        for reason in HangupReason:
+            result = "success" if reason is HangupReason.NORMAL else "fail"
+            assert sample("dialerd_campaign_attempts_ended_total", campaign_id=campaign.id,
+                          result=result, reason=reason.value) == 0, reason  # fmt: skip
+        assert sample("dialerd_campaign_attempts_started_total", campaign_id=campaign.id) == 0
+        assert sample("dialerd_campaign_answered_total", campaign_id=campaign.id) == 0
+        await world.control.stop(CUSTOMER, campaign.id)
+        await world.advance(2)
+        assert world.engine.insight(campaign.id) is None
+        assert sample("dialerd_campaign_attempts_ended_total", campaign_id=campaign.id,
+                      result="fail", reason="abandoned") is None  # fmt: skip
+        assert sample("dialerd_campaign_answered_total", campaign_id=campaign.id) is None
+
+
+async def test_the_state_names_this_instance_by_its_opaque_id(tmp_path: Path) -> None:
+    async with running_engine(tmp_path, owner="db-7.internal.example:0123456789ab") as world:
+        campaign, _, _ = await world.campaign(targets=1)
+        await world.run(campaign)
+        await world.advance(1)
+        insight = world.engine.insight(campaign.id)
+    assert insight is not None
+    assert insight.instance == "0123456789ab"

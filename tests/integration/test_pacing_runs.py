@@ -1,5 +1,6 @@
-"""Pacing on the simulated centre under a fake clock: the governor holds the legal cap
-when the campaign's list changes under it, and the measurement survives a restart (§10)."""
+"""Pacing on the simulated centre under a fake clock: the seed's rule is exact without an
+abandonment cap (§3); with one, the governor holds it when the campaign's list changes
+under it, and the measurement survives a restart (§10)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.core import abandonment
+from dialerd.core.abandonment import AbandonmentPolicy
+from dialerd.insight import CampaignInsight, DialingState
 from dialerd.model import Campaign, PacingMode
 from dialerd.queues import QueueRef, QueueRegistry
 from dialerd.scheduler import Engine
@@ -77,9 +80,12 @@ async def running(
     targets: int = 3000,
     campaign: Campaign | None = None,
     clock: FakeClock | None = None,
+    cap: float | None = CAP,
+    max_concurrent_attempts: int = 500,
 ) -> AsyncIterator[Run]:
     """An engine on a SQLite store in ``tmp_path`` and the simulated centre, with one
-    running campaign on the queue (made, unless ``campaign`` is one stored before)."""
+    running campaign on the queue (made, unless ``campaign`` is one stored before);
+    ``cap`` is the configured ``[abandonment]`` cap (None: no table)."""
     clock = clock or FakeClock(EPOCH)
     store = SqliteStore(tmp_path / "dialerd.sqlite3")
     await store.open()
@@ -91,7 +97,10 @@ async def running(
         flows=ActionFlowRunner(ActionServices(store, clock), clock),
         clock=clock,
         queues=QueueRegistry([QueueRef(id=QUEUE, customer_id=CUSTOMER, name=QUEUE)]),
-        config=EngineConfig(max_concurrent_attempts=500, max_attempts_per_second=1000.0),
+        config=EngineConfig(
+            max_concurrent_attempts=max_concurrent_attempts, max_attempts_per_second=1000.0
+        ),
+        abandonment=lambda customer: AbandonmentPolicy(cap=cap),
     )
     if campaign is None:
         make = Factory()
@@ -198,3 +207,65 @@ async def test_abandonment_windows_survive_a_restart_and_govern_the_next_engine(
     assert windows[0].live >= live
     # At the cap: never more lines ringing than agents (10), though predictive would.
     assert peak <= 10
+
+
+async def peak_dialing(run: Run, seconds: float) -> int:
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        peak = max(peak, run.engine.max_dialing)
+
+    await run.advance(seconds, every=watch)
+    return peak
+
+
+async def test_without_a_cap_service_level_50_rings_two_lines_per_free_agent(
+    tmp_path: Path,
+) -> None:
+    async with running(
+        tmp_path, centre_config(10, 0.3), mode=PacingMode.SERVICE_LEVEL, service_level=50,
+        cap=None,
+    ) as run:  # fmt: skip
+        peak = await peak_dialing(run, 120)
+        insight = run.engine.insight(run.campaign.id)
+    assert peak == 20  # behaviour.md §3: two lines per free agent, from the first tick
+    assert insight is not None
+    # Still measured and shown, never blamed.
+    assert [window.days for window in insight.abandonment] == [1, 30]
+    assert insight.abandonment[0].live > 0
+    assert insight.governor_pressure == 0.0
+    assert insight.state != DialingState.GOVERNED
+    assert "abandonment" not in insight.detail
+
+
+async def test_without_a_cap_service_level_0_is_bounded_by_the_ceiling_only(
+    tmp_path: Path,
+) -> None:
+    async with running(
+        tmp_path, centre_config(10, 0.3), mode=PacingMode.SERVICE_LEVEL, service_level=0,
+        cap=None, max_concurrent_attempts=60,
+    ) as run:  # fmt: skip
+        peak = await peak_dialing(run, 30)
+    assert peak == 60
+
+
+async def test_with_a_cap_a_new_campaign_starts_at_one_line_per_free_agent(
+    tmp_path: Path,
+) -> None:
+    seen: list[CampaignInsight] = []
+    async with running(
+        tmp_path, centre_config(10, 0.3), mode=PacingMode.SERVICE_LEVEL, service_level=50
+    ) as run:
+
+        def watch() -> None:
+            insight = run.engine.insight(run.campaign.id)
+            if insight is not None:
+                seen.append(insight)
+
+        await run.advance(30, every=watch)
+    assert run.engine.max_dialing == 10  # the documented cold-start floor
+    held = [insight for insight in seen if insight.state == DialingState.GOVERNED]
+    assert held, [insight.state for insight in seen]
+    assert all(insight.governor_pressure == 1.0 for insight in held)
+    assert all("no room for an abandoned call" in insight.detail for insight in held)

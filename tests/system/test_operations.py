@@ -8,15 +8,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_client
 
 from dialerd import __version__
 from tests.conftest import RedisServer
-from tests.system.daemon_process import DaemonProcess, start_prometheus
+from tests.system.daemon_process import QUEUE, DaemonProcess, create_campaign, start_prometheus
 
 WAIT_SECONDS = 30.0
 
@@ -265,3 +266,79 @@ def test_every_documented_jq_recipe_survives_a_real_journal(tmp_path: Path) -> N
         if "catch true" in recipe:
             assert "Traceback" in ran.stdout
             assert "dialerd ready" not in ran.stdout
+
+
+def queue_read_errors(daemon: DaemonProcess) -> float:
+    """``dialerd_queue_read_errors_total`` of the redis adapter, from a real scrape."""
+    for line in daemon.ops.get("/metrics").text.splitlines():
+        if line.startswith('dialerd_queue_read_errors_total{adapter="redis"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_queue_outage_is_logged_once_on_entering_and_once_on_leaving(tmp_path: Path) -> None:
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    redis = RedisServer(workdir)
+    agents = "dialerd:queue:sales:agents"
+
+    def agents_available() -> None:
+        client = redis_client.Redis.from_url(redis.url)
+        client.hset(agents, mapping={"a1": "available", "a2": "available"})
+        client.close()
+
+    agents_available()
+    extra = f'[queue]\nbackend = "redis"\n[queue.redis]\nurl = "{redis.url}"\ntimeout = 0.5\n'
+    daemon = DaemonProcess(tmp_path, extra_config=extra)
+    try:
+        daemon.wait_ready()
+        campaign = create_campaign(daemon.http, 200, campaign={"queue_id": QUEUE})
+        ran = daemon.http.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})
+        assert ran.status_code == 200, ran.text
+        wait_until(lambda: any(line["event"] == "attempt started" for line in daemon.log_lines()),
+                   "the campaign never dialed")  # fmt: skip
+        redis.stop()
+        # Many ticks fail to read the agents (the metric counts each one) ...
+        wait_until(lambda: queue_read_errors(daemon) >= 5, "queue reads never failed")
+        redis.start()
+        agents_available()
+        wait_until(
+            lambda: any(line["event"] == "queue adapter available again"
+                        for line in daemon.log_lines()),
+            "no line on leaving the outage",
+        )  # fmt: skip
+        lines = daemon.log_lines()
+    finally:
+        daemon.close()
+        redis.stop()
+    # ... but the outage is one warning, and its end one line, each naming the campaign.
+    down = [line for line in lines if line["event"] == "queue adapter unavailable"]
+    up = [line for line in lines if line["event"] == "queue adapter available again"]
+    assert len(down) == 1, down
+    assert len(up) == 1, up
+    assert down[0]["level"] == "warning"
+    for line in down + up:
+        assert (line["campaign_id"], line["queue"], line["adapter"]) == (
+            campaign["id"],
+            "sales",
+            "redis",
+        )
+    assert lines.index(down[0]) < lines.index(up[0])
+    # The alert's runbook finds it in what the daemon wrote.
+    alerts = (Path(__file__).resolve().parents[2] / "config/prometheus/alerts.yml").read_text()
+    runbook = next(line for line in alerts.splitlines() if "queue adapter unavailable" in line)
+    pipeline = json.loads(runbook.split("runbook:", 1)[1]).split(";")[0]
+    found = subprocess.run(
+        ["bash", "-o", "pipefail", "-c",
+         f"< {daemon.stdout_path} {pipeline.removeprefix(JOURNAL + ' |')}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["campaign_id"] == campaign["id"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -235,6 +237,7 @@ def test_what_a_reload_cannot_apply_is_reported_on_every_reload(tmp_path: Path) 
 def test_operations_endpoints_live_on_their_own_listener_behind_a_token(tmp_path: Path) -> None:
     token_file = tmp_path / "ops-token"
     token_file.write_text("scrape-secret-from-a-file\n")
+    token_file.chmod(0o600)
     daemon = DaemonProcess(tmp_path, ops=f'token_file = "{token_file}"')
     try:
         daemon.wait_ready()
@@ -353,3 +356,57 @@ def test_check_config_refuses_two_customers_with_the_same_token_naming_both(
     assert "same token" in refused.stderr
     # The token itself is a secret: it is not printed.
     assert "shared-secret-token" not in refused.stderr
+def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # A shell with the loosest umask there is.
+    previous = os.umask(0)
+    try:
+        daemon = DaemonProcess(tmp_path)
+    finally:
+        os.umask(previous)
+    state = tmp_path / "state"
+    try:
+        daemon.wait_ready()
+        start_campaign(daemon.http, targets=20)
+        wait_for_line(daemon, event_is("attempt ended"))
+        files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in state.iterdir()}
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {"dialerd.sqlite3", "dialerd.sqlite3-wal", "originations.jsonl", "instance-id"} <= set(
+        files
+    )
+    assert {name: mode for name, mode in files.items() if mode != 0o600} == {}
+
+
+def test_a_token_file_others_may_read_stops_the_start_with_the_fix(tmp_path: Path) -> None:
+    token_file = tmp_path / "ops-token"
+    token_file.write_text("scrape-secret-from-a-file\n")
+    token_file.chmod(0o644)
+    daemon = DaemonProcess(tmp_path, ops=f'token_file = "{token_file}"')
+    try:
+        assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+    finally:
+        daemon.close()
+    refused = daemon.stderr_path.read_text()
+    assert f"[ops] token_file '{token_file}': open to others (mode 0644)" in refused
+    assert f"chmod 600 {token_file}" in refused
+    assert "Traceback" not in refused
+    assert check_config(str(daemon.config)).returncode == 1
+
+
+def test_a_redis_password_is_never_printed_when_redis_cannot_be_reached(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    extra = (
+        f'[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://ops:s3cret@127.0.0.1:{port}/0"\n'
+        f'timeout = 0.5\n[queue]\nbackend = "redis"\n[queue.redis]\n'
+        f'url = "redis://:s3cret@127.0.0.1:{port}/0"\ntimeout = 0.5\n'
+    )
+    daemon = DaemonProcess(tmp_path, extra_config=extra)
+    try:
+        assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+    finally:
+        daemon.close()
+    printed = daemon.stdout_path.read_text() + daemon.stderr_path.read_text()
+    assert f"redis://ops:***@127.0.0.1:{port}/0" in printed
+    assert "s3cret" not in printed

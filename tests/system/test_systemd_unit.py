@@ -89,3 +89,15 @@ def test_unit_runs_as_the_user_sysusers_creates(tmp_path: Path) -> None:
 
     assert created.returncode == 0, created.stderr
     assert f"Creating user '{user}'" in created.stdout + created.stderr
+
+
+def test_proc_shows_the_service_only_its_processes() -> None:
+    # ProcSubset=pid hides /proc/stat and the rest; the process metrics do without them
+    # (tests/unit/test_metrics.py runs them on such a /proc).
+    assert directives(UNIT)["ProcSubset"] == ["pid"]
+    analysis = run("systemd-analyze", "security", "--offline=yes", str(UNIT))
+    [row] = [line for line in analysis.stdout.splitlines() if "ProcSubset=" in line]
+    assert row.lstrip().startswith("✓"), row
+    # The unit keeps the private state the daemon also enforces itself.
+    assert directives(UNIT)["StateDirectoryMode"] == ["0700"]
+    assert directives(UNIT)["UMask"] == ["0077"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def test_ops_token_inline_or_from_a_file_never_both(tmp_path: Path) -> None:
     assert decode_config('[ops]\ntoken = "scrape-secret"\n').ops.read_token() == "scrape-secret"
     file = tmp_path / "ops-token"
     file.write_text("from-a-file-secret\n")
+    file.chmod(0o600)
     config = decode_config(f'[ops]\ntoken_file = "{file}"\n')
     assert config.ops.read_token() == "from-a-file-secret"
     assert "***" not in repr(config.ops)
@@ -414,3 +416,109 @@ def test_check_config_names_an_unreadable_smtp_password_file(tmp_path: Path) -> 
         f'password_file = "{tmp_path}/missing"\n'
     )
     assert main(["check-config", str(config)]) == 1
+# The abandonment governor: [abandonment] for every customer, per customer overrides.
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_without_an_abandonment_table_abandonment_is_measured_not_governed() -> None:
+    policy = decode_config("", SOURCE).abandonment_for(CUSTOMER)
+    assert policy.cap is None
+    assert policy.windows == (1, 30)
+
+
+def test_the_abandonment_table_sets_every_customers_cap_and_a_customer_may_replace_it() -> None:
+    config = decode_config(
+        "[abandonment]\n"
+        "windows = [1, 7]\n"
+        "[[abandonment.customers]]\n"
+        f'customer_id = "{CUSTOMER}"\n'
+        "cap = 0.01\n",
+        SOURCE,
+    )
+    mine = config.abandonment_for(CUSTOMER)
+    assert (mine.cap, mine.windows) == (0.01, (1, 7))
+    other = config.abandonment_for(OTHER_CUSTOMER)
+    assert (other.cap, other.windows) == (0.03, (1, 7))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[abandonment]\ncap = 1.5\n", "`$.abandonment.cap`"),
+        ("[abandonment]\nwindows = []\n", "windows must name at least one window"),
+        ("[abandonment]\nwindows = [0]\n", "`$.abandonment.windows[0]`"),
+        ("[abandonment]\ncapp = 0.03\n", "unknown field `capp` - at `$.abandonment`"),
+        (
+            f'[[abandonment.customers]]\ncustomer_id = "{CUSTOMER}"\n'
+            f'[[abandonment.customers]]\ncustomer_id = "{CUSTOMER}"\n',
+            f"customers[1]: customer {CUSTOMER} has an abandonment cap twice",
+        ),
+        (
+            "[engine]\nabandon_cap = 0.03\n",
+            "abandon_cap has moved to [abandonment] cap",
+        ),
+        (
+            "[engine]\nabandon_windows = [1]\n",
+            "abandon_windows has moved to [abandonment] windows",
+        ),
+    ],
+)
+def test_bad_abandonment_config_names_the_key(text: str, expected: str) -> None:
+    assert expected in config_error(text)
+
+
+def test_the_shipped_config_governs_abandonment_and_the_sim_config_does_not() -> None:
+    production = load_config(REPO / "config" / "dialerd.toml")
+    assert production.abandonment_for(CUSTOMER).cap == 0.03
+    text = (REPO / "config" / "dialerd.toml").read_text()
+    lines = text.splitlines()
+    start = lines.index("# [[abandonment.customers]]")
+    for index in range(start, start + 3):
+        lines[index] = lines[index].removeprefix("# ")
+    example = decode_config("\n".join(lines), "config/dialerd.toml")
+    assert example.abandonment_for(CUSTOMER).cap == 0.01
+    assert load_config(REPO / "config" / "sim.toml").abandonment_for(CUSTOMER).cap is None
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o606, 0o660])
+def test_a_token_file_others_may_read_is_refused_as_ssh_would(tmp_path: Path, mode: int) -> None:
+    file = tmp_path / "ops-token"
+    file.write_text("from-a-file-secret\n")
+    file.chmod(mode)
+    if mode & 0o070:
+        try:  # a group other than the daemon's (root may give any)
+            os.chown(file, -1, os.getegid() + 1)
+        except PermissionError:
+            pytest.skip("cannot give the file a group other than our own")
+    config = decode_config(f'[ops]\ntoken_file = "{file}"\n')
+    with pytest.raises(ConfigError) as refused:
+        config.ops.read_token()
+    message = str(refused.value)
+    assert message.startswith(f"[ops] token_file '{file}': open to others (mode {mode:04o})")
+    assert f"chmod 600 {file}" in message
+    assert "from-a-file-secret" not in message
+
+
+def test_a_token_file_of_the_daemons_own_group_is_read(tmp_path: Path) -> None:
+    # root:dialerd 0640, as the installed dialerd.toml is.
+    file = tmp_path / "ops-token"
+    file.write_text("from-a-file-secret\n")
+    file.chmod(0o640)
+    os.chown(file, -1, os.getegid())
+    assert decode_config(f'[ops]\ntoken_file = "{file}"\n').ops.read_token() == (
+        "from-a-file-secret"
+    )
+
+
+def test_a_redis_password_stays_out_of_the_configs_repr() -> None:
+    config = decode_config(
+        '[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://ops:s3cret@10.0.0.1:6379/0"\n'
+        '[queue]\nbackend = "redis"\n[queue.redis]\nurl = "rediss://:s3cret@10.0.0.2/1"\n',
+        SOURCE,
+    )
+    shown = repr(config)
+    assert "s3cret" not in shown
+    assert "redis://ops:***@10.0.0.1:6379/0" in shown
+    assert "rediss://:***@10.0.0.2/1" in shown
+    assert config.store.redis.url == "redis://ops:s3cret@10.0.0.1:6379/0"  # still usable

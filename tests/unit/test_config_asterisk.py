@@ -76,6 +76,8 @@ def test_errors_name_the_key(text: str, expected: str) -> None:
 def test_secret_files_are_read_and_stripped(tmp_path: Path) -> None:
     (tmp_path / "ari").write_text("from-file\n")
     (tmp_path / "ami").write_text("ami-file\n")
+    (tmp_path / "ari").chmod(0o600)
+    (tmp_path / "ami").chmod(0o600)
     config = decode_config(
         ARI + f'password_file = "{tmp_path / "ari"}"\n'
         '[queue]\nbackend = "asterisk"\n[queue.asterisk]\n'
@@ -98,12 +100,14 @@ def test_an_unreadable_secret_file_names_the_file_not_its_content(tmp_path: Path
         ari.read_password()
     empty = tmp_path / "empty"
     empty.write_text("\n")
+    empty.chmod(0o600)
     ami = decode_config(AMI + f'secret_file = "{empty}"\n', SOURCE).queue.asterisk
     assert ami is not None
     with pytest.raises(ConfigError, match="is empty"):
         ami.read_secret()
     binary = tmp_path / "binary"
     binary.write_bytes(b"\xff\xfe")
+    binary.chmod(0o600)
     ami = decode_config(AMI + f'secret_file = "{binary}"\n', SOURCE).queue.asterisk
     assert ami is not None
     with pytest.raises(ConfigError, match="not UTF-8") as raised:
@@ -137,3 +141,15 @@ def test_the_commented_asterisk_sections_of_the_example_config_are_valid() -> No
     assert config.telephony.asterisk.password_file == "/etc/dialerd/ari-password"
     assert config.queue.asterisk is not None
     assert config.queue.asterisk.port == 5038
+
+
+def test_a_password_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "ari"
+    file.write_text("from-file\n")
+    file.chmod(0o644)
+    ari = decode_config(ARI + f'password_file = "{file}"\n', SOURCE).telephony.asterisk
+    assert ari is not None
+    with pytest.raises(
+        ConfigError, match=r"\[telephony.asterisk\] password_file .* open to others"
+    ):
+        ari.read_password()

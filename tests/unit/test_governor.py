@@ -174,3 +174,46 @@ def test_without_a_model_of_the_campaign_a_governed_mode_rings_one_line_per_free
 def test_at_the_start_of_a_window_one_abandoned_call_would_break_the_cap() -> None:
     assert governor.pressure([window(10, 0)], CAP) == 1.0  # 3 % of 10 is under one call
     assert governor.pressure([window(100, 0)], CAP) == 0.0
+
+
+# -- the governor acts only when configured (behaviour.md §3) ----------------------------
+
+
+def test_without_a_cap_service_level_50_rings_two_lines_per_free_agent_from_the_start() -> None:
+    # The start of a day: no live answer yet, which is no room at all under a cap.
+    decision = decide(pacing(), windows=[window(0, 0)], cap=None)
+    assert decision.attempts == 20
+    assert decision.held_by == DialingState.PACED
+    assert (decision.pressure, decision.detail) == (0.0, "")
+
+
+def test_without_a_cap_service_level_0_is_bounded_by_the_ceiling_only() -> None:
+    decision = decide(pacing(service_level=0, max_concurrent_attempts=100), windows=[window(0, 0)])
+    assert decision.attempts == 100
+
+
+def test_with_a_cap_the_cold_start_holds_one_line_per_free_agent_and_says_why() -> None:
+    decision = decide(pacing(), windows=[window(0, 0)], cap=CAP)
+    assert decision.attempts == 10
+    assert decision.held_by == DialingState.GOVERNED
+    assert decision.pressure == 1.0
+    assert "no room for an abandoned call" in decision.detail
+    assert "nears the cap" not in decision.detail
+
+
+def test_the_governor_is_not_blamed_when_it_held_nothing_back() -> None:
+    # No free agent: the rule allows nothing, the governor has nothing to hold.
+    waiting = decide(pacing(available_agents=0), windows=[window(0, 0)], cap=CAP)
+    assert waiting.held_by == DialingState.WAITING_FOR_AGENTS
+    assert (waiting.pressure, waiting.detail) == (0.0, "")
+    # One line per free agent asked: the floor itself, nothing held back at the cap.
+    at_floor = decide(pacing(service_level=100), windows=[window(100, 3)], cap=CAP)
+    assert (at_floor.attempts, at_floor.held_by) == (10, DialingState.PACED)
+    assert (at_floor.pressure, at_floor.detail) == (0.0, "")
+
+
+def test_near_the_cap_the_detail_names_the_rate_and_the_cap() -> None:
+    decision = decide(pacing(), windows=[window(1000, 24)], cap=CAP, headroom_lines=100)
+    assert decision.held_by == DialingState.GOVERNED
+    assert decision.detail == "abandonment nears the cap: 2.4% of 3.0% over 1 day"
+    assert 0 < decision.pressure < 1

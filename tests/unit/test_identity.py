@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dialerd.identity import StateDirInUse, claim_identity
+from dialerd.identity import StateDirInUse, claim_identity, public_id
 
 
 def test_a_restarted_process_is_the_same_instance(tmp_path: Path) -> None:
@@ -55,3 +55,18 @@ def test_a_lock_held_in_this_process_refuses_a_second_claim(tmp_path: Path) -> N
     with pytest.raises(StateDirInUse):
         claim_identity(tmp_path)
     held.release()
+
+
+def test_clients_see_the_random_part_of_the_name_not_the_host(tmp_path: Path) -> None:
+    identity = claim_identity(tmp_path)
+    try:
+        host, _, random_part = identity.name.rpartition(":")
+        assert public_id(identity.name) == random_part
+        assert host not in public_id(identity.name)
+    finally:
+        identity.release()
+    # A name made another way (an operator's own instance-id file) is shown as a digest.
+    shown = public_id("db-7.internal.example")
+    assert len(shown) == 12
+    assert "example" not in shown
+    assert shown == public_id("db-7.internal.example")

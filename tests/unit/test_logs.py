@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 
@@ -187,3 +190,102 @@ def test_reconfiguring_keeps_one_handler(capsys: pytest.CaptureFixture[str]) -> 
     structlog.get_logger("dialerd.daemon").info("once")
 
     assert len(json_lines(capsys)) == 1
+
+
+class _NumberServer(http.server.BaseHTTPRequestHandler):
+    """Answers 204 to anything: the far end of a request whose URL carries a number."""
+
+    def do_POST(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NumberServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+ARI_LIKE = "/ari/channels?endpoint=PJSIP%2F%2B15551234567%40trunk&callerId=%2B15550001111"
+
+
+def test_a_real_httpx_request_writes_no_number_at_info(
+    capsys: pytest.CaptureFixture[str], local_server: str
+) -> None:
+    logs.configure_logging("info", "json")
+    with httpx.Client() as client:
+        assert client.post(local_server + ARI_LIKE).status_code == 204
+
+    out = capsys.readouterr().out
+    assert "15551234567" not in out
+    assert "5550001111" not in out
+    assert "HTTP Request" not in out  # httpx's per-request line is quiet at INFO
+
+
+def test_at_debug_httpx_lines_come_back_through_dialerds_pipeline(
+    capsys: pytest.CaptureFixture[str], local_server: str
+) -> None:
+    logs.configure_logging("debug", "json")
+    with httpx.Client() as client:
+        client.post(local_server + ARI_LIKE)
+
+    requests = [line for line in json_lines(capsys) if line["logger"] == "httpx"]
+    assert requests
+    assert requests[0]["event"].startswith("HTTP Request: POST")
+
+
+def test_numbers_and_secrets_in_a_librarys_message_are_masked_at_info(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure_logging("info", "json")
+    logging.getLogger("hypercorn.access").warning(
+        "%s %s", "POST", "/v1.0/x?token=dev-token&to=%2B15551234567 sip:15557654322@trunk"
+    )
+    structlog.get_logger("dialerd.telephony").warning(
+        "origination failed",
+        error="409 for url http://pbx/ari/channels?endpoint=PJSIP/+15551234567",
+    )
+    logging.getLogger("redis").error("cannot reach redis://:s3cret@10.0.0.1:6379/0")
+
+    library, own, redis_line = json_lines(capsys)
+    assert library["event"] == "POST /v1.0/x?token=***&to=**********4567 sip:*******4322@trunk"
+    assert own["error"].endswith("endpoint=PJSIP/********4567")
+    assert redis_line["event"] == "cannot reach redis://:***@10.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "campaign 12345678-1234-4234-8234-123456789012 started",  # an id, all digits
+        "took 0.12345678 s",
+        "listening on http://127.0.0.1:8080/ari",
+        "rows 123456",
+    ],
+)
+def test_ids_decimals_and_addresses_are_not_taken_for_numbers(text: str) -> None:
+    assert logs.mask_text(text) == text
+
+
+def test_console_tracebacks_show_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure_logging("info", "console")
+    # Built at run time: rich prints the source lines around the raise, not only locals.
+    api_token = "-".join(["s3cret", "console", "token"])
+    destination = "+1555" + "1234567"
+    try:
+        raise RuntimeError(f"refused after {len(api_token + destination)} characters")
+    except RuntimeError:
+        structlog.get_logger("dialerd.engine").exception("origination failed")
+
+    out = capsys.readouterr().out
+    assert "origination failed" in out
+    assert "RuntimeError" in out
+    assert "s3cret-console-token" not in out
+    assert "15551234567" not in out

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__, metrics
 
@@ -217,3 +220,27 @@ def test_tts_render_time_counts_misses_and_hits_separately() -> None:
     metrics.tts_rendered(0.0, cached=True)
     assert sample("dialerd_tts_render_seconds_count") == renders + 1
     assert sample("dialerd_tts_cache_hits_total") == hits + 1
+def process_samples(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        sample.name: sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name.startswith("process_")
+    }
+
+
+def test_process_metrics_survive_a_proc_with_only_the_process_visible(tmp_path: Path) -> None:
+    # What systemd's ProcSubset=pid leaves of /proc: the process's own directory, no stat.
+    (tmp_path / "self").symlink_to(f"/proc/{os.getpid()}")
+    hidden, full = CollectorRegistry(), CollectorRegistry()
+    metrics.PidOnlyProcessCollector(proc=str(tmp_path), registry=hidden)
+    ProcessCollector(registry=full)
+    seen, expected = process_samples(hidden), process_samples(full)
+    assert set(seen) == set(expected)
+    assert "process_start_time_seconds" in seen
+    # The same start time (DialerdRestarting counts its changes) to within a second.
+    assert abs(seen["process_start_time_seconds"] - expected["process_start_time_seconds"]) < 1
+    # prometheus_client's own collector has nothing to say there.
+    bare = CollectorRegistry()
+    ProcessCollector(proc=str(tmp_path), registry=bare)
+    assert process_samples(bare) == {}
