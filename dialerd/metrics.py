@@ -495,6 +495,8 @@ TTS_CACHE_HITS = Counter(
     "dialerd_tts_cache_hits", "Talk prompts served from the audio cache.", registry=REGISTRY
 )
 _ACTION_OUTCOMES = frozenset({"done", "failed", "callee_hangup", "human", "machine", "notsure"})
+
+
 def declare_campaign(campaign_id: str) -> None:
     """Create a campaign's counters at 0 for every known result and reason as its loop
     takes it up, so ratios and ``increase()`` read 0, not "no data", until the first

@@ -356,6 +356,8 @@ def test_check_config_refuses_two_customers_with_the_same_token_naming_both(
     assert "same token" in refused.stderr
     # The token itself is a secret: it is not printed.
     assert "shared-secret-token" not in refused.stderr
+
+
 def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     # A shell with the loosest umask there is.
     previous = os.umask(0)

@@ -416,6 +416,8 @@ def test_check_config_names_an_unreadable_smtp_password_file(tmp_path: Path) -> 
         f'password_file = "{tmp_path}/missing"\n'
     )
     assert main(["check-config", str(config)]) == 1
+
+
 # The abandonment governor: [abandonment] for every customer, per customer overrides.
 
 REPO = Path(__file__).resolve().parents[2]

@@ -220,6 +220,8 @@ def test_tts_render_time_counts_misses_and_hits_separately() -> None:
     metrics.tts_rendered(0.0, cached=True)
     assert sample("dialerd_tts_render_seconds_count") == renders + 1
     assert sample("dialerd_tts_cache_hits_total") == hits + 1
+
+
 def process_samples(registry: CollectorRegistry) -> dict[str, float]:
     return {
         sample.name: sample.value
