@@ -399,6 +399,7 @@ def test_the_smtp_password_stays_out_of_the_repr(tmp_path: Path) -> None:
     assert config.smtp.read_password() == "s3cret"
     empty = tmp_path / "empty"
     empty.write_text("")
+    empty.chmod(0o600)
     with_file = decode_config(
         f'[smtp]\nhost = "m"\nfrom = "a@b.c"\nusername = "u"\npassword_file = "{empty}"\n', SOURCE
     )
