@@ -13,6 +13,8 @@ and allowed. The engine calls the functions below and never touches labels itsel
 - ``TICK_DURATION.observe(s)``, ``TICK_LAG.observe(s)``;
 - ``with store_operation("finish_attempt", store.backend): ...``; ``STORE_UP.set(1)``;
 - ``origination_error(backend)``, ``queue_read_error(adapter)``, ``config_reloaded(success=...)``;
+- actions: ``action_ran(campaign_id, "talk", "done")``, ``digits_chosen(campaign_id, "1")``,
+  ``opt_out(campaign_id)``, ``prompt_failed(campaign_id)``, ``tts_rendered(s, cached)``;
 - ``declare_backends(telephony=[...], queue_adapter=...)`` once at start, so error
   counters exist at 0 and ``increase()`` sees their first error.
 """
@@ -37,6 +39,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__
 from dialerd.core.abandonment import WindowCount
+from dialerd.core.actions import OPTION_TYPES
 from dialerd.core.targets import Held
 from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
@@ -434,6 +437,45 @@ TALK_TIME = Histogram(
 )
 
 
+CAMPAIGN_ACTIONS = Counter(
+    "dialerd_campaign_actions",
+    "Actions executed for the campaign's calls and flows, by type and outcome (done, "
+    "failed, callee_hangup; amd: human, machine, notsure).",
+    ["campaign_id", "type", "outcome"],
+    registry=REGISTRY,
+)
+CAMPAIGN_DIGITS_CHOSEN = Counter(
+    "dialerd_campaign_digits_chosen",
+    "Values a branch action matched (a key of its target_ids, or other).",
+    ["campaign_id", "digits"],
+    registry=REGISTRY,
+)
+CAMPAIGN_OPT_OUTS = Counter(
+    "dialerd_campaign_opt_outs",
+    "Callees the campaign's dnc_add action put on the do-not-call list.",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+CAMPAIGN_PROMPT_FAILURES = Counter(
+    "dialerd_campaign_prompt_failures",
+    "Prompts (talk, play, beep) of the campaign that could not be played.",
+    ["campaign_id"],
+    registry=REGISTRY,
+)
+# espeak-ng renders a sentence in tens of milliseconds; a neural engine in seconds.
+TTS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TTS_RENDER = Histogram(
+    "dialerd_tts_render_seconds",
+    "Seconds to render a talk prompt to audio (cache misses only).",
+    buckets=TTS_BUCKETS,
+    registry=REGISTRY,
+)
+TTS_CACHE_HITS = Counter(
+    "dialerd_tts_cache_hits", "Talk prompts served from the audio cache.", registry=REGISTRY
+)
+_ACTION_OUTCOMES = frozenset({"done", "failed", "callee_hangup", "human", "machine", "notsure"})
+
+
 def campaign_state(campaign_id: str, state: DialingState) -> None:
     """Set the campaign's current state (1) and every other state (0)."""
     for name in _DIALING_STATES:
@@ -485,6 +527,36 @@ def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
             )
 
 
+def action_ran(campaign_id: str, action_type: str, outcome: str) -> None:
+    """Count one executed action; ``outcome`` as ``dialerd.core.flow.outcome_label``."""
+    if action_type not in OPTION_TYPES:
+        raise ValueError(f"unknown action type {action_type!r}")
+    if outcome not in _ACTION_OUTCOMES:
+        raise ValueError(f"unknown action outcome {outcome!r}")
+    CAMPAIGN_ACTIONS.labels(campaign_id=campaign_id, type=action_type, outcome=outcome).inc()
+
+
+def digits_chosen(campaign_id: str, branch: str) -> None:
+    """Count a branch taken (``Execute.chosen`` / ``Finish.chosen`` values)."""
+    CAMPAIGN_DIGITS_CHOSEN.labels(campaign_id=campaign_id, digits=branch).inc()
+
+
+def opt_out(campaign_id: str) -> None:
+    CAMPAIGN_OPT_OUTS.labels(campaign_id=campaign_id).inc()
+
+
+def prompt_failed(campaign_id: str) -> None:
+    CAMPAIGN_PROMPT_FAILURES.labels(campaign_id=campaign_id).inc()
+
+
+def tts_rendered(seconds: float, cached: bool) -> None:
+    """A talk prompt's audio: rendered in ``seconds``, or taken from the cache."""
+    if cached:
+        TTS_CACHE_HITS.inc()
+    else:
+        TTS_RENDER.observe(seconds)
+
+
 def campaigns_stored(counts: Mapping[str, int]) -> None:
     """Set the store-wide number of campaigns per status."""
     for status, count in counts.items():
@@ -507,6 +579,10 @@ def forget_campaign(campaign_id: str) -> None:
         (CAMPAIGN_ABANDON_RATE, ("campaign_id", "window_days")),
         (CAMPAIGN_LIVE_ANSWERS, ("campaign_id", "window_days")),
         (CAMPAIGN_GOVERNOR_PRESSURE, ("campaign_id",)),
+        (CAMPAIGN_ACTIONS, ("campaign_id", "type", "outcome")),
+        (CAMPAIGN_DIGITS_CHOSEN, ("campaign_id", "digits")),
+        (CAMPAIGN_OPT_OUTS, ("campaign_id",)),
+        (CAMPAIGN_PROMPT_FAILURES, ("campaign_id",)),
     ):
         series = {
             tuple(sample.labels[name] for name in names)

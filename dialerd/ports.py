@@ -6,12 +6,14 @@ chosen by configuration. Events flow back from backends as small frozen structs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
 import msgspec
 from anyio.abc import ObjectSendStream, TaskStatus
 
+from dialerd.core.actions import Capability, EmailSendOption, WebhookSendOption
 from dialerd.model import Action, Address
 from dialerd.model import HangupReason as HangupReason
 
@@ -67,6 +69,9 @@ class Origination(msgspec.Struct, frozen=True, kw_only=True):
     dial_timeout_ms: int
     # The queue as the backend knows it (the registry's ``name``); "" without a queue.
     queue_name: str = ""
+    # What the actions' ``${name}`` refer to: campaign.id, campaign.name, campaigncall.id,
+    # customer.id, target.id, target.name, target.destination, target.data.<key>.
+    variables: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Answered(msgspec.Struct, frozen=True, tag=True):
@@ -158,3 +163,23 @@ class FlowRunner(Protocol):
         """Stop a running flow; it then ends with reason ``cancelled``."""
 
     async def live_calls(self) -> set[str]: ...
+
+
+class ActionFailed(Exception):
+    """An action's side effect could not be done; the text says why."""
+
+
+class ActionServices(Protocol):
+    """The side effects an action may have outside the call: shared by every executor."""
+
+    async def webhook_send(self, option: WebhookSendOption, variables: Mapping[str, str]) -> int:
+        """Send it; return the HTTP status. Raise ``ActionFailed`` (refused URL, timeout...)."""
+
+    async def email_send(self, option: EmailSendOption, variables: Mapping[str, str]) -> None:
+        """Send it; raise ``ActionFailed`` when the mail server refuses it or cannot be reached."""
+
+    async def dnc_add(self, customer_id: str, number: str, detail: str) -> None:
+        """Put ``number`` on the customer's do-not-call list at once, with ``detail``."""
+
+    def capabilities(self) -> frozenset[Capability]:
+        """What this host can run (``Capability``): a campaign needing more is a 409 at run."""
