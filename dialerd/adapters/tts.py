@@ -26,6 +26,8 @@ from typing import Final, Protocol
 import anyio
 import structlog
 
+from dialerd import metrics
+
 log = structlog.get_logger("dialerd.tts")
 
 SAMPLE_RATE: Final = 8000
@@ -43,6 +45,9 @@ class TtsError(Exception):
 
 class Tts(Protocol):
     """Renders prompts; shared by every call (the cache is per engine and voice)."""
+
+    # Where the rendered prompts are (the media server serves them from there).
+    cache_dir: Path
 
     def has_voice(self, language: str, gender: str) -> bool:
         """Whether a ``talk`` in this language (and gender, "" = any) can be spoken."""
@@ -260,8 +265,4 @@ def _installed(command: str) -> bool:
 
 def _record(seconds: float, *, cached: bool) -> None:
     """Render time and cache hits, for the metrics."""
-    from dialerd import metrics
-
-    recorder = getattr(metrics, "tts_rendered", None)
-    if recorder is not None:
-        recorder(seconds, cached)
+    metrics.tts_rendered(seconds, cached)
