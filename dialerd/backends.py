@@ -13,37 +13,43 @@ from pathlib import Path
 from anyio.abc import TaskGroup
 
 from dialerd import metrics
+from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.asterisk.ami import AmiClient
 from dialerd.adapters.asterisk.ami_queue import AsteriskQueue
 from dialerd.adapters.asterisk.ari import AriTelephony
+from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.redis_queue import RedisQueue
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.adapters.tts import CommandTts, EspeakTts, Tts
 from dialerd.config import AsteriskQueueConfig, AsteriskTelephony, Config, TtsConfig
-from dialerd.ports import ActionServices, Clock, FlowRunner, QueueAdapter, Telephony
+from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
+from dialerd.store import Store
 
 
 class Backends:
-    """What the engine dials through and reads agents from."""
+    """What the engine dials through, reads agents from, and runs actions with."""
 
-    def __init__(
-        self,
-        config: Config,
-        clock: Clock,
-        state_dir: Path,
-        *,
-        services: ActionServices | None = None,
-    ) -> None:
-        self.services = services
+    def __init__(self, config: Config, clock: Clock, state_dir: Path, store: Store) -> None:
+        # Text to speech for talk actions (the API asks it which languages have a voice).
         self.tts = make_tts(config.tts, state_dir)
         ledger = Path(config.sim.ledger) if config.sim.ledger else None
         if ledger is not None and not ledger.is_absolute():
             ledger = state_dir / ledger
-        # The simulated centre always exists: it runs flow campaigns, and the sim
-        # backends when configured.
-        self.sim = SimCallCentre(config.sim, clock, ledger_path=ledger)
+        # Webhooks, mail and the DNC list, for every executor: real on every host.
+        # Raises ConfigError when the [smtp] password file cannot be read.
+        self.services = ActionServices(
+            store,
+            clock,
+            webhooks=config.webhooks,
+            smtp=config.smtp,
+            # Both telephony backends run a call's media steps (the sim simulates them).
+            call_media=config.telephony.backend in ("sim", "asterisk"),
+        )
+        # Flow campaigns: the actions for real, whatever the telephony backend.
+        self.flows: FlowRunner = ActionFlowRunner(self.services, clock)
+        # The simulated centre always exists (the sim backends when configured).
+        self.sim = SimCallCentre(config.sim, clock, ledger_path=ledger, services=self.services)
         self.telephony: Telephony = self.sim.telephony
-        self.flows: FlowRunner = self.sim.flows
         self.queue: QueueAdapter = self.sim.queue
         self._stack = AsyncExitStack()
         self.redis_queue: RedisQueue | None = None
@@ -106,6 +112,7 @@ class Backends:
         AMI is tried once here and kept up in the background: an Asterisk that is away
         does not stop the start. (ARI is the telephony backend: the engine runs it.)
         """
+        self._stack.push_async_callback(self.services.aclose)
         if self.redis_queue is not None:
             await self.redis_queue.open()
             self._stack.push_async_callback(self.redis_queue.close)
@@ -128,7 +135,10 @@ class Backends:
         await self._stack.aclose()
 
     def reconfigure(self, config: Config) -> None:
-        """Apply what can change while running (the simulated centre's parameters)."""
+        """Apply what can change while running (the simulated centre's parameters,
+        ``[webhooks]`` and ``[smtp]``); raise ``ConfigError`` for an unreadable password
+        file before changing anything."""
+        self.services.reconfigure(config.webhooks, config.smtp)
         self.sim.reconfigure(config.sim)
 
 

@@ -112,8 +112,6 @@ class SimOutcomes(_Section, frozen=True):
     busy: Probability = 0.1
     no_answer: Probability = 0.15
     failure: Probability = 0.02
-    # Flow campaigns: probability that a flow never reports completion (tests the limit).
-    flow_silence: Probability = 0.0
     ring_time: Range = msgspec.field(default_factory=lambda: Range(min=2.0, max=12.0))
     talk_time: Range = msgspec.field(default_factory=lambda: Range(min=20.0, max=90.0))
 
@@ -143,6 +141,20 @@ class SimConfig(_Section, frozen=True):
     outcomes: SimOutcomes = msgspec.field(default_factory=SimOutcomes)
     # Per-campaign outcome parameters, by campaign id.
     campaigns: dict[str, SimOutcomes] = msgspec.field(default_factory=dict)
+    # A call's actions (behaviour.md, "Actions"): the share of callees who press each
+    # key at a ``digits_receive`` (the rest press nothing), for example {"1" = 0.6,
+    # "9" = 0.1}; the share of ``talk``/``play`` prompts a callee hangs up during; how
+    # fast a ``talk`` text is spoken (characters per simulated second).
+    digits: dict[str, Probability] = msgspec.field(default_factory=dict)
+    hangup_during_prompt: Probability = 0.0
+    talk_chars_per_second: PositiveFloat = 15.0
+
+    def __post_init__(self) -> None:
+        for key in self.digits:
+            if len(key) != 1 or key not in "0123456789*#ABCD":
+                raise ValueError(f"digits: {key!r} is not one DTMF key (0-9, *, #, A-D)")
+        if sum(self.digits.values()) > 1:
+            raise ValueError("digits: the shares must not add up to more than 1")
 
 
 class _SecretSection(_Section, frozen=True):
@@ -473,6 +485,83 @@ class CallingRulesConfig(_Section, frozen=True):
     daily_attempts_per_number: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
+class WebhooksConfig(_Section, frozen=True):
+    """``[webhooks]``: where a campaign's ``webhook_send`` may reach.
+
+    A customer's URL must be ``https://`` to a host whose every address is public
+    (not loopback, link-local, private, shared or otherwise special); a host named in
+    ``allow_hosts`` may also be ``http://`` and resolve anywhere (an internal receiver
+    the operator trusts)."""
+
+    # Host names or IP addresses, as written in the URL (compared without case).
+    allow_hosts: list[Annotated[str, msgspec.Meta(min_length=1, max_length=253)]] = msgspec.field(
+        default_factory=list
+    )
+    # Seconds one webhook may take (connect, send, answer) before it fails.
+    timeout: PositiveFloat = 10.0
+
+    def __post_init__(self) -> None:
+        for index, host in enumerate(self.allow_hosts):
+            if any(char in host for char in "/:@ ") and not _is_ip(host):
+                raise ValueError(
+                    f"allow_hosts[{index}] {host!r}: a host name or IP address, without "
+                    "scheme, port or path"
+                )
+
+    def allows(self, host: str) -> bool:
+        """Whether the operator allows ``host`` (as written in a URL)."""
+        host = host.lower().removeprefix("[").removesuffix("]")
+        return any(host == allowed.lower().strip("[]") for allowed in self.allow_hosts)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class SmtpConfig(_SecretSection, frozen=True):
+    """``[smtp]``: the server ``email_send`` hands mail to (absent: no ``email_send``)."""
+
+    _section: ClassVar[str] = "smtp"
+
+    host: Annotated[str, msgspec.Meta(min_length=1)]
+    # The sender (``From:``) of every mail.
+    sender: Annotated[str, msgspec.Meta(min_length=3, max_length=254)] = msgspec.field(name="from")
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    # STARTTLS after connecting (port 587), or TLS from the first byte (port 465);
+    # at most one of the two. Neither: plain SMTP (a relay on the same host).
+    starttls: bool = True
+    tls: bool = False
+    # Log in when set; the password inline or in a file (its only line).
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    # Seconds to connect, and to wait for each reply of the server.
+    timeout: PositiveFloat = 30.0
+
+    def __post_init__(self) -> None:
+        if self.starttls and self.tls:
+            raise ValueError("set at most one of starttls and tls")
+        if self.password and self.password_file:
+            raise ValueError("set at most one of password and password_file")
+        if bool(self.username) != bool(self.password or self.password_file):
+            raise ValueError("username needs password or password_file, and they need it")
+        if "@" not in self.sender:
+            raise ValueError(f"from {self.sender!r} is not an email address")
+
+    @staticmethod
+    def _secret_fields() -> tuple[str, str]:
+        return ("password", "password_file")
+
+    def read_password(self) -> str:
+        """The password ("" without login), read from ``password_file`` if given; raise
+        ``ConfigError`` when the file cannot be read or is empty."""
+        return self._read_secret() if self.username else ""
+
+
 class Config(_Section, frozen=True):
     state_dir: str = "/var/lib/dialerd"
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
@@ -483,6 +572,9 @@ class Config(_Section, frozen=True):
     # None (no [calling_hours] table): no calling hours are enforced.
     calling_hours: CallingHoursConfig | None = None
     calling_rules: CallingRulesConfig = msgspec.field(default_factory=CallingRulesConfig)
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    # None (no [smtp] table): campaigns with email_send cannot run.
+    smtp: SmtpConfig | None = None
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)

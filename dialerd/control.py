@@ -16,8 +16,25 @@ import msgspec
 import structlog
 
 from dialerd.core import lifecycle
+from dialerd.core.actions import (
+    BASE_CAPABILITIES,
+    ActionError,
+    ActionsInvalid,
+    Capability,
+    QueueJoinOption,
+    call_only,
+    compile_actions,
+    missing,
+)
 from dialerd.insight import CampaignInsight
-from dialerd.model import NIL_UUID, Campaign, CampaignStatus, format_time, parse_time
+from dialerd.model import (
+    NIL_UUID,
+    Campaign,
+    CampaignStatus,
+    CampaignType,
+    format_time,
+    parse_time,
+)
 from dialerd.ports import Clock, QueueAdapter, QueueUnavailable
 from dialerd.queues import QueueRegistry
 from dialerd.store import CampaignChanged, Fence, Store
@@ -40,6 +57,10 @@ class RunRefused(Exception):
     def __init__(self, campaign_id: str, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(f"campaign {campaign_id} cannot run: " + "; ".join(problems))
+
+
+def _action_problem(error: ActionError) -> str:
+    return f"action {error.index}: {error.message} - at `{error.field}`"
 
 
 class CampaignLocks:
@@ -75,6 +96,8 @@ class CampaignControl:
         wake: Callable[[str], None] = lambda _campaign_id: None,
         queues: QueueRegistry | None = None,
         queue_adapter: QueueAdapter | None = None,
+        capabilities: frozenset[Capability] = BASE_CAPABILITIES,
+        has_voice: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -82,6 +105,11 @@ class CampaignControl:
         self.wake = wake
         self.queues = queues if queues is not None else QueueRegistry()
         self.queue_adapter = queue_adapter
+        # What this host's backends can run (``ActionServices.capabilities()``), and
+        # whether text to speech has a voice for a (language, gender): actions needing
+        # more make ``run`` a 409.
+        self.capabilities = capabilities
+        self.has_voice = has_voice
         # Told of every stop stored (the engine counts the stop grace from it).
         self.stopped: Callable[[str], None] = wake
         # What the engine knows of a campaign it runs (None: not run here).
@@ -106,7 +134,30 @@ class CampaignControl:
             else None
         )
         problems = lifecycle.run_problems(campaign, outplan, outdial, next_campaign)
-        return problems + await self._queue_problems(campaign)
+        return problems + await self._queue_problems(campaign) + self._action_problems(campaign)
+
+    def _action_problems(self, campaign: Campaign) -> list[str]:
+        """Each action this host cannot run for the campaign (stored before a check, a
+        capability not configured, a queue_join without a queue)."""
+        try:
+            program = compile_actions(campaign.actions, has_voice=self.has_voice)
+        except ActionsInvalid as exc:
+            return [_action_problem(error) for error in exc.errors]
+        errors = missing(program, campaign.type, self.capabilities)
+        if campaign.type is CampaignType.FLOW:
+            errors = call_only(campaign.actions) + errors
+        for step in program.steps:
+            option = step.option
+            if isinstance(option, QueueJoinOption):
+                queue_id = option.queue_id.lower() or campaign.queue_id
+                if queue_id == NIL_UUID:
+                    message = "queue_join has no queue: set its queue_id or the campaign's"
+                elif self.queues.get(campaign.customer_id, queue_id) is None:
+                    message = f"queue {queue_id} is not registered for this customer"
+                else:
+                    continue
+                errors.append(ActionError(step.index, f"$.actions[{step.index}].option", message))
+        return [_action_problem(error) for error in errors]
 
     async def _queue_problems(self, campaign: Campaign) -> list[str]:
         if campaign.queue_id == NIL_UUID:

@@ -115,7 +115,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.store: Store = create_store(config.store, self.state_dir)
         self.queues = QueueRegistry(registry_entries(config.queues))
-        self.backends = Backends(config, self.clock, self.state_dir)
+        self.backends = Backends(config, self.clock, self.state_dir, self.store)
         self.sim = self.backends.sim
         self.control = CampaignControl(
             self.store,
@@ -123,6 +123,11 @@ class Daemon:
             locks=CampaignLocks(),
             queues=self.queues,
             queue_adapter=self.backends.queue,
+            # A campaign whose actions need more (email_send without [smtp]) cannot run.
+            capabilities=self.backends.services.capabilities(),
+            # A talk in a language text to speech cannot speak is a 400 (Asterisk only:
+            # the sim speaks nothing).
+            has_voice=self.backends.tts.has_voice if self.backends.ari is not None else None,
         )
         self.engine = Engine(
             store=self.store,
@@ -298,6 +303,8 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             ops_token = new.ops.read_token()
+            if new.smtp is not None:
+                new.smtp.read_password()
         except ConfigError as exc:
             metrics.config_reloaded(success=False)
             log.error("config reload rejected; running config kept", error=str(exc))
@@ -311,6 +318,7 @@ class Daemon:
         logs.configure_logging(new.log.level, self._log_format(new))
         self.engine.reconfigure(new.engine, _rules_of(new))
         self.backends.reconfigure(new)
+        self.control.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api)
         self.ops_auth.token = ops_token

@@ -46,6 +46,30 @@ CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 # The demo's queue, registered for its customer (``[[queues]]``).
 QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
 SAMPLE_SECONDS = 0.1
+# The ids of the IVR's actions that its branch jumps to.
+IVR_AGENT = "7c1e0a52-3b8d-4f6e-9a01-2d3c4b5a6f70"
+IVR_OPT_OUT = "7c1e0a52-3b8d-4f6e-9a01-2d3c4b5a6f79"
+IVR_BYE = "7c1e0a52-3b8d-4f6e-9a01-2d3c4b5a6f7f"
+IVR_PROMPT = "Press 1 for an agent, 9 to be put on our do-not-call list."
+
+
+def ivr_actions() -> list[Action]:
+    """The demo's IVR: a prompt, one key, 1 to the queue, 9 on the do-not-call list."""
+    return [
+        Action(type="talk", option={"text": IVR_PROMPT, "language": "en-US"}),
+        Action(type="digits_receive", option={"duration": 5000, "length": 1}),
+        Action(
+            type="branch",
+            option={"target_ids": {"1": IVR_AGENT, "9": IVR_OPT_OUT}, "default_target_id": IVR_BYE},
+        ),
+        Action(id=IVR_AGENT, type="queue_join"),
+        Action(id=IVR_OPT_OUT, type="dnc_add"),
+        Action(
+            type="talk",
+            option={"text": "You will not be called again. Goodbye.", "language": "en-US"},
+        ),
+        Action(id=IVR_BYE, type="hangup"),
+    ]
 
 
 class DemoSummary(msgspec.Struct, kw_only=True):

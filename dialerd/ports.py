@@ -69,8 +69,10 @@ class Origination(msgspec.Struct, frozen=True, kw_only=True):
     dial_timeout_ms: int
     # The queue as the backend knows it (the registry's ``name``); "" without a queue.
     queue_name: str = ""
-    # What the actions' ``${name}`` refer to: campaign.id, campaign.name, campaigncall.id,
-    # customer.id, target.id, target.name, target.destination, target.data.<key>.
+    # What the actions' ``${name}`` refer to (``dialerd.core.flow.call_variables``):
+    # campaign.id, campaign.name, campaigncall.id, customer.id, target.id,
+    # target.destination; target.name, target.data, target.data.<key> when the actions
+    # refer to the target's name or data.
     variables: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -149,8 +151,10 @@ class Telephony(Protocol):
 class FlowRunner(Protocol):
     """Runs a flow campaign's actions for a target without a voice call (type ``flow``).
 
-    Completion is reported as ``Ended`` (``normal`` on success) on the same event
-    stream as telephony events; the engine ends attempts that report nothing in time.
+    The end is reported as ``Ended`` on the same event stream as telephony events:
+    ``normal`` when the flow completed, ``failed`` when a step failed, ``cancelled``
+    after ``stop_flow``; the engine ends attempts that report nothing in time
+    (``engine.flow_timeout``).
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""The simulated call centre: the ``sim`` telephony backend, queue adapter and flow runner.
+"""The simulated call centre: the ``sim`` telephony backend and queue adapter.
 
 One ``SimCallCentre`` holds the world they share: agents per queue, live calls, a seeded
 ``random.Random`` for every draw, and counters for the demo. Times are simulated seconds;
@@ -21,12 +21,24 @@ parameters (``config.campaigns[campaign_id]``, else ``config.outcomes``):
   engine is told how long the caller waited (``AgentConnected``): the abandonment
   measurement reads it (behaviour.md §10).
 
+A call with actions runs them on answer, through the same interpreter as a real call
+(``dialerd.core.flow``): ``talk`` and ``play`` take simulated time (the text's length at
+``talk_chars_per_second``; a few seconds per media URL), and the callee hangs up during
+one with the probability ``hangup_during_prompt``; at a ``digits_receive`` the callee
+presses a key drawn from ``config.digits`` (or nothing, and the wait runs out); ``amd``
+says ``machine`` for a machine (whose call is then answered, so the flow can decide)
+and ``human`` otherwise; ``queue_join`` is the queue described above, its wait counted
+from the answer, and so is running off the end of the actions in a campaign with a
+queue (without one the call is hung up); ``webhook_send``, ``email_send`` and
+``dnc_add`` are real, through ``ActionServices``. Without actions a call joins the
+queue (or, without one, listens) exactly as before: a seeded run draws the same numbers.
+
 Occupancy is integrated over simulated time: ``busy_agent_seconds`` (talking or wrapping
 up) over ``staffed_agent_seconds`` (agents logged in).
 
-Every placed call or flow sends exactly one ``Ended`` while its backend runs; a second
+Every placed call sends exactly one ``Ended`` while the backend runs; a second
 origination with the same campaigncall id is ignored. If ``ledger_path`` is given, each
-placed call or flow appends one JSON line to it (flushed at once). The ledger is never
+placed call appends one JSON line to it (flushed at once). The ledger is never
 read back: a restarted process does not remember earlier ids, so a duplicate origination
 across a restart shows as a second line (the evidence a crash test looks for).
 """
@@ -48,9 +60,23 @@ import structlog
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
 
 from dialerd import metrics
+from dialerd.adapters.flow_runner import count_chosen, run_side_effect
 from dialerd.config import Range, SimConfig, SimOutcomes
+from dialerd.core import flow
+from dialerd.core.actions import (
+    ActionsInvalid,
+    DigitsReceiveOption,
+    DigitsSendOption,
+    PlayOption,
+    Program,
+    SleepOption,
+    Step,
+    TalkOption,
+    compile_actions,
+)
 from dialerd.model import NIL_UUID, format_time
 from dialerd.ports import (
+    ActionServices,
     AgentConnected,
     Answered,
     Clock,
@@ -69,6 +95,18 @@ FAILURE_DELAY: Final = Range(min=0.1, max=1.0)
 REFUSED_SHARE: Final = 0.25
 # A call nobody answers ends by itself after this many seconds if no one cancels it.
 NO_ANSWER_CAP: Final = 120.0
+# Simulated seconds of a call's steps: a media URL played, a beep, an answering
+# machine detection, a key pressed after a digits_receive starts.
+PLAY_SECONDS: Final = 4.0
+BEEP_SECONDS: Final = 0.5
+AMD_TIME: Final = Range(min=1.5, max=3.5)
+PRESS_TIME: Final = Range(min=1.0, max=4.0)
+# How a flow's end becomes the call's (any other end: the call is hung up, ``normal``).
+CALL_ENDS: Final = {
+    flow.FlowEnd.MACHINE: HangupReason.MACHINE,
+    flow.FlowEnd.FAILED: HangupReason.FAILED,
+    flow.FlowEnd.BUDGET: HangupReason.FAILED,
+}
 
 CallKind = Literal["call", "flow"]
 
@@ -76,8 +114,10 @@ CallKind = Literal["call", "flow"]
 class SimSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of the simulated world since it was made, and its state right now.
 
-    The outcome counters (``answered`` ... ``normal``) count voice calls; flows have
-    their own. ``agents_busy`` counts agents talking or in wrap-up.
+    ``agents_busy`` counts agents talking or in wrap-up. ``chosen`` counts the branches
+    the callees' digits took (by ``branch`` key, ``other`` for none of them), ``opt_outs``
+    the numbers ``dnc_add`` put on a do-not-call list, ``prompt_hangups`` the callees who
+    hung up during a prompt.
     """
 
     originated: int
@@ -91,18 +131,19 @@ class SimSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     failed: int
     cancelled: int
     normal: int
-    flows_started: int
-    flows_completed: int
     agents_total: int
     agents_busy: int
     live_calls: int
     # Agent-seconds (simulated) logged in, and talking or wrapping up, since the start.
     staffed_agent_seconds: float = 0.0
     busy_agent_seconds: float = 0.0
+    chosen: dict[str, int] = msgspec.field(default_factory=dict)
+    opt_outs: int = 0
+    prompt_hangups: int = 0
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of the ledger: a call or flow the simulated backend really placed."""
+    """One line of the ledger: a call the simulated backend really placed."""
 
     tm: str
     kind: CallKind
@@ -154,6 +195,7 @@ class _Call:
     agent: _Agent | None = None
     agent_found: anyio.Event = field(default_factory=anyio.Event)
     answered_at: float = 0.0
+    program: Program | None = None
 
 
 @dataclass(eq=False)
@@ -173,9 +215,10 @@ class _Counters:
     refused: int = 0
     answered: int = 0
     connected: int = 0
-    flows_started: int = 0
-    flows_completed: int = 0
     ended: dict[HangupReason, int] = field(default_factory=dict)
+    chosen: dict[str, int] = field(default_factory=dict)
+    opt_outs: int = 0
+    prompt_hangups: int = 0
 
 
 def _uniform(rng: random.Random, span: Range) -> float:
@@ -190,6 +233,11 @@ def _queue_of(origination: Origination) -> str:
     return origination.queue_name or origination.queue_id
 
 
+def _detects_machines(program: Program | None) -> bool:
+    """Whether the call's actions contain an ``amd`` step (a machine is then answered)."""
+    return program is not None and any(step.type == "amd" for step in program.steps)
+
+
 def _delay(rng: random.Random, span: Range) -> float:
     """A draw from ``span``, or 0 without drawing when it is empty (so a seeded run
     without delays keeps its random sequence)."""
@@ -197,7 +245,7 @@ def _delay(rng: random.Random, span: Range) -> float:
 
 
 class SimCallCentre:
-    """The shared simulated world behind ``.telephony``, ``.queue`` and ``.flows``."""
+    """The shared simulated world behind ``.telephony`` and ``.queue``."""
 
     def __init__(
         self,
@@ -205,10 +253,14 @@ class SimCallCentre:
         clock: Clock,
         *,
         ledger_path: Path | None = None,
+        services: ActionServices | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.ledger_path = ledger_path
+        # What a call's webhook_send, email_send and dnc_add do (None: they fail).
+        self.services = services
+        self._programs: dict[bytes, Program] = {}
         self.rng = random.Random(config.seed)
         self.counters = _Counters()
         self._pools: dict[str, _AgentPool] = {}
@@ -219,7 +271,6 @@ class SimCallCentre:
         self._accounted_at = clock.monotonic()
         self.telephony = SimTelephony(self)
         self.queue = SimQueue(self)
-        self.flows = SimFlowRunner(self)
 
     def reconfigure(self, config: SimConfig) -> None:
         """Apply new rates, speed and agent counts; the random sequence goes on."""
@@ -245,13 +296,14 @@ class SimCallCentre:
             failed=ended.get(HangupReason.FAILED, 0),
             cancelled=ended.get(HangupReason.CANCELLED, 0),
             normal=ended.get(HangupReason.NORMAL, 0),
-            flows_started=self.counters.flows_started,
-            flows_completed=self.counters.flows_completed,
             agents_total=sum(not agent.retiring for agent in agents),
             agents_busy=sum(agent.status != AgentStatus.AVAILABLE for agent in agents),
-            live_calls=len(self.telephony.calls) + len(self.flows.calls),
+            live_calls=len(self.telephony.calls),
             staffed_agent_seconds=self._staffed_seconds,
             busy_agent_seconds=self._busy_seconds,
+            chosen=dict(self.counters.chosen),
+            opt_outs=self.counters.opt_outs,
+            prompt_hangups=self.counters.prompt_hangups,
         )
 
     def account(self) -> None:
@@ -267,6 +319,23 @@ class SimCallCentre:
             self._staffed_seconds += len(pool.agents) * elapsed
 
     # -- shared by the backends --------------------------------------------------
+    def program(self, origination: Origination) -> Program | None:
+        """The call's compiled actions (None without actions); raise
+        ``OriginationError`` for actions that do not compile."""
+        if not origination.actions:
+            return None
+        key = msgspec.json.encode(origination.actions)
+        program = self._programs.get(key)
+        if program is None:
+            try:
+                program = compile_actions(origination.actions)
+            except ActionsInvalid as exc:
+                raise OriginationError(f"sim: the campaign's actions are invalid: {exc}") from None
+            if len(self._programs) >= 256:
+                self._programs.clear()
+            self._programs[key] = program
+        return program
+
     def outcomes_for(self, campaign_id: str) -> SimOutcomes:
         """The campaign's own outcome parameters, else the default ones."""
         return self.config.campaigns.get(campaign_id, self.config.outcomes)
@@ -284,7 +353,7 @@ class SimCallCentre:
         return pool
 
     def placed_before(self, origination: Origination, kind: CallKind) -> bool:
-        """True (and a warning) if a call or flow was placed for this campaigncall id."""
+        """True (and a warning) if a call was placed for this campaigncall id."""
         campaigncall_id = origination.campaigncall_id
         if campaigncall_id not in self._placed:
             return False
@@ -292,7 +361,7 @@ class SimCallCentre:
         return True
 
     def record(self, origination: Origination, kind: CallKind) -> None:
-        """Remember a placed call or flow, in the ledger too if there is one."""
+        """Remember a placed call, in the ledger too if there is one."""
         if self.ledger_path is not None:
             self._write_ledger(origination, kind)
         self._placed.add(origination.campaigncall_id)
@@ -352,7 +421,7 @@ class SimCallCentre:
 
 
 class _SimBackend:
-    """What the simulated telephony backend and flow runner have in common."""
+    """The simulated backend's calls: their tasks, events and forced ends."""
 
     name = "sim"
     kind: CallKind
@@ -387,10 +456,17 @@ class _SimBackend:
         """The simulated centre is always there."""
         return None
 
-    def _place(self, origination: Origination, fate: _Fate, ring: float, talk: float) -> None:
+    def _place(
+        self,
+        origination: Origination,
+        fate: _Fate,
+        ring: float,
+        talk: float,
+        program: Program | None = None,
+    ) -> None:
         if self._task_group is None:
             raise OriginationError(f"sim {self.kind} backend is not running")
-        call = _Call(origination, fate, ring, talk)
+        call = _Call(origination, fate, ring, talk, program=program)
         self.calls[origination.campaigncall_id] = call
         self._task_group.start_soon(
             self._life, call, name=f"sim {self.kind} {origination.campaigncall_id}"
@@ -445,6 +521,7 @@ class SimTelephony(_SimBackend):
         world = self.world
         if world.placed_before(origination, self.kind):
             return
+        program = world.program(origination)
         placing = _delay(world.rng, world.config.place_time)
         if placing > 0:
             await world.sleep(placing)
@@ -466,7 +543,7 @@ class SimTelephony(_SimBackend):
         talk = _uniform(world.rng, outcomes.talk_time)
         world.record(origination, self.kind)
         world.counters.originated += 1
-        self._place(origination, fate, ring, talk)
+        self._place(origination, fate, ring, talk, program)
 
     async def cancel(self, campaigncall_id: str) -> None:
         """End an unanswered call as ``cancelled``; nothing if it was answered or ended."""
@@ -528,6 +605,8 @@ class SimTelephony(_SimBackend):
 
     async def _ring(self, call: _Call) -> HangupReason | None:
         await self.world.sleep(call.ring)
+        if call.fate is _Fate.MACHINE and _detects_machines(call.program):
+            return None  # answered: the flow's amd finds the machine
         return {
             _Fate.FAILED: HangupReason.FAILED,
             _Fate.BUSY: HangupReason.BUSY,
@@ -536,12 +615,20 @@ class SimTelephony(_SimBackend):
         }.get(call.fate)
 
     async def _answered(self, call: _Call) -> HangupReason:
+        if call.program is not None and not call.program.empty:
+            return await self._run_actions(call, call.program)
+        return await self._join_queue(call)
+
+    async def _join_queue(self, call: _Call, *, after_actions: bool = False) -> HangupReason:
+        """The call joins its campaign's queue (without one, the callee just listens);
+        the agent's wait is counted from the answer."""
         queue = _queue_of(call.origination)
         if queue:
             world = self.world
             pool = world.pool(queue)
             free = pool.free()
-            call.answered_at = world.clock.monotonic()
+            if not after_actions:
+                call.answered_at = world.clock.monotonic()
             if free and not pool.waiting:
                 world.connect(call, world.rng.choice(free))
             else:
@@ -553,6 +640,97 @@ class SimTelephony(_SimBackend):
             await self._send(AgentConnected(call.origination.campaigncall_id, wait))
         await self.world.sleep(call.talk)
         return HangupReason.NORMAL
+
+    async def _run_actions(self, call: _Call, program: Program) -> HangupReason:
+        """Run the call's actions through the interpreter (module docstring)."""
+        world = self.world
+        origination = call.origination
+        campaign_id = origination.campaign_id
+        call.answered_at = world.clock.monotonic()
+        state, instruction = flow.start(program, origination.variables)
+        while isinstance(instruction, flow.Execute):
+            self._chosen(campaign_id, instruction.chosen)
+            step = instruction.step
+            if step.type == "queue_join":
+                if not _queue_of(origination):
+                    outcome: flow.Outcome = flow.StepFailed("queue_join: the campaign has no queue")
+                else:
+                    reason = await self._join_queue(call, after_actions=True)
+                    metrics.action_ran(campaign_id, step.type, "done")
+                    return reason
+            else:
+                outcome = await self._sim_step(call, step, instruction.variables)
+            metrics.action_ran(campaign_id, step.type, flow.outcome_label(outcome))
+            state, instruction = flow.advance(program, state, outcome)
+        self._chosen(campaign_id, instruction.chosen)
+        if instruction.end is flow.FlowEnd.COMPLETED and _queue_of(origination):
+            # Ran off the end: the campaign's default, its queue (VoIPbin's order:
+            # the flow, then an agent of the queue).
+            return await self._join_queue(call, after_actions=True)
+        return CALL_ENDS.get(instruction.end, HangupReason.NORMAL)
+
+    def _chosen(self, campaign_id: str, chosen: tuple[str, ...]) -> None:
+        count_chosen(campaign_id, chosen)
+        counts = self.world.counters.chosen
+        for value in chosen:
+            counts[value] = counts.get(value, 0) + 1
+
+    async def _sim_step(self, call: _Call, step: Step, variables: dict[str, str]) -> flow.Outcome:
+        """One step on the simulated line; real side effects through the services."""
+        world = self.world
+        option = step.option
+        if world.services is not None:
+            done = await run_side_effect(step, call.origination, world.services, variables)
+            if done is not None:
+                if step.type == "dnc_add" and isinstance(done, flow.StepDone):
+                    world.counters.opt_outs += 1
+                return done
+        elif step.type in ("webhook_send", "email_send", "dnc_add", "message_send"):
+            return flow.StepFailed(f"{step.type}: the simulated centre has no action services")
+        if isinstance(option, TalkOption):
+            return await self._prompt(len(option.text) / world.config.talk_chars_per_second)
+        if isinstance(option, PlayOption):
+            return await self._prompt(PLAY_SECONDS * len(option.stream_urls))
+        if isinstance(option, SleepOption):
+            await world.sleep(option.duration / 1000)
+        elif isinstance(option, DigitsSendOption):
+            await world.sleep(len(option.digits) * (option.duration + option.interval) / 1000)
+        elif isinstance(option, DigitsReceiveOption):
+            return await self._press(option)
+        elif step.type == "beep":
+            await world.sleep(BEEP_SECONDS)
+        elif step.type == "amd":
+            await world.sleep(_uniform(world.rng, AMD_TIME))
+            return flow.AmdDetected("machine" if call.fate is _Fate.MACHINE else "human")
+        elif step.type == "connect":
+            await world.sleep(call.talk)
+        return flow.StepDone()
+
+    async def _prompt(self, seconds: float) -> flow.Outcome:
+        """A prompt plays for ``seconds``; the callee may hang up during it."""
+        world = self.world
+        if (
+            world.config.hangup_during_prompt
+            and world.rng.random() < world.config.hangup_during_prompt
+        ):
+            await world.sleep(seconds * world.rng.random())
+            world.counters.prompt_hangups += 1
+            return flow.CalleeHungUp()
+        await world.sleep(seconds)
+        return flow.StepDone()
+
+    async def _press(self, option: DigitsReceiveOption) -> flow.Outcome:
+        """The callee presses one key drawn from ``config.digits``, or lets the wait run out."""
+        world = self.world
+        limit = option.duration / 1000
+        draw = world.rng.random()
+        for key, share in world.config.digits.items():
+            if draw < share:
+                await world.sleep(min(limit, _uniform(world.rng, PRESS_TIME)))
+                return flow.DigitsReceived(key)
+            draw -= share
+        await world.sleep(limit)
+        return flow.DigitsReceived("")
 
     async def _wait_for_agent(self, call: _Call, seconds: float) -> None:
         if seconds <= 0:
@@ -611,42 +789,3 @@ class SimQueue:
         """The simulated centre staffs every queue it is asked about."""
         await anyio.lowlevel.checkpoint()
         return True
-
-
-class SimFlowRunner(_SimBackend):
-    """Flow runner ``sim``: a flow reports ``normal`` after a talk time, or, with the
-    probability ``flow_silence``, never reports at all."""
-
-    kind: CallKind = "flow"
-
-    async def start_flow(self, origination: Origination) -> None:
-        """Start the flow, unless one was started for this campaigncall id already."""
-        await anyio.lowlevel.checkpoint()
-        if self._task_group is None:
-            raise OriginationError("sim flow runner is not running")
-        world = self.world
-        if world.placed_before(origination, self.kind):
-            return
-        outcomes = world.outcomes_for(origination.campaign_id)
-        silent = world.rng.random() < outcomes.flow_silence
-        talk = _uniform(world.rng, outcomes.talk_time)
-        world.record(origination, self.kind)
-        world.counters.flows_started += 1
-        self._place(origination, _Fate.NO_ANSWER if silent else _Fate.LIVE, 0.0, talk)
-
-    async def stop_flow(self, campaigncall_id: str) -> None:
-        """Stop a running flow; it ends as ``cancelled``."""
-        await anyio.lowlevel.checkpoint()
-        self._force_end(campaigncall_id, HangupReason.CANCELLED, _Phase.RINGING)
-
-    async def _life(self, call: _Call) -> None:
-        reason = await self._phase(call, self._execute)
-        if reason is HangupReason.NORMAL:
-            self.world.counters.flows_completed += 1
-        await self._finish(call, reason or HangupReason.CANCELLED)
-
-    async def _execute(self, call: _Call) -> HangupReason:
-        if call.fate is _Fate.NO_ANSWER:
-            await anyio.sleep_forever()
-        await self.world.sleep(call.talk)
-        return HangupReason.NORMAL

@@ -80,46 +80,29 @@ def reference(value: str | None) -> str:
 
 
 class ActionType(enum.StrEnum):
-    """Flow action types the reference API knows."""
+    """The flow action types dialerd runs (``dialerd.core.actions.OPTION_TYPES``): VoIPbin's,
+    less those it has no backend for, plus ``dnc_add`` (an extension)."""
 
-    AI_TALK = "ai_talk"
-    AI_SUMMARY = "ai_summary"
     AMD = "amd"
     ANSWER = "answer"
     BEEP = "beep"
     BRANCH = "branch"
-    CALL = "call"
     CONDITION_CALL_DIGITS = "condition_call_digits"
-    CONDITION_CALL_STATUS = "condition_call_status"
-    CONDITION_DATETIME = "condition_datetime"
-    CONDITION_VARIABLE = "condition_variable"
-    CONFBRIDGE_JOIN = "confbridge_join"
-    CONFERENCE_JOIN = "conference_join"
     CONNECT = "connect"
-    CONVERSATION_SEND = "conversation_send"
     DIGITS_RECEIVE = "digits_receive"
     DIGITS_SEND = "digits_send"
-    ECHO = "echo"
+    DNC_ADD = "dnc_add"
     EMAIL_SEND = "email_send"
-    EXTERNAL_MEDIA_START = "external_media_start"
-    EXTERNAL_MEDIA_STOP = "external_media_stop"
-    FETCH = "fetch"
-    FETCH_FLOW = "fetch_flow"
     GOTO = "goto"
     HANGUP = "hangup"
     MESSAGE_SEND = "message_send"
-    MUTE = "mute"
     PLAY = "play"
     QUEUE_JOIN = "queue_join"
     RECORDING_START = "recording_start"
     RECORDING_STOP = "recording_stop"
     SLEEP = "sleep"
     STOP = "stop"
-    STREAM_ECHO = "stream_echo"
     TALK = "talk"
-    TRANSCRIBE_START = "transcribe_start"
-    TRANSCRIBE_STOP = "transcribe_stop"
-    TRANSCRIBE_RECORDING = "transcribe_recording"
     VARIABLE_SET = "variable_set"
     WEBHOOK_SEND = "webhook_send"
 
@@ -159,7 +142,8 @@ class AddressBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class ActionBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One flow action in a request."""
+    """One flow action in a request; ``option`` is checked against the type's option
+    schema (``TalkOption``, ``WebhookSendOption``...) when the campaign is saved."""
 
     type: ActionType
     id: Reference = None

@@ -17,11 +17,14 @@ from dialerd.api import bodies
 from dialerd.api.errors import ApiError, conflict, invalid, not_found
 from dialerd.api.exchange import ApiContext, Handler, json_body, json_response, page_query, path_id
 from dialerd.control import CampaignNotFound, RunRefused
+from dialerd.core.actions import ActionError, ActionsInvalid, call_only, compile_actions
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
     NIL_UUID,
+    Action,
     Campaign,
     CampaignStatus,
+    CampaignType,
 )
 
 REFERENCE_FIELDS = ("outplan_id", "outdial_id", "queue_id", "next_campaign_id")
@@ -51,6 +54,34 @@ async def check_references(ctx: ApiContext, customer_id: str, changes: dict[str,
             await check_reference(ctx, customer_id, field, kind, changes[field])
 
 
+def check_actions(ctx: ApiContext, campaign_type: CampaignType, actions: list[Action]) -> None:
+    """A 400 naming each action (index and field) that could not run; a ``flow``
+    campaign's actions may not need a call."""
+    try:
+        compile_actions(actions, has_voice=ctx.control.has_voice)
+    except ActionsInvalid as exc:
+        raise _actions_invalid(exc.errors) from None
+    if campaign_type is CampaignType.FLOW and (errors := call_only(actions)):
+        raise _actions_invalid(errors)
+
+
+def _actions_invalid(errors: list[ActionError]) -> ApiError:
+    first = errors[0]
+    error = invalid(f"{first.message} - at `{first.field}`", "INVALID_ACTIONS")
+    error.details = [msgspec.structs.asdict(each) for each in errors]
+    return error
+
+
+async def _check_edited_actions(
+    ctx: ApiContext, customer_id: str, campaign_id: str, changes: dict[str, Any]
+) -> None:
+    """The actions as they would be after the edit, checked when it changes them or the type."""
+    if "actions" not in changes and "type" not in changes:
+        return
+    campaign = await _campaign(ctx, customer_id, campaign_id)
+    check_actions(ctx, changes.get("type", campaign.type), changes.get("actions", campaign.actions))
+
+
 async def _campaign(ctx: ApiContext, customer_id: str, campaign_id: str) -> Campaign:
     campaign = await ctx.store.get_campaign(customer_id, campaign_id)
     if campaign is None:
@@ -68,6 +99,7 @@ async def _edit(
     """Apply the edits and run or stop, as one step; a refused run or an edit that a
     running campaign could not run with is a 409 and changes nothing."""
     await check_references(ctx, customer_id, changes)
+    await _check_edited_actions(ctx, customer_id, campaign_id, changes)
     wanted = None if status is None else CampaignStatus(status.value)
     try:
         return await ctx.control.change(customer_id, campaign_id, changes, wanted)
@@ -88,6 +120,8 @@ async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -
     body = await json_body(request, ctx, bodies.CampaignCreate)
     references = {field: bodies.reference(getattr(body, field)) for field in REFERENCE_FIELDS}
     await check_references(ctx, customer_id, references)
+    actions = bodies.actions_model(body.actions)
+    check_actions(ctx, body.type, actions)
     campaign = Campaign.fresh(
         customer_id,
         ctx.now(),
@@ -96,7 +130,7 @@ async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -
         detail=body.detail,
         service_level=body.service_level,
         end_handle=body.end_handle,
-        actions=bodies.actions_model(body.actions),
+        actions=actions,
         **references,
     )
     if body.pacing_mode != campaign.pacing_mode or body.target_abandon_rate != (

@@ -11,6 +11,7 @@ from dialerd.api.bodies import ImportResult
 from dialerd.api.errors import ErrorResponse
 from dialerd.api.exchange import PAGE_TOKEN
 from dialerd.api.routes import ENDPOINTS, PREFIX, Endpoint
+from dialerd.core.actions import OPTION_TYPES
 from dialerd.store import MAX_PAGE_SIZE
 
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
@@ -33,9 +34,26 @@ def _schemas() -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
         types += [endpoint.response, *endpoint.also_returns]
         if endpoint.body is not None:
             types.append(endpoint.body)
+    types += OPTION_TYPES.values()
     unique = list(dict.fromkeys(types))
     refs, components = msgspec.json.schema_components(unique, ref_template=REF_TEMPLATE)
+    _describe_options(components)
     return dict(zip(unique, refs, strict=True)), components
+
+
+def _describe_options(components: dict[str, Any]) -> None:
+    """Name each action type's option schema (one per type, as VoIPbin's
+    FlowManagerActionOption*) in the description of ``ActionBody.option``."""
+    option = components["ActionBody"]["properties"]["option"]
+    listed = "; ".join(
+        f"`{kind}`: {REF_TEMPLATE.format(name=struct.__name__)}"
+        for kind, struct in sorted(OPTION_TYPES.items())
+    )
+    option["description"] += f". Its fields depend on the type: {listed}"
+    option["x-option-schemas"] = {
+        kind: {"$ref": REF_TEMPLATE.format(name=struct.__name__)}
+        for kind, struct in sorted(OPTION_TYPES.items())
+    }
 
 
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:

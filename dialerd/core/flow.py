@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import msgspec
@@ -33,6 +33,7 @@ from dialerd.core.actions import (
     VariableSetOption,
     WebhookSendOption,
 )
+from dialerd.model import Action, Campaign, Campaigncall, OutdialTarget
 
 # Steps per flow, control steps included. A menu repeated a few times takes tens.
 STEP_BUDGET: Final = 1000
@@ -138,6 +139,47 @@ def _rendered(step: Step, variables: Mapping[str, str]) -> Step:
         return step
     changes = {name: render(getattr(step.option, name), variables) for name in fields}
     return msgspec.structs.replace(step, option=msgspec.structs.replace(step.option, **changes))
+
+
+# The names a campaign's actions read from the target itself (a store read per call).
+_TARGET_READS: Final = ("${target.name}", "${target.data")
+
+
+def reads_target(actions: Sequence[Action]) -> bool:
+    """Whether the actions refer to the target's name or data (not kept on the call)."""
+    encoded = msgspec.json.encode([action.option for action in actions]).decode()
+    return any(name in encoded for name in _TARGET_READS)
+
+
+def call_variables(
+    campaign: Campaign, campaigncall: Campaigncall, target: OutdialTarget | None
+) -> dict[str, str]:
+    """The variables dialerd sets for one attempt (``Origination.variables``).
+
+    The target's ``data``, when it is a JSON object, gives ``target.data.<key>`` per key
+    (strings as they are, other values JSON-encoded); ``target.data`` is the text as stored.
+    """
+    variables = {
+        "campaign.id": campaign.id,
+        "campaign.name": campaign.name,
+        "campaigncall.id": campaigncall.id,
+        "customer.id": campaign.customer_id,
+        "target.id": campaigncall.outdial_target_id,
+        "target.destination": campaigncall.destination.target,
+    }
+    if target is None:
+        return variables
+    variables["target.name"] = target.name
+    variables["target.data"] = target.data
+    try:
+        data = msgspec.json.decode(target.data) if target.data else None
+    except msgspec.DecodeError:
+        data = None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+            variables[f"target.data.{key}"] = text
+    return variables
 
 
 def start(program: Program, variables: Mapping[str, str]) -> tuple[FlowState, Instruction]:

@@ -7,8 +7,10 @@ import contextlib
 from collections.abc import Callable
 
 import anyio
+import msgspec
 
 from dialerd import metrics
+from dialerd.core import flow
 from dialerd.insight import DialingState
 from dialerd.model import (
     NIL_UUID,
@@ -25,7 +27,7 @@ from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log
-from dialerd.store import AttemptPlan, CampaignNotRunning, Fence
+from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, StoreError
 
 
 class Tick:
@@ -207,9 +209,35 @@ class Tick:
             actions=campaign.actions,
             dial_timeout_ms=outplan.dial_timeout,
             queue_name=queue_name,
+            variables=flow.call_variables(campaign, campaigncall, None),
         )
         assert self.shared.task_group is not None
-        self.shared.task_group.start_soon(self.calls.originate, origination, campaign.type)
+        if flow.reads_target(campaign.actions):
+            self.shared.task_group.start_soon(
+                self._originate_with_target, origination, campaign, campaigncall
+            )
+        else:
+            self.shared.task_group.start_soon(self.calls.originate, origination, campaign.type)
+
+    async def _originate_with_target(
+        self, origination: Origination, campaign: Campaign, campaigncall: Campaigncall
+    ) -> None:
+        """Originate with the target's name and data among the variables (the actions
+        refer to them); without them when the store cannot give the target now."""
+        try:
+            target = await self.shared.store.get_target(
+                campaigncall.outdial_id, campaigncall.outdial_target_id
+            )
+        except StoreError as exc:
+            log.warning(
+                "target not read for the actions' variables",
+                campaigncall_id=campaigncall.id,
+                error=str(exc) or type(exc).__name__,
+            )
+            target = None
+        variables = flow.call_variables(campaign, campaigncall, target)
+        origination = msgspec.structs.replace(origination, variables=variables)
+        await self.calls.originate(origination, campaign.type)
 
     def _queue_name(self, campaign: Campaign) -> str:
         queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)

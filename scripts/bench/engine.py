@@ -32,6 +32,8 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dialerd import logs
+from dialerd.adapters.action_services import ActionServices
+from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig, Range, RedisConnection, SimConfig, SimOutcomes, StoreConfig
@@ -127,7 +129,7 @@ async def throughput(store: Store, args: argparse.Namespace) -> dict[str, float]
         store=store,
         queue=centre.queue,
         telephony=centre.telephony,
-        flows=centre.flows,
+        flows=ActionFlowRunner(ActionServices(store, clock), clock),
         clock=clock,
         config=EngineConfig(max_concurrent_attempts=64, max_attempts_per_second=100_000.0),
     )
@@ -172,7 +174,7 @@ async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
         store=store,
         queue=centre.queue,
         telephony=centre.telephony,
-        flows=centre.flows,
+        flows=ActionFlowRunner(ActionServices(store, clock), clock),
         clock=clock,
         config=EngineConfig(tick_interval=1.0),
     )

@@ -31,6 +31,8 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dialerd import logs
+from dialerd.adapters.action_services import ActionServices
+from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.core import abandonment
@@ -135,7 +137,7 @@ async def run_cell(
                 store=store,
                 queue=centre.queue,
                 telephony=centre.telephony,
-                flows=centre.flows,
+                flows=ActionFlowRunner(ActionServices(store, clock), clock),
                 clock=clock,
                 queues=QueueRegistry([QueueRef(id=QUEUE, customer_id=CUSTOMER, name=QUEUE)]),
                 config=EngineConfig(

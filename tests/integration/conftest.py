@@ -167,7 +167,10 @@ class Factory:
             status=status,
             service_level=100,
             end_handle=EndHandle.STOP,
-            actions=[Action(type="talk", option={"text": "hello", "language": "en-US"})],
+            # A flow campaign has no call to talk on (a 409 at run).
+            actions=[Action(type="talk", option={"text": "hello", "language": "en-US"})]
+            if type is CampaignType.CALL
+            else [Action(type="variable_set", option={"key": "greeting", "value": "hello"})],
             outplan_id=outplan_id,
             outdial_id=outdial_id,
             queue_id=queue_of(customer_id),

@@ -20,6 +20,10 @@ ENGINE_SERIES = frozenset(
         "dialerd_campaign_available_agents",
         "dialerd_campaign_targets",
         "dialerd_campaign_targets_held",
+        "dialerd_campaign_actions_total",
+        "dialerd_campaign_digits_chosen_total",
+        "dialerd_campaign_opt_outs_total",
+        "dialerd_campaign_prompt_failures_total",
         "dialerd_campaigns_stored",
     }
 )

@@ -11,6 +11,8 @@ from pathlib import Path
 import anyio
 import msgspec
 
+from dialerd.adapters.action_services import ActionServices
+from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.core import abandonment
@@ -86,7 +88,7 @@ async def running(
         store=store,
         queue=world.queue,
         telephony=world.telephony,
-        flows=world.flows,
+        flows=ActionFlowRunner(ActionServices(store, clock), clock),
         clock=clock,
         queues=QueueRegistry([QueueRef(id=QUEUE, customer_id=CUSTOMER, name=QUEUE)]),
         config=EngineConfig(max_concurrent_attempts=500, max_attempts_per_second=1000.0),
@@ -106,6 +108,7 @@ async def running(
             queue_id=QUEUE,
             service_level=service_level,
             pacing_mode=mode,
+            actions=[],  # answered calls join the queue at once
         )
         await store.create_campaign(campaign)
     try:

@@ -40,8 +40,14 @@ ALL_LIVE = SimOutcomes(
 )
 
 
-def origination(number: int, *, queue_id: str = QUEUE, campaign_id: str = CAMPAIGN) -> Origination:
-    """The attempt ``cc-<number>`` of a call campaign."""
+def origination(
+    number: int,
+    *,
+    queue_id: str = QUEUE,
+    campaign_id: str = CAMPAIGN,
+    actions: list[Action] | None = None,
+) -> Origination:
+    """The attempt ``cc-<number>`` of a call campaign (without actions: the queue)."""
     return Origination(
         campaigncall_id=f"cc-{number}",
         campaign_id=campaign_id,
@@ -50,7 +56,7 @@ def origination(number: int, *, queue_id: str = QUEUE, campaign_id: str = CAMPAI
         queue_id=queue_id,
         source=Address(type=AddressType.TEL, target="+15550000000"),
         destination=Address(type=AddressType.TEL, target=f"+1555{number:07d}"),
-        actions=[Action(type="talk", option={"text": "hello", "language": "en-US"})],
+        actions=actions or [],
         dial_timeout_ms=30000,
     )
 
@@ -100,13 +106,12 @@ class Recorder:
 
 @asynccontextmanager
 async def running(world: SimCallCentre, clock: FakeClock) -> AsyncIterator[Recorder]:
-    """Run the world's telephony backend and flow runner, recording their events."""
+    """Run the world's telephony backend, recording its events."""
     recorder = Recorder(clock)
     send, receive = anyio.create_memory_object_stream[TelephonyEvent](math.inf)
     async with anyio.create_task_group() as task_group:
         async with send:
             await task_group.start(world.telephony.run, send.clone())
-            await task_group.start(world.flows.run, send.clone())
         task_group.start_soon(recorder.collect, receive)
         yield recorder
         task_group.cancel_scope.cancel()
@@ -328,7 +333,7 @@ async def test_a_second_originate_with_the_same_id_places_no_second_call(tmp_pat
     assert len(ledger.read_text().splitlines()) == 1
 
 
-async def test_the_ledger_has_one_line_per_placed_call_or_flow(tmp_path: Path) -> None:
+async def test_the_ledger_has_one_line_per_placed_call(tmp_path: Path) -> None:
     clock = FakeClock()
     ledger = tmp_path / "sim" / "ledger.jsonl"
     ledger.parent.mkdir()
@@ -337,7 +342,6 @@ async def test_the_ledger_has_one_line_per_placed_call_or_flow(tmp_path: Path) -
         await world.telephony.originate(origination(1))
         await clock.advance(3)
         assert len(ledger.read_text().splitlines()) == 1
-        await world.flows.start_flow(origination(2))
     lines = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert lines == [
         {
@@ -349,16 +353,6 @@ async def test_the_ledger_has_one_line_per_placed_call_or_flow(tmp_path: Path) -
             "reference_id": "target-1",
             "queue_id": QUEUE,
             "destination": "+15550000001",
-        },
-        {
-            "tm": "2026-01-01 00:00:03.000000",
-            "kind": "flow",
-            "campaigncall_id": "cc-2",
-            "campaign_id": CAMPAIGN,
-            "customer_id": "5e4a0f6e-8c7b-4d3a-9f2e-1b0c9d8e7f6a",
-            "reference_id": "target-2",
-            "queue_id": QUEUE,
-            "destination": "+15550000002",
         },
     ]
 
@@ -493,38 +487,3 @@ async def test_originate_before_the_backend_runs_is_refused() -> None:
     world = SimCallCentre(sim_config(), FakeClock())
     with pytest.raises(OriginationError, match="not running"):
         await world.telephony.originate(origination(1))
-    with pytest.raises(OriginationError, match="not running"):
-        await world.flows.start_flow(origination(2))
-
-
-async def test_a_flow_reports_completion_after_its_talk_time() -> None:
-    clock = FakeClock()
-    world = SimCallCentre(sim_config(), clock)
-    async with running(world, clock) as recorder:
-        await world.flows.start_flow(origination(1))
-        await world.flows.start_flow(origination(1))
-        await clock.advance(0)
-        assert await world.flows.live_calls() == {"cc-1"}
-        assert await world.telephony.live_calls() == set()
-        await clock.advance(100)
-        assert await world.flows.live_calls() == set()
-    assert recorder.times("cc-1") == [("Ended", 60.0)]
-    assert recorder.reasons() == {"cc-1": HangupReason.NORMAL}
-    snapshot = world.snapshot()
-    assert (snapshot.flows_started, snapshot.flows_completed, snapshot.originated) == (1, 1, 0)
-
-
-async def test_a_silent_flow_never_reports_until_stopped() -> None:
-    clock = FakeClock()
-    silent = SimOutcomes(flow_silence=1.0, talk_time=Range(min=60, max=60))
-    world = SimCallCentre(sim_config(outcomes=silent), clock)
-    async with running(world, clock) as recorder:
-        await world.flows.start_flow(origination(1))
-        await clock.advance(3600)
-        assert recorder.events == []
-        assert await world.flows.live_calls() == {"cc-1"}
-        await world.flows.stop_flow("cc-1")
-        await world.flows.stop_flow("cc-1")
-        await clock.advance(0)
-    assert recorder.times("cc-1") == [("Ended", 3600.0)]
-    assert recorder.reasons() == {"cc-1": HangupReason.CANCELLED}

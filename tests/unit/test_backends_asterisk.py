@@ -8,9 +8,12 @@ import pytest
 
 from dialerd.adapters.asterisk.ami_queue import AsteriskQueue
 from dialerd.adapters.asterisk.ari import AriTelephony
+from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.backends import Backends
 from dialerd.clock import SystemClock
 from dialerd.config import ConfigError, decode_config
+from dialerd.core.actions import Capability
+from dialerd.store.sqlite import SqliteStore
 
 QUEUE_ID = "0b7c6a1e-2f4d-4e55-9a0b-5d1c2e3f4a5b"
 CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
@@ -28,8 +31,13 @@ wrapup_time = 15
 """
 
 
+def store(tmp_path: Path) -> SqliteStore:
+    """A store for the action services (not opened: building the backends needs none)."""
+    return SqliteStore(tmp_path / "dialerd.sqlite3")
+
+
 def test_asterisk_backends_from_config(tmp_path: Path) -> None:
-    backends = Backends(decode_config(ASTERISK), SystemClock(), tmp_path)
+    backends = Backends(decode_config(ASTERISK), SystemClock(), tmp_path, store(tmp_path))
     assert isinstance(backends.telephony, AriTelephony)
     assert backends.telephony.name == "asterisk"
     assert backends.telephony.endpoint == "PJSIP/{number}@callee"
@@ -40,9 +48,16 @@ def test_asterisk_backends_from_config(tmp_path: Path) -> None:
     assert "ami-secret" not in repr(backends.ami)
     # Not connected yet: no call can be placed, and /readyz says why.
     assert backends.telephony.unavailable_reason() == "ARI not connected yet"
+    # Flow campaigns run their actions for real, not in the simulated centre.
+    assert isinstance(backends.flows, ActionFlowRunner)
+    assert backends.services.capabilities() == {
+        Capability.CALL_MEDIA,
+        Capability.WEBHOOK,
+        Capability.DNC,
+    }
 
 
 def test_an_unreadable_password_file_stops_the_build(tmp_path: Path) -> None:
     text = ASTERISK.replace('password = "ari-secret"', f'password_file = "{tmp_path}/none"')
     with pytest.raises(ConfigError, match="password_file"):
-        Backends(decode_config(text), SystemClock(), tmp_path)
+        Backends(decode_config(text), SystemClock(), tmp_path, store(tmp_path))

@@ -340,3 +340,66 @@ def test_a_lease_shorter_than_two_ticks_is_refused() -> None:
         decode_config("[engine]\ntick_interval = 60\n", SOURCE)
     config = decode_config("[engine]\ntick_interval = 60\nlease_ttl = 120\n", SOURCE)
     assert config.engine.lease_ttl == 120
+
+
+def test_webhooks_and_smtp_are_read() -> None:
+    config = decode_config(
+        """
+        [webhooks]
+        allow_hosts = ["hooks.internal", "10.0.0.5"]
+        timeout = 3
+        [smtp]
+        host = "mail.example.com"
+        port = 465
+        tls = true
+        starttls = false
+        username = "dialer"
+        password_file = "/etc/dialerd/smtp-password"
+        from = "dialer@example.com"
+        """,
+        SOURCE,
+    )
+    assert config.webhooks.allows("HOOKS.internal")
+    assert not config.webhooks.allows("hooks.internal.evil.com")
+    assert config.smtp is not None
+    assert (config.smtp.port, config.smtp.tls, config.smtp.sender) == (
+        465,
+        True,
+        "dialer@example.com",
+    )
+    assert decode_config("", SOURCE).smtp is None
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[webhooks]\nallow_host = []\n", "`allow_host`"),
+        ('[webhooks]\nallow_hosts = ["https://x.example"]\n', "allow_hosts[0]"),
+        ("[webhooks]\ntimeout = 0\n", "`$.webhooks.timeout`"),
+        ('[smtp]\nhost = "m"\nfrom = "a@b.c"\nstarttls = true\ntls = true\n', "starttls and tls"),
+        ('[smtp]\nhost = "m"\n', "`from`"),
+        ('[smtp]\nhost = "m"\nfrom = "nobody"\n', "not an email address"),
+        ('[smtp]\nhost = "m"\nfrom = "a@b.c"\npassword = "x"\n', "username"),
+        ('[smtp]\nhost = "m"\nfrom = "a@b.c"\nsender = "a@b.c"\n', "`sender`"),
+        ('[smtp]\nhost = "m"\nfrom = "a@b.c"\nport = 0\n', "`$.smtp.port`"),
+    ],
+)
+def test_bad_webhooks_and_smtp_keys_are_named(text: str, named: str) -> None:
+    assert named in config_error(text)
+
+
+def test_the_smtp_password_stays_out_of_the_repr(tmp_path: Path) -> None:
+    config = decode_config(
+        '[smtp]\nhost = "m"\nfrom = "a@b.c"\nusername = "u"\npassword = "s3cret"\n', SOURCE
+    )
+    assert config.smtp is not None
+    assert "s3cret" not in repr(config.smtp)
+    assert config.smtp.read_password() == "s3cret"
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with_file = decode_config(
+        f'[smtp]\nhost = "m"\nfrom = "a@b.c"\nusername = "u"\npassword_file = "{empty}"\n', SOURCE
+    )
+    assert with_file.smtp is not None
+    with pytest.raises(ConfigError, match=r"\[smtp\] password_file .* is empty"):
+        with_file.smtp.read_password()

@@ -23,6 +23,7 @@ from dialerd.core.flow import (
     StepDone,
     StepFailed,
     advance,
+    reads_target,
     render,
     start,
 )
@@ -320,3 +321,9 @@ def test_any_outcome_sequence_ends_within_the_budget(
         state, instruction = advance(program, state, next(replies, StepDone()))
     assert state.at is None
     assert state.steps_taken <= STEP_BUDGET
+
+
+def test_reads_target_only_when_an_option_refers_to_the_targets_name_or_data() -> None:
+    assert not reads_target([act("talk", {"text": "Hi ${target.destination}"})])
+    assert reads_target([act("webhook_send", {"uri": "https://h", "data": "${target.data.id}"})])
+    assert reads_target([act("talk", {"text": "Hi ${target.name}"})])

@@ -181,3 +181,39 @@ def test_promtool_finds_nothing_to_lint_in_the_exposition() -> None:
     )
 
     assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+
+
+def test_actions_count_per_campaign_and_are_forgotten_with_it() -> None:
+    campaign = "metrics-test-actions"
+    metrics.action_ran(campaign, "talk", "done")
+    metrics.action_ran(campaign, "talk", "done")
+    metrics.action_ran(campaign, "amd", "machine")
+    metrics.digits_chosen(campaign, "9")
+    metrics.opt_out(campaign)
+    metrics.prompt_failed(campaign)
+    try:
+        actions = "dialerd_campaign_actions_total"
+        assert sample(actions, campaign_id=campaign, type="talk", outcome="done") == 2
+        assert sample(actions, campaign_id=campaign, type="amd", outcome="machine") == 1
+        assert sample("dialerd_campaign_digits_chosen_total", campaign_id=campaign, digits="9") == 1
+        assert sample("dialerd_campaign_opt_outs_total", campaign_id=campaign) == 1
+        assert sample("dialerd_campaign_prompt_failures_total", campaign_id=campaign) == 1
+    finally:
+        metrics.forget_campaign(campaign)
+    assert campaign not in exposition()
+
+
+def test_an_unknown_action_type_or_outcome_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown action type"):
+        metrics.action_ran("c", "ai_talk", "done")
+    with pytest.raises(ValueError, match="unknown action outcome"):
+        metrics.action_ran("c", "talk", "maybe")
+
+
+def test_tts_render_time_counts_misses_and_hits_separately() -> None:
+    renders = sample("dialerd_tts_render_seconds_count")
+    hits = sample("dialerd_tts_cache_hits_total")
+    metrics.tts_rendered(0.04, cached=False)
+    metrics.tts_rendered(0.0, cached=True)
+    assert sample("dialerd_tts_render_seconds_count") == renders + 1
+    assert sample("dialerd_tts_cache_hits_total") == hits + 1
