@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from dialerd import metrics
@@ -24,8 +25,9 @@ from dialerd.core.actions import Capability, EmailSendOption, WebhookSendOption
 from dialerd.model import Action
 from dialerd.ports import HangupReason
 from tests.conftest import free_port
-from tests.realpeer.harness import Harness, origination, running, telephony
+from tests.realpeer.harness import Harness, eventually, origination, running, telephony
 from tests.realpeer.rig import LedgerEntry, Rig
+from tests.realpeer.test_ari_telephony import Proxy
 
 pytestmark = pytest.mark.realpeer
 
@@ -290,3 +292,30 @@ async def test_recording_leaves_a_playable_file_the_call_names(rig: Rig, tmp_pat
     assert wav_seconds(path) == pytest.approx(2.0, abs=0.5)
     _length, rms, _onset = sound(path)
     assert rms > 0.005, "the recording holds the callee's hello"
+
+
+async def test_ari_lost_mid_prompt_hangs_the_call_up_when_back(rig: Rig, tmp_path: Path) -> None:
+    proxy = Proxy(8088)
+    long_text = "This prompt goes on for a while. " * 15
+    actions = [act("talk", {"text": long_text}), act("dnc_add")]
+    services = Services()
+    mark = rig.ledger_mark()
+    async with anyio.create_task_group() as proxies:
+        await proxies.start(proxy.serve)
+        url = f"http://127.0.0.1:{proxy.port}"
+        async with with_actions(rig, tmp_path, services, url=url) as calls:
+            call = origination("answer-0", actions=actions)
+            await calls.backend.originate(call)
+            await calls.answered(call.campaigncall_id)
+            proxy.down()
+            await eventually(lambda: calls.backend.unavailable_reason() is not None)
+            await proxies.start(proxy.serve)
+            # Back: the flow could not know how its prompt went; the call is hung up.
+            ended = await calls.ended(call.campaigncall_id, within=20)
+            assert ended.reason == HangupReason.NORMAL
+        proxies.cancel_scope.cancel()
+    assert services.opted_out == []
+    entries = rig.wait_ledger(
+        mark, lambda e: "caller-bye" in answered_lines(e, call.campaigncall_id)
+    )
+    assert answered_lines(entries, call.campaigncall_id) == ["invite", "answered", "caller-bye"]

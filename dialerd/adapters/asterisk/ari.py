@@ -146,6 +146,8 @@ class AriTelephony:
         self._plans: dict[str, CallPlan] = {}
         self._flows: dict[str, CallFlow] = {}
         self._recordings: dict[str, str] = {}
+        # Calls whose flow ended but could not be hung up (ARI away): hung up on reconnect.
+        self._to_hang_up: set[str] = set()
         self._calls: dict[str, CallState] = {}
         self._answered_at: dict[str, float] = {}
         self._placed: OrderedDict[str, None] = OrderedDict()
@@ -297,6 +299,10 @@ class AriTelephony:
             except Exception as exc:
                 cause = leaf_exception(exc)
                 self._set_connected(False, f"ARI at {self.url}: {_describe(cause)}")
+                # Events missed meanwhile never come: the running flows end, their calls
+                # are hung up (now, or on reconnect if ARI cannot be asked now).
+                for running in self._flows.values():
+                    running.lose_events()
                 log.warning("ARI unavailable; retrying", url=self.url, error=_describe(cause),
                             retry_in=delay, exc_info=not _expected(cause))  # fmt: skip
             if not started:
@@ -316,6 +322,10 @@ class AriTelephony:
         """After (re)connecting: calls gone while no one listened are ``lost``; live ones
         are followed, answered ones that were not handed on are handed on now."""
         live = {channel.id: channel for channel in await self._list_channels()}
+        for campaigncall_id in list(self._to_hang_up):
+            self._to_hang_up.discard(campaigncall_id)
+            if campaigncall_id in live:
+                self._end_flow_call(campaigncall_id)
         for campaigncall_id, call in list(self._calls.items()):
             channel = live.get(campaigncall_id)
             if channel is None:
@@ -476,6 +486,9 @@ class AriTelephony:
     async def _hang_up_quietly(self, call_id: str) -> None:
         try:
             await self._drop(call_id)
+        except AriUnavailable as exc:
+            log.warning("call to hang up on reconnect", campaigncall_id=call_id, error=str(exc))
+            self._to_hang_up.add(call_id)
         except OriginationError as exc:
             log.error("call could not be hung up", campaigncall_id=call_id, error=str(exc))
 

@@ -87,6 +87,10 @@ class _HungUp(Exception):
     """The call's channel is being hung up or is gone."""
 
 
+class _Lost(Exception):
+    """The event stream was lost: what happened on the call meanwhile is unknown."""
+
+
 class FlowResult(msgspec.Struct, frozen=True):
     """How the flow left the call: ``queued`` (handed to Queue()), ``hung_up`` by the
     callee, else ended by dialerd (the shell hangs it up), with ``machine`` for AMD."""
@@ -119,6 +123,7 @@ class CallFlow:
         self._send, self._receive = anyio.create_memory_object_stream[AriEvent](1000)
         self._digits = ""  # pressed while no digits_receive ran: kept for the next one
         self._hung_up = False
+        self._lost = False
         self.recording = ""
         self._recording_name = ""
         self.connect_legs: set[str] = set()
@@ -136,6 +141,11 @@ class CallFlow:
         self._send.close()
         self._receive.close()
 
+    def lose_events(self) -> None:
+        """ARI's event stream broke: the step waiting for an event cannot know it came."""
+        self._lost = True
+        self._send.close()
+
     def is_about(self, event: AriEvent) -> bool:
         """Whether the event concerns this flow (its channel, prompts, recording, legs)."""
         if isinstance(event, PlaybackFinished):
@@ -152,7 +162,10 @@ class CallFlow:
             raise _HungUp
         timeout = math.inf if deadline is None else max(0.0, deadline - anyio.current_time())
         with anyio.move_on_after(timeout):
-            event = await self._receive.receive()
+            try:
+                event = await self._receive.receive()
+            except anyio.EndOfStream:
+                raise _Lost from None
             if isinstance(event, ChannelDtmfReceived) and event.channel.id == self.call_id:
                 self._digits += event.digit
             if isinstance(event, ChannelHangupRequest | ChannelDestroyed) and (
@@ -183,6 +196,8 @@ class CallFlow:
                 outcome = await self._execute(step, instruction.variables)
             except _HungUp:
                 outcome = flow.CalleeHungUp()
+            except _Lost:
+                outcome = flow.StepFailed("the ARI event stream was lost")
             except OriginationError as exc:  # an ARI request refused or failed
                 outcome = flow.StepFailed(str(exc))
             if isinstance(outcome, _Queued):
