@@ -242,6 +242,8 @@ class AsteriskTelephony(_SecretSection, frozen=True):
             raise ValueError('media_listen must be "host:port"')
         if self.media_url and not self.media_url.startswith(("http://", "https://")):
             raise ValueError("media_url must start with http:// or https://")
+        if any(part in (".", "..") for part in self.recording_dir.split("/")):
+            raise ValueError("recording_dir must stay under Asterisk's recording directory")
         self._check_secret()
 
     def media_address(self) -> tuple[str, int] | None:
