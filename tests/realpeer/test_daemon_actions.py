@@ -5,6 +5,7 @@ call up and dials nobody twice."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.realpeer.test_daemon_asterisk import (
     new_app,
     wait_for,
 )
+from tests.receivers import http_receiver
 
 pytestmark = pytest.mark.realpeer
 
@@ -37,15 +39,22 @@ SILENT = f"+1555600{SALT:04d}"
 MENU = "Press 1 for an agent, 9 to be put on our do not call list."
 
 
-def ivr() -> list[dict[str, Any]]:
-    """Press 1 for an agent, 9 for the do-not-call list; nothing pressed: goodbye."""
+def ivr(webhook: str = "") -> list[dict[str, Any]]:
+    """Press 1 for an agent, 9 for the do-not-call list; nothing pressed: goodbye. With
+    ``webhook``, a 1 is posted there (the target's number in the body) before the queue."""
+    tell: list[dict[str, Any]] = []
+    if webhook:
+        data = '{"number": "${target.destination}", "call": "${campaigncall.id}"}'
+        tell = [{"type": "webhook_send", "option": {"uri": webhook, "data": data, "sync": True}}]
     return [
         {"type": "talk", "option": {"text": MENU, "language": "en-US"}},
         {"type": "digits_receive", "option": {"duration": 5000, "length": 1}},
         {"type": "branch", "option": {"target_ids": {"1": TO_AGENT, "9": OPT_OUT}}},
         {"type": "talk", "option": {"text": "Goodbye."}},
         {"type": "hangup"},
-        {"id": TO_AGENT, "type": "queue_join"},
+        {"id": TO_AGENT, "type": "talk", "option": {"text": "Please wait."}},
+        *tell,
+        {"type": "queue_join"},
         {"id": OPT_OUT, "type": "dnc_add"},
         {"type": "talk", "option": {"text": "You will not be called again. Goodbye."}},
         {"type": "hangup"},
@@ -60,12 +69,20 @@ def test_the_ivr_opt_out_lists_the_number_and_no_later_campaign_dials_it(
     fresh_rig: Rig,
     daemon_factory: Callable[..., AsteriskDaemon],  # noqa: F811
 ) -> None:
-    daemon = daemon_factory()
-    numbers = [PRESSES_1, PRESSES_9, SILENT]
-    mark = fresh_rig.ledger_mark()
-    first = daemon.campaign(numbers, kind="tel", actions=ivr())
-    daemon.set_status(first, "run")
-    calls = by_number(daemon.wait_stopped(first, within=60), daemon.targets(first))
+    with http_receiver() as receiver:
+        daemon = daemon_factory(extra_config='[webhooks]\nallow_hosts = ["127.0.0.1"]\n')
+        numbers = [PRESSES_1, PRESSES_9, SILENT]
+        mark = fresh_rig.ledger_mark()
+        first = daemon.campaign(numbers, kind="tel", actions=ivr(f"{receiver.url}/chose-1"))
+        daemon.set_status(first, "run")
+        calls = by_number(daemon.wait_stopped(first, within=60), daemon.targets(first))
+        posted = receiver.received()
+    # The webhook of the 1 branch reached a real receiver, once, about that call.
+    assert [(r.method, r.path) for r in posted] == [("POST", "/chose-1")]
+    assert json.loads(posted[0].body) == {
+        "number": PRESSES_1,
+        "call": calls[PRESSES_1]["id"],
+    }
     assert calls[PRESSES_1]["result"] == "success"
     assert calls[PRESSES_9]["reason"] == "normal"
     listed = daemon.http.get("/v1.0/dnc_numbers").json()["result"]

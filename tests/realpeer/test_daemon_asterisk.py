@@ -97,11 +97,13 @@ class AsteriskDaemon:
         amd: bool = False,
         queue_timeout: int = 5,
         engine: str = "",
+        extra_config: str = "",
     ) -> None:
         self.rig = rig
         self.process = DaemonProcess(
             tmp_path,
-            extra_config=asterisk_config(rig, app, amd=amd, queue_timeout=queue_timeout),
+            extra_config=asterisk_config(rig, app, amd=amd, queue_timeout=queue_timeout)
+            + extra_config,
             tick_interval=TICK,
             engine=engine,
         )
