@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx
 
 from dialerd.adapters.asterisk.media import MediaServer
@@ -42,5 +43,16 @@ def test_prompts_of_the_cache_and_nothing_else(tmp_path: Path) -> None:
                 refused = await client.post(f"/tts/{prompt.name}")
                 assert refused.status_code == 404
             tasks.cancel_scope.cancel()
+
+    anyio.run(scenario)
+
+
+def test_an_address_in_use_is_logged_and_the_rest_goes_on(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as taken:
+            port = taken.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610
+            with anyio.fail_after(5):
+                # Returns (started, nothing served) instead of taking the backend down.
+                await MediaServer(tmp_path, "127.0.0.1", port).serve()
 
     anyio.run(scenario)

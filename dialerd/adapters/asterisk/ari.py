@@ -270,7 +270,9 @@ class AriTelephony:
                     await self._adopt(channel)
         except OriginationError as exc:  # Asterisk answered, but not with the list
             raise AriUnavailable(f"cannot list calls: {exc}") from None
-        return {channel.id for channel in channels if channel.id in self._calls}
+        # Ours: followed, or being adopted by a reconnect right now.
+        ours = self._calls.keys() | self._adopting
+        return {channel.id for channel in channels if channel.id in ours}
 
     # -- connection ------------------------------------------------------------------
     async def _stay_connected(self, task_status: TaskStatus[None]) -> None:
@@ -505,11 +507,7 @@ class AriTelephony:
         return await self._request(method, path, params=params, missing_ok=missing_ok)
 
     async def hangup_channel(self, call_id: str, reason: str = "") -> None:
-        call = self._calls.get(call_id)
-        if call is not None:
-            self._calls[call_id] = call_state.end_requested(call)
-        params = {"reason": reason} if reason else None
-        await self._request("DELETE", f"/channels/{call_id}", params=params, missing_ok=True)
+        await self._drop(call_id, reason)
 
     async def set_variable(self, call_id: str, name: str, value: str) -> None:
         await self._request(
@@ -550,11 +548,22 @@ class AriTelephony:
                           error=str(drop_error))  # fmt: skip
 
     # -- requests ------------------------------------------------------------------------
-    async def _drop(self, campaigncall_id: str) -> None:
+    async def _drop(self, campaigncall_id: str, reason: str = "") -> None:
+        # Marked first: the channel's end may be reported before the request returns.
         call = self._calls.get(campaigncall_id)
         if call is not None:
             self._calls[campaigncall_id] = call_state.end_requested(call)
-        await self._request("DELETE", f"/channels/{campaigncall_id}", missing_ok=True)
+        params = {"reason": reason} if reason else None
+        try:
+            await self._request(
+                "DELETE", f"/channels/{campaigncall_id}", params=params, missing_ok=True
+            )
+        except AriUnavailable:
+            # Not asked after all: an end seen later is not ours.
+            call = self._calls.get(campaigncall_id)
+            if call is not None:
+                self._calls[campaigncall_id] = msgspec.structs.replace(call, ended_by_us=False)
+            raise
 
     async def _after_uncertain_originate(self, campaigncall_id: str) -> None:
         """The originate request failed in transit: it may have placed the call. Drop it

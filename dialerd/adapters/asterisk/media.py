@@ -34,9 +34,18 @@ class MediaServer:
         self.port = port
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(
-            local_host=self.host, local_port=self.port, reuse_port=False
-        )
+        """Serve until cancelled. An address that cannot be bound is logged, not raised:
+        calls go on, and each prompt fails (``dialerd_campaign_prompt_failures_total``)."""
+        try:
+            listener = await anyio.create_tcp_listener(
+                local_host=self.host, local_port=self.port, reuse_port=False
+            )
+        except OSError as exc:
+            where = f"{self.host}:{self.port}"
+            log.error("cannot serve prompts to Asterisk; talk actions will fail",
+                      listen=where, error=exc.strerror or str(exc))  # fmt: skip
+            task_status.started()
+            return
         async with listener:
             log.info("serving prompts to Asterisk", listen=f"{self.host}:{self.port}")
             task_status.started()
