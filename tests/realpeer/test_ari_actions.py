@@ -319,3 +319,29 @@ async def test_ari_lost_mid_prompt_hangs_the_call_up_when_back(rig: Rig, tmp_pat
         mark, lambda e: "caller-bye" in answered_lines(e, call.campaigncall_id)
     )
     assert answered_lines(entries, call.campaigncall_id) == ["invite", "answered", "caller-bye"]
+
+
+async def test_play_and_beep_reach_the_callee(rig: Rig, tmp_path: Path) -> None:
+    name = f"listen-{uuid.uuid4().hex[:12]}"
+    tts = EspeakTts(tmp_path / "tts")
+    prompt = await tts.render("One, two, three, four, five.", "en-US", "")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/tts/{prompt.name}"  # served by the adapter's media server
+    actions = [act("beep"), act("play", {"stream_urls": [url, "sound:beep"]}), act("hangup")]
+    backend = telephony(
+        rig, tts=tts, services=Services(), media_listen=("127.0.0.1", port),
+        media_url=f"http://127.0.0.1:{port}", endpoint=LISTENER,
+    )  # fmt: skip
+    async with running(backend) as calls:
+        call = origination(name, actions=actions)
+        await calls.backend.originate(call)
+        await calls.answered(call.campaigncall_id)
+        assert (await calls.ended(call.campaigncall_id, within=20)).reason == HangupReason.NORMAL
+    path = heard(rig, name)
+    _length, rms, _onset = sound(path)
+    assert rms > 0.01
+    # A beep, the prompt, a beep: at least as long as the prompt's voice.
+    assert voiced_seconds(path) >= voiced_seconds(prompt)
+    for step in ("beep", "play"):
+        done = metrics.CAMPAIGN_ACTIONS.labels(call.campaign_id, step, "done")
+        assert done._value.get() == 1, step

@@ -231,11 +231,15 @@ class CallFlow:
                 return await self._talk(option)
             case "play":
                 assert isinstance(option, PlayOption)
-                media = [url if url.startswith("sound:") else f"sound:{url}"
-                         for url in option.stream_urls]  # fmt: skip
-                return await self._play(media)
+                # One playback per URL: ARI reads a list of media as comma-separated
+                # (repeated parameters: only the last counts).
+                for url in option.stream_urls:
+                    played = await self._play(_media(url))
+                    if not isinstance(played, flow.StepDone):
+                        return played
+                return flow.StepDone()
             case "beep":
-                return await self._play(["sound:beep"])
+                return await self._play("sound:beep")
             case "sleep":
                 assert isinstance(option, SleepOption)
                 await self._wait(lambda _event: False, option.duration / 1000)
@@ -298,15 +302,13 @@ class CallFlow:
             metrics.prompt_failed(self.plan.campaign_id)
             return flow.StepFailed(f"text to speech: {exc}")
         media = f"sound:{self.ari.media_url}/tts/{path.name}"
-        return await self._play([media], stop_on_digit=option.digits_handle == "next")
+        return await self._play(media, stop_on_digit=option.digits_handle == "next")
 
-    async def _play(self, media: list[str], *, stop_on_digit: bool = False) -> flow.Outcome:
+    async def _play(self, media: str, *, stop_on_digit: bool = False) -> flow.Outcome:
         playback_id = str(uuid.uuid4())
         before = len(self._digits)
         await self.ari.request(
-            "POST",
-            f"/channels/{self.call_id}/play/{playback_id}",
-            params=[("media", item) for item in media],
+            "POST", f"/channels/{self.call_id}/play/{playback_id}", params={"media": media}
         )
 
         def finished(event: AriEvent) -> bool:
@@ -318,7 +320,7 @@ class CallFlow:
         if isinstance(event, PlaybackFinished):
             if event.playback.state == "failed":
                 metrics.prompt_failed(self.plan.campaign_id)
-                return flow.StepFailed(f"Asterisk could not play {', '.join(media)}")
+                return flow.StepFailed(f"Asterisk could not play {media}")
             return flow.StepDone()
         # A digit stopped the prompt: it goes to the flow now, not to a later receive.
         await self.ari.request("DELETE", f"/playbacks/{playback_id}", missing_ok=True)
@@ -506,6 +508,13 @@ class CallFlow:
             return flow.StepFailed(str(exc))
         metrics.opt_out(self.plan.campaign_id)
         return flow.StepDone()
+
+
+def _media(url: str) -> str:
+    """A play URL as ARI media: ``sound:`` kept, ``http(s)://`` behind ``sound:`` (Asterisk
+    fetches it through its media cache), a comma %-encoded (ARI splits media on commas)."""
+    media = url if url.startswith("sound:") else f"sound:{url}"
+    return media.replace(",", "%2C")
 
 
 class _Queued(msgspec.Struct, frozen=True):
