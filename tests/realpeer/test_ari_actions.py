@@ -345,3 +345,19 @@ async def test_play_and_beep_reach_the_callee(rig: Rig, tmp_path: Path) -> None:
     for step in ("beep", "play"):
         done = metrics.CAMPAIGN_ACTIONS.labels(call.campaign_id, step, "done")
         assert done._value.get() == 1, step
+
+
+async def test_digits_send_reaches_the_callee(rig: Rig, tmp_path: Path) -> None:
+    name = f"dtmf-{uuid.uuid4().hex[:12]}"
+    actions = [
+        act("digits_send", {"digits": "4*79", "duration": 200, "interval": 150}),
+        act("sleep", {"duration": 1500}),
+        act("hangup"),
+    ]
+    async with with_actions(rig, tmp_path, Services(), endpoint=LISTENER) as calls:
+        call = origination(name, actions=actions)
+        await calls.backend.originate(call)
+        await calls.answered(call.campaigncall_id)
+        assert (await calls.ended(call.campaigncall_id, within=20)).reason == HangupReason.NORMAL
+    got = rig.root / "var/spool/asterisk-dialerd/heard" / f"{name}.digits"
+    assert got.read_text().strip() == "4*79"
