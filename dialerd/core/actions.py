@@ -54,6 +54,7 @@ VariableName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_VARIABLE_NAME, pattern=r"^[A-Za-z0-9_.\-]+$")
 ]
 Language = Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+BranchValue = Annotated[str, msgspec.Meta(max_length=MAX_DIGITS)]
 Addresses = Annotated[list[Address], msgspec.Meta(min_length=1, max_length=MAX_LIST)]
 
 
@@ -130,7 +131,7 @@ class BranchOption(Option, frozen=True, kw_only=True, forbid_unknown_fields=True
 
     variable: Annotated[str, msgspec.Meta(max_length=MAX_VARIABLE_NAME)] = ""
     default_target_id: OptionalActionId = ""
-    target_ids: Annotated[dict[str, ActionId], msgspec.Meta(min_length=1, max_length=64)]
+    target_ids: Annotated[dict[BranchValue, ActionId], msgspec.Meta(min_length=1, max_length=64)]
 
     @property
     def read(self) -> str:

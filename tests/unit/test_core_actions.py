@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialerd.core.actions import (
     CALL_ONLY_TYPES,
@@ -288,3 +290,45 @@ def test_needs_and_missing_name_what_the_host_cannot_run() -> None:
     ]
     assert "email" in lacking[0].message
     assert needs(compile_actions([]), "call") == {Capability.CALL_MEDIA}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from([A, B]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+FIELD_NAMES = st.sampled_from(
+    ["text", "duration", "target_id", "target_ids", "false_target_id", "length", "key", "uri",
+     "destinations", "stream_urls", "loop_count", "async", "variable", "value", "bogus"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(OPTION_TYPES)),
+            st.sampled_from([NIL_UUID, A, B]),
+            st.sampled_from([NIL_UUID, A, B, C]),
+            st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=4),
+        ),
+        max_size=5,
+    )
+)
+def test_any_actions_compile_or_are_refused_with_named_errors(
+    items: list[tuple[str, str, str, dict[str, Any]]],
+) -> None:
+    actions = [Action(type=t, id=i, next_id=n, option=o) for t, i, n, o in items]
+    try:
+        program = compile_actions(actions)
+    except ActionsInvalid as exc:
+        errors = exc.errors
+    else:
+        assert len(program.steps) == len(actions)
+        return
+    assert errors
+    for error in errors:
+        assert error.field.startswith(f"$.actions[{error.index}]")
+        assert error.message

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dialerd.core.actions import Program, TalkOption, WebhookSendOption, compile_actions
+from dialerd.core.actions import (
+    ActionsInvalid,
+    Program,
+    TalkOption,
+    WebhookSendOption,
+    compile_actions,
+)
 from dialerd.core.flow import (
     STEP_BUDGET,
     AmdDetected,
@@ -27,7 +33,7 @@ from dialerd.core.flow import (
     render,
     start,
 )
-from dialerd.model import Action
+from dialerd.model import NIL_UUID, Action
 
 MENU = "aaaaaaaa-0000-4000-8000-000000000001"
 AGENT = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -327,3 +333,55 @@ def test_reads_target_only_when_an_option_refers_to_the_targets_name_or_data() -
     assert not reads_target([act("talk", {"text": "Hi ${target.destination}"})])
     assert reads_target([act("webhook_send", {"uri": "https://h", "data": "${target.data.id}"})])
     assert reads_target([act("talk", {"text": "Hi ${target.name}"})])
+
+
+IDS = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(6)]
+
+
+def _generated_action(draw: st.DrawFn, index: int) -> Action:
+    target = st.sampled_from(IDS)
+    kind = draw(
+        st.sampled_from(
+            ["talk", "digits_receive", "branch", "goto", "condition_call_digits",
+             "variable_set", "stop", "hangup", "amd", "webhook_send", "sleep"]
+        )
+    )  # fmt: skip
+    option: dict[str, Any] = {
+        "talk": lambda: {"text": "x", "digits_handle": draw(st.sampled_from(["", "next"]))},
+        "digits_receive": lambda: {"duration": 1000, "length": 1},
+        "branch": lambda: {"target_ids": {"1": draw(target), "9": draw(target)}},
+        "goto": lambda: {"target_id": draw(target), "loop_count": draw(st.integers(0, 100))},
+        "condition_call_digits": lambda: {"length": 1, "false_target_id": draw(target)},
+        "variable_set": lambda: {"key": "voipbin.call.digits", "value": "1"},
+        "stop": dict,
+        "hangup": dict,
+        "amd": lambda: {"machine_handle": draw(st.sampled_from(["hangup", "continue"]))},
+        "webhook_send": lambda: {"uri": "https://h/x", "sync": draw(st.booleans())},
+        "sleep": lambda: {"duration": 10},
+    }[kind]()
+    next_id = draw(st.sampled_from([NIL_UUID, NIL_UUID, *IDS]))
+    return Action(type=kind, id=IDS[index], next_id=next_id, option=option)
+
+
+@st.composite
+def generated_programs(draw: st.DrawFn) -> Program:
+    actions = [_generated_action(draw, index) for index in range(len(IDS))]
+    try:
+        return compile_actions(actions)
+    except ActionsInvalid:
+        assume(False)
+        raise
+
+
+@settings(max_examples=300, deadline=None)
+@given(generated_programs(), st.lists(OUTCOMES, max_size=200))
+def test_any_generated_program_ends_within_the_budget_whatever_happens(
+    program: Program, outcomes: list[Outcome]
+) -> None:
+    state, instruction = start(program, {})
+    replies = iter(outcomes)
+    while isinstance(instruction, Execute):
+        assert state.steps_taken <= STEP_BUDGET
+        state, instruction = advance(program, state, next(replies, StepDone()))
+    assert state.at is None
+    assert state.steps_taken <= STEP_BUDGET
