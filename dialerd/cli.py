@@ -24,6 +24,8 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         # The daemon reads these at start and on reload: a reload must not fail on them.
         config.ops.read_token()
+        if config.smtp is not None:
+            config.smtp.read_password()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -156,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_positive_float, default=25.0, help="simulated time factor")
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.add_argument(
+        "--actions",
+        choices=["none", "ivr", "webhook"],
+        default="none",
+        help="ivr: press 1 for an agent, 9 for the do-not-call list; webhook: a flow "
+        "campaign posting to a receiver on 127.0.0.1 (sim only)",
+    )
     demo.add_argument(
         "--telephony",
         choices=["sim", "asterisk"],

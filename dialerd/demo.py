@@ -5,6 +5,12 @@ simulated call centre and the API on a free loopback port), creates an outplan, 
 outdial of N targets (some with two or three numbers) and a ``call`` campaign with
 ``end_handle = stop`` on a queue of K agents, starts it and waits until it stops by itself.
 
+``--actions ivr`` gives the campaign an IVR ("press 1 for an agent, 9 to be put on our
+do-not-call list") run by the simulated callees, and the summary says what they chose,
+the opt-outs put on the list, and checks that no opted-out number was dialed again.
+``--actions webhook`` runs a ``flow`` campaign instead: one ``webhook_send`` per target
+to a receiver the demo starts on 127.0.0.1, and no call.
+
 With ``--telephony asterisk`` the same daemon dials through a real Asterisk (ARI) to the
 SIPp callee of the test rig (``scripts/rig``) and reads the free agents of its queue
 ``sales`` over AMI; see ``dialerd.demo_asterisk``.
@@ -17,7 +23,11 @@ import json
 import random
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,15 +35,25 @@ import anyio
 import msgspec
 
 from dialerd import logs
-from dialerd.config import ApiConfig, Config, EngineConfig, OpsConfig, QueueEntry, SimConfig
+from dialerd.config import (
+    ApiConfig,
+    Config,
+    EngineConfig,
+    OpsConfig,
+    QueueEntry,
+    SimConfig,
+    WebhooksConfig,
+)
 from dialerd.core import abandonment
 from dialerd.daemon import Daemon
 from dialerd.model import (
+    NIL_UUID,
     Action,
     Address,
     AddressType,
     Campaign,
     CampaignStatus,
+    CampaignType,
     Outdial,
     OutdialTarget,
     Outplan,
@@ -72,7 +92,13 @@ def ivr_actions() -> list[Action]:
     ]
 
 
-class DemoSummary(msgspec.Struct, kw_only=True):
+# The IVR demo's callees: the share pressing 1 and 9 (the rest press nothing), and the
+# share hanging up during the prompt.
+IVR_DIGITS = {"1": 0.6, "9": 0.15}
+IVR_HANGUPS = 0.05
+
+
+class DemoSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str
     targets: int
     targets_done: int
@@ -94,12 +120,24 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     abandon_rate_30_days: float
     speed: float
     seed: int
+    actions: str = "none"
+    # --actions ivr: the branches the callees' keys took ("other": no key or another),
+    # the numbers put on the do-not-call list, and attempts to such a number made
+    # after it was listed (must be 0).
+    chosen: dict[str, int] | None = None
+    prompt_hangups: int | None = None
+    opt_outs: int | None = None
+    dnc_listed: int | None = None
+    dialed_after_opt_out: int | None = None
+    # --actions webhook: the POSTs the demo's receiver got (one per target).
+    webhooks_received: int | None = None
 
 
 def demo_config(args: argparse.Namespace, state_dir: Path) -> Config:
     """The daemon's config for a demo run: SQLite, the simulated centre, a free API port."""
     # Ticks follow simulated time, so a fast demo still paces at one tick per sim-second.
     tick = min(1.0, 1.0 / args.speed)
+    ivr = _actions(args) == "ivr"
     return Config(
         state_dir=str(state_dir),
         engine=EngineConfig(
@@ -107,11 +145,23 @@ def demo_config(args: argparse.Namespace, state_dir: Path) -> Config:
             max_concurrent_attempts=max(10, args.agents * 4),
             max_attempts_per_second=50.0 * args.speed,
         ),
-        sim=SimConfig(seed=args.seed, speed=args.speed, default_agents=args.agents),
+        sim=SimConfig(
+            seed=args.seed,
+            speed=args.speed,
+            default_agents=args.agents,
+            digits=IVR_DIGITS if ivr else {},
+            hangup_during_prompt=IVR_HANGUPS if ivr else 0.0,
+        ),
+        # The demo's own receiver (--actions webhook) is on loopback.
+        webhooks=WebhooksConfig(allow_hosts=["127.0.0.1"]),
         queues=[QueueEntry(id=QUEUE_ID, customer_id=CUSTOMER_ID, name="demo")],
         api=ApiConfig(listen="127.0.0.1:0"),
         ops=OpsConfig(enabled=False),
     )
+
+
+def _actions(args: argparse.Namespace) -> str:
+    return str(getattr(args, "actions", "none"))
 
 
 def _phone(rng: random.Random) -> Address:
@@ -119,7 +169,7 @@ def _phone(rng: random.Random) -> Address:
 
 
 def build_resources(
-    args: argparse.Namespace, now: str
+    args: argparse.Namespace, now: str, webhook_url: str = ""
 ) -> tuple[Outplan, Outdial, list[OutdialTarget], Campaign]:
     """The outplan, outdial, targets and campaign of the demo (times scaled by speed)."""
     rng = random.Random(args.seed)
@@ -154,12 +204,8 @@ def build_resources(
         name="demo campaign",
         detail="dialerd demo on a simulated call centre",
         service_level=args.service_level,
-        actions=[
-            Action(
-                type="talk",
-                option={"text": "Hello, an agent will be with you shortly.", "language": "en-US"},
-            )
-        ],
+        # Without actions an answered call joins the queue at once.
+        actions=ivr_actions() if _actions(args) == "ivr" else [],
         outplan_id=outplan.id,
         outdial_id=outdial.id,
         queue_id=QUEUE_ID,
@@ -169,6 +215,16 @@ def build_resources(
             campaign,
             pacing_mode=PacingMode.PREDICTIVE,
             target_abandon_rate=args.target_abandon_rate,
+        )
+    if _actions(args) == "webhook":
+        data = '{"campaigncall": "${campaigncall.id}", "target": "${target.name}"}'
+        campaign = msgspec.structs.replace(
+            campaign,
+            type=CampaignType.FLOW,
+            detail="dialerd demo: one webhook per target, no call",
+            # No agents involved: paced by engine.max_concurrent_attempts only.
+            queue_id=NIL_UUID,
+            actions=[Action(type="webhook_send", option={"uri": webhook_url, "data": data})],
         )
     return outplan, outdial, targets, campaign
 
@@ -212,13 +268,23 @@ class Progress:
 
 async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoSummary:
     """Run the daemon, the campaign and the sampling loop; return the summary."""
+    with webhook_receiver() as receiver:
+        summary = await _drive(args, state_dir, out, receiver)
+    if _actions(args) == "webhook":
+        summary.webhooks_received = receiver.count
+    return summary
+
+
+async def _drive(
+    args: argparse.Namespace, state_dir: Path, out: TextIO, receiver: WebhookReceiver
+) -> DemoSummary:
     daemon = Daemon(demo_config(args, state_dir), state_dir=state_dir)
     progress = Progress(out, args.targets)
     started = time.monotonic()
     async with anyio.create_task_group() as task_group:
         await task_group.start(daemon.run)
         now = format_time(daemon.clock.now())
-        outplan, outdial, targets, campaign = build_resources(args, now)
+        outplan, outdial, targets, campaign = build_resources(args, now, receiver.url)
         await daemon.store.create_outplan(outplan)
         await daemon.store.create_outdial(outdial)
         await daemon.store.create_targets(targets)
@@ -246,8 +312,11 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoS
         day_window, month_window = abandonment.windows(days, today, [1, 30])
         world = daemon.sim.snapshot()
         stats = daemon.engine.stats
+        opt_out_check = (
+            await opt_out_check_of(daemon, campaign.id) if _actions(args) == "ivr" else None
+        )
         daemon.shutdown.set()
-    return DemoSummary(
+    summary = DemoSummary(
         status=status.value,
         targets=args.targets,
         targets_done=done,
@@ -271,12 +340,95 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> DemoS
         abandon_rate_30_days=round(month_window.rate, 4),
         speed=args.speed,
         seed=args.seed,
+        actions=_actions(args),
     )
+    if opt_out_check is not None:
+        summary.chosen = dict(sorted(world.chosen.items()))
+        summary.prompt_hangups = world.prompt_hangups
+        summary.opt_outs = world.opt_outs
+        summary.dnc_listed, summary.dialed_after_opt_out = opt_out_check
+    return summary
+
+
+async def opt_out_check_of(daemon: Daemon, campaign_id: str) -> tuple[int, int]:
+    """The numbers on the demo customer's do-not-call list, and the attempts of the
+    campaign made to one of them after it was listed (the opt-out's promise: none)."""
+    listed: dict[str, str] = {}
+    token = ""
+    while True:
+        page = await daemon.store.list_dnc_numbers(CUSTOMER_ID, 100, token)
+        listed.update((entry.number, entry.tm_create) for entry in page.result)
+        if not page.result or not page.next_page_token:
+            break
+        token = page.next_page_token
+    redialed, token = 0, ""
+    while True:
+        calls = await daemon.store.list_campaigncalls(CUSTOMER_ID, campaign_id, 100, token)
+        redialed += sum(
+            1
+            for call in calls.result
+            if call.destination.target in listed
+            and call.tm_create > listed[call.destination.target]
+        )
+        if not calls.result or not calls.next_page_token:
+            return len(listed), redialed
+        token = calls.next_page_token
+
+
+class WebhookReceiver:
+    """The demo's webhook receiver on 127.0.0.1: counts the requests it answers 200."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.url = ""
+        self._lock = threading.Lock()
+
+    def received(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: too few for a campaign's concurrency.
+    request_queue_size = 128
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A ``WebhookReceiver`` served in a thread for as long as the block runs."""
+    receiver = WebhookReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver.received()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/demo-webhook"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def print_table(summary: DemoSummary, out: TextIO) -> None:
     """The end-of-run summary as an aligned two-column table."""
-    rows: dict[str, Any] = msgspec.structs.asdict(summary)
+    rows: dict[str, Any] = {
+        key: value for key, value in msgspec.structs.asdict(summary).items() if value is not None
+    }
     width = max(len(key) for key in rows)
     out.write("\ndialerd demo summary\n")
     for key, value in rows.items():
@@ -304,4 +456,9 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         print_table(summary, out)
     ok = summary.status == "stop" and summary.targets_done == summary.targets
+    if summary.dialed_after_opt_out:
+        out.write(f"FAILED: {summary.dialed_after_opt_out} attempts to opted-out numbers\n")
+        ok = False
+    if summary.webhooks_received is not None and summary.webhooks_received != summary.targets:
+        ok = False
     return 0 if ok else 1

@@ -49,6 +49,11 @@ class HttpReceiver:
             return list(self.requests)
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: too few for a campaign's concurrency.
+    request_queue_size = 128
+
+
 @contextmanager
 def http_receiver(
     status: int = 200, headers: dict[str, str] | None = None
@@ -82,7 +87,7 @@ def http_receiver(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.port = server.server_address[1]
     thread = threading.Thread(

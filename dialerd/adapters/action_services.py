@@ -276,8 +276,9 @@ class ActionServices:
         the store cannot be written."""
         try:
             e164 = normalize_e164(number)
-        except ValueError as exc:
-            raise ActionFailed(f"dnc_add: {number!r}: {exc}") from None
+        except ValueError:
+            # The number stays out of the reason: reasons are logged at INFO.
+            raise ActionFailed("dnc_add: the callee's number is not an E.164 number") from None
         entry = DncNumber(
             customer_id=customer_id,
             number=e164,

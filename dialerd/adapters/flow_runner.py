@@ -184,8 +184,8 @@ class ActionFlowRunner:
     def unavailable_reason(self) -> str | None:
         return None
 
-    def waiting_on(self, campaigncall_ids: set[str]) -> dict[str, int]:
-        """What the given flows are running now, counted by step type."""
+    def running_actions(self, campaigncall_ids: set[str]) -> dict[str, int]:
+        """What the given flows run now, counted by step type (``/state`` shows it)."""
         counts: dict[str, int] = {}
         for campaigncall_id in campaigncall_ids:
             doing = self.doing.get(campaigncall_id)

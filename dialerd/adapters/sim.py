@@ -28,10 +28,10 @@ one with the probability ``hangup_during_prompt``; at a ``digits_receive`` the c
 presses a key drawn from ``config.digits`` (or nothing, and the wait runs out); ``amd``
 says ``machine`` for a machine (whose call is then answered, so the flow can decide)
 and ``human`` otherwise; ``queue_join`` is the queue described above, its wait counted
-from the answer, and so is running off the end of the actions in a campaign with a
-queue (without one the call is hung up); ``webhook_send``, ``email_send`` and
-``dnc_add`` are real, through ``ActionServices``. Without actions a call joins the
-queue (or, without one, listens) exactly as before: a seeded run draws the same numbers.
+from the answer; when the flow ends the call is hung up (behaviour.md §8);
+``webhook_send``, ``email_send`` and ``dnc_add`` are real, through ``ActionServices``.
+Without actions a call joins the queue (or, without one, listens) exactly as before: a
+seeded run draws the same numbers.
 
 Occupancy is integrated over simulated time: ``busy_agent_seconds`` (talking or wrapping
 up) over ``staffed_agent_seconds`` (agents logged in).
@@ -663,10 +663,6 @@ class SimTelephony(_SimBackend):
             metrics.action_ran(campaign_id, step.type, flow.outcome_label(outcome))
             state, instruction = flow.advance(program, state, outcome)
         self._chosen(campaign_id, instruction.chosen)
-        if instruction.end is flow.FlowEnd.COMPLETED and _queue_of(origination):
-            # Ran off the end: the campaign's default, its queue (VoIPbin's order:
-            # the flow, then an agent of the queue).
-            return await self._join_queue(call, after_actions=True)
         return CALL_ENDS.get(instruction.end, HangupReason.NORMAL)
 
     def _chosen(self, campaign_id: str, chosen: tuple[str, ...]) -> None:
@@ -688,7 +684,11 @@ class SimTelephony(_SimBackend):
         elif step.type in ("webhook_send", "email_send", "dnc_add", "message_send"):
             return flow.StepFailed(f"{step.type}: the simulated centre has no action services")
         if isinstance(option, TalkOption):
-            return await self._prompt(len(option.text) / world.config.talk_chars_per_second)
+            seconds = len(option.text) / world.config.talk_chars_per_second
+            if option.digits_handle == "next" and world.config.digits:
+                # A key pressed during the prompt stops it.
+                return await self._press(seconds, during_prompt=True)
+            return await self._prompt(seconds)
         if isinstance(option, PlayOption):
             return await self._prompt(PLAY_SECONDS * len(option.stream_urls))
         if isinstance(option, SleepOption):
@@ -696,7 +696,7 @@ class SimTelephony(_SimBackend):
         elif isinstance(option, DigitsSendOption):
             await world.sleep(len(option.digits) * (option.duration + option.interval) / 1000)
         elif isinstance(option, DigitsReceiveOption):
-            return await self._press(option)
+            return await self._press(option.duration / 1000)
         elif step.type == "beep":
             await world.sleep(BEEP_SECONDS)
         elif step.type == "amd":
@@ -719,10 +719,10 @@ class SimTelephony(_SimBackend):
         await world.sleep(seconds)
         return flow.StepDone()
 
-    async def _press(self, option: DigitsReceiveOption) -> flow.Outcome:
-        """The callee presses one key drawn from ``config.digits``, or lets the wait run out."""
+    async def _press(self, limit: float, *, during_prompt: bool = False) -> flow.Outcome:
+        """The callee presses one key drawn from ``config.digits`` within ``limit``
+        seconds, or none: the wait runs out (a prompt then ends normally)."""
         world = self.world
-        limit = option.duration / 1000
         draw = world.rng.random()
         for key, share in world.config.digits.items():
             if draw < share:
@@ -730,7 +730,7 @@ class SimTelephony(_SimBackend):
                 return flow.DigitsReceived(key)
             draw -= share
         await world.sleep(limit)
-        return flow.DigitsReceived("")
+        return flow.StepDone() if during_prompt else flow.DigitsReceived("")
 
     async def _wait_for_agent(self, call: _Call, seconds: float) -> None:
         if seconds <= 0:

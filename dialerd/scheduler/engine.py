@@ -189,11 +189,16 @@ class Engine:
         if loop is None or loop.fence is None or loop.campaign is None or loop.state is None:
             return None
         count = shared.attempts.of_campaign(campaign_id)
+        running = self._running_actions(campaign_id)
+        detail = loop.state_detail
+        if running and not detail:
+            ranked = sorted(running.items(), key=lambda item: (-item[1], item[0]))
+            detail = "flows wait on " + ", ".join(f"{kind} {n}" for kind, n in ranked)
         return CampaignInsight(
             campaign_id=campaign_id,
             status=loop.campaign.status.value,
             state=loop.state.value,
-            detail=loop.state_detail,
+            detail=detail,
             since=format_time(loop.state_since) if loop.state_since else "",
             instance=shared.owner,
             available_agents=loop.available_agents,
@@ -204,8 +209,19 @@ class Engine:
             pacing_mode=loop.campaign.pacing_mode.value,
             abandonment=shared.abandonment_windows(loop),
             governor_pressure=loop.governor_pressure,
+            running_actions=running,
             **self._estimates(loop),
         )
+
+    def _running_actions(self, campaign_id: str) -> dict[str, int]:
+        """What the campaign's running flows execute now, when the flow runner can say
+        (``running_actions``, as ``ActionFlowRunner`` has); else nothing."""
+        tell = getattr(self._shared.flows, "running_actions", None)
+        if tell is None:
+            return {}
+        ids = {attempt.campaigncall_id for attempt in self._shared.attempts.of(campaign_id)}
+        running: dict[str, int] = tell(ids)
+        return running
 
     @staticmethod
     def _estimates(loop: CampaignLoop) -> dict[str, float]:

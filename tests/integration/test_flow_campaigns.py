@@ -13,6 +13,7 @@ import anyio
 import msgspec
 import pytest
 
+from dialerd import metrics
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
@@ -75,6 +76,7 @@ async def campaign_of(
     *,
     type: CampaignType = CampaignType.FLOW,
     tries: int = 1,
+    end_handle: EndHandle = EndHandle.STOP,
 ) -> Campaign:
     make, store = run.make, run.store
     outplan = await store.create_outplan(make.outplan(CUSTOMER, max_try_counts=(tries,)))
@@ -84,7 +86,7 @@ async def campaign_of(
     )
     campaign = msgspec.structs.replace(
         make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id, type=type),
-        end_handle=EndHandle.STOP,
+        end_handle=end_handle,
         actions=actions,
     )
     return await store.create_campaign(campaign)
@@ -202,3 +204,51 @@ async def test_an_opted_out_number_is_never_dialed_by_a_later_campaign(run: Run)
     assert await calls_of(run, second) == []
     assert run.centre.snapshot().originated == 4
     assert run.centre.snapshot().opt_outs == 4
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_state_says_what_running_flows_wait_on_and_metrics_count_actions(
+    run: Run,
+) -> None:
+    with http_receiver() as receiver:
+        actions = [
+            webhook(receiver.url, data="x"),
+            Action(type="sleep", option={"duration": 60_000}),
+        ]
+        campaign = await campaign_of(run, actions, NUMBERS[:3])
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(run.engine.run)
+            await run.engine.control.run(CUSTOMER, campaign.id)
+            await run.clock.advance(5, busy=lambda: len(receiver.received()) < 3)
+            await run.clock.advance(1)
+            insight = run.engine.insight(campaign.id)
+            # (A campaign's series go when it stops running here: read them now.)
+            done = sample("dialerd_campaign_actions_total", campaign_id=campaign.id,
+                          type="webhook_send", outcome="done")  # fmt: skip
+            task_group.cancel_scope.cancel()
+    assert insight is not None
+    assert insight.running_actions == {"sleep": 3}
+    assert "flows wait on sleep 3" in insight.detail
+    assert done == 3
+
+
+async def test_metrics_count_the_ivr_choices_and_opt_outs(run: Run) -> None:
+    campaign = await campaign_of(
+        run, ivr_actions(), NUMBERS[:3], type=CampaignType.CALL, end_handle=EndHandle.CONTINUE
+    )
+    async with (
+        anyio.create_task_group() as task_group,
+        run.clock.autojump(max_seconds=3600, threshold=0.02),
+    ):
+        await task_group.start(run.engine.run)
+        await run.engine.control.run(CUSTOMER, campaign.id)
+        await run.clock.sleep_until(run.clock.monotonic() + 40)
+        opt_outs = sample("dialerd_campaign_opt_outs_total", campaign_id=campaign.id)
+        nines = sample("dialerd_campaign_digits_chosen_total", campaign_id=campaign.id, digits="9")
+        dnc = sample("dialerd_campaign_actions_total", campaign_id=campaign.id, type="dnc_add",
+                     outcome="done")  # fmt: skip
+        task_group.cancel_scope.cancel()
+    assert (opt_outs, nines, dnc) == (3, 3, 3)

@@ -3,11 +3,12 @@ hang-ups during a prompt, the queue after a prompt), the opt-out on a real SQLit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from dialerd import metrics
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import Range, SimOutcomes
@@ -16,10 +17,19 @@ from dialerd.model import Action
 from dialerd.ports import AgentConnected, HangupReason
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
-from tests.integration.test_sim import origination, running, sim_config
+from tests.integration.test_sim import CAMPAIGN, QUEUE, origination, running, sim_config
 
 CUSTOMER = "5e4a0f6e-8c7b-4d3a-9f2e-1b0c9d8e7f6a"
 TALK = Action(type="talk", option={"text": "Please wait for the next agent"})  # 30 chars: 2 s
+QUEUE_JOIN = Action(type="queue_join")
+
+
+@pytest.fixture(autouse=True)
+def forget_metrics() -> Iterator[None]:
+    """The engine drops a campaign's series when its loop ends; these calls run without
+    one, so their series go here."""
+    yield
+    metrics.forget_campaign(CAMPAIGN)
 
 
 @pytest.fixture
@@ -74,24 +84,25 @@ async def test_a_prompt_before_the_queue_counts_in_the_wait_for_an_agent(
     clock = FakeClock()
     world = centre(sqlite, clock)
     async with running(world, clock) as recorder:
-        await world.telephony.originate(origination(1, actions=[TALK]))
+        await world.telephony.originate(origination(1, actions=[TALK, QUEUE_JOIN]))
         await clock.advance(100)
-    # Answered at 5 s, the talk takes 2 s, then the queue (running off the end of the
-    # actions joins it), an agent free at once, talk time 60 s.
+    # Answered at 5 s, the talk takes 2 s, then the queue, an agent free at once, talk
+    # time 60 s.
     assert recorder.times("cc-1") == [("Answered", 5.0), ("Ended", 67.0)]
     assert recorder.waits("cc-1") == [2.0]
     assert recorder.reasons() == {"cc-1": HangupReason.NORMAL}
 
 
-async def test_without_a_queue_the_call_is_hung_up_after_its_actions(
-    sqlite: SqliteStore,
-) -> None:
+@pytest.mark.parametrize("queue_id", [QUEUE, ""])
+async def test_the_call_is_hung_up_when_its_actions_end(sqlite: SqliteStore, queue_id: str) -> None:
     clock = FakeClock()
     world = centre(sqlite, clock)
     async with running(world, clock) as recorder:
-        await world.telephony.originate(origination(1, queue_id="", actions=[TALK]))
+        await world.telephony.originate(origination(1, queue_id=queue_id, actions=[TALK]))
         await clock.advance(100)
+    # Without queue_join no agent, even when the campaign has a queue.
     assert recorder.times("cc-1") == [("Answered", 5.0), ("Ended", 7.0)]
+    assert recorder.waits("cc-1") == []
 
 
 async def test_amd_finds_the_machines_and_hangs_up_on_them(sqlite: SqliteStore) -> None:
@@ -134,3 +145,25 @@ def test_sim_digit_shares_are_checked() -> None:
         sim_config(digits={"12": 0.5})
     with pytest.raises(ValueError, match="more than 1"):
         sim_config(digits={"1": 0.7, "2": 0.5})
+
+
+async def test_a_key_pressed_during_a_prompt_with_digits_handle_next_stops_it(
+    sqlite: SqliteStore,
+) -> None:
+    clock = FakeClock()
+    world = centre(sqlite, clock, digits={"1": 1.0})
+    agent = "3f0c8a1e-5b2d-4c6e-8f7a-9b0c1d2e3f4a"
+    long_prompt = "Press 1 at any time to speak to an agent. " * 4  # 168 chars: 11.2 s
+    actions = [
+        Action(type="talk", option={"text": long_prompt, "digits_handle": "next"}),
+        Action(type="branch", option={"target_ids": {"1": agent}}),
+        Action(type="hangup"),
+        Action(id=agent, type="queue_join"),
+    ]
+    async with running(world, clock) as recorder:
+        await world.telephony.originate(origination(1, actions=actions))
+        await clock.advance(100)
+    # The key came 1-4 s into the prompt: the agent took the call well before its end.
+    (wait,) = recorder.waits("cc-1")
+    assert 1.0 <= wait <= 4.0
+    assert world.snapshot().chosen == {"1": 1}

@@ -403,3 +403,14 @@ def test_the_smtp_password_stays_out_of_the_repr(tmp_path: Path) -> None:
     assert with_file.smtp is not None
     with pytest.raises(ConfigError, match=r"\[smtp\] password_file .* is empty"):
         with_file.smtp.read_password()
+
+
+def test_check_config_names_an_unreadable_smtp_password_file(tmp_path: Path) -> None:
+    from dialerd.cli import main
+
+    config = tmp_path / "dialerd.toml"
+    config.write_text(
+        f'[smtp]\nhost = "m"\nfrom = "a@b.c"\nusername = "u"\n'
+        f'password_file = "{tmp_path}/missing"\n'
+    )
+    assert main(["check-config", str(config)]) == 1

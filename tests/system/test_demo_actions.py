@@ -1,0 +1,42 @@
+"""``dialerd demo --actions ivr|webhook`` as a user runs it: the IVR's choices and
+opt-outs, the webhook per target, and their checks in the summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+
+def demo(*args: str) -> tuple[int, dict[str, Any]]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "dialerd.cli", "demo", "--targets", "40", "--speed", "60",
+         "--json", *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    summary: dict[str, Any] = json.loads(completed.stdout.decode().splitlines()[-1])
+    return completed.returncode, summary
+
+
+def test_the_ivr_demo_shows_the_choices_and_never_dials_an_opted_out_number() -> None:
+    code, summary = demo("--actions", "ivr")
+    assert code == 0
+    assert (summary["status"], summary["targets_done"]) == ("stop", 40)
+    chosen = summary["chosen"]
+    assert set(chosen) <= {"1", "9", "other"}
+    assert chosen["1"] > 0
+    assert chosen["9"] > 0
+    # Every 9 put the number on the list; none of them was dialed again.
+    assert summary["opt_outs"] == chosen["9"] == summary["dnc_listed"]
+    assert summary["dialed_after_opt_out"] == 0
+
+
+def test_the_webhook_demo_posts_once_per_target_without_calls() -> None:
+    code, summary = demo("--actions", "webhook")
+    assert code == 0
+    assert summary["webhooks_received"] == 40
+    assert summary["answered"] == 0
+    assert summary["success"] == 40
