@@ -387,3 +387,30 @@ async def test_a_key_stops_a_talk_with_digits_handle_next(rig: Rig, tmp_path: Pa
     ours = {e.event: e.time for e in entries if e.dialerd_id == call.campaigncall_id}
     # The key cut the prompt short: the call ended long before the prompt would have.
     assert ours["caller-bye"] - ours["answered"] < wav_seconds(prompt) / 2
+
+
+async def test_an_async_talk_plays_while_the_digits_are_received(rig: Rig, tmp_path: Path) -> None:
+    services = Services()
+    text = "Welcome. Our menu has many options, listen carefully as they have changed. " * 3
+    actions = [
+        act("talk", {"text": text, "async": True}),
+        act("digits_receive", {"duration": 20000, "length": 1}),
+        act("branch", {"target_ids": {"1": AGENT}}),
+        act("hangup"),
+        act("webhook_send", {"uri": "https://example.com/agent", "data": "chose 1"}, id=AGENT),
+        act("hangup"),
+    ]
+    mark = rig.ledger_mark()
+    async with with_actions(rig, tmp_path, services) as calls:
+        call = origination("press1-1000", actions=actions)
+        await calls.backend.originate(call)
+        await calls.answered(call.campaigncall_id)
+        assert (await calls.ended(call.campaigncall_id, within=30)).reason == HangupReason.NORMAL
+        prompt = await EspeakTts(tmp_path / "tts").render(text, "en-US", "")
+    assert services.webhooks == ["chose 1"]
+    entries = rig.wait_ledger(
+        mark, lambda e: "caller-bye" in answered_lines(e, call.campaigncall_id)
+    )
+    ours = {e.event: e.time for e in entries if e.dialerd_id == call.campaigncall_id}
+    # The key came during the prompt, was taken at once, and the prompt did not hold it up.
+    assert ours["caller-bye"] - ours["answered"] < wav_seconds(prompt) / 2

@@ -124,6 +124,8 @@ class CallFlow:
         self._digits = ""  # pressed while no digits_receive ran: kept for the next one
         self._hung_up = False
         self._lost = False
+        # Prompts of async talks still playing (the flow went on meanwhile).
+        self._async_playbacks: set[str] = set()
         self.recording = ""
         self._recording_name = ""
         self.connect_legs: set[str] = set()
@@ -168,6 +170,8 @@ class CallFlow:
                 raise _Lost from None
             if isinstance(event, ChannelDtmfReceived) and event.channel.id == self.call_id:
                 self._digits += event.digit
+            if isinstance(event, PlaybackFinished):
+                self._async_playbacks.discard(event.playback.id)
             if isinstance(event, ChannelHangupRequest | ChannelDestroyed) and (
                 event.channel.id == self.call_id
             ):
@@ -302,7 +306,20 @@ class CallFlow:
             metrics.prompt_failed(self.plan.campaign_id)
             return flow.StepFailed(f"text to speech: {exc}")
         media = f"sound:{self.ari.media_url}/tts/{path.name}"
+        if option.async_:
+            # The flow goes on while it plays (a digits_receive next: keys cut it short).
+            playback_id = str(uuid.uuid4())
+            await self.ari.request(
+                "POST", f"/channels/{self.call_id}/play/{playback_id}", params={"media": media}
+            )
+            self._async_playbacks.add(playback_id)
+            return flow.StepDone()
         return await self._play(media, stop_on_digit=option.digits_handle == "next")
+
+    async def _stop_async_prompts(self) -> None:
+        for playback_id in list(self._async_playbacks):
+            self._async_playbacks.discard(playback_id)
+            await self.ari.request("DELETE", f"/playbacks/{playback_id}", missing_ok=True)
 
     async def _play(self, media: str, *, stop_on_digit: bool = False) -> flow.Outcome:
         playback_id = str(uuid.uuid4())
@@ -348,6 +365,8 @@ class CallFlow:
         """Digits until ``length`` of them, a ``key`` (not kept), or ``duration`` ms."""
         deadline = anyio.current_time() + option.duration / 1000
         while True:
+            if self._digits and self._async_playbacks:
+                await self._stop_async_prompts()  # a key cuts an async prompt short
             digits = self._take_digits(option)
             if digits is not None:
                 return flow.DigitsReceived(digits)
@@ -368,6 +387,7 @@ class CallFlow:
     # -- the dialplan: AMD, the queue ---------------------------------------------------------
     async def _amd(self, option: AmdOption) -> flow.Outcome:
         wait = "1" if option.machine_handle == "continue" else "0"
+        await self._stop_async_prompts()
         await self.ari.set_variable(self.call_id, "DIALERD_AMD_WAIT", wait)
         await self.ari.continue_in(self.call_id, self.ari.amd_context)
 
@@ -388,6 +408,7 @@ class CallFlow:
     async def _queue_join(self) -> flow.Outcome | _Queued:
         if not self.plan.queue:
             return flow.StepFailed("the campaign has no queue")
+        await self._stop_async_prompts()
         await self.ari.continue_in(self.call_id, self.ari.queue_context)
         return _Queued()
 
