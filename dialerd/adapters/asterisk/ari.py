@@ -148,6 +148,8 @@ class AriTelephony:
         self._recordings: dict[str, str] = {}
         # Calls whose flow ended but could not be hung up (ARI away): hung up on reconnect.
         self._to_hang_up: set[str] = set()
+        # Connect legs and bridges to delete once ARI answers again (paths under /ari).
+        self._to_delete: set[str] = set()
         self._calls: dict[str, CallState] = {}
         self._answered_at: dict[str, float] = {}
         self._placed: OrderedDict[str, None] = OrderedDict()
@@ -324,6 +326,9 @@ class AriTelephony:
         """After (re)connecting: calls gone while no one listened are ``lost``; live ones
         are followed, answered ones that were not handed on are handed on now."""
         live = {channel.id: channel for channel in await self._list_channels()}
+        for path in list(self._to_delete):
+            self._to_delete.discard(path)
+            await self.delete_soon(path)
         for campaigncall_id in list(self._to_hang_up):
             self._to_hang_up.discard(campaigncall_id)
             if campaigncall_id in live:
@@ -508,6 +513,15 @@ class AriTelephony:
 
     async def hangup_channel(self, call_id: str, reason: str = "") -> None:
         await self._drop(call_id, reason)
+
+    async def delete_soon(self, path: str) -> None:
+        """DELETE a connect leg or bridge; when ARI cannot be asked, on reconnect."""
+        try:
+            await self._request("DELETE", path, missing_ok=True)
+        except AriUnavailable:
+            self._to_delete.add(path)
+        except OriginationError as exc:
+            log.warning("ARI resource not deleted", path=path, error=str(exc))
 
     async def set_variable(self, call_id: str, name: str, value: str) -> None:
         await self._request(

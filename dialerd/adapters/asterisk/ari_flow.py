@@ -420,19 +420,18 @@ class CallFlow:
             leg = f"{self.call_id}{CONNECT_SUFFIX}{number}"
             self.connect_legs.add(leg)
             try:
-                answered = await self._dial_leg(leg, destination.target, option)
-            except OriginationError as exc:
-                log.warning("connect leg not placed", campaigncall_id=self.call_id,
-                            error=str(exc))  # fmt: skip
-                answered = False
-            if not answered:
-                self.connect_legs.discard(leg)
-                continue
-            try:
-                return await self._bridged(leg)
+                try:
+                    answered = await self._dial_leg(leg, destination.target, option)
+                except OriginationError as exc:
+                    log.warning("connect leg not placed", campaigncall_id=self.call_id,
+                                error=str(exc))  # fmt: skip
+                    answered = False
+                if answered:
+                    return await self._bridged(leg)
             finally:
+                # Whatever happened (the leg hung up, the callee, ARI lost): no leg stays.
                 self.connect_legs.discard(leg)
-                await self.ari.request("DELETE", f"/channels/{leg}", missing_ok=True)
+                await self.ari.delete_soon(f"/channels/{leg}")
         return flow.StepFailed("no destination answered")
 
     async def _dial_leg(self, leg: str, number: str, option: ConnectOption) -> bool:
@@ -450,11 +449,7 @@ class CallFlow:
         def settled(event: AriEvent) -> bool:
             return isinstance(event, StasisStart | ChannelDestroyed) and event.channel.id == leg
 
-        try:
-            event = await self._wait(settled, CONNECT_RING_SECONDS + 5)
-        except _HungUp:
-            await self.ari.request("DELETE", f"/channels/{leg}", missing_ok=True)
-            raise
+        event = await self._wait(settled, CONNECT_RING_SECONDS + 5)
         return isinstance(event, StasisStart)
 
     async def _bridged(self, leg: str) -> flow.Outcome:
@@ -474,7 +469,7 @@ class CallFlow:
             await self._wait(leg_gone)
             return flow.StepDone()
         finally:
-            await self.ari.request("DELETE", f"/bridges/{bridge}", missing_ok=True)
+            await self.ari.delete_soon(f"/bridges/{bridge}")
 
     # -- recording --------------------------------------------------------------------------
     async def _recording_start(self, option: RecordingStartOption) -> flow.Outcome:
