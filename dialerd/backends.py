@@ -20,7 +20,8 @@ from dialerd.adapters.asterisk.ari import AriTelephony
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.redis_queue import RedisQueue
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.config import AsteriskQueueConfig, AsteriskTelephony, Config
+from dialerd.adapters.tts import CommandTts, EspeakTts, Tts
+from dialerd.config import AsteriskQueueConfig, AsteriskTelephony, Config, TtsConfig
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
 from dialerd.store import Store
 
@@ -29,6 +30,8 @@ class Backends:
     """What the engine dials through, reads agents from, and runs actions with."""
 
     def __init__(self, config: Config, clock: Clock, state_dir: Path, store: Store) -> None:
+        # Text to speech for talk actions (the API asks it which languages have a voice).
+        self.tts = make_tts(config.tts, state_dir)
         ledger = Path(config.sim.ledger) if config.sim.ledger else None
         if ledger is not None and not ledger.is_absolute():
             ledger = state_dir / ledger
@@ -79,6 +82,12 @@ class Backends:
             queue_timeout=settings.queue_timeout,
             connect_timeout=settings.connect_timeout,
             request_timeout=settings.request_timeout,
+            tts=self.tts,
+            services=self.services,
+            media_url=settings.prompts_url(),
+            media_listen=settings.media_address(),
+            amd_context=settings.amd_context,
+            recording_dir=settings.recording_dir,
         )
 
     @staticmethod
@@ -131,3 +140,13 @@ class Backends:
         file before changing anything."""
         self.services.reconfigure(config.webhooks, config.smtp)
         self.sim.reconfigure(config.sim)
+
+
+def make_tts(config: TtsConfig, state_dir: Path) -> Tts:
+    """The configured text-to-speech engine, rendering into its cache directory."""
+    cache = Path(config.cache_dir)
+    if not cache.is_absolute():
+        cache = state_dir / cache
+    if config.engine == "command":
+        return CommandTts(cache, config.command, languages=config.languages)
+    return EspeakTts(cache)

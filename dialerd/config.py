@@ -252,13 +252,41 @@ class AsteriskTelephony(_SecretSection, frozen=True):
     queue_timeout: PositiveInt = 20
     connect_timeout: PositiveFloat = 5.0
     request_timeout: PositiveFloat = 5.0
+    # Where dialerd serves talk prompts to Asterisk (host:port), and the URL Asterisk
+    # fetches them from ("" = http://<media_listen>); "" media_listen = not served.
+    media_listen: str = "127.0.0.1:8090"
+    media_url: str = ""
+    # The dialplan context an amd action continues into (it returns to Stasis).
+    amd_context: Annotated[str, msgspec.Meta(min_length=1)] = "dialerd-amd-action"
+    # Recordings (recording_start) go to <Asterisk's recording dir>/<recording_dir>/
+    # <campaign id>/<campaigncall id>.<format>.
+    recording_dir: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = (
+        "dialerd"
+    )
 
     def __post_init__(self) -> None:
         if not self.ari_url.startswith(("http://", "https://")):
             raise ValueError("ari_url must start with http:// or https://")
         if "{number}" not in self.endpoint:
             raise ValueError("endpoint must contain {number}")
+        if self.media_listen and self.media_address() is None:
+            raise ValueError('media_listen must be "host:port"')
+        if self.media_url and not self.media_url.startswith(("http://", "https://")):
+            raise ValueError("media_url must start with http:// or https://")
+        if any(part in (".", "..") for part in self.recording_dir.split("/")):
+            raise ValueError("recording_dir must stay under Asterisk's recording directory")
         self._check_secret()
+
+    def media_address(self) -> tuple[str, int] | None:
+        """``media_listen`` as (host, port); None when it is empty or not host:port."""
+        host, _, port = self.media_listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+        return host.strip("[]"), int(port)
+
+    def prompts_url(self) -> str:
+        """Where Asterisk fetches prompts from."""
+        return self.media_url or f"http://{self.media_listen}"
 
     @staticmethod
     def _secret_fields() -> tuple[str, str]:
@@ -296,6 +324,23 @@ class AsteriskQueueConfig(_SecretSection, frozen=True):
     def read_secret(self) -> str:
         """The secret, read from ``secret_file`` if given; raise ``ConfigError``."""
         return self._read_secret()
+
+
+class TtsConfig(_Section, frozen=True):
+    """Text to speech for the talk action."""
+
+    # "espeak-ng" (the Debian package), or "command": the program in ``command``, given
+    # the text on stdin, {output} {language} {gender} in its arguments, writing a WAV.
+    engine: Literal["espeak-ng", "command"] = "espeak-ng"
+    command: list[str] = msgspec.field(default_factory=list)
+    # The languages the command speaks (refused at create time otherwise); [] = any.
+    languages: list[str] = msgspec.field(default_factory=list)
+    # Where rendered prompts are kept; relative to state_dir.
+    cache_dir: str = "tts"
+
+    def __post_init__(self) -> None:
+        if self.engine == "command" and not any("{output}" in part for part in self.command):
+            raise ValueError('engine "command" needs a command naming its {output} file')
 
 
 class TelephonyConfig(_Section, frozen=True):
@@ -638,6 +683,7 @@ class Config(_Section, frozen=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    tts: TtsConfig = msgspec.field(default_factory=TtsConfig)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

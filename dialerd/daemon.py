@@ -127,6 +127,9 @@ class Daemon:
             queue_adapter=self.backends.queue,
             # A campaign whose actions need more (email_send without [smtp]) cannot run.
             capabilities=self.backends.services.capabilities(),
+            # A talk in a language text to speech cannot speak is a 400 (Asterisk only:
+            # the sim speaks nothing).
+            has_voice=self.backends.tts.has_voice if self.backends.ari is not None else None,
         )
         self.engine = Engine(
             store=self.store,

@@ -1,13 +1,20 @@
-"""``dialerd demo --telephony asterisk``: one campaign through a real Asterisk.
+"""``dialerd demo --telephony asterisk``: one IVR campaign through a real Asterisk.
 
 The daemon (SQLite store in a temporary state directory) dials through the test rig of
 ``scripts/rig``: ARI on 127.0.0.1:8088 places the calls, AMI on 127.0.0.1:5038 says how
-many agents of the queue ``sales`` are free, and the SIPp callee answers, rings, refuses
-or hangs up depending on the dialled number (``hangup-<ms>``, ``busy-<ms>``, ...). The
-campaign mixes these behaviours; at the end the demo prints the attempts by reason and
+many agents of the queue ``sales`` are free, and the SIPp callee answers, rings, refuses,
+presses a key or hangs up depending on the dialled number (``+15557<key>...`` presses a
+key, ``+15556...`` answers and presses nothing, ``busy-<ms>``, ...).
+
+The campaign's actions run on each answered call: a spoken menu ("press 1 for an agent,
+9 to be put on our do-not-call list"), the digit, then a branch: 1 hears "please wait
+until an agent answers" and joins the queue, 9 is put on the customer's do-not-call list
+and told so, nothing pressed hears goodbye. At the end the demo prints the attempts by
+reason, the digits dialerd's branch chose, the opt-outs on the do-not-call list, and
 checks them against the callee's ledger (one ``invite`` line per INVITE, carrying the
-``X-Dialerd-Id`` header): every INVITE of the demo's numbers must be one of its
-campaigncalls, and none may come twice.
+``X-Dialerd-Id`` header, and a ``pressed-<key>`` line per key): every INVITE of the
+demo's numbers must be one of its campaigncalls, none may come twice, and the numbers
+on the do-not-call list must be exactly those whose callee pressed 9.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import socket
 import sys
 import tempfile
 import time
@@ -26,6 +34,7 @@ import anyio
 import httpx
 import msgspec
 
+from dialerd import metrics
 from dialerd.config import (
     ApiConfig,
     AsteriskQueueConfig,
@@ -40,6 +49,7 @@ from dialerd.config import (
 from dialerd.daemon import Daemon
 from dialerd.demo import count_done_targets
 from dialerd.model import (
+    Action,
     Address,
     AddressType,
     Campaign,
@@ -63,23 +73,45 @@ ENDPOINT = "PJSIP/{number}@callee"
 RIG_QUEUE = "sales"
 DIAL_TIMEOUT_MS = 3000
 CAMPAIGN_SECONDS = 600.0
-# What the callee does, and how often the demo dials it. "hangup" answers at once and
-# hangs up after <ms>: the call goes to an agent meanwhile.
+# What the callee does, and how often the demo dials it. press1/press9 answer, press
+# the key a second or two into the menu and hang up 8 s later; silent answers and
+# presses nothing (it hears goodbye).
 BEHAVIOURS = (
-    ("hangup", 35),
-    ("busy", 20),
-    ("noanswer", 15),
+    ("press1", 30),
+    ("press9", 15),
+    ("silent", 15),
+    ("busy", 15),
+    ("noanswer", 10),
     ("unavail", 10),
-    ("decline", 10),
+    ("decline", 5),
 )
-# Milliseconds of each behaviour: base + a number below span.
+# Milliseconds of each refusing behaviour: base + a number below span.
 SPANS = {
-    "hangup": (1000, 1000),
     "noanswer": (60_000, 1_000_000),
     "busy": (1, 999),
     "unavail": (1, 999),
     "decline": (1, 999),
 }
+# The answering behaviours in the rig's E.164 form (a number a do-not-call list takes):
+# +15557<key><seconds><NNNN> presses the key after the seconds, +15556<00><NNNN> nothing.
+E164 = {"press1": "+155571{s}{n:04d}", "press9": "+155579{s}{n:04d}", "silent": "+1555600{n:04d}"}
+TO_AGENT = "2b0a4d5e-3c1f-4e8a-9d6b-7f1e2a3b4c5d"
+OPT_OUT = "6c7d8e9f-0a1b-4c2d-8e3f-4a5b6c7d8e9f"
+MENU = "Thank you for taking our call. Press 1 for an agent, 9 to be put on our do not call list."
+ACTIONS = [
+    Action(type="talk", option={"text": MENU, "language": "en-US"}),
+    Action(type="digits_receive", option={"duration": 4000, "length": 1}),
+    Action(type="branch", option={"target_ids": {"1": TO_AGENT, "9": OPT_OUT}}),
+    Action(type="talk", option={"text": "Goodbye."}),
+    Action(type="hangup"),
+    Action(
+        type="talk", id=TO_AGENT, option={"text": "Please wait until an agent answers the call."}
+    ),
+    Action(type="queue_join"),
+    Action(type="dnc_add", id=OPT_OUT),
+    Action(type="talk", option={"text": "You will not be called again. Goodbye."}),
+    Action(type="hangup"),
+]
 
 
 class AsteriskDemoSummary(msgspec.Struct, kw_only=True):
@@ -88,6 +120,14 @@ class AsteriskDemoSummary(msgspec.Struct, kw_only=True):
     targets_done: int
     attempts: int
     by_reason: dict[str, int]
+    # The branch dialerd took per value (a key, or "other": nothing pressed).
+    digits_chosen: dict[str, int]
+    # Keys the callees pressed, as the callee's ledger says.
+    keys_pressed: dict[str, int]
+    # Numbers the opt-out put on the customer's do-not-call list.
+    opt_outs: list[str]
+    # Seconds from answer to agent: the menu and the "please wait" prompt count in it.
+    answer_to_agent_mean: float | None
     ledger_invites: int
     ledger_ok: bool
     ledger_problems: list[str]
@@ -109,12 +149,24 @@ def numbers(count: int, seed: int) -> list[str]:
     found = []
     for _ in range(count):
         kind = rng.choice(kinds)
-        base, span = SPANS[kind]
-        if seen[kind] >= span:
-            raise ValueError(f"too many {kind} targets for unique callee numbers")
-        found.append(f"{kind}-{base + (salt + seen[kind]) % span}")
+        if kind in E164:
+            if seen[kind] >= 10_000:
+                raise ValueError(f"too many {kind} targets for unique callee numbers")
+            seconds = 1 + seen[kind] % 2
+            found.append(E164[kind].format(s=seconds, n=(salt + seen[kind]) % 10_000))
+        else:
+            base, span = SPANS[kind]
+            if seen[kind] >= span:
+                raise ValueError(f"too many {kind} targets for unique callee numbers")
+            found.append(f"{kind}-{base + (salt + seen[kind]) % span}")
         seen[kind] += 1
     return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def demo_config(state_dir: Path, app: str) -> Config:
@@ -130,6 +182,8 @@ def demo_config(state_dir: Path, app: str) -> Config:
                 app=app,
                 endpoint=ENDPOINT,
                 queue_timeout=5,
+                # The menu's audio: rendered by espeak-ng, served to Asterisk from here.
+                media_listen=f"127.0.0.1:{_free_port()}",
             ),
         ),
         queue=QueueConfig(
@@ -157,7 +211,15 @@ def build_resources(
     outdial = Outdial.fresh(CUSTOMER_ID, now, name="demo outdial (asterisk)")
     targets = [
         OutdialTarget.fresh(
-            outdial.id, [Address(type=AddressType.SIP, target=number)], now, name=number
+            outdial.id,
+            [
+                Address(
+                    type=AddressType.TEL if number.startswith("+") else AddressType.SIP,
+                    target=number,
+                )
+            ],
+            now,
+            name=number,
         )
         for number in dialled
     ]
@@ -170,26 +232,39 @@ def build_resources(
         outplan_id=outplan.id,
         outdial_id=outdial.id,
         queue_id=QUEUE_ID,
+        actions=ACTIONS,
     )
     return outplan, outdial, targets, campaign
 
 
+class LedgerCheck(msgspec.Struct, kw_only=True):
+    invites: int
+    # The keys pressed, by number.
+    pressed: dict[str, str]
+    problems: list[str]
+
+
 def check_ledger(
-    ledger: Path, offset: int, dialled: list[str], calls: list[Campaigncall]
-) -> tuple[int, list[str]]:
-    """The INVITEs of our numbers since ``offset``, and what is wrong with them."""
+    ledger: Path, offset: int, dialled: list[str], calls: list[Campaigncall], opt_outs: list[str]
+) -> LedgerCheck:
+    """The INVITEs and keys of our numbers since ``offset``, and what is wrong with them."""
     try:
         with ledger.open("rb") as f:
             f.seek(offset)
             text = f.read().decode(errors="replace")
     except FileNotFoundError:
-        return 0, [f"no ledger at {ledger}"]
+        return LedgerCheck(invites=0, pressed={}, problems=[f"no ledger at {ledger}"])
     wanted = set(dialled)
     ids: Counter[str] = Counter()
     per_number: Counter[str] = Counter()
+    pressed: dict[str, str] = {}
     for line in text[: text.rfind("\n") + 1].splitlines():
         fields = line.split()
-        if len(fields) < 4 or fields[2] != "invite" or fields[3] not in wanted:
+        if len(fields) < 4 or fields[3] not in wanted:
+            continue
+        if fields[2].startswith("pressed-"):
+            pressed[fields[3]] = fields[2].removeprefix("pressed-")
+        if fields[2] != "invite":
             continue
         ids[fields[4] if len(fields) > 4 else ""] += 1
         per_number[fields[3]] += 1
@@ -206,7 +281,34 @@ def check_ledger(
     dialled_calls = {call.id for call in calls if call.reason not in ("error", "lost")}
     for missing in sorted(dialled_calls - set(ids)):
         problems.append(f"campaigncall {missing}: no INVITE in the ledger")
-    return sum(ids.values()), problems
+    # The opt-out: on the list exactly the numbers whose callee pressed 9.
+    pressed_9 = {number for number, key in pressed.items() if key == "9"}
+    for number in sorted(pressed_9 - set(opt_outs)):
+        problems.append(f"number {number} pressed 9 but is not on the do-not-call list")
+    for number in sorted(set(opt_outs) - pressed_9):
+        problems.append(f"number {number} is on the do-not-call list but did not press 9")
+    return LedgerCheck(invites=sum(ids.values()), pressed=pressed, problems=problems)
+
+
+def _chosen(campaign_id: str) -> dict[str, int]:
+    """The branch counts of the campaign, while it runs (they go when it stops)."""
+    found: dict[str, int] = {}
+    for metric in metrics.CAMPAIGN_DIGITS_CHOSEN.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels["campaign_id"] == campaign_id:
+                found[sample.labels["digits"]] = int(sample.value)
+    return found
+
+
+def _answer_to_agent() -> tuple[float, float]:
+    count = total = 0.0
+    for metric in metrics.ANSWER_TO_AGENT.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    return count, total
 
 
 async def _calls(daemon: Daemon, campaign_id: str) -> list[Campaigncall]:
@@ -227,6 +329,8 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
     ledger = Path(args.rig_dir) / "ledger.log"
     offset = ledger.stat().st_size if ledger.exists() else 0
     started = time.monotonic()
+    agents_before = _answer_to_agent()
+    chosen: dict[str, int] = {}
     async with anyio.create_task_group() as task_group:
         await task_group.start(daemon.run)
         now = format_time(daemon.clock.now())
@@ -243,6 +347,7 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
                 await anyio.sleep(0.2)
                 current = await daemon.store.get_campaign(CUSTOMER_ID, campaign.id)
                 status = current.status if current else CampaignStatus.STOP
+                chosen = _chosen(campaign.id) or chosen
                 done = daemon.engine.stats.targets_done
                 if out.isatty() and done != shown:
                     shown = done
@@ -257,17 +362,27 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
                 await anyio.sleep(0.2)
                 calls = await _calls(daemon, campaign.id)
         targets_done = await count_done_targets(daemon, outdial.id)
+        listed = await daemon.store.list_dnc_numbers(CUSTOMER_ID)
+        opt_outs = sorted(entry.number for entry in listed.result if campaign.id in entry.detail)
         daemon.shutdown.set()
-    invites, problems = check_ledger(ledger, offset, dialled, calls)
+    checked = check_ledger(ledger, offset, dialled, calls, opt_outs)
+    agents_after = _answer_to_agent()
+    connects = agents_after[0] - agents_before[0]
     return AsteriskDemoSummary(
         status=status.value,
         targets=args.targets,
         targets_done=targets_done,
         attempts=len(calls),
         by_reason=dict(sorted(Counter(str(call.reason) for call in calls).items())),
-        ledger_invites=invites,
-        ledger_ok=not problems,
-        ledger_problems=problems,
+        digits_chosen=dict(sorted(chosen.items())),
+        keys_pressed=dict(sorted(Counter(checked.pressed.values()).items())),
+        opt_outs=opt_outs,
+        answer_to_agent_mean=round((agents_after[1] - agents_before[1]) / connects, 2)
+        if connects
+        else None,
+        ledger_invites=checked.invites,
+        ledger_ok=not checked.problems,
+        ledger_problems=checked.problems,
         elapsed_seconds=round(time.monotonic() - started, 2),
         seed=args.seed,
     )
@@ -281,10 +396,23 @@ def print_table(summary: AsteriskDemoSummary, out: TextIO) -> None:
     out.write("  by reason\n")
     for reason, count in summary.by_reason.items():
         out.write(f"    {reason:<15} {count}\n")
+    out.write("  digits chosen (dialerd's branch; other = nothing pressed)\n")
+    for value, count in summary.digits_chosen.items():
+        out.write(f"    {value:<15} {count}\n")
+    pressed = ", ".join(f"{key}: {count}" for key, count in summary.keys_pressed.items())
+    out.write(f"  keys pressed      {pressed or 'none'} (the callees' ledger)\n")
+    out.write(f"  opt-outs          {len(summary.opt_outs)} put on the do-not-call list\n")
+    for number in summary.opt_outs:
+        out.write(f"    {number}\n")
+    if summary.answer_to_agent_mean is not None:
+        out.write(
+            f"  answer to agent   {summary.answer_to_agent_mean} s on average "
+            "(the menu and the wait prompt included)\n"
+        )
     verdict = "ok" if summary.ledger_ok else "FAILED"
     out.write(
-        f"  SIPp ledger       {summary.ledger_invites} INVITEs, "
-        f"each one campaigncall, none twice: {verdict}\n"
+        f"  SIPp ledger       {summary.ledger_invites} INVITEs, each one campaigncall, "
+        f"none twice; opt-outs = the callees who pressed 9: {verdict}\n"
     )
     for problem in summary.ledger_problems[:20]:
         out.write(f"    {problem}\n")

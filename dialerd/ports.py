@@ -100,6 +100,9 @@ class Ended(msgspec.Struct, frozen=True, tag=True):
 
     campaigncall_id: str
     reason: HangupReason
+    # Where the call's recording is (a recording_start action), as the backend names it:
+    # for Asterisk, the file under its recording directory ("dialerd/<campaign>/<id>.wav").
+    recording: str = ""
 
 
 TelephonyEvent = Answered | AgentConnected | Ended

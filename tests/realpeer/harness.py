@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from dialerd.adapters.asterisk.ari import AriTelephony
-from dialerd.model import NIL_UUID, Address
+from dialerd.model import NIL_UUID, Action, Address
 from dialerd.ports import AgentConnected, Answered, Ended, Origination, TelephonyEvent
 from tests.realpeer.rig import Rig
 
@@ -36,19 +36,33 @@ def telephony(rig: Rig, **overrides: Any) -> AriTelephony:
     return AriTelephony(**settings)
 
 
-def origination(number: str, *, queue: str = "", dial_timeout_ms: int = 10_000) -> Origination:
+def origination(
+    number: str,
+    *,
+    queue: str = "",
+    dial_timeout_ms: int = 10_000,
+    actions: list[Action] | None = None,
+    customer_id: str | None = None,
+) -> Origination:
     """An attempt to ``number``; ``queue``: the Asterisk queue its campaign names."""
+    campaigncall_id = str(uuid.uuid4())
+    campaign_id = str(uuid.uuid4())
     return Origination(
-        campaigncall_id=str(uuid.uuid4()),
-        campaign_id=str(uuid.uuid4()),
-        customer_id=str(uuid.uuid4()),
+        campaigncall_id=campaigncall_id,
+        campaign_id=campaign_id,
+        customer_id=customer_id or str(uuid.uuid4()),
         reference_id=str(uuid.uuid4()),
         queue_id=str(uuid.uuid4()) if queue else NIL_UUID,
         queue_name=queue,
         source=Address(target="+15550100000", target_name="dialerd test"),
         destination=Address(target=number),
-        actions=[],
+        actions=actions or [],
         dial_timeout_ms=dial_timeout_ms,
+        variables={
+            "campaign.id": campaign_id,
+            "campaigncall.id": campaigncall_id,
+            "target.destination": number,
+        },
     )
 
 

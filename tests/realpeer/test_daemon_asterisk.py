@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import free_port
 from tests.realpeer.rig import LedgerEntry, LedgerMark, Rig
 from tests.system.daemon_process import QUEUE, DaemonProcess
 
@@ -41,6 +42,8 @@ def asterisk_config(
     queue_timeout: int = 5,
 ) -> str:
     """``[telephony]`` and ``[queue]`` sections pointing at the rig (TOML, appended)."""
+    # Prompts are served to Asterisk from a port of this daemon's own.
+    media_port = free_port()
     return f"""
 [telephony]
 backend = "asterisk"
@@ -54,6 +57,7 @@ amd = {"true" if amd else "false"}
 queue_timeout = {queue_timeout}
 connect_timeout = 2.0
 request_timeout = 2.0
+media_listen = "127.0.0.1:{media_port}"
 [queue]
 backend = "asterisk"
 [queue.asterisk]
@@ -93,11 +97,13 @@ class AsteriskDaemon:
         amd: bool = False,
         queue_timeout: int = 5,
         engine: str = "",
+        extra_config: str = "",
     ) -> None:
         self.rig = rig
         self.process = DaemonProcess(
             tmp_path,
-            extra_config=asterisk_config(rig, app, amd=amd, queue_timeout=queue_timeout),
+            extra_config=asterisk_config(rig, app, amd=amd, queue_timeout=queue_timeout)
+            + extra_config,
             tick_interval=TICK,
             engine=engine,
         )
@@ -117,8 +123,10 @@ class AsteriskDaemon:
         queue: bool = True,
         dial_timeout: int = 10_000,
         service_level: int = 100,
+        actions: list[dict[str, Any]] | None = None,
+        kind: str = "sip",
     ) -> dict[str, Any]:
-        """A campaign (stopped) of one target per number, one try each, type ``sip``."""
+        """A campaign (stopped) of one target per number, one try each, of type ``kind``."""
         outplan = self.http.post(
             "/v1.0/outplans",
             json={
@@ -131,7 +139,7 @@ class AsteriskDaemon:
         assert outplan.status_code == 200, outplan.text
         outdial = self.http.post("/v1.0/outdials", json={"name": "real peers"}).json()
         rows = "".join(
-            json.dumps({"name": n, "destination_0": {"type": "sip", "target": n}}) + "\n"
+            json.dumps({"name": n, "destination_0": {"type": kind, "target": n}}) + "\n"
             for n in numbers
         )
         imported = self.http.post(
@@ -148,6 +156,7 @@ class AsteriskDaemon:
                 "queue_id": QUEUE if queue else None,
                 "service_level": service_level,
                 "end_handle": "stop",
+                "actions": actions or [],
             },
         )
         assert created.status_code == 200, created.text

@@ -7,11 +7,15 @@ import pytest
 from dialerd.adapters.asterisk.ari_events import (
     AriEventError,
     ChannelDestroyed,
+    ChannelDtmfReceived,
     ChannelVarset,
     Dial,
+    PlaybackFinished,
+    RecordingFinished,
     StasisStart,
     decode_channels,
     decode_event,
+    target_channel,
 )
 
 CHANNEL = (
@@ -74,3 +78,28 @@ def test_channel_list() -> None:
     assert [c.id for c in decode_channels(("[" + CHANNEL + "]").encode())] == ["c1"]
     with pytest.raises(AriEventError, match="channel list"):
         decode_channels(b'{"message":"nope"}')
+
+
+def test_the_events_a_flow_waits_for() -> None:
+    back = decode_event('{"type":"StasisStart","args":["amd","MACHINE"],"channel":' + CHANNEL + "}")
+    assert isinstance(back, StasisStart)
+    assert back.args == ["amd", "MACHINE"]
+    digit = decode_event(
+        '{"type":"ChannelDtmfReceived","digit":"9","duration_ms":120,"channel":' + CHANNEL + "}"
+    )
+    assert isinstance(digit, ChannelDtmfReceived)
+    assert (digit.channel.id, digit.digit, digit.duration_ms) == ("c1", "9", 120)
+    played = decode_event(
+        '{"type":"PlaybackFinished","playback":{"id":"p1","media_uri":"sound:beep",'
+        '"target_uri":"channel:c1","language":"en","state":"done"}}'
+    )
+    assert isinstance(played, PlaybackFinished)
+    assert (played.playback.state, target_channel(played.playback.target_uri)) == ("done", "c1")
+    recorded = decode_event(
+        '{"type":"RecordingFinished","recording":{"name":"dialerd/a/b","format":"wav",'
+        '"state":"done","target_uri":"channel:c1"}}'
+    )
+    assert isinstance(recorded, RecordingFinished)
+    assert recorded.recording.name == "dialerd/a/b"
+    assert target_channel("bridge:b1") is None
+    assert target_channel("channel:") is None

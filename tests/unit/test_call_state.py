@@ -179,6 +179,15 @@ def test_vanished_call_is_lost_once() -> None:
     assert call_state.vanished(step.call).events == ()
 
 
+def test_a_call_dialerd_ended_that_vanished_ends_as_dialerd_ended_it() -> None:
+    # The hangup went through while the event stream was down: its end was not seen.
+    answered = call_state.step(call_state.placed(ID, to_queue=False), StasisStart(Channel(id=ID)))
+    hung_up = call_state.end_requested(answered.call)
+    assert call_state.vanished(hung_up).events == (Ended(ID, HangupReason.NORMAL),)
+    ringing = call_state.end_requested(call_state.placed(ID, to_queue=False))
+    assert call_state.vanished(ringing).events == (Ended(ID, HangupReason.CANCELLED),)
+
+
 def test_adopted_answered_call_in_a_queue_without_known_agent_is_normal() -> None:
     call = call_state.adopted(ID, channel_state="Up", outcome="queued", to_queue=True)
     assert call.phase is Phase.ANSWERED

@@ -35,6 +35,18 @@ def test_asterisk_telephony_defaults() -> None:
     assert ari.amd is False
     assert ari.queue_timeout == 20
     assert ari.read_password() == "s3cret"
+    # Prompts are served to Asterisk on loopback unless the operator says otherwise.
+    assert ari.media_address() == ("127.0.0.1", 8090)
+    assert ari.prompts_url() == "http://127.0.0.1:8090"
+    assert (ari.amd_context, ari.recording_dir) == ("dialerd-amd-action", "dialerd")
+
+
+def test_prompts_served_on_one_address_fetched_from_another() -> None:
+    text = ARI + 'password = "a"\nmedia_listen = "[::]:9000"\nmedia_url = "https://d.example"\n'
+    ari = decode_config(text, SOURCE).telephony.asterisk
+    assert ari is not None
+    assert ari.media_address() == ("::", 9000)
+    assert ari.prompts_url() == "https://d.example"
 
 
 def test_asterisk_queue_defaults() -> None:
@@ -65,6 +77,11 @@ def test_backend_asterisk_without_its_section() -> None:
         (ARI + 'password = "a"\npasword = "b"\n', "`pasword`"),
         (AMI + 'secret = "a"\nhots = "b"\n', "`hots`"),
         ('[telephony]\nbackend = "freeswitch"\n', "`$.telephony.backend`"),
+        (ARI + 'password = "a"\nmedia_listen = "8090"\n', 'media_listen must be "host:port"'),
+        (ARI + 'password = "a"\nmedia_url = "ftp://x"\n', "media_url must start with http"),
+        (ARI + 'password = "a"\nrecording_dir = "../etc"\n', "recording_dir"),
+        ('[tts]\nengine = "command"\ncommand = ["piper"]\n', "{output}"),
+        ('[tts]\nengine = "festival"\n', "`$.tts.engine`"),
     ],
 )
 def test_errors_name_the_key(text: str, expected: str) -> None:
@@ -128,7 +145,7 @@ def test_secrets_stay_out_of_repr() -> None:
 def test_the_commented_asterisk_sections_of_the_example_config_are_valid() -> None:
     text = (Path(__file__).resolve().parents[2] / "config" / "dialerd.toml").read_text()
     lines = text.splitlines()
-    for section in ("[telephony.asterisk]", "[queue.asterisk]"):
+    for section in ("[telephony.asterisk]", "[queue.asterisk]", "[tts]"):
         start = lines.index(f"# {section}")
         index = start
         while index < len(lines) and lines[index].startswith("# "):
@@ -141,6 +158,7 @@ def test_the_commented_asterisk_sections_of_the_example_config_are_valid() -> No
     assert config.telephony.asterisk.password_file == "/etc/dialerd/ari-password"
     assert config.queue.asterisk is not None
     assert config.queue.asterisk.port == 5038
+    assert config.tts.command[-1] == "{output}"
 
 
 def test_a_password_file_others_may_read_is_refused(tmp_path: Path) -> None:

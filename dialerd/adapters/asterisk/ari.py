@@ -3,16 +3,20 @@
 Each call is a channel whose id is the campaigncall id: ``POST /ari/channels`` dials
 the destination into our Stasis application, and the events of the websocket
 ``/ari/events`` tell how it goes (``call_state`` maps them). An answered channel enters
-the application (``StasisStart``: ``Answered``) and is handed at once to the dialplan:
-the queue context when the campaign has a queue, else the agentless one, with the
-``DIALERD_*`` channel variables set at origination telling it what to do.
+the application (``StasisStart``: ``Answered``). A campaign with actions runs them on
+the channel, which stays in the application meanwhile (``ari_flow``); one without is
+handed at once to the dialplan: the queue context when the campaign has a queue, else
+the agentless one, with the ``DIALERD_*`` channel variables set at origination telling
+it what to do.
 
 Idempotency: a second origination of an id this process placed is ignored; Asterisk
 refuses a channel id that is live (409), so a restarted process cannot place a second
 call while the first lives. ARI keeps no backlog of events: after a reconnect the
 adapter lists the channels, reports the calls it followed that are gone as ``lost``
 (never placed again) and follows the live ones it did not know (placed before a
-restart) from their current state.
+restart) from their current state: only channels of our application that carry the
+``DIALERD_ID`` it set (a channel someone else named with a UUID is left alone). A call
+whose actions were running when the process died cannot resume them: it is hung up.
 """
 
 from __future__ import annotations
@@ -40,14 +44,23 @@ from dialerd.adapters.asterisk.ari_events import (
     Channel,
     ChannelVarset,
     Dial,
+    PlaybackFinished,
+    RecordingFailed,
+    RecordingFinished,
     decode_channels,
     decode_event,
 )
+from dialerd.adapters.asterisk.ari_flow import CallFlow, CallPlan, FlowResult
 from dialerd.adapters.asterisk.call_state import CallState, Phase, Step
+from dialerd.adapters.asterisk.media import MediaServer
+from dialerd.adapters.tts import Tts
+from dialerd.core.actions import ActionsInvalid, compile_actions
 from dialerd.model import Address
 from dialerd.ports import (
+    ActionServices,
     AgentConnected,
     Answered,
+    Ended,
     Origination,
     OriginationError,
     TelephonyEvent,
@@ -64,9 +77,18 @@ PLACED_MEMORY: Final = 100_000
 # A dialled number goes into a dial string: nothing that could add a second one.
 _NUMBER: Final = re.compile(r"^[A-Za-z0-9+*#._-]{1,64}$")
 _CAMPAIGNCALL_ID: Final = re.compile(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
 _QUEUE_VARIABLE: Final = "DIALERD_QUEUE"
+# Set at origination: the app that placed the call and its id (adoption checks both),
+# and "1" when the campaign's actions run on the call in Stasis.
+_APP_VARIABLE: Final = "DIALERD_APP"
+_ID_VARIABLE: Final = "DIALERD_ID"
+_FLOW_VARIABLE: Final = "DIALERD_FLOW"
+
+
+# Query parameters of an ARI request (a list where a name repeats: play's media).
+_Params = Mapping[str, str] | list[tuple[str, str | int | float | bool | None]]
 
 
 class AriUnavailable(TelephonyUnavailable, OriginationError):
@@ -96,6 +118,12 @@ class AriTelephony:
         queue_timeout: int = 20,
         connect_timeout: float = 5.0,
         request_timeout: float = 5.0,
+        tts: Tts | None = None,
+        services: ActionServices | None = None,
+        media_url: str = "http://127.0.0.1:8090",
+        media_listen: tuple[str, int] | None = None,
+        amd_context: str = "dialerd-amd-action",
+        recording_dir: str = "dialerd",
     ) -> None:
         self.url = url.rstrip("/")
         self.username = username
@@ -108,6 +136,20 @@ class AriTelephony:
         self.queue_timeout = queue_timeout
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        self.tts = tts
+        self.services = services
+        self.media_url = media_url.rstrip("/")
+        self.media_listen = media_listen
+        self.amd_context = amd_context
+        self.recording_dir = recording_dir.strip("/")
+        # What each placed call runs once answered; the flows running now.
+        self._plans: dict[str, CallPlan] = {}
+        self._flows: dict[str, CallFlow] = {}
+        self._recordings: dict[str, str] = {}
+        # Calls whose flow ended but could not be hung up (ARI away): hung up on reconnect.
+        self._to_hang_up: set[str] = set()
+        # Connect legs and bridges to delete once ARI answers again (paths under /ari).
+        self._to_delete: set[str] = set()
         self._calls: dict[str, CallState] = {}
         self._answered_at: dict[str, float] = {}
         self._placed: OrderedDict[str, None] = OrderedDict()
@@ -142,6 +184,10 @@ class AriTelephony:
             anyio.create_task_group() as task_group,
         ):
             self._http, self._events, self._task_group = http, events, task_group
+            if self.media_listen is not None and self.tts is not None:
+                host, port = self.media_listen
+                server = MediaServer(self.tts.cache_dir, host, port)
+                await task_group.start(server.serve, name="ari media")
             try:
                 await self._stay_connected(task_status)
             finally:
@@ -162,6 +208,19 @@ class AriTelephony:
             raise OriginationError(f"destination {number!r} cannot be dialled through Asterisk")
         # The campaign's queue as Asterisk names it (the registry's name); "" agentless.
         queue = origination.queue_name
+        try:
+            program = compile_actions(origination.actions)
+        except ActionsInvalid as exc:
+            raise OriginationError(f"the campaign's actions cannot run: {exc}") from None
+        if not program.empty:
+            self._plans[campaigncall_id] = CallPlan(
+                campaign_id=origination.campaign_id,
+                customer_id=origination.customer_id,
+                number=number,
+                queue=queue,
+                program=program,
+                variables=dict(origination.variables),
+            )
         # Registered first: the call's first events may come before the reply.
         self._calls[campaigncall_id] = call_state.placed(campaigncall_id, to_queue=bool(queue))
         started = time.perf_counter()
@@ -169,10 +228,11 @@ class AriTelephony:
             response = await self._http.post(
                 "/channels",
                 params=self._originate_params(origination),
-                json={"variables": self._variables(origination, queue)},
+                json={"variables": self._variables(origination, queue, flow=not program.empty)},
             )
         except httpx.HTTPError as exc:
             await self._after_uncertain_originate(campaigncall_id)
+            self._plans.pop(campaigncall_id, None)
             raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
         finally:
             metrics.originate_latency(self.name, time.perf_counter() - started)
@@ -183,6 +243,7 @@ class AriTelephony:
             return
         if response.is_error:
             self._calls.pop(campaigncall_id, None)
+            self._plans.pop(campaigncall_id, None)
             raise OriginationError(f"ARI refused the call: {_http_error(response)}")
         self._remember(campaigncall_id)
 
@@ -206,13 +267,14 @@ class AriTelephony:
             raise AriUnavailable(f"cannot list calls: {self._reason}")
         try:
             channels = await self._list_channels()
-            ours = [channel for channel in channels if _CAMPAIGNCALL_ID.match(channel.id)]
-            for channel in ours:
-                if channel.id not in self._calls:
+            for channel in channels:
+                if _CAMPAIGNCALL_ID.fullmatch(channel.id) and channel.id not in self._calls:
                     await self._adopt(channel)
         except OriginationError as exc:  # Asterisk answered, but not with the list
             raise AriUnavailable(f"cannot list calls: {exc}") from None
-        return {channel.id for channel in ours}
+        # Ours: followed, or being adopted by a reconnect right now.
+        ours = self._calls.keys() | self._adopting
+        return {channel.id for channel in channels if channel.id in ours}
 
     # -- connection ------------------------------------------------------------------
     async def _stay_connected(self, task_status: TaskStatus[None]) -> None:
@@ -241,6 +303,10 @@ class AriTelephony:
             except Exception as exc:
                 cause = leaf_exception(exc)
                 self._set_connected(False, f"ARI at {self.url}: {_describe(cause)}")
+                # Events missed meanwhile never come: the running flows end, their calls
+                # are hung up (now, or on reconnect if ARI cannot be asked now).
+                for running in self._flows.values():
+                    running.lose_events()
                 log.warning("ARI unavailable; retrying", url=self.url, error=_describe(cause),
                             retry_in=delay, exc_info=not _expected(cause))  # fmt: skip
             if not started:
@@ -260,6 +326,13 @@ class AriTelephony:
         """After (re)connecting: calls gone while no one listened are ``lost``; live ones
         are followed, answered ones that were not handed on are handed on now."""
         live = {channel.id: channel for channel in await self._list_channels()}
+        for path in list(self._to_delete):
+            self._to_delete.discard(path)
+            await self.delete_soon(path)
+        for campaigncall_id in list(self._to_hang_up):
+            self._to_hang_up.discard(campaigncall_id)
+            if campaigncall_id in live:
+                self._end_flow_call(campaigncall_id)
         for campaigncall_id, call in list(self._calls.items()):
             channel = live.get(campaigncall_id)
             if channel is None:
@@ -268,7 +341,7 @@ class AriTelephony:
             elif channel.state == "Up":
                 await self._apply(call_state.answered_elsewhere(call))
         for channel in live.values():
-            if _CAMPAIGNCALL_ID.match(channel.id) and channel.id not in self._calls:
+            if _CAMPAIGNCALL_ID.fullmatch(channel.id) and channel.id not in self._calls:
                 await self._adopt(channel)
 
     async def _adopt(self, channel: Channel) -> None:
@@ -278,8 +351,16 @@ class AriTelephony:
             return
         self._adopting.add(campaigncall_id)
         try:
+            # Ours only if our application placed it under this id: on a shared Asterisk
+            # another application's channel may be named with a UUID too.
+            app = await self._variable(campaigncall_id, _APP_VARIABLE)
+            placed_id = await self._variable(campaigncall_id, _ID_VARIABLE)
+            if app != self.app or placed_id != campaigncall_id:
+                log.info("live channel not ours; left alone", channel=campaigncall_id)
+                return
             outcome = await self._variable(campaigncall_id, call_state.OUTCOME_VARIABLE)
             queue = await self._variable(campaigncall_id, _QUEUE_VARIABLE)
+            ran_actions = await self._variable(campaigncall_id, _FLOW_VARIABLE) == "1"
             await self._request(
                 "POST",
                 f"/applications/{self.app}/subscription",
@@ -305,7 +386,13 @@ class AriTelephony:
             await self._send(Answered(campaigncall_id))
             dialplan = channel.dialplan
             if dialplan is not None and dialplan.app_name == "Stasis":
-                self._hand_on(call)
+                if ran_actions:
+                    # Its actions ran in a process that is gone: where they were is lost.
+                    log.warning("call's actions cannot resume; hanging up",
+                                campaigncall_id=campaigncall_id)  # fmt: skip
+                    self._end_flow_call(campaigncall_id)
+                else:
+                    self._hand_on(call)
 
     # -- events ------------------------------------------------------------------------
     async def _handle(self, message: str) -> None:
@@ -317,6 +404,9 @@ class AriTelephony:
             return
         if event is None:
             return
+        for running in list(self._flows.values()):
+            if running.is_about(event):
+                running.deliver(event)
         for campaigncall_id in _channels_named(event):
             call = self._calls.get(campaigncall_id)
             if call is not None:
@@ -328,6 +418,7 @@ class AriTelephony:
         if call.phase is Phase.ENDED:
             self._calls.pop(call.id, None)
             self._answered_at.pop(call.id, None)
+            self._plans.pop(call.id, None)
         else:
             self._calls[call.id] = call
         if (
@@ -344,12 +435,18 @@ class AriTelephony:
         for event in result.events:
             if isinstance(event, Answered):
                 self._answered_at[call.id] = time.monotonic()
+            if isinstance(event, Ended) and call.id in self._recordings:
+                event = msgspec.structs.replace(event, recording=self._recordings.pop(call.id))
             await self._send(event)
         if connected is not None:
             # After the step's own events: the engine sees the answer before the agent.
             await self._send(connected)
         if result.continue_in_dialplan:
-            self._hand_on(call)
+            plan = self._plans.pop(call.id, None)
+            if plan is None:
+                self._hand_on(call)
+            else:
+                self._start_flow(call, plan)
 
     async def _send(self, event: TelephonyEvent) -> None:
         if self._events is not None:
@@ -358,6 +455,91 @@ class AriTelephony:
     def _hand_on(self, call: CallState) -> None:
         if self._task_group is not None:
             self._task_group.start_soon(self._continue, call, name=f"ari continue {call.id}")
+
+    def _start_flow(self, call: CallState, plan: CallPlan) -> None:
+        if self._task_group is None or call.id in self._flows:
+            return
+        running = CallFlow(self, call.id, plan, tts=self.tts, services=self.services)
+        self._flows[call.id] = running
+        self._task_group.start_soon(self._run_flow, running, name=f"ari flow {call.id}")
+
+    async def _run_flow(self, running: CallFlow) -> None:
+        """Run the call's actions; hang it up after, unless it went to a queue or is gone."""
+        call_id = running.call_id
+        result = FlowResult()
+        try:
+            result = await running.run()
+        except AriUnavailable as exc:
+            log.error("actions stopped: ARI unavailable", campaigncall_id=call_id,
+                      error=str(exc))  # fmt: skip
+        except Exception:
+            log.exception("actions stopped by an error", campaigncall_id=call_id)
+        finally:
+            self._flows.pop(call_id, None)
+            running.close()
+        if result.recording:
+            self._recordings[call_id] = result.recording
+        if result.queued or result.callee_hung_up:
+            return
+        call = self._calls.get(call_id)
+        if call is not None and result.machine:
+            self._calls[call_id] = msgspec.structs.replace(call, outcome="machine")
+        await self._hang_up_quietly(call_id)
+
+    def _end_flow_call(self, call_id: str) -> None:
+        if self._task_group is not None:
+            self._task_group.start_soon(self._hang_up_quietly, call_id, name=f"ari end {call_id}")
+
+    async def _hang_up_quietly(self, call_id: str) -> None:
+        try:
+            await self._drop(call_id)
+        except AriUnavailable as exc:
+            log.warning("call to hang up on reconnect", campaigncall_id=call_id, error=str(exc))
+            self._to_hang_up.add(call_id)
+        except OriginationError as exc:
+            log.error("call could not be hung up", campaigncall_id=call_id, error=str(exc))
+
+    # -- what a flow asks of ARI ----------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: _Params | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response:
+        """One ARI request; raise ``OriginationError`` (``AriUnavailable`` if unreachable)."""
+        return await self._request(method, path, params=params, missing_ok=missing_ok)
+
+    async def hangup_channel(self, call_id: str, reason: str = "") -> None:
+        await self._drop(call_id, reason)
+
+    async def delete_soon(self, path: str) -> None:
+        """DELETE a connect leg or bridge; when ARI cannot be asked, on reconnect."""
+        try:
+            await self._request("DELETE", path, missing_ok=True)
+        except AriUnavailable:
+            self._to_delete.add(path)
+        except OriginationError as exc:
+            log.warning("ARI resource not deleted", path=path, error=str(exc))
+
+    async def set_variable(self, call_id: str, name: str, value: str) -> None:
+        await self._request(
+            "POST", f"/channels/{call_id}/variable", params={"variable": name, "value": value}
+        )
+
+    async def continue_in(self, call_id: str, context: str) -> None:
+        await self._request(
+            "POST",
+            f"/channels/{call_id}/continue",
+            params={"context": context, "extension": "s", "priority": "1"},
+        )
+
+    def dial_string(self, number: str) -> str:
+        """The endpoint that dials ``number``; raise ``OriginationError`` if it cannot."""
+        if not _NUMBER.fullmatch(number):
+            raise OriginationError(f"destination {number!r} cannot be dialled through Asterisk")
+        return self.endpoint.replace("{number}", number)
 
     async def _continue(self, call: CallState) -> None:
         """Send the answered channel to the dialplan; a channel left in Stasis would be a
@@ -380,11 +562,22 @@ class AriTelephony:
                           error=str(drop_error))  # fmt: skip
 
     # -- requests ------------------------------------------------------------------------
-    async def _drop(self, campaigncall_id: str) -> None:
+    async def _drop(self, campaigncall_id: str, reason: str = "") -> None:
+        # Marked first: the channel's end may be reported before the request returns.
         call = self._calls.get(campaigncall_id)
         if call is not None:
             self._calls[campaigncall_id] = call_state.end_requested(call)
-        await self._request("DELETE", f"/channels/{campaigncall_id}", missing_ok=True)
+        params = {"reason": reason} if reason else None
+        try:
+            await self._request(
+                "DELETE", f"/channels/{campaigncall_id}", params=params, missing_ok=True
+            )
+        except AriUnavailable:
+            # Not asked after all: an end seen later is not ours.
+            call = self._calls.get(campaigncall_id)
+            if call is not None:
+                self._calls[campaigncall_id] = msgspec.structs.replace(call, ended_by_us=False)
+            raise
 
     async def _after_uncertain_originate(self, campaigncall_id: str) -> None:
         """The originate request failed in transit: it may have placed the call. Drop it
@@ -420,7 +613,7 @@ class AriTelephony:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: _Params | None = None,
         missing_ok: bool = False,
     ) -> httpx.Response:
         response = await self._raw(method, path, params=params)
@@ -429,7 +622,11 @@ class AriTelephony:
         return response
 
     async def _raw(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: _Params | None = None,
     ) -> httpx.Response:
         if self._http is None:
             raise AriUnavailable("ARI backend is not running")
@@ -452,14 +649,19 @@ class AriTelephony:
             params["callerId"] = caller_id
         return params
 
-    def _variables(self, origination: Origination, queue: str) -> dict[str, str]:
+    def _variables(self, origination: Origination, queue: str, *, flow: bool) -> dict[str, str]:
+        """The channel variables the dialplan reads. The actions themselves run in
+        dialerd: they are not sent (a variable that size is not Asterisk's business)."""
         campaigncall_id = origination.campaigncall_id
         return {
-            "DIALERD_ID": campaigncall_id,
+            _ID_VARIABLE: campaigncall_id,
+            _APP_VARIABLE: self.app,
             _QUEUE_VARIABLE: queue,
-            "DIALERD_AMD": "1" if self.amd else "0",
+            # The [telephony.asterisk] amd switch is for campaigns without actions; a
+            # campaign with actions says where to detect with an amd action.
+            "DIALERD_AMD": "1" if self.amd and not flow else "0",
+            _FLOW_VARIABLE: "1" if flow else "0",
             "DIALERD_QUEUE_TIMEOUT": str(self.queue_timeout),
-            "DIALERD_ACTIONS": msgspec.json.encode(origination.actions).decode(),
             "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,
         }
 
@@ -482,6 +684,8 @@ def _channels_named(event: AriEvent) -> list[str]:
         return ids
     if isinstance(event, ChannelVarset):
         return [event.channel.id] if event.channel is not None else []
+    if isinstance(event, PlaybackFinished | RecordingFinished | RecordingFailed):
+        return []
     return [event.channel.id]
 
 

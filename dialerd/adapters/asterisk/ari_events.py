@@ -35,10 +35,12 @@ class Channel(msgspec.Struct, frozen=True):
 
 
 class StasisStart(msgspec.Struct, frozen=True, tag=True):
-    """The channel entered our application: for an originated channel, it was answered."""
+    """The channel entered our application: for an originated channel, it was answered;
+    ``args`` are the Stasis() arguments of a channel coming back from the dialplan."""
 
     channel: Channel
     application: str = ""
+    args: list[str] = msgspec.field(default_factory=list)
 
 
 class StasisEnd(msgspec.Struct, frozen=True, tag=True):
@@ -80,6 +82,42 @@ class ChannelVarset(msgspec.Struct, frozen=True, tag=True):
     channel: Channel | None = None
 
 
+class ChannelDtmfReceived(msgspec.Struct, frozen=True, tag=True):
+    """The callee pressed a key (RFC 2833 / SIP INFO / inband, as the endpoint says)."""
+
+    channel: Channel
+    digit: str = ""
+    duration_ms: int = 0
+
+
+class Playback(msgspec.Struct, frozen=True):
+    """A playback; ``target_uri`` is ``channel:<id>`` for a prompt played to a channel."""
+
+    id: str
+    target_uri: str = ""
+    state: str = ""  # queued, playing, done, failed...
+
+
+class PlaybackFinished(msgspec.Struct, frozen=True, tag=True):
+    playback: Playback
+
+
+class LiveRecording(msgspec.Struct, frozen=True):
+    name: str
+    target_uri: str = ""
+    state: str = ""
+    format: str = ""
+    cause: str = ""
+
+
+class RecordingFinished(msgspec.Struct, frozen=True, tag=True):
+    recording: LiveRecording
+
+
+class RecordingFailed(msgspec.Struct, frozen=True, tag=True):
+    recording: LiveRecording
+
+
 AriEvent = (
     StasisStart
     | StasisEnd
@@ -88,6 +126,10 @@ AriEvent = (
     | ChannelDestroyed
     | Dial
     | ChannelVarset
+    | ChannelDtmfReceived
+    | PlaybackFinished
+    | RecordingFinished
+    | RecordingFailed
 )
 
 EVENT_TYPES: Final[dict[str, type[AriEvent]]] = {
@@ -100,6 +142,10 @@ EVENT_TYPES: Final[dict[str, type[AriEvent]]] = {
         ChannelDestroyed,
         Dial,
         ChannelVarset,
+        ChannelDtmfReceived,
+        PlaybackFinished,
+        RecordingFinished,
+        RecordingFailed,
     )
 }
 
@@ -133,3 +179,9 @@ def decode_channels(data: bytes) -> list[Channel]:
         return msgspec.json.decode(data, type=list[Channel])
     except msgspec.DecodeError as exc:
         raise AriEventError(f"ARI channel list: {exc}") from None
+
+
+def target_channel(target_uri: str) -> str | None:
+    """The channel id of a ``channel:<id>`` target (a playback's, a recording's)."""
+    kind, _, ident = target_uri.partition(":")
+    return ident if kind == "channel" and ident else None

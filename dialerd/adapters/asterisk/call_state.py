@@ -106,13 +106,12 @@ def end_requested(call: CallState) -> CallState:
 
 
 def vanished(call: CallState) -> Step:
-    """The call is gone from Asterisk and its end was not seen (events lost): ``lost``."""
+    """The call is gone from Asterisk and its end was not seen (events lost): ``lost``,
+    unless dialerd asked for the end itself (then as if the end had been seen)."""
     if call.phase is Phase.ENDED:
         return Step(call)
-    return Step(
-        msgspec.structs.replace(call, phase=Phase.ENDED),
-        (Ended(call.id, HangupReason.LOST),),
-    )
+    reason = end_reason(call, 0) if call.ended_by_us else HangupReason.LOST
+    return Step(msgspec.structs.replace(call, phase=Phase.ENDED), (Ended(call.id, reason),))
 
 
 def step(call: CallState, event: AriEvent) -> Step:
