@@ -667,6 +667,12 @@ class SimTelephony(_SimBackend):
             metrics.action_ran(campaign_id, step.type, flow.outcome_label(outcome))
             state, instruction = flow.advance(program, state, outcome)
         self._chosen(campaign_id, instruction.chosen)
+        if instruction.end is flow.FlowEnd.COMPLETED and _queue_of(origination):
+            # Actions that run off their end join the campaign's queue (VoIPbin appends a
+            # queue_join to a campaign's actions when it has a queue).
+            reason = await self._join_queue(call, after_actions=True)
+            metrics.action_ran(campaign_id, "queue_join", "done")
+            return reason
         return CALL_ENDS.get(instruction.end, HangupReason.NORMAL)
 
     def _chosen(self, campaign_id: str, chosen: tuple[str, ...]) -> None:

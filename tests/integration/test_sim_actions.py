@@ -93,14 +93,31 @@ async def test_a_prompt_before_the_queue_counts_in_the_wait_for_an_agent(
     assert recorder.reasons() == {"cc-1": HangupReason.NORMAL}
 
 
-@pytest.mark.parametrize("queue_id", [QUEUE, ""])
-async def test_the_call_is_hung_up_when_its_actions_end(sqlite: SqliteStore, queue_id: str) -> None:
+async def test_actions_that_run_off_their_end_join_the_campaigns_queue(
+    sqlite: SqliteStore,
+) -> None:
     clock = FakeClock()
     world = centre(sqlite, clock)
     async with running(world, clock) as recorder:
-        await world.telephony.originate(origination(1, queue_id=queue_id, actions=[TALK]))
+        await world.telephony.originate(origination(1, actions=[TALK]))
         await clock.advance(100)
-    # Without queue_join no agent, even when the campaign has a queue.
+    # The seed's campaign: a talk, then an agent (VoIPbin appends a queue_join).
+    assert recorder.times("cc-1") == [("Answered", 5.0), ("Ended", 67.0)]
+    assert recorder.waits("cc-1") == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("queue_id", "actions"),
+    [("", [TALK]), (QUEUE, [TALK, Action(type="hangup")]), (QUEUE, [TALK, Action(type="stop")])],
+)
+async def test_the_call_is_hung_up_without_a_queue_or_after_hangup_or_stop(
+    sqlite: SqliteStore, queue_id: str, actions: list[Action]
+) -> None:
+    clock = FakeClock()
+    world = centre(sqlite, clock)
+    async with running(world, clock) as recorder:
+        await world.telephony.originate(origination(1, queue_id=queue_id, actions=actions))
+        await clock.advance(100)
     assert recorder.times("cc-1") == [("Answered", 5.0), ("Ended", 7.0)]
     assert recorder.waits("cc-1") == []
 

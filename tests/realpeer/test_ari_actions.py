@@ -414,3 +414,27 @@ async def test_an_async_talk_plays_while_the_digits_are_received(rig: Rig, tmp_p
     ours = {e.event: e.time for e in entries if e.dialerd_id == call.campaigncall_id}
     # The key came during the prompt, was taken at once, and the prompt did not hold it up.
     assert ours["caller-bye"] - ours["answered"] < wav_seconds(prompt) / 2
+
+
+async def test_the_seeds_campaign_talks_then_joins_the_queue(rig: Rig, tmp_path: Path) -> None:
+    # A talk and nothing else, on a campaign with a queue: after the prompt the call
+    # waits for an agent, as the seed's example campaign does.
+    text = "Please wait until the agent answers the call."
+    before = metrics.REGISTRY.get_sample_value("dialerd_answer_to_agent_seconds_count") or 0.0
+    async with with_actions(rig, tmp_path, Services()) as calls:
+        call = origination("answer-0", queue="sales", actions=[act("talk", {"text": text})])
+        await calls.backend.originate(call)
+        await calls.answered(call.campaigncall_id)
+        await eventually(
+            lambda: (
+                (metrics.REGISTRY.get_sample_value("dialerd_answer_to_agent_seconds_count") or 0.0)
+                > before
+            ),
+            what="an agent answers after the prompt",
+            within=20,
+        )
+        prompt = await EspeakTts(tmp_path / "tts").render(text, "en-US", "")
+        await calls.backend.hangup(call.campaigncall_id)
+        assert (await calls.ended(call.campaigncall_id)).reason == HangupReason.NORMAL
+    # The agent was reached after the prompt had played, counted from the answer.
+    assert calls.agent_waits[call.campaigncall_id] >= wav_seconds(prompt) - 0.5

@@ -215,6 +215,13 @@ class CallFlow:
         self._count_chosen(instruction.chosen)
         log.info("flow ended", campaigncall_id=self.call_id, end=str(instruction.end),
                  detail=instruction.detail, steps=state.steps_taken)  # fmt: skip
+        if instruction.end is flow.FlowEnd.COMPLETED and self.plan.queue:
+            # Actions that run off their end join the campaign's queue (VoIPbin appends a
+            # queue_join to a campaign's actions when it has a queue).
+            queued = await self._queue_join()
+            if isinstance(queued, _Queued):
+                metrics.action_ran(self.plan.campaign_id, "queue_join", "done")
+                return FlowResult(queued=True, recording=self.recording)
         return FlowResult(
             callee_hung_up=instruction.end is flow.FlowEnd.CALLEE_HANGUP or self._hung_up,
             machine=instruction.end is flow.FlowEnd.MACHINE,
