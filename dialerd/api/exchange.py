@@ -8,7 +8,7 @@ import hmac
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from dialerd.api import jsontext
 from dialerd.api.errors import ApiError, invalid
+from dialerd.api.quotas import QuotaGate
 from dialerd.config import ApiConfig
 from dialerd.control import CampaignControl
 from dialerd.model import format_time
@@ -47,6 +48,8 @@ class ApiContext:
     control: CampaignControl
     clock: Clock
     config: ApiConfig
+    # The customers' quotas (behaviour.md §10, Quotas), swapped on reload.
+    quotas: QuotaGate = field(default_factory=QuotaGate)
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""
