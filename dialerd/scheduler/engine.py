@@ -13,6 +13,7 @@ from anyio.abc import TaskStatus
 from dialerd import metrics
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.core.fair_share import Ceiling
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
@@ -22,6 +23,7 @@ from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.shared import CallingRulesOf, CampaignLoop, EngineStats, SharedState, log
+from dialerd.scheduler.sharing import CallSharing, QuotasOf
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.store import Store
@@ -48,6 +50,8 @@ class Engine:
         owner: str | None = None,
         queues: QueueRegistry | None = None,
         calling_rules: CallingRulesOf | None = None,
+        ceiling: Ceiling | None = None,
+        quotas_of: QuotasOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
         self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
@@ -69,6 +73,7 @@ class Engine:
         self._calls = Calls(shared, wake=self.wake)
         self._ownership = Ownership(shared, self._calls)
         ending = CampaignEnding(shared)
+        self._sharing = CallSharing(shared, ceiling=ceiling, quotas_of=quotas_of)
         tick = Tick(
             shared,
             calls=self._calls,
@@ -76,6 +81,7 @@ class Engine:
             ending=ending,
             ownership=self._ownership,
             wake=self.wake,
+            sharing=self._sharing,
         )
         self._supervisor = Supervisor(shared, ownership=self._ownership, tick=tick)
 
@@ -159,13 +165,20 @@ class Engine:
             task_status.started()
 
     def reconfigure(
-        self, config: EngineConfig, calling_rules: CallingRulesOf | None = None
+        self,
+        config: EngineConfig,
+        calling_rules: CallingRulesOf | None = None,
+        *,
+        ceiling: Ceiling | None = None,
+        quotas_of: QuotasOf | None = None,
     ) -> None:
-        """Apply a reloaded ``[engine]`` section (and calling rules); every sleeping loop
-        ticks at once, so a new tick interval applies now."""
+        """Apply a reloaded ``[engine]`` section (and calling rules, ceiling of calls and
+        quotas); every sleeping loop ticks at once, so a new tick interval applies now."""
         self._shared.config = config
         if calling_rules is not None:
             self._shared.calling_rules = calling_rules
+        if ceiling is not None and quotas_of is not None:
+            self._sharing.reconfigure(ceiling, quotas_of)
         self._supervisor.reconfigured()
 
     def wake(self, campaign_id: str) -> None:

@@ -25,6 +25,7 @@ from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log
+from dialerd.scheduler.sharing import CallSharing
 from dialerd.store import AttemptPlan, CampaignNotRunning, Fence
 
 
@@ -40,8 +41,11 @@ class Tick:
         ending: CampaignEnding,
         ownership: Ownership,
         wake: Callable[[str], None],
+        sharing: CallSharing | None = None,
     ) -> None:
         self.shared = shared
+        # The customers' call quotas and shares of the process's ceiling.
+        self.sharing = sharing or CallSharing(shared)
         self.calls = calls
         self.allowance = allowance
         self.ending = ending
@@ -95,12 +99,16 @@ class Tick:
         )
         async with queue_lock:
             allowed = await self.allowance(loop, campaign)
-            stopped = False
+            allowed = self.sharing.grant(loop, campaign, allowed)
+            started, stopped = 0, False
             try:
                 started = await self._start(campaign, outplan, loop.fence, allowed)
             except CampaignNotRunning:
                 # Stopped while this tick was under way: the store claimed nothing.
-                started, stopped = 0, True
+                stopped = True
+            finally:
+                # What was granted and not started goes back to the customer's share.
+                self.sharing.spent(campaign, allowed, started)
         loop.budget = loop.budget.spent(started)
         if stopped:
             self.wake(campaign.id)
