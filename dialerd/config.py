@@ -457,7 +457,7 @@ class CustomerQuotas(_Section, frozen=True):
 
 class QuotasConfig(Quotas, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[quotas]``: every customer's limits (0: none), and ``[[quotas.customers]]``
-    overrides of single customers (behaviour.md §11)."""
+    overrides of single customers (behaviour.md §10, Quotas)."""
 
     customers: list[CustomerQuotas] = msgspec.field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""Sharing a ceiling of calls fairly between customers (behaviour.md §11).
+"""Sharing a ceiling of calls fairly between customers (behaviour.md §10, Quotas).
 
 Pure. A ceiling (concurrent calls, or calls per second) is split by max-min fairness
 ("water filling"): every customer that wants some gets an equal part, a customer that

@@ -1,4 +1,4 @@
-"""Per-customer quotas: how much of the daemon one customer may hold (behaviour.md §11).
+"""Per-customer quotas: how much of the daemon one customer may hold (behaviour.md §10, Quotas).
 
 Pure: the limits and the counts come in, a refusal (or none) goes out. The API refuses a
 change that would take a customer over a counted quota (stored resources, running

@@ -376,7 +376,7 @@ class Store(Protocol):
     async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
         """Which of these numbers are on the customer's do-not-call list."""
 
-    # -- quotas (behaviour.md §11) ------------------------------------------------------
+    # -- quotas (behaviour.md §10, Quotas) ------------------------------------------------------
     async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
         """What the customer holds, from counts the store keeps indexed: its campaigns
         (and those ``run`` or ``stopping``), outdials, the targets of those outdials

@@ -1187,7 +1187,7 @@ class RedisStore:
         )
         return {number for number, flag in zip(unique, flags, strict=True) if flag}
 
-    # -- quotas (behaviour.md §11): sizes of the listing indexes -------------------------
+    # -- quotas (behaviour.md §10, Quotas): sizes of the listing indexes -------------------------
     async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
         def text(value: bytes | str) -> str:
             return value.decode() if isinstance(value, bytes) else value

@@ -1432,7 +1432,7 @@ class SqliteStore:
     async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
         return await self._read(partial(dnc_listed_numbers, customer_id, numbers))
 
-    # -- quotas (behaviour.md §11): counts on the listing indexes ------------------------
+    # -- quotas (behaviour.md §10, Quotas): counts on the listing indexes ------------------------
     async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
         def count(connection: sqlite3.Connection) -> Usage:
             def one(query: str, *params: str) -> int:

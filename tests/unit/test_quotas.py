@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from dialerd.config import ConfigError, decode_config
+from dialerd.config import ConfigError, decode_config, load_config
 from dialerd.core.quotas import Quota, Quotas, Usage, first_over, over
 
 ACME = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
@@ -101,3 +103,15 @@ def test_the_ceiling_is_the_lower_of_the_process_and_its_trunk() -> None:
 
 def test_no_limits_table_is_no_ceiling() -> None:
     assert decode_config("").call_ceiling().unlimited
+
+
+def test_the_shipped_production_config_turns_quotas_and_the_ceiling_on() -> None:
+    root = Path(__file__).resolve().parents[2]
+    shipped = load_config(root / "config" / "dialerd.toml")
+    demo = load_config(root / "config" / "sim.toml")
+
+    quotas = shipped.quotas.quotas_for(ACME)
+    assert all(quotas.limit(quota) > 0 for quota in Quota)
+    assert not shipped.call_ceiling().unlimited
+    # The demo runs as the seed did.
+    assert demo.quotas.quotas_for(ACME) == Quotas()
