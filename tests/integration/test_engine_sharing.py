@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from dialerd import metrics
 from dialerd.core.fair_share import Ceiling
 from dialerd.core.quotas import Quotas
 from dialerd.model import CampaignStatus, HangupReason
@@ -116,6 +117,10 @@ async def test_a_customer_is_held_to_its_concurrent_calls_and_rate_quotas(
         assert max(live[CUSTOMER] for live in seconds) == 3
         started = [o for o in world.calls.originated if o.customer_id == CUSTOMER]
         assert len(started) <= 1 + len(seconds)
+        # The use against the quota, as the operator sees it.
+        labels = {"customer_id": CUSTOMER, "quota": "concurrent_calls"}
+        assert metrics.REGISTRY.get_sample_value("dialerd_quota_limit", labels) == 3
+        assert metrics.REGISTRY.get_sample_value("dialerd_quota_used", labels) == 3
         # The other customer has no quota: its campaign dials at its own ceilings.
         assert first[OTHER] == 20
 
