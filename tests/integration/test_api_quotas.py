@@ -12,6 +12,7 @@ import pytest
 
 from dialerd import metrics
 from dialerd.api.app import set_api_config
+from dialerd.api.openapi import openapi_document
 from dialerd.config import CustomerQuotas, QuotasConfig
 from tests.integration.api_conftest import (
     CUSTOMER_A,
@@ -187,3 +188,10 @@ async def test_do_not_call_numbers_past_the_quota_are_refused_and_relisting_is_f
         assert_quota_refusal(refused, "dnc_numbers", 2)
         assert_quota_refusal(imported, "dnc_numbers", 2)
         assert await count(client, "/v1.0/dnc_numbers") == 2
+
+
+def test_the_openapi_document_names_the_quota_refusal() -> None:
+    document = openapi_document()
+    for path in ("/campaigns", "/outdials", "/outdials/{id}/targets", "/dnc_numbers"):
+        responses = document["paths"][f"/v1.0{path}"]["post"]["responses"]
+        assert "QUOTA_EXCEEDED" in responses["409"]["description"], path
