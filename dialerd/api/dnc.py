@@ -70,17 +70,19 @@ async def create_dnc_numbers(request: Request, ctx: ApiContext, customer_id: str
     rows = _csv_rows if kind in CSV_TYPES else _ndjson_rows
     try:
         # Counted as it is read: past the quota, nothing is imported.
-        async with ctx.quotas.room(ctx.store, customer_id, "dnc_number", 0) as usage:
+        async with ctx.quotas.room(ctx.store, customer_id, "dnc_number", 0, recount=True) as room:
             limits = ctx.quotas.of(customer_id)
             count = await ctx.store.import_dnc_numbers(
                 quotas.counted_dnc(
                     ctx.store,
                     customer_id,
                     limits,
-                    usage,
+                    room.usage,
                     targets_import.batches(rows(chunks, customer_id, now)),
                 )
             )
+            # Numbers listed already count too: the count is recounted in time.
+            room.added = count
     except ImportRejected as exc:
         raise exc.as_api_error() from None
     return json_response(bodies.ImportResult(count))

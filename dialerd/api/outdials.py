@@ -130,13 +130,15 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
     read = targets_import.read_csv if kind in CSV_TYPES else targets_import.read_ndjson
     try:
         # Counted as it is read: past a target quota, nothing is imported.
-        async with ctx.quotas.room(ctx.store, customer_id, "target", 0, outdial_id=outdial_id) as (
-            usage
-        ):
+        async with ctx.quotas.room(
+            ctx.store, customer_id, "target", 0, outdial_id=outdial_id, recount=True
+        ) as room:
             limits = ctx.quotas.of(customer_id)
+            rows = read(chunks, outdial_id, now)
             count = await ctx.store.import_targets(
-                quotas.counted_targets(customer_id, limits, usage, read(chunks, outdial_id, now))
+                quotas.counted_targets(customer_id, limits, room.usage, rows)
             )
+            room.added = count
     except targets_import.ImportRejected as exc:
         raise exc.as_api_error() from None
     return json_response(bodies.ImportResult(count))

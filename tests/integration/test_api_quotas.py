@@ -195,3 +195,33 @@ def test_the_openapi_document_names_the_quota_refusal() -> None:
     for path in ("/campaigns", "/outdials", "/outdials/{id}/targets", "/dnc_numbers"):
         responses = document["paths"][f"/v1.0{path}"]["post"]["responses"]
         assert "QUOTA_EXCEEDED" in responses["409"]["description"], path
+
+
+async def test_targets_added_one_by_one_are_not_counted_in_the_store_each_time(
+    api_server: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit(api_server, targets_per_outdial=5, targets=100)
+    scans = 0
+    count_in_store = api_server.store.quota_usage
+
+    async def counted(*args: Any) -> Any:
+        nonlocal scans
+        scans += 1
+        return await count_in_store(*args)
+
+    monkeypatch.setattr(api_server.store, "quota_usage", counted)
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {"name": "leads"})
+        path = f"/v1.0/outdials/{outdial['id']}/targets"
+        for n in range(5):
+            await create(
+                client, path, {"destination_0": {"type": "tel", "target": f"+1555555{n:04d}"}}
+            )
+
+        refused = await client.post(
+            path, json={"destination_0": {"type": "tel", "target": "+15555559999"}}
+        )
+
+    # One scan for the first target, the others added to it; one more before refusing.
+    assert scans == 2
+    assert_quota_refusal(refused, "targets_per_outdial", 5)
