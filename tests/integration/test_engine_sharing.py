@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from dialerd import metrics
+from dialerd.config import EngineConfig
 from dialerd.core.fair_share import Ceiling
 from dialerd.core.quotas import Quotas
 from dialerd.model import CampaignStatus, HangupReason
@@ -147,3 +148,22 @@ async def test_the_rate_ceiling_is_shared_between_customers_too(
         assert sum(started.values()) <= 40
         assert 18 <= started[OTHER] <= 20, str(started)
         assert 18 <= started[CUSTOMER] <= 20, str(started)
+
+
+async def test_a_reloaded_ceiling_applies_from_the_next_tick(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, ceiling=Ceiling(concurrent_calls=2)) as world:
+        (campaign, _, _) = await world.campaign(targets=20, queue=False)
+        await world.run(campaign)
+        await world.advance(1)
+        assert len(world.calls.live) == 2
+
+        world.engine.reconfigure(
+            EngineConfig(stop_grace=30.0),
+            ceiling=Ceiling(concurrent_calls=5),
+            quotas_of=lambda _: Quotas(),
+        )
+        await world.advance(1)
+
+        assert len(world.calls.live) == 5
