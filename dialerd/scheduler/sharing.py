@@ -127,9 +127,10 @@ class CallSharing:
                 loop.state_detail = f"the customer's calls per second are at {rate:g}"
         return decided.attempts
 
-    def spent(self, campaign: Campaign, granted: int, started: int) -> None:
+    def spent(self, campaign: Campaign, granted: int, started: int, *, claimed: bool) -> None:
         """The tick started ``started`` of the ``granted`` attempts (always called once
-        after ``grant``): the rest goes back to the budgets."""
+        after ``grant``; ``claimed``: the store answered, so fewer means fewer targets
+        were ready, not an error): the rest goes back to the budgets."""
         customer = campaign.customer_id
         if not self._granted_to.pop(campaign.id, 0):
             return  # nothing was reserved
@@ -140,7 +141,7 @@ class CallSharing:
         now = self.shared.clock.monotonic()
         self._starts[customer].extend([now] * started)
         want = self._wants.get(campaign.id)
-        if want is not None and started < granted:
+        if want is not None and claimed and started < granted:
             want.short_at, want.could = now, started
             want.calls = self.shared.attempts.of_campaign(campaign.id).active
             want.wanting = 0

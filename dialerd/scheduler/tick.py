@@ -100,15 +100,16 @@ class Tick:
         async with queue_lock:
             allowed = await self.allowance(loop, campaign)
             allowed = self.sharing.grant(loop, campaign, allowed)
-            started, stopped = 0, False
+            started, stopped, claimed = 0, False, False
             try:
                 started = await self._start(campaign, outplan, loop.fence, allowed)
+                claimed = True
             except CampaignNotRunning:
                 # Stopped while this tick was under way: the store claimed nothing.
                 stopped = True
             finally:
                 # What was granted and not started goes back to the customer's share.
-                self.sharing.spent(campaign, allowed, started)
+                self.sharing.spent(campaign, allowed, started, claimed=claimed)
         loop.budget = loop.budget.spent(started)
         if stopped:
             self.wake(campaign.id)

@@ -129,7 +129,7 @@ async def test_a_customer_is_held_to_its_concurrent_calls_and_rate_quotas(
 async def test_the_rate_ceiling_is_shared_between_customers_too(
     tmp_path: Path, new_store: StoreMaker
 ) -> None:
-    async with engine_on(new_store, tmp_path, ceiling=Ceiling(calls_per_second=4.0)) as world:
+    async with engine_on(new_store, tmp_path, ceiling=Ceiling(calls_per_second=10.0)) as world:
         many = [(await world.campaign(targets=30, queue=False))[0] for _ in range(20)]
         (single, _, _) = await world.campaign(targets=200, queue=False, customer=OTHER)
         for campaign in (*many, single):
@@ -143,11 +143,12 @@ async def test_the_rate_ceiling_is_shared_between_customers_too(
 
         started = Counter(o.customer_id for o in world.calls.originated[before:])
 
-        # Four calls a second in all, about two for each customer (a tick may find the
-        # customer's budget a hair short of a whole call).
-        assert sum(started.values()) <= 40
-        assert 18 <= started[OTHER] <= 20, str(started)
-        assert 18 <= started[CUSTOMER] <= 20, str(started)
+        # Ten calls a second in all, about five for each customer: a tick woken early by
+        # an ended call finds its customer's budget a fraction short of a call, and one
+        # woken late finds it full (one second's worth), so a few calls are lost.
+        assert sum(started.values()) <= 100
+        assert 40 <= started[OTHER] <= 50, str(started)
+        assert 40 <= started[CUSTOMER] <= 50, str(started)
 
 
 async def test_a_reloaded_ceiling_applies_from_the_next_tick(
