@@ -59,6 +59,8 @@ class AttemptBook:
     _counts: dict[str, CampaignCount] = field(default_factory=dict)
     # The same attempts by campaign: predictive pacing reads each one's age every tick.
     _by_campaign: dict[str, dict[str, Attempt]] = field(default_factory=dict)
+    # Active attempts per customer (customer quotas and shares read it every tick).
+    _by_customer: dict[str, int] = field(default_factory=dict)
     dialing: int = 0
     max_dialing: int = 0
 
@@ -82,6 +84,7 @@ class AttemptBook:
         self._by_campaign.setdefault(attempt.campaign_id, {})[attempt.campaigncall_id] = attempt
         count = self._counts.setdefault(attempt.campaign_id, CampaignCount())
         count.active += 1
+        self._by_customer[attempt.customer_id] = self._by_customer.get(attempt.customer_id, 0) + 1
         if not attempt.answered:
             count.dialing += 1
             self._dialing_changed(+1)
@@ -107,6 +110,11 @@ class AttemptBook:
             del self._by_campaign[attempt.campaign_id]
         count = self._counts[attempt.campaign_id]
         count.active -= 1
+        left = self._by_customer[attempt.customer_id] - 1
+        if left:
+            self._by_customer[attempt.customer_id] = left
+        else:
+            del self._by_customer[attempt.customer_id]
         if not attempt.answered:
             count.dialing -= 1
             self._dialing_changed(-1)
@@ -117,6 +125,10 @@ class AttemptBook:
     def of_campaign(self, campaign_id: str) -> CampaignCount:
         """The campaign's dialing and active counts (zeros if it has none)."""
         return self._counts.get(campaign_id, CampaignCount())
+
+    def of_customer(self, customer_id: str) -> int:
+        """The customer's active attempts, over all its campaigns."""
+        return self._by_customer.get(customer_id, 0)
 
     def of(self, campaign_id: str) -> list[Attempt]:
         """The campaign's active attempts."""

@@ -17,7 +17,9 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from dialerd.core.abandonment import DEFAULT_WINDOWS, AbandonmentPolicy
+from dialerd.core.fair_share import Ceiling, lower
 from dialerd.core.hours import CallingHours
+from dialerd.core.quotas import Count, Quotas, Rate
 from dialerd.core.targets import CallingRules
 from dialerd.logs import mask_text
 
@@ -661,6 +663,94 @@ class SmtpConfig(_SecretSection, frozen=True):
         """The password ("" without login), read from ``password_file`` if given; raise
         ``ConfigError`` when the file cannot be read or is empty."""
         return self._read_secret() if self.username else ""
+class CustomerQuotas(_Section, frozen=True):
+    """One customer's quotas: each key given replaces the ``[quotas]`` one."""
+
+    customer_id: CustomerId
+    running_campaigns: Count | None = None
+    concurrent_calls: Count | None = None
+    calls_per_second: Rate | None = None
+    campaigns: Count | None = None
+    outdials: Count | None = None
+    targets_per_outdial: Count | None = None
+    targets: Count | None = None
+    dnc_numbers: Count | None = None
+
+    def apply(self, quotas: Quotas) -> Quotas:
+        """``quotas`` with this customer's keys replacing its own."""
+        given = {
+            name: getattr(self, name)
+            for name in Quotas.__struct_fields__
+            if getattr(self, name) is not None
+        }
+        return msgspec.structs.replace(quotas, **given)
+
+
+class QuotasConfig(Quotas, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[quotas]``: every customer's limits (0: none), and ``[[quotas.customers]]``
+    overrides of single customers (behaviour.md §10, Quotas)."""
+
+    customers: list[CustomerQuotas] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for index, customer in enumerate(self.customers):
+            if customer.customer_id in seen:
+                raise ValueError(
+                    f"customers[{index}]: customer {customer.customer_id} has quotas twice"
+                    " in [[quotas.customers]]"
+                )
+            seen.add(customer.customer_id)
+
+    def quotas_for(self, customer_id: str) -> Quotas:
+        """The quotas of ``customer_id``."""
+        default = Quotas(**{name: getattr(self, name) for name in Quotas.__struct_fields__})
+        for customer in self.customers:
+            if customer.customer_id == customer_id:
+                return customer.apply(default)
+        return default
+
+
+class TrunkLimits(_Section, frozen=True):
+    """The ceiling of one trunk: the telephony backend's endpoint (``[telephony.asterisk]
+    endpoint``, or ``sim`` for the simulator)."""
+
+    endpoint: Annotated[str, msgspec.Meta(min_length=1)]
+    max_concurrent_calls: Count = 0
+    max_calls_per_second: Rate = 0.0
+
+
+class LimitsConfig(_Section, frozen=True):
+    """``[limits]``: the ceiling of calls this process starts, over every customer, shared
+    fairly between the customers that want calls (0: none)."""
+
+    max_concurrent_calls: Count = 0
+    max_calls_per_second: Rate = 0.0
+    trunks: list[TrunkLimits] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for index, trunk in enumerate(self.trunks):
+            if trunk.endpoint in seen:
+                raise ValueError(
+                    f"trunks[{index}]: endpoint {trunk.endpoint!r} is listed twice in "
+                    "[[limits.trunks]]"
+                )
+            seen.add(trunk.endpoint)
+
+    def ceiling(self, trunk: str) -> Ceiling:
+        """The lower of the process's ceiling and that of ``trunk`` (the endpoint)."""
+        own = next((t for t in self.trunks if t.endpoint == trunk), None)
+        concurrent = lower(
+            self.max_concurrent_calls or None, own.max_concurrent_calls or None if own else None
+        )
+        rate = lower(
+            self.max_calls_per_second or None, own.max_calls_per_second or None if own else None
+        )
+        return Ceiling(
+            concurrent_calls=None if concurrent is None else int(concurrent),
+            calls_per_second=rate,
+        )
 
 
 class Config(_Section, frozen=True):
@@ -678,6 +768,8 @@ class Config(_Section, frozen=True):
     smtp: SmtpConfig | None = None
     # None (no [abandonment] table): abandonment is measured, no line is held back for it.
     abandonment: AbandonmentConfig | None = None
+    quotas: QuotasConfig = msgspec.field(default_factory=QuotasConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
@@ -691,6 +783,17 @@ class Config(_Section, frozen=True):
             if queue.id in seen:
                 raise ValueError(f"queue id {queue.id} is registered twice in [[queues]]")
             seen.add(queue.id)
+
+    @property
+    def trunk(self) -> str:
+        """The trunk this process's calls go out on: the telephony backend's endpoint."""
+        if self.telephony.backend == "asterisk" and self.telephony.asterisk is not None:
+            return self.telephony.asterisk.endpoint
+        return self.telephony.backend
+
+    def call_ceiling(self) -> Ceiling:
+        """The ceiling of calls of this process (``[limits]``, and its trunk's)."""
+        return self.limits.ceiling(self.trunk)
 
     def rules_for(self, customer_id: str) -> CallingRules | None:
         """The calling rules of the customer's campaigns (None: none configured)."""

@@ -142,12 +142,15 @@ class Daemon:
             control=self.control,
             calling_rules=_rules_of(config),
             abandonment=cache(config.abandonment_for),
+            ceiling=config.call_ceiling(),
+            quotas_of=cache(config.quotas.quotas_for),
         )
         self.app = create_app(
             store=self.store,
             control=self.control,
             clock=self.clock,
             config=config.api,
+            quotas=config.quotas,
         )
         # Raises ConfigError when the token file cannot be read.
         self.ops_auth = OpsAuth(config.ops.read_token())
@@ -325,11 +328,17 @@ class Daemon:
                 new, api=msgspec.structs.replace(new.api, listen=self.api_listen_override)
             )
         logs.configure_logging(new.log.level, self._log_format(new))
-        self.engine.reconfigure(new.engine, _rules_of(new), cache(new.abandonment_for))
+        self.engine.reconfigure(
+            new.engine,
+            _rules_of(new),
+            cache(new.abandonment_for),
+            ceiling=new.call_ceiling(),
+            quotas_of=cache(new.quotas.quotas_for),
+        )
         self.backends.reconfigure(new)
         self.control.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
-        set_api_config(self.app, new.api)
+        set_api_config(self.app, new.api, quotas=new.quotas)
         self.ops_auth.token = ops_token
         changed = [
             name

@@ -23,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dialerd.api.errors import ApiError, error_response
 from dialerd.api.exchange import ApiContext, Handler, authenticate, drain_body, request_id
 from dialerd.api.openapi import openapi_document
+from dialerd.api.quotas import QuotaGate
 from dialerd.api.routes import ENDPOINTS, PREFIX
-from dialerd.config import ApiConfig
+from dialerd.config import ApiConfig, QuotasConfig
 from dialerd.control import CampaignControl
 from dialerd.ports import Clock
 from dialerd.store import Conflict, Store, StoreError
@@ -158,6 +159,7 @@ def create_app(
     clock: Clock,
     config: ApiConfig,
     extra_routes: Sequence[BaseRoute] = (),
+    quotas: QuotasConfig | None = None,
 ) -> Starlette:
     """The control API; ``extra_routes`` (metrics, health) are mounted without authentication."""
     document = msgspec.json.encode(openapi_document())
@@ -176,11 +178,15 @@ def create_app(
     # No trailing-slash redirect: Starlette builds its Location from the client's Host
     # header and keeps the query (with any token in it). ``/campaigns/`` is a 404.
     app.router.redirect_slashes = False
-    app.state.ctx = ApiContext(store=store, control=control, clock=clock, config=config)
+    app.state.ctx = ApiContext(
+        store=store, control=control, clock=clock, config=config, quotas=QuotaGate(quotas)
+    )
     return app
 
 
-def set_api_config(app: Starlette, config: ApiConfig) -> None:
-    """Use a reloaded configuration (tokens, body limit) from the next request on."""
+def set_api_config(app: Starlette, config: ApiConfig, quotas: QuotasConfig | None = None) -> None:
+    """Use a reloaded configuration (tokens, body limit, quotas) from the next request on."""
     context: ApiContext = app.state.ctx
     context.config = config
+    if quotas is not None:
+        context.quotas.config = quotas

@@ -112,6 +112,12 @@ async def _edit(
     await _check_edited_actions(ctx, customer_id, campaign_id, changes)
     wanted = None if status is None else CampaignStatus(status.value)
     try:
+        if wanted is CampaignStatus.RUN:
+            # A stopped campaign that runs counts against running_campaigns.
+            current = await _campaign(ctx, customer_id, campaign_id)
+            adding = 1 if current.status is CampaignStatus.STOP else 0
+            async with ctx.quotas.room(ctx.store, customer_id, "run", adding):
+                return await ctx.control.change(customer_id, campaign_id, changes, wanted)
         return await ctx.control.change(customer_id, campaign_id, changes, wanted)
     except CampaignNotFound:
         raise not_found("campaign", campaign_id) from None
@@ -149,7 +155,8 @@ async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -
         campaign = msgspec.structs.replace(
             campaign, pacing_mode=body.pacing_mode, target_abandon_rate=body.target_abandon_rate
         )
-    return json_response(await ctx.store.create_campaign(campaign))
+    async with ctx.quotas.room(ctx.store, customer_id, "campaign"):
+        return json_response(await ctx.store.create_campaign(campaign))
 
 
 async def list_campaigns(request: Request, ctx: ApiContext, customer_id: str) -> Response:

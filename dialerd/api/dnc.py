@@ -16,7 +16,7 @@ from typing import Any, Final, cast
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dialerd.api import bodies, jsontext, targets_import
+from dialerd.api import bodies, jsontext, quotas, targets_import
 from dialerd.api.errors import ApiError, invalid
 from dialerd.api.exchange import (
     CSV_TYPES,
@@ -59,17 +59,30 @@ async def create_dnc_numbers(request: Request, ctx: ApiContext, customer_id: str
         body: bodies.DncNumberCreate | list[bodies.DncNumberCreate] = await json_body(
             request, ctx, cast("type[Any]", bodies.DncNumbersCreate)
         )
-        if isinstance(body, bodies.DncNumberCreate):
-            (stored,) = await ctx.store.add_dnc_numbers([body.to_model(customer_id, now)])
-            return json_response(stored)
-        entries = [item.to_model(customer_id, now) for item in body]
-        return json_response(bodies.DncNumberList(await ctx.store.add_dnc_numbers(entries)))
+        single = isinstance(body, bodies.DncNumberCreate)
+        items = [body] if isinstance(body, bodies.DncNumberCreate) else body
+        entries = [item.to_model(customer_id, now) for item in items]
+        adding = await quotas.new_numbers(ctx.store, customer_id, entries)
+        async with ctx.quotas.room(ctx.store, customer_id, "dnc_number", adding):
+            stored = await ctx.store.add_dnc_numbers(entries)
+        return json_response(stored[0] if single else bodies.DncNumberList(stored))
     chunks = body_chunks(request, ctx.config.max_body_bytes)
     rows = _csv_rows if kind in CSV_TYPES else _ndjson_rows
     try:
-        count = await ctx.store.import_dnc_numbers(
-            targets_import.batches(rows(chunks, customer_id, now))
-        )
+        # Counted as it is read: past the quota, nothing is imported.
+        async with ctx.quotas.room(ctx.store, customer_id, "dnc_number", 0, recount=True) as room:
+            limits = ctx.quotas.of(customer_id)
+            count = await ctx.store.import_dnc_numbers(
+                quotas.counted_dnc(
+                    ctx.store,
+                    customer_id,
+                    limits,
+                    room.usage,
+                    targets_import.batches(rows(chunks, customer_id, now)),
+                )
+            )
+            # Numbers listed already count too: the count is recounted in time.
+            room.added = count
     except ImportRejected as exc:
         raise exc.as_api_error() from None
     return json_response(bodies.ImportResult(count))

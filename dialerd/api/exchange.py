@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from dialerd.api import jsontext, roundtrip
 from dialerd.api.errors import ApiError, invalid
+from dialerd.api.quotas import QuotaGate
 from dialerd.config import ApiConfig
 from dialerd.control import CampaignControl
 from dialerd.model import format_time
@@ -51,6 +52,8 @@ class ApiContext:
     config: ApiConfig
     # Requests in progress per customer (``max_requests_per_customer``).
     in_progress: dict[str, int] = field(default_factory=dict)
+    # The customers' quotas (behaviour.md §10, Quotas), swapped on reload.
+    quotas: QuotaGate = field(default_factory=QuotaGate)
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""

@@ -20,7 +20,8 @@ ERRORS: Final = {
     "field, a value out of its limits): the message names the field and what was expected",
     401: "No API token, or a wrong one",
     404: "No such resource for this customer",
-    409: "The resource's state does not allow this",
+    409: "The resource's state does not allow this, or it would take the customer over a "
+    "quota (reason QUOTA_EXCEEDED: the message names the quota and its value)",
     408: "The body paused for [api] body_timeout seconds, or took over body_total_timeout "
     "(the connection is closed)",
     413: "The body is too large",
@@ -116,13 +117,20 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     return parameters
 
 
+# Creations a customer quota may refuse (dialerd.api.quotas).
+QUOTA_CHECKED: Final = frozenset(
+    {"/campaigns", "/outdials", "/outdials/{id}/targets", "/dnc_numbers"}
+)
+
+
 def _error_codes(endpoint: Endpoint) -> list[int]:
     has_input = endpoint.body is not None or endpoint.listing or "{" in endpoint.path
     codes = [400, 401] if has_input else [401]
     if "{" in endpoint.path:
         codes.append(404)
     campaign_change = endpoint.method == "PUT" and endpoint.path.startswith("/campaigns/")
-    if endpoint.method == "DELETE" or campaign_change:
+    quota_checked = endpoint.method == "POST" and endpoint.path in QUOTA_CHECKED
+    if endpoint.method == "DELETE" or campaign_change or quota_checked:
         codes.append(409)
     if endpoint.body is not None:
         codes += [408, 413, 415]

@@ -6,7 +6,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dialerd.api import bodies, targets_import
+from dialerd.api import bodies, quotas, targets_import
 from dialerd.api.campaigns import check_reference
 from dialerd.api.errors import conflict, invalid, not_found
 from dialerd.api.exchange import (
@@ -47,7 +47,8 @@ async def create_outdial(request: Request, ctx: ApiContext, customer_id: str) ->
         data=body.data,
         campaign_id=campaign_id,
     )
-    return json_response(await ctx.store.create_outdial(outdial))
+    async with ctx.quotas.room(ctx.store, customer_id, "outdial"):
+        return json_response(await ctx.store.create_outdial(outdial))
 
 
 async def list_outdials(request: Request, ctx: ApiContext, customer_id: str) -> Response:
@@ -123,12 +124,22 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
             target = targets_import.target_from_body(outdial_id, now, body)
         except targets_import.NoDestination as exc:
             raise invalid(str(exc), "TARGET_WITHOUT_DESTINATION") from None
-        await ctx.store.create_targets([target])
+        async with ctx.quotas.room(ctx.store, customer_id, "target", outdial_id=outdial_id):
+            await ctx.store.create_targets([target])
         return json_response(target)
     chunks = body_chunks(request, ctx.config.max_body_bytes)
     read = targets_import.read_csv if kind in CSV_TYPES else targets_import.read_ndjson
     try:
-        count = await ctx.store.import_targets(read(chunks, outdial_id, now))
+        # Counted as it is read: past a target quota, nothing is imported.
+        async with ctx.quotas.room(
+            ctx.store, customer_id, "target", 0, outdial_id=outdial_id, recount=True
+        ) as room:
+            limits = ctx.quotas.of(customer_id)
+            rows = read(chunks, outdial_id, now)
+            count = await ctx.store.import_targets(
+                quotas.counted_targets(customer_id, limits, room.usage, rows)
+            )
+            room.added = count
     except targets_import.ImportRejected as exc:
         raise exc.as_api_error() from None
     return json_response(bodies.ImportResult(count))

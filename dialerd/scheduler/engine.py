@@ -14,6 +14,7 @@ from dialerd import metrics
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
 from dialerd.identity import public_id
+from dialerd.core.fair_share import Ceiling
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
@@ -30,6 +31,7 @@ from dialerd.scheduler.shared import (
     SharedState,
     log,
 )
+from dialerd.scheduler.sharing import CallSharing, QuotasOf
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.store import Store
@@ -57,6 +59,8 @@ class Engine:
         queues: QueueRegistry | None = None,
         calling_rules: CallingRulesOf | None = None,
         abandonment: AbandonmentOf | None = None,
+        ceiling: Ceiling | None = None,
+        quotas_of: QuotasOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
         self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
@@ -79,6 +83,7 @@ class Engine:
         self._calls = Calls(shared, wake=self.wake)
         self._ownership = Ownership(shared, self._calls)
         ending = CampaignEnding(shared)
+        self._sharing = CallSharing(shared, ceiling=ceiling, quotas_of=quotas_of)
         tick = Tick(
             shared,
             calls=self._calls,
@@ -86,6 +91,7 @@ class Engine:
             ending=ending,
             ownership=self._ownership,
             wake=self.wake,
+            sharing=self._sharing,
         )
         self._supervisor = Supervisor(shared, ownership=self._ownership, tick=tick)
 
@@ -173,14 +179,20 @@ class Engine:
         config: EngineConfig,
         calling_rules: CallingRulesOf | None = None,
         abandonment: AbandonmentOf | None = None,
+        *,
+        ceiling: Ceiling | None = None,
+        quotas_of: QuotasOf | None = None,
     ) -> None:
-        """Apply a reloaded ``[engine]`` section (and calling rules, abandonment cap);
-        every sleeping loop ticks at once, so a new tick interval applies now."""
+        """Apply a reloaded ``[engine]`` section (and calling rules, abandonment cap, ceiling
+        of calls and quotas); every sleeping loop ticks at once, so a new tick interval
+        applies now."""
         self._shared.config = config
         if calling_rules is not None:
             self._shared.calling_rules = calling_rules
         if abandonment is not None:
             self._shared.abandonment = abandonment
+        if ceiling is not None and quotas_of is not None:
+            self._sharing.reconfigure(ceiling, quotas_of)
         self._supervisor.reconfigured()
 
     def wake(self, campaign_id: str) -> None:

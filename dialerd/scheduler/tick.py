@@ -27,6 +27,7 @@ from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log
+from dialerd.scheduler.sharing import CallSharing
 from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, StoreError
 
 
@@ -42,8 +43,11 @@ class Tick:
         ending: CampaignEnding,
         ownership: Ownership,
         wake: Callable[[str], None],
+        sharing: CallSharing | None = None,
     ) -> None:
         self.shared = shared
+        # The customers' call quotas and shares of the process's ceiling.
+        self.sharing = sharing or CallSharing(shared)
         self.calls = calls
         self.allowance = allowance
         self.ending = ending
@@ -97,12 +101,17 @@ class Tick:
         )
         async with queue_lock:
             allowed = await self.allowance(loop, campaign)
-            stopped = False
+            allowed = self.sharing.grant(loop, campaign, allowed)
+            started, stopped, claimed = 0, False, False
             try:
                 started = await self._start(campaign, outplan, loop.fence, allowed)
+                claimed = True
             except CampaignNotRunning:
                 # Stopped while this tick was under way: the store claimed nothing.
-                started, stopped = 0, True
+                stopped = True
+            finally:
+                # What was granted and not started goes back to the customer's share.
+                self.sharing.spent(campaign, allowed, started, claimed=claimed)
         loop.budget = loop.budget.spent(started)
         if stopped:
             self.wake(campaign.id)

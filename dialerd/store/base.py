@@ -47,6 +47,7 @@ from typing import Protocol
 import msgspec
 
 from dialerd.core.abandonment import DayCount
+from dialerd.core.quotas import Usage
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.insight import TargetCounts
 from dialerd.model import (
@@ -379,3 +380,10 @@ class Store(Protocol):
 
     async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
         """Which of these numbers are on the customer's do-not-call list."""
+
+    # -- quotas (behaviour.md §10, Quotas) ------------------------------------------------------
+    async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
+        """What the customer holds, from counts the store keeps indexed: its campaigns
+        (and those ``run`` or ``stopping``), outdials, the targets of those outdials
+        (staged imports included) and do-not-call numbers; with ``outdial_id``, also
+        that outdial's targets. Deleted resources do not count."""

@@ -99,6 +99,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.core import dialed
 from dialerd.core.abandonment import DayCount
+from dialerd.core.quotas import Usage
 from dialerd.core.targets import (
     CallingRules,
     Claim,
@@ -1276,6 +1277,39 @@ class RedisStore:
             self._connected().smismember(self._key("dnc", customer_id), unique)
         )
         return {number for number, flag in zip(unique, flags, strict=True) if flag}
+
+    # -- quotas (behaviour.md §10, Quotas): sizes of the listing indexes -------------------------
+    async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
+        def text(value: bytes | str) -> str:
+            return value.decode() if isinstance(value, bytes) else value
+
+        client = self._connected()
+        pipe = client.pipeline(transaction=False)
+        pipe.zcard(self._key("campaigns", customer_id))
+        pipe.zrange(self._key("outdials", customer_id), 0, -1)
+        pipe.scard(self._key("dnc", customer_id))
+        pipe.sunion([self._key("status", "run"), self._key("status", "stopping")])
+        campaigns, outdials, dnc_numbers, running = await self._guard(pipe.execute())
+        # Listing members are "<tm_create>|<id>".
+        outdial_ids = [text(member).rpartition("|")[2] for member in outdials]
+        running_ids = sorted(text(member) for member in running)
+        pipe = client.pipeline(transaction=False)
+        for each in outdial_ids:
+            pipe.zcard(self._key("targets", each))
+        for each in running_ids:
+            pipe.hget(self._key("campaign", each), "c")
+        pipe.zcard(self._key("targets", outdial_id or "-"))
+        *counts, outdial_targets = await self._guard(pipe.execute())
+        targets = counts[: len(outdial_ids)]
+        owners = counts[len(outdial_ids) :]
+        return Usage(
+            campaigns=int(campaigns),
+            running_campaigns=sum(1 for owner in owners if owner and text(owner) == customer_id),
+            outdials=len(outdial_ids),
+            targets=sum(int(count) for count in targets),
+            dnc_numbers=int(dnc_numbers),
+            outdial_targets=0 if outdial_id is None else int(outdial_targets),
+        )
 
 
 def _glob_escape(text: str) -> str:

@@ -30,6 +30,7 @@ import msgspec
 
 from dialerd.core import dialed, targets
 from dialerd.core.abandonment import DayCount
+from dialerd.core.quotas import Usage
 from dialerd.core.targets import (
     CallingRules,
     Held,
@@ -1489,6 +1490,32 @@ class SqliteStore:
 
     async def dnc_listed(self, customer_id: str, numbers: Sequence[str]) -> set[str]:
         return await self._read(partial(dnc_listed_numbers, customer_id, numbers))
+
+    # -- quotas (behaviour.md §10, Quotas): counts on the listing indexes ------------------------
+    async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
+        def count(connection: sqlite3.Connection) -> Usage:
+            def one(query: str, *params: str) -> int:
+                return int(connection.execute(query, params).fetchone()[0])
+
+            outdials = "SELECT id FROM outdial WHERE customer_id = ? AND deleted = 0"
+            targets = "SELECT count(*) FROM target WHERE outdial_id {} AND tm_delete IS NULL"
+            return Usage(
+                campaigns=one(
+                    "SELECT count(*) FROM campaign WHERE customer_id = ? AND deleted = 0",
+                    customer_id,
+                ),
+                running_campaigns=one(
+                    "SELECT count(*) FROM campaign WHERE status IN ('run', 'stopping') "
+                    "AND deleted = 0 AND customer_id = ?",
+                    customer_id,
+                ),
+                outdials=one(f"SELECT count(*) FROM ({outdials})", customer_id),
+                targets=one(targets.format(f"IN ({outdials})"), customer_id),
+                dnc_numbers=one("SELECT count(*) FROM dnc WHERE customer_id = ?", customer_id),
+                outdial_targets=0 if outdial_id is None else one(targets.format("= ?"), outdial_id),
+            )
+
+        return await self._read(count)
 
 
 _DNC_COLUMNS: Final = "customer_id, number, detail, tm_create"

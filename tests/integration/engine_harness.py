@@ -15,6 +15,8 @@ import msgspec
 
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
+from dialerd.core.fair_share import Ceiling
+from dialerd.core.quotas import Quotas
 from dialerd.core.targets import CallingRules
 from dialerd.model import (
     NIL_UUID,
@@ -93,6 +95,7 @@ class World:
         end_handle: EndHandle = EndHandle.STOP,
         type: CampaignType = CampaignType.CALL,
         next_campaign_id: str = NIL_UUID,
+        customer: str = CUSTOMER,
     ) -> tuple[Campaign, Outplan, list[OutdialTarget]]:
         """Store an outplan, an outdial with targets and a stopped campaign using them.
 
@@ -100,12 +103,12 @@ class World:
         """
         outplan = msgspec.structs.replace(
             self.make.outplan(
-                CUSTOMER, max_try_counts=max_try_counts, try_interval=try_interval_ms
+                customer, max_try_counts=max_try_counts, try_interval=try_interval_ms
             ),
             dial_timeout=dial_timeout_ms,
         )
         await self.store.create_outplan(outplan)
-        outdial = await self.store.create_outdial(self.make.outdial(CUSTOMER))
+        outdial = await self.store.create_outdial(self.make.outdial(customer))
         if isinstance(targets, int):
             rows = [
                 self.make.target(outdial.id, tel(f"+1555000{n:04d}"), name=f"t{n}")
@@ -115,12 +118,12 @@ class World:
             rows = [msgspec.structs.replace(t, outdial_id=outdial.id) for t in targets]
         await self.store.create_targets(rows)
         campaign = msgspec.structs.replace(
-            self.make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id, type=type),
+            self.make.campaign(customer, outplan_id=outplan.id, outdial_id=outdial.id, type=type),
             service_level=service_level,
             end_handle=end_handle,
-            queue_id=queue_of(CUSTOMER, queue)
+            queue_id=queue_of(customer, queue)
             if isinstance(queue, str)
-            else queue_of(CUSTOMER)
+            else queue_of(customer)
             if queue
             else NIL_UUID,
             next_campaign_id=next_campaign_id,
@@ -129,11 +132,11 @@ class World:
         return campaign, outplan, rows
 
     async def run(self, campaign: Campaign) -> None:
-        await self.control.run(CUSTOMER, campaign.id)
+        await self.control.run(campaign.customer_id, campaign.id)
         await settle(busy=self.store_busy)
 
     async def stop(self, campaign: Campaign) -> None:
-        await self.control.stop(CUSTOMER, campaign.id)
+        await self.control.stop(campaign.customer_id, campaign.id)
         await settle(busy=self.store_busy)
 
     async def status(self, campaign: Campaign) -> CampaignStatus:
@@ -169,6 +172,8 @@ async def running_engine(
     owner: str | None = None,
     calling_rules: CallingRules | None = None,
     epoch: datetime = EPOCH,
+    ceiling: Ceiling | None = None,
+    quotas_of: Callable[[str], Quotas] | None = None,
     **engine_config: Any,
 ) -> AsyncIterator[World]:
     """Start the engine on ``store`` (opened by the caller), else an empty SQLite store,
@@ -196,6 +201,8 @@ async def running_engine(
         config=config,
         owner=owner,
         calling_rules=(lambda customer_id: calling_rules) if calling_rules else None,
+        ceiling=ceiling,
+        quotas_of=quotas_of,
     )
     world = World(store, clock, calls, flows, queue, engine, engine.control, Factory(), busy)
     try:
@@ -216,6 +223,8 @@ async def engine_on(
     *,
     calling_rules: CallingRules | None = None,
     epoch: datetime = EPOCH,
+    ceiling: Ceiling | None = None,
+    quotas_of: Callable[[str], Quotas] | None = None,
     **engine_config: Any,
 ) -> AsyncIterator[World]:
     """The engine on a fresh, opened store of the test's backend (``new_store``)."""
@@ -223,7 +232,13 @@ async def engine_on(
     await store.open()
     try:
         async with running_engine(
-            tmp_path, store=store, calling_rules=calling_rules, epoch=epoch, **engine_config
+            tmp_path,
+            store=store,
+            calling_rules=calling_rules,
+            epoch=epoch,
+            ceiling=ceiling,
+            quotas_of=quotas_of,
+            **engine_config,
         ) as world:
             yield world
     finally:
