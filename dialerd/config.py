@@ -493,7 +493,7 @@ class ApiConfig(_Section, frozen=True):
     # Accept the token in the URL (?token=, ?accesskey=) as VoIPbin does, for clients
     # that cannot send a header or cookie. Off: URLs end up in proxy and access logs.
     query_token: bool = False
-    # Slow and idle clients (docs/operations.md, "API limits"). Connections one listener
+    # Slow and idle clients (docs/operations.md, "Security"). Connections one listener
     # (this and [ops]) holds open; one more is answered 503 and closed.
     max_connections: PositiveInt = 512
     # Seconds a connection may stay idle between requests, and may take to send a
@@ -663,6 +663,8 @@ class SmtpConfig(_SecretSection, frozen=True):
         """The password ("" without login), read from ``password_file`` if given; raise
         ``ConfigError`` when the file cannot be read or is empty."""
         return self._read_secret() if self.username else ""
+
+
 class CustomerQuotas(_Section, frozen=True):
     """One customer's quotas: each key given replaces the ``[quotas]`` one."""
 

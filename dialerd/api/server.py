@@ -2,7 +2,7 @@
 
 The daemon owns signals: Hypercorn is given a shutdown trigger, so it installs none.
 
-Slow and idle clients are bounded (``[api]``, docs/operations.md "API limits"): a
+Slow and idle clients are bounded (``[api]``, docs/operations.md "Security"): a
 listener holds at most ``max_connections`` connections (one more is answered 503 and
 closed at once); a connection idle between requests, or slow to send a request's
 headers, is closed after ``keep_alive_timeout`` (Hypercorn's idle timer runs from the

@@ -13,8 +13,8 @@ from anyio.abc import TaskStatus
 from dialerd import metrics
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
-from dialerd.identity import public_id
 from dialerd.core.fair_share import Ceiling
+from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
