@@ -18,7 +18,7 @@ def _version(_args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from dialerd.config import ConfigError, load_config
-    from dialerd.daemon import watchdog_problem
+    from dialerd.service.daemon import watchdog_problem
 
     try:
         config = load_config(args.file)
@@ -41,11 +41,11 @@ def _run(args: argparse.Namespace) -> int:
     import anyio
     import structlog
 
-    from dialerd import logs
     from dialerd.config import ConfigError, load_config, parse_listen
-    from dialerd.daemon import Daemon, serve
     from dialerd.ports import QueueUnavailable
-    from dialerd.statedir import private_umask
+    from dialerd.service import logs
+    from dialerd.service.daemon import Daemon, serve
+    from dialerd.service.statedir import private_umask
     from dialerd.store import StoreError
 
     try:
@@ -99,9 +99,16 @@ def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from dialerd.demo import run_demo
+    from dialerd.demo.sim import run_demo
 
     return run_demo(args)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     from dialerd.client import add_client_commands
 
     add_client_commands(commands)
+    completion = commands.add_parser(
+        "completion",
+        help="print the bash or zsh completion script",
+        description="Print a completion script: dialerd completion bash > "
+        "/usr/share/bash-completion/completions/dialerd (scripts/install does this).",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(func=_completion)
     return parser
 
 

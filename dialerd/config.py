@@ -21,7 +21,7 @@ from dialerd.core.fair_share import Ceiling, lower
 from dialerd.core.hours import CallingHours
 from dialerd.core.quotas import Count, Quotas, Rate
 from dialerd.core.targets import CallingRules
-from dialerd.logs import mask_text
+from dialerd.service.logs import mask_text
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]

@@ -26,7 +26,6 @@ from dialerd.api.exchange import (
 )
 from dialerd.control import CampaignNotFound, RunRefused
 from dialerd.core.actions import ActionError, ActionsInvalid, call_only, compile_actions
-from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
     NIL_UUID,
@@ -35,6 +34,7 @@ from dialerd.model import (
     CampaignStatus,
     CampaignType,
 )
+from dialerd.service.identity import public_id
 
 S = TypeVar("S", bound=msgspec.Struct)
 REFERENCE_FIELDS = ("outplan_id", "outdial_id", "queue_id", "next_campaign_id")

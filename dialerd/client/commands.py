@@ -653,17 +653,8 @@ def _add_resource(subparsers: Subparsers, resource: Resource, help_text: str) ->
     return commands
 
 
-def _completion(args: argparse.Namespace) -> int:
-    import shtab
-
-    from dialerd.cli import build_parser
-
-    print(shtab.complete(build_parser(), shell=args.shell))
-    return EXIT_OK
-
-
 def add_client_commands(subparsers: Subparsers) -> None:
-    """Add the client commands (and ``completion``) to the ``dialerd`` CLI."""
+    """Add the client commands to the ``dialerd`` CLI."""
     _add_resource(subparsers, OUTPLAN, "create, change, delete, show or list outplans")
     _add_resource(subparsers, OUTDIAL, "create, change, delete, show or list outdials")
 
@@ -716,12 +707,3 @@ def add_client_commands(subparsers: Subparsers) -> None:
     _watch_options(calls)
     call = _add(campaigncall_commands, "show", _campaigncall_show, "show one attempt")
     call.add_argument("id", help="campaigncall id")
-
-    completion = subparsers.add_parser(
-        "completion",
-        help="print the bash or zsh completion script",
-        description="Print a completion script: dialerd completion bash > "
-        "/usr/share/bash-completion/completions/dialerd (scripts/install does this).",
-    )
-    completion.add_argument("shell", choices=["bash", "zsh"])
-    completion.set_defaults(func=_completion)

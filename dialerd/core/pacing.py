@@ -27,7 +27,7 @@ import msgspec
 
 from dialerd.core import governor
 from dialerd.core.abandonment import WindowCount
-from dialerd.insight import DialingState
+from dialerd.core.states import DialingState
 
 
 def service_level_allows(available_agents: int, dialing_attempts: int, service_level: int) -> bool:

@@ -5,8 +5,8 @@ when one of its attempts ends. A tick reads the campaign and its outplan, asks t
 adapter how many agents are free, lets ``pacing`` decide how many attempts to start,
 claims targets through the store (which persists each attempt before it is originated),
 and checks for exhaustion (``end_handle``, chaining). Backend events come back on one
-stream and end attempts exactly once. The decisions themselves live in the pure modules
-``pacing``, ``outcome`` and ``lifecycle``.
+stream and end attempts exactly once. The decisions themselves live in the pure package
+``dialerd.core`` (pacing, targets, lifecycle, the governor, the flow interpreter).
 
 - ``engine``: ``Engine``, the one entry point, wiring the parts below;
 - ``supervisor``: the campaign loops and housekeeping;

@@ -14,7 +14,6 @@ from dialerd import metrics
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
 from dialerd.core.fair_share import Ceiling
-from dialerd.identity import public_id
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
@@ -34,6 +33,7 @@ from dialerd.scheduler.shared import (
 from dialerd.scheduler.sharing import CallSharing, QuotasOf
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
+from dialerd.service.identity import public_id
 from dialerd.store import Store
 
 # Outcome events waiting to be written; a bounded buffer, so a stalled store pushes

@@ -31,11 +31,9 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd import logs
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig, Range, RedisConnection, SimConfig, SimOutcomes, StoreConfig
 from dialerd.model import (
     NIL_UUID,
@@ -50,6 +48,8 @@ from dialerd.model import (
 )
 from dialerd.queues import QueueRef
 from dialerd.scheduler import Engine
+from dialerd.service import logs
+from dialerd.service.clock import SystemClock
 from dialerd.store import Store, create_store
 from scripts.bench.redis_server import redis_server
 

@@ -31,7 +31,6 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd import logs
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
@@ -50,6 +49,7 @@ from dialerd.model import (
 )
 from dialerd.queues import QueueRef, QueueRegistry
 from dialerd.scheduler import Engine
+from dialerd.service import logs
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
 

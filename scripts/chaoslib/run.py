@@ -20,8 +20,8 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd.clock import SystemClock
 from dialerd.config import RedisConnection, StoreConfig
+from dialerd.service.clock import SystemClock
 from dialerd.store import create_store
 from scripts.chaoslib.cluster import Daemon, Redis
 from scripts.chaoslib.invariants import (

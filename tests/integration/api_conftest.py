@@ -21,10 +21,10 @@ from starlette.applications import Starlette
 
 from dialerd.api.app import create_app
 from dialerd.api.server import serve_api
-from dialerd.clock import SystemClock
 from dialerd.config import ApiConfig, ApiToken
 from dialerd.control import CampaignControl
 from dialerd.model import Campaign, Campaigncall, Outdial, OutdialTarget, Outplan, new_id
+from dialerd.service.clock import SystemClock
 from dialerd.store.base import AttemptPlan
 from dialerd.store.sqlite import SqliteStore
 from tests.conftest import free_port

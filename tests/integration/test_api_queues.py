@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from dialerd.adapters.sim import SimCallCentre
-from dialerd.clock import SystemClock
 from dialerd.config import SimConfig
 from dialerd.model import NOT_DELETED
+from dialerd.service.clock import SystemClock
 from tests.integration.api_conftest import (
     CUSTOMER_A,
     CUSTOMER_B,

@@ -13,8 +13,8 @@ import pytest
 
 from dialerd.api.app import create_app
 from dialerd.api.server import bind_socket, serve_api
-from dialerd.clock import SystemClock
 from dialerd.control import CampaignControl
+from dialerd.service.clock import SystemClock
 from dialerd.store.sqlite import SqliteStore
 from tests.conftest import free_port
 from tests.integration.api_conftest import TOKEN_A, api_config

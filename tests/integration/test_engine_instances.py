@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
 from dialerd.model import CampaignStatus
 from dialerd.scheduler import Engine
+from dialerd.service.clock import SystemClock
 from dialerd.store.base import Fence
 from dialerd.store.redis import RedisStore
 from tests.integration.conftest import Factory, queues_of, tel

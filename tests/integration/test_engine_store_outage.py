@@ -11,11 +11,11 @@ import anyio
 import msgspec
 import pytest
 
-from dialerd.clock import SystemClock
 from dialerd.config import EngineConfig
 from dialerd.model import CampaigncallStatus
 from dialerd.ports import HangupReason
 from dialerd.scheduler import Engine
+from dialerd.service.clock import SystemClock
 from dialerd.store.redis import RedisStore
 from tests.conftest import RedisServer
 from tests.integration.conftest import Factory, queues_of, tel

@@ -19,7 +19,7 @@ from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes, WebhooksConfig
 from dialerd.control import RunRefused
-from dialerd.demo import ivr_actions
+from dialerd.demo.sim import ivr_actions
 from dialerd.model import Action, Campaign, Campaigncall, CampaignStatus, CampaignType, EndHandle
 from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore

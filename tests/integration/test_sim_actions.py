@@ -12,7 +12,7 @@ from dialerd import metrics
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import Range, SimOutcomes
-from dialerd.demo import IVR_PROMPT, ivr_actions
+from dialerd.demo.sim import IVR_PROMPT, ivr_actions
 from dialerd.model import Action
 from dialerd.ports import AgentConnected, HangupReason
 from dialerd.store.sqlite import SqliteStore

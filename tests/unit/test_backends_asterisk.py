@@ -9,10 +9,10 @@ import pytest
 from dialerd.adapters.asterisk.ami_queue import AsteriskQueue
 from dialerd.adapters.asterisk.ari import AriTelephony
 from dialerd.adapters.flow_runner import ActionFlowRunner
-from dialerd.backends import Backends
-from dialerd.clock import SystemClock
 from dialerd.config import ConfigError, decode_config
 from dialerd.core.actions import Capability
+from dialerd.service.backends import Backends
+from dialerd.service.clock import SystemClock
 from dialerd.store.sqlite import SqliteStore
 
 QUEUE_ID = "0b7c6a1e-2f4d-4e55-9a0b-5d1c2e3f4a5b"

@@ -6,7 +6,7 @@ from datetime import UTC
 
 import anyio
 
-from dialerd.clock import SystemClock
+from dialerd.service.clock import SystemClock
 
 
 async def test_system_clock_is_aware_utc_and_sleeps_until_its_deadline() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dialerd.identity import StateDirInUse, claim_identity, public_id
+from dialerd.service.identity import StateDirInUse, claim_identity, public_id
 
 
 def test_a_restarted_process_is_the_same_instance(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_two_live_processes_cannot_share_a_state_directory(tmp_path: Path) -> No
             [
                 sys.executable,
                 "-c",
-                "import sys; from pathlib import Path; from dialerd.identity import "
+                "import sys; from pathlib import Path; from dialerd.service.identity import "
                 "claim_identity; claim_identity(Path(sys.argv[1]))",
                 str(tmp_path),
             ],

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import structlog
 
-from dialerd import logs
 from dialerd.model import Address, AddressType
+from dialerd.service import logs
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from dialerd import __version__
-from dialerd.ops_http import OpsAuth, ops_app, ops_routes
+from dialerd.service.ops_http import OpsAuth, ops_app, ops_routes
 
 
 def client(app: Starlette) -> httpx.AsyncClient:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from dialerd import logs, sdnotify
+from dialerd.service import logs, sdnotify
 
 
 @pytest.fixture

@@ -18,20 +18,21 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from dialerd import __version__, logs, metrics, sdnotify
+from dialerd import __version__, metrics
 from dialerd.api import create_app, serve_api, set_api_config
 from dialerd.api.server import ServerLimits
-from dialerd.backends import Backends
-from dialerd.clock import SystemClock
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.control import CampaignControl, CampaignLocks
 from dialerd.core.targets import CallingRules
-from dialerd.identity import claim_identity, public_id
-from dialerd.ops_http import OpsAuth, ops_app
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
-from dialerd.statedir import make_private_file, make_state_dir
+from dialerd.service import logs, sdnotify
+from dialerd.service.backends import Backends
+from dialerd.service.clock import SystemClock
+from dialerd.service.identity import claim_identity, public_id
+from dialerd.service.ops_http import OpsAuth, ops_app
+from dialerd.service.statedir import make_private_file, make_state_dir
 from dialerd.store import Store, StoreError, create_store
 
 log = structlog.get_logger("dialerd.daemon")

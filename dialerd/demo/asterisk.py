@@ -46,8 +46,7 @@ from dialerd.config import (
     QueueEntry,
     TelephonyConfig,
 )
-from dialerd.daemon import Daemon
-from dialerd.demo import count_done_targets
+from dialerd.demo.common import count_done_targets
 from dialerd.model import (
     Action,
     Address,
@@ -60,6 +59,7 @@ from dialerd.model import (
     Outplan,
     format_time,
 )
+from dialerd.service.daemon import Daemon
 
 CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"

@@ -13,7 +13,7 @@ to a receiver the demo starts on 127.0.0.1, and no call.
 
 With ``--telephony asterisk`` the same daemon dials through a real Asterisk (ARI) to the
 SIPp callee of the test rig (``scripts/rig``) and reads the free agents of its queue
-``sales`` over AMI; see ``dialerd.demo_asterisk``.
+``sales`` over AMI; see ``dialerd.demo.asterisk``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import Any, TextIO
 import anyio
 import msgspec
 
-from dialerd import logs
 from dialerd.config import (
     ApiConfig,
     Config,
@@ -45,7 +44,7 @@ from dialerd.config import (
     WebhooksConfig,
 )
 from dialerd.core import abandonment
-from dialerd.daemon import Daemon
+from dialerd.demo.common import count_done_targets
 from dialerd.model import (
     NIL_UUID,
     Action,
@@ -58,9 +57,10 @@ from dialerd.model import (
     OutdialTarget,
     Outplan,
     PacingMode,
-    TargetStatus,
     format_time,
 )
+from dialerd.service import logs
+from dialerd.service.daemon import Daemon
 
 CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 # The demo's queue, registered for its customer (``[[queues]]``).
@@ -227,17 +227,6 @@ def build_resources(
             actions=[Action(type="webhook_send", option={"uri": webhook_url, "data": data})],
         )
     return outplan, outdial, targets, campaign
-
-
-async def count_done_targets(daemon: Daemon, outdial_id: str) -> int:
-    """Targets of the outdial whose status is ``done``, read back from the store."""
-    done, token = 0, ""
-    while True:
-        page = await daemon.store.list_targets(outdial_id, 100, token)
-        done += sum(1 for target in page.result if target.status == TargetStatus.DONE)
-        if not page.next_page_token:
-            return done
-        token = page.next_page_token
 
 
 class Progress:
@@ -445,7 +434,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if getattr(args, "targets", None) is None:
         args.targets = 30 if asterisk else 300
     if asterisk:
-        from dialerd.demo_asterisk import run_asterisk_demo
+        from dialerd.demo.asterisk import run_asterisk_demo
 
         return run_asterisk_demo(args)
     out = sys.stdout
