@@ -31,8 +31,6 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd.adapters.action_services import ActionServices
-from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, RedisConnection, SimConfig, SimOutcomes, StoreConfig
 from dialerd.model import (
@@ -47,11 +45,11 @@ from dialerd.model import (
     new_id,
 )
 from dialerd.queues import QueueRef
-from dialerd.scheduler import Engine
 from dialerd.service import logs
 from dialerd.service.clock import SystemClock
 from dialerd.store import Store, create_store
 from scripts.bench.redis_server import redis_server
+from tests.fakes.engine import sim_engine
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 INSTANT = Range(min=0.0, max=0.0)
@@ -125,12 +123,10 @@ async def throughput(store: Store, args: argparse.Namespace) -> dict[str, float]
         )
     )
     centre = SimCallCentre(sim, clock)
-    engine = Engine(
-        store=store,
-        queue=centre.queue,
-        telephony=centre.telephony,
-        flows=ActionFlowRunner(ActionServices(store, clock), clock),
-        clock=clock,
+    engine = sim_engine(
+        store,
+        clock,
+        centre,
         config=EngineConfig(max_concurrent_attempts=64, max_attempts_per_second=100_000.0),
     )
     now = format_time(clock.now())
@@ -170,14 +166,7 @@ async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
         ),
     )
     centre = SimCallCentre(sim, clock)
-    engine = Engine(
-        store=store,
-        queue=centre.queue,
-        telephony=centre.telephony,
-        flows=ActionFlowRunner(ActionServices(store, clock), clock),
-        clock=clock,
-        config=EngineConfig(tick_interval=1.0),
-    )
+    engine = sim_engine(store, clock, centre, config=EngineConfig(tick_interval=1.0))
     now = format_time(clock.now())
     plan = await store.create_outplan(msgspec.structs.replace(outplan(now), dial_timeout=30_000))
     # One registered one-agent queue per campaign.

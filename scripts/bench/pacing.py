@@ -31,8 +31,6 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd.adapters.action_services import ActionServices
-from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.core import abandonment
@@ -48,10 +46,9 @@ from dialerd.model import (
     format_time,
 )
 from dialerd.queues import QueueRef, QueueRegistry
-from dialerd.scheduler import Engine
 from dialerd.service import logs
 from dialerd.store.sqlite import SqliteStore
-from tests.fakes.clock import FakeClock
+from tests.fakes.engine import FakeClock, sim_engine
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 QUEUE = "7d1f5b3e-2f7c-4a0e-9f43-2a3b9c1d0e11"
@@ -134,12 +131,10 @@ async def run_cell(
         store = SqliteStore(Path(tmp) / "dialerd.sqlite3")
         await store.open()
         try:
-            engine = Engine(
-                store=store,
-                queue=centre.queue,
-                telephony=centre.telephony,
-                flows=ActionFlowRunner(ActionServices(store, clock), clock),
-                clock=clock,
+            engine = sim_engine(
+                store,
+                clock,
+                centre,
                 queues=QueueRegistry([QueueRef(id=QUEUE, customer_id=CUSTOMER, name=QUEUE)]),
                 config=EngineConfig(
                     tick_interval=1.0,

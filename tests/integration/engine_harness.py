@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,35 +31,12 @@ from dialerd.scheduler import Engine
 from dialerd.store import Store
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock, settle
+from tests.fakes.engine import build_engine
+from tests.fakes.store import InFlight
+from tests.fakes.telephony import FixedQueue, ScriptedCalls
 from tests.integration.conftest import EPOCH, Factory, StoreMaker, queue_of, queues_of, tel
-from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
-
-
-class InFlight:
-    """A store whose calls in progress are counted (to know when all have answered)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.calls = 0
-
-    def busy(self) -> bool:
-        return self.calls > 0
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attribute):
-            return attribute
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            try:
-                return await attribute(*args, **kwargs)
-            finally:
-                self.calls -= 1
-
-        return counted
 
 
 @dataclass
@@ -191,16 +167,16 @@ async def running_engine(
     clock = FakeClock(epoch)
     calls, flows = ScriptedCalls(clock=clock), ScriptedCalls("scripted-flows", clock)
     queue = FixedQueue()
-    engine = Engine(
-        store=store,
-        queues=queues_of(CUSTOMER),
-        queue=queue,
+    engine = build_engine(
+        store,
+        clock,
+        config=config,
         telephony=calls,
         flows=flows,
-        clock=clock,
-        config=config,
+        queue=queue,
+        queues=queues_of(CUSTOMER),
         owner=owner,
-        calling_rules=(lambda customer_id: calling_rules) if calling_rules else None,
+        calling_rules=calling_rules,
         ceiling=ceiling,
         quotas_of=quotas_of,
     )

@@ -15,14 +15,12 @@ import anyio
 import msgspec
 import pytest
 
-from dialerd.adapters.action_services import ActionServices
-from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.model import Campaigncall, CampaignStatus, EndHandle, TargetStatus
-from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
+from tests.fakes.engine import sim_engine
 from tests.integration.conftest import EPOCH, Factory, queues_of, tel
 from tests.integration.engine_harness import CUSTOMER
 
@@ -62,13 +60,11 @@ async def test_random_campaign_runs_to_stop_within_every_invariant(
     await store.open()
     clock = FakeClock(EPOCH)
     centre = SimCallCentre(sim_config, clock)
-    engine = Engine(
+    engine = sim_engine(
+        store,
+        clock,
+        centre,
         queues=queues_of(CUSTOMER),
-        store=store,
-        queue=centre.queue,
-        telephony=centre.telephony,
-        flows=ActionFlowRunner(ActionServices(store, clock), clock),
-        clock=clock,
         config=EngineConfig(max_concurrent_attempts=50, stop_grace=5.0),
     )
     outplan = msgspec.structs.replace(

@@ -13,12 +13,12 @@ from anyio.abc import TaskGroup
 from dialerd.config import EngineConfig
 from dialerd.control import CampaignControl
 from dialerd.model import CampaignStatus
-from dialerd.scheduler import Engine
 from dialerd.service.clock import SystemClock
 from dialerd.store.base import Fence
 from dialerd.store.redis import RedisStore
+from tests.fakes.engine import build_engine
+from tests.fakes.telephony import FixedQueue, ScriptedCalls
 from tests.integration.conftest import Factory, queues_of, tel
-from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 from tests.integration.engine_harness import CUSTOMER
 
 WAIT_SECONDS = 10.0
@@ -38,13 +38,13 @@ class Instance:
     def __init__(self, redis_url: str, name: str) -> None:
         self.store = RedisStore(url=redis_url, prefix="shared", pool_size=8, timeout=2.0)
         self.calls = ScriptedCalls(name)
-        self.engine = Engine(
+        self.engine = build_engine(
+            self.store,
+            SystemClock(),
             queues=queues_of(CUSTOMER),
-            store=self.store,
             queue=FixedQueue(available=2),
             telephony=self.calls,
             flows=ScriptedCalls(f"{name}-flows"),
-            clock=SystemClock(),
             config=EngineConfig(tick_interval=0.1, lease_ttl=LEASE_TTL),
             owner=name,
         )

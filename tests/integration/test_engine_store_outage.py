@@ -14,12 +14,12 @@ import pytest
 from dialerd.config import EngineConfig
 from dialerd.model import CampaigncallStatus
 from dialerd.ports import HangupReason
-from dialerd.scheduler import Engine
 from dialerd.service.clock import SystemClock
 from dialerd.store.redis import RedisStore
 from tests.conftest import RedisServer
+from tests.fakes.engine import build_engine
+from tests.fakes.telephony import FixedQueue, ScriptedCalls
 from tests.integration.conftest import Factory, queues_of, tel
-from tests.integration.engine_doubles import FixedQueue, ScriptedCalls
 from tests.integration.engine_harness import CUSTOMER
 
 WAIT_SECONDS = 10.0
@@ -51,13 +51,13 @@ async def test_outcomes_during_a_store_outage_are_written_when_it_returns(
     store = RedisStore(url=private_redis.url, prefix="outage", pool_size=8, timeout=0.3)
     await store.open()
     calls, queue = ScriptedCalls(), FixedQueue(available=2)
-    engine = Engine(
+    engine = build_engine(
+        store,
+        SystemClock(),
         queues=queues_of(CUSTOMER),
-        store=store,
         queue=queue,
         telephony=calls,
         flows=ScriptedCalls("flows"),
-        clock=SystemClock(),
         config=EngineConfig(tick_interval=0.1),
     )
     make = Factory()
@@ -105,13 +105,13 @@ async def test_a_dial_timeout_during_an_outage_is_written_when_the_store_returns
     store = RedisStore(url=private_redis.url, prefix="timeout", pool_size=8, timeout=0.3)
     await store.open()
     calls = ScriptedCalls()
-    engine = Engine(
+    engine = build_engine(
+        store,
+        SystemClock(),
         queues=queues_of(CUSTOMER),
-        store=store,
         queue=FixedQueue(available=1),
         telephony=calls,
         flows=ScriptedCalls("flows"),
-        clock=SystemClock(),
         config=EngineConfig(tick_interval=0.1),
     )
     make = Factory()

@@ -15,7 +15,6 @@ import pytest
 
 from dialerd import metrics
 from dialerd.adapters.action_services import ActionServices
-from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes, WebhooksConfig
 from dialerd.control import RunRefused
@@ -24,6 +23,7 @@ from dialerd.model import Action, Campaign, Campaigncall, CampaignStatus, Campai
 from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
+from tests.fakes.engine import sim_engine
 from tests.integration.conftest import EPOCH, Factory, queues_of, tel
 from tests.integration.engine_harness import CUSTOMER
 from tests.receivers import http_receiver
@@ -55,13 +55,12 @@ async def run(tmp_path: Path) -> AsyncIterator[Run]:
         clock,
         services=services,
     )
-    engine = Engine(
+    engine = sim_engine(
+        store,
+        clock,
+        centre,
+        services=services,
         queues=queues_of(CUSTOMER),
-        store=store,
-        queue=centre.queue,
-        telephony=centre.telephony,
-        flows=ActionFlowRunner(services, clock),
-        clock=clock,
         config=EngineConfig(max_concurrent_attempts=20, stop_grace=5.0),
     )
     yield Run(store, clock, engine, centre, Factory())

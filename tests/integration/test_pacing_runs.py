@@ -12,8 +12,6 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from dialerd.adapters.action_services import ActionServices
-from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.core import abandonment
@@ -24,6 +22,7 @@ from dialerd.queues import QueueRef, QueueRegistry
 from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
+from tests.fakes.engine import sim_engine
 from tests.integration.conftest import EPOCH, Factory, tel
 from tests.integration.engine_harness import CUSTOMER
 
@@ -90,12 +89,10 @@ async def running(
     store = SqliteStore(tmp_path / "dialerd.sqlite3")
     await store.open()
     world = SimCallCentre(centre, clock)
-    engine = Engine(
-        store=store,
-        queue=world.queue,
-        telephony=world.telephony,
-        flows=ActionFlowRunner(ActionServices(store, clock), clock),
-        clock=clock,
+    engine = sim_engine(
+        store,
+        clock,
+        world,
         queues=QueueRegistry([QueueRef(id=QUEUE, customer_id=CUSTOMER, name=QUEUE)]),
         config=EngineConfig(
             max_concurrent_attempts=max_concurrent_attempts, max_attempts_per_second=1000.0

@@ -1,5 +1,5 @@
 """One conformance model for the stores (issue 16): every backend answers as the pure
-reference does (``tests/reference_store.py``, built on ``dialerd.core.targets``).
+reference does (``tests/fakes/reference_store.py``, built on ``dialerd.core.targets``).
 
 Hypothesis draws histories of imports, claims, answers, outcomes, outplan edits,
 deletes and clock jumps; each history runs on a backend and on the reference, and every
@@ -53,8 +53,8 @@ from dialerd.store.base import (
     Store,
     StoreError,
 )
+from tests.fakes.reference_store import ReferenceStore
 from tests.integration.conftest import EPOCH, Factory
-from tests.reference_store import ReferenceStore
 
 HOUR_MS = 3_600_000
 SLOTS = 5
