@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -44,11 +45,39 @@ class Attempt:
     # Seconds the answered caller waited for an agent (None: no agent took the call yet).
     agent_wait: float | None = None
 
+    def ring_seconds(self, now: float) -> float | None:
+        """How long the call rang: until its answer, else until ``now``; None when its
+        start is unknown (an attempt restored after a restart)."""
+        if self.started_at is None:
+            return None
+        return (self.answered_at if self.answered_at is not None else now) - self.started_at
+
 
 @dataclass
 class CampaignCount:
     dialing: int = 0
     active: int = 0
+
+
+class AttemptsView(Protocol):
+    """What the scheduler's other parts read of the attempts; only the part that owns
+    them (``scheduler.calls``) changes them."""
+
+    @property
+    def dialing(self) -> int: ...
+
+    @property
+    def max_dialing(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, campaigncall_id: object) -> bool: ...
+
+    def of_campaign(self, campaign_id: str) -> CampaignCount: ...
+
+    def of_customer(self, customer_id: str) -> int: ...
+
+    def of(self, campaign_id: str) -> list[Attempt]: ...
 
 
 @dataclass

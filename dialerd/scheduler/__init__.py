@@ -8,15 +8,21 @@ and checks for exhaustion (``end_handle``, chaining). Backend events come back o
 stream and end attempts exactly once. The decisions themselves live in the pure package
 ``dialerd.core`` (pacing, targets, lifecycle, the governor, the flow interpreter).
 
-- ``engine``: ``Engine``, the one entry point, wiring the parts below;
-- ``supervisor``: the campaign loops and housekeeping;
-- ``ownership``: campaign leases and reconciliation with the backend;
+- ``engine``: ``Engine``, the one entry point, wiring the parts below and answering
+  for them (the insight answer);
+- ``supervisor``: the campaign loops (it owns them) and housekeeping;
+- ``ownership``: campaign leases (it owns them) and reconciliation with the backend;
 - ``tick``: one tick (read, decide, claim, originate; release when stopping);
-- ``allowance``: how many attempts a tick may start;
-- ``calls``: the attempts in flight, their timers and their end;
-- ``measures``: what ended and connected calls count as (abandonment, history, totals);
+- ``allowance``: how many attempts a tick may start (it owns the pacing state);
+- ``sharing``: the customers' quotas and shares of the ceilings (it owns the wants);
+- ``calls``: the attempts' whole life, from start to end, and what they measure (it
+  owns the attempts, the call history, the abandonment counts, the back-off);
+- ``states``: what each campaign's latest tick found (it owns the dialing state);
 - ``ending``: exhaustion, chaining, the stop of an invalid campaign;
-- ``shared``: the ports and memory the parts share.
+- ``shared``: the ports every part is given, and the back-off formula.
+
+Each part changes only its own state; the others get a read-only view or a narrow
+callable at construction (``Engine.__init__`` wires them).
 """
 
 from dialerd.scheduler.engine import Engine

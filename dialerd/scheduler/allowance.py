@@ -3,17 +3,20 @@ campaigns on its queue, the ceilings, the pacing mode and the abandonment govern
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
 from dialerd import metrics
-from dialerd.core import abandonment
-from dialerd.core.pacing import PacingInput, ceiling, decide
+from dialerd.attempts import AttemptsView
+from dialerd.core.pacing import PacingInput, RateBudget, ceiling, decide
 from dialerd.core.predictive import AIM, Situation, lines_to_start, lines_within_headroom
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
 from dialerd.ports import QueueUnavailable
-from dialerd.scheduler.ending import CampaignEnding
-from dialerd.scheduler.shared import CampaignLoop, SharedState, log
+from dialerd.scheduler.calls import Calls
+from dialerd.scheduler.shared import SharedState, log
+from dialerd.scheduler.sharing import CallSharing
 
 
 def governing_cap(configured: float | None, campaign: Campaign) -> float | None:
@@ -30,33 +33,117 @@ def governing_cap(configured: float | None, campaign: Campaign) -> float | None:
     return target if configured is None else min(configured, target)
 
 
+@dataclass
+class Pacing:
+    """What the pacing of one campaign keeps between its ticks."""
+
+    budget: RateBudget
+    # What held the latest tick's attempts back, and why in words.
+    held_by: DialingState = DialingState.PACED
+    detail: str = ""
+    available_agents: int | None = None
+    governor_pressure: float = 0.0
+    # The queue adapter failed the latest read of the campaign's free agents (logged
+    # once on entering and once on leaving that state).
+    queue_unavailable: bool = False
+
+
+class PacingView(Protocol):
+    """What the tick and the insight answer read of a campaign's pacing."""
+
+    @property
+    def held_by(self) -> DialingState: ...
+
+    @property
+    def detail(self) -> str: ...
+
+    @property
+    def available_agents(self) -> int | None: ...
+
+    @property
+    def governor_pressure(self) -> float: ...
+
+
+# The campaigns on a queue: those this instance runs (from memory) and every running
+# or stopping one in the store (housekeeping's latest read).
+QueueNeighbours = Callable[[str], tuple[Iterable[Campaign], Iterable[Campaign]]]
+
+
 class Allowance:
-    """Reads what the pacing rule needs and lets it decide."""
+    """Reads what the pacing rule needs and lets it decide, then the customers' share
+    cuts it; owns each campaign's pacing state (its rate budget, what held it back)."""
 
-    def __init__(self, shared: SharedState, ending: CampaignEnding) -> None:
+    def __init__(
+        self,
+        shared: SharedState,
+        *,
+        calls: Calls,
+        sharing: CallSharing,
+        neighbours: QueueNeighbours,
+        stop_invalid: Callable[[Campaign, str], Awaitable[None]],
+    ) -> None:
         self.shared = shared
-        self.ending = ending
+        self._attempts: AttemptsView = calls.view
+        self._calls = calls
+        self.sharing = sharing
+        self._neighbours = neighbours
+        self._stop_invalid = stop_invalid
+        self._pacing: dict[str, Pacing] = {}
 
-    async def __call__(self, loop: CampaignLoop, campaign: Campaign) -> int:
+    def view(self, campaign_id: str) -> PacingView | None:
+        return self._pacing.get(campaign_id)
+
+    def forget(self, campaign_id: str) -> None:
+        """The campaign's loop ended."""
+        self._pacing.pop(campaign_id, None)
+
+    def spent(self, campaign: Campaign, granted: int, started: int, *, claimed: bool) -> None:
+        """The tick started ``started`` of the ``granted`` attempts (see
+        ``CallSharing.spent``): they come off the campaign's rate budget, the rest goes
+        back to the customer's share."""
+        self.sharing.spent(campaign, granted, started, claimed=claimed)
+        pacing = self._pacing.get(campaign.id)
+        if pacing is not None:
+            pacing.budget = pacing.budget.spent(started)
+
+    async def __call__(self, campaign: Campaign) -> int:
+        """How many attempts the pacing rule, the ceilings and the customer's share
+        allow this tick."""
+        pacing = self._pacing_of(campaign.id)
+        allowed = await self._paced(pacing, campaign)
+        allowed, hold = self.sharing.grant(campaign, allowed)
+        if hold is not None:
+            pacing.held_by, pacing.detail = hold
+        return allowed
+
+    def _pacing_of(self, campaign_id: str) -> Pacing:
+        pacing = self._pacing.get(campaign_id)
+        if pacing is None:
+            config, now = self.shared.config, self.shared.clock.monotonic()
+            budget = RateBudget.full(config.max_attempts_per_second, now)
+            pacing = self._pacing[campaign_id] = Pacing(budget=budget)
+        return pacing
+
+    async def _paced(self, pacing: Pacing, campaign: Campaign) -> int:
         """How many attempts the pacing rule and ceilings allow this tick."""
         now = self.shared.clock.monotonic()
-        loop.budget = loop.budget.refilled(now, self.shared.config.max_attempts_per_second)
-        if now < loop.backoff_until:
-            loop.held_by = DialingState.BACKING_OFF
+        pacing.budget = pacing.budget.refilled(now, self.shared.config.max_attempts_per_second)
+        measured = self._calls.measures(campaign.id)
+        if measured is not None and now < measured.backoff_until:
+            pacing.held_by, pacing.detail = DialingState.BACKING_OFF, ""
             return 0
         if campaign.type == CampaignType.CALL:
             why = self.shared.telephony.unavailable_reason()
             if why is not None:
                 # As with a store outage: no attempt while the backend cannot place it.
-                loop.held_by = DialingState.TELEPHONY_UNREACHABLE
-                loop.state_detail = why
+                pacing.held_by, pacing.detail = DialingState.TELEPHONY_UNREACHABLE, why
                 return 0
         has_queue = campaign.queue_id != NIL_UUID
         available = others = 0
         if has_queue:
             queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)
             if queue is None:
-                await self.ending.stop_invalid(
+                await self._stop_invalid(
                     campaign, f"queue {campaign.queue_id} is no longer registered"
                 )
                 return 0
@@ -65,36 +152,35 @@ class Allowance:
             except QueueUnavailable as exc:
                 # Never dial on a guess: no agent count, no new attempt.
                 metrics.queue_read_error(self.shared.queue.name)
-                if not loop.queue_unavailable:
+                if not pacing.queue_unavailable:
                     # Once on entering the state; the metric counts every failed read.
                     log.warning("queue adapter unavailable", campaign_id=campaign.id,
                                 queue=queue.name, adapter=self.shared.queue.name,
                                 error=str(exc))  # fmt: skip
-                    loop.queue_unavailable = True
-                loop.held_by = DialingState.QUEUE_UNREACHABLE
-                loop.state_detail = str(exc)
+                    pacing.queue_unavailable = True
+                pacing.held_by, pacing.detail = DialingState.QUEUE_UNREACHABLE, str(exc)
                 return 0
-            if loop.queue_unavailable:
+            if pacing.queue_unavailable:
                 log.info("queue adapter available again", campaign_id=campaign.id,
                          queue=queue.name, adapter=self.shared.queue.name)  # fmt: skip
-                loop.queue_unavailable = False
+                pacing.queue_unavailable = False
             metrics.AVAILABLE_AGENTS.labels(queue_id=campaign.queue_id).set(available)
             others = await self._queue_demand(campaign)
-        loop.available_agents = available if has_queue else None
+        pacing.available_agents = available if has_queue else None
         metrics.campaign_pacing(
             campaign.id,
             service_level=campaign.service_level,
-            available_agents=loop.available_agents,
+            available_agents=pacing.available_agents,
         )
-        count = self.shared.attempts.of_campaign(campaign.id)
-        pacing = PacingInput(
+        count = self._attempts.of_campaign(campaign.id)
+        pacing_input = PacingInput(
             has_queue=has_queue,
             available_agents=available,
             dialing_attempts=count.dialing,
             active_attempts=count.active,
             service_level=campaign.service_level,
             max_concurrent_attempts=self.shared.config.max_concurrent_attempts,
-            rate_allowance=loop.budget.allowance,
+            rate_allowance=pacing.budget.allowance,
             other_demand=others,
         )
         predicted = headroom_lines = windows = cap = None
@@ -103,48 +189,39 @@ class Allowance:
         if (
             has_queue
             and campaign.type == CampaignType.CALL
+            and measured is not None
             and getattr(self.shared.telephony, "reports_agent_connect", False)
         ):
             policy = self.shared.abandonment(campaign.customer_id)
-            windows = await self._abandonment_now(loop, campaign, policy.windows)
-            situation = self._situation(campaign, pacing, others)
+            windows = await self._calls.abandonment_windows(campaign.id, policy.windows)
+            situation = self._situation(campaign, pacing_input, others)
             cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:
                 predicted = lines_to_start(
-                    loop.history, situation, campaign.target_abandon_rate * AIM, ceiling(pacing)
+                    measured.history,
+                    situation,
+                    campaign.target_abandon_rate * AIM,
+                    ceiling(pacing_input),
                 )
             if cap is not None:
                 room = min(
                     (cap * window.live - window.abandoned for window in windows), default=0.0
                 )
                 headroom_lines = lines_within_headroom(
-                    loop.history, situation, room, cap, ceiling(pacing)
+                    measured.history, situation, room, cap, ceiling(pacing_input)
                 )
         decision = decide(
-            pacing, predicted=predicted, windows=windows, cap=cap, headroom_lines=headroom_lines
+            pacing_input,
+            predicted=predicted,
+            windows=windows,
+            cap=cap,
+            headroom_lines=headroom_lines,
         )
-        loop.held_by = decision.held_by
-        loop.governor_pressure = decision.pressure
-        loop.state_detail = decision.detail
+        pacing.held_by, pacing.detail = decision.held_by, decision.detail
+        pacing.governor_pressure = decision.pressure
         if windows is not None:
             metrics.campaign_abandonment(campaign.id, windows, decision.pressure)
         return decision.attempts
-
-    async def _abandonment_now(
-        self, loop: CampaignLoop, campaign: Campaign, spans: Sequence[int]
-    ) -> list[abandonment.WindowCount]:
-        """The campaign's abandonment windows (read from the store on the loop's first
-        tick: a restart or a takeover goes on from the stored counts)."""
-        today = abandonment.campaign_day(
-            self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
-        )
-        longest = max(spans, default=1)
-        if loop.abandonment is None:
-            since = abandonment.first_day(today, longest)
-            stored = await self.shared.store.abandonment_days(campaign.id, since)
-            loop.abandonment = {count.day: count for count in stored}
-        abandonment.trimmed(loop.abandonment, today, longest)
-        return abandonment.windows(loop.abandonment.values(), today, spans)
 
     def _situation(self, campaign: Campaign, pacing: PacingInput, others: int) -> Situation:
         """What the predictive model reads: the campaign's lines and calls right now."""
@@ -152,7 +229,7 @@ class Allowance:
         ringing: list[float] = []
         talking: list[float] = []
         waiting = 0
-        for attempt in self.shared.attempts.of(campaign.id):
+        for attempt in self._attempts.of(campaign.id):
             if not attempt.answered:
                 ringing.append(now - attempt.started_at if attempt.started_at else 0.0)
             elif attempt.agent_wait is None:
@@ -177,18 +254,14 @@ class Allowance:
         from the store (behaviour.md §3: campaigns on one queue share its agents).
         """
         demand = 0
-        own = {
-            loop.campaign_id: loop.campaign
-            for loop in self.shared.loops.values()
-            if loop.fence is not None
-            and loop.campaign is not None
-            and loop.campaign.queue_id == campaign.queue_id
-        }
-        for other in own.values():
+        own, stored = self._neighbours(campaign.queue_id)
+        own_ids: set[str] = set()
+        for other in own:
+            own_ids.add(other.id)
             if other.id != campaign.id:
-                dialing = self.shared.attempts.of_campaign(other.id).dialing
+                dialing = self._attempts.of_campaign(other.id).dialing
                 demand += dialing * other.service_level
-        for other in self.shared.by_queue.get(campaign.queue_id, []):
-            if other.id != campaign.id and other.id not in own:
+        for other in stored:
+            if other.id != campaign.id and other.id not in own_ids:
                 demand += await self.shared.store.count_dialing(other.id) * other.service_level
         return demand

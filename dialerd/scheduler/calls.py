@@ -1,23 +1,41 @@
-"""The attempts in flight: origination, the dial timeout, release (cancel or hang-up,
-repeated until the backend reports the end), and ending them, exactly once, from the
-backend's events."""
+"""The attempts in flight, their whole life in this one part: the start, origination,
+the dial timeout, the answer, the backend's events, release (cancel or hang-up,
+repeated until the backend reports the end), the end, exactly once, and what each
+attempt measures (ring and talk time, abandonment by the law's rule, kept in the
+store, the campaign's call history the predictive model learns from, the origination
+back-off, the running totals). The other parts read the attempts and the measures
+through views (``view``, ``measures``); only this part changes them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 
 from dialerd import metrics
-from dialerd.attempts import Attempt
-from dialerd.core import targets
+from dialerd.attempts import Attempt, AttemptBook, AttemptsView
+from dialerd.core import abandonment, targets
+from dialerd.core.abandonment import DayCount, WindowCount
+from dialerd.core.predictive import CallHistory
 from dialerd.core.targets import RetryRule
-from dialerd.model import Campaigncall, CampaignType
+from dialerd.model import (
+    Campaign,
+    Campaigncall,
+    CampaigncallResult,
+    CampaigncallStatus,
+    CampaignType,
+    OutdialTarget,
+    Outplan,
+    ReferenceType,
+    TargetStatus,
+)
 from dialerd.ports import AgentConnected, Answered, HangupReason, Origination, TelephonyEvent
-from dialerd.scheduler.measures import Measures
-from dialerd.scheduler.shared import STORE_RETRY, SharedState, log
-from dialerd.store import LeaseLost, StoreError
+from dialerd.scheduler.shared import STORE_RETRY, EngineStats, SharedState, backoff, log
+from dialerd.store import Fence, LeaseLost, StoreError
 
 # Seconds between repeats of a cancel or hang-up the backend has not confirmed yet:
 # from the first value, doubling up to the second.
@@ -27,23 +45,131 @@ RELEASE_RETRY_MAX = 8.0
 DRAIN_POLL = 0.1
 
 
-class Calls:
-    """Starts, times, releases and ends the attempts this instance follows."""
+@dataclass
+class CampaignMeasures:
+    """What a running campaign's attempts taught so far."""
 
-    def __init__(self, shared: SharedState, *, wake: Callable[[str], None]) -> None:
+    # What the campaign's own attempts did (the predictive model learns from it), and
+    # its abandonment counts by day, read from the store once the loop runs it.
+    history: CallHistory = field(default_factory=CallHistory)
+    abandonment: dict[str, DayCount] | None = None
+    # Originations that failed in a row, and no new attempt before this monotonic time.
+    origination_failures: int = 0
+    backoff_until: float = 0.0
+
+
+class MeasuresView(Protocol):
+    """What pacing and the insight answer read of a campaign's measures."""
+
+    @property
+    def history(self) -> CallHistory: ...
+
+    @property
+    def backoff_until(self) -> float: ...
+
+
+class Calls:
+    """Starts, times, releases, ends and measures the attempts this instance follows."""
+
+    def __init__(
+        self,
+        shared: SharedState,
+        *,
+        fence: Callable[[str], Fence | None],
+        runs: Callable[[str], bool],
+        wake: Callable[[str], None],
+    ) -> None:
         self.shared = shared
+        # The lease this instance holds on a campaign (every write carries it).
+        self._fence = fence
+        # Whether this instance runs the campaign now (its metrics and measures count).
+        self._runs = runs
         # Ticks the campaign now: an ended attempt frees a line.
-        self.wake = wake
-        self.measures = Measures(shared)
+        self._wake = wake
+        self._book = AttemptBook()
+        self.view: AttemptsView = self._book
+        self._measures: dict[str, CampaignMeasures] = {}
+        self._outplans: dict[str, Outplan] = {}
+        self.stats = EngineStats()
+        # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
+        self.draining = False
+        self._drained: Counter[str] = Counter()
+
+    # -- the campaigns' measures ----------------------------------------------------
+    def measures(self, campaign_id: str) -> MeasuresView | None:
+        """The campaign's measures while this instance runs it."""
+        return self._measures_of(campaign_id)
+
+    def _measures_of(self, campaign_id: str) -> CampaignMeasures | None:
+        if not self._runs(campaign_id):
+            return None
+        return self._measures.setdefault(campaign_id, CampaignMeasures())
+
+    def forget(self, campaign_id: str) -> None:
+        """The campaign's loop ended: what it measured goes with it."""
+        self._measures.pop(campaign_id, None)
+
+    def note_outplan(self, outplan: Outplan) -> None:
+        """The outplan as a tick read it (its retry rule applies when attempts end)."""
+        self._outplans[outplan.id] = outplan
+
+    def outplan(self, outplan_id: str) -> Outplan | None:
+        return self._outplans.get(outplan_id)
+
+    async def abandonment_windows(
+        self, campaign_id: str, spans: Sequence[int]
+    ) -> list[WindowCount]:
+        """The campaign's abandonment windows (read from the store on the loop's first
+        tick: a restart or a takeover goes on from the stored counts)."""
+        today = self._today()
+        longest = max(spans, default=1)
+        measured = self._measures_of(campaign_id)
+        if measured is None:
+            return []
+        if measured.abandonment is None:
+            since = abandonment.first_day(today, longest)
+            stored = await self.shared.store.abandonment_days(campaign_id, since)
+            measured.abandonment = {count.day: count for count in stored}
+        abandonment.trimmed(measured.abandonment, today, longest)
+        return abandonment.windows(measured.abandonment.values(), today, spans)
+
+    def abandonment_counted(self, campaign_id: str, spans: Sequence[int]) -> list[WindowCount]:
+        """The campaign's abandonment per window, as counted so far (no store read)."""
+        measured = self._measures.get(campaign_id)
+        days = measured.abandonment if measured is not None else None
+        return abandonment.windows((days or {}).values(), self._today(), spans)
+
+    def _today(self) -> str:
+        return abandonment.campaign_day(
+            self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
+        )
+
+    # -- start -------------------------------------------------------------------
+    def start(self, campaign: Campaign, campaigncall: Campaigncall) -> None:
+        """A claimed attempt: follow it, count and log its start (origination follows)."""
+        self.follow(campaigncall)
+        metrics.attempt_started(campaign.type.value)
+        metrics.campaign_attempt_started(campaign.id)
+        self.stats.attempts_started += 1
+        log.info(
+            "attempt started",
+            campaigncall_id=campaigncall.id,
+            target_id=campaigncall.outdial_target_id,
+            destination=campaigncall.destination.target,
+            destination_index=campaigncall.destination_index,
+            try_count=campaigncall.try_count,
+        )
 
     def follow(
         self, campaigncall: Campaigncall, *, answered: bool = False, placed: bool = False
     ) -> None:
         """Follow an attempt: its events, its timers and its release are this engine's."""
         campaign_type = (
-            CampaignType.FLOW if campaigncall.reference_type == "flow" else CampaignType.CALL
+            CampaignType.FLOW
+            if campaigncall.reference_type == ReferenceType.FLOW
+            else CampaignType.CALL
         )
-        self.shared.attempts.add(
+        self._book.add(
             Attempt(
                 campaigncall_id=campaigncall.id,
                 campaign_id=campaigncall.campaign_id,
@@ -56,16 +182,16 @@ class Calls:
                 started_at=None if placed else self.shared.clock.monotonic(),
             )
         )
-        self.publish_active(campaigncall.campaign_id)
+        self._publish_active(campaigncall.campaign_id)
 
     async def originate(self, origination: Origination, campaign_type: CampaignType) -> None:
-        attempt = self.shared.attempts.get(origination.campaigncall_id)
+        attempt = self._book.get(origination.campaigncall_id)
         if attempt is None:
             return
         if attempt.release_requested:
             # Stopped between the claim and now: nothing was placed, the try goes back.
-            await self.reliably(
-                origination.campaigncall_id, "stopped before origination", self.finish,
+            await self._reliably(
+                origination.campaigncall_id, "stopped before origination", self._finish,
                 HangupReason.CANCELLED,
             )  # fmt: skip
             return
@@ -77,7 +203,9 @@ class Calls:
                 await self.shared.telephony.originate(origination)
                 limit, reason = origination.dial_timeout_ms / 1000, HangupReason.NO_ANSWER
         except Exception as exc:
-            # One failed origination ends that attempt only; the campaign backs off.
+            # Broad on purpose: a backend adapter may fail in any way (its client
+            # library's errors, a bug); one failed origination ends that attempt only,
+            # and the campaign backs off.
             backend = (
                 self.shared.flows.name
                 if campaign_type == CampaignType.FLOW
@@ -90,46 +218,44 @@ class Calls:
                 error=str(exc) or type(exc).__name__,
             )
             self._back_off(origination.campaign_id)
-            await self.reliably(
-                origination.campaigncall_id, "origination failed", self.finish, HangupReason.ERROR
+            await self._reliably(
+                origination.campaigncall_id, "origination failed", self._finish, HangupReason.ERROR
             )
             return
         attempt.placed = True
-        loop = self.shared.loops.get(origination.campaign_id)
-        if loop is not None:
-            loop.origination_failures = 0
+        measured = self._measures_of(origination.campaign_id)
+        if measured is not None:
+            measured.origination_failures = 0
         if attempt.release_requested:
             # A stop came while the origination was in flight: end the call now.
-            await self.release(attempt)
+            await self._release(attempt)
             return
         if limit > 0 and not attempt.answered:
             await self._expire(attempt, limit, reason)
 
     def _back_off(self, campaign_id: str) -> None:
-        loop = self.shared.loops.get(campaign_id)
-        if loop is None:
+        measured = self._measures_of(campaign_id)
+        if measured is None:
             return
-        loop.origination_failures += 1
-        delay = min(
-            self.shared.config.backoff_initial * 2 ** (loop.origination_failures - 1),
-            self.shared.config.backoff_max,
-        )
-        loop.backoff_until = self.shared.clock.monotonic() + delay
+        measured.origination_failures += 1
+        delay = backoff(self.shared.config, measured.origination_failures)
+        measured.backoff_until = self.shared.clock.monotonic() + delay
 
     async def _expire(self, attempt: Attempt, seconds: float, reason: HangupReason) -> None:
         """End the attempt with ``reason`` if it is not answered (or reported) in time."""
         with anyio.CancelScope() as scope:
             attempt.timer = scope
             await self.shared.clock.sleep_until(self.shared.clock.monotonic() + seconds)
-        if scope.cancelled_caught or attempt.campaigncall_id not in self.shared.attempts:
+        if scope.cancelled_caught or attempt.campaigncall_id not in self._book:
             return
         # The call is dropped at once, even while the store is away; the attempt is then
         # recorded with this reason, whichever of the two writes comes first.
         attempt.end_reason = reason
-        await self.release(attempt)
-        await self.reliably(attempt.campaigncall_id, f"expired {reason}", self.finish, reason)
+        await self._release(attempt)
+        await self._reliably(attempt.campaigncall_id, f"expired {reason}", self._finish, reason)
 
-    async def release(self, attempt: Attempt) -> None:
+    # -- release -------------------------------------------------------------------
+    async def _release(self, attempt: Attempt) -> None:
         """Tell the backend to drop a call the engine has ended itself."""
         try:
             if attempt.campaign_type == CampaignType.FLOW:
@@ -139,13 +265,25 @@ class Calls:
             else:
                 await self.shared.telephony.cancel(attempt.campaigncall_id)
         except Exception as exc:
+            # Broad on purpose: whatever the backend raises, the release is repeated
+            # (``_release_until_ended``) or the call is left to the backend.
             log.warning(
                 "backend did not release call",
                 campaigncall_id=attempt.campaigncall_id,
                 error=str(exc) or type(exc).__name__,
             )
 
-    def release_soon(self, attempt: Attempt) -> None:
+    def release_stopping(self, active: Iterable[Campaigncall], *, grace_over: bool) -> None:
+        """A stopping campaign's calls: unanswered ones are released now, answered ones
+        once the grace is over."""
+        for campaigncall in active:
+            attempt = self._book.get(campaigncall.id)
+            if attempt is None or attempt.release_requested:
+                continue
+            if not attempt.answered or grace_over:
+                self._release_soon(attempt)
+
+    def _release_soon(self, attempt: Attempt) -> None:
         """Have the call ended (cancel or hang-up, repeated until its end is seen)."""
         if attempt.release_requested or self.shared.task_group is None:
             return
@@ -158,9 +296,9 @@ class Calls:
         campaigncall_id = attempt.campaigncall_id
         give_up = self.shared.clock.monotonic() + self.shared.config.release_timeout
         delay = RELEASE_RETRY_FIRST
-        while self.shared.attempts.get(campaigncall_id) is attempt:
+        while self._book.get(campaigncall_id) is attempt:
             if attempt.placed:
-                await self.release(attempt)
+                await self._release(attempt)
             now = self.shared.clock.monotonic()
             if now >= give_up:
                 log.warning(
@@ -168,12 +306,23 @@ class Calls:
                     campaigncall_id=campaigncall_id,
                     waited=self.shared.config.release_timeout,
                 )
-                await self.reliably(
-                    campaigncall_id, "release unconfirmed", self.finish, HangupReason.LOST
+                await self._reliably(
+                    campaigncall_id, "release unconfirmed", self._finish, HangupReason.LOST
                 )
                 return
             await self.shared.clock.sleep_until(min(now + delay, give_up))
             delay = min(delay * 2, RELEASE_RETRY_MAX)
+
+    def abandon(self, campaign_id: str) -> None:
+        """The campaign's lease is gone: stop following its calls and drop them, unwritten."""
+        task_group = self.shared.task_group
+        assert task_group is not None
+        for attempt in self._book.of(campaign_id):
+            self._book.pop(attempt.campaigncall_id)
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+            task_group.start_soon(self._release, attempt)
+        self._publish_active(campaign_id)
 
     async def live_calls(self) -> set[str]:
         """The calls and flows the backends have up now (raises TelephonyUnavailable)."""
@@ -181,39 +330,36 @@ class Calls:
 
     async def drain(self) -> None:
         """Shutdown: see ``Engine.drain``."""
-        self.shared.draining = True
-        dialing = self.shared.attempts.dialing
+        self.draining = True
+        dialing = self._book.dialing
         log.info(
             "shutdown: ending calls",
             dialing=dialing,
-            answered=len(self.shared.attempts) - dialing,
+            answered=len(self._book) - dialing,
             grace=self.shared.config.stop_grace,
         )
         started = self.shared.clock.monotonic()
-        for attempt in self.shared.attempts:
+        for attempt in self._book:
             if not attempt.answered:
-                self.release_soon(attempt)
+                self._release_soon(attempt)
         await self._wait_calls_ended(started + self.shared.config.stop_grace)
-        for attempt in self.shared.attempts:
-            self.release_soon(attempt)
+        for attempt in self._book:
+            self._release_soon(attempt)
         await self._wait_calls_ended(
             started
             + self.shared.config.stop_grace
             + self.shared.config.release_timeout
             + RELEASE_RETRY_MAX
         )
-        log.info(
-            "shutdown: calls ended",
-            ended=dict(self.shared.drained),
-            still_up=len(self.shared.attempts),
-        )
+        log.info("shutdown: calls ended", ended=dict(self._drained), still_up=len(self._book))
 
     async def _wait_calls_ended(self, deadline: float) -> None:
-        while len(self.shared.attempts) and self.shared.clock.monotonic() < deadline:
+        while len(self._book) and self.shared.clock.monotonic() < deadline:
             await self.shared.clock.sleep_until(
                 min(self.shared.clock.monotonic() + DRAIN_POLL, deadline)
             )
 
+    # -- the backends' events ------------------------------------------------------
     async def handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
         """Apply the backends' events, one at a time, until the stream ends."""
         async with events:
@@ -221,17 +367,17 @@ class Calls:
                 await self._apply(event)
 
     async def _apply(self, event: TelephonyEvent) -> None:
-        """Write one backend event (see ``reliably``)."""
+        """Write one backend event (see ``_reliably``)."""
         if isinstance(event, Answered):
-            await self.reliably(event.campaigncall_id, "answered", self._answered)
+            await self._reliably(event.campaigncall_id, "answered", self._answered)
         elif isinstance(event, AgentConnected):
-            await self.measures.agent_connected(event)
+            await self._agent_connected(event)
         else:
-            await self.reliably(
-                event.campaigncall_id, f"ended {event.reason}", self.finish, event.reason
+            await self._reliably(
+                event.campaigncall_id, f"ended {event.reason}", self._finish, event.reason
             )
 
-    async def reliably(
+    async def _reliably(
         self,
         campaigncall_id: str,
         what: str,
@@ -261,6 +407,8 @@ class Calls:
                     outage_logged = True
                 await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
             except Exception as exc:
+                # Broad on purpose: this runs in the event workers, and a worker that
+                # raised would take no more events; the error is logged with its trace.
                 log.error(
                     "attempt change not applied",
                     campaigncall_id=campaigncall_id,
@@ -270,34 +418,78 @@ class Calls:
                 )
                 return
 
+    def _rang(self, attempt: Attempt, now: float) -> float | None:
+        """The one place ring time is measured (at the answer, or at the end of a call
+        never answered): the metric observed, the seconds returned."""
+        ring = attempt.ring_seconds(now)
+        if ring is not None:
+            metrics.RING_TIME.observe(ring)
+        return ring
+
     async def _answered(self, campaigncall_id: str) -> None:
-        attempt = self.shared.attempts.get(campaigncall_id)
+        attempt = self._book.get(campaigncall_id)
         if attempt is None:
             return  # not ours (any more), or already ended
-        if self.shared.attempts.answer(campaigncall_id) is not None:
+        if self._book.answer(campaigncall_id) is not None:
             if attempt.timer is not None:
                 attempt.timer.cancel()
             attempt.answered_at = self.shared.clock.monotonic()
-            if attempt.started_at is not None:
-                metrics.RING_TIME.observe(attempt.answered_at - attempt.started_at)
-                loop = self.shared.loops.get(attempt.campaign_id)
-                if loop is not None:
-                    loop.history.answered_live(attempt.answered_at - attempt.started_at)
+            ring = self._rang(attempt, attempt.answered_at)
+            measured = self._measures_of(attempt.campaign_id)
+            if ring is not None and measured is not None:
+                measured.history.answered_live(ring)
         with metrics.store_operation("mark_answered", self.shared.store.backend):
             answered = await self.shared.store.mark_answered(
-                campaigncall_id,
-                self.shared.clock.now(),
-                fence=self.shared.fence(attempt.campaign_id),
+                campaigncall_id, self.shared.clock.now(), fence=self._fence(attempt.campaign_id)
             )
         if answered is not None:
             metrics.ANSWERED.inc()
-            if attempt.campaign_id in self.shared.loops:
+            if self._runs(attempt.campaign_id):
                 metrics.campaign_answered(attempt.campaign_id)
-            self.publish_active(attempt.campaign_id)
+            self._publish_active(attempt.campaign_id)
             log.debug("attempt answered", campaigncall_id=campaigncall_id,
                       campaign_id=answered.campaign_id)  # fmt: skip
 
-    async def finish(
+    async def _agent_connected(self, event: AgentConnected) -> None:
+        """An answered call reached an agent: one live answer, abandoned if it waited
+        longer than the law allows (behaviour.md §10)."""
+        attempt = self._book.get(event.campaigncall_id)
+        if attempt is None or attempt.agent_wait is not None:
+            return
+        attempt.agent_wait = event.wait_seconds
+        late = abandonment.is_abandoned(event.wait_seconds, self.shared.config.abandon_seconds)
+        await self._count_abandonment(attempt.campaign_id, abandoned=late)
+
+    # -- the end -------------------------------------------------------------------
+    async def end_as_lost(self, campaigncall: Campaigncall, *, warning: str | None = None) -> None:
+        """An attempt the store has as active whose call is not live: ended as lost
+        (the ownership's reconciliation)."""
+        if warning is not None:
+            log.warning(warning, campaigncall_id=campaigncall.id,
+                        campaign_id=campaigncall.campaign_id)  # fmt: skip
+        await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+
+    async def end_vanished(self, live: set[str]) -> None:
+        """End followed calls the backend no longer has, whose end event never came (a
+        lost event). Missing from two sweeps in a row: an end event already on its way
+        is written first, and wins."""
+        for attempt in self._book:
+            if not attempt.placed or attempt.campaigncall_id in live:
+                attempt.missing_sweeps = 0
+                continue
+            attempt.missing_sweeps += 1
+            if attempt.missing_sweeps < 2:
+                continue
+            log.warning(
+                "call vanished without an end event; attempt ended as lost",
+                campaigncall_id=attempt.campaigncall_id,
+                campaign_id=attempt.campaign_id,
+            )
+            await self._reliably(
+                attempt.campaigncall_id, "vanished", self._finish, HangupReason.LOST
+            )
+
+    async def _finish(
         self,
         campaigncall_id: str,
         reason: HangupReason,
@@ -305,7 +497,7 @@ class Calls:
         campaigncall: Campaigncall | None = None,
     ) -> None:
         """End the attempt once; a repeated or late event changes nothing."""
-        attempt = self.shared.attempts.pop(campaigncall_id)
+        attempt = self._book.pop(campaigncall_id)
         give_back_try = False
         if attempt is not None:
             if attempt.timer is not None:
@@ -331,7 +523,7 @@ class Calls:
                     reason.value,
                     rule,
                     self.shared.clock.now(),
-                    fence=self.shared.fence(campaign_id),
+                    fence=self._fence(campaign_id),
                     give_back_try=give_back_try,
                     calling_rules=self.shared.calling_rules(customer_id),
                 )
@@ -339,22 +531,23 @@ class Calls:
             log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)
             return
         except BaseException:
+            # Broad on purpose, and re-raised: whatever stopped the write (a store
+            # outage, a cancellation), the attempt is followed again so a later event
+            # or tick can finish it.
             if attempt is not None:
-                # Not written: keep following it so a later event or tick can finish it.
-                self.shared.attempts.add(attempt)
+                self._book.add(attempt)
             raise
-        self.publish_active(campaign_id)
+        self._publish_active(campaign_id)
         if finished is None or not finished.finished:
             return
-        if self.shared.draining:
-            self.shared.drained[reason.value] += 1
+        if self.draining:
+            self._drained[reason.value] += 1
         metrics.attempt_finished(result.value, reason.value)
-        if campaign_id in self.shared.loops:
+        if self._runs(campaign_id):
             metrics.campaign_attempt_ended(campaign_id, result.value, reason.value)
         if attempt is not None:
-            self.measures.observe_call_times(attempt)
-            await self.measures.measure_end(attempt, reason)
-        self.measures.count_finished(finished.campaigncall, finished.target)
+            await self._measure_end(attempt, reason)
+        self._count_finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
         log.info(
             "attempt ended",
@@ -365,23 +558,73 @@ class Calls:
             reason=reason.value,
             target_status=finished.target.status.value if finished.target else None,
         )
-        if call.campaign_id in self.shared.loops:
-            self.wake(call.campaign_id)
-
-    def publish_active(self, campaign_id: str | None = None) -> None:
-        dialing = self.shared.attempts.dialing
-        metrics.attempts_active(dialing=dialing, progressing=len(self.shared.attempts) - dialing)
-        if campaign_id is not None and campaign_id in self.shared.loops:
-            count = self.shared.attempts.of_campaign(campaign_id)
-            metrics.campaign_activity(
-                campaign_id, dialing=count.dialing, talking=count.active - count.dialing
-            )
+        if self._runs(call.campaign_id):
+            self._wake(call.campaign_id)
 
     async def _retry_rule(self, outplan_id: str) -> RetryRule:
-        outplan = self.shared.outplans.get(outplan_id)
+        outplan = self._outplans.get(outplan_id)
         if outplan is None:
             # None when the outplan is gone: no retry can follow, the target ends done.
             outplan = await self.shared.store.get_outplan(None, outplan_id)
             if outplan is not None:
-                self.shared.outplans[outplan_id] = outplan
+                self._outplans[outplan_id] = outplan
         return RetryRule.of(outplan)
+
+    # -- what an ended attempt counts as ----------------------------------------------
+    async def _measure_end(self, attempt: Attempt, reason: HangupReason) -> None:
+        """Call times; what an ended attempt teaches the campaign's model; and an
+        answered call that ended without ever reaching an agent: a live answer,
+        abandoned."""
+        now = self.shared.clock.monotonic()
+        measured = self._measures_of(attempt.campaign_id)
+        if attempt.answered_at is not None:
+            metrics.TALK_TIME.observe(now - attempt.answered_at)
+            is_call = attempt.campaign_type == CampaignType.CALL
+            if measured is not None and is_call and attempt.agent_wait is not None:
+                measured.history.talked(now - attempt.answered_at)
+        elif attempt.campaign_type == CampaignType.CALL:
+            ring = self._rang(attempt, now)
+            if measured is not None and ring is not None and reason != HangupReason.CANCELLED:
+                measured.history.not_answered(ring)
+        if attempt.answered and attempt.agent_wait is None and reason == HangupReason.ABANDONED:
+            await self._count_abandonment(attempt.campaign_id, abandoned=True)
+
+    async def _count_abandonment(self, campaign_id: str, *, abandoned: bool) -> None:
+        """Add one live answer to today's count, in the store (so a restart or another
+        instance goes on from it) and in the copy the governor reads."""
+        metrics.LIVE_ANSWERS_MEASURED.labels(abandoned=str(abandoned).lower()).inc()
+        day = self._today()
+        while True:
+            try:
+                count = await self.shared.store.add_abandonment(campaign_id, day, 1, int(abandoned))
+                break
+            except StoreError as exc:
+                # A measurement the governor depends on is never dropped: retry.
+                log.warning("abandonment count kept until the store answers", error=str(exc))
+                await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
+        measured = self._measures_of(campaign_id)
+        if measured is not None and measured.abandonment is not None:
+            measured.abandonment[day] = count
+
+    def _count_finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
+        self.stats.attempts_finished += 1
+        if call.result == CampaigncallResult.SUCCESS:
+            self.stats.success += 1
+        else:
+            self.stats.fail += 1
+        if target is not None and target.status == TargetStatus.DONE:
+            self.stats.targets_done += 1
+
+    def _publish_active(self, campaign_id: str | None = None) -> None:
+        dialing = self._book.dialing
+        metrics.attempts_active(dialing=dialing, progressing=len(self._book) - dialing)
+        if campaign_id is not None and self._runs(campaign_id):
+            count = self._book.of_campaign(campaign_id)
+            metrics.campaign_activity(
+                campaign_id, dialing=count.dialing, talking=count.active - count.dialing
+            )
+
+
+def is_answered(campaigncall: Campaigncall) -> bool:
+    """A restored attempt past dialing was answered."""
+    return campaigncall.status != CampaigncallStatus.DIALING

@@ -19,19 +19,13 @@ from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
 from dialerd.queues import QueueRegistry
 from dialerd.scheduler.allowance import Allowance
-from dialerd.scheduler.calls import Calls
+from dialerd.scheduler.calls import Calls, MeasuresView
 from dialerd.scheduler.ending import CampaignEnding
-from dialerd.scheduler.ownership import Ownership
-from dialerd.scheduler.shared import (
-    AbandonmentOf,
-    CallingRulesOf,
-    CampaignLoop,
-    EngineStats,
-    SharedState,
-    log,
-)
-from dialerd.scheduler.sharing import CallSharing, QuotasOf
-from dialerd.scheduler.supervisor import Supervisor
+from dialerd.scheduler.ownership import Leases, Ownership
+from dialerd.scheduler.shared import AbandonmentOf, CallingRulesOf, EngineStats, SharedState, log
+from dialerd.scheduler.sharing import CallSharing, QuotasOf, no_quotas
+from dialerd.scheduler.states import DialingStates
+from dialerd.scheduler.supervisor import RunningCampaigns, Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.service.identity import public_id
 from dialerd.store import Store
@@ -77,23 +71,53 @@ class Engine:
             config=config,
             control=self.control,
             owner=owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}",
-            calling_rules=calling_rules,
-            abandonment=abandonment,
         )
-        self._calls = Calls(shared, wake=self.wake)
-        self._ownership = Ownership(shared, self._calls)
-        ending = CampaignEnding(shared)
-        self._sharing = CallSharing(shared, ceiling=ceiling, quotas_of=quotas_of)
-        tick = Tick(
+        shared.use_rules(calling_rules, abandonment)
+        # Each part owns its state and is given only what it reads of the others'.
+        leases = self._leases = Leases()
+        running = self._running = RunningCampaigns(leases)
+        states = self._states = DialingStates(clock)
+        calls = self._calls = Calls(shared, fence=leases.fence, runs=running.__contains__,
+                                    wake=self.wake)  # fmt: skip
+        self._ownership = Ownership(shared, leases, calls)
+        ending = CampaignEnding(shared, attempts=calls.view, states=states, fence=leases.fence)
+        self._sharing = CallSharing(
+            shared, calls.view, running.__contains__, ceiling or Ceiling(), quotas_of or no_quotas
+        )
+        allowance = self._allowance = Allowance(
             shared,
-            calls=self._calls,
-            allowance=Allowance(shared, ending),
-            ending=ending,
-            ownership=self._ownership,
-            wake=self.wake,
+            calls=calls,
             sharing=self._sharing,
+            neighbours=running.on_queue,
+            stop_invalid=ending.stop_invalid,
         )
-        self._supervisor = Supervisor(shared, ownership=self._ownership, tick=tick)
+        self._tick = Tick(
+            shared,
+            calls=calls,
+            allowance=allowance,
+            ending=ending,
+            states=states,
+            fence=leases.fence,
+            reconcile=self._ownership.reconcile,
+            wake=self.wake,
+        )
+
+        def loop_ended(campaign_id: str) -> None:
+            states.forget(campaign_id)
+            allowance.forget(campaign_id)
+            calls.forget(campaign_id)
+
+        self._supervisor = Supervisor(
+            shared,
+            running,
+            leases,
+            self._ownership,
+            self._tick,
+            states,
+            started_by_chain=ending.take_chained,
+            outplan=calls.outplan,
+            loop_ended=loop_ended,
+        )
 
     # -- what the daemon, the API and the tests see --------------------------------
     @property
@@ -119,34 +143,34 @@ class Engine:
 
     @property
     def stats(self) -> EngineStats:
-        return self._shared.stats
+        return self._calls.stats
 
     @property
     def last_progress(self) -> float:
         """When housekeeping or a tick last got through (the watchdog's heartbeat)."""
-        return self._shared.last_progress
+        return self._supervisor.last_progress
 
     @property
     def tick_observer(self) -> Callable[[float, float], None] | None:
         """Called with (lag, duration) of every tick; benchmarks collect the samples."""
-        return self._shared.tick_observer
+        return self._tick.observer
 
     @tick_observer.setter
     def tick_observer(self, observer: Callable[[float, float], None] | None) -> None:
-        self._shared.tick_observer = observer
+        self._tick.observer = observer
 
     @property
     def running_campaigns(self) -> int:
-        return len(self._shared.loops)
+        return len(self._running)
 
     @property
     def active_attempts(self) -> int:
-        return len(self._shared.attempts)
+        return len(self._calls.view)
 
     @property
     def max_dialing(self) -> int:
         """The most attempts that were dialing at one moment."""
-        return self._shared.attempts.max_dialing
+        return self._calls.view.max_dialing
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -171,7 +195,7 @@ class Engine:
             ):
                 self._supervisor.ensure_loop(campaign.id)
             task_group.start_soon(self._supervisor.housekeeping)
-            log.info("engine started", campaigns=len(shared.loops))
+            log.info("engine started", campaigns=len(self._running))
             task_status.started()
 
     def reconfigure(
@@ -187,10 +211,7 @@ class Engine:
         of calls and quotas); every sleeping loop ticks at once, so a new tick interval
         applies now."""
         self._shared.config = config
-        if calling_rules is not None:
-            self._shared.calling_rules = calling_rules
-        if abandonment is not None:
-            self._shared.abandonment = abandonment
+        self._shared.use_rules(calling_rules, abandonment)
         if ceiling is not None and quotas_of is not None:
             self._sharing.reconfigure(ceiling, quotas_of)
         self._supervisor.reconfigured()
@@ -211,33 +232,41 @@ class Engine:
 
     def insight(self, campaign_id: str) -> CampaignInsight | None:
         """What this instance knows of a campaign it runs; None if it runs it not."""
-        shared = self._shared
-        loop = shared.loops.get(campaign_id)
-        if loop is None or loop.fence is None or loop.campaign is None or loop.state is None:
+        loop = self._running.get(campaign_id)
+        state = self._states.get(campaign_id)
+        pacing = self._allowance.view(campaign_id)
+        if (
+            loop is None
+            or self._leases.fence(campaign_id) is None
+            or loop.campaign is None
+            or state.state is None
+        ):
             return None
-        count = shared.attempts.of_campaign(campaign_id)
+        campaign = loop.campaign
+        count = self._calls.view.of_campaign(campaign_id)
         running = self._running_actions(campaign_id)
-        detail = loop.state_detail
+        detail = state.detail
         if running and not detail:
             ranked = sorted(running.items(), key=lambda item: (-item[1], item[0]))
             detail = "flows wait on " + ", ".join(f"{kind} {n}" for kind, n in ranked)
+        windows = self._shared.abandonment(campaign.customer_id).windows
         return CampaignInsight(
             campaign_id=campaign_id,
-            status=loop.campaign.status.value,
-            state=loop.state.value,
+            status=campaign.status.value,
+            state=state.state.value,
             detail=detail,
-            since=format_time(loop.state_since) if loop.state_since else "",
-            instance=public_id(shared.owner),
-            available_agents=loop.available_agents,
+            since=format_time(state.since) if state.since else "",
+            instance=public_id(self._shared.owner),
+            available_agents=pacing.available_agents if pacing else None,
             dialing=count.dialing,
             talking=count.active - count.dialing,
-            service_level=loop.campaign.service_level,
-            targets=loop.target_counts,
-            pacing_mode=loop.campaign.pacing_mode.value,
-            abandonment=shared.abandonment_windows(loop),
-            governor_pressure=loop.governor_pressure,
+            service_level=campaign.service_level,
+            targets=state.target_counts,
+            pacing_mode=campaign.pacing_mode.value,
+            abandonment=self._calls.abandonment_counted(campaign_id, windows),
+            governor_pressure=pacing.governor_pressure if pacing else 0.0,
             running_actions=running,
-            **self._estimates(loop),
+            **self._estimates(self._calls.measures(campaign_id)),
         )
 
     def _running_actions(self, campaign_id: str) -> dict[str, int]:
@@ -246,13 +275,13 @@ class Engine:
         tell = getattr(self._shared.flows, "running_actions", None)
         if tell is None:
             return {}
-        ids = {attempt.campaigncall_id for attempt in self._shared.attempts.of(campaign_id)}
+        ids = {attempt.campaigncall_id for attempt in self._calls.view.of(campaign_id)}
         running: dict[str, int] = tell(ids)
         return running
 
     @staticmethod
-    def _estimates(loop: CampaignLoop) -> dict[str, float]:
-        estimates = loop.history.estimates()
+    def _estimates(measures: MeasuresView | None) -> dict[str, float]:
+        estimates = measures.history.estimates() if measures is not None else None
         if estimates is None:
             return {}
         return {

@@ -4,64 +4,97 @@ attempts the store has as active set against the calls the backend has live."""
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
 
 from dialerd import metrics
 from dialerd.model import Campaigncall, parse_time
-from dialerd.ports import HangupReason, TelephonyUnavailable
-from dialerd.scheduler.calls import Calls
-from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, log
-from dialerd.store import StoreError
+from dialerd.ports import TelephonyUnavailable
+from dialerd.scheduler.calls import Calls, is_answered
+from dialerd.scheduler.shared import STORE_RETRY, SharedState, log
+from dialerd.store import Fence, StoreError
 
 # Attempts the store has as active but this engine does not follow (a reply lost in an
 # outage) are ended as lost once this old.
 ORPHAN_AGE = 30.0
 
 
+@dataclass
+class _Lease:
+    # Every write of the campaign's loop carries it (a fencing token).
+    fence: Fence
+    renewed: float
+    # The attempts a previous owner left have been ended or followed (``take_over``).
+    taken_over: bool = False
+
+
+class Leases:
+    """The leases this instance holds, by campaign: changed by ``Ownership`` only, read
+    by every part that writes for a campaign (``fence``)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Lease] = {}
+        # Campaigns another instance holds: not tried again before this monotonic time.
+        self._foreign: dict[str, float] = {}
+
+    def fence(self, campaign_id: str) -> Fence | None:
+        """The lease this instance holds on the campaign, if it runs it."""
+        lease = self._held.get(campaign_id)
+        return lease.fence if lease is not None else None
+
+    def held_elsewhere(self, campaign_id: str, now: float) -> bool:
+        """Another instance held the campaign's lease at the latest try, lately."""
+        return self._foreign.get(campaign_id, -math.inf) > now
+
+
 class Ownership:
     """Campaign leases, and the one reconciliation of store and backend."""
 
-    def __init__(self, shared: SharedState, calls: Calls) -> None:
+    def __init__(self, shared: SharedState, leases: Leases, calls: Calls) -> None:
         self.shared = shared
+        self._leases = leases
         self.calls = calls
 
-    async def hold_lease(self, loop: CampaignLoop) -> bool:
+    async def hold_lease(self, campaign_id: str) -> bool:
         """Take or renew the campaign's lease; False when another instance holds it."""
         shared = self.shared
         now = shared.clock.monotonic()
         ttl = shared.config.lease_ttl
-        if loop.fence is not None and now - loop.lease_renewed < ttl / 3:
+        lease = self._leases._held.get(campaign_id)
+        if lease is not None and now - lease.renewed < ttl / 3:
             return True
-        fence = await shared.store.acquire_lease(
-            loop.campaign_id, shared.owner, ttl, shared.clock.now()
-        )
-        if fence is None or (loop.fence is not None and fence.token != loop.fence.token):
-            if loop.fence is not None:
-                self.abandon(loop, "the lease expired")
-            shared.foreign[loop.campaign_id] = now + ttl / 3
+        fence = await shared.store.acquire_lease(campaign_id, shared.owner, ttl, shared.clock.now())
+        if fence is None or (lease is not None and fence.token != lease.fence.token):
+            if lease is not None:
+                self.abandon(campaign_id, "the lease expired")
+            self._leases._foreign[campaign_id] = now + ttl / 3
             return False
-        taken = loop.fence is None
-        loop.fence = fence
-        if taken:
+        if lease is None:
             # This instance runs the campaign now: its series exist from here, at 0.
-            metrics.declare_campaign(loop.campaign_id)
-        # A lease just taken counts as renewed a random part of a renewal period ago:
-        # campaigns started together then renew at different ticks, not all at once.
-        loop.lease_renewed = now - (random.uniform(0, ttl / 3) if taken else 0.0)
-        if not loop.taken_over:
+            metrics.declare_campaign(campaign_id)
+            # A lease just taken counts as renewed a random part of a renewal period
+            # ago: campaigns started together then renew at different ticks.
+            lease = self._leases._held[campaign_id] = _Lease(
+                fence, now - random.uniform(0, ttl / 3)
+            )
+        else:
+            lease.fence, lease.renewed = fence, now
+        if not lease.taken_over:
             # Nothing is dialed before the previous owner's attempts are settled; if the
             # backend cannot tell which live, the tick fails and is retried.
-            await self.take_over(loop)
-            loop.taken_over = True
+            await self.take_over(campaign_id)
+            lease.taken_over = True
         return True
 
-    async def release_lease(self, loop: CampaignLoop) -> None:
+    async def release_lease(self, campaign_id: str) -> None:
         """Give the lease back as the loop ends."""
-        if loop.fence is None:
+        lease = self._leases._held.pop(campaign_id, None)
+        if lease is None:
             return
         # Shielded and bounded; if the store is away the lease simply expires.
         with (
@@ -69,22 +102,13 @@ class Ownership:
             anyio.move_on_after(STORE_RETRY),
             contextlib.suppress(StoreError),
         ):
-            await self.shared.store.release_lease(loop.fence)
+            await self.shared.store.release_lease(lease.fence)
 
-    def abandon(self, loop: CampaignLoop, why: str) -> None:
+    def abandon(self, campaign_id: str, why: str) -> None:
         """The lease is gone: stop following the campaign's calls and drop them, unwritten."""
         log.warning("campaign lease lost; another instance takes over", reason=why)
-        loop.fence = None
-        loop.taken_over = False
-        task_group = self.shared.task_group
-        assert task_group is not None
-        for attempt in self.shared.attempts:
-            if attempt.campaign_id == loop.campaign_id:
-                self.shared.attempts.pop(attempt.campaigncall_id)
-                if attempt.timer is not None:
-                    attempt.timer.cancel()
-                task_group.start_soon(self.calls.release, attempt)
-        self.calls.publish_active(loop.campaign_id)
+        self._leases._held.pop(campaign_id, None)
+        self.calls.abandon(campaign_id)
 
     # -- reconciliation ----------------------------------------------------------
     async def reconcile(
@@ -99,18 +123,13 @@ class Ownership:
         ones whose call the backend has live (with ``follow_live``), end the others as
         ``lost`` (logging ``warning`` for each, if given)."""
         for campaigncall in active:
-            if campaigncall.id in self.shared.attempts:
+            if campaigncall.id in self.calls.view:
                 continue
             if campaigncall.id in live:
                 if follow_live:
-                    self.calls.follow(
-                        campaigncall, answered=campaigncall.status != "dialing", placed=True
-                    )
+                    self.calls.follow(campaigncall, answered=is_answered(campaigncall), placed=True)
                 continue
-            if warning is not None:
-                log.warning(warning, campaigncall_id=campaigncall.id,
-                            campaign_id=campaigncall.campaign_id)  # fmt: skip
-            await self.calls.finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+            await self.calls.end_as_lost(campaigncall, warning=warning)
 
     async def reconcile_at_start(self) -> None:
         """After a restart: keep following live attempts; end the others as ``lost``.
@@ -137,11 +156,11 @@ class Ownership:
                 ours.append(campaigncall)
         await self.reconcile(ours, live)
 
-    async def take_over(self, loop: CampaignLoop) -> None:
+    async def take_over(self, campaign_id: str) -> None:
         """A newly leased campaign: attempts of a previous owner that this process does
         not have live are ended as lost, before anything is dialed."""
         live = await self.calls.live_calls()
-        await self.reconcile(await self.shared.store.active_attempts(loop.campaign_id), live)
+        await self.reconcile(await self.shared.store.active_attempts(campaign_id), live)
 
     async def sweep(self) -> None:
         """Housekeeping's reconciliation: end active attempts nobody follows (their
@@ -158,28 +177,8 @@ class Ownership:
         orphans = (
             campaigncall
             for campaigncall in active
-            if shared.fence(campaigncall.campaign_id) is not None
+            if self._leases.fence(campaigncall.campaign_id) is not None
             and parse_time(campaigncall.tm_create) <= cutoff
         )
         await self.reconcile(orphans, live, follow_live=False, warning="orphan attempt ended")
-        await self._end_vanished(live)
-
-    async def _end_vanished(self, live: set[str]) -> None:
-        """End followed calls the backend no longer has, whose end event never came (a
-        lost event). Missing from two sweeps in a row: an end event already on its way
-        is written first, and wins."""
-        for attempt in self.shared.attempts:
-            if not attempt.placed or attempt.campaigncall_id in live:
-                attempt.missing_sweeps = 0
-                continue
-            attempt.missing_sweeps += 1
-            if attempt.missing_sweeps < 2:
-                continue
-            log.warning(
-                "call vanished without an end event; attempt ended as lost",
-                campaigncall_id=attempt.campaigncall_id,
-                campaign_id=attempt.campaign_id,
-            )
-            await self.calls.reliably(
-                attempt.campaigncall_id, "vanished", self.calls.finish, HangupReason.LOST
-            )
+        await self.calls.end_vanished(live)

@@ -17,18 +17,21 @@ from __future__ import annotations
 import math
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dialerd import metrics
+from dialerd.attempts import AttemptsView
 from dialerd.core import fair_share
 from dialerd.core.fair_share import Ceiling, rate_shares, shares
 from dialerd.core.pacing import RateBudget
 from dialerd.core.quotas import Quota, Quotas, call_limits
 from dialerd.insight import DialingState
 from dialerd.model import Campaign
-from dialerd.scheduler.shared import CampaignLoop, SharedState
+from dialerd.scheduler.shared import SharedState
 
 QuotasOf = Callable[[str], Quotas]
+# What held a campaign's attempts back, and why in words (None: nothing).
+Hold = tuple[DialingState, str] | None
 
 # A campaign's want counts this many tick intervals after its latest tick; then only
 # its active calls do (a stopped or held campaign no longer takes a share).
@@ -65,53 +68,53 @@ class _Split:
     rates: dict[str, float]
 
 
-def _no_quotas(customer_id: str) -> Quotas:
+def no_quotas(customer_id: str) -> Quotas:
     return Quotas()
 
 
+@dataclass(eq=False)
 class CallSharing:
     """Cuts each tick's attempts to the customer's quotas and fair share; owns the
     wants, the split, the rate budgets and the starts it counts."""
 
-    def __init__(
-        self,
-        shared: SharedState,
-        *,
-        ceiling: Ceiling | None = None,
-        quotas_of: QuotasOf | None = None,
-    ) -> None:
-        self.shared = shared
-        self.ceiling = ceiling or Ceiling()
-        self.quotas_of: QuotasOf = quotas_of or _no_quotas
-        self._wants: dict[str, _Want] = {}
-        self._split = _Split(at=-math.inf, customers=set(), shares={}, rates={})
-        # Attempts granted whose tick has not started them yet (ticks of several
-        # campaigns run at once): they count as the customer's calls meanwhile.
-        self._granted: defaultdict[str, int] = defaultdict(int)
-        self._granted_to: dict[str, int] = {}
-        self._process_budget: RateBudget | None = None
-        self._budgets: dict[str, RateBudget] = {}
-        # Start times of the latest second, per customer (the calls-per-second gauge).
-        self._starts: defaultdict[str, deque[float]] = defaultdict(deque)
+    shared: SharedState
+    attempts: AttemptsView
+    # Whether this instance runs the campaign (the wants of the others are dropped).
+    runs: Callable[[str], bool]
+    ceiling: Ceiling = field(default_factory=Ceiling)
+    quotas_of: QuotasOf = no_quotas
+    _wants: dict[str, _Want] = field(default_factory=dict)
+    _split: _Split = field(
+        default_factory=lambda: _Split(at=-math.inf, customers=set(), shares={}, rates={})
+    )
+    # Attempts granted whose tick has not started them yet (ticks of several campaigns
+    # run at once): they count as the customer's calls meanwhile.
+    _granted: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _granted_to: dict[str, int] = field(default_factory=dict)
+    _process_budget: RateBudget | None = None
+    _budgets: dict[str, RateBudget] = field(default_factory=dict)
+    # Start times of the latest second, per customer (the calls-per-second gauge).
+    _starts: defaultdict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
 
     def reconfigure(self, ceiling: Ceiling, quotas_of: QuotasOf) -> None:
         """Use a reloaded ``[limits]`` and ``[quotas]`` from the next tick on."""
         self.ceiling, self.quotas_of = ceiling, quotas_of
         self._split.at = -math.inf
 
-    def grant(self, loop: CampaignLoop, campaign: Campaign, allowed: int) -> int:
-        """How many of the ``allowed`` attempts the campaign may start now."""
+    def grant(self, campaign: Campaign, allowed: int) -> tuple[int, Hold]:
+        """How many of the ``allowed`` attempts the campaign may start now, and what
+        held them back when none may."""
         customer = campaign.customer_id
         max_calls, max_rate = call_limits(self.quotas_of(customer))
         if self.ceiling.unlimited and max_calls is None and max_rate is None:
-            return allowed
+            return allowed, None
         now = self.shared.clock.monotonic()
         self._note_want(campaign, allowed, now)
         split = self._split
         interval = self.shared.config.tick_interval
         if now - split.at >= SPLIT_TICKS * interval or customer not in split.customers:
             split = self._take_split(now)
-        used = self.shared.attempts.of_customer(customer) + self._granted[customer]
+        used = self.attempts.of_customer(customer) + self._granted[customer]
         concurrent_room, limit = self._concurrent_room(customer, max_calls, used)
         rate_room, rate = self._rate_room(customer, max_rate, now)
         decided = fair_share.grant(allowed, concurrent_room=concurrent_room, rate_room=rate_room)
@@ -119,13 +122,16 @@ class CallSharing:
         self._reserve(customer, decided.attempts)
         self._granted_to[campaign.id] = decided.attempts
         if decided.attempts == 0 and allowed > 0:
-            if decided.held_by == Quota.CONCURRENT_CALLS.value:
-                loop.held_by = DialingState.CONCURRENCY_CEILING
-                loop.state_detail = f"the customer's calls are at its limit of {limit}"
-            else:
-                loop.held_by = DialingState.RATE_CEILING
-                loop.state_detail = f"the customer's calls per second are at {rate:g}"
-        return decided.attempts
+            if decided.held_by == Quota.CONCURRENT_CALLS:
+                return 0, (
+                    DialingState.CONCURRENCY_CEILING,
+                    f"the customer's calls are at its limit of {limit}",
+                )
+            return 0, (
+                DialingState.RATE_CEILING,
+                f"the customer's calls per second are at {rate:g}",
+            )
+        return decided.attempts, None
 
     def spent(self, campaign: Campaign, granted: int, started: int, *, claimed: bool) -> None:
         """The tick started ``started`` of the ``granted`` attempts (always called once
@@ -143,13 +149,13 @@ class CallSharing:
         want = self._wants.get(campaign.id)
         if want is not None and claimed and started < granted:
             want.short_at, want.could = now, started
-            want.calls = self.shared.attempts.of_campaign(campaign.id).active
+            want.calls = self.attempts.of_campaign(campaign.id).active
             want.wanting = 0
 
     # -- the parts of a grant -------------------------------------------------------------
     def _note_want(self, campaign: Campaign, allowed: int, now: float) -> None:
         """Remember what the campaign wants this tick."""
-        active = self.shared.attempts.of_campaign(campaign.id).active
+        active = self.attempts.of_campaign(campaign.id).active
         want = self._wants.get(campaign.id)
         if want is None or want.customer_id != campaign.customer_id:
             want = self._wants[campaign.id] = _Want(campaign.customer_id, 0, 0, now)
@@ -161,13 +167,13 @@ class CallSharing:
 
     def _take_split(self, now: float) -> _Split:
         """Count every customer's calls and wants, and split the ceilings anew."""
-        for campaign_id in [c for c in self._wants if c not in self.shared.loops]:
+        for campaign_id in [c for c in self._wants if not self.runs(c)]:
             del self._wants[campaign_id]
         fresh = now - FRESH_TICKS * self.shared.config.tick_interval
         demands: defaultdict[str, int] = defaultdict(int)
         asking: set[str] = set()
         for campaign_id, want in self._wants.items():
-            calls = self.shared.attempts.of_campaign(campaign_id).active
+            calls = self.attempts.of_campaign(campaign_id).active
             if want.at >= fresh:
                 calls = max(calls, want.calls)
                 if want.wanting > 0:
@@ -206,7 +212,7 @@ class CallSharing:
             return (None if limit is None else limit - used), limit
         share = self._split.shares.get(customer, 0)
         limit = share if limit is None else min(limit, share)
-        free = capacity - len(self.shared.attempts) - sum(self._granted.values())
+        free = capacity - len(self.attempts) - sum(self._granted.values())
         return min(limit - used, free), limit
 
     def _rate_room(

@@ -7,17 +7,19 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import anyio
 import structlog
 
 from dialerd import metrics
-from dialerd.core.pacing import RateBudget
 from dialerd.insight import DialingState
-from dialerd.model import NIL_UUID, Campaign, CampaignStatus
+from dialerd.model import NIL_UUID, Campaign, CampaignStatus, Outplan
 from dialerd.ports import QueueUnavailable
-from dialerd.scheduler.ownership import Ownership
-from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, log
+from dialerd.scheduler.ownership import Leases, Ownership
+from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, backoff, log
+from dialerd.scheduler.states import DialingStates
 from dialerd.scheduler.tick import Tick
 from dialerd.store import LeaseLost, StoreError
 
@@ -35,26 +37,73 @@ TARGET_COUNT_EVERY = 15
 PRUNE_LOCKS_EVERY = 60
 
 
+class RunningCampaigns:
+    """The campaign loops of this instance, and the running and stopping campaigns of
+    every instance by queue (housekeeping's latest read): changed by the supervisor
+    only, read by the other parts through its methods."""
+
+    def __init__(self, leases: Leases) -> None:
+        self.leases = leases
+        self.loops: dict[str, CampaignLoop] = {}
+        self.by_queue: dict[str, list[Campaign]] = {}
+
+    def __contains__(self, campaign_id: object) -> bool:
+        return campaign_id in self.loops
+
+    def __len__(self) -> int:
+        return len(self.loops)
+
+    def get(self, campaign_id: str) -> CampaignLoop | None:
+        return self.loops.get(campaign_id)
+
+    def owned(self) -> list[Campaign]:
+        """The campaigns this instance runs (leased), as their latest tick read them."""
+        return [
+            loop.campaign
+            for loop in self.loops.values()
+            if loop.campaign is not None and self.leases.fence(loop.campaign_id) is not None
+        ]
+
+    def on_queue(self, queue_id: str) -> tuple[Iterable[Campaign], Iterable[Campaign]]:
+        """The campaigns on the queue: this instance's own, and every instance's."""
+        own = [campaign for campaign in self.owned() if campaign.queue_id == queue_id]
+        return own, self.by_queue.get(queue_id, [])
+
+
+@dataclass(eq=False)
 class Supervisor:
     """Starts, paces and ends the campaign loops; runs housekeeping."""
 
-    def __init__(self, shared: SharedState, *, ownership: Ownership, tick: Tick) -> None:
-        self.shared = shared
-        self.ownership = ownership
-        self.tick = tick
-        self._housekeeping_sleep: anyio.CancelScope | None = None
+    shared: SharedState
+    running: RunningCampaigns
+    leases: Leases
+    ownership: Ownership
+    tick: Tick
+    states: DialingStates
+    # Whether a campaign whose loop starts was started by chaining (asked once).
+    started_by_chain: Callable[[str], bool]
+    # The outplan a campaign's tick read last (None before its first tick).
+    outplan: Callable[[str], Outplan | None]
+    # What the other parts forget of a campaign whose loop ended.
+    loop_ended: Callable[[str], None]
+    # When housekeeping or a tick last got through (the watchdog's heartbeat).
+    last_progress: float = -math.inf
+    _housekeeping_sleep: anyio.CancelScope | None = None
+
+    def __post_init__(self) -> None:
+        self.last_progress = self.shared.clock.monotonic()
 
     def reconfigured(self) -> None:
         """A reload: housekeeping and every sleeping loop go on at once, so a new tick
         interval applies now."""
         if self._housekeeping_sleep is not None:
             self._housekeeping_sleep.cancel()
-        for campaign_id in list(self.shared.loops):
+        for campaign_id in list(self.running.loops):
             self.wake(campaign_id)
 
     def wake(self, campaign_id: str) -> None:
         """Tick the campaign now (starting its loop if it has none)."""
-        loop = self.shared.loops.get(campaign_id)
+        loop = self.running.loops.get(campaign_id)
         if loop is None:
             self.ensure_loop(campaign_id)
             return
@@ -64,7 +113,7 @@ class Supervisor:
 
     def note_stop(self, campaign_id: str) -> None:
         """A stop was stored just now: the grace of answered calls counts from here."""
-        loop = self.shared.loops.get(campaign_id)
+        loop = self.running.loops.get(campaign_id)
         if loop is not None:
             loop.stopping_since = self.shared.clock.monotonic()
         self.wake(campaign_id)
@@ -85,7 +134,7 @@ class Supervisor:
                 )
                 now = self.shared.clock.monotonic()
                 for campaign in active:
-                    if self.shared.foreign.get(campaign.id, -math.inf) <= now:
+                    if not self.leases.held_elsewhere(campaign.id, now):
                         self.ensure_loop(campaign.id)
                 if rounds % STOPPED_COUNT_EVERY == 0:
                     stopped = len(
@@ -95,7 +144,7 @@ class Supervisor:
                 for campaign in active:
                     if campaign.queue_id != NIL_UUID:
                         by_queue.setdefault(campaign.queue_id, []).append(campaign)
-                self.shared.by_queue = by_queue
+                self.running.by_queue = by_queue
                 stored = {status.value: 0 for status in CampaignStatus}
                 stored[CampaignStatus.STOP.value] = stopped
                 for campaign in active:
@@ -103,9 +152,8 @@ class Supervisor:
                 metrics.campaigns_stored(stored)
                 # This instance's own: they add up right across instances.
                 owned = {status.value: 0 for status in CampaignStatus}
-                for loop in self.shared.loops.values():
-                    if loop.fence is not None and loop.campaign is not None:
-                        owned[loop.campaign.status.value] += 1
+                for owned_campaign in self.running.owned():
+                    owned[owned_campaign.status.value] += 1
                 metrics.campaigns_by_status(owned)
                 metrics.queues_in_use(
                     {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
@@ -116,8 +164,10 @@ class Supervisor:
                 if rounds % PRUNE_LOCKS_EVERY == PRUNE_LOCKS_EVERY - 1:
                     await self.shared.store.prune_locks(self.shared.clock.now())
             except Exception as exc:
+                # Broad on purpose: housekeeping is what finds forgotten campaigns and
+                # feeds the watchdog; whatever failed this round, the next one runs.
                 log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
-            self.shared.last_progress = self.shared.clock.monotonic()
+            self.last_progress = self.shared.clock.monotonic()
             # Read each round: a reload may change the interval.
             deadline = max(
                 deadline + self.shared.config.tick_interval, self.shared.clock.monotonic()
@@ -130,32 +180,28 @@ class Supervisor:
         """The list progress of the campaigns this instance runs (a scan per list): each
         round counts one ``TARGET_COUNT_EVERY``-th of them (by a hash of the id), so
         each is counted every ``TARGET_COUNT_EVERY`` rounds and no round does them all."""
-        for loop in list(self.shared.loops.values()):
+        for loop in list(self.running.loops.values()):
             if zlib.crc32(loop.campaign_id.encode()) % TARGET_COUNT_EVERY != share:
                 continue
             campaign = loop.campaign
-            outplan = self.shared.outplans.get(campaign.outplan_id) if campaign else None
-            if loop.fence is None or campaign is None or outplan is None:
+            outplan = self.outplan(campaign.outplan_id) if campaign else None
+            if self.leases.fence(loop.campaign_id) is None or campaign is None or outplan is None:
                 continue
-            loop.target_counts = await self.shared.store.target_counts(
+            counts = await self.shared.store.target_counts(
                 campaign.outdial_id, self.shared.clock.now()
             )
-            if campaign.id in self.shared.loops:
-                metrics.campaign_targets(campaign.id, loop.target_counts)
+            if campaign.id in self.running:
+                self.states.counted(campaign.id, counts)
+                metrics.campaign_targets(campaign.id, counts)
 
     def ensure_loop(self, campaign_id: str) -> None:
         """Start the campaign's loop unless it has one."""
-        if campaign_id in self.shared.loops or self.shared.task_group is None:
+        if campaign_id in self.running.loops or self.shared.task_group is None:
             return
         loop = CampaignLoop(
-            campaign_id=campaign_id,
-            budget=RateBudget.full(
-                self.shared.config.max_attempts_per_second, self.shared.clock.monotonic()
-            ),
-            started_by_chain=campaign_id in self.shared.chained,
+            campaign_id=campaign_id, started_by_chain=self.started_by_chain(campaign_id)
         )
-        self.shared.chained.discard(campaign_id)
-        self.shared.loops[campaign_id] = loop
+        self.running.loops[campaign_id] = loop
         self.shared.task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
 
     async def _supervise(self, loop: CampaignLoop) -> None:
@@ -170,15 +216,22 @@ class Supervisor:
                 tick_started = self.shared.clock.monotonic()
                 lag = max(0.0, tick_started - deadline)
                 try:
-                    if not await self.ownership.hold_lease(loop):
+                    if not await self.ownership.hold_lease(loop.campaign_id):
                         return
-                    finished = await self.tick(loop, lag)
+                    try:
+                        finished = await self.tick(loop, lag)
+                    finally:
+                        # A tick that ended, well or with an error (a store away), is
+                        # progress: the scheduler is alive. Only a tick that never ends
+                        # stops the watchdog.
+                        self.last_progress = self.shared.clock.monotonic()
                     failures = 0
                 except LeaseLost:
-                    self.ownership.abandon(loop, "a write was fenced off")
+                    self.ownership.abandon(loop.campaign_id, "a write was fenced off")
                     return
                 except Exception as exc:
-                    # One campaign's failure never stops another: log, back off, retry.
+                    # Broad on purpose: one campaign's failure (whatever a port raised)
+                    # never stops another: log, back off, retry.
                     failures += 1
                     await self._after_failed_tick(loop, exc, failures)
                     deadline = self.shared.clock.monotonic()
@@ -187,22 +240,20 @@ class Supervisor:
                     return
                 deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
         finally:
-            del self.shared.loops[loop.campaign_id]
+            del self.running.loops[loop.campaign_id]
+            self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
-            await self.ownership.release_lease(loop)
+            await self.ownership.release_lease(loop.campaign_id)
 
     async def _after_failed_tick(self, loop: CampaignLoop, exc: Exception, failures: int) -> None:
         """After a failed tick: record and log it (not every time), then wait."""
-        delay = min(
-            self.shared.config.backoff_initial * 2 ** (failures - 1),
-            self.shared.config.backoff_max,
-        )
+        delay = backoff(self.shared.config, failures)
         if isinstance(exc, StoreError):
             # The store coming back must resume dialing within seconds.
             delay = min(delay, STORE_RETRY)
         error = str(exc) or type(exc).__name__
-        self.shared.set_state(
-            loop,
+        self.states.set(
+            loop.campaign_id,
             DialingState.STORE_UNREACHABLE
             if isinstance(exc, StoreError)
             else DialingState.BACKING_OFF,

@@ -4,7 +4,8 @@ targets and originate them (a running campaign); release its calls (a stopping o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import anyio
 import msgspec
@@ -25,35 +26,30 @@ from dialerd.ports import Origination, TelephonyUnavailable
 from dialerd.scheduler.allowance import Allowance
 from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
-from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log
-from dialerd.scheduler.sharing import CallSharing
+from dialerd.scheduler.states import DialingStates
 from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, StoreError
 
+# Set the attempts the store has as active, that this engine does not follow, against
+# the calls the backend has live (``Ownership.reconcile``).
+Reconcile = Callable[..., Awaitable[None]]
 
+
+@dataclass(eq=False)
 class Tick:
     """One tick of one campaign's loop."""
 
-    def __init__(
-        self,
-        shared: SharedState,
-        *,
-        calls: Calls,
-        allowance: Allowance,
-        ending: CampaignEnding,
-        ownership: Ownership,
-        wake: Callable[[str], None],
-        sharing: CallSharing | None = None,
-    ) -> None:
-        self.shared = shared
-        # The customers' call quotas and shares of the process's ceiling.
-        self.sharing = sharing or CallSharing(shared)
-        self.calls = calls
-        self.allowance = allowance
-        self.ending = ending
-        self.ownership = ownership
-        self.wake = wake
-        self._queue_locks: dict[str, anyio.Lock] = {}
+    shared: SharedState
+    calls: Calls
+    allowance: Allowance
+    ending: CampaignEnding
+    states: DialingStates
+    fence: Callable[[str], Fence | None]
+    reconcile: Reconcile
+    wake: Callable[[str], None]
+    # Called with (lag, duration) of every tick; benchmarks collect the samples.
+    observer: Callable[[float, float], None] | None = None
+    _queue_locks: dict[str, anyio.Lock] = field(default_factory=dict)
 
     async def __call__(self, loop: CampaignLoop, lag: float) -> bool:
         """One tick; True when the campaign no longer runs and its loop should end."""
@@ -70,26 +66,23 @@ class Tick:
                 finished = await self._tick_stopping(loop, campaign)
             return finished
         finally:
-            # A tick that ended, well or with an error (a store away), is progress: the
-            # scheduler is alive. Only a tick that never ends stops the watchdog.
-            self.shared.last_progress = self.shared.clock.monotonic()
             duration = self.shared.clock.monotonic() - started_at
             metrics.TICK_DURATION.observe(duration)
-            if self.shared.tick_observer is not None:
-                self.shared.tick_observer(lag, duration)
+            if self.observer is not None:
+                self.observer(lag, duration)
 
     async def _tick_running(
         self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan | None
     ) -> bool:
-        if self.shared.draining:
-            self.shared.set_state(loop, DialingState.DRAINING)
+        if self.calls.draining:
+            self.states.set(campaign.id, DialingState.DRAINING)
             return False  # shutting down: nothing new starts
         if outplan is None:
             await self.ending.stop_invalid(
                 campaign, f"outplan {campaign.outplan_id} no longer exists"
             )
             return False
-        self.shared.outplans[outplan.id] = outplan
+        self.calls.note_outplan(outplan)
 
         # A stop may come back to run before this loop saw it: its grace starts anew.
         loop.stopping_since = None
@@ -100,30 +93,31 @@ class Tick:
             else contextlib.nullcontext()
         )
         async with queue_lock:
-            allowed = await self.allowance(loop, campaign)
-            allowed = self.sharing.grant(loop, campaign, allowed)
+            allowed = await self.allowance(campaign)
             started, stopped, claimed = 0, False, False
             try:
-                started = await self._start(campaign, outplan, loop.fence, allowed)
+                started = await self._start(campaign, outplan, self.fence(campaign.id), allowed)
                 claimed = True
             except CampaignNotRunning:
                 # Stopped while this tick was under way: the store claimed nothing.
                 stopped = True
             finally:
                 # What was granted and not started goes back to the customer's share.
-                self.sharing.spent(campaign, allowed, started, claimed=claimed)
-        loop.budget = loop.budget.spent(started)
+                self.allowance.spent(campaign, allowed, started, claimed=claimed)
         if stopped:
             self.wake(campaign.id)
             return False
         if started:
             loop.dialed_any = True
-            self.shared.set_state(loop, DialingState.DIALING)
+            self.states.set(campaign.id, DialingState.DIALING)
         elif allowed == 0:
-            self.shared.set_state(loop, loop.held_by, loop.state_detail)
+            pacing = self.allowance.view(campaign.id)
+            if pacing is not None:
+                self.states.set(campaign.id, pacing.held_by, pacing.detail)
         else:
-            held = loop.target_counts.held_summary() if loop.target_counts else ""
-            self.shared.set_state(loop, DialingState.NO_ELIGIBLE_TARGET, held)
+            counts = self.states.get(campaign.id).target_counts
+            held = counts.held_summary() if counts else ""
+            self.states.set(campaign.id, DialingState.NO_ELIGIBLE_TARGET, held)
         metrics.pacing_decision(allowed=allowed, started=started)
         if started < allowed or allowed == 0:
             return await self.ending.check_exhausted(loop, campaign, outplan)
@@ -133,7 +127,7 @@ class Tick:
         """Cancel unanswered attempts now, hang up answered ones after the grace (counted
         from the latest stop); each is repeated until the backend confirms the end."""
         now = self.shared.clock.monotonic()
-        self.shared.set_state(loop, DialingState.STOPPING)
+        self.states.set(campaign.id, DialingState.STOPPING)
         if loop.stopping_since is None:
             loop.stopping_since = now
         active = await self.shared.store.active_attempts(campaign.id)
@@ -145,21 +139,16 @@ class Tick:
                     CampaignStatus.STOPPING,
                     CampaignStatus.STOP,
                     cause="no attempt left active",
-                    fence=loop.fence,
+                    fence=self.fence(campaign.id),
                 )
             return True
         grace_over = now - loop.stopping_since >= self.shared.config.stop_grace
-        unfollowed = [call for call in active if call.id not in self.shared.attempts]
+        unfollowed = [call for call in active if call.id not in self.calls.view]
         if unfollowed:
             with contextlib.suppress(TelephonyUnavailable):
                 live = await self.calls.live_calls()
-                await self.ownership.reconcile(unfollowed, live, follow_live=False)
-        for campaigncall in active:
-            attempt = self.shared.attempts.get(campaigncall.id)
-            if attempt is None or attempt.release_requested:
-                continue
-            if not attempt.answered or grace_over:
-                self.calls.release_soon(attempt)
+                await self.reconcile(unfollowed, live, follow_live=False)
+        self.calls.release_stopping(active, grace_over=grace_over)
         return False
 
     async def _start(
@@ -195,18 +184,7 @@ class Tick:
     def _originate(
         self, campaign: Campaign, outplan: Outplan, campaigncall: Campaigncall, queue_name: str
     ) -> None:
-        self.calls.follow(campaigncall)
-        metrics.attempt_started(campaign.type.value)
-        metrics.campaign_attempt_started(campaign.id)
-        self.shared.stats.attempts_started += 1
-        log.info(
-            "attempt started",
-            campaigncall_id=campaigncall.id,
-            target_id=campaigncall.outdial_target_id,
-            destination=campaigncall.destination.target,
-            destination_index=campaigncall.destination_index,
-            try_count=campaigncall.try_count,
-        )
+        self.calls.start(campaign, campaigncall)
         origination = Origination(
             campaigncall_id=campaigncall.id,
             campaign_id=campaign.id,

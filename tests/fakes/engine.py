@@ -11,11 +11,13 @@ fake clock is re-exported here for them).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig
+from dialerd.control import CampaignControl
 from dialerd.core.abandonment import AbandonmentPolicy
 from dialerd.core.fair_share import Ceiling
 from dialerd.core.quotas import Quotas
@@ -23,6 +25,7 @@ from dialerd.core.targets import CallingRules
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
 from dialerd.queues import QueueRegistry
 from dialerd.scheduler import Engine
+from dialerd.scheduler.shared import SharedState
 from dialerd.store import Store
 from tests.fakes.clock import FakeClock as FakeClock
 from tests.fakes.telephony import FixedQueue, ScriptedCalls
@@ -81,4 +84,40 @@ def sim_engine(
         queue=centre.queue,
         queues=queues,
         abandonment=abandonment,
+    )
+
+
+class NoStore:
+    """A store no part under test may reach: a unit test of a scheduler part runs
+    only paths that need no store, and fails loudly if one is reached."""
+
+    backend = "none"
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the part under test asked the store for {name}")
+
+
+def scheduler_ports(
+    clock: Clock,
+    *,
+    config: EngineConfig | None = None,
+    telephony: Telephony | None = None,
+    queue: QueueAdapter | None = None,
+    queues: QueueRegistry | None = None,
+) -> SharedState:
+    """The ports a scheduler part is built on, over the fakes and no store (unit tests
+    of one part)."""
+    queue = queue if queue is not None else FixedQueue()
+    store = cast(Store, NoStore())
+    queues = queues if queues is not None else QueueRegistry()
+    return SharedState(
+        store=store,
+        queue=queue,
+        queues=queues,
+        telephony=telephony if telephony is not None else ScriptedCalls(clock=clock),
+        flows=ScriptedCalls("scripted-flows", clock),
+        clock=clock,
+        config=config or EngineConfig(),
+        control=CampaignControl(store, clock, queues=queues, queue_adapter=queue),
+        owner="unit",
     )
