@@ -128,7 +128,7 @@ class Allowance:
         """How many attempts the pacing rule and ceilings allow this tick."""
         now = self.shared.clock.monotonic()
         pacing.budget = pacing.budget.refilled(now, self.shared.config.max_attempts_per_second)
-        measured = self._calls.measures(campaign.id)
+        measured = self._calls.measures.view(campaign.id)
         if measured is not None and now < measured.backoff_until:
             pacing.held_by, pacing.detail = DialingState.BACKING_OFF, ""
             return 0
@@ -193,7 +193,7 @@ class Allowance:
             and getattr(self.shared.telephony, "reports_agent_connect", False)
         ):
             policy = self.shared.abandonment(campaign.customer_id)
-            windows = await self._calls.abandonment_windows(campaign.id, policy.windows)
+            windows = await self._calls.measures.abandonment_windows(campaign.id, policy.windows)
             situation = self._situation(campaign, pacing_input, others)
             cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:

@@ -68,53 +68,31 @@ class MeasuresView(Protocol):
     def backoff_until(self) -> float: ...
 
 
-class Calls:
-    """Starts, times, releases, ends and measures the attempts this instance follows."""
+class Measures:
+    """What the attempts measure, per running campaign (its call history, its
+    abandonment counts, its origination back-off) and in all (the running totals, ring
+    and talk time): changed by ``Calls`` as attempts go, read by pacing and the insight
+    answer through ``view``."""
 
-    def __init__(
-        self,
-        shared: SharedState,
-        *,
-        fence: Callable[[str], Fence | None],
-        runs: Callable[[str], bool],
-        wake: Callable[[str], None],
-    ) -> None:
+    def __init__(self, shared: SharedState, runs: Callable[[str], bool]) -> None:
         self.shared = shared
-        # The lease this instance holds on a campaign (every write carries it).
-        self._fence = fence
-        # Whether this instance runs the campaign now (its metrics and measures count).
+        # Whether this instance runs the campaign now (only then is it measured).
         self._runs = runs
-        # Ticks the campaign now: an ended attempt frees a line.
-        self._wake = wake
-        self._book = AttemptBook()
-        self.view: AttemptsView = self._book
-        self._measures: dict[str, CampaignMeasures] = {}
-        self._outplans: dict[str, Outplan] = {}
+        self._campaigns: dict[str, CampaignMeasures] = {}
         self.stats = EngineStats()
-        # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
-        self.draining = False
-        self._drained: Counter[str] = Counter()
 
-    # -- the campaigns' measures ----------------------------------------------------
-    def measures(self, campaign_id: str) -> MeasuresView | None:
+    def view(self, campaign_id: str) -> MeasuresView | None:
         """The campaign's measures while this instance runs it."""
-        return self._measures_of(campaign_id)
+        return self._of(campaign_id)
 
-    def _measures_of(self, campaign_id: str) -> CampaignMeasures | None:
+    def _of(self, campaign_id: str) -> CampaignMeasures | None:
         if not self._runs(campaign_id):
             return None
-        return self._measures.setdefault(campaign_id, CampaignMeasures())
+        return self._campaigns.setdefault(campaign_id, CampaignMeasures())
 
     def forget(self, campaign_id: str) -> None:
         """The campaign's loop ended: what it measured goes with it."""
-        self._measures.pop(campaign_id, None)
-
-    def note_outplan(self, outplan: Outplan) -> None:
-        """The outplan as a tick read it (its retry rule applies when attempts end)."""
-        self._outplans[outplan.id] = outplan
-
-    def outplan(self, outplan_id: str) -> Outplan | None:
-        return self._outplans.get(outplan_id)
+        self._campaigns.pop(campaign_id, None)
 
     async def abandonment_windows(
         self, campaign_id: str, spans: Sequence[int]
@@ -123,7 +101,7 @@ class Calls:
         tick: a restart or a takeover goes on from the stored counts)."""
         today = self._today()
         longest = max(spans, default=1)
-        measured = self._measures_of(campaign_id)
+        measured = self._of(campaign_id)
         if measured is None:
             return []
         if measured.abandonment is None:
@@ -135,7 +113,7 @@ class Calls:
 
     def abandonment_counted(self, campaign_id: str, spans: Sequence[int]) -> list[WindowCount]:
         """The campaign's abandonment per window, as counted so far (no store read)."""
-        measured = self._measures.get(campaign_id)
+        measured = self._campaigns.get(campaign_id)
         days = measured.abandonment if measured is not None else None
         return abandonment.windows((days or {}).values(), self._today(), spans)
 
@@ -144,13 +122,128 @@ class Calls:
             self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
         )
 
+    def origination_failed(self, campaign_id: str) -> None:
+        """One more origination failed: the campaign backs off."""
+        measured = self._of(campaign_id)
+        if measured is None:
+            return
+        measured.origination_failures += 1
+        delay = backoff(self.shared.config, measured.origination_failures)
+        measured.backoff_until = self.shared.clock.monotonic() + delay
+
+    def origination_placed(self, campaign_id: str) -> None:
+        measured = self._of(campaign_id)
+        if measured is not None:
+            measured.origination_failures = 0
+
+    def _rang(self, attempt: Attempt, now: float) -> float | None:
+        """The one place ring time is measured (at the answer, or at the end of a call
+        never answered): the metric observed, the seconds returned."""
+        ring = attempt.ring_seconds(now)
+        if ring is not None:
+            metrics.RING_TIME.observe(ring)
+        return ring
+
+    def answered(self, attempt: Attempt) -> None:
+        """The call was answered now: its ring time, one live answer for the model."""
+        attempt.answered_at = self.shared.clock.monotonic()
+        ring = self._rang(attempt, attempt.answered_at)
+        measured = self._of(attempt.campaign_id)
+        if ring is not None and measured is not None:
+            measured.history.answered_live(ring)
+
+    async def agent_connected(self, attempt: Attempt, wait_seconds: float) -> None:
+        """An answered call reached an agent: one live answer, abandoned if it waited
+        longer than the law allows (behaviour.md §10)."""
+        attempt.agent_wait = wait_seconds
+        late = abandonment.is_abandoned(wait_seconds, self.shared.config.abandon_seconds)
+        await self._count_abandonment(attempt.campaign_id, abandoned=late)
+
+    async def ended(self, attempt: Attempt, reason: HangupReason) -> None:
+        """Call times; what an ended attempt teaches the campaign's model; and an
+        answered call that ended without ever reaching an agent: a live answer,
+        abandoned."""
+        now = self.shared.clock.monotonic()
+        measured = self._of(attempt.campaign_id)
+        if attempt.answered_at is not None:
+            metrics.TALK_TIME.observe(now - attempt.answered_at)
+            is_call = attempt.campaign_type == CampaignType.CALL
+            if measured is not None and is_call and attempt.agent_wait is not None:
+                measured.history.talked(now - attempt.answered_at)
+        elif attempt.campaign_type == CampaignType.CALL:
+            ring = self._rang(attempt, now)
+            if measured is not None and ring is not None and reason != HangupReason.CANCELLED:
+                measured.history.not_answered(ring)
+        if attempt.answered and attempt.agent_wait is None and reason == HangupReason.ABANDONED:
+            await self._count_abandonment(attempt.campaign_id, abandoned=True)
+
+    async def _count_abandonment(self, campaign_id: str, *, abandoned: bool) -> None:
+        """Add one live answer to today's count, in the store (so a restart or another
+        instance goes on from it) and in the copy the governor reads."""
+        metrics.LIVE_ANSWERS_MEASURED.labels(abandoned=str(abandoned).lower()).inc()
+        day = self._today()
+        while True:
+            try:
+                count = await self.shared.store.add_abandonment(campaign_id, day, 1, int(abandoned))
+                break
+            except StoreError as exc:
+                # A measurement the governor depends on is never dropped: retry.
+                log.warning("abandonment count kept until the store answers", error=str(exc))
+                await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
+        measured = self._of(campaign_id)
+        if measured is not None and measured.abandonment is not None:
+            measured.abandonment[day] = count
+
+    def finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
+        self.stats.attempts_finished += 1
+        if call.result == CampaigncallResult.SUCCESS:
+            self.stats.success += 1
+        else:
+            self.stats.fail += 1
+        if target is not None and target.status == TargetStatus.DONE:
+            self.stats.targets_done += 1
+
+
+class Calls:
+    """Starts, times, releases, ends and measures the attempts this instance follows."""
+
+    def __init__(
+        self,
+        shared: SharedState,
+        *,
+        fence: Callable[[str], Fence | None],
+        runs: Callable[[str], bool],
+        wake: Callable[[str], bool],
+    ) -> None:
+        self.shared = shared
+        # The lease this instance holds on a campaign (every write carries it).
+        self._fence = fence
+        # Whether this instance runs the campaign now (its metrics and measures count).
+        self._runs = runs
+        # Ticks the campaign now: an ended attempt frees a line.
+        self._wake = wake
+        self._book = AttemptBook()
+        self.view: AttemptsView = self._book
+        self.measures = Measures(shared, runs)
+        self._outplans: dict[str, Outplan] = {}
+        # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
+        self.draining = False
+        self._drained: Counter[str] = Counter()
+
+    def note_outplan(self, outplan: Outplan) -> None:
+        """The outplan as a tick read it (its retry rule applies when attempts end)."""
+        self._outplans[outplan.id] = outplan
+
+    def outplan(self, outplan_id: str) -> Outplan | None:
+        return self._outplans.get(outplan_id)
+
     # -- start -------------------------------------------------------------------
     def start(self, campaign: Campaign, campaigncall: Campaigncall) -> None:
         """A claimed attempt: follow it, count and log its start (origination follows)."""
         self.follow(campaigncall)
         metrics.attempt_started(campaign.type.value)
         metrics.campaign_attempt_started(campaign.id)
-        self.stats.attempts_started += 1
+        self.measures.stats.attempts_started += 1
         log.info(
             "attempt started",
             campaigncall_id=campaigncall.id,
@@ -217,29 +310,19 @@ class Calls:
                 campaigncall_id=origination.campaigncall_id,
                 error=str(exc) or type(exc).__name__,
             )
-            self._back_off(origination.campaign_id)
+            self.measures.origination_failed(origination.campaign_id)
             await self._reliably(
                 origination.campaigncall_id, "origination failed", self._finish, HangupReason.ERROR
             )
             return
         attempt.placed = True
-        measured = self._measures_of(origination.campaign_id)
-        if measured is not None:
-            measured.origination_failures = 0
+        self.measures.origination_placed(origination.campaign_id)
         if attempt.release_requested:
             # A stop came while the origination was in flight: end the call now.
             await self._release(attempt)
             return
         if limit > 0 and not attempt.answered:
             await self._expire(attempt, limit, reason)
-
-    def _back_off(self, campaign_id: str) -> None:
-        measured = self._measures_of(campaign_id)
-        if measured is None:
-            return
-        measured.origination_failures += 1
-        delay = backoff(self.shared.config, measured.origination_failures)
-        measured.backoff_until = self.shared.clock.monotonic() + delay
 
     async def _expire(self, attempt: Attempt, seconds: float, reason: HangupReason) -> None:
         """End the attempt with ``reason`` if it is not answered (or reported) in time."""
@@ -418,14 +501,6 @@ class Calls:
                 )
                 return
 
-    def _rang(self, attempt: Attempt, now: float) -> float | None:
-        """The one place ring time is measured (at the answer, or at the end of a call
-        never answered): the metric observed, the seconds returned."""
-        ring = attempt.ring_seconds(now)
-        if ring is not None:
-            metrics.RING_TIME.observe(ring)
-        return ring
-
     async def _answered(self, campaigncall_id: str) -> None:
         attempt = self._book.get(campaigncall_id)
         if attempt is None:
@@ -433,11 +508,7 @@ class Calls:
         if self._book.answer(campaigncall_id) is not None:
             if attempt.timer is not None:
                 attempt.timer.cancel()
-            attempt.answered_at = self.shared.clock.monotonic()
-            ring = self._rang(attempt, attempt.answered_at)
-            measured = self._measures_of(attempt.campaign_id)
-            if ring is not None and measured is not None:
-                measured.history.answered_live(ring)
+            self.measures.answered(attempt)
         with metrics.store_operation("mark_answered", self.shared.store.backend):
             answered = await self.shared.store.mark_answered(
                 campaigncall_id, self.shared.clock.now(), fence=self._fence(attempt.campaign_id)
@@ -456,9 +527,7 @@ class Calls:
         attempt = self._book.get(event.campaigncall_id)
         if attempt is None or attempt.agent_wait is not None:
             return
-        attempt.agent_wait = event.wait_seconds
-        late = abandonment.is_abandoned(event.wait_seconds, self.shared.config.abandon_seconds)
-        await self._count_abandonment(attempt.campaign_id, abandoned=late)
+        await self.measures.agent_connected(attempt, event.wait_seconds)
 
     # -- the end -------------------------------------------------------------------
     async def end_as_lost(self, campaigncall: Campaigncall, *, warning: str | None = None) -> None:
@@ -546,8 +615,8 @@ class Calls:
         if self._runs(campaign_id):
             metrics.campaign_attempt_ended(campaign_id, result.value, reason.value)
         if attempt is not None:
-            await self._measure_end(attempt, reason)
-        self._count_finished(finished.campaigncall, finished.target)
+            await self.measures.ended(attempt, reason)
+        self.measures.finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
         log.info(
             "attempt ended",
@@ -569,51 +638,6 @@ class Calls:
             if outplan is not None:
                 self._outplans[outplan_id] = outplan
         return RetryRule.of(outplan)
-
-    # -- what an ended attempt counts as ----------------------------------------------
-    async def _measure_end(self, attempt: Attempt, reason: HangupReason) -> None:
-        """Call times; what an ended attempt teaches the campaign's model; and an
-        answered call that ended without ever reaching an agent: a live answer,
-        abandoned."""
-        now = self.shared.clock.monotonic()
-        measured = self._measures_of(attempt.campaign_id)
-        if attempt.answered_at is not None:
-            metrics.TALK_TIME.observe(now - attempt.answered_at)
-            is_call = attempt.campaign_type == CampaignType.CALL
-            if measured is not None and is_call and attempt.agent_wait is not None:
-                measured.history.talked(now - attempt.answered_at)
-        elif attempt.campaign_type == CampaignType.CALL:
-            ring = self._rang(attempt, now)
-            if measured is not None and ring is not None and reason != HangupReason.CANCELLED:
-                measured.history.not_answered(ring)
-        if attempt.answered and attempt.agent_wait is None and reason == HangupReason.ABANDONED:
-            await self._count_abandonment(attempt.campaign_id, abandoned=True)
-
-    async def _count_abandonment(self, campaign_id: str, *, abandoned: bool) -> None:
-        """Add one live answer to today's count, in the store (so a restart or another
-        instance goes on from it) and in the copy the governor reads."""
-        metrics.LIVE_ANSWERS_MEASURED.labels(abandoned=str(abandoned).lower()).inc()
-        day = self._today()
-        while True:
-            try:
-                count = await self.shared.store.add_abandonment(campaign_id, day, 1, int(abandoned))
-                break
-            except StoreError as exc:
-                # A measurement the governor depends on is never dropped: retry.
-                log.warning("abandonment count kept until the store answers", error=str(exc))
-                await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
-        measured = self._measures_of(campaign_id)
-        if measured is not None and measured.abandonment is not None:
-            measured.abandonment[day] = count
-
-    def _count_finished(self, call: Campaigncall, target: OutdialTarget | None) -> None:
-        self.stats.attempts_finished += 1
-        if call.result == CampaigncallResult.SUCCESS:
-            self.stats.success += 1
-        else:
-            self.stats.fail += 1
-        if target is not None and target.status == TargetStatus.DONE:
-            self.stats.targets_done += 1
 
     def _publish_active(self, campaign_id: str | None = None) -> None:
         dialing = self._book.dialing

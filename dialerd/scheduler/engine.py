@@ -78,7 +78,7 @@ class Engine:
         running = self._running = RunningCampaigns(leases)
         states = self._states = DialingStates(clock)
         calls = self._calls = Calls(shared, fence=leases.fence, runs=running.__contains__,
-                                    wake=self.wake)  # fmt: skip
+                                    wake=running.wake)  # fmt: skip
         self._ownership = Ownership(shared, leases, calls)
         ending = CampaignEnding(shared, attempts=calls.view, states=states, fence=leases.fence)
         self._sharing = CallSharing(
@@ -99,13 +99,13 @@ class Engine:
             states=states,
             fence=leases.fence,
             reconcile=self._ownership.reconcile,
-            wake=self.wake,
+            wake=running.wake,
         )
 
         def loop_ended(campaign_id: str) -> None:
             states.forget(campaign_id)
             allowance.forget(campaign_id)
-            calls.forget(campaign_id)
+            calls.measures.forget(campaign_id)
 
         self._supervisor = Supervisor(
             shared,
@@ -143,7 +143,7 @@ class Engine:
 
     @property
     def stats(self) -> EngineStats:
-        return self._calls.stats
+        return self._calls.measures.stats
 
     @property
     def last_progress(self) -> float:
@@ -263,10 +263,10 @@ class Engine:
             service_level=campaign.service_level,
             targets=state.target_counts,
             pacing_mode=campaign.pacing_mode.value,
-            abandonment=self._calls.abandonment_counted(campaign_id, windows),
+            abandonment=self._calls.measures.abandonment_counted(campaign_id, windows),
             governor_pressure=pacing.governor_pressure if pacing else 0.0,
             running_actions=running,
-            **self._estimates(self._calls.measures(campaign_id)),
+            **self._estimates(self._calls.measures.view(campaign_id)),
         )
 
     def _running_actions(self, campaign_id: str) -> dict[str, int]:

@@ -51,6 +51,20 @@ class Leases:
         """Another instance held the campaign's lease at the latest try, lately."""
         return self._foreign.get(campaign_id, -math.inf) > now
 
+    # -- for ``Ownership`` alone -------------------------------------------------------
+    def _lease(self, campaign_id: str) -> _Lease | None:
+        return self._held.get(campaign_id)
+
+    def _take(self, campaign_id: str, lease: _Lease) -> _Lease:
+        self._held[campaign_id] = lease
+        return lease
+
+    def _drop(self, campaign_id: str) -> _Lease | None:
+        return self._held.pop(campaign_id, None)
+
+    def _refused(self, campaign_id: str, until: float) -> None:
+        self._foreign[campaign_id] = until
+
 
 class Ownership:
     """Campaign leases, and the one reconciliation of store and backend."""
@@ -65,23 +79,21 @@ class Ownership:
         shared = self.shared
         now = shared.clock.monotonic()
         ttl = shared.config.lease_ttl
-        lease = self._leases._held.get(campaign_id)
+        lease = self._leases._lease(campaign_id)
         if lease is not None and now - lease.renewed < ttl / 3:
             return True
         fence = await shared.store.acquire_lease(campaign_id, shared.owner, ttl, shared.clock.now())
         if fence is None or (lease is not None and fence.token != lease.fence.token):
             if lease is not None:
                 self.abandon(campaign_id, "the lease expired")
-            self._leases._foreign[campaign_id] = now + ttl / 3
+            self._leases._refused(campaign_id, now + ttl / 3)
             return False
         if lease is None:
             # This instance runs the campaign now: its series exist from here, at 0.
             metrics.declare_campaign(campaign_id)
             # A lease just taken counts as renewed a random part of a renewal period
             # ago: campaigns started together then renew at different ticks.
-            lease = self._leases._held[campaign_id] = _Lease(
-                fence, now - random.uniform(0, ttl / 3)
-            )
+            lease = self._leases._take(campaign_id, _Lease(fence, now - random.uniform(0, ttl / 3)))
         else:
             lease.fence, lease.renewed = fence, now
         if not lease.taken_over:
@@ -93,7 +105,7 @@ class Ownership:
 
     async def release_lease(self, campaign_id: str) -> None:
         """Give the lease back as the loop ends."""
-        lease = self._leases._held.pop(campaign_id, None)
+        lease = self._leases._drop(campaign_id)
         if lease is None:
             return
         # Shielded and bounded; if the store is away the lease simply expires.
@@ -107,7 +119,7 @@ class Ownership:
     def abandon(self, campaign_id: str, why: str) -> None:
         """The lease is gone: stop following the campaign's calls and drop them, unwritten."""
         log.warning("campaign lease lost; another instance takes over", reason=why)
-        self._leases._held.pop(campaign_id, None)
+        self._leases._drop(campaign_id)
         self.calls.abandon(campaign_id)
 
     # -- reconciliation ----------------------------------------------------------

@@ -56,6 +56,16 @@ class RunningCampaigns:
     def get(self, campaign_id: str) -> CampaignLoop | None:
         return self.loops.get(campaign_id)
 
+    def wake(self, campaign_id: str) -> bool:
+        """Tick the campaign's loop now; False when it has none."""
+        loop = self.loops.get(campaign_id)
+        if loop is None:
+            return False
+        loop.woken = True
+        if loop.sleep_scope is not None:
+            loop.sleep_scope.cancel()
+        return True
+
     def owned(self) -> list[Campaign]:
         """The campaigns this instance runs (leased), as their latest tick read them."""
         return [
@@ -103,13 +113,8 @@ class Supervisor:
 
     def wake(self, campaign_id: str) -> None:
         """Tick the campaign now (starting its loop if it has none)."""
-        loop = self.running.loops.get(campaign_id)
-        if loop is None:
+        if not self.running.wake(campaign_id):
             self.ensure_loop(campaign_id)
-            return
-        loop.woken = True
-        if loop.sleep_scope is not None:
-            loop.sleep_scope.cancel()
 
     def note_stop(self, campaign_id: str) -> None:
         """A stop was stored just now: the grace of answered calls counts from here."""

@@ -46,7 +46,7 @@ class Tick:
     states: DialingStates
     fence: Callable[[str], Fence | None]
     reconcile: Reconcile
-    wake: Callable[[str], None]
+    wake: Callable[[str], bool]
     # Called with (lag, duration) of every tick; benchmarks collect the samples.
     observer: Callable[[float, float], None] | None = None
     _queue_locks: dict[str, anyio.Lock] = field(default_factory=dict)
