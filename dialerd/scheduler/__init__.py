@@ -19,6 +19,7 @@ stream and end attempts exactly once. The decisions themselves live in the pure 
   owns the attempts, the call history, the abandonment counts, the back-off);
 - ``states``: what each campaign's latest tick found (it owns the dialing state);
 - ``ending``: exhaustion, chaining, the stop of an invalid campaign;
+- ``registry``: the leases held and the loops run, looked up by the other parts;
 - ``shared``: the ports every part is given, and the back-off formula.
 
 Each part changes only its own state; the others get a read-only view or a narrow

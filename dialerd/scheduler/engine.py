@@ -21,11 +21,12 @@ from dialerd.queues import QueueRegistry
 from dialerd.scheduler.allowance import Allowance
 from dialerd.scheduler.calls import Calls, MeasuresView
 from dialerd.scheduler.ending import CampaignEnding
-from dialerd.scheduler.ownership import Leases, Ownership
+from dialerd.scheduler.ownership import Ownership
+from dialerd.scheduler.registry import Leases, RunningCampaigns
 from dialerd.scheduler.shared import AbandonmentOf, CallingRulesOf, EngineStats, SharedState, log
 from dialerd.scheduler.sharing import CallSharing, QuotasOf, no_quotas
 from dialerd.scheduler.states import DialingStates
-from dialerd.scheduler.supervisor import RunningCampaigns, Supervisor
+from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.service.identity import public_id
 from dialerd.store import Store

@@ -4,10 +4,8 @@ attempts the store has as active set against the calls the backend has live."""
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
@@ -16,54 +14,13 @@ from dialerd import metrics
 from dialerd.model import Campaigncall, parse_time
 from dialerd.ports import TelephonyUnavailable
 from dialerd.scheduler.calls import Calls, is_answered
+from dialerd.scheduler.registry import Lease, Leases
 from dialerd.scheduler.shared import STORE_RETRY, SharedState, log
-from dialerd.store import Fence, StoreError
+from dialerd.store import StoreError
 
 # Attempts the store has as active but this engine does not follow (a reply lost in an
 # outage) are ended as lost once this old.
 ORPHAN_AGE = 30.0
-
-
-@dataclass
-class _Lease:
-    # Every write of the campaign's loop carries it (a fencing token).
-    fence: Fence
-    renewed: float
-    # The attempts a previous owner left have been ended or followed (``take_over``).
-    taken_over: bool = False
-
-
-class Leases:
-    """The leases this instance holds, by campaign: changed by ``Ownership`` only, read
-    by every part that writes for a campaign (``fence``)."""
-
-    def __init__(self) -> None:
-        self._held: dict[str, _Lease] = {}
-        # Campaigns another instance holds: not tried again before this monotonic time.
-        self._foreign: dict[str, float] = {}
-
-    def fence(self, campaign_id: str) -> Fence | None:
-        """The lease this instance holds on the campaign, if it runs it."""
-        lease = self._held.get(campaign_id)
-        return lease.fence if lease is not None else None
-
-    def held_elsewhere(self, campaign_id: str, now: float) -> bool:
-        """Another instance held the campaign's lease at the latest try, lately."""
-        return self._foreign.get(campaign_id, -math.inf) > now
-
-    # -- for ``Ownership`` alone -------------------------------------------------------
-    def _lease(self, campaign_id: str) -> _Lease | None:
-        return self._held.get(campaign_id)
-
-    def _take(self, campaign_id: str, lease: _Lease) -> _Lease:
-        self._held[campaign_id] = lease
-        return lease
-
-    def _drop(self, campaign_id: str) -> _Lease | None:
-        return self._held.pop(campaign_id, None)
-
-    def _refused(self, campaign_id: str, until: float) -> None:
-        self._foreign[campaign_id] = until
 
 
 class Ownership:
@@ -79,21 +36,21 @@ class Ownership:
         shared = self.shared
         now = shared.clock.monotonic()
         ttl = shared.config.lease_ttl
-        lease = self._leases._lease(campaign_id)
+        lease = self._leases.lease(campaign_id)
         if lease is not None and now - lease.renewed < ttl / 3:
             return True
         fence = await shared.store.acquire_lease(campaign_id, shared.owner, ttl, shared.clock.now())
         if fence is None or (lease is not None and fence.token != lease.fence.token):
             if lease is not None:
                 self.abandon(campaign_id, "the lease expired")
-            self._leases._refused(campaign_id, now + ttl / 3)
+            self._leases.refused(campaign_id, now + ttl / 3)
             return False
         if lease is None:
             # This instance runs the campaign now: its series exist from here, at 0.
             metrics.declare_campaign(campaign_id)
             # A lease just taken counts as renewed a random part of a renewal period
             # ago: campaigns started together then renew at different ticks.
-            lease = self._leases._take(campaign_id, _Lease(fence, now - random.uniform(0, ttl / 3)))
+            lease = self._leases.take(campaign_id, Lease(fence, now - random.uniform(0, ttl / 3)))
         else:
             lease.fence, lease.renewed = fence, now
         if not lease.taken_over:
@@ -105,7 +62,7 @@ class Ownership:
 
     async def release_lease(self, campaign_id: str) -> None:
         """Give the lease back as the loop ends."""
-        lease = self._leases._drop(campaign_id)
+        lease = self._leases.drop(campaign_id)
         if lease is None:
             return
         # Shielded and bounded; if the store is away the lease simply expires.
@@ -119,7 +76,7 @@ class Ownership:
     def abandon(self, campaign_id: str, why: str) -> None:
         """The lease is gone: stop following the campaign's calls and drop them, unwritten."""
         log.warning("campaign lease lost; another instance takes over", reason=why)
-        self._leases._drop(campaign_id)
+        self._leases.drop(campaign_id)
         self.calls.abandon(campaign_id)
 
     # -- reconciliation ----------------------------------------------------------

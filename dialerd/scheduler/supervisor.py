@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -17,7 +17,8 @@ from dialerd import metrics
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, Outplan
 from dialerd.ports import QueueUnavailable
-from dialerd.scheduler.ownership import Leases, Ownership
+from dialerd.scheduler.ownership import Ownership
+from dialerd.scheduler.registry import Leases, RunningCampaigns
 from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, backoff, log
 from dialerd.scheduler.states import DialingStates
 from dialerd.scheduler.tick import Tick
@@ -35,49 +36,6 @@ REPEAT_LOG_EVERY = 60.0
 TARGET_COUNT_EVERY = 15
 # Housekeeping rounds between two prunes of the number locks that ended.
 PRUNE_LOCKS_EVERY = 60
-
-
-class RunningCampaigns:
-    """The campaign loops of this instance, and the running and stopping campaigns of
-    every instance by queue (housekeeping's latest read): changed by the supervisor
-    only, read by the other parts through its methods."""
-
-    def __init__(self, leases: Leases) -> None:
-        self.leases = leases
-        self.loops: dict[str, CampaignLoop] = {}
-        self.by_queue: dict[str, list[Campaign]] = {}
-
-    def __contains__(self, campaign_id: object) -> bool:
-        return campaign_id in self.loops
-
-    def __len__(self) -> int:
-        return len(self.loops)
-
-    def get(self, campaign_id: str) -> CampaignLoop | None:
-        return self.loops.get(campaign_id)
-
-    def wake(self, campaign_id: str) -> bool:
-        """Tick the campaign's loop now; False when it has none."""
-        loop = self.loops.get(campaign_id)
-        if loop is None:
-            return False
-        loop.woken = True
-        if loop.sleep_scope is not None:
-            loop.sleep_scope.cancel()
-        return True
-
-    def owned(self) -> list[Campaign]:
-        """The campaigns this instance runs (leased), as their latest tick read them."""
-        return [
-            loop.campaign
-            for loop in self.loops.values()
-            if loop.campaign is not None and self.leases.fence(loop.campaign_id) is not None
-        ]
-
-    def on_queue(self, queue_id: str) -> tuple[Iterable[Campaign], Iterable[Campaign]]:
-        """The campaigns on the queue: this instance's own, and every instance's."""
-        own = [campaign for campaign in self.owned() if campaign.queue_id == queue_id]
-        return own, self.by_queue.get(queue_id, [])
 
 
 @dataclass(eq=False)

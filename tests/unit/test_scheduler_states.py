@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from dialerd.config import EngineConfig
 from dialerd.insight import DialingState, TargetCounts
-from dialerd.scheduler.ownership import Leases
+from dialerd.scheduler.registry import Leases
 from dialerd.scheduler.shared import backoff
 from dialerd.scheduler.states import DialingStates
 from tests.fakes.clock import FakeClock

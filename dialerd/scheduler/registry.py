@@ -1,0 +1,102 @@
+"""The two registries the scheduler's parts look things up in: the leases this
+instance holds (changed by ``ownership`` alone) and the campaign loops it runs (changed
+by ``supervisor`` alone). The other parts are given their read methods (``fence``,
+``__contains__``, ``on_queue``) and ``wake``, so that ``calls``, for one, needs nothing
+above it to end an attempt."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dialerd.model import Campaign
+from dialerd.scheduler.shared import CampaignLoop
+from dialerd.store import Fence
+
+
+@dataclass
+class Lease:
+    """A lease this instance holds on a campaign."""
+
+    # Every write of the campaign's loop carries it (a fencing token).
+    fence: Fence
+    renewed: float
+    # The attempts a previous owner left have been ended or followed (``take_over``).
+    taken_over: bool = False
+
+
+class Leases:
+    """The leases this instance holds, by campaign: changed by ``Ownership`` only, read
+    by every part that writes for a campaign (``fence``)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Lease] = {}
+        # Campaigns another instance holds: not tried again before this monotonic time.
+        self._foreign: dict[str, float] = {}
+
+    def fence(self, campaign_id: str) -> Fence | None:
+        """The lease this instance holds on the campaign, if it runs it."""
+        lease = self._held.get(campaign_id)
+        return lease.fence if lease is not None else None
+
+    def held_elsewhere(self, campaign_id: str, now: float) -> bool:
+        """Another instance held the campaign's lease at the latest try, lately."""
+        return self._foreign.get(campaign_id, -math.inf) > now
+
+    # -- changed by ``Ownership`` alone -------------------------------------------------------
+    def lease(self, campaign_id: str) -> Lease | None:
+        return self._held.get(campaign_id)
+
+    def take(self, campaign_id: str, lease: Lease) -> Lease:
+        self._held[campaign_id] = lease
+        return lease
+
+    def drop(self, campaign_id: str) -> Lease | None:
+        return self._held.pop(campaign_id, None)
+
+    def refused(self, campaign_id: str, until: float) -> None:
+        self._foreign[campaign_id] = until
+
+
+class RunningCampaigns:
+    """The campaign loops of this instance, and the running and stopping campaigns of
+    every instance by queue (housekeeping's latest read): changed by the supervisor
+    only, read by the other parts through its methods."""
+
+    def __init__(self, leases: Leases) -> None:
+        self.leases = leases
+        self.loops: dict[str, CampaignLoop] = {}
+        self.by_queue: dict[str, list[Campaign]] = {}
+
+    def __contains__(self, campaign_id: object) -> bool:
+        return campaign_id in self.loops
+
+    def __len__(self) -> int:
+        return len(self.loops)
+
+    def get(self, campaign_id: str) -> CampaignLoop | None:
+        return self.loops.get(campaign_id)
+
+    def wake(self, campaign_id: str) -> bool:
+        """Tick the campaign's loop now; False when it has none."""
+        loop = self.loops.get(campaign_id)
+        if loop is None:
+            return False
+        loop.woken = True
+        if loop.sleep_scope is not None:
+            loop.sleep_scope.cancel()
+        return True
+
+    def owned(self) -> list[Campaign]:
+        """The campaigns this instance runs (leased), as their latest tick read them."""
+        return [
+            loop.campaign
+            for loop in self.loops.values()
+            if loop.campaign is not None and self.leases.fence(loop.campaign_id) is not None
+        ]
+
+    def on_queue(self, queue_id: str) -> tuple[Iterable[Campaign], Iterable[Campaign]]:
+        """The campaigns on the queue: this instance's own, and every instance's."""
+        own = [campaign for campaign in self.owned() if campaign.queue_id == queue_id]
+        return own, self.by_queue.get(queue_id, [])
