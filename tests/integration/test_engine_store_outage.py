@@ -80,8 +80,10 @@ async def test_outcomes_during_a_store_outage_are_written_when_it_returns(
             private_redis.process.send_signal(signal.SIGSTOP)
             for call_id in first:
                 await calls.end(call_id, HangupReason.BUSY)
+            # Watched for 1.5 s: the scope ends the wait (the wait's own limit is longer,
+            # so a loaded machine cannot make it fail first).
             with anyio.move_on_after(1.5):
-                await eventually(lambda: len(calls.originated) > 2, seconds=1.5)
+                await eventually(lambda: len(calls.originated) > 2, seconds=WAIT_SECONDS)
             # Two agents are free, but nothing is dialed while the store is away.
             assert len(calls.originated) == 2
 
