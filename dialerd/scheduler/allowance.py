@@ -14,7 +14,7 @@ from dialerd.core.predictive import AIM, Situation, lines_to_start, lines_within
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
 from dialerd.ports import QueueUnavailable
-from dialerd.scheduler.calls import Calls
+from dialerd.scheduler.calls import Measures
 from dialerd.scheduler.shared import SharedState, log
 from dialerd.scheduler.sharing import CallSharing
 
@@ -77,14 +77,15 @@ class Allowance:
         self,
         shared: SharedState,
         *,
-        calls: Calls,
+        attempts: AttemptsView,
+        measures: Measures,
         sharing: CallSharing,
         neighbours: QueueNeighbours,
         stop_invalid: Callable[[Campaign, str], Awaitable[None]],
     ) -> None:
         self.shared = shared
-        self._attempts: AttemptsView = calls.view
-        self._calls = calls
+        self._attempts = attempts
+        self._measures = measures
         self.sharing = sharing
         self._neighbours = neighbours
         self._stop_invalid = stop_invalid
@@ -128,7 +129,7 @@ class Allowance:
         """How many attempts the pacing rule and ceilings allow this tick."""
         now = self.shared.clock.monotonic()
         pacing.budget = pacing.budget.refilled(now, self.shared.config.max_attempts_per_second)
-        measured = self._calls.measures.view(campaign.id)
+        measured = self._measures.view(campaign.id)
         if measured is not None and now < measured.backoff_until:
             pacing.held_by, pacing.detail = DialingState.BACKING_OFF, ""
             return 0
@@ -193,7 +194,7 @@ class Allowance:
             and getattr(self.shared.telephony, "reports_agent_connect", False)
         ):
             policy = self.shared.abandonment(campaign.customer_id)
-            windows = await self._calls.measures.abandonment_windows(campaign.id, policy.windows)
+            windows = await self._measures.abandonment_windows(campaign.id, policy.windows)
             situation = self._situation(campaign, pacing_input, others)
             cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:

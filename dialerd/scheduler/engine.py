@@ -87,7 +87,8 @@ class Engine:
         )
         allowance = self._allowance = Allowance(
             shared,
-            calls=calls,
+            attempts=calls.view,
+            measures=calls.measures,
             sharing=self._sharing,
             neighbours=running.on_queue,
             stop_invalid=ending.stop_invalid,

@@ -45,7 +45,8 @@ def allowance_of(shared: SharedState, *, quotas: Quotas | None = None) -> Allowa
     )
     return Allowance(
         shared,
-        calls=calls,
+        attempts=calls.view,
+        measures=calls.measures,
         sharing=sharing,
         neighbours=no_neighbours,
         stop_invalid=never_invalid,
