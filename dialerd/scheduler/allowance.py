@@ -4,7 +4,7 @@ campaigns on its queue, the ceilings, the pacing mode and the abandonment govern
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dialerd import metrics
@@ -69,27 +69,20 @@ class PacingView(Protocol):
 QueueNeighbours = Callable[[str], tuple[Iterable[Campaign], Iterable[Campaign]]]
 
 
+@dataclass(eq=False)
 class Allowance:
     """Reads what the pacing rule needs and lets it decide, then the customers' share
     cuts it; owns each campaign's pacing state (its rate budget, what held it back)."""
 
-    def __init__(
-        self,
-        shared: SharedState,
-        *,
-        attempts: AttemptsView,
-        measures: Measures,
-        sharing: CallSharing,
-        neighbours: QueueNeighbours,
-        stop_invalid: Callable[[Campaign, str], Awaitable[None]],
-    ) -> None:
-        self.shared = shared
-        self._attempts = attempts
-        self._measures = measures
-        self.sharing = sharing
-        self._neighbours = neighbours
-        self._stop_invalid = stop_invalid
-        self._pacing: dict[str, Pacing] = {}
+    shared: SharedState
+    attempts: AttemptsView
+    measures: Measures
+    sharing: CallSharing
+    # The campaigns on a queue (its other campaigns' demand shares its agents).
+    neighbours: QueueNeighbours
+    # Stops a campaign that can no longer run (its queue was unregistered).
+    stop_invalid: Callable[[Campaign, str], Awaitable[None]]
+    _pacing: dict[str, Pacing] = field(default_factory=dict)
 
     def view(self, campaign_id: str) -> PacingView | None:
         return self._pacing.get(campaign_id)
@@ -129,7 +122,7 @@ class Allowance:
         """How many attempts the pacing rule and ceilings allow this tick."""
         now = self.shared.clock.monotonic()
         pacing.budget = pacing.budget.refilled(now, self.shared.config.max_attempts_per_second)
-        measured = self._measures.view(campaign.id)
+        measured = self.measures.view(campaign.id)
         if measured is not None and now < measured.backoff_until:
             pacing.held_by, pacing.detail = DialingState.BACKING_OFF, ""
             return 0
@@ -144,7 +137,7 @@ class Allowance:
         if has_queue:
             queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)
             if queue is None:
-                await self._stop_invalid(
+                await self.stop_invalid(
                     campaign, f"queue {campaign.queue_id} is no longer registered"
                 )
                 return 0
@@ -173,7 +166,7 @@ class Allowance:
             service_level=campaign.service_level,
             available_agents=pacing.available_agents,
         )
-        count = self._attempts.of_campaign(campaign.id)
+        count = self.attempts.of_campaign(campaign.id)
         pacing_input = PacingInput(
             has_queue=has_queue,
             available_agents=available,
@@ -194,7 +187,7 @@ class Allowance:
             and getattr(self.shared.telephony, "reports_agent_connect", False)
         ):
             policy = self.shared.abandonment(campaign.customer_id)
-            windows = await self._measures.abandonment_windows(campaign.id, policy.windows)
+            windows = await self.measures.abandonment_windows(campaign.id, policy.windows)
             situation = self._situation(campaign, pacing_input, others)
             cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:
@@ -230,7 +223,7 @@ class Allowance:
         ringing: list[float] = []
         talking: list[float] = []
         waiting = 0
-        for attempt in self._attempts.of(campaign.id):
+        for attempt in self.attempts.of(campaign.id):
             if not attempt.answered:
                 ringing.append(now - attempt.started_at if attempt.started_at else 0.0)
             elif attempt.agent_wait is None:
@@ -255,12 +248,12 @@ class Allowance:
         from the store (behaviour.md §3: campaigns on one queue share its agents).
         """
         demand = 0
-        own, stored = self._neighbours(campaign.queue_id)
+        own, stored = self.neighbours(campaign.queue_id)
         own_ids: set[str] = set()
         for other in own:
             own_ids.add(other.id)
             if other.id != campaign.id:
-                dialing = self._attempts.of_campaign(other.id).dialing
+                dialing = self.attempts.of_campaign(other.id).dialing
                 demand += dialing * other.service_level
         for other in stored:
             if other.id != campaign.id and other.id not in own_ids:
