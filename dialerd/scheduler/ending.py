@@ -3,7 +3,7 @@ then chaining to ``next_campaign_id``), or it can no longer run (stopped, with w
 
 from __future__ import annotations
 
-from dialerd.control import RunRefused
+from dialerd.campaigns import RunRefused
 from dialerd.core import lifecycle
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, Outplan

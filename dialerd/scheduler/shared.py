@@ -15,8 +15,8 @@ from anyio.abc import TaskGroup
 
 from dialerd import metrics
 from dialerd.attempts import AttemptBook
+from dialerd.campaigns import CampaignService
 from dialerd.config import EngineConfig
-from dialerd.control import CampaignControl
 from dialerd.core import abandonment
 from dialerd.core.abandonment import AbandonmentPolicy, DayCount
 from dialerd.core.pacing import RateBudget
@@ -119,7 +119,7 @@ class SharedState:
         flows: FlowRunner,
         clock: Clock,
         config: EngineConfig,
-        control: CampaignControl,
+        control: CampaignService,
         owner: str,
         calling_rules: CallingRulesOf | None = None,
         abandonment: AbandonmentOf | None = None,

@@ -17,8 +17,8 @@ from dialerd import metrics
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
+from dialerd.campaigns import RunRefused
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes, WebhooksConfig
-from dialerd.control import RunRefused
 from dialerd.demo.sim import ivr_actions
 from dialerd.model import Action, Campaign, Campaigncall, CampaignStatus, CampaignType, EndHandle
 from dialerd.scheduler import Engine
