@@ -281,6 +281,15 @@ class CampaignService:
             service_level=campaign.service_level,
         )
 
+    async def running_by_queue(self, customer_id: str) -> dict[str, list[str]]:
+        """The customer's running (or stopping) campaigns' ids by queue id, sorted."""
+        by_queue: dict[str, list[str]] = {}
+        running = (CampaignStatus.RUN, CampaignStatus.STOPPING)
+        for campaign in await self.store.campaigns_with_status(running):
+            if campaign.customer_id == customer_id:
+                by_queue.setdefault(campaign.queue_id, []).append(campaign.id)
+        return {queue_id: sorted(ids) for queue_id, ids in by_queue.items()}
+
     async def check_references(self, customer_id: str, changes: dict[str, Any]) -> None:
         """``ReferenceMissing`` when a set outplan, outdial or next campaign id in
         ``changes`` names nothing of this customer."""

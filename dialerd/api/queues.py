@@ -8,8 +8,6 @@ adapter reads them now (``null`` where it cannot tell) and the campaigns running
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,11 +16,9 @@ from dialerd import metrics
 from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import invalid, not_found
 from dialerd.api.parsing import UUID_TEXT, page_query_size, path_id
-from dialerd.model import NOT_DELETED, CampaignStatus, Page
+from dialerd.model import NOT_DELETED, Page
 from dialerd.ports import QueueUnavailable
 from dialerd.queues import QueueRef
-
-RUNNING: Final = (CampaignStatus.RUN, CampaignStatus.STOPPING)
 
 
 class QueueAgents(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,15 +94,6 @@ async def _queue(ctx: ApiContext, queue: QueueRef, running: dict[str, list[str]]
     )
 
 
-async def _running(ctx: ApiContext, customer_id: str) -> dict[str, list[str]]:
-    """The customer's running (or stopping) campaigns by queue id."""
-    by_queue: dict[str, list[str]] = {}
-    for campaign in await ctx.store.campaigns_with_status(RUNNING):
-        if campaign.customer_id == customer_id:
-            by_queue.setdefault(campaign.queue_id, []).append(campaign.id)
-    return {queue_id: sorted(ids) for queue_id, ids in by_queue.items()}
-
-
 async def list_queues(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``GET /queues``: the customer's registered queues, by id; the ``page_token`` is
     the last id of the previous page."""
@@ -116,7 +103,7 @@ async def list_queues(request: Request, ctx: ApiContext, customer_id: str) -> Re
         raise invalid("page_token: expected the next_page_token of the previous page (an id)")
     queues = [q for q in ctx.campaigns.queues.of_customer(customer_id) if q.id > after.lower()]
     page = queues[:page_size]
-    running = await _running(ctx, customer_id)
+    running = await ctx.campaigns.running_by_queue(customer_id)
     next_token = page[-1].id if len(queues) > page_size else ""
     return json_response(
         Page([await _queue(ctx, queue, running) for queue in page], next_page_token=next_token)
@@ -129,4 +116,6 @@ async def get_queue(request: Request, ctx: ApiContext, customer_id: str) -> Resp
     queue = ctx.campaigns.queues.get(customer_id, queue_id)
     if queue is None:
         raise not_found("queue", queue_id)
-    return json_response(await _queue(ctx, queue, await _running(ctx, customer_id)))
+    return json_response(
+        await _queue(ctx, queue, await ctx.campaigns.running_by_queue(customer_id))
+    )

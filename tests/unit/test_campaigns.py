@@ -298,3 +298,17 @@ async def test_create_refuses_actions_that_cannot_run_naming_index_and_field(
     assert refused.value.errors[0].field.startswith("$.actions[0]")
     assert quota.asked == []
     assert await store.get_campaign(CUSTOMER, campaign.id) is None
+
+
+async def test_running_by_queue_lists_only_the_customers_running_and_stopping_campaigns(
+    store: SqliteStore, service: CampaignService
+) -> None:
+    running = await ready_campaign(store, CampaignStatus.RUN)
+    stopping = await ready_campaign(store, CampaignStatus.STOPPING)
+    await ready_campaign(store)
+    make = Factory()
+    await store.create_campaign(make.campaign(OTHER_CUSTOMER, status=CampaignStatus.RUN))
+
+    by_queue = await service.running_by_queue(CUSTOMER)
+
+    assert by_queue == {running.queue_id: sorted([running.id, stopping.id])}
