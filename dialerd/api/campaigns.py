@@ -16,38 +16,15 @@ from starlette.responses import Response
 from dialerd.api import bodies
 from dialerd.api.context import ApiContext, Handler, json_response
 from dialerd.api.parsing import json_body, json_update_body, page_query, path_id
-from dialerd.model import Campaign, CampaignStatus
+from dialerd.model import CampaignStatus
 
 S = TypeVar("S", bound=msgspec.Struct)
-REFERENCE_FIELDS = ("outplan_id", "outdial_id", "queue_id", "next_campaign_id")
-
-
-def _new_campaign(ctx: ApiContext, customer_id: str, body: bodies.CampaignCreate) -> Campaign:
-    """The campaign a create body describes, with status ``stop``."""
-    campaign = Campaign.fresh(
-        customer_id,
-        ctx.now(),
-        type=body.type,
-        name=body.name,
-        detail=body.detail,
-        service_level=body.service_level,
-        end_handle=body.end_handle,
-        actions=bodies.actions_model(body.actions),
-        **{field: bodies.reference(getattr(body, field)) for field in REFERENCE_FIELDS},
-    )
-    if body.pacing_mode != campaign.pacing_mode or body.target_abandon_rate != (
-        campaign.target_abandon_rate
-    ):
-        campaign = msgspec.structs.replace(
-            campaign, pacing_mode=body.pacing_mode, target_abandon_rate=body.target_abandon_rate
-        )
-    return campaign
 
 
 async def create_campaign(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``POST /campaigns``."""
     body = await json_body(request, ctx, bodies.CampaignCreate)
-    campaign = _new_campaign(ctx, customer_id, body)
+    campaign = body.to_model(customer_id, ctx.now())
     return json_response(await ctx.campaigns.create(campaign, ctx.quotas))
 
 
