@@ -132,9 +132,10 @@ class NoScheduler:
         return None
 
 
-class RunQuota(Protocol):
-    """The customers' quotas as the API holds them (``dialerd.api.quotas.QuotaGate``):
-    ``room`` refuses a change that would take the customer over one."""
+class CampaignQuotas(Protocol):
+    """The customers' campaign quotas as the API holds them (``api.quotas.QuotaGate``):
+    ``room`` refuses a change that would take the customer over one (the refusal, the
+    gate's own 409, passes through the service unchanged)."""
 
     def room(
         self, store: Store, customer_id: str, kind: str, adding: int = 1
@@ -201,7 +202,7 @@ class CampaignService:
             raise CampaignNotFound(campaign_id)
         return campaign
 
-    async def create(self, campaign: Campaign, quotas: RunQuota) -> Campaign:
+    async def create(self, campaign: Campaign, quotas: CampaignQuotas) -> Campaign:
         """Store a new campaign whose references and actions are valid, within the
         customer's campaign quota."""
         customer_id = campaign.customer_id
@@ -218,7 +219,7 @@ class CampaignService:
         campaign_id: str,
         changes: dict[str, Any],
         status: CampaignStatus | None,
-        quotas: RunQuota,
+        quotas: CampaignQuotas,
     ) -> Campaign:
         """A request's edit, run or stop, as one step: references and actions checked
         first, a run counted against the customer's ``running_campaigns`` quota; a
