@@ -20,13 +20,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dialerd.api.errors import ApiError, error_response
-from dialerd.api.exchange import ApiContext, Handler, authenticate, drain_body, request_id
+from dialerd.api.context import ApiContext, Handler, authenticate, request_id
+from dialerd.api.errors import ApiError, error_response, refusal
 from dialerd.api.openapi import openapi_document
+from dialerd.api.parsing import drain_body
 from dialerd.api.quotas import QuotaGate
 from dialerd.api.routes import ENDPOINTS, PREFIX
+from dialerd.campaigns import CampaignRefused, CampaignService
 from dialerd.config import ApiConfig, QuotasConfig
-from dialerd.control import CampaignControl
 from dialerd.ports import Clock
 from dialerd.store import Conflict, Store, StoreError
 
@@ -109,6 +110,16 @@ class CatchAll:
                 await error_response(error, rid)(scope, receive, send)
 
 
+async def _answered(
+    handler: Handler, request: Request, ctx: ApiContext, customer_id: str
+) -> Response:
+    """The handler's answer; a campaign command the service refused is an ``ApiError``."""
+    try:
+        return await handler(request, ctx, customer_id)
+    except CampaignRefused as exc:
+        raise refusal(exc) from None
+
+
 def _endpoint(handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
     """One path's endpoint: authenticate, call the method's handler for the token's
     customer, and answer errors as envelopes."""
@@ -119,7 +130,7 @@ def _endpoint(handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Res
         try:
             customer_id = authenticate(request, ctx.config)
             with ctx.request_slot(customer_id):
-                return await handler(request, ctx, customer_id)
+                return await _answered(handler, request, ctx, customer_id)
         except ApiError as exc:
             if exc.drain:
                 await drain_body(request)
@@ -155,7 +166,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(
     *,
     store: Store,
-    control: CampaignControl,
+    campaigns: CampaignService,
     clock: Clock,
     config: ApiConfig,
     extra_routes: Sequence[BaseRoute] = (),
@@ -179,7 +190,7 @@ def create_app(
     # header and keeps the query (with any token in it). ``/campaigns/`` is a 404.
     app.router.redirect_slashes = False
     app.state.ctx = ApiContext(
-        store=store, control=control, clock=clock, config=config, quotas=QuotaGate(quotas)
+        store=store, campaigns=campaigns, clock=clock, config=config, quotas=QuotaGate(quotas)
     )
     return app
 

@@ -31,6 +31,7 @@ from dialerd.model import (
     Action,
     Address,
     AddressType,
+    Campaign,
     CampaignType,
     DncNumber,
     EndHandle,
@@ -211,6 +212,30 @@ class CampaignCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     outdial_id: Reference = None
     queue_id: Reference = None
     next_campaign_id: Reference = None
+
+    def to_model(self, customer_id: str, now: str) -> Campaign:
+        """The campaign this body describes, in status ``stop``."""
+        campaign = Campaign.fresh(
+            customer_id,
+            now,
+            type=self.type,
+            name=self.name,
+            detail=self.detail,
+            service_level=self.service_level,
+            end_handle=self.end_handle,
+            actions=actions_model(self.actions),
+            outplan_id=reference(self.outplan_id),
+            outdial_id=reference(self.outdial_id),
+            queue_id=reference(self.queue_id),
+            next_campaign_id=reference(self.next_campaign_id),
+        )
+        if self.pacing_mode != campaign.pacing_mode or self.target_abandon_rate != (
+            campaign.target_abandon_rate
+        ):
+            campaign = msgspec.structs.replace(
+                campaign, pacing_mode=self.pacing_mode, target_abandon_rate=self.target_abandon_rate
+            )
+        return campaign
 
 
 class CampaignUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

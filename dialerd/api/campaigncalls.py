@@ -5,14 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import conflict, not_found
-from dialerd.api.exchange import (
-    ApiContext,
-    json_response,
-    page_query,
-    path_id,
-    uuid_query,
-)
+from dialerd.api.parsing import page_query, path_id, uuid_query
 from dialerd.store import Conflict
 
 

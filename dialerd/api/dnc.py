@@ -17,15 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dialerd.api import bodies, jsontext, quotas, targets_import
+from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import ApiError, invalid
-from dialerd.api.exchange import (
+from dialerd.api.parsing import (
     CSV_TYPES,
     JSON_TYPES,
     NDJSON_TYPES,
-    ApiContext,
     body_chunks,
     json_body,
-    json_response,
     page_query,
     require_media_type,
 )

@@ -7,6 +7,15 @@ from typing import Any, Final
 import msgspec
 from starlette.responses import Response
 
+from dialerd.campaigns import (
+    ActionsRefused,
+    CampaignNotFound,
+    CampaignNotStopped,
+    CampaignRefused,
+    ReferenceMissing,
+    RunRefused,
+)
+
 # HTTP status -> canonical error status of the reference envelope.
 CANONICAL: Final[dict[int, str]] = {
     400: "INVALID_ARGUMENT",
@@ -76,6 +85,22 @@ def not_found(kind: str, resource_id: str) -> ApiError:
 def conflict(reason: str, message: str) -> ApiError:
     """A 409: the resource's current state does not allow the change."""
     return ApiError(409, reason, message)
+
+
+def refusal(exc: CampaignRefused) -> ApiError:
+    """The answer to a campaign command the service refused."""
+    if isinstance(exc, CampaignNotFound):
+        return not_found("campaign", exc.campaign_id)
+    if isinstance(exc, RunRefused):
+        return conflict("CAMPAIGN_NOT_RUNNABLE", str(exc))
+    if isinstance(exc, CampaignNotStopped):
+        return conflict("CAMPAIGN_NOT_STOPPED", str(exc))
+    if isinstance(exc, ReferenceMissing):
+        return invalid(str(exc), f"{exc.kind.upper()}_NOT_FOUND")
+    if isinstance(exc, ActionsRefused):
+        details = [msgspec.structs.asdict(each) for each in exc.errors]
+        return ApiError(400, "INVALID_ACTIONS", str(exc), details=details)
+    return conflict("CAMPAIGN_REFUSED", str(exc))
 
 
 def error_response(error: ApiError, request_id: str) -> Response:

@@ -9,7 +9,7 @@ import msgspec
 from dialerd import __version__
 from dialerd.api.bodies import ImportResult
 from dialerd.api.errors import ErrorResponse
-from dialerd.api.exchange import PAGE_TOKEN
+from dialerd.api.parsing import PAGE_TOKEN
 from dialerd.api.routes import ENDPOINTS, PREFIX, Endpoint
 from dialerd.core.actions import OPTION_TYPES
 from dialerd.store import MAX_PAGE_SIZE

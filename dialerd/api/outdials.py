@@ -7,22 +7,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dialerd.api import bodies, quotas, targets_import
-from dialerd.api.campaigns import check_reference
+from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import conflict, invalid, not_found
-from dialerd.api.exchange import (
+from dialerd.api.outplans import campaigns_using
+from dialerd.api.parsing import (
     CSV_TYPES,
     JSON_TYPES,
     NDJSON_TYPES,
-    ApiContext,
     body_chunks,
     json_body,
-    json_response,
     json_update_body,
     page_query,
     path_id,
     require_media_type,
 )
-from dialerd.api.outplans import campaigns_using
 from dialerd.model import Outdial
 from dialerd.store import Conflict
 
@@ -38,7 +36,7 @@ async def create_outdial(request: Request, ctx: ApiContext, customer_id: str) ->
     """``POST /outdials``; ``campaign_id`` may be nil or absent."""
     body = await json_body(request, ctx, bodies.OutdialCreate)
     campaign_id = bodies.reference(body.campaign_id)
-    await check_reference(ctx, customer_id, "campaign_id", "campaign", campaign_id)
+    await ctx.campaigns.check_reference(customer_id, "campaign_id", "campaign", campaign_id)
     outdial = Outdial.fresh(
         customer_id,
         ctx.now(),
@@ -71,7 +69,9 @@ async def _update(
     body = await json_update_body(request, ctx, body_type, outdial, "outdial", "/outdials")
     changes = bodies.present_fields(body)
     if "campaign_id" in changes:
-        await check_reference(ctx, customer_id, "campaign_id", "campaign", changes["campaign_id"])
+        await ctx.campaigns.check_reference(
+            customer_id, "campaign_id", "campaign", changes["campaign_id"]
+        )
     if changes:
         outdial = msgspec.structs.replace(outdial, tm_update=ctx.now(), **changes)
         outdial = await ctx.store.update_outdial(outdial)

@@ -7,15 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dialerd.api import bodies
+from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import conflict, not_found
-from dialerd.api.exchange import (
-    ApiContext,
-    json_body,
-    json_response,
-    json_update_body,
-    page_query,
-    path_id,
-)
+from dialerd.api.parsing import json_body, json_update_body, page_query, path_id
 from dialerd.model import CampaignStatus, Outplan
 
 ACTIVE = (CampaignStatus.RUN, CampaignStatus.STOPPING)

@@ -8,26 +8,17 @@ adapter reads them now (``null`` where it cannot tell) and the campaigns running
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dialerd import metrics
+from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import invalid, not_found
-from dialerd.api.exchange import (
-    UUID_TEXT,
-    ApiContext,
-    json_response,
-    page_query_size,
-    path_id,
-)
-from dialerd.model import NOT_DELETED, CampaignStatus, Page
+from dialerd.api.parsing import UUID_TEXT, page_query_size, path_id
+from dialerd.model import NOT_DELETED, Page
 from dialerd.ports import QueueUnavailable
 from dialerd.queues import QueueRef
-
-RUNNING: Final = (CampaignStatus.RUN, CampaignStatus.STOPPING)
 
 
 class QueueAgents(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,7 +53,7 @@ class Queue(msgspec.Struct, frozen=True, kw_only=True):
 
 async def _agents(ctx: ApiContext, queue: QueueRef) -> tuple[str, QueueAgents, str]:
     """The adapter's name, the agents by state it reads now, and why some are unknown."""
-    adapter = ctx.control.queue_adapter
+    adapter = ctx.campaigns.queue_adapter
     if adapter is None:
         return "", QueueAgents(), "no queue adapter is configured: agent counts are unknown"
     try:
@@ -103,15 +94,6 @@ async def _queue(ctx: ApiContext, queue: QueueRef, running: dict[str, list[str]]
     )
 
 
-async def _running(ctx: ApiContext, customer_id: str) -> dict[str, list[str]]:
-    """The customer's running (or stopping) campaigns by queue id."""
-    by_queue: dict[str, list[str]] = {}
-    for campaign in await ctx.store.campaigns_with_status(RUNNING):
-        if campaign.customer_id == customer_id:
-            by_queue.setdefault(campaign.queue_id, []).append(campaign.id)
-    return {queue_id: sorted(ids) for queue_id, ids in by_queue.items()}
-
-
 async def list_queues(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``GET /queues``: the customer's registered queues, by id; the ``page_token`` is
     the last id of the previous page."""
@@ -119,9 +101,9 @@ async def list_queues(request: Request, ctx: ApiContext, customer_id: str) -> Re
     after = request.query_params.get("page_token", "")
     if after and not UUID_TEXT.fullmatch(after):
         raise invalid("page_token: expected the next_page_token of the previous page (an id)")
-    queues = [q for q in ctx.control.queues.of_customer(customer_id) if q.id > after.lower()]
+    queues = [q for q in ctx.campaigns.queues.of_customer(customer_id) if q.id > after.lower()]
     page = queues[:page_size]
-    running = await _running(ctx, customer_id)
+    running = await ctx.campaigns.running_by_queue(customer_id)
     next_token = page[-1].id if len(queues) > page_size else ""
     return json_response(
         Page([await _queue(ctx, queue, running) for queue in page], next_page_token=next_token)
@@ -131,7 +113,9 @@ async def list_queues(request: Request, ctx: ApiContext, customer_id: str) -> Re
 async def get_queue(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``GET /queues/{id}``: another customer's queue is a 404, as an unknown one."""
     queue_id = path_id(request, "id", "queue")
-    queue = ctx.control.queues.get(customer_id, queue_id)
+    queue = ctx.campaigns.queues.get(customer_id, queue_id)
     if queue is None:
         raise not_found("queue", queue_id)
-    return json_response(await _queue(ctx, queue, await _running(ctx, customer_id)))
+    return json_response(
+        await _queue(ctx, queue, await ctx.campaigns.running_by_queue(customer_id))
+    )

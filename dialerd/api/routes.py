@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from dialerd.api import bodies, campaigncalls, campaigns, dnc, outdials, outplans, queues
-from dialerd.api.exchange import Handler
+from dialerd.api.context import Handler
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
     Campaign,

@@ -339,7 +339,7 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
         await daemon.store.create_outdial(outdial)
         await daemon.store.create_targets(targets)
         await daemon.store.create_campaign(campaign)
-        await daemon.control.run(CUSTOMER_ID, campaign.id, cause="demo")
+        await daemon.campaigns.run(CUSTOMER_ID, campaign.id, cause="demo")
         status = CampaignStatus.RUN
         shown = -1
         with anyio.move_on_after(CAMPAIGN_SECONDS):

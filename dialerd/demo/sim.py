@@ -278,7 +278,7 @@ async def _drive(
         await daemon.store.create_outdial(outdial)
         await daemon.store.create_targets(targets)
         await daemon.store.create_campaign(campaign)
-        await daemon.control.run(CUSTOMER_ID, campaign.id, cause="demo")
+        await daemon.campaigns.run(CUSTOMER_ID, campaign.id, cause="demo")
 
         status = CampaignStatus.RUN
         while status != CampaignStatus.STOP:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dialerd.attempts import AttemptsView
-from dialerd.control import RunRefused
+from dialerd.campaigns import RunRefused
 from dialerd.core import lifecycle
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, Outplan

@@ -11,8 +11,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from dialerd import metrics
+from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import EngineConfig
-from dialerd.control import CampaignControl
 from dialerd.core.fair_share import Ceiling
 from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
@@ -49,7 +49,7 @@ class Engine:
         flows: FlowRunner,
         clock: Clock,
         config: EngineConfig,
-        control: CampaignControl | None = None,
+        campaigns: Callable[[CampaignScheduler], CampaignService] | None = None,
         owner: str | None = None,
         queues: QueueRegistry | None = None,
         calling_rules: CallingRulesOf | None = None,
@@ -58,10 +58,12 @@ class Engine:
         quotas_of: QuotasOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
-        self.control = control or CampaignControl(store, clock, queues=queues, queue_adapter=queue)
-        self.control.wake = self.wake
-        self.control.stopped = self.note_stop
-        self.control.insight = self.insight
+        # The campaign service, made with this engine as the scheduler it tells.
+        self.control = (
+            campaigns(self)
+            if campaigns is not None
+            else CampaignService(store, clock, self, queues=queues, queue_adapter=queue)
+        )
         self._shared = shared = SharedState(
             store=store,
             queue=queue,

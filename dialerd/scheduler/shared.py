@@ -16,8 +16,8 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from dialerd.campaigns import CampaignService
 from dialerd.config import EngineConfig
-from dialerd.control import CampaignControl
 from dialerd.core.abandonment import AbandonmentPolicy
 from dialerd.core.targets import CallingRules
 from dialerd.model import Campaign
@@ -88,7 +88,7 @@ class SharedState:
     flows: FlowRunner
     clock: Clock
     config: EngineConfig
-    control: CampaignControl
+    control: CampaignService
     # This process's name on campaign leases.
     owner: str
     # The calling rules of a customer's campaigns (hours, lockouts), from the config.

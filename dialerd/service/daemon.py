@@ -21,8 +21,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from dialerd import __version__, metrics
 from dialerd.api import create_app, serve_api, set_api_config
 from dialerd.api.server import ServerLimits
+from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import Config, ConfigError, load_config
-from dialerd.control import CampaignControl, CampaignLocks
 from dialerd.core.targets import CallingRules
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
@@ -120,18 +120,6 @@ class Daemon:
         self.queues = QueueRegistry(registry_entries(config.queues))
         self.backends = Backends(config, self.clock, self.state_dir, self.store)
         self.sim = self.backends.sim
-        self.control = CampaignControl(
-            self.store,
-            self.clock,
-            locks=CampaignLocks(),
-            queues=self.queues,
-            queue_adapter=self.backends.queue,
-            # A campaign whose actions need more (email_send without [smtp]) cannot run.
-            capabilities=self.backends.services.capabilities(),
-            # A talk in a language text to speech cannot speak is a 400 (Asterisk only:
-            # the sim speaks nothing).
-            has_voice=self.backends.tts.has_voice if self.backends.ari is not None else None,
-        )
         self.engine = Engine(
             store=self.store,
             queue=self.backends.queue,
@@ -140,15 +128,16 @@ class Daemon:
             flows=self.backends.flows,
             clock=self.clock,
             config=config.engine,
-            control=self.control,
+            campaigns=self._campaign_service,
             calling_rules=_rules_of(config),
             abandonment=cache(config.abandonment_for),
             ceiling=config.call_ceiling(),
             quotas_of=cache(config.quotas.quotas_for),
         )
+        self.campaigns = self.engine.control
         self.app = create_app(
             store=self.store,
-            control=self.control,
+            campaigns=self.campaigns,
             clock=self.clock,
             config=config.api,
             quotas=config.quotas,
@@ -164,6 +153,21 @@ class Daemon:
         self._ready = True
         # Why the last reload was rejected (shown in STATUS=), None after a good one.
         self.reload_problem: str | None = None
+
+    def _campaign_service(self, scheduler: CampaignScheduler) -> CampaignService:
+        """The campaign commands, telling ``scheduler`` (the engine) of each change."""
+        return CampaignService(
+            self.store,
+            self.clock,
+            scheduler,
+            queues=self.queues,
+            queue_adapter=self.backends.queue,
+            # A campaign whose actions need more (email_send without [smtp]) cannot run.
+            capabilities=self.backends.services.capabilities(),
+            # A talk in a language text to speech cannot speak is a 400 (Asterisk only:
+            # the sim speaks nothing).
+            has_voice=self.backends.tts.has_voice if self.backends.ari is not None else None,
+        )
 
     async def readiness(self) -> str | None:
         """None when ready; otherwise why not (store unreachable, scheduler stalled,
@@ -337,7 +341,7 @@ class Daemon:
             quotas_of=cache(new.quotas.quotas_for),
         )
         self.backends.reconfigure(new)
-        self.control.capabilities = self.backends.services.capabilities()
+        self.campaigns.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api, quotas=new.quotas)
         self.ops_auth.token = ops_token

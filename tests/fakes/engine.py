@@ -16,8 +16,8 @@ from typing import cast
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.flow_runner import ActionFlowRunner
 from dialerd.adapters.sim import SimCallCentre
+from dialerd.campaigns import CampaignService
 from dialerd.config import EngineConfig
-from dialerd.control import CampaignControl
 from dialerd.core.abandonment import AbandonmentPolicy
 from dialerd.core.fair_share import Ceiling
 from dialerd.core.quotas import Quotas
@@ -118,6 +118,6 @@ def scheduler_ports(
         flows=ScriptedCalls("scripted-flows", clock),
         clock=clock,
         config=config or EngineConfig(),
-        control=CampaignControl(store, clock, queues=queues, queue_adapter=queue),
+        control=CampaignService(store, clock, queues=queues, queue_adapter=queue),
         owner="unit",
     )

@@ -21,8 +21,8 @@ from starlette.applications import Starlette
 
 from dialerd.api.app import create_app
 from dialerd.api.server import serve_api
+from dialerd.campaigns import CampaignService
 from dialerd.config import ApiConfig, ApiToken
-from dialerd.control import CampaignControl
 from dialerd.model import Campaign, Campaigncall, Outdial, OutdialTarget, Outplan, new_id
 from dialerd.service.clock import SystemClock
 from dialerd.store.base import AttemptPlan
@@ -47,7 +47,7 @@ class ApiServer:
         self,
         portal: BlockingPortal,
         store: SqliteStore,
-        control: CampaignControl,
+        control: CampaignService,
         app: Starlette,
         url: str,
     ) -> None:
@@ -87,8 +87,8 @@ def running_api(tmp_path: Path) -> Iterator[ApiServer]:
         store = SqliteStore(tmp_path / "api.sqlite3")
         portal.call(store.open)
         clock = SystemClock()
-        control = CampaignControl(store, clock, queues=queues_of(CUSTOMER_A, CUSTOMER_B))
-        app = create_app(store=store, control=control, clock=clock, config=api_config())
+        control = CampaignService(store, clock, queues=queues_of(CUSTOMER_A, CUSTOMER_B))
+        app = create_app(store=store, campaigns=control, clock=clock, config=api_config())
         stop = portal.call(anyio.Event)
         listen = f"127.0.0.1:{free_port()}"
         future, _ = portal.start_task(

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import msgspec
 
+from dialerd.campaigns import CampaignService
 from dialerd.config import EngineConfig
-from dialerd.control import CampaignControl
 from dialerd.core.fair_share import Ceiling
 from dialerd.core.quotas import Quotas
 from dialerd.core.targets import CallingRules
@@ -49,7 +49,7 @@ class World:
     flows: ScriptedCalls
     queue: FixedQueue
     engine: Engine
-    control: CampaignControl
+    control: CampaignService
     make: Factory
     # True while a store call waits on a socket (a Redis store): not settled yet.
     store_busy: Callable[[], bool] | None = None

@@ -13,7 +13,7 @@ import pytest
 
 from dialerd.api.app import create_app
 from dialerd.api.server import bind_socket, serve_api
-from dialerd.control import CampaignControl
+from dialerd.campaigns import CampaignService
 from dialerd.service.clock import SystemClock
 from dialerd.store.sqlite import SqliteStore
 from tests.conftest import free_port
@@ -27,7 +27,7 @@ async def test_serve_api_answers_once_started_and_stops_on_the_trigger(
     await store.open()
     clock = SystemClock()
     app = create_app(
-        store=store, control=CampaignControl(store, clock), clock=clock, config=api_config()
+        store=store, campaigns=CampaignService(store, clock), clock=clock, config=api_config()
     )
     listen = f"127.0.0.1:{free_port()}"
     stop = anyio.Event()

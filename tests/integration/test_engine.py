@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import structlog
 
-from dialerd.control import RunRefused
+from dialerd.campaigns import RunRefused
 from dialerd.model import (
     NIL_UUID,
     CampaigncallResult,

@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from dialerd.campaigns import CampaignService
 from dialerd.config import EngineConfig
-from dialerd.control import CampaignControl
 from dialerd.model import CampaignStatus
 from dialerd.service.clock import SystemClock
 from dialerd.store.base import Fence
@@ -124,8 +124,8 @@ async def test_an_edit_on_one_instance_while_another_stops_never_restarts_the_ca
     await stopper_store.open()
     try:
         clock = SystemClock()
-        editor = CampaignControl(editor_store, clock, queues=queues_of(CUSTOMER))
-        stopper = CampaignControl(stopper_store, clock, queues=queues_of(CUSTOMER))
+        editor = CampaignService(editor_store, clock, queues=queues_of(CUSTOMER))
+        stopper = CampaignService(stopper_store, clock, queues=queues_of(CUSTOMER))
         make = Factory()
         outplan = await editor_store.create_outplan(make.outplan(CUSTOMER))
         outdial = await editor_store.create_outdial(make.outdial(CUSTOMER))

@@ -16,8 +16,8 @@ import pytest
 from dialerd import metrics
 from dialerd.adapters.action_services import ActionServices
 from dialerd.adapters.sim import SimCallCentre
+from dialerd.campaigns import RunRefused
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes, WebhooksConfig
-from dialerd.control import RunRefused
 from dialerd.demo.sim import ivr_actions
 from dialerd.model import Action, Campaign, Campaigncall, CampaignStatus, CampaignType, EndHandle
 from dialerd.scheduler import Engine
