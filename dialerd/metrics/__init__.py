@@ -5,8 +5,9 @@ Importing this package registers nothing: every family is made with ``registry=N
 (no collector, no process metrics, prometheus_client's settings untouched).
 ``create_registry()`` makes a ``CollectorRegistry`` with the process, platform and GC
 collectors and every family below, sets ``dialerd_build_info`` and creates the fixed
-series at 0; the daemon calls it once and serves that registry on ``/metrics`` (the demo
-through the daemon; tests that read metrics call it themselves).
+series at 0. ``service.daemon.Daemon`` calls it once and serves that registry on
+``/metrics`` (the demos run that daemon); tests that read metrics call it themselves;
+the benchmarks read none and make none.
 
 Recording before ``create_registry()`` is not lost and not an error: the functions and
 families record into the families themselves, the one default of the process, and any
