@@ -1,8 +1,9 @@
 """Prometheus metrics of dialerd: families grouped by who records them, exposed on a
 registry that ``create_registry()`` makes.
 
-Importing this package registers nothing: every family is made with ``registry=None``
-(no collector, no process metrics, prometheus_client's settings untouched).
+Importing this package registers nothing: every family is made unregistered
+(``unregistered.py``); no collector, no process metrics, prometheus_client's settings
+untouched.
 ``create_registry()`` makes a ``CollectorRegistry`` with the process, platform and GC
 collectors and every family below, sets ``dialerd_build_info`` and creates the fixed
 series at 0. ``service.daemon.Daemon`` calls it once and serves that registry on

@@ -3,48 +3,41 @@ campaign's other series by ``forget_campaign``), and text to speech."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from dialerd.core.actions import OPTION_TYPES
+from dialerd.metrics.unregistered import counter, histogram
 
 # espeak-ng renders a sentence in tens of milliseconds; a neural engine in seconds.
 TTS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-CAMPAIGN_ACTIONS = Counter(
+CAMPAIGN_ACTIONS = counter(
     "dialerd_campaign_actions",
     "Actions executed for the campaign's calls and flows, by type and outcome (done, "
     "failed, callee_hangup; amd: human, machine, notsure).",
     ["campaign_id", "type", "outcome"],
-    registry=None,
 )
-CAMPAIGN_DIGITS_CHOSEN = Counter(
+CAMPAIGN_DIGITS_CHOSEN = counter(
     "dialerd_campaign_digits_chosen",
     "Values a branch action matched (a key of its target_ids, or other).",
     ["campaign_id", "digits"],
-    registry=None,
 )
-CAMPAIGN_OPT_OUTS = Counter(
+CAMPAIGN_OPT_OUTS = counter(
     "dialerd_campaign_opt_outs",
     "Callees the campaign's dnc_add action put on the do-not-call list.",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_PROMPT_FAILURES = Counter(
+CAMPAIGN_PROMPT_FAILURES = counter(
     "dialerd_campaign_prompt_failures",
     "Prompts (talk, play, beep) of the campaign that could not be played.",
     ["campaign_id"],
-    registry=None,
 )
-TTS_RENDER = Histogram(
+TTS_RENDER = histogram(
     "dialerd_tts_render_seconds",
     "Seconds to render a talk prompt to audio (cache misses only).",
     buckets=TTS_BUCKETS,
-    registry=None,
 )
-TTS_CACHE_HITS = Counter(
-    "dialerd_tts_cache_hits", "Talk prompts served from the audio cache.", registry=None
-)
+TTS_CACHE_HITS = counter("dialerd_tts_cache_hits", "Talk prompts served from the audio cache.")
 FAMILIES = (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DIGITS_CHOSEN,

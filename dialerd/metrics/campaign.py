@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Gauge
 from prometheus_client.metrics import MetricWrapperBase
 
 from dialerd.core.abandonment import WindowCount
@@ -17,92 +16,80 @@ from dialerd.core.targets import Held
 from dialerd.insight import TargetCounts
 from dialerd.metrics import actions
 from dialerd.metrics.engine import REASONS, result_of
+from dialerd.metrics.unregistered import counter, gauge
 from dialerd.ports import HangupReason
 
 _DIALING_STATES = tuple(state.value for state in DialingState)
 _TARGET_STATES = ("idle_due", "idle_waiting", "progressing", "done")
 
-CAMPAIGN_STATE = Gauge(
+CAMPAIGN_STATE = gauge(
     "dialerd_campaign_state",
     "1 for what the campaign's latest tick found (dialing, or what held it back).",
     ["campaign_id", "state"],
-    registry=None,
 )
-CAMPAIGN_STARTED = Counter(
+CAMPAIGN_STARTED = counter(
     "dialerd_campaign_attempts_started",
     "Attempts the campaign started (on this instance).",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_ENDED = Counter(
+CAMPAIGN_ENDED = counter(
     "dialerd_campaign_attempts_ended",
     "Attempts of the campaign that ended, by result and hangup reason.",
     ["campaign_id", "result", "reason"],
-    registry=None,
 )
-CAMPAIGN_ANSWERED = Counter(
+CAMPAIGN_ANSWERED = counter(
     "dialerd_campaign_answered",
     "Attempts of the campaign answered live by the callee.",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_DIALING = Gauge(
+CAMPAIGN_DIALING = gauge(
     "dialerd_campaign_dialing",
     "The campaign's attempts dialing (not answered yet).",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_TALKING = Gauge(
+CAMPAIGN_TALKING = gauge(
     "dialerd_campaign_talking",
     "The campaign's answered attempts still up.",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_SERVICE_LEVEL = Gauge(
+CAMPAIGN_SERVICE_LEVEL = gauge(
     "dialerd_campaign_service_level",
     "The campaign's pacing level (service_level, percent of a line per free agent).",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_AVAILABLE_AGENTS = Gauge(
+CAMPAIGN_AVAILABLE_AGENTS = gauge(
     "dialerd_campaign_available_agents",
     "Available agents of the campaign's queue, as its latest tick read them.",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_ABANDON_RATE = Gauge(
+CAMPAIGN_ABANDON_RATE = gauge(
     "dialerd_campaign_abandon_rate",
     "Abandoned over live answers of the campaign, per window of days ending today "
     "(47 CFR 64.1200(a)(7): 30 days; Ofcom: 1 day).",
     ["campaign_id", "window_days"],
-    registry=None,
 )
-CAMPAIGN_LIVE_ANSWERS = Gauge(
+CAMPAIGN_LIVE_ANSWERS = gauge(
     "dialerd_campaign_live_answers",
     "Live answers of the campaign (machines excluded), per window of days ending today.",
     ["campaign_id", "window_days"],
-    registry=None,
 )
-CAMPAIGN_GOVERNOR_PRESSURE = Gauge(
+CAMPAIGN_GOVERNOR_PRESSURE = gauge(
     "dialerd_campaign_governor_pressure",
     "The abandonment governor's pressure while it holds lines back: near 0 the pacing "
     "mode decides, 1 holds the campaign to one line per free agent; 0 while it holds "
     "nothing back, and without [abandonment].",
     ["campaign_id"],
-    registry=None,
 )
-CAMPAIGN_TARGETS = Gauge(
+CAMPAIGN_TARGETS = gauge(
     "dialerd_campaign_targets",
     "The campaign's list: targets due, waiting (retry, calling rules), being dialed, done.",
     ["campaign_id", "status"],
-    registry=None,
 )
-CAMPAIGN_TARGETS_HELD = Gauge(
+CAMPAIGN_TARGETS_HELD = gauge(
     "dialerd_campaign_targets_held",
     "The campaign's targets the dialing rules hold back, by reason (retry_interval, "
     "calling_hours, unknown_zone, abandoned_lockout, daily_limit, dnc).",
     ["campaign_id", "reason"],
-    registry=None,
 )
 # Each family with its label names, for ``forget_campaign``.
 PER_CAMPAIGN: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (

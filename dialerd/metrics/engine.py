@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from prometheus_client import Counter, Gauge, Histogram
-
+from dialerd.metrics.unregistered import counter, gauge, histogram
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
 from dialerd.ports import HangupReason
 
@@ -16,82 +15,69 @@ TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 RING_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0)
 TALK_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
-CAMPAIGNS = Gauge("dialerd_campaigns", "Campaigns by status.", ["status"], registry=None)
-ATTEMPTS_STARTED = Counter(
+CAMPAIGNS = gauge("dialerd_campaigns", "Campaigns by status.", ["status"])
+ATTEMPTS_STARTED = counter(
     "dialerd_attempts_started",
     "Attempts started, by campaign type.",
     ["campaign_type"],
-    registry=None,
 )
-ATTEMPTS_FINISHED = Counter(
+ATTEMPTS_FINISHED = counter(
     "dialerd_attempts_finished",
     "Attempts finished, by result and hangup reason.",
     ["result", "reason"],
-    registry=None,
 )
-ATTEMPTS_ACTIVE = Gauge(
+ATTEMPTS_ACTIVE = gauge(
     "dialerd_attempts_active",
     "Attempts in progress: dialing (not answered yet) or progressing (answered).",
     ["status"],
-    registry=None,
 )
-ANSWERED = Counter("dialerd_answered", "Attempts answered by the callee.", registry=None)
-ABANDONED = Counter(
+ANSWERED = counter("dialerd_answered", "Attempts answered by the callee.")
+ABANDONED = counter(
     "dialerd_abandoned",
     "Answered attempts no agent took in time (abandoned).",
-    registry=None,
 )
-AVAILABLE_AGENTS = Gauge(
+AVAILABLE_AGENTS = gauge(
     "dialerd_available_agents",
     "Available agents of a queue, as last read by the engine.",
     ["queue_id"],
-    registry=None,
 )
-PACING_ALLOWED = Counter(
+PACING_ALLOWED = counter(
     "dialerd_pacing_attempts_allowed",
     "New attempts the pacing rule allowed, summed over ticks.",
-    registry=None,
 )
-PACING_STARTED = Counter(
+PACING_STARTED = counter(
     "dialerd_pacing_attempts_started",
     "New attempts actually started, summed over ticks.",
-    registry=None,
 )
-TICK_DURATION = Histogram(
+TICK_DURATION = histogram(
     "dialerd_tick_duration_seconds",
     "Time one campaign tick took.",
     buckets=TICK_BUCKETS,
-    registry=None,
 )
-TICK_LAG = Histogram(
+TICK_LAG = histogram(
     "dialerd_tick_lag_seconds",
     "How late a campaign tick started after it was due.",
     buckets=TICK_BUCKETS,
-    registry=None,
 )
-CONFIG_RELOADS = Counter(
+CONFIG_RELOADS = counter(
     "dialerd_config_reloads",
     "Configuration reloads (SIGHUP), by result.",
     ["result"],
-    registry=None,
 )
-LIVE_ANSWERS_MEASURED = Counter(
+LIVE_ANSWERS_MEASURED = counter(
     "dialerd_live_answers_measured",
     "Live answers counted by the abandonment measurement (machines excluded).",
     ["abandoned"],
-    registry=None,
 )
-RING_TIME = Histogram(
+RING_TIME = histogram(
     "dialerd_ring_seconds",
     "Seconds from origination to answer, or to the end of a call never answered.",
     buckets=RING_BUCKETS,
-    registry=None,
 )
-TALK_TIME = Histogram(
+TALK_TIME = histogram(
     "dialerd_talk_seconds",
     "Seconds from answer to the end of the call.",
     buckets=TALK_BUCKETS,
-    registry=None,
 )
 FAMILIES = (
     CAMPAIGNS,

@@ -3,27 +3,24 @@ configuration (API tokens), a bounded set."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from dialerd.metrics.unregistered import counter, gauge
 
-QUOTA_USED = Gauge(
+QUOTA_USED = gauge(
     "dialerd_quota_used",
     "A customer's use of a quota with a limit: stored resources as last counted by the "
     "API, running campaigns, and this instance's active calls and calls per second.",
     ["customer_id", "quota"],
-    registry=None,
 )
-QUOTA_LIMIT = Gauge(
+QUOTA_LIMIT = gauge(
     "dialerd_quota_limit",
     "The limit of a customer's quota (or the customer's share of the call ceiling, "
     "whichever is lower for calls), beside dialerd_quota_used.",
     ["customer_id", "quota"],
-    registry=None,
 )
-QUOTA_REFUSALS = Counter(
+QUOTA_REFUSALS = counter(
     "dialerd_quota_refusals",
     "API requests refused because they would take the customer over a quota.",
     ["customer_id", "quota"],
-    registry=None,
 )
 FAMILIES = (QUOTA_USED, QUOTA_LIMIT, QUOTA_REFUSALS)
 

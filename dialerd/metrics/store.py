@@ -6,29 +6,24 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from prometheus_client import Gauge, Histogram
-
 from dialerd.metrics.engine import TICK_BUCKETS
+from dialerd.metrics.unregistered import gauge, histogram
 from dialerd.model import CampaignStatus
 
 # SQLite answers in tens of microseconds, a remote Redis in milliseconds.
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, *TICK_BUCKETS)
 
-STORE_OPERATION = Histogram(
+STORE_OPERATION = histogram(
     "dialerd_store_operation_seconds",
     "Latency of store operations, by operation and backend.",
     ["operation", "backend"],
     buckets=STORE_BUCKETS,
-    registry=None,
 )
-STORE_UP = Gauge(
-    "dialerd_store_up", "1 when the store answered the last check, else 0.", registry=None
-)
-CAMPAIGNS_STORED = Gauge(
+STORE_UP = gauge("dialerd_store_up", "1 when the store answered the last check, else 0.")
+CAMPAIGNS_STORED = gauge(
     "dialerd_campaigns_stored",
     "Campaigns in the store by status (the same on every instance sharing it).",
     ["status"],
-    registry=None,
 )
 FAMILIES = (STORE_OPERATION, STORE_UP, CAMPAIGNS_STORED)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram
+from dialerd.metrics.unregistered import counter, gauge, histogram
 
 # An origination is one HTTP round trip to the PBX: milliseconds, seconds when it struggles.
 ORIGINATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -14,62 +14,53 @@ AGENT_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 # Each adapter maps its own statuses onto these (docs/operations.md, "Agents per queue").
 AGENT_STATES = ("available", "busy", "wrap_up", "paused", "offline")
 
-ORIGINATION_ERRORS = Counter(
+ORIGINATION_ERRORS = counter(
     "dialerd_telephony_origination_errors",
     "Originations the telephony backend refused or failed.",
     ["backend"],
-    registry=None,
 )
-QUEUE_READ_ERRORS = Counter(
+QUEUE_READ_ERRORS = counter(
     "dialerd_queue_read_errors",
     "Failed reads of available agents from the queue adapter.",
     ["adapter"],
-    registry=None,
 )
-TELEPHONY_CONNECTED = Gauge(
+TELEPHONY_CONNECTED = gauge(
     "dialerd_telephony_connected",
     "1 while the telephony backend's connection (event stream) is up, else 0.",
     ["backend"],
-    registry=None,
 )
-QUEUE_ADAPTER_CONNECTED = Gauge(
+QUEUE_ADAPTER_CONNECTED = gauge(
     "dialerd_queue_adapter_connected",
     "1 while the queue adapter's connection is up, else 0.",
     ["adapter"],
-    registry=None,
 )
-ORIGINATE_LATENCY = Histogram(
+ORIGINATE_LATENCY = histogram(
     "dialerd_telephony_originate_seconds",
     "Time the telephony backend took to accept (or refuse) an origination.",
     ["backend"],
     buckets=ORIGINATE_BUCKETS,
-    registry=None,
 )
-ANSWER_TO_AGENT = Histogram(
+ANSWER_TO_AGENT = histogram(
     "dialerd_answer_to_agent_seconds",
     "Seconds from the callee's answer to an agent answering the call (AMD included).",
     buckets=AGENT_BUCKETS,
-    registry=None,
 )
-QUEUE_WAIT = Histogram(
+QUEUE_WAIT = histogram(
     "dialerd_queue_wait_seconds",
     "Seconds dialerd's calls waited in a queue before an agent answered, as the queue says.",
     ["queue"],
     buckets=AGENT_BUCKETS,
-    registry=None,
 )
-QUEUE_CALLERS_ABANDONED = Counter(
+QUEUE_CALLERS_ABANDONED = counter(
     "dialerd_queue_callers_abandoned",
     "dialerd's calls that hung up while waiting in a queue, as the queue says.",
     ["queue"],
-    registry=None,
 )
-QUEUE_AGENTS = Gauge(
+QUEUE_AGENTS = gauge(
     "dialerd_queue_agents",
     "Agents of a queue by state (available, busy, wrap_up, paused, offline), as the queue "
     "adapter last read them; queue is the backend's queue name.",
     ["queue", "state"],
-    registry=None,
 )
 FAMILIES = (
     ORIGINATION_ERRORS,
