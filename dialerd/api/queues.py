@@ -61,12 +61,7 @@ async def _agents(ctx: ApiContext, queue: QueueRef) -> tuple[str, QueueAgents, s
     except QueueUnavailable as exc:
         return adapter.name, QueueAgents(), f"the {adapter.name} queue adapter cannot tell: {exc}"
     # The adapters record every state of the same read in dialerd_queue_agents.
-    counts: dict[str, int | None] = {}
-    for state in metrics.AGENT_STATES:
-        value = metrics.REGISTRY.get_sample_value(
-            "dialerd_queue_agents", {"queue": queue.name, "state": state}
-        )
-        counts[state] = None if value is None else int(value)
+    counts = metrics.queue_agents_read(queue.name)
     counts["available"] = available
     unknown = [state for state, count in counts.items() if count is None]
     detail = (

@@ -144,8 +144,12 @@ class Daemon:
         )
         # Raises ConfigError when the token file cannot be read.
         self.ops_auth = OpsAuth(config.ops.read_token())
+        # The one registry of the process's metrics ([metrics] enabled = false: no /metrics).
+        self.registry = metrics.create_registry()
         self.ops_app = ops_app(
-            self.readiness, metrics_enabled=config.metrics.enabled, auth=self.ops_auth
+            self.readiness,
+            registry=self.registry if config.metrics.enabled else None,
+            auth=self.ops_auth,
         )
         self.api_address: tuple[str, int] | None = None
         self.ops_address: tuple[str, int] | None = None

@@ -12,13 +12,12 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 import anyio
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-
-from dialerd import metrics
 
 Readiness = Callable[[], Awaitable[str | None]]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -41,10 +40,14 @@ class OpsAuth:
         )
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    """The registry in the exposition format the scraper asked for (text by default)."""
-    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encoder(metrics.REGISTRY), headers={"Content-Type": content_type})
+def metrics_endpoint(registry: CollectorRegistry) -> Endpoint:
+    """``registry`` in the exposition format the scraper asked for (text by default)."""
+
+    async def exposition(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), headers={"Content-Type": content_type})
+
+    return exposition
 
 
 async def healthz(_request: Request) -> Response:
@@ -66,10 +69,14 @@ def _guarded(endpoint: Endpoint, auth: OpsAuth) -> Endpoint:
 
 
 def ops_routes(
-    readiness: Readiness, *, metrics_enabled: bool = True, auth: OpsAuth | None = None
+    readiness: Readiness,
+    *,
+    registry: CollectorRegistry | None = None,
+    auth: OpsAuth | None = None,
 ) -> list[BaseRoute]:
     """Routes of ``/healthz``, ``/readyz`` (503 with the reason when ``readiness`` gives one)
-    and, unless disabled, ``/metrics``; behind ``auth``'s token when it has one."""
+    and, given a ``registry`` (``dialerd.metrics.create_registry()``), ``/metrics``; behind
+    ``auth``'s token when it has one."""
     guard = auth or OpsAuth()
 
     async def readyz(_request: Request) -> Response:
@@ -81,13 +88,16 @@ def ops_routes(
         return JSONResponse({"status": "ready"})
 
     endpoints: list[tuple[str, Endpoint]] = [("/healthz", healthz), ("/readyz", readyz)]
-    if metrics_enabled:
-        endpoints.append(("/metrics", metrics_endpoint))
+    if registry is not None:
+        endpoints.append(("/metrics", metrics_endpoint(registry)))
     return [Route(path, _guarded(endpoint, guard), methods=["GET"]) for path, endpoint in endpoints]
 
 
 def ops_app(
-    readiness: Readiness, *, metrics_enabled: bool = True, auth: OpsAuth | None = None
+    readiness: Readiness,
+    *,
+    registry: CollectorRegistry | None = None,
+    auth: OpsAuth | None = None,
 ) -> Starlette:
     """The operations listener's app: ``ops_routes`` and nothing else."""
-    return Starlette(routes=ops_routes(readiness, metrics_enabled=metrics_enabled, auth=auth))
+    return Starlette(routes=ops_routes(readiness, registry=registry, auth=auth))

@@ -1,27 +1,17 @@
-"""Processes of a chaos scenario: dialerd daemons and a redis-server, all on loopback."""
+"""Processes of a chaos scenario: dialerd daemons (scripts/lib/daemon.py's launcher) and a
+redis-server, all on loopback."""
 
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from scripts.chaoslib.api import CUSTOMER, QUEUE, TOKEN, CampaignApi
-
-START_SECONDS = 30.0
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from scripts.lib import daemon as launcher
+from scripts.lib.daemon import free_port
 
 
 def wait_port(port: int, seconds: float) -> None:
@@ -67,8 +57,9 @@ class Redis:
             self.process = None
 
 
-class Daemon:
-    """``dialerd run`` with its own API port and state directory."""
+class Daemon(launcher.Daemon):
+    """``dialerd run`` with the chaos scenario's config; ``start()`` waits until healthy.
+    Its JSON logs go to ``stdout.log`` in ``workdir``, appended to on every restart."""
 
     def __init__(
         self,
@@ -81,113 +72,33 @@ class Daemon:
         speed: float,
         seed: int,
     ) -> None:
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        # /healthz and /readyz are on the operations listener.
-        self.ops_port = free_port()
-        self.config = workdir / "dialerd.toml"
         store_section = (
             f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis_url}"\ntimeout = 1.0\n'
             if store == "redis"
             else '[store]\nbackend = "sqlite"\n'
         )
-        self.config.write_text(
-            f"""state_dir = "{workdir / "state"}"
-{store_section}
-[engine]
-tick_interval = 0.2
-stop_grace = 1.0
-max_concurrent_attempts = 60
-lease_ttl = {lease_ttl}
-[sim]
-seed = {seed}
-speed = {speed}
-default_agents = 40
-ledger = "{ledger}"
-[api]
-listen = "127.0.0.1:{self.port}"
-[[api.tokens]]
-token = "{TOKEN}"
-customer_id = "{CUSTOMER}"
-[ops]
-listen = "127.0.0.1:{self.ops_port}"
-[[queues]]
-id = "{QUEUE}"
-customer_id = "{CUSTOMER}"
-name = "chaos"
-[log]
-level = "warning"
-format = "json"
-"""
+        settings = launcher.DaemonSettings(
+            token=TOKEN,
+            customer_id=CUSTOMER,
+            queue_id=QUEUE,
+            queue_name="chaos",
+            engine=f"max_concurrent_attempts = 60\nlease_ttl = {lease_ttl}",
+            sim_seed=seed,
+            sim_speed=speed,
+            sim_agents=40,
+            ledger=str(ledger),
+            log_level="warning",
+            extra_config=store_section,
         )
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir, settings)
         self.api = CampaignApi(self.port, self.ops_port)
 
     def start(self) -> None:
         """Spawn the daemon and wait (bounded) until it answers /healthz."""
-        log = (self.workdir / "daemon.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dialerd.cli", "run", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        log.close()
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"dialerd exited at start; see {self.workdir / 'daemon.log'}")
-            try:
-                health = f"http://127.0.0.1:{self.ops_port}/healthz"
-                if httpx.get(health, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("dialerd did not become healthy in time")
-            time.sleep(0.05)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    @property
-    def instance_id(self) -> str:
-        """The daemon's name on campaign leases (kept in its state directory)."""
-        path = self.workdir / "state" / "instance-id"
-        return path.read_text().strip() if path.exists() else ""
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal(self, number: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(number)
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no cleanup."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def terminate(self) -> int:
-        """SIGTERM (after SIGCONT, should it be stopped); its exit code."""
-        if self.process is None:
-            return 0
-        self.process.send_signal(signal.SIGCONT)
-        self.process.terminate()
-        code = self.process.wait(timeout=30)
-        self.process = None
-        return code
+        super().start()
+        self.wait_healthy()
 
     def close(self) -> None:
         """Kill the daemon if it still runs (even a stopped one) and close its client."""
         self.api.close()
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
+        super().close()

@@ -86,7 +86,7 @@ def run_to_stop(args: argparse.Namespace, daemons: list[Daemon], campaign_id: st
     ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
     kept = len(final.targets)
     checks = [Check("all targets kept", kept == args.targets, kept, f"of {args.targets}")]
-    logs = [d.workdir / "daemon.log" for d in daemons]
+    logs = [d.stdout_path for d in daemons]
     return [*checks, *check_campaign(final, ledger), check_duplicates_ignored(logs)]
 
 

@@ -6,6 +6,8 @@ import re
 
 from dialerd import metrics
 
+# A registry of every dialerd family, as the daemon makes one for /metrics.
+REGISTRY = metrics.create_registry()
 # The per-campaign series the engine exports (labelled campaign_id, dropped when the
 # campaign's loop ends), and the store-wide campaign counts.
 ENGINE_SERIES = frozenset(
@@ -80,7 +82,7 @@ def known_series() -> frozenset[str]:
     """Every series name dialerd's registry exposes (with the suffixes Prometheus sees),
     the engine's per-campaign series and Prometheus's own."""
     names: set[str] = set(ENGINE_SERIES | SCRAPE_SERIES)
-    for family in metrics.REGISTRY.collect():
+    for family in REGISTRY.collect():
         names.add(family.name)
         names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
         names.update(sample.name for sample in family.samples)

@@ -9,9 +9,12 @@ from dialerd.model import EndHandle
 from dialerd.ports import HangupReason
 from tests.integration.engine_harness import CUSTOMER, World, running_engine
 
+# A registry of every dialerd family, as the daemon makes one for /metrics.
+REGISTRY = metrics.create_registry()
+
 
 def sample(name: str, **labels: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value(name, labels)
+    return REGISTRY.get_sample_value(name, labels)
 
 
 def state_of(world: World, campaign_id: str) -> str:

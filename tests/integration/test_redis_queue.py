@@ -16,6 +16,8 @@ from dialerd.adapters.redis_queue import RedisQueue, redact_url
 from dialerd.ports import QueueUnavailable
 from tests.conftest import free_port
 
+# A registry of every dialerd family, as the daemon makes one for /metrics.
+REGISTRY = metrics.create_registry()
 QUEUE = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 
@@ -51,9 +53,7 @@ def silent_server() -> Iterator[str]:
 def agent_states(queue: str) -> dict[str, float | None]:
     """``dialerd_queue_agents`` of ``queue`` by state, as exported now."""
     return {
-        state: metrics.REGISTRY.get_sample_value(
-            "dialerd_queue_agents", {"queue": queue, "state": state}
-        )
+        state: REGISTRY.get_sample_value("dialerd_queue_agents", {"queue": queue, "state": state})
         for state in metrics.AGENT_STATES
     }
 

@@ -28,6 +28,8 @@ from dialerd.ports import (
 )
 from tests.fakes.clock import FakeClock
 
+# A registry of every dialerd family, as the daemon makes one for /metrics.
+REGISTRY = metrics.create_registry()
 QUEUE = "5b2c9a4e-1d2f-4c7a-9e3b-0a1b2c3d4e5f"
 CAMPAIGN = "0d6f1c2e-7a8b-4c9d-8e0f-112233445566"
 ALL_LIVE = SimOutcomes(
@@ -228,9 +230,7 @@ async def test_an_answered_call_no_agent_takes_in_time_is_abandoned() -> None:
 def agent_states(queue: str) -> dict[str, float | None]:
     """``dialerd_queue_agents`` of ``queue`` by state, as exported now."""
     return {
-        state: metrics.REGISTRY.get_sample_value(
-            "dialerd_queue_agents", {"queue": queue, "state": state}
-        )
+        state: REGISTRY.get_sample_value("dialerd_queue_agents", {"queue": queue, "state": state})
         for state in metrics.AGENT_STATES
     }
 

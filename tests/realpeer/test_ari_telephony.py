@@ -12,6 +12,8 @@ from dialerd.ports import HangupReason, OriginationError, TelephonyUnavailable
 from tests.realpeer.harness import eventually, origination, running, telephony
 from tests.realpeer.rig import LedgerEntry, Rig
 
+# A registry of every dialerd family, as the daemon makes one for /metrics.
+REGISTRY = metrics.create_registry()
 pytestmark = pytest.mark.realpeer
 
 
@@ -111,7 +113,7 @@ async def test_the_same_id_twice_places_one_call_even_from_another_process(rig: 
 
 
 def agent_connects() -> float:
-    return metrics.REGISTRY.get_sample_value("dialerd_answer_to_agent_seconds_count") or 0.0
+    return REGISTRY.get_sample_value("dialerd_answer_to_agent_seconds_count") or 0.0
 
 
 async def test_queue_with_a_free_agent_connects_and_ends_normal(fresh_rig: Rig) -> None:
@@ -244,9 +246,7 @@ async def test_ari_away_then_back(rig: Rig) -> None:
                 await backend.live_calls()
             with pytest.raises(TelephonyUnavailable):
                 await backend.hangup(gone.campaigncall_id)
-            up = metrics.REGISTRY.get_sample_value(
-                "dialerd_telephony_connected", {"backend": "asterisk"}
-            )
+            up = REGISTRY.get_sample_value("dialerd_telephony_connected", {"backend": "asterisk"})
             assert up == 0
             await anyio.sleep(0.5)  # the call ends (callee BYE) while no one listens
             await proxies.start(proxy.serve)

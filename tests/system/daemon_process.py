@@ -1,31 +1,34 @@
-"""``dialerd run`` as a real process for system tests: config, readiness, logs, stop."""
+"""``dialerd run`` as a real process for system tests (the launcher of scripts/lib/daemon.py
+with the tests' config), and what tests do with it: campaigns, a Prometheus."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
+import socket
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from scripts.lib.daemon import START_SECONDS, Daemon, DaemonSettings
 from tests.conftest import free_port
 
 TOKEN = "system-test-token"
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 # The queue registered for CUSTOMER in every test daemon (backend name "sales").
 QUEUE = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
-START_SECONDS = 30
 CAMPAIGN_SECONDS = 60
+# The bound of every wait for a log line, a notification or a condition.
+WAIT_SECONDS = 30.0
+LogLine = dict[str, object]
 
 
-class DaemonProcess:
-    """``dialerd run`` in a subprocess, its stdout collected to a file."""
+class DaemonProcess(Daemon):
+    """``dialerd run`` in a subprocess (started at once) with the system tests' config,
+    and an API client (``http``) and an ops client (``ops``) on it."""
 
     def __init__(
         self,
@@ -38,85 +41,37 @@ class DaemonProcess:
         ops: str = "",
         api: str = "",
     ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        # /metrics, /healthz and /readyz: the operations listener, apart from the API.
-        self.ops_port = free_port()
-        self.config = tmp_path / "dialerd.toml"
-        self.config.write_text(
-            f"""
-state_dir = "{tmp_path / "state"}"
-[engine]
-tick_interval = {tick_interval}
-stop_grace = 1.0
-{engine}
-[sim]
-seed = 7
-speed = 50.0
-default_agents = 4
-ledger = "originations.jsonl"
-[api]
-listen = "127.0.0.1:{self.port}"
-{api}
-[[api.tokens]]
-token = "{TOKEN}"
-customer_id = "{CUSTOMER}"
-[ops]
-listen = "127.0.0.1:{self.ops_port}"
-{ops}
-[[queues]]
-id = "{QUEUE}"
-customer_id = "{CUSTOMER}"
-name = "sales"
-[log]
-level = "info"
-format = "json"
-{extra_config}
-"""
+        settings = DaemonSettings(
+            token=TOKEN,
+            customer_id=CUSTOMER,
+            queue_id=QUEUE,
+            queue_name="sales",
+            tick_interval=tick_interval,
+            engine=engine,
+            api=api,
+            ops=ops,
+            extra_config=extra_config,
         )
-        self.stdout_path = tmp_path / "stdout.log"
-        self.stderr_path = tmp_path / "stderr.log"
-        with self.stdout_path.open("wb") as stdout, self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "dialerd.cli", "run", "--config", str(self.config), *args],
-                stdout=stdout,
-                stderr=stderr,
-                env={**os.environ, **(env or {})},
-            )
+        super().__init__(tmp_path, settings, args=args, env=env)
+        self.start()
+        self.base = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         )
         self.ops = httpx.Client(base_url=f"http://127.0.0.1:{self.ops_port}", timeout=10)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.stderr_path.read_text()
-            try:
-                if self.ops.get("/healthz").status_code in (200, 401):
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("daemon did not answer /healthz in time")
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, nothing given back."""
-        self.process.kill()
-        self.process.wait(timeout=20)
+        """Until ``/healthz`` answers (401 too: behind an ``[ops]`` token)."""
+        self.wait_healthy(answers=(200, 401), seconds=START_SECONDS)
 
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-    def log_lines(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.stdout_path.read_text().splitlines()]
+        """SIGTERM; the exit code."""
+        return self.terminate()
 
     def close(self) -> None:
         self.http.close()
         self.ops.close()
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        super().close()
 
 
 def create_campaign(
@@ -190,3 +145,78 @@ def start_prometheus(workdir: Path, ops_port: int) -> tuple[subprocess.Popen[byt
         stderr=subprocess.DEVNULL,
     )
     return server, port
+
+
+def wait_for_line(daemon: DaemonProcess, wanted: Callable[[LogLine], bool], after: int = 0) -> int:
+    """Index of the first log line from ``after`` on that is ``wanted`` (bounded wait)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    lines: list[LogLine] = []
+    while time.monotonic() < deadline:
+        assert daemon.alive, daemon.stderr_path.read_text()
+        lines = daemon.log_lines()
+        for index in range(after, len(lines)):
+            if wanted(lines[index]):
+                return index
+        time.sleep(0.05)
+    raise AssertionError(f"no such log line after line {after}; last: {lines[-3:]}")
+
+
+def event_is(name: str) -> Callable[[LogLine], bool]:
+    """A test of a log line: its ``event`` is ``name``."""
+    return lambda line: line.get("event") == name
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def start_campaign(http: httpx.Client, targets: int) -> str:
+    """Create an outplan, an outdial with ``targets`` numbers and a campaign; run it."""
+    campaign = create_campaign(
+        http, targets, number_prefix="+1555400", campaign={"service_level": 100}
+    )
+    started = http.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})
+    assert started.status_code == 200, started.text
+    campaign_id: str = campaign["id"]
+    return campaign_id
+
+
+class NotifySocket:
+    """The datagram socket systemd would listen on, as ``NOTIFY_SOCKET``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.seen: list[str] = []
+
+    def wait_for(self, state: str, seconds: float = WAIT_SECONDS) -> None:
+        """Read datagrams until one carries ``state`` (bounded)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._receive_one() and state in self.seen[-1].splitlines():
+                return
+        raise AssertionError(f"{state!r} not notified; seen {self.seen[-5:]}")
+
+    def count(self, state: str, seconds: float) -> int:
+        """How many datagrams carrying ``state`` arrive within ``seconds``."""
+        found = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._receive_one() and state in self.seen[-1].splitlines():
+                found += 1
+        return found
+
+    def _receive_one(self) -> bool:
+        try:
+            self.seen.append(self.sock.recv(4096).decode())
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.system.daemon_process import CUSTOMER, DaemonProcess
-from tests.system.test_ops import event_is, wait_for_line
+from tests.system.daemon_process import CUSTOMER, DaemonProcess, event_is, wait_for_line
 
 
 def test_quotas_from_the_config_file_hold_and_change_on_reload(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from dialerd import __version__, metrics
 
+# A registry of every dialerd family, as the daemon makes one for /metrics.
+REGISTRY = metrics.create_registry()
 # Label names that could carry a per-call identity or a phone number.
 FORBIDDEN_LABELS = {
     "campaigncall_id",
@@ -26,13 +29,13 @@ FORBIDDEN_LABELS = {
 
 
 def sample(name: str, **labels: str) -> float:
-    value = metrics.REGISTRY.get_sample_value(name, labels)
+    value = REGISTRY.get_sample_value(name, labels)
     assert value is not None, f"{name}{labels} is not exposed"
     return value
 
 
 def exposition() -> str:
-    return generate_latest(metrics.REGISTRY).decode()
+    return generate_latest(REGISTRY).decode()
 
 
 def test_exposition_parses_and_names_every_dialerd_metric() -> None:
@@ -124,10 +127,7 @@ def test_available_agents_of_queues_no_longer_read_disappear() -> None:
 
     metrics.queues_in_use({"queue-b"})
 
-    assert (
-        metrics.REGISTRY.get_sample_value("dialerd_available_agents", {"queue_id": "queue-a"})
-        is None
-    )
+    assert REGISTRY.get_sample_value("dialerd_available_agents", {"queue_id": "queue-a"}) is None
     assert sample("dialerd_available_agents", queue_id="queue-b") == 9
 
 
@@ -246,3 +246,43 @@ def test_process_metrics_survive_a_proc_with_only_the_process_visible(tmp_path: 
     bare = CollectorRegistry()
     ProcessCollector(proc=str(tmp_path), registry=bare)
     assert process_samples(bare) == {}
+
+
+IMPORT_ONLY = """
+import gc
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
+from dialerd import metrics
+made = [o for o in gc.get_objects() if isinstance(o, CollectorRegistry)]
+assert made == [prometheus_client.REGISTRY], made
+assert b"dialerd_" not in generate_latest(prometheus_client.REGISTRY)
+metrics.attempt_started("flow")
+metrics.opt_out("before-any-registry")
+registry = metrics.create_registry()
+print(registry.get_sample_value("dialerd_attempts_started_total", {"campaign_type": "flow"}))
+print(registry.get_sample_value(
+    "dialerd_campaign_opt_outs_total", {"campaign_id": "before-any-registry"}
+))
+"""
+
+
+def test_importing_registers_nothing_and_what_is_recorded_before_a_registry_shows() -> None:
+    # A fresh interpreter: this test session made registries long ago.
+    ran = subprocess.run(
+        [sys.executable, "-c", IMPORT_ONLY], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["1.0", "1.0"]
+
+
+def test_every_registry_made_exposes_the_same_families_and_values() -> None:
+    other = metrics.create_registry()
+    metrics.config_reloaded(success=True)
+    labels = {"result": "success"}
+    assert other.get_sample_value("dialerd_config_reloads_total", labels) == sample(
+        "dialerd_config_reloads_total", **labels
+    )
+    assert {family.name for family in other.collect()} == {
+        family.name for family in REGISTRY.collect()
+    }
+    assert other.get_sample_value("dialerd_build_info", {"version": __version__}) == 1

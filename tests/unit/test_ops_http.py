@@ -6,7 +6,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from dialerd import __version__
+from dialerd import __version__, metrics
 from dialerd.service.ops_http import OpsAuth, ops_app, ops_routes
 
 
@@ -48,7 +48,8 @@ async def test_readyz_is_503_with_the_reason() -> None:
 
 
 async def test_metrics_is_prometheus_text_with_build_info() -> None:
-    async with client(Starlette(routes=ops_routes(ready))) as http:
+    routes = ops_routes(ready, registry=metrics.create_registry())
+    async with client(Starlette(routes=routes)) as http:
         response = await http.get("/metrics")
 
     assert response.status_code == 200
@@ -59,7 +60,7 @@ async def test_metrics_is_prometheus_text_with_build_info() -> None:
 
 
 async def test_metrics_speaks_openmetrics_when_asked() -> None:
-    async with client(ops_app(ready)) as http:
+    async with client(ops_app(ready, registry=metrics.create_registry())) as http:
         response = await http.get(
             "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"}
         )
@@ -69,14 +70,15 @@ async def test_metrics_speaks_openmetrics_when_asked() -> None:
 
 
 async def test_metrics_can_be_turned_off() -> None:
-    async with client(ops_app(ready, metrics_enabled=False)) as http:
+    # The daemon gives no registry under [metrics] enabled = false.
+    async with client(ops_app(ready, registry=None)) as http:
         assert (await http.get("/metrics")).status_code == 404
         assert (await http.get("/healthz")).status_code == 200
 
 
 async def test_a_token_guards_every_operations_endpoint() -> None:
     auth = OpsAuth("scrape-secret")
-    async with client(ops_app(ready, auth=auth)) as http:
+    async with client(ops_app(ready, registry=metrics.create_registry(), auth=auth)) as http:
         for path in ("/metrics", "/healthz", "/readyz"):
             refused = await http.get(path)
             assert refused.status_code == 401, path

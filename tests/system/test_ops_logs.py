@@ -1,173 +1,23 @@
-"""Operating the daemon: sd_notify and the watchdog, Prometheus scrapes, JSON logs."""
+"""What the daemon writes: JSON log lines naming their campaign, the documented jq
+recipes over a real journal, one line per queue outage, and never a password."""
 
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
-import pytest
 import redis as redis_client
 
-from dialerd import __version__
-from tests.conftest import RedisServer
-from tests.system.daemon_process import QUEUE, DaemonProcess, create_campaign, start_prometheus
-
-WAIT_SECONDS = 30.0
-
-
-class NotifySocket:
-    """The datagram socket systemd would listen on, as ``NOTIFY_SOCKET``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.seen: list[str] = []
-
-    def wait_for(self, state: str, seconds: float = WAIT_SECONDS) -> None:
-        """Read datagrams until one carries ``state`` (bounded)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self._receive_one() and state in self.seen[-1].splitlines():
-                return
-        raise AssertionError(f"{state!r} not notified; seen {self.seen[-5:]}")
-
-    def count(self, state: str, seconds: float) -> int:
-        """How many datagrams carrying ``state`` arrive within ``seconds``."""
-        found = 0
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self._receive_one() and state in self.seen[-1].splitlines():
-                found += 1
-        return found
-
-    def _receive_one(self) -> bool:
-        try:
-            self.seen.append(self.sock.recv(4096).decode())
-        except TimeoutError:
-            return False
-        return True
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
-    listener = NotifySocket(tmp_path / "notify.sock")
-    yield listener
-    listener.close()
-
-
-def test_notify_ready_watchdog_reload_and_stopping(
-    tmp_path: Path, notify_socket: NotifySocket
-) -> None:
-    env = {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}
-    daemon = DaemonProcess(tmp_path, env=env)
-    try:
-        notify_socket.wait_for("READY=1")
-        notify_socket.wait_for("WATCHDOG=1")
-        assert any(line.startswith("STATUS=") for message in notify_socket.seen for line in
-                   message.splitlines())  # fmt: skip
-        daemon.process.send_signal(signal.SIGHUP)
-        notify_socket.wait_for("RELOADING=1")
-        reloading = notify_socket.seen[-1].splitlines()
-        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading)
-        notify_socket.wait_for("READY=1")
-        daemon.process.send_signal(signal.SIGTERM)
-        notify_socket.wait_for("STOPPING=1")
-        assert daemon.process.wait(timeout=20) == 0
-    finally:
-        daemon.close()
-
-
-def test_a_hung_scheduler_stops_the_watchdog_pings(
-    tmp_path: Path, notify_socket: NotifySocket
-) -> None:
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    redis = RedisServer(workdir)
-    assert redis.process is not None
-    env = {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}
-    # A store without a usable timeout (a network black hole, say): calls never return.
-    extra = f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis.url}"\ntimeout = 3600\n'
-    daemon = DaemonProcess(tmp_path, extra_config=extra, env=env)
-    try:
-        daemon.wait_ready()
-        notify_socket.wait_for("WATCHDOG=1")
-        # The store hangs: no round of the scheduler ends, so it makes no progress.
-        redis.process.send_signal(signal.SIGSTOP)
-        ready = daemon.ops.get("/readyz")
-        assert ready.status_code == 503
-        assert "took over" in ready.json()["reason"]
-        # Pings go on until the last progress is a few ticks old, then stop for good.
-        deadline = time.monotonic() + WAIT_SECONDS
-        while notify_socket.count("WATCHDOG=1", seconds=1.0):
-            assert time.monotonic() < deadline, "watchdog pings never stopped"
-        assert notify_socket.count("WATCHDOG=1", seconds=3.0) == 0
-        redis.process.send_signal(signal.SIGCONT)
-        notify_socket.wait_for("WATCHDOG=1")
-        assert daemon.ops.get("/readyz").status_code == 200
-        assert daemon.stop() == 0
-    finally:
-        redis.process.send_signal(signal.SIGCONT)
-        daemon.close()
-        redis.stop()
-
-
-def test_a_scrape_passes_promtool_check_metrics(tmp_path: Path) -> None:
-    daemon = DaemonProcess(tmp_path)
-    try:
-        daemon.wait_ready()
-        scrape = daemon.ops.get("/metrics")
-        assert scrape.status_code == 200
-        assert "dialerd_build_info" in scrape.text
-        checked = subprocess.run(
-            ["promtool", "check", "metrics"],
-            input=scrape.content,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert checked.stdout == b""
-        assert checked.stderr == b""
-    finally:
-        daemon.close()
-
-
-def test_a_real_prometheus_scrapes_the_daemon(tmp_path: Path) -> None:
-    daemon = DaemonProcess(tmp_path)
-    server, port = start_prometheus(tmp_path, daemon.ops_port)
-    try:
-        daemon.wait_ready()
-        deadline = time.monotonic() + WAIT_SECONDS
-        result: list[dict[str, object]] = []
-        while not result and time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                answer = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/query",
-                    params={"query": "dialerd_build_info"},
-                    timeout=5,
-                ).json()
-            except (httpx.TransportError, json.JSONDecodeError):
-                continue
-            result = answer["data"]["result"]
-        assert result, "prometheus never returned dialerd_build_info"
-        assert result[0]["metric"]["version"] == __version__  # type: ignore[index]
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        daemon.close()
+from tests.conftest import RedisServer, free_port
+from tests.system.daemon_process import (
+    QUEUE,
+    WAIT_SECONDS,
+    DaemonProcess,
+    create_campaign,
+    wait_until,
+)
 
 
 def test_every_log_line_of_a_demo_is_json_and_names_its_campaign() -> None:
@@ -198,6 +48,8 @@ def test_every_log_line_of_a_demo_is_json_and_names_its_campaign() -> None:
 # What ``journalctl -u dialerd -o cat`` prints: dialerd's JSON lines among systemd's
 # own, the reload check's output, a traceback and a line cut short by a crash.
 CAMPAIGN = "183c0d5c-691e-42f3-af2b-9bffc2740f83"
+
+
 JOURNAL_SAMPLE = "\n".join(
     [
         "Starting dialerd.service - dialerd outbound dialer...",
@@ -224,6 +76,8 @@ JOURNAL_SAMPLE = "\n".join(
         '{"timestamp": "2026-01-01T00:00:04Z", "level": "info", "event": "cut sh',
     ]
 )  # fmt: skip
+
+
 JOURNAL = "journalctl -u dialerd -o cat"
 
 
@@ -274,13 +128,6 @@ def queue_read_errors(daemon: DaemonProcess) -> float:
         if line.startswith('dialerd_queue_read_errors_total{adapter="redis"}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_a_queue_outage_is_logged_once_on_entering_and_once_on_leaving(tmp_path: Path) -> None:
@@ -342,3 +189,20 @@ def test_a_queue_outage_is_logged_once_on_entering_and_once_on_leaving(tmp_path:
     )  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["campaign_id"] == campaign["id"]
+
+
+def test_a_redis_password_is_never_printed_when_redis_cannot_be_reached(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    extra = (
+        f'[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://ops:s3cret@127.0.0.1:{port}/0"\n'
+        f'timeout = 0.5\n[queue]\nbackend = "redis"\n[queue.redis]\n'
+        f'url = "redis://:s3cret@127.0.0.1:{port}/0"\ntimeout = 0.5\n'
+    )
+    daemon = DaemonProcess(tmp_path, extra_config=extra)
+    try:
+        assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+    finally:
+        daemon.close()
+    printed = daemon.stdout_path.read_text() + daemon.stderr_path.read_text()
+    assert f"redis://ops:***@127.0.0.1:{port}/0" in printed
+    assert "s3cret" not in printed

@@ -1,0 +1,186 @@
+"""Per campaign: labelled by campaign id, only while the campaign's loop runs here.
+
+Bounded by the running campaigns of this instance: ``declare_campaign`` creates a
+campaign's series as its loop takes it up, ``forget_campaign`` drops them (the action
+families of ``dialerd.metrics.actions`` too) when the loop ends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client.metrics import MetricWrapperBase
+
+from dialerd.core.abandonment import WindowCount
+from dialerd.core.states import DialingState
+from dialerd.core.targets import Held
+from dialerd.insight import TargetCounts
+from dialerd.metrics import actions
+from dialerd.metrics.engine import REASONS, result_of
+from dialerd.metrics.unregistered import counter, gauge
+from dialerd.ports import HangupReason
+
+_DIALING_STATES = tuple(state.value for state in DialingState)
+_TARGET_STATES = ("idle_due", "idle_waiting", "progressing", "done")
+
+CAMPAIGN_STATE = gauge(
+    "dialerd_campaign_state",
+    "1 for what the campaign's latest tick found (dialing, or what held it back).",
+    ["campaign_id", "state"],
+)
+CAMPAIGN_STARTED = counter(
+    "dialerd_campaign_attempts_started",
+    "Attempts the campaign started (on this instance).",
+    ["campaign_id"],
+)
+CAMPAIGN_ENDED = counter(
+    "dialerd_campaign_attempts_ended",
+    "Attempts of the campaign that ended, by result and hangup reason.",
+    ["campaign_id", "result", "reason"],
+)
+CAMPAIGN_ANSWERED = counter(
+    "dialerd_campaign_answered",
+    "Attempts of the campaign answered live by the callee.",
+    ["campaign_id"],
+)
+CAMPAIGN_DIALING = gauge(
+    "dialerd_campaign_dialing",
+    "The campaign's attempts dialing (not answered yet).",
+    ["campaign_id"],
+)
+CAMPAIGN_TALKING = gauge(
+    "dialerd_campaign_talking",
+    "The campaign's answered attempts still up.",
+    ["campaign_id"],
+)
+CAMPAIGN_SERVICE_LEVEL = gauge(
+    "dialerd_campaign_service_level",
+    "The campaign's pacing level (service_level, percent of a line per free agent).",
+    ["campaign_id"],
+)
+CAMPAIGN_AVAILABLE_AGENTS = gauge(
+    "dialerd_campaign_available_agents",
+    "Available agents of the campaign's queue, as its latest tick read them.",
+    ["campaign_id"],
+)
+CAMPAIGN_ABANDON_RATE = gauge(
+    "dialerd_campaign_abandon_rate",
+    "Abandoned over live answers of the campaign, per window of days ending today "
+    "(47 CFR 64.1200(a)(7): 30 days; Ofcom: 1 day).",
+    ["campaign_id", "window_days"],
+)
+CAMPAIGN_LIVE_ANSWERS = gauge(
+    "dialerd_campaign_live_answers",
+    "Live answers of the campaign (machines excluded), per window of days ending today.",
+    ["campaign_id", "window_days"],
+)
+CAMPAIGN_GOVERNOR_PRESSURE = gauge(
+    "dialerd_campaign_governor_pressure",
+    "The abandonment governor's pressure while it holds lines back: near 0 the pacing "
+    "mode decides, 1 holds the campaign to one line per free agent; 0 while it holds "
+    "nothing back, and without [abandonment].",
+    ["campaign_id"],
+)
+CAMPAIGN_TARGETS = gauge(
+    "dialerd_campaign_targets",
+    "The campaign's list: targets due, waiting (retry, calling rules), being dialed, done.",
+    ["campaign_id", "status"],
+)
+CAMPAIGN_TARGETS_HELD = gauge(
+    "dialerd_campaign_targets_held",
+    "The campaign's targets the dialing rules hold back, by reason (retry_interval, "
+    "calling_hours, unknown_zone, abandoned_lockout, daily_limit, dnc).",
+    ["campaign_id", "reason"],
+)
+# Each family with its label names, for ``forget_campaign``.
+PER_CAMPAIGN: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
+    (CAMPAIGN_STATE, ("campaign_id", "state")),
+    (CAMPAIGN_STARTED, ("campaign_id",)),
+    (CAMPAIGN_ENDED, ("campaign_id", "result", "reason")),
+    (CAMPAIGN_ANSWERED, ("campaign_id",)),
+    (CAMPAIGN_DIALING, ("campaign_id",)),
+    (CAMPAIGN_TALKING, ("campaign_id",)),
+    (CAMPAIGN_SERVICE_LEVEL, ("campaign_id",)),
+    (CAMPAIGN_AVAILABLE_AGENTS, ("campaign_id",)),
+    (CAMPAIGN_ABANDON_RATE, ("campaign_id", "window_days")),
+    (CAMPAIGN_LIVE_ANSWERS, ("campaign_id", "window_days")),
+    (CAMPAIGN_GOVERNOR_PRESSURE, ("campaign_id",)),
+    (CAMPAIGN_TARGETS, ("campaign_id", "status")),
+    (CAMPAIGN_TARGETS_HELD, ("campaign_id", "reason")),
+)
+FAMILIES = tuple(family for family, _names in PER_CAMPAIGN)
+
+
+def declare_campaign(campaign_id: str) -> None:
+    """Create a campaign's counters at 0 for every known result and reason as its loop
+    takes it up, so ratios and ``increase()`` read 0, not "no data", until the first
+    event (``forget_campaign`` drops them when the loop ends)."""
+    CAMPAIGN_STARTED.labels(campaign_id=campaign_id)
+    CAMPAIGN_ANSWERED.labels(campaign_id=campaign_id)
+    for reason in HangupReason:
+        CAMPAIGN_ENDED.labels(
+            campaign_id=campaign_id, result=result_of(reason).value, reason=reason.value
+        )
+
+
+def campaign_state(campaign_id: str, state: DialingState) -> None:
+    """Set the campaign's current state (1) and every other state (0)."""
+    for name in _DIALING_STATES:
+        CAMPAIGN_STATE.labels(campaign_id=campaign_id, state=name).set(
+            1 if name == state.value else 0
+        )
+
+
+def campaign_attempt_started(campaign_id: str) -> None:
+    CAMPAIGN_STARTED.labels(campaign_id=campaign_id).inc()
+
+
+def campaign_attempt_ended(campaign_id: str, result: str, reason: str) -> None:
+    if reason not in REASONS:
+        raise ValueError(f"unknown hangup reason {reason!r}")
+    CAMPAIGN_ENDED.labels(campaign_id=campaign_id, result=result, reason=reason).inc()
+
+
+def campaign_answered(campaign_id: str) -> None:
+    CAMPAIGN_ANSWERED.labels(campaign_id=campaign_id).inc()
+
+
+def campaign_activity(campaign_id: str, *, dialing: int, talking: int) -> None:
+    CAMPAIGN_DIALING.labels(campaign_id=campaign_id).set(dialing)
+    CAMPAIGN_TALKING.labels(campaign_id=campaign_id).set(talking)
+
+
+def campaign_pacing(campaign_id: str, *, service_level: int, available_agents: int | None) -> None:
+    CAMPAIGN_SERVICE_LEVEL.labels(campaign_id=campaign_id).set(service_level)
+    if available_agents is not None:
+        CAMPAIGN_AVAILABLE_AGENTS.labels(campaign_id=campaign_id).set(available_agents)
+
+
+def campaign_abandonment(campaign_id: str, windows: Sequence[WindowCount], pressure: float) -> None:
+    for window in windows:
+        labels = {"campaign_id": campaign_id, "window_days": str(window.days)}
+        CAMPAIGN_ABANDON_RATE.labels(**labels).set(window.rate)
+        CAMPAIGN_LIVE_ANSWERS.labels(**labels).set(window.live)
+    CAMPAIGN_GOVERNOR_PRESSURE.labels(campaign_id=campaign_id).set(pressure)
+
+
+def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
+    for status in _TARGET_STATES:
+        CAMPAIGN_TARGETS.labels(campaign_id=campaign_id, status=status).set(getattr(counts, status))
+    for reason in Held:
+        if reason:
+            CAMPAIGN_TARGETS_HELD.labels(campaign_id=campaign_id, reason=reason.value).set(
+                counts.held.get(reason.value, 0)
+            )
+
+
+def forget_campaign(campaign_id: str) -> None:
+    """Drop every series of a campaign whose loop ended on this instance."""
+    for metric, names in (*PER_CAMPAIGN, *actions.PER_CAMPAIGN):
+        series = {
+            tuple(sample.labels[name] for name in names)
+            for family in metric.collect()
+            for sample in family.samples
+            if sample.labels.get("campaign_id") == campaign_id
+        }
+        for labels in series:
+            metric.remove(*labels)
