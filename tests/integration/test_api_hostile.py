@@ -175,6 +175,8 @@ async def test_a_json_body_over_the_json_limit_is_413_apart_from_the_import_limi
             f"/v1.0/outdials/{outdial['id']}/targets",
             content=("name,destination_0\n" + rows).encode(),
             headers={"content-type": "text/csv"},
+            # A bound against a hang, not a speed check: a loaded machine takes its time.
+            timeout=180,
         )
         assert response.status_code == 200, response.text
         assert response.json() == {"count": 80_000}

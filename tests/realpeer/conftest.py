@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dialerd import metrics
 from tests.realpeer.rig import Rig, RigError
 
 
@@ -37,3 +38,18 @@ def fresh_rig(rig: Rig) -> Iterator[Rig]:
     rig.reset_agents()
     yield rig
     rig.reset_agents()
+
+
+@pytest.fixture(autouse=True)
+def forget_campaign_series() -> Iterator[None]:
+    """These tests drive the backend without an engine, whose loop would drop a
+    campaign's series when it ends: drop the series of the campaigns they made here."""
+    yield
+    campaigns = {
+        sample.labels["campaign_id"]
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if "campaign_id" in sample.labels
+    }
+    for campaign_id in campaigns:
+        metrics.forget_campaign(campaign_id)

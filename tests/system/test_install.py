@@ -20,7 +20,7 @@ def install(*args: str) -> subprocess.CompletedProcess[str]:
     # The interpreter running the tests makes the venv; pip reuses its wheel cache.
     env = {**os.environ, "PYTHON": sys.executable}
     return subprocess.run(
-        [str(INSTALL), *args], capture_output=True, text=True, timeout=50, env=env, check=False
+        [str(INSTALL), *args], capture_output=True, text=True, timeout=180, env=env, check=False
     )
 
 
