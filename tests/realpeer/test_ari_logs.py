@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from dialerd import logs
 from dialerd.ports import HangupReason
+from dialerd.service import logs
 from tests.realpeer.harness import origination, running, telephony
 from tests.realpeer.rig import Rig
 
