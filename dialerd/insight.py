@@ -56,6 +56,10 @@ class CampaignInsight(msgspec.Struct, frozen=True, kw_only=True):
     live_rate: float | None = None
     answer_seconds: float | None = None
     talk_seconds: float | None = None
+    # The mean seconds from answer to an agent of the campaign's latest calls that reached
+    # one (a prompt before the queue shows here; over engine.abandon_seconds a call counts
+    # abandoned); None before the first.
+    answer_to_agent_seconds: float | None = None
     # A flow campaign: the action each running flow waits on now, counted by type
     # (for example {"webhook_send": 3, "sleep": 1}).
     running_actions: dict[str, int] = msgspec.field(default_factory=dict)

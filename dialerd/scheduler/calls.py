@@ -8,7 +8,7 @@ through views (``view``, ``measures``); only this part changes them."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -43,6 +43,8 @@ RELEASE_RETRY_FIRST = 0.5
 RELEASE_RETRY_MAX = 8.0
 # Seconds between two looks at the calls still up while draining for shutdown.
 DRAIN_POLL = 0.1
+# The answer-to-agent times /state averages: the campaign's latest calls.
+AGENT_WAITS_KEPT = 100
 
 
 @dataclass
@@ -56,6 +58,14 @@ class CampaignMeasures:
     # Originations that failed in a row, and no new attempt before this monotonic time.
     origination_failures: int = 0
     backoff_until: float = 0.0
+    # Seconds from answer to an agent of the latest calls that reached one (what a
+    # prompt before the queue costs: /state shows their mean).
+    agent_waits: deque[float] = field(default_factory=lambda: deque(maxlen=AGENT_WAITS_KEPT))
+
+    @property
+    def answer_to_agent_seconds(self) -> float | None:
+        """The mean answer-to-agent time of the latest calls; None before the first."""
+        return sum(self.agent_waits) / len(self.agent_waits) if self.agent_waits else None
 
 
 class MeasuresView(Protocol):
@@ -66,6 +76,9 @@ class MeasuresView(Protocol):
 
     @property
     def backoff_until(self) -> float: ...
+
+    @property
+    def answer_to_agent_seconds(self) -> float | None: ...
 
 
 class Measures:
@@ -156,6 +169,9 @@ class Measures:
         """An answered call reached an agent: one live answer, abandoned if it waited
         longer than the law allows (behaviour.md §10)."""
         attempt.agent_wait = wait_seconds
+        measured = self._of(attempt.campaign_id)
+        if measured is not None:
+            measured.agent_waits.append(wait_seconds)
         late = abandonment.is_abandoned(wait_seconds, self.shared.config.abandon_seconds)
         await self._count_abandonment(attempt.campaign_id, abandoned=late)
 

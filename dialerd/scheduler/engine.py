@@ -285,10 +285,15 @@ class Engine:
 
     @staticmethod
     def _estimates(measures: MeasuresView | None) -> dict[str, float]:
-        estimates = measures.history.estimates() if measures is not None else None
-        if estimates is None:
+        if measures is None:
             return {}
+        waits = measures.answer_to_agent_seconds
+        measured = {} if waits is None else {"answer_to_agent_seconds": round(waits, 2)}
+        estimates = measures.history.estimates()
+        if estimates is None:
+            return measured
         return {
+            **measured,
             "live_rate": round(estimates.live_rate, 4),
             "answer_seconds": round(estimates.answer_seconds, 2),
             "talk_seconds": round(estimates.talk_seconds, 2),

@@ -24,7 +24,7 @@ from dialerd.scheduler import Engine
 from dialerd.store.sqlite import SqliteStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.engine import sim_engine
-from tests.integration.conftest import EPOCH, Factory, queues_of, tel
+from tests.integration.conftest import EPOCH, Factory, queue_of, queues_of, tel
 from tests.integration.engine_harness import CUSTOMER
 from tests.receivers import http_receiver
 
@@ -253,3 +253,23 @@ async def test_metrics_count_the_ivr_choices_and_opt_outs(run: Run) -> None:
                      outcome="done")  # fmt: skip
         task_group.cancel_scope.cancel()
     assert (opt_outs, nines, dnc) == (3, 3, 3)
+
+
+async def test_the_state_shows_the_answer_to_agent_time_a_prompt_before_the_queue_costs(
+    run: Run,
+) -> None:
+    # 45 characters at the sim's 15 a second: 3 s of prompt, then the queue (20 free agents).
+    talk = Action(type="talk", option={"text": "Please wait until the agent answers the call."})
+    campaign = await campaign_of(run, [talk], NUMBERS[:3], type=CampaignType.CALL)
+    campaign = await run.store.update_campaign(
+        msgspec.structs.replace(campaign, queue_id=queue_of(CUSTOMER))
+    )
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(run.engine.run)
+        await run.engine.control.run(CUSTOMER, campaign.id)
+        # Rings 2 s, the prompt 3 s, the agent at once: each call reaches one at 5 s.
+        await run.clock.advance(8)
+        insight = run.engine.insight(campaign.id)
+        task_group.cancel_scope.cancel()
+    assert insight is not None
+    assert insight.answer_to_agent_seconds == pytest.approx(3.0, abs=0.1)
