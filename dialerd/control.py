@@ -37,7 +37,7 @@ from dialerd.model import (
 )
 from dialerd.ports import Clock, QueueAdapter, QueueUnavailable
 from dialerd.queues import QueueRegistry
-from dialerd.store import CampaignChanged, Fence, Store
+from dialerd.store import CampaignChanged, ControlStore, Fence
 
 log = structlog.get_logger("dialerd.control")
 
@@ -89,7 +89,7 @@ class CampaignControl:
 
     def __init__(
         self,
-        store: Store,
+        store: ControlStore,
         clock: Clock,
         *,
         locks: CampaignLocks | None = None,

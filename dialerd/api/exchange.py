@@ -24,7 +24,7 @@ from dialerd.config import ApiConfig
 from dialerd.control import CampaignControl
 from dialerd.model import format_time
 from dialerd.ports import Clock
-from dialerd.store import MAX_PAGE_SIZE, Store
+from dialerd.store import MAX_PAGE_SIZE, ApiStore
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -34,7 +34,7 @@ CSV_TYPES: Final = frozenset({"text/csv"})
 NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson"})
 DRAIN_BYTES: Final = 16 * 1024 * 1024
 DRAIN_SECONDS: Final = 5.0
-# A page token is a tm_create, optionally followed by "|<id>" (see dialerd.store.base);
+# A page token is a tm_create, optionally followed by "|<id>" (see dialerd.store.ports);
 # do-not-call numbers are listed by "|<number>".
 PAGE_TOKEN: Final = re.compile(
     r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}"
@@ -46,7 +46,7 @@ PAGE_TOKEN: Final = re.compile(
 class ApiContext:
     """The daemon's parts a handler may use, and the reloadable API configuration."""
 
-    store: Store
+    store: ApiStore
     control: CampaignControl
     clock: Clock
     config: ApiConfig

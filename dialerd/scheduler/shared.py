@@ -26,7 +26,7 @@ from dialerd.insight import DialingState, TargetCounts
 from dialerd.model import Campaign, Outplan
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
 from dialerd.queues import QueueRegistry
-from dialerd.store import Fence, Store
+from dialerd.store import Fence, SchedulerStore
 
 # Every part logs as the engine did before the scheduler was split: one logger name.
 log = structlog.get_logger("dialerd.engine")
@@ -112,7 +112,7 @@ class SharedState:
     def __init__(
         self,
         *,
-        store: Store,
+        store: SchedulerStore,
         queue: QueueAdapter,
         queues: QueueRegistry,
         telephony: Telephony,

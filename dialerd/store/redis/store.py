@@ -1,7 +1,7 @@
 """The Redis backend of the ``Store`` port: shared state for several dialerd instances.
 
-Every multi-key change is one Lua script (``dialerd/store/redis_*.lua``, each prefixed
-with ``redis_common.lua``), so a crash can never leave half a transition behind. Keys all
+Every multi-key change is one Lua script (``dialerd/store/redis/scripts/*.lua``, each
+prefixed with ``common.lua``), so a crash can never leave half a transition behind. Keys all
 start with ``<prefix>:``; the scripts build them from the prefix, so this layout is for a
 single Redis (or a primary with replicas), not Redis Cluster.
 
@@ -48,16 +48,16 @@ Layout (``P`` = prefix):
   ``import_dnc_numbers`` stages entries in the list ``P:dnc_staged:<batch>`` (expiring
   like staged targets), publishes by adding the batch to ``P:dnc_publishing`` and then
   moves the list into the three keys a chunk per script; ``open`` finishes the moves a
-  dead importer left (``redis_dnc.lua``).
+  dead importer left (``dnc.lua``).
 - ``P:layout``: the version of this layout (``LAYOUT``); ``open`` migrates older data.
 
 The scripts evaluate no dialing rule (behaviour.md §4-§6 live in
 ``dialerd.core.targets``): they keep the indexes and write the decisions made in Python.
-A claim (``redis_start.lua``) moves the waiting targets whose due has come to the ready
+A claim (``start.lua``) moves the waiting targets whose due has come to the ready
 ones and takes the ready head; when its placement's slot still has a try left under the
 outplan (and ``until`` has not passed) it claims it in the same call, else it hands the
 head back for ``decide_claim``, whose answer is written only if the target is still at
-the version it was read at (``redis_place.lua``, or the claim script given the decided
+the version it was read at (``place.lua``, or the claim script given the decided
 slot). ``finish_attempt`` decides with ``place_after`` and ends the campaigncall and
 writes the decision in one script that refuses a target whose version changed.
 
@@ -70,7 +70,7 @@ Staged targets sit in the ready and waiting indexes already, so the outdial is n
 exhausted while an import is under way.
 
 Every script does bounded work: a claim moves at most 1,000 waiting targets (when more
-are due, it answers so and ``redis_promote.lua`` moves them all, 1,000 a call, before
+are due, it answers so and ``promote.lua`` moves them all, 1,000 a call, before
 the claim goes on: the head is then the one SQLite takes) and steps over at most 1,000
 staged ones (then the next call goes on after the last one) and hands at most 100
 targets to the core per call (``start_attempt`` goes on until it claims one or none is
@@ -83,10 +83,10 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -141,13 +141,26 @@ from dialerd.store.base import (
     Conflict,
     Fence,
     FinishResult,
+    InUse,
     LeaseLost,
     StoreError,
     StoreUnavailable,
 )
+from dialerd.store.documents import (
+    CAMPAIGN,
+    CAMPAIGNCALL,
+    NO_GUARD,
+    OUTPLAN,
+    Guard,
+    Kind,
+    ResourceMethods,
+    encode,
+    page_limit,
+)
 
 R = TypeVar("R")
 D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
+R_ = TypeVar("R_", Campaign, Outplan, Outdial)
 
 # The key layout this code reads and writes (``P:layout``); older layouts are migrated
 # by ``open``.
@@ -163,7 +176,7 @@ FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000
 # Expired lock fields one prune script call deletes.
 PRUNE_CHUNK: Final = 500
-# Waiting targets one promote script call moves (redis_promote.lua's STEP).
+# Waiting targets one promote script call moves (promote.lua's STEP).
 PROMOTE_STEP: Final = 1000
 # How many claims this instance remembers (what the claim left of the target) so that
 # finishing them needs no read; an attempt finished elsewhere is simply read.
@@ -209,9 +222,7 @@ UNAVAILABLE_REPLIES: Final = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN"
 _UNCHOSEN: Final = ("", "", "", "", "", "")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-_encode = msgspec.json.Encoder().encode
 _decode_target = msgspec.json.Decoder(OutdialTarget).decode
-_decode_campaigncall = msgspec.json.Decoder(Campaigncall).decode
 _decode_dnc = msgspec.json.Decoder(DncNumber).decode
 
 
@@ -256,10 +267,6 @@ def public_url(url: str) -> str:
 def _max_counts_arg(max_try_counts: Sequence[int]) -> str:
     """The outplan's ``max_try_count_0..4`` as one script argument."""
     return ",".join(str(int(count)) for count in max_try_counts)
-
-
-def _limit(page_size: int) -> int:
-    return max(1, min(page_size, MAX_PAGE_SIZE))
 
 
 def _max_bound(page_token: str) -> str:
@@ -324,12 +331,12 @@ def _stored_placement(
 
 
 def _target_row(target: OutdialTarget) -> tuple[str | int, ...]:
-    """What redis_targets.lua needs to store one target and index it: the placement is
+    """What targets.lua needs to store one target and index it: the placement is
     the one ``dialerd.core.targets.place_new`` decides."""
     deleted = target.tm_delete is not None
     listed = "" if deleted else f"{target.tm_create}|{target.id}"
     placement = _placement_args(place_new(target), deleted=deleted)
-    return (target.id, target.outdial_id, _encode(target).decode(), listed, *placement)
+    return (target.id, target.outdial_id, encode(target).decode(), listed, *placement)
 
 
 def _held_target(
@@ -364,18 +371,10 @@ def _settled(
 
 def _settled_body(target: OutdialTarget, status: TargetStatus, stamp: str) -> bytes:
     """The target's body once a decision is written (at ``stamp``)."""
-    return _encode(_settled(target, status, stamp))
+    return encode(_settled(target, status, stamp))
 
 
-class _Documents(Generic[D]):
-    """How one kind of resource is named and decoded."""
-
-    def __init__(self, kind: str, type_: type[D]) -> None:
-        self.kind = kind
-        self.decode: Callable[[bytes], D] = msgspec.json.Decoder(type_).decode
-
-
-class RedisStore:
+class RedisStore(ResourceMethods):
     """The ``Store`` port on one Redis server."""
 
     backend = "redis"
@@ -396,13 +395,9 @@ class RedisStore:
         self.import_chunk = import_chunk
         self._client: redis.asyncio.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
-        self._campaigns = _Documents("campaign", Campaign)
-        self._outplans = _Documents("outplan", Outplan)
-        self._outdials = _Documents("outdial", Outdial)
-        self._campaigncalls = _Documents("campaigncall", Campaigncall)
-        # campaigncall id -> what redis_attempt.lua would read while it is active.
+        # campaigncall id -> what attempt.lua would read while it is active.
         # Per claim: the attempt, then the target's version and body after the claim and
-        # its placement before (as redis_attempt.lua reads them).
+        # its placement before (as attempt.lua reads them).
         self._claims: OrderedDict[str, tuple[Campaigncall, list[bytes]]] = OrderedDict()
 
     # -- connection -------------------------------------------------------------------
@@ -490,8 +485,8 @@ class RedisStore:
             body = await self._guard(client.hget(found, "b"))
             if body is None:
                 continue
-            campaign = self._campaigns.decode(body.encode() if isinstance(body, str) else body)
-            outplan = await self._get(self._outplans, None, campaign.outplan_id)
+            campaign = CAMPAIGN.decode(body.encode() if isinstance(body, str) else body)
+            outplan = await self._get(OUTPLAN, None, campaign.outplan_id)
             if outplan is not None:
                 intervals[campaign.outdial_id] = max(
                     intervals.get(campaign.outdial_id, 0), outplan.try_interval
@@ -500,7 +495,8 @@ class RedisStore:
 
     @staticmethod
     def _source(name: str) -> str:
-        return resources.files("dialerd.store").joinpath(f"redis_{name}.lua").read_text("utf-8")
+        scripts = resources.files("dialerd.store.redis").joinpath("scripts")
+        return scripts.joinpath(f"{name}.lua").read_text("utf-8")
 
     def _connected(self) -> redis.asyncio.Redis:
         if self._client is None:
@@ -545,47 +541,39 @@ class RedisStore:
         values = await self._guard(self._connected().hmget(key, list(names)))
         return [value.encode() if isinstance(value, str) else value for value in values]
 
-    # -- documents: campaigns, outplans, outdials, campaigncalls ---------------------------
-    async def _create(self, documents: _Documents[D], resource: D, status: str = "") -> D:
+    # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------
+    async def _create(self, kind: Kind[R_], resource: R_) -> R_:
         member = f"{resource.tm_create}|{resource.id}"
+        status = resource.status.value if isinstance(resource, Campaign) else ""
         await self._run(
-            "create",
-            documents.kind,
-            resource.id,
-            resource.customer_id,
-            member,
-            status,
-            _encode(resource),
+            "create", kind.name, resource.id, resource.customer_id, member, status, encode(resource)
         )
         return resource
 
-    async def _update(
-        self,
-        documents: _Documents[D],
-        resource: D,
-        status: str = "",
-        fence: Fence | None = None,
-        if_updated: str | None = None,
-    ) -> D:
+    async def _update(self, kind: Kind[R_], resource: R_, guard: Guard = NO_GUARD) -> R_:
+        """Replace the stored resource (same id, not deleted) with this one; a campaign
+        under the fence and version check, and one written ``run`` only while its
+        outplan and outdial exist (``update.lua``)."""
         member = f"{resource.tm_create}|{resource.id}"
+        status = resource.status.value if isinstance(resource, Campaign) else ""
         await self._run(
             "update",
-            documents.kind,
+            kind.name,
             resource.id,
             resource.customer_id,
             member,
             status,
-            _encode(resource),
-            *_fence_args(fence),
-            "-" if if_updated is None else f"={if_updated}",
+            encode(resource),
+            *_fence_args(guard.fence),
+            "-" if guard.if_updated is None else f"={guard.if_updated}",
         )
         return resource
 
     async def _get_raw(
-        self, documents: _Documents[D], customer_id: str | None, resource_id: str
+        self, kind: Kind[D], customer_id: str | None, resource_id: str
     ) -> bytes | None:
         body, customer, deleted = await self._fields(
-            self._key(documents.kind, resource_id), "b", "c", "x"
+            self._key(kind.name, resource_id), "b", "c", "x"
         )
         if body is None or deleted == b"1":
             return None
@@ -593,21 +581,20 @@ class RedisStore:
             return None
         return body
 
-    async def _get(
-        self, documents: _Documents[D], customer_id: str | None, resource_id: str
-    ) -> D | None:
-        body = await self._get_raw(documents, customer_id, resource_id)
-        return None if body is None else documents.decode(body)
+    async def _get(self, kind: Kind[D], customer_id: str | None, resource_id: str) -> D | None:
+        body = await self._get_raw(kind, customer_id, resource_id)
+        return None if body is None else kind.decode(body)
 
     async def _delete(
-        self, documents: _Documents[D], customer_id: str, resource_id: str, now: datetime
+        self, kind: Kind[D], customer_id: str, resource_id: str, now: datetime
     ) -> D | None:
+        """Soft-delete under the kind's rule (``delete.lua`` checks it in its step)."""
         stamp = format_time(now)
         for _ in range(DELETE_ATTEMPTS):
-            body = await self._get_raw(documents, customer_id, resource_id)
+            body = await self._get_raw(kind, customer_id, resource_id)
             if body is None:
                 return None
-            current = documents.decode(body)
+            current = kind.decode(body)
             if isinstance(current, Campaigncall) and current.status != CampaigncallStatus.DONE:
                 raise Conflict(f"campaigncall {resource_id} is active and cannot be deleted")
             # The script deletes only this very body: a status changed meanwhile is seen.
@@ -615,32 +602,31 @@ class RedisStore:
                 raise Conflict(f"campaign {resource_id} is {current.status.value}: stop it first")
             deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
             outcome = await self._run(
-                "delete", documents.kind, resource_id, customer_id, body, _encode(deleted)
+                "delete", kind.name, resource_id, customer_id, body, encode(deleted)
             )
             if outcome == b"ok":
                 return deleted
             if outcome == b"gone":
                 return None
+            if isinstance(outcome, list):
+                raise InUse(kind.name, resource_id, [user.decode() for user in outcome])
         raise StoreUnavailable(
-            f"{documents.kind} {resource_id} kept changing while being deleted; try again"
+            f"{kind.name} {resource_id} kept changing while being deleted; try again"
         )
 
     async def _page(
-        self, documents: _Documents[D], listing: str, page_size: int, page_token: str
+        self, kind: Kind[D], customer_id: str, page_size: int, page_token: str, listing: str = ""
     ) -> Page[D]:
         flat = await self._run(
-            "page", documents.kind, listing, _max_bound(page_token), _limit(page_size)
+            "page",
+            kind.name,
+            listing or f"{kind.name}s:{customer_id}",
+            _max_bound(page_token),
+            page_limit(page_size),
         )
         return Page(
-            result=[documents.decode(body) for body in flat[1:]], next_page_token=flat[0].decode()
+            result=[kind.decode(body) for body in flat[1:]], next_page_token=flat[0].decode()
         )
-
-    # -- campaigns ----------------------------------------------------------------------
-    async def create_campaign(self, campaign: Campaign) -> Campaign:
-        return await self._create(self._campaigns, campaign, campaign.status.value)
-
-    async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
-        return await self._get(self._campaigns, customer_id, campaign_id)
 
     async def campaign_and_outplan(
         self, campaign_id: str
@@ -648,27 +634,9 @@ class RedisStore:
         """Both in one script call."""
         campaign, outplan = await self._run("dialing", campaign_id)
         return (
-            self._campaigns.decode(campaign) if campaign else None,
-            self._outplans.decode(outplan) if outplan else None,
+            CAMPAIGN.decode(campaign) if campaign else None,
+            OUTPLAN.decode(outplan) if outplan else None,
         )
-
-    async def update_campaign(
-        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
-    ) -> Campaign:
-        """Replace the stored campaign (same id, not deleted) with this one."""
-        return await self._update(
-            self._campaigns, campaign, campaign.status.value, fence, if_updated
-        )
-
-    async def delete_campaign(
-        self, customer_id: str, campaign_id: str, now: datetime
-    ) -> Campaign | None:
-        return await self._delete(self._campaigns, customer_id, campaign_id, now)
-
-    async def list_campaigns(
-        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
-    ) -> Page[Campaign]:
-        return await self._page(self._campaigns, f"campaigns:{customer_id}", page_size, page_token)
 
     async def campaigns_with_status(self, statuses: Sequence[CampaignStatus]) -> list[Campaign]:
         """Every not-deleted campaign, of any customer, whose status is one of these."""
@@ -676,49 +644,10 @@ class RedisStore:
         if not wanted:
             return []
         bodies = await self._run("members", "campaign", *(f"status:{s}" for s in wanted))
-        campaigns = [self._campaigns.decode(body) for body in bodies]
+        campaigns = [CAMPAIGN.decode(body) for body in bodies]
         return sorted(campaigns, key=lambda campaign: (campaign.tm_create, campaign.id))
 
-    # -- outplans -----------------------------------------------------------------------
-    async def create_outplan(self, outplan: Outplan) -> Outplan:
-        return await self._create(self._outplans, outplan)
-
-    async def get_outplan(self, customer_id: str | None, outplan_id: str) -> Outplan | None:
-        return await self._get(self._outplans, customer_id, outplan_id)
-
-    async def update_outplan(self, outplan: Outplan) -> Outplan:
-        return await self._update(self._outplans, outplan)
-
-    async def delete_outplan(
-        self, customer_id: str, outplan_id: str, now: datetime
-    ) -> Outplan | None:
-        return await self._delete(self._outplans, customer_id, outplan_id, now)
-
-    async def list_outplans(
-        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
-    ) -> Page[Outplan]:
-        return await self._page(self._outplans, f"outplans:{customer_id}", page_size, page_token)
-
-    # -- outdials and their targets -------------------------------------------------------
-    async def create_outdial(self, outdial: Outdial) -> Outdial:
-        return await self._create(self._outdials, outdial)
-
-    async def get_outdial(self, customer_id: str | None, outdial_id: str) -> Outdial | None:
-        return await self._get(self._outdials, customer_id, outdial_id)
-
-    async def update_outdial(self, outdial: Outdial) -> Outdial:
-        return await self._update(self._outdials, outdial)
-
-    async def delete_outdial(
-        self, customer_id: str, outdial_id: str, now: datetime
-    ) -> Outdial | None:
-        return await self._delete(self._outdials, customer_id, outdial_id, now)
-
-    async def list_outdials(
-        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
-    ) -> Page[Outdial]:
-        return await self._page(self._outdials, f"outdials:{customer_id}", page_size, page_token)
-
+    # -- targets --------------------------------------------------------------------------
     async def create_targets(self, targets: Sequence[OutdialTarget]) -> int:
         """Insert targets (all or none); they keep the given order as creation order."""
         if not targets:
@@ -787,9 +716,9 @@ class RedisStore:
         self, outdial_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
     ) -> Page[OutdialTarget]:
         flat = await self._run(
-            "page", "target", f"targets:{outdial_id}", _max_bound(page_token), _limit(page_size)
+            "page", "target", f"targets:{outdial_id}", _max_bound(page_token), page_limit(page_size)
         )
-        # Each target comes with its queue letter, due and held (redis_page.lua).
+        # Each target comes with its queue letter, due and held (page.lua).
         rows = flat[1:]
         return Page(
             result=[_held_target(*rows[n : n + 4]) for n in range(0, len(rows), 4)],
@@ -800,7 +729,7 @@ class RedisStore:
     async def get_campaigncall(
         self, customer_id: str | None, campaigncall_id: str
     ) -> Campaigncall | None:
-        return await self._get(self._campaigncalls, customer_id, campaigncall_id)
+        return await self._get(CAMPAIGNCALL, customer_id, campaigncall_id)
 
     async def list_campaigncalls(
         self,
@@ -812,13 +741,13 @@ class RedisStore:
         listing = f"campaigncalls:{customer_id}"
         if campaign_id is not None:
             listing += f":{campaign_id}"
-        return await self._page(self._campaigncalls, listing, page_size, page_token)
+        return await self._page(CAMPAIGNCALL, customer_id, page_size, page_token, listing)
 
     async def delete_campaigncall(
         self, customer_id: str, campaigncall_id: str, now: datetime
     ) -> Campaigncall | None:
         """Soft-delete a finished campaigncall; raise ``Conflict`` while it is active."""
-        return await self._delete(self._campaigncalls, customer_id, campaigncall_id, now)
+        return await self._delete(CAMPAIGNCALL, customer_id, campaigncall_id, now)
 
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
@@ -840,7 +769,7 @@ class RedisStore:
         the very target it was made on (same version, still ready), and the dialable one
         is claimed by the next claim call (which goes on with the plans after it),
         re-checked the same way. When more waiting targets are due than one call moves,
-        they are all moved first (``redis_promote.lua``), so the head is the one SQLite
+        they are all moved first (``promote.lua``), so the head is the one SQLite
         takes; a call that steps over a thousand staged targets is followed by one that
         goes on from there. Each plan goes on until a target is claimed or none is ready
         (at most ``MAX_ROUNDS`` rounds).
@@ -861,7 +790,7 @@ class RedisStore:
         fence = _fence_args(first.fence)
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
-        placeholders = [_encode(_placeholder_campaigncall(plan, stamp)) for plan in plans]
+        placeholders = [encode(_placeholder_campaigncall(plan, stamp)) for plan in plans]
         claimed: list[Campaigncall] = []
         chosen: tuple[str | int | bytes, ...] = _UNCHOSEN
         resume: str | bytes = ""
@@ -879,7 +808,7 @@ class RedisStore:
             kind, heads, claims = reply
             chosen, resume = _UNCHOSEN, ""
             for claim in claims:
-                campaigncall = _decode_campaigncall(claim[0])
+                campaigncall = CAMPAIGNCALL.decode(claim[0])
                 self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])
                 claimed.append(campaigncall)
             if claims:
@@ -929,8 +858,8 @@ class RedisStore:
                         decision.slot,
                         decision.try_count,
                         version,
-                        _encode(list(dialed.readings(address.target, region))),
-                        _encode(list(decision.skipped)),
+                        encode(list(dialed.readings(address.target, region))),
+                        encode(list(decision.skipped)),
                     )
                     break
                 decided = with_skipped(target, decision.skipped)
@@ -976,7 +905,7 @@ class RedisStore:
     ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
         body = await self._run("answer", campaigncall_id, format_time(now), *_fence_args(fence))
-        return None if body is None else _decode_campaigncall(body)
+        return None if body is None else CAMPAIGNCALL.decode(body)
 
     async def finish_attempt(
         self,
@@ -1010,14 +939,14 @@ class RedisStore:
             else:
                 read = await self._run("attempt", campaigncall_id)
                 if read[0] == b"active":
-                    campaigncall = _decode_campaigncall(read[1])
+                    campaigncall = CAMPAIGNCALL.decode(read[1])
                 read = read[2:]
             version = "-"
             decision: tuple[str | int | bytes, ...] = ("0",)
             written: OutdialTarget | None = None
             lock: bytes | str = ""
             if campaigncall is not None and locked_until is not None:
-                lock = _encode([micros(locked_until), *await self._readings_of(campaigncall)])
+                lock = encode([micros(locked_until), *await self._readings_of(campaigncall)])
             if campaigncall is not None:
                 # read: the target's version, body and placement before the claim.
                 version = read[0].decode()
@@ -1036,7 +965,7 @@ class RedisStore:
                     )
                     placement = settled.placement
                     written = _settled(target, placement.status, stamp, settled.try_counts)
-                    decision = ("1", _encode(written), *_placement_args(placement))
+                    decision = ("1", encode(written), *_placement_args(placement))
             reply = await self._run(
                 "finish",
                 campaigncall_id,
@@ -1059,7 +988,7 @@ class RedisStore:
                 after = _held_target(known, *reply[3:6])
             return FinishResult(
                 finished=reply[0] == b"done",
-                campaigncall=_decode_campaigncall(reply[1]),
+                campaigncall=CAMPAIGNCALL.decode(reply[1]),
                 target=after,
             )
         raise StoreUnavailable(
@@ -1071,7 +1000,7 @@ class RedisStore:
         """The E.164 readings of the number an attempt dialed, under the dialing rules of
         the outplan it was claimed with (deleted or not), as the claim read it."""
         (body,) = await self._fields(self._key("outplan", campaigncall.outplan_id), "b")
-        source = None if body is None else self._outplans.decode(body).source
+        source = None if body is None else OUTPLAN.decode(body).source
         return dialed.readings(campaigncall.destination.target, dialed.region_of(source))
 
     async def prune_locks(self, now: datetime) -> int:
@@ -1147,7 +1076,7 @@ class RedisStore:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
         active = "active" if campaign_id is None else f"active:{campaign_id}"
         bodies = await self._run("members", "campaigncall", active)
-        campaigncalls = [_decode_campaigncall(body) for body in bodies]
+        campaigncalls = [CAMPAIGNCALL.decode(body) for body in bodies]
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
 
     async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
@@ -1205,7 +1134,7 @@ class RedisStore:
         """List the numbers in one script; a listed number keeps its stored entry."""
         if not entries:
             return []
-        bodies = await self._run("dnc", "add", *(_encode(entry) for entry in entries))
+        bodies = await self._run("dnc", "add", *(encode(entry) for entry in entries))
         return [_decode_dnc(body) for body in bodies]
 
     async def remove_dnc_number(self, customer_id: str, number: str) -> DncNumber | None:
@@ -1226,7 +1155,7 @@ class RedisStore:
             "dnc",
             f"dnc_listing:{customer_id}",
             _max_bound(page_token),
-            _limit(page_size),
+            page_limit(page_size),
             f"dnc_entries:{customer_id}",
         )
         return Page(
@@ -1243,7 +1172,7 @@ class RedisStore:
                 for start in range(0, len(entries), self.import_chunk):
                     chunk = entries[start : start + self.import_chunk]
                     async with self._connected().pipeline(transaction=True) as pipe:
-                        pipe.rpush(staged, *(_encode(entry) for entry in chunk))
+                        pipe.rpush(staged, *(encode(entry) for entry in chunk))
                         pipe.expire(staged, STAGING_TTL_SECONDS)
                         await self._guard(pipe.execute())
                     count += len(chunk)

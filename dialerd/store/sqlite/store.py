@@ -68,14 +68,30 @@ from dialerd.store.base import (
     Conflict,
     Fence,
     FinishResult,
+    InUse,
     LeaseLost,
     StoreError,
     StoreUnavailable,
 )
-from dialerd.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from dialerd.store.documents import (
+    ACTIVE,
+    CAMPAIGN,
+    CAMPAIGNCALL,
+    NO_GUARD,
+    OUTDIAL,
+    OUTPLAN,
+    Guard,
+    Kind,
+    ResourceMethods,
+    encode,
+    page_limit,
+    users,
+)
+from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 R = TypeVar("R")
 D = TypeVar("D", bound=Campaign | Outplan | Outdial)
+R_ = TypeVar("R_", Campaign, Outplan, Outdial)
 Item = TypeVar("Item")
 
 BUSY_TIMEOUT_MS: Final = 5000
@@ -85,9 +101,7 @@ DISCARD_SECONDS: Final = 30
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
-_encode = msgspec.json.Encoder().encode
 _decode_address = msgspec.json.Decoder(Address).decode
-_decode_campaigncall = msgspec.json.Decoder(Campaigncall).decode
 
 _TARGET_COLUMNS: Final = (
     "id, outdial_id, name, detail, data, status, "
@@ -192,7 +206,7 @@ def _target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, .
         target.detail,
         target.data,
         target.status.value,
-        *(None if address is None else _encode(address) for address in destinations),
+        *(None if address is None else encode(address) for address in destinations),
         *target.try_counts,
         target.tm_create,
         target.tm_update,
@@ -328,10 +342,6 @@ def _place(
     )
 
 
-def _limit(page_size: int) -> int:
-    return max(1, min(page_size, MAX_PAGE_SIZE))
-
-
 def _token_filter(page_token: str, key: str = "id") -> tuple[str, tuple[str, ...]]:
     """SQL condition and parameters for "strictly after this token" in newest-first order
     of ``(tm_create, key)``."""
@@ -428,18 +438,18 @@ def _in_transaction(work: Callable[[sqlite3.Connection], R], connection: sqlite3
 
 
 class _Documents(Generic[D]):
-    """A table of resources kept as JSON: campaigns, outplans or outdials."""
+    """A table of documents (one kind): campaigns, outplans or outdials."""
 
-    def __init__(self, table: str, kind: type[D]) -> None:
-        self.table = table
-        self.decode: Callable[[bytes], D] = msgspec.json.Decoder(kind).decode
+    def __init__(self, kind: Kind[D]) -> None:
+        self.table = kind.name
+        self.decode = kind.decode
 
     def _columns(self, resource: D) -> dict[str, Any]:
         columns: dict[str, Any] = {
             "id": resource.id,
             "customer_id": resource.customer_id,
             "tm_create": resource.tm_create,
-            "body": _encode(resource),
+            "body": encode(resource),
         }
         if isinstance(resource, Campaign):
             columns["status"] = resource.status.value
@@ -485,14 +495,14 @@ class _Documents(Generic[D]):
         deleted = msgspec.structs.replace(current, tm_update=now, tm_delete=now)
         connection.execute(
             f"UPDATE {self.table} SET deleted = 1, body = ? WHERE id = ?",
-            (_encode(deleted), resource_id),
+            (encode(deleted), resource_id),
         )
         return deleted
 
     def page(
         self, customer_id: str, page_size: int, page_token: str, connection: sqlite3.Connection
     ) -> Page[D]:
-        limit = _limit(page_size)
+        limit = page_limit(page_size)
         condition, params = _token_filter(page_token)
         rows = connection.execute(
             f"SELECT body, tm_create, id FROM {self.table} WHERE customer_id = ? AND deleted = 0"
@@ -501,6 +511,61 @@ class _Documents(Generic[D]):
         ).fetchall()
         items = [self.decode(row[0]) for row in rows[:limit]]
         return Page(result=items, next_page_token=_page_token(rows, limit))
+
+
+_CAMPAIGNS: Final = _Documents(CAMPAIGN)
+_OUTPLANS: Final = _Documents(OUTPLAN)
+_OUTDIALS: Final = _Documents(OUTDIAL)
+
+
+def _documents(kind: Kind[R_]) -> _Documents[R_]:
+    tables: dict[str, _Documents[Any]] = {
+        CAMPAIGN.name: _CAMPAIGNS,
+        OUTPLAN.name: _OUTPLANS,
+        OUTDIAL.name: _OUTDIALS,
+    }
+    return cast(_Documents[R_], tables[kind.name])
+
+
+def _campaigns_with_status(
+    statuses: Sequence[CampaignStatus],
+    connection: sqlite3.Connection,
+    customer_id: str | None = None,
+) -> list[Campaign]:
+    """The not-deleted campaigns (of one customer, or any) in one of these statuses."""
+    wanted = [CampaignStatus(status).value for status in statuses]
+    if not wanted:
+        return []
+    marks = ", ".join("?" * len(wanted))
+    query = f"SELECT body FROM campaign WHERE deleted = 0 AND status IN ({marks})"
+    params: list[str] = wanted
+    if customer_id is not None:
+        query += " AND customer_id = ?"
+        params = [*wanted, customer_id]
+    rows = connection.execute(query + " ORDER BY tm_create, id", params).fetchall()
+    return [_CAMPAIGNS.decode(row[0]) for row in rows]
+
+
+def _starts_using(stored: Campaign, campaign: Campaign) -> bool:
+    """Whether writing ``campaign`` over ``stored`` sets a campaign running on an outplan
+    or outdial it did not run on (the writes a concurrent delete could race)."""
+    return campaign.status == CampaignStatus.RUN and (
+        stored.status != CampaignStatus.RUN
+        or stored.outplan_id != campaign.outplan_id
+        or stored.outdial_id != campaign.outdial_id
+    )
+
+
+def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
+    """``CampaignChanged`` unless the campaign's outplan and outdial exist (its
+    customer's, not deleted): a campaign is never stored running without them."""
+    customer = campaign.customer_id
+    for table, found in (
+        ("outplan", _OUTPLANS.get(customer, campaign.outplan_id, connection)),
+        ("outdial", _OUTDIALS.get(customer, campaign.outdial_id, connection)),
+    ):
+        if found is None:
+            raise CampaignChanged(f"campaign {campaign.id}: its {table} is gone; read it again")
 
 
 class _Job(Generic[R]):
@@ -570,7 +635,7 @@ class _ConnectionWorker:
             drained.set()
 
 
-class SqliteStore:
+class SqliteStore(ResourceMethods):
     """The ``Store`` port on one SQLite file."""
 
     backend = "sqlite"
@@ -579,9 +644,6 @@ class SqliteStore:
         self.path = Path(path)
         self._connection: sqlite3.Connection | None = None
         self._worker: _ConnectionWorker | None = None
-        self._campaigns = _Documents("campaign", Campaign)
-        self._outplans = _Documents("outplan", Outplan)
-        self._outdials = _Documents("outdial", Outdial)
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
@@ -689,12 +751,63 @@ class SqliteStore:
     async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
         return await self._read(partial(_in_transaction, work))
 
-    # -- campaigns ----------------------------------------------------------------------
-    async def create_campaign(self, campaign: Campaign) -> Campaign:
-        return await self._write(partial(self._campaigns.create, campaign))
+    # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
+    async def _create(self, kind: Kind[R_], resource: R_) -> R_:
+        return await self._write(partial(_documents(kind).create, resource))
 
-    async def get_campaign(self, customer_id: str | None, campaign_id: str) -> Campaign | None:
-        return await self._read(partial(self._campaigns.get, customer_id, campaign_id))
+    async def _get(self, kind: Kind[R_], customer_id: str | None, resource_id: str) -> R_ | None:
+        return await self._read(partial(_documents(kind).get, customer_id, resource_id))
+
+    async def _update(self, kind: Kind[R_], resource: R_, guard: Guard = NO_GUARD) -> R_:
+        """Replace the stored resource (same id, not deleted) with this one; a campaign
+        under the fence and version check, and one written ``run`` only while its
+        outplan and outdial exist."""
+        documents = _documents(kind)
+        if not isinstance(resource, Campaign):
+            return await self._write(partial(documents.update, resource))
+        campaign = resource
+        moment = _now() if campaign.tm_update is None else parse_time(campaign.tm_update)
+
+        def update(connection: sqlite3.Connection) -> R_:
+            _check_fence(connection, guard.fence, campaign.id, moment)
+            checked = guard.if_updated is not None or campaign.status == CampaignStatus.RUN
+            stored = _CAMPAIGNS.get(None, campaign.id, connection) if checked else None
+            if stored is not None and guard.if_updated not in (None, stored.tm_update or ""):
+                raise CampaignChanged(f"campaign {campaign.id} changed since it was read")
+            if stored is not None and _starts_using(stored, campaign):
+                _check_uses(campaign, connection)
+            return documents.update(resource, connection)
+
+        return await self._write(update)
+
+    async def _delete(
+        self, kind: Kind[R_], customer_id: str, resource_id: str, now: datetime
+    ) -> R_ | None:
+        """Soft-delete under the kind's rule, checked in the delete's transaction."""
+        documents = _documents(kind)
+
+        def delete(connection: sqlite3.Connection) -> R_ | None:
+            current = documents.get(customer_id, resource_id, connection)
+            if current is None:
+                return None
+            if isinstance(current, Campaign):
+                if current.status != CampaignStatus.STOP:
+                    raise Conflict(
+                        f"campaign {resource_id} is {current.status.value}: stop it first"
+                    )
+            else:
+                running = _campaigns_with_status(ACTIVE, connection, customer_id)
+                using = users(kind, resource_id, running)
+                if using:
+                    raise InUse(kind.name, resource_id, using)
+            return documents.delete(customer_id, resource_id, format_time(now), connection)
+
+        return await self._write(delete)
+
+    async def _page(
+        self, kind: Kind[R_], customer_id: str, page_size: int, page_token: str
+    ) -> Page[R_]:
+        return await self._read(partial(_documents(kind).page, customer_id, page_size, page_token))
 
     async def campaign_and_outplan(
         self, campaign_id: str
@@ -702,109 +815,18 @@ class SqliteStore:
         """Both in one read on the worker thread."""
 
         def read(connection: sqlite3.Connection) -> tuple[Campaign | None, Outplan | None]:
-            campaign = self._campaigns.get(None, campaign_id, connection)
+            campaign = _CAMPAIGNS.get(None, campaign_id, connection)
             if campaign is None:
                 return None, None
-            return campaign, self._outplans.get(
-                campaign.customer_id, campaign.outplan_id, connection
-            )
+            return campaign, _OUTPLANS.get(campaign.customer_id, campaign.outplan_id, connection)
 
         return await self._read(read)
 
-    async def update_campaign(
-        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
-    ) -> Campaign:
-        """Replace the stored campaign (same id, not deleted) with this one."""
-
-        moment = _now() if campaign.tm_update is None else parse_time(campaign.tm_update)
-
-        def update(connection: sqlite3.Connection) -> Campaign:
-            _check_fence(connection, fence, campaign.id, moment)
-            if if_updated is not None:
-                stored = self._campaigns.get(None, campaign.id, connection)
-                if stored is not None and (stored.tm_update or "") != if_updated:
-                    raise CampaignChanged(f"campaign {campaign.id} changed since it was read")
-            return self._campaigns.update(campaign, connection)
-
-        return await self._write(update)
-
-    async def delete_campaign(
-        self, customer_id: str, campaign_id: str, now: datetime
-    ) -> Campaign | None:
-        """Soft-delete a stopped campaign (``Conflict`` while it runs or stops)."""
-
-        def delete(connection: sqlite3.Connection) -> Campaign | None:
-            current = self._campaigns.get(customer_id, campaign_id, connection)
-            if current is not None and current.status != CampaignStatus.STOP:
-                raise Conflict(f"campaign {campaign_id} is {current.status.value}: stop it first")
-            return self._campaigns.delete(customer_id, campaign_id, format_time(now), connection)
-
-        return await self._write(delete)
-
-    async def list_campaigns(
-        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
-    ) -> Page[Campaign]:
-        return await self._read(partial(self._campaigns.page, customer_id, page_size, page_token))
-
     async def campaigns_with_status(self, statuses: Sequence[CampaignStatus]) -> list[Campaign]:
         """Every not-deleted campaign, of any customer, whose status is one of these."""
-        wanted = [CampaignStatus(status).value for status in statuses]
-        if not wanted:
-            return []
-        marks = ", ".join("?" for _ in wanted)
+        return await self._read(partial(_campaigns_with_status, statuses))
 
-        def select(connection: sqlite3.Connection) -> list[Campaign]:
-            rows = connection.execute(
-                f"SELECT body FROM campaign WHERE deleted = 0 AND status IN ({marks}) "
-                "ORDER BY tm_create, id",
-                wanted,
-            ).fetchall()
-            return [self._campaigns.decode(row[0]) for row in rows]
-
-        return await self._read(select)
-
-    # -- outplans -----------------------------------------------------------------------
-    async def create_outplan(self, outplan: Outplan) -> Outplan:
-        return await self._write(partial(self._outplans.create, outplan))
-
-    async def get_outplan(self, customer_id: str | None, outplan_id: str) -> Outplan | None:
-        return await self._read(partial(self._outplans.get, customer_id, outplan_id))
-
-    async def update_outplan(self, outplan: Outplan) -> Outplan:
-        return await self._write(partial(self._outplans.update, outplan))
-
-    async def delete_outplan(
-        self, customer_id: str, outplan_id: str, now: datetime
-    ) -> Outplan | None:
-        work = partial(self._outplans.delete, customer_id, outplan_id, format_time(now))
-        return await self._write(work)
-
-    async def list_outplans(
-        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
-    ) -> Page[Outplan]:
-        return await self._read(partial(self._outplans.page, customer_id, page_size, page_token))
-
-    # -- outdials and their targets -------------------------------------------------------
-    async def create_outdial(self, outdial: Outdial) -> Outdial:
-        return await self._write(partial(self._outdials.create, outdial))
-
-    async def get_outdial(self, customer_id: str | None, outdial_id: str) -> Outdial | None:
-        return await self._read(partial(self._outdials.get, customer_id, outdial_id))
-
-    async def update_outdial(self, outdial: Outdial) -> Outdial:
-        return await self._write(partial(self._outdials.update, outdial))
-
-    async def delete_outdial(
-        self, customer_id: str, outdial_id: str, now: datetime
-    ) -> Outdial | None:
-        work = partial(self._outdials.delete, customer_id, outdial_id, format_time(now))
-        return await self._write(work)
-
-    async def list_outdials(
-        self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
-    ) -> Page[Outdial]:
-        return await self._read(partial(self._outdials.page, customer_id, page_size, page_token))
-
+    # -- targets --------------------------------------------------------------------------
     async def create_targets(self, targets: Sequence[OutdialTarget]) -> int:
         """Insert targets (all or none); they keep the given order as creation order."""
         rows = [_target_row(target) for target in targets]
@@ -932,7 +954,7 @@ class SqliteStore:
     async def list_targets(
         self, outdial_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
     ) -> Page[OutdialTarget]:
-        limit = _limit(page_size)
+        limit = page_limit(page_size)
         condition, params = _token_filter(page_token)
 
         def select(connection: sqlite3.Connection) -> Page[OutdialTarget]:
@@ -959,13 +981,13 @@ class SqliteStore:
             query += " AND customer_id = ?"
             params += (customer_id,)
         row = connection.execute(query, params).fetchone()
-        return None if row is None else _decode_campaigncall(row[0])
+        return None if row is None else CAMPAIGNCALL.decode(row[0])
 
     @staticmethod
     def _store_campaigncall(campaigncall: Campaigncall, connection: sqlite3.Connection) -> None:
         connection.execute(
             "UPDATE campaigncall SET status = ?, body = ? WHERE id = ?",
-            (campaigncall.status.value, _encode(campaigncall), campaigncall.id),
+            (campaigncall.status.value, encode(campaigncall), campaigncall.id),
         )
 
     async def get_campaigncall(
@@ -980,7 +1002,7 @@ class SqliteStore:
         page_size: int = MAX_PAGE_SIZE,
         page_token: str = "",
     ) -> Page[Campaigncall]:
-        limit = _limit(page_size)
+        limit = page_limit(page_size)
         condition, params = _token_filter(page_token)
         scope = "customer_id = ?"
         scope_params: tuple[str, ...] = (customer_id,)
@@ -994,7 +1016,7 @@ class SqliteStore:
                 f"{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
                 (*scope_params, *params, limit + 1),
             ).fetchall()
-            items = [_decode_campaigncall(row[0]) for row in rows[:limit]]
+            items = [CAMPAIGNCALL.decode(row[0]) for row in rows[:limit]]
             return Page(result=items, next_page_token=_page_token(rows, limit))
 
         return await self._read(select)
@@ -1014,7 +1036,7 @@ class SqliteStore:
             deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
             connection.execute(
                 "UPDATE campaigncall SET deleted = 1, body = ? WHERE id = ?",
-                (_encode(deleted), campaigncall_id),
+                (encode(deleted), campaigncall_id),
             )
             return deleted
 
@@ -1107,7 +1129,7 @@ class SqliteStore:
                     target_id,
                     campaigncall.status.value,
                     now,
-                    _encode(campaigncall),
+                    encode(campaigncall),
                 ),
             )
         except sqlite3.IntegrityError as error:
@@ -1177,7 +1199,7 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             return None
-        current = _decode_campaigncall(row[0])
+        current = CAMPAIGNCALL.decode(row[0])
         _check_fence(connection, fence, current.campaign_id, moment)
         target_id = current.outdial_target_id
         if current.status == CampaigncallStatus.DONE:
@@ -1193,9 +1215,7 @@ class SqliteStore:
             body = connection.execute(
                 "SELECT body FROM outplan WHERE id = ?", (current.outplan_id,)
             ).fetchone()
-            region = dialed.region_of(
-                None if body is None else self._outplans.decode(body[0]).source
-            )
+            region = dialed.region_of(None if body is None else _OUTPLANS.decode(body[0]).source)
             for number in dialed.readings(current.destination.target, region):
                 connection.execute(
                     _LOCK_NUMBER, (current.customer_id, number, format_time(locked_until))
@@ -1355,7 +1375,7 @@ class SqliteStore:
 
         def select(connection: sqlite3.Connection) -> list[Campaigncall]:
             rows = connection.execute(query + " ORDER BY tm_create, id", params).fetchall()
-            return [_decode_campaigncall(row[0]) for row in rows]
+            return [CAMPAIGNCALL.decode(row[0]) for row in rows]
 
         return await self._read(select)
 
@@ -1446,7 +1466,7 @@ class SqliteStore:
     async def list_dnc_numbers(
         self, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
     ) -> Page[DncNumber]:
-        limit = _limit(page_size)
+        limit = page_limit(page_size)
         condition, params = _token_filter(page_token, "number")
 
         def select(connection: sqlite3.Connection) -> Page[DncNumber]:
