@@ -1,4 +1,7 @@
-"""The embedded SQLite backend: ``SqliteStore`` (store.py) on the schema of schema.py."""
+"""The embedded SQLite backend, ``SqliteStore``: the parts of one file on one connection
+(connection.py), its SQL and row mapping (rows.py), the resources, targets and
+campaigncalls (store.py), the dial ledger and leases (ledger.py), the do-not-call list
+(dnc.py), and the schema with its migrations (schema.py)."""
 
 from dialerd.store.sqlite.store import SqliteStore
 
