@@ -49,6 +49,7 @@ from dialerd.store.sqlite.rows import (
     ANY_PROGRESSING,
     ANY_READY,
     ANY_WAITING,
+    CAMPAIGNCALLS,
     CLAIM_SKIPPED,
     CLAIM_TARGET,
     COUNT_ATTEMPT,
@@ -66,7 +67,6 @@ from dialerd.store.sqlite.rows import (
     number_states,
     place_target,
     placed_target,
-    select_campaigncall,
     select_target,
     store_campaigncall,
     wall_clock,
@@ -177,7 +177,7 @@ class SqliteLedger(SqliteConnection):
         stamp = format_time(now)
 
         def answer(connection: sqlite3.Connection) -> Campaigncall | None:
-            current = select_campaigncall(None, campaigncall_id, connection)
+            current = CAMPAIGNCALLS.get(None, campaigncall_id, connection)
             if current is None or current.status != CampaigncallStatus.DIALING:
                 return None
             check_fence(connection, fence, current.campaign_id, now)

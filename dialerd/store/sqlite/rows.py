@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 import msgspec
 
@@ -23,24 +23,32 @@ from dialerd.core.targets import (
 from dialerd.model import (
     SLOTS,
     Address,
+    Campaign,
     Campaigncall,
     DncNumber,
+    Outdial,
     OutdialTarget,
+    Outplan,
+    Page,
     SkippedDestination,
     TargetStatus,
     format_time,
     parse_time,
 )
-from dialerd.store.base import (
-    Fence,
-    LeaseLost,
-)
+from dialerd.store.base import Conflict, Fence, LeaseLost
 from dialerd.store.documents import (
+    CAMPAIGN,
     CAMPAIGNCALL,
+    OUTDIAL,
+    OUTPLAN,
+    Kind,
     encode,
+    page_limit,
 )
 
 R = TypeVar("R")
+D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
+R_ = TypeVar("R_", Campaign, Outplan, Outdial)
 
 BUSY_TIMEOUT_MS: Final = 5000
 CACHE_KIB: Final = 64 * 1024
@@ -399,16 +407,95 @@ def select_target(
     return None if row is None else target_from_row(row)
 
 
-def select_campaigncall(
-    customer_id: str | None, campaigncall_id: str, connection: sqlite3.Connection
-) -> Campaigncall | None:
-    query = "SELECT body FROM campaigncall WHERE id = ? AND deleted = 0"
-    params: tuple[str, ...] = (campaigncall_id,)
-    if customer_id is not None:
-        query += " AND customer_id = ?"
-        params += (customer_id,)
-    row = connection.execute(query, params).fetchone()
-    return None if row is None else CAMPAIGNCALL.decode(row[0])
+class Documents(Generic[D]):
+    """A table of documents (one kind): campaigns, outplans or outdials."""
+
+    def __init__(self, kind: Kind[D]) -> None:
+        self.table = kind.name
+        self.decode = kind.decode
+
+    def _columns(self, resource: D) -> dict[str, Any]:
+        columns: dict[str, Any] = {
+            "id": resource.id,
+            "customer_id": resource.customer_id,
+            "tm_create": resource.tm_create,
+            "body": encode(resource),
+        }
+        if isinstance(resource, Campaign):
+            columns["status"] = resource.status.value
+        return columns
+
+    def create(self, resource: D, connection: sqlite3.Connection) -> D:
+        columns = self._columns(resource)
+        names = ", ".join(columns)
+        marks = ", ".join(f":{name}" for name in columns)
+        try:
+            connection.execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})", columns)
+        except sqlite3.IntegrityError as error:
+            raise Conflict(f"{self.table} {resource.id} already exists") from error
+        return resource
+
+    def get(
+        self, customer_id: str | None, resource_id: str, connection: sqlite3.Connection
+    ) -> D | None:
+        query = f"SELECT body FROM {self.table} WHERE id = ? AND deleted = 0"
+        params: tuple[str, ...] = (resource_id,)
+        if customer_id is not None:
+            query += " AND customer_id = ?"
+            params += (customer_id,)
+        row = connection.execute(query, params).fetchone()
+        return None if row is None else self.decode(row[0])
+
+    def update(self, resource: D, connection: sqlite3.Connection) -> D:
+        columns = self._columns(resource)
+        assignments = ", ".join(f"{name} = :{name}" for name in columns if name != "id")
+        cursor = connection.execute(
+            f"UPDATE {self.table} SET {assignments} WHERE id = :id AND deleted = 0", columns
+        )
+        if cursor.rowcount == 0:
+            raise Conflict(f"{self.table} {resource.id} does not exist or is deleted")
+        return resource
+
+    def delete(
+        self, customer_id: str, resource_id: str, now: str, connection: sqlite3.Connection
+    ) -> D | None:
+        current = self.get(customer_id, resource_id, connection)
+        if current is None:
+            return None
+        deleted = msgspec.structs.replace(current, tm_update=now, tm_delete=now)
+        connection.execute(
+            f"UPDATE {self.table} SET deleted = 1, body = ? WHERE id = ?",
+            (encode(deleted), resource_id),
+        )
+        return deleted
+
+    def page(
+        self, customer_id: str, page_size: int, page_token: str, connection: sqlite3.Connection
+    ) -> Page[D]:
+        limit = page_limit(page_size)
+        condition, params = token_filter(page_token)
+        rows = connection.execute(
+            f"SELECT body, tm_create, id FROM {self.table} WHERE customer_id = ? AND deleted = 0"
+            f"{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
+            (customer_id, *params, limit + 1),
+        ).fetchall()
+        items = [self.decode(row[0]) for row in rows[:limit]]
+        return Page(result=items, next_page_token=next_token(rows, limit))
+
+
+CAMPAIGNS: Final = Documents(CAMPAIGN)
+OUTPLANS: Final = Documents(OUTPLAN)
+OUTDIALS: Final = Documents(OUTDIAL)
+CAMPAIGNCALLS: Final = Documents(CAMPAIGNCALL)
+
+
+def documents_of(kind: Kind[R_]) -> Documents[R_]:
+    tables: dict[str, Documents[Any]] = {
+        CAMPAIGN.name: CAMPAIGNS,
+        OUTPLAN.name: OUTPLANS,
+        OUTDIAL.name: OUTDIALS,
+    }
+    return cast(Documents[R_], tables[kind.name])
 
 
 def store_campaigncall(campaigncall: Campaigncall, connection: sqlite3.Connection) -> None:

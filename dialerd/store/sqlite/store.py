@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -47,11 +47,8 @@ from dialerd.store.base import (
 )
 from dialerd.store.documents import (
     ACTIVE,
-    CAMPAIGN,
     CAMPAIGNCALL,
     NO_GUARD,
-    OUTDIAL,
-    OUTPLAN,
     Guard,
     Kind,
     ResourceMethods,
@@ -62,13 +59,17 @@ from dialerd.store.documents import (
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
 from dialerd.store.sqlite.ledger import SqliteLedger
 from dialerd.store.sqlite.rows import (
+    CAMPAIGNCALLS,
+    CAMPAIGNS,
     INSERT_TARGET,
+    OUTDIALS,
+    OUTPLANS,
     PLACEMENT_COLUMNS,
     TARGET_COLUMNS,
     VISIBLE,
     check_fence,
+    documents_of,
     next_token,
-    select_campaigncall,
     select_target,
     settle_chunk,
     target_from_row,
@@ -79,96 +80,6 @@ from dialerd.store.sqlite.rows import (
 
 D = TypeVar("D", bound=Campaign | Outplan | Outdial)
 R_ = TypeVar("R_", Campaign, Outplan, Outdial)
-
-
-class _Documents(Generic[D]):
-    """A table of documents (one kind): campaigns, outplans or outdials."""
-
-    def __init__(self, kind: Kind[D]) -> None:
-        self.table = kind.name
-        self.decode = kind.decode
-
-    def _columns(self, resource: D) -> dict[str, Any]:
-        columns: dict[str, Any] = {
-            "id": resource.id,
-            "customer_id": resource.customer_id,
-            "tm_create": resource.tm_create,
-            "body": encode(resource),
-        }
-        if isinstance(resource, Campaign):
-            columns["status"] = resource.status.value
-        return columns
-
-    def create(self, resource: D, connection: sqlite3.Connection) -> D:
-        columns = self._columns(resource)
-        names = ", ".join(columns)
-        marks = ", ".join(f":{name}" for name in columns)
-        try:
-            connection.execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})", columns)
-        except sqlite3.IntegrityError as error:
-            raise Conflict(f"{self.table} {resource.id} already exists") from error
-        return resource
-
-    def get(
-        self, customer_id: str | None, resource_id: str, connection: sqlite3.Connection
-    ) -> D | None:
-        query = f"SELECT body FROM {self.table} WHERE id = ? AND deleted = 0"
-        params: tuple[str, ...] = (resource_id,)
-        if customer_id is not None:
-            query += " AND customer_id = ?"
-            params += (customer_id,)
-        row = connection.execute(query, params).fetchone()
-        return None if row is None else self.decode(row[0])
-
-    def update(self, resource: D, connection: sqlite3.Connection) -> D:
-        columns = self._columns(resource)
-        assignments = ", ".join(f"{name} = :{name}" for name in columns if name != "id")
-        cursor = connection.execute(
-            f"UPDATE {self.table} SET {assignments} WHERE id = :id AND deleted = 0", columns
-        )
-        if cursor.rowcount == 0:
-            raise Conflict(f"{self.table} {resource.id} does not exist or is deleted")
-        return resource
-
-    def delete(
-        self, customer_id: str, resource_id: str, now: str, connection: sqlite3.Connection
-    ) -> D | None:
-        current = self.get(customer_id, resource_id, connection)
-        if current is None:
-            return None
-        deleted = msgspec.structs.replace(current, tm_update=now, tm_delete=now)
-        connection.execute(
-            f"UPDATE {self.table} SET deleted = 1, body = ? WHERE id = ?",
-            (encode(deleted), resource_id),
-        )
-        return deleted
-
-    def page(
-        self, customer_id: str, page_size: int, page_token: str, connection: sqlite3.Connection
-    ) -> Page[D]:
-        limit = page_limit(page_size)
-        condition, params = token_filter(page_token)
-        rows = connection.execute(
-            f"SELECT body, tm_create, id FROM {self.table} WHERE customer_id = ? AND deleted = 0"
-            f"{condition} ORDER BY tm_create DESC, id DESC LIMIT ?",
-            (customer_id, *params, limit + 1),
-        ).fetchall()
-        items = [self.decode(row[0]) for row in rows[:limit]]
-        return Page(result=items, next_page_token=next_token(rows, limit))
-
-
-_CAMPAIGNS: Final = _Documents(CAMPAIGN)
-_OUTPLANS: Final = _Documents(OUTPLAN)
-_OUTDIALS: Final = _Documents(OUTDIAL)
-
-
-def _documents(kind: Kind[R_]) -> _Documents[R_]:
-    tables: dict[str, _Documents[Any]] = {
-        CAMPAIGN.name: _CAMPAIGNS,
-        OUTPLAN.name: _OUTPLANS,
-        OUTDIAL.name: _OUTDIALS,
-    }
-    return cast(_Documents[R_], tables[kind.name])
 
 
 def _campaigns_with_status(
@@ -187,7 +98,7 @@ def _campaigns_with_status(
         query += " AND customer_id = ?"
         params = [*wanted, customer_id]
     rows = connection.execute(query + " ORDER BY tm_create, id", params).fetchall()
-    return [_CAMPAIGNS.decode(row[0]) for row in rows]
+    return [CAMPAIGNS.decode(row[0]) for row in rows]
 
 
 def _starts_using(stored: Campaign, campaign: Campaign) -> bool:
@@ -205,8 +116,8 @@ def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
     customer's, not deleted): a campaign is never stored running without them."""
     customer = campaign.customer_id
     for table, found in (
-        ("outplan", _OUTPLANS.get(customer, campaign.outplan_id, connection)),
-        ("outdial", _OUTDIALS.get(customer, campaign.outdial_id, connection)),
+        ("outplan", OUTPLANS.get(customer, campaign.outplan_id, connection)),
+        ("outdial", OUTDIALS.get(customer, campaign.outdial_id, connection)),
     ):
         if found is None:
             raise CampaignChanged(f"campaign {campaign.id}: its {table} is gone; read it again")
@@ -217,16 +128,16 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
 
     # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
     async def _create(self, kind: Kind[R_], resource: R_) -> R_:
-        return await self._write(partial(_documents(kind).create, resource))
+        return await self._write(partial(documents_of(kind).create, resource))
 
     async def _get(self, kind: Kind[R_], customer_id: str | None, resource_id: str) -> R_ | None:
-        return await self._read(partial(_documents(kind).get, customer_id, resource_id))
+        return await self._read(partial(documents_of(kind).get, customer_id, resource_id))
 
     async def _update(self, kind: Kind[R_], resource: R_, guard: Guard = NO_GUARD) -> R_:
         """Replace the stored resource (same id, not deleted) with this one; a campaign
         under the fence and version check, and one written ``run`` only while its
         outplan and outdial exist."""
-        documents = _documents(kind)
+        documents = documents_of(kind)
         if not isinstance(resource, Campaign):
             return await self._write(partial(documents.update, resource))
         campaign = resource
@@ -235,7 +146,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         def update(connection: sqlite3.Connection) -> R_:
             check_fence(connection, guard.fence, campaign.id, moment)
             checked = guard.if_updated is not None or campaign.status == CampaignStatus.RUN
-            stored = _CAMPAIGNS.get(None, campaign.id, connection) if checked else None
+            stored = CAMPAIGNS.get(None, campaign.id, connection) if checked else None
             if stored is not None and guard.if_updated not in (None, stored.tm_update or ""):
                 raise CampaignChanged(f"campaign {campaign.id} changed since it was read")
             if stored is not None and _starts_using(stored, campaign):
@@ -248,7 +159,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         self, kind: Kind[R_], customer_id: str, resource_id: str, now: datetime
     ) -> R_ | None:
         """Soft-delete under the kind's rule, checked in the delete's transaction."""
-        documents = _documents(kind)
+        documents = documents_of(kind)
 
         def delete(connection: sqlite3.Connection) -> R_ | None:
             current = documents.get(customer_id, resource_id, connection)
@@ -271,7 +182,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
     async def _page(
         self, kind: Kind[R_], customer_id: str, page_size: int, page_token: str
     ) -> Page[R_]:
-        return await self._read(partial(_documents(kind).page, customer_id, page_size, page_token))
+        return await self._read(
+            partial(documents_of(kind).page, customer_id, page_size, page_token)
+        )
 
     async def campaign_and_outplan(
         self, campaign_id: str
@@ -279,10 +192,10 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         """Both in one read on the worker thread."""
 
         def read(connection: sqlite3.Connection) -> tuple[Campaign | None, Outplan | None]:
-            campaign = _CAMPAIGNS.get(None, campaign_id, connection)
+            campaign = CAMPAIGNS.get(None, campaign_id, connection)
             if campaign is None:
                 return None, None
-            return campaign, _OUTPLANS.get(campaign.customer_id, campaign.outplan_id, connection)
+            return campaign, OUTPLANS.get(campaign.customer_id, campaign.outplan_id, connection)
 
         return await self._read(read)
 
@@ -394,7 +307,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
     async def get_campaigncall(
         self, customer_id: str | None, campaigncall_id: str
     ) -> Campaigncall | None:
-        return await self._read(partial(select_campaigncall, customer_id, campaigncall_id))
+        return await self._read(partial(CAMPAIGNCALLS.get, customer_id, campaigncall_id))
 
     async def list_campaigncalls(
         self,
@@ -429,7 +342,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         stamp = format_time(now)
 
         def delete(connection: sqlite3.Connection) -> Campaigncall | None:
-            current = select_campaigncall(customer_id, campaigncall_id, connection)
+            current = CAMPAIGNCALLS.get(customer_id, campaigncall_id, connection)
             if current is None:
                 return None
             if current.status != CampaigncallStatus.DONE:
