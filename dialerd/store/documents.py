@@ -15,8 +15,9 @@ import msgspec
 from dialerd.model import Campaign, Campaigncall, CampaignStatus, Outdial, Outplan, Page
 from dialerd.store.base import MAX_PAGE_SIZE, Fence
 
-D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
-R = TypeVar("R", Campaign, Outplan, Outdial)
+# A document of any kind, and one of the three resources.
+Document = TypeVar("Document", bound=Campaign | Outplan | Outdial | Campaigncall)
+Resource = TypeVar("Resource", Campaign, Outplan, Outdial)
 
 encode: Final = msgspec.json.Encoder().encode
 # The statuses in which a campaign holds on to its outplan and outdial.
@@ -34,14 +35,14 @@ class Guard(NamedTuple):
 NO_GUARD: Final = Guard()
 
 
-class Kind(Generic[D]):
+class Kind(Generic[Document]):
     """One kind of document: its name (table, key part, listing) and its decoder."""
 
     __slots__ = ("decode", "name")
 
-    def __init__(self, name: str, type_: type[D]) -> None:
+    def __init__(self, name: str, type_: type[Document]) -> None:
         self.name = name
-        self.decode: Callable[[bytes], D] = msgspec.json.Decoder(type_).decode
+        self.decode: Callable[[bytes], Document] = msgspec.json.Decoder(type_).decode
 
 
 CAMPAIGN: Final = Kind("campaign", Campaign)
@@ -55,28 +56,32 @@ def page_limit(page_size: int) -> int:
     return max(1, min(page_size, MAX_PAGE_SIZE))
 
 
-def users(kind: Kind[R], resource_id: str, campaigns: Iterable[Campaign]) -> list[str]:
-    """Ids of the ``campaigns`` that use the outplan or outdial ``resource_id``."""
-    field = "outplan_id" if kind is OUTPLAN else "outdial_id"
-    return [campaign.id for campaign in campaigns if getattr(campaign, field) == resource_id]
+def users(resource: Outplan | Outdial, campaigns: Iterable[Campaign]) -> list[str]:
+    """Ids of the ``campaigns`` that use this outplan or outdial."""
+    field = "outplan_id" if isinstance(resource, Outplan) else "outdial_id"
+    return [campaign.id for campaign in campaigns if getattr(campaign, field) == resource.id]
 
 
 class Steps(Protocol):
     """The five generic steps a backend implements for ``ResourceMethods``."""
 
-    async def _create(self, kind: Kind[R], resource: R) -> R: ...
+    async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource: ...
 
-    async def _get(self, kind: Kind[R], customer_id: str | None, resource_id: str) -> R | None: ...
+    async def _get(
+        self, kind: Kind[Resource], customer_id: str | None, resource_id: str
+    ) -> Resource | None: ...
 
-    async def _update(self, kind: Kind[R], resource: R, guard: Guard = NO_GUARD) -> R: ...
+    async def _update(
+        self, kind: Kind[Resource], resource: Resource, guard: Guard = NO_GUARD
+    ) -> Resource: ...
 
     async def _delete(
-        self, kind: Kind[R], customer_id: str, resource_id: str, now: datetime
-    ) -> R | None: ...
+        self, kind: Kind[Resource], customer_id: str, resource_id: str, now: datetime
+    ) -> Resource | None: ...
 
     async def _page(
-        self, kind: Kind[R], customer_id: str, page_size: int, page_token: str
-    ) -> Page[R]: ...
+        self, kind: Kind[Resource], customer_id: str, page_size: int, page_token: str
+    ) -> Page[Resource]: ...
 
 
 class ResourceMethods:

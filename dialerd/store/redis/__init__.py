@@ -1,4 +1,7 @@
-"""The Redis backend: ``RedisStore`` (store.py) and its Lua scripts (scripts/*.lua)."""
+"""The Redis backend, ``RedisStore``: its key layout and the resources, targets and
+campaigncalls (store.py), the dial ledger and leases (ledger.py), the do-not-call list
+(dnc.py), the connection and its scripts (connection.py, scripts/*.lua), and the
+constants and field mapping they share (fields.py)."""
 
 from dialerd.store.redis.store import RedisStore
 

@@ -26,9 +26,7 @@ from dialerd.model import (
     Campaign,
     Campaigncall,
     DncNumber,
-    Outdial,
     OutdialTarget,
-    Outplan,
     Page,
     SkippedDestination,
     TargetStatus,
@@ -41,14 +39,13 @@ from dialerd.store.documents import (
     CAMPAIGNCALL,
     OUTDIAL,
     OUTPLAN,
+    Document,
     Kind,
     encode,
     page_limit,
 )
 
 R = TypeVar("R")
-D = TypeVar("D", bound=Campaign | Outplan | Outdial | Campaigncall)
-R_ = TypeVar("R_", Campaign, Outplan, Outdial)
 
 BUSY_TIMEOUT_MS: Final = 5000
 CACHE_KIB: Final = 64 * 1024
@@ -407,14 +404,14 @@ def select_target(
     return None if row is None else target_from_row(row)
 
 
-class Documents(Generic[D]):
+class Documents(Generic[Document]):
     """A table of documents (one kind): campaigns, outplans or outdials."""
 
-    def __init__(self, kind: Kind[D]) -> None:
+    def __init__(self, kind: Kind[Document]) -> None:
         self.table = kind.name
         self.decode = kind.decode
 
-    def _columns(self, resource: D) -> dict[str, Any]:
+    def _columns(self, resource: Document) -> dict[str, Any]:
         columns: dict[str, Any] = {
             "id": resource.id,
             "customer_id": resource.customer_id,
@@ -425,7 +422,7 @@ class Documents(Generic[D]):
             columns["status"] = resource.status.value
         return columns
 
-    def create(self, resource: D, connection: sqlite3.Connection) -> D:
+    def create(self, resource: Document, connection: sqlite3.Connection) -> Document:
         columns = self._columns(resource)
         names = ", ".join(columns)
         marks = ", ".join(f":{name}" for name in columns)
@@ -437,7 +434,7 @@ class Documents(Generic[D]):
 
     def get(
         self, customer_id: str | None, resource_id: str, connection: sqlite3.Connection
-    ) -> D | None:
+    ) -> Document | None:
         query = f"SELECT body FROM {self.table} WHERE id = ? AND deleted = 0"
         params: tuple[str, ...] = (resource_id,)
         if customer_id is not None:
@@ -446,7 +443,7 @@ class Documents(Generic[D]):
         row = connection.execute(query, params).fetchone()
         return None if row is None else self.decode(row[0])
 
-    def update(self, resource: D, connection: sqlite3.Connection) -> D:
+    def update(self, resource: Document, connection: sqlite3.Connection) -> Document:
         columns = self._columns(resource)
         assignments = ", ".join(f"{name} = :{name}" for name in columns if name != "id")
         cursor = connection.execute(
@@ -458,7 +455,7 @@ class Documents(Generic[D]):
 
     def delete(
         self, customer_id: str, resource_id: str, now: str, connection: sqlite3.Connection
-    ) -> D | None:
+    ) -> Document | None:
         current = self.get(customer_id, resource_id, connection)
         if current is None:
             return None
@@ -471,7 +468,7 @@ class Documents(Generic[D]):
 
     def page(
         self, customer_id: str, page_size: int, page_token: str, connection: sqlite3.Connection
-    ) -> Page[D]:
+    ) -> Page[Document]:
         limit = page_limit(page_size)
         condition, params = token_filter(page_token)
         rows = connection.execute(
@@ -489,13 +486,14 @@ OUTDIALS: Final = Documents(OUTDIAL)
 CAMPAIGNCALLS: Final = Documents(CAMPAIGNCALL)
 
 
-def documents_of(kind: Kind[R_]) -> Documents[R_]:
+def documents_of(kind: Kind[Document]) -> Documents[Document]:
     tables: dict[str, Documents[Any]] = {
         CAMPAIGN.name: CAMPAIGNS,
         OUTPLAN.name: OUTPLANS,
         OUTDIAL.name: OUTDIALS,
+        CAMPAIGNCALL.name: CAMPAIGNCALLS,
     }
-    return cast(Documents[R_], tables[kind.name])
+    return cast(Documents[Document], tables[kind.name])
 
 
 def store_campaigncall(campaigncall: Campaigncall, connection: sqlite3.Connection) -> None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -49,10 +49,11 @@ from dialerd.store.documents import (
     ACTIVE,
     CAMPAIGNCALL,
     NO_GUARD,
+    Document,
     Guard,
     Kind,
+    Resource,
     ResourceMethods,
-    encode,
     page_limit,
     users,
 )
@@ -77,9 +78,6 @@ from dialerd.store.sqlite.rows import (
     token_filter,
     wall_clock,
 )
-
-D = TypeVar("D", bound=Campaign | Outplan | Outdial)
-R_ = TypeVar("R_", Campaign, Outplan, Outdial)
 
 
 def _campaigns_with_status(
@@ -127,13 +125,17 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
     """The ``Store`` port on one SQLite file: every part, on one connection."""
 
     # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
-    async def _create(self, kind: Kind[R_], resource: R_) -> R_:
+    async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:
         return await self._write(partial(documents_of(kind).create, resource))
 
-    async def _get(self, kind: Kind[R_], customer_id: str | None, resource_id: str) -> R_ | None:
+    async def _get(
+        self, kind: Kind[Resource], customer_id: str | None, resource_id: str
+    ) -> Resource | None:
         return await self._read(partial(documents_of(kind).get, customer_id, resource_id))
 
-    async def _update(self, kind: Kind[R_], resource: R_, guard: Guard = NO_GUARD) -> R_:
+    async def _update(
+        self, kind: Kind[Resource], resource: Resource, guard: Guard = NO_GUARD
+    ) -> Resource:
         """Replace the stored resource (same id, not deleted) with this one; a campaign
         under the fence and version check, and one written ``run`` only while its
         outplan and outdial exist."""
@@ -143,7 +145,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         campaign = resource
         moment = wall_clock() if campaign.tm_update is None else parse_time(campaign.tm_update)
 
-        def update(connection: sqlite3.Connection) -> R_:
+        def update(connection: sqlite3.Connection) -> Resource:
             check_fence(connection, guard.fence, campaign.id, moment)
             checked = guard.if_updated is not None or campaign.status == CampaignStatus.RUN
             stored = CAMPAIGNS.get(None, campaign.id, connection) if checked else None
@@ -156,32 +158,31 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         return await self._write(update)
 
     async def _delete(
-        self, kind: Kind[R_], customer_id: str, resource_id: str, now: datetime
-    ) -> R_ | None:
+        self, kind: Kind[Document], customer_id: str, resource_id: str, now: datetime
+    ) -> Document | None:
         """Soft-delete under the kind's rule, checked in the delete's transaction."""
         documents = documents_of(kind)
 
-        def delete(connection: sqlite3.Connection) -> R_ | None:
+        def delete(connection: sqlite3.Connection) -> Document | None:
             current = documents.get(customer_id, resource_id, connection)
-            if current is None:
-                return None
-            if isinstance(current, Campaign):
-                if current.status != CampaignStatus.STOP:
-                    raise Conflict(
-                        f"campaign {resource_id} is {current.status.value}: stop it first"
-                    )
-            else:
+            if isinstance(current, Campaigncall) and current.status != CampaigncallStatus.DONE:
+                raise Conflict(f"campaigncall {resource_id} is active and cannot be deleted")
+            if isinstance(current, Campaign) and current.status != CampaignStatus.STOP:
+                raise Conflict(f"campaign {resource_id} is {current.status.value}: stop it first")
+            if isinstance(current, Outplan | Outdial):
                 running = _campaigns_with_status(ACTIVE, connection, customer_id)
-                using = users(kind, resource_id, running)
+                using = users(current, running)
                 if using:
                     raise InUse(kind.name, resource_id, using)
+            if current is None:
+                return None
             return documents.delete(customer_id, resource_id, format_time(now), connection)
 
         return await self._write(delete)
 
     async def _page(
-        self, kind: Kind[R_], customer_id: str, page_size: int, page_token: str
-    ) -> Page[R_]:
+        self, kind: Kind[Resource], customer_id: str, page_size: int, page_token: str
+    ) -> Page[Resource]:
         return await self._read(
             partial(documents_of(kind).page, customer_id, page_size, page_token)
         )
@@ -339,22 +340,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
         self, customer_id: str, campaigncall_id: str, now: datetime
     ) -> Campaigncall | None:
         """Soft-delete a finished campaigncall; raise ``Conflict`` while it is active."""
-        stamp = format_time(now)
-
-        def delete(connection: sqlite3.Connection) -> Campaigncall | None:
-            current = CAMPAIGNCALLS.get(customer_id, campaigncall_id, connection)
-            if current is None:
-                return None
-            if current.status != CampaigncallStatus.DONE:
-                raise Conflict(f"campaigncall {campaigncall_id} is active and cannot be deleted")
-            deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
-            connection.execute(
-                "UPDATE campaigncall SET deleted = 1, body = ? WHERE id = ?",
-                (encode(deleted), campaigncall_id),
-            )
-            return deleted
-
-        return await self._write(delete)
+        return await self._delete(CAMPAIGNCALL, customer_id, campaigncall_id, now)
 
     # -- quotas (behaviour.md §10, Quotas): counts on the listing indexes ------------------------
     async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
