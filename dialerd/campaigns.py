@@ -41,7 +41,8 @@ from dialerd.model import (
 from dialerd.ports import Clock, QueueAdapter, QueueUnavailable
 from dialerd.queues import QueueRegistry
 from dialerd.service.identity import public_id
-from dialerd.store import CampaignChanged, Conflict, Fence, Store
+from dialerd.store import CampaignChanged, Conflict, ControlStore, Fence
+from dialerd.store import Quotas as QuotaCounts
 
 log = structlog.get_logger("dialerd.campaigns")
 
@@ -138,7 +139,7 @@ class CampaignQuotas(Protocol):
     gate's own 409, passes through the service unchanged)."""
 
     def room(
-        self, store: Store, customer_id: str, kind: str, adding: int = 1
+        self, store: QuotaCounts, customer_id: str, kind: str, adding: int = 1
     ) -> AbstractAsyncContextManager[object]: ...
 
 
@@ -172,7 +173,7 @@ class CampaignService:
 
     def __init__(
         self,
-        store: Store,
+        store: ControlStore,
         clock: Clock,
         scheduler: CampaignScheduler | None = None,
         *,

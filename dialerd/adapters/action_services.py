@@ -39,7 +39,7 @@ from dialerd.config import SmtpConfig, WebhooksConfig
 from dialerd.core.actions import Capability, EmailSendOption, WebhookSendOption
 from dialerd.model import AddressType, DncNumber, format_time, normalize_e164
 from dialerd.ports import ActionFailed, Clock
-from dialerd.store import Store, StoreError
+from dialerd.store import DoNotCall, StoreError
 
 log = structlog.get_logger("dialerd.actions")
 
@@ -168,7 +168,7 @@ class ActionServices:
 
     def __init__(
         self,
-        store: Store,
+        store: DoNotCall,
         clock: Clock,
         *,
         webhooks: WebhooksConfig | None = None,

@@ -22,14 +22,14 @@ from dialerd.campaigns import CampaignService
 from dialerd.config import ApiConfig
 from dialerd.model import format_time
 from dialerd.ports import Clock
-from dialerd.store import Store
+from dialerd.store import ApiStore
 
 
 @dataclass
 class ApiContext:
     """The daemon's parts a handler may use, and the reloadable API configuration."""
 
-    store: Store
+    store: ApiStore
     campaigns: CampaignService
     clock: Clock
     config: ApiConfig

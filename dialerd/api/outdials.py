@@ -9,7 +9,6 @@ from starlette.responses import Response
 from dialerd.api import bodies, quotas, targets_import
 from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import conflict, invalid, not_found
-from dialerd.api.outplans import campaigns_using
 from dialerd.api.parsing import (
     CSV_TYPES,
     JSON_TYPES,
@@ -22,7 +21,7 @@ from dialerd.api.parsing import (
     require_media_type,
 )
 from dialerd.model import Outdial
-from dialerd.store import Conflict
+from dialerd.store import Conflict, InUse
 
 
 async def _outdial(ctx: ApiContext, customer_id: str, outdial_id: str) -> Outdial:
@@ -98,15 +97,14 @@ async def update_outdial_data(request: Request, ctx: ApiContext, customer_id: st
 async def delete_outdial(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``DELETE /outdials/{id}``: refused (409) while a running campaign dials it."""
     outdial_id = path_id(request, "id", "outdial")
-    await _outdial(ctx, customer_id, outdial_id)
-    users = await campaigns_using(ctx, customer_id, "outdial_id", outdial_id)
-    if users:
+    try:
+        deleted = await ctx.store.delete_outdial(customer_id, outdial_id, ctx.clock.now())
+    except InUse as exc:
         raise conflict(
             "OUTDIAL_IN_USE",
-            f"outdial {outdial_id} is dialed by running campaign(s) {', '.join(users)}: "
+            f"outdial {outdial_id} is dialed by running campaign(s) {', '.join(exc.users)}: "
             "stop them first",
-        )
-    deleted = await ctx.store.delete_outdial(customer_id, outdial_id, ctx.clock.now())
+        ) from None
     if deleted is None:
         raise not_found("outdial", outdial_id)
     return json_response(deleted)

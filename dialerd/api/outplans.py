@@ -10,15 +10,8 @@ from dialerd.api import bodies
 from dialerd.api.context import ApiContext, json_response
 from dialerd.api.errors import conflict, not_found
 from dialerd.api.parsing import json_body, json_update_body, page_query, path_id
-from dialerd.model import CampaignStatus, Outplan
-
-ACTIVE = (CampaignStatus.RUN, CampaignStatus.STOPPING)
-
-
-async def campaigns_using(ctx: ApiContext, customer_id: str, field: str, value: str) -> list[str]:
-    """Ids of the customer's running or stopping campaigns whose ``field`` is ``value``."""
-    campaigns = await ctx.store.campaigns_with_status(ACTIVE)
-    return [c.id for c in campaigns if c.customer_id == customer_id and getattr(c, field) == value]
+from dialerd.model import Outplan
+from dialerd.store import InUse
 
 
 async def _outplan(ctx: ApiContext, customer_id: str, outplan_id: str) -> Outplan:
@@ -89,15 +82,14 @@ async def update_dial_info(request: Request, ctx: ApiContext, customer_id: str) 
 async def delete_outplan(request: Request, ctx: ApiContext, customer_id: str) -> Response:
     """``DELETE /outplans/{id}``: refused (409) while a running campaign uses it."""
     outplan_id = path_id(request, "id", "outplan")
-    await _outplan(ctx, customer_id, outplan_id)
-    users = await campaigns_using(ctx, customer_id, "outplan_id", outplan_id)
-    if users:
+    try:
+        deleted = await ctx.store.delete_outplan(customer_id, outplan_id, ctx.clock.now())
+    except InUse as exc:
         raise conflict(
             "OUTPLAN_IN_USE",
-            f"outplan {outplan_id} is used by running campaign(s) {', '.join(users)}: "
+            f"outplan {outplan_id} is used by running campaign(s) {', '.join(exc.users)}: "
             "stop them first",
-        )
-    deleted = await ctx.store.delete_outplan(customer_id, outplan_id, ctx.clock.now())
+        ) from None
     if deleted is None:
         raise not_found("outplan", outplan_id)
     return json_response(deleted)

@@ -25,7 +25,7 @@ CSV_TYPES: Final = frozenset({"text/csv"})
 NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson"})
 DRAIN_BYTES: Final = 16 * 1024 * 1024
 DRAIN_SECONDS: Final = 5.0
-# A page token is a tm_create, optionally followed by "|<id>" (see dialerd.store.base);
+# A page token is a tm_create, optionally followed by "|<id>" (see dialerd.store.ports);
 # do-not-call numbers are listed by "|<number>".
 PAGE_TOKEN: Final = re.compile(
     r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}"

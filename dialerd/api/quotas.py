@@ -33,7 +33,8 @@ from dialerd.core.quotas import COUNTED, Quota, QuotaExceeded, Quotas, Usage, fi
 from dialerd.model import DncNumber
 
 if TYPE_CHECKING:
-    from dialerd.store import Store
+    from dialerd.store import ApiStore
+    from dialerd.store import Quotas as QuotaCounts
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ class QuotaGate:
     @asynccontextmanager
     async def room(
         self,
-        store: Store,
+        store: QuotaCounts,
         customer_id: str,
         kind: str,
         adding: int = 1,
@@ -111,7 +112,7 @@ class QuotaGate:
             self._add(customer_id, kind, outdial_id, room.added)
 
     async def _usage(
-        self, store: Store, customer_id: str, outdial_id: str | None, *, recount: bool
+        self, store: QuotaCounts, customer_id: str, outdial_id: str | None, *, recount: bool
     ) -> tuple[Usage, bool]:
         """The customer's usage, and whether it is a kept count rather than a scan."""
         keeps = store.backend == "sqlite"
@@ -187,7 +188,7 @@ async def counted_targets(
 
 
 async def counted_dnc(
-    store: Store,
+    store: ApiStore,
     customer_id: str,
     quotas: Quotas,
     usage: Usage,
@@ -204,7 +205,7 @@ async def counted_dnc(
         yield batch
 
 
-async def new_numbers(store: Store, customer_id: str, entries: Sequence[DncNumber]) -> int:
+async def new_numbers(store: ApiStore, customer_id: str, entries: Sequence[DncNumber]) -> int:
     """How many distinct numbers of ``entries`` the customer's list does not hold yet."""
     numbers = {entry.number for entry in entries}
     if not numbers:

@@ -29,7 +29,7 @@ from dialerd.scheduler.states import DialingStates
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.service.identity import public_id
-from dialerd.store import Store
+from dialerd.store import SchedulerStore, Store
 
 # Outcome events waiting to be written; a bounded buffer, so a stalled store pushes
 # back on the backends instead of growing without limit.
@@ -125,11 +125,11 @@ class Engine:
 
     # -- what the daemon, the API and the tests see --------------------------------
     @property
-    def store(self) -> Store:
+    def store(self) -> SchedulerStore:
         return self._shared.store
 
     @store.setter
-    def store(self, store: Store) -> None:
+    def store(self, store: SchedulerStore) -> None:
         self._shared.store = store
 
     @property

@@ -23,7 +23,7 @@ from dialerd.core.targets import CallingRules
 from dialerd.model import Campaign
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
 from dialerd.queues import QueueRegistry
-from dialerd.store import Store
+from dialerd.store import SchedulerStore
 
 # Every part logs as the engine did before the scheduler was split: one logger name.
 log = structlog.get_logger("dialerd.engine")
@@ -81,7 +81,7 @@ def _measured_only(customer_id: str) -> AbandonmentPolicy:
 class SharedState:
     """The ports the scheduler's parts share (one per ``Engine``); no part's memory."""
 
-    store: Store
+    store: SchedulerStore
     queue: QueueAdapter
     queues: QueueRegistry
     telephony: Telephony

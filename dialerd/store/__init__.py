@@ -1,4 +1,5 @@
-"""Persistent storage: the ``Store`` port and its backends, chosen by configuration."""
+"""Persistent storage: the store's ports (``ports``: one per user) and its backends
+(``sqlite/``, ``redis/``), chosen by configuration."""
 
 from __future__ import annotations
 
@@ -13,24 +14,50 @@ from dialerd.store.base import (
     Conflict,
     Fence,
     FinishResult,
+    InUse,
     LeaseLost,
-    Store,
     StoreError,
     StoreUnavailable,
+)
+from dialerd.store.ports import (
+    ApiStore,
+    Campaigncalls,
+    CampaignReads,
+    ControlStore,
+    DoNotCall,
+    Leases,
+    Ledger,
+    Quotas,
+    Resources,
+    SchedulerStore,
+    Store,
+    Targets,
 )
 
 __all__ = [
     "MAX_PAGE_SIZE",
+    "ApiStore",
     "AttemptPlan",
     "CampaignChanged",
     "CampaignNotRunning",
+    "CampaignReads",
+    "Campaigncalls",
     "Conflict",
+    "ControlStore",
+    "DoNotCall",
     "Fence",
     "FinishResult",
+    "InUse",
     "LeaseLost",
+    "Leases",
+    "Ledger",
+    "Quotas",
+    "Resources",
+    "SchedulerStore",
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Targets",
     "create_store",
 ]
 

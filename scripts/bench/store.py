@@ -28,7 +28,7 @@ from dialerd.model import (
     format_time,
     new_id,
 )
-from dialerd.store.base import AttemptPlan, Store, StoreError
+from dialerd.store import AttemptPlan, Store, StoreError
 from scripts.bench.redis_server import redis_server
 
 # Targets per create_targets call: SQLite gains from big transactions; a redis Lua call

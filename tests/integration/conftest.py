@@ -29,7 +29,7 @@ from dialerd.model import (
     new_id,
 )
 from dialerd.queues import QueueRef, QueueRegistry
-from dialerd.store.base import AttemptPlan, Store
+from dialerd.store import AttemptPlan, Store
 from dialerd.store.sqlite import SqliteStore
 
 BACKENDS = ["sqlite", "redis"]

@@ -20,7 +20,8 @@ from dialerd.model import (
     TargetStatus,
 )
 from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
-from dialerd.store.redis import LAYOUT, RedisStore, micros_of_stamp
+from dialerd.store.redis import RedisStore
+from dialerd.store.redis.fields import LAYOUT, micros_of_stamp
 from tests.conftest import RedisServer, free_port
 
 if TYPE_CHECKING:

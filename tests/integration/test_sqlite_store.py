@@ -14,7 +14,7 @@ import pytest
 from dialerd.model import CampaignStatus, OutdialTarget, TargetStatus, new_id
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.integration.conftest import Dialing
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from dialerd.model import (
     SkippedDestination,
     TargetStatus,
 )
-from dialerd.store.base import AttemptPlan, Store
+from dialerd.store import AttemptPlan, Store
 from tests.integration.conftest import Dialing
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from dialerd.model import DncNumber, format_time, new_id
 from tests.integration.conftest import at
 
 if TYPE_CHECKING:
-    from dialerd.store.base import Store
+    from dialerd.store import Store
     from tests.integration.conftest import StoreMaker
 
 

@@ -46,7 +46,7 @@ from dialerd.model import (
     Outplan,
     format_time,
 )
-from dialerd.store.base import (
+from dialerd.store import (
     AttemptPlan,
     CampaignNotRunning,
     Conflict,

@@ -14,7 +14,7 @@ from dialerd.model import CampaignStatus, DncNumber, OutdialTarget, format_time,
 from tests.integration.conftest import at
 
 if TYPE_CHECKING:
-    from dialerd.store.base import Store
+    from dialerd.store import Store
     from tests.integration.conftest import Factory
 
 

@@ -24,7 +24,7 @@
 --   its number is no longer clear (nothing claimed then); 'again' when the next plan's
 --   campaigncall already exists (the caller asks again with it first: an error then);
 --   'promote' when more waiting targets are due than one call moves (the caller moves
---   them all, redis_promote.lua, and asks again); 'more' when STEP staged targets were
+--   them all, promote.lua, and asks again); 'more' when STEP staged targets were
 --   stepped over with nothing found (heads = {the last one}: the caller asks again from
 --   there). An error when the stored campaign is not running, or the first plan's
 --   campaigncall exists.

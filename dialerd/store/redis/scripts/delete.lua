@@ -1,8 +1,11 @@
 -- Soft-delete a campaign, outplan, outdial or finished campaigncall of one customer.
 -- The caller read the stored body and built the deleted one; if the stored body changed
--- in between, nothing is written and the caller reads again.
+-- in between, nothing is written and the caller reads again. An outplan or outdial that
+-- a 'run' or 'stopping' campaign of the customer uses is not deleted: the ids of those
+-- campaigns are returned instead (update.lua refuses to set a campaign running whose
+-- outplan or outdial is deleted, so one of the two steps always sees the other).
 -- ARGV: prefix, kind, id, customer_id, expected body, deleted body
--- Returns 'gone', 'changed' or 'ok'.
+-- Returns 'gone', 'changed', 'ok' or the list of the campaigns using it.
 local kind, id, customer, expected, deleted =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local resource = key(kind, id)
@@ -15,6 +18,23 @@ if old[1] ~= expected then
 end
 if kind == 'campaigncall' and old[4] ~= 'done' then
   return conflict('campaigncall ' .. id .. ' is active and cannot be deleted')
+end
+if kind == 'outplan' or kind == 'outdial' then
+  local field = kind .. '_id'
+  local users = {}
+  for _, status in ipairs({'run', 'stopping'}) do
+    for _, campaign in ipairs(redis.call('SMEMBERS', key('status', status))) do
+      local user = redis.call('HMGET', key('campaign', campaign), 'b', 'c', 'x')
+      if user[1] and user[2] == customer and user[3] ~= '1'
+        and cjson.decode(user[1])[field] == id then
+        users[#users + 1] = campaign
+      end
+    end
+  end
+  if #users > 0 then
+    table.sort(users)
+    return users
+  end
 end
 redis.call('HSET', resource, 'b', deleted, 'x', '1')
 redis.call('ZREM', key(kind .. 's', customer), old[3])

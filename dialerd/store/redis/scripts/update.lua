@@ -1,4 +1,7 @@
--- Replace a not-deleted campaign, outplan or outdial, moving its index entries.
+-- Replace a not-deleted campaign, outplan or outdial, moving its index entries. A
+-- campaign set running (or running on another outplan or outdial) must find its outplan
+-- and outdial (its customer's, not deleted), else nothing is written and the caller
+-- reads again (delete.lua's pair).
 -- ARGV: prefix, kind, id, customer_id, listing member, status ('' if none), body,
 --   fence (campaign id, owner, token; owner '' when unfenced), and the condition on the
 --   stored resource's tm_update ('-': none; '=' and the value it must still have)
@@ -21,6 +24,19 @@ if condition and condition ~= '-' then
   end
   if stored ~= string.sub(condition, 2) then
     return redis.error_reply('DIALERD_CHANGED ' .. kind .. ' ' .. id .. ' changed since it was read')
+  end
+end
+local function starts_using(stored, campaign)
+  return old[4] ~= 'run' or stored.outplan_id ~= campaign.outplan_id
+    or stored.outdial_id ~= campaign.outdial_id
+end
+local campaign = kind == 'campaign' and status == 'run' and cjson.decode(body)
+if campaign and starts_using(cjson.decode(old[1]), campaign) then
+  for _, used in ipairs({'outplan', 'outdial'}) do
+    local found = redis.call('HMGET', key(used, campaign[used .. '_id']), 'c', 'x')
+    if found[1] ~= customer or found[2] == '1' then
+      return redis.error_reply('DIALERD_CHANGED campaign ' .. id .. ': its ' .. used .. ' is gone')
+    end
   end
 end
 redis.call('ZREM', key(kind .. 's', old[2]), old[3])

@@ -1,6 +1,6 @@
 -- Insert targets, all or none: every id is checked before anything is written.
 -- With a batch id, the targets are written with p = batch: invisible (not listed, not
--- dialed, not found) until redis_publish.lua publishes the batch in one step.
+-- dialed, not found) until publish.lua publishes the batch in one step.
 -- ARGV: prefix, batch ('' = visible at once), ttl seconds of the import marker, targets:
 --   a JSON array of [id, outdial_id, body, listing member ('' if deleted), queue letter
 --   (see index_target), then the placement dialerd.core.targets.place_new decided:

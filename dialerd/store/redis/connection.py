@@ -1,0 +1,239 @@
+"""The Redis backend's connection: the pool, the Lua scripts (scripts/*.lua, each
+prefixed with common.lua), the key layout's version and its migration, and the
+translation of Redis errors into the store's."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis.asyncio
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dialerd.model import (
+    Campaigncall,
+)
+from dialerd.store.base import (
+    CampaignChanged,
+    CampaignNotRunning,
+    Conflict,
+    LeaseLost,
+    StoreError,
+    StoreUnavailable,
+)
+from dialerd.store.documents import (
+    CAMPAIGN,
+    OUTPLAN,
+    Document,
+    Kind,
+)
+from dialerd.store.redis.fields import (
+    CHANGED_MARK,
+    CONFLICT_MARK,
+    IMPORT_CHUNK,
+    LAYOUT,
+    LEASE_LOST_MARK,
+    MIGRATE_CHUNK,
+    NOT_RUNNING_MARK,
+    SCRIPTS,
+    UNAVAILABLE_REPLIES,
+    glob_escape,
+    public_url,
+)
+
+R = TypeVar("R")
+
+
+class RedisConnection:
+    """One Redis server, connected, with the scripts loaded: what every part of the
+    backend runs its commands and scripts through."""
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        pool_size: int,
+        timeout: float,
+        import_chunk: int = IMPORT_CHUNK,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.import_chunk = import_chunk
+        self._client: redis.asyncio.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        # campaigncall id -> what attempt.lua would read while it is active.
+        # Per claim: the attempt, then the target's version and body after the claim and
+        # its placement before (as attempt.lua reads them).
+        self._claims: OrderedDict[str, tuple[Campaigncall, list[bytes]]] = OrderedDict()
+
+    # -- connection -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, check the server answers and load the scripts."""
+        if self._client is not None:
+            return
+        try:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.pool_size,
+                timeout=self.timeout,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+            )
+        except ValueError as error:
+            raise StoreError(f"redis URL {public_url(self.url)} is not valid: {error}") from error
+        client = redis.asyncio.Redis(connection_pool=pool)
+        common = self._source("common")
+        scripts = {
+            name: client.register_script(common + "\n" + self._source(name)) for name in SCRIPTS
+        }
+        try:
+            await self._guard(client.ping())
+            for script in scripts.values():
+                await self._guard(client.script_load(script.script))
+            self._client, self._scripts = client, scripts
+            await self._migrate()
+        except BaseException:
+            self._client = None
+            await client.aclose(close_connection_pool=True)
+            raise
+        await self._recover()
+
+    async def close(self) -> None:
+        """Close every pooled connection. Idempotent."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless Redis answers now."""
+        await self._guard(self._connected().ping())
+
+    async def _migrate(self) -> None:
+        """Bring the data to layout ``LAYOUT`` (key ``P:layout``; absent = layout 1, or
+        a new store).
+
+        Layout 1 -> 2: the idle targets move from ``fresh`` / ``retry`` to ``ready`` /
+        ``waiting`` (a retried target is due its last end plus the longest
+        ``try_interval`` of the outplans of the campaigns dialing its outdial). Every
+        step is idempotent, so instances opening at once, or one interrupted, finish it.
+        Run it with no instance of an older version still writing.
+        """
+        client = self._connected()
+        layout_key = self._key("layout")
+        stored = await self._guard(client.get(layout_key))
+        if stored is not None:
+            if int(stored) > LAYOUT:
+                raise StoreError(
+                    f"redis store {public_url(self.url)} has key layout {int(stored)}; "
+                    f"this dialerd knows layout {LAYOUT} at most"
+                )
+            if int(stored) == LAYOUT:
+                return
+        pattern = glob_escape(self.prefix)
+        outdials: set[str] = set()
+        for kind in ("fresh", "retry", "progressing"):
+            async for found in client.scan_iter(match=f"{pattern}:{kind}:*", count=1000):
+                name = found.decode() if isinstance(found, bytes) else str(found)
+                outdials.add(name.removeprefix(f"{self.prefix}:{kind}:"))
+        intervals = await self._retry_intervals() if outdials else {}
+        for outdial_id in sorted(outdials):
+            interval = intervals.get(outdial_id, 0) * 1000
+            while int(await self._run("migrate", outdial_id, interval, MIGRATE_CHUNK)) > 0:
+                pass
+        await self._guard(client.set(layout_key, LAYOUT))
+
+    async def _retry_intervals(self) -> dict[str, int]:
+        """The longest ``try_interval`` (ms) of the outplans dialing each outdial."""
+        client = self._connected()
+        intervals: dict[str, int] = {}
+        pattern = f"{glob_escape(self.prefix)}:campaign:*"
+        async for found in client.scan_iter(match=pattern, count=1000):
+            body = await self._guard(client.hget(found, "b"))
+            if body is None:
+                continue
+            campaign = CAMPAIGN.decode(body.encode() if isinstance(body, str) else body)
+            outplan = await self._get(OUTPLAN, None, campaign.outplan_id)
+            if outplan is not None:
+                intervals[campaign.outdial_id] = max(
+                    intervals.get(campaign.outdial_id, 0), outplan.try_interval
+                )
+        return intervals
+
+    @staticmethod
+    def _source(name: str) -> str:
+        scripts = resources.files("dialerd.store.redis").joinpath("scripts")
+        return scripts.joinpath(f"{name}.lua").read_text("utf-8")
+
+    def _connected(self) -> redis.asyncio.Redis:
+        if self._client is None:
+            raise StoreError(f"redis store {public_url(self.url)} is not open")
+        return self._client
+
+    async def _guard(self, call: Awaitable[R]) -> R:
+        """Await a Redis call, turning its failures into the port's errors."""
+        where = f"redis store {public_url(self.url)}"
+        try:
+            return await call
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise StoreUnavailable(f"{where} cannot be reached: {error}") from error
+        except ResponseError as error:
+            text = str(error)
+            if text.startswith(CONFLICT_MARK):
+                raise Conflict(text.removeprefix(CONFLICT_MARK)) from error
+            if text.startswith(CHANGED_MARK):
+                raise CampaignChanged(text.removeprefix(CHANGED_MARK)) from error
+            if text.startswith(NOT_RUNNING_MARK):
+                raise CampaignNotRunning(text.removeprefix(NOT_RUNNING_MARK)) from error
+            if text.startswith(LEASE_LOST_MARK):
+                raise LeaseLost(text.removeprefix(LEASE_LOST_MARK)) from error
+            if text.startswith(UNAVAILABLE_REPLIES):
+                raise StoreUnavailable(f"{where} refused the write: {text}") from error
+            raise StoreError(f"{where}: {text}") from error
+        except RedisError as error:
+            raise StoreError(f"{where}: {error}") from error
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        """Run one of the Lua scripts (EVALSHA) with the prefix as its first argument."""
+        client = self._connected()
+        return await self._guard(
+            self._scripts[name](keys=[], args=[self.prefix, *args], client=client)
+        )
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def _fields(self, key: str, *names: str) -> list[bytes | None]:
+        """Some fields of one hash, ``None`` where absent."""
+        values = await self._guard(self._connected().hmget(key, list(names)))
+        return [value.encode() if isinstance(value, str) else value for value in values]
+
+    async def _get_raw(
+        self, kind: Kind[Document], customer_id: str | None, resource_id: str
+    ) -> bytes | None:
+        body, customer, deleted = await self._fields(
+            self._key(kind.name, resource_id), "b", "c", "x"
+        )
+        if body is None or deleted == b"1":
+            return None
+        if customer_id is not None and customer != customer_id.encode():
+            return None
+        return body
+
+    async def _get(
+        self, kind: Kind[Document], customer_id: str | None, resource_id: str
+    ) -> Document | None:
+        body = await self._get_raw(kind, customer_id, resource_id)
+        return None if body is None else kind.decode(body)
+
+    async def _recover(self) -> None:
+        """Finish at ``open`` what a dead instance left half done (see ``RedisDoNotCall``)."""

@@ -1,0 +1,451 @@
+"""The Redis backend's dial ledger and leases: the engine's atomic steps (claims,
+answers, finishes), its counts, exhaustion, abandonment and lock pruning; one script
+each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dialerd.core import dialed
+from dialerd.core.abandonment import DayCount
+from dialerd.core.targets import (
+    CallingRules,
+    Claim,
+    Held,
+    NumberState,
+    Queue,
+    RetryRule,
+    day_of,
+    decide_claim,
+    exhausted,
+    place_after,
+    with_skipped,
+)
+from dialerd.insight import TargetCounts
+from dialerd.model import (
+    Campaigncall,
+    CampaigncallResult,
+    OutdialTarget,
+    TargetStatus,
+    format_time,
+)
+from dialerd.store.base import (
+    AttemptPlan,
+    CampaignNotRunning,
+    Fence,
+    FinishResult,
+    StoreUnavailable,
+)
+from dialerd.store.documents import (
+    CAMPAIGNCALL,
+    OUTPLAN,
+    encode,
+)
+from dialerd.store.redis.connection import RedisConnection
+from dialerd.store.redis.fields import (
+    CLAIMS_KEPT,
+    CLAIMS_PER_CALL,
+    FINISH_ATTEMPTS,
+    MAX_ROUNDS,
+    PROMOTE_STEP,
+    PRUNE_CHUNK,
+    UNCHOSEN,
+    decode_target,
+    fence_args,
+    from_micros,
+    glob_escape,
+    held_target,
+    max_counts_arg,
+    micros,
+    placeholder_campaigncall,
+    placement_args,
+    settled_body,
+    settled_target,
+    stored_placement,
+)
+
+
+class RedisLedger(RedisConnection):
+    """The ``Ledger`` and ``Leases`` ports on the Redis server."""
+
+    # -- the engine's atomic steps ----------------------------------------------------------
+    async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
+        """Claim the next eligible target of the campaign's outdial and create its attempt
+        (``start_attempts`` of this one plan)."""
+        claimed = await self.start_attempts((plan,))
+        return claimed[0] if claimed else None
+
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """The plans' claims, in order, until one finds no target ready.
+
+        One script call claims up to ``CLAIMS_PER_CALL`` plans in the common case (each
+        head's placement names a slot with tries left, and its number is a clear ``tel``
+        number). When a head is not that, the script answers the claims made so far and
+        hands the head and up to 99 ready targets behind it to ``decide_claim``, in
+        order, with what the store knows of every reading of their numbers (read here:
+        the claim re-checks the one it dials); the placements decided for those before
+        the first dialable one are written in one script call that applies each only to
+        the very target it was made on (same version, still ready), and the dialable one
+        is claimed by the next claim call (which goes on with the plans after it),
+        re-checked the same way. When more waiting targets are due than one call moves,
+        they are all moved first (``promote.lua``), so the head is the one SQLite
+        takes; a call that steps over a thousand staged targets is followed by one that
+        goes on from there. Each plan goes on until a target is claimed or none is ready
+        (at most ``MAX_ROUNDS`` rounds).
+        """
+        if not plans:
+            return []
+        first = plans[0]
+        stamp = format_time(first.now)
+        now = micros(first.now)
+        outdial_id = first.campaign.outdial_id
+        customer_id = first.campaign.customer_id
+        region = dialed.region_of(first.outplan.source)
+        # The short cut (the placement's slot) holds only when no calling hours apply:
+        # those the core alone can tell ('' disables it: every head is decided here).
+        rules = first.rules
+        short_cut = rules is None or rules.hours is None
+        limits = max_counts_arg(first.outplan.max_try_counts) if short_cut else ""
+        fence = fence_args(first.fence)
+        daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
+        common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
+        placeholders = [encode(placeholder_campaigncall(plan, stamp)) for plan in plans]
+        claimed: list[Campaigncall] = []
+        chosen: tuple[str | int | bytes, ...] = UNCHOSEN
+        resume: str | bytes = ""
+        rounds = 0
+        while len(claimed) < len(plans) and rounds < MAX_ROUNDS:
+            rounds += 1
+            at = len(claimed)
+            bodies = placeholders[at : at + CLAIMS_PER_CALL]
+            try:
+                reply = await self._run("start", bodies[0], *common, *chosen, resume, *bodies[1:])
+            except CampaignNotRunning:
+                if not claimed:
+                    raise
+                break  # stopped since the claims before: the list ends there
+            kind, heads, claims = reply
+            chosen, resume = UNCHOSEN, ""
+            for claim in claims:
+                campaigncall = CAMPAIGNCALL.decode(claim[0])
+                self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])
+                claimed.append(campaigncall)
+            if claims:
+                rounds = 0
+            if len(self._claims) > CLAIMS_KEPT:
+                for _ in range(len(self._claims) - CLAIMS_KEPT):
+                    self._claims.popitem(last=False)
+            if kind == b"none":
+                break
+            if kind == b"promote":
+                while await self._run("promote", outdial_id, now) >= PROMOTE_STEP:
+                    pass
+                continue
+            if kind == b"more":
+                resume = heads[0]
+                continue
+            if kind != b"decide":
+                continue  # all claimed, the decided target changed, or ask again
+            plan = plans[len(claimed)]
+            read = [(head, decode_target(head[1])) for head in heads]
+            known = await self._number_states(
+                customer_id,
+                [n for _, target in read for n in dialed.numbers_of(target.destinations, region)],
+                with_rules=plan.rules is not None,
+                day=day_of(plan.now),
+            )
+            # The heads in order: the first the core finds dialable is claimed, those
+            # before it take the placements the core decided.
+            placed: list[str | int | bytes] = []
+            for head, target in read:
+                target_id, version = head[0].decode(), head[2].decode()
+                placement = stored_placement(target.status, Queue.READY, head[3:8], plan.now)
+                decision = decide_claim(
+                    target,
+                    placement,
+                    plan.outplan.max_try_counts,
+                    plan.now,
+                    rules=plan.rules,
+                    numbers=known,
+                    region=region,
+                )
+                if isinstance(decision, Claim):
+                    address = target.destinations[decision.slot]
+                    assert address is not None  # the core dials only a slot with one
+                    chosen = (
+                        target_id,
+                        decision.slot,
+                        decision.try_count,
+                        version,
+                        encode(list(dialed.readings(address.target, region))),
+                        encode(list(decision.skipped)),
+                    )
+                    break
+                decided = with_skipped(target, decision.skipped)
+                placed += [
+                    target_id,
+                    version,
+                    settled_body(decided, decision.status, stamp),
+                    *placement_args(decision),
+                ]
+            if placed:
+                await self._run("place", *placed)
+        return claimed
+
+    async def _number_states(
+        self, customer_id: str, numbers: Sequence[str], *, with_rules: bool, day: str
+    ) -> dict[str, NumberState]:
+        """What the store knows of these numbers (E.164 readings) for ``decide_claim``:
+        listed; with rules, locked until and attempts on ``day``."""
+        unique = list(dict.fromkeys(numbers))
+        if not unique:
+            return {}
+        client = self._connected()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.smismember(self._key("dnc", customer_id), unique)
+            if with_rules:
+                pipe.hmget(self._key("locks", customer_id), unique)
+                pipe.hmget(self._key("attempts", customer_id, day), unique)
+            replies = await self._guard(pipe.execute())
+        listed: list[Any] = replies[0]
+        locks: list[Any] = replies[1] if with_rules else [b""] * len(unique)
+        today: list[Any] = replies[2] if with_rules else [0] * len(unique)
+        return {
+            number: NumberState(
+                listed=bool(listed[n]),
+                locked_until=from_micros(locks[n]) if locks[n] else None,
+                attempts_today=int(today[n] or 0),
+            )
+            for n, number in enumerate(unique)
+        }
+
+    async def mark_answered(
+        self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
+    ) -> Campaigncall | None:
+        """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
+        body = await self._run("answer", campaigncall_id, format_time(now), *fence_args(fence))
+        return None if body is None else CAMPAIGNCALL.decode(body)
+
+    async def finish_attempt(
+        self,
+        campaigncall_id: str,
+        result: CampaigncallResult,
+        reason: str,
+        rule: RetryRule,
+        now: datetime,
+        *,
+        fence: Fence | None = None,
+        give_back_try: bool = False,
+        calling_rules: CallingRules | None = None,
+    ) -> FinishResult | None:
+        """End an active attempt exactly once (behaviour.md §5).
+
+        One script call when this instance made the claim (it remembers the target as
+        the claim left it), else two: one reads the attempt and its target.
+        ``place_after`` decides; the finish script ends the campaigncall and writes the
+        decision in one step, only if the target is still at the version the decision
+        was made on (else it is read again and decided again).
+        """
+        result = CampaigncallResult(result)
+        stamp = format_time(now)
+        locked_until = calling_rules.lockout_after(reason, now) if calling_rules else None
+        remembered = self._claims.pop(campaigncall_id, None)
+        for _ in range(FINISH_ATTEMPTS):
+            campaigncall: Campaigncall | None = None
+            if remembered is not None:
+                campaigncall, read = remembered
+                remembered = None
+            else:
+                read = await self._run("attempt", campaigncall_id)
+                if read[0] == b"active":
+                    campaigncall = CAMPAIGNCALL.decode(read[1])
+                read = read[2:]
+            version = "-"
+            decision: tuple[str | int | bytes, ...] = ("0",)
+            written: OutdialTarget | None = None
+            lock: bytes | str = ""
+            if campaigncall is not None and locked_until is not None:
+                lock = encode([micros(locked_until), *await self._readings_of(campaigncall)])
+            if campaigncall is not None:
+                # read: the target's version, body and placement before the claim.
+                version = read[0].decode()
+                if read[1]:
+                    target = decode_target(read[1])
+                    before = stored_placement(TargetStatus.IDLE, Queue.READY, read[2:7], now)
+                    settled = place_after(
+                        target,
+                        campaigncall.destination_index,
+                        result,
+                        rule,
+                        now,
+                        reason=reason,
+                        give_back=give_back_try,
+                        before=before,
+                    )
+                    placement = settled.placement
+                    written = settled_target(target, placement.status, stamp, settled.try_counts)
+                    decision = ("1", encode(written), *placement_args(placement))
+            reply = await self._run(
+                "finish",
+                campaigncall_id,
+                result.value,
+                reason,
+                stamp,
+                *fence_args(fence),
+                version,
+                lock,
+                *decision,
+            )
+            if reply[0] == b"changed":
+                continue
+            if reply[0] == b"none":
+                return None
+            after: OutdialTarget | None = None
+            if len(reply) > 2:
+                # The body is '' when it is the one written here.
+                known = written if written is not None and not reply[2] else reply[2]
+                after = held_target(known, *reply[3:6])
+            return FinishResult(
+                finished=reply[0] == b"done",
+                campaigncall=CAMPAIGNCALL.decode(reply[1]),
+                target=after,
+            )
+        raise StoreUnavailable(
+            f"the target of campaigncall {campaigncall_id} kept changing while it was "
+            "being finished; try again"
+        )
+
+    async def _readings_of(self, campaigncall: Campaigncall) -> tuple[str, ...]:
+        """The E.164 readings of the number an attempt dialed, under the dialing rules of
+        the outplan it was claimed with (deleted or not), as the claim read it."""
+        (body,) = await self._fields(self._key("outplan", campaigncall.outplan_id), "b")
+        source = None if body is None else OUTPLAN.decode(body).source
+        return dialed.readings(campaigncall.destination.target, dialed.region_of(source))
+
+    async def prune_locks(self, now: datetime) -> int:
+        """Drop the number locks that ended by ``now``: each customer's ``locks`` hash is
+        read a page at a time and the script deletes a field only if it is still over."""
+        client = self._connected()
+        pattern = f"{glob_escape(self.prefix)}:locks:*"
+        cutoff = micros(now)
+        pruned = 0
+        async for found in client.scan_iter(match=pattern, count=1000):
+            name = found.decode() if isinstance(found, bytes) else str(found)
+            customer_id = name.rsplit(":", 1)[1]
+            ended: list[bytes] = []
+            async for field, value in client.hscan_iter(name, count=1000):
+                if int(value) <= cutoff:
+                    ended.append(field)
+                if len(ended) >= PRUNE_CHUNK:
+                    pruned += await self._run("prune", customer_id, cutoff, *ended)
+                    ended = []
+            if ended:
+                pruned += await self._run("prune", customer_id, cutoff, *ended)
+        return pruned
+
+    # -- campaign leases (expiry by the Redis server's clock) ------------------------------
+    async def acquire_lease(
+        self, campaign_id: str, owner: str, ttl: float, now: datetime
+    ) -> Fence | None:
+        """Take or renew the campaign's lease; ``now`` is unused (Redis keeps the time)."""
+        token = await self._run("lease", campaign_id, owner, max(1, round(ttl * 1000)))
+        return None if token is None else Fence(campaign_id, owner, int(token))
+
+    async def release_lease(self, fence: Fence) -> None:
+        """Give the lease up at once, if ``fence`` still holds it."""
+        await self._run("release", fence.campaign_id, fence.owner, fence.token)
+
+    async def lease_owner(self, campaign_id: str, now: datetime | None = None) -> str | None:
+        """The owner of the campaign's valid lease, or None (``now`` is unused)."""
+        owner = await self._guard(self._connected().hget(self._key("lease", campaign_id), "owner"))
+        if owner is None:
+            return None
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    async def count_dialing(self, campaign_id: str) -> int:
+        """How many of the campaign's attempts are ``dialing``."""
+        return int(await self._guard(self._connected().scard(self._key("dialing", campaign_id))))
+
+    async def add_abandonment(
+        self, campaign_id: str, day: str, live: int, abandoned: int
+    ) -> DayCount:
+        """Add to the campaign's count of ``day`` (two fields of one hash, in one
+        MULTI/EXEC); returns the day's new count."""
+        key = self._key("abandonment", campaign_id)
+        async with self._connected().pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, f"{day}:live", int(live))
+            pipe.hincrby(key, f"{day}:abandoned", int(abandoned))
+            new_live, new_abandoned = await self._guard(pipe.execute())
+        return DayCount(day=day, live=int(new_live), abandoned=int(new_abandoned))
+
+    async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
+        """The campaign's counts of ``since`` and later days, oldest first."""
+        fields = await self._guard(self._connected().hgetall(self._key("abandonment", campaign_id)))
+        days: dict[str, dict[str, int]] = {}
+        for field, value in fields.items():
+            day, _, kind = (field.decode() if isinstance(field, bytes) else field).partition(":")
+            if day >= since:
+                days.setdefault(day, {})[kind] = int(value)
+        return [
+            DayCount(day=day, live=counts.get("live", 0), abandoned=counts.get("abandoned", 0))
+            for day, counts in sorted(days.items())
+        ]
+
+    async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
+        """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
+        active = "active" if campaign_id is None else f"active:{campaign_id}"
+        bodies = await self._run("members", "campaigncall", active)
+        campaigncalls = [CAMPAIGNCALL.decode(body) for body in bodies]
+        return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
+
+    async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
+        """The outdial's targets by what can happen to them next (from its indexes):
+        idle and not waiting at ``now`` (ready, due, or with nothing to dial), waiting
+        (``due`` later) also by why (``held``), progressing, done (the rest of the
+        listing), and done because of the do-not-call list."""
+        moment = micros(now)
+        reasons = [reason.value for reason in Held if reason != Held.NONE]
+        pipe = self._connected().pipeline(transaction=True)
+        pipe.zcard(self._key("targets", outdial_id))
+        pipe.zcard(self._key("ready", outdial_id))
+        pipe.zcount(self._key("waiting", outdial_id), "-inf", moment)
+        pipe.zcount(self._key("waiting", outdial_id), f"({moment}", "+inf")
+        pipe.scard(self._key("held", outdial_id))
+        pipe.scard(self._key("progressing", outdial_id))
+        for reason in reasons:
+            pipe.zcount(self._key("waiting_held", outdial_id, reason), f"({moment}", "+inf")
+        pipe.scard(self._key("done_held", outdial_id, Held.DNC.value))
+        total, ready, due, waiting, unplaced, progressing, *by_reason, listed = await self._guard(
+            pipe.execute()
+        )
+        held = {reason: int(count) for reason, count in zip(reasons, by_reason, strict=True)}
+        held = {reason: count for reason, count in held.items() if count}
+        if int(listed):
+            held[Held.DNC.value] = int(listed)
+        idle_due = int(ready) + int(due) + int(unplaced)
+        return TargetCounts(
+            idle_due=idle_due,
+            idle_waiting=int(waiting),
+            progressing=int(progressing),
+            done=max(0, int(total) - idle_due - int(waiting) - int(progressing)),
+            held=held,
+        )
+
+    async def outdial_exhausted(self, campaign_id: str, outdial_id: str) -> bool:
+        """``dialerd.core.targets.exhausted`` from four counts read in one MULTI/EXEC.
+
+        Targets staged by an import not yet published are in the ready and waiting
+        indexes already: the outdial is not exhausted while an import is under way."""
+        pipe = self._connected().pipeline(transaction=True)
+        pipe.zcard(self._key("ready", outdial_id))
+        pipe.zcard(self._key("waiting", outdial_id))
+        pipe.scard(self._key("progressing", outdial_id))
+        pipe.scard(self._key("active", campaign_id))
+        ready, waiting, progressing, active = await self._guard(pipe.execute())
+        return exhausted(
+            dialable=int(ready) + int(waiting) > 0,
+            progressing=int(progressing) > 0,
+            active=int(active) > 0,
+        )

@@ -1,0 +1,370 @@
+"""The Redis backend of the ``Store`` port: shared state for several dialerd instances.
+
+Every multi-key change is one Lua script (``dialerd/store/redis/scripts/*.lua``, each
+prefixed with ``common.lua``), so a crash can never leave half a transition behind. Keys all
+start with ``<prefix>:``; the scripts build them from the prefix, so this layout is for a
+single Redis (or a primary with replicas), not Redis Cluster.
+
+Layout (``P`` = prefix):
+
+- ``P:<kind>:<id>``: a hash per resource: ``b`` body (JSON), ``c`` customer, ``l`` its
+  listing member, ``s`` status, ``x`` = "1" once deleted; targets add ``o`` outdial,
+  ``m`` queue member, ``p`` the staged import they came with, ``v`` a version (+1 on
+  every write of the target), the ``Placement`` that ``dialerd.core.targets`` decided
+  (``pt`` touched and ``pd`` due in microseconds, ``pu`` until or '', ``ps`` slot,
+  ``ph`` held; ``k`` the queue letter: ``r`` ready, ``w`` waiting, ``p`` progressing,
+  ``n`` idle with nothing to dial, '' none) and, while progressing, the placement it had
+  before the claim (``bt`` ``bd`` ``bu`` ``bs`` ``bh``: a try given back goes there).
+- ``P:<kind>s:<customer>`` (and ``P:campaigncalls:<customer>:<campaign>``,
+  ``P:targets:<outdial>``): listings, sorted sets of ``"<tm_create>|<id>"`` at score 0,
+  read newest first by lexical range.
+- ``P:status:<status>``: ids of the campaigns in that status.
+- ``P:ready:<outdial>`` (score: touched) and ``P:waiting:<outdial>`` (score: due), in
+  microseconds since the epoch; members are ``<15-digit sequence>:<target id>`` so equal
+  scores keep creation order. ``P:waiting_held:<outdial>:<held>``: the waiting ones
+  again, by why they wait (for ``target_counts``). ``P:held:<outdial>``: ids of the idle
+  targets with nothing to dial (counted, never dialed); ``P:done_held:<outdial>:dnc``:
+  ids of the targets done because their numbers are on the do-not-call list.
+- ``P:locks:<customer>``: number -> until when it is locked after an abandoned call
+  (microseconds; written by the finish script for every E.164 reading of the dialed
+  number; the ended ones deleted by ``prune_locks``); ``P:attempts:<customer>:<day>``:
+  number -> attempts that UTC day (counted by the claim script when a daily limit
+  applies; expires three days later by the Redis clock). ``start_attempts`` reads both,
+  and the do-not-call set, for every reading of the numbers of the targets it hands to
+  ``decide_claim``, and the claim script re-checks those of the number it dials in the
+  claim's own step.
+- ``P:progressing:<outdial>``, ``P:active:<campaign>``, ``P:dialing:<campaign>``,
+  ``P:active``: sets that make counts and exhaustion checks O(1).
+- ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
+  calls per day (fields ``<YYYY-MM-DD>:live`` and ``<YYYY-MM-DD>:abandoned``).
+- ``P:lease:<campaign>``: the campaign's lease, a hash (``owner``, ``token``) that
+  expires with it (PX ttl, the Redis server's clock, so hosts need not agree on the
+  time); ``P:lease_token:<campaign>``, the counter its tokens come from, and
+  ``P:lease_holder:<campaign>``, its last holder, outlive it. The fenced scripts check
+  the lease hash in the same script as their write.
+- ``P:dnc:<customer>``: the set of the customer's do-not-call numbers (E.164), what a
+  claim checks (``SISMEMBER``); ``P:dnc_entries:<customer>``, a hash number -> entry
+  body (JSON); ``P:dnc_listing:<customer>``, the listing (``"<tm_create>|<number>"``).
+  ``import_dnc_numbers`` stages entries in the list ``P:dnc_staged:<batch>`` (expiring
+  like staged targets), publishes by adding the batch to ``P:dnc_publishing`` and then
+  moves the list into the three keys a chunk per script; ``open`` finishes the moves a
+  dead importer left (``dnc.lua``).
+- ``P:layout``: the version of this layout (``LAYOUT``); ``open`` migrates older data.
+
+The scripts evaluate no dialing rule (behaviour.md §4-§6 live in
+``dialerd.core.targets``): they keep the indexes and write the decisions made in Python.
+A claim (``start.lua``) moves the waiting targets whose due has come to the ready
+ones and takes the ready head; when its placement's slot still has a try left under the
+outplan (and ``until`` has not passed) it claims it in the same call, else it hands the
+head back for ``decide_claim``, whose answer is written only if the target is still at
+the version it was read at (``place.lua``, or the claim script given the decided
+slot). ``finish_attempt`` decides with ``place_after`` and ends the campaigncall and
+writes the decision in one script that refuses a target whose version changed.
+
+``create_targets`` of more than ``import_chunk`` targets writes them in chunks (one
+script each, a few tens of ms of Redis time) marked with a batch id (field ``p``): they
+are not listed, found or dialed until one more script publishes the batch
+(``P:imported:<batch>``). A failed import removes what it wrote; if the importer dies
+instead, its marker ``P:import:<batch>`` expires and claims drop the leftovers they meet.
+Staged targets sit in the ready and waiting indexes already, so the outdial is not
+exhausted while an import is under way.
+
+Every script does bounded work: a claim moves at most 1,000 waiting targets (when more
+are due, it answers so and ``promote.lua`` moves them all, 1,000 a call, before
+the claim goes on: the head is then the one SQLite takes) and steps over at most 1,000
+staged ones (then the next call goes on after the last one) and hands at most 100
+targets to the core per call (``start_attempt`` goes on until it claims one or none is
+ready, as the SQLite claim does); a listing page
+looks at most at 1000 index entries (a page may come back short, with a token to go on
+from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from datetime import datetime
+
+import anyio
+import msgspec
+
+from dialerd.core.quotas import Usage
+from dialerd.model import (
+    Campaign,
+    Campaigncall,
+    CampaigncallStatus,
+    CampaignStatus,
+    OutdialTarget,
+    Outplan,
+    Page,
+    format_time,
+    new_id,
+)
+from dialerd.store.base import (
+    MAX_PAGE_SIZE,
+    Conflict,
+    InUse,
+    StoreError,
+    StoreUnavailable,
+)
+from dialerd.store.documents import (
+    CAMPAIGN,
+    CAMPAIGNCALL,
+    NO_GUARD,
+    OUTPLAN,
+    Document,
+    Guard,
+    Kind,
+    Resource,
+    ResourceMethods,
+    encode,
+    page_limit,
+)
+from dialerd.store.redis.dnc import RedisDoNotCall
+from dialerd.store.redis.fields import (
+    DELETE_ATTEMPTS,
+    DISCARD_CHUNK,
+    DISCARD_SECONDS,
+    STAGING_TTL_SECONDS,
+    decode_target,
+    fence_args,
+    held_target,
+    max_bound,
+    target_row,
+)
+from dialerd.store.redis.ledger import RedisLedger
+
+
+class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall):
+    """The ``Store`` port on one Redis server: every part, on one connection pool."""
+
+    # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------
+    async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:
+        member = f"{resource.tm_create}|{resource.id}"
+        status = resource.status.value if isinstance(resource, Campaign) else ""
+        await self._run(
+            "create", kind.name, resource.id, resource.customer_id, member, status, encode(resource)
+        )
+        return resource
+
+    async def _update(
+        self, kind: Kind[Resource], resource: Resource, guard: Guard = NO_GUARD
+    ) -> Resource:
+        """Replace the stored resource (same id, not deleted) with this one; a campaign
+        under the fence and version check, and one written ``run`` only while its
+        outplan and outdial exist (``update.lua``)."""
+        member = f"{resource.tm_create}|{resource.id}"
+        status = resource.status.value if isinstance(resource, Campaign) else ""
+        await self._run(
+            "update",
+            kind.name,
+            resource.id,
+            resource.customer_id,
+            member,
+            status,
+            encode(resource),
+            *fence_args(guard.fence),
+            "-" if guard.if_updated is None else f"={guard.if_updated}",
+        )
+        return resource
+
+    async def _delete(
+        self, kind: Kind[Document], customer_id: str, resource_id: str, now: datetime
+    ) -> Document | None:
+        """Soft-delete under the kind's rule (``delete.lua`` checks it in its step)."""
+        stamp = format_time(now)
+        for _ in range(DELETE_ATTEMPTS):
+            body = await self._get_raw(kind, customer_id, resource_id)
+            if body is None:
+                return None
+            current = kind.decode(body)
+            if isinstance(current, Campaigncall) and current.status != CampaigncallStatus.DONE:
+                raise Conflict(f"campaigncall {resource_id} is active and cannot be deleted")
+            # The script deletes only this very body: a status changed meanwhile is seen.
+            if isinstance(current, Campaign) and current.status != CampaignStatus.STOP:
+                raise Conflict(f"campaign {resource_id} is {current.status.value}: stop it first")
+            deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
+            outcome = await self._run(
+                "delete", kind.name, resource_id, customer_id, body, encode(deleted)
+            )
+            if outcome == b"ok":
+                return deleted
+            if outcome == b"gone":
+                return None
+            if isinstance(outcome, list):
+                raise InUse(kind.name, resource_id, [user.decode() for user in outcome])
+        raise StoreUnavailable(
+            f"{kind.name} {resource_id} kept changing while being deleted; try again"
+        )
+
+    async def _page(
+        self,
+        kind: Kind[Document],
+        customer_id: str,
+        page_size: int,
+        page_token: str,
+        listing: str = "",
+    ) -> Page[Document]:
+        flat = await self._run(
+            "page",
+            kind.name,
+            listing or f"{kind.name}s:{customer_id}",
+            max_bound(page_token),
+            page_limit(page_size),
+        )
+        return Page(
+            result=[kind.decode(body) for body in flat[1:]], next_page_token=flat[0].decode()
+        )
+
+    async def campaign_and_outplan(
+        self, campaign_id: str
+    ) -> tuple[Campaign | None, Outplan | None]:
+        """Both in one script call."""
+        campaign, outplan = await self._run("dialing", campaign_id)
+        return (
+            CAMPAIGN.decode(campaign) if campaign else None,
+            OUTPLAN.decode(outplan) if outplan else None,
+        )
+
+    async def campaigns_with_status(self, statuses: Sequence[CampaignStatus]) -> list[Campaign]:
+        """Every not-deleted campaign, of any customer, whose status is one of these."""
+        wanted = sorted({CampaignStatus(status).value for status in statuses})
+        if not wanted:
+            return []
+        bodies = await self._run("members", "campaign", *(f"status:{s}" for s in wanted))
+        campaigns = [CAMPAIGN.decode(body) for body in bodies]
+        return sorted(campaigns, key=lambda campaign: (campaign.tm_create, campaign.id))
+
+    # -- targets --------------------------------------------------------------------------
+    async def create_targets(self, targets: Sequence[OutdialTarget]) -> int:
+        """Insert targets (all or none); they keep the given order as creation order."""
+        if not targets:
+            return 0
+        if len(targets) <= self.import_chunk:
+            return await self._insert_targets("", targets)
+
+        async def chunks() -> AsyncIterator[Sequence[OutdialTarget]]:
+            for start in range(0, len(targets), self.import_chunk):
+                yield targets[start : start + self.import_chunk]
+
+        return await self.import_targets(chunks())
+
+    async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
+        """Stage each batch (in chunks of ``import_chunk``), then publish them in one step."""
+        batch = new_id()
+        count = 0
+        try:
+            async for targets in batches:
+                for start in range(0, len(targets), self.import_chunk):
+                    chunk = targets[start : start + self.import_chunk]
+                    count += len(chunk)
+                    await self._insert_targets(batch, chunk)
+            if count:
+                await self._run("publish", batch)
+        except BaseException:
+            if count:
+                with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                    await self._discard(batch, count)
+            raise
+        return count
+
+    async def _insert_targets(self, batch: str, targets: Sequence[OutdialTarget]) -> int:
+        rows = msgspec.json.encode([target_row(target) for target in targets])
+        return int(await self._run("targets", batch, STAGING_TTL_SECONDS, rows))
+
+    async def _discard(self, batch: str, size: int) -> None:
+        """Remove what a failed staged import wrote (best effort: it is invisible anyway)."""
+        try:
+            for _ in range(size // DISCARD_CHUNK + 2):
+                if int(await self._run("discard", batch, DISCARD_CHUNK)) == 0:
+                    return
+        except StoreError:
+            return  # the leftovers stay invisible and are dropped when a claim meets them
+
+    async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
+        body, outdial, deleted, batch, queue, due, held = await self._fields(
+            self._key("target", target_id), "b", "o", "x", "p", "k", "pd", "ph"
+        )
+        if body is None or deleted == b"1" or outdial != outdial_id.encode():
+            return None
+        if batch is not None and not await self._guard(
+            self._connected().exists(self._key("imported", batch.decode()))
+        ):
+            return None
+        return held_target(body, queue, due, held)
+
+    async def delete_target(
+        self, outdial_id: str, target_id: str, now: datetime
+    ) -> OutdialTarget | None:
+        """Soft-delete a target; raise ``Conflict`` while it is ``progressing``."""
+        body = await self._run("delete_target", outdial_id, target_id, format_time(now))
+        return None if body is None else decode_target(body)
+
+    async def list_targets(
+        self, outdial_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
+    ) -> Page[OutdialTarget]:
+        flat = await self._run(
+            "page", "target", f"targets:{outdial_id}", max_bound(page_token), page_limit(page_size)
+        )
+        # Each target comes with its queue letter, due and held (page.lua).
+        rows = flat[1:]
+        return Page(
+            result=[held_target(*rows[n : n + 4]) for n in range(0, len(rows), 4)],
+            next_page_token=flat[0].decode(),
+        )
+
+    # -- campaigncalls --------------------------------------------------------------------
+    async def get_campaigncall(
+        self, customer_id: str | None, campaigncall_id: str
+    ) -> Campaigncall | None:
+        return await self._get(CAMPAIGNCALL, customer_id, campaigncall_id)
+
+    async def list_campaigncalls(
+        self,
+        customer_id: str,
+        campaign_id: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        page_token: str = "",
+    ) -> Page[Campaigncall]:
+        listing = f"campaigncalls:{customer_id}"
+        if campaign_id is not None:
+            listing += f":{campaign_id}"
+        return await self._page(CAMPAIGNCALL, customer_id, page_size, page_token, listing)
+
+    async def delete_campaigncall(
+        self, customer_id: str, campaigncall_id: str, now: datetime
+    ) -> Campaigncall | None:
+        """Soft-delete a finished campaigncall; raise ``Conflict`` while it is active."""
+        return await self._delete(CAMPAIGNCALL, customer_id, campaigncall_id, now)
+
+    # -- quotas (behaviour.md §10, Quotas): sizes of the listing indexes -------------------------
+    async def quota_usage(self, customer_id: str, outdial_id: str | None = None) -> Usage:
+        def text(value: bytes | str) -> str:
+            return value.decode() if isinstance(value, bytes) else value
+
+        client = self._connected()
+        pipe = client.pipeline(transaction=False)
+        pipe.zcard(self._key("campaigns", customer_id))
+        pipe.zrange(self._key("outdials", customer_id), 0, -1)
+        pipe.scard(self._key("dnc", customer_id))
+        pipe.sunion([self._key("status", "run"), self._key("status", "stopping")])
+        campaigns, outdials, dnc_numbers, running = await self._guard(pipe.execute())
+        # Listing members are "<tm_create>|<id>".
+        outdial_ids = [text(member).rpartition("|")[2] for member in outdials]
+        running_ids = sorted(text(member) for member in running)
+        pipe = client.pipeline(transaction=False)
+        for each in outdial_ids:
+            pipe.zcard(self._key("targets", each))
+        for each in running_ids:
+            pipe.hget(self._key("campaign", each), "c")
+        pipe.zcard(self._key("targets", outdial_id or "-"))
+        *counts, outdial_targets = await self._guard(pipe.execute())
+        targets = counts[: len(outdial_ids)]
+        owners = counts[len(outdial_ids) :]
+        return Usage(
+            campaigns=int(campaigns),
+            running_campaigns=sum(1 for owner in owners if owner and text(owner) == customer_id),
+            outdials=len(outdial_ids),
+            targets=sum(int(count) for count in targets),
+            dnc_numbers=int(dnc_numbers),
+            outdial_targets=0 if outdial_id is None else int(outdial_targets),
+        )

@@ -1,0 +1,243 @@
+"""The SQLite backend's one connection: opened and migrated, used from one worker
+thread at a time (work queued while it is busy goes to it as one batch), each write in
+its own ``BEGIN IMMEDIATE`` transaction; and the steps every staged import takes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, Generic, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+
+from dialerd.store.base import (
+    StoreError,
+    StoreUnavailable,
+)
+from dialerd.store.sqlite.rows import (
+    BUSY_TIMEOUT_MS,
+    CACHE_KIB,
+    DISCARD_SECONDS,
+    in_transaction,
+    recover_dnc_imports,
+    recover_imports,
+)
+from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+
+R = TypeVar("R")
+Item = TypeVar("Item")
+
+
+class _Job(Generic[R]):
+    """One unit of work for the connection, and what came of it."""
+
+    __slots__ = ("cancelled", "done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[], R]) -> None:
+        self.work = work
+        self.cancelled = False
+        self.done = False
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if not self.cancelled:
+            try:
+                self.result = self.work()
+            except Exception as error:
+                self.error = error
+        self.done = True
+
+
+def _run_jobs(jobs: Sequence[_Job[Any]]) -> None:
+    for job in jobs:
+        job.run()
+
+
+class _ConnectionWorker:
+    """Runs the connection's work one job at a time on a worker thread.
+
+    Jobs that queue up while the thread is busy go to it together on its next trip,
+    so many concurrent claimers cost one thread hand-off per batch, not one per job.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[_Job[Any]] = []
+        self._draining = False
+        self._drained = anyio.Event()
+
+    async def run(self, work: Callable[[], R]) -> R:
+        job: _Job[R] = _Job(work)
+        self._queue.append(job)
+        try:
+            while not job.done:
+                if self._draining:
+                    await self._drained.wait()
+                else:
+                    await self._drain()
+        except BaseException:
+            job.cancelled = True  # still queued: it will be skipped, never half-done
+            raise
+        if job.error is not None:
+            raise job.error
+        return cast(R, job.result)
+
+    async def _drain(self) -> None:
+        self._draining = True
+        self._drained = drained = anyio.Event()
+        batch, self._queue = self._queue, []
+        try:
+            await anyio.to_thread.run_sync(_run_jobs, batch)
+        finally:
+            # A batch that never reached the thread (cancelled on the way) goes back first.
+            self._queue[:0] = [job for job in batch if not job.done]
+            self._draining = False
+            drained.set()
+
+
+class SqliteConnection:
+    """One SQLite file, opened: what every part of the backend reads and writes through."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._connection: sqlite3.Connection | None = None
+        self._worker: _ConnectionWorker | None = None
+
+    # -- connection -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open (or create) the file and apply schema migrations."""
+        if self._connection is not None:
+            return
+        self._worker = _ConnectionWorker()
+        self._connection = await anyio.to_thread.run_sync(self._connect)
+
+    async def close(self) -> None:
+        """Close the connection once in-flight work is done. Idempotent."""
+        connection, self._connection = self._connection, None
+        if connection is not None and self._worker is not None:
+            await self._worker.run(connection.close)
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the file answers a query now."""
+        try:
+            await self._read(lambda connection: connection.execute("SELECT 1").fetchone())
+        except StoreUnavailable:
+            raise
+        except StoreError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as error:
+            raise StoreError(
+                f"cannot create SQLite store {self.path}: {error.filename} is not a directory"
+            ) from error
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the directory of SQLite store {self.path}: {error.strerror}"
+            ) from error
+        try:
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open SQLite store {self.path}: {error}") from error
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            # Random-id indexes of a large outdial thrash SQLite's default 2 MiB page cache.
+            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._migrate(connection)
+            in_transaction(recover_imports, connection)
+            in_transaction(recover_dnc_imports, connection)
+        except BaseException as error:
+            connection.close()
+            if isinstance(error, sqlite3.Error):
+                raise self._translate(error) from error
+            raise
+        return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"SQLite store {self.path} has schema version {version}, newer than the "
+                f"{SCHEMA_VERSION} this dialerd knows: run a newer dialerd or use another file"
+            )
+        for number in range(version, SCHEMA_VERSION):
+
+            def apply(connection: sqlite3.Connection, step: int = number) -> None:
+                for statement in MIGRATIONS[step]:
+                    if isinstance(statement, str):
+                        connection.execute(statement)
+                    else:
+                        statement(connection)
+                connection.execute(f"PRAGMA user_version = {step + 1}")
+
+            in_transaction(apply, connection)
+
+    def _translate(self, error: sqlite3.Error) -> StoreError:
+        text = str(error)
+        lowered = text.lower()
+        where = f"SQLite store {self.path}"
+        if "readonly" in lowered or "read-only" in lowered:
+            return StoreUnavailable(f"{where} is read-only ({text}): check the file and its disk")
+        if "disk is full" in lowered:
+            return StoreUnavailable(f"{where}: the disk is full ({text}); nothing was changed")
+        if "locked" in lowered or "busy" in lowered:
+            return StoreUnavailable(f"{where} is locked by another process ({text})")
+        if "unable to open" in lowered or "disk i/o" in lowered:
+            return StoreUnavailable(f"{where} cannot be opened or read ({text})")
+        if isinstance(error, sqlite3.ProgrammingError):
+            return StoreError(f"{where} is closed ({text})")
+        return StoreError(f"{where}: {text}")
+
+    def _guarded(
+        self, work: Callable[[sqlite3.Connection], R], connection: sqlite3.Connection
+    ) -> R:
+        try:
+            return work(connection)
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+
+    async def _read(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        connection, worker = self._connection, self._worker
+        if connection is None or worker is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+        return await worker.run(partial(self._guarded, work, connection))
+
+    async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        return await self._read(partial(in_transaction, work))
+
+    async def _staged_import(
+        self,
+        batches: AsyncIterable[Sequence[Item]],
+        stage: Callable[[Sequence[Item]], Callable[[sqlite3.Connection], object]],
+        publish: Callable[[sqlite3.Connection], object],
+        settle: Callable[..., Awaitable[None]],
+    ) -> int:
+        """The steps every import takes: ``stage`` each batch in its own transaction,
+        ``publish`` once ``batches`` ends, then ``settle(publish=True)``; if anything
+        fails first, ``settle(publish=False)`` drops what was staged (bounded in time)."""
+        count = 0
+        published = False
+        try:
+            async for items in batches:
+                if items:
+                    await self._write(stage(items))
+                    count += len(items)
+            await self._write(publish)
+            published = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                if published:
+                    await settle(publish=True)
+                else:
+                    with anyio.move_on_after(DISCARD_SECONDS):
+                        await settle(publish=False)
+        return count
