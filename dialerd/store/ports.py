@@ -5,7 +5,7 @@ leases, the do-not-call list, quota counts), and one per user made of the parts 
 the scheduler (``SchedulerStore``), the API (``ApiStore``), campaign commands
 (``ControlStore``). ``Store`` is all of them: what the daemon opens, and what both
 backends (``dialerd.store.sqlite``, ``dialerd.store.redis``) implement; one conformance
-suite per part (``tests/integration/test_store_*.py``) runs on both.
+suite per part (``tests/integration/store/test_store_*.py``) runs on both.
 
 Every method is scoped: reads and writes of a customer's resources take that
 ``customer_id``; the engine's own reads pass ``customer_id=None`` to mean "any customer".

@@ -6,7 +6,7 @@ docstrings, behaviour.md §4-§6), not of the dialing rules: every rule comes fr
 the ``Placement`` the core decided, and the placement a claim found (``before``, for a
 try given back). No I/O, no clock: the caller passes ``now``.
 
-The conformance model (``tests/integration/test_store_model.py``) applies the same
+The conformance model (``tests/integration/store/test_store_model.py``) applies the same
 random histories to it and to every backend and compares their answers.
 """
 

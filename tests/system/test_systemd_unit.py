@@ -93,7 +93,7 @@ def test_unit_runs_as_the_user_sysusers_creates(tmp_path: Path) -> None:
 
 def test_proc_shows_the_service_only_its_processes() -> None:
     # ProcSubset=pid hides /proc/stat and the rest; the process metrics do without them
-    # (tests/unit/test_metrics.py runs them on such a /proc).
+    # (tests/unit/metrics/test_metrics.py runs them on such a /proc).
     assert directives(UNIT)["ProcSubset"] == ["pid"]
     analysis = run("systemd-analyze", "security", "--offline=yes", str(UNIT))
     [row] = [line for line in analysis.stdout.splitlines() if "ProcSubset=" in line]

@@ -1,0 +1,268 @@
+"""Pacing on the simulated centre under a fake clock: the seed's rule is exact without an
+abandonment cap (§3); with one, the governor holds it when the campaign's list changes
+under it, and the measurement survives a restart (§10)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from dialerd.adapters.sim import SimCallCentre
+from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
+from dialerd.core import abandonment
+from dialerd.core.abandonment import AbandonmentPolicy
+from dialerd.insight import CampaignInsight, DialingState
+from dialerd.model import Campaign, PacingMode
+from dialerd.queues import QueueRef, QueueRegistry
+from dialerd.scheduler import Engine
+from dialerd.store.sqlite import SqliteStore
+from tests.fakes.clock import FakeClock
+from tests.fakes.engine import sim_engine
+from tests.integration.conftest import EPOCH, Factory, tel
+from tests.integration.scheduler.engine_harness import CUSTOMER
+
+QUEUE = "0b9a3f8e-5c1d-4e2f-9a7b-6c5d4e3f2a1b"
+CAP = 0.03
+
+
+def mix(live: float) -> SimOutcomes:
+    """``live`` answered live; the rest machines, busy lines and no answers."""
+    rest = 1.0 - live
+    return SimOutcomes(
+        machine=0.3 * rest,
+        busy=0.3 * rest,
+        no_answer=0.4 * rest,
+        failure=0.0,
+        ring_time=Range(min=2.0, max=12.0),
+        talk_time=Range(min=60.0, max=300.0),
+    )
+
+
+def centre_config(agents: int, live: float) -> SimConfig:
+    return SimConfig(seed=5, default_agents=agents, wrap_up=Range(min=3.0, max=10.0),
+                     outcomes=mix(live))  # fmt: skip
+
+
+@dataclass
+class Run:
+    store: SqliteStore
+    clock: FakeClock
+    centre: SimCallCentre
+    engine: Engine
+    campaign: Campaign
+
+    async def windows(self) -> list[abandonment.WindowCount]:
+        today = abandonment.campaign_day(self.clock.now())
+        days = await self.store.abandonment_days(self.campaign.id, "0000-00-00")
+        return abandonment.windows(days, today, [1, 30])
+
+    async def advance(self, seconds: float, every: Callable[[], None] | None = None) -> None:
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end:
+            await self.clock.sleep_until(min(end, self.clock.monotonic() + 1.0))
+            if every is not None:
+                every()
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path,
+    centre: SimConfig,
+    *,
+    mode: PacingMode = PacingMode.PREDICTIVE,
+    service_level: int = 100,
+    targets: int = 3000,
+    campaign: Campaign | None = None,
+    clock: FakeClock | None = None,
+    cap: float | None = CAP,
+    max_concurrent_attempts: int = 500,
+) -> AsyncIterator[Run]:
+    """An engine on a SQLite store in ``tmp_path`` and the simulated centre, with one
+    running campaign on the queue (made, unless ``campaign`` is one stored before);
+    ``cap`` is the configured ``[abandonment]`` cap (None: no table)."""
+    clock = clock or FakeClock(EPOCH)
+    store = SqliteStore(tmp_path / "dialerd.sqlite3")
+    await store.open()
+    world = SimCallCentre(centre, clock)
+    engine = sim_engine(
+        store,
+        clock,
+        world,
+        queues=QueueRegistry([QueueRef(id=QUEUE, customer_id=CUSTOMER, name=QUEUE)]),
+        config=EngineConfig(
+            max_concurrent_attempts=max_concurrent_attempts, max_attempts_per_second=1000.0
+        ),
+        abandonment=lambda customer: AbandonmentPolicy(cap=cap),
+    )
+    if campaign is None:
+        make = Factory()
+        outplan = msgspec.structs.replace(
+            make.outplan(CUSTOMER, max_try_counts=(1, 0, 0, 0, 0)), dial_timeout=20_000
+        )
+        await store.create_outplan(outplan)
+        outdial = await store.create_outdial(make.outdial(CUSTOMER))
+        await store.create_targets(
+            [make.target(outdial.id, tel(f"+1555{n:07d}")) for n in range(targets)]
+        )
+        campaign = msgspec.structs.replace(
+            make.campaign(CUSTOMER, outplan_id=outplan.id, outdial_id=outdial.id),
+            queue_id=QUEUE,
+            service_level=service_level,
+            pacing_mode=mode,
+            actions=[],  # answered calls join the queue at once
+        )
+        await store.create_campaign(campaign)
+    try:
+        async with (
+            anyio.create_task_group() as task_group,
+            clock.autojump(max_seconds=6 * 3600),
+        ):
+            await task_group.start(engine.run)
+            await engine.control.run(CUSTOMER, campaign.id)
+            yield Run(store, clock, world, engine, campaign)
+            task_group.cancel_scope.cancel()
+    finally:
+        await store.close()
+
+
+async def test_governor_holds_the_cap_when_live_answers_jump_from_15_to_50_percent(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, centre_config(20, 0.15)) as run:
+        await run.advance(20 * 60)
+        before = await run.windows()
+        # The list turns: three times as many dials reach a person, all at once.
+        run.centre.reconfigure(centre_config(20, 0.50))
+        await run.advance(30 * 60)
+        after = await run.windows()
+    assert before[0].live > 50
+    assert after[0].live > before[0].live + 150
+    assert all(window.rate <= CAP for window in after), after
+
+
+async def test_governor_holds_the_cap_when_agents_log_out_in_a_burst(tmp_path: Path) -> None:
+    async with running(tmp_path, centre_config(30, 0.30)) as run:
+        await run.advance(15 * 60)
+        # Two thirds of the team leave at once, while the lines dialed for them ring.
+        run.centre.reconfigure(centre_config(10, 0.30))
+        await run.advance(20 * 60)
+        after = await run.windows()
+    assert after[0].live > 200
+    assert all(window.rate <= CAP for window in after), after
+
+
+async def test_a_dial_harder_service_level_is_governed_too(tmp_path: Path) -> None:
+    # Service level 25 rings four lines per free agent: with half the dials answered
+    # live that abandons most callers, unless the governor holds it.
+    async with running(
+        tmp_path, centre_config(20, 0.5), mode=PacingMode.SERVICE_LEVEL, service_level=25
+    ) as run:
+        await run.advance(40 * 60)
+        after = await run.windows()
+        insight = run.engine.insight(run.campaign.id)
+    assert after[0].live > 200
+    assert all(window.rate <= CAP for window in after), after
+    assert insight is not None
+    assert insight.abandonment == after
+
+
+async def test_abandonment_windows_survive_a_restart_and_govern_the_next_engine(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(EPOCH)
+    async with running(tmp_path, centre_config(10, 0.5), clock=clock) as run:
+        await run.advance(10 * 60)
+        measured = await run.windows()
+        campaign = run.campaign
+    assert measured[0].live > 20
+    # Another engine (a restart) on the same store: at the cap already today.
+    store = SqliteStore(tmp_path / "dialerd.sqlite3")
+    await store.open()
+    today = abandonment.campaign_day(clock.now())
+    live, abandoned = measured[0].live, measured[0].abandoned
+    # Enough abandoned calls to put the day at the cap (3 %) once more.
+    await store.add_abandonment(campaign.id, today, 0, max(0, round(live * CAP) + 1 - abandoned))
+    await store.close()
+    peak = 0
+
+    async with running(tmp_path, centre_config(10, 0.5), campaign=campaign, clock=clock) as run:
+
+        def watch() -> None:
+            nonlocal peak
+            peak = max(peak, run.engine.max_dialing)
+
+        await run.advance(5 * 60, every=watch)
+        insight = run.engine.insight(campaign.id)
+        windows = await run.windows()
+    assert insight is not None
+    assert insight.abandonment[0].live >= live  # it went on from the stored counts
+    assert windows[0].live >= live
+    # At the cap: never more lines ringing than agents (10), though predictive would.
+    assert peak <= 10
+
+
+async def peak_dialing(run: Run, seconds: float) -> int:
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        peak = max(peak, run.engine.max_dialing)
+
+    await run.advance(seconds, every=watch)
+    return peak
+
+
+async def test_without_a_cap_service_level_50_rings_two_lines_per_free_agent(
+    tmp_path: Path,
+) -> None:
+    async with running(
+        tmp_path, centre_config(10, 0.3), mode=PacingMode.SERVICE_LEVEL, service_level=50,
+        cap=None,
+    ) as run:  # fmt: skip
+        peak = await peak_dialing(run, 120)
+        insight = run.engine.insight(run.campaign.id)
+    assert peak == 20  # behaviour.md §3: two lines per free agent, from the first tick
+    assert insight is not None
+    # Still measured and shown, never blamed.
+    assert [window.days for window in insight.abandonment] == [1, 30]
+    assert insight.abandonment[0].live > 0
+    assert insight.governor_pressure == 0.0
+    assert insight.state != DialingState.GOVERNED
+    assert "abandonment" not in insight.detail
+
+
+async def test_without_a_cap_service_level_0_is_bounded_by_the_ceiling_only(
+    tmp_path: Path,
+) -> None:
+    async with running(
+        tmp_path, centre_config(10, 0.3), mode=PacingMode.SERVICE_LEVEL, service_level=0,
+        cap=None, max_concurrent_attempts=60,
+    ) as run:  # fmt: skip
+        peak = await peak_dialing(run, 30)
+    assert peak == 60
+
+
+async def test_with_a_cap_a_new_campaign_starts_at_one_line_per_free_agent(
+    tmp_path: Path,
+) -> None:
+    seen: list[CampaignInsight] = []
+    async with running(
+        tmp_path, centre_config(10, 0.3), mode=PacingMode.SERVICE_LEVEL, service_level=50
+    ) as run:
+
+        def watch() -> None:
+            insight = run.engine.insight(run.campaign.id)
+            if insight is not None:
+                seen.append(insight)
+
+        await run.advance(30, every=watch)
+    assert run.engine.max_dialing == 10  # the documented cold-start floor
+    held = [insight for insight in seen if insight.state == DialingState.GOVERNED]
+    assert held, [insight.state for insight in seen]
+    assert all(insight.governor_pressure == 1.0 for insight in held)
+    assert all("no room for an abandoned call" in insight.detail for insight in held)
