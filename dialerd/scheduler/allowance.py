@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dialerd import metrics
-from dialerd.core import abandonment
+from dialerd.core import abandonment, governor
 from dialerd.core.pacing import PacingInput, ceiling, decide
 from dialerd.core.predictive import AIM, Situation, lines_to_start, lines_within_headroom
 from dialerd.insight import DialingState
@@ -110,15 +110,13 @@ class Allowance:
             situation = self._situation(campaign, pacing, others)
             cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:
+                aim = campaign.target_abandon_rate * AIM
                 predicted = lines_to_start(
-                    loop.history, situation, campaign.target_abandon_rate * AIM, ceiling(pacing)
+                    loop.history, situation, aim, ceiling(pacing), governor.room(windows, aim)
                 )
             if cap is not None:
-                room = min(
-                    (cap * window.live - window.abandoned for window in windows), default=0.0
-                )
                 headroom_lines = lines_within_headroom(
-                    loop.history, situation, room, cap, ceiling(pacing)
+                    loop.history, situation, governor.room(windows, cap), cap, ceiling(pacing)
                 )
         decision = decide(
             pacing, predicted=predicted, windows=windows, cap=cap, headroom_lines=headroom_lines

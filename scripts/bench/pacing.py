@@ -6,7 +6,8 @@ policy on the real engine, a SQLite store and the simulated call centre, under a
 clock: a simulated hour takes seconds. Unless a cell says otherwise: live answers ring
 2-12 s, talk 60-300 s, wrap-up 3-10 s; the rest of the dials are machines, busy lines and
 no answers (rung 20 s, then cancelled); the shift starts at 08:00 UTC. The abandonment
-governor is on at 3 % (as in the shipped config/dialerd.toml).
+governor is on at 3 % (as in the shipped config/dialerd.toml); ``engine.predictive_wrap_up``
+is the sim's longest wrap-up, 10 s (``--wrap-up``), as docs/operations.md advises.
 
 Per cell it prints:
 
@@ -17,8 +18,9 @@ Per cell it prints:
   (today, 30 days), sampled each simulated minute, counted from the moment the window's
   live answers make one abandoned call fit under the cap (34 at 3 %); ``over``: the
   minutes sampled above the cap (the goal is 0);
-- ``swings``: predictive's falls of its 5-minute occupancy by 20 points or more within
-  15 minutes, outside the 15 minutes after the team changes (the goal is 0), and
+- ``swings``: predictive's falls of its 5-minute occupancy by 20 points or more (and by
+  two agents' worth, so a team of 3 is not judged on one agent's pause) within 15
+  minutes, outside the 15 minutes after the team changes (the goal is 0), and
   ``step``: the largest minute-to-minute change of that 5-minute occupancy (points).
 
 Results are deterministic for a seed. Run: scripts/bench-pacing --help
@@ -125,8 +127,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--hours", type=float, default=None, help="override each cell's hours")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--wrap-up", type=float, default=10.0,
+                        help="engine.predictive_wrap_up (the sim: 3-10 s)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON object per cell")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--trace", action="store_true",
+                        help="each run's occupancy minute by minute (stderr)")  # fmt: skip
     args = parser.parse_args()
     args.cells = [value for value in args.cells.split(",") if value]
     unknown = set(args.cells) - set(SCENARIOS)
@@ -163,9 +169,11 @@ def campaign_for(policy: str, outplan: Outplan, outdial: Outdial, now: str) -> C
     return campaign
 
 
-def swings(occupancy: Sequence[float], quiet: set[int]) -> tuple[int, float]:
-    """Falls of the 5-minute occupancy by ``SWING_POINTS`` within ``SWING_MINUTES`` (not in
-    ``quiet`` minutes), and its largest minute-to-minute step (both from minute 10)."""
+def swings(occupancy: Sequence[float], quiet: set[int], agents: int) -> tuple[int, float]:
+    """Falls of the 5-minute occupancy by ``SWING_POINTS`` (and by two agents' worth, for
+    a small team) within ``SWING_MINUTES`` (not in ``quiet`` minutes), and its largest
+    minute-to-minute step (both from minute 10)."""
+    fall = max(SWING_POINTS, 2 / max(1, agents))
     smooth = [
         sum(occupancy[max(0, i - 4) : i + 1]) / len(occupancy[max(0, i - 4) : i + 1])
         for i in range(len(occupancy))
@@ -176,7 +184,7 @@ def swings(occupancy: Sequence[float], quiet: set[int]) -> tuple[int, float]:
         if i in quiet or i < armed_from:
             continue
         peak = max(smooth[max(armed_from, i - SWING_MINUTES) : i + 1])
-        if peak - smooth[i] >= SWING_POINTS:
+        if peak - smooth[i] >= fall:
             count += 1
             armed_from = i + 1  # the next swing is counted from here
     return count, step
@@ -215,6 +223,7 @@ async def run_cell(scenario: Scenario, policy: str, args: argparse.Namespace) ->
                     tick_interval=1.0,
                     max_concurrent_attempts=most_agents * 15,
                     max_attempts_per_second=10_000.0,
+                    predictive_wrap_up=args.wrap_up,
                 ),
                 abandonment=lambda customer: abandonment.AbandonmentPolicy(cap=CAP),
             )
@@ -278,7 +287,7 @@ async def run_cell(scenario: Scenario, policy: str, args: argparse.Namespace) ->
             await store.close()
     live = sum(day.live for day in days)
     abandoned = sum(day.abandoned for day in days)
-    count, step = swings(per_minute, quiet)
+    count, step = swings(per_minute, quiet, scenario.agents)
     return {
         "cell": scenario.name,
         "policy": policy,
@@ -291,6 +300,7 @@ async def run_cell(scenario: Scenario, policy: str, args: argparse.Namespace) ->
         "live_answers": live,
         "abandoned": abandoned,
         "simulated_hours": hours,
+        "by_minute": [round(value, 2) for value in per_minute],
     }
 
 
@@ -344,6 +354,8 @@ def main() -> int:
     runs: dict[str, dict[str, dict[str, object]]] = {}
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for run in pool.imap(run_one, jobs):
+            if args.trace:
+                print(run["cell"], run["policy"], run["by_minute"], file=sys.stderr)
             cell = runs.setdefault(str(run["cell"]), {})
             cell[str(run["policy"])] = run
             if len(cell) < len(POLICIES):
