@@ -1,48 +1,42 @@
 """The abandonment governor: once configured (``[abandonment]``), it holds dialing, over
 every pacing mode, to the legal cap (a predictive campaign: also to its own target).
 
-Pure: measured windows and two candidate line counts in, one count out.
+Pure: measured windows and candidate line counts in, one count out (``pacing.decide``).
 
 - ``floor``: what one line per free agent allows (the seed's rule at ``service_level``
   100): with that, a live answer finds an agent unless agents leave meanwhile.
 - ``wanted``: what the campaign's own mode asks for (more than ``floor`` for
   ``service_level`` below 100 or for ``predictive``).
+- the room: the abandoned calls the tightest window may still take (``cap × live -
+  abandoned``). While it is under one (the start of a day: one abandoned call would
+  put the day above the cap) the governor allows the floor only. Beyond it, the lines
+  the campaign's model says the room takes with the odds of ``predictive.Z_SAFE``
+  (``predictive.lines_within_headroom``, which counts the lines already ringing);
+  without a model of the campaign, the floor.
 
-The worst window's rate sets a pressure from 0 (at or under ``near`` × cap) to 1 (at the
-cap). The governor allows ``floor + (1 - pressure) · (wanted - floor)`` lines: a mode
-backs off towards one line per free agent as the rate nears the cap, and at the cap
-dials no more lines than there are free agents. It never adds lines: a mode that asks
-for fewer than ``floor`` (``service_level`` above 100) keeps its own count.
+The count moves with the room and with the lines ringing, a line at a time: there is no
+threshold at which the governor switches from the mode's count to the floor. It never
+adds lines: a mode that asks for fewer than ``floor`` (``service_level`` above 100)
+keeps its own count.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Final
 
 from dialerd.core.abandonment import WindowCount
 
-# The pressure starts at this share of the cap: room for the spread of a day's rate.
-NEAR: Final = 0.6
+
+def room(windows: Sequence[WindowCount], cap: float) -> float:
+    """The abandoned calls the tightest window may still take within the cap (0 without
+    a window)."""
+    return min((cap * window.live - window.abandoned for window in windows), default=0.0)
 
 
-def pressure(windows: Sequence[WindowCount], cap: float, near: float = NEAR) -> float:
-    """0 while every window is at or below ``near × cap``; 1 at or above ``cap``, and
-    also while a window has no room for one more abandoned call (``cap × live -
-    abandoned < 1``: the start of a day, when one abandoned call would end it above
-    the cap)."""
-    if any(cap * window.live - window.abandoned < 1 for window in windows):
-        return 1.0
-    worst = max((window.rate for window in windows), default=0.0)
-    if cap <= 0:
-        return 1.0 if worst > 0 else 0.0
-    start = near * cap
-    if worst <= start:
-        return 0.0
-    if worst >= cap:
-        return 1.0
-    return (worst - start) / (cap - start)
+def no_room(windows: Sequence[WindowCount], cap: float) -> bool:
+    """Whether a window has no room for one more abandoned call (``cap × live -
+    abandoned < 1``): one more would put it above the cap."""
+    return any(cap * window.live - window.abandoned < 1 for window in windows)
 
 
 def why_held(windows: Sequence[WindowCount], cap: float, pressure: float) -> str:
@@ -54,18 +48,10 @@ def why_held(windows: Sequence[WindowCount], cap: float, pressure: float) -> str
             f"abandonment cap {cap:.1%}: {window.live} live answers in the {window.days}-day "
             "window leave no room for an abandoned call yet; one line per free agent"
         )
-    if pressure > 0:
+    if windows and pressure > 0:
         worst = max(windows, key=lambda window: window.rate)
         return (
-            f"abandonment nears the cap: {worst.rate:.1%} of {cap:.1%} over "
-            f"{worst.days} day{'s' if worst.days > 1 else ''}"
+            f"abandonment cap {cap:.1%}: {worst.rate:.1%} over {worst.days} "
+            f"day{'s' if worst.days > 1 else ''}; no more lines than the windows' room can take"
         )
     return f"abandonment cap {cap:.1%}: no more lines than the windows' room can take"
-
-
-def governed(wanted: int, floor: int, pressure: float) -> int:
-    """Lines allowed between the mode's ``wanted`` and one per free agent (``floor``)."""
-    if wanted <= floor:
-        return wanted
-    # (The epsilon keeps a float a hair under a whole number from losing a line.)
-    return floor + math.floor((1.0 - min(1.0, max(0.0, pressure))) * (wanted - floor) + 1e-9)

@@ -163,13 +163,18 @@ def decide(
     if windows is None or cap is None:
         return Decision(attempts=wanted, held_by=held_by)  # not governed
     floor = attempts_to_start(msgspec.structs.replace(pacing, service_level=100))
-    pressure = governor.pressure(windows, cap)
+    if wanted <= floor:
+        return Decision(attempts=wanted, held_by=held_by)  # it never adds lines
     # Beyond one line per free agent, no more lines than the windows' room can take
-    # (``headroom_lines``; unknown without a model of the campaign: none beyond).
-    room = floor if headroom_lines is None else max(floor, headroom_lines)
-    allowed = governor.governed(min(wanted, room), floor, pressure)
+    # (``headroom_lines``: none while a window has no room for one abandoned call, or
+    # without a model of the campaign).
+    room = headroom_lines if headroom_lines is not None else floor
+    if governor.no_room(windows, cap):
+        room = floor
+    allowed = max(floor, min(wanted, room))
     if allowed >= wanted:
         return Decision(attempts=wanted, held_by=held_by)  # the governor held nothing
+    pressure = 1.0 - (allowed - floor) / (wanted - floor)
     return Decision(
         attempts=allowed,
         held_by=DialingState.GOVERNED,

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from dialerd import metrics
 from dialerd.attempts import AttemptsView
+from dialerd.core import governor
 from dialerd.core.pacing import PacingInput, RateBudget, ceiling, decide
 from dialerd.core.predictive import AIM, Situation, lines_to_start, lines_within_headroom
 from dialerd.insight import DialingState
@@ -191,18 +192,21 @@ class Allowance:
             situation = self._situation(campaign, pacing_input, others)
             cap = governing_cap(policy.cap, campaign)
             if campaign.pacing_mode == PacingMode.PREDICTIVE:
+                aim = campaign.target_abandon_rate * AIM
                 predicted = lines_to_start(
                     measured.history,
                     situation,
-                    campaign.target_abandon_rate * AIM,
+                    aim,
                     ceiling(pacing_input),
+                    governor.room(windows, aim),
                 )
             if cap is not None:
-                room = min(
-                    (cap * window.live - window.abandoned for window in windows), default=0.0
-                )
                 headroom_lines = lines_within_headroom(
-                    measured.history, situation, room, cap, ceiling(pacing_input)
+                    measured.history,
+                    situation,
+                    governor.room(windows, cap),
+                    cap,
+                    ceiling(pacing_input),
                 )
         decision = decide(
             pacing_input,

@@ -266,3 +266,35 @@ async def test_with_a_cap_a_new_campaign_starts_at_one_line_per_free_agent(
     assert held, [insight.state for insight in seen]
     assert all(insight.governor_pressure == 1.0 for insight in held)
     assert all("no room for an abandoned call" in insight.detail for insight in held)
+
+
+async def minute_by_minute(run: Run, minutes: int) -> list[abandonment.WindowCount]:
+    """Each window sampled at the end of each minute, once one abandoned call fits
+    under the cap in it (before that the governor rings one line per free agent)."""
+    judged: list[abandonment.WindowCount] = []
+    for _ in range(minutes):
+        await run.advance(60)
+        judged += [window for window in await run.windows() if CAP * window.live >= 1]
+    return judged
+
+
+async def test_a_big_team_is_never_above_the_cap_at_any_minute(tmp_path: Path) -> None:
+    # Issue 24, defect 1: with a big team the running day rate went above the cap in the
+    # first minutes (a campaign stopped then closes its day in breach).
+    async with running(tmp_path, centre_config(400, 0.25), targets=20_000,
+                       max_concurrent_attempts=6000) as run:  # fmt: skip
+        judged = await minute_by_minute(run, 8)
+    assert len(judged) >= 12
+    assert all(window.rate <= CAP for window in judged), " ".join(
+        f"{w.abandoned}/{w.live}" for w in judged
+    )
+
+
+async def test_a_jump_in_live_answers_never_puts_a_minute_above_the_cap(tmp_path: Path) -> None:
+    async with running(tmp_path, centre_config(40, 0.15), targets=8000) as run:
+        judged = await minute_by_minute(run, 15)
+        run.centre.reconfigure(centre_config(40, 0.50))
+        judged += await minute_by_minute(run, 10)
+    assert all(window.rate <= CAP for window in judged), " ".join(
+        f"{w.abandoned}/{w.live}" for w in judged
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
 from datetime import UTC, datetime
 
 import msgspec
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 from dialerd.core import abandonment, governor
 from dialerd.core.abandonment import DayCount, WindowCount
 from dialerd.core.pacing import PacingInput, decide
+from dialerd.core.predictive import CallHistory, Situation, lines_within_headroom
 from dialerd.insight import DialingState
 
 PROPERTY = settings(max_examples=300, deadline=None)
@@ -71,53 +75,115 @@ def test_no_live_answer_is_a_rate_of_zero() -> None:
 # -- governor -----------------------------------------------------------------------------
 
 
-def test_far_from_the_cap_the_mode_decides() -> None:
-    assert governor.pressure([window(1000, 10)], CAP) == 0.0
-    assert governor.governed(wanted=30, floor=10, pressure=0.0) == 30
+def learned(live_rate: float = 0.25, dials: int = 400, seed: int = 1) -> CallHistory:
+    """A campaign's history: live answers ring 2-12 s, the others end by 20 s; calls
+    last 60-300 s."""
+    rng = random.Random(seed)
+    history = CallHistory()
+    for _ in range(dials):
+        if rng.random() < live_rate:
+            history.answered_live(rng.uniform(2, 12))
+            history.talked(rng.uniform(60, 300))
+        else:
+            history.not_answered(rng.choice((rng.uniform(1, 4), 20.0)))
+    return history
 
 
-def test_at_the_cap_no_more_lines_than_free_agents() -> None:
-    assert governor.pressure([window(200, 6)], CAP) == 1.0
-    assert governor.governed(wanted=30, floor=10, pressure=1.0) == 10
-
-
-def test_nearing_the_cap_backs_off_towards_one_line_per_free_agent() -> None:
-    halfway = governor.pressure([window(1000, 24)], CAP)  # 2.4 %: half-way from 1.8 % to 3 %
-    assert 0.4 < halfway < 0.6
-    assert governor.governed(wanted=30, floor=10, pressure=halfway) == 20
+def over_the_cap(lines: int, live_rate: float, free: int, room: float) -> float:
+    """The chance that ``lines`` fresh lines, each answered live with ``live_rate``, with
+    ``free`` agents, abandon more calls than ``room`` plus the cap's share of their live
+    answers (exact, binomial)."""
+    chance = 0.0
+    for live in range(lines + 1):
+        if max(0, live - free) > room + CAP * live:
+            chance += math.exp(
+                math.lgamma(lines + 1) - math.lgamma(live + 1) - math.lgamma(lines - live + 1)
+                + live * math.log(live_rate) + (lines - live) * math.log1p(-live_rate)
+            )  # fmt: skip
+    return chance
 
 
 def test_the_worst_window_governs() -> None:
     month, today = window(10_000, 100, days=30), window(100, 3, days=1)
-    assert governor.pressure([month, today], CAP) == 1.0
+    assert governor.no_room([month, today], CAP)
+    assert governor.room([month, today], CAP) == 0.0
 
 
 def test_the_governor_never_adds_lines_to_a_cautious_mode() -> None:
-    assert governor.governed(wanted=5, floor=10, pressure=1.0) == 5
+    decision = decide(pacing(service_level=200), windows=[window(0, 0)], cap=CAP)
+    assert decision.attempts == 5
+
+
+def test_a_huge_team_early_in_the_day_rings_only_what_the_room_takes() -> None:
+    # Issue 24, defect 1: 500 free agents, 40 live answers so far (room for 1.2 abandoned
+    # calls): the old governor let the model ring ~2000 lines, whose spread alone
+    # abandons dozens of callers and puts the day above the cap.
+    history = learned()
+    now = Situation(available_agents=500, ringing=[], talking=[])
+    room = CAP * 40  # the day's room: 1.2 abandoned calls
+    allowed = lines_within_headroom(history, now, room, CAP, 5000)
+    assert allowed is not None
+    estimates = history.estimates()
+    assert estimates is not None
+    state = pacing(service_level=100, available_agents=500, max_concurrent_attempts=5000,
+                   rate_allowance=5000)  # fmt: skip
+    decision = decide(state, predicted=4000, windows=[window(40, 0)], cap=CAP,
+                      headroom_lines=allowed)  # fmt: skip
+    assert decision.attempts == allowed
+    assert over_the_cap(decision.attempts, estimates.live_rate, 500, room) < 0.02
+
+
+def test_lines_already_ringing_spend_the_room() -> None:
+    history = learned()
+    idle = lines_within_headroom(history, Situation(available_agents=50, ringing=[],
+                                                    talking=[]), 3.0, CAP, 5000)  # fmt: skip
+    ringing = lines_within_headroom(history, Situation(available_agents=50, ringing=[0.0] * 150,
+                                                       talking=[]), 3.0, CAP, 5000)  # fmt: skip
+    assert idle is not None
+    assert ringing is not None
+    assert ringing <= max(0, idle - 140)
+
+
+def test_nearing_the_cap_the_lines_fall_a_few_at_a_time_not_to_the_floor() -> None:
+    # Issue 24, defect 3: the old governor's pressure went from 0 to 1 between 1.8 % and
+    # 3 %, so the line count jumped between the mode's and one per free agent.
+    history = learned()
+    now = Situation(available_agents=20, ringing=[], talking=[])
+    counts = []
+    for abandoned in range(0, 300, 10):  # 0 % to 2.9 % of 10 000 live answers
+        room = CAP * 10_000 - abandoned
+        allowed = lines_within_headroom(history, now, room, CAP, 1000)
+        assert allowed is not None
+        counts.append(decide(pacing(service_level=100, available_agents=20), predicted=70,
+                             windows=[window(10_000, abandoned)], cap=CAP,
+                             headroom_lines=allowed).attempts)  # fmt: skip
+    # While the room takes dozens of abandoned calls (up to 2.5 %) nothing is held back:
+    # the old pressure cut lines from 1.8 % on, and the rate swung around that point.
+    assert counts[:26] == [70] * 26
+    assert counts[-1] > 20  # at 2.9 %, room for 10 calls: above the floor
+    assert all(later <= earlier for earlier, later in itertools.pairwise(counts))
+    assert max(a - b for a, b in itertools.pairwise(counts)) <= 10
 
 
 @PROPERTY
 @given(
-    wanted=st.integers(0, 500),
-    floor=st.integers(0, 500),
-    pressure=st.floats(0.0, 1.0),
+    available=st.integers(0, 300),
+    ringing=st.integers(0, 300),
+    room=st.floats(0.0, 50.0),
 )
-def test_governed_lines_lie_between_the_floor_and_the_mode(
-    wanted: int, floor: int, pressure: float
+def test_the_lines_allowed_keep_the_windows_within_the_cap_with_high_odds(
+    available: int, ringing: int, room: float
 ) -> None:
-    allowed = governor.governed(wanted, floor, pressure)
-    assert min(wanted, floor) <= allowed <= max(wanted, floor)
-    if wanted > floor and pressure >= 1.0:
-        assert allowed == floor
-
-
-@PROPERTY
-@given(live=st.integers(1, 10_000), abandoned=st.integers(0, 10_000))
-def test_pressure_grows_with_the_rate(live: int, abandoned: int) -> None:
-    abandoned = min(abandoned, live)
-    lower = governor.pressure([window(live, abandoned)], CAP)
-    higher = governor.pressure([window(live, min(live, abandoned + 1))], CAP)
-    assert 0.0 <= lower <= higher <= 1.0
+    history = learned(seed=4)
+    estimates = history.estimates()
+    assert estimates is not None
+    now = Situation(available_agents=available, ringing=[0.0] * ringing, talking=[])
+    allowed = lines_within_headroom(history, now, room, CAP, 3000)
+    assert allowed is not None
+    lines = ringing + allowed
+    if allowed > 0:
+        chance = history.live_chance(estimates.live_rate, 0.0)
+        assert over_the_cap(lines, chance, available, room) < 0.03
 
 
 # -- the decision: mode, then governor ---------------------------------------------------
@@ -172,8 +238,10 @@ def test_without_a_model_of_the_campaign_a_governed_mode_rings_one_line_per_free
 
 
 def test_at_the_start_of_a_window_one_abandoned_call_would_break_the_cap() -> None:
-    assert governor.pressure([window(10, 0)], CAP) == 1.0  # 3 % of 10 is under one call
-    assert governor.pressure([window(100, 0)], CAP) == 0.0
+    assert governor.no_room([window(10, 0)], CAP)  # 3 % of 10 is under one call
+    assert not governor.no_room([window(100, 0)], CAP)
+    held = decide(pacing(), windows=[window(33, 0)], cap=CAP, headroom_lines=100)
+    assert held.attempts == 10
 
 
 # -- the governor acts only when configured (behaviour.md §3) ----------------------------
@@ -213,7 +281,10 @@ def test_the_governor_is_not_blamed_when_it_held_nothing_back() -> None:
 
 
 def test_near_the_cap_the_detail_names_the_rate_and_the_cap() -> None:
-    decision = decide(pacing(), windows=[window(1000, 24)], cap=CAP, headroom_lines=100)
+    decision = decide(pacing(), windows=[window(1000, 24)], cap=CAP, headroom_lines=15)
     assert decision.held_by == DialingState.GOVERNED
-    assert decision.detail == "abandonment nears the cap: 2.4% of 3.0% over 1 day"
-    assert 0 < decision.pressure < 1
+    assert decision.attempts == 15
+    assert decision.detail == (
+        "abandonment cap 3.0%: 2.4% over 1 day; no more lines than the windows' room can take"
+    )
+    assert decision.pressure == 0.5
