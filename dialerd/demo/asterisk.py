@@ -46,7 +46,7 @@ from dialerd.config import (
     QueueEntry,
     TelephonyConfig,
 )
-from dialerd.demo.common import count_done_targets
+from dialerd.demo.common import count_done_targets, store_and_run
 from dialerd.model import (
     Action,
     Address,
@@ -334,12 +334,8 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
     async with anyio.create_task_group() as task_group:
         await task_group.start(daemon.run)
         now = format_time(daemon.clock.now())
-        outplan, outdial, targets, campaign = build_resources(dialled, now, args.service_level)
-        await daemon.store.create_outplan(outplan)
-        await daemon.store.create_outdial(outdial)
-        await daemon.store.create_targets(targets)
-        await daemon.store.create_campaign(campaign)
-        await daemon.campaigns.run(CUSTOMER_ID, campaign.id, cause="demo")
+        resources = build_resources(dialled, now, args.service_level)
+        campaign = await store_and_run(daemon, CUSTOMER_ID, resources)
         status = CampaignStatus.RUN
         shown = -1
         with anyio.move_on_after(CAMPAIGN_SECONDS):
@@ -361,7 +357,7 @@ async def drive(args: argparse.Namespace, state_dir: Path, out: TextIO) -> Aster
             while any(call.status != "done" for call in calls):
                 await anyio.sleep(0.2)
                 calls = await _calls(daemon, campaign.id)
-        targets_done = await count_done_targets(daemon, outdial.id)
+        targets_done = await count_done_targets(daemon, campaign.outdial_id)
         listed = await daemon.store.list_dnc_numbers(CUSTOMER_ID)
         opt_outs = sorted(entry.number for entry in listed.result if campaign.id in entry.detail)
         daemon.shutdown.set()

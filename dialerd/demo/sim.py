@@ -44,7 +44,7 @@ from dialerd.config import (
     WebhooksConfig,
 )
 from dialerd.core import abandonment
-from dialerd.demo.common import count_done_targets
+from dialerd.demo.common import count_done_targets, store_and_run
 from dialerd.model import (
     NIL_UUID,
     Action,
@@ -273,12 +273,8 @@ async def _drive(
     async with anyio.create_task_group() as task_group:
         await task_group.start(daemon.run)
         now = format_time(daemon.clock.now())
-        outplan, outdial, targets, campaign = build_resources(args, now, receiver.url)
-        await daemon.store.create_outplan(outplan)
-        await daemon.store.create_outdial(outdial)
-        await daemon.store.create_targets(targets)
-        await daemon.store.create_campaign(campaign)
-        await daemon.campaigns.run(CUSTOMER_ID, campaign.id, cause="demo")
+        resources = build_resources(args, now, receiver.url)
+        campaign = await store_and_run(daemon, CUSTOMER_ID, resources)
 
         status = CampaignStatus.RUN
         while status != CampaignStatus.STOP:
@@ -295,7 +291,7 @@ async def _drive(
                 f"{world.agents_busy}/{world.agents_total}",
             )
         progress.close()
-        done = await count_done_targets(daemon, outdial.id)
+        done = await count_done_targets(daemon, campaign.outdial_id)
         today = abandonment.campaign_day(daemon.clock.now())
         days = await daemon.store.abandonment_days(campaign.id, abandonment.first_day(today, 30))
         day_window, month_window = abandonment.windows(days, today, [1, 30])
