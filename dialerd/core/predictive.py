@@ -16,7 +16,8 @@ The model (behaviour.md §10):
   answers, and may wait ``abandon_seconds`` for an agent. By then the free agents are
   those free now, plus each talking agent whose call (elapsed ``e``) ends before
   ``e + h + abandon_seconds - wrap_up``, from the empirical distribution of the
-  campaign's talk times; agents already promised to answered callers waiting for one
+  campaign's talk times, averaged over the wrap-ups the queue measured (else the
+  configured one); agents already promised to answered callers waiting for one
   are not free. Where the samples say too little (a call longer than nearly all seen,
   a line ringing longer than any seen) the model assumes what never over-dials.
 - the live answers ``X`` of all lines ringing are a sum of Bernoulli draws; the expected
@@ -24,9 +25,10 @@ The model (behaviour.md §10):
   new lines for which that stays within ``target`` of the expected live answers ``E[X]``
   (exactly for few lines, by a normal approximation for many).
 
-Until the history holds ``MIN_DIALS`` outcomes, ``MIN_LIVE`` live answers and
-``MIN_TALKS`` ended calls, the model answers ``None`` and the seed's rule paces the
-campaign (its first minutes).
+Until the model knows the share of live answers within a factor of two (``knows``),
+it answers ``None`` and the seed's rule paces the campaign. A ``PacingPrior`` (what the
+campaign's model knew at the end of its last day, kept in the store) seeds the history
+with a bounded weight, so a day does not start blind; today's own dials push it out.
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ EARLY: Final = 0.25
 Z_SAFE: Final = 2.33
 # Below this many lines the abandonment is computed exactly; above it, approximated.
 EXACT_LINES: Final = 60
+# The measured wrap-ups a talking agent's chance of being free in time averages over
+# (their quantiles, when the queue reported more).
+WRAP_UP_POINTS: Final = 20
+# A prior from the campaign's last day counts as at most this many dials, live answers'
+# ring times and ended calls: today's own figures outweigh it within minutes.
+PRIOR_DIALS: Final = 100
+PRIOR_RINGS: Final = 20
+PRIOR_TALKS: Final = 20
 
 
 class _Samples:
@@ -197,8 +207,37 @@ class Survival(msgspec.Struct, frozen=True):
         return area + level * max(0.0, limit - previous)
 
 
+def quantiles(values: Sequence[float], points: int) -> tuple[float, ...]:
+    """``points`` evenly spaced quantiles (the middle of each share) of sorted ``values``
+    (all of them when there are no more)."""
+    if len(values) <= points:
+        return tuple(values)
+    step = len(values) / points
+    return tuple(values[int((index + 0.5) * step)] for index in range(points))
+
+
+class PacingPrior(msgspec.Struct, frozen=True, kw_only=True):
+    """What a campaign's model knew when its last day ended (or the campaign stopped):
+    the prior its next day starts from (behaviour.md §10). Each sample set is kept as
+    evenly spaced quantiles, with the count it was read from (its weight)."""
+
+    # The campaign day it was measured on (``YYYY-MM-DD``).
+    day: str
+    # The share of dials answered live, and the dials it is read from.
+    live_rate: float
+    dials: int
+    # Ring times of live answers and of every other end; talk times of ended calls.
+    live_rings: tuple[float, ...] = ()
+    live_rings_seen: int = 0
+    other_rings: tuple[float, ...] = ()
+    other_rings_seen: int = 0
+    talks: tuple[float, ...] = ()
+    talks_seen: int = 0
+
+
 class CallHistory:
-    """What one campaign's recent attempts did: the only input the model learns from."""
+    """What one campaign's recent attempts did: the only input the model learns from
+    (with, from ``seed``, a prior from its last day)."""
 
     def __init__(self) -> None:
         # 1.0 for a dial answered live, 0.0 for any other end (the latest HISTORY, and
@@ -212,17 +251,59 @@ class CallHistory:
         # with other running calls or after a call ended).
         self._survival: tuple[tuple[float, ...], int, Survival] | None = None
         self._ended = 0
+        # Dials seen since the history began (a prior's pseudo-dials not counted).
+        self.dials_seen = 0
+
+    def seed(self, prior: PacingPrior) -> None:
+        """Start from a prior: at most ``PRIOR_DIALS`` dials at its live share (spread
+        evenly), ``PRIOR_RINGS`` ring times of each kind and ``PRIOR_TALKS`` talk times,
+        each from its quantiles. They sit in the long history only: the latest dials
+        (``RECENT``, ``LATEST``) that detect a change are today's own, and today's
+        outcomes push the prior's out."""
+        dials = min(max(0, prior.dials), PRIOR_DIALS)
+        live = round(dials * min(1.0, max(0.0, prior.live_rate)))
+        for index in range(dials):
+            # The index-th of ``dials`` is live when it completes one more of ``live``.
+            self._outcomes.append(float((index + 1) * live // dials > index * live // dials))
+        for samples, values, seen, points in (
+            (self._live_rings, prior.live_rings, prior.live_rings_seen, PRIOR_RINGS),
+            (self._other_rings, prior.other_rings, prior.other_rings_seen, PRIOR_RINGS),
+            (self._talks, prior.talks, prior.talks_seen, PRIOR_TALKS),
+        ):
+            for value in quantiles(sorted(values), min(seen, points)):
+                samples.add(max(0.0, value))
+        self._ended += 1  # the talk times changed: recompute their survival
+
+    def prior(self, day: str) -> PacingPrior | None:
+        """What this history knows, as the prior of the campaign's next day; None
+        before its first dial (nothing learnt: a stored prior stays as it is)."""
+        if not self.dials_seen or not self._outcomes:
+            return None
+        rate, dials = self._live_share()
+        return PacingPrior(
+            day=day,
+            live_rate=rate,
+            dials=dials,
+            live_rings=quantiles(self._live_rings.sorted, PRIOR_RINGS),
+            live_rings_seen=len(self._live_rings),
+            other_rings=quantiles(self._other_rings.sorted, PRIOR_RINGS),
+            other_rings_seen=len(self._other_rings),
+            talks=quantiles(self._talks.sorted, PRIOR_TALKS),
+            talks_seen=len(self._talks),
+        )
 
     def answered_live(self, ring_seconds: float) -> None:
         """A dial was answered (machines that are detected before answer never are)."""
         self._outcomes.append(1.0)
         self._recent.append(1.0)
+        self.dials_seen += 1
         self._live_rings.add(max(0.0, ring_seconds))
 
     def not_answered(self, ring_seconds: float) -> None:
         """A dial ended without an answer: busy, no answer, machine, failure."""
         self._outcomes.append(0.0)
         self._recent.append(0.0)
+        self.dials_seen += 1
         self._other_rings.add(max(0.0, ring_seconds))
 
     def talked(self, seconds: float) -> None:
@@ -237,7 +318,9 @@ class CallHistory:
     def _live_share(self) -> tuple[float, int]:
         """The share of dials answered live and the dials it is read from: the latest
         ``HISTORY`` outcomes, or the latest ``RECENT`` when those differ from it beyond
-        chance (the list changed), or the latest ``LATEST`` when those say it rose."""
+        chance (the list changed), or the latest ``LATEST`` when those say it rose. After
+        a ``seed``, today's own dials (fewer than ``RECENT`` at first) that differ from
+        the prior beyond chance replace it the same way."""
         if not self._outcomes:
             return 0.0, 0
         long = sum(self._outcomes) / len(self._outcomes)
@@ -245,13 +328,16 @@ class CallHistory:
             return long, len(self._outcomes)
         spread = math.sqrt(max(long * (1.0 - long), 1e-6))
         # More live answers than the longer history says: dangerous (more callers than
-        # agents), so believed after the latest ``LATEST`` dials already.
+        # agents), so believed after the latest ``LATEST`` dials already. (The latest
+        # dials are today's own: after a prior, fewer at first, judged by their count.)
+        if not self._recent:
+            return long, len(self._outcomes)
         latest = list(self._recent)[-LATEST:]
         rising = sum(latest) / len(latest)
         if rising > long + Z_CHANGE * spread / math.sqrt(len(latest)):
             return rising, len(latest)
         short = sum(self._recent) / len(self._recent)
-        if abs(short - long) > Z_CHANGE * spread / math.sqrt(RECENT):
+        if abs(short - long) > Z_CHANGE * spread / math.sqrt(len(self._recent)):
             return short, len(self._recent)
         return long, len(self._outcomes)
 
@@ -348,8 +434,11 @@ class Situation(msgspec.Struct, frozen=True, kw_only=True):
     waiting: int = 0
     # Lines other campaigns on the same queue ring, counted as live answers for them.
     other_live: float = 0.0
-    # Seconds an agent takes after a call before taking the next (not observable here).
+    # Seconds an agent takes after a call before taking the next: the configured
+    # assumption, used while the queue reports fewer than ``MIN_TAIL`` measured ones.
     wrap_up: float = 5.0
+    # The wrap-ups the queue measured of its latest calls (seconds; any order).
+    wrap_ups: Sequence[float] = ()
     # Seconds an answered call may wait for an agent before it counts abandoned.
     abandon_seconds: float = 2.0
 
@@ -387,15 +476,23 @@ def expected_excess(
         )
         return excess, mean
     variance = sum(c * (1.0 - c) for c in chances) + new_lines * live_rate * (1.0 - live_rate)
-    variance += sum(c * (1.0 - c) for c in freeing)
-    centre = mean - sum(freeing)
-    sigma = math.sqrt(max(variance, 1e-9))
-    # E[(Y - F)+] for Y normal: σ·φ(z) + (μ - F)·(1 - Φ(z)), z = (F - μ)/σ; F + ½ for
-    # the continuity of a count.
-    z = (free + 0.5 - centre) / sigma
-    tail = 0.5 * math.erfc(z / math.sqrt(2.0))
-    density = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    return max(0.0, sigma * density + (centre - free - 0.5) * tail), mean
+    freed_variance = sum(c * (1.0 - c) for c in freeing)
+
+    def normal_excess(centre: float, variance: float) -> float:
+        # E[(Y - F)+] for Y normal: σ·φ(z) + (μ - F)·(1 - Φ(z)), z = (F - μ)/σ; F + ½
+        # for the continuity of a count.
+        sigma = math.sqrt(max(variance, 1e-9))
+        z = (free + 0.5 - centre) / sigma
+        tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+        density = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        return max(0.0, sigma * density + (centre - free - 0.5) * tail)
+
+    # X - G <= X: agents who may come free never raise the excess, though their spread
+    # widens the normal curve (it would, for a few agents unlikely to come free).
+    return min(
+        normal_excess(mean - sum(freeing), variance + freed_variance),
+        normal_excess(mean, variance),
+    ), mean
 
 
 def free_agents_forecast(history: CallHistory, estimates: Estimates, now: Situation) -> float:
@@ -411,9 +508,23 @@ def _agents(
     waiting and to the queue's other campaigns), the chance each talking agent is free by
     the time lines started now are answered, and the talk-time estimate used."""
     talks = history.survival(now.talking)
-    horizon = estimates.early_answer_seconds + now.abandon_seconds - now.wrap_up
-    freeing = [talks.ends_within(elapsed, horizon) for elapsed in now.talking]
+    horizon = estimates.early_answer_seconds + now.abandon_seconds
+    waits = wrap_up_samples(now)
+    freeing = [
+        sum(talks.ends_within(elapsed, horizon - wait) for wait in waits) / len(waits)
+        for elapsed in now.talking
+    ]
     return now.available_agents - now.waiting - now.other_live, freeing, talks
+
+
+def wrap_up_samples(now: Situation) -> tuple[float, ...]:
+    """The wrap-ups a talking agent's next one is drawn from: the queue's measured ones
+    (at most ``WRAP_UP_POINTS`` of their quantiles) once it reported ``MIN_TAIL``, else
+    the configured assumption alone."""
+    measured = sorted(now.wrap_ups)
+    if len(measured) < MIN_TAIL:
+        return (now.wrap_up,)
+    return quantiles(measured, WRAP_UP_POINTS)
 
 
 def _largest(ceiling: int, fits: Callable[[int], bool]) -> int:
@@ -482,8 +593,14 @@ def lines_within_headroom(
     keep = 1.0 - cap
 
     def fits(new_lines: int) -> bool:
-        mean = keep * (ringing_mean + new_lines * rate) - freed_mean
+        mean = keep * (ringing_mean + new_lines * rate)
         variance = keep * keep * (ringing_variance + new_lines * rate * (1.0 - rate))
-        return mean + Z_SAFE * math.sqrt(variance + freed_variance) <= available + headroom
+        # X - G <= X: agents who may come free never count against the room, though
+        # their spread widens the normal bound (a few agents unlikely to come free).
+        bound = min(
+            mean - freed_mean + Z_SAFE * math.sqrt(variance + freed_variance),
+            mean + Z_SAFE * math.sqrt(variance),
+        )
+        return bound <= available + headroom
 
     return _largest(ceiling, fits)

@@ -8,10 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialerd.core.predictive import (
+    PRIOR_DIALS,
+    Z_LIVE,
     CallHistory,
+    PacingPrior,
     Situation,
     expected_excess,
+    free_agents_forecast,
     lines_to_start,
+    lines_within_headroom,
+    wilson_upper,
 )
 
 PROPERTY = settings(max_examples=100, deadline=None)
@@ -31,6 +37,10 @@ def learned(live_rate: float = 0.25, dials: int = 400, seed: int = 1) -> CallHis
         else:
             history.not_answered(20.0)
     return history
+
+
+# One learnt history the property tests read (its cache of estimates aside, read only).
+LEARNED = learned()
 
 
 def test_without_history_the_model_does_not_decide() -> None:
@@ -251,3 +261,162 @@ def test_the_spread_of_calls_ending_counts_in_the_abandonment() -> None:
     excess, mean = expected_excess([1.0], 0, 0.25, 0.0, freeing=[0.5])
     assert mean == 1.0
     assert excess == 0.5
+
+
+# -- a prior from the campaign's last day (issue 24, item 2) -----------------------------
+
+
+def yesterday(live_rate: float = 0.25) -> PacingPrior:
+    prior = learned(live_rate=live_rate, dials=400, seed=21).prior("2026-03-01")
+    assert prior is not None
+    return prior
+
+
+def test_a_history_without_dials_has_no_prior_to_keep() -> None:
+    assert CallHistory().prior("2026-03-01") is None
+    seeded = CallHistory()
+    seeded.seed(yesterday())
+    # Seeded but nothing learnt today: nothing new to keep (the stored one stays).
+    assert seeded.prior("2026-03-02") is None
+
+
+def test_the_prior_keeps_the_day_s_share_and_call_times() -> None:
+    prior = yesterday(0.25)
+    assert prior.day == "2026-03-01"
+    assert prior.dials == 400
+    assert 0.2 < prior.live_rate < 0.3
+    assert len(prior.talks) == 20
+    assert prior.talks == tuple(sorted(prior.talks))
+    assert prior.talks_seen == prior.live_rings_seen
+
+
+def test_with_a_prior_the_day_starts_knowing_the_campaign() -> None:
+    # Issue 24, item 2: a fresh day's model knows nothing for minutes; seeded with the
+    # last day's figures it paces from the first tick, with what that day learnt.
+    fresh = CallHistory()
+    seeded = CallHistory()
+    seeded.seed(yesterday(0.25))
+    situation = Situation(available_agents=10, ringing=[], talking=[])
+    assert fresh.estimates() is None
+    assert lines_to_start(fresh, situation, 0.015, 1000) is None
+    estimates = seeded.estimates()
+    assert estimates is not None
+    assert 0.2 < estimates.live_rate < 0.3
+    assert 5 < estimates.answer_seconds < 9
+    assert 140 < estimates.talk_seconds < 220
+    lines = lines_to_start(seeded, situation, 0.015, 1000)
+    assert lines is not None
+    assert lines > 10
+
+
+def test_a_prior_weighs_as_a_hundred_dials_at_most() -> None:
+    seeded = CallHistory()
+    seeded.seed(yesterday(0.25))
+    rate, high = seeded.live_bounds()
+    # 400 dials known yesterday count as PRIOR_DIALS today: a wider interval.
+    assert learned(live_rate=0.25, dials=400, seed=21).live_bounds()[1] < high
+    assert high == wilson_upper(rate, PRIOR_DIALS, Z_LIVE)
+
+
+def test_today_s_rise_of_live_answers_overrides_the_prior_within_a_minute_s_dials() -> None:
+    # Yesterday 15 %; today's list answers 50 %: believed from today's own dials.
+    rng = random.Random(4)
+    seeded = CallHistory()
+    seeded.seed(yesterday(0.15))
+    for _ in range(40):
+        if rng.random() < 0.5:
+            seeded.answered_live(rng.uniform(2, 12))
+        else:
+            seeded.not_answered(20.0)
+    estimates = seeded.estimates()
+    assert estimates is not None
+    assert estimates.live_rate > 0.35
+
+
+def test_a_seeded_history_passes_on_today_s_figures_as_the_next_prior() -> None:
+    seeded = CallHistory()
+    seeded.seed(yesterday(0.25))
+    today = learned(live_rate=0.5, dials=400, seed=5)
+    prior = today.prior("2026-03-02")
+    assert prior is not None
+    seeded.seed(prior)
+    rng = random.Random(6)
+    for _ in range(400):
+        if rng.random() < 0.5:
+            seeded.answered_live(rng.uniform(2, 12))
+        else:
+            seeded.not_answered(20.0)
+    kept = seeded.prior("2026-03-02")
+    assert kept is not None
+    assert 0.42 < kept.live_rate < 0.58  # today's 400 dials pushed the priors out
+
+
+# -- measured wrap-ups (issue 24, item 2) --------------------------------------------------
+
+
+def test_agents_finishing_count_as_free_by_the_wrap_ups_the_queue_measured() -> None:
+    # Calls at 280 s of 60-300 s may end within seconds. With the assumed wrap-up of
+    # 10 s their agents come back after a line started now is answered (an early
+    # answer: 4-5 s, + 2 s); the queue measured 1-2 s wrap-ups: some are back in time.
+    history = learned()
+    talking = [280.0] * 10
+    assumed = Situation(available_agents=0, ringing=[], talking=talking, wrap_up=10.0)
+    measured = Situation(available_agents=0, ringing=[], talking=talking, wrap_up=10.0,
+                         wrap_ups=[1.0, 1.5, 2.0, 1.2, 1.8, 1.1])  # fmt: skip
+    estimates = history.estimates(talking)
+    assert estimates is not None
+    assert free_agents_forecast(history, estimates, assumed) == 0.0
+    assert free_agents_forecast(history, estimates, measured) > 0.5
+
+
+def test_a_few_measured_wrap_ups_do_not_replace_the_configured_one() -> None:
+    history = learned()
+    talking = [280.0] * 10
+    few = Situation(available_agents=0, ringing=[], talking=talking, wrap_up=10.0,
+                    wrap_ups=[1.0, 1.0])  # fmt: skip
+    assumed = Situation(available_agents=0, ringing=[], talking=talking, wrap_up=10.0)
+    estimates = history.estimates(talking)
+    assert estimates is not None
+    assert free_agents_forecast(history, estimates, few) == free_agents_forecast(
+        history, estimates, assumed
+    )
+
+
+@PROPERTY
+@given(
+    available=st.integers(0, 30),
+    talking=st.lists(st.floats(0.0, 320.0), max_size=40),
+    extra=st.floats(0.0, 320.0),
+    headroom=st.floats(0.0, 5.0),
+)
+def test_an_agent_who_may_come_free_never_means_fewer_lines(
+    available: int, talking: list[float], extra: float, headroom: float
+) -> None:
+    # X - G <= X: one more talking agent, however unlikely to come free in time, can
+    # only lower the callers left waiting (the normal approximation once said more).
+    history = LEARNED
+    before = Situation(available_agents=available, ringing=[0.0] * 5, talking=talking,
+                       wrap_up=0.0)  # fmt: skip
+    after = Situation(available_agents=available, ringing=[0.0] * 5,
+                      talking=[*talking, extra], wrap_up=0.0)  # fmt: skip
+    fewer = lines_within_headroom(history, before, headroom, 0.03, 200)
+    more = lines_within_headroom(history, after, headroom, 0.03, 200)
+    assert fewer is not None
+    assert more is not None
+    assert more >= fewer
+    paced = lines_to_start(history, before, 0.015, 200)
+    paced_more = lines_to_start(history, after, 0.015, 200)
+    assert paced is not None
+    assert paced_more is not None
+    assert paced_more >= paced
+
+
+def test_a_talking_agent_unlikely_to_come_free_in_time_leaves_the_governor_s_count() -> None:
+    # One free agent, two lines ringing, room for two abandoned calls. A third of the
+    # way through a call, its agent may (rarely) come free in time: that cannot add to
+    # the callers left waiting, so the governor allows what it allows without it.
+    alone = Situation(available_agents=1, ringing=[0.0, 0.0], talking=[], wrap_up=0.0)
+    talking = Situation(available_agents=1, ringing=[0.0, 0.0], talking=[190.0], wrap_up=0.0)
+    without = lines_within_headroom(LEARNED, alone, 2.0, 0.03, 200)
+    assert without == 2
+    assert lines_within_headroom(LEARNED, talking, 2.0, 0.03, 200) == without
