@@ -1,8 +1,8 @@
 """The store's ports: what each user of persistent storage sees of it.
 
 One protocol per part of the store (resources, targets, campaigncalls, the dial ledger,
-leases, the do-not-call list, quota counts), and one per user made of the parts it uses:
-the scheduler (``SchedulerStore``), the API (``ApiStore``), campaign commands
+leases, the do-not-call list, quota counts, pacing priors), and one per user made of the
+parts it uses: the scheduler (``SchedulerStore``), the API (``ApiStore``), campaign commands
 (``ControlStore``). ``Store`` is all of them: what the daemon opens, and what both
 backends (``dialerd.store.sqlite``, ``dialerd.store.redis``) implement; one conformance
 suite per part (``tests/integration/store/test_store_*.py``) runs on both.
@@ -50,6 +50,7 @@ from datetime import datetime
 from typing import Protocol
 
 from dialerd.core.abandonment import DayCount
+from dialerd.core.predictive import PacingPrior
 from dialerd.core.quotas import Usage
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.insight import TargetCounts
@@ -294,6 +295,18 @@ class Ledger(Protocol):
         finish extends meanwhile is kept."""
 
 
+class PacingPriors(Protocol):
+    """A campaign's pacing prior: what its predictive model knew when its last day
+    ended (or it stopped), so the next day does not start blind (behaviour.md §10).
+    One per campaign; it outlives the campaign's lease (another instance reads it)."""
+
+    async def save_pacing_prior(self, campaign_id: str, prior: PacingPrior) -> None:
+        """Keep ``prior`` as the campaign's latest, replacing the one before."""
+
+    async def pacing_prior(self, campaign_id: str) -> PacingPrior | None:
+        """The campaign's latest prior; None if none was kept."""
+
+
 class LeaseReads(Protocol):
     """Who holds a campaign's lease (the API's state answer reads it)."""
 
@@ -363,8 +376,9 @@ class Quotas(Protocol):
         that outdial's targets. Deleted resources do not count."""
 
 
-class SchedulerStore(CampaignReads, Ledger, Leases, Protocol):
-    """What the scheduler uses: the ledger, leases, the reads of a tick."""
+class SchedulerStore(CampaignReads, Ledger, Leases, PacingPriors, Protocol):
+    """What the scheduler uses: the ledger, leases, the pacing priors, the reads of a
+    tick."""
 
     backend: str
 

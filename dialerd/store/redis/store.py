@@ -37,6 +37,8 @@ Layout (``P`` = prefix):
   ``P:active``: sets that make counts and exhaustion checks O(1).
 - ``P:abandonment:<campaign>``: a hash of the campaign's live answers and abandoned
   calls per day (fields ``<YYYY-MM-DD>:live`` and ``<YYYY-MM-DD>:abandoned``).
+- ``P:pacing_prior:<campaign>``: the campaign's pacing prior (JSON of
+  ``dialerd.core.predictive.PacingPrior``), replaced at each day's rollover and stop.
 - ``P:lease:<campaign>``: the campaign's lease, a hash (``owner``, ``token``) that
   expires with it (PX ttl, the Redis server's clock, so hosts need not agree on the
   time); ``P:lease_token:<campaign>``, the counter its tokens come from, and
@@ -132,9 +134,10 @@ from dialerd.store.redis.fields import (
     target_row,
 )
 from dialerd.store.redis.ledger import RedisLedger
+from dialerd.store.redis.priors import RedisPriors
 
 
-class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall):
+class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall, RedisPriors):
     """The ``Store`` port on one Redis server: every part, on one connection pool."""
 
     # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------

@@ -248,6 +248,15 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
         "ALTER TABLE target ADD COLUMN skipped TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX number_lock_expiry ON number_lock (locked_until)",
     ),
+    # 9: per campaign, the pacing prior its predictive model starts a day from
+    # (behaviour.md §10): what the model knew when the last day ended (JSON).
+    (
+        """CREATE TABLE pacing_prior (
+            campaign_id TEXT PRIMARY KEY,
+            day TEXT NOT NULL,
+            body TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -59,6 +59,7 @@ from dialerd.store.documents import (
 )
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
 from dialerd.store.sqlite.ledger import SqliteLedger
+from dialerd.store.sqlite.priors import SqlitePriors
 from dialerd.store.sqlite.rows import (
     CAMPAIGNCALLS,
     CAMPAIGNS,
@@ -121,7 +122,7 @@ def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
             raise CampaignChanged(f"campaign {campaign.id}: its {table} is gone; read it again")
 
 
-class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
+class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
     """The ``Store`` port on one SQLite file: every part, on one connection."""
 
     # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
