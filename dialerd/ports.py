@@ -6,9 +6,9 @@ chosen by configuration. Events flow back from backends as small frozen structs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 import msgspec
 from anyio.abc import ObjectSendStream, TaskStatus
@@ -49,6 +49,19 @@ class QueueAdapter(Protocol):
 
     async def has_queue(self, queue_name: str) -> bool:
         """Whether the backend knows this queue; raise ``QueueUnavailable`` if it cannot tell."""
+
+
+class MeasuresWrapUp(Protocol):
+    """A queue adapter that also reports its agents' wrap-ups (``sim``, ``asterisk``):
+    the predictive model then counts on them instead of ``engine.predictive_wrap_up``."""
+
+    def wrap_ups(self, queue_name: str) -> Sequence[float]:
+        """The seconds of wrap-up after the latest calls of the queue's agents (at most
+        ``WRAP_UPS_KEPT``, oldest first); empty while none was seen."""
+
+
+# The wrap-ups a queue adapter keeps per queue: the latest calls'.
+WRAP_UPS_KEPT: Final = 100
 
 
 class Origination(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,7 +17,8 @@ parameters (``config.campaigns[campaign_id]``, else ``config.outcomes``):
   for the talk time and the call ends ``normal``. With a queue it is connected to a
   random free agent, or waits for one up to ``abandon_after`` seconds and is then
   ``abandoned``. A connected call ends ``normal`` after the talk time and its agent
-  wraps up (``wrap_up``) before taking the next call. When an agent takes a call the
+  wraps up (``wrap_up``) before taking the next call (the queue adapter reports the
+  wrap-ups: ``SimQueue.wrap_ups``). When an agent takes a call the
   engine is told how long the caller waited (``AgentConnected``): the abandonment
   measurement reads it (behaviour.md §10).
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -76,6 +77,7 @@ from dialerd.core.actions import (
 )
 from dialerd.model import NIL_UUID, format_time
 from dialerd.ports import (
+    WRAP_UPS_KEPT,
     ActionServices,
     AgentConnected,
     Answered,
@@ -204,6 +206,8 @@ class _AgentPool:
     agents: list[_Agent] = field(default_factory=list)
     waiting: deque[_Call] = field(default_factory=deque)
     hired: int = 0
+    # The wrap-ups of the latest calls (what ``SimQueue.wrap_ups`` reports).
+    wrap_ups: deque[float] = field(default_factory=lambda: deque(maxlen=WRAP_UPS_KEPT))
 
     def free(self) -> list[_Agent]:
         return [agent for agent in self.agents if agent.status == AgentStatus.AVAILABLE]
@@ -772,7 +776,9 @@ class SimTelephony(_SimBackend):
 
     async def _wrap_up(self, agent: _Agent, pool: _AgentPool) -> None:
         world = self.world
-        await world.sleep(_uniform(world.rng, world.config.wrap_up))
+        seconds = _uniform(world.rng, world.config.wrap_up)
+        pool.wrap_ups.append(seconds)
+        await world.sleep(seconds)
         world.account()
         agent.status = AgentStatus.AVAILABLE
         if agent.retiring:
@@ -794,6 +800,11 @@ class SimQueue:
         pool = self.world.pool(queue_name)
         metrics.queue_agents(queue_name, (agent.status.value for agent in pool.agents))
         return len(pool.free())
+
+    def wrap_ups(self, queue_name: str) -> Sequence[float]:
+        """The wrap-ups the queue's agents drew after their latest calls (reported as an
+        agent starts one: app_queue's wrap-up is known then too)."""
+        return tuple(self.world.pool(queue_name).wrap_ups)
 
     async def has_queue(self, queue_name: str) -> bool:
         """The simulated centre staffs every queue it is asked about."""

@@ -9,13 +9,21 @@ the queue's; ``wrapup_time`` (configuration) stands in for the queue's.
 
 Live queue events of dialerd's calls (channel ids that are campaigncall ids, UUIDs) feed
 metrics: ``AgentConnect`` (seconds waited in the queue) and ``QueueCallerAbandon``.
+
+Wrap-ups (``wrap_ups``, what the predictive model counts on): app_queue holds a member
+back for its ``Wrapuptime`` (else the queue's) after each call. On ``AgentComplete`` of
+one of dialerd's calls (``Queue``, ``Interface`` of the member) the adapter notes the
+wrap-up that member now serves: its ``Wrapuptime`` as last reported (``QueueMember`` of
+a ``QueueStatus`` reply, which names the interface ``Location``, or ``QueueMemberStatus``
+and the like, ``Interface``), else ``wrapup_time``.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import structlog
@@ -23,7 +31,7 @@ import structlog
 from dialerd import metrics
 from dialerd.adapters.asterisk.ami import AmiClient, AmiError, AmiUnavailable
 from dialerd.adapters.asterisk.ami_protocol import AmiMessage
-from dialerd.ports import QueueUnavailable
+from dialerd.ports import WRAP_UPS_KEPT, QueueUnavailable
 
 log = structlog.get_logger("dialerd.queue")
 
@@ -126,6 +134,24 @@ class AsteriskQueue:
         self.wrapup_time = wrapup_time
         self._clock = clock
         self._missing: set[str] = set()
+        # Per (queue, member interface), lower case: the member's own Wrapuptime (0: the
+        # queue's); per queue, the wrap-ups after dialerd's latest calls.
+        self._member_wrapup: dict[tuple[str, str], int] = {}
+        self._wrap_ups: dict[str, deque[float]] = {}
+
+    def wrap_ups(self, queue_name: str) -> Sequence[float]:
+        """The wrap-ups app_queue applied after dialerd's latest calls on the queue
+        (see the module docstring), oldest first."""
+        return tuple(self._wrap_ups.get(queue_name.lower(), ()))
+
+    def _note_member(self, member: AmiMessage) -> None:
+        """Remember a member's own wrap-up, from any event or reply that reports it."""
+        if "Wrapuptime" not in member:
+            return
+        interface = member.get("Interface") or member.get("Location")
+        if interface:
+            key = (member.get("Queue").lower(), interface.lower())
+            self._member_wrapup[key] = _int(member, "Wrapuptime")
 
     async def available_agents(self, queue_name: str) -> int:
         """Members Asterisk would ring now; raise ``QueueUnavailable`` if AMI cannot tell."""
@@ -156,14 +182,26 @@ class AsteriskQueue:
             raise QueueUnavailable(f"queue {queue_name!r}: {exc}") from None
         except ValueError as exc:  # a name with a line break in it
             raise QueueUnavailable(f"queue {queue_name!r}: {exc}") from None
+        for event in reply.events:
+            if event.event == "QueueMember":
+                self._note_member(event)
         return reply.events
 
     def on_event(self, event: AmiMessage) -> None:
-        """Count the queue events of dialerd's calls (an ``AmiClient`` callback)."""
+        """Count the queue events of dialerd's calls, and note the wrap-ups after them
+        (an ``AmiClient`` callback)."""
+        if event.event.startswith("QueueMember"):
+            self._note_member(event)
+            return
         if not _CAMPAIGNCALL_ID.match(event.get("Uniqueid")):
             return
         queue = event.get("Queue")
-        if event.event == "AgentConnect":
+        if event.event == "AgentComplete":
+            member = (queue.lower(), event.get("Interface").lower())
+            wrap_up = self._member_wrapup.get(member) or self.wrapup_time
+            kept = self._wrap_ups.setdefault(queue.lower(), deque(maxlen=WRAP_UPS_KEPT))
+            kept.append(float(wrap_up))
+        elif event.event == "AgentConnect":
             metrics.queue_wait(queue, float(_int(event, "HoldTime")))
         elif event.event == "QueueCallerAbandon":
             metrics.queue_caller_abandoned(queue)
