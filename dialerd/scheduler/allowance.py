@@ -3,21 +3,28 @@ campaigns on its queue, the ceilings, the pacing mode and the abandonment govern
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from dialerd import metrics
 from dialerd.attempts import AttemptsView
-from dialerd.core import governor
+from dialerd.core import abandonment, governor
 from dialerd.core.pacing import PacingInput, RateBudget, ceiling, decide
-from dialerd.core.predictive import AIM, Situation, lines_to_start, lines_within_headroom
+from dialerd.core.predictive import (
+    AIM,
+    CallHistory,
+    Situation,
+    lines_to_start,
+    lines_within_headroom,
+)
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignType, PacingMode
 from dialerd.ports import QueueUnavailable
 from dialerd.scheduler.calls import Measures
 from dialerd.scheduler.shared import SharedState, log
 from dialerd.scheduler.sharing import CallSharing
+from dialerd.store import StoreError
 
 
 def governing_cap(configured: float | None, campaign: Campaign) -> float | None:
@@ -47,6 +54,9 @@ class Pacing:
     # The queue adapter failed the latest read of the campaign's free agents (logged
     # once on entering and once on leaving that state).
     queue_unavailable: bool = False
+    # The campaign day its call history is learning (None until the first tick read
+    # the stored prior): at its rollover the history is kept as the next day's prior.
+    day: str | None = None
 
 
 class PacingView(Protocol):
@@ -63,6 +73,16 @@ class PacingView(Protocol):
 
     @property
     def governor_pressure(self) -> float: ...
+
+
+def talk_times(attempts: AttemptsView, campaign_id: str, now: float) -> list[float]:
+    """Seconds since each of the campaign's calls connected to an agent was answered:
+    the calls still running, which the talk-time estimate counts (Kaplan–Meier)."""
+    return [
+        now - attempt.answered_at
+        for attempt in attempts.of(campaign_id)
+        if attempt.answered and attempt.agent_wait is not None and attempt.answered_at is not None
+    ]
 
 
 # The campaigns on a queue: those this instance runs (from memory) and every running
@@ -91,6 +111,44 @@ class Allowance:
     def forget(self, campaign_id: str) -> None:
         """The campaign's loop ended."""
         self._pacing.pop(campaign_id, None)
+
+    async def keep_prior(self, campaign_id: str) -> None:
+        """The campaign's loop ends: what its history learnt today is kept as its prior
+        (unless it learnt nothing; a store away: logged, not retried)."""
+        pacing = self._pacing.get(campaign_id)
+        measured = self.measures.view(campaign_id)
+        if pacing is not None and pacing.day is not None and measured is not None:
+            await self._save_prior(campaign_id, measured.history, pacing.day)
+
+    async def _follow_day(self, pacing: Pacing, campaign: Campaign, history: CallHistory) -> None:
+        """On the loop's first tick, seed the history with the campaign's stored prior
+        (its last day's figures); at each day's rollover, keep the history as the next
+        day's prior (behaviour.md §10)."""
+        day = abandonment.campaign_day(
+            self.shared.clock.now(), self.shared.config.abandon_day_offset_minutes
+        )
+        if pacing.day is None:
+            pacing.day = day
+            try:
+                prior = await self.shared.store.pacing_prior(campaign.id)
+            except StoreError as exc:
+                log.warning("pacing prior not read; the day starts without it",
+                            campaign_id=campaign.id, error=str(exc))  # fmt: skip
+                return
+            if prior is not None and not history.dials_seen:
+                history.seed(prior)
+        elif day != pacing.day:
+            await self._save_prior(campaign.id, history, pacing.day)
+            pacing.day = day
+
+    async def _save_prior(self, campaign_id: str, history: CallHistory, day: str) -> None:
+        prior = history.prior(day)
+        if prior is None:
+            return
+        try:
+            await self.shared.store.save_pacing_prior(campaign_id, prior)
+        except StoreError as exc:
+            log.warning("pacing prior not kept", campaign_id=campaign_id, error=str(exc))
 
     def spent(self, campaign: Campaign, granted: int, started: int, *, claimed: bool) -> None:
         """The tick started ``started`` of the ``granted`` attempts (see
@@ -187,6 +245,7 @@ class Allowance:
             and measured is not None
             and getattr(self.shared.telephony, "reports_agent_connect", False)
         ):
+            await self._follow_day(pacing, campaign, measured.history)
             policy = self.shared.abandonment(campaign.customer_id)
             windows = await self.measures.abandonment_windows(campaign.id, policy.windows)
             situation = self._situation(campaign, pacing_input, others)
@@ -225,15 +284,13 @@ class Allowance:
         """What the predictive model reads: the campaign's lines and calls right now."""
         now = self.shared.clock.monotonic()
         ringing: list[float] = []
-        talking: list[float] = []
         waiting = 0
         for attempt in self.attempts.of(campaign.id):
             if not attempt.answered:
                 ringing.append(now - attempt.started_at if attempt.started_at else 0.0)
             elif attempt.agent_wait is None:
                 waiting += 1
-            elif attempt.answered_at is not None:
-                talking.append(now - attempt.answered_at)
+        talking = talk_times(self.attempts, campaign.id, now)
         return Situation(
             available_agents=pacing.available_agents,
             ringing=ringing,
@@ -242,8 +299,19 @@ class Allowance:
             # The queue's other campaigns: their demand, in lines per agent.
             other_live=others / 100,
             wrap_up=self.shared.config.predictive_wrap_up,
+            wrap_ups=self._wrap_ups(campaign),
             abandon_seconds=self.shared.config.abandon_seconds,
         )
+
+    def _wrap_ups(self, campaign: Campaign) -> Sequence[float]:
+        """The wrap-ups the queue adapter measured on the campaign's queue (none from an
+        adapter that does not report them: the configured one stands)."""
+        queue = self.shared.queues.get(campaign.customer_id, campaign.queue_id)
+        report = getattr(self.shared.queue, "wrap_ups", None)
+        if queue is None or report is None:
+            return ()
+        measured: Sequence[float] = report(queue.name)
+        return measured
 
     async def _queue_demand(self, campaign: Campaign) -> int:
         """Σ dialing × service_level of the other campaigns on the campaign's queue.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 from anyio.abc import TaskStatus
@@ -18,7 +18,7 @@ from dialerd.insight import CampaignInsight
 from dialerd.model import CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
 from dialerd.queues import QueueRegistry
-from dialerd.scheduler.allowance import Allowance
+from dialerd.scheduler.allowance import Allowance, talk_times
 from dialerd.scheduler.calls import Calls, MeasuresView
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
@@ -121,6 +121,7 @@ class Engine:
             started_by_chain=ending.take_chained,
             outplan=calls.outplan,
             loop_ended=loop_ended,
+            keep_learnt=allowance.keep_prior,
         )
 
     # -- what the daemon, the API and the tests see --------------------------------
@@ -270,7 +271,10 @@ class Engine:
             abandonment=self._calls.measures.abandonment_counted(campaign_id, windows),
             governor_pressure=pacing.governor_pressure if pacing else 0.0,
             running_actions=running,
-            **self._estimates(self._calls.measures.view(campaign_id)),
+            **self._estimates(
+                self._calls.measures.view(campaign_id),
+                talk_times(self._calls.view, campaign_id, self._shared.clock.monotonic()),
+            ),
         )
 
     def _running_actions(self, campaign_id: str) -> dict[str, int]:
@@ -284,12 +288,14 @@ class Engine:
         return running
 
     @staticmethod
-    def _estimates(measures: MeasuresView | None) -> dict[str, float]:
+    def _estimates(measures: MeasuresView | None, talking: Sequence[float]) -> dict[str, float]:
+        """The model's estimates as /state shows them: its talk time counts the calls
+        still running (``talking``), as pacing does."""
         if measures is None:
             return {}
         waits = measures.answer_to_agent_seconds
         measured = {} if waits is None else {"answer_to_agent_seconds": round(waits, 2)}
-        estimates = measures.history.estimates()
+        estimates = measures.history.estimates(talking)
         if estimates is None:
             return measured
         return {

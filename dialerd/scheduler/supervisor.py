@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -54,6 +54,9 @@ class Supervisor:
     outplan: Callable[[str], Outplan | None]
     # What the other parts forget of a campaign whose loop ended.
     loop_ended: Callable[[str], None]
+    # What a loop that ends while it holds the lease keeps of what it learnt (the
+    # pacing prior), before ``loop_ended`` forgets it.
+    keep_learnt: Callable[[str], Awaitable[None]] | None = None
     # When housekeeping or a tick last got through (the watchdog's heartbeat).
     last_progress: float = -math.inf
     _housekeeping_sleep: anyio.CancelScope | None = None
@@ -204,6 +207,10 @@ class Supervisor:
                 deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
         finally:
             del self.running.loops[loop.campaign_id]
+            if self.keep_learnt is not None and self.leases.fence(loop.campaign_id) is not None:
+                # Shielded and bounded, as the lease's release below.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(STORE_RETRY):
+                    await self.keep_learnt(loop.campaign_id)
             self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
             await self.ownership.release_lease(loop.campaign_id)
