@@ -23,6 +23,9 @@ Per cell it prints:
   minutes, outside the 15 minutes after the team changes (the goal is 0), and
   ``step``: the largest minute-to-minute change of that 5-minute occupancy (points).
 
+With ``--prior`` each campaign starts from the prior a day like the cell's would have
+left in the store (behaviour.md §10), as a campaign that ran yesterday does.
+
 Results are deterministic for a seed. Run: scripts/bench-pacing --help
 """
 
@@ -31,12 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import random
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -47,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dialerd.adapters.sim import SimCallCentre
 from dialerd.config import EngineConfig, Range, SimConfig, SimOutcomes
 from dialerd.core import abandonment
+from dialerd.core.predictive import CallHistory, PacingPrior
 from dialerd.model import (
     Address,
     AddressType,
@@ -128,6 +133,9 @@ def parse_args() -> argparse.Namespace:
                         help="engine.predictive_wrap_up (the sim: 3-10 s)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON object per cell")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--prior", action="store_true",
+                        help="start each campaign from a prior of a day like the cell's "
+                        "(as if it ran yesterday)")  # fmt: skip
     parser.add_argument("--trace", action="store_true",
                         help="each run's occupancy minute by minute (stderr)")  # fmt: skip
     args = parser.parse_args()
@@ -164,6 +172,28 @@ def campaign_for(policy: str, outplan: Outplan, outdial: Outdial, now: str) -> C
             campaign, pacing_mode=PacingMode.PREDICTIVE, target_abandon_rate=CAP
         )
     return campaign
+
+
+def yesterday(scenario: Scenario, seed: int) -> PacingPrior:
+    """The prior a day like the cell's start would have left (``--prior``): 400 dials of
+    its first mix, each drawn as the sim draws it."""
+    rng = random.Random(seed)
+    history = CallHistory()
+    mix = outcomes(scenario.live, scenario)
+    for _ in range(400):
+        draw = rng.random()
+        if draw < scenario.live:
+            history.answered_live(rng.uniform(*scenario.ring))
+            history.talked(rng.uniform(*scenario.talk))
+        elif draw < scenario.live + mix.busy:
+            history.not_answered(rng.uniform(1.0, 4.0))
+        elif draw < scenario.live + mix.busy + mix.machine:
+            history.not_answered(rng.uniform(*scenario.ring))
+        else:
+            history.not_answered(20.0)  # no answer: the dial timeout
+    prior = history.prior(abandonment.campaign_day(scenario.start - timedelta(days=1)))
+    assert prior is not None
+    return prior
 
 
 def swings(occupancy: Sequence[float], quiet: set[int], agents: int) -> tuple[int, float]:
@@ -238,6 +268,8 @@ async def run_cell(scenario: Scenario, policy: str, args: argparse.Namespace) ->
                 ]
             )
             campaign = await store.create_campaign(campaign_for(policy, outplan, outdial, now))
+            if args.prior:
+                await store.save_pacing_prior(campaign.id, yesterday(scenario, args.seed))
             changes = sorted(scenario.changes, key=lambda change: change.minute)
             async with (
                 anyio.create_task_group() as task_group,
