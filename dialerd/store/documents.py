@@ -1,7 +1,8 @@
 """What both backends share about documents (campaigns, outplans, outdials and
-campaigncalls kept as JSON bodies): one encoding, each kind's name and decoder, the page
-size rule, and the ``Resources`` port's methods written once over five generic steps
-each backend implements (``_create``, ``_get``, ``_update``, ``_delete``, ``_page``).
+campaigncalls kept as JSON bodies, and the pacing priors): one encoding, each kind's name
+and decoder, the page size rule, and the ``Resources`` port's methods written once over
+five generic steps each backend implements (``_create``, ``_get``, ``_update``,
+``_delete``, ``_page``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Final, Generic, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
+from dialerd.core.predictive import PacingPrior
 from dialerd.model import Campaign, Campaigncall, CampaignStatus, Outdial, Outplan, Page
 from dialerd.store.base import MAX_PAGE_SIZE, Fence
 
@@ -160,3 +162,17 @@ class ResourceMethods:
         self: Steps, customer_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
     ) -> Page[Outdial]:
         return await self._page(OUTDIAL, customer_id, page_size, page_token)
+
+
+_PRIOR: Final = msgspec.json.Decoder(PacingPrior)
+
+
+def decode_prior(body: str | bytes | None) -> PacingPrior | None:
+    """A stored pacing prior, or None: none kept, or one this version cannot read (a
+    prior is only a head start; the campaign then learns from its own dials)."""
+    if body is None:
+        return None
+    try:
+        return _PRIOR.decode(body)
+    except msgspec.DecodeError:
+        return None

@@ -304,7 +304,8 @@ class PacingPriors(Protocol):
         """Keep ``prior`` as the campaign's latest, replacing the one before."""
 
     async def pacing_prior(self, campaign_id: str) -> PacingPrior | None:
-        """The campaign's latest prior; None if none was kept."""
+        """The campaign's latest prior; None if none was kept, or if it cannot be read
+        (kept by another version): a prior is only a head start."""
 
 
 class LeaseReads(Protocol):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import msgspec
 
 from dialerd.core.predictive import PacingPrior
+from dialerd.store.documents import decode_prior
 from dialerd.store.redis.connection import RedisConnection
-
-_PRIOR = msgspec.json.Decoder(PacingPrior)
 
 
 class RedisPriors(RedisConnection):
@@ -22,4 +21,4 @@ class RedisPriors(RedisConnection):
     async def pacing_prior(self, campaign_id: str) -> PacingPrior | None:
         """The campaign's latest prior; None if none was kept."""
         body = await self._guard(self._connected().get(self._key("pacing_prior", campaign_id)))
-        return None if body is None else _PRIOR.decode(body)
+        return decode_prior(body)

@@ -7,9 +7,8 @@ import sqlite3
 import msgspec
 
 from dialerd.core.predictive import PacingPrior
+from dialerd.store.documents import decode_prior
 from dialerd.store.sqlite.connection import SqliteConnection
-
-_PRIOR = msgspec.json.Decoder(PacingPrior)
 
 
 class SqlitePriors(SqliteConnection):
@@ -38,4 +37,4 @@ class SqlitePriors(SqliteConnection):
             return None if row is None else str(row[0])
 
         body = await self._read(select)
-        return None if body is None else _PRIOR.decode(body)
+        return decode_prior(body)

@@ -3,9 +3,12 @@ pacing prior, kept across instances and replaced by the latest; run on every bac
 
 from __future__ import annotations
 
+import msgspec
+
 from dialerd.core.predictive import PacingPrior
 from dialerd.model import new_id
 from dialerd.store import Store
+from dialerd.store.documents import decode_prior
 
 
 def prior(day: str, live_rate: float) -> PacingPrior:
@@ -42,3 +45,13 @@ async def test_the_latest_prior_replaces_the_one_before(store: Store) -> None:
     await store.save_pacing_prior(campaign_id, prior("2026-03-02", 0.15))
     assert await store.pacing_prior(campaign_id) == prior("2026-03-02", 0.15)
     assert await store.pacing_prior(other_id) == prior("2026-03-01", 0.4)
+
+
+def test_a_prior_that_cannot_be_read_counts_as_none() -> None:
+    # Kept by another version, or damaged: the day starts without it, never fails.
+    kept = prior("2026-03-01", 0.25)
+    assert decode_prior(msgspec.json.encode(kept)) == kept
+    assert decode_prior(None) is None
+    assert decode_prior(b"{not json") is None
+    assert decode_prior(b'{"day": "2026-03-01"}') is None
+    assert decode_prior(b'{"day": 1, "live_rate": "high", "dials": 3}') is None
