@@ -115,16 +115,23 @@ class FakeClock:
             await settle(busy=busy)
         self._elapsed = max(self._elapsed, target)
 
-    async def run(self, *, max_seconds: float, threshold: float = 0.0) -> None:
+    async def run(
+        self,
+        *,
+        max_seconds: float,
+        threshold: float = 0.0,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         """Autojump until cancelled: whenever all other tasks are blocked, jump to the next
         deadline. Raise ``SimulatedTimeExceeded`` rather than pass ``max_seconds`` from now.
 
         ``threshold`` (real seconds) makes it also wait until nothing has moved for that
-        long, for tests whose tasks wait on sockets.
+        long, for tests whose tasks wait on sockets; ``busy``, as for ``settle`` (a Redis
+        store's calls in flight: time does not move while one awaits its answer).
         """
         limit = self._elapsed + max_seconds
         while True:
-            await settle(threshold)
+            await settle(threshold, busy=busy)
             deadline = self.next_deadline()
             if deadline is None:
                 self._sleeper_added = anyio.Event()
@@ -139,11 +146,17 @@ class FakeClock:
 
     @asynccontextmanager
     async def autojump(
-        self, *, max_seconds: float = 86400.0, threshold: float = 0.0
+        self,
+        *,
+        max_seconds: float = 86400.0,
+        threshold: float = 0.0,
+        busy: Callable[[], bool] | None = None,
     ) -> AsyncIterator[None]:
         """Autojump (see ``run``) while the ``async with`` body runs."""
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(partial(self.run, max_seconds=max_seconds, threshold=threshold))
+            task_group.start_soon(
+                partial(self.run, max_seconds=max_seconds, threshold=threshold, busy=busy)
+            )
             try:
                 yield
             finally:
