@@ -206,11 +206,12 @@ class Supervisor:
                     return
                 deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
         finally:
-            del self.running.loops[loop.campaign_id]
             if self.keep_learnt is not None and self.leases.fence(loop.campaign_id) is not None:
-                # Shielded and bounded, as the lease's release below.
+                # While the loop still counts as running (its measures are readable);
+                # shielded and bounded, as the lease's release below.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(STORE_RETRY):
                     await self.keep_learnt(loop.campaign_id)
+            del self.running.loops[loop.campaign_id]
             self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
             await self.ownership.release_lease(loop.campaign_id)
