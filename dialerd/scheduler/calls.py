@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+import msgspec
 from anyio.abc import ObjectReceiveStream
 
 from dialerd import metrics
@@ -289,9 +290,24 @@ class Calls:
                 placed=placed,
                 # Restored attempts (a restart) have no known start: no ring time.
                 started_at=None if placed else self.shared.clock.monotonic(),
+                campaigncall=campaigncall,
             )
         )
         self._publish_active(campaigncall.campaign_id)
+
+    def live_attempts(self) -> list[Campaigncall]:
+        """The attempts followed now, as claimed, with their status now (``dialing``
+        until answered): what is written back after a store failover."""
+        return [
+            msgspec.structs.replace(
+                attempt.campaigncall,
+                status=CampaigncallStatus.PROGRESSING
+                if attempt.answered
+                else CampaigncallStatus.DIALING,
+            )
+            for attempt in self._book
+            if attempt.campaigncall is not None
+        ]
 
     async def originate(self, origination: Origination, campaign_type: CampaignType) -> None:
         attempt = self._book.get(origination.campaigncall_id)

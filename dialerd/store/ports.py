@@ -319,6 +319,23 @@ class Leases(LeaseReads, Protocol):
         instance can take it at once."""
 
 
+class Failover(Protocol):
+    """A store that can fail over to a replica that lacks the latest writes (Redis
+    with Sentinel): the scheduler writes its leases and live attempts back before it
+    claims again (behaviour.md, "Redis failover")."""
+
+    @property
+    def failed_over(self) -> bool:
+        """A new primary was seen and this instance has not written back to it yet."""
+
+    async def write_back(
+        self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]
+    ) -> None:
+        """Re-assert the leases ``fences`` (for ``ttl`` seconds) and write the live
+        ``attempts`` again where the store lost them, their targets out of reach of any
+        claim; raise ``StoreError`` if the store cannot take it now."""
+
+
 class DoNotCall(Protocol):
     """Do-not-call numbers, per customer (behaviour.md §10)."""
 
@@ -363,7 +380,7 @@ class Quotas(Protocol):
         that outdial's targets. Deleted resources do not count."""
 
 
-class SchedulerStore(CampaignReads, Ledger, Leases, Protocol):
+class SchedulerStore(CampaignReads, Ledger, Leases, Failover, Protocol):
     """What the scheduler uses: the ledger, leases, the reads of a tick."""
 
     backend: str

@@ -84,6 +84,8 @@ SCRIPTS: Final = (
     "dnc",
     "dialing",
     "prune",
+    "restore_lease",
+    "restore_attempt",
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "

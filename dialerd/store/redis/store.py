@@ -120,6 +120,7 @@ from dialerd.store.documents import (
     page_limit,
 )
 from dialerd.store.redis.dnc import RedisDoNotCall
+from dialerd.store.redis.durable import DurableLedger
 from dialerd.store.redis.fields import (
     DELETE_ATTEMPTS,
     DISCARD_CHUNK,
@@ -131,10 +132,9 @@ from dialerd.store.redis.fields import (
     max_bound,
     target_row,
 )
-from dialerd.store.redis.ledger import RedisLedger
 
 
-class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall):
+class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall):
     """The ``Store`` port on one Redis server: every part, on one connection pool."""
 
     # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------
