@@ -63,6 +63,7 @@ class SentinelTopology:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
         self.sentinels: dict[int, subprocess.Popen[bytes]] = {}
         self.primary_port = free_port()
@@ -76,6 +77,7 @@ class SentinelTopology:
             config = workdir / f"sentinel-{n}.conf"
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+                f"logfile {workdir / f'sentinel-{n}.log'}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
@@ -115,6 +117,7 @@ class SentinelTopology:
         ]  # fmt: skip
         if replica_of is not None:
             command += ["--replicaof", "127.0.0.1", str(replica_of)]
+        command += ["--logfile", str(self.workdir / f"redis-{port}.log")]
         self.servers[port] = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -7,8 +7,10 @@ primary."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.metrics import store as store_metrics
@@ -18,9 +20,29 @@ from dialerd.store.documents import encode
 from dialerd.store.redis.fields import micros
 from dialerd.store.redis.ledger import RedisLedger
 
+# Attempts ended lately, kept to be written back if a failover loses them whole (their
+# claim and their end): for this many seconds, at most this many.
+ENDED_KEPT_SECONDS = 120.0
+ENDED_KEPT = 20_000
+
 
 class DurableLedger(RedisLedger):
     """``RedisLedger`` with the failover guard and the replicas' acknowledgement."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # campaigncall id -> (monotonic time it ended, its body as it ended).
+        self._ended: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def _keep_ended(self, campaigncall: Campaigncall) -> None:
+        """Remember an attempt that ended here, for a while (``write_back``)."""
+        ended = self._ended
+        now = time.monotonic()
+        ended[campaigncall.id] = (now, encode(campaigncall))
+        while ended and (
+            len(ended) > ENDED_KEPT or next(iter(ended.values()))[0] < now - ENDED_KEPT_SECONDS
+        ):
+            ended.popitem(last=False)
 
     @property
     def failed_over(self) -> bool:
@@ -86,7 +108,7 @@ class DurableLedger(RedisLedger):
         calling_rules: CallingRules | None = None,
     ) -> FinishResult | None:
         with self.failover.guarded("end of an attempt"):
-            return await super().finish_attempt(
+            finished = await super().finish_attempt(
                 campaigncall_id,
                 result,
                 reason,
@@ -96,6 +118,9 @@ class DurableLedger(RedisLedger):
                 give_back_try=give_back_try,
                 calling_rules=calling_rules,
             )
+        if finished is not None and finished.finished:
+            self._keep_ended(finished.campaigncall)
+        return finished
 
     async def write_back(
         self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]
@@ -116,15 +141,24 @@ class DurableLedger(RedisLedger):
                     max(1, round(ttl * 1000)),
                 )
             now = micros(datetime.now().astimezone())
+            restored = 0
             for campaigncall in attempts:
                 status = (
                     CampaigncallStatus.DIALING
                     if campaigncall.status == CampaigncallStatus.DIALING
                     else CampaigncallStatus.PROGRESSING
                 )
-                await self._run("restore_attempt", encode(campaigncall), status.value, now)
+                reply = await self._run("restore_attempt", encode(campaigncall), status.value, now)
+                restored += reply == b"restored"
+            # Attempts that ended lately: their claim and end may both be lost, and a
+            # call that was placed is never forgotten.
+            for _, body in list(self._ended.values()):
+                reply = await self._run("restore_ended", body)
+                restored += reply == b"restored"
             await self._acknowledged("write-back")
-            self.failover.written_back(generation, self.failover_settle)
+            self.failover.written_back(
+                generation, self.failover_settle, attempts=len(attempts), restored=restored
+            )
 
     async def _acknowledged(self, what: str) -> None:
         """Wait until ``min_replicas`` replicas have every write made so far (one write

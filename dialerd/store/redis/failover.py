@@ -100,9 +100,12 @@ class Failover:
         """Seconds left before claims are allowed after the latest write-back."""
         return max(0.0, self.settled_at - time.monotonic())
 
-    def written_back(self, generation: int, settle: float) -> bool:
-        """The write-back begun at ``generation`` is done; False if another primary was
-        seen meanwhile (write back again)."""
+    def written_back(
+        self, generation: int, settle: float, *, attempts: int = 0, restored: int = 0
+    ) -> bool:
+        """The write-back begun at ``generation`` is done (``restored`` of the live
+        ``attempts`` were missing on the new primary); False if another primary was seen
+        meanwhile (write back again)."""
         if generation != self.generation or self.seen is None:
             return self.seen is None
         self.replid, self.seen = self.seen, None
@@ -112,5 +115,7 @@ class Failover:
             "live attempts written back to the new primary; claims resume after the settle",
             store=self.where,
             settle=settle,
+            live_attempts=attempts,
+            restored=restored,
         )
         return True
