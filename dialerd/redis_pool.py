@@ -21,6 +21,9 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from dialerd.config import parse_sentinel
 
+# Seconds to wait for one sentinel's answer (at most the pool's timeout).
+SENTINEL_TIMEOUT = 0.5
+
 
 @dataclass(frozen=True)
 class Primary:
@@ -113,9 +116,12 @@ def connection_pool(
         given.pop(name, None)
     if url.startswith("rediss://"):
         given["ssl"] = True
+    # Each sentinel is asked in turn: a short wait for each keeps the whole round (all
+    # of them, the connect, the reply) within a few times ``timeout``.
+    asked = min(timeout, SENTINEL_TIMEOUT)
     manager = Sentinel(
         [parse_sentinel(sentinel) for sentinel in sentinels],
-        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+        sentinel_kwargs={"socket_timeout": asked, "socket_connect_timeout": asked},
     )
     return BlockingSentinelPool(
         service_name,

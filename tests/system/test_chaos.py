@@ -121,9 +121,7 @@ def test_sentinel_failovers_under_hundreds_of_calls_lose_and_double_nothing(
     the claims made while the primary's writes reach no replica are dialed, then lost
     by the promoted replica and written back): the primary killed, then SIGSTOPped,
     then killed during a lease handover, while the campaign has calls up."""
-    args = parse_args(
-        ["--targets", "1500", "--failovers", "2", "--seed", "3", "--deadline", "300"]
-    )
+    args = parse_args(["--targets", "1500", "--failovers", "2", "--seed", "3", "--deadline", "300"])
     checks, note = scenario_failover(args, "redis", tmp_path)
     failed = [f"{check.name}: {check.detail}" for check in checks if not check.ok]
     assert not failed, (failed, note)

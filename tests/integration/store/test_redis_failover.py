@@ -1,7 +1,8 @@
 """The Redis store behind Sentinel: a failover is an outage, then the store goes on on
 the promoted replica; a claim no replica acknowledged is not handed out to be dialed;
 a claim the promoted replica lost is written back and its target is not claimed again
-(real redis-server and redis-sentinel processes on loopback)."""
+(real redis-server and redis-sentinel processes on loopback). The queue adapter
+follows the primary the same way."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.asyncio
 
+from dialerd.adapters.redis_queue import RedisQueue
 from dialerd.core.targets import RetryRule
 from dialerd.model import CampaigncallResult, CampaigncallStatus, TargetStatus
+from dialerd.ports import QueueUnavailable
 from dialerd.store.base import Fence, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
@@ -60,14 +63,18 @@ async def store(topology: SentinelTopology) -> AsyncIterator[RedisStore]:
 
 
 async def until_answers(store: RedisStore) -> None:
-    """Ping until the store answers again (bounded by the promotion the caller awaited)."""
+    """Ping until the store reaches the new primary (bounded by the promotion the caller
+    awaited); it answers, but is not ready until the write-back."""
     for _ in range(100):
         try:
             await store.ping()
-            return
-        except StoreUnavailable:
+        except StoreUnavailable as refused:
+            written_back_first = "not written back yet" in str(refused)
+            if store.failed_over:
+                assert written_back_first
+                return
             continue
-    raise AssertionError("the store never answered on the new primary")
+    raise AssertionError("the store never reached the new primary")
 
 
 async def test_a_failover_is_an_outage_then_claims_resume_on_the_new_primary(
@@ -211,3 +218,36 @@ async def until_replicated(topology: SentinelTopology) -> None:
         assert await client.wait(2, 5000) == 2
     finally:
         await client.aclose()
+
+
+async def test_the_redis_queue_adapter_follows_the_primary_sentinel_names(
+    topology: SentinelTopology,
+) -> None:
+    queue = RedisQueue(
+        url=topology.url(),
+        prefix="dqueue",
+        pool_size=4,
+        timeout=1.0,
+        sentinels=topology.addresses,
+        service_name=SERVICE,
+    )
+    await queue.open()
+    try:
+        writer = redis.asyncio.Redis(host="127.0.0.1", port=topology.primary_port)
+        await writer.hset(queue.agents_key("sales"), mapping={"a1": "available", "a2": "busy"})
+        await writer.aclose()
+        await until_replicated(topology)
+        assert await queue.available_agents("sales") == 1
+
+        old = topology.kill_primary()
+        topology.wait_promoted(old)
+        counted = None
+        for _ in range(50):
+            try:
+                counted = await queue.available_agents("sales")
+                break
+            except QueueUnavailable:
+                continue
+        assert counted == 1
+    finally:
+        await queue.close()
