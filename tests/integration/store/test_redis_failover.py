@@ -6,10 +6,12 @@ follows the primary the same way."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 import redis.asyncio
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 OWNER = "instance-a"
+# Seconds a client may take to reach the primary the sentinels promoted.
+PROMOTION_REACHED = 30.0
 LEASE_TTL = 60.0
 
 
@@ -65,7 +69,8 @@ async def store(topology: SentinelTopology) -> AsyncIterator[RedisStore]:
 async def until_answers(store: RedisStore) -> None:
     """Ping until the store reaches the new primary (bounded by the promotion the caller
     awaited); it answers, but is not ready until the write-back."""
-    for _ in range(100):
+    deadline = time.monotonic() + PROMOTION_REACHED
+    while time.monotonic() < deadline:
         try:
             await store.ping()
         except StoreUnavailable as refused:
@@ -73,7 +78,7 @@ async def until_answers(store: RedisStore) -> None:
             if store.failed_over:
                 assert written_back_first
                 return
-            continue
+            await anyio.sleep(0.05)  # polls another process (the sentinels), bounded
     raise AssertionError("the store never reached the new primary")
 
 
@@ -242,12 +247,12 @@ async def test_the_redis_queue_adapter_follows_the_primary_sentinel_names(
         old = topology.kill_primary()
         topology.wait_promoted(old)
         counted = None
-        for _ in range(50):
+        deadline = time.monotonic() + PROMOTION_REACHED
+        while counted is None and time.monotonic() < deadline:
             try:
                 counted = await queue.available_agents("sales")
-                break
             except QueueUnavailable:
-                continue
+                await anyio.sleep(0.05)  # polls another process (the sentinels), bounded
         assert counted == 1
     finally:
         await queue.close()
