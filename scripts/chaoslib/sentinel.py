@@ -24,6 +24,7 @@ FAILOVER_TIMEOUT_MS = 5000
 # Waiting for processes to come up or for Sentinel to promote (bounded polls).
 START_WAIT = 15.0
 PROMOTE_WAIT = 30.0
+RESYNC_WAIT = 60.0
 
 
 def _client(port: int) -> redis.Redis:
@@ -187,12 +188,13 @@ class SentinelTopology:
         sentinels take it back as one)."""
         self._start_server(port, replica_of=self.primary_port)
 
-    def wait_replicas(self, count: int = 2) -> None:
-        """Wait until the primary has ``count`` replicas in sync again."""
+    def wait_replicas(self, count: int = 1) -> None:
+        """Wait until the primary has ``count`` replicas again (one is a candidate for
+        the next promotion; Sentinel brings the other back in its own time)."""
         self._wait(
             lambda: self.connected_replicas(self.primary_port) >= count,
-            f"{count} replicas of the new primary",
-            PROMOTE_WAIT,
+            f"{count} replica(s) of the new primary",
+            RESYNC_WAIT,
         )
 
     def wait_promoted(self, old: int) -> int:
