@@ -14,7 +14,7 @@ from typing import Protocol
 
 import anyio
 
-from dialerd.model import CampaignType
+from dialerd.model import Campaigncall, CampaignType
 from dialerd.ports import HangupReason
 
 
@@ -44,6 +44,9 @@ class Attempt:
     answered_at: float | None = None
     # Seconds the answered caller waited for an agent (None: no agent took the call yet).
     agent_wait: float | None = None
+    # The attempt as the store gave it (its claim, or a restart's read): what is written
+    # back if the store fails over to a replica that lost it.
+    campaigncall: Campaigncall | None = None
 
     def ring_seconds(self, now: float) -> float | None:
         """How long the call rang: until its answer, else until ``now``; None when its

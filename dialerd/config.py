@@ -34,6 +34,14 @@ Uuid = Annotated[
 CustomerId = Uuid
 
 
+def parse_sentinel(text: str) -> tuple[str, int]:
+    """``host:port`` as a pair; ``ValueError`` naming the text when it is not one."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"sentinel {text!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
 
@@ -45,10 +53,38 @@ class RedisConnection(_Section, frozen=True):
     pool_size: PositiveInt = 32
     # Seconds to wait for a connection from the pool, and for a reply.
     timeout: PositiveFloat = 2.0
+    # Redis Sentinel: the sentinels ("host:port") asked for the primary of service_name
+    # (the url then gives only the database, user and password). A failover is a short
+    # outage: dialing resumes on the new primary without a restart (operations.md).
+    sentinels: list[str] = msgspec.field(default_factory=list)
+    service_name: str = ""
+    # [store.redis] only. Replicas that must acknowledge a claim and a lease renewal
+    # (WAIT) before anything is dialed on it, within replica_timeout seconds; fewer is
+    # a store outage (behaviour.md, "Redis failover").
+    min_replicas: NonNegativeInt = 0
+    replica_timeout: PositiveFloat = 0.5
+    # [store.redis] only. Seconds nothing is claimed after this instance wrote its
+    # leases and live attempts back to a new primary, so the other instances sharing
+    # the store have written theirs back too.
+    failover_settle: NonNegativeFloat = 5.0
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("url must start with redis://, rediss:// or unix://")
+        if bool(self.sentinels) != bool(self.service_name):
+            raise ValueError("sentinels and service_name go together: give both or neither")
+        if self.sentinels and self.url.startswith("unix://"):
+            raise ValueError("with sentinels the url must start with redis:// or rediss://")
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                parse_sentinel(sentinel)
+            except ValueError as error:
+                raise ValueError(f"sentinels[{index}]: {error}") from None
+
+    @property
+    def durability_set(self) -> bool:
+        """Whether a key that only the store uses differs from its default."""
+        return (self.min_replicas, self.replica_timeout, self.failover_settle) != (0, 0.5, 5.0)
 
     def __repr__(self) -> str:
         # A password in the URL stays out of logs and tracebacks that print the config.
@@ -362,6 +398,11 @@ class QueueConfig(_Section, frozen=True):
     def __post_init__(self) -> None:
         if self.backend == "asterisk" and self.asterisk is None:
             raise ValueError('backend "asterisk" needs a [queue.asterisk] section')
+        if self.redis.durability_set:
+            raise ValueError(
+                "redis: min_replicas, replica_timeout and failover_settle belong to "
+                "[store.redis] (the queue adapter only reads)"
+            )
 
 
 class QueueEntry(_Section, frozen=True):

@@ -8,6 +8,7 @@ available agents, which is logged once per queue until the hash appears.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from dialerd import metrics
 from dialerd.ports import QueueUnavailable
+from dialerd.redis_pool import connection_pool
 
 log = structlog.get_logger("dialerd.queue")
 
@@ -55,12 +57,25 @@ class RedisQueue:
 
     name = "redis"
 
-    def __init__(self, *, url: str, prefix: str, pool_size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        pool_size: int,
+        timeout: float,
+        sentinels: Sequence[str] = (),
+        service_name: str = "",
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.pool_size = pool_size
         self.timeout = timeout
-        self.shown_url = redact_url(url)
+        self.sentinels = tuple(sentinels)
+        self.service_name = service_name
+        self.shown_url = (
+            f"{service_name} (sentinels {', '.join(sentinels)})" if sentinels else redact_url(url)
+        )
         self._pool: BlockingConnectionPool | None = None
         self._client: Redis | None = None
         self._missing: set[str] = set()
@@ -74,12 +89,12 @@ class RedisQueue:
         if self._client is not None:
             return
         try:
-            pool = BlockingConnectionPool.from_url(
+            pool = connection_pool(
                 self.url,
-                max_connections=self.pool_size,
+                sentinels=self.sentinels,
+                service_name=self.service_name,
+                pool_size=self.pool_size,
                 timeout=self.timeout,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
                 decode_responses=True,
             )
         except ValueError as exc:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from dialerd.metrics.engine import TICK_BUCKETS
-from dialerd.metrics.unregistered import gauge, histogram
+from dialerd.metrics.unregistered import counter, gauge, histogram
 from dialerd.model import CampaignStatus
 
 # SQLite answers in tens of microseconds, a remote Redis in milliseconds.
@@ -25,12 +25,63 @@ CAMPAIGNS_STORED = gauge(
     "Campaigns in the store by status (the same on every instance sharing it).",
     ["status"],
 )
-FAMILIES = (STORE_OPERATION, STORE_UP, CAMPAIGNS_STORED)
+# Redis (behaviour.md, "Redis failover"): the role of the server the latest connection
+# reached, the failovers seen (a new primary), the replicas the latest claim or lease
+# renewal reached and how many the configuration wants.
+STORE_ROLES = ("primary", "replica")
+STORE_ROLE = gauge(
+    "dialerd_store_role",
+    "1 for the role (primary, replica) of the Redis server the store's latest connection reached.",
+    ["role"],
+)
+STORE_FAILOVERS = counter(
+    "dialerd_store_failovers_total",
+    "Times the Redis store's primary changed under this process (a replica promoted, or "
+    "a primary started afresh): its leases and live attempts were written back.",
+)
+STORE_REPLICAS_ACKNOWLEDGED = gauge(
+    "dialerd_store_replicas_acknowledged",
+    "Replicas that acknowledged the latest claim or lease renewal (WAIT), when "
+    "[store.redis] min_replicas asks for any.",
+)
+STORE_MIN_REPLICAS = gauge(
+    "dialerd_store_min_replicas",
+    "[store.redis] min_replicas: replicas that must acknowledge a claim before it is dialed.",
+)
+STORE_WRITE_BACK_PENDING = gauge(
+    "dialerd_store_write_back_pending",
+    "1 from a Redis failover seen until this process has written its leases and live "
+    "attempts back to the new primary (nothing is claimed meanwhile).",
+)
+FAMILIES = (
+    STORE_OPERATION,
+    STORE_UP,
+    CAMPAIGNS_STORED,
+    STORE_ROLE,
+    STORE_FAILOVERS,
+    STORE_REPLICAS_ACKNOWLEDGED,
+    STORE_MIN_REPLICAS,
+    STORE_WRITE_BACK_PENDING,
+)
 
 
 def declare() -> None:
     """The store counts as up until a check says otherwise."""
     STORE_UP.set(1)
+    STORE_FAILOVERS.inc(0)
+    STORE_WRITE_BACK_PENDING.set(0)
+
+
+def store_role(role: str) -> None:
+    """The latest connection reached a server in this role (Redis's master or slave)."""
+    shown = "primary" if role == "master" else "replica"
+    for each in STORE_ROLES:
+        STORE_ROLE.labels(role=each).set(1 if each == shown else 0)
+
+
+def replicas_acknowledged(count: int, wanted: int) -> None:
+    STORE_REPLICAS_ACKNOWLEDGED.set(count)
+    STORE_MIN_REPLICAS.set(wanted)
 
 
 @contextmanager

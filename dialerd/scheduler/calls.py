@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+import msgspec
 from anyio.abc import ObjectReceiveStream
 
 from dialerd import metrics
@@ -245,6 +246,9 @@ class Calls:
         # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
         self.draining = False
         self._drained: Counter[str] = Counter()
+        # Attempts whose end is being written (out of the book meanwhile): still live
+        # for a store failover's write-back until the write is done.
+        self._finishing: dict[str, Attempt] = {}
 
     def note_outplan(self, outplan: Outplan) -> None:
         """The outplan as a tick read it (its retry rule applies when attempts end)."""
@@ -289,9 +293,26 @@ class Calls:
                 placed=placed,
                 # Restored attempts (a restart) have no known start: no ring time.
                 started_at=None if placed else self.shared.clock.monotonic(),
+                campaigncall=campaigncall,
             )
         )
         self._publish_active(campaigncall.campaign_id)
+
+    def live_attempts(self) -> list[Campaigncall]:
+        """The attempts followed now, as claimed, with their status now (``dialing``
+        until answered): what is written back after a store failover."""
+        attempts = {attempt.campaigncall_id: attempt for attempt in self._book}
+        attempts.update(self._finishing)
+        return [
+            msgspec.structs.replace(
+                attempt.campaigncall,
+                status=CampaigncallStatus.PROGRESSING
+                if attempt.answered
+                else CampaigncallStatus.DIALING,
+            )
+            for attempt in attempts.values()
+            if attempt.campaigncall is not None
+        ]
 
     async def originate(self, origination: Origination, campaign_type: CampaignType) -> None:
         attempt = self._book.get(origination.campaigncall_id)
@@ -600,6 +621,8 @@ class Calls:
             return  # a late or repeated event of an attempt this engine no longer follows
         rule = await self._retry_rule(outplan_id)
         result = targets.result_for(reason)
+        if attempt is not None:
+            self._finishing[campaigncall_id] = attempt
         try:
             with metrics.store_operation("finish_attempt", self.shared.store.backend):
                 finished = await self.shared.store.finish_attempt(
@@ -622,6 +645,8 @@ class Calls:
             if attempt is not None:
                 self._book.add(attempt)
             raise
+        finally:
+            self._finishing.pop(campaigncall_id, None)
         self._publish_active(campaign_id)
         if finished is None or not finished.finished:
             return

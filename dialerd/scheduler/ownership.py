@@ -30,6 +30,7 @@ class Ownership:
         self.shared = shared
         self._leases = leases
         self.calls = calls
+        self._writing_back = anyio.Lock()
 
     async def hold_lease(self, campaign_id: str) -> bool:
         """Take or renew the campaign's lease; False when another instance holds it."""
@@ -59,6 +60,26 @@ class Ownership:
             await self.take_over(campaign_id)
             lease.taken_over = True
         return True
+
+    async def write_back(self) -> None:
+        """After the store failed over to a replica that may lack the latest writes
+        (behaviour.md, "Redis failover"): this instance's leases and live attempts are
+        written back before it claims anything (one write-back at a time; the store
+        refuses claims until then). Raises ``StoreError`` when the store cannot take it."""
+        store = self.shared.store
+        if not store.failed_over:
+            return
+        async with self._writing_back:
+            if not store.failed_over:
+                return
+            fences = self._leases.fences()
+            attempts = self.calls.live_attempts()
+            log.warning(
+                "store failed over: writing back leases and live attempts",
+                leases=len(fences),
+                attempts=len(attempts),
+            )
+            await store.write_back(fences, self.shared.config.lease_ttl, attempts)
 
     async def release_lease(self, campaign_id: str) -> None:
         """Give the lease back as the loop ends."""

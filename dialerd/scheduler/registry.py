@@ -40,6 +40,10 @@ class Leases:
         lease = self._held.get(campaign_id)
         return lease.fence if lease is not None else None
 
+    def fences(self) -> list[Fence]:
+        """Every lease this instance holds."""
+        return [lease.fence for lease in self._held.values()]
+
     def held_elsewhere(self, campaign_id: str, now: float) -> bool:
         """Another instance held the campaign's lease at the latest try, lately."""
         return self._foreign.get(campaign_id, -math.inf) > now

@@ -95,6 +95,7 @@ class Supervisor:
         stopped = 0
         for rounds in itertools.count():
             try:
+                await self.ownership.write_back()
                 active = await self.shared.store.campaigns_with_status(
                     [CampaignStatus.RUN, CampaignStatus.STOPPING]
                 )
@@ -182,6 +183,8 @@ class Supervisor:
                 tick_started = self.shared.clock.monotonic()
                 lag = max(0.0, tick_started - deadline)
                 try:
+                    # After a store failover, nothing is claimed before the write-back.
+                    await self.ownership.write_back()
                     if not await self.ownership.hold_lease(loop.campaign_id):
                         return
                     try:

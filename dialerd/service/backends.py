@@ -56,7 +56,12 @@ class Backends:
         if config.queue.backend == "redis":
             redis = config.queue.redis
             self.redis_queue = RedisQueue(
-                url=redis.url, prefix=redis.prefix, pool_size=redis.pool_size, timeout=redis.timeout
+                url=redis.url,
+                prefix=redis.prefix,
+                pool_size=redis.pool_size,
+                timeout=redis.timeout,
+                sentinels=redis.sentinels,
+                service_name=redis.service_name,
             )
             self.queue = self.redis_queue
         self.ari: AriTelephony | None = None

@@ -72,6 +72,11 @@ def create_store(config: StoreConfig, state_dir: Path) -> Store:
             prefix=config.redis.prefix,
             pool_size=config.redis.pool_size,
             timeout=config.redis.timeout,
+            sentinels=config.redis.sentinels,
+            service_name=config.redis.service_name,
+            min_replicas=config.redis.min_replicas,
+            replica_timeout=config.redis.replica_timeout,
+            failover_settle=config.redis.failover_settle,
         )
     from dialerd.store.sqlite import SqliteStore
 

@@ -333,6 +333,23 @@ class Leases(LeaseReads, Protocol):
         instance can take it at once."""
 
 
+class Failover(Protocol):
+    """A store that can fail over to a replica that lacks the latest writes (Redis
+    with Sentinel): the scheduler writes its leases and live attempts back before it
+    claims again (behaviour.md, "Redis failover")."""
+
+    @property
+    def failed_over(self) -> bool:
+        """A new primary was seen and this instance has not written back to it yet."""
+
+    async def write_back(
+        self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]
+    ) -> None:
+        """Re-assert the leases ``fences`` (for ``ttl`` seconds) and write the live
+        ``attempts`` again where the store lost them, their targets out of reach of any
+        claim; raise ``StoreError`` if the store cannot take it now."""
+
+
 class DoNotCall(Protocol):
     """Do-not-call numbers, per customer (behaviour.md §10)."""
 
@@ -377,9 +394,9 @@ class Quotas(Protocol):
         that outdial's targets. Deleted resources do not count."""
 
 
-class SchedulerStore(CampaignReads, Ledger, Leases, PacingPriors, Protocol):
-    """What the scheduler uses: the ledger, leases, the pacing priors, the reads of a
-    tick."""
+class SchedulerStore(CampaignReads, Ledger, Leases, PacingPriors, Failover, Protocol):
+    """What the scheduler uses: the ledger, leases, the pacing priors, failover write-back,
+    the reads of a tick."""
 
     backend: str
 

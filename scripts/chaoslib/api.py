@@ -114,6 +114,21 @@ class CampaignApi:
             return None
         return reply.status_code == 200
 
+    def calls_up(self) -> int:
+        """The attempts the daemon follows now (``dialerd_attempts_active``, dialing and
+        progressing); 0 if it does not answer."""
+        try:
+            reply = httpx.get(f"{self.ops_url}/metrics", timeout=5)
+        except httpx.TransportError:
+            return 0
+        return round(
+            sum(
+                float(line.rpartition(" ")[2])
+                for line in reply.text.splitlines()
+                if line.startswith("dialerd_attempts_active{")
+            )
+        )
+
     def final_state(self, campaign_id: str) -> FinalState:
         """The campaign, its outplan, every target of its outdial and every campaigncall."""
         campaign = self._get(f"/campaigns/{campaign_id}", Campaign)

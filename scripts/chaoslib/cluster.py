@@ -71,9 +71,13 @@ class Daemon(launcher.Daemon):
         lease_ttl: float,
         speed: float,
         seed: int,
+        redis_extra: str = "",
+        max_concurrent: int = 60,
+        agents: int = 40,
     ) -> None:
         store_section = (
             f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis_url}"\ntimeout = 1.0\n'
+            f"{redis_extra}\n"
             if store == "redis"
             else '[store]\nbackend = "sqlite"\n'
         )
@@ -82,10 +86,10 @@ class Daemon(launcher.Daemon):
             customer_id=CUSTOMER,
             queue_id=QUEUE,
             queue_name="chaos",
-            engine=f"max_concurrent_attempts = 60\nlease_ttl = {lease_ttl}",
+            engine=f"max_concurrent_attempts = {max_concurrent}\nlease_ttl = {lease_ttl}",
             sim_seed=seed,
             sim_speed=speed,
-            sim_agents=40,
+            sim_agents=agents,
             ledger=str(ledger),
             log_level="warning",
             extra_config=store_section,

@@ -1,6 +1,6 @@
 """Chaos scenarios against real dialerd daemons on loopback: kill -9, redis-server
-outages, several instances on one Redis. Prints a table of the invariants checked and
-exits 1 on any violation. Every wait is bounded."""
+outages, several instances on one Redis, Redis Sentinel failovers. Prints a table of
+the invariants checked and exits 1 on any violation. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -32,8 +32,22 @@ from scripts.chaoslib.invariants import (
     check_outages,
     read_ledgers,
 )
+from scripts.chaoslib.sentinel import SERVICE as SENTINEL_SERVICE
+from scripts.chaoslib.sentinel import SentinelTopology
 
 OUTAGES = 3
+# The failover scenario: the calls a daemon may have up (and its sim's agents), seconds
+# of dialing before each failover, nothing claimed this long after a write-back, and the
+# bound (and the hard limit) on dialing again after a promotion.
+FAILOVER_CALLS = 300
+# Simulated seconds per real second: slow enough that calls last and hundreds are up.
+FAILOVER_SPEED = 10.0
+FAILOVER_SPACING = 3.0
+FAILOVER_SETTLE = 2.0
+# Seconds the primary's writes reach no replica before it is killed or stopped.
+FAILOVER_UNREPLICATED = 1.0
+FAILOVER_RESUME_BOUND = 15.0
+FAILOVER_RESUME_LIMIT = 60.0
 # How long after its lease expired a takeover may take: the other instances' retry pace.
 TAKEOVER_SLACK = 3.0
 
@@ -226,10 +240,157 @@ def scenario_instances(args: argparse.Namespace, store: str, work: Path) -> tupl
         redis.stop()
 
 
+def sentinel_daemon(args: argparse.Namespace, workdir: Path, topology: SentinelTopology) -> Daemon:
+    """A daemon whose store is the topology's primary as its sentinels name it; a claim
+    is dialed only once a replica has it."""
+    sentinels = ", ".join(f'"{address}"' for address in topology.addresses)
+    return Daemon(
+        workdir,
+        store="redis",
+        redis_url=topology.url(),
+        redis_extra=(
+            f'sentinels = [{sentinels}]\nservice_name = "{SENTINEL_SERVICE}"\n'
+            f"min_replicas = {args.min_replicas}\nreplica_timeout = 0.5\n"
+            f"failover_settle = {FAILOVER_SETTLE}"
+        ),
+        ledger=workdir / "originations.jsonl",
+        lease_ttl=args.lease_ttl,
+        speed=min(args.speed, FAILOVER_SPEED),
+        seed=args.seed,
+        max_concurrent=FAILOVER_CALLS,
+        agents=FAILOVER_CALLS,
+    )
+
+
+def _written_back(daemons: list[Daemon]) -> tuple[int, int]:
+    """Live attempts the daemons wrote back after failovers, and how many of them the
+    new primary had lost (their logs)."""
+    live = restored = 0
+    for dialer in daemons:
+        if not dialer.stdout_path.exists():
+            continue
+        for line in dialer.stdout_path.read_text(errors="replace").splitlines():
+            if "live attempts written back" not in line:
+                continue
+            entry = msgspec.json.decode(line)
+            live += int(entry.get("live_attempts", 0))
+            restored += int(entry.get("restored", 0))
+    return live, restored
+
+
+def _originations(daemons: list[Daemon]) -> int:
+    return len(read_ledgers([d.workdir / "originations.jsonl" for d in daemons]))
+
+
+def _fail_over(
+    topology: SentinelTopology, daemons: list[Daemon], *, pause: bool
+) -> tuple[Outage, float, int]:
+    """kill -9 (or SIGSTOP) the primary, wait for the promotion, bring the old primary
+    back as a replica; the outage (kill to promotion), the seconds from the promotion
+    to the next origination, and the calls up when the primary went."""
+    in_flight = sum(d.api.calls_up() for d in daemons if d.alive)
+    # For a while the primary's writes reach no replica: claims of that while are lost
+    # in the failover (with min_replicas = 0 they are dialed, and written back).
+    replicas = topology.cut_replicas()
+    time.sleep(FAILOVER_UNREPLICATED)
+    began = datetime.now(UTC)
+    old = topology.primary_port
+    if pause:
+        topology.pause(old)
+    else:
+        topology.kill_primary()
+    for port in replicas:
+        topology.resume(port)
+    topology.wait_promoted(old)
+    promoted = datetime.now(UTC)
+    seen = _originations(daemons)
+    resumed = wait_until(
+        lambda: _originations(daemons) > seen, FAILOVER_RESUME_LIMIT, "dialing to resume"
+    )
+    if pause:
+        topology.resume(old)
+    else:
+        topology.restart_as_replica(old)
+    topology.wait_replicas()
+    return Outage(began, promoted), resumed, in_flight
+
+
+def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple[list[Check], str]:
+    """A primary, two replicas and three sentinels; two daemons share the store
+    (``--min-replicas``). ``--failovers`` times while the campaign dials: the primary's
+    writes stop reaching the replicas for a second (what is claimed then is lost in
+    the failover), then it is killed (kill -9), or every other time SIGSTOPped (a
+    partition); a replica is promoted; the old primary comes back as a replica. Last,
+    the campaign's owner is killed and, during the lease handover, the primary too."""
+    topology = SentinelTopology(work / "redis")
+    daemons = [sentinel_daemon(args, work / f"daemon{n}", topology) for n in range(2)]
+    outages: list[Outage] = []
+    resumes: list[float] = []
+    flights: list[int] = []
+    try:
+        for dialer in daemons:
+            dialer.start()
+        campaign_id = daemons[0].api.create_campaign(args.targets)
+        running = 0
+        for n in range(args.failovers):
+            time.sleep(FAILOVER_SPACING)
+            running += daemons[0].api.campaign_status(campaign_id) == "run"
+            outage, resumed, in_flight = _fail_over(topology, daemons, pause=n % 2 == 1)
+            outages.append(outage)
+            resumes.append(resumed)
+            flights.append(in_flight)
+        # A failover during a lease handover: the owner dies, then the primary.
+        config = StoreConfig(
+            backend="redis",
+            redis=RedisConnection(
+                url=topology.url(),
+                sentinels=topology.addresses,
+                service_name=SENTINEL_SERVICE,
+                timeout=5.0,
+            ),
+        )
+        name = anyio.run(_lease_owner, config, campaign_id)
+        owner = next((d for d in daemons if d.instance_id == name), daemons[0])
+        owner.kill()
+        time.sleep(args.lease_ttl / 2)
+        outage, resumed, in_flight = _fail_over(topology, daemons, pause=False)
+        outages.append(outage)
+        resumes.append(resumed)
+        flights.append(in_flight)
+        bound = FAILOVER_RESUME_BOUND
+        slow = [f"{seconds:.1f} s" for seconds in resumes if seconds > bound]
+        checks = [
+            Check("campaign running at each failover", running == args.failovers, running),
+            Check(
+                f"dialing resumed <= {bound:g} s after each promotion",
+                not slow,
+                len(resumes),
+                ", ".join(slow),
+            ),
+        ]
+        checks += run_to_stop(args, daemons, campaign_id)
+        ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
+        checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
+        checks.append(exits(daemons))
+        times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
+        live, restored = _written_back(daemons)
+        note = (
+            f"{len(outages)} failovers (calls up at each: {flights}), dialing resumed "
+            f"{times} s after each promotion; {live} live attempts written back, "
+            f"{restored} of them lost by the new primary"
+        )
+        return checks, note
+    finally:
+        for dialer in daemons:
+            dialer.close()
+        topology.stop()
+
+
 SCENARIOS = {
     "kill": scenario_kill,
     "redis-outage": scenario_redis_outage,
     "instances": scenario_instances,
+    "failover": scenario_failover,
 }
 
 
@@ -240,11 +401,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--store",
         choices=["sqlite", "redis", "both"],
         default="both",
-        help="for kill; redis-outage and instances always use redis",
+        help="for kill; redis-outage, instances and failover always use redis",
     )
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--outage", type=float, default=10.0, help="seconds redis is down")
+    parser.add_argument(
+        "--failovers", type=int, default=4, help="failovers before the one in a handover"
+    )
+    parser.add_argument(
+        "--min-replicas",
+        type=int,
+        choices=[0, 1, 2],
+        default=0,
+        help="[store.redis] min_replicas of the failover scenario's daemons",
+    )
     parser.add_argument("--lease-ttl", type=float, default=3.0, help="[engine] lease_ttl, s")
     parser.add_argument("--speed", type=float, default=50.0, help="[sim] speed")
     parser.add_argument("--seed", type=int, default=1)
@@ -256,6 +427,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--targets must be 1..20000, got {args.targets}")
     if not 0 <= args.kills <= 100:
         parser.error(f"--kills must be 0..100, got {args.kills}")
+    if not 0 <= args.failovers <= 20:
+        parser.error(f"--failovers must be 0..20, got {args.failovers}")
     if not 1 <= args.outage <= 60 or not 1 <= args.lease_ttl <= 60:
         parser.error("--outage and --lease-ttl must be 1..60 seconds")
     if not 1 <= args.deadline <= 3600:

@@ -92,6 +92,8 @@ class NoStore:
     only paths that need no store, and fails loudly if one is reached."""
 
     backend = "none"
+    # Asked before every tick: a store that never fails over.
+    failed_over = False
 
     def __getattr__(self, name: str) -> object:
         raise AssertionError(f"the part under test asked the store for {name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -525,3 +526,43 @@ def test_a_redis_password_stays_out_of_the_configs_repr() -> None:
     assert "redis://ops:***@10.0.0.1:6379/0" in shown
     assert "rediss://:***@10.0.0.2/1" in shown
     assert config.store.redis.url == "redis://ops:s3cret@10.0.0.1:6379/0"  # still usable
+
+
+# Redis Sentinel ([store.redis] and [queue.redis]).
+
+
+def test_sentinels_and_a_service_name_are_read_for_the_store_and_the_queue() -> None:
+    config = decode_config(
+        '[store]\nbackend = "redis"\n[store.redis]\n'
+        'sentinels = ["10.0.0.1:26379", "[::1]:26380"]\nservice_name = "dialerd"\n'
+        "min_replicas = 1\n"
+        '[queue]\nbackend = "redis"\n[queue.redis]\n'
+        'sentinels = ["10.0.0.1:26379"]\nservice_name = "agents"\n',
+        SOURCE,
+    )
+    assert config.store.redis.sentinels == ["10.0.0.1:26379", "[::1]:26380"]
+    assert config.store.redis.min_replicas == 1
+    assert config.queue.redis.service_name == "agents"
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ('sentinels = ["h:26379"]', "sentinels and service_name go together"),
+        ('service_name = "dialerd"', "sentinels and service_name go together"),
+        ('sentinels = ["h"]\nservice_name = "d"', r"sentinels\[0\]: sentinel 'h' is not host:port"),
+        ('sentinels = ["h:0"]\nservice_name = "d"', "is not host:port"),
+        (
+            'url = "unix:///run/redis.sock"\nsentinels = ["h:1"]\nservice_name = "d"',
+            "with sentinels the url must start with redis://",
+        ),
+        ("min_replicas = -1", "min_replicas"),
+    ],
+)
+def test_a_bad_sentinel_setting_is_refused_naming_it(section: str, expected: str) -> None:
+    assert re.search(expected, config_error(f"[store.redis]\n{section}\n"))
+
+
+def test_min_replicas_belongs_to_the_store_only() -> None:
+    message = config_error('[queue]\nbackend = "redis"\n[queue.redis]\nmin_replicas = 1\n')
+    assert "min_replicas, replica_timeout and failover_settle belong to [store.redis]" in message

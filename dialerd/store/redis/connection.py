@@ -5,7 +5,7 @@ translation of Redis errors into the store's."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dialerd.model import (
     Campaigncall,
 )
+from dialerd.redis_pool import connection_pool
 from dialerd.store.base import (
     CampaignChanged,
     CampaignNotRunning,
@@ -32,6 +33,7 @@ from dialerd.store.documents import (
     Document,
     Kind,
 )
+from dialerd.store.redis.failover import Failover
 from dialerd.store.redis.fields import (
     CHANGED_MARK,
     CONFLICT_MARK,
@@ -63,12 +65,24 @@ class RedisConnection:
         pool_size: int,
         timeout: float,
         import_chunk: int = IMPORT_CHUNK,
+        sentinels: Sequence[str] = (),
+        service_name: str = "",
+        min_replicas: int = 0,
+        replica_timeout: float = 0.5,
+        failover_settle: float = 5.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.pool_size = pool_size
         self.timeout = timeout
         self.import_chunk = import_chunk
+        self.sentinels = tuple(sentinels)
+        self.service_name = service_name
+        self.min_replicas = min_replicas
+        self.replica_timeout = replica_timeout
+        self.failover_settle = failover_settle
+        # The primary each connection reached (``Primary``): see ``durable.Failover``.
+        self.failover = Failover(self.where)
         self._client: redis.asyncio.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         # campaigncall id -> what attempt.lua would read while it is active.
@@ -82,12 +96,13 @@ class RedisConnection:
         if self._client is not None:
             return
         try:
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
+            pool = connection_pool(
                 self.url,
-                max_connections=self.pool_size,
+                sentinels=self.sentinels,
+                service_name=self.service_name,
+                pool_size=self.pool_size,
                 timeout=self.timeout,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
+                on_connect=self.failover.reached,
             )
         except ValueError as error:
             raise StoreError(f"redis URL {public_url(self.url)} is not valid: {error}") from error
@@ -174,6 +189,13 @@ class RedisConnection:
         scripts = resources.files("dialerd.store.redis").joinpath("scripts")
         return scripts.joinpath(f"{name}.lua").read_text("utf-8")
 
+    @property
+    def where(self) -> str:
+        """The store as errors and logs name it."""
+        if self.sentinels:
+            return f"redis store {self.service_name} (sentinels {', '.join(self.sentinels)})"
+        return f"redis store {public_url(self.url)}"
+
     def _connected(self) -> redis.asyncio.Redis:
         if self._client is None:
             raise StoreError(f"redis store {public_url(self.url)} is not open")
@@ -181,7 +203,7 @@ class RedisConnection:
 
     async def _guard(self, call: Awaitable[R]) -> R:
         """Await a Redis call, turning its failures into the port's errors."""
-        where = f"redis store {public_url(self.url)}"
+        where = self.where
         try:
             return await call
         except (RedisConnectionError, RedisTimeoutError) as error:

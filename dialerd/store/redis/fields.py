@@ -84,6 +84,9 @@ SCRIPTS: Final = (
     "dnc",
     "dialing",
     "prune",
+    "restore_lease",
+    "restore_attempt",
+    "restore_ended",
 )
 CONFLICT_MARK: Final = "DIALERD_CONFLICT "
 LEASE_LOST_MARK: Final = "DIALERD_LEASE_LOST "

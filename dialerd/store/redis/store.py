@@ -122,6 +122,7 @@ from dialerd.store.documents import (
     page_limit,
 )
 from dialerd.store.redis.dnc import RedisDoNotCall
+from dialerd.store.redis.durable import DurableLedger
 from dialerd.store.redis.fields import (
     DELETE_ATTEMPTS,
     DISCARD_CHUNK,
@@ -133,11 +134,10 @@ from dialerd.store.redis.fields import (
     max_bound,
     target_row,
 )
-from dialerd.store.redis.ledger import RedisLedger
 from dialerd.store.redis.priors import RedisPriors
 
 
-class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall, RedisPriors):
+class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors):
     """The ``Store`` port on one Redis server: every part, on one connection pool."""
 
     # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------

@@ -43,6 +43,7 @@ from dialerd.store.base import (
     MAX_PAGE_SIZE,
     CampaignChanged,
     Conflict,
+    Fence,
     InUse,
 )
 from dialerd.store.documents import (
@@ -124,6 +125,14 @@ def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
 
 class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
     """The ``Store`` port on one SQLite file: every part, on one connection."""
+
+    # One file, no replica: nothing is ever written back (``Failover`` port).
+    failed_over = False
+
+    async def write_back(
+        self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]
+    ) -> None:
+        """Nothing to write back: a SQLite store has no failover."""
 
     # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
     async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:

@@ -158,8 +158,14 @@ async def test_a_lost_server_is_unavailable_until_it_is_back(tmp_path: Path, mak
             await store.ping()
         with pytest.raises(StoreUnavailable):
             await store.start_attempt(dialing.plan(make.at(1)))
-        # An empty server comes back (no persistence): the store works again at once.
+        # An empty server comes back (no persistence): a new primary, to which the
+        # instance writes its leases and live attempts back before it claims again.
         server.start()
+        with pytest.raises(StoreUnavailable, match="not written back yet"):
+            await store.ping()
+        with pytest.raises(StoreUnavailable, match="failed over"):
+            await store.start_attempt(dialing.plan(make.at(1)))
+        await store.write_back([], 15.0, [])
         await store.ping()
         assert await store.get_target(dialing.outdial.id, target.id) is None
         await store.create_targets([target])

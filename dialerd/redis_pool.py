@@ -1,0 +1,134 @@
+"""Connection pools to Redis for the store and the queue adapter: one server named by
+its URL, or the primary that Redis Sentinel names for a service (after a failover the
+pool asks the sentinels again and reaches the new primary, no restart).
+
+Each new connection reads the server's replication section before any command goes
+on it, and hands what it read (``Primary``) to ``on_connect``: the store compares the
+replication id with the one it knew, to see a failover (a promoted replica, or a
+primary restarted without its data) before it writes anything there. ``on_connect``
+may raise ``redis.exceptions.ConnectionError`` to refuse the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from dialerd.config import parse_sentinel
+
+# Seconds to wait for one sentinel's answer (at most the pool's timeout).
+SENTINEL_TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class Primary:
+    """What a new connection found: the server's role (``master`` or ``slave``), its
+    replication id (a replica promoted, or a server started afresh, has a new one) and
+    its address."""
+
+    role: str
+    replid: str
+    address: str
+
+
+OnConnect = Callable[[Primary], None]
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections to the primary the sentinels name) that waits up
+    to its timeout for a free connection, like the pool of a plain URL, instead of
+    failing at once when all are in use."""
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._sentinel_manager = sentinel_manager
+
+    async def aclose(self) -> None:
+        """Close the connections, and those to the sentinels."""
+        try:
+            await super().aclose()
+        finally:
+            await self._sentinel_manager.aclose()
+
+
+def replication_info(reply: bytes | str) -> dict[str, str]:
+    """The ``key:value`` lines of an ``INFO replication`` reply."""
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        name, colon, value = line.partition(":")
+        if colon and not name.startswith("#"):
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def _connect_func(on_connect: OnConnect) -> Callable[[AbstractConnection], Any]:
+    async def connect(connection: AbstractConnection) -> None:
+        await connection.on_connect()
+        await connection.send_command("INFO", "replication", check_health=False)
+        fields = replication_info(await connection.read_response())
+        host, port = getattr(connection, "host", ""), getattr(connection, "port", "")
+        on_connect(
+            Primary(
+                role=fields.get("role", ""),
+                replid=fields.get("master_replid", ""),
+                address=f"{host}:{port}" if host else str(getattr(connection, "path", "")),
+            )
+        )
+
+    return connect
+
+
+def connection_pool(
+    url: str,
+    *,
+    sentinels: Sequence[str] = (),
+    service_name: str = "",
+    pool_size: int,
+    timeout: float,
+    decode_responses: bool = False,
+    on_connect: OnConnect | None = None,
+) -> BlockingConnectionPool:
+    """A pool of at most ``pool_size`` connections; ``timeout`` bounds the wait for a
+    free one, each reply and each connect. With ``sentinels`` the primary of
+    ``service_name`` is asked of them (the URL then gives the database, user and
+    password only). ``ValueError`` for a URL or sentinel that is not valid."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": decode_responses,
+    }
+    if on_connect is not None:
+        options["redis_connect_func"] = _connect_func(on_connect)
+    if not sentinels:
+        return BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=timeout, **options
+        )
+    if url.startswith("unix://"):
+        raise ValueError("a unix:// URL names one server: sentinels need redis:// or rediss://")
+    given: dict[str, Any] = dict(parse_url(url))
+    for name in ("host", "port", "connection_class"):
+        given.pop(name, None)
+    if url.startswith("rediss://"):
+        given["ssl"] = True
+    # Each sentinel is asked in turn: a short wait for each keeps the whole round (all
+    # of them, the connect, the reply) within a few times ``timeout``.
+    asked = min(timeout, SENTINEL_TIMEOUT)
+    manager = Sentinel(
+        [parse_sentinel(sentinel) for sentinel in sentinels],
+        sentinel_kwargs={"socket_timeout": asked, "socket_connect_timeout": asked},
+    )
+    return BlockingSentinelPool(
+        service_name,
+        manager,
+        is_master=True,
+        max_connections=pool_size,
+        timeout=timeout,
+        **given,
+        **options,
+    )

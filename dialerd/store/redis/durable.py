@@ -1,0 +1,181 @@
+"""The dial ledger made safe across a Redis failover (behaviour.md, "Redis failover"):
+``RedisLedger``'s writes, each guarded (``failover.Failover``), the claims and lease
+renewals acknowledged by ``min_replicas`` replicas (``WAIT``) before anything is
+dialed on them, and the write-back of an instance's leases and live attempts to a new
+primary."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dialerd.core.targets import CallingRules, RetryRule
+from dialerd.metrics import store as store_metrics
+from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus
+from dialerd.store.base import AttemptPlan, Fence, FinishResult, StoreUnavailable
+from dialerd.store.documents import encode
+from dialerd.store.redis.fields import micros
+from dialerd.store.redis.ledger import RedisLedger
+
+# Attempts ended lately, kept to be written back if a failover loses them whole (their
+# claim and their end): for this many seconds, at most this many.
+ENDED_KEPT_SECONDS = 120.0
+ENDED_KEPT = 20_000
+
+
+class DurableLedger(RedisLedger):
+    """``RedisLedger`` with the failover guard and the replicas' acknowledgement."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # campaigncall id -> (monotonic time it ended, its body as it ended).
+        self._ended: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def _keep_ended(self, campaigncall: Campaigncall) -> None:
+        """Remember an attempt that ended here, for a while (``write_back``)."""
+        ended = self._ended
+        now = time.monotonic()
+        ended[campaigncall.id] = (now, encode(campaigncall))
+        while ended and (
+            len(ended) > ENDED_KEPT or next(iter(ended.values()))[0] < now - ENDED_KEPT_SECONDS
+        ):
+            ended.popitem(last=False)
+
+    @property
+    def failed_over(self) -> bool:
+        """A new primary was seen and this instance has not written back to it yet."""
+        return self.failover.pending
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless Redis answers now, this instance has written
+        back to its primary after a failover, and (with ``min_replicas``) that many
+        replicas acknowledge a write (what ``/readyz`` and ``dialerd_store_up`` show)."""
+        await super().ping()
+        if self.failover.pending:
+            raise StoreUnavailable(
+                f"{self.where} failed over to a new primary; this instance's live attempts "
+                "are not written back yet"
+            )
+        await self._acknowledged("check")
+
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
+        """``RedisLedger.start_attempts``, refused while a failover is written back or
+        settles; the claims are returned (and dialed) only once ``min_replicas``
+        replicas have them. Claims that fail that are left to the orphan sweep, which
+        ends them as lost: never dialed."""
+        if not plans:
+            return []
+        settling = self.failover.settling()
+        if settling > 0:
+            raise StoreUnavailable(
+                f"{self.where} failed over lately: no claim for {settling:.1f} s more, while "
+                "every instance writes its live attempts back"
+            )
+        with self.failover.guarded("claim"):
+            claimed = await super().start_attempts(plans)
+            if claimed:
+                await self._acknowledged("claim")
+        return claimed
+
+    async def acquire_lease(
+        self, campaign_id: str, owner: str, ttl: float, now: datetime
+    ) -> Fence | None:
+        with self.failover.guarded("lease renewal"):
+            fence = await super().acquire_lease(campaign_id, owner, ttl, now)
+            if fence is not None:
+                await self._acknowledged("lease renewal")
+        return fence
+
+    async def mark_answered(
+        self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
+    ) -> Campaigncall | None:
+        with self.failover.guarded("answer"):
+            return await super().mark_answered(campaigncall_id, now, fence=fence)
+
+    async def finish_attempt(
+        self,
+        campaigncall_id: str,
+        result: CampaigncallResult,
+        reason: str,
+        rule: RetryRule,
+        now: datetime,
+        *,
+        fence: Fence | None = None,
+        give_back_try: bool = False,
+        calling_rules: CallingRules | None = None,
+    ) -> FinishResult | None:
+        with self.failover.guarded("end of an attempt"):
+            finished = await super().finish_attempt(
+                campaigncall_id,
+                result,
+                reason,
+                rule,
+                now,
+                fence=fence,
+                give_back_try=give_back_try,
+                calling_rules=calling_rules,
+            )
+        if finished is not None and finished.finished:
+            self._keep_ended(finished.campaigncall)
+        return finished
+
+    async def write_back(
+        self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]
+    ) -> None:
+        """After a failover: re-assert this instance's leases (tokens never go back) and
+        write its live attempts again where the new primary lost them (their targets
+        back in progressing), acknowledged by ``min_replicas`` replicas; claims resume
+        ``failover_settle`` seconds later. Nothing to do without a failover."""
+        while self.failover.pending:
+            generation = self.failover.generation
+            self._claims.clear()  # what the old primary's claims left is not trusted
+            for fence in fences:
+                await self._run(
+                    "restore_lease",
+                    fence.campaign_id,
+                    fence.owner,
+                    fence.token,
+                    max(1, round(ttl * 1000)),
+                )
+            now = micros(datetime.now().astimezone())
+            restored = 0
+            for campaigncall in attempts:
+                status = (
+                    CampaigncallStatus.DIALING
+                    if campaigncall.status == CampaigncallStatus.DIALING
+                    else CampaigncallStatus.PROGRESSING
+                )
+                reply = await self._run("restore_attempt", encode(campaigncall), status.value, now)
+                restored += reply == b"restored"
+            # Attempts that ended lately: their claim and end may both be lost, and a
+            # call that was placed is never forgotten.
+            for _, body in list(self._ended.values()):
+                reply = await self._run("restore_ended", body)
+                restored += reply == b"restored"
+            await self._acknowledged("write-back")
+            self.failover.written_back(
+                generation, self.failover_settle, attempts=len(attempts), restored=restored
+            )
+
+    async def _acknowledged(self, what: str) -> None:
+        """Wait until ``min_replicas`` replicas have every write made so far (one write
+        of a marker, then ``WAIT``, on one connection: WAIT counts the writes of its own
+        connection); ``StoreUnavailable`` when fewer did within ``replica_timeout``."""
+        if self.min_replicas <= 0:
+            return
+        started = time.perf_counter()
+        async with self._connected().pipeline(transaction=False) as pipe:
+            pipe.incr(self._key("acknowledged"))
+            pipe.wait(self.min_replicas, max(1, round(self.replica_timeout * 1000)))
+            _, acknowledged = await self._guard(pipe.execute())
+        store_metrics.replicas_acknowledged(int(acknowledged), self.min_replicas)
+        if int(acknowledged) < self.min_replicas:
+            waited = time.perf_counter() - started
+            raise StoreUnavailable(
+                f"{self.where}: the {what} reached {int(acknowledged)} of the "
+                f"{self.min_replicas} replicas min_replicas asks for in {waited:.2f} s; "
+                "nothing is dialed on it"
+            )

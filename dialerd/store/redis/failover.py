@@ -1,0 +1,121 @@
+"""A Redis failover as the store sees it: every new connection tells ``Failover`` the
+primary it reached (its replication id, ``dialerd.redis_pool``); a new id is a new
+primary, which may lack the latest writes (replication is asynchronous). From then on
+the writes of the dial ledger (claims, lease renewals, answers, ends) are refused until
+this instance has written its leases and live attempts back (``DurableLedger.
+write_back``), and claims stay refused for ``failover_settle`` seconds more, while the
+other instances sharing the store write theirs back.
+
+A ledger write runs guarded (``guarded``): a connection that would reach a new primary
+in its course is refused before anything is sent on it, and a write during which a
+failover was seen fails as an outage (the claims it made are not dialed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from dialerd.metrics import store as store_metrics
+from dialerd.redis_pool import Primary
+from dialerd.store.base import StoreUnavailable
+
+log = structlog.get_logger("dialerd.store")
+
+# Set while a ledger write runs (in its task only).
+_GUARDED: ContextVar[bool] = ContextVar("dialerd_store_guarded", default=False)
+
+
+class Failover:
+    """The primary the store writes to, and a new one seen but not yet written back."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        # The replication id of the primary this instance's ledger writes go to.
+        self.replid: str | None = None
+        # A new primary's, from the moment it is seen until the write-back is done.
+        self.seen: str | None = None
+        # +1 per new primary seen: a write during which it changed is not trusted.
+        self.generation = 0
+        self.count = 0
+        # No claim before this monotonic time (after a write-back).
+        self.settled_at = 0.0
+
+    @property
+    def pending(self) -> bool:
+        """A new primary was seen and this instance has not written back to it yet."""
+        return self.seen is not None
+
+    def reached(self, primary: Primary) -> None:
+        """A new connection reached ``primary`` (called before any command goes on it)."""
+        store_metrics.store_role(primary.role)
+        if self.replid is None:
+            self.replid = primary.replid
+            return
+        if primary.replid not in (self.replid, self.seen):
+            self.seen = primary.replid
+            self.generation += 1
+            self.count += 1
+            store_metrics.STORE_FAILOVERS.inc()
+            store_metrics.STORE_WRITE_BACK_PENDING.set(1)
+            log.warning(
+                "redis store failed over to a new primary; leases and live attempts are "
+                "written back before anything is claimed",
+                store=self.where,
+                primary=primary.address,
+            )
+        if self.pending and _GUARDED.get():
+            raise RedisConnectionError(
+                f"the primary changed to {primary.address}; this instance writes its live "
+                "attempts back first"
+            )
+
+    @contextmanager
+    def guarded(self, what: str) -> Iterator[None]:
+        """Run a ledger write: refused while a failover is not written back, and failed
+        (``StoreUnavailable``) when one is seen during it."""
+        if self.pending:
+            raise StoreUnavailable(
+                f"{self.where} failed over to a new primary: no {what} until this "
+                "instance's leases and live attempts are written back"
+            )
+        generation = self.generation
+        token = _GUARDED.set(True)
+        try:
+            yield
+        finally:
+            _GUARDED.reset(token)
+        if generation != self.generation:
+            raise StoreUnavailable(
+                f"{self.where} failed over during a {what}; it is not trusted (nothing "
+                "dialed on it) until the live attempts are written back"
+            )
+
+    def settling(self) -> float:
+        """Seconds left before claims are allowed after the latest write-back."""
+        return max(0.0, self.settled_at - time.monotonic())
+
+    def written_back(
+        self, generation: int, settle: float, *, attempts: int = 0, restored: int = 0
+    ) -> bool:
+        """The write-back begun at ``generation`` is done (``restored`` of the live
+        ``attempts`` were missing on the new primary); False if another primary was seen
+        meanwhile (write back again)."""
+        if generation != self.generation or self.seen is None:
+            return self.seen is None
+        self.replid, self.seen = self.seen, None
+        self.settled_at = time.monotonic() + settle
+        store_metrics.STORE_WRITE_BACK_PENDING.set(0)
+        log.warning(
+            "live attempts written back to the new primary; claims resume after the settle",
+            store=self.where,
+            settle=settle,
+            live_attempts=attempts,
+            restored=restored,
+        )
+        return True

@@ -1,0 +1,258 @@
+"""The Redis store behind Sentinel: a failover is an outage, then the store goes on on
+the promoted replica; a claim no replica acknowledged is not handed out to be dialed;
+a claim the promoted replica lost is written back and its target is not claimed again
+(real redis-server and redis-sentinel processes on loopback). The queue adapter
+follows the primary the same way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+import redis.asyncio
+
+from dialerd.adapters.redis_queue import RedisQueue
+from dialerd.core.targets import RetryRule
+from dialerd.model import CampaigncallResult, CampaigncallStatus, TargetStatus
+from dialerd.ports import QueueUnavailable
+from dialerd.store.base import Fence, StoreUnavailable
+from dialerd.store.redis import RedisStore
+from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
+from tests.integration.conftest import at
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Factory
+
+pytestmark = pytest.mark.slow
+
+OWNER = "instance-a"
+# Seconds a client may take to reach the primary the sentinels promoted.
+PROMOTION_REACHED = 30.0
+LEASE_TTL = 60.0
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
+    started = SentinelTopology(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def sentinel_store(topology: SentinelTopology, *, min_replicas: int = 0) -> RedisStore:
+    return RedisStore(
+        url=topology.url(),
+        prefix="dfail",
+        pool_size=8,
+        timeout=1.0,
+        sentinels=topology.addresses,
+        service_name=SERVICE,
+        min_replicas=min_replicas,
+        replica_timeout=0.3,
+        failover_settle=0.0,
+    )
+
+
+@pytest.fixture
+async def store(topology: SentinelTopology) -> AsyncIterator[RedisStore]:
+    opened = sentinel_store(topology, min_replicas=1)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def until_answers(store: RedisStore) -> None:
+    """Ping until the store reaches the new primary (bounded by the promotion the caller
+    awaited); it answers, but is not ready until the write-back."""
+    deadline = time.monotonic() + PROMOTION_REACHED
+    while time.monotonic() < deadline:
+        try:
+            await store.ping()
+        except StoreUnavailable as refused:
+            written_back_first = "not written back yet" in str(refused)
+            if store.failed_over:
+                assert written_back_first
+                return
+            await anyio.sleep(0.05)  # polls another process (the sentinels), bounded
+    raise AssertionError("the store never reached the new primary")
+
+
+async def test_a_failover_is_an_outage_then_claims_resume_on_the_new_primary(
+    store: RedisStore, topology: SentinelTopology, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+    fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+    assert fence is not None
+    first = await store.start_attempts([dialing.plan(at(1))])
+    assert len(first) == 1
+
+    old = topology.kill_primary()
+    with pytest.raises(StoreUnavailable):
+        await store.start_attempts([dialing.plan(at(2))])
+    topology.wait_promoted(old)
+    await until_answers(store)
+
+    # The new primary is seen: no claim, no lease renewal, before the write-back.
+    assert store.failed_over
+    with pytest.raises(StoreUnavailable, match="failed over"):
+        await store.start_attempts([dialing.plan(at(3))])
+    with pytest.raises(StoreUnavailable, match="failed over"):
+        await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(3))
+
+    await store.write_back([fence], LEASE_TTL, first)
+    assert not store.failed_over
+    renewed = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(4))
+    assert renewed == fence
+    more = await store.start_attempts([dialing.plan(at(4)), dialing.plan(at(4))])
+    claimed_targets = {call.outdial_target_id for call in [*first, *more]}
+    assert len(claimed_targets) == 3
+    assert {call.id for call in await store.active_attempts(dialing.campaign.id)} == {
+        call.id for call in [*first, *more]
+    }
+
+
+async def test_a_claim_no_replica_acknowledged_is_not_handed_out(
+    store: RedisStore, topology: SentinelTopology, make: Factory
+) -> None:
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id)])
+    replicas = topology.replica_ports()
+    for port in replicas:
+        topology.pause(port)
+    try:
+        with pytest.raises(StoreUnavailable, match="0 of the 1 replicas"):
+            await store.start_attempts([dialing.plan(at(1))])
+    finally:
+        for port in replicas:
+            topology.resume(port)
+
+
+async def test_a_claim_the_promoted_replica_lost_is_written_back_and_not_claimed_again(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    # No acknowledgement asked: the claim reaches the primary alone, and is lost.
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        await store.create_targets([make.target(dialing.outdial.id)])
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None
+        await until_replicated(topology)
+        replicas = topology.cut_replicas()
+        (claimed,) = await store.start_attempts([dialing.plan(at(1))])
+        old = topology.kill_primary()
+        for port in replicas:
+            topology.resume(port)
+        topology.wait_promoted(old)
+        await until_answers(store)
+        assert store.failed_over
+        # The promoted replica never had the claim nor the lease.
+        assert await store.get_campaigncall(dialing.campaign.customer_id, claimed.id) is None
+
+        # The live call is written back: its attempt exists and is active, its target is
+        # progressing, and no claim takes the target again.
+        await store.write_back([fence], LEASE_TTL, [claimed])
+        stored = await store.get_campaigncall(dialing.campaign.customer_id, claimed.id)
+        assert stored is not None
+        assert stored.status == CampaigncallStatus.DIALING
+        target = await store.get_target(dialing.outdial.id, claimed.outdial_target_id)
+        assert target is not None
+        assert target.status == TargetStatus.PROGRESSING
+        assert await store.lease_owner(dialing.campaign.id) == OWNER
+        assert await store.start_attempts([dialing.plan(at(2))]) == []
+
+        # Its end is recorded, once; the token handed out later is greater.
+        finished = await store.finish_attempt(
+            claimed.id,
+            CampaigncallResult.SUCCESS,
+            "normal",
+            RetryRule.of(dialing.outplan),
+            at(3),
+            fence=fence,
+        )
+        assert finished is not None
+        assert finished.finished
+        await store.release_lease(fence)
+        other = await store.acquire_lease(dialing.campaign.id, "instance-b", LEASE_TTL, at(4))
+        assert other is not None
+        assert other.token > fence.token
+    finally:
+        await store.close()
+
+
+async def test_a_lease_token_never_goes_back_across_a_failover(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        campaign = dialing.campaign.id
+        await until_replicated(topology)
+        replicas = topology.cut_replicas()
+        # Handed out on the primary alone: lost with it.
+        first = await store.acquire_lease(campaign, OWNER, 0.2, at(0))
+        assert first is not None
+        old = topology.kill_primary()
+        for port in replicas:
+            topology.resume(port)
+        topology.wait_promoted(old)
+        await until_answers(store)
+        await store.write_back([first], LEASE_TTL, [])
+        await store.release_lease(first)
+        later = await store.acquire_lease(campaign, "instance-b", LEASE_TTL, at(1))
+        assert later is not None
+        assert later.token > first.token
+        assert isinstance(later, Fence)
+    finally:
+        await store.close()
+
+
+async def until_replicated(topology: SentinelTopology) -> None:
+    """Wait until both replicas have every write the primary took (WAIT)."""
+    client = redis.asyncio.Redis(host="127.0.0.1", port=topology.primary_port)
+    try:
+        await client.incr("dfail:sync")
+        assert await client.wait(2, 5000) == 2
+    finally:
+        await client.aclose()
+
+
+async def test_the_redis_queue_adapter_follows_the_primary_sentinel_names(
+    topology: SentinelTopology,
+) -> None:
+    queue = RedisQueue(
+        url=topology.url(),
+        prefix="dqueue",
+        pool_size=4,
+        timeout=1.0,
+        sentinels=topology.addresses,
+        service_name=SERVICE,
+    )
+    await queue.open()
+    try:
+        writer = redis.asyncio.Redis(host="127.0.0.1", port=topology.primary_port)
+        await writer.hset(queue.agents_key("sales"), mapping={"a1": "available", "a2": "busy"})
+        await writer.aclose()
+        await until_replicated(topology)
+        assert await queue.available_agents("sales") == 1
+
+        old = topology.kill_primary()
+        topology.wait_promoted(old)
+        counted = None
+        deadline = time.monotonic() + PROMOTION_REACHED
+        while counted is None and time.monotonic() < deadline:
+            try:
+                counted = await queue.available_agents("sales")
+            except QueueUnavailable:
+                await anyio.sleep(0.05)  # polls another process (the sentinels), bounded
+        assert counted == 1
+    finally:
+        await queue.close()
