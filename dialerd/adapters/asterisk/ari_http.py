@@ -100,19 +100,20 @@ def query_string(params: Params | None) -> str:
 class _Connection:
     """One open connection and the bytes read past the last answer."""
 
-    __slots__ = ("buffer", "idle_since", "stream")
+    __slots__ = ("buffer", "idle_since", "socket", "stream")
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.buffer = bytearray()
         self.idle_since = 0.0
+        # Looked up once: anyio builds every attribute of the stream at each lookup.
+        self.socket = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 (anyio, not SQL)
 
     def closed_by_peer(self) -> bool:
         """Whether the server closed (or wrote on) the idle connection: it is not reused."""
         try:
-            sock = self.stream.extra(SocketAttribute.raw_socket)  # noqa: S610 (anyio, not SQL)
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError, anyio.TypedAttributeLookupError):
+            readable, _, _ = select.select([self.socket], [], [], 0)
+        except (OSError, ValueError):
             return True
         return bool(readable)
 

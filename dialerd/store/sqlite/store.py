@@ -21,7 +21,6 @@ import uuid
 from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 import msgspec
 
@@ -232,7 +231,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
             )
         )
 
-        def stage(rows: list[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
+        def stage(targets: Sequence[OutdialTarget], connection: sqlite3.Connection) -> None:
+            # The rows are made here, on the store's thread: not on the event loop.
+            rows = [target_row(target, batch) for target in targets]
             try:
                 connection.executemany(INSERT_TARGET, rows)
             except sqlite3.IntegrityError as error:
@@ -242,7 +243,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
 
         return await self._staged_import(
             batches,
-            lambda targets: partial(stage, [target_row(target, batch) for target in targets]),
+            lambda targets: partial(stage, targets),
             lambda connection: connection.execute(
                 "DELETE FROM pending_batch WHERE id = ?", (batch,)
             ),
