@@ -15,6 +15,7 @@ import csv
 import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -436,17 +437,28 @@ async def read_targets(
     chunks: AsyncIterable[bytes], outdial_id: str, now: str, *, csv_file: bool
 ) -> AsyncIterator[list[OutdialTarget]]:
     """Targets of a CSV file with a header row (``csv_file``) or of NDJSON, one target
-    object per line, in batches of ``IMPORT_BATCH``, parsed in a worker thread a body
-    chunk at a time; ``ImportRejected`` at the end (after the last batch) when any row
-    is bad. What it holds is bounded by a batch and a chunk's rows."""
+    object per line, in batches of ``IMPORT_BATCH``; ``ImportRejected`` at the end
+    (after the last batch) when any row is bad.
+
+    Each body chunk is parsed in a worker thread of the import's own while the batches
+    of the chunk before are handed on (the store writes them meanwhile, SQLite without
+    holding the GIL), so reading and writing overlap and the event loop parses nothing.
+    What it holds is bounded: a batch and the rows of two chunks.
+    """
     reader = TargetReader(outdial_id, now, csv_file=csv_file)
     pending: list[OutdialTarget] = []
-    async for chunk in chunks:
-        pending += await anyio.to_thread.run_sync(reader.feed, chunk)
-        while len(pending) >= IMPORT_BATCH:
-            yield pending[:IMPORT_BATCH]
-            del pending[:IMPORT_BATCH]
-    pending += await anyio.to_thread.run_sync(reader.finish)
+    parser = ThreadPoolExecutor(1, thread_name_prefix="dialerd-import")
+    try:
+        async for chunk in chunks:
+            parsing = parser.submit(reader.feed, chunk)
+            while len(pending) >= IMPORT_BATCH:
+                yield pending[:IMPORT_BATCH]
+                del pending[:IMPORT_BATCH]
+            pending += await anyio.to_thread.run_sync(parsing.result)
+        pending += await anyio.to_thread.run_sync(reader.finish)
+    finally:
+        # Never waits: a parse under way when the import is abandoned ends on its own.
+        parser.shutdown(wait=False, cancel_futures=True)
     for start in range(0, len(pending), IMPORT_BATCH):
         yield pending[start : start + IMPORT_BATCH]
 

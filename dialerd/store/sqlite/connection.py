@@ -5,7 +5,8 @@ its own ``BEGIN IMMEDIATE`` transaction; and the steps every staged import takes
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
@@ -214,6 +215,36 @@ class SqliteConnection:
     async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
         return await self._read(partial(in_transaction, work))
 
+    @asynccontextmanager
+    async def _import_connection(
+        self,
+    ) -> AsyncIterator[Callable[[Callable[[sqlite3.Connection], R]], Awaitable[R]]]:
+        """A second connection to the file, for one import's staging writes: yields
+        ``write(work)``, which runs ``work`` in a transaction of its own on it."""
+        if self._connection is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+        staging = await anyio.to_thread.run_sync(self._connect_for_import)
+        worker = _ConnectionWorker()
+
+        async def write(work: Callable[[sqlite3.Connection], R]) -> R:
+            return await worker.run(partial(self._guarded, partial(in_transaction, work), staging))
+
+        try:
+            yield write
+        finally:
+            with anyio.CancelScope(shield=True):
+                await worker.run(staging.close)
+
+    def _connect_for_import(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+        return connection
+
     async def _staged_import(
         self,
         batches: AsyncIterable[Sequence[Item]],
@@ -223,14 +254,20 @@ class SqliteConnection:
     ) -> int:
         """The steps every import takes: ``stage`` each batch in its own transaction,
         ``publish`` once ``batches`` ends, then ``settle(publish=True)``; if anything
-        fails first, ``settle(publish=False)`` drops what was staged (bounded in time)."""
+        fails first, ``settle(publish=False)`` drops what was staged (bounded in time).
+
+        The batches are staged on a connection (and thread) of the import's own: the
+        engine's work and the API's reads do not queue behind them (WAL: readers never
+        wait for a writer; the engine's writes wait for the lock at most one batch).
+        """
         count = 0
         published = False
         try:
-            async for items in batches:
-                if items:
-                    await self._write(stage(items))
-                    count += len(items)
+            async with self._import_connection() as write:
+                async for items in batches:
+                    if items:
+                        await write(stage(items))
+                        count += len(items)
             await self._write(publish)
             published = True
         finally:
