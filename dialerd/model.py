@@ -59,6 +59,20 @@ def _country_plan(country_code: int) -> _CountryPlan | None:
     )
 
 
+@functools.cache
+def _country_of(first_digits: str) -> tuple[int, _CountryPlan | None]:
+    """The length of the country code the first three digits start with (country codes
+    are a prefix code, as phonenumbers reads them: shortest first) and its plan; no
+    plan when there is no such code."""
+    if first_digits.startswith("0"):
+        return 0, None
+    for size in (1, 2, 3):
+        code = int(first_digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return size, _country_plan(code)
+    return 0, None
+
+
 def _surely_e164(digits: str) -> bool:
     """True when ``phonenumbers`` would certainly accept ``+<digits>`` (False: ask it).
 
@@ -66,16 +80,10 @@ def _surely_e164(digits: str) -> bool:
     that neither starts with 0 nor with the country's national prefix (so parsing keeps
     it as it is and formats it back the same), of a possible length for the country.
     """
-    if not 3 <= len(digits) <= 20 or digits[0] == "0":
+    if not 3 <= len(digits) <= 20:
         return False
-    for size in (1, 2, 3):
-        code = int(digits[:size])
-        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
-        return False
+    size, plan = _country_of(digits[:3])
     national = digits[size:]
-    plan = _country_plan(code)
     if plan is None or not 2 <= len(national) <= 17 or national[0] == "0":
         return False
     if plan.national_prefix is not None and plan.national_prefix.match(national):

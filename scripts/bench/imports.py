@@ -102,6 +102,7 @@ class Result:
         self.elapsed = 0.0
         self.rss_before = self.rss_after = 0.0
         self.latencies: list[float] = []
+        self.worst_at = 0.0  # seconds into the import the worst GET started
 
 
 def import_once(
@@ -132,17 +133,21 @@ def import_once(
                 def probe() -> None:
                     with httpx.Client(base_url=base, headers=headers, timeout=600) as prober:
                         while not done.is_set():
-                            started = time.perf_counter()
+                            sent = time.perf_counter()
                             prober.get("/campaigns", params={"page_size": 10}).raise_for_status()
-                            result.latencies.append(time.perf_counter() - started)
+                            latency = time.perf_counter() - sent
+                            if not result.latencies or latency > max(result.latencies):
+                                result.worst_at = sent - started
+                            result.latencies.append(latency)
                             time.sleep(interval)
 
                 prober = threading.Thread(target=probe)
+                started = time.perf_counter()
                 spy = None
                 if profile:  # py-spy (pip install py-spy) on the daemon while it imports
                     spy = subprocess.Popen(
                         ["py-spy", "record", "--pid", str(daemon.pid), "-o", profile,
-                         "-f", "raw", "-r", "250", "--nonblocking", "--threads"],
+                         "-f", "raw", "-r", "250", "--nonblocking", "--threads", "--gil"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                     time.sleep(1)  # py-spy attaches
@@ -193,7 +198,7 @@ def main() -> None:
             rate = args.rows / result.elapsed
             print(
                 f"  {name:<9} {rate:9,.0f} rows/s ({result.elapsed:.1f} s), worst GET "
-                f"{max(result.latencies) * 1000:.0f} ms, median "
+                f"{max(result.latencies) * 1000:.0f} ms (at {result.worst_at:.1f} s), median "
                 f"{statistics.median(result.latencies) * 1000:.1f} ms, "
                 f"{len(result.latencies)} GETs, peak RSS {result.rss_before:.0f} -> "
                 f"{result.rss_after:.0f} MiB"

@@ -29,6 +29,8 @@ from dialerd.store.sqlite.rows import (
 from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 R = TypeVar("R")
+# Page cache of an import's own connection (the main one has CACHE_KIB).
+IMPORT_CACHE_KIB = 8 * 1024
 Item = TypeVar("Item")
 
 
@@ -240,7 +242,8 @@ class SqliteConnection:
             connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            # Small: an import's rows go to the end of its indexes (ids grow in file order).
+            connection.execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
         except sqlite3.Error as error:
             raise self._translate(error) from error
         return connection
