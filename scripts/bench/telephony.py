@@ -8,6 +8,9 @@ In one run, on the same rig and with the same number of calls in flight:
   call when its ``ChannelDestroyed`` comes. The floor of what any ARI client costs.
 - ``minimal-callee-bye``: the same loop dialling ``hangup-0`` (the callee answers and sends
   BYE at once) without hanging up itself: the exact call dialerd's run makes.
+- ``minimal-callee-bye-lean``: that loop on dialerd's own ARI client (kept HTTP/1.1
+  connections and its websocket, ``dialerd.adapters.asterisk.ari_http``): the cheapest
+  client at hand, so what it reaches is the closest measure of Asterisk's own limit.
 - ``dialerd``: the daemon as a real process (``dialerd run``: engine, SQLite store, ARI
   telephony, API) with one agentless campaign of as many targets, all ``hangup-0``, at
   most N attempts at once (``max_concurrent_attempts``), ticking every 50 ms. Answered
@@ -15,8 +18,10 @@ In one run, on the same rig and with the same number of calls in flight:
   them: the rig has no context that hangs up at once, and the callee's BYE is as quick.
   Counted from ``run`` to the campaign's ``stop``, calls ended ``normal``.
 
-Each phase is bounded in calls and in time. Prints the rates and the ratio
-dialerd / minimal-callee-bye (the target: at least 90 %). Run: scripts/bench-telephony --help
+Each phase is bounded in calls and in time; each concurrency (``--concurrency 10,30``)
+runs all the phases in turn. Prints the rates, the caller's CPU seconds per 1,000 calls
+and the ratios of dialerd to each minimal loop (the target: at least 90 %), and with
+``--baseline DIR`` the same of another checkout's daemon. Run: scripts/bench-telephony --help
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ import msgspec
 from httpx_ws import aconnect_ws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from dialerd.adapters.asterisk.ari_http import AriHttp, connect_events
 from scripts.lib.daemon import Daemon, DaemonSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,17 +82,51 @@ class _Event(msgspec.Struct, kw_only=True):
 # -- the minimal loop -------------------------------------------------------------------
 
 
-async def minimal(number: str, hang_up: bool, calls: int, concurrency: int, limit: float) -> Phase:
+class _Lean:
+    """The minimal loop's requests and events on dialerd's own ARI client (ari_http)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.http = AriHttp(
+            f"{ARI_URL}/ari", *AUTH, size=concurrency, connect_timeout=10, request_timeout=10
+        )
+
+    async def post(self, path: str, params: dict[str, str]) -> Any:
+        return await self.http.request("POST", path, params=params)
+
+    async def delete(self, path: str) -> Any:
+        return await self.http.request("DELETE", path)
+
+
+@asynccontextmanager
+async def _clients(lean: bool, app: str, concurrency: int) -> AsyncIterator[tuple[Any, Any]]:
+    """(requests, events) of the minimal loop: httpx + httpx-ws, or dialerd's client."""
+    params = {"app": app, "subscribeAll": "false"}
+    if lean:
+        client = _Lean(concurrency)
+        events = await connect_events(
+            client.http, "/events", params, ping_interval=10, ping_timeout=10
+        )
+        try:
+            yield client, events
+        finally:
+            await events.aclose()
+            await client.http.aclose()
+        return
+    async with httpx.AsyncClient(
+        base_url=f"{ARI_URL}/ari", auth=AUTH, timeout=10,
+        limits=httpx.Limits(max_connections=concurrency * 2),
+    ) as http, aconnect_ws(f"{ARI_URL}/ari/events", http, params=params) as ws:  # fmt: skip
+        yield http, ws
+
+
+async def minimal(
+    number: str, hang_up: bool, calls: int, concurrency: int, limit: float, lean: bool = False
+) -> Phase:
     app = f"bench-min-{os.getpid()}-{number}"
     waiting: dict[str, tuple[anyio.Event, anyio.Event]] = {}
     completed = failed = started = 0
     decoder = msgspec.json.Decoder(_Event)
-    async with httpx.AsyncClient(
-        base_url=f"{ARI_URL}/ari", auth=AUTH, timeout=10,
-        limits=httpx.Limits(max_connections=concurrency * 2),
-    ) as http, aconnect_ws(
-        f"{ARI_URL}/ari/events", http, params={"app": app, "subscribeAll": "false"}
-    ) as ws:  # fmt: skip
+    async with _clients(lean, app, concurrency) as (http, ws):
 
         async def read() -> None:
             while True:
@@ -136,7 +177,7 @@ async def minimal(number: str, hang_up: bool, calls: int, concurrency: int, limi
                         workers.start_soon(worker)
             seconds = time.monotonic() - begin
             readers.cancel_scope.cancel()
-    name = "minimal" if hang_up else "minimal-callee-bye"
+    name = ("minimal" if hang_up else "minimal-callee-bye") + ("-lean" if lean else "")
     return Phase(name=name, calls=started, completed=completed, failed=failed, seconds=seconds)
 
 
@@ -325,6 +366,9 @@ def main() -> int:
             phases: list[Callable[[], Phase]] = [
                 partial(anyio.run, minimal, "answer-0", True, args.calls, level, args.seconds),
                 partial(anyio.run, minimal, "hangup-0", False, args.calls, level, args.seconds),
+                partial(
+                    anyio.run, minimal, "hangup-0", False, args.calls, level, args.seconds, True
+                ),
             ]
             if not args.minimal_only:
                 phases.append(
@@ -348,7 +392,7 @@ def main() -> int:
                 used = ", ".join(f"{k} {v:.1f}" for k, v in phase.cpu.items() if k != "caller")
                 per_call = client / phase.completed * 1000 if phase.completed else 0.0
                 print(
-                    f"  [{level:>3}] {phase.name:<19} {phase.completed:>5} calls in "
+                    f"  [{level:>3}] {phase.name:<24} {phase.completed:>5} calls in "
                     f"{phase.seconds:6.2f} s = {phase.rate:7.1f} calls/s (failed {phase.failed})"
                     f"  CPU s: caller {client:.1f} ({per_call:.1f} per 1,000 calls), {used}"
                 )
@@ -361,9 +405,9 @@ def main() -> int:
             if lv == level and any(p.completed for p in ps)
         }
         for name, value in rate.items():
-            print(f"  [{level:>3}] {name:<19} {value:7.1f} calls/s  {cost.get(name, 0):5.2f} CPU s")
+            print(f"  [{level:>3}] {name:<24} {value:7.1f} calls/s  {cost.get(name, 0):5.2f} CPU s")
         for subject in ("dialerd", "dialerd-baseline"):
-            for base in ("minimal", "minimal-callee-bye"):
+            for base in ("minimal", "minimal-callee-bye", "minimal-callee-bye-lean"):
                 if rate.get(base) and subject in rate:
                     print(
                         f"  [{level:>3}] ratio {subject} / {base}: {rate[subject] / rate[base]:.1%}"
