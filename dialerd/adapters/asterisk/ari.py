@@ -450,8 +450,15 @@ class AriTelephony:
         for event in result.events:
             if isinstance(event, Answered):
                 self._answered_at[call.id] = time.monotonic()
-            if isinstance(event, Ended) and call.id in self._recordings:
-                event = msgspec.structs.replace(event, recording=self._recordings.pop(call.id))
+            if isinstance(event, Ended):
+                # The flow may still be running (its own hangup ended the call): the
+                # recording it started is the call's all the same.
+                running = self._flows.get(call.id)
+                recording = self._recordings.pop(call.id, "") or (
+                    running.recording if running is not None else ""
+                )
+                if recording:
+                    event = msgspec.structs.replace(event, recording=recording)
             await self._send(event)
         if connected is not None:
             # After the step's own events: the engine sees the answer before the agent.
@@ -492,7 +499,7 @@ class AriTelephony:
         finally:
             self._flows.pop(call_id, None)
             running.close()
-        if result.recording:
+        if result.recording and call_id in self._calls:  # else its end carried it
             self._recordings[call_id] = result.recording
         if result.queued or result.callee_hung_up:
             return
