@@ -244,6 +244,9 @@ class AriHttp:
     async def _connection(self) -> _Connection:
         """An idle connection still open, else a new one."""
         now = time.monotonic()
+        # The oldest idle ones first: those idle too long are closed, not left to linger.
+        while self._idle and now - self._idle[0].idle_since >= IDLE_SECONDS:
+            await self._idle.pop(0).stream.aclose()
         while self._idle:
             connection = self._idle.pop()
             if now - connection.idle_since < IDLE_SECONDS and not connection.closed_by_peer():
