@@ -9,7 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -31,6 +31,14 @@ from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 R = TypeVar("R")
 # Page cache of an import's own connection (the main one has CACHE_KIB).
 IMPORT_CACHE_KIB = 8 * 1024
+
+
+class Writer(Protocol):
+    """Runs ``work`` in a transaction of its own on a connection (an import's)."""
+
+    async def __call__(self, work: Callable[[sqlite3.Connection], R]) -> R: ...
+
+
 Item = TypeVar("Item")
 
 
@@ -220,7 +228,7 @@ class SqliteConnection:
     @asynccontextmanager
     async def _import_connection(
         self,
-    ) -> AsyncIterator[Callable[[Callable[[sqlite3.Connection], R]], Awaitable[R]]]:
+    ) -> AsyncIterator[Writer]:
         """A second connection to the file, for one import's staging writes: yields
         ``write(work)``, which runs ``work`` in a transaction of its own on it."""
         if self._connection is None:
@@ -256,28 +264,30 @@ class SqliteConnection:
         settle: Callable[..., Awaitable[None]],
     ) -> int:
         """The steps every import takes: ``stage`` each batch in its own transaction,
-        ``publish`` once ``batches`` ends, then ``settle(publish=True)``; if anything
-        fails first, ``settle(publish=False)`` drops what was staged (bounded in time).
+        ``publish`` once ``batches`` ends, then ``settle(write, publish=True)``; if
+        anything fails first, ``settle(write, publish=False)`` drops what was staged
+        (bounded in time).
 
-        The batches are staged on a connection (and thread) of the import's own: the
-        engine's work and the API's reads do not queue behind them (WAL: readers never
-        wait for a writer; the engine's writes wait for the lock at most one batch).
+        All of it runs on a connection (and thread) of the import's own, ``write``: the
+        engine's work and the API's reads do not queue behind it (WAL: readers never
+        wait for a writer; the engine's writes wait for the lock at most one batch or
+        one settled chunk).
         """
         count = 0
         published = False
-        try:
-            async with self._import_connection() as write:
+        async with self._import_connection() as write:
+            try:
                 async for items in batches:
                     if items:
                         await write(stage(items))
                         count += len(items)
-            await self._write(publish)
-            published = True
-        finally:
-            with anyio.CancelScope(shield=True):
-                if published:
-                    await settle(publish=True)
-                else:
-                    with anyio.move_on_after(DISCARD_SECONDS):
-                        await settle(publish=False)
+                await write(publish)
+                published = True
+            finally:
+                with anyio.CancelScope(shield=True):
+                    if published:
+                        await settle(write, publish=True)
+                    else:
+                        with anyio.move_on_after(DISCARD_SECONDS):
+                            await settle(write, publish=False)
         return count

@@ -56,6 +56,7 @@ from dialerd.store.documents import (
     page_limit,
     users,
 )
+from dialerd.store.sqlite.connection import Writer
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
 from dialerd.store.sqlite.ledger import SqliteLedger
 from dialerd.store.sqlite.rows import (
@@ -250,12 +251,14 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
             partial(self._settle_batch, batch),
         )
 
-    async def _settle_batch(self, batch: str, *, publish: bool) -> None:
+    @staticmethod
+    async def _settle_batch(batch: str, write: Writer, *, publish: bool) -> None:
         """Make a published batch's rows dialable, or remove an abandoned batch's rows,
-        a chunk per transaction; then forget the batch."""
-        while await self._write(partial(settle_chunk, batch, publish)):
+        a chunk per transaction (``write``: the import's connection); then forget the
+        batch."""
+        while await write(partial(settle_chunk, batch, publish)):
             pass
-        await self._write(
+        await write(
             lambda connection: connection.execute(
                 "DELETE FROM pending_batch WHERE id = ?", (batch,)
             )
