@@ -290,6 +290,10 @@ class AsteriskTelephony(_SecretSection, frozen=True):
     queue_timeout: PositiveInt = 20
     connect_timeout: PositiveFloat = 5.0
     request_timeout: PositiveFloat = 5.0
+    # Persistent HTTP connections to ARI at most (one request each at a time); 0: as many
+    # as [engine] max_concurrent_attempts, up to 64 (Asterisk serves 100 sessions by
+    # default: http.conf session_limit).
+    connections: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
     # Where dialerd serves talk prompts to Asterisk (host:port), and the URL Asterisk
     # fetches them from ("" = http://<media_listen>); "" media_listen = not served.
     media_listen: str = "127.0.0.1:8090"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Generic, TypeVar
+from typing import Annotated, Any, Final, Generic, NamedTuple, TypeVar
 
 import msgspec
 import phonenumbers
@@ -34,17 +36,83 @@ MAX_OPTION_ENTRIES: Final = 64
 MAX_OPTION_BYTES: Final = 16384
 
 
+class _CountryPlan(NamedTuple):
+    """What ``phonenumbers`` decides an E.164 number of one country code by: the
+    national prefix it would strip, and the possible lengths of a national number."""
+
+    national_prefix: re.Pattern[str] | None
+    lengths: frozenset[int]
+
+
+@functools.cache
+def _country_plan(country_code: int) -> _CountryPlan | None:
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None or metadata.general_desc is None:
+        return None
+    general = metadata.general_desc
+    lengths = [n for n in general.possible_length or () if n > 0]
+    local = set(general.possible_length_local_only or ())
+    prefix = metadata.national_prefix_for_parsing
+    return _CountryPlan(
+        re.compile(prefix) if prefix else None, frozenset(n for n in lengths if n not in local)
+    )
+
+
+@functools.cache
+def _country_of(first_digits: str) -> tuple[int, _CountryPlan | None]:
+    """The length of the country code the first three digits start with (country codes
+    are a prefix code, as phonenumbers reads them: shortest first) and its plan; no
+    plan when there is no such code."""
+    if first_digits.startswith("0"):
+        return 0, None
+    for size in (1, 2, 3):
+        code = int(first_digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return size, _country_plan(code)
+    return 0, None
+
+
+def _surely_e164(digits: str) -> bool:
+    """True when ``phonenumbers`` would certainly accept ``+<digits>`` (False: ask it).
+
+    The common case, decided without parsing: a country code, then a national number
+    that neither starts with 0 nor with the country's national prefix (so parsing keeps
+    it as it is and formats it back the same), of a possible length for the country.
+    """
+    if not 3 <= len(digits) <= 20:
+        return False
+    size, plan = _country_of(digits[:3])
+    national = digits[size:]
+    if plan is None or not 2 <= len(national) <= 17 or national[0] == "0":
+        return False
+    if plan.national_prefix is not None and plan.national_prefix.match(national):
+        return False
+    return len(national) in plan.lengths
+
+
+def surely_e164(number: str) -> bool:
+    """True when ``check_e164`` would surely accept ``number`` (a few µs); False when
+    only ``check_e164`` can tell (it may accept it still, or names the problem)."""
+    digits = number[1:]
+    return number.startswith("+") and digits.isascii() and digits.isdigit() and _surely_e164(digits)
+
+
 def check_e164(number: str) -> None:
     """Raise ``ValueError`` unless ``number`` is an E.164 number (``+15551234567``).
 
     E.164 form exactly (``+``, country code, national number, no spaces) and a length
     possible for that country code by the numbering-plan metadata of ``phonenumbers``.
     Not ``is_valid_number``: it rejects fictional and newly allocated ranges that a
-    dialer must still be able to call (such as +1 555 01xx test numbers).
+    dialer must still be able to call (such as +1 555 01xx test numbers). The common
+    case is decided from the metadata directly (``_surely_e164``, a few µs; imports
+    check millions), anything else by parsing.
     """
     problem = f"{number[:40]!r} is not an E.164 number (like +15551234567)"
     if not number.startswith("+") or not number[1:].isascii() or not number[1:].isdigit():
         raise ValueError(problem)
+    if _surely_e164(number[1:]):
+        return
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
@@ -430,11 +498,13 @@ class OutdialTarget(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
         name: str = "",
         detail: str = "",
         data: str = "",
+        target_id: str = "",
     ) -> OutdialTarget:
-        """A new, never-tried ``idle`` target with up to five destinations (others null)."""
+        """A new, never-tried ``idle`` target with up to five destinations (others null);
+        its id ``target_id`` if given, else a fresh one."""
         slots = [*destinations, None, None, None, None, None][:5]
         return cls(
-            id=new_id(),
+            id=target_id or new_id(),
             outdial_id=outdial_id,
             name=name,
             detail=detail,

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+import secrets
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -21,12 +24,24 @@ import msgspec
 from dialerd.api import jsontext
 from dialerd.api.bodies import TargetCreate
 from dialerd.api.errors import ApiError
-from dialerd.model import SLOTS, Address, AddressType, OutdialTarget
+from dialerd.model import (
+    MAX_ADDRESS_TARGET,
+    MAX_DATA,
+    MAX_DETAIL,
+    MAX_NAME,
+    SLOTS,
+    Address,
+    AddressType,
+    OutdialTarget,
+    surely_e164,
+)
 
 T = TypeVar("T")
 MAX_REPORTED_ROWS: Final = 10
 DESTINATION_COLUMNS: Final = tuple(f"destination_{slot}" for slot in SLOTS)
 CSV_COLUMNS: Final = ("name", "detail", "data", *DESTINATION_COLUMNS)
+_DESTINATION_SLOT: Final = {column: slot for slot, column in enumerate(DESTINATION_COLUMNS)}
+_TEXT_LIMITS: Final = {"name": MAX_NAME, "detail": MAX_DETAIL, "data": MAX_DATA}
 
 
 class RowProblem(msgspec.Struct, frozen=True):
@@ -122,52 +137,82 @@ async def batches(rows: AsyncIterator[tuple[int, T | str]]) -> AsyncIterator[lis
         yield batch
 
 
-async def records(
-    chunks: AsyncIterable[bytes], *, quoted: bool
-) -> AsyncIterator[tuple[int, bytes]]:
-    """Split a byte stream into ``(first line number, record)``, bytes without the line end.
+class RecordSplitter:
+    """Splits a byte stream, fed a chunk at a time, into ``(first line number, record)``,
+    bytes without the line end.
 
     With ``quoted`` (CSV), a newline inside double quotes does not end a record: a
     record is complete when it holds an even number of ``"``. Each byte is looked at a
-    bounded number of times (no re-copying of an unfinished line), and a record longer
-    than ``MAX_RECORD_BYTES`` rejects the file.
+    bounded number of times (a record on one line, the common case, is not copied
+    twice), and a record longer than ``MAX_RECORD_BYTES`` rejects the file.
     """
-    record = bytearray()
-    quotes = 0
-    line = start = 1
-    first = True
+
+    def __init__(self, *, quoted: bool) -> None:
+        self.quoted = quoted
+        self._record = bytearray()  # the unfinished record
+        self._quotes = 0
+        self._line = self._start = 1
+        self._first = True
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        """The records this chunk completes."""
+        done: list[tuple[int, bytes]] = []
+        *complete, tail = chunk.split(b"\n")
+        quoted = self.quoted
+        for piece in complete:
+            quotes = piece.count(b'"') if quoted else 0
+            if not self._record and not self._quotes and not quotes % 2:
+                if len(piece) > MAX_RECORD_BYTES:
+                    self._too_long()
+                record = piece.removesuffix(b"\r")
+            else:
+                self._add(piece, quotes)
+                if self._quotes % 2:
+                    self._record += b"\n"
+                    self._line += 1
+                    continue
+                record = bytes(self._record).removesuffix(b"\r")
+                self._record.clear()
+                self._quotes = 0
+            if self._first:
+                record = record.removeprefix(_BOM)
+                self._first = False
+            done.append((self._start, record))
+            self._line += 1
+            self._start = self._line
+        self._add(tail, tail.count(b'"') if quoted else 0)
+        return done
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        """The last record, when the stream does not end with a line end."""
+        if not self._record and not self._quotes % 2:
+            return []
+        record = bytes(self._record).removesuffix(b"\r")
+        self._record.clear()
+        return [(self._start, record.removeprefix(_BOM) if self._first else record)]
+
+    def _add(self, piece: bytes, quotes: int) -> None:
+        self._record += piece
+        self._quotes += quotes
+        if len(self._record) > MAX_RECORD_BYTES:
+            self._too_long()
+
+    def _too_long(self) -> None:
+        raise ImportRejected(
+            [RowProblem(self._start, f"the record is longer than {MAX_RECORD_BYTES} bytes")], 1
+        )
+
+
+async def records(
+    chunks: AsyncIterable[bytes], *, quoted: bool
+) -> AsyncIterator[tuple[int, bytes]]:
+    """``RecordSplitter``'s records of a byte stream, as it arrives."""
+    splitter = RecordSplitter(quoted=quoted)
     async for chunk in chunks:
-        position = 0
-        while position <= len(chunk):
-            end = chunk.find(b"\n", position)
-            piece = chunk[position:] if end < 0 else chunk[position:end]
-            record += piece
-            if quoted:
-                quotes += piece.count(b'"')
-            if len(record) > MAX_RECORD_BYTES:
-                raise ImportRejected(
-                    [RowProblem(start, f"the record is longer than {MAX_RECORD_BYTES} bytes")], 1
-                )
-            if end < 0:
-                break
-            position = end + 1
-            line += 1
-            if quotes % 2:
-                record += b"\n"
-                continue
-            yield start, _finished(record, first)
-            record.clear()
-            quotes = 0
-            first = False
-            start = line
-    if record or quotes % 2:
-        yield start, _finished(record, first)
-
-
-def _finished(record: bytearray, first: bool) -> bytes:
-    """A complete record: without a trailing CR, and without the BOM of the file's start."""
-    data = bytes(record).removesuffix(b"\r")
-    return data.removeprefix(_BOM) if first else data
+        for record in splitter.feed(chunk):
+            yield record
+    for record in splitter.finish():
+        yield record
 
 
 def record_text(record: bytes) -> str:
@@ -245,41 +290,188 @@ async def csv_rows(
         raise ImportRejected([RowProblem(1, "the file is empty: a header row is needed")], 1)
 
 
-def _csv_rows(
-    chunks: AsyncIterable[bytes], outdial_id: str, now: str
-) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
-    def target(row: dict[str, Any]) -> OutdialTarget:
+class TargetReader:
+    """The targets of an import file (CSV with a header row, or NDJSON), read from its
+    bytes a chunk at a time: synchronous, so that the parsing runs in a worker thread
+    (``read_targets``), never on the event loop.
+
+    ``feed`` gives the good targets its chunk completed; after the first bad row it
+    gives none and only keeps the first ``MAX_REPORTED_ROWS`` problems with their line
+    numbers, which ``finish`` raises as ``ImportRejected``. Imported targets get ids that
+    grow in the order of the file (UUID version 7: the import's start in ms, then a
+    counter from a random start), so the stores' id indexes take them at their end.
+    """
+
+    def __init__(self, outdial_id: str, now: str, *, csv_file: bool, quick: bool = True) -> None:
+        self.outdial_id = outdial_id
+        self.now = now
+        self.csv_file = csv_file
+        # Rows whose cells are plain text and E.164 numbers are made directly (``_quick``);
+        # the others, and every bad one, go through TargetCreate as a JSON body does.
+        self.quick = quick
+        self._records = RecordSplitter(quoted=csv_file)
+        self._columns: list[str] | None = None
+        self._ids = ordered_ids()
+        self.problems: list[RowProblem] = []
+        self.bad_rows = 0
+
+    def feed(self, chunk: bytes) -> list[OutdialTarget]:
+        return self._read(self._records.feed(chunk))
+
+    def finish(self) -> list[OutdialTarget]:
+        """The last targets; ``ImportRejected`` if any row was bad, or the CSV header."""
+        targets = self._read(self._records.finish())
+        if self.csv_file and self._columns is None:
+            raise ImportRejected([RowProblem(1, "the file is empty: a header row is needed")], 1)
+        if self.bad_rows:
+            raise ImportRejected(self.problems, self.bad_rows)
+        return targets
+
+    def _read(self, lines: list[tuple[int, bytes]]) -> list[OutdialTarget]:
+        targets: list[OutdialTarget] = []
+        for line, record in lines:
+            try:
+                target = self._csv(line, record) if self.csv_file else self._ndjson(record)
+            except (ValueError, csv.Error, jsontext.JsonProblem) as exc:
+                self.bad_rows += 1
+                targets = []
+                if len(self.problems) < MAX_REPORTED_ROWS:
+                    self.problems.append(RowProblem(line, str(exc)))
+                continue
+            if target is not None and not self.bad_rows:
+                targets.append(target)
+        return targets
+
+    def _csv(self, line: int, record: bytes) -> OutdialTarget | None:
+        text = record_text(record)
+        if not text.strip():
+            return None
+        if self._columns is None:
+            try:
+                self._columns = _header(text)
+            except (ValueError, csv.Error) as exc:
+                # Without a valid header no row can be read: report the header alone.
+                raise ImportRejected([RowProblem(line, f"header: {exc}")], 1) from None
+            return None
+        cells = next(csv.reader([text]))
+        columns = self._columns
+        if len(cells) != len(columns):
+            raise ValueError(f"{len(cells)} cells, the header has {len(columns)} columns")
+        if self.quick:
+            target = self._quick(columns, cells)
+            if target is not None:
+                return target
+        row: dict[str, Any] = dict(zip(columns, cells, strict=True))
         for column in DESTINATION_COLUMNS:
             if column in row:
                 row[column] = _destination(column, row[column])
-        return target_from_body(outdial_id, now, jsontext.convert(row, TargetCreate))
+        return self._target(jsontext.convert(row, TargetCreate))
 
-    return csv_rows(chunks, _header, target)
+    def _quick(self, columns: list[str], cells: list[str]) -> OutdialTarget | None:
+        """The target of a row of plain cells whose destinations are E.164 numbers, as
+        ``TargetCreate`` would make it; None for any other row (TargetCreate decides)."""
+        values = {"name": "", "detail": "", "data": ""}
+        destinations: list[Address | None] = [None, None, None, None, None]
+        found = False
+        for column, cell in zip(columns, cells, strict=True):
+            slot = _DESTINATION_SLOT.get(column)
+            if slot is None:
+                if len(cell) > _TEXT_LIMITS[column]:
+                    return None
+                values[column] = cell
+                continue
+            number = cell.strip()
+            if not number:
+                continue
+            if not surely_e164(number) or len(number) > MAX_ADDRESS_TARGET:
+                return None
+            destinations[slot] = Address(type=AddressType.TEL, target=number)
+            found = True
+        data = values["data"]
+        if not found or data.lstrip().startswith("{"):  # a zone in data: checked there
+            return None
+        return OutdialTarget.fresh(
+            self.outdial_id,
+            destinations,
+            self.now,
+            name=values["name"],
+            detail=values["detail"],
+            data=data,
+            target_id=next(self._ids),
+        )
 
-
-async def _ndjson_rows(
-    chunks: AsyncIterable[bytes], outdial_id: str, now: str
-) -> AsyncIterator[tuple[int, OutdialTarget | str]]:
-    async for line, record in records(chunks, quoted=False):
+    def _ndjson(self, record: bytes) -> OutdialTarget | None:
         if not record.strip():
-            continue
-        try:
-            yield line, target_from_body(outdial_id, now, jsontext.decode(record, TargetCreate))
-        except (jsontext.JsonProblem, NoDestination) as exc:
-            yield line, str(exc)
+            return None
+        return self._target(jsontext.decode(record, TargetCreate))
+
+    def _target(self, body: TargetCreate) -> OutdialTarget:
+        destinations = [None if d is None else d.to_model() for d in body.destinations]
+        if all(d is None or d.is_empty for d in destinations):
+            raise NoDestination
+        return OutdialTarget.fresh(
+            self.outdial_id,
+            destinations,
+            self.now,
+            name=body.name,
+            detail=body.detail,
+            data=body.data,
+            target_id=next(self._ids),
+        )
+
+
+def ordered_ids() -> Iterator[str]:
+    """UUIDs (version 7) that grow in the order they are made: the time in ms now, then
+    a 74-bit counter from a random start (RFC 9562, method 2)."""
+    stamp = time.time_ns() // 1_000_000
+    counter = secrets.randbits(73)  # room to count well past any import
+    while True:
+        rand_a, rand_b = counter >> 62, counter & ((1 << 62) - 1)
+        value = (stamp << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+        text = f"{value:032x}"
+        yield f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        counter += 1
+
+
+async def read_targets(
+    chunks: AsyncIterable[bytes], outdial_id: str, now: str, *, csv_file: bool
+) -> AsyncIterator[list[OutdialTarget]]:
+    """Targets of a CSV file with a header row (``csv_file``) or of NDJSON, one target
+    object per line, in batches of ``IMPORT_BATCH``; ``ImportRejected`` at the end
+    (after the last batch) when any row is bad.
+
+    Each body chunk is parsed in a worker thread of the import's own while the batches
+    of the chunk before are handed on (the store writes them meanwhile, SQLite without
+    holding the GIL), so reading and writing overlap and the event loop parses nothing.
+    What it holds is bounded: a batch and the rows of two chunks.
+    """
+    reader = TargetReader(outdial_id, now, csv_file=csv_file)
+    pending: list[OutdialTarget] = []
+    parser = ThreadPoolExecutor(1, thread_name_prefix="dialerd-import")
+    try:
+        async for chunk in chunks:
+            parsing = parser.submit(reader.feed, chunk)
+            while len(pending) >= IMPORT_BATCH:
+                yield pending[:IMPORT_BATCH]
+                del pending[:IMPORT_BATCH]
+            pending += await anyio.to_thread.run_sync(parsing.result)
+        pending += await anyio.to_thread.run_sync(reader.finish)
+    finally:
+        # Never waits: a parse under way when the import is abandoned ends on its own.
+        parser.shutdown(wait=False, cancel_futures=True)
+    for start in range(0, len(pending), IMPORT_BATCH):
+        yield pending[start : start + IMPORT_BATCH]
 
 
 def read_csv(
     chunks: AsyncIterable[bytes], outdial_id: str, now: str
 ) -> AsyncIterator[list[OutdialTarget]]:
-    """Targets of a CSV file with a header row, in batches; ``ImportRejected`` at the end
-    (after the last batch) when any row is bad."""
-    return batches(_csv_rows(chunks, outdial_id, now))
+    """Targets of a CSV file with a header row (``read_targets``)."""
+    return read_targets(chunks, outdial_id, now, csv_file=True)
 
 
 def read_ndjson(
     chunks: AsyncIterable[bytes], outdial_id: str, now: str
 ) -> AsyncIterator[list[OutdialTarget]]:
-    """Targets of NDJSON, one target object per line, in batches; ``ImportRejected`` at
-    the end when any line is bad."""
-    return batches(_ndjson_rows(chunks, outdial_id, now))
+    """Targets of NDJSON, one target object per line (``read_targets``)."""
+    return read_targets(chunks, outdial_id, now, csv_file=False)

@@ -25,6 +25,10 @@ from dialerd.config import AsteriskQueueConfig, AsteriskTelephony, Config, TtsCo
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony
 from dialerd.store import Store
 
+# ARI connections when [telephony.asterisk] connections is 0: one per attempt in flight
+# (engine.max_concurrent_attempts), at most this many.
+MAX_ARI_CONNECTIONS = 64
+
 
 class Backends:
     """What the engine dials through, reads agents from, and runs actions with."""
@@ -65,6 +69,7 @@ class Backends:
             )
             self.queue = self.redis_queue
         self.ari: AriTelephony | None = None
+        self._max_attempts = config.engine.max_concurrent_attempts
         if config.telephony.backend == "asterisk":
             assert config.telephony.asterisk is not None  # the config refuses it missing
             self.ari = self._ari(config.telephony.asterisk)
@@ -93,6 +98,7 @@ class Backends:
             media_listen=settings.media_address(),
             amd_context=settings.amd_context,
             recording_dir=settings.recording_dir,
+            connections=settings.connections or min(self._max_attempts, MAX_ARI_CONNECTIONS),
         )
 
     @staticmethod

@@ -1,17 +1,23 @@
 """Import benchmark: one large CSV import into a running dialerd, with concurrent GETs.
 
-Starts ``dialerd run`` (config/sim.toml, SQLite in a temporary directory, a free
-port), streams a generated CSV of ``--rows`` rows to ``POST /outdials/{id}/targets``
+Starts ``dialerd run`` (scripts/lib/daemon.py: SQLite in a temporary directory, free
+ports), streams a generated CSV of ``--rows`` rows to ``POST /outdials/{id}/targets``
 (never held whole by this client either), and meanwhile GETs ``/v1.0/campaigns``
 every ``--interval`` seconds. Prints rows/s, the daemon's peak RSS (VmHWM) before and
 after the import, and the worst and median GET latency during it.
+
+The anchor, measured in the same run: SQLite's own insert rate of the same target
+rows (built beforehand) into a store of the same schema, in transactions of 500 rows,
+on this machine now; the ratio dialerd / SQLite says how much of the import's time is
+dialerd's. With ``--baseline DIR`` the daemon of another checkout (with its .venv) is
+measured too, alternately with this one (``--rounds``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
+import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -19,18 +25,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "dev-token"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from scripts.lib.daemon import REPO, Daemon, DaemonSettings
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+TOKEN = "bench-import-token"
+CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -40,82 +45,187 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def csv_lines(first: int, last: int) -> str:
+    return "".join(
+        f"lead {n},crm-{n},+1555{n % 10_000_000:07d},+1666{n % 10_000_000:07d}\n"
+        for n in range(first, last)
+    )
+
+
 def csv_chunks(rows: int) -> Iterator[bytes]:
     yield b"name,data,destination_0,destination_1\n"
     step = 5000
     for first in range(0, rows, step):
-        yield "".join(
-            f"lead {n},crm-{n},+1555{n % 10_000_000:07d},+1666{n % 10_000_000:07d}\n"
-            for n in range(first, min(first + step, rows))
-        ).encode()
+        yield csv_lines(first, min(first + step, rows)).encode()
+
+
+def sqlite_anchor(rows: int) -> float:
+    """Rows/s SQLite itself inserts the same targets (made by the import's own reader
+    and turned into rows before the clock starts), in transactions of 500 rows."""
+    import anyio
+
+    from dialerd.api.targets_import import TargetReader
+    from dialerd.store.sqlite.rows import in_transaction, target_row
+    from dialerd.store.sqlite.store import SqliteStore
+
+    reader = TargetReader(
+        "0b6e7b2c-0000-4000-8000-000000000000", "2026-01-01 00:00:00.000000", csv_file=True
+    )
+    prepared = [target_row(target) for chunk in csv_chunks(rows) for target in reader.feed(chunk)]
+    with tempfile.TemporaryDirectory(prefix="bench-import-sqlite-") as tmp:
+
+        async def insert() -> float:
+            store = SqliteStore(Path(tmp) / "store.db")
+            await store.open()
+            connection = store._connection
+            assert connection is not None
+            started = time.perf_counter()
+            for first in range(0, len(prepared), 500):
+                chunk = prepared[first : first + 500]
+                in_transaction(partial(_insert, chunk), connection)
+            elapsed = time.perf_counter() - started
+            await store.close()
+            return elapsed
+
+        return len(prepared) / anyio.run(insert)
+
+
+def _insert(rows: list[tuple[object, ...]], connection: sqlite3.Connection) -> None:
+    from dialerd.store.sqlite.rows import INSERT_TARGET
+
+    connection.executemany(INSERT_TARGET, rows)
+
+
+class Result:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.elapsed = 0.0
+        self.rss_before = self.rss_after = 0.0
+        self.latencies: list[float] = []
+        self.worst_at = 0.0  # seconds into the import the worst GET started
+
+
+def import_once(
+    rows: int, interval: float, tree: Path, name: str, profile: str | None = None
+) -> Result:
+    result = Result(name)
+    settings = DaemonSettings(
+        token=TOKEN,
+        customer_id=CUSTOMER,
+        queue_id=QUEUE_ID,
+        queue_name="bench",
+        tick_interval=1.0,
+        log_level="warning",
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        daemon = Daemon(Path(tmp), settings, tree=tree)
+        daemon.start()
+        try:
+            daemon.wait_healthy()
+            assert daemon.pid is not None
+            base = f"http://127.0.0.1:{daemon.port}/v1.0"
+            headers = {"authorization": f"Bearer {TOKEN}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+                outdial = client.post("/outdials", json={"name": "bench"}).json()["id"]
+                result.rss_before = peak_rss_mib(daemon.pid)
+                done = threading.Event()
+
+                def probe() -> None:
+                    with httpx.Client(base_url=base, headers=headers, timeout=600) as prober:
+                        while not done.is_set():
+                            sent = time.perf_counter()
+                            prober.get("/campaigns", params={"page_size": 10}).raise_for_status()
+                            latency = time.perf_counter() - sent
+                            if not result.latencies or latency > max(result.latencies):
+                                result.worst_at = sent - started
+                            result.latencies.append(latency)
+                            time.sleep(interval)
+
+                prober = threading.Thread(target=probe)
+                started = time.perf_counter()
+                spy = None
+                if profile:  # py-spy (pip install py-spy) on the daemon while it imports
+                    spy = subprocess.Popen(
+                        ["py-spy", "record", "--pid", str(daemon.pid), "-o", profile,
+                         "-f", "raw", "-r", "250", "--nonblocking", "--threads", "--gil"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    time.sleep(1)  # py-spy attaches
+                started = time.perf_counter()
+                prober.start()
+                response = client.post(
+                    f"/outdials/{outdial}/targets",
+                    content=csv_chunks(rows),
+                    headers={"content-type": "text/csv"},
+                )
+                result.elapsed = time.perf_counter() - started
+                done.set()
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=30)
+                prober.join()
+                response.raise_for_status()
+                assert response.json() == {"count": rows}, response.text[:300]
+                result.rss_after = peak_rss_mib(daemon.pid)
+        finally:
+            daemon.close()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between GETs")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the imports N times")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout (with its .venv) to measure too"
+    )
+    parser.add_argument("--profile", help="py-spy record this checkout's daemon to this file")
     args = parser.parse_args()
 
-    port = free_port()
-    with tempfile.TemporaryDirectory() as state:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        daemon = subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/dialerd"), "run", "--config", str(ROOT / "config/sim.toml"),
-                "--state-dir", state, "--listen", f"127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}/v1.0"
-            headers = {"authorization": f"Bearer {TOKEN}"}
-            with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
-                for _ in range(100):
-                    try:
-                        client.get("/campaigns").raise_for_status()
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-                outdial = client.post("/outdials", json={"name": "bench"}).json()["id"]
-                rss_before = peak_rss_mib(daemon.pid)
-                latencies: list[float] = []
-                done = threading.Event()
-
-                def probe() -> None:
-                    with httpx.Client(base_url=base, headers=headers, timeout=600) as prober:
-                        while not done.is_set():
-                            started = time.perf_counter()
-                            prober.get("/campaigns", params={"page_size": 10}).raise_for_status()
-                            latencies.append(time.perf_counter() - started)
-                            time.sleep(args.interval)
-
-                prober = threading.Thread(target=probe)
-                started = time.perf_counter()
-                prober.start()
-                response = client.post(
-                    f"/outdials/{outdial}/targets",
-                    content=csv_chunks(args.rows),
-                    headers={"content-type": "text/csv"},
-                )
-                elapsed = time.perf_counter() - started
-                done.set()
-                prober.join()
-                response.raise_for_status()
-                assert response.json() == {"count": args.rows}, response.text[:300]
-                rss_after = peak_rss_mib(daemon.pid)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+    trees = [(REPO, "dialerd")]
+    if args.baseline is not None:
+        trees.append((args.baseline.resolve(), "baseline"))
+    results: list[Result] = []
+    anchors: list[float] = []
+    for _ in range(args.rounds):
+        anchors.append(sqlite_anchor(min(args.rows, 200_000)))
+        print(f"  SQLite's own inserts: {anchors[-1]:,.0f} rows/s")
+        for tree, name in trees:
+            profile = args.profile if tree == REPO else None
+            result = import_once(args.rows, args.interval, tree, name, profile)
+            results.append(result)
+            rate = args.rows / result.elapsed
+            print(
+                f"  {name:<9} {rate:9,.0f} rows/s ({result.elapsed:.1f} s), worst GET "
+                f"{max(result.latencies) * 1000:.0f} ms (at {result.worst_at:.1f} s), median "
+                f"{statistics.median(result.latencies) * 1000:.1f} ms, "
+                f"{len(result.latencies)} GETs, peak RSS {result.rss_before:.0f} -> "
+                f"{result.rss_after:.0f} MiB"
+            )
+    anchor = max(anchors)
     print(f"rows:                 {args.rows}")
-    print(f"import time:          {elapsed:.1f} s")
-    print(f"rows/s:               {args.rows / elapsed:,.0f}")
-    print(f"peak RSS before:      {rss_before:.0f} MiB")
-    print(f"peak RSS after:       {rss_after:.0f} MiB")
-    print(f"GETs during import:   {len(latencies)}")
-    print(f"worst GET latency:    {max(latencies) * 1000:.0f} ms")
-    print(f"median GET latency:   {statistics.median(latencies) * 1000:.1f} ms")
+    print(f"SQLite's own inserts: {anchor:,.0f} rows/s (best of {len(anchors)})")
+    for _, name in trees:
+        mine = [r for r in results if r.name == name]
+        best = min(mine, key=lambda r: r.elapsed)
+        rate = args.rows / best.elapsed
+        worst = max(max(r.latencies) for r in mine)
+        print(f"{name}:")
+        print(f"  import time:          {best.elapsed:.1f} s (best of {len(mine)})")
+        print(f"  rows/s:               {rate:,.0f}")
+        print(f"  ratio to SQLite:      {rate / anchor:.1%}")
+        print(f"  peak RSS before:      {best.rss_before:.0f} MiB")
+        print(f"  peak RSS after:       {max(r.rss_after for r in mine):.0f} MiB")
+        print(f"  GETs during import:   {sum(len(r.latencies) for r in mine)}")
+        print(f"  worst GET latency:    {worst * 1000:.0f} ms")
+        median = statistics.median([x for r in mine for x in r.latencies])
+        print(f"  median GET latency:   {median * 1000:.1f} ms")
+    if len(trees) == 2:
+        rates = {
+            name: args.rows / min(r.elapsed for r in results if r.name == name) for _, name in trees
+        }
+        print(f"ratio dialerd / baseline: {rates['dialerd'] / rates['baseline']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ In one run, on the same rig and with the same number of calls in flight:
   call when its ``ChannelDestroyed`` comes. The floor of what any ARI client costs.
 - ``minimal-callee-bye``: the same loop dialling ``hangup-0`` (the callee answers and sends
   BYE at once) without hanging up itself: the exact call dialerd's run makes.
+- ``minimal-callee-bye-lean``: that loop on dialerd's own ARI client (kept HTTP/1.1
+  connections and its websocket, ``dialerd.adapters.asterisk.ari_http``): the cheapest
+  client at hand, so what it reaches is the closest measure of Asterisk's own limit.
 - ``dialerd``: the daemon as a real process (``dialerd run``: engine, SQLite store, ARI
   telephony, API) with one agentless campaign of as many targets, all ``hangup-0``, at
   most N attempts at once (``max_concurrent_attempts``), ticking every 50 ms. Answered
@@ -15,8 +18,10 @@ In one run, on the same rig and with the same number of calls in flight:
   them: the rig has no context that hangs up at once, and the callee's BYE is as quick.
   Counted from ``run`` to the campaign's ``stop``, calls ended ``normal``.
 
-Each phase is bounded in calls and in time. Prints the rates and the ratio
-dialerd / minimal-callee-bye (the target: at least 90 %). Run: scripts/bench-telephony --help
+Each phase is bounded in calls and in time; each concurrency (``--concurrency 10,30``)
+runs all the phases in turn. Prints the rates, the caller's CPU seconds per 1,000 calls
+and the ratios of dialerd to each minimal loop (the target: at least 90 %), and with
+``--baseline DIR`` the same of another checkout's daemon. Run: scripts/bench-telephony --help
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +45,10 @@ import anyio
 import httpx
 import msgspec
 from httpx_ws import aconnect_ws
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from dialerd.adapters.asterisk.ari_http import AriHttp, connect_events
+from scripts.lib.daemon import Daemon, DaemonSettings
 
 REPO = Path(__file__).resolve().parents[2]
 ARI_URL = "http://127.0.0.1:8088"
@@ -46,6 +58,7 @@ ENDPOINT = "PJSIP/{number}@callee"
 TOKEN = "bench-telephony-token"
 TICK = float(os.environ.get("BENCH_TICK", "0.05"))
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
+QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
 
 
 class Phase(msgspec.Struct, kw_only=True):
@@ -69,17 +82,51 @@ class _Event(msgspec.Struct, kw_only=True):
 # -- the minimal loop -------------------------------------------------------------------
 
 
-async def minimal(number: str, hang_up: bool, calls: int, concurrency: int, limit: float) -> Phase:
+class _Lean:
+    """The minimal loop's requests and events on dialerd's own ARI client (ari_http)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.http = AriHttp(
+            f"{ARI_URL}/ari", *AUTH, size=concurrency, connect_timeout=10, request_timeout=10
+        )
+
+    async def post(self, path: str, params: dict[str, str]) -> Any:
+        return await self.http.request("POST", path, params=params)
+
+    async def delete(self, path: str) -> Any:
+        return await self.http.request("DELETE", path)
+
+
+@asynccontextmanager
+async def _clients(lean: bool, app: str, concurrency: int) -> AsyncIterator[tuple[Any, Any]]:
+    """(requests, events) of the minimal loop: httpx + httpx-ws, or dialerd's client."""
+    params = {"app": app, "subscribeAll": "false"}
+    if lean:
+        client = _Lean(concurrency)
+        events = await connect_events(
+            client.http, "/events", params, ping_interval=10, ping_timeout=10
+        )
+        try:
+            yield client, events
+        finally:
+            await events.aclose()
+            await client.http.aclose()
+        return
+    async with httpx.AsyncClient(
+        base_url=f"{ARI_URL}/ari", auth=AUTH, timeout=10,
+        limits=httpx.Limits(max_connections=concurrency * 2),
+    ) as http, aconnect_ws(f"{ARI_URL}/ari/events", http, params=params) as ws:  # fmt: skip
+        yield http, ws
+
+
+async def minimal(
+    number: str, hang_up: bool, calls: int, concurrency: int, limit: float, lean: bool = False
+) -> Phase:
     app = f"bench-min-{os.getpid()}-{number}"
     waiting: dict[str, tuple[anyio.Event, anyio.Event]] = {}
     completed = failed = started = 0
     decoder = msgspec.json.Decoder(_Event)
-    async with httpx.AsyncClient(
-        base_url=f"{ARI_URL}/ari", auth=AUTH, timeout=10,
-        limits=httpx.Limits(max_connections=concurrency * 2),
-    ) as http, aconnect_ws(
-        f"{ARI_URL}/ari/events", http, params={"app": app, "subscribeAll": "false"}
-    ) as ws:  # fmt: skip
+    async with _clients(lean, app, concurrency) as (http, ws):
 
         async def read() -> None:
             while True:
@@ -130,30 +177,24 @@ async def minimal(number: str, hang_up: bool, calls: int, concurrency: int, limi
                         workers.start_soon(worker)
             seconds = time.monotonic() - begin
             readers.cancel_scope.cancel()
-    name = "minimal" if hang_up else "minimal-callee-bye"
+    name = ("minimal" if hang_up else "minimal-callee-bye") + ("-lean" if lean else "")
     return Phase(name=name, calls=started, completed=completed, failed=failed, seconds=seconds)
 
 
 # -- dialerd ------------------------------------------------------------------------------
 
 
-def dialerd_config(state: Path, port: int, ops_port: int, concurrency: int, tick: float) -> str:
-    return f"""
-state_dir = "{state}"
-[engine]
-tick_interval = {tick}
-max_concurrent_attempts = {concurrency}
-max_attempts_per_second = 1000.0
-[api]
-listen = "127.0.0.1:{port}"
-[[api.tokens]]
-token = "{TOKEN}"
-customer_id = "{CUSTOMER}"
-[ops]
-listen = "127.0.0.1:{ops_port}"
-[log]
-level = "warning"
-format = "json"
+def dialerd_settings(concurrency: int, tick: float) -> DaemonSettings:
+    """The daemon of the ``dialerd`` phase: ARI telephony and AMI queue on the rig."""
+    return DaemonSettings(
+        token=TOKEN,
+        customer_id=CUSTOMER,
+        queue_id=QUEUE_ID,
+        queue_name="sales",
+        tick_interval=tick,
+        engine=f"max_concurrent_attempts = {concurrency}\nmax_attempts_per_second = 1000.0",
+        log_level="warning",
+        extra_config=f"""
 [telephony]
 backend = "asterisk"
 [telephony.asterisk]
@@ -169,42 +210,28 @@ host = "{AMI[0]}"
 port = {AMI[1]}
 username = "{AMI[2]}"
 secret = "{AMI[3]}"
-"""
+""",
+    )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> Phase:
+def dialerd(
+    calls: int, concurrency: int, limit: float, profile: str | None, tree: Path, name: str
+) -> Phase:
     with tempfile.TemporaryDirectory(prefix="bench-telephony-") as tmp:
-        port, ops_port = free_port(), free_port()
-        config = Path(tmp) / "dialerd.toml"
-        config.write_text(dialerd_config(Path(tmp) / "state", port, ops_port, concurrency, TICK))
-        command = [sys.executable, "-m", "dialerd.cli", "run", "--config", str(config)]
-        log = (Path(tmp) / "daemon.log").open("wb")
-        process = subprocess.Popen(command, stdout=log, stderr=log, cwd=REPO)
+        daemon = Daemon(Path(tmp), dialerd_settings(concurrency, TICK), tree=tree)
+        daemon.start()
         http = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=f"http://127.0.0.1:{daemon.port}",
             headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=30,
         )
         try:
+            daemon.wait_healthy()
             deadline = time.monotonic() + 30
-            while True:
-                try:
-                    ready = f"http://127.0.0.1:{ops_port}/readyz"
-                    if httpx.get(ready, timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("dialerd did not get ready:\n" + _tail(Path(tmp)))
+            ready = f"http://127.0.0.1:{daemon.ops_port}/readyz"
+            while httpx.get(ready, timeout=5).status_code != 200:  # ARI and AMI connected
+                if time.monotonic() > deadline or not daemon.alive:
+                    raise SystemExit("dialerd did not get ready:\n" + daemon.stderr_tail())
                 time.sleep(0.05)
             outplan = http.post(
                 "/v1.0/outplans",
@@ -228,12 +255,13 @@ def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> 
             spy = None
             if profile:  # py-spy (pip install py-spy) on the daemon while it dials
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(process.pid), "-o", profile,
+                    ["py-spy", "record", "--pid", str(daemon.pid), "-o", profile,
                      "-f", "raw", "-r", "250", "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(1)  # py-spy attaches
-            cpu_before = _cpu_seconds(process.pid)
+            assert daemon.pid is not None
+            cpu_before = _cpu_seconds(daemon.pid)
             begin = time.monotonic()
             http.put(f"{path}/status", json={"status": "run"}).raise_for_status()
             while time.monotonic() - begin < limit:
@@ -244,7 +272,7 @@ def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> 
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=30)
-            cpu = _cpu_seconds(process.pid) - cpu_before
+            cpu = _cpu_seconds(daemon.pid) - cpu_before
             reasons: dict[str, int] = {}
             token = ""
             while True:
@@ -259,9 +287,9 @@ def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> 
                     break
             completed = reasons.pop("normal", 0)
             if reasons:
-                print(f"  dialerd: calls not ended normal: {reasons}")
+                print(f"  {name}: calls not ended normal: {reasons}")
             return Phase(
-                name="dialerd",
+                name=name,
                 calls=completed + sum(reasons.values()),
                 completed=completed,
                 failed=sum(reasons.values()),
@@ -270,12 +298,11 @@ def dialerd(calls: int, concurrency: int, limit: float, profile: str | None) -> 
             )
         finally:
             http.close()
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
+            if daemon.alive:
+                try:
+                    daemon.terminate()
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
 
 
 RIG_DIR = Path(os.environ.get("DIALERD_RIG_DIR") or "/var/tmp/dialerd-rig")
@@ -304,55 +331,92 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _tail(directory: Path) -> str:
-    return (directory / "daemon.log").read_text()[-3000:]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per phase")
-    parser.add_argument("--concurrency", type=int, default=10, help="calls in flight")
+    parser.add_argument(
+        "--concurrency", default="10,30", help="calls in flight (a list: each in turn)"
+    )
     parser.add_argument("--seconds", type=float, default=90.0, help="time limit per phase")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the phases N times")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (with its .venv) whose dialerd runs too, right after this one's",
+    )
+    parser.add_argument(
+        "--minimal-only", action="store_true", help="no dialerd phase (the rig's floor alone)"
+    )
     parser.add_argument(
         "--profile", help="py-spy record the daemon to this file (collapsed stacks)"
     )
     args = parser.parse_args()
+    levels = [int(level) for level in str(args.concurrency).split(",") if level.strip()]
     if subprocess.run([str(REPO / "scripts" / "rig"), "status"], capture_output=True).returncode:
         print("the rig is not running: scripts/rig setup && scripts/rig start", file=sys.stderr)
         return 2
     print(
-        f"telephony benchmark: {args.calls} calls per phase, {args.concurrency} in flight, "
+        f"telephony benchmark: {args.calls} calls per phase, {levels} in flight, "
         f"Asterisk 22 + SIPp on loopback, {os.cpu_count()} CPUs"
     )
-    results: dict[str, list[Phase]] = {}
-    phases = (
-        lambda: anyio.run(minimal, "answer-0", True, args.calls, args.concurrency, args.seconds),
-        lambda: anyio.run(minimal, "hangup-0", False, args.calls, args.concurrency, args.seconds),
-        lambda: dialerd(args.calls, args.concurrency, args.seconds, args.profile),
-    )
+    baseline = args.baseline.resolve() if args.baseline else None
+    results: dict[tuple[int, str], list[Phase]] = {}
     for _ in range(args.rounds):
-        for run in phases:
-            before = _rig_cpu()
-            phase = run()
-            phase.cpu.update({k: v - before[k] for k, v in _rig_cpu().items()})
-            results.setdefault(phase.name, []).append(phase)
-            client = phase.cpu.pop("client")
-            if phase.name == "dialerd":
-                client = phase.cpu.pop("dialerd", 0.0)
-            used = ", ".join(f"{k} {v:.1f}" for k, v in phase.cpu.items())
+        for level in levels:
+            phases: list[Callable[[], Phase]] = [
+                partial(anyio.run, minimal, "answer-0", True, args.calls, level, args.seconds),
+                partial(anyio.run, minimal, "hangup-0", False, args.calls, level, args.seconds),
+                partial(
+                    anyio.run, minimal, "hangup-0", False, args.calls, level, args.seconds, True
+                ),
+            ]
+            if not args.minimal_only:
+                phases.append(
+                    partial(dialerd, args.calls, level, args.seconds, args.profile, REPO, "dialerd")
+                )
+            if baseline is not None and not args.minimal_only:
+                phases.append(
+                    partial(
+                        dialerd, args.calls, level, args.seconds, None, baseline, "dialerd-baseline"
+                    )
+                )
+            for run in phases:
+                before = _rig_cpu()
+                phase = run()
+                phase.cpu.update({k: v - before[k] for k, v in _rig_cpu().items()})
+                results.setdefault((level, phase.name), []).append(phase)
+                client = phase.cpu.pop("client")
+                if phase.name.startswith("dialerd"):
+                    client = phase.cpu.pop("dialerd", 0.0)
+                phase.cpu["caller"] = client
+                used = ", ".join(f"{k} {v:.1f}" for k, v in phase.cpu.items() if k != "caller")
+                per_call = client / phase.completed * 1000 if phase.completed else 0.0
+                print(
+                    f"  [{level:>3}] {phase.name:<24} {phase.completed:>5} calls in "
+                    f"{phase.seconds:6.2f} s = {phase.rate:7.1f} calls/s (failed {phase.failed})"
+                    f"  CPU s: caller {client:.1f} ({per_call:.1f} per 1,000 calls), {used}"
+                )
+    print("best of the rounds (calls/s; caller CPU s per 1,000 calls, least of the rounds):")
+    for level in levels:
+        rate = {name: max(p.rate for p in ps) for (lv, name), ps in results.items() if lv == level}
+        cost = {
+            name: min(p.cpu["caller"] / p.completed * 1000 for p in ps if p.completed)
+            for (lv, name), ps in results.items()
+            if lv == level and any(p.completed for p in ps)
+        }
+        for name, value in rate.items():
+            print(f"  [{level:>3}] {name:<24} {value:7.1f} calls/s  {cost.get(name, 0):5.2f} CPU s")
+        for subject in ("dialerd", "dialerd-baseline"):
+            for base in ("minimal", "minimal-callee-bye", "minimal-callee-bye-lean"):
+                if rate.get(base) and subject in rate:
+                    print(
+                        f"  [{level:>3}] ratio {subject} / {base}: {rate[subject] / rate[base]:.1%}"
+                    )
+        if rate.get("dialerd-baseline") and "dialerd" in rate:
             print(
-                f"  {phase.name:<20} {phase.completed:>5} calls in {phase.seconds:6.2f} s"
-                f"  = {phase.rate:7.1f} calls/s  (failed {phase.failed})"
-                f"  CPU s: caller {client:.1f}, {used}"
+                f"  [{level:>3}] ratio dialerd / dialerd-baseline: "
+                f"{rate['dialerd'] / rate['dialerd-baseline']:.2f}x"
             )
-    rate = {name: max(p.rate for p in phases) for name, phases in results.items()}
-    print("best of the rounds:")
-    for name, value in rate.items():
-        print(f"  {name:<20} {value:7.1f} calls/s")
-    for base in ("minimal-callee-bye", "minimal"):
-        if rate.get(base):
-            print(f"ratio dialerd / {base}: {rate['dialerd'] / rate[base]:.1%}")
     return 0
 
 

@@ -97,6 +97,7 @@ class Daemon:
         *,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        tree: Path = REPO,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -106,6 +107,9 @@ class Daemon:
         self.config = workdir / "dialerd.toml"
         self.config.write_text(settings.config(workdir / "state", self.port, self.ops_port))
         self.args = args
+        # The source tree to run (its .venv): another checkout to compare with this one.
+        self.tree = tree
+        self.python = sys.executable if tree == REPO else str(tree / ".venv" / "bin" / "python")
         self.env = {**os.environ, **(env or {})}
         self.stdout_path = workdir / "stdout.log"
         self.stderr_path = workdir / "stderr.log"
@@ -117,12 +121,12 @@ class Daemon:
         """Spawn the daemon (not waiting for it); its output is added to the logs."""
         with self.stdout_path.open("ab") as stdout, self.stderr_path.open("ab") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dialerd.cli", "run", "--config", str(self.config),
+                [self.python, "-m", "dialerd.cli", "run", "--config", str(self.config),
                  *self.args],
                 stdout=stdout,
                 stderr=stderr,
                 env=self.env,
-                cwd=REPO,
+                cwd=self.tree,
             )  # fmt: skip
 
     def wait_healthy(

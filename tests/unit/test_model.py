@@ -288,3 +288,75 @@ def test_timestamps_round_trip_in_utc(moment: datetime) -> None:
     assert parsed == moment
     assert parsed.utcoffset() == timedelta(0)
     assert format_time(parsed) == text
+
+
+# -- E.164 numbers: the quick check decides as phonenumbers does -------------------------
+
+
+def _by_phonenumbers(number: str) -> bool:
+    """What ``check_e164`` decided before its quick path: parse, format back, length."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return (
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) == number
+        and phonenumbers.is_possible_number_with_reason(parsed)
+        == phonenumbers.ValidationResult.IS_POSSIBLE
+    )
+
+
+def _accepted(number: str) -> bool:
+    from dialerd.model import check_e164
+
+    try:
+        check_e164(number)
+    except ValueError:
+        return False
+    return True
+
+
+def _country_codes() -> list[int]:
+    import phonenumbers
+
+    return sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.text("0123456789", min_size=1, max_size=19),
+        st.tuples(st.sampled_from(_country_codes()), st.text("0123456789", max_size=16)).map(
+            lambda pair: f"{pair[0]}{pair[1]}"
+        ),
+    )
+)
+def test_e164_check_agrees_with_phonenumbers(digits: str) -> None:
+    number = f"+{digits}"
+    assert _accepted(number) == _by_phonenumbers(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "+15551234567",  # NANP, a fictional 555 number a dialer still calls
+        "+442079460000",  # UK
+        "+4930123456",  # DE, variable length
+        "+390612345678",  # IT: the national number keeps its leading 0
+        "+80012345678",  # a non-geographic code (+800)
+        "+61412345678",  # AU mobile
+    ],
+)
+def test_e164_numbers_accepted(number: str) -> None:
+    assert _accepted(number)
+    assert _by_phonenumbers(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["+1555123456", "+155512345678", "+0123456789", "+999123456", "+1", "+12", "15551234567"],
+)
+def test_e164_numbers_refused(number: str) -> None:
+    assert not _accepted(number)

@@ -25,15 +25,12 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any, Final
 
 import anyio
-import httpx
 import msgspec
 import structlog
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
-from httpx_ws import AsyncWebSocketSession, HTTPXWSException, aconnect_ws
 
 from dialerd import metrics
 from dialerd.adapters.asterisk import call_state
@@ -51,6 +48,13 @@ from dialerd.adapters.asterisk.ari_events import (
     decode_event,
 )
 from dialerd.adapters.asterisk.ari_flow import CallFlow, CallPlan, FlowResult
+from dialerd.adapters.asterisk.ari_http import (
+    AriHttp,
+    AriHttpError,
+    AriResponse,
+    Params,
+    connect_events,
+)
 from dialerd.adapters.asterisk.call_state import CallState, Phase, Step
 from dialerd.adapters.asterisk.media import MediaServer
 from dialerd.adapters.tts import Tts
@@ -74,6 +78,12 @@ BACKOFF_MAX: Final = 10.0
 # Ids of calls this process placed, kept to ignore a repeated origination after the
 # call ended (Asterisk would place a second call then); bounded, oldest forgotten first.
 PLACED_MEMORY: Final = 100_000
+# Connections to ARI at most (each carries one request at a time): enough for this many
+# calls waiting on a request at once; more wait their turn.
+DEFAULT_CONNECTIONS: Final = 32
+# The event stream is pinged after this many quiet seconds, and given up this many after.
+PING_INTERVAL: Final = 10.0
+PING_TIMEOUT: Final = 10.0
 # A dialled number goes into a dial string: nothing that could add a second one.
 _NUMBER: Final = re.compile(r"^[A-Za-z0-9+*#._-]{1,64}$")
 _CAMPAIGNCALL_ID: Final = re.compile(
@@ -85,10 +95,6 @@ _QUEUE_VARIABLE: Final = "DIALERD_QUEUE"
 _APP_VARIABLE: Final = "DIALERD_APP"
 _ID_VARIABLE: Final = "DIALERD_ID"
 _FLOW_VARIABLE: Final = "DIALERD_FLOW"
-
-
-# Query parameters of an ARI request (a list where a name repeats: play's media).
-_Params = Mapping[str, str] | list[tuple[str, str | int | float | bool | None]]
 
 
 class AriUnavailable(TelephonyUnavailable, OriginationError):
@@ -124,6 +130,7 @@ class AriTelephony:
         media_listen: tuple[str, int] | None = None,
         amd_context: str = "dialerd-amd-action",
         recording_dir: str = "dialerd",
+        connections: int = DEFAULT_CONNECTIONS,
     ) -> None:
         self.url = url.rstrip("/")
         self.username = username
@@ -142,6 +149,7 @@ class AriTelephony:
         self.media_listen = media_listen
         self.amd_context = amd_context
         self.recording_dir = recording_dir.strip("/")
+        self.connections = max(1, connections)
         # What each placed call runs once answered; the flows running now.
         self._plans: dict[str, CallPlan] = {}
         self._flows: dict[str, CallFlow] = {}
@@ -154,7 +162,7 @@ class AriTelephony:
         self._answered_at: dict[str, float] = {}
         self._placed: OrderedDict[str, None] = OrderedDict()
         self._adopting: set[str] = set()
-        self._http: httpx.AsyncClient | None = None
+        self._http: AriHttp | None = None
         self._events: ObjectSendStream[TelephonyEvent] | None = None
         self._task_group: TaskGroup | None = None
         self._connected = False
@@ -176,13 +184,15 @@ class AriTelephony:
     ) -> None:
         """Stay connected to ARI until cancelled; ``started()`` after the first attempt
         to connect, whether or not it succeeded (``unavailable_reason`` says)."""
-        timeout = httpx.Timeout(self.request_timeout, connect=self.connect_timeout)
-        auth = httpx.BasicAuth(self.username, self._password)
-        async with (
-            events,
-            httpx.AsyncClient(base_url=f"{self.url}/ari", auth=auth, timeout=timeout) as http,
-            anyio.create_task_group() as task_group,
-        ):
+        http = AriHttp(
+            f"{self.url}/ari",
+            self.username,
+            self._password,
+            size=self.connections,
+            connect_timeout=self.connect_timeout,
+            request_timeout=self.request_timeout,
+        )
+        async with events, anyio.create_task_group() as task_group:
             self._http, self._events, self._task_group = http, events, task_group
             if self.media_listen is not None and self.tts is not None:
                 host, port = self.media_listen
@@ -194,6 +204,8 @@ class AriTelephony:
                 self._set_connected(False, "dialerd is stopping")
                 self._http = self._events = self._task_group = None
                 task_group.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await http.aclose()
 
     async def originate(self, origination: Origination) -> None:
         """Dial the destination; a repeated id is ignored. Raise ``OriginationError``."""
@@ -225,12 +237,13 @@ class AriTelephony:
         self._calls[campaigncall_id] = call_state.placed(campaigncall_id, to_queue=bool(queue))
         started = time.perf_counter()
         try:
-            response = await self._http.post(
+            response = await self._http.request(
+                "POST",
                 "/channels",
                 params=self._originate_params(origination),
                 json={"variables": self._variables(origination, queue, flow=not program.empty)},
             )
-        except httpx.HTTPError as exc:
+        except AriHttpError as exc:
             await self._after_uncertain_originate(campaigncall_id)
             self._plans.pop(campaigncall_id, None)
             raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
@@ -278,20 +291,20 @@ class AriTelephony:
 
     # -- connection ------------------------------------------------------------------
     async def _stay_connected(self, task_status: TaskStatus[None]) -> None:
-        assert self._http is not None
+        http = self._http
+        assert http is not None
         delay = BACKOFF_INITIAL
         started = False
         while True:
             try:
-                async with aconnect_ws(
-                    f"{self.url}/ari/events",
-                    self._http,
-                    params={"app": self.app, "subscribeAll": "false"},
-                    max_message_size_bytes=1024 * 1024,
-                    keepalive_ping_interval_seconds=10.0,
-                    keepalive_ping_timeout_seconds=10.0,
-                    session_class=AsyncWebSocketSession,
-                ) as session:
+                session = await connect_events(
+                    http,
+                    "/events",
+                    {"app": self.app, "subscribeAll": "false"},
+                    ping_interval=PING_INTERVAL,
+                    ping_timeout=PING_TIMEOUT,
+                )
+                try:
                     await self._reconcile()
                     self._set_connected(True)
                     delay = BACKOFF_INITIAL
@@ -300,6 +313,8 @@ class AriTelephony:
                         task_status.started()
                     while True:
                         await self._handle(await session.receive_text())
+                finally:
+                    await session.aclose()
             except Exception as exc:
                 cause = leaf_exception(exc)
                 self._set_connected(False, f"ARI at {self.url}: {_describe(cause)}")
@@ -435,8 +450,15 @@ class AriTelephony:
         for event in result.events:
             if isinstance(event, Answered):
                 self._answered_at[call.id] = time.monotonic()
-            if isinstance(event, Ended) and call.id in self._recordings:
-                event = msgspec.structs.replace(event, recording=self._recordings.pop(call.id))
+            if isinstance(event, Ended):
+                # The flow may still be running (its own hangup ended the call): the
+                # recording it started is the call's all the same.
+                running = self._flows.get(call.id)
+                recording = self._recordings.pop(call.id, "") or (
+                    running.recording if running is not None else ""
+                )
+                if recording:
+                    event = msgspec.structs.replace(event, recording=recording)
             await self._send(event)
         if connected is not None:
             # After the step's own events: the engine sees the answer before the agent.
@@ -477,7 +499,7 @@ class AriTelephony:
         finally:
             self._flows.pop(call_id, None)
             running.close()
-        if result.recording:
+        if result.recording and call_id in self._calls:  # else its end carried it
             self._recordings[call_id] = result.recording
         if result.queued or result.callee_hung_up:
             return
@@ -505,9 +527,9 @@ class AriTelephony:
         method: str,
         path: str,
         *,
-        params: _Params | None = None,
+        params: Params | None = None,
         missing_ok: bool = False,
-    ) -> httpx.Response:
+    ) -> AriResponse:
         """One ARI request; raise ``OriginationError`` (``AriUnavailable`` if unreachable)."""
         return await self._request(method, path, params=params, missing_ok=missing_ok)
 
@@ -613,9 +635,9 @@ class AriTelephony:
         method: str,
         path: str,
         *,
-        params: _Params | None = None,
+        params: Params | None = None,
         missing_ok: bool = False,
-    ) -> httpx.Response:
+    ) -> AriResponse:
         response = await self._raw(method, path, params=params)
         if response.is_error and not (missing_ok and response.status_code == 404):
             raise OriginationError(f"ARI {method} {path}: {_http_error(response)}")
@@ -626,13 +648,13 @@ class AriTelephony:
         method: str,
         path: str,
         *,
-        params: _Params | None = None,
-    ) -> httpx.Response:
+        params: Params | None = None,
+    ) -> AriResponse:
         if self._http is None:
             raise AriUnavailable("ARI backend is not running")
         try:
             return await self._http.request(method, path, params=params)
-        except httpx.HTTPError as exc:
+        except AriHttpError as exc:
             raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
 
     # -- building an origination -----------------------------------------------------
@@ -698,7 +720,7 @@ def _caller_id(source: Address) -> str:
     return number or (f'"{name}"' if name else "")
 
 
-def _http_error(response: httpx.Response) -> str:
+def _http_error(response: AriResponse) -> str:
     """``HTTP 400: <Asterisk's message>``: the status and what Asterisk said."""
     message = ""
     try:
@@ -711,10 +733,10 @@ def _http_error(response: httpx.Response) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """An exception as text, never with credentials (httpx does not show them)."""
+    """An exception as text, never with credentials (the ARI client does not show them)."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _expected(exc: BaseException) -> bool:
     """Whether a lost connection is the network's or Asterisk's doing (no traceback)."""
-    return isinstance(exc, httpx.HTTPError | OSError | AriUnavailable | HTTPXWSException)
+    return isinstance(exc, AriHttpError | OSError | AriUnavailable)

@@ -271,7 +271,11 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors):
         return count
 
     async def _insert_targets(self, batch: str, targets: Sequence[OutdialTarget]) -> int:
-        rows = msgspec.json.encode([target_row(target) for target in targets])
+        # An import's chunk is encoded in a worker thread: not on the event loop.
+        if len(targets) > 50:
+            rows = await anyio.to_thread.run_sync(_encoded_rows, targets)
+        else:
+            rows = _encoded_rows(targets)
         return int(await self._run("targets", batch, STAGING_TTL_SECONDS, rows))
 
     async def _discard(self, batch: str, size: int) -> None:
@@ -371,3 +375,8 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors):
             dnc_numbers=int(dnc_numbers),
             outdial_targets=0 if outdial_id is None else int(outdial_targets),
         )
+
+
+def _encoded_rows(targets: Sequence[OutdialTarget]) -> bytes:
+    """The rows of targets.lua for these targets, as one JSON array."""
+    return msgspec.json.encode([target_row(target) for target in targets])

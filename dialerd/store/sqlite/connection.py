@@ -5,10 +5,11 @@ its own ``BEGIN IMMEDIATE`` transaction; and the steps every staged import takes
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -28,6 +29,16 @@ from dialerd.store.sqlite.rows import (
 from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 R = TypeVar("R")
+# Page cache of an import's own connection (the main one has CACHE_KIB).
+IMPORT_CACHE_KIB = 8 * 1024
+
+
+class Writer(Protocol):
+    """Runs ``work`` in a transaction of its own on a connection (an import's)."""
+
+    async def __call__(self, work: Callable[[sqlite3.Connection], R]) -> R: ...
+
+
 Item = TypeVar("Item")
 
 
@@ -214,6 +225,37 @@ class SqliteConnection:
     async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
         return await self._read(partial(in_transaction, work))
 
+    @asynccontextmanager
+    async def _import_connection(
+        self,
+    ) -> AsyncIterator[Writer]:
+        """A second connection to the file, for one import's staging writes: yields
+        ``write(work)``, which runs ``work`` in a transaction of its own on it."""
+        if self._connection is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+        staging = await anyio.to_thread.run_sync(self._connect_for_import)
+        worker = _ConnectionWorker()
+
+        async def write(work: Callable[[sqlite3.Connection], R]) -> R:
+            return await worker.run(partial(self._guarded, partial(in_transaction, work), staging))
+
+        try:
+            yield write
+        finally:
+            with anyio.CancelScope(shield=True):
+                await worker.run(staging.close)
+
+    def _connect_for_import(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            # Small: an import's rows go to the end of its indexes (ids grow in file order).
+            connection.execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+        return connection
+
     async def _staged_import(
         self,
         batches: AsyncIterable[Sequence[Item]],
@@ -222,22 +264,30 @@ class SqliteConnection:
         settle: Callable[..., Awaitable[None]],
     ) -> int:
         """The steps every import takes: ``stage`` each batch in its own transaction,
-        ``publish`` once ``batches`` ends, then ``settle(publish=True)``; if anything
-        fails first, ``settle(publish=False)`` drops what was staged (bounded in time)."""
+        ``publish`` once ``batches`` ends, then ``settle(write, publish=True)``; if
+        anything fails first, ``settle(write, publish=False)`` drops what was staged
+        (bounded in time).
+
+        All of it runs on a connection (and thread) of the import's own, ``write``: the
+        engine's work and the API's reads do not queue behind it (WAL: readers never
+        wait for a writer; the engine's writes wait for the lock at most one batch or
+        one settled chunk).
+        """
         count = 0
         published = False
-        try:
-            async for items in batches:
-                if items:
-                    await self._write(stage(items))
-                    count += len(items)
-            await self._write(publish)
-            published = True
-        finally:
-            with anyio.CancelScope(shield=True):
-                if published:
-                    await settle(publish=True)
-                else:
-                    with anyio.move_on_after(DISCARD_SECONDS):
-                        await settle(publish=False)
+        async with self._import_connection() as write:
+            try:
+                async for items in batches:
+                    if items:
+                        await write(stage(items))
+                        count += len(items)
+                await write(publish)
+                published = True
+            finally:
+                with anyio.CancelScope(shield=True):
+                    if published:
+                        await settle(write, publish=True)
+                    else:
+                        with anyio.move_on_after(DISCARD_SECONDS):
+                            await settle(write, publish=False)
         return count

@@ -17,7 +17,7 @@ from dialerd.store.base import (
 from dialerd.store.documents import (
     page_limit,
 )
-from dialerd.store.sqlite.connection import SqliteConnection
+from dialerd.store.sqlite.connection import SqliteConnection, Writer
 from dialerd.store.sqlite.rows import (
     DNC_COLUMNS,
     INSERT_DNC,
@@ -96,12 +96,13 @@ class SqliteDoNotCall(SqliteConnection):
             partial(self._settle_dnc_batch, batch),
         )
 
-    async def _settle_dnc_batch(self, batch: str, *, publish: bool) -> None:
+    @staticmethod
+    async def _settle_dnc_batch(batch: str, write: Writer, *, publish: bool) -> None:
         """List a published import's numbers, or drop an abandoned one's, a chunk per
-        transaction; then forget the batch."""
-        while await self._write(partial(settle_dnc_chunk, batch, publish)):
+        transaction (``write``: the import's connection); then forget the batch."""
+        while await write(partial(settle_dnc_chunk, batch, publish)):
             pass
-        await self._write(
+        await write(
             lambda connection: connection.execute("DELETE FROM dnc_batch WHERE id = ?", (batch,))
         )
 

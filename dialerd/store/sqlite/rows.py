@@ -18,6 +18,7 @@ from dialerd.core.targets import (
     Placement,
     Queue,
     day_of,
+    has_destination,
     place_new,
 )
 from dialerd.model import (
@@ -163,9 +164,32 @@ def target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, ..
         target.tm_update,
         target.tm_delete,
         _skipped_text(target.skipped_destinations),
-        *_placement_values(place_new(target), pending=batch is not None),
+        *_new_placement(target, pending=batch is not None),
         batch,
     )
+
+
+# Placement columns of new targets by what ``place_new`` reads of them: the targets of
+# one import share a few (one per first dialable slot), decided once, not per row.
+_PLACED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_PLACED_MEMORY: Final = 256
+
+
+def _new_placement(target: OutdialTarget, *, pending: bool) -> tuple[Any, ...]:
+    key = (
+        target.tm_create,
+        target.status,
+        target.tm_delete,
+        target.try_counts,
+        tuple(has_destination(address) for address in target.destinations),
+        pending,
+    )
+    values = _PLACED.get(key)
+    if values is None:
+        if len(_PLACED) >= _PLACED_MEMORY:
+            _PLACED.clear()
+        values = _PLACED[key] = _placement_values(place_new(target), pending=pending)
+    return values
 
 
 def target_from_row(row: Sequence[Any]) -> OutdialTarget:

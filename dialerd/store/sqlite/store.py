@@ -21,7 +21,6 @@ import uuid
 from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 import msgspec
 
@@ -58,6 +57,7 @@ from dialerd.store.documents import (
     page_limit,
     users,
 )
+from dialerd.store.sqlite.connection import Writer
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
 from dialerd.store.sqlite.ledger import SqliteLedger
 from dialerd.store.sqlite.priors import SqlitePriors
@@ -242,7 +242,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
             )
         )
 
-        def stage(rows: list[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
+        def stage(targets: Sequence[OutdialTarget], connection: sqlite3.Connection) -> None:
+            # The rows are made here, on the store's thread: not on the event loop.
+            rows = [target_row(target, batch) for target in targets]
             try:
                 connection.executemany(INSERT_TARGET, rows)
             except sqlite3.IntegrityError as error:
@@ -252,19 +254,21 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
 
         return await self._staged_import(
             batches,
-            lambda targets: partial(stage, [target_row(target, batch) for target in targets]),
+            lambda targets: partial(stage, targets),
             lambda connection: connection.execute(
                 "DELETE FROM pending_batch WHERE id = ?", (batch,)
             ),
             partial(self._settle_batch, batch),
         )
 
-    async def _settle_batch(self, batch: str, *, publish: bool) -> None:
+    @staticmethod
+    async def _settle_batch(batch: str, write: Writer, *, publish: bool) -> None:
         """Make a published batch's rows dialable, or remove an abandoned batch's rows,
-        a chunk per transaction; then forget the batch."""
-        while await self._write(partial(settle_chunk, batch, publish)):
+        a chunk per transaction (``write``: the import's connection); then forget the
+        batch."""
+        while await write(partial(settle_chunk, batch, publish)):
             pass
-        await self._write(
+        await write(
             lambda connection: connection.execute(
                 "DELETE FROM pending_batch WHERE id = ?", (batch,)
             )

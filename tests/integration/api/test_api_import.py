@@ -72,6 +72,31 @@ async def test_csv_import_stores_every_row_with_phone_numbers_and_addresses(
         assert al["destination_1"]["target"] == "+442071838750"
 
 
+async def test_an_import_is_listed_newest_first_in_the_order_of_its_file(
+    api_server: ApiServer,
+) -> None:
+    """All rows of an import are created at the same moment: the listing, newest first,
+    shows them from the file's last row back to its first, page after page."""
+    async with api_server.client() as client:
+        outdial = await create(client, "/v1.0/outdials", {})
+        response = await post_file(client, outdial["id"], _csv_of_leads(250), CSV)
+        assert response.json() == {"count": 250}
+        names: list[str] = []
+        token = ""
+        while True:
+            page = (
+                await client.get(
+                    f"/v1.0/outdials/{outdial['id']}/targets",
+                    params={"page_size": 100, "page_token": token},
+                )
+            ).json()
+            names += [target["name"] for target in page["result"]]
+            token = page["next_page_token"]
+            if not token:
+                break
+        assert names == [f"lead {n}" for n in reversed(range(250))]
+
+
 async def test_ndjson_import_stores_every_line(api_server: ApiServer) -> None:
     lines = [
         {"name": "Jo", "destination_0": {"type": "tel", "target": "+15551230001"}},
