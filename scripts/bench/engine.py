@@ -64,7 +64,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput: run time")
     parser.add_argument("--lag-campaigns", type=int, default=1000, help="tick lag: campaigns")
     parser.add_argument("--lag-seconds", type=float, default=15.0, help="tick lag: run time")
+    parser.add_argument(
+        "--scenarios", default="throughput,tick_lag", help="throughput, tick_lag or both"
+    )
     args = parser.parse_args()
+    args.scenarios = [name for name in args.scenarios.split(",") if name]
+    if not args.scenarios or set(args.scenarios) - {"throughput", "tick_lag"}:
+        parser.error("--scenarios takes throughput and/or tick_lag")
     args.backends = [name for name in args.backends.split(",") if name]
     if set(args.backends) - {"sqlite", "redis"}:
         parser.error("--backends takes sqlite and/or redis")
@@ -253,7 +259,7 @@ async def redis_ceiling(url: str, seconds: float) -> dict[str, float]:
 
 async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) -> None:
     ceiling = 0.0
-    if backend == "redis":
+    if backend == "redis" and "throughput" in args.scenarios:
         await flush(redis_url)
         ceiling = (await redis_ceiling(redis_url, min(args.seconds, 5.0)))["attempts_per_second"]
         print(
@@ -262,6 +268,8 @@ async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) ->
             flush=True,
         )
     for scenario in (throughput, tick_lag):
+        if scenario.__name__ not in args.scenarios:
+            continue
         with tempfile.TemporaryDirectory(prefix="dialerd-bench-") as tmp:
             config = StoreConfig(
                 backend="redis" if backend == "redis" else "sqlite",
