@@ -122,7 +122,10 @@ class Measures:
     def _of(self, campaign_id: str) -> CampaignMeasures | None:
         if not self._runs(campaign_id):
             return None
-        return self._campaigns.setdefault(campaign_id, CampaignMeasures())
+        measured = self._campaigns.get(campaign_id)
+        if measured is None:
+            measured = self._campaigns[campaign_id] = CampaignMeasures()
+        return measured
 
     def forget(self, campaign_id: str) -> None:
         """The campaign's loop ended: what it measured goes with it."""
