@@ -285,8 +285,13 @@ async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) ->
                 await store.close()
         if ceiling and scenario is throughput:
             figures["share_of_ceiling_percent"] = 100 * figures["attempts_per_second"] / ceiling
-        shown = "  ".join(f"{key}={value:,.1f}" for key, value in figures.items())
+        shown = "  ".join(f"{key}={shown_figure(value)}" for key, value in figures.items())
         print(f"{backend:<7} {scenario.__name__:<11} {shown}", flush=True)
+
+
+def shown_figure(value: float) -> str:
+    """A figure as printed: small ones (CPU seconds per 1,000) with two decimals."""
+    return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
 async def flush(url: str) -> None:
