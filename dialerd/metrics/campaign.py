@@ -189,14 +189,14 @@ def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
 
 
 def forget_campaign(campaign_id: str) -> None:
-    """Drop every series of a campaign whose loop ended on this instance."""
+    """Drop every series of a campaign whose loop ended on this instance.
+
+    Its series are found in each family's children by their label values (the family's
+    own table: ``collect()`` would render every campaign's series, each time one ends).
+    """
     _CHILDREN.pop(campaign_id, None)
     for metric, names in (*PER_CAMPAIGN, *actions.PER_CAMPAIGN):
-        series = {
-            tuple(sample.labels[name] for name in names)
-            for family in metric.collect()
-            for sample in family.samples
-            if sample.labels.get("campaign_id") == campaign_id
-        }
-        for labels in series:
+        position = names.index("campaign_id")
+        children: dict[tuple[str, ...], object] = getattr(metric, "_metrics", {})
+        for labels in [labels for labels in list(children) if labels[position] == campaign_id]:
             metric.remove(*labels)

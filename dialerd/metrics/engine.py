@@ -168,8 +168,9 @@ def attempts_active(*, dialing: int, progressing: int) -> None:
 
 def queues_in_use(queue_ids: Collection[str]) -> None:
     """Drop the available-agents series of queues no running campaign reads any more."""
-    samples = [sample for metric in AVAILABLE_AGENTS.collect() for sample in metric.samples]
-    for queue_id in {sample.labels["queue_id"] for sample in samples}.difference(queue_ids):
+    # The family's own table of children (``collect()`` would render every series).
+    children: dict[tuple[str, ...], object] = getattr(AVAILABLE_AGENTS, "_metrics", {})
+    for (queue_id,) in [labels for labels in list(children) if labels[0] not in queue_ids]:
         AVAILABLE_AGENTS.remove(queue_id)
 
 

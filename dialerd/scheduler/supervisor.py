@@ -203,7 +203,7 @@ class Supervisor:
                     return
                 deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
         finally:
-            del self.running.loops[loop.campaign_id]
+            self.running.ended(loop.campaign_id)
             self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
             await self.ownership.release_lease(loop.campaign_id)
