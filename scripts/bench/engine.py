@@ -19,6 +19,7 @@ Peak RSS of the process is printed at the end. Run: scripts/bench-engine --help
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import resource
 import statistics
 import sys
@@ -67,8 +68,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", default="throughput,tick_lag", help="throughput, tick_lag or both"
     )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run on uvloop (anyio's asyncio backend)"
+    )
     args = parser.parse_args()
     args.scenarios = [name for name in args.scenarios.split(",") if name]
+    if args.uvloop and importlib.util.find_spec("uvloop") is None:
+        parser.error("--uvloop needs uvloop installed (.venv/bin/pip install uvloop)")
     if not args.scenarios or set(args.scenarios) - {"throughput", "tick_lag"}:
         parser.error("--scenarios takes throughput and/or tick_lag")
     args.backends = [name for name in args.backends.split(",") if name]
@@ -308,11 +314,13 @@ def main() -> int:
     print(
         f"dialerd engine benchmark: throughput {args.campaigns} campaigns x {args.targets} "
         f"targets (<= {args.seconds:g} s); tick lag {args.lag_campaigns} campaigns "
-        f"for {args.lag_seconds:g} s"
+        f"for {args.lag_seconds:g} s; event loop: {'uvloop' if args.uvloop else 'asyncio'}"
     )
     with redis_server(enabled="redis" in args.backends) as redis_url:
         for backend in args.backends:
-            anyio.run(run_backend, backend, args, redis_url)
+            anyio.run(
+                run_backend, backend, args, redis_url, backend_options={"use_uvloop": args.uvloop}
+            )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mib:,.0f} MiB")
     return 0
