@@ -263,7 +263,13 @@ async def redis_ceiling(url: str, seconds: float) -> dict[str, float]:
     return {"attempts_per_second": pairs / wall}
 
 
-async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) -> None:
+Figures = dict[str, dict[str, float]]
+
+
+async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) -> Figures:
+    """Both scenarios on one backend (the Redis ceiling first): their figures by
+    scenario, printed as they come."""
+    measured: Figures = {}
     ceiling = 0.0
     if backend == "redis" and "throughput" in args.scenarios:
         await flush(redis_url)
@@ -293,6 +299,43 @@ async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) ->
             figures["share_of_ceiling_percent"] = 100 * figures["attempts_per_second"] / ceiling
         shown = "  ".join(f"{key}={shown_figure(value)}" for key, value in figures.items())
         print(f"{backend:<7} {scenario.__name__:<11} {shown}", flush=True)
+        measured[scenario.__name__] = figures
+    if ceiling:
+        measured["ceiling"] = {"attempts_per_second": ceiling}
+    return measured
+
+
+def issue_table(results: dict[str, Figures]) -> list[str]:
+    """The figures of issue 25's table, each with its goal and the ratio to the raw Redis
+    ceiling measured in the same run (so runs on a busy machine compare)."""
+    ceiling = results.get("redis", {}).get("ceiling", {}).get("attempts_per_second", 0.0)
+    rows = ["| figure | measured | goal |", "| --- | --- | --- |"]
+    for backend, name in (("redis", "Redis"), ("sqlite", "SQLite")):
+        done = results.get(backend, {}).get("throughput")
+        if done is None:
+            continue
+        rate = done["attempts_per_second"]
+        share = (
+            f" ({100 * rate / ceiling:.1f} % of the {ceiling:,.0f}/s ceiling)" if ceiling else ""
+        )
+        goal = ">= 3,000 and >= 30 % of the ceiling" if backend == "redis" else ">= 3,000"
+        rows.append(f"| {name} attempts/s end to end | {rate:,.0f}{share} | {goal} |")
+    cpu = [
+        f"{results[backend]['throughput']['cpu_seconds_per_1000']:.2f} ({name})"
+        for backend, name in (("redis", "Redis"), ("sqlite", "SQLite"))
+        if "throughput" in results.get(backend, {})
+    ]
+    if cpu:
+        rows.append(f"| CPU s per 1,000 attempts | {' / '.join(cpu)} | <= 0.3 |")
+    lags = [
+        f"{name} {results[backend]['tick_lag']['lag_p99_ms']:,.1f} ms "
+        f"(tick p99 {results[backend]['tick_lag']['tick_p99_ms']:,.1f} ms)"
+        for backend, name in (("redis", "Redis"), ("sqlite", "SQLite"))
+        if "tick_lag" in results.get(backend, {})
+    ]
+    if lags:
+        rows.append(f"| tick lag p99 | {', '.join(lags)} | < 50 ms on both |")
+    return rows
 
 
 def shown_figure(value: float) -> str:
@@ -316,11 +359,13 @@ def main() -> int:
         f"targets (<= {args.seconds:g} s); tick lag {args.lag_campaigns} campaigns "
         f"for {args.lag_seconds:g} s; event loop: {'uvloop' if args.uvloop else 'asyncio'}"
     )
+    results: dict[str, Figures] = {}
     with redis_server(enabled="redis" in args.backends) as redis_url:
         for backend in args.backends:
-            anyio.run(
+            results[backend] = anyio.run(
                 run_backend, backend, args, redis_url, backend_options={"use_uvloop": args.uvloop}
             )
+    print("\n".join(issue_table(results)))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mib:,.0f} MiB")
     return 0
