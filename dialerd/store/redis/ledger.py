@@ -489,7 +489,7 @@ class RedisLedger(RedisConnection):
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
         active = "active" if campaign_id is None else f"active:{campaign_id}"
         bodies = await self._run("members", "campaigncall", active)
-        campaigncalls = [CAMPAIGNCALL.decode(body) for body in bodies]
+        campaigncalls = await self._decoded(CAMPAIGNCALL, bodies)
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
 
     async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:

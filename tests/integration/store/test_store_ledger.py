@@ -440,6 +440,19 @@ async def test_dialing_and_active_attempts_are_counted(store: Store, make: Facto
     assert await store.count_dialing(new_id()) == 0
 
 
+async def test_hundreds_of_active_attempts_are_all_listed_in_order(
+    store: Store, make: Factory
+) -> None:
+    """More active attempts than one decoding chunk (Redis decodes them a hundred at a
+    time): every one is listed, oldest first."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(250)])
+    claimed = [await claim(store, dialing, make.at(n)) for n in range(250)]
+    listed = await store.active_attempts(dialing.campaign.id)
+    assert [call.id for call in listed] == [call.id for call in claimed]
+    assert len(await store.active_attempts()) == 250
+
+
 # -- exhaustion (behaviour.md §6) --------------------------------------------------------
 
 
