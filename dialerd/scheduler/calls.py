@@ -8,6 +8,7 @@ through views (``view``, ``measures``); only this part changes them."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,14 @@ from dialerd.ports import (
     Origination,
     TelephonyEvent,
 )
-from dialerd.scheduler.shared import STORE_RETRY, EngineStats, SharedState, backoff, log
+from dialerd.scheduler.shared import (
+    STORE_RETRY,
+    EngineStats,
+    SharedState,
+    backoff,
+    log,
+    logs_at,
+)
 from dialerd.store import AttemptEnd, Fence, FinishResult, LeaseLost, StoreError
 
 # Seconds between repeats of a cancel or hang-up the backend has not confirmed yet:
@@ -284,6 +292,8 @@ class Calls:
         metrics.attempt_started(campaign.type.value)
         metrics.campaign_attempt_started(campaign.id)
         self.measures.stats.attempts_started += 1
+        if not logs_at(logging.INFO):
+            return
         log.info(
             "attempt started",
             campaigncall_id=campaigncall.id,
@@ -591,8 +601,9 @@ class Calls:
             )
         if answered is not None:
             self._publish_active(attempt.campaign_id)
-            log.debug("attempt answered", campaigncall_id=campaigncall_id,
-                      campaign_id=answered.campaign_id)  # fmt: skip
+            if logs_at(logging.DEBUG):
+                log.debug("attempt answered", campaigncall_id=campaigncall_id,
+                          campaign_id=answered.campaign_id)  # fmt: skip
 
     async def _agent_connected(self, event: AgentConnected) -> None:
         """An answered call reached an agent: one live answer, abandoned if it waited
@@ -785,15 +796,16 @@ class Calls:
             await self.measures.ended(attempt, reason)
         self.measures.finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
-        log.info(
-            "attempt ended",
-            campaign_id=call.campaign_id,
-            campaigncall_id=call.id,
-            target_id=call.outdial_target_id,
-            result=result.value,
-            reason=reason.value,
-            target_status=finished.target.status.value if finished.target else None,
-        )
+        if logs_at(logging.INFO):
+            log.info(
+                "attempt ended",
+                campaign_id=call.campaign_id,
+                campaigncall_id=call.id,
+                target_id=call.outdial_target_id,
+                result=result.value,
+                reason=reason.value,
+                target_status=finished.target.status.value if finished.target else None,
+            )
         if runs:
             self._wake(call.campaign_id)
 
