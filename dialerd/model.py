@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import os
 import re
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Generic, NamedTuple, TypeVar
@@ -139,7 +139,11 @@ def normalize_e164(text: str) -> str:
 
 def format_time(moment: datetime) -> str:
     """Render an aware datetime as the reference API's UTC timestamp string."""
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # TIME_FORMAT, written by isoformat (about three times faster than strftime): the
+    # first 26 characters, before the UTC offset.
+    return moment.isoformat(" ", "microseconds")[:_STAMP_LENGTH]
 
 
 def parse_time(text: str) -> datetime:
@@ -152,9 +156,17 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
+# The bits a random (version 4, RFC 4122 variant) UUID fixes, and their values.
+_UUID4_FIXED: Final = 0xF000 << 64 | 0xC000 << 48
+_UUID4_BITS: Final = 0x4000 << 64 | 0x8000 << 48
+
+
 def new_id() -> str:
-    """A fresh random UUID as a string."""
-    return str(uuid.uuid4())
+    """A fresh random UUID (version 4) as a string: what ``str(uuid.uuid4())`` gives,
+    made without the ``UUID`` object (about twice as fast)."""
+    bits = int.from_bytes(os.urandom(16)) & ~_UUID4_FIXED | _UUID4_BITS
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class HangupReason(enum.StrEnum):

@@ -7,6 +7,7 @@ families of ``dialerd.metrics.actions`` too) when the loop ends."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -122,37 +123,51 @@ def declare_campaign(campaign_id: str) -> None:
         )
 
 
+# The children the attempts' paths change, per campaign, looked up once
+# (``labels()`` checks and locks on every call): dropped by ``forget_campaign``.
+_CHILDREN: dict[str, dict[tuple[MetricWrapperBase, tuple[str, ...]], Any]] = {}
+
+
+def _child(family: MetricWrapperBase, campaign_id: str, *values: str) -> Any:
+    """``family.labels(campaign_id, *values)``, from the campaign's cache."""
+    children = _CHILDREN.get(campaign_id)
+    if children is None:
+        children = _CHILDREN[campaign_id] = {}
+    found = children.get((family, values))
+    if found is None:
+        found = children[family, values] = family.labels(campaign_id, *values)
+    return found
+
+
 def campaign_state(campaign_id: str, state: DialingState) -> None:
     """Set the campaign's current state (1) and every other state (0)."""
     for name in _DIALING_STATES:
-        CAMPAIGN_STATE.labels(campaign_id=campaign_id, state=name).set(
-            1 if name == state.value else 0
-        )
+        _child(CAMPAIGN_STATE, campaign_id, name).set(1 if name == state.value else 0)
 
 
 def campaign_attempt_started(campaign_id: str) -> None:
-    CAMPAIGN_STARTED.labels(campaign_id=campaign_id).inc()
+    _child(CAMPAIGN_STARTED, campaign_id).inc()
 
 
 def campaign_attempt_ended(campaign_id: str, result: str, reason: str) -> None:
     if reason not in REASONS:
         raise ValueError(f"unknown hangup reason {reason!r}")
-    CAMPAIGN_ENDED.labels(campaign_id=campaign_id, result=result, reason=reason).inc()
+    _child(CAMPAIGN_ENDED, campaign_id, result, reason).inc()
 
 
 def campaign_answered(campaign_id: str) -> None:
-    CAMPAIGN_ANSWERED.labels(campaign_id=campaign_id).inc()
+    _child(CAMPAIGN_ANSWERED, campaign_id).inc()
 
 
 def campaign_activity(campaign_id: str, *, dialing: int, talking: int) -> None:
-    CAMPAIGN_DIALING.labels(campaign_id=campaign_id).set(dialing)
-    CAMPAIGN_TALKING.labels(campaign_id=campaign_id).set(talking)
+    _child(CAMPAIGN_DIALING, campaign_id).set(dialing)
+    _child(CAMPAIGN_TALKING, campaign_id).set(talking)
 
 
 def campaign_pacing(campaign_id: str, *, service_level: int, available_agents: int | None) -> None:
-    CAMPAIGN_SERVICE_LEVEL.labels(campaign_id=campaign_id).set(service_level)
+    _child(CAMPAIGN_SERVICE_LEVEL, campaign_id).set(service_level)
     if available_agents is not None:
-        CAMPAIGN_AVAILABLE_AGENTS.labels(campaign_id=campaign_id).set(available_agents)
+        _child(CAMPAIGN_AVAILABLE_AGENTS, campaign_id).set(available_agents)
 
 
 def campaign_abandonment(campaign_id: str, windows: Sequence[WindowCount], pressure: float) -> None:
@@ -174,13 +189,14 @@ def campaign_targets(campaign_id: str, counts: TargetCounts) -> None:
 
 
 def forget_campaign(campaign_id: str) -> None:
-    """Drop every series of a campaign whose loop ended on this instance."""
+    """Drop every series of a campaign whose loop ended on this instance.
+
+    Its series are found in each family's children by their label values (the family's
+    own table: ``collect()`` would render every campaign's series, each time one ends).
+    """
+    _CHILDREN.pop(campaign_id, None)
     for metric, names in (*PER_CAMPAIGN, *actions.PER_CAMPAIGN):
-        series = {
-            tuple(sample.labels[name] for name in names)
-            for family in metric.collect()
-            for sample in family.samples
-            if sample.labels.get("campaign_id") == campaign_id
-        }
-        for labels in series:
+        position = names.index("campaign_id")
+        children: dict[tuple[str, ...], object] = getattr(metric, "_metrics", {})
+        for labels in [labels for labels in list(children) if labels[position] == campaign_id]:
             metric.remove(*labels)

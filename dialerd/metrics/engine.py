@@ -4,6 +4,9 @@ time, live answers, configuration reloads."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any
+
+from prometheus_client.metrics import MetricWrapperBase
 
 from dialerd.metrics.unregistered import counter, gauge, histogram
 from dialerd.model import CampaigncallResult, CampaignStatus, CampaignType
@@ -127,11 +130,23 @@ def campaigns_by_status(counts: Mapping[str, int]) -> None:
         CAMPAIGNS.labels(status=CampaignStatus(status).value).set(count)
 
 
+# Children of the families every attempt changes, looked up once (``labels()`` checks
+# and locks on every call); their label values are few and fixed, none is ever removed.
+_CHILDREN: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def _child(family: MetricWrapperBase, *values: str) -> Any:
+    found = _CHILDREN.get((family, values))
+    if found is None:
+        found = _CHILDREN[family, values] = family.labels(*values)
+    return found
+
+
 def attempt_started(campaign_type: str) -> None:
     """Count one attempt started for a campaign of ``campaign_type`` (call or flow)."""
     if campaign_type not in _CAMPAIGN_TYPES:
         raise ValueError(f"unknown campaign type {campaign_type!r}")
-    ATTEMPTS_STARTED.labels(campaign_type=campaign_type).inc()
+    _child(ATTEMPTS_STARTED, campaign_type).inc()
 
 
 def attempt_finished(result: str, reason: str) -> None:
@@ -140,21 +155,22 @@ def attempt_finished(result: str, reason: str) -> None:
         raise ValueError(f"unknown campaigncall result {result!r}")
     if reason not in REASONS:
         raise ValueError(f"unknown hangup reason {reason!r}")
-    ATTEMPTS_FINISHED.labels(result=result, reason=reason).inc()
+    _child(ATTEMPTS_FINISHED, result, reason).inc()
     if reason == HangupReason.ABANDONED:
         ABANDONED.inc()
 
 
 def attempts_active(*, dialing: int, progressing: int) -> None:
     """Set the attempts in progress: dialing (unanswered) and progressing (answered)."""
-    ATTEMPTS_ACTIVE.labels(status="dialing").set(dialing)
-    ATTEMPTS_ACTIVE.labels(status="progressing").set(progressing)
+    _child(ATTEMPTS_ACTIVE, "dialing").set(dialing)
+    _child(ATTEMPTS_ACTIVE, "progressing").set(progressing)
 
 
 def queues_in_use(queue_ids: Collection[str]) -> None:
     """Drop the available-agents series of queues no running campaign reads any more."""
-    samples = [sample for metric in AVAILABLE_AGENTS.collect() for sample in metric.samples]
-    for queue_id in {sample.labels["queue_id"] for sample in samples}.difference(queue_ids):
+    # The family's own table of children (``collect()`` would render every series).
+    children: dict[tuple[str, ...], object] = getattr(AVAILABLE_AGENTS, "_metrics", {})
+    for (queue_id,) in [labels for labels in list(children) if labels[0] not in queue_ids]:
         AVAILABLE_AGENTS.remove(queue_id)
 
 

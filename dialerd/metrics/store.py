@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from dialerd.metrics.engine import TICK_BUCKETS
 from dialerd.metrics.unregistered import counter, gauge, histogram
@@ -84,6 +85,10 @@ def replicas_acknowledged(count: int, wanted: int) -> None:
     STORE_MIN_REPLICAS.set(wanted)
 
 
+# Children of STORE_OPERATION, looked up once (few, fixed, never removed).
+_TIMED: dict[tuple[str, str], Any] = {}
+
+
 @contextmanager
 def store_operation(operation: str, backend: str) -> Iterator[None]:
     """Time the enclosed store call (failed ones too) under ``operation`` and ``backend``."""
@@ -91,9 +96,12 @@ def store_operation(operation: str, backend: str) -> Iterator[None]:
     try:
         yield
     finally:
-        STORE_OPERATION.labels(operation=operation, backend=backend).observe(
-            time.perf_counter() - started
-        )
+        timed = _TIMED.get((operation, backend))
+        if timed is None:
+            timed = _TIMED[operation, backend] = STORE_OPERATION.labels(
+                operation=operation, backend=backend
+            )
+        timed.observe(time.perf_counter() - started)
 
 
 def campaigns_stored(counts: Mapping[str, int]) -> None:

@@ -8,6 +8,7 @@ through views (``view``, ``measures``); only this part changes them."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import anyio
 import msgspec
-from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dialerd import metrics
 from dialerd.attempts import Attempt, AttemptBook, AttemptsView
@@ -34,9 +35,23 @@ from dialerd.model import (
     ReferenceType,
     TargetStatus,
 )
-from dialerd.ports import AgentConnected, Answered, HangupReason, Origination, TelephonyEvent
-from dialerd.scheduler.shared import STORE_RETRY, EngineStats, SharedState, backoff, log
-from dialerd.store import Fence, LeaseLost, StoreError
+from dialerd.ports import (
+    AgentConnected,
+    Answered,
+    Ended,
+    HangupReason,
+    Origination,
+    TelephonyEvent,
+)
+from dialerd.scheduler.shared import (
+    STORE_RETRY,
+    EngineStats,
+    SharedState,
+    backoff,
+    log,
+    logs_at,
+)
+from dialerd.store import AttemptEnd, Fence, FinishResult, LeaseLost, StoreError
 
 # Seconds between repeats of a cancel or hang-up the backend has not confirmed yet:
 # from the first value, doubling up to the second.
@@ -46,6 +61,20 @@ RELEASE_RETRY_MAX = 8.0
 DRAIN_POLL = 0.1
 # The answer-to-agent times /state averages: the campaign's latest calls.
 AGENT_WAITS_KEPT = 100
+# Events one worker takes from the stream at once (those already waiting): their ends
+# are written in one store step.
+EVENT_BURST = 256
+
+
+@dataclass(slots=True)
+class _Ending:
+    """An attempt being ended: what the store is asked to write, the attempt as this
+    engine followed it (None: ended from the store's copy), its campaign, the reason."""
+
+    end: AttemptEnd
+    attempt: Attempt | None
+    campaign_id: str
+    reason: HangupReason
 
 
 @dataclass
@@ -102,7 +131,10 @@ class Measures:
     def _of(self, campaign_id: str) -> CampaignMeasures | None:
         if not self._runs(campaign_id):
             return None
-        return self._campaigns.setdefault(campaign_id, CampaignMeasures())
+        measured = self._campaigns.get(campaign_id)
+        if measured is None:
+            measured = self._campaigns[campaign_id] = CampaignMeasures()
+        return measured
 
     def forget(self, campaign_id: str) -> None:
         """The campaign's loop ended: what it measured goes with it."""
@@ -264,6 +296,8 @@ class Calls:
         metrics.attempt_started(campaign.type.value)
         metrics.campaign_attempt_started(campaign.id)
         self.measures.stats.attempts_started += 1
+        if not logs_at(logging.INFO):
+            return
         log.info(
             "attempt started",
             campaigncall_id=campaigncall.id,
@@ -480,22 +514,47 @@ class Calls:
             )
 
     # -- the backends' events ------------------------------------------------------
-    async def handle_events(self, events: ObjectReceiveStream[TelephonyEvent]) -> None:
-        """Apply the backends' events, one at a time, until the stream ends."""
+    async def handle_events(self, events: MemoryObjectReceiveStream[TelephonyEvent]) -> None:
+        """Apply the backends' events until the stream ends: each time, the burst of
+        those already waiting (up to ``EVENT_BURST``), see ``_apply_burst``."""
         async with events:
             async for event in events:
-                await self._apply(event)
+                burst = [event]
+                while len(burst) < EVENT_BURST:
+                    try:
+                        burst.append(events.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await self._apply_burst(burst)
 
-    async def _apply(self, event: TelephonyEvent) -> None:
-        """Write one backend event (see ``_reliably``)."""
-        if isinstance(event, Answered):
-            await self._reliably(event.campaigncall_id, "answered", self._answered)
-        elif isinstance(event, AgentConnected):
-            await self._agent_connected(event)
-        else:
-            await self._reliably(
-                event.campaigncall_id, f"ended {event.reason}", self._finish, event.reason
-            )
+    async def _apply_burst(self, burst: Sequence[TelephonyEvent]) -> None:
+        """Apply a burst of events in order, the ends last and together (one store step,
+        ``_finish_burst``). An answer whose end is in the same burst is not written on
+        its own: the end writes both. Events of a call after its end in the burst
+        change nothing (as they would after the end was written)."""
+        ending = {event.campaigncall_id for event in burst if isinstance(event, Ended)}
+        ends: dict[str, tuple[str, HangupReason, bool]] = {}
+        answered: set[str] = set()
+        for event in burst:
+            campaigncall_id = event.campaigncall_id
+            if campaigncall_id in ends:
+                continue
+            if isinstance(event, Answered):
+                if campaigncall_id in ending:
+                    if self._answer_followed(campaigncall_id):
+                        answered.add(campaigncall_id)
+                else:
+                    await self._reliably(campaigncall_id, "answered", self._answered)
+            elif isinstance(event, AgentConnected):
+                await self._agent_connected(event)
+            else:
+                ends[campaigncall_id] = (
+                    campaigncall_id,
+                    event.reason,
+                    campaigncall_id in answered,
+                )
+        if ends:
+            await self._finish_burst(list(ends.values()))
 
     async def _reliably(
         self,
@@ -538,25 +597,34 @@ class Calls:
                 )
                 return
 
-    async def _answered(self, campaigncall_id: str) -> None:
+    def _answer_followed(self, campaigncall_id: str) -> Attempt | None:
+        """The answer, in what this engine follows: the dial timeout stops, the ring
+        time is measured, the answer counted. The attempt; None if not followed."""
         attempt = self._book.get(campaigncall_id)
         if attempt is None:
-            return  # not ours (any more), or already ended
+            return None  # not ours (any more), or already ended
         if self._book.answer(campaigncall_id) is not None:
             if attempt.timer is not None:
                 attempt.timer.cancel()
             self.measures.answered(attempt)
+            metrics.ANSWERED.inc()
+            if self._runs(attempt.campaign_id):
+                metrics.campaign_answered(attempt.campaign_id)
+        return attempt
+
+    async def _answered(self, campaigncall_id: str) -> None:
+        attempt = self._answer_followed(campaigncall_id)
+        if attempt is None:
+            return
         with metrics.store_operation("mark_answered", self.shared.store.backend):
             answered = await self.shared.store.mark_answered(
                 campaigncall_id, self.shared.clock.now(), fence=self._fence(attempt.campaign_id)
             )
         if answered is not None:
-            metrics.ANSWERED.inc()
-            if self._runs(attempt.campaign_id):
-                metrics.campaign_answered(attempt.campaign_id)
             self._publish_active(attempt.campaign_id)
-            log.debug("attempt answered", campaigncall_id=campaigncall_id,
-                      campaign_id=answered.campaign_id)  # fmt: skip
+            if logs_at(logging.DEBUG):
+                log.debug("attempt answered", campaigncall_id=campaigncall_id,
+                          campaign_id=answered.campaign_id)  # fmt: skip
 
     async def _agent_connected(self, event: AgentConnected) -> None:
         """An answered call reached an agent: one live answer, abandoned if it waited
@@ -603,6 +671,110 @@ class Calls:
         campaigncall: Campaigncall | None = None,
     ) -> None:
         """End the attempt once; a repeated or late event changes nothing."""
+        ending = await self._ending(campaigncall_id, reason, campaigncall)
+        if ending is None:
+            return  # a late or repeated event of an attempt this engine no longer follows
+        end = ending.end
+        try:
+            with metrics.store_operation("finish_attempt", self.shared.store.backend):
+                finished = await self.shared.store.finish_attempt(
+                    campaigncall_id,
+                    end.result,
+                    end.reason,
+                    end.rule,
+                    end.now,
+                    fence=end.fence,
+                    give_back_try=end.give_back_try,
+                    calling_rules=end.calling_rules,
+                )
+        except LeaseLost:
+            log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)
+            return
+        except BaseException:
+            # Broad on purpose, and re-raised: whatever stopped the write (a store
+            # outage, a cancellation), the attempt is followed again so a later event
+            # or tick can finish it.
+            if ending.attempt is not None:
+                self._book.add(ending.attempt)
+            raise
+        finally:
+            self._finishing.pop(campaigncall_id, None)
+        await self._ended(ending, finished)
+
+    async def _finish_burst(self, ends: Sequence[tuple[str, HangupReason, bool]]) -> None:
+        """End the attempts of one burst of events (id, reason, answered in the same
+        burst) in one store step (``finish_attempts``); kept and retried while the store
+        is unreachable, as ``_reliably`` does for one. Never raises."""
+        endings: list[_Ending] = []
+        outage_logged = False
+        while True:
+            try:
+                for campaigncall_id, reason, answered in ends:
+                    ending = await self._ending(campaigncall_id, reason, None, answered=answered)
+                    if ending is not None:
+                        endings.append(ending)
+                if not endings:
+                    return
+                with metrics.store_operation("finish_attempts", self.shared.store.backend):
+                    outcomes = await self.shared.store.finish_attempts(
+                        [ending.end for ending in endings]
+                    )
+                break
+            except StoreError as exc:
+                self._settled(endings)
+                for ending in endings:
+                    if ending.attempt is not None:
+                        self._book.add(ending.attempt)
+                endings = []
+                if not outage_logged:
+                    log.warning(
+                        "attempt changes kept until the store answers",
+                        campaigncall_ids=[campaigncall_id for campaigncall_id, *_ in ends],
+                        change="ended",
+                        error=str(exc),
+                    )
+                    outage_logged = True
+                await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
+            except BaseException as exc:
+                # Broad on purpose: whatever stopped the write, the attempts are followed
+                # again so a later event or tick can finish them; a cancellation goes on.
+                self._settled(endings)
+                for ending in endings:
+                    if ending.attempt is not None:
+                        self._book.add(ending.attempt)
+                if not isinstance(exc, Exception):
+                    raise
+                log.error(
+                    "attempt changes not applied",
+                    campaigncall_ids=[campaigncall_id for campaigncall_id, *_ in ends],
+                    change="ended",
+                    error=str(exc) or type(exc).__name__,
+                    exc_info=True,
+                )
+                return
+        self._settled(endings)
+        for ending, outcome in zip(endings, outcomes, strict=True):
+            if isinstance(outcome, LeaseLost):
+                log.warning("attempt left to the campaign's new owner",
+                            campaigncall_id=ending.end.campaigncall_id)  # fmt: skip
+                continue
+            await self._ended(ending, outcome)
+
+    def _settled(self, endings: Sequence[_Ending]) -> None:
+        """The store answered for these ends (or they are followed again)."""
+        for ending in endings:
+            self._finishing.pop(ending.end.campaigncall_id, None)
+
+    async def _ending(
+        self,
+        campaigncall_id: str,
+        reason: HangupReason,
+        campaigncall: Campaigncall | None,
+        *,
+        answered: bool = False,
+    ) -> _Ending | None:
+        """Stop following the attempt and say how it ends; None if it is not followed
+        (and no stored ``campaigncall`` is given)."""
         attempt = self._book.pop(campaigncall_id)
         give_back_try = False
         if attempt is not None:
@@ -618,57 +790,57 @@ class Calls:
             campaign_id, outplan_id = campaigncall.campaign_id, campaigncall.outplan_id
             customer_id = campaigncall.customer_id
         else:
-            return  # a late or repeated event of an attempt this engine no longer follows
-        rule = await self._retry_rule(outplan_id)
-        result = targets.result_for(reason)
-        if attempt is not None:
-            self._finishing[campaigncall_id] = attempt
+            return None
         try:
-            with metrics.store_operation("finish_attempt", self.shared.store.backend):
-                finished = await self.shared.store.finish_attempt(
-                    campaigncall_id,
-                    result,
-                    reason.value,
-                    rule,
-                    self.shared.clock.now(),
-                    fence=self._fence(campaign_id),
-                    give_back_try=give_back_try,
-                    calling_rules=self.shared.calling_rules(customer_id),
-                )
-        except LeaseLost:
-            log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)
-            return
+            rule = await self._retry_rule(outplan_id)
         except BaseException:
-            # Broad on purpose, and re-raised: whatever stopped the write (a store
-            # outage, a cancellation), the attempt is followed again so a later event
-            # or tick can finish it.
             if attempt is not None:
                 self._book.add(attempt)
             raise
-        finally:
-            self._finishing.pop(campaigncall_id, None)
+        end = AttemptEnd(
+            campaigncall_id=campaigncall_id,
+            result=targets.result_for(reason),
+            reason=reason.value,
+            rule=rule,
+            now=self.shared.clock.now(),
+            fence=self._fence(campaign_id),
+            give_back_try=give_back_try,
+            calling_rules=self.shared.calling_rules(customer_id),
+            answered=answered,
+        )
+        if attempt is not None:
+            # Live until the store has its end: written back by a failover meanwhile.
+            self._finishing[campaigncall_id] = attempt
+        return _Ending(end, attempt, campaign_id, reason)
+
+    async def _ended(self, ending: _Ending, finished: FinishResult | None) -> None:
+        """What follows an end the store wrote: metrics, measures, the log line, a tick."""
+        campaign_id, reason, attempt = ending.campaign_id, ending.reason, ending.attempt
+        result = ending.end.result
         self._publish_active(campaign_id)
         if finished is None or not finished.finished:
             return
         if self.draining:
             self._drained[reason.value] += 1
         metrics.attempt_finished(result.value, reason.value)
-        if self._runs(campaign_id):
+        runs = self._runs(campaign_id)
+        if runs:
             metrics.campaign_attempt_ended(campaign_id, result.value, reason.value)
         if attempt is not None:
             await self.measures.ended(attempt, reason)
         self.measures.finished(finished.campaigncall, finished.target)
         call = finished.campaigncall
-        log.info(
-            "attempt ended",
-            campaign_id=call.campaign_id,
-            campaigncall_id=call.id,
-            target_id=call.outdial_target_id,
-            result=result.value,
-            reason=reason.value,
-            target_status=finished.target.status.value if finished.target else None,
-        )
-        if self._runs(call.campaign_id):
+        if logs_at(logging.INFO):
+            log.info(
+                "attempt ended",
+                campaign_id=call.campaign_id,
+                campaigncall_id=call.id,
+                target_id=call.outdial_target_id,
+                result=result.value,
+                reason=reason.value,
+                target_status=finished.target.status.value if finished.target else None,
+            )
+        if runs:
             self._wake(call.campaign_id)
 
     async def _retry_rule(self, outplan_id: str) -> RetryRule:

@@ -104,6 +104,7 @@ class Engine:
             fence=leases.fence,
             reconcile=self._ownership.reconcile,
             wake=running.wake,
+            read=running.read,
         )
 
         def loop_ended(campaign_id: str) -> None:

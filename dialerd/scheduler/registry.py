@@ -72,6 +72,31 @@ class RunningCampaigns:
         self.leases = leases
         self.loops: dict[str, CampaignLoop] = {}
         self.by_queue: dict[str, list[Campaign]] = {}
+        # The loops by the queue of their campaign as last read (``read``), so a tick
+        # finds its queue's neighbours without going through every loop.
+        self._own_by_queue: dict[str, dict[str, CampaignLoop]] = {}
+
+    def read(self, loop: CampaignLoop, campaign: Campaign | None) -> None:
+        """A tick read the loop's campaign (None: gone)."""
+        before = loop.campaign
+        loop.campaign = campaign
+        if before is not None and (campaign is None or campaign.queue_id != before.queue_id):
+            self._unindex(loop.campaign_id, before.queue_id)
+        if campaign is not None:
+            self._own_by_queue.setdefault(campaign.queue_id, {})[loop.campaign_id] = loop
+
+    def ended(self, campaign_id: str) -> None:
+        """The campaign's loop ended."""
+        loop = self.loops.pop(campaign_id, None)
+        if loop is not None and loop.campaign is not None:
+            self._unindex(campaign_id, loop.campaign.queue_id)
+
+    def _unindex(self, campaign_id: str, queue_id: str) -> None:
+        on_queue = self._own_by_queue.get(queue_id)
+        if on_queue is not None:
+            on_queue.pop(campaign_id, None)
+            if not on_queue:
+                del self._own_by_queue[queue_id]
 
     def __contains__(self, campaign_id: object) -> bool:
         return campaign_id in self.loops
@@ -102,5 +127,9 @@ class RunningCampaigns:
 
     def on_queue(self, queue_id: str) -> tuple[Iterable[Campaign], Iterable[Campaign]]:
         """The campaigns on the queue: this instance's own, and every instance's."""
-        own = [campaign for campaign in self.owned() if campaign.queue_id == queue_id]
+        own = [
+            loop.campaign
+            for loop in self._own_by_queue.get(queue_id, {}).values()
+            if loop.campaign is not None and self.leases.fence(loop.campaign_id) is not None
+        ]
         return own, self.by_queue.get(queue_id, [])

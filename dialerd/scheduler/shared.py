@@ -9,6 +9,7 @@ The parts' memory is not here: each part owns its own and hands the others a vie
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,15 @@ from dialerd.store import SchedulerStore
 
 # Every part logs as the engine did before the scheduler was split: one logger name.
 log = structlog.get_logger("dialerd.engine")
+# The same logger in the standard library: whether a level is logged at all, asked
+# before the lines written per attempt (a line filtered out still costs its binding).
+_LEVELS = logging.getLogger("dialerd.engine")
+
+
+def logs_at(level: int) -> bool:
+    """Whether the engine's lines of ``level`` (``logging.INFO``...) are written now."""
+    return _LEVELS.isEnabledFor(level)
+
 
 # Seconds between retries while the store is unreachable.
 STORE_RETRY = 1.0

@@ -214,7 +214,7 @@ class Supervisor:
                 # shielded and bounded, as the lease's release below.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(STORE_RETRY):
                     await self.keep_learnt(loop.campaign_id)
-            del self.running.loops[loop.campaign_id]
+            self.running.ended(loop.campaign_id)
             self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
             await self.ownership.release_lease(loop.campaign_id)

@@ -47,6 +47,8 @@ class Tick:
     fence: Callable[[str], Fence | None]
     reconcile: Reconcile
     wake: Callable[[str], bool]
+    # Keeps the campaign a tick read as the loop's (and the registry's index by queue).
+    read: Callable[[CampaignLoop, Campaign | None], None]
     # Called with (lag, duration) of every tick; benchmarks collect the samples.
     observer: Callable[[float, float], None] | None = None
     _queue_locks: dict[str, anyio.Lock] = field(default_factory=dict)
@@ -57,7 +59,7 @@ class Tick:
         metrics.TICK_LAG.observe(lag)
         try:
             campaign, outplan = await self.shared.store.campaign_and_outplan(loop.campaign_id)
-            loop.campaign = campaign
+            self.read(loop, campaign)
             if campaign is None:
                 finished = True
             elif campaign.status == CampaignStatus.RUN:

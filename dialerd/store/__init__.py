@@ -8,6 +8,7 @@ from pathlib import Path
 from dialerd.config import StoreConfig
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
+    AttemptEnd,
     AttemptPlan,
     CampaignChanged,
     CampaignNotRunning,
@@ -37,6 +38,7 @@ from dialerd.store.ports import (
 __all__ = [
     "MAX_PAGE_SIZE",
     "ApiStore",
+    "AttemptEnd",
     "AttemptPlan",
     "CampaignChanged",
     "CampaignNotRunning",

@@ -10,10 +10,11 @@ from datetime import datetime
 
 import msgspec
 
-from dialerd.core.targets import CallingRules
+from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.model import (
     Campaign,
     Campaigncall,
+    CampaigncallResult,
     OutdialTarget,
     Outplan,
 )
@@ -97,3 +98,22 @@ class FinishResult(msgspec.Struct, frozen=True, kw_only=True):
     finished: bool
     campaigncall: Campaigncall
     target: OutdialTarget | None
+
+
+class AttemptEnd(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt's end, as ``finish_attempts`` takes it: the arguments of
+    ``finish_attempt`` (see there).
+
+    ``answered``: the call's answer came in the same burst of events as its end and was
+    not written on its own (no ``mark_answered``): the end is the one write of both.
+    """
+
+    campaigncall_id: str
+    result: CampaigncallResult
+    reason: str
+    rule: RetryRule
+    now: datetime
+    fence: Fence | None = None
+    give_back_try: bool = False
+    calling_rules: CallingRules | None = None
+    answered: bool = False

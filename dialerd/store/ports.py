@@ -65,7 +65,14 @@ from dialerd.model import (
     Outplan,
     Page,
 )
-from dialerd.store.base import MAX_PAGE_SIZE, AttemptPlan, Fence, FinishResult
+from dialerd.store.base import (
+    MAX_PAGE_SIZE,
+    AttemptEnd,
+    AttemptPlan,
+    Fence,
+    FinishResult,
+    LeaseLost,
+)
 
 
 class Lifecycle(Protocol):
@@ -259,6 +266,18 @@ class Ledger(Protocol):
         locked until ``calling_rules.lockout_after`` says (an abandoned call). ``None``
         if the campaigncall does not exist.
         """
+
+    async def finish_attempts(
+        self, ends: Sequence[AttemptEnd]
+    ) -> list[FinishResult | LeaseLost | None]:
+        """``finish_attempt`` for each end (one burst of events), in as few round trips
+        as the store can (SQLite: one transaction; Redis: one pipelined round trip of
+        the finish script). Each end is its own atomic step: the answers, in order, are
+        what ``finish_attempt`` returns for it, or the ``LeaseLost`` it would raise (that
+        end changed nothing; the others are written). Any other error is raised for the
+        whole burst, and then none of it (SQLite) or a part of it (Redis) was written:
+        writing the burst again is safe, an end already written is reported
+        ``finished=False``."""
 
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""

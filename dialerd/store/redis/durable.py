@@ -15,7 +15,14 @@ from typing import Any
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.metrics import store as store_metrics
 from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus
-from dialerd.store.base import AttemptPlan, Fence, FinishResult, StoreUnavailable
+from dialerd.store.base import (
+    AttemptEnd,
+    AttemptPlan,
+    Fence,
+    FinishResult,
+    LeaseLost,
+    StoreUnavailable,
+)
 from dialerd.store.documents import encode
 from dialerd.store.redis.fields import micros
 from dialerd.store.redis.ledger import RedisLedger
@@ -121,6 +128,16 @@ class DurableLedger(RedisLedger):
         if finished is not None and finished.finished:
             self._keep_ended(finished.campaigncall)
         return finished
+
+    async def finish_attempts(
+        self, ends: Sequence[AttemptEnd]
+    ) -> list[FinishResult | LeaseLost | None]:
+        with self.failover.guarded("end of an attempt"):
+            outcomes = await super().finish_attempts(ends)
+        for outcome in outcomes:
+            if isinstance(outcome, FinishResult) and outcome.finished:
+                self._keep_ended(outcome.campaigncall)
+        return outcomes
 
     async def write_back(
         self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from dialerd.core import dialed
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
@@ -32,10 +34,12 @@ from dialerd.model import (
     format_time,
 )
 from dialerd.store.base import (
+    AttemptEnd,
     AttemptPlan,
     CampaignNotRunning,
     Fence,
     FinishResult,
+    LeaseLost,
     StoreUnavailable,
 )
 from dialerd.store.documents import (
@@ -65,6 +69,18 @@ from dialerd.store.redis.fields import (
     settled_target,
     stored_placement,
 )
+
+
+class _Changed:
+    """``_finished``: the target changed since the decision was made."""
+
+
+CHANGED = _Changed()
+
+
+async def _raise(error: Exception) -> None:
+    """An error a pipeline answered in place, raised (for ``_guard`` to translate)."""
+    raise error
 
 
 class RedisLedger(RedisConnection):
@@ -248,73 +264,149 @@ class RedisLedger(RedisConnection):
         decision in one step, only if the target is still at the version the decision
         was made on (else it is read again and decided again).
         """
-        result = CampaigncallResult(result)
-        stamp = format_time(now)
-        locked_until = calling_rules.lockout_after(reason, now) if calling_rules else None
+        end = AttemptEnd(
+            campaigncall_id=campaigncall_id,
+            result=CampaigncallResult(result),
+            reason=reason,
+            rule=rule,
+            now=now,
+            fence=fence,
+            give_back_try=give_back_try,
+            calling_rules=calling_rules,
+        )
         remembered = self._claims.pop(campaigncall_id, None)
         for _ in range(FINISH_ATTEMPTS):
-            campaigncall: Campaigncall | None = None
-            if remembered is not None:
-                campaigncall, read = remembered
-                remembered = None
-            else:
-                read = await self._run("attempt", campaigncall_id)
-                if read[0] == b"active":
-                    campaigncall = CAMPAIGNCALL.decode(read[1])
-                read = read[2:]
-            version = "-"
-            decision: tuple[str | int | bytes, ...] = ("0",)
-            written: OutdialTarget | None = None
-            lock: bytes | str = ""
-            if campaigncall is not None and locked_until is not None:
-                lock = encode([micros(locked_until), *await self._readings_of(campaigncall)])
-            if campaigncall is not None:
-                # read: the target's version, body and placement before the claim.
-                version = read[0].decode()
-                if read[1]:
-                    target = decode_target(read[1])
-                    before = stored_placement(TargetStatus.IDLE, Queue.READY, read[2:7], now)
-                    settled = place_after(
-                        target,
-                        campaigncall.destination_index,
-                        result,
-                        rule,
-                        now,
-                        reason=reason,
-                        give_back=give_back_try,
-                        before=before,
-                    )
-                    placement = settled.placement
-                    written = settled_target(target, placement.status, stamp, settled.try_counts)
-                    decision = ("1", encode(written), *placement_args(placement))
-            reply = await self._run(
-                "finish",
-                campaigncall_id,
-                result.value,
-                reason,
-                stamp,
-                *fence_args(fence),
-                version,
-                lock,
-                *decision,
-            )
-            if reply[0] == b"changed":
-                continue
-            if reply[0] == b"none":
-                return None
-            after: OutdialTarget | None = None
-            if len(reply) > 2:
-                # The body is '' when it is the one written here.
-                known = written if written is not None and not reply[2] else reply[2]
-                after = held_target(known, *reply[3:6])
-            return FinishResult(
-                finished=reply[0] == b"done",
-                campaigncall=CAMPAIGNCALL.decode(reply[1]),
-                target=after,
-            )
+            args, written = await self._finish_args(end, remembered)
+            remembered = None
+            done = self._finished(await self._run("finish", *args), written)
+            if not isinstance(done, _Changed):
+                return done
         raise StoreUnavailable(
             f"the target of campaigncall {campaigncall_id} kept changing while it was "
             "being finished; try again"
+        )
+
+    async def finish_attempts(
+        self, ends: Sequence[AttemptEnd]
+    ) -> list[FinishResult | LeaseLost | None]:
+        """The burst's finish scripts in one pipelined round trip (each one atomic, as
+        ``finish_attempt``'s); an end whose target changed meanwhile is finished again
+        on its own (``finish_attempt``)."""
+        if not ends:
+            return []
+        prepared = [
+            await self._finish_args(end, self._claims.pop(end.campaigncall_id, None))
+            for end in ends
+        ]
+        # EVALSHA of the script loaded at open (a pipeline given the script object
+        # would ask SCRIPT EXISTS first: one more round trip).
+        sha = self._scripts["finish"].sha
+        async with self._connected().pipeline(transaction=False) as pipe:
+            for args, _written in prepared:
+                pipe.evalsha(sha, 0, self.prefix, *args)
+            replies = await self._guard(pipe.execute(raise_on_error=False))
+        done: list[FinishResult | LeaseLost | None] = []
+        for end, (_args, written), reply in zip(ends, prepared, replies, strict=True):
+            finished: FinishResult | _Changed | None = CHANGED
+            if isinstance(reply, NoScriptError):
+                pass  # the server lost its scripts: finish_attempt loads them again
+            elif isinstance(reply, Exception):
+                try:
+                    await self._guard(_raise(reply))
+                except LeaseLost as lost:
+                    done.append(lost)
+                    continue
+            else:
+                finished = self._finished(reply, written)
+            if isinstance(finished, _Changed):
+                try:
+                    finished = await self.finish_attempt(
+                        end.campaigncall_id,
+                        end.result,
+                        end.reason,
+                        end.rule,
+                        end.now,
+                        fence=end.fence,
+                        give_back_try=end.give_back_try,
+                        calling_rules=end.calling_rules,
+                    )
+                except LeaseLost as lost:
+                    done.append(lost)
+                    continue
+            done.append(finished)
+        return done
+
+    async def _finish_args(
+        self, end: AttemptEnd, remembered: tuple[Campaigncall, list[bytes]] | None
+    ) -> tuple[tuple[str | int | bytes, ...], OutdialTarget | None]:
+        """The finish script's arguments for ``end`` (with the target as the claim left
+        it when remembered, else as ``attempt.lua`` reads it now) and the target body the
+        decision writes (None when there is no decision)."""
+        now, reason = end.now, end.reason
+        stamp = format_time(now)
+        campaigncall: Campaigncall | None = None
+        if remembered is not None:
+            campaigncall, read = remembered
+        else:
+            read = await self._run("attempt", end.campaigncall_id)
+            if read[0] == b"active":
+                campaigncall = CAMPAIGNCALL.decode(read[1])
+            read = read[2:]
+        version = "-"
+        decision: tuple[str | int | bytes, ...] = ("0",)
+        written: OutdialTarget | None = None
+        lock: bytes | str = ""
+        locked_until = end.calling_rules.lockout_after(reason, now) if end.calling_rules else None
+        if campaigncall is not None and locked_until is not None:
+            lock = encode([micros(locked_until), *await self._readings_of(campaigncall)])
+        if campaigncall is not None:
+            # read: the target's version, body and placement before the claim.
+            version = read[0].decode()
+            if read[1]:
+                target = decode_target(read[1])
+                before = stored_placement(TargetStatus.IDLE, Queue.READY, read[2:7], now)
+                settled = place_after(
+                    target,
+                    campaigncall.destination_index,
+                    end.result,
+                    end.rule,
+                    now,
+                    reason=reason,
+                    give_back=end.give_back_try,
+                    before=before,
+                )
+                placement = settled.placement
+                written = settled_target(target, placement.status, stamp, settled.try_counts)
+                decision = ("1", encode(written), *placement_args(placement))
+        args = (
+            end.campaigncall_id,
+            end.result.value,
+            reason,
+            stamp,
+            *fence_args(end.fence),
+            version,
+            lock,
+            *decision,
+        )
+        return args, written
+
+    @staticmethod
+    def _finished(reply: Any, written: OutdialTarget | None) -> FinishResult | _Changed | None:
+        """The finish script's reply: what ``finish_attempt`` answers, or ``CHANGED``
+        (the target changed since the decision: read again, decide again)."""
+        if reply[0] == b"changed":
+            return CHANGED
+        if reply[0] == b"none":
+            return None
+        after: OutdialTarget | None = None
+        if len(reply) > 2:
+            # The body is '' when it is the one written here.
+            known = written if written is not None and not reply[2] else reply[2]
+            after = held_target(known, *reply[3:6])
+        return FinishResult(
+            finished=reply[0] == b"done",
+            campaigncall=CAMPAIGNCALL.decode(reply[1]),
+            target=after,
         )
 
     async def _readings_of(self, campaigncall: Campaigncall) -> tuple[str, ...]:
@@ -397,7 +489,7 @@ class RedisLedger(RedisConnection):
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
         active = "active" if campaign_id is None else f"active:{campaign_id}"
         bodies = await self._run("members", "campaigncall", active)
-        campaigncalls = [CAMPAIGNCALL.decode(body) for body in bodies]
+        campaigncalls = await self._decoded(CAMPAIGNCALL, bodies)
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
 
     async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:

@@ -234,7 +234,7 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors):
         if not wanted:
             return []
         bodies = await self._run("members", "campaign", *(f"status:{s}" for s in wanted))
-        campaigns = [CAMPAIGN.decode(body) for body in bodies]
+        campaigns = await self._decoded(CAMPAIGN, bodies)
         return sorted(campaigns, key=lambda campaign: (campaign.tm_create, campaign.id))
 
     # -- targets --------------------------------------------------------------------------

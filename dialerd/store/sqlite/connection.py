@@ -43,12 +43,39 @@ Item = TypeVar("Item")
 
 
 class _Job(Generic[R]):
-    """One unit of work for the connection, and what came of it."""
+    """One unit of work for the connection, and what came of it.
 
-    __slots__ = ("cancelled", "done", "error", "result", "work")
+    ``step`` (with ``connection``) is the job's work on the connection when it may run
+    with other jobs in one transaction (``_run_jobs``): ``write`` says whether it is a
+    write (run in a savepoint of its own) or a read; ``work`` is the job run alone.
+    """
 
-    def __init__(self, work: Callable[[], R]) -> None:
+    __slots__ = (
+        "cancelled",
+        "connection",
+        "done",
+        "error",
+        "result",
+        "step",
+        "translate",
+        "work",
+        "write",
+    )
+
+    def __init__(
+        self,
+        work: Callable[[], R],
+        step: Callable[[sqlite3.Connection], R] | None = None,
+        connection: sqlite3.Connection | None = None,
+        *,
+        write: bool = False,
+        translate: Callable[[sqlite3.Error], StoreError] | None = None,
+    ) -> None:
         self.work = work
+        self.translate = translate
+        self.step = step
+        self.connection = connection
+        self.write = write
         self.cancelled = False
         self.done = False
         self.result: R | None = None
@@ -64,8 +91,71 @@ class _Job(Generic[R]):
 
 
 def _run_jobs(jobs: Sequence[_Job[Any]]) -> None:
+    """Run the jobs in order. When two writes or more are among them, the jobs that can
+    (``step``) run in one transaction (each write in its own savepoint: one that fails
+    leaves nothing and the others stand), committed once: one commit for many writes.
+    No job is done (its result seen) before that commit; if it fails, every job of the
+    transaction fails with its error, and nothing of them was written."""
+    if sum(job.write and not job.cancelled for job in jobs) < 2:
+        for job in jobs:
+            job.run()
+        return
+    group: list[_Job[Any]] = []
     for job in jobs:
-        job.run()
+        if job.cancelled:
+            job.done = True
+        elif job.step is not None and (not group or job.connection is group[0].connection):
+            group.append(job)
+        else:
+            _run_group(group)
+            group = []
+            if job.step is not None:
+                group.append(job)
+            else:
+                job.run()
+    _run_group(group)
+
+
+def _run_group(group: Sequence[_Job[Any]]) -> None:
+    """``_run_jobs``' one transaction."""
+    if not group:
+        return
+    if len(group) == 1:
+        group[0].run()
+        return
+    connection = group[0].connection
+    assert connection is not None
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for job in group:
+                assert job.step is not None
+                if job.write:
+                    connection.execute("SAVEPOINT job")
+                try:
+                    job.result = job.step(connection)
+                except Exception as error:
+                    if not connection.in_transaction:
+                        raise  # SQLite rolled it all back (a full disk...): all fail
+                    if job.write:
+                        connection.execute("ROLLBACK TO job")
+                    job.error = error
+                if job.write:
+                    connection.execute("RELEASE job")
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+    except Exception as error:
+        for job in group:
+            failed = error
+            if isinstance(error, sqlite3.Error) and job.translate is not None:
+                failed = job.translate(error)
+            job.result, job.error = None, failed
+    finally:
+        for job in group:
+            job.done = True
 
 
 class _ConnectionWorker:
@@ -81,7 +171,9 @@ class _ConnectionWorker:
         self._drained = anyio.Event()
 
     async def run(self, work: Callable[[], R]) -> R:
-        job: _Job[R] = _Job(work)
+        return await self.run_job(_Job(work))
+
+    async def run_job(self, job: _Job[R]) -> R:
         self._queue.append(job)
         try:
             while not job.done:
@@ -217,13 +309,26 @@ class SqliteConnection:
             raise self._translate(error) from error
 
     async def _read(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        return await self._job(work, write=False)
+
+    async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        """``work`` as one atomic write: its own transaction, or its own savepoint in a
+        transaction shared with the other work waiting for the thread (one commit)."""
+        return await self._job(work, write=True)
+
+    async def _job(self, work: Callable[[sqlite3.Connection], R], *, write: bool) -> R:
         connection, worker = self._connection, self._worker
         if connection is None or worker is None:
             raise StoreError(f"SQLite store {self.path} is not open")
-        return await worker.run(partial(self._guarded, work, connection))
-
-    async def _write(self, work: Callable[[sqlite3.Connection], R]) -> R:
-        return await self._read(partial(in_transaction, work))
+        alone = partial(in_transaction, work) if write else work
+        job = _Job(
+            partial(self._guarded, alone, connection),
+            partial(self._guarded, work),
+            connection,
+            write=write,
+            translate=self._translate,
+        )
+        return await worker.run_job(job)
 
     @asynccontextmanager
     async def _import_connection(

@@ -31,11 +31,13 @@ from dialerd.model import (
     format_time,
 )
 from dialerd.store.base import (
+    AttemptEnd,
     AttemptPlan,
     CampaignNotRunning,
     Conflict,
     Fence,
     FinishResult,
+    LeaseLost,
 )
 from dialerd.store.documents import (
     CAMPAIGNCALL,
@@ -214,6 +216,35 @@ class SqliteLedger(SqliteConnection):
             calling_rules,
         )
         return await self._write(work)
+
+    async def finish_attempts(
+        self, ends: Sequence[AttemptEnd]
+    ) -> list[FinishResult | LeaseLost | None]:
+        """Every end of the burst in one transaction (one trip to the worker thread);
+        an end whose lease is lost changed nothing and the others are written."""
+
+        def finish_all(connection: sqlite3.Connection) -> list[FinishResult | LeaseLost | None]:
+            done: list[FinishResult | LeaseLost | None] = []
+            for end in ends:
+                try:
+                    done.append(
+                        self._finish(
+                            end.campaigncall_id,
+                            end.result,
+                            end.reason,
+                            end.rule,
+                            end.now,
+                            end.fence,
+                            end.give_back_try,
+                            end.calling_rules,
+                            connection,
+                        )
+                    )
+                except LeaseLost as lost:
+                    done.append(lost)  # raised before that end wrote anything
+            return done
+
+        return await self._write(finish_all) if ends else []
 
     def _finish(
         self,

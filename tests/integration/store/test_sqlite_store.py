@@ -169,6 +169,68 @@ async def test_cancelled_claimers_leave_attempts_and_targets_in_step(
         assert await sqlite_store.start_attempt(dialing.plan(make.at(2))) is not None
 
 
+async def test_writes_sharing_a_commit_stand_or_fall_each_alone(
+    sqlite_store: SqliteStore, make: Factory
+) -> None:
+    """Claims queued together share one transaction: the one refused (its campaigncall
+    id exists) leaves its target as it was, every other claim is written."""
+    dialing = await make.dialing(sqlite_store)
+    await sqlite_store.create_targets([make.target(dialing.outdial.id) for _ in range(40)])
+    taken = await sqlite_store.start_attempt(dialing.plan(make.at(1)))
+    assert taken is not None
+    refused: list[Exception] = []
+
+    async def claim(plan_id: str) -> None:
+        plan = msgspec.structs.replace(dialing.plan(make.at(2)), campaigncall_id=plan_id)
+        try:
+            await sqlite_store.start_attempt(plan)
+        except StoreError as error:
+            refused.append(error)
+
+    ids = [new_id() for _ in range(30)]
+    ids[7] = ids[20] = taken.id  # two claims that must be refused
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as claims:
+            for plan_id in ids:
+                claims.start_soon(claim, plan_id)
+    assert len(refused) == 2
+    active = await sqlite_store.active_attempts(dialing.campaign.id)
+    progressing = [
+        target
+        for target in (await sqlite_store.list_targets(dialing.outdial.id)).result
+        if target.status == TargetStatus.PROGRESSING
+    ]
+    assert len(active) == 29  # the first claim and 28 of the 30
+    assert sorted(c.outdial_target_id for c in active) == sorted(t.id for t in progressing)
+
+
+async def test_a_failed_shared_commit_fails_every_write_of_it(
+    sqlite_store: SqliteStore, make: Factory
+) -> None:
+    """Writes queued together whose commit fails (a full disk) are all reported failed,
+    and none of them is there afterwards."""
+    dialing = await make.dialing(sqlite_store)
+    connection = connection_of(sqlite_store)
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count = {pages}")
+    failed: list[StoreError] = []
+
+    async def create(batch: list[OutdialTarget]) -> None:
+        try:
+            await sqlite_store.create_targets(batch)
+        except StoreError as error:
+            failed.append(error)
+
+    batches = [[make.target(dialing.outdial.id) for _ in range(300)] for _ in range(6)]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as writers:
+            for batch in batches:
+                writers.start_soon(create, batch)
+    assert len(failed) == len(batches)
+    assert all("the disk is full" in str(error) for error in failed)
+    assert (await sqlite_store.list_targets(dialing.outdial.id)).result == []
+
+
 async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_after_restart(
     tmp_path: Path, make: Factory
 ) -> None:

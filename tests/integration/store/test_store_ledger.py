@@ -23,6 +23,10 @@ from dialerd.model import (
     new_id,
 )
 from dialerd.store import (
+    AttemptEnd,
+    Fence,
+    FinishResult,
+    LeaseLost,
     Store,
 )
 from tests.integration.conftest import Dialing
@@ -246,6 +250,57 @@ async def test_success_finishes_the_target(store: Store, make: Factory) -> None:
     assert await store.start_attempt(dialing.plan(make.at(10))) is None
 
 
+async def test_a_burst_of_ends_is_written_as_each_end_alone(store: Store, make: Factory) -> None:
+    """``finish_attempts``: each end of the burst as ``finish_attempt`` writes it, in
+    order; an end under a lost lease changes nothing and the others are written; an
+    unknown attempt is None; the burst written again changes nothing."""
+    dialing = await make.dialing(store, max_try_counts=(2,))
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+    fence = await store.acquire_lease(dialing.campaign.id, "host-a:1:aa", 60.0, make.at(1))
+    assert fence is not None
+    plan = msgspec.structs.replace(dialing.plan(make.at(1)), fence=fence)
+    busy, talked, fenced_off = await store.start_attempts(
+        [msgspec.structs.replace(plan, campaigncall_id=new_id()) for _ in range(3)]
+    )
+    rule = RetryRule.of(dialing.outplan)
+    stale = Fence(dialing.campaign.id, "host-b:2:bb", fence.token + 1)
+
+    def end(call_id: str, result: CampaigncallResult, reason: str, **more: object) -> AttemptEnd:
+        return AttemptEnd(
+            campaigncall_id=call_id, result=result, reason=reason, rule=rule,
+            now=make.at(5), **{"fence": fence, **more},  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    burst = [
+        end(busy.id, FAIL, "busy"),
+        # Answered and ended in the same burst: the end is the only write of both.
+        end(talked.id, SUCCESS, "normal", answered=True),
+        end(fenced_off.id, FAIL, "busy", fence=stale),
+        end(new_id(), FAIL, "busy"),
+    ]
+    first, second, lost, unknown = await store.finish_attempts(burst)
+    assert isinstance(first, FinishResult)
+    assert isinstance(second, FinishResult)
+    assert (first.finished, first.campaigncall.result, first.campaigncall.reason) == (
+        True, FAIL, "busy",
+    )  # fmt: skip
+    assert first.target is not None
+    assert first.target.status == TargetStatus.IDLE  # a try left
+    assert (second.finished, second.campaigncall.status, second.campaigncall.result) == (
+        True, CampaigncallStatus.DONE, SUCCESS,
+    )  # fmt: skip
+    assert second.target is not None
+    assert second.target.status == TargetStatus.DONE
+    assert isinstance(lost, LeaseLost)
+    assert unknown is None
+    assert [call.id for call in await store.active_attempts(dialing.campaign.id)] == [fenced_off.id]
+    stored = await store.get_campaigncall(None, busy.id)
+    assert stored == first.campaigncall
+    again = await store.finish_attempts(burst[:2])
+    assert [isinstance(done, FinishResult) and done.finished for done in again] == [False, False]
+    assert await store.finish_attempts([]) == []
+
+
 async def test_a_failure_with_tries_left_makes_the_target_idle(store: Store, make: Factory) -> None:
     dialing = await make.dialing(store, max_try_counts=(2,))
     await store.create_targets([make.target(dialing.outdial.id)])
@@ -383,6 +438,19 @@ async def test_dialing_and_active_attempts_are_counted(store: Store, make: Facto
     everywhere = await store.active_attempts()
     assert {c.id for c in everywhere} == {first.id, third.id, elsewhere.id}
     assert await store.count_dialing(new_id()) == 0
+
+
+async def test_hundreds_of_active_attempts_are_all_listed_in_order(
+    store: Store, make: Factory
+) -> None:
+    """More active attempts than one decoding chunk (Redis decodes them a hundred at a
+    time): every one is listed, oldest first."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(250)])
+    claimed = [await claim(store, dialing, make.at(n)) for n in range(250)]
+    listed = await store.active_attempts(dialing.campaign.id)
+    assert [call.id for call in listed] == [call.id for call in claimed]
+    assert len(await store.active_attempts()) == 250
 
 
 # -- exhaustion (behaviour.md §6) --------------------------------------------------------
