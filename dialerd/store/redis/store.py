@@ -132,9 +132,10 @@ from dialerd.store.redis.fields import (
     target_row,
 )
 from dialerd.store.redis.ledger import RedisLedger
+from dialerd.store.redis.outbox import RedisOutbox
 
 
-class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall):
+class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall, RedisOutbox):
     """The ``Store`` port on one Redis server: every part, on one connection pool."""
 
     # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------

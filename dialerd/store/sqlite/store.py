@@ -54,11 +54,13 @@ from dialerd.store.documents import (
     Kind,
     Resource,
     ResourceMethods,
+    encode,
     page_limit,
     users,
 )
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
 from dialerd.store.sqlite.ledger import SqliteLedger
+from dialerd.store.sqlite.outbox import SqliteOutbox, outbox_row
 from dialerd.store.sqlite.rows import (
     CAMPAIGNCALLS,
     CAMPAIGNS,
@@ -121,12 +123,25 @@ def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
             raise CampaignChanged(f"campaign {campaign.id}: its {table} is gone; read it again")
 
 
-class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
+def _campaign_event(event_type: str, resource: Any, connection: sqlite3.Connection) -> None:
+    """A campaign's change into the outbox, in the change's transaction."""
+    if isinstance(resource, Campaign):
+        outbox_row(connection, event_type, resource.customer_id, resource.id, encode(resource))
+
+
+class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqliteOutbox):
     """The ``Store`` port on one SQLite file: every part, on one connection."""
 
     # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
     async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:
-        return await self._write(partial(documents_of(kind).create, resource))
+        documents = documents_of(kind)
+
+        def create(connection: sqlite3.Connection) -> Resource:
+            created = documents.create(resource, connection)
+            _campaign_event("campaign_created", created, connection)
+            return created
+
+        return await self._write(create)
 
     async def _get(
         self, kind: Kind[Resource], customer_id: str | None, resource_id: str
@@ -153,7 +168,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
                 raise CampaignChanged(f"campaign {campaign.id} changed since it was read")
             if stored is not None and _starts_using(stored, campaign):
                 _check_uses(campaign, connection)
-            return documents.update(resource, connection)
+            updated = documents.update(resource, connection)
+            _campaign_event("campaign_updated", updated, connection)
+            return updated
 
         return await self._write(update)
 
@@ -176,7 +193,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall):
                     raise InUse(kind.name, resource_id, using)
             if current is None:
                 return None
-            return documents.delete(customer_id, resource_id, format_time(now), connection)
+            deleted = documents.delete(customer_id, resource_id, format_time(now), connection)
+            _campaign_event("campaign_deleted", deleted, connection)
+            return deleted
 
         return await self._write(delete)
 

@@ -51,6 +51,7 @@ redis.call('HSET', campaigncall_key, 'b', body, 's', 'done')
 redis.call('SREM', key('active', stored[3]), id)
 redis.call('SREM', key('dialing', stored[3]), id)
 redis.call('SREM', key('active'), id)
+outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated', body)
 if locked_until ~= '' then
   -- The calling rules lock the number, every reading of it (an abandoned call): the
   -- later lockout holds.
@@ -74,5 +75,7 @@ if written then
   redis.call('HSET', target_key, 'b', ARGV[12], 'k', queue,
     'pt', touched, 'pd', due, 'pu', ARGV[16], 'ps', ARGV[17], 'ph', ARGV[18])
   redis.call('HINCRBY', target_key, 'v', 1)
+  outbox_add(campaigncall.customer_id, stored[3], 'outdialtarget_updated', ARGV[12],
+    'q', queue, 'd', due, 'h', ARGV[18])
 end
 return with_target({'done', body}, written)

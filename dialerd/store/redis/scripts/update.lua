@@ -48,4 +48,7 @@ if status ~= '' then
   redis.call('SADD', key('status', status), id)
 end
 redis.call('HSET', resource, 'b', body, 'c', customer, 'l', member, 's', status)
+if kind == 'campaign' then
+  outbox_add(customer, id, 'campaign_updated', body)
+end
 return 1
