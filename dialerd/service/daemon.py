@@ -141,6 +141,7 @@ class Daemon:
             clock=self.clock,
             config=config.api,
             quotas=config.quotas,
+            webhooks=config.webhooks,
         )
         # Raises ConfigError when the token file cannot be read.
         self.ops_auth = OpsAuth(config.ops.read_token())
@@ -347,7 +348,7 @@ class Daemon:
         self.backends.reconfigure(new)
         self.campaigns.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
-        set_api_config(self.app, new.api, quotas=new.quotas)
+        set_api_config(self.app, new.api, quotas=new.quotas, webhooks=new.webhooks)
         self.ops_auth.token = ops_token
         changed = [
             name
