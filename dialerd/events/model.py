@@ -80,9 +80,14 @@ def event_of(entry: OutboxEntry) -> Event:
     )
 
 
-def event_json(entry: OutboxEntry) -> bytes:
+def encode_event(event: Event) -> bytes:
     """The event's JSON, as a webhook receiver and a stream client get it."""
-    return _ENCODER.encode(event_of(entry))
+    return _ENCODER.encode(event)
+
+
+def event_json(entry: OutboxEntry) -> bytes:
+    """The JSON of the event an outbox entry describes."""
+    return encode_event(event_of(entry))
 
 
 class FailedEvent(msgspec.Struct, frozen=True, kw_only=True):

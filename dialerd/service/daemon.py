@@ -24,6 +24,7 @@ from dialerd.api.server import ServerLimits
 from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.core.targets import CallingRules
+from dialerd.events.sender import EventSender
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
@@ -135,6 +136,14 @@ class Daemon:
             quotas_of=cache(config.quotas.quotas_for),
         )
         self.campaigns = self.engine.control
+        # Events out: each customer's events to its webhook, in tasks of their own.
+        self.events = EventSender(
+            self.store,
+            self.clock,
+            owner="",
+            config=config.events,
+            webhooks=lambda: self.config.webhooks,
+        )
         self.app = create_app(
             store=self.store,
             campaigns=self.campaigns,
@@ -206,6 +215,7 @@ class Daemon:
             identity = claim_identity(self.state_dir)
             stack.callback(identity.release)
             self.engine.owner = identity.name
+            self.events.owner = identity.name
             await self.store.open()
             stack.push_async_callback(self._close_store)
             stack.push_async_callback(self.backends.close)
@@ -214,6 +224,9 @@ class Daemon:
             async with anyio.create_task_group() as servers, anyio.create_task_group() as core:
                 await self.backends.start(core)
                 await core.start(self.engine.run)
+                if self.config.events.enabled:
+                    # Off the dialing path: a slow receiver waits in its own task.
+                    await core.start(self.events.run)
                 core.start_soon(self._watchdog)
                 core.start_soon(self._health)
                 self._warn_watchdog()
@@ -346,6 +359,7 @@ class Daemon:
             quotas_of=cache(new.quotas.quotas_for),
         )
         self.backends.reconfigure(new)
+        self.events.config = new.events
         self.campaigns.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
         set_api_config(self.app, new.api, quotas=new.quotas, webhooks=new.webhooks)
