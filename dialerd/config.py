@@ -638,6 +638,13 @@ class EventsConfig(_Section, frozen=True):
     # Delivered events are kept this long for stream clients resuming (seconds).
     keep_delivered: PositiveFloat = 3600.0
 
+    def __post_init__(self) -> None:
+        if self.lease_ttl <= self.timeout:
+            raise ValueError(
+                f"lease_ttl ({self.lease_ttl:g}) must be longer than timeout "
+                f"({self.timeout:g}): the lease is renewed between deliveries"
+            )
+
 
 def _is_ip(text: str) -> bool:
     try:

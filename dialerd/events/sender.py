@@ -78,6 +78,8 @@ class EventSender:
         # delivered position) checkpoints for pruning what was delivered long ago.
         self._seen: dict[str, str] = {}
         self._checkpoints: dict[str, deque[tuple[float, str]]] = {}
+        # Per customer: when its lease was last renewed (monotonic).
+        self._renewed: dict[str, float] = {}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Find customers with events and serve each in a task of its own, until cancelled."""
@@ -113,6 +115,7 @@ class EventSender:
                 if fence is None:
                     await self._sleep(config.lease_ttl / 3)
                     continue
+                self._renewed[customer_id] = self.clock.monotonic()
                 progressed = await self._round(customer_id, fence)
                 if not progressed:
                     await self._sleep(config.poll_interval)
@@ -143,6 +146,7 @@ class EventSender:
             return True
         unmarked: list[OutboxEntry] = []
         for entry in entries:
+            await self._keep_lease(customer_id, fence)
             error = await self._send(entry, webhook)
             if error is None:
                 unmarked.append(entry)
@@ -202,6 +206,18 @@ class EventSender:
                 return webhook
             error = sent
 
+    async def _keep_lease(self, customer_id: str, fence: Fence) -> None:
+        """Renew the customer's lease when a third of it has passed since the last time."""
+        now = self.clock.monotonic()
+        if now - self._renewed.get(customer_id, 0.0) < self.config.lease_ttl / 3:
+            return
+        renewed = await self.store.acquire_lease(
+            lease_name(customer_id), self.owner, self.config.lease_ttl, self.clock.now()
+        )
+        if renewed != fence:
+            raise _LeaseGone(customer_id)
+        self._renewed[customer_id] = now
+
     async def _hold(self, customer_id: str, fence: Fence, seconds: float) -> None:
         """Wait ``seconds``, renewing the customer's lease meanwhile."""
         deadline = self.clock.monotonic() + seconds
@@ -211,11 +227,7 @@ class EventSender:
             if now >= deadline:
                 return
             await self.clock.sleep_until(min(deadline, now + step))
-            renewed = await self.store.acquire_lease(
-                lease_name(customer_id), self.owner, self.config.lease_ttl, self.clock.now()
-            )
-            if renewed != fence:
-                raise _LeaseGone(customer_id)
+            await self._keep_lease(customer_id, fence)
 
     async def _send(self, entry: OutboxEntry, webhook: CustomerWebhook) -> str | None:
         """One signed delivery; None when the receiver took it (2xx), else why not."""

@@ -35,7 +35,7 @@ QUICK = EventsConfig(
     first_backoff=0.02,
     max_backoff=0.1,
     retry_for=60.0,
-    lease_ttl=5.0,
+    lease_ttl=20.0,
     timeout=15.0,
 )
 WAIT = 20.0
