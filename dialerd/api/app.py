@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dialerd.api import events
 from dialerd.api.context import ApiContext, Handler, authenticate, request_id
 from dialerd.api.errors import ApiError, error_response, refusal
 from dialerd.api.openapi import openapi_document
@@ -172,6 +173,7 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     quotas: QuotasConfig | None = None,
     webhooks: WebhooksConfig | None = None,
+    closing: Callable[[], bool] | None = None,
 ) -> Starlette:
     """The control API; ``extra_routes`` (metrics, health) are mounted without authentication."""
     document = msgspec.json.encode(openapi_document())
@@ -181,6 +183,10 @@ def create_app(
 
     routes: list[BaseRoute] = [Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])]
     routes += _routes()
+    # The live stream: outside the OpenAPI table (it never ends; see docs/operations.md).
+    routes.append(
+        Route(f"{PREFIX}/events", _endpoint({"GET": events.stream_events}), methods=["GET"])
+    )
     routes += list(extra_routes)
     app = Starlette(
         routes=routes,
@@ -198,6 +204,8 @@ def create_app(
         quotas=QuotaGate(quotas),
         webhooks=webhooks or WebhooksConfig(),
     )
+    if closing is not None:
+        app.state.ctx.closing = closing
     return app
 
 

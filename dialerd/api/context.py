@@ -39,6 +39,8 @@ class ApiContext:
     quotas: QuotaGate = field(default_factory=QuotaGate)
     # Where a customer's webhook may point (``[webhooks]``), swapped on reload.
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    # True once the daemon stops: open event streams end.
+    closing: Callable[[], bool] = lambda: False
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""

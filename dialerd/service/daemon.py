@@ -151,6 +151,7 @@ class Daemon:
             config=config.api,
             quotas=config.quotas,
             webhooks=config.webhooks,
+            closing=lambda: self.shutdown.is_set(),
         )
         # Raises ConfigError when the token file cannot be read.
         self.ops_auth = OpsAuth(config.ops.read_token())

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dialerd.config import WebhooksConfig
 from dialerd.model import new_id
 from tests.integration.api.api_conftest import (
     CUSTOMER_A,
+    TOKEN_A,
     TOKEN_B,
     ApiServer,
     error_of,
+    runnable_campaign,
     running_api,
 )
+from tests.integration.api.test_api_client import dialerd
 
 
 @pytest.fixture
@@ -118,3 +123,79 @@ async def test_a_failed_event_is_listed_and_can_be_redelivered(api_server: ApiSe
     async with api_server.client(TOKEN_B) as other:
         assert (await other.get("/v1.0/events/failed")).json()["result"] == []
         error_of(await other.post(f"/v1.0/events/failed/{entry.position}/redeliver"), 404)
+
+
+# -- the live stream: GET /v1.0/events (Server-Sent Events) ---------------------------
+
+
+async def read_stream(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **params: str
+) -> list[dict[str, str]]:
+    """The SSE messages up to the ``caught up`` comment."""
+    messages: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    async with client.stream(
+        "GET", "/v1.0/events", params=params, headers=headers or {}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line == ": caught up":
+                return messages
+            if not line:
+                if "data" in current:
+                    messages.append(current)
+                current = {}
+                continue
+            name, _, value = line.partition(": ")
+            current[name] = value
+    raise AssertionError("the stream ended before catching up")
+
+
+async def test_the_stream_gives_the_callers_events_and_resumes_after_the_last_id(
+    api_server: ApiServer,
+) -> None:
+    async with api_server.client() as client:
+        one = await runnable_campaign(client)
+        two = await runnable_campaign(client)
+        everything = await read_stream(client)
+        assert [m["event"] for m in everything] == ["campaign_created", "campaign_created"]
+        data = [json.loads(m["data"]) for m in everything]
+        assert [d["data"]["id"] for d in data] == [one["id"], two["id"]]
+        assert data[0]["data"] == one
+        assert [d["id"] for d in data] == [m["id"] for m in everything]
+        await client.put(f"/v1.0/campaigns/{one['id']}", json={"name": "renamed"})
+        resumed = await read_stream(client, {"last-event-id": everything[-1]["id"]})
+        assert [m["event"] for m in resumed] == ["campaign_updated"]
+        assert json.loads(resumed[0]["data"])["data"]["name"] == "renamed"
+        only_two = await read_stream(client, campaign_id=two["id"])
+        assert [json.loads(m["data"])["data"]["id"] for m in only_two] == [two["id"]]
+        bad = await client.get("/v1.0/events", headers={"last-event-id": "yesterday"})
+        assert "Last-Event-ID" in error_of(bad, 400)["message"]
+        bad_campaign = await client.get("/v1.0/events", params={"campaign_id": "x"})
+        assert "campaign_id" in error_of(bad_campaign, 400)["message"]
+    async with api_server.client(TOKEN_B) as other:
+        assert await read_stream(other) == []
+    async with api_server.client(None) as nobody:
+        error_of(await nobody.get("/v1.0/events"), 401)
+
+
+def test_the_cli_prints_the_events_and_resumes_after_an_id(
+    api_server: ApiServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DIALERD_API", api_server.url)
+    monkeypatch.setenv("DIALERD_TOKEN", TOKEN_A)
+    campaign_id = new_id()
+    for n in range(3):
+        api_server.call(
+            api_server.store.append_event, "campaign_state", CUSTOMER_A, campaign_id,
+            json.dumps({"id": campaign_id, "state": f"s{n}", "time": "t"}).encode(),
+        )  # fmt: skip
+    assert dialerd("events", "--json") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["data"]["state"] for line in lines] == ["s0", "s1", "s2"]
+    assert dialerd("events", "--after", lines[0]["id"], "--campaign", campaign_id) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert len(shown) == 2
+    assert "campaign_state" in shown[0]
+    assert "state=s1" in shown[0]
