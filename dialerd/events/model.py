@@ -32,7 +32,7 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     ``position`` orders the customer's entries (an integer as text on SQLite, the
     stream entry id on Redis) and is the event's id; ``campaign_id`` is the key events
     are kept in order by; ``body`` is the resource's stored JSON (for
-    ``campaign_state``: the state answer's JSON)."""
+    ``campaign_state``: the state answer's JSON, ``GET /campaigns/{id}/state``)."""
 
     position: str
     customer_id: str
@@ -71,8 +71,9 @@ def event_of(entry: OutboxEntry) -> Event:
     shows it (a field a newer version added gets its default, as the API does)."""
     kind = _KINDS.get(entry.type)
     if kind is None:
+        # campaign_state: the state answer, since when the campaign is in that state.
         state = msgspec.json.decode(entry.body)
-        stamp = state.get("time", "") if isinstance(state, dict) else ""
+        stamp = state.get("since", "") if isinstance(state, dict) else ""
         return Event(entry.type, msgspec.Raw(entry.body), entry.position, str(stamp))
     resource = msgspec.json.decode(entry.body, type=kind)
     return Event(

@@ -25,6 +25,7 @@ from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.core.targets import CallingRules
 from dialerd.events.sender import EventSender
+from dialerd.events.states import CampaignStateEvents
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
@@ -144,6 +145,8 @@ class Daemon:
             config=config.events,
             webhooks=lambda: self.config.webhooks,
         )
+        self.state_events = CampaignStateEvents(self.store, self.clock, self.engine.insight)
+        self.engine.on_state_change(self.state_events.note)
         self.app = create_app(
             store=self.store,
             campaigns=self.campaigns,
@@ -225,6 +228,7 @@ class Daemon:
             async with anyio.create_task_group() as servers, anyio.create_task_group() as core:
                 await self.backends.start(core)
                 await core.start(self.engine.run)
+                await core.start(self.state_events.run)
                 if self.config.events.enabled:
                     # Off the dialing path: a slow receiver waits in its own task.
                     await core.start(self.events.run)
