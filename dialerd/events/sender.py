@@ -113,6 +113,7 @@ class EventSender:
                     lease_name(customer_id), self.owner, config.lease_ttl, self.clock.now()
                 )
                 if fence is None:
+                    event_metrics.forget_outbox(customer_id)
                     await self._sleep(config.lease_ttl / 3)
                     continue
                 self._renewed[customer_id] = self.clock.monotonic()
@@ -121,6 +122,7 @@ class EventSender:
                     await self._sleep(config.poll_interval)
             except (LeaseLost, _LeaseGone):
                 log.info("event delivery lease lost", customer_id=customer_id)
+                event_metrics.forget_outbox(customer_id)
                 await self._sleep(config.lease_ttl / 3)
             except StoreError as exc:
                 log.warning("event sender: store unavailable", error=str(exc))

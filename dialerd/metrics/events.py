@@ -76,3 +76,12 @@ def event_failed(customer_id: str) -> None:
 def outbox_events(customer_id: str, count: int) -> None:
     """The customer's events waiting for delivery."""
     OUTBOX_EVENTS.labels(customer_id=customer_id).set(count)
+
+
+def forget_outbox(customer_id: str) -> None:
+    """This instance no longer delivers the customer's events: drop its count (the
+    instance that does reports it)."""
+    try:
+        OUTBOX_EVENTS.remove(customer_id)
+    except KeyError:
+        pass
