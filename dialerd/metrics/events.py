@@ -3,6 +3,8 @@ configuration, API tokens: a bounded set)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from dialerd.metrics.unregistered import counter, gauge, histogram
 
 # From a change in the store to its receiver's 2xx: milliseconds on a quiet receiver,
@@ -81,7 +83,5 @@ def outbox_events(customer_id: str, count: int) -> None:
 def forget_outbox(customer_id: str) -> None:
     """This instance no longer delivers the customer's events: drop its count (the
     instance that does reports it)."""
-    try:
+    with contextlib.suppress(KeyError):
         OUTBOX_EVENTS.remove(customer_id)
-    except KeyError:
-        pass
