@@ -632,7 +632,10 @@ class EventsConfig(_Section, frozen=True):
     # Seconds one delivery may take (connect, send, answer).
     timeout: PositiveFloat = 10.0
     # How often the sender looks for new events when it found none (seconds).
-    poll_interval: PositiveFloat = 0.5
+    poll_interval: PositiveFloat = 0.1
+    # Deliveries of one customer in flight at once, each of another campaign (one
+    # campaign's events always go one after the other, in order).
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
     # The delivery lease per customer: one instance sends a customer's events at a time.
     lease_ttl: PositiveFloat = 15.0
     # Delivered events are kept this long for stream clients resuming (seconds).

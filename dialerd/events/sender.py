@@ -41,8 +41,10 @@ from dialerd.store import EventStore, Fence, LeaseLost, StoreError
 
 log = structlog.get_logger("dialerd.events")
 
-# Events read per round; the delivered position is written at least this often.
+# Events read per round; the delivered position is written after each round.
 BATCH = 100
+# How often a customer's redeliveries, outbox gauge and pruning are looked at (seconds).
+HOUSEKEEPING_SECONDS = 2.0
 _ENCODER_TYPE = "application/json"
 
 
@@ -78,8 +80,11 @@ class EventSender:
         # delivered position) checkpoints for pruning what was delivered long ago.
         self._seen: dict[str, str] = {}
         self._checkpoints: dict[str, deque[tuple[float, str]]] = {}
-        # Per customer: when its lease was last renewed (monotonic).
+        # Per customer: when its lease was last renewed, and housekeeping last ran
+        # (monotonic); the delivered position as this instance last wrote it.
         self._renewed: dict[str, float] = {}
+        self._housekept: dict[str, float] = {}
+        self._after: dict[str, str] = {}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Find customers with events and serve each in a task of its own, until cancelled."""
@@ -107,6 +112,7 @@ class EventSender:
     async def _serve(self, customer_id: str) -> None:
         """Deliver the customer's events while this instance holds its lease."""
         config = self.config
+        held: Fence | None = None
         while True:
             try:
                 fence = await self.store.acquire_lease(
@@ -116,6 +122,10 @@ class EventSender:
                     event_metrics.forget_outbox(customer_id)
                     await self._sleep(config.lease_ttl / 3)
                     continue
+                if fence != held:
+                    # Another instance may have delivered meanwhile: read where it got to.
+                    self._after.pop(customer_id, None)
+                    held = fence
                 self._renewed[customer_id] = self.clock.monotonic()
                 progressed = await self._round(customer_id, fence)
                 if not progressed:
@@ -123,56 +133,81 @@ class EventSender:
             except (LeaseLost, _LeaseGone):
                 log.info("event delivery lease lost", customer_id=customer_id)
                 event_metrics.forget_outbox(customer_id)
+                held = None
                 await self._sleep(config.lease_ttl / 3)
             except StoreError as exc:
                 log.warning("event sender: store unavailable", error=str(exc))
+                held = None
                 await self._sleep(config.poll_interval * 4)
 
     async def _round(self, customer_id: str, fence: Fence) -> bool:
-        """Deliver what is marked for redelivery, then the next batch; True if there was any."""
+        """Deliver the next batch of the customer's events (and, now and then, what a
+        client asked to redeliver); True if there was any."""
         store = self.store
-        webhook = await store.get_webhook(customer_id)
-        redelivered = await self._redeliver(customer_id, webhook)
-        after = await store.delivered_position(customer_id)
+        redelivered = await self._housekeeping(customer_id)
+        after = self._after.get(customer_id)
+        if after is None:
+            after = await store.delivered_position(customer_id)
         entries = await store.read_events(customer_id, after, BATCH)
-        event_metrics.outbox_events(customer_id, await store.outbox_backlog(customer_id))
         if not entries:
-            await self._prune(customer_id, after)
+            self._after[customer_id] = after
             return redelivered
         self._count_written(customer_id, entries)
-        if webhook is None or not webhook.webhook_uri or not webhook.webhook_method:
-            # Nobody listens: the events stay for the stream until pruned.
-            await store.mark_delivered(
-                customer_id, entries[-1].position, len(entries), fence, self.clock.now()
-            )
-            return True
-        unmarked: list[OutboxEntry] = []
-        for entry in entries:
-            await self._keep_lease(customer_id, fence)
-            error = await self._send(entry, webhook)
-            if error is None:
-                unmarked.append(entry)
-                continue
-            await self._mark(customer_id, unmarked, fence)
-            unmarked = []
-            webhook = await self._retry(entry, webhook, error, fence)
-        await self._mark(customer_id, unmarked, fence)
+        webhook = await store.get_webhook(customer_id)
+        if webhook is not None and webhook.webhook_uri and webhook.webhook_method:
+            await self._deliver(entries, webhook, fence)
+        # Else nobody listens: the events stay for the stream until pruned.
+        await store.mark_delivered(
+            customer_id, entries[-1].position, len(entries), fence, self.clock.now()
+        )
+        self._after[customer_id] = entries[-1].position
+        self._checkpoints.setdefault(customer_id, deque()).append(
+            (self.clock.monotonic(), entries[-1].position)
+        )
         return True
 
-    async def _mark(self, customer_id: str, delivered: list[OutboxEntry], fence: Fence) -> None:
-        if delivered:
-            await self.store.mark_delivered(
-                customer_id, delivered[-1].position, len(delivered), fence, self.clock.now()
-            )
-            self._checkpoints.setdefault(customer_id, deque()).append(
-                (self.clock.monotonic(), delivered[-1].position)
-            )
+    async def _deliver(
+        self, entries: list[OutboxEntry], webhook: CustomerWebhook, fence: Fence
+    ) -> None:
+        """Each entry delivered or set aside: one campaign's in order, up to
+        ``concurrency`` campaigns' at once."""
+        by_campaign: dict[str, list[OutboxEntry]] = {}
+        for entry in entries:
+            by_campaign.setdefault(entry.campaign_id, []).append(entry)
+        limiter = anyio.CapacityLimiter(self.config.concurrency)
+
+        async def campaign(sequence: list[OutboxEntry]) -> None:
+            for entry in sequence:
+                async with limiter:
+                    await self._keep_lease(entry.customer_id, fence)
+                    error = await self._send(entry, webhook)
+                if error is not None:
+                    await self._retry(entry, webhook, error, fence)
+
+        if len(by_campaign) == 1:
+            await campaign(entries)
+            return
+        async with anyio.create_task_group() as group:
+            for sequence in by_campaign.values():
+                group.start_soon(campaign, sequence)
+
+    async def _housekeeping(self, customer_id: str) -> bool:
+        """Every ``HOUSEKEEPING_SECONDS``: redeliveries asked for, the outbox gauge, pruning."""
+        now = self.clock.monotonic()
+        if now - self._housekept.get(customer_id, -HOUSEKEEPING_SECONDS) < HOUSEKEEPING_SECONDS:
+            return False
+        self._housekept[customer_id] = now
+        webhook = await self.store.get_webhook(customer_id)
+        redelivered = await self._redeliver(customer_id, webhook)
+        event_metrics.outbox_events(customer_id, await self.store.outbox_backlog(customer_id))
+        await self._prune(customer_id)
+        return redelivered
 
     async def _retry(
         self, entry: OutboxEntry, webhook: CustomerWebhook, error: str, fence: Fence
-    ) -> CustomerWebhook:
+    ) -> None:
         """Send ``entry`` again with back-off until it is taken or the window ends (then
-        it is set aside); the webhook settings as last read."""
+        it is set aside)."""
         config = self.config
         customer_id = entry.customer_id
         started = self.clock.monotonic()
@@ -188,7 +223,7 @@ class EventSender:
                     event_id=entry.position,
                     error=error,
                 )
-                return webhook
+                return
             event_metrics.event_retried(customer_id)
             log.info(
                 "event delivery failed; retrying",
@@ -201,11 +236,10 @@ class EventSender:
             backoff = min(backoff * 2, config.max_backoff)
             webhook = await self.store.get_webhook(customer_id) or webhook
             if not webhook.webhook_uri or not webhook.webhook_method:
-                return webhook
+                return
             sent = await self._send(entry, webhook)
             if sent is None:
-                await self._mark(customer_id, [entry], fence)
-                return webhook
+                return
             error = sent
 
     async def _keep_lease(self, customer_id: str, fence: Fence) -> None:
@@ -285,7 +319,7 @@ class EventSender:
             event_metrics.events_written(customer_id, fresh)
         self._seen[customer_id] = positions[-1]
 
-    async def _prune(self, customer_id: str, delivered: str) -> None:
+    async def _prune(self, customer_id: str) -> None:
         """Delete events delivered more than ``keep_delivered`` seconds ago."""
         checkpoints = self._checkpoints.get(customer_id)
         if not checkpoints:

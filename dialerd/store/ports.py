@@ -399,7 +399,9 @@ class Outbox(Protocol):
         past ``passed`` events."""
 
     async def set_aside(self, entry: OutboxEntry, error: str, now: datetime, fence: Fence) -> None:
-        """Keep the entry as failed and move the delivered position past it, in one step."""
+        """Keep the entry as failed; the caller then moves the delivered position past it
+        (with the events around it: one campaign's failure does not move the position
+        past another campaign's events still being sent)."""
 
     async def failed_events(self, customer_id: str) -> list[FailedEvent]:
         """The customer's events set aside, oldest first."""

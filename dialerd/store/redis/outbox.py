@@ -114,13 +114,19 @@ class RedisOutbox(RedisConnection):
         self, customer_id: str, position: str, passed: int, fence: Fence, now: datetime
     ) -> None:
         """Move the delivered position forward, under the customer's delivery lease."""
-        await self._run("delivered", customer_id, *fence_args(fence), position, passed, "")
+        await self._run("delivered", customer_id, *fence_args(fence), position, passed, "", "")
 
     async def set_aside(self, entry: OutboxEntry, error: str, now: datetime, fence: Fence) -> None:
-        """Keep the entry as failed and move the delivered position past it."""
+        """Keep the entry as failed (the caller moves the delivered position past it)."""
         failed = FailedEvent(entry=entry, error=error, tm_failed=format_time(now))
         await self._run(
-            "delivered", entry.customer_id, *fence_args(fence), entry.position, 1, encode(failed)
+            "delivered",
+            entry.customer_id,
+            *fence_args(fence),
+            "",
+            0,
+            encode(failed),
+            entry.position,
         )
 
     async def failed_events(self, customer_id: str) -> list[FailedEvent]:

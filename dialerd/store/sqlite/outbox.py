@@ -127,7 +127,7 @@ class SqliteOutbox(SqliteConnection):
         await self._write(mark)
 
     async def set_aside(self, entry: OutboxEntry, error: str, now: datetime, fence: Fence) -> None:
-        """Keep the entry as failed and move the delivered position past it."""
+        """Keep the entry as failed (the caller moves the delivered position past it)."""
 
         def aside(connection: sqlite3.Connection) -> None:
             check_fence(connection, fence, _lease_key(entry.customer_id), now)
@@ -145,7 +145,6 @@ class SqliteOutbox(SqliteConnection):
                     format_time(now),
                 ),
             )
-            _advance(connection, entry.customer_id, _seq(entry.position))
 
         await self._write(aside)
 

@@ -201,7 +201,11 @@ async def test_an_event_never_taken_is_set_aside_then_redelivered(
                 return bool(await store.failed_events(customer))
 
             await until_stored(set_aside, "the event set aside")
-            assert await store.delivered_position(customer) == entry.position
+
+            async def passed() -> bool:
+                return await store.delivered_position(customer) == entry.position
+
+            await until_stored(passed, "the delivered position past it")
             # The next events go on meanwhile.
             await store.append_event("campaign_state", customer, dialing.campaign.id, b"{}")
             receiver.status = 200
@@ -243,3 +247,24 @@ async def test_a_customer_without_webhook_gets_nothing_sent(store: Store, make: 
         async with sending(store):
             await until(lambda: len(taken(receiver)) == 1, "the subscribed customer served")
         assert all(customer not in r.body.decode() for r in receiver.received())
+
+
+async def test_several_campaigns_go_at_once_each_in_its_own_order(
+    store: Store, make: Factory
+) -> None:
+    first = await make.dialing(store)
+    customer = first.campaign.customer_id
+    others = [await make.dialing(store, customer_id=customer) for _ in range(2)]
+    with http_receiver() as receiver:
+        receiver.delay = 0.005
+        await subscribe(store, customer, receiver)
+        for dialing in (first, *others):
+            await calls_of(store, make, dialing, 4)
+        written = await store.read_events(customer, "", 1000)
+        async with sending(store):
+            await until(lambda: len(taken(receiver)) >= len(written), "all delivered")
+        got = ids(taken(receiver))
+    assert sorted(got) == sorted(entry.position for entry in written)
+    for dialing in (first, *others):
+        own = [e.position for e in written if e.campaign_id == dialing.campaign.id]
+        assert [position for position in got if position in own] == own
