@@ -47,8 +47,14 @@ class Receiver(BaseHTTPRequestHandler):
         if event["id"] not in seen:  # keep this in your database in real life
             seen.add(event["id"])
             data = event["data"]
-            print(event["time"], event["type"], data.get("id") or data.get("campaign_id"),
-                  data.get("status", ""), data.get("result", ""), flush=True)
+            print(
+                event["time"],
+                event["type"],
+                data.get("id") or data.get("campaign_id"),
+                data.get("status", ""),
+                data.get("result", ""),
+                flush=True,
+            )
         self.send_response(204)
         self.end_headers()
 
