@@ -5,13 +5,18 @@ own customer; an event its receiver never takes is set aside, then re-delivered.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
+import pytest
 
 from dialerd.config import EventsConfig, WebhooksConfig
 from dialerd.core.targets import RetryRule
@@ -22,7 +27,7 @@ from dialerd.model import new_id
 from dialerd.service.clock import SystemClock
 from dialerd.store import Store
 from tests.integration.store.store_steps import FAIL, claim
-from tests.receivers import HttpReceiver, Received, http_receiver
+from tests.receivers import HttpReceiver, Received, free_port, http_receiver
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Dialing, Factory
@@ -268,3 +273,67 @@ async def test_several_campaigns_go_at_once_each_in_its_own_order(
     for dialing in (first, *others):
         own = [e.position for e in written if e.campaign_id == dialing.campaign.id]
         assert [position for position in got if position in own] == own
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "event_receiver.py"
+
+
+@pytest.fixture
+def example_receiver() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """docs/examples/event_receiver.py running on a free port, with ``SECRET``."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), str(port)],
+        env={**os.environ, "DIALERD_WEBHOOK_SECRET": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    yield port, process
+    if process.poll() is None:
+        process.kill()
+        process.communicate(timeout=10)
+
+
+async def test_the_docs_receiver_example_takes_signed_events_and_refuses_others(
+    store: Store, make: Factory, example_receiver: tuple[int, subprocess.Popen[bytes]]
+) -> None:
+    dialing = await make.dialing(store)
+    customer = dialing.campaign.customer_id
+    port, process = example_receiver
+    await store.put_webhook(
+        CustomerWebhook(
+            customer_id=customer,
+            webhook_method=WebhookMethod.POST,
+            webhook_uri=f"http://127.0.0.1:{port}/",
+            webhook_secret="not the receiver's secret",
+        )
+    )
+    (entry,) = await store.read_events(customer, "", 10)
+    async with sending(store, msgspec.structs.replace(QUICK, retry_for=0.3)):
+
+        async def refused() -> bool:
+            return bool(await store.failed_events(customer))
+
+        await until_stored(refused, "a wrongly signed event refused and set aside")
+        await subscribe_url(store, customer, f"http://127.0.0.1:{port}/")
+        await store.redeliver_event(customer, entry.position)
+
+        async def taken_now() -> bool:
+            return await store.failed_events(customer) == []
+
+        await until_stored(taken_now, "the event taken once signed right")
+    process.terminate()
+    out, _ = process.communicate(timeout=10)
+    assert b"campaign_created" in out
+    assert dialing.campaign.id.encode() in out
+
+
+async def subscribe_url(store: Store, customer_id: str, url: str) -> None:
+    await store.put_webhook(
+        CustomerWebhook(
+            customer_id=customer_id,
+            webhook_method=WebhookMethod.POST,
+            webhook_uri=url,
+            webhook_secret=SECRET,
+        )
+    )
