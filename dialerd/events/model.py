@@ -39,15 +39,18 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: str
     type: str
     body: bytes
+    # Why a campaign changed ("request", "outdial exhausted", "chained"...); "" if not said.
+    cause: str = ""
 
 
-class Event(msgspec.Struct, frozen=True):
-    """What a receiver gets (field order as sent)."""
+class Event(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a receiver gets (field order as sent); ``cause`` only when there is one."""
 
     type: str
     data: msgspec.Raw
     id: str
     time: str
+    cause: str = ""
 
 
 _KINDS: Final[dict[str, type[msgspec.Struct]]] = {
@@ -77,7 +80,11 @@ def event_of(entry: OutboxEntry) -> Event:
         return Event(entry.type, msgspec.Raw(entry.body), entry.position, str(stamp))
     resource = msgspec.json.decode(entry.body, type=kind)
     return Event(
-        entry.type, msgspec.Raw(_ENCODER.encode(resource)), entry.position, _time_of(resource)
+        entry.type,
+        msgspec.Raw(_ENCODER.encode(resource)),
+        entry.position,
+        _time_of(resource),
+        entry.cause,
     )
 
 

@@ -100,7 +100,12 @@ class Resources(CampaignReads, Protocol):
     async def create_campaign(self, campaign: Campaign) -> Campaign: ...
 
     async def update_campaign(
-        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
+        self,
+        campaign: Campaign,
+        *,
+        fence: Fence | None = None,
+        if_updated: str | None = None,
+        cause: str = "",
     ) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one.
 
@@ -110,7 +115,8 @@ class Resources(CampaignReads, Protocol):
         else ``CampaignChanged``. A write that sets the campaign running (or running on
         another outplan or outdial) must find them (its customer's, not deleted) in the
         same atomic step, else ``CampaignChanged`` (a delete came first: read again). SQLite takes
-        the campaign's ``tm_update`` as the moment of the write.
+        the campaign's ``tm_update`` as the moment of the write. ``cause`` (why it changed)
+        goes with its ``campaign_updated`` event.
         """
 
     async def delete_campaign(

@@ -54,6 +54,7 @@ def _entry(customer_id: str, position: bytes | str, fields: dict[Any, Any]) -> O
         campaign_id=_text(values["c"]),
         type=event_type,
         body=body,
+        cause=_text(values.get("x", b"")),
     )
 
 

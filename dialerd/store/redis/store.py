@@ -165,6 +165,7 @@ class RedisStore(ResourceMethods, RedisLedger, RedisDoNotCall, RedisOutbox):
             encode(resource),
             *fence_args(guard.fence),
             "-" if guard.if_updated is None else f"={guard.if_updated}",
+            guard.cause,
         )
         return resource
 

@@ -26,11 +26,12 @@ def outbox_row(
     customer_id: str,
     campaign_id: str,
     body: bytes,
+    cause: str = "",
 ) -> int:
     """Append one event in the caller's transaction; its position."""
     cursor = connection.execute(
-        "INSERT INTO event (customer_id, campaign_id, type, body) VALUES (?, ?, ?, ?)",
-        (customer_id, campaign_id, event_type, body),
+        "INSERT INTO event (customer_id, campaign_id, type, body, cause) VALUES (?, ?, ?, ?, ?)",
+        (customer_id, campaign_id, event_type, body, cause),
     )
     return int(cursor.lastrowid or 0)
 
@@ -39,13 +40,14 @@ def _seq(position: str) -> int:
     return int(position) if position else 0
 
 
-def _entry(row: tuple[int, str, str, str, bytes]) -> OutboxEntry:
+def _entry(row: tuple[int, str, str, str, bytes, str]) -> OutboxEntry:
     return OutboxEntry(
         position=str(row[0]),
         customer_id=row[1],
         campaign_id=row[2],
         type=row[3],
         body=bytes(row[4]),
+        cause=row[5],
     )
 
 
@@ -78,7 +80,7 @@ class SqliteOutbox(SqliteConnection):
     ) -> list[OutboxEntry]:
         """The customer's events after ``after``, oldest first."""
         query = (
-            "SELECT seq, customer_id, campaign_id, type, body FROM event "
+            "SELECT seq, customer_id, campaign_id, type, body, cause FROM event "
             "WHERE customer_id = ? AND seq > ?"
         )
         params: tuple[str | int, ...] = (customer_id, _seq(after))
@@ -133,14 +135,15 @@ class SqliteOutbox(SqliteConnection):
             check_fence(connection, fence, _lease_key(entry.customer_id), now)
             connection.execute(
                 "INSERT OR REPLACE INTO event_failed "
-                "(customer_id, seq, campaign_id, type, body, error, tm_failed, redeliver) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                "(customer_id, seq, campaign_id, type, body, cause, error, tm_failed, redeliver) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (
                     entry.customer_id,
                     _seq(entry.position),
                     entry.campaign_id,
                     entry.type,
                     entry.body,
+                    entry.cause,
                     error,
                     format_time(now),
                 ),
@@ -153,13 +156,13 @@ class SqliteOutbox(SqliteConnection):
 
         def select(connection: sqlite3.Connection) -> list[FailedEvent]:
             rows = connection.execute(
-                "SELECT seq, customer_id, campaign_id, type, body, error, tm_failed, redeliver "
-                "FROM event_failed WHERE customer_id = ? ORDER BY seq",
+                "SELECT seq, customer_id, campaign_id, type, body, cause, error, tm_failed, "
+                "redeliver FROM event_failed WHERE customer_id = ? ORDER BY seq",
                 (customer_id,),
             ).fetchall()
             return [
                 FailedEvent(
-                    entry=_entry(row[:5]), error=row[5], tm_failed=row[6], redeliver=bool(row[7])
+                    entry=_entry(row[:6]), error=row[6], tm_failed=row[7], redeliver=bool(row[8])
                 )
                 for row in rows
             ]
@@ -174,13 +177,13 @@ class SqliteOutbox(SqliteConnection):
         def mark(connection: sqlite3.Connection) -> FailedEvent | None:
             row = connection.execute(
                 "UPDATE event_failed SET redeliver = 1 WHERE customer_id = ? AND seq = ? "
-                "RETURNING seq, customer_id, campaign_id, type, body, error, tm_failed",
+                "RETURNING seq, customer_id, campaign_id, type, body, cause, error, tm_failed",
                 (customer_id, int(position)),
             ).fetchone()
             if row is None:
                 return None
             return FailedEvent(
-                entry=_entry(row[:5]), error=row[5], tm_failed=row[6], redeliver=True
+                entry=_entry(row[:6]), error=row[6], tm_failed=row[7], redeliver=True
             )
 
         return await self._write(mark)

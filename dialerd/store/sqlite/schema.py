@@ -256,7 +256,8 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
             customer_id TEXT NOT NULL,
             campaign_id TEXT NOT NULL,
             type TEXT NOT NULL,
-            body BLOB NOT NULL
+            body BLOB NOT NULL,
+            cause TEXT NOT NULL DEFAULT ''
         )""",
         "CREATE INDEX event_customer ON event (customer_id, seq)",
         """CREATE TABLE event_delivered (
@@ -269,6 +270,7 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
             campaign_id TEXT NOT NULL,
             type TEXT NOT NULL,
             body BLOB NOT NULL,
+            cause TEXT NOT NULL DEFAULT '',
             error TEXT NOT NULL,
             tm_failed TEXT NOT NULL,
             redeliver INTEGER NOT NULL DEFAULT 0,

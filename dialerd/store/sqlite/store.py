@@ -123,10 +123,14 @@ def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
             raise CampaignChanged(f"campaign {campaign.id}: its {table} is gone; read it again")
 
 
-def _campaign_event(event_type: str, resource: Any, connection: sqlite3.Connection) -> None:
+def _campaign_event(
+    event_type: str, resource: Any, connection: sqlite3.Connection, cause: str = ""
+) -> None:
     """A campaign's change into the outbox, in the change's transaction."""
     if isinstance(resource, Campaign):
-        outbox_row(connection, event_type, resource.customer_id, resource.id, encode(resource))
+        outbox_row(
+            connection, event_type, resource.customer_id, resource.id, encode(resource), cause
+        )
 
 
 class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqliteOutbox):
@@ -169,7 +173,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqliteOutbox):
             if stored is not None and _starts_using(stored, campaign):
                 _check_uses(campaign, connection)
             updated = documents.update(resource, connection)
-            _campaign_event("campaign_updated", updated, connection)
+            _campaign_event("campaign_updated", updated, connection, guard.cause)
             return updated
 
         return await self._write(update)

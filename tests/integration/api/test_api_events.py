@@ -168,8 +168,12 @@ async def test_the_stream_gives_the_callers_events_and_resumes_after_the_last_id
         resumed = await read_stream(client, {"last-event-id": everything[-1]["id"]})
         assert [m["event"] for m in resumed] == ["campaign_updated"]
         assert json.loads(resumed[0]["data"])["data"]["name"] == "renamed"
+        await client.put(f"/v1.0/campaigns/{two['id']}/status", json={"status": "run"})
+        run = await read_stream(client, {"last-event-id": resumed[-1]["id"]})
+        started = json.loads(run[0]["data"])
+        assert (started["data"]["status"], started["cause"]) == ("run", "request")
         only_two = await read_stream(client, campaign_id=two["id"])
-        assert [json.loads(m["data"])["data"]["id"] for m in only_two] == [two["id"]]
+        assert {json.loads(m["data"])["data"]["id"] for m in only_two} == {two["id"]}
         bad = await client.get("/v1.0/events", headers={"last-event-id": "yesterday"})
         assert "Last-Event-ID" in error_of(bad, 400)["message"]
         bad_campaign = await client.get("/v1.0/events", params={"campaign_id": "x"})

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from dialerd.core.targets import RetryRule
-from dialerd.events.model import CustomerWebhook, WebhookMethod, event_of
+from dialerd.events.model import CustomerWebhook, WebhookMethod, event_json, event_of
 from dialerd.model import CampaignStatus, new_id
 from dialerd.store import CampaignNotRunning, LeaseLost, Store
 from tests.integration.store.store_steps import SUCCESS, claim, finish
@@ -38,7 +38,7 @@ async def test_every_change_of_a_campaign_and_its_attempts_is_an_event_in_order(
     stopped = msgspec.structs.replace(
         dialing.campaign, status=CampaignStatus.STOP, tm_update=make.stamp(4)
     )
-    await store.update_campaign(stopped)
+    await store.update_campaign(stopped, cause="request")
     await store.delete_campaign(customer, dialing.campaign.id, make.at(5))
 
     entries = await store.read_events(customer, "", 100)
@@ -65,6 +65,10 @@ async def test_every_change_of_a_campaign_and_its_attempts_is_an_event_in_order(
         await store.get_target(dialing.outdial.id, target.id)
     )
     assert msgspec.json.decode(events[5].data)["status"] == "stop"
+    # A status change says why; the JSON has a cause only then.
+    assert events[5].cause == "request"
+    assert msgspec.json.decode(event_json(entries[5]))["cause"] == "request"
+    assert "cause" not in msgspec.json.decode(event_json(entries[1]))
     assert events[6].time == make.stamp(5)
     # Reading on from any position gives the rest.
     rest = await store.read_events(customer, entries[2].position, 100)
