@@ -61,4 +61,9 @@ def test_the_events_demo_prints_each_event_the_webhook_would_get() -> None:
     assert types.count("outdialtarget_updated") == summary["attempts"]
     assert types[-1] == "campaign_updated"
     assert events[-1]["data"]["status"] == "stop"
-    assert all(set(event) == {"type", "data", "id", "time"} for event in events)
+    for event in events:
+        assert (
+            {"type", "data", "id", "time"} <= set(event) <= {"type", "data", "id", "time", "cause"}
+        )
+    # The campaign's stop says why.
+    assert events[-1]["cause"] == "outdial exhausted"
