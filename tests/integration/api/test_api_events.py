@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from dialerd.client.http import ApiClient
 from dialerd.config import WebhooksConfig
 from dialerd.model import new_id
 from tests.integration.api.api_conftest import (
@@ -203,3 +205,46 @@ def test_the_cli_prints_the_events_and_resumes_after_an_id(
     assert len(shown) == 2
     assert "campaign_state" in shown[0]
     assert "state=s1" in shown[0]
+
+
+def test_a_following_client_sees_every_event_through_a_dropped_stream(
+    api_server: ApiServer,
+) -> None:
+    store = api_server.store
+    campaign_id = new_id()
+
+    def append(n: int) -> None:
+        body = json.dumps({"id": campaign_id, "state": f"s{n}", "since": "t"}).encode()
+        api_server.call(store.append_event, "campaign_state", CUSTOMER_A, campaign_id, body)
+
+    # The server ends open streams once when asked (as it does when the daemon stops).
+    drop = threading.Event()
+
+    def closing() -> bool:
+        if drop.is_set():
+            drop.clear()
+            return True
+        return False
+
+    api_server.app.state.ctx.closing = closing
+    for n in range(3):
+        append(n)
+    client = ApiClient(api_server.url, TOKEN_A)
+    seen: list[str] = []
+    try:
+        events = client.events(None, "", follow=True)
+        for event in events:
+            seen.append(event["data"]["state"])
+            if len(seen) == 3:
+                drop.set()
+                # Written while the stream is down: the reconnect (Last-Event-ID) gets them.
+                for n in range(3, 6):
+                    append(n)
+            if len(seen) == 6:
+                break
+    finally:
+        client.close()
+    # The stream was dropped once (the flag consumed before s3 existed), and nothing was
+    # missed or repeated across the reconnect.
+    assert not drop.is_set()
+    assert seen == [f"s{n}" for n in range(6)]
