@@ -38,8 +38,9 @@ from scripts.bench.store import pairs_per_second, resources, targets
 EVENTS_PER_ATTEMPT = 3
 
 
-def _receive(port: Any, status: Any, arrivals: Any) -> None:
-    """The receiver (child process): 200 or ``status``; (arrival, id, time) per 200."""
+def _receive(port: Any, status: Any, arrivals: Any, delay: float = 0.0) -> None:
+    """The receiver (child process): 200 or ``status`` (after ``delay`` seconds);
+    (arrival, id, time) per 200."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -47,6 +48,7 @@ def _receive(port: Any, status: Any, arrivals: Any) -> None:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             answer = int(status.value)
+            time.sleep(delay)
             if answer == 200:
                 event = json.loads(body)
                 arrivals.put((time.time(), event["id"], event["time"]))
@@ -64,13 +66,13 @@ def _receive(port: Any, status: Any, arrivals: Any) -> None:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         context = multiprocessing.get_context("spawn")
         self.port = context.Value("i", 0)
         self.status = context.Value("i", 200)
         self.arrivals: Any = context.Queue()
         self.process = context.Process(
-            target=_receive, args=(self.port, self.status, self.arrivals), daemon=True
+            target=_receive, args=(self.port, self.status, self.arrivals, delay), daemon=True
         )
         self.process.start()
         while not self.port.value:
