@@ -421,7 +421,8 @@ class CampaignService:
             if not changes and not starting:
                 return campaign, campaign, False
             written = {**changes, "status": CampaignStatus.RUN} if starting else changes
-            return campaign, await self._write(campaign, **written), starting
+            why = cause if starting else ""
+            return campaign, await self._write(campaign, cause=why, **written), starting
 
         async with self.locks.hold(campaign_id):
             campaign, updated, starting = await self._until_unchanged(campaign_id, once)
@@ -448,11 +449,11 @@ class CampaignService:
         async def once() -> tuple[Campaign, Campaign]:
             campaign = updated = await self.get(customer_id, campaign_id)
             if campaign.status == CampaignStatus.RUN:
-                updated = await self._write(updated, status=CampaignStatus.STOPPING)
+                updated = await self._write(updated, cause=cause, status=CampaignStatus.STOPPING)
             active = len(await self.store.active_attempts(campaign_id))
             status = lifecycle.status_after_stop_request(updated.status, active)
             if status != updated.status:
-                updated = await self._write(updated, status=status)
+                updated = await self._write(updated, cause=cause, status=status)
             return campaign, updated
 
         async with self.locks.hold(campaign_id):
@@ -493,7 +494,7 @@ class CampaignService:
             campaign = await self.store.get_campaign(None, campaign_id)
             if campaign is None or campaign.status != expected:
                 return None
-            return await self._write(campaign, fence=fence, status=status)
+            return await self._write(campaign, fence=fence, cause=cause, status=status)
 
         async with self.locks.hold(campaign_id):
             updated = await self._until_unchanged(campaign_id, once)
@@ -519,7 +520,7 @@ class CampaignService:
         return await once()
 
     async def _write(
-        self, campaign: Campaign, *, fence: Fence | None = None, **changes: Any
+        self, campaign: Campaign, *, fence: Fence | None = None, cause: str = "", **changes: Any
     ) -> Campaign:
         """Write the changes, only if the campaign is still as it was read."""
         moment = self.clock.now()
@@ -528,5 +529,5 @@ class CampaignService:
             moment = parse_time(campaign.tm_update) + timedelta(microseconds=1)
         updated = msgspec.structs.replace(campaign, tm_update=format_time(moment), **changes)
         return await self.store.update_campaign(
-            updated, fence=fence, if_updated=campaign.tm_update or ""
+            updated, fence=fence, if_updated=campaign.tm_update or "", cause=cause
         )

@@ -176,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         "campaign posting to a receiver on 127.0.0.1 (sim only)",
     )
     demo.add_argument(
+        "--events",
+        action="store_true",
+        help="print each event as the customer's webhook would get it (one JSON line each)",
+    )
+    demo.add_argument(
         "--telephony",
         choices=["sim", "asterisk"],
         default="sim",

@@ -662,6 +662,38 @@ class WebhooksConfig(_Section, frozen=True):
         return any(host == allowed.lower().strip("[]") for allowed in self.allow_hosts)
 
 
+class EventsConfig(_Section, frozen=True):
+    """``[events]``: delivering each customer's events to its webhook (dialerd.events).
+
+    Receivers are reached under the ``[webhooks]`` URL policy (``allow_hosts``)."""
+
+    # Deliver at all (the outbox is written and the stream served either way).
+    enabled: bool = True
+    # How long one event is retried before it is set aside as failed (seconds).
+    retry_for: PositiveFloat = 86400.0
+    # The first retry's wait; each next one doubles, up to ``max_backoff`` (seconds).
+    first_backoff: PositiveFloat = 1.0
+    max_backoff: PositiveFloat = 300.0
+    # Seconds one delivery may take (connect, send, answer).
+    timeout: PositiveFloat = 10.0
+    # How often the sender looks for new events when it found none (seconds).
+    poll_interval: PositiveFloat = 0.1
+    # Deliveries of one customer in flight at once, each of another campaign (one
+    # campaign's events always go one after the other, in order).
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    # The delivery lease per customer: one instance sends a customer's events at a time.
+    lease_ttl: PositiveFloat = 15.0
+    # Delivered events are kept this long for stream clients resuming (seconds).
+    keep_delivered: PositiveFloat = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl <= self.timeout:
+            raise ValueError(
+                f"lease_ttl ({self.lease_ttl:g}) must be longer than timeout "
+                f"({self.timeout:g}): the lease is renewed between deliveries"
+            )
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))
@@ -811,6 +843,7 @@ class Config(_Section, frozen=True):
     calling_hours: CallingHoursConfig | None = None
     calling_rules: CallingRulesConfig = msgspec.field(default_factory=CallingRulesConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     # None (no [smtp] table): campaigns with email_send cannot run.
     smtp: SmtpConfig | None = None
     # None (no [abandonment] table): abandonment is measured, no line is held back for it.

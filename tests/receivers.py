@@ -24,6 +24,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    # The status the receiver answered with.
+    status: int = 200
 
 
 @dataclass
@@ -34,6 +36,9 @@ class HttpReceiver:
     headers: dict[str, str] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    # Seconds each answer waits (a slow receiver), unless ``release`` is set first.
+    delay: float = 0.0
+    release: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -67,15 +72,19 @@ def http_receiver(
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            status = receiver.status
             receiver.record(
                 Received(
                     self.command,
                     self.path,
                     {name.lower(): value for name, value in self.headers.items()},
                     body,
+                    status,
                 )
             )
-            self.send_response(receiver.status)
+            if receiver.delay:
+                receiver.release.wait(receiver.delay)
+            self.send_response(status)
             for name, value in receiver.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", "2")
@@ -97,6 +106,7 @@ def http_receiver(
     try:
         yield receiver
     finally:
+        receiver.release.set()
         server.shutdown()
         server.server_close()
         thread.join()

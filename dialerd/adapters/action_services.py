@@ -145,6 +145,17 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
+def guarded_client(webhooks: Callable[[], WebhooksConfig]) -> httpx.AsyncClient:
+    """An HTTP client that reaches only public addresses and the hosts ``webhooks()``
+    allows (read at each connection), follows no redirect and reads no proxy setting."""
+    return httpx.AsyncClient(
+        transport=_GuardedTransport(webhooks),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
 def check_webhook_url(uri: str, webhooks: WebhooksConfig) -> httpx.URL:
     """The URL if its form may be sent (scheme, host); raise ``ActionFailed`` saying why
     not. The addresses it resolves to are checked when it is sent."""
@@ -201,12 +212,7 @@ class ActionServices:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=_GuardedTransport(lambda: self.webhooks),
-                follow_redirects=False,
-                trust_env=False,
-                headers={"User-Agent": USER_AGENT},
-            )
+            self._client = guarded_client(lambda: self.webhooks)
         return self._client
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dialerd.api import events
 from dialerd.api.context import ApiContext, Handler, authenticate, request_id
 from dialerd.api.errors import ApiError, error_response, refusal
 from dialerd.api.openapi import openapi_document
@@ -27,7 +28,7 @@ from dialerd.api.parsing import drain_body
 from dialerd.api.quotas import QuotaGate
 from dialerd.api.routes import ENDPOINTS, PREFIX
 from dialerd.campaigns import CampaignRefused, CampaignService
-from dialerd.config import ApiConfig, QuotasConfig
+from dialerd.config import ApiConfig, QuotasConfig, WebhooksConfig
 from dialerd.ports import Clock
 from dialerd.store import Conflict, Store, StoreError
 
@@ -171,6 +172,8 @@ def create_app(
     config: ApiConfig,
     extra_routes: Sequence[BaseRoute] = (),
     quotas: QuotasConfig | None = None,
+    webhooks: WebhooksConfig | None = None,
+    closing: Callable[[], bool] | None = None,
 ) -> Starlette:
     """The control API; ``extra_routes`` (metrics, health) are mounted without authentication."""
     document = msgspec.json.encode(openapi_document())
@@ -180,6 +183,10 @@ def create_app(
 
     routes: list[BaseRoute] = [Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])]
     routes += _routes()
+    # The live stream: outside the OpenAPI table (it never ends; see docs/operations.md).
+    routes.append(
+        Route(f"{PREFIX}/events", _endpoint({"GET": events.stream_events}), methods=["GET"])
+    )
     routes += list(extra_routes)
     app = Starlette(
         routes=routes,
@@ -190,14 +197,29 @@ def create_app(
     # header and keeps the query (with any token in it). ``/campaigns/`` is a 404.
     app.router.redirect_slashes = False
     app.state.ctx = ApiContext(
-        store=store, campaigns=campaigns, clock=clock, config=config, quotas=QuotaGate(quotas)
+        store=store,
+        campaigns=campaigns,
+        clock=clock,
+        config=config,
+        quotas=QuotaGate(quotas),
+        webhooks=webhooks or WebhooksConfig(),
     )
+    if closing is not None:
+        app.state.ctx.closing = closing
     return app
 
 
-def set_api_config(app: Starlette, config: ApiConfig, quotas: QuotasConfig | None = None) -> None:
-    """Use a reloaded configuration (tokens, body limit, quotas) from the next request on."""
+def set_api_config(
+    app: Starlette,
+    config: ApiConfig,
+    quotas: QuotasConfig | None = None,
+    webhooks: WebhooksConfig | None = None,
+) -> None:
+    """Use a reloaded configuration (tokens, body limit, quotas, webhook URL policy)
+    from the next request on."""
     context: ApiContext = app.state.ctx
     context.config = config
+    if webhooks is not None:
+        context.webhooks = webhooks
     if quotas is not None:
         context.quotas.config = quotas

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from dialerd.api.errors import ApiError
 from dialerd.api.quotas import QuotaGate
 from dialerd.campaigns import CampaignService
-from dialerd.config import ApiConfig
+from dialerd.config import ApiConfig, WebhooksConfig
 from dialerd.model import format_time
 from dialerd.ports import Clock
 from dialerd.store import ApiStore
@@ -37,6 +37,10 @@ class ApiContext:
     in_progress: dict[str, int] = field(default_factory=dict)
     # The customers' quotas (behaviour.md §10, Quotas), swapped on reload.
     quotas: QuotaGate = field(default_factory=QuotaGate)
+    # Where a customer's webhook may point (``[webhooks]``), swapped on reload.
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    # True once the daemon stops: open event streams end.
+    closing: Callable[[], bool] = lambda: False
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dialerd.api import bodies, campaigncalls, campaigns, dnc, outdials, outplans, queues
+from dialerd.api import (
+    bodies,
+    campaigncalls,
+    campaigns,
+    customer,
+    dnc,
+    outdials,
+    outplans,
+    queues,
+)
 from dialerd.api.context import Handler
 from dialerd.insight import CampaignInsight
 from dialerd.model import (
@@ -137,4 +146,16 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
              "Get a do-not-call number's entry", DncNumber),
     Endpoint("/dnc_numbers/{number}", "DELETE", dnc.delete_dnc_number,
              "Take a number off the do-not-call list", DncNumber),
+    # the caller's webhook settings and its events (events out)
+    Endpoint("/customer", "GET", customer.get_customer,
+             "The caller's customer: its webhook settings", customer.Customer),
+    Endpoint("/customer", "PUT", customer.update_customer,
+             "Change the webhook settings present (webhook_method, webhook_uri, "
+             "webhook_secret); a secret generated here is shown in this answer only",
+             customer.Customer, customer.CustomerUpdate),
+    Endpoint("/events/failed", "GET", customer.list_failed_events,
+             "The events set aside after their receiver did not take them in time, oldest "
+             "first", customer.FailedDeliveries),
+    Endpoint("/events/failed/{id}/redeliver", "POST", customer.redeliver_failed_event,
+             "Send a failed event again", customer.FailedDelivery),
 )  # fmt: skip

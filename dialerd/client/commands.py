@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Final, TypeAlias
 from urllib.parse import quote
 
+import msgspec
+
 from dialerd.client import fields as f
 from dialerd.client import output
 from dialerd.client.http import (
@@ -500,6 +502,39 @@ def _campaigncall_show(api: ApiClient, args: argparse.Namespace) -> None:
     output.emit(args.json, row, lambda: output.record(row))
 
 
+# -- events ------------------------------------------------------------------------------
+
+
+def _event_line(event: Row) -> str:
+    """One event as a line: when, type, the resource and what it is now."""
+    data = event.get("data") or {}
+    shown = [str(event.get("time", "")), str(event.get("type", "")), str(data.get("id", ""))]
+    for name in ("status", "result", "reason", "hold_reason", "state"):
+        value = data.get(name)
+        if value:
+            shown.append(f"{name}={value}")
+    return "  ".join(part for part in shown if part)
+
+
+def _events(api: ApiClient, args: argparse.Namespace) -> None:
+    for event in api.events(args.campaign, args.after or "", args.follow):
+        if args.json:
+            print(msgspec.json.encode(event).decode(), flush=True)
+        else:
+            print(_event_line(event), flush=True)
+
+
+def _add_event_commands(subparsers: Subparsers) -> None:
+    events = _add(
+        subparsers, "events", _events,
+        "print your events (what the webhook gets) from the oldest one kept; "
+        "--follow keeps printing new ones",
+    )  # fmt: skip
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--campaign", metavar="ID", help="only this campaign's events")
+    events.add_argument("--after", metavar="EVENT_ID", help="start after this event id")
+
+
 # -- wiring ----------------------------------------------------------------------------
 
 
@@ -692,6 +727,7 @@ def add_client_commands(subparsers: Subparsers) -> None:
 
     _add_dnc_commands(subparsers)
     _add_queue_commands(subparsers)
+    _add_event_commands(subparsers)
 
     campaigncall = subparsers.add_parser(
         "campaigncall", help="list or show dial attempts (campaigncalls)"

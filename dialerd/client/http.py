@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, Final
 
 import httpx
+import msgspec
 
 DEFAULT_API: Final = "http://127.0.0.1:8080"
 API_ENV: Final = "DIALERD_API"
@@ -92,6 +94,36 @@ class ApiClient:
                 ) from None
         raise _api_error(response)
 
+    def events(self, campaign_id: str | None, after: str, follow: bool) -> Iterator[Row]:
+        """The caller's events from ``GET /events`` (Server-Sent Events), oldest first;
+        reconnects with the last id after a dropped connection. Without ``follow`` it
+        ends once the stream says it caught up."""
+        params = {"campaign_id": campaign_id} if campaign_id else {}
+        last = after
+        while True:
+            headers = {"last-event-id": last} if last else {}
+            try:
+                with self.http.stream(
+                    "GET",
+                    "/events",
+                    params=params,
+                    headers=headers,
+                    timeout=httpx.Timeout(30.0, read=60.0),
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise _api_error(response)
+                    for message in _sse_messages(response.iter_lines()):
+                        if message.get("comment") == "caught up" and not follow:
+                            return
+                        if "data" in message:
+                            last = message.get("id", last)
+                            yield msgspec.json.decode(message["data"])
+            except (httpx.TransportError, httpx.TimeoutException):
+                if not follow:
+                    raise ClientError(f"the event stream of {self.api} was interrupted") from None
+                time.sleep(1.0)
+
     def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[Row]:
         """Every item of a list, following ``next_page_token`` until an empty page."""
         query = {"page_size": "100", **(params or {})}
@@ -101,6 +133,27 @@ class ApiClient:
             if not page["result"] or not page.get("next_page_token"):
                 return
             query["page_token"] = page["next_page_token"]
+
+
+def _sse_messages(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """Server-Sent Events messages: their fields (``comment`` for a comment line)."""
+    message: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if message:
+                yield message
+            message = {}
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if not name:
+            yield {"comment": value}
+            continue
+        message[name] = (
+            message[name] + "\n" + value if name == "data" and name in message else value
+        )
+    if message:
+        yield message
 
 
 def _api_error(response: httpx.Response) -> ApiError:

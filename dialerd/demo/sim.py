@@ -45,6 +45,7 @@ from dialerd.config import (
 )
 from dialerd.core import abandonment
 from dialerd.demo.common import count_done_targets, store_and_run
+from dialerd.events.model import event_json
 from dialerd.model import (
     NIL_UUID,
     Action,
@@ -61,6 +62,7 @@ from dialerd.model import (
 )
 from dialerd.service import logs
 from dialerd.service.daemon import Daemon
+from dialerd.store import Outbox
 
 CUSTOMER_ID = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 # The demo's queue, registered for its customer (``[[queues]]``).
@@ -131,6 +133,8 @@ class DemoSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
     dialed_after_opt_out: int | None = None
     # --actions webhook: the POSTs the demo's receiver got (one per target).
     webhooks_received: int | None = None
+    # --events: the events printed (what the customer's webhook would get).
+    events: int | None = None
 
 
 def demo_config(args: argparse.Namespace, state_dir: Path) -> Config:
@@ -277,8 +281,11 @@ async def _drive(
         campaign = await store_and_run(daemon, CUSTOMER_ID, resources)
 
         status = CampaignStatus.RUN
+        shown_events = EventsShown()
         while status != CampaignStatus.STOP:
             await anyio.sleep(SAMPLE_SECONDS)
+            if getattr(args, "events", False):
+                await shown_events.print_new(daemon.store, out)
             current = await daemon.store.get_campaign(CUSTOMER_ID, campaign.id)
             status = current.status if current else CampaignStatus.STOP
             world = daemon.sim.snapshot()
@@ -291,6 +298,8 @@ async def _drive(
                 f"{world.agents_busy}/{world.agents_total}",
             )
         progress.close()
+        if getattr(args, "events", False):
+            await shown_events.print_new(daemon.store, out)
         done = await count_done_targets(daemon, campaign.outdial_id)
         today = abandonment.campaign_day(daemon.clock.now())
         days = await daemon.store.abandonment_days(campaign.id, abandonment.first_day(today, 30))
@@ -327,12 +336,31 @@ async def _drive(
         seed=args.seed,
         actions=_actions(args),
     )
+    if getattr(args, "events", False):
+        summary.events = shown_events.count
     if opt_out_check is not None:
         summary.chosen = dict(sorted(world.chosen.items()))
         summary.prompt_hangups = world.prompt_hangups
         summary.opt_outs = world.opt_outs
         summary.dnc_listed, summary.dialed_after_opt_out = opt_out_check
     return summary
+
+
+class EventsShown:
+    """``--events``: prints the demo customer's events, as its webhook would get them."""
+
+    def __init__(self) -> None:
+        self.after = ""
+        self.count = 0
+
+    async def print_new(self, store: Outbox, out: TextIO) -> None:
+        """Print every event written since the last call, one JSON line each."""
+        while entries := await store.read_events(CUSTOMER_ID, self.after, 500):
+            for entry in entries:
+                out.write(event_json(entry).decode() + "\n")
+            self.after = entries[-1].position
+            self.count += len(entries)
+        out.flush()
 
 
 async def opt_out_check_of(daemon: Daemon, campaign_id: str) -> tuple[int, int]:

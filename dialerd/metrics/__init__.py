@@ -44,6 +44,8 @@ known sets (an unknown hangup reason is a ``ValueError``, not a new series):
   "1")``, ``opt_out(campaign_id)``, ``prompt_failed(campaign_id)``,
   ``tts_rendered(s, cached)``.
 - ``quotas``: ``quota_use(customer_id, quota, used, limit)``, ``quota_refused``.
+- ``events`` (events out, per customer): ``events.event_delivered(customer_id, delay)``,
+  ``event_retried``, ``event_failed``, ``events_written``, ``outbox_events``.
 - ``process``: ``dialerd_build_info`` and ``PidOnlyProcessCollector`` (``process_*``
   under systemd's ``ProcSubset=pid``).
 """
@@ -52,7 +54,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
-from dialerd.metrics import actions, campaign, engine, process, quotas, store, telephony
+from dialerd.metrics import (
+    actions,
+    campaign,
+    engine,
+    events,
+    process,
+    quotas,
+    store,
+    telephony,
+)
 from dialerd.metrics.actions import (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DIGITS_CHOSEN,
@@ -173,6 +184,7 @@ FAMILIES = (
     *campaign.FAMILIES,
     *actions.FAMILIES,
     *quotas.FAMILIES,
+    *events.FAMILIES,
 )
 
 

@@ -236,6 +236,11 @@ class Engine:
         every call has ended (bounded by ``stop_grace + release_timeout``)."""
         await self._calls.drain()
 
+    def on_state_change(self, listener: Callable[[str], None]) -> None:
+        """Have ``listener`` told the id of each campaign whose dialing state changes
+        (synchronously, inside the tick: it must only note it)."""
+        self._states.on_change = listener
+
     def insight(self, campaign_id: str) -> CampaignInsight | None:
         """What this instance knows of a campaign it runs; None if it runs it not."""
         loop = self._running.get(campaign_id)

@@ -3,6 +3,7 @@ dialing?") and its list progress: written here only, read by the insight answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -38,6 +39,8 @@ class DialingStates:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._states: dict[str, CampaignState] = {}
+        # Told the campaign's id after each change of state (events out); no I/O here.
+        self.on_change: Callable[[str], None] | None = None
 
     def get(self, campaign_id: str) -> CampaignState:
         return self._states.get(campaign_id) or CampaignState()
@@ -46,7 +49,8 @@ class DialingStates:
         """Record what this tick found."""
         current = self.get(campaign_id)
         since = current.since
-        if state != current.state:
+        changed = state != current.state
+        if changed:
             since = self._clock.now()
             metrics.campaign_state(campaign_id, state)
             if state in _TROUBLE or current.state in _TROUBLE:
@@ -57,6 +61,8 @@ class DialingStates:
                     detail=detail,
                 )
         self._states[campaign_id] = replace(current, state=state, detail=detail, since=since)
+        if changed and self.on_change is not None:
+            self.on_change(campaign_id)
 
     def counted(self, campaign_id: str, counts: TargetCounts) -> None:
         """Record the campaign's list progress (housekeeping counts it now and then)."""

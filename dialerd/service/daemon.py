@@ -24,6 +24,8 @@ from dialerd.api.server import ServerLimits
 from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import Config, ConfigError, load_config
 from dialerd.core.targets import CallingRules
+from dialerd.events.sender import EventSender
+from dialerd.events.states import CampaignStateEvents
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
@@ -135,12 +137,24 @@ class Daemon:
             quotas_of=cache(config.quotas.quotas_for),
         )
         self.campaigns = self.engine.control
+        # Events out: each customer's events to its webhook, in tasks of their own.
+        self.events = EventSender(
+            self.store,
+            self.clock,
+            owner="",
+            config=config.events,
+            webhooks=lambda: self.config.webhooks,
+        )
+        self.state_events = CampaignStateEvents(self.store, self.clock, self.engine.insight)
+        self.engine.on_state_change(self.state_events.note)
         self.app = create_app(
             store=self.store,
             campaigns=self.campaigns,
             clock=self.clock,
             config=config.api,
             quotas=config.quotas,
+            webhooks=config.webhooks,
+            closing=lambda: self.shutdown.is_set(),
         )
         # Raises ConfigError when the token file cannot be read.
         self.ops_auth = OpsAuth(config.ops.read_token())
@@ -205,6 +219,7 @@ class Daemon:
             identity = claim_identity(self.state_dir)
             stack.callback(identity.release)
             self.engine.owner = identity.name
+            self.events.owner = identity.name
             await self.store.open()
             stack.push_async_callback(self._close_store)
             stack.push_async_callback(self.backends.close)
@@ -213,6 +228,10 @@ class Daemon:
             async with anyio.create_task_group() as servers, anyio.create_task_group() as core:
                 await self.backends.start(core)
                 await core.start(self.engine.run)
+                await core.start(self.state_events.run)
+                if self.config.events.enabled:
+                    # Off the dialing path: a slow receiver waits in its own task.
+                    await core.start(self.events.run)
                 core.start_soon(self._watchdog)
                 core.start_soon(self._health)
                 self._warn_watchdog()
@@ -345,9 +364,10 @@ class Daemon:
             quotas_of=cache(new.quotas.quotas_for),
         )
         self.backends.reconfigure(new)
+        self.events.config = new.events
         self.campaigns.capabilities = self.backends.services.capabilities()
         self.queues.replace(registry_entries(new.queues))
-        set_api_config(self.app, new.api, quotas=new.quotas)
+        set_api_config(self.app, new.api, quotas=new.quotas, webhooks=new.webhooks)
         self.ops_auth.token = ops_token
         changed = [
             name

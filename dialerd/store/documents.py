@@ -32,6 +32,8 @@ class Guard(NamedTuple):
 
     fence: Fence | None = None
     if_updated: str | None = None
+    # Why the campaign changed (its event carries it): "request", "outdial exhausted"...
+    cause: str = ""
 
 
 NO_GUARD: Final = Guard()
@@ -110,8 +112,9 @@ class ResourceMethods:
         *,
         fence: Fence | None = None,
         if_updated: str | None = None,
+        cause: str = "",
     ) -> Campaign:
-        return await self._update(CAMPAIGN, campaign, Guard(fence, if_updated))
+        return await self._update(CAMPAIGN, campaign, Guard(fence, if_updated, cause))
 
     async def delete_campaign(
         self: Steps, customer_id: str, campaign_id: str, now: datetime

@@ -53,6 +53,7 @@ from dialerd.core.abandonment import DayCount
 from dialerd.core.predictive import PacingPrior
 from dialerd.core.quotas import Usage
 from dialerd.core.targets import CallingRules, RetryRule
+from dialerd.events.model import CustomerWebhook, FailedEvent, OutboxEntry
 from dialerd.insight import TargetCounts
 from dialerd.model import (
     Campaign,
@@ -107,7 +108,12 @@ class Resources(CampaignReads, Protocol):
     async def create_campaign(self, campaign: Campaign) -> Campaign: ...
 
     async def update_campaign(
-        self, campaign: Campaign, *, fence: Fence | None = None, if_updated: str | None = None
+        self,
+        campaign: Campaign,
+        *,
+        fence: Fence | None = None,
+        if_updated: str | None = None,
+        cause: str = "",
     ) -> Campaign:
         """Replace the stored campaign (same id, not deleted) with this one.
 
@@ -117,7 +123,8 @@ class Resources(CampaignReads, Protocol):
         else ``CampaignChanged``. A write that sets the campaign running (or running on
         another outplan or outdial) must find them (its customer's, not deleted) in the
         same atomic step, else ``CampaignChanged`` (a delete came first: read again). SQLite takes
-        the campaign's ``tm_update`` as the moment of the write.
+        the campaign's ``tm_update`` as the moment of the write. ``cause`` (why it changed)
+        goes with its ``campaign_updated`` event.
         """
 
     async def delete_campaign(
@@ -413,6 +420,74 @@ class Quotas(Protocol):
         that outdial's targets. Deleted resources do not count."""
 
 
+class Outbox(Protocol):
+    """The durable outbox of events (``dialerd.events``) and their delivery's progress.
+
+    Every step that changes a campaign (create, update, delete), a campaigncall (claim,
+    answer, finish) or a target (finish) appends its event in the same atomic step
+    (``campaign_state`` events are appended on their own). Positions are per customer,
+    strictly increasing, and compare as ``position_key`` says; "" is before the first.
+    The sender's writes carry the customer's delivery lease (``acquire_lease`` of
+    ``"events:<customer_id>"``) and are refused with ``LeaseLost`` once it is gone.
+    """
+
+    async def append_event(
+        self, event_type: str, customer_id: str, campaign_id: str, body: bytes
+    ) -> str:
+        """Append one event; its position."""
+
+    async def read_events(
+        self, customer_id: str, after: str, limit: int, campaign_id: str | None = None
+    ) -> list[OutboxEntry]:
+        """The customer's events after position ``after`` (of one campaign or all), oldest
+        first, at most ``limit``."""
+
+    async def event_customers(self) -> list[str]:
+        """Every customer that has had an event."""
+
+    async def delivered_position(self, customer_id: str) -> str:
+        """The position up to which the customer's events are delivered or set aside."""
+
+    async def mark_delivered(
+        self, customer_id: str, position: str, passed: int, fence: Fence, now: datetime
+    ) -> None:
+        """Move the customer's delivered position forward to ``position`` (never back),
+        past ``passed`` events."""
+
+    async def set_aside(self, entry: OutboxEntry, error: str, now: datetime, fence: Fence) -> None:
+        """Keep the entry as failed; the caller then moves the delivered position past it
+        (with the events around it: one campaign's failure does not move the position
+        past another campaign's events still being sent)."""
+
+    async def failed_events(self, customer_id: str) -> list[FailedEvent]:
+        """The customer's events set aside, oldest first."""
+
+    async def redeliver_event(self, customer_id: str, position: str) -> FailedEvent | None:
+        """Mark a failed event to be sent again; None if there is no such failed event."""
+
+    async def forget_failed(self, customer_id: str, position: str, error: str | None) -> None:
+        """A failed event sent again: ``error`` None drops it (delivered), else it stays
+        failed with this error and no longer marked for redelivery."""
+
+    async def outbox_backlog(self, customer_id: str) -> int:
+        """How many of the customer's events are after its delivered position."""
+
+    async def prune_events(self, customer_id: str, before: str) -> int:
+        """Delete the customer's delivered events before position ``before``."""
+
+
+class WebhookSettings(Protocol):
+    """The customers' webhook settings (what the API sets, the sender reads)."""
+
+    async def get_webhook(self, customer_id: str) -> CustomerWebhook | None: ...
+
+    async def put_webhook(self, webhook: CustomerWebhook) -> CustomerWebhook: ...
+
+
+class EventStore(Leases, Outbox, WebhookSettings, Protocol):
+    """What the event sender and the event stream use."""
+
+
 class SchedulerStore(CampaignReads, Ledger, Leases, PacingPriors, Failover, Protocol):
     """What the scheduler uses: the ledger, leases, the pacing priors, failover write-back,
     the reads of a tick."""
@@ -422,7 +497,17 @@ class SchedulerStore(CampaignReads, Ledger, Leases, PacingPriors, Failover, Prot
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None: ...
 
 
-class ApiStore(Resources, Targets, Campaigncalls, DoNotCall, Quotas, LeaseReads, Protocol):
+class ApiStore(
+    Resources,
+    Targets,
+    Campaigncalls,
+    DoNotCall,
+    Quotas,
+    LeaseReads,
+    Outbox,
+    WebhookSettings,
+    Protocol,
+):
     """What the HTTP API uses."""
 
 
@@ -434,5 +519,5 @@ class ControlStore(Resources, Quotas, LeaseReads, Protocol):
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
 
 
-class Store(Lifecycle, ControlStore, ApiStore, SchedulerStore, Protocol):
+class Store(Lifecycle, ControlStore, ApiStore, SchedulerStore, EventStore, Protocol):
     """Every port in one object: what the daemon opens and each backend implements."""

@@ -40,3 +40,30 @@ def test_the_webhook_demo_posts_once_per_target_without_calls() -> None:
     assert summary["webhooks_received"] == 40
     assert summary["answered"] == 0
     assert summary["success"] == 40
+
+
+def test_the_events_demo_prints_each_event_the_webhook_would_get() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "dialerd.cli", "demo", "--targets", "10", "--speed", "60",
+         "--json", "--events"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0
+    lines = [json.loads(line) for line in completed.stdout.decode().splitlines()]
+    summary, events = lines[-1], lines[:-1]
+    assert summary["events"] == len(events)
+    types = [event["type"] for event in events]
+    assert types[0] == "campaign_created"
+    assert types.count("campaigncall_created") == summary["attempts"]
+    # Each attempt: created, then ended (and answered when it was), then its target.
+    assert types.count("outdialtarget_updated") == summary["attempts"]
+    assert types[-1] == "campaign_updated"
+    assert events[-1]["data"]["status"] == "stop"
+    for event in events:
+        assert (
+            {"type", "data", "id", "time"} <= set(event) <= {"type", "data", "id", "time", "cause"}
+        )
+    # The campaign's stop says why.
+    assert events[-1]["cause"] == "outdial exhausted"

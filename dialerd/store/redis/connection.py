@@ -110,7 +110,8 @@ class RedisConnection:
         except ValueError as error:
             raise StoreError(f"redis URL {public_url(self.url)} is not valid: {error}") from error
         client = redis.asyncio.Redis(connection_pool=pool)
-        common = self._source("common")
+        # Every script starts with common.lua, then the outbox's prelude (events out).
+        common = self._source("common") + "\n" + self._source("outbox")
         scripts = {
             name: client.register_script(common + "\n" + self._source(name)) for name in SCRIPTS
         }

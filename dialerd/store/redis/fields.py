@@ -81,6 +81,7 @@ SCRIPTS: Final = (
     "delete_target",
     "lease",
     "release",
+    "delivered",
     "dnc",
     "dialing",
     "prune",

@@ -387,6 +387,7 @@ class RedisLedger(RedisConnection):
             version,
             lock,
             *decision,
+            "1" if end.answered else "0",
         )
         return args, written
 

@@ -134,10 +134,11 @@ from dialerd.store.redis.fields import (
     max_bound,
     target_row,
 )
+from dialerd.store.redis.outbox import RedisOutbox
 from dialerd.store.redis.priors import RedisPriors
 
 
-class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors):
+class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, RedisOutbox):
     """The ``Store`` port on one Redis server: every part, on one connection pool."""
 
     # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------
@@ -167,6 +168,7 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors):
             encode(resource),
             *fence_args(guard.fence),
             "-" if guard.if_updated is None else f"={guard.if_updated}",
+            guard.cause,
         )
         return resource
 

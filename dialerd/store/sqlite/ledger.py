@@ -45,6 +45,7 @@ from dialerd.store.documents import (
     encode,
 )
 from dialerd.store.sqlite.connection import SqliteConnection
+from dialerd.store.sqlite.outbox import outbox_row
 from dialerd.store.sqlite.rows import (
     ANY_ACTIVE,
     ANY_BEING_PUBLISHED,
@@ -170,6 +171,14 @@ class SqliteLedger(SqliteConnection):
             )
         except sqlite3.IntegrityError as error:
             raise Conflict(f"campaigncall {campaigncall.id} already exists") from error
+        # events out (dialerd.events): the attempt's creation, in this transaction
+        outbox_row(
+            connection,
+            "campaigncall_created",
+            campaigncall.customer_id,
+            campaigncall.campaign_id,
+            encode(campaigncall),
+        )
         return campaigncall
 
     async def mark_answered(
@@ -187,6 +196,14 @@ class SqliteLedger(SqliteConnection):
                 current, status=CampaigncallStatus.PROGRESSING, tm_update=stamp
             )
             store_campaigncall(answered, connection)
+            # events out (dialerd.events): the answer, in this transaction
+            outbox_row(
+                connection,
+                "campaigncall_updated",
+                answered.customer_id,
+                answered.campaign_id,
+                encode(answered),
+            )
             return answered
 
         return await self._write(answer)
@@ -238,6 +255,7 @@ class SqliteLedger(SqliteConnection):
                             end.give_back_try,
                             end.calling_rules,
                             connection,
+                            answered=end.answered,
                         )
                     )
                 except LeaseLost as lost:
@@ -257,7 +275,11 @@ class SqliteLedger(SqliteConnection):
         give_back_try: bool,
         calling_rules: CallingRules | None,
         connection: sqlite3.Connection,
+        *,
+        answered: bool = False,
     ) -> FinishResult | None:
+        """End one attempt in ``connection``'s transaction; ``answered`` when its answer
+        came with its end (not written apart: its event is written here, first)."""
         now = format_time(moment)
         row = connection.execute(
             "SELECT body FROM campaigncall WHERE id = ?", (campaigncall_id,)
@@ -270,10 +292,29 @@ class SqliteLedger(SqliteConnection):
         if current.status == CampaigncallStatus.DONE:
             target = select_target(None, target_id, connection)
             return FinishResult(finished=False, campaigncall=current, target=target)
+        if answered and current.status == CampaigncallStatus.DIALING:
+            progressing = msgspec.structs.replace(
+                current, status=CampaigncallStatus.PROGRESSING, tm_update=now
+            )
+            outbox_row(
+                connection,
+                "campaigncall_updated",
+                progressing.customer_id,
+                progressing.campaign_id,
+                encode(progressing),
+            )
         finished = msgspec.structs.replace(
             current, status=CampaigncallStatus.DONE, result=result, reason=reason, tm_update=now
         )
         store_campaigncall(finished, connection)
+        # events out (dialerd.events): the end, in this transaction
+        outbox_row(
+            connection,
+            "campaigncall_updated",
+            finished.customer_id,
+            finished.campaign_id,
+            encode(finished),
+        )
         locked_until = calling_rules.lockout_after(reason, moment) if calling_rules else None
         if locked_until is not None:
             # The outplan the claim dialed under, deleted or not: the same readings.
@@ -313,6 +354,14 @@ class SqliteLedger(SqliteConnection):
             tm_update=now,
             **{f"try_count_{n}": count for n, count in enumerate(settled.try_counts)},
             **hold_of(placement.queue, format_time(placement.due), placement.held),
+        )
+        # events out (dialerd.events): the target as its attempt left it
+        outbox_row(
+            connection,
+            "outdialtarget_updated",
+            finished.customer_id,
+            finished.campaign_id,
+            encode(ended),
         )
         return FinishResult(finished=True, campaigncall=finished, target=ended)
 

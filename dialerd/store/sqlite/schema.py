@@ -257,6 +257,41 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
             body TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 10: events out (dialerd.events): the outbox, each customer's delivered position,
+    # the events set aside as failed, and the customers' webhook settings. ``seq`` needs
+    # no AUTOINCREMENT (a write less per event): pruning never deletes the newest row (it
+    # keeps every customer's delivered one and all after it), so seq never goes back.
+    (
+        """CREATE TABLE event (
+            seq INTEGER PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            cause TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX event_customer ON event (customer_id, seq)",
+        """CREATE TABLE event_delivered (
+            customer_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE event_failed (
+            customer_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            campaign_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            cause TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL,
+            tm_failed TEXT NOT NULL,
+            redeliver INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (customer_id, seq)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE webhook (
+            customer_id TEXT PRIMARY KEY,
+            body BLOB NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import msgspec
 
@@ -54,12 +55,14 @@ from dialerd.store.documents import (
     Kind,
     Resource,
     ResourceMethods,
+    encode,
     page_limit,
     users,
 )
 from dialerd.store.sqlite.connection import Writer
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
 from dialerd.store.sqlite.ledger import SqliteLedger
+from dialerd.store.sqlite.outbox import SqliteOutbox, outbox_row
 from dialerd.store.sqlite.priors import SqlitePriors
 from dialerd.store.sqlite.rows import (
     CAMPAIGNCALLS,
@@ -123,7 +126,17 @@ def _check_uses(campaign: Campaign, connection: sqlite3.Connection) -> None:
             raise CampaignChanged(f"campaign {campaign.id}: its {table} is gone; read it again")
 
 
-class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
+def _campaign_event(
+    event_type: str, resource: Any, connection: sqlite3.Connection, cause: str = ""
+) -> None:
+    """A campaign's change into the outbox, in the change's transaction."""
+    if isinstance(resource, Campaign):
+        outbox_row(
+            connection, event_type, resource.customer_id, resource.id, encode(resource), cause
+        )
+
+
+class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, SqliteOutbox):
     """The ``Store`` port on one SQLite file: every part, on one connection."""
 
     # One file, no replica: nothing is ever written back (``Failover`` port).
@@ -136,7 +149,14 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
 
     # -- resources: the generic steps of ``ResourceMethods`` -----------------------------
     async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:
-        return await self._write(partial(documents_of(kind).create, resource))
+        documents = documents_of(kind)
+
+        def create(connection: sqlite3.Connection) -> Resource:
+            created = documents.create(resource, connection)
+            _campaign_event("campaign_created", created, connection)
+            return created
+
+        return await self._write(create)
 
     async def _get(
         self, kind: Kind[Resource], customer_id: str | None, resource_id: str
@@ -163,7 +183,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
                 raise CampaignChanged(f"campaign {campaign.id} changed since it was read")
             if stored is not None and _starts_using(stored, campaign):
                 _check_uses(campaign, connection)
-            return documents.update(resource, connection)
+            updated = documents.update(resource, connection)
+            _campaign_event("campaign_updated", updated, connection, guard.cause)
+            return updated
 
         return await self._write(update)
 
@@ -186,7 +208,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors):
                     raise InUse(kind.name, resource_id, using)
             if current is None:
                 return None
-            return documents.delete(customer_id, resource_id, format_time(now), connection)
+            deleted = documents.delete(customer_id, resource_id, format_time(now), connection)
+            _campaign_event("campaign_deleted", deleted, connection)
+            return deleted
 
         return await self._write(delete)
 

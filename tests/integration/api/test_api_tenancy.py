@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,11 @@ async def customer_a_world(server: ApiServer) -> dict[str, str]:
         campaign = await runnable_campaign(client)
         await client.put(f"/v1.0/campaigns/{campaign['id']}/status", json={"status": "run"})
         attempt = start_attempt(server, campaign["id"])
+        # One of A's events set aside as failed (what redeliver acts on).
+        store, now = server.store, datetime.now(UTC)
+        entry = server.call(store.read_events, CUSTOMER_A, "", 1)[0]
+        fence = server.call(store.acquire_lease, f"events:{CUSTOMER_A}", "test", 30.0, now)
+        server.call(store.set_aside, entry, "HTTP 500", now, fence)
         return {
             "campaign": campaign["id"],
             "outplan": campaign["outplan_id"],
@@ -60,6 +66,7 @@ async def customer_a_world(server: ApiServer) -> dict[str, str]:
             "target": attempt["outdial_target_id"],
             "campaigncall": attempt["id"],
             "queue": queue_of(CUSTOMER_A),
+            "event": entry.position,
         }
 
 
@@ -71,6 +78,8 @@ async def snapshot(client: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
         f"/v1.0/outdials/{ids['outdial']}",
         f"/v1.0/outdials/{ids['outdial']}/targets",
         f"/v1.0/campaigncalls/{ids['campaigncall']}",
+        "/v1.0/events/failed",
+        "/v1.0/customer",
     ]
     return [(await client.get(path)).json() for path in paths]
 

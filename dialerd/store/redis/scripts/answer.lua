@@ -15,4 +15,5 @@ campaigncall.tm_update = now
 local body = cjson.encode(campaigncall)
 redis.call('HSET', campaigncall_key, 'b', body, 's', 'progressing')
 redis.call('SREM', key('dialing', stored[3]), id)
+outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated', body)
 return body

@@ -11,4 +11,7 @@ redis.call('ZADD', key(kind .. 's', customer), 0, member)
 if status ~= '' then
   redis.call('SADD', key('status', status), id)
 end
+if kind == 'campaign' then
+  outbox_add(customer, id, 'campaign_created', body)
+end
 return 1

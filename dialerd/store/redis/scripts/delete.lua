@@ -44,4 +44,7 @@ end
 if kind == 'campaigncall' then
   redis.call('ZREM', key('campaigncalls', customer, old[6]), old[3])
 end
+if kind == 'campaign' then
+  outbox_add(customer, id, 'campaign_deleted', deleted)
+end
 return 'ok'

@@ -5,13 +5,15 @@
 --   did not see the attempt active), until when the calling rules lock the dialed number
 --   and its readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision follows ('0': the target is not
 --   progressing and stays as it is), then the target's new body, queue letter (see
---   index_target), touched, due (microseconds), until (microseconds or ''), slot, held.
+--   index_target), touched, due (microseconds), until (microseconds or ''), slot, held;
+--   last, '1' when the answer came with the end (not written apart: its event is, first).
 -- Returns {'none'}; {'stale' | 'done', campaigncall body, and unless it is gone the target's
 --   body ('' when it is the new body written here), queue letter, due and held}; or
 --   {'changed'} (nothing written) when the target is no longer at that version: the
 --   caller reads again and decides again.
 local id, result, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local version, locked_until, decided = ARGV[9], ARGV[10], ARGV[11] == '1'
+local answered = ARGV[#ARGV] == '1'
 local campaigncall_key = key('campaigncall', id)
 local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
 if not stored[1] then
@@ -42,6 +44,13 @@ if (target[1] or '') ~= version then
   return {'changed'}
 end
 
+if answered and stored[2] == 'dialing' then
+  -- An answer folded into its end: the answer's own event comes first (as answer.lua's).
+  campaigncall.status = 'progressing'
+  campaigncall.tm_update = now
+  outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated',
+    cjson.encode(campaigncall))
+end
 campaigncall.status = 'done'
 campaigncall.result = result
 campaigncall.reason = reason
@@ -51,6 +60,7 @@ redis.call('HSET', campaigncall_key, 'b', body, 's', 'done')
 redis.call('SREM', key('active', stored[3]), id)
 redis.call('SREM', key('dialing', stored[3]), id)
 redis.call('SREM', key('active'), id)
+outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated', body)
 if locked_until ~= '' then
   -- The calling rules lock the number, every reading of it (an abandoned call): the
   -- later lockout holds.
@@ -74,5 +84,7 @@ if written then
   redis.call('HSET', target_key, 'b', ARGV[12], 'k', queue,
     'pt', touched, 'pd', due, 'pu', ARGV[16], 'ps', ARGV[17], 'ph', ARGV[18])
   redis.call('HINCRBY', target_key, 'v', 1)
+  outbox_add(campaigncall.customer_id, stored[3], 'outdialtarget_updated', ARGV[12],
+    'q', queue, 'd', due, 'h', ARGV[18])
 end
 return with_target({'done', body}, written)

@@ -138,6 +138,7 @@ local function claim(target_key, member, target, slot, try_count, numbers, skipp
   redis.call('SADD', key('active', campaign), campaigncall_id)
   redis.call('SADD', key('dialing', campaign), campaigncall_id)
   redis.call('SADD', key('active'), campaigncall_id)
+  outbox_add(customer, campaign, 'campaigncall_created', body)
   claims[#claims + 1] = {body, target_body, tostring(version), before[1], before[2],
     before[3], tostring(before[4]), before[5]}
 end

@@ -4,7 +4,8 @@
 -- reads again (delete.lua's pair).
 -- ARGV: prefix, kind, id, customer_id, listing member, status ('' if none), body,
 --   fence (campaign id, owner, token; owner '' when unfenced), and the condition on the
---   stored resource's tm_update ('-': none; '=' and the value it must still have)
+--   stored resource's tm_update ('-': none; '=' and the value it must still have), and
+--   why a campaign changed (its event's cause; '' when not said)
 local kind, id, customer, member, status, body =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local resource = key(kind, id)
@@ -48,4 +49,7 @@ if status ~= '' then
   redis.call('SADD', key('status', status), id)
 end
 redis.call('HSET', resource, 'b', body, 'c', customer, 'l', member, 's', status)
+if kind == 'campaign' then
+  outbox_add(customer, id, 'campaign_updated', body, 'x', ARGV[12] or '')
+end
 return 1
