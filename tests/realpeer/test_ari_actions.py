@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from dialerd import metrics
@@ -272,8 +273,14 @@ async def test_connect_bridges_the_callee_to_a_second_callee(rig: Rig, tmp_path:
     _length, rms, _onset = sound(heard(rig, callee))
     assert rms > 0.01, "the callee heard nothing of the second callee"
     assert voiced_seconds(heard(rig, callee)) == pytest.approx(greeting, abs=1.0)
-    # The second leg is gone with the call.
-    assert f"{call.campaigncall_id}-connect-0" not in rig.asterisk_cli("core show channels")
+    # The second leg is gone with the call (ARI lists channels by id; the CLI by name).
+    leg = f"{call.campaigncall_id}-connect-0"
+    await eventually(lambda: leg not in _channel_ids(rig), 5, "the connect leg hung up")
+
+
+def _channel_ids(rig: Rig) -> list[str]:
+    response = httpx.get(f"{rig.ari_url}/ari/channels", auth=rig.ari_auth, timeout=5)
+    return [channel["id"] for channel in response.json()]
 
 
 async def test_recording_leaves_a_playable_file_the_call_names(rig: Rig, tmp_path: Path) -> None:

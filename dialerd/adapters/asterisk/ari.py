@@ -84,6 +84,8 @@ DEFAULT_CONNECTIONS: Final = 32
 # The event stream is pinged after this many quiet seconds, and given up this many after.
 PING_INTERVAL: Final = 10.0
 PING_TIMEOUT: Final = 10.0
+# Longest the DELETE of a flow's leg or bridge may take when the adapter stops under it.
+CLEANUP_SECONDS: Final = 5.0
 # A dialled number goes into a dial string: nothing that could add a second one.
 _NUMBER: Final = re.compile(r"^[A-Za-z0-9+*#._-]{1,64}$")
 _CAMPAIGNCALL_ID: Final = re.compile(
@@ -192,20 +194,24 @@ class AriTelephony:
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
         )
-        async with events, anyio.create_task_group() as task_group:
-            self._http, self._events, self._task_group = http, events, task_group
-            if self.media_listen is not None and self.tts is not None:
-                host, port = self.media_listen
-                server = MediaServer(self.tts.cache_dir, host, port)
-                await task_group.start(server.serve, name="ari media")
-            try:
-                await self._stay_connected(task_status)
-            finally:
-                self._set_connected(False, "dialerd is stopping")
-                self._http = self._events = self._task_group = None
-                task_group.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await http.aclose()
+        try:
+            async with events, anyio.create_task_group() as task_group:
+                self._http, self._events, self._task_group = http, events, task_group
+                if self.media_listen is not None and self.tts is not None:
+                    host, port = self.media_listen
+                    server = MediaServer(self.tts.cache_dir, host, port)
+                    await task_group.start(server.serve, name="ari media")
+                try:
+                    await self._stay_connected(task_status)
+                finally:
+                    self._set_connected(False, "dialerd is stopping")
+                    # The flows stop; their clean-up (a connect leg, a bridge: delete_soon)
+                    # still has the client until the task group is done.
+                    task_group.cancel_scope.cancel()
+        finally:
+            self._http = self._events = self._task_group = None
+            with anyio.CancelScope(shield=True):
+                await http.aclose()
 
     async def originate(self, origination: Origination) -> None:
         """Dial the destination; a repeated id is ignored. Raise ``OriginationError``."""
@@ -537,10 +543,13 @@ class AriTelephony:
         await self._drop(call_id, reason)
 
     async def delete_soon(self, path: str) -> None:
-        """DELETE a connect leg or bridge; when ARI cannot be asked, on reconnect."""
+        """DELETE a connect leg or bridge; when ARI cannot be asked, on reconnect. Shielded
+        (bounded): a flow's clean-up still runs when the adapter stops under it, so no leg
+        is left up."""
         try:
-            await self._request("DELETE", path, missing_ok=True)
-        except AriUnavailable:
+            with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_SECONDS):
+                await self._request("DELETE", path, missing_ok=True)
+        except (AriUnavailable, TimeoutError):
             self._to_delete.add(path)
         except OriginationError as exc:
             log.warning("ARI resource not deleted", path=path, error=str(exc))
