@@ -141,15 +141,15 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def throughput(store: Store, args: argparse.Namespace) -> dict[str, float]:
-    """Attempts per second end to end, with outcomes that come at once."""
-    clock = SystemClock()
-    sim = SimConfig(
-        outcomes=SimOutcomes(
-            machine=0, busy=0, no_answer=0, failure=0, ring_time=INSTANT, talk_time=INSTANT
-        )
+async def instant_campaigns(
+    store: Store, clock: SystemClock, campaigns: int, targets: int
+) -> tuple[Engine, list[Campaign]]:
+    """An engine on a centre whose calls are answered and end at once, and ``campaigns``
+    agentless campaigns of ``targets`` targets each (stopped)."""
+    outcomes = SimOutcomes(
+        machine=0, busy=0, no_answer=0, failure=0, ring_time=INSTANT, talk_time=INSTANT
     )
-    centre = SimCallCentre(sim, clock)
+    centre = SimCallCentre(SimConfig(outcomes=outcomes), clock)
     engine = sim_engine(
         store,
         clock,
@@ -158,10 +158,14 @@ async def throughput(store: Store, args: argparse.Namespace) -> dict[str, float]
     )
     now = format_time(clock.now())
     plan = await store.create_outplan(outplan(now))
-    campaigns = [
-        await add_campaign(store, plan, now, args.targets, NIL_UUID, n)
-        for n in range(args.campaigns)
-    ]
+    made = [await add_campaign(store, plan, now, targets, NIL_UUID, n) for n in range(campaigns)]
+    return engine, made
+
+
+async def throughput(store: Store, args: argparse.Namespace) -> dict[str, float]:
+    """Attempts per second end to end, with outcomes that come at once."""
+    clock = SystemClock()
+    engine, campaigns = await instant_campaigns(store, clock, args.campaigns, args.targets)
     total = args.campaigns * args.targets
     async with anyio.create_task_group() as task_group:
         await task_group.start(engine.run)

@@ -22,15 +22,12 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dialerd.adapters.sim import SimCallCentre
-from dialerd.config import EngineConfig, RedisConnection, SimConfig, SimOutcomes, StoreConfig
-from dialerd.model import NIL_UUID, format_time
+from dialerd.config import RedisConnection, StoreConfig
 from dialerd.service import logs
 from dialerd.service.clock import SystemClock
 from dialerd.store import create_store
-from scripts.bench.engine import CUSTOMER, INSTANT, add_campaign, cpu_seconds, outplan
+from scripts.bench.engine import CUSTOMER, cpu_seconds, instant_campaigns
 from scripts.bench.redis_server import redis_server
-from tests.fakes.engine import sim_engine
 
 # Seconds the workers get to set up their campaigns before they all start together.
 SETUP_SECONDS = 20.0
@@ -60,22 +57,7 @@ async def work(args: argparse.Namespace) -> dict[str, float]:
     store = create_store(config, Path("."))
     await store.open()
     clock = SystemClock()
-    outcomes = SimOutcomes(
-        machine=0, busy=0, no_answer=0, failure=0, ring_time=INSTANT, talk_time=INSTANT
-    )
-    centre = SimCallCentre(SimConfig(outcomes=outcomes), clock)
-    engine = sim_engine(
-        store,
-        clock,
-        centre,
-        config=EngineConfig(max_concurrent_attempts=64, max_attempts_per_second=100_000.0),
-    )
-    now = format_time(clock.now())
-    plan = await store.create_outplan(outplan(now))
-    campaigns = [
-        await add_campaign(store, plan, now, args.targets, NIL_UUID, n)
-        for n in range(args.campaigns)
-    ]
+    engine, campaigns = await instant_campaigns(store, clock, args.campaigns, args.targets)
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(engine.run)
