@@ -11,15 +11,22 @@ from typing import Any, TypeVar
 
 import anyio.lowlevel
 import redis.asyncio
+from redis.asyncio import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.model import (
     Campaigncall,
 )
-from dialerd.redis_pool import connection_pool
+from dialerd.redis_pool import cluster_client, connection_pool
 from dialerd.store.base import (
     CampaignChanged,
     CampaignNotRunning,
@@ -51,6 +58,15 @@ from dialerd.store.redis.fields import (
 from dialerd.store.redis.migration import Migration
 
 R = TypeVar("R")
+
+
+async def _close(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
+
+
 # How many ids' customers an instance keeps in memory.
 OWNERS_KEPT = 200_000
 # The names of the event sender's leases (``dialerd.events.sender.lease_name``).
@@ -92,8 +108,9 @@ class RedisConnection:
         self.replica_timeout = replica_timeout
         self.failover_settle = failover_settle
         # The primary each connection reached (``Primary``): see ``durable.Failover``.
-        self.failover = Failover(self.where)
-        self._client: redis.asyncio.Redis | None = None
+        self.failover = Failover(self.where, per_node=cluster)
+        # A Redis or a RedisCluster client (the same commands; typed Any for both).
+        self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         self._scripts: dict[str, AsyncScript] = {}
         # campaigncall id -> what attempt.lua would read while it is active.
         # Per claim: the attempt, then the target's version and body after the claim and
@@ -112,18 +129,27 @@ class RedisConnection:
         """Connect, check the server answers and load the scripts."""
         if self._client is not None:
             return
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster
         try:
-            pool = connection_pool(
-                self.url,
-                sentinels=self.sentinels,
-                service_name=self.service_name,
-                pool_size=self.pool_size,
-                timeout=self.timeout,
-                on_connect=self.failover.reached,
-            )
-        except ValueError as error:
+            if self.cluster:
+                client = cluster_client(
+                    self.url,
+                    pool_size=self.pool_size,
+                    timeout=self.timeout,
+                    on_connect=self.failover.reached,
+                )
+            else:
+                pool = connection_pool(
+                    self.url,
+                    sentinels=self.sentinels,
+                    service_name=self.service_name,
+                    pool_size=self.pool_size,
+                    timeout=self.timeout,
+                    on_connect=self.failover.reached,
+                )
+                client = redis.asyncio.Redis(connection_pool=pool)
+        except (ValueError, RedisClusterException) as error:
             raise StoreError(f"redis URL {public_url(self.url)} is not valid: {error}") from error
-        client = redis.asyncio.Redis(connection_pool=pool)
         # Every script starts with common.lua, then the outbox's prelude (events out).
         common = self._source("common") + "\n" + self._source("outbox")
         scripts = {
@@ -131,13 +157,18 @@ class RedisConnection:
         }
         try:
             await self._guard(client.ping())
+            if isinstance(client, redis.asyncio.RedisCluster):
+                # One connection to every primary now: a primary seen later is a new
+                # one (a replica promoted), see ``failover.Failover``.
+                await self._guard(client.ping(target_nodes=RedisCluster.PRIMARIES))
+                self.failover.opened = True
             for script in scripts.values():
                 await self._guard(client.script_load(script.script))
             self._client, self._scripts = client, scripts
             await self._migrate()
         except BaseException:
             self._client = None
-            await client.aclose(close_connection_pool=True)
+            await _close(client)
             raise
         await self._recover()
 
@@ -145,7 +176,7 @@ class RedisConnection:
         """Close every pooled connection. Idempotent."""
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose(close_connection_pool=True)
+            await _close(client)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless Redis answers now."""
@@ -237,9 +268,11 @@ class RedisConnection:
         """The store as errors and logs name it."""
         if self.sentinels:
             return f"redis store {self.service_name} (sentinels {', '.join(self.sentinels)})"
+        if self.cluster:
+            return f"redis cluster store {public_url(self.url)}"
         return f"redis store {public_url(self.url)}"
 
-    def _connected(self) -> redis.asyncio.Redis:
+    def _connected(self) -> Any:
         if self._client is None:
             raise StoreError(f"redis store {public_url(self.url)} is not open")
         return self._client
@@ -251,6 +284,9 @@ class RedisConnection:
             return await call
         except (RedisConnectionError, RedisTimeoutError) as error:
             raise StoreUnavailable(f"{where} cannot be reached: {error}") from error
+        except (ClusterDownError, TryAgainError, RedisClusterException) as error:
+            # A cluster between a node's failure and its replica's promotion.
+            raise StoreUnavailable(f"{where} is not serving every slot: {error}") from error
         except ResponseError as error:
             text = str(error)
             if text.startswith(CONFLICT_MARK):

@@ -225,7 +225,10 @@ class DurableLedger(RedisLedger):
         if customer is None:
             nodes = client.get_primaries()
         else:
-            nodes = [client.get_node_from_key(self._ckey(customer, "acknowledged"))]
+            node = client.get_node_from_key(self._ckey(customer, "acknowledged"))
+            if node is None:
+                raise StoreUnavailable(f"{self.where}: no node serves customer {customer}")
+            nodes = [node]
         # Every primary (a check): WAIT alone, with no write of its own to wait for,
         # answers how many replicas are connected and in step.
         commands: list[tuple[Any, ...]] = [("WAIT", self.min_replicas, wait_ms)]
@@ -235,7 +238,7 @@ class DurableLedger(RedisLedger):
         for node in nodes:
             connection = node.acquire_connection()
             try:
-                await self._guard(connection.connect())
+                await self._guard(connection.connect())  # type: ignore[no-untyped-call]
                 await self._guard(
                     connection.send_packed_command(connection.pack_commands(commands))
                 )

@@ -413,13 +413,10 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         pipe.zcard(self._ckey(customer_id, "campaigns", customer_id))
         pipe.zrange(self._ckey(customer_id, "outdials", customer_id), 0, -1)
         pipe.scard(self._ckey(customer_id, "dnc", customer_id))
-        pipe.sunion(
-            [
-                self._ckey(customer_id, "status", "run"),
-                self._ckey(customer_id, "status", "stopping"),
-            ]
-        )
-        campaigns, outdials, dnc_numbers, running = await self._guard(pipe.execute())
+        pipe.smembers(self._ckey(customer_id, "status", "run"))
+        pipe.smembers(self._ckey(customer_id, "status", "stopping"))
+        campaigns, outdials, dnc_numbers, run, stopping = await self._guard(pipe.execute())
+        running = set(run) | set(stopping)
         # Listing members are "<tm_create>|<id>".
         outdial_ids = [text(member).rpartition("|")[2] for member in outdials]
         running_ids = sorted(text(member) for member in running)
