@@ -69,6 +69,8 @@ class RedisClusterRig:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
+        # A primary killed or stopped -> its replica then (the one to be promoted).
+        self._failing: dict[int, int | None] = {}
         ports: list[int] = []
         while len(ports) < primaries * 2:
             port = _cluster_port()
@@ -178,17 +180,36 @@ class RedisClusterRig:
         if not all(self._state_ok(port) for port in running):
             return False
         primaries = self.primaries()
-        return len(primaries) >= 1 and all(self.replica_of(port) for port in primaries)
+        replicas = [self.replica_of(port) for port in primaries]
+        return (
+            len(primaries) >= 1
+            and all(replicas)
+            # Each replica in sync with its primary: only such a replica can be promoted.
+            and all(self._in_sync(port) for port in replicas if port is not None)
+            # ... and each primary counting it (what WAIT counts).
+            and all(self._replicated(port) for port in primaries)
+        )
+
+    def _replicated(self, port: int) -> bool:
+        info = _command(port, "INFO", "replication")
+        replica = info.get("slave0") if isinstance(info, dict) else None
+        return isinstance(replica, dict) and replica.get("state") == "online"
+
+    def _in_sync(self, port: int) -> bool:
+        info = _command(port, "INFO", "replication")
+        return isinstance(info, dict) and info.get("master_link_status") == "up"
 
     # -- faults ----------------------------------------------------------------------------
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port`` (by its PID)."""
+        self._failing[port] = self.replica_of(port)
         process = self.servers.pop(port)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
     def pause(self, port: int) -> None:
         """SIGSTOP a node: to its peers, a partition."""
+        self._failing[port] = self.replica_of(port)
         os.kill(self.servers[port].pid, signal.SIGSTOP)
 
     def resume(self, port: int) -> None:
@@ -197,12 +218,7 @@ class RedisClusterRig:
     def wait_promoted(self, old: int) -> int:
         """Wait until the replica of the failed primary on ``old`` serves its slots and
         every running node says ``cluster_state:ok``; the new primary's port."""
-        ids = {n["port"]: n["id"] for n in self.nodes()}
-        old_id = ids.get(old)
-        replica = next(
-            (n["port"] for n in self.nodes() if n["primary_id"] == old_id and n["port"] != old),
-            None,
-        )
+        replica = self._failing.get(old)
 
         def promoted() -> bool:
             if replica is None:
@@ -223,6 +239,16 @@ class RedisClusterRig:
         that took its slots)."""
         self._start_server(port)
         self._wait(lambda: _command(port, "PING") is not None, f"node {port} back")
+
+    def heal(self, port: int) -> None:
+        """Bring a killed (or stopped) node back and wait until it serves again as a
+        replica and every primary has one."""
+        process = self.servers.get(port)
+        if process is None:
+            self.restart(port)
+        else:
+            self.resume(port)
+        self._wait(self._ready, f"node {port} back as a replica", PROMOTE_WAIT)
 
     def flush(self) -> None:
         """Empty every primary (between tests)."""
@@ -250,3 +276,10 @@ class RedisClusterRig:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"timed out waiting for {what}")
+
+
+def slot_of(key: str) -> int:
+    """The hash slot of a key (its hash tag's, when it has one)."""
+    from redis.crc import key_slot
+
+    return int(key_slot(key.encode()))

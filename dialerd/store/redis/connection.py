@@ -179,8 +179,13 @@ class RedisConnection:
             await _close(client)
 
     async def ping(self) -> None:
-        """Raise ``StoreUnavailable`` unless Redis answers now."""
-        await self._guard(self._connected().ping())
+        """Raise ``StoreUnavailable`` unless Redis answers now (on a cluster, every
+        primary: a shard down is an outage of its customers)."""
+        client = self._connected()
+        if self.cluster:
+            await self._guard(client.ping(target_nodes=RedisCluster.PRIMARIES))
+        else:
+            await self._guard(client.ping())
 
     async def _migrate(self) -> None:
         """Bring the data to layout ``LAYOUT`` (key ``P:layout``; absent = layout 1, or

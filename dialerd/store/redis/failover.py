@@ -62,9 +62,9 @@ class Failover:
         if self.per_node:
             known = self.replids.get(primary.address)
             self.replids[primary.address] = primary.replid
-            if known == primary.replid or (known is None and not self.opened):
+            if known is None and not self.opened:
                 return
-            if self.seen is None:
+            if known != primary.replid and self.seen is None:
                 self._new_primary(primary, primary.replid)
         elif self.replid is None:
             self.replid = primary.replid
