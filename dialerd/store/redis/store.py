@@ -2,10 +2,20 @@
 
 Every multi-key change is one Lua script (``dialerd/store/redis/scripts/*.lua``, each
 prefixed with ``common.lua``), so a crash can never leave half a transition behind. Keys all
-start with ``<prefix>:``; the scripts build them from the prefix, so this layout is for a
-single Redis (or a primary with replicas), not Redis Cluster.
+start with ``<prefix>:``.
 
-Layout (``P`` = prefix):
+Layout 3 (``P`` = prefix). Every key of a customer's data starts with the customer's
+tag ``T`` = ``P:{c:<customer>}``: one hash slot per customer, so each script (given ``T``
+as KEYS[1], the scripts build every key from it) runs on one node of a Redis Cluster
+(``cluster = true``) and one customer's data is on one shard. The names below are written
+``P:...`` for short: all of them are ``T:...`` but these four, single keys of their own:
+``P:layout``; ``P:customers``, the registry of every customer with data (written before
+the data; what cross-customer reads go over, customer by customer); ``P:where:<id>``,
+the customer of a campaign, outplan, outdial or campaigncall (what a lookup by id alone
+resolves, cached in the process: a resource never changes customer); ``P:webhooks``.
+The sets that spanned customers in layout 2 (``status``, ``active``, ``dnc_publishing``,
+the events' delivered positions and counts) are per customer; ``open`` migrates layout 2
+(``migration.py``).
 
 - ``P:<kind>:<id>``: a hash per resource: ``b`` body (JSON), ``c`` customer, ``l`` its
   listing member, ``s`` status, ``x`` = "1" once deleted; targets add ``o`` outdial,
