@@ -13,6 +13,7 @@ import stat
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -67,6 +68,9 @@ class RedisConnection(_Section, frozen=True):
     # leases and live attempts back to a new primary, so the other instances sharing
     # the store have written theirs back too.
     failover_settle: NonNegativeFloat = 5.0
+    # [store.redis] only. Redis Cluster: the url names one node (the others are found
+    # from it); each customer's keys are on one slot (operations.md, "Redis Cluster").
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
@@ -80,6 +84,22 @@ class RedisConnection(_Section, frozen=True):
                 parse_sentinel(sentinel)
             except ValueError as error:
                 raise ValueError(f"sentinels[{index}]: {error}") from None
+        if self.cluster:
+            if self.sentinels:
+                raise ValueError(
+                    "cluster = true and sentinels do not go together: a cluster fails "
+                    "over by itself"
+                )
+            if self.url.startswith("unix://"):
+                raise ValueError(
+                    "with cluster = true the url must start with redis:// or rediss://"
+                )
+            database = urlsplit(self.url).path.strip("/")
+            if database not in ("", "0"):
+                raise ValueError(
+                    f"with cluster = true the url names database 0 (a cluster has no other), "
+                    f"not {database}"
+                )
 
     @property
     def durability_set(self) -> bool:
@@ -406,6 +426,10 @@ class QueueConfig(_Section, frozen=True):
             raise ValueError(
                 "redis: min_replicas, replica_timeout and failover_settle belong to "
                 "[store.redis] (the queue adapter only reads)"
+            )
+        if self.redis.cluster:
+            raise ValueError(
+                "redis: cluster belongs to [store.redis] (the queue adapter reads one server)"
             )
 
 

@@ -2,6 +2,9 @@
 its URL, or the primary that Redis Sentinel names for a service (after a failover the
 pool asks the sentinels again and reaches the new primary, no restart).
 
+With ``cluster`` (``cluster_client``) the URL names one node of a Redis Cluster and
+redis-py's cluster client finds the others and routes each command by its key's slot.
+
 Each new connection reads the server's replication section before any command goes
 on it, and hands what it read (``Primary``) to ``on_connect``: the store compares the
 replication id with the one it knew, to see a failover (a promoted replica, or a
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
@@ -132,3 +135,27 @@ def connection_pool(
         **given,
         **options,
     )
+
+
+def cluster_client(
+    url: str, *, pool_size: int, timeout: float, on_connect: OnConnect | None = None
+) -> RedisCluster:
+    """A Redis Cluster client: the URL names one node; at most ``pool_size``
+    connections per node; ``timeout`` bounds each reply and each connect. Every new
+    connection (to any node) reports the node it reached to ``on_connect``, like a
+    pool's. ``ValueError`` for a URL that is not valid."""
+    if url.startswith("unix://"):
+        raise ValueError("a unix:// URL names one server: a cluster needs redis:// or rediss://")
+    client = RedisCluster.from_url(
+        url,
+        max_connections=pool_size,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=False,
+    )
+    if on_connect is not None:
+        # Before the client first connects: every node it finds gets these options.
+        client.nodes_manager.connection_kwargs["redis_connect_func"] = _connect_func(on_connect)
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_kwargs["redis_connect_func"] = _connect_func(on_connect)
+    return client

@@ -1,4 +1,5 @@
-"""Session fixtures shared by every test layer: a real redis-server on a free port."""
+"""Session fixtures shared by every test layer: a real redis-server on a free port, and a
+real Redis Cluster (started lazily, by the tests that use it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.chaoslib.redis_cluster import RedisClusterRig
 from scripts.lib.daemon import free_port
 
 
@@ -74,3 +76,19 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterRig]:
+    """A Redis Cluster (3 primaries, 1 replica each) for the session, started only when a
+    test asks for it; stopped by PID at the end."""
+    rig = RedisClusterRig(tmp_path_factory.mktemp("redis-cluster"))
+    yield rig
+    rig.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterRig) -> str:
+    """The session's cluster, emptied (every primary flushed); a seed node's URL."""
+    redis_cluster.flush()
+    return redis_cluster.url

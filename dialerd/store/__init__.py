@@ -83,6 +83,7 @@ def create_store(config: StoreConfig, state_dir: Path) -> Store:
             min_replicas=config.redis.min_replicas,
             replica_timeout=config.redis.replica_timeout,
             failover_settle=config.redis.failover_settle,
+            cluster=config.redis.cluster,
         )
     from dialerd.store.sqlite import SqliteStore
 

@@ -88,9 +88,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def outplan(now: str) -> Outplan:
+def outplan(now: str, customer: str = CUSTOMER) -> Outplan:
     return Outplan.fresh(
-        CUSTOMER,
+        customer,
         now,
         name="bench",
         source=Address(type=AddressType.TEL, target="+15550000000"),
@@ -101,9 +101,15 @@ def outplan(now: str) -> Outplan:
 
 
 async def add_campaign(
-    store: Store, plan: Outplan, now: str, targets: int, queue_id: str, index: int
+    store: Store,
+    plan: Outplan,
+    now: str,
+    targets: int,
+    queue_id: str,
+    index: int,
+    customer: str = CUSTOMER,
 ) -> Campaign:
-    outdial = Outdial.fresh(CUSTOMER, now, name=f"bench {index}")
+    outdial = Outdial.fresh(customer, now, name=f"bench {index}")
     await store.create_outdial(outdial)
     await store.create_targets(
         [
@@ -114,7 +120,7 @@ async def add_campaign(
         ]
     )
     campaign = Campaign.fresh(
-        CUSTOMER,
+        customer,
         now,
         name=f"bench {index}",
         outplan_id=plan.id,
@@ -142,10 +148,10 @@ def cpu_seconds() -> float:
 
 
 async def instant_campaigns(
-    store: Store, clock: SystemClock, campaigns: int, targets: int
+    store: Store, clock: SystemClock, campaigns: int, targets: int, customer: str = CUSTOMER
 ) -> tuple[Engine, list[Campaign]]:
     """An engine on a centre whose calls are answered and end at once, and ``campaigns``
-    agentless campaigns of ``targets`` targets each (stopped)."""
+    agentless campaigns of ``targets`` targets each (stopped), all ``customer``'s."""
     outcomes = SimOutcomes(
         machine=0, busy=0, no_answer=0, failure=0, ring_time=INSTANT, talk_time=INSTANT
     )
@@ -157,8 +163,11 @@ async def instant_campaigns(
         config=EngineConfig(max_concurrent_attempts=64, max_attempts_per_second=100_000.0),
     )
     now = format_time(clock.now())
-    plan = await store.create_outplan(outplan(now))
-    made = [await add_campaign(store, plan, now, targets, NIL_UUID, n) for n in range(campaigns)]
+    plan = await store.create_outplan(outplan(now, customer))
+    made = [
+        await add_campaign(store, plan, now, targets, NIL_UUID, n, customer)
+        for n in range(campaigns)
+    ]
     return engine, made
 
 

@@ -1,8 +1,11 @@
 """Scale benchmark: aggregate attempts per second of 1, 2 and 4 dialerd processes on
-one redis-server (one store, one key prefix: every process may lease every campaign).
+one redis-server (one store, one key prefix: every process may lease every campaign)
+and, with ``--cluster``, on a Redis Cluster of three primaries with a replica each
+(``[store.redis] cluster = true``), measured in turn in one run.
 
 Each process runs the engine on a simulated centre whose calls are answered and end at
-once (the throughput scenario of scripts/bench-engine), with its own campaigns; all of
+once (the throughput scenario of scripts/bench-engine), with its own campaigns, of a
+customer of its own (on a cluster, customers are what spreads over the shards); all of
 them start dialing at the same moment and are counted over the same window. The
 figure is the sum of the attempts the processes finished, over the window; per process
 and per core figures follow. Bounded in time. Run: scripts/bench-processes --help
@@ -15,7 +18,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import anyio
@@ -26,8 +31,9 @@ from dialerd.config import RedisConnection, StoreConfig
 from dialerd.service import logs
 from dialerd.service.clock import SystemClock
 from dialerd.store import create_store
-from scripts.bench.engine import CUSTOMER, cpu_seconds, instant_campaigns
+from scripts.bench.engine import cpu_seconds, instant_campaigns
 from scripts.bench.redis_server import redis_server
+from scripts.chaoslib.redis_cluster import RedisClusterRig
 
 # Seconds the workers get to set up their campaigns before they all start together.
 SETUP_SECONDS = 20.0
@@ -39,7 +45,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--campaigns", type=int, default=8, help="campaigns per process")
     parser.add_argument("--targets", type=int, default=2000, help="targets per campaign")
     parser.add_argument("--seconds", type=float, default=8.0, help="counting window")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also measure each count on a 3-primary Redis Cluster (in turn, same run)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -53,17 +65,23 @@ def parse_args() -> argparse.Namespace:
 
 async def work(args: argparse.Namespace) -> dict[str, float]:
     """One process: set up, wait for the common start, dial for the window, report."""
-    config = StoreConfig(backend="redis", redis=RedisConnection(url=args.url, pool_size=32))
+    config = StoreConfig(
+        backend="redis",
+        redis=RedisConnection(url=args.url, pool_size=32, cluster=args.cluster),
+    )
     store = create_store(config, Path("."))
     await store.open()
     clock = SystemClock()
-    engine, campaigns = await instant_campaigns(store, clock, args.campaigns, args.targets)
+    customer = str(uuid.uuid5(uuid.NAMESPACE_URL, f"dialerd-bench-processes:{args.index}"))
+    engine, campaigns = await instant_campaigns(
+        store, clock, args.campaigns, args.targets, customer
+    )
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(engine.run)
             await anyio.sleep(max(0.0, args.start_at - time.time()))
             for campaign in campaigns:
-                await engine.control.run(CUSTOMER, campaign.id)
+                await engine.control.run(customer, campaign.id)
             cpu0, wall0 = cpu_seconds(), time.perf_counter()
             await anyio.sleep(args.seconds)
             finished = engine.stats.attempts_finished
@@ -74,15 +92,18 @@ async def work(args: argparse.Namespace) -> dict[str, float]:
     return {"attempts": finished, "seconds": wall, "cpu_seconds": cpu}
 
 
-def measure(url: str, processes: int, args: argparse.Namespace) -> dict[str, float]:
+def measure(
+    url: str, processes: int, args: argparse.Namespace, *, cluster: bool = False
+) -> dict[str, float]:
     start_at = time.time() + SETUP_SECONDS
     command = [
         sys.executable, __file__, "--worker", "--url", url, "--start-at", str(start_at),
         "--campaigns", str(args.campaigns), "--targets", str(args.targets),
-        "--seconds", str(args.seconds),
+        "--seconds", str(args.seconds), *(["--cluster"] if cluster else []),
     ]  # fmt: skip
     workers = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)
+        subprocess.Popen([*command, "--index", str(n)], stdout=subprocess.PIPE, text=True)
+        for n in range(processes)
     ]
     reports = []
     for worker in workers:
@@ -111,16 +132,28 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; campaigns per process {args.campaigns} x "
           f"{args.targets} targets; window {args.seconds:g} s")  # fmt: skip
     for processes in args.processes:
-        # A fresh redis-server for each count: the same empty store for all.
+        # A fresh redis-server (and cluster) for each count: the same empty store for all.
         with redis_server() as url:
             result = measure(url, processes, args)
-        print(
-            f"{processes} process(es) on one redis-server: "
-            f"{result['attempts_per_second']:.0f} attempts/s "
-            f"({result['per_process']:.0f} per process, {result['attempts']:.0f} attempts, "
-            f"{result['cpu_seconds_per_1000']:.2f} CPU s per 1,000)",
-            flush=True,
-        )
+        report(processes, "one redis-server", result)
+        if args.cluster:
+            with tempfile.TemporaryDirectory(prefix="dialerd-bench-cluster-") as tmp:
+                rig = RedisClusterRig(Path(tmp))
+                try:
+                    result = measure(rig.url, processes, args, cluster=True)
+                finally:
+                    rig.stop()
+            report(processes, "a 3-primary cluster", result)
+
+
+def report(processes: int, where: str, result: dict[str, float]) -> None:
+    print(
+        f"{processes} process(es) on {where}: "
+        f"{result['attempts_per_second']:.0f} attempts/s "
+        f"({result['per_process']:.0f} per process, {result['attempts']:.0f} attempts, "
+        f"{result['cpu_seconds_per_1000']:.2f} CPU s per 1,000)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

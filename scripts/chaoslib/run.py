@@ -1,6 +1,7 @@
 """Chaos scenarios against real dialerd daemons on loopback: kill -9, redis-server
-outages, several instances on one Redis, Redis Sentinel failovers. Prints a table of
-the invariants checked and exits 1 on any violation. Every wait is bounded."""
+outages, several instances on one Redis, Redis Sentinel failovers, Redis Cluster primaries
+killed. Prints a table of the invariants checked and exits 1 on any violation. Every
+wait is bounded."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dialerd.config import RedisConnection, StoreConfig
 from dialerd.service.clock import SystemClock
 from dialerd.store import create_store
+from scripts.chaoslib.api import CUSTOMER
 from scripts.chaoslib.cluster import Daemon, Redis
 from scripts.chaoslib.invariants import (
     Check,
@@ -32,6 +34,7 @@ from scripts.chaoslib.invariants import (
     check_outages,
     read_ledgers,
 )
+from scripts.chaoslib.redis_cluster import RedisClusterRig, slot_of
 from scripts.chaoslib.sentinel import SERVICE as SENTINEL_SERVICE
 from scripts.chaoslib.sentinel import SentinelTopology
 
@@ -48,6 +51,10 @@ FAILOVER_SETTLE = 2.0
 FAILOVER_UNREPLICATED = 1.0
 FAILOVER_RESUME_BOUND = 15.0
 FAILOVER_RESUME_LIMIT = 60.0
+# The cluster scenario: seconds the shard's replica is cut off before its primary goes
+# (under the nodes' timeout, so the replica may still be promoted); the daemons' prefix.
+CLUSTER_UNREPLICATED = 0.5
+PREFIX = "dialerd"
 # How long after its lease expired a takeover may take: the other instances' retry pace.
 TAKEOVER_SLACK = 3.0
 
@@ -386,11 +393,117 @@ def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple
         topology.stop()
 
 
+def cluster_daemon(args: argparse.Namespace, workdir: Path, rig: RedisClusterRig) -> Daemon:
+    """A daemon whose store is the Redis Cluster (``cluster = true``, a seed node's URL)."""
+    return Daemon(
+        workdir,
+        store="redis",
+        redis_url=rig.url,
+        redis_extra=(
+            f"cluster = true\nmin_replicas = {args.min_replicas}\nreplica_timeout = 0.5\n"
+            f"failover_settle = {FAILOVER_SETTLE}"
+        ),
+        ledger=workdir / "originations.jsonl",
+        lease_ttl=args.lease_ttl,
+        speed=min(args.speed, FAILOVER_SPEED),
+        seed=args.seed,
+        max_concurrent=FAILOVER_CALLS,
+        agents=FAILOVER_CALLS,
+    )
+
+
+def _cluster_fail_over(
+    rig: RedisClusterRig, daemons: list[Daemon], *, pause: bool
+) -> tuple[Outage, float, int]:
+    """kill -9 (or SIGSTOP) the primary of the campaign's customer's shard, wait for its
+    replica's promotion, bring the old node back (a replica now); the outage, the
+    seconds from the promotion to the next origination, and the calls up at the kill."""
+    in_flight = sum(d.api.calls_up() for d in daemons if d.alive)
+    shard = rig.primary_of_slot(slot_of(f"{PREFIX}:{{c:{CUSTOMER}}}"))
+    assert shard is not None
+    replica = rig.replica_of(shard)
+    assert replica is not None
+    # For a moment the shard's writes reach no replica: claims of that moment are lost
+    # in the failover (with min_replicas = 0 they are dialed, and written back).
+    rig.pause(replica)
+    rig.cut_replicas_of(shard)
+    time.sleep(CLUSTER_UNREPLICATED)
+    began = datetime.now(UTC)
+    if pause:
+        rig.pause(shard)
+    else:
+        rig.kill(shard)
+    rig.resume(replica)
+    rig.wait_promoted(shard)
+    promoted = datetime.now(UTC)
+    seen = _originations(daemons)
+    resumed = wait_until(
+        lambda: _originations(daemons) > seen, FAILOVER_RESUME_LIMIT, "dialing to resume"
+    )
+    rig.heal(shard)
+    return Outage(began, promoted), resumed, in_flight
+
+
+def scenario_cluster_failover(
+    args: argparse.Namespace, store: str, work: Path
+) -> tuple[list[Check], str]:
+    """A Redis Cluster of three primaries with a replica each; two daemons share it
+    (``cluster = true``, ``--min-replicas``). ``--failovers`` times while the campaign
+    dials: the replica of the customer's shard is cut off for a moment, then the shard's
+    primary is killed (kill -9), or every other time SIGSTOPped; its replica is
+    promoted; the old node comes back as a replica."""
+    rig = RedisClusterRig(work / "redis")
+    daemons = [cluster_daemon(args, work / f"daemon{n}", rig) for n in range(2)]
+    outages: list[Outage] = []
+    resumes: list[float] = []
+    flights: list[int] = []
+    try:
+        for dialer in daemons:
+            dialer.start()
+        campaign_id = daemons[0].api.create_campaign(args.targets)
+        running = 0
+        for n in range(args.failovers):
+            time.sleep(FAILOVER_SPACING)
+            running += daemons[0].api.campaign_status(campaign_id) == "run"
+            outage, resumed, in_flight = _cluster_fail_over(rig, daemons, pause=n % 2 == 1)
+            outages.append(outage)
+            resumes.append(resumed)
+            flights.append(in_flight)
+        bound = FAILOVER_RESUME_BOUND
+        slow = [f"{seconds:.1f} s" for seconds in resumes if seconds > bound]
+        checks = [
+            Check("campaign running at each failover", running == args.failovers, running),
+            Check(
+                f"dialing resumed <= {bound:g} s after each promotion",
+                not slow,
+                len(resumes),
+                ", ".join(slow),
+            ),
+        ]
+        checks += run_to_stop(args, daemons, campaign_id)
+        ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
+        checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
+        checks.append(exits(daemons))
+        times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
+        live, restored = _written_back(daemons)
+        note = (
+            f"{len(outages)} cluster failovers (calls up at each: {flights}), dialing "
+            f"resumed {times} s after each promotion; {live} live attempts written back, "
+            f"{restored} of them lost by the promoted replica"
+        )
+        return checks, note
+    finally:
+        for dialer in daemons:
+            dialer.close()
+        rig.stop()
+
+
 SCENARIOS = {
     "kill": scenario_kill,
     "redis-outage": scenario_redis_outage,
     "instances": scenario_instances,
     "failover": scenario_failover,
+    "cluster-failover": scenario_cluster_failover,
 }
 
 
@@ -462,13 +575,13 @@ def run(args: argparse.Namespace) -> list[Result]:
 
 def print_table(results: list[Result]) -> None:
     """One row per scenario x invariant, then the time each scenario took."""
-    print(f"{'scenario':<13} {'store':<7} {'invariant':<48} {'result':<6} {'count':>6}")
+    print(f"{'scenario':<16} {'store':<7} {'invariant':<48} {'result':<6} {'count':>6}")
     for result in results:
         for check in result.checks:
             verdict = "PASS" if check.ok else "FAIL"
             detail = f"  {check.detail}" if check.detail and not check.ok else ""
             print(
-                f"{result.scenario:<13} {result.store:<7} {check.name:<48} {verdict:<6} "
+                f"{result.scenario:<16} {result.store:<7} {check.name:<48} {verdict:<6} "
                 f"{check.count:>6}{detail}"
             )
     print()

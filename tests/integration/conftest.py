@@ -89,17 +89,29 @@ async def outlive_lease(store: Store, campaign_id: str, ttl: float, now: datetim
 StoreMaker = Callable[[], Store]
 
 
-@pytest.fixture(params=BACKENDS)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
-    """Makes unopened store instances of one backend that all share the same data."""
-    if request.param == "sqlite":
+def store_maker(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    """Makes unopened store instances of ``backend`` that all share the same data:
+    ``sqlite``, ``redis`` (the session's redis-server) or ``cluster`` (the session's
+    Redis Cluster, started by the first test that asks for it)."""
+    if backend == "sqlite":
         path = tmp_path / "dialerd.sqlite3"
         return lambda: SqliteStore(path)
-    redis_url: str = request.getfixturevalue("redis_url")
     # Imported here so the sqlite half of the suite runs without the redis backend.
     from dialerd.store.redis import RedisStore
 
+    if backend == "cluster":
+        cluster_url: str = request.getfixturevalue("redis_cluster_url")
+        return lambda: RedisStore(
+            url=cluster_url, prefix="dtest", pool_size=40, timeout=2.0, cluster=True
+        )
+    redis_url: str = request.getfixturevalue("redis_url")
     return lambda: RedisStore(url=redis_url, prefix="dtest", pool_size=40, timeout=2.0)
+
+
+@pytest.fixture(params=BACKENDS)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    """Makes unopened store instances of one backend that all share the same data."""
+    return store_maker(request.param, request, tmp_path)
 
 
 @pytest.fixture

@@ -566,3 +566,37 @@ def test_a_bad_sentinel_setting_is_refused_naming_it(section: str, expected: str
 def test_min_replicas_belongs_to_the_store_only() -> None:
     message = config_error('[queue]\nbackend = "redis"\n[queue.redis]\nmin_replicas = 1\n')
     assert "min_replicas, replica_timeout and failover_settle belong to [store.redis]" in message
+
+
+# Redis Cluster ([store.redis] cluster = true).
+
+
+def test_cluster_is_read_for_the_store() -> None:
+    config = decode_config(
+        '[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://10.0.0.1:7000"\n'
+        "cluster = true\n",
+        SOURCE,
+    )
+    assert config.store.redis.cluster
+    assert not decode_config("", SOURCE).store.redis.cluster
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            'cluster = true\nsentinels = ["h:26379"]\nservice_name = "d"',
+            "cluster = true and sentinels do not go together",
+        ),
+        ('cluster = true\nurl = "unix:///run/redis.sock"', "with cluster = true the url must"),
+        ('cluster = true\nurl = "redis://h:7000/2"', "names database 0"),
+        ('cluster = "yes"', "cluster"),
+    ],
+)
+def test_a_bad_cluster_setting_is_refused_naming_it(section: str, expected: str) -> None:
+    assert re.search(expected, config_error(f"[store.redis]\n{section}\n"))
+
+
+def test_cluster_belongs_to_the_store_only() -> None:
+    message = config_error('[queue]\nbackend = "redis"\n[queue.redis]\ncluster = true\n')
+    assert "cluster belongs to [store.redis]" in message

@@ -11,15 +11,22 @@ from typing import Any, TypeVar
 
 import anyio.lowlevel
 import redis.asyncio
+from redis.asyncio import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.model import (
     Campaigncall,
 )
-from dialerd.redis_pool import connection_pool
+from dialerd.redis_pool import cluster_client, connection_pool
 from dialerd.store.base import (
     CampaignChanged,
     CampaignNotRunning,
@@ -48,8 +55,22 @@ from dialerd.store.redis.fields import (
     glob_escape,
     public_url,
 )
+from dialerd.store.redis.migration import Migration
 
 R = TypeVar("R")
+
+
+async def _close(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
+
+
+# How many ids' customers an instance keeps in memory.
+OWNERS_KEPT = 200_000
+# The names of the event sender's leases (``dialerd.events.sender.lease_name``).
+EVENTS_LEASE = "events:"
 # Bodies decoded between two checkpoints (``_decoded``).
 DECODE_CHUNK = 100
 
@@ -73,8 +94,10 @@ class RedisConnection:
         min_replicas: int = 0,
         replica_timeout: float = 0.5,
         failover_settle: float = 5.0,
+        cluster: bool = False,
     ) -> None:
         self.url = url
+        self.cluster = cluster
         self.prefix = prefix
         self.pool_size = pool_size
         self.timeout = timeout
@@ -85,31 +108,48 @@ class RedisConnection:
         self.replica_timeout = replica_timeout
         self.failover_settle = failover_settle
         # The primary each connection reached (``Primary``): see ``durable.Failover``.
-        self.failover = Failover(self.where)
-        self._client: redis.asyncio.Redis | None = None
+        self.failover = Failover(self.where, per_node=cluster)
+        # A Redis or a RedisCluster client (the same commands; typed Any for both).
+        self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         self._scripts: dict[str, AsyncScript] = {}
         # campaigncall id -> what attempt.lua would read while it is active.
         # Per claim: the attempt, then the target's version and body after the claim and
         # its placement before (as attempt.lua reads them).
         self._claims: OrderedDict[str, tuple[Campaigncall, list[bytes]]] = OrderedDict()
+        # Key layout 3 tags every customer's keys; False only while older data is
+        # migrated (and in the tests that write layout 2).
+        self._tagged = True
+        # id -> its customer (a resource never changes customer): what ``P:where:<id>``
+        # answered, or what this instance wrote; and the customers registered here.
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._registered: set[str] = set()
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
         """Connect, check the server answers and load the scripts."""
         if self._client is not None:
             return
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster
         try:
-            pool = connection_pool(
-                self.url,
-                sentinels=self.sentinels,
-                service_name=self.service_name,
-                pool_size=self.pool_size,
-                timeout=self.timeout,
-                on_connect=self.failover.reached,
-            )
-        except ValueError as error:
+            if self.cluster:
+                client = cluster_client(
+                    self.url,
+                    pool_size=self.pool_size,
+                    timeout=self.timeout,
+                    on_connect=self.failover.reached,
+                )
+            else:
+                pool = connection_pool(
+                    self.url,
+                    sentinels=self.sentinels,
+                    service_name=self.service_name,
+                    pool_size=self.pool_size,
+                    timeout=self.timeout,
+                    on_connect=self.failover.reached,
+                )
+                client = redis.asyncio.Redis(connection_pool=pool)
+        except (ValueError, RedisClusterException) as error:
             raise StoreError(f"redis URL {public_url(self.url)} is not valid: {error}") from error
-        client = redis.asyncio.Redis(connection_pool=pool)
         # Every script starts with common.lua, then the outbox's prelude (events out).
         common = self._source("common") + "\n" + self._source("outbox")
         scripts = {
@@ -117,13 +157,18 @@ class RedisConnection:
         }
         try:
             await self._guard(client.ping())
+            if isinstance(client, redis.asyncio.RedisCluster):
+                # One connection to every primary now: a primary seen later is a new
+                # one (a replica promoted), see ``failover.Failover``.
+                await self._guard(client.ping(target_nodes=RedisCluster.PRIMARIES))
+                self.failover.opened = True
             for script in scripts.values():
                 await self._guard(client.script_load(script.script))
             self._client, self._scripts = client, scripts
             await self._migrate()
         except BaseException:
             self._client = None
-            await client.aclose(close_connection_pool=True)
+            await _close(client)
             raise
         await self._recover()
 
@@ -131,11 +176,16 @@ class RedisConnection:
         """Close every pooled connection. Idempotent."""
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose(close_connection_pool=True)
+            await _close(client)
 
     async def ping(self) -> None:
-        """Raise ``StoreUnavailable`` unless Redis answers now."""
-        await self._guard(self._connected().ping())
+        """Raise ``StoreUnavailable`` unless Redis answers now (on a cluster, every
+        primary: a shard down is an outage of its customers)."""
+        client = self._connected()
+        if self.cluster:
+            await self._guard(client.ping(target_nodes=RedisCluster.PRIMARIES))
+        else:
+            await self._guard(client.ping())
 
     async def _migrate(self) -> None:
         """Bring the data to layout ``LAYOUT`` (key ``P:layout``; absent = layout 1, or
@@ -143,9 +193,11 @@ class RedisConnection:
 
         Layout 1 -> 2: the idle targets move from ``fresh`` / ``retry`` to ``ready`` /
         ``waiting`` (a retried target is due its last end plus the longest
-        ``try_interval`` of the outplans of the campaigns dialing its outdial). Every
-        step is idempotent, so instances opening at once, or one interrupted, finish it.
-        Run it with no instance of an older version still writing.
+        ``try_interval`` of the outplans of the campaigns dialing its outdial).
+        Layout 2 -> 3: every key of a customer's data moves under its tag
+        (``migration.Migration``). Every step is idempotent, so instances opening at
+        once, or one interrupted, finish it. Run it with no instance of an older version
+        still writing. A cluster takes a new store or one of layout 3 only.
         """
         client = self._connected()
         layout_key = self._key("layout")
@@ -158,6 +210,27 @@ class RedisConnection:
                 )
             if int(stored) == LAYOUT:
                 return
+        if self.cluster:
+            if stored is not None:
+                raise StoreError(
+                    f"{self.where} has key layout {int(stored)}: open it on a single Redis "
+                    f"with this dialerd first (it migrates to layout {LAYOUT}), then move "
+                    "the keys to the cluster (redis-cli --cluster import)"
+                )
+            await self._guard(client.set(layout_key, LAYOUT))
+            return
+        self._tagged = False
+        try:
+            if stored is None or int(stored) < 2:
+                await self._migrate_queues()
+            await Migration(self).run()
+        finally:
+            self._tagged = True
+        await self._guard(client.set(layout_key, LAYOUT))
+
+    async def _migrate_queues(self) -> None:
+        """Layout 1 -> 2 (on untagged names)."""
+        client = self._connected()
         pattern = glob_escape(self.prefix)
         outdials: set[str] = set()
         for kind in ("fresh", "retry", "progressing"):
@@ -167,9 +240,11 @@ class RedisConnection:
         intervals = await self._retry_intervals() if outdials else {}
         for outdial_id in sorted(outdials):
             interval = intervals.get(outdial_id, 0) * 1000
-            while int(await self._run("migrate", outdial_id, interval, MIGRATE_CHUNK)) > 0:
+            while (
+                int(await self._run("migrate", outdial_id, interval, MIGRATE_CHUNK, customer=""))
+                > 0
+            ):
                 pass
-        await self._guard(client.set(layout_key, LAYOUT))
 
     async def _retry_intervals(self) -> dict[str, int]:
         """The longest ``try_interval`` (ms) of the outplans dialing each outdial."""
@@ -181,7 +256,7 @@ class RedisConnection:
             if body is None:
                 continue
             campaign = CAMPAIGN.decode(body.encode() if isinstance(body, str) else body)
-            outplan = await self._get(OUTPLAN, None, campaign.outplan_id)
+            outplan = await self._get(OUTPLAN, campaign.customer_id, campaign.outplan_id)
             if outplan is not None:
                 intervals[campaign.outdial_id] = max(
                     intervals.get(campaign.outdial_id, 0), outplan.try_interval
@@ -198,9 +273,11 @@ class RedisConnection:
         """The store as errors and logs name it."""
         if self.sentinels:
             return f"redis store {self.service_name} (sentinels {', '.join(self.sentinels)})"
+        if self.cluster:
+            return f"redis cluster store {public_url(self.url)}"
         return f"redis store {public_url(self.url)}"
 
-    def _connected(self) -> redis.asyncio.Redis:
+    def _connected(self) -> Any:
         if self._client is None:
             raise StoreError(f"redis store {public_url(self.url)} is not open")
         return self._client
@@ -212,6 +289,9 @@ class RedisConnection:
             return await call
         except (RedisConnectionError, RedisTimeoutError) as error:
             raise StoreUnavailable(f"{where} cannot be reached: {error}") from error
+        except (ClusterDownError, TryAgainError, RedisClusterException) as error:
+            # A cluster between a node's failure and its replica's promotion.
+            raise StoreUnavailable(f"{where} is not serving every slot: {error}") from error
         except ResponseError as error:
             text = str(error)
             if text.startswith(CONFLICT_MARK):
@@ -228,12 +308,77 @@ class RedisConnection:
         except RedisError as error:
             raise StoreError(f"{where}: {error}") from error
 
-    async def _run(self, name: str, *args: Any) -> Any:
-        """Run one of the Lua scripts (EVALSHA) with the prefix as its first argument."""
+    async def _run(self, name: str, *args: Any, customer: str) -> Any:
+        """Run one of the Lua scripts (EVALSHA) on the customer's keys: the customer's tag
+        is KEYS[1] (a cluster routes the script by it), the prefix the first argument."""
         client = self._connected()
         return await self._guard(
-            self._scripts[name](keys=[], args=[self.prefix, *args], client=client)
+            self._scripts[name](
+                keys=[self._tag(customer)], args=[self.prefix, *args], client=client
+            )
         )
+
+    # -- key layout 3: every key of a customer's data carries the tag {c:<customer>} ------
+    def _tag(self, customer: str) -> str:
+        """``P:{c:<customer>}``, what every key of the customer's data starts with (one
+        hash slot per customer)."""
+        return f"{self.prefix}:{{c:{customer}}}" if self._tagged else self.prefix
+
+    def _ckey(self, customer: str, *parts: str) -> str:
+        """A key of the customer's data."""
+        return ":".join((self._tag(customer), *parts))
+
+    async def _register(self, customer: str, *ids: str) -> None:
+        """Before the customer's data is written: the customer in the registry
+        ``P:customers`` and each id's customer in ``P:where:<id>`` (what lookups by id
+        alone resolve). A registration without the data it was for is harmless."""
+        if customer in self._registered and all(self._owners.get(i) == customer for i in ids):
+            return
+        pipe = self._connected().pipeline(transaction=False)
+        if customer not in self._registered:
+            pipe.sadd(self._key("customers"), customer)
+        for each in ids:
+            pipe.set(self._key("where", each), customer)
+        await self._guard(pipe.execute())
+        self._registered.add(customer)
+        for each in ids:
+            self._own(each, customer)
+
+    def _own(self, resource_id: str, customer: str) -> None:
+        self._owners[resource_id] = customer
+        if len(self._owners) > OWNERS_KEPT:
+            self._owners.popitem(last=False)
+
+    async def _customer_of(self, resource_id: str) -> str | None:
+        """The customer of a campaign, outplan, outdial or campaigncall; None when no
+        such id was ever written."""
+        known = self._owners.get(resource_id)
+        if known is not None:
+            return known
+        found = await self._guard(self._connected().get(self._key("where", resource_id)))
+        if found is None:
+            return None
+        customer = found.decode() if isinstance(found, bytes) else str(found)
+        self._own(resource_id, customer)
+        return customer
+
+    async def _owner(self, resource_id: str) -> str:
+        """The customer whose keys hold what is kept under this id: a campaign's, an
+        outdial's or a campaigncall's customer, the customer of an event delivery lease
+        (``events:<customer>``); '' (a tag of its own) for an id never written."""
+        if resource_id.startswith(EVENTS_LEASE):
+            return resource_id.removeprefix(EVENTS_LEASE)
+        return await self._customer_of(resource_id) or ""
+
+    async def _slots(self) -> list[str]:
+        """A customer per key space to read a cross-customer index in: each customer's
+        (layout 3); one for all while layout 2's names are read."""
+        return await self.customers() if self._tagged else [""]
+
+    async def customers(self) -> list[str]:
+        """Every customer with data in this store (the registry)."""
+        found = await self._guard(self._connected().smembers(self._key("customers")))
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in found)
 
     async def _decoded(self, kind: Kind[Document], bodies: Sequence[bytes]) -> list[Document]:
         """Decode many bodies (every running campaign, every active attempt) a chunk at
@@ -257,8 +402,11 @@ class RedisConnection:
     async def _get_raw(
         self, kind: Kind[Document], customer_id: str | None, resource_id: str
     ) -> bytes | None:
+        owner = customer_id or await self._customer_of(resource_id)
+        if owner is None:
+            return None
         body, customer, deleted = await self._fields(
-            self._key(kind.name, resource_id), "b", "c", "x"
+            self._ckey(owner, kind.name, resource_id), "b", "c", "x"
         )
         if body is None or deleted == b"1":
             return None

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import redis.asyncio
+
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.metrics import store as store_metrics
 from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus
@@ -38,14 +40,14 @@ class DurableLedger(RedisLedger):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        # campaigncall id -> (monotonic time it ended, its body as it ended).
-        self._ended: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        # campaigncall id -> (monotonic time it ended, its body as it ended, customer).
+        self._ended: OrderedDict[str, tuple[float, bytes, str]] = OrderedDict()
 
     def _keep_ended(self, campaigncall: Campaigncall) -> None:
         """Remember an attempt that ended here, for a while (``write_back``)."""
         ended = self._ended
         now = time.monotonic()
-        ended[campaigncall.id] = (now, encode(campaigncall))
+        ended[campaigncall.id] = (now, encode(campaigncall), campaigncall.customer_id)
         while ended and (
             len(ended) > ENDED_KEPT or next(iter(ended.values()))[0] < now - ENDED_KEPT_SECONDS
         ):
@@ -84,7 +86,7 @@ class DurableLedger(RedisLedger):
         with self.failover.guarded("claim"):
             claimed = await super().start_attempts(plans)
             if claimed:
-                await self._acknowledged("claim")
+                await self._acknowledged("claim", plans[0].campaign.customer_id)
         return claimed
 
     async def acquire_lease(
@@ -93,7 +95,7 @@ class DurableLedger(RedisLedger):
         with self.failover.guarded("lease renewal"):
             fence = await super().acquire_lease(campaign_id, owner, ttl, now)
             if fence is not None:
-                await self._acknowledged("lease renewal")
+                await self._acknowledged("lease renewal", await self._owner(campaign_id))
         return fence
 
     async def mark_answered(
@@ -149,13 +151,17 @@ class DurableLedger(RedisLedger):
         while self.failover.pending:
             generation = self.failover.generation
             self._claims.clear()  # what the old primary's claims left is not trusted
+            written: set[str] = set()
             for fence in fences:
+                customer = await self._owner(fence.campaign_id)
+                written.add(customer)
                 await self._run(
                     "restore_lease",
                     fence.campaign_id,
                     fence.owner,
                     fence.token,
                     max(1, round(ttl * 1000)),
+                    customer=customer,
                 )
             now = micros(datetime.now().astimezone())
             restored = 0
@@ -165,29 +171,43 @@ class DurableLedger(RedisLedger):
                     if campaigncall.status == CampaigncallStatus.DIALING
                     else CampaigncallStatus.PROGRESSING
                 )
-                reply = await self._run("restore_attempt", encode(campaigncall), status.value, now)
+                written.add(campaigncall.customer_id)
+                reply = await self._run(
+                    "restore_attempt",
+                    encode(campaigncall),
+                    status.value,
+                    now,
+                    customer=campaigncall.customer_id,
+                )
                 restored += reply == b"restored"
             # Attempts that ended lately: their claim and end may both be lost, and a
             # call that was placed is never forgotten.
-            for _, body in list(self._ended.values()):
-                reply = await self._run("restore_ended", body)
+            for _, body, customer in list(self._ended.values()):
+                written.add(customer)
+                reply = await self._run("restore_ended", body, customer=customer)
                 restored += reply == b"restored"
-            await self._acknowledged("write-back")
+            for customer in sorted(written) if self.cluster else [""]:
+                await self._acknowledged("write-back", customer)
             self.failover.written_back(
                 generation, self.failover_settle, attempts=len(attempts), restored=restored
             )
 
-    async def _acknowledged(self, what: str) -> None:
+    async def _acknowledged(self, what: str, customer: str | None = None) -> None:
         """Wait until ``min_replicas`` replicas have every write made so far (one write
         of a marker, then ``WAIT``, on one connection: WAIT counts the writes of its own
-        connection); ``StoreUnavailable`` when fewer did within ``replica_timeout``."""
+        connection); ``StoreUnavailable`` when fewer did within ``replica_timeout``. On
+        a cluster, on the node of the customer's keys (every primary for None)."""
         if self.min_replicas <= 0:
             return
         started = time.perf_counter()
-        async with self._connected().pipeline(transaction=False) as pipe:
-            pipe.incr(self._key("acknowledged"))
-            pipe.wait(self.min_replicas, max(1, round(self.replica_timeout * 1000)))
-            _, acknowledged = await self._guard(pipe.execute())
+        wait_ms = max(1, round(self.replica_timeout * 1000))
+        if self.cluster:
+            acknowledged = await self._acknowledged_on_nodes(customer, wait_ms)
+        else:
+            async with self._connected().pipeline(transaction=False) as pipe:
+                pipe.incr(self._ckey(customer or "", "acknowledged"))
+                pipe.wait(self.min_replicas, wait_ms)
+                _, acknowledged = await self._guard(pipe.execute())
         store_metrics.replicas_acknowledged(int(acknowledged), self.min_replicas)
         if int(acknowledged) < self.min_replicas:
             waited = time.perf_counter() - started
@@ -196,3 +216,35 @@ class DurableLedger(RedisLedger):
                 f"{self.min_replicas} replicas min_replicas asks for in {waited:.2f} s; "
                 "nothing is dialed on it"
             )
+
+    async def _acknowledged_on_nodes(self, customer: str | None, wait_ms: int) -> int:
+        """The fewest replicas that acknowledged a marker written, then ``WAIT``, on one
+        connection to each node asked: the customer's, or every primary."""
+        client = self._connected()
+        assert isinstance(client, redis.asyncio.RedisCluster)
+        if customer is None:
+            nodes = client.get_primaries()
+        else:
+            node = client.get_node_from_key(self._ckey(customer, "acknowledged"))
+            if node is None:
+                raise StoreUnavailable(f"{self.where}: no node serves customer {customer}")
+            nodes = [node]
+        # Every primary (a check): WAIT alone, with no write of its own to wait for,
+        # answers how many replicas are connected and in step.
+        commands: list[tuple[Any, ...]] = [("WAIT", self.min_replicas, wait_ms)]
+        if customer is not None:
+            commands.insert(0, ("INCR", self._ckey(customer, "acknowledged")))
+        fewest: int | None = None
+        for node in nodes:
+            connection = node.acquire_connection()
+            try:
+                await self._guard(connection.connect())  # type: ignore[no-untyped-call]
+                await self._guard(
+                    connection.send_packed_command(connection.pack_commands(commands))
+                )
+                replies = [await self._guard(connection.read_response()) for _ in commands]
+            finally:
+                node.release(connection)
+            count = int(replies[-1])
+            fewest = count if fewest is None else min(fewest, count)
+        return fewest or 0

@@ -34,8 +34,13 @@ _GUARDED: ContextVar[bool] = ContextVar("dialerd_store_guarded", default=False)
 class Failover:
     """The primary the store writes to, and a new one seen but not yet written back."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, per_node: bool = False) -> None:
         self.where = where
+        # A cluster: each node's replication id, by address; a primary not among those
+        # seen at open (``opened``) is a replica promoted (or a node added).
+        self.per_node = per_node
+        self.replids: dict[str, str] = {}
+        self.opened = False
         # The replication id of the primary this instance's ledger writes go to.
         self.replid: str | None = None
         # A new primary's, from the moment it is seen until the write-back is done.
@@ -54,26 +59,36 @@ class Failover:
     def reached(self, primary: Primary) -> None:
         """A new connection reached ``primary`` (called before any command goes on it)."""
         store_metrics.store_role(primary.role)
-        if self.replid is None:
+        if self.per_node:
+            known = self.replids.get(primary.address)
+            self.replids[primary.address] = primary.replid
+            if known is None and not self.opened:
+                return
+            if known != primary.replid and self.seen is None:
+                self._new_primary(primary, primary.replid)
+        elif self.replid is None:
             self.replid = primary.replid
             return
-        if primary.replid not in (self.replid, self.seen):
-            self.seen = primary.replid
-            self.generation += 1
-            self.count += 1
-            store_metrics.STORE_FAILOVERS.inc()
-            store_metrics.STORE_WRITE_BACK_PENDING.set(1)
-            log.warning(
-                "redis store failed over to a new primary; leases and live attempts are "
-                "written back before anything is claimed",
-                store=self.where,
-                primary=primary.address,
-            )
+        elif primary.replid not in (self.replid, self.seen):
+            self._new_primary(primary, primary.replid)
         if self.pending and _GUARDED.get():
             raise RedisConnectionError(
                 f"the primary changed to {primary.address}; this instance writes its live "
                 "attempts back first"
             )
+
+    def _new_primary(self, primary: Primary, replid: str) -> None:
+        self.seen = replid
+        self.generation += 1
+        self.count += 1
+        store_metrics.STORE_FAILOVERS.inc()
+        store_metrics.STORE_WRITE_BACK_PENDING.set(1)
+        log.warning(
+            "redis store failed over to a new primary; leases and live attempts are "
+            "written back before anything is claimed",
+            store=self.where,
+            primary=primary.address,
+        )
 
     @contextmanager
     def guarded(self, what: str) -> Iterator[None]:

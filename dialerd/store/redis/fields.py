@@ -37,7 +37,7 @@ from dialerd.store.documents import (
 
 # The key layout this code reads and writes (``P:layout``); older layouts are migrated
 # by ``open``.
-LAYOUT: Final = 2
+LAYOUT: Final = 3
 # How many rounds (a claim script call, and a write of up to 100 decisions) one
 # start_attempt makes at most before it answers None ("nothing claimed now"): it goes on
 # deciding the ready targets in order until one is dialable, as the SQLite claim does.

@@ -47,7 +47,7 @@ from dialerd.store.documents import (
     OUTPLAN,
     encode,
 )
-from dialerd.store.redis.connection import RedisConnection
+from dialerd.store.redis.connection import EVENTS_LEASE, RedisConnection
 from dialerd.store.redis.fields import (
     CLAIMS_KEPT,
     CLAIMS_PER_CALL,
@@ -59,7 +59,6 @@ from dialerd.store.redis.fields import (
     decode_target,
     fence_args,
     from_micros,
-    glob_escape,
     held_target,
     max_counts_arg,
     micros,
@@ -85,6 +84,16 @@ async def _raise(error: Exception) -> None:
 
 class RedisLedger(RedisConnection):
     """The ``Ledger`` and ``Leases`` ports on the Redis server."""
+
+    async def _call_owner(self, campaigncall_id: str, fence: Fence | None) -> str:
+        """The customer of an attempt: known here (claimed or read here), that of the
+        fence's campaign, or its ``where`` key."""
+        known = self._owners.get(campaigncall_id)
+        if known is not None:
+            return known
+        if fence is not None and not fence.campaign_id.startswith(EVENTS_LEASE):
+            return await self._owner(fence.campaign_id)
+        return await self._owner(campaigncall_id)
 
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
@@ -137,7 +146,9 @@ class RedisLedger(RedisConnection):
             at = len(claimed)
             bodies = placeholders[at : at + CLAIMS_PER_CALL]
             try:
-                reply = await self._run("start", bodies[0], *common, *chosen, resume, *bodies[1:])
+                reply = await self._run(
+                    "start", bodies[0], *common, *chosen, resume, *bodies[1:], customer=customer_id
+                )
             except CampaignNotRunning:
                 if not claimed:
                     raise
@@ -150,13 +161,18 @@ class RedisLedger(RedisConnection):
                 claimed.append(campaigncall)
             if claims:
                 rounds = 0
+                # Where each attempt's keys are, for lookups by its id alone.
+                await self._register(customer_id, *(call.id for call in claimed[at:]))
             if len(self._claims) > CLAIMS_KEPT:
                 for _ in range(len(self._claims) - CLAIMS_KEPT):
                     self._claims.popitem(last=False)
             if kind == b"none":
                 break
             if kind == b"promote":
-                while await self._run("promote", outdial_id, now) >= PROMOTE_STEP:
+                while (
+                    await self._run("promote", outdial_id, now, customer=customer_id)
+                    >= PROMOTE_STEP
+                ):
                     pass
                 continue
             if kind == b"more":
@@ -207,7 +223,7 @@ class RedisLedger(RedisConnection):
                     *placement_args(decision),
                 ]
             if placed:
-                await self._run("place", *placed)
+                await self._run("place", *placed, customer=customer_id)
         return claimed
 
     async def _number_states(
@@ -220,10 +236,10 @@ class RedisLedger(RedisConnection):
             return {}
         client = self._connected()
         async with client.pipeline(transaction=False) as pipe:
-            pipe.smismember(self._key("dnc", customer_id), unique)
+            pipe.smismember(self._ckey(customer_id, "dnc", customer_id), unique)
             if with_rules:
-                pipe.hmget(self._key("locks", customer_id), unique)
-                pipe.hmget(self._key("attempts", customer_id, day), unique)
+                pipe.hmget(self._ckey(customer_id, "locks", customer_id), unique)
+                pipe.hmget(self._ckey(customer_id, "attempts", customer_id, day), unique)
             replies = await self._guard(pipe.execute())
         listed: list[Any] = replies[0]
         locks: list[Any] = replies[1] if with_rules else [b""] * len(unique)
@@ -241,7 +257,10 @@ class RedisLedger(RedisConnection):
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
     ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
-        body = await self._run("answer", campaigncall_id, format_time(now), *fence_args(fence))
+        customer = await self._call_owner(campaigncall_id, fence)
+        body = await self._run(
+            "answer", campaigncall_id, format_time(now), *fence_args(fence), customer=customer
+        )
         return None if body is None else CAMPAIGNCALL.decode(body)
 
     async def finish_attempt(
@@ -278,7 +297,8 @@ class RedisLedger(RedisConnection):
         for _ in range(FINISH_ATTEMPTS):
             args, written = await self._finish_args(end, remembered)
             remembered = None
-            done = self._finished(await self._run("finish", *args), written)
+            customer = await self._call_owner(campaigncall_id, fence)
+            done = self._finished(await self._run("finish", *args, customer=customer), written)
             if not isinstance(done, _Changed):
                 return done
         raise StoreUnavailable(
@@ -298,12 +318,13 @@ class RedisLedger(RedisConnection):
             await self._finish_args(end, self._claims.pop(end.campaigncall_id, None))
             for end in ends
         ]
+        owners = [await self._call_owner(end.campaigncall_id, end.fence) for end in ends]
         # EVALSHA of the script loaded at open (a pipeline given the script object
         # would ask SCRIPT EXISTS first: one more round trip).
         sha = self._scripts["finish"].sha
         async with self._connected().pipeline(transaction=False) as pipe:
-            for args, _written in prepared:
-                pipe.evalsha(sha, 0, self.prefix, *args)
+            for (args, _written), owner in zip(prepared, owners, strict=True):
+                pipe.evalsha(sha, 1, self._tag(owner), self.prefix, *args)
             replies = await self._guard(pipe.execute(raise_on_error=False))
         done: list[FinishResult | LeaseLost | None] = []
         for end, (_args, written), reply in zip(ends, prepared, replies, strict=True):
@@ -348,7 +369,8 @@ class RedisLedger(RedisConnection):
         if remembered is not None:
             campaigncall, read = remembered
         else:
-            read = await self._run("attempt", end.campaigncall_id)
+            customer = await self._call_owner(end.campaigncall_id, end.fence)
+            read = await self._run("attempt", end.campaigncall_id, customer=customer)
             if read[0] == b"active":
                 campaigncall = CAMPAIGNCALL.decode(read[1])
             read = read[2:]
@@ -413,7 +435,8 @@ class RedisLedger(RedisConnection):
     async def _readings_of(self, campaigncall: Campaigncall) -> tuple[str, ...]:
         """The E.164 readings of the number an attempt dialed, under the dialing rules of
         the outplan it was claimed with (deleted or not), as the claim read it."""
-        (body,) = await self._fields(self._key("outplan", campaigncall.outplan_id), "b")
+        key = self._ckey(campaigncall.customer_id, "outplan", campaigncall.outplan_id)
+        (body,) = await self._fields(key, "b")
         source = None if body is None else OUTPLAN.decode(body).source
         return dialed.readings(campaigncall.destination.target, dialed.region_of(source))
 
@@ -421,21 +444,23 @@ class RedisLedger(RedisConnection):
         """Drop the number locks that ended by ``now``: each customer's ``locks`` hash is
         read a page at a time and the script deletes a field only if it is still over."""
         client = self._connected()
-        pattern = f"{glob_escape(self.prefix)}:locks:*"
         cutoff = micros(now)
         pruned = 0
-        async for found in client.scan_iter(match=pattern, count=1000):
-            name = found.decode() if isinstance(found, bytes) else str(found)
-            customer_id = name.rsplit(":", 1)[1]
+        for customer_id in await self.customers():
+            name = self._ckey(customer_id, "locks", customer_id)
             ended: list[bytes] = []
             async for field, value in client.hscan_iter(name, count=1000):
                 if int(value) <= cutoff:
                     ended.append(field)
                 if len(ended) >= PRUNE_CHUNK:
-                    pruned += await self._run("prune", customer_id, cutoff, *ended)
+                    pruned += await self._run(
+                        "prune", customer_id, cutoff, *ended, customer=customer_id
+                    )
                     ended = []
             if ended:
-                pruned += await self._run("prune", customer_id, cutoff, *ended)
+                pruned += await self._run(
+                    "prune", customer_id, cutoff, *ended, customer=customer_id
+                )
         return pruned
 
     # -- campaign leases (expiry by the Redis server's clock) ------------------------------
@@ -443,30 +468,36 @@ class RedisLedger(RedisConnection):
         self, campaign_id: str, owner: str, ttl: float, now: datetime
     ) -> Fence | None:
         """Take or renew the campaign's lease; ``now`` is unused (Redis keeps the time)."""
-        token = await self._run("lease", campaign_id, owner, max(1, round(ttl * 1000)))
+        customer = await self._owner(campaign_id)
+        token = await self._run(
+            "lease", campaign_id, owner, max(1, round(ttl * 1000)), customer=customer
+        )
         return None if token is None else Fence(campaign_id, owner, int(token))
 
     async def release_lease(self, fence: Fence) -> None:
         """Give the lease up at once, if ``fence`` still holds it."""
-        await self._run("release", fence.campaign_id, fence.owner, fence.token)
+        customer = await self._owner(fence.campaign_id)
+        await self._run("release", fence.campaign_id, fence.owner, fence.token, customer=customer)
 
     async def lease_owner(self, campaign_id: str, now: datetime | None = None) -> str | None:
         """The owner of the campaign's valid lease, or None (``now`` is unused)."""
-        owner = await self._guard(self._connected().hget(self._key("lease", campaign_id), "owner"))
+        key = self._ckey(await self._owner(campaign_id), "lease", campaign_id)
+        owner = await self._guard(self._connected().hget(key, "owner"))
         if owner is None:
             return None
         return owner.decode() if isinstance(owner, bytes) else str(owner)
 
     async def count_dialing(self, campaign_id: str) -> int:
         """How many of the campaign's attempts are ``dialing``."""
-        return int(await self._guard(self._connected().scard(self._key("dialing", campaign_id))))
+        key = self._ckey(await self._owner(campaign_id), "dialing", campaign_id)
+        return int(await self._guard(self._connected().scard(key)))
 
     async def add_abandonment(
         self, campaign_id: str, day: str, live: int, abandoned: int
     ) -> DayCount:
         """Add to the campaign's count of ``day`` (two fields of one hash, in one
         MULTI/EXEC); returns the day's new count."""
-        key = self._key("abandonment", campaign_id)
+        key = self._ckey(await self._owner(campaign_id), "abandonment", campaign_id)
         async with self._connected().pipeline(transaction=True) as pipe:
             pipe.hincrby(key, f"{day}:live", int(live))
             pipe.hincrby(key, f"{day}:abandoned", int(abandoned))
@@ -475,7 +506,8 @@ class RedisLedger(RedisConnection):
 
     async def abandonment_days(self, campaign_id: str, since: str) -> list[DayCount]:
         """The campaign's counts of ``since`` and later days, oldest first."""
-        fields = await self._guard(self._connected().hgetall(self._key("abandonment", campaign_id)))
+        key = self._ckey(await self._owner(campaign_id), "abandonment", campaign_id)
+        fields = await self._guard(self._connected().hgetall(key))
         days: dict[str, dict[str, int]] = {}
         for field, value in fields.items():
             day, _, kind = (field.decode() if isinstance(field, bytes) else field).partition(":")
@@ -488,9 +520,20 @@ class RedisLedger(RedisConnection):
 
     async def active_attempts(self, campaign_id: str | None = None) -> list[Campaigncall]:
         """Attempts ``dialing`` or ``progressing`` (of one campaign, or of all)."""
-        active = "active" if campaign_id is None else f"active:{campaign_id}"
-        bodies = await self._run("members", "campaigncall", active)
-        campaigncalls = await self._decoded(CAMPAIGNCALL, bodies)
+        campaigncalls: list[Campaigncall] = []
+        if campaign_id is None:
+            # Each customer's active set is on its own slot.
+            for customer in await self._slots():
+                bodies = await self._run("members", "campaigncall", "active", customer=customer)
+                campaigncalls += await self._decoded(CAMPAIGNCALL, bodies)
+        else:
+            customer = await self._owner(campaign_id)
+            bodies = await self._run(
+                "members", "campaigncall", f"active:{campaign_id}", customer=customer
+            )
+            campaigncalls = await self._decoded(CAMPAIGNCALL, bodies)
+        for campaigncall in campaigncalls:
+            self._own(campaigncall.id, campaigncall.customer_id)
         return sorted(campaigncalls, key=lambda call: (call.tm_create, call.id))
 
     async def target_counts(self, outdial_id: str, now: datetime) -> TargetCounts:
@@ -500,16 +543,21 @@ class RedisLedger(RedisConnection):
         listing), and done because of the do-not-call list."""
         moment = micros(now)
         reasons = [reason.value for reason in Held if reason != Held.NONE]
+        customer = await self._owner(outdial_id)
+
+        def key(*parts: str) -> str:
+            return self._ckey(customer, *parts)
+
         pipe = self._connected().pipeline(transaction=True)
-        pipe.zcard(self._key("targets", outdial_id))
-        pipe.zcard(self._key("ready", outdial_id))
-        pipe.zcount(self._key("waiting", outdial_id), "-inf", moment)
-        pipe.zcount(self._key("waiting", outdial_id), f"({moment}", "+inf")
-        pipe.scard(self._key("held", outdial_id))
-        pipe.scard(self._key("progressing", outdial_id))
+        pipe.zcard(key("targets", outdial_id))
+        pipe.zcard(key("ready", outdial_id))
+        pipe.zcount(key("waiting", outdial_id), "-inf", moment)
+        pipe.zcount(key("waiting", outdial_id), f"({moment}", "+inf")
+        pipe.scard(key("held", outdial_id))
+        pipe.scard(key("progressing", outdial_id))
         for reason in reasons:
-            pipe.zcount(self._key("waiting_held", outdial_id, reason), f"({moment}", "+inf")
-        pipe.scard(self._key("done_held", outdial_id, Held.DNC.value))
+            pipe.zcount(key("waiting_held", outdial_id, reason), f"({moment}", "+inf")
+        pipe.scard(key("done_held", outdial_id, Held.DNC.value))
         total, ready, due, waiting, unplaced, progressing, *by_reason, listed = await self._guard(
             pipe.execute()
         )
@@ -531,11 +579,16 @@ class RedisLedger(RedisConnection):
 
         Targets staged by an import not yet published are in the ready and waiting
         indexes already: the outdial is not exhausted while an import is under way."""
+        customer = await self._owner(outdial_id)
+
+        def key(*parts: str) -> str:
+            return self._ckey(customer, *parts)
+
         pipe = self._connected().pipeline(transaction=True)
-        pipe.zcard(self._key("ready", outdial_id))
-        pipe.zcard(self._key("waiting", outdial_id))
-        pipe.scard(self._key("progressing", outdial_id))
-        pipe.scard(self._key("active", campaign_id))
+        pipe.zcard(key("ready", outdial_id))
+        pipe.zcard(key("waiting", outdial_id))
+        pipe.scard(key("progressing", outdial_id))
+        pipe.scard(key("active", campaign_id))
         ready, waiting, progressing, active = await self._guard(pipe.execute())
         return exhausted(
             dialable=int(ready) + int(waiting) > 0,

@@ -71,13 +71,13 @@ class RedisOutbox(RedisConnection):
         self, event_type: str, customer_id: str, campaign_id: str, body: bytes
     ) -> str:
         """Append one event; its position (the stream entry id)."""
-        client = self._connected()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self._key("events", customer_id), {"t": event_type, "c": campaign_id, "b": body}
+        await self._register(customer_id)
+        position = await self._guard(
+            self._connected().xadd(
+                self._ckey(customer_id, "events", customer_id),
+                {"t": event_type, "c": campaign_id, "b": body},
             )
-            pipe.sadd(self._key("event_customers"), customer_id)
-            position, _ = await self._guard(pipe.execute())
+        )
         return _text(position)
 
     async def read_events(
@@ -86,7 +86,7 @@ class RedisOutbox(RedisConnection):
         """The customer's events after ``after``, oldest first."""
         found: list[OutboxEntry] = []
         start = f"({after}" if after else "-"
-        stream = self._key("events", customer_id)
+        stream = self._ckey(customer_id, "events", customer_id)
         while len(found) < limit:
             found_rows = await self._guard(
                 self._connected().xrange(stream, start, "+", count=limit)
@@ -102,20 +102,29 @@ class RedisOutbox(RedisConnection):
         return found[:limit]
 
     async def event_customers(self) -> list[str]:
-        """Every customer that has had an event."""
-        members = await self._guard(self._connected().smembers(self._key("event_customers")))
-        return sorted(_text(member) for member in members)
+        """Every customer that may have had an event: the registry (a customer is in it
+        before any of its data, events included, is written)."""
+        return await self.customers()
 
     async def delivered_position(self, customer_id: str) -> str:
         """The customer's delivered position ("" before any)."""
-        (value,) = await self._fields(self._key("events_delivered"), customer_id)
+        (value,) = await self._fields(self._ckey(customer_id, "events_delivered"), customer_id)
         return "" if value is None else value.decode()
 
     async def mark_delivered(
         self, customer_id: str, position: str, passed: int, fence: Fence, now: datetime
     ) -> None:
         """Move the delivered position forward, under the customer's delivery lease."""
-        await self._run("delivered", customer_id, *fence_args(fence), position, passed, "", "")
+        await self._run(
+            "delivered",
+            customer_id,
+            *fence_args(fence),
+            position,
+            passed,
+            "",
+            "",
+            customer=customer_id,
+        )
 
     async def set_aside(self, entry: OutboxEntry, error: str, now: datetime, fence: Fence) -> None:
         """Keep the entry as failed (the caller moves the delivered position past it)."""
@@ -128,19 +137,20 @@ class RedisOutbox(RedisConnection):
             0,
             encode(failed),
             entry.position,
+            customer=entry.customer_id,
         )
 
     async def failed_events(self, customer_id: str) -> list[FailedEvent]:
         """The customer's events set aside, oldest first."""
         stored = await self._guard(
-            self._connected().hgetall(self._key("events_failed", customer_id))
+            self._connected().hgetall(self._ckey(customer_id, "events_failed", customer_id))
         )
         ordered = sorted(stored.items(), key=lambda item: _order(item[0]))
         return [_FAILED.decode(body) for _, body in ordered]
 
     async def redeliver_event(self, customer_id: str, position: str) -> FailedEvent | None:
         """Mark a failed event to be sent again."""
-        key = self._key("events_failed", customer_id)
+        key = self._ckey(customer_id, "events_failed", customer_id)
         (body,) = await self._fields(key, position)
         if body is None:
             return None
@@ -150,7 +160,7 @@ class RedisOutbox(RedisConnection):
 
     async def forget_failed(self, customer_id: str, position: str, error: str | None) -> None:
         """Drop a redelivered event, or keep it failed with the new error."""
-        key = self._key("events_failed", customer_id)
+        key = self._ckey(customer_id, "events_failed", customer_id)
         if error is None:
             await self._guard(self._connected().hdel(key, position))
             return
@@ -162,12 +172,14 @@ class RedisOutbox(RedisConnection):
     async def outbox_backlog(self, customer_id: str) -> int:
         """Events ever appended to the customer's stream less those delivered or set aside."""
         client = self._connected()
-        stream = self._key("events", customer_id)
+        stream = self._ckey(customer_id, "events", customer_id)
         if not await self._guard(client.exists(stream)):
             return 0
         info: dict[Any, Any] = await self._guard(client.xinfo_stream(stream))
         added = int(info.get("entries-added") or info.get(b"entries-added") or 0)
-        (passed,) = await self._fields(self._key("events_delivered_count"), customer_id)
+        (passed,) = await self._fields(
+            self._ckey(customer_id, "events_delivered_count"), customer_id
+        )
         return max(0, added - int(passed or 0))
 
     async def prune_events(self, customer_id: str, before: str) -> int:
@@ -179,7 +191,7 @@ class RedisOutbox(RedisConnection):
         return int(
             await self._guard(
                 self._connected().xtrim(
-                    self._key("events", customer_id), minid=bound, approximate=False
+                    self._ckey(customer_id, "events", customer_id), minid=bound, approximate=False
                 )
             )
         )

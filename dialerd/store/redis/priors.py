@@ -15,10 +15,11 @@ class RedisPriors(RedisConnection):
 
     async def save_pacing_prior(self, campaign_id: str, prior: PacingPrior) -> None:
         """Keep ``prior`` as the campaign's latest (replacing the one before)."""
-        key = self._key("pacing_prior", campaign_id)
+        key = self._ckey(await self._owner(campaign_id), "pacing_prior", campaign_id)
         await self._guard(self._connected().set(key, msgspec.json.encode(prior)))
 
     async def pacing_prior(self, campaign_id: str) -> PacingPrior | None:
         """The campaign's latest prior; None if none was kept."""
-        body = await self._guard(self._connected().get(self._key("pacing_prior", campaign_id)))
+        key = self._ckey(await self._owner(campaign_id), "pacing_prior", campaign_id)
+        body = await self._guard(self._connected().get(key))
         return decode_prior(body)

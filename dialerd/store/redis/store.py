@@ -2,10 +2,20 @@
 
 Every multi-key change is one Lua script (``dialerd/store/redis/scripts/*.lua``, each
 prefixed with ``common.lua``), so a crash can never leave half a transition behind. Keys all
-start with ``<prefix>:``; the scripts build them from the prefix, so this layout is for a
-single Redis (or a primary with replicas), not Redis Cluster.
+start with ``<prefix>:``.
 
-Layout (``P`` = prefix):
+Layout 3 (``P`` = prefix). Every key of a customer's data starts with the customer's
+tag ``T`` = ``P:{c:<customer>}``: one hash slot per customer, so each script (given ``T``
+as KEYS[1], the scripts build every key from it) runs on one node of a Redis Cluster
+(``cluster = true``) and one customer's data is on one shard. The names below are written
+``P:...`` for short: all of them are ``T:...`` but these four, single keys of their own:
+``P:layout``; ``P:customers``, the registry of every customer with data (written before
+the data; what cross-customer reads go over, customer by customer); ``P:where:<id>``,
+the customer of a campaign, outplan, outdial or campaigncall (what a lookup by id alone
+resolves, cached in the process: a resource never changes customer); ``P:webhooks``.
+The sets that spanned customers in layout 2 (``status``, ``active``, ``dnc_publishing``,
+the events' delivered positions and counts) are per customer; ``open`` migrates layout 2
+(``migration.py``).
 
 - ``P:<kind>:<id>``: a hash per resource: ``b`` body (JSON), ``c`` customer, ``l`` its
   listing member, ``s`` status, ``x`` = "1" once deleted; targets add ``o`` outdial,
@@ -145,8 +155,16 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
     async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:
         member = f"{resource.tm_create}|{resource.id}"
         status = resource.status.value if isinstance(resource, Campaign) else ""
+        await self._register(resource.customer_id, resource.id)
         await self._run(
-            "create", kind.name, resource.id, resource.customer_id, member, status, encode(resource)
+            "create",
+            kind.name,
+            resource.id,
+            resource.customer_id,
+            member,
+            status,
+            encode(resource),
+            customer=resource.customer_id,
         )
         return resource
 
@@ -169,6 +187,7 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
             *fence_args(guard.fence),
             "-" if guard.if_updated is None else f"={guard.if_updated}",
             guard.cause,
+            customer=resource.customer_id,
         )
         return resource
 
@@ -189,7 +208,13 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
                 raise Conflict(f"campaign {resource_id} is {current.status.value}: stop it first")
             deleted = msgspec.structs.replace(current, tm_update=stamp, tm_delete=stamp)
             outcome = await self._run(
-                "delete", kind.name, resource_id, customer_id, body, encode(deleted)
+                "delete",
+                kind.name,
+                resource_id,
+                customer_id,
+                body,
+                encode(deleted),
+                customer=customer_id,
             )
             if outcome == b"ok":
                 return deleted
@@ -215,6 +240,7 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
             listing or f"{kind.name}s:{customer_id}",
             max_bound(page_token),
             page_limit(page_size),
+            customer=customer_id,
         )
         return Page(
             result=[kind.decode(body) for body in flat[1:]], next_page_token=flat[0].decode()
@@ -224,7 +250,10 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         self, campaign_id: str
     ) -> tuple[Campaign | None, Outplan | None]:
         """Both in one script call."""
-        campaign, outplan = await self._run("dialing", campaign_id)
+        customer = await self._customer_of(campaign_id)
+        if customer is None:
+            return None, None
+        campaign, outplan = await self._run("dialing", campaign_id, customer=customer)
         return (
             CAMPAIGN.decode(campaign) if campaign else None,
             OUTPLAN.decode(outplan) if outplan else None,
@@ -235,8 +264,12 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         wanted = sorted({CampaignStatus(status).value for status in statuses})
         if not wanted:
             return []
-        bodies = await self._run("members", "campaign", *(f"status:{s}" for s in wanted))
-        campaigns = await self._decoded(CAMPAIGN, bodies)
+        sets = [f"status:{s}" for s in wanted]
+        campaigns: list[Campaign] = []
+        # Each customer's status sets are on its own slot: read customer by customer.
+        for customer in await self._slots():
+            bodies = await self._run("members", "campaign", *sets, customer=customer)
+            campaigns += await self._decoded(CAMPAIGN, bodies)
         return sorted(campaigns, key=lambda campaign: (campaign.tm_create, campaign.id))
 
     # -- targets --------------------------------------------------------------------------
@@ -257,46 +290,67 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         """Stage each batch (in chunks of ``import_chunk``), then publish them in one step."""
         batch = new_id()
         count = 0
+        customer = ""
         try:
             async for targets in batches:
                 for start in range(0, len(targets), self.import_chunk):
                     chunk = targets[start : start + self.import_chunk]
+                    customer = await self._customer_of_targets(chunk, customer)
                     count += len(chunk)
-                    await self._insert_targets(batch, chunk)
+                    await self._insert_targets(batch, chunk, customer)
             if count:
-                await self._run("publish", batch)
+                await self._run("publish", batch, customer=customer)
         except BaseException:
             if count:
                 with anyio.move_on_after(DISCARD_SECONDS, shield=True):
-                    await self._discard(batch, count)
+                    await self._discard(batch, count, customer)
             raise
         return count
 
-    async def _insert_targets(self, batch: str, targets: Sequence[OutdialTarget]) -> int:
+    async def _customer_of_targets(self, targets: Sequence[OutdialTarget], known: str = "") -> str:
+        """The one customer whose outdials these targets are of (an import is one
+        customer's: its keys are on one slot)."""
+        customers = {known} if known else set()
+        for outdial_id in {target.outdial_id for target in targets}:
+            customer = await self._customer_of(outdial_id)
+            if customer is None:
+                raise Conflict(f"outdial {outdial_id} not found; no target was added")
+            customers.add(customer)
+        if len(customers) != 1:
+            raise StoreError("targets of several customers' outdials cannot be added together")
+        return customers.pop()
+
+    async def _insert_targets(
+        self, batch: str, targets: Sequence[OutdialTarget], customer: str = ""
+    ) -> int:
+        customer = customer or await self._customer_of_targets(targets)
         # An import's chunk is encoded in a worker thread: not on the event loop.
         if len(targets) > 50:
             rows = await anyio.to_thread.run_sync(_encoded_rows, targets)
         else:
             rows = _encoded_rows(targets)
-        return int(await self._run("targets", batch, STAGING_TTL_SECONDS, rows))
+        return int(await self._run("targets", batch, STAGING_TTL_SECONDS, rows, customer=customer))
 
-    async def _discard(self, batch: str, size: int) -> None:
+    async def _discard(self, batch: str, size: int, customer: str) -> None:
         """Remove what a failed staged import wrote (best effort: it is invisible anyway)."""
         try:
             for _ in range(size // DISCARD_CHUNK + 2):
-                if int(await self._run("discard", batch, DISCARD_CHUNK)) == 0:
+                if int(await self._run("discard", batch, DISCARD_CHUNK, customer=customer)) == 0:
                     return
         except StoreError:
             return  # the leftovers stay invisible and are dropped when a claim meets them
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
+        customer = await self._customer_of(outdial_id)
+        if customer is None:
+            return None
         body, outdial, deleted, batch, queue, due, held = await self._fields(
-            self._key("target", target_id), "b", "o", "x", "p", "k", "pd", "ph"
+            self._ckey(customer, "target", target_id), "b", "o", "x", "p", "k", "pd", "ph"
         )
         if body is None or deleted == b"1" or outdial != outdial_id.encode():
             return None
         if batch is not None and not await self._guard(
-            self._connected().exists(self._key("imported", batch.decode()))
+            self._connected().exists(self._ckey(customer, "imported", batch.decode()))
         ):
             return None
         return held_target(body, queue, due, held)
@@ -305,14 +359,27 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         self, outdial_id: str, target_id: str, now: datetime
     ) -> OutdialTarget | None:
         """Soft-delete a target; raise ``Conflict`` while it is ``progressing``."""
-        body = await self._run("delete_target", outdial_id, target_id, format_time(now))
+        customer = await self._customer_of(outdial_id)
+        if customer is None:
+            return None
+        body = await self._run(
+            "delete_target", outdial_id, target_id, format_time(now), customer=customer
+        )
         return None if body is None else decode_target(body)
 
     async def list_targets(
         self, outdial_id: str, page_size: int = MAX_PAGE_SIZE, page_token: str = ""
     ) -> Page[OutdialTarget]:
+        customer = await self._customer_of(outdial_id)
+        if customer is None:
+            return Page(result=[], next_page_token="")
         flat = await self._run(
-            "page", "target", f"targets:{outdial_id}", max_bound(page_token), page_limit(page_size)
+            "page",
+            "target",
+            f"targets:{outdial_id}",
+            max_bound(page_token),
+            page_limit(page_size),
+            customer=customer,
         )
         # Each target comes with its queue letter, due and held (page.lua).
         rows = flat[1:]
@@ -350,22 +417,25 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         def text(value: bytes | str) -> str:
             return value.decode() if isinstance(value, bytes) else value
 
+        # Every key read here is the customer's: one slot, one node of a cluster.
         client = self._connected()
         pipe = client.pipeline(transaction=False)
-        pipe.zcard(self._key("campaigns", customer_id))
-        pipe.zrange(self._key("outdials", customer_id), 0, -1)
-        pipe.scard(self._key("dnc", customer_id))
-        pipe.sunion([self._key("status", "run"), self._key("status", "stopping")])
-        campaigns, outdials, dnc_numbers, running = await self._guard(pipe.execute())
+        pipe.zcard(self._ckey(customer_id, "campaigns", customer_id))
+        pipe.zrange(self._ckey(customer_id, "outdials", customer_id), 0, -1)
+        pipe.scard(self._ckey(customer_id, "dnc", customer_id))
+        pipe.smembers(self._ckey(customer_id, "status", "run"))
+        pipe.smembers(self._ckey(customer_id, "status", "stopping"))
+        campaigns, outdials, dnc_numbers, run, stopping = await self._guard(pipe.execute())
+        running = set(run) | set(stopping)
         # Listing members are "<tm_create>|<id>".
         outdial_ids = [text(member).rpartition("|")[2] for member in outdials]
         running_ids = sorted(text(member) for member in running)
         pipe = client.pipeline(transaction=False)
         for each in outdial_ids:
-            pipe.zcard(self._key("targets", each))
+            pipe.zcard(self._ckey(customer_id, "targets", each))
         for each in running_ids:
-            pipe.hget(self._key("campaign", each), "c")
-        pipe.zcard(self._key("targets", outdial_id or "-"))
+            pipe.hget(self._ckey(customer_id, "campaign", each), "c")
+        pipe.zcard(self._ckey(customer_id, "targets", outdial_id or "-"))
         *counts, outdial_targets = await self._guard(pipe.execute())
         targets = counts[: len(outdial_ids)]
         owners = counts[len(outdial_ids) :]

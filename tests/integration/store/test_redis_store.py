@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio
 
 from dialerd.core.hours import CallingHours
+from dialerd.core.predictive import PacingPrior
 from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.model import (
     CampaigncallResult,
@@ -25,7 +26,7 @@ from dialerd.store.redis.fields import LAYOUT, micros_of_stamp
 from tests.conftest import RedisServer, free_port
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Factory
+    from tests.integration.conftest import Dialing, Factory
 
 
 def redis_store(url: str, *, prefix: str = "dtest", import_chunk: int = 4) -> RedisStore:
@@ -39,6 +40,11 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     await opened.open()
     yield opened
     await opened.close()
+
+
+def tagged(customer: str, *parts: str) -> str:
+    """A key of the customer's data in key layout 3 (prefix ``dtest``)."""
+    return ":".join((f"dtest:{{c:{customer}}}", *parts))
 
 
 async def all_keys(url: str) -> list[str]:
@@ -200,7 +206,7 @@ async def test_an_import_in_progress_is_invisible_until_published(
     assert await store.get_target(dialing.outdial.id, staged[0].id) is None
     assert (await store.list_targets(dialing.outdial.id)).result == []
     assert await store.start_attempt(dialing.plan(make.at(1))) is None
-    await store._run("publish", "batch-1")
+    await store._run("publish", "batch-1", customer=dialing.campaign.customer_id)
     assert await store.get_target(dialing.outdial.id, staged[0].id) == staged[0]
     assert len((await store.list_targets(dialing.outdial.id)).result) == 3
     campaigncall = await store.start_attempt(dialing.plan(make.at(1)))
@@ -218,7 +224,7 @@ async def test_claims_drop_the_leftovers_of_an_abandoned_import(
     # The importer died: its marker expired.
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        await client.delete("dtest:import:batch-2")
+        await client.delete(tagged(dialing.campaign.customer_id, "import", "batch-2"))
     finally:
         await client.aclose()
     kept = make.target(dialing.outdial.id, tm_create=make.stamp(5))
@@ -262,9 +268,9 @@ async def test_thousands_of_spent_targets_at_the_head_do_not_hide_a_dialable_one
     decisions = 0
     run = store._run
 
-    async def counting(name: str, *args: object) -> object:
+    async def counting(name: str, *args: object, customer: str) -> object:
         nonlocal decisions
-        reply = await run(name, *args)
+        reply = await run(name, *args, customer=customer)
         if name == "start" and reply[0] == b"decide":
             decisions += len(reply[1])
         return reply
@@ -288,9 +294,9 @@ def counting_script_calls(store: RedisStore) -> list[str]:
     names: list[str] = []
     run = store._run
 
-    async def counting(name: str, *args: object) -> object:
+    async def counting(name: str, *args: object, customer: str) -> object:
         names.append(name)
-        return await run(name, *args)
+        return await run(name, *args, customer=customer)
 
     store._run = counting  # type: ignore[method-assign]
     return names
@@ -432,17 +438,20 @@ async def test_a_decision_on_a_target_changed_since_it_was_read_is_not_written(
     await store.create_targets([target])
     await store.delete_target(dialing.outdial.id, target.id, make.at(1))
     # The core's "done" for the version created (1) finds the target deleted since (2).
-    written = await store._run("place", target.id, "1", b"{}", "", 0, 0, "", -1, "")
+    customer = dialing.campaign.customer_id
+    written = await store._run(
+        "place", target.id, "1", b"{}", "", 0, 0, "", -1, "", customer=customer
+    )
     assert int(written) == 0
-    stored = await store._fields(f"dtest:target:{target.id}", "x", "k")
+    stored = await store._fields(tagged(customer, "target", target.id), "x", "k")
     assert stored == [b"1", b""]
 
 
-async def bump_version(url: str, target_id: str) -> None:
+async def bump_version(url: str, customer: str, target_id: str) -> None:
     """Another writer changes the target (its version) behind the store's back."""
     client = redis.asyncio.Redis.from_url(url)
     try:
-        await client.hincrby(f"dtest:target:{target_id}", "v", 1)
+        await client.hincrby(tagged(customer, "target", target_id), "v", 1)
     finally:
         await client.aclose()
 
@@ -465,18 +474,18 @@ async def test_finish_decides_again_when_the_target_changed_in_between(
     reads = []
     run = finisher._run
 
-    async def meddling(name: str, *args: object) -> object:
-        reply = await run(name, *args)
+    async def meddling(name: str, *args: object, customer: str) -> object:
+        reply = await run(name, *args, customer=customer)
         if name == "attempt":
             reads.append(reply)
             if len(reads) == 1 and not claimed_here:
-                await bump_version(redis_url, target.id)
+                await bump_version(redis_url, dialing.campaign.customer_id, target.id)
         return reply
 
     monkeypatch.setattr(finisher, "_run", meddling)
     if claimed_here:
         # The decision made from what the claim left is refused: read, decide again.
-        await bump_version(redis_url, target.id)
+        await bump_version(redis_url, dialing.campaign.customer_id, target.id)
     done = await finisher.finish_attempt(
         call.id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(2)
     )
@@ -538,7 +547,7 @@ async def test_a_number_listed_between_the_decision_and_the_claim_is_not_dialed(
     run = store._run
     replies: list[bytes] = []
 
-    async def listing_meanwhile(name: str, *args: object) -> object:
+    async def listing_meanwhile(name: str, *args: object, customer: str) -> object:
         if name == "start" and replies == [b"decide"]:
             # Decided dialable on what was read: the number is listed before the claim.
             listed = DncNumber(
@@ -547,7 +556,7 @@ async def test_a_number_listed_between_the_decision_and_the_claim_is_not_dialed(
                 tm_create=make.stamp(1),
             )
             await store.add_dnc_numbers([listed])
-        reply = await run(name, *args)
+        reply = await run(name, *args, customer=customer)
         if name == "start":
             replies.append(reply[0])
         return reply
@@ -582,7 +591,7 @@ async def test_the_waiting_by_reason_index_follows_its_targets(
     counts = await store.target_counts(dialing.outdial.id, make.at(61))
     assert (counts.idle_waiting, counts.progressing, counts.held) == (0, 1, {})
     keys = await all_keys(redis_url)
-    assert not [key for key in keys if key.startswith(("dtest:waiting", "dtest:ready"))]
+    assert not [key for key in keys if ":waiting:" in key or ":ready:" in key]
 
 
 # -- layout 1 (fresh / retry) is migrated at open ---------------------------------------------
@@ -591,6 +600,7 @@ async def test_the_waiting_by_reason_index_follows_its_targets(
 async def test_a_layout_1_store_is_migrated_at_open(redis_url: str, make: Factory) -> None:
     setup = redis_store(redis_url)
     await setup.open()
+    setup._tagged = False  # the resources as layouts 1 and 2 named them
     try:
         dialing = await make.dialing(setup, max_try_counts=(3,), try_interval=60_000)
     finally:
@@ -682,3 +692,129 @@ async def test_a_finish_answers_the_target_as_stored_with_or_without_the_claim_a
             assert finished.campaigncall == await store.get_campaigncall(None, call.id)
     finally:
         await other.close()
+
+
+# -- layout 2 (one key space) is migrated to layout 3 (tagged per customer) at open ----------
+
+
+async def layout_2_answers(store: RedisStore, make: Factory, dialings: list[Dialing]) -> object:
+    """What a user sees of two customers' data, through the port."""
+    answers: list[object] = [
+        [c.id for c in await store.campaigns_with_status([CampaignStatus.RUN])],
+        sorted(c.id for c in await store.active_attempts(None)),
+    ]
+    for dialing in dialings:
+        customer = dialing.campaign.customer_id
+        answers += [
+            await store.get_campaign(None, dialing.campaign.id),
+            await store.campaign_and_outplan(dialing.campaign.id),
+            await store.list_targets(dialing.outdial.id),
+            await store.target_counts(dialing.outdial.id, make.at(30)),
+            await store.list_campaigncalls(customer),
+            await store.quota_usage(customer, dialing.outdial.id),
+            await store.dnc_listed(customer, ["+15550100", "+15550199"]),
+            await store.list_dnc_numbers(customer),
+            await store.read_events(customer, "", 100),
+            await store.delivered_position(customer),
+            await store.lease_owner(dialing.campaign.id),
+            await store.abandonment_days(dialing.campaign.id, "2026-01-01"),
+            await store.pacing_prior(dialing.campaign.id),
+            await store.outdial_exhausted(dialing.campaign.id, dialing.outdial.id),
+        ]
+    return answers
+
+
+async def test_a_layout_2_store_opens_as_layout_3_and_answers_the_same(
+    redis_url: str, make: Factory
+) -> None:
+    old = redis_store(redis_url)
+    await old.open()
+    old._tagged = False  # writes layout 2's names
+    dialings = []
+    for n in range(2):
+        dialing = await make.dialing(old)
+        dialings.append(dialing)
+        customer = dialing.campaign.customer_id
+        await old.create_targets([make.target(dialing.outdial.id) for _ in range(4)])
+        first = await old.start_attempt(dialing.plan(make.at(1)))
+        second = await old.start_attempt(dialing.plan(make.at(1)))
+        assert first is not None
+        assert second is not None
+        await old.mark_answered(first.id, make.at(2))
+        rule = RetryRule.of(dialing.outplan)
+        await old.finish_attempt(first.id, CampaigncallResult.SUCCESS, "normal", rule, make.at(3))
+        await old.add_dnc_numbers(
+            [DncNumber(customer_id=customer, number="+15550100", tm_create=make.stamp(4))]
+        )
+        position = await old.append_event("test", customer, dialing.campaign.id, b"{}")
+        fence = await old.acquire_lease(f"events:{customer}", "sender", 60, make.at(5))
+        assert fence is not None
+        await old.mark_delivered(customer, position, 1, fence, make.at(5))
+        assert await old.acquire_lease(dialing.campaign.id, f"owner-{n}", 60, make.at(5))
+        await old.add_abandonment(dialing.campaign.id, "2026-03-02", 3, 1)
+        await old.save_pacing_prior(dialing.campaign.id, prior_of("2026-03-02"))
+    before = await layout_2_answers(old, make, dialings)
+    await old.close()
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # Layout 2 had no registry of customers nor where keys; it had event_customers.
+        await client.delete(
+            "dtest:customers", *[k async for k in client.scan_iter("dtest:where:*")]
+        )
+        await client.sadd("dtest:event_customers", *(d.campaign.customer_id for d in dialings))
+        await client.set("dtest:layout", 2)
+        assert any(key.startswith("dtest:target:") for key in await all_keys(redis_url))
+    finally:
+        await client.aclose()
+
+    for _ in range(2):  # the second open finds layout 3: nothing to do
+        store = redis_store(redis_url)
+        await store.open()
+        try:
+            assert await layout_2_answers(store, make, dialings) == before
+            untagged = [
+                key
+                for key in await all_keys(redis_url)
+                if not key.startswith("dtest:{c:")
+                and key.split(":")[1] not in ("layout", "customers", "where")
+            ]
+            assert untagged == []
+            assert int(await store._connected().get("dtest:layout")) == LAYOUT
+        finally:
+            await store.close()
+    # Each customer's keys carry its tag, and its attempt finishes on layout 3.
+    store = redis_store(redis_url)
+    await store.open()
+    try:
+        for dialing in dialings:
+            customer = dialing.campaign.customer_id
+            (active,) = await store.active_attempts(dialing.campaign.id)
+            done = await store.finish_attempt(
+                active.id,
+                CampaigncallResult.FAIL,
+                "busy",
+                RetryRule.of(dialing.outplan),
+                make.at(6),
+            )
+            assert done is not None
+            assert done.finished
+            assert await store.start_attempt(dialing.plan(make.at(7))) is not None
+            keys = [k for k in await all_keys(redis_url) if dialing.outdial.id in k]
+            assert keys
+            assert all(k.startswith(f"dtest:{{c:{customer}}}:") for k in keys if "where" not in k)
+    finally:
+        await store.close()
+
+
+def prior_of(day: str) -> PacingPrior:
+    return PacingPrior(
+        day=day,
+        live_rate=0.25,
+        dials=10,
+        live_rings=(1.0, 2.0, 3.0, 4.0),
+        live_rings_seen=4,
+        other_rings=(1.0, 2.0),
+        other_rings_seen=6,
+        talks=(10.0, 20.0, 30.0),
+        talks_seen=3,
+    )

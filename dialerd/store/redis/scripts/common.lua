@@ -1,10 +1,13 @@
 -- Prelude of every dialerd script: key names and the indexes of targets. No dialing rule
 -- lives here: the placements come from dialerd.core.targets.
--- ARGV[1] is always the key prefix; keys are built here so one layout serves all scripts.
+-- ARGV[1] is always the key prefix P; KEYS[1] the customer's tag 'P:{c:<customer>}' that
+-- every key of the script starts with (key layout 3): all of them hash to one slot, so
+-- the script runs on one node of a cluster, routed there by KEYS[1].
 local P = ARGV[1]
+local T = KEYS[1] or P
 
 local function key(...)
-  return P .. ':' .. table.concat({...}, ':')
+  return T .. ':' .. table.concat({...}, ':')
 end
 
 local function conflict(message)
@@ -92,7 +95,7 @@ local function drop_target(target_key)
     if listed and listed ~= '' then
       redis.call('ZREM', key('targets', outdial), listed)
     end
-    unindex_target(queue, outdial, member, string.sub(target_key, #P + 9), stored[5])
+    unindex_target(queue, outdial, member, string.sub(target_key, #T + 9), stored[5])
   end
   redis.call('DEL', target_key)
 end

@@ -3,7 +3,7 @@
 local kind = ARGV[2]
 local bodies = {}
 for i = 3, #ARGV do
-  for _, id in ipairs(redis.call('SMEMBERS', P .. ':' .. ARGV[i])) do
+  for _, id in ipairs(redis.call('SMEMBERS', T .. ':' .. ARGV[i])) do
     local body = redis.call('HGET', key(kind, id), 'b')
     if body then
       bodies[#bodies + 1] = body

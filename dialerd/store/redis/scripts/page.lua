@@ -9,8 +9,8 @@
 -- skipped; at most SCAN entries are looked at, so a page may come back short with a
 -- token to go on from.
 local SCAN = 1000
-local kind, listing, bound, limit = ARGV[2], P .. ':' .. ARGV[3], ARGV[4], tonumber(ARGV[5])
-local bodies = ARGV[6] and (P .. ':' .. ARGV[6])
+local kind, listing, bound, limit = ARGV[2], T .. ':' .. ARGV[3], ARGV[4], tonumber(ARGV[5])
+local bodies = ARGV[6] and (T .. ':' .. ARGV[6])
 local page, last_item, scanned, items = {''}, nil, 0, 0
 
 local function created(member)

@@ -1,0 +1,168 @@
+"""The Redis store on a real Redis Cluster (three primaries, a replica each): one
+customer's keys on one shard, many customers spread over the shards; a store of an older
+layout refused with what to do; a primary killed: an outage of its customers, then
+claims resume on the promoted replica once the live attempts are written back."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+import redis.asyncio
+
+from dialerd.core.targets import RetryRule
+from dialerd.model import CampaigncallResult
+from dialerd.store.base import StoreError, StoreUnavailable
+from dialerd.store.redis import RedisStore
+from scripts.chaoslib.redis_cluster import RedisClusterRig, slot_of
+from tests.integration.conftest import at
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Factory
+
+
+def cluster_store(url: str) -> RedisStore:
+    return RedisStore(url=url, prefix="dtest", pool_size=8, timeout=2.0, cluster=True)
+
+
+@pytest.fixture
+async def store(redis_cluster_url: str) -> AsyncIterator[RedisStore]:
+    opened = cluster_store(redis_cluster_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def keys_by_node(rig: RedisClusterRig) -> dict[int, list[str]]:
+    """Every key each primary holds, read from the primary itself."""
+    found: dict[int, list[str]] = {}
+    for port in rig.primaries():
+        client = redis.asyncio.Redis(port=port, decode_responses=True)
+        try:
+            found[port] = [key async for key in client.scan_iter(count=1000)]
+        finally:
+            await client.aclose()
+    return found
+
+
+async def test_a_customers_keys_are_on_one_shard_and_customers_spread(
+    store: RedisStore, make: Factory, redis_cluster: RedisClusterRig
+) -> None:
+    customers = []
+    for _ in range(12):
+        dialing = await make.dialing(store)
+        customers.append(dialing.campaign.customer_id)
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+        call = await store.start_attempt(dialing.plan(make.at(1)))
+        assert call is not None
+        rule = RetryRule.of(dialing.outplan)
+        await store.finish_attempt(call.id, CampaigncallResult.FAIL, "busy", rule, make.at(2))
+
+    nodes_of: dict[str, set[int]] = {customer: set() for customer in customers}
+    for port, keys in (await keys_by_node(redis_cluster)).items():
+        for key in keys:
+            for customer in customers:
+                if f"{{c:{customer}}}" in key:
+                    nodes_of[customer].add(port)
+    # Each customer's campaign, targets, attempts, indexes, events: one primary.
+    assert all(len(ports) == 1 for ports in nodes_of.values())
+    # Twelve customers over three primaries: more than one holds some.
+    spread = Counter(next(iter(ports)) for ports in nodes_of.values())
+    assert len(spread) > 1
+
+
+async def test_a_store_of_an_older_layout_is_refused_on_a_cluster(
+    redis_cluster_url: str, redis_cluster: RedisClusterRig
+) -> None:
+    client = redis.asyncio.RedisCluster.from_url(redis_cluster_url)
+    try:
+        await client.set("dtest:layout", 2)
+    finally:
+        await client.aclose()
+    store = cluster_store(redis_cluster_url)
+    with pytest.raises(StoreError, match=r"key layout 2: open it on a single Redis"):
+        await store.open()
+
+
+# -- a primary of the cluster dies: its replica is promoted ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterRig]:
+    """A cluster of this module's own: its failover test leaves the session's intact."""
+    rig = RedisClusterRig(tmp_path_factory.mktemp("failover-cluster"))
+    yield rig
+    rig.stop()
+
+
+async def test_a_dead_primary_is_an_outage_of_its_customers_then_claims_resume(
+    own_cluster: RedisClusterRig, make: Factory
+) -> None:
+    store = RedisStore(
+        url=own_cluster.url,
+        prefix="dfail",
+        pool_size=8,
+        timeout=1.0,
+        cluster=True,
+        min_replicas=1,
+        replica_timeout=0.3,
+        failover_settle=0.0,
+    )
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        customer = dialing.campaign.customer_id
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+        fence = await store.acquire_lease(dialing.campaign.id, "instance-a", 60, at(0))
+        assert fence is not None
+        first = await store.start_attempts([dialing.plan(at(1))])
+        assert len(first) == 1
+
+        shard = own_cluster.primary_of_slot(slot_of(store._tag(customer)))
+        assert shard is not None
+        own_cluster.kill(shard)
+        with pytest.raises(StoreUnavailable):
+            await store.start_attempts([dialing.plan(at(2))])
+        own_cluster.wait_promoted(shard)
+        deadline = time.monotonic() + 30
+        while not store.failed_over:
+            assert time.monotonic() < deadline, "the store never reached the promoted replica"
+            with contextlib.suppress(StoreUnavailable):
+                await store.start_attempts([dialing.plan(at(3))])
+            await anyio.sleep(0.05)  # polls other processes (the cluster's nodes), bounded
+        # The promoted replica is seen: nothing is claimed before the write-back.
+        with pytest.raises(StoreUnavailable, match="failed over"):
+            await store.start_attempts([dialing.plan(at(3))])
+        with pytest.raises(StoreUnavailable, match="not written back"):
+            await store.ping()
+
+        # The promoted replica has no replica of its own: min_replicas = 1 cannot hold
+        # until the dead node is back (as its replica).
+        with pytest.raises(StoreUnavailable, match="0 of the 1 replicas"):
+            await store.write_back([fence], 60, first)
+        own_cluster.heal(shard)
+        deadline = time.monotonic() + 10
+        while store.failed_over:  # the rejoined replica acknowledges within a moment
+            assert time.monotonic() < deadline, "the write-back was never acknowledged"
+            with contextlib.suppress(StoreUnavailable):
+                await store.write_back([fence], 60, first)
+            await anyio.sleep(0.05)  # polls another process (the replica), bounded
+        assert await store.acquire_lease(dialing.campaign.id, "instance-a", 60, at(4)) == fence
+        # The claim before the kill stands: the other two targets, no target twice.
+        more = await store.start_attempts([dialing.plan(at(4)) for _ in range(3)])
+        claimed = [call.outdial_target_id for call in [*first, *more]]
+        assert sorted(claimed) == sorted(set(claimed))
+        assert len(claimed) == 3
+        done = await store.finish_attempt(
+            first[0].id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), at(5)
+        )
+        assert done is not None
+        assert done.finished
+    finally:
+        await store.close()
+        own_cluster.heal(shard)
