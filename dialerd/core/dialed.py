@@ -39,8 +39,14 @@ def region_of(source: Address | None) -> str | None:
     outplan's caller id when that is an E.164 number (None otherwise)."""
     if source is None or not source.target.startswith("+"):
         return None
+    return _region_of_number(source.target)
+
+
+@lru_cache(maxsize=4096)
+def _region_of_number(number: str) -> str | None:
+    """``region_of`` a caller id: read once per number, not at every claim."""
     try:
-        parsed = phonenumbers.parse(source.target, None)
+        parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return None
     # The country code's main country: a fictional number (+1 555 01xx) has one too.
