@@ -24,7 +24,7 @@ from typing import Final
 
 import phonenumbers
 
-from dialerd.model import Address
+from dialerd.model import Address, surely_e164
 
 # What people write between digits, and a URI's escaped space.
 _SEPARATORS: Final = re.compile(r"[\s\-.()/]|%20")
@@ -95,6 +95,12 @@ def _user_part(target: str) -> str:
 
 
 def _add(found: list[str], text: str, region: str | None) -> None:
+    if region is None and surely_e164(text):
+        # The common case, decided from the numbering plan without parsing: the number
+        # is possible and formats back as it is (what the parse below would find).
+        if text not in found:
+            found.append(text)
+        return
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
