@@ -24,7 +24,7 @@ from typing import Final
 
 import phonenumbers
 
-from dialerd.model import Address
+from dialerd.model import Address, surely_e164
 
 # What people write between digits, and a URI's escaped space.
 _SEPARATORS: Final = re.compile(r"[\s\-.()/]|%20")
@@ -39,8 +39,14 @@ def region_of(source: Address | None) -> str | None:
     outplan's caller id when that is an E.164 number (None otherwise)."""
     if source is None or not source.target.startswith("+"):
         return None
+    return _region_of_number(source.target)
+
+
+@lru_cache(maxsize=4096)
+def _region_of_number(number: str) -> str | None:
+    """``region_of`` a caller id: read once per number, not at every claim."""
     try:
-        parsed = phonenumbers.parse(source.target, None)
+        parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return None
     # The country code's main country: a fictional number (+1 555 01xx) has one too.
@@ -89,6 +95,12 @@ def _user_part(target: str) -> str:
 
 
 def _add(found: list[str], text: str, region: str | None) -> None:
+    if region is None and surely_e164(text):
+        # The common case, decided from the numbering plan without parsing: the number
+        # is possible and formats back as it is (what the parse below would find).
+        if text not in found:
+            found.append(text)
+        return
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

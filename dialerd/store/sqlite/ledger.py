@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import msgspec
 
@@ -15,7 +16,9 @@ from dialerd.core import dialed, targets
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
     CallingRules,
+    Claim,
     Held,
+    NumberState,
     Placement,
     Queue,
     RetryRule,
@@ -23,10 +26,12 @@ from dialerd.core.targets import (
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
+    SLOTS,
     Campaigncall,
     CampaigncallResult,
     CampaigncallStatus,
     CampaignStatus,
+    OutdialTarget,
     TargetStatus,
     format_time,
 )
@@ -45,7 +50,7 @@ from dialerd.store.documents import (
     encode,
 )
 from dialerd.store.sqlite.connection import SqliteConnection
-from dialerd.store.sqlite.outbox import outbox_row
+from dialerd.store.sqlite.outbox import INSERT_EVENT, outbox_row
 from dialerd.store.sqlite.rows import (
     ANY_ACTIVE,
     ANY_BEING_PUBLISHED,
@@ -53,10 +58,10 @@ from dialerd.store.sqlite.rows import (
     ANY_READY,
     ANY_WAITING,
     CAMPAIGNCALLS,
-    CLAIM_SKIPPED,
     CLAIM_TARGET,
     COUNT_ATTEMPT,
     LOCK_NUMBER,
+    PLACE_TARGET,
     PLACEMENT_COLUMNS,
     PROMOTE,
     PRUNE_CHUNK,
@@ -68,8 +73,8 @@ from dialerd.store.sqlite.rows import (
     hold_of,
     micros_of,
     number_states,
-    place_target,
     placed_target,
+    placement_params,
     select_target,
     store_campaigncall,
     wall_clock,
@@ -82,104 +87,146 @@ class SqliteLedger(SqliteConnection):
     # -- the engine's atomic steps ----------------------------------------------------------
     async def start_attempt(self, plan: AttemptPlan) -> Campaigncall | None:
         """Claim the next eligible target of the campaign's outdial and create its attempt."""
-        return await self._write(partial(self._claim, plan))
+        claimed = await self._write(partial(self._claim, (plan,)))
+        return claimed[0] if claimed else None
 
     async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]:
-        """Every claim of the batch in one transaction (one trip to the worker thread)."""
+        """Every claim of the batch in one transaction (one trip to the worker thread);
+        the claims stop at the first one that finds no target."""
 
         def claim_all(connection: sqlite3.Connection) -> list[Campaigncall]:
             claimed: list[Campaigncall] = []
-            for plan in plans:
-                campaigncall = self._claim(plan, connection)
-                if campaigncall is None:
+            for group in _same_claim(plans):
+                made = self._claim(group, connection)
+                claimed += made
+                if len(made) < len(group):
                     break
-                claimed.append(campaigncall)
             return claimed
 
         return await self._write(claim_all) if plans else []
 
     @staticmethod
-    def _claim(plan: AttemptPlan, connection: sqlite3.Connection) -> Campaigncall | None:
-        campaign, outplan = plan.campaign, plan.outplan
-        check_fence(connection, plan.fence, campaign.id, plan.now)
+    def _claim(plans: Sequence[AttemptPlan], connection: sqlite3.Connection) -> list[Campaigncall]:
+        """Claims of one campaign at one moment (``_same_claim``), in order: as one claim
+        after the other would, with a few statements for all of them. The campaign's
+        checks and the promotion of the waiting targets are made once; the ready head
+        is read as many targets at a time as there are claims left; what the rules
+        know of their numbers is read once for all of them (a claim's attempt counted
+        for the day is seen by the claims after it); the writes go as one executemany
+        each."""
+        first = plans[0]
+        campaign, outplan, moment, rules = first.campaign, first.outplan, first.now, first.rules
+        check_fence(connection, first.fence, campaign.id, moment)
         status = connection.execute(
             "SELECT status FROM campaign WHERE id = ? AND deleted = 0", (campaign.id,)
         ).fetchone()
         if status is None or status[0] != CampaignStatus.RUN.value:
             raise CampaignNotRunning(f"campaign {campaign.id} is not running: nothing is dialed")
+        customer_id = campaign.customer_id
         max_try_counts = outplan.max_try_counts
         region = dialed.region_of(outplan.source)
-        now = format_time(plan.now)
+        counting = rules is not None and rules.daily_attempts is not None
+        now = format_time(moment)
         connection.execute(PROMOTE, (campaign.outdial_id, now))
-        while True:
-            # Each target decided spent leaves the ready queue for good: this ends.
-            row = connection.execute(READY_HEAD, (campaign.outdial_id,)).fetchone()
-            if row is None:
-                return None
-            target, placement, seq = placed_target(row)
-            decision = targets.decide_claim(
-                target,
-                placement,
-                max_try_counts,
-                plan.now,
-                rules=plan.rules,
-                numbers=number_states(
-                    campaign.customer_id, target, plan.now, plan.rules, region, connection
-                ),
-                region=region,
+        claims: list[tuple[OutdialTarget, Claim]] = []
+        counted: list[str] = []  # the numbers of the claims' attempts, one per attempt
+        while len(claims) < len(plans):
+            wanted = len(plans) - len(claims)
+            heads = [
+                placed_target(row)
+                for row in connection.execute(READY_HEAD, (campaign.outdial_id, wanted))
+            ]
+            numbers = dialed.numbers_of(
+                (address for target, _, _ in heads for address in target.destinations), region
             )
-            if isinstance(decision, Placement):
-                place_target(seq, target.try_counts, decision, now, connection, decided=True)
-                continue
-            break
-        slot = decision.slot
-        destination = target.destinations[slot]
-        assert destination is not None  # the core dials only a slot with a destination
-        connection.execute(CLAIM_TARGET[slot], (decision.try_count, now, seq))
-        connection.execute(CLAIM_SKIPPED, (",".join(map(str, decision.skipped)), seq))
-        if plan.rules is not None and plan.rules.daily_attempts is not None:
-            day = day_of(plan.now)
-            for number in dialed.readings(destination.target, region):
-                connection.execute(COUNT_ATTEMPT, (campaign.customer_id, number, day))
-        target_id = target.id
-        campaigncall = targets.new_attempt(
-            campaign,
-            outplan,
-            campaigncall_id=plan.campaigncall_id,
-            reference_id=plan.reference_id,
-            activeflow_id=plan.activeflow_id,
-            target_id=target_id,
-            destination=destination,
-            slot=slot,
-            try_count=decision.try_count,
-            now=now,
-        )
+            known = number_states(customer_id, numbers, moment, rules, connection)
+            for number in counted:  # the claims before these, not written yet
+                if number in known:
+                    known[number] = _one_more(known[number])
+            placed: list[tuple[object, ...]] = []
+            taken: list[list[tuple[object, ...]]] = [[] for _ in SLOTS]
+            for target, placement, seq in heads:
+                decision = targets.decide_claim(
+                    target,
+                    placement,
+                    max_try_counts,
+                    moment,
+                    rules=rules,
+                    numbers=known,
+                    region=region,
+                )
+                if isinstance(decision, Placement):
+                    placed.append(
+                        placement_params(seq, target.try_counts, decision, now, decided=True)
+                    )
+                    continue
+                slot = decision.slot
+                skipped = ",".join(map(str, decision.skipped))
+                taken[slot].append((decision.try_count, now, skipped, seq))
+                claims.append((target, decision))
+                if counting:
+                    destination = target.destinations[slot]
+                    assert destination is not None
+                    for number in dialed.readings(destination.target, region):
+                        counted.append(number)
+                        if number in known:
+                            known[number] = _one_more(known[number])
+            if placed:
+                connection.executemany(PLACE_TARGET, placed)
+            for slot, claimed in enumerate(taken):
+                if claimed:
+                    connection.executemany(CLAIM_TARGET[slot], claimed)
+            if len(heads) < wanted:
+                break  # the ready queue is empty: no more claims
+        if counted:
+            day = day_of(moment)
+            connection.executemany(
+                COUNT_ATTEMPT, [(customer_id, number, day) for number in counted]
+            )
+        made: list[Campaigncall] = []
+        rows: list[tuple[object, ...]] = []
+        events: list[tuple[object, ...]] = []
+        for plan, (target, decision) in zip(plans, claims, strict=False):
+            destination = target.destinations[decision.slot]
+            assert destination is not None  # the core dials only a slot with a destination
+            campaigncall = targets.new_attempt(
+                campaign,
+                outplan,
+                campaigncall_id=plan.campaigncall_id,
+                reference_id=plan.reference_id,
+                activeflow_id=plan.activeflow_id,
+                target_id=target.id,
+                destination=destination,
+                slot=decision.slot,
+                try_count=decision.try_count,
+                now=now,
+            )
+            body = encode(campaigncall)
+            made.append(campaigncall)
+            rows.append(
+                (
+                    campaigncall.id,
+                    customer_id,
+                    campaign.id,
+                    target.id,
+                    campaigncall.status.value,
+                    now,
+                    body,
+                )
+            )
+            # events out (dialerd.events): the attempt's creation, in this transaction
+            events.append((customer_id, campaign.id, "campaigncall_created", body, ""))
         try:
-            connection.execute(
+            connection.executemany(
                 "INSERT INTO campaigncall "
                 "(id, customer_id, campaign_id, outdial_target_id, status, tm_create, body) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    campaigncall.id,
-                    campaigncall.customer_id,
-                    campaigncall.campaign_id,
-                    target_id,
-                    campaigncall.status.value,
-                    now,
-                    encode(campaigncall),
-                ),
+                rows,
             )
         except sqlite3.IntegrityError as error:
-            raise Conflict(f"campaigncall {campaigncall.id} already exists") from error
-        # events out (dialerd.events): the attempt's creation, in this transaction
-        outbox_row(
-            connection,
-            "campaigncall_created",
-            campaigncall.customer_id,
-            campaigncall.campaign_id,
-            encode(campaigncall),
-        )
-        return campaigncall
+            raise Conflict(f"a campaigncall of {campaign.id} already exists ({error})") from error
+        connection.executemany(INSERT_EVENT, events)
+        return made
 
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
@@ -221,149 +268,27 @@ class SqliteLedger(SqliteConnection):
         calling_rules: CallingRules | None = None,
     ) -> FinishResult | None:
         """End an active attempt exactly once (behaviour.md §5)."""
-        work = partial(
-            self._finish,
-            campaigncall_id,
-            result,
-            reason,
-            rule,
-            now,
-            fence,
-            give_back_try,
-            calling_rules,
+        end = AttemptEnd(
+            campaigncall_id=campaigncall_id,
+            result=result,
+            reason=reason,
+            rule=rule,
+            now=now,
+            fence=fence,
+            give_back_try=give_back_try,
+            calling_rules=calling_rules,
         )
-        return await self._write(work)
+        (outcome,) = await self._write(partial(_finish, (end,)))
+        if isinstance(outcome, LeaseLost):
+            raise outcome
+        return outcome
 
     async def finish_attempts(
         self, ends: Sequence[AttemptEnd]
     ) -> list[FinishResult | LeaseLost | None]:
         """Every end of the burst in one transaction (one trip to the worker thread);
         an end whose lease is lost changed nothing and the others are written."""
-
-        def finish_all(connection: sqlite3.Connection) -> list[FinishResult | LeaseLost | None]:
-            done: list[FinishResult | LeaseLost | None] = []
-            for end in ends:
-                try:
-                    done.append(
-                        self._finish(
-                            end.campaigncall_id,
-                            end.result,
-                            end.reason,
-                            end.rule,
-                            end.now,
-                            end.fence,
-                            end.give_back_try,
-                            end.calling_rules,
-                            connection,
-                            answered=end.answered,
-                        )
-                    )
-                except LeaseLost as lost:
-                    done.append(lost)  # raised before that end wrote anything
-            return done
-
-        return await self._write(finish_all) if ends else []
-
-    def _finish(
-        self,
-        campaigncall_id: str,
-        result: CampaigncallResult,
-        reason: str,
-        rule: RetryRule,
-        moment: datetime,
-        fence: Fence | None,
-        give_back_try: bool,
-        calling_rules: CallingRules | None,
-        connection: sqlite3.Connection,
-        *,
-        answered: bool = False,
-    ) -> FinishResult | None:
-        """End one attempt in ``connection``'s transaction; ``answered`` when its answer
-        came with its end (not written apart: its event is written here, first)."""
-        now = format_time(moment)
-        row = connection.execute(
-            "SELECT body FROM campaigncall WHERE id = ?", (campaigncall_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        current = CAMPAIGNCALL.decode(row[0])
-        check_fence(connection, fence, current.campaign_id, moment)
-        target_id = current.outdial_target_id
-        if current.status == CampaigncallStatus.DONE:
-            target = select_target(None, target_id, connection)
-            return FinishResult(finished=False, campaigncall=current, target=target)
-        if answered and current.status == CampaigncallStatus.DIALING:
-            progressing = msgspec.structs.replace(
-                current, status=CampaigncallStatus.PROGRESSING, tm_update=now
-            )
-            outbox_row(
-                connection,
-                "campaigncall_updated",
-                progressing.customer_id,
-                progressing.campaign_id,
-                encode(progressing),
-            )
-        finished = msgspec.structs.replace(
-            current, status=CampaigncallStatus.DONE, result=result, reason=reason, tm_update=now
-        )
-        store_campaigncall(finished, connection)
-        # events out (dialerd.events): the end, in this transaction
-        outbox_row(
-            connection,
-            "campaigncall_updated",
-            finished.customer_id,
-            finished.campaign_id,
-            encode(finished),
-        )
-        locked_until = calling_rules.lockout_after(reason, moment) if calling_rules else None
-        if locked_until is not None:
-            # The outplan the claim dialed under, deleted or not: the same readings.
-            body = connection.execute(
-                "SELECT body FROM outplan WHERE id = ?", (current.outplan_id,)
-            ).fetchone()
-            region = dialed.region_of(None if body is None else OUTPLAN.decode(body[0]).source)
-            for number in dialed.readings(current.destination.target, region):
-                connection.execute(
-                    LOCK_NUMBER, (current.customer_id, number, format_time(locked_until))
-                )
-        row = connection.execute(
-            f"SELECT {TARGET_COLUMNS}, {PLACEMENT_COLUMNS}, seq FROM target "
-            "WHERE id = ? AND tm_delete IS NULL",
-            (target_id,),
-        ).fetchone()
-        if row is None:
-            return FinishResult(finished=True, campaigncall=finished, target=None)
-        target, before, seq = placed_target(row)
-        if target.status != TargetStatus.PROGRESSING:
-            return FinishResult(finished=True, campaigncall=finished, target=target)
-        settled = targets.place_after(
-            target,
-            current.destination_index,
-            result,
-            rule,
-            moment,
-            reason=reason,
-            give_back=give_back_try,
-            before=before,
-        )
-        place_target(seq, settled.try_counts, settled.placement, now, connection)
-        placement = settled.placement
-        ended = msgspec.structs.replace(
-            target,
-            status=placement.status,
-            tm_update=now,
-            **{f"try_count_{n}": count for n, count in enumerate(settled.try_counts)},
-            **hold_of(placement.queue, format_time(placement.due), placement.held),
-        )
-        # events out (dialerd.events): the target as its attempt left it
-        outbox_row(
-            connection,
-            "outdialtarget_updated",
-            finished.customer_id,
-            finished.campaign_id,
-            encode(ended),
-        )
-        return FinishResult(finished=True, campaigncall=finished, target=ended)
+        return await self._write(partial(_finish, ends)) if ends else []
 
     async def prune_locks(self, now: datetime) -> int:
         """Delete the number locks that ended by ``now``, ``PRUNE_CHUNK`` rows a
@@ -551,3 +476,219 @@ class SqliteLedger(SqliteConnection):
             )
 
         return await self._read(exhausted)
+
+
+def _same_claim(plans: Sequence[AttemptPlan]) -> list[Sequence[AttemptPlan]]:
+    """The plans cut into runs that one ``_claim`` serves: the same campaign, outplan,
+    lease, moment and rules (a tick's plans are one run)."""
+    groups: list[Sequence[AttemptPlan]] = []
+    start = 0
+    for n in range(1, len(plans) + 1):
+        if n == len(plans) or not _claims_alike(plans[start], plans[n]):
+            groups.append(plans[start:n])
+            start = n
+    return groups
+
+
+def _claims_alike(one: AttemptPlan, other: AttemptPlan) -> bool:
+    return all(
+        mine is theirs or mine == theirs
+        for mine, theirs in (
+            (one.campaign, other.campaign),
+            (one.outplan, other.outplan),
+            (one.fence, other.fence),
+            (one.now, other.now),
+            (one.rules, other.rules),
+        )
+    )
+
+
+def _one_more(state: NumberState) -> NumberState:
+    """A number's state once one more attempt to it is counted for today."""
+    return msgspec.structs.replace(state, attempts_today=state.attempts_today + 1)
+
+
+_Outcome = FinishResult | LeaseLost | None
+# A target row as the finish reads it: ``TARGET_COLUMNS, PLACEMENT_COLUMNS, seq``.
+_SELECT_TARGETS = (
+    f"SELECT {TARGET_COLUMNS}, {PLACEMENT_COLUMNS}, seq FROM target "
+    "WHERE tm_delete IS NULL AND id IN ({marks})"
+)
+_SELECT_CAMPAIGNCALLS = "SELECT id, body FROM campaigncall WHERE id IN ({marks})"
+_SELECT_LEASES = (
+    "SELECT campaign_id, owner, token, expires_at_us FROM lease WHERE campaign_id IN ({marks})"
+)
+_STORE_CAMPAIGNCALL = "UPDATE campaigncall SET status = ?, body = ? WHERE id = ?"
+# Keys per ``IN (...)`` lookup: well under SQLite's limit of bound parameters.
+_LOOKUP_CHUNK = 500
+
+
+def _rows_by_key(
+    connection: sqlite3.Connection, query: str, keys: Sequence[str]
+) -> dict[str, tuple[Any, ...]]:
+    """``query``'s rows (keyed by their first column) for ``keys``, read a chunk of keys
+    per statement."""
+    unique = list(dict.fromkeys(keys))
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        rows = connection.execute(query.format(marks=", ".join("?" * len(chunk))), chunk)
+        found.update((row[0], row) for row in rows)
+    return found
+
+
+class _Finishing:
+    """The ends of one burst, each as ``finish_attempt`` would end it one after the
+    other, in one transaction with a few statements for all of them: the attempts,
+    their leases and their targets are read once, and the writes go as one executemany
+    per statement (``flush``), the events in the order the ends wrote them. Each end
+    sees what the ones before it wrote: an attempt as the burst left it, and a target
+    the burst already changed read again after a flush."""
+
+    def __init__(self, ends: Sequence[AttemptEnd], connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self.calls = {
+            key: CAMPAIGNCALL.decode(row[1])
+            for key, row in _rows_by_key(
+                connection, _SELECT_CAMPAIGNCALLS, [end.campaigncall_id for end in ends]
+            ).items()
+        }
+        fenced = [end.fence.campaign_id for end in ends if end.fence is not None]
+        self.leases = _rows_by_key(connection, _SELECT_LEASES, fenced) if fenced else {}
+        self.targets = _rows_by_key(
+            connection,
+            _SELECT_TARGETS,
+            [call.outdial_target_id for call in self.calls.values()],
+        )
+        self.changed: set[str] = set()  # the targets written (queued or not)
+        self.call_writes: list[tuple[Any, ...]] = []
+        self.target_writes: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+
+    def flush(self) -> None:
+        """Write what the ends decided so far."""
+        connection = self.connection
+        if self.call_writes:
+            connection.executemany(_STORE_CAMPAIGNCALL, self.call_writes)
+        if self.target_writes:
+            connection.executemany(PLACE_TARGET, self.target_writes)
+        if self.events:
+            connection.executemany(INSERT_EVENT, self.events)
+        self.call_writes, self.target_writes, self.events = [], [], []
+
+    def _target_row(self, target_id: str) -> tuple[Any, ...] | None:
+        """The target's row as the ends so far left it."""
+        if target_id in self.changed:  # a second attempt of it in the burst: rare
+            self.flush()
+            self.changed.discard(target_id)
+            self.targets.update(_rows_by_key(self.connection, _SELECT_TARGETS, [target_id]))
+        return self.targets.get(target_id)
+
+    def _holds(self, fence: Fence, campaign_id: str, moment: datetime) -> bool:
+        """``check_fence`` on the leases read at the start (a finish changes none)."""
+        lease = self.leases.get(campaign_id)
+        return (
+            fence.campaign_id == campaign_id
+            and lease is not None
+            and lease[1] == fence.owner
+            and lease[2] == fence.token
+            and lease[3] > micros_of(moment)
+        )
+
+    def end(self, end: AttemptEnd) -> _Outcome:
+        """One end (``finish_attempt``'s rule); its writes are queued for ``flush``."""
+        key = end.campaigncall_id
+        current = self.calls.get(key)
+        if current is None:
+            return None
+        moment, fence = end.now, end.fence
+        customer_id, campaign_id = current.customer_id, current.campaign_id
+        if fence is not None and not self._holds(fence, campaign_id, moment):
+            return LeaseLost(
+                f"campaign {campaign_id}: the lease of {fence.owner} is no longer held"
+            )
+        now = format_time(moment)
+        target_id = current.outdial_target_id
+        if current.status == CampaigncallStatus.DONE:
+            self.flush()
+            target = select_target(None, target_id, self.connection)
+            return FinishResult(finished=False, campaigncall=current, target=target)
+        if end.answered and current.status == CampaigncallStatus.DIALING:
+            progressing = msgspec.structs.replace(
+                current, status=CampaigncallStatus.PROGRESSING, tm_update=now
+            )
+            # events out (dialerd.events): the answer that came with its end, first
+            self.events.append(
+                (customer_id, campaign_id, "campaigncall_updated", encode(progressing), "")
+            )
+        finished = msgspec.structs.replace(
+            current,
+            status=CampaigncallStatus.DONE,
+            result=end.result,
+            reason=end.reason,
+            tm_update=now,
+        )
+        body = encode(finished)
+        self.call_writes.append((finished.status.value, body, key))
+        self.calls[key] = finished
+        # events out (dialerd.events): the end, in this transaction
+        self.events.append((customer_id, campaign_id, "campaigncall_updated", body, ""))
+        rules = end.calling_rules
+        locked_until = rules.lockout_after(end.reason, moment) if rules else None
+        if locked_until is not None:
+            self._lock(current, format_time(locked_until))
+        row = self._target_row(target_id)
+        if row is None:
+            return FinishResult(finished=True, campaigncall=finished, target=None)
+        target, before, seq = placed_target(row)
+        if target.status != TargetStatus.PROGRESSING:
+            return FinishResult(finished=True, campaigncall=finished, target=target)
+        settled = targets.place_after(
+            target,
+            current.destination_index,
+            end.result,
+            end.rule,
+            moment,
+            reason=end.reason,
+            give_back=end.give_back_try,
+            before=before,
+        )
+        placement = settled.placement
+        self.target_writes.append(placement_params(seq, settled.try_counts, placement, now))
+        self.changed.add(target_id)
+        ended = msgspec.structs.replace(
+            target,
+            status=placement.status,
+            tm_update=now,
+            **{f"try_count_{n}": count for n, count in enumerate(settled.try_counts)},
+            **hold_of(placement.queue, format_time(placement.due), placement.held),
+        )
+        # events out (dialerd.events): the target as its attempt left it
+        self.events.append((customer_id, campaign_id, "outdialtarget_updated", encode(ended), ""))
+        return FinishResult(finished=True, campaigncall=finished, target=ended)
+
+    def _lock(self, current: Campaigncall, until: str) -> None:
+        """Lock the attempt's number (every reading of it) until ``until``."""
+        # The outplan the claim dialed under, deleted or not: the same readings.
+        body = self.connection.execute(
+            "SELECT body FROM outplan WHERE id = ?", (current.outplan_id,)
+        ).fetchone()
+        region = dialed.region_of(None if body is None else OUTPLAN.decode(body[0]).source)
+        self.connection.executemany(
+            LOCK_NUMBER,
+            [
+                (current.customer_id, number, until)
+                for number in dialed.readings(current.destination.target, region)
+            ],
+        )
+
+
+def _finish(ends: Sequence[AttemptEnd], connection: sqlite3.Connection) -> list[_Outcome]:
+    """End the attempts (``finish_attempts``) in ``connection``'s transaction; an end
+    whose lease is lost changes nothing and is answered ``LeaseLost``; an end whose
+    answer came with it (``answered``, not written apart) writes its answer's event
+    first."""
+    finishing = _Finishing(ends, connection)
+    outcomes = [finishing.end(end) for end in ends]
+    finishing.flush()
+    return outcomes

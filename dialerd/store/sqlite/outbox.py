@@ -18,6 +18,10 @@ from dialerd.store.sqlite.connection import SqliteConnection
 from dialerd.store.sqlite.rows import check_fence
 
 _WEBHOOK = msgspec.json.Decoder(CustomerWebhook)
+# One event: (customer_id, campaign_id, type, body, cause); several in one executemany.
+INSERT_EVENT = (
+    "INSERT INTO event (customer_id, campaign_id, type, body, cause) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 def outbox_row(
@@ -29,10 +33,7 @@ def outbox_row(
     cause: str = "",
 ) -> int:
     """Append one event in the caller's transaction; its position."""
-    cursor = connection.execute(
-        "INSERT INTO event (customer_id, campaign_id, type, body, cause) VALUES (?, ?, ?, ?, ?)",
-        (customer_id, campaign_id, event_type, body, cause),
-    )
+    cursor = connection.execute(INSERT_EVENT, (customer_id, campaign_id, event_type, body, cause))
     return int(cursor.lastrowid or 0)
 
 

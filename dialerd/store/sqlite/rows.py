@@ -10,7 +10,6 @@ from typing import Any, Final, Generic, TypeVar, cast
 
 import msgspec
 
-from dialerd.core import dialed
 from dialerd.core.targets import (
     CallingRules,
     Held,
@@ -77,9 +76,11 @@ PROMOTE: Final = (
     f"UPDATE target SET pick = {Queue.READY}, held = '' "
     f"WHERE outdial_id = ? AND pick = {Queue.WAITING} AND due <= ?"
 )
+# The first ready targets, in the order they are dialed (a claim reads as many as it
+# has attempts to make, in one statement).
 READY_HEAD: Final = (
     f"SELECT {TARGET_COLUMNS}, {PLACEMENT_COLUMNS}, seq FROM target "
-    f"WHERE outdial_id = ? AND pick = {Queue.READY} ORDER BY touched, seq LIMIT 1"
+    f"WHERE outdial_id = ? AND pick = {Queue.READY} ORDER BY touched, seq LIMIT ?"
 )
 # One more attempt to a number today (a row keeps only its latest day).
 COUNT_ATTEMPT: Final = (
@@ -104,17 +105,17 @@ ANY_BEING_PUBLISHED: Final = (
     "AND outdial_id = ? AND batch NOT IN (SELECT id FROM pending_batch) LIMIT 1"
 )
 ANY_ACTIVE: Final = "SELECT 1 FROM campaigncall WHERE campaign_id = ? AND status != 'done' LIMIT 1"
+# A claimed target by the slot dialed: its try count, and the slots it stepped over.
 CLAIM_TARGET: Final = tuple(
     f"UPDATE target SET status = 'progressing', pick = 0, try_count_{n} = ?, "
-    "tm_update = ? WHERE seq = ?"
+    "tm_update = ?, skipped = ? WHERE seq = ?"
     for n in SLOTS
 )
-_PLACE_TARGET: Final = (
+PLACE_TARGET: Final = (
     "UPDATE target SET status = ?, pick = ?, touched = ?, due = ?, until = ?, slot = ?, "
     "held = ?, try_count_0 = ?, try_count_1 = ?, try_count_2 = ?, try_count_3 = ?, "
     "try_count_4 = ?, tm_update = ?, skipped = coalesce(?, skipped) WHERE seq = ?"
 )
-CLAIM_SKIPPED: Final = "UPDATE target SET skipped = ? WHERE seq = ?"
 # Lock rows deleted per transaction by prune_locks.
 PRUNE_CHUNK: Final = 1000
 PRUNE_LOCKS: Final = (
@@ -243,45 +244,49 @@ def hold_of(pick: int, due: str, held: str) -> dict[str, str]:
 
 def number_states(
     customer_id: str,
-    target: OutdialTarget,
+    numbers: Sequence[str],
     now: datetime,
     rules: CallingRules | None,
-    region: str | None,
     connection: sqlite3.Connection,
 ) -> dict[str, NumberState]:
-    """What the calling rules need to know of the target's numbers (each E.164 reading
-    of what the trunk dials), read in the claim's transaction: listed (always), locked
+    """What the calling rules need to know of these numbers (the E.164 readings of what
+    the trunk dials for one target or several, ``dialed.numbers_of``), read in the
+    claim's transaction, a few statements for all of them: listed (always), locked
     after an abandoned call and attempts today (when ``rules`` count them)."""
-    numbers = dialed.numbers_of(target.destinations, region)
     if not numbers:
         return {}
     listed = dnc_listed_numbers(customer_id, numbers, connection)
-    marks = ", ".join("?" * len(numbers))
     locks: dict[str, str] = {}
-    if rules is not None and rules.abandoned_lockout:
-        locks = dict(
-            connection.execute(
-                "SELECT number, locked_until FROM number_lock WHERE customer_id = ? "
-                f"AND number IN ({marks})",
-                (customer_id, *numbers),
-            ).fetchall()
-        )
     today: dict[str, int] = {}
-    if rules is not None and rules.daily_attempts is not None:
-        today = dict(
-            connection.execute(
-                "SELECT number, attempts FROM number_day WHERE customer_id = ? AND day = ? "
-                f"AND number IN ({marks})",
-                (customer_id, day_of(now), *numbers),
-            ).fetchall()
-        )
+    locking = rules is not None and rules.abandoned_lockout
+    counting = rules is not None and rules.daily_attempts is not None
+    unique = list(dict.fromkeys(numbers))
+    for start in range(0, len(unique), _DNC_LOOKUP_CHUNK):
+        chunk = unique[start : start + _DNC_LOOKUP_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        if locking:
+            locks.update(
+                connection.execute(
+                    "SELECT number, locked_until FROM number_lock WHERE customer_id = ? "
+                    f"AND number IN ({marks})",
+                    (customer_id, *chunk),
+                ).fetchall()
+            )
+        if counting:
+            today.update(
+                connection.execute(
+                    "SELECT number, attempts FROM number_day WHERE customer_id = ? AND day = ? "
+                    f"AND number IN ({marks})",
+                    (customer_id, day_of(now), *chunk),
+                ).fetchall()
+            )
     return {
         number: NumberState(
             listed=number in listed,
             locked_until=parse_time(locks[number]) if number in locks else None,
             attempts_today=int(today.get(number, 0)),
         )
-        for number in numbers
+        for number in unique
     }
 
 
@@ -292,28 +297,24 @@ def placed_target(row: Sequence[Any]) -> tuple[OutdialTarget, Placement, int]:
     return target, placement, row[26]
 
 
-def place_target(
+def placement_params(
     seq: int,
     try_counts: Sequence[int],
     placement: Placement,
     now: str,
-    connection: sqlite3.Connection,
     *,
     decided: bool = False,
-) -> None:
-    """Write what the core decided for a target (``decided``: a claim's decision, which
-    also records the destinations it skipped)."""
+) -> tuple[Any, ...]:
+    """``PLACE_TARGET``'s parameters: what the core decided for a target (``decided``:
+    a claim's decision, which also records the destinations it skipped)."""
     skipped = ",".join(map(str, placement.skipped)) if decided else None
-    connection.execute(
-        _PLACE_TARGET,
-        (
-            placement.status.value,
-            *_placement_values(placement)[:6],
-            *try_counts,
-            now,
-            skipped,
-            seq,
-        ),
+    return (
+        placement.status.value,
+        *_placement_values(placement),
+        *try_counts,
+        now,
+        skipped,
+        seq,
     )
 
 

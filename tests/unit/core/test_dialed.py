@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialerd.core import dialed
 from dialerd.core.hours import CallingHours
@@ -149,3 +152,33 @@ def test_a_zone_in_the_data_cannot_widen_the_numbers_hours() -> None:
     assert decide_claim(target, place_new(target), LIMITS, night, rules=trusting) == Claim(
         slot=0, try_count=1
     )
+
+
+def _parsed_reading(text: str) -> list[str]:
+    """What ``readings`` finds for an E.164 text by parsing it (no quick path)."""
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return []
+    if not phonenumbers.is_possible_number(parsed):
+        return []
+    return [phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.text("0123456789", min_size=1, max_size=19),
+        st.tuples(
+            st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+            st.text("0123456789", max_size=16),
+        ).map(lambda pair: f"{pair[0]}{pair[1]}"),
+    )
+)
+def test_an_e164_number_reads_as_phonenumbers_parses_it(digits: str) -> None:
+    """The readings of ``+<digits>`` (decided without parsing in the common case) are
+    what parsing it finds: the claims' do-not-call, lockout and daily checks see the
+    same numbers."""
+    number = f"+{digits}"
+    dialed.readings.cache_clear()
+    assert list(dialed.readings(number)) == (_parsed_reading(number) or [number])
