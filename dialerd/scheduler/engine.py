@@ -199,7 +199,7 @@ class Engine:
             for campaign in await shared.store.campaigns_with_status(
                 [CampaignStatus.RUN, CampaignStatus.STOPPING]
             ):
-                self._supervisor.ensure_loop(campaign.id)
+                self._supervisor.ensure_loop(campaign.id, spread=True)
             task_group.start_soon(self._supervisor.housekeeping)
             log.info("engine started", campaigns=len(self._running))
             task_status.started()

@@ -73,6 +73,9 @@ class CampaignLoop:
     failure_logged: float = float("-inf")
     # The campaign as read by the latest tick.
     campaign: Campaign | None = None
+    # The next tick falls on the campaign's own phase of the interval (set for loops
+    # started or woken all together, so that they do not all tick in one instant).
+    rephase: bool = False
 
 
 CallingRulesOf = Callable[[str], CallingRules | None]

@@ -8,7 +8,7 @@ import itertools
 import math
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import structlog
@@ -17,6 +17,7 @@ from dialerd import metrics
 from dialerd.insight import DialingState
 from dialerd.model import NIL_UUID, Campaign, CampaignStatus, Outplan
 from dialerd.ports import QueueUnavailable
+from dialerd.scheduler.heap import LongLivedHeap
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.registry import Leases, RunningCampaigns
 from dialerd.scheduler.shared import STORE_RETRY, CampaignLoop, SharedState, backoff, log
@@ -59,6 +60,12 @@ class Supervisor:
     keep_learnt: Callable[[str], Awaitable[None]] | None = None
     # When housekeeping or a tick last got through (the watchdog's heartbeat).
     last_progress: float = -math.inf
+    # Freezes the loops' long-lived objects out of the collector's passes.
+    heap: LongLivedHeap = field(default_factory=LongLivedHeap)
+    # Loops started since the engine started (the heap settles after each new one).
+    _loops_started: int = 0
+    # Stopped campaigns in the store, as last counted (every ``STOPPED_COUNT_EVERY``).
+    _stopped: int = 0
     _housekeeping_sleep: anyio.CancelScope | None = None
 
     def __post_init__(self) -> None:
@@ -66,10 +73,11 @@ class Supervisor:
 
     def reconfigured(self) -> None:
         """A reload: housekeeping and every sleeping loop go on at once, so a new tick
-        interval applies now."""
+        interval applies now; then each loop goes back to its own phase."""
         if self._housekeeping_sleep is not None:
             self._housekeeping_sleep.cancel()
-        for campaign_id in list(self.running.loops):
+        for campaign_id, loop in list(self.running.loops.items()):
+            loop.rephase = True
             self.wake(campaign_id)
 
     def wake(self, campaign_id: str) -> None:
@@ -92,56 +100,65 @@ class Supervisor:
         heartbeat the systemd watchdog follows.
         """
         deadline = self.shared.clock.monotonic()
-        stopped = 0
-        for rounds in itertools.count():
-            try:
-                await self.ownership.write_back()
-                active = await self.shared.store.campaigns_with_status(
-                    [CampaignStatus.RUN, CampaignStatus.STOPPING]
+        try:
+            for rounds in itertools.count():
+                try:
+                    await self._housekeeping_round(rounds)
+                except Exception as exc:
+                    # Broad on purpose: housekeeping is what finds forgotten campaigns and
+                    # feeds the watchdog; whatever failed this round, the next one runs.
+                    log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
+                self.last_progress = self.shared.clock.monotonic()
+                self.heap.settle(self._loops_started, self.last_progress)
+                # Read each round: a reload may change the interval.
+                deadline = max(
+                    deadline + self.shared.config.tick_interval, self.shared.clock.monotonic()
                 )
-                now = self.shared.clock.monotonic()
-                for campaign in active:
-                    if not self.leases.held_elsewhere(campaign.id, now):
-                        self.ensure_loop(campaign.id)
-                if rounds % STOPPED_COUNT_EVERY == 0:
-                    stopped = len(
-                        await self.shared.store.campaigns_with_status([CampaignStatus.STOP])
-                    )
-                by_queue: dict[str, list[Campaign]] = {}
-                for campaign in active:
-                    if campaign.queue_id != NIL_UUID:
-                        by_queue.setdefault(campaign.queue_id, []).append(campaign)
-                self.running.by_queue = by_queue
-                stored = {status.value: 0 for status in CampaignStatus}
-                stored[CampaignStatus.STOP.value] = stopped
-                for campaign in active:
-                    stored[campaign.status.value] += 1
-                metrics.campaigns_stored(stored)
-                # This instance's own: they add up right across instances.
-                owned = {status.value: 0 for status in CampaignStatus}
-                for owned_campaign in self.running.owned():
-                    owned[owned_campaign.status.value] += 1
-                metrics.campaigns_by_status(owned)
-                metrics.queues_in_use(
-                    {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
-                )
-                if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
-                    await self.ownership.sweep()
-                await self._count_targets(rounds % TARGET_COUNT_EVERY)
-                if rounds % PRUNE_LOCKS_EVERY == PRUNE_LOCKS_EVERY - 1:
-                    await self.shared.store.prune_locks(self.shared.clock.now())
-            except Exception as exc:
-                # Broad on purpose: housekeeping is what finds forgotten campaigns and
-                # feeds the watchdog; whatever failed this round, the next one runs.
-                log.warning("housekeeping failed", error=str(exc) or type(exc).__name__)
-            self.last_progress = self.shared.clock.monotonic()
-            # Read each round: a reload may change the interval.
-            deadline = max(
-                deadline + self.shared.config.tick_interval, self.shared.clock.monotonic()
+                with anyio.CancelScope() as self._housekeeping_sleep:
+                    await self.shared.clock.sleep_until(deadline)
+                deadline = min(deadline, self.shared.clock.monotonic())
+        finally:
+            # The engine stops: its frozen objects go back to the collector.
+            self.heap.release()
+
+    async def _housekeeping_round(self, rounds: int) -> None:
+        """One round: loops for the campaigns without one, the counts published, and
+        the reconciliation, target counts and lock prunes whose round it is."""
+        await self.ownership.write_back()
+        active = await self.shared.store.campaigns_with_status(
+            [CampaignStatus.RUN, CampaignStatus.STOPPING]
+        )
+        now = self.shared.clock.monotonic()
+        for campaign in active:
+            if not self.leases.held_elsewhere(campaign.id, now):
+                self.ensure_loop(campaign.id, spread=True)
+        if rounds % STOPPED_COUNT_EVERY == 0:
+            self._stopped = len(
+                await self.shared.store.campaigns_with_status([CampaignStatus.STOP])
             )
-            with anyio.CancelScope() as self._housekeeping_sleep:
-                await self.shared.clock.sleep_until(deadline)
-            deadline = min(deadline, self.shared.clock.monotonic())
+        by_queue: dict[str, list[Campaign]] = {}
+        for campaign in active:
+            if campaign.queue_id != NIL_UUID:
+                by_queue.setdefault(campaign.queue_id, []).append(campaign)
+        self.running.by_queue = by_queue
+        stored = {status.value: 0 for status in CampaignStatus}
+        stored[CampaignStatus.STOP.value] = self._stopped
+        for campaign in active:
+            stored[campaign.status.value] += 1
+        metrics.campaigns_stored(stored)
+        # This instance's own: they add up right across instances.
+        owned = {status.value: 0 for status in CampaignStatus}
+        for owned_campaign in self.running.owned():
+            owned[owned_campaign.status.value] += 1
+        metrics.campaigns_by_status(owned)
+        metrics.queues_in_use(
+            {campaign.queue_id for campaign in active if campaign.queue_id != NIL_UUID}
+        )
+        if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
+            await self.ownership.sweep()
+        await self._count_targets(rounds % TARGET_COUNT_EVERY)
+        if rounds % PRUNE_LOCKS_EVERY == PRUNE_LOCKS_EVERY - 1:
+            await self.shared.store.prune_locks(self.shared.clock.now())
 
     async def _count_targets(self, share: int) -> None:
         """The list progress of the campaigns this instance runs (a scan per list): each
@@ -161,14 +178,19 @@ class Supervisor:
                 self.states.counted(campaign.id, counts)
                 metrics.campaign_targets(campaign.id, counts)
 
-    def ensure_loop(self, campaign_id: str) -> None:
-        """Start the campaign's loop unless it has one."""
+    def ensure_loop(self, campaign_id: str, *, spread: bool = False) -> None:
+        """Start the campaign's loop unless it has one; ``spread``: one of many started
+        together (the engine's start, housekeeping), whose ticks after the first fall
+        on the campaign's phase of the interval."""
         if campaign_id in self.running.loops or self.shared.task_group is None:
             return
         loop = CampaignLoop(
-            campaign_id=campaign_id, started_by_chain=self.started_by_chain(campaign_id)
+            campaign_id=campaign_id,
+            started_by_chain=self.started_by_chain(campaign_id),
+            rephase=spread,
         )
         self.running.loops[campaign_id] = loop
+        self._loops_started += 1
         self.shared.task_group.start_soon(self._supervise, loop, name=f"campaign {campaign_id}")
 
     async def _supervise(self, loop: CampaignLoop) -> None:
@@ -254,7 +276,12 @@ class Supervisor:
         """Sleep until the next tick's deadline, or less when woken; the new deadline."""
         deadline += interval
         now = self.shared.clock.monotonic()
-        if deadline < now:
+        if loop.rephase:
+            # The campaign's phase, within an interval from now: ticks due once an
+            # interval go on (a restart or a reload delays none of them).
+            loop.rephase = False
+            deadline = on_phase(loop.campaign_id, now, interval)
+        elif deadline < now:
             # Fell behind by more than a tick: skip the missed ones, keep the phase.
             deadline += math.ceil((now - deadline) / interval) * interval
         with anyio.CancelScope() as scope:
@@ -269,3 +296,17 @@ class Supervisor:
             await self.shared.clock.sleep_until(deadline)
             loop.woken = False
         return deadline
+
+
+def phase(campaign_id: str) -> float:
+    """The campaign's share of the tick interval at which its ticks fall once its loop
+    is ``rephase``, from its id: a thousand loops started at one moment (a restart, a
+    reload) then tick spread over the interval, not all in the same instant."""
+    return zlib.crc32(campaign_id.encode()) / 2**32
+
+
+def on_phase(campaign_id: str, now: float, interval: float) -> float:
+    """The first instant after ``now`` that falls on the campaign's phase."""
+    offset = phase(campaign_id) * interval
+    due = offset + math.ceil((now - offset) / interval) * interval
+    return due if due > now else due + interval

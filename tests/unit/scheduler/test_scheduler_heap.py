@@ -1,0 +1,80 @@
+"""The long-lived heap: what is alive once the loops settled is left out of the
+collector's passes, and cycles among it are still freed by the hourly full collection
+(the process does not grow with what a frozen object left behind)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from dialerd.scheduler.heap import FULL_EVERY, LongLivedHeap
+
+
+class Node:
+    """A cycle: freed by the collector only, never by its last reference."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def heap() -> Iterator[LongLivedHeap]:
+    heap = LongLivedHeap()
+    try:
+        yield heap
+    finally:
+        heap.release()
+
+
+def test_what_lives_once_loops_settled_is_out_of_the_collections(heap: LongLivedHeap) -> None:
+    kept = Node()
+    gone = weakref.ref(kept)
+    heap.settle(3, now=0.0)  # loops were started this round: not yet
+    heap.settle(3, now=1.0)  # none since: frozen
+    del kept
+    gc.collect()
+    assert gone() is not None
+
+
+def test_no_freeze_while_loops_keep_starting(heap: LongLivedHeap) -> None:
+    for started, now in ((1, 0.0), (2, 1.0), (3, 2.0)):
+        heap.settle(started, now=now)
+    kept = Node()
+    gone = weakref.ref(kept)
+    del kept
+    gc.collect()
+    assert gone() is None
+
+
+def test_the_hourly_collection_frees_cycles_made_garbage_after_the_freeze(
+    heap: LongLivedHeap,
+) -> None:
+    kept = Node()
+    gone = weakref.ref(kept)
+    heap.settle(3, now=0.0)
+    heap.settle(3, now=1.0)
+    del kept
+    heap.settle(3, now=FULL_EVERY - 1)
+    assert gone() is not None
+    alive = Node()
+    alive_gone = weakref.ref(alive)
+    heap.settle(3, now=FULL_EVERY)
+    assert gone() is None
+    # And what is alive is frozen again at once (the loops did not change).
+    del alive
+    gc.collect()
+    assert alive_gone() is not None
+
+
+def test_release_gives_everything_back_to_the_collector(heap: LongLivedHeap) -> None:
+    kept = Node()
+    gone = weakref.ref(kept)
+    heap.settle(3, now=0.0)
+    heap.settle(3, now=1.0)
+    del kept
+    heap.release()
+    gc.collect()
+    assert gone() is None
