@@ -35,6 +35,7 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from dialerd import metrics
 from dialerd.adapters.asterisk import call_state
@@ -530,8 +531,18 @@ class AriTelephony:
                 self._start_flow(call, plan)
 
     async def _send(self, event: TelephonyEvent) -> None:
-        if self._events is not None:
-            await self._events.send(event)
+        """To the engine; without yielding while its buffer has room, so the events of
+        one read of the stream reach it together (an answer and an end in one burst are
+        one store write there). A full buffer waits (nothing is dropped)."""
+        events = self._events
+        if isinstance(events, MemoryObjectSendStream):
+            try:
+                events.send_nowait(event)
+                return
+            except anyio.WouldBlock:
+                pass
+        if events is not None:
+            await events.send(event)
 
     def _hand_on(self, call: CallState) -> None:
         if self._task_group is not None:

@@ -37,7 +37,7 @@ from dialerd.adapters.asterisk.ari_events import (
 )
 from dialerd.ports import Answered, Ended, HangupReason, TelephonyEvent
 
-OUTCOME_VARIABLE: Final = "DIALERD_OUTCOME"
+OUTCOME_VARIABLE: Final = "DIALERD_OUTCOME"  # in ari_events.READ_VARIABLES
 
 # Q.850 causes of an unanswered call that are not failures.
 _BUSY_CAUSES: Final = frozenset({17})  # user busy (SIP 486, 600)
