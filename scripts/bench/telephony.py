@@ -348,7 +348,8 @@ def main() -> int:
         "--minimal-only", action="store_true", help="no dialerd phase (the rig's floor alone)"
     )
     parser.add_argument(
-        "--profile", help="py-spy record the daemon to this file (collapsed stacks)"
+        "--profile",
+        help="py-spy record the daemon to FILE.<in flight> (collapsed stacks; py-spy on PATH)",
     )
     args = parser.parse_args()
     levels = [int(level) for level in str(args.concurrency).split(",") if level.strip()]
@@ -372,7 +373,15 @@ def main() -> int:
             ]
             if not args.minimal_only:
                 phases.append(
-                    partial(dialerd, args.calls, level, args.seconds, args.profile, REPO, "dialerd")
+                    partial(
+                        dialerd,
+                        args.calls,
+                        level,
+                        args.seconds,
+                        f"{args.profile}.{level}" if args.profile else None,
+                        REPO,
+                        "dialerd",
+                    )
                 )
             if baseline is not None and not args.minimal_only:
                 phases.append(

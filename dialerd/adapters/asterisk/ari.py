@@ -1,13 +1,17 @@
 """Telephony backend ``asterisk``: places and follows calls through Asterisk's ARI.
 
-Each call is a channel whose id is the campaigncall id: ``POST /ari/channels`` dials
-the destination into our Stasis application, and the events of the websocket
-``/ari/events`` tell how it goes (``call_state`` maps them). An answered channel enters
-the application (``StasisStart``: ``Answered``). A campaign with actions runs them on
-the channel, which stays in the application meanwhile (``ari_flow``); one without is
-handed at once to the dialplan: the queue context when the campaign has a queue, else
-the agentless one, with the ``DIALERD_*`` channel variables set at origination telling
-it what to do.
+Each call is a channel whose id is the campaigncall id, placed with one ``POST
+/ari/channels``; the events of the websocket ``/ari/events`` tell how it goes
+(``call_state`` maps them). A campaign without actions dials straight into the
+dialplan (``direct``): the queue context when the campaign has a queue, else the
+agentless one, with the ``DIALERD_*`` channel variables set at origination telling it
+what to do; its events come through the application's subscription to the endpoint the
+calls go out on (``PJSIP/<trunk>``, subscribed on each connect), and its answer is its
+channel going ``Up``. A campaign with actions dials into our Stasis application: the
+answered channel enters it (``StasisStart``: ``Answered``) and its actions run while it
+stays there (``ari_flow``). When the endpoint cannot be subscribed to (a dial string
+that names no PJSIP endpoint), campaigns without actions go through the application
+too, and are handed to the dialplan on answer (``continue``: two requests a call).
 
 Idempotency: a second origination of an id this process placed is ignored; Asterisk
 refuses a channel id that is live (409), so a restarted process cannot place a second
@@ -31,11 +35,13 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from dialerd import metrics
 from dialerd.adapters.asterisk import call_state
 from dialerd.adapters.asterisk.ami import leaf_exception
 from dialerd.adapters.asterisk.ari_events import (
+    EVENT_TYPES,
     AriEvent,
     AriEventError,
     Channel,
@@ -97,6 +103,11 @@ _QUEUE_VARIABLE: Final = "DIALERD_QUEUE"
 _APP_VARIABLE: Final = "DIALERD_APP"
 _ID_VARIABLE: Final = "DIALERD_ID"
 _FLOW_VARIABLE: Final = "DIALERD_FLOW"
+# "1" when the call was placed straight into the dialplan (a restarted process follows
+# its answer from the channel's state, not from StasisStart).
+_DIRECT_VARIABLE: Final = "DIALERD_DIRECT"
+# The PJSIP endpoint of a dial string: PJSIP/<number>@<endpoint> or PJSIP/<endpoint>/<uri>.
+_PJSIP_ENDPOINT: Final = re.compile(r"PJSIP/(?:[^@/]*@(?P<at>[^@/{}]+)|(?P<name>[^@/{}]+)/.*)")
 
 
 class AriUnavailable(TelephonyUnavailable, OriginationError):
@@ -164,6 +175,10 @@ class AriTelephony:
         self._answered_at: dict[str, float] = {}
         self._placed: OrderedDict[str, None] = OrderedDict()
         self._adopting: set[str] = set()
+        # Where the calls go out (PJSIP/<trunk>), if the dial string names it; while the
+        # application is subscribed to it, campaigns without actions dial directly.
+        self._trunk = trunk_endpoint(endpoint)
+        self._direct = False
         self._http: AriHttp | None = None
         self._events: ObjectSendStream[TelephonyEvent] | None = None
         self._task_group: TaskGroup | None = None
@@ -239,15 +254,22 @@ class AriTelephony:
                 program=program,
                 variables=dict(origination.variables),
             )
+        direct = self._direct and program.empty
         # Registered first: the call's first events may come before the reply.
-        self._calls[campaigncall_id] = call_state.placed(campaigncall_id, to_queue=bool(queue))
+        self._calls[campaigncall_id] = call_state.placed(
+            campaigncall_id, to_queue=bool(queue), direct=direct
+        )
         started = time.perf_counter()
         try:
             response = await self._http.request(
                 "POST",
                 "/channels",
-                params=self._originate_params(origination),
-                json={"variables": self._variables(origination, queue, flow=not program.empty)},
+                params=self._originate_params(origination, queue, direct=direct),
+                json={
+                    "variables": self._variables(
+                        origination, queue, flow=not program.empty, direct=direct
+                    )
+                },
             )
         except AriHttpError as exc:
             await self._after_uncertain_originate(campaigncall_id)
@@ -311,6 +333,7 @@ class AriTelephony:
                     ping_timeout=PING_TIMEOUT,
                 )
                 try:
+                    await self._subscribe()
                     await self._reconcile()
                     self._set_connected(True)
                     delay = BACKOFF_INITIAL
@@ -342,6 +365,32 @@ class AriTelephony:
         self._connected = connected
         self._reason = None if connected else reason
         metrics.telephony_connected(self.name, up=connected)
+
+    async def _subscribe(self) -> None:
+        """On each connect: the application's events narrowed to the types dialerd reads,
+        and its subscription to the trunk's endpoint (the events of the calls placed
+        straight into the dialplan). Either refused: the calls go through Stasis."""
+        self._direct = False
+        # Asterisk 13.26 and later; an older one sends every type (read and ignored).
+        filtered = await self._raw(
+            "PUT",
+            f"/applications/{self.app}/eventFilter",
+            json={"allowed": [{"type": name} for name in EVENT_TYPES]},
+        )
+        if filtered.is_error:
+            log.info("ARI event filter not set", error=_http_error(filtered))
+        if self._trunk is None:
+            return
+        response = await self._raw(
+            "POST",
+            f"/applications/{self.app}/subscription",
+            params={"eventSource": f"endpoint:{self._trunk}"},
+        )
+        if response.is_error:
+            log.warning("ARI endpoint not subscribed; calls go through the application",
+                        endpoint=self._trunk, error=_http_error(response))  # fmt: skip
+            return
+        self._direct = True
 
     async def _reconcile(self) -> None:
         """After (re)connecting: calls gone while no one listened are ``lost``; live ones
@@ -382,6 +431,7 @@ class AriTelephony:
             outcome = await self._variable(campaigncall_id, call_state.OUTCOME_VARIABLE)
             queue = await self._variable(campaigncall_id, _QUEUE_VARIABLE)
             ran_actions = await self._variable(campaigncall_id, _FLOW_VARIABLE) == "1"
+            direct = await self._variable(campaigncall_id, _DIRECT_VARIABLE) == "1"
             await self._request(
                 "POST",
                 f"/applications/{self.app}/subscription",
@@ -397,7 +447,11 @@ class AriTelephony:
         if campaigncall_id in self._calls:
             return
         call = call_state.adopted(
-            campaigncall_id, channel_state=channel.state, outcome=outcome, to_queue=bool(queue)
+            campaigncall_id,
+            channel_state=channel.state,
+            outcome=outcome,
+            to_queue=bool(queue),
+            direct=direct,
         )
         self._calls[campaigncall_id] = call
         self._remember(campaigncall_id)
@@ -477,8 +531,18 @@ class AriTelephony:
                 self._start_flow(call, plan)
 
     async def _send(self, event: TelephonyEvent) -> None:
-        if self._events is not None:
-            await self._events.send(event)
+        """To the engine; without yielding while its buffer has room, so the events of
+        one read of the stream reach it together (an answer and an end in one burst are
+        one store write there). A full buffer waits (nothing is dropped)."""
+        events = self._events
+        if isinstance(events, MemoryObjectSendStream):
+            try:
+                events.send_nowait(event)
+                return
+            except anyio.WouldBlock:
+                pass
+        if events is not None:
+            await events.send(event)
 
     def _hand_on(self, call: CallState) -> None:
         if self._task_group is not None:
@@ -658,29 +722,41 @@ class AriTelephony:
         path: str,
         *,
         params: Params | None = None,
+        json: object = None,
     ) -> AriResponse:
         if self._http is None:
             raise AriUnavailable("ARI backend is not running")
         try:
-            return await self._http.request(method, path, params=params)
+            return await self._http.request(method, path, params=params, json=json)
         except AriHttpError as exc:
             raise AriUnavailable(f"ARI at {self.url}: {_describe(exc)}") from None
 
     # -- building an origination -----------------------------------------------------
-    def _originate_params(self, origination: Origination) -> dict[str, str]:
+    def _originate_params(
+        self, origination: Origination, queue: str, *, direct: bool
+    ) -> dict[str, str]:
         params = {
             "endpoint": self.endpoint.replace("{number}", origination.destination.target),
-            "app": self.app,
             "channelId": origination.campaigncall_id,
             # 0 = no limit of ours: Asterisk's -1, the network ends the ringing.
             "timeout": str(math.ceil(origination.dial_timeout_ms / 1000) or -1),
         }
+        if direct:
+            # Answered, the channel runs the dialplan at once (Asterisk ignores these
+            # when an app is given: one or the other).
+            params["context"] = self.queue_context if queue else self.agentless_context
+            params["extension"] = "s"
+            params["priority"] = "1"
+        else:
+            params["app"] = self.app
         caller_id = _caller_id(origination.source)
         if caller_id:
             params["callerId"] = caller_id
         return params
 
-    def _variables(self, origination: Origination, queue: str, *, flow: bool) -> dict[str, str]:
+    def _variables(
+        self, origination: Origination, queue: str, *, flow: bool, direct: bool
+    ) -> dict[str, str]:
         """The channel variables the dialplan reads. The actions themselves run in
         dialerd: they are not sent (a variable that size is not Asterisk's business)."""
         campaigncall_id = origination.campaigncall_id
@@ -692,6 +768,7 @@ class AriTelephony:
             # campaign with actions says where to detect with an amd action.
             "DIALERD_AMD": "1" if self.amd and not flow else "0",
             _FLOW_VARIABLE: "1" if flow else "0",
+            _DIRECT_VARIABLE: "1" if direct else "0",
             "DIALERD_QUEUE_TIMEOUT": str(self.queue_timeout),
             "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,
         }
@@ -718,6 +795,15 @@ def _channels_named(event: AriEvent) -> list[str]:
     if isinstance(event, PlaybackFinished | RecordingFinished | RecordingFailed):
         return []
     return [event.channel.id]
+
+
+def trunk_endpoint(endpoint: str) -> str | None:
+    """The Asterisk endpoint (``PJSIP/<name>``) every call of the dial string goes out
+    on, or None if the string does not name one the same for every number."""
+    found = _PJSIP_ENDPOINT.fullmatch(endpoint)
+    if found is None:
+        return None
+    return f"PJSIP/{found['at'] or found['name']}"
 
 
 def _caller_id(source: Address) -> str:

@@ -150,8 +150,15 @@ EVENT_TYPES: Final[dict[str, type[AriEvent]]] = {
 }
 
 
+# The channel variables dialerd reads from ChannelVarset events: the dialplan's verdict.
+# Asterisk reports every variable set (a dozen a call: those set at origination, Gosub's,
+# the RTP statistics at hang-up); the others are dropped before they are decoded.
+READ_VARIABLES: Final = frozenset({"DIALERD_OUTCOME"})
+
+
 class _Envelope(msgspec.Struct, frozen=True):
     type: str
+    variable: str = ""
 
 
 _envelope = msgspec.json.Decoder(_Envelope)
@@ -159,13 +166,17 @@ _decoders: Final = {name: msgspec.json.Decoder(kind) for name, kind in EVENT_TYP
 
 
 def decode_event(data: str | bytes) -> AriEvent | None:
-    """The event in one websocket message, or None for a type dialerd does not read."""
+    """The event in one websocket message, or None for a type dialerd does not read (or
+    a ChannelVarset of a variable it does not read)."""
     try:
-        kind = _envelope.decode(data).type
+        envelope = _envelope.decode(data)
     except msgspec.DecodeError as exc:
         raise AriEventError(f"ARI message is not an event: {exc}") from None
+    kind = envelope.type
     decoder = _decoders.get(kind)
     if decoder is None:
+        return None
+    if kind == "ChannelVarset" and envelope.variable not in READ_VARIABLES:
         return None
     try:
         return decoder.decode(data)

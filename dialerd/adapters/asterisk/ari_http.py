@@ -219,7 +219,13 @@ class AriHttp:
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             )
         message = head.encode() + body
-        async with self._slots:
+        # A free slot is taken without a trip through the event loop (anyio's acquire
+        # yields even then): one loop iteration less per request.
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._slots.acquire()
+        try:
             connection = await self._connection()
             keep = False
             try:
@@ -239,6 +245,8 @@ class AriHttp:
                 else:
                     with anyio.CancelScope(shield=True):
                         await connection.stream.aclose()
+        finally:
+            self._slots.release()
         return response
 
     async def _connection(self) -> _Connection:

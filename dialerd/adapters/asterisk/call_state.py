@@ -1,5 +1,10 @@
 """What dialerd knows about each call placed through Asterisk, and how ARI events change it.
 
+A call is placed one of two ways: into our Stasis application (answered = ``StasisStart``,
+then handed on to the dialplan, or its actions run), or straight into the dialplan
+(``direct``: a campaign without actions; answered = its channel's state goes ``Up``,
+Asterisk runs the dialplan itself and nothing is handed on).
+
 Pure: ``step(call, event)`` returns the call's new state, the engine events to send and
 whether to hand the answered channel on to the dialplan. The I/O shell (``ari``) routes
 each ARI event to the calls it names and applies the result.
@@ -25,13 +30,14 @@ import msgspec
 from dialerd.adapters.asterisk.ari_events import (
     AriEvent,
     ChannelDestroyed,
+    ChannelStateChange,
     ChannelVarset,
     Dial,
     StasisStart,
 )
 from dialerd.ports import Answered, Ended, HangupReason, TelephonyEvent
 
-OUTCOME_VARIABLE: Final = "DIALERD_OUTCOME"
+OUTCOME_VARIABLE: Final = "DIALERD_OUTCOME"  # in ari_events.READ_VARIABLES
 
 # Q.850 causes of an unanswered call that are not failures.
 _BUSY_CAUSES: Final = frozenset({17})  # user busy (SIP 486, 600)
@@ -61,6 +67,8 @@ class CallState(msgspec.Struct, frozen=True, kw_only=True):
     phase: Phase = Phase.RINGING
     # Where the answered channel goes: the queue context or the agentless one.
     to_queue: bool = False
+    # Placed straight into the dialplan (no Stasis on answer): answered when Up.
+    direct: bool = False
     # dialerd asked Asterisk to end it (cancel or hangup).
     ended_by_us: bool = False
     # Last Dial status of the originating dial (our channel as the peer).
@@ -79,13 +87,18 @@ class Step(msgspec.Struct, frozen=True):
     continue_in_dialplan: bool = False
 
 
-def placed(campaigncall_id: str, *, to_queue: bool) -> CallState:
+def placed(campaigncall_id: str, *, to_queue: bool, direct: bool = False) -> CallState:
     """A call just originated: ringing."""
-    return CallState(id=campaigncall_id, to_queue=to_queue)
+    return CallState(id=campaigncall_id, to_queue=to_queue, direct=direct)
 
 
 def adopted(
-    campaigncall_id: str, *, channel_state: str, outcome: str = "", to_queue: bool = False
+    campaigncall_id: str,
+    *,
+    channel_state: str,
+    outcome: str = "",
+    to_queue: bool = False,
+    direct: bool = False,
 ) -> CallState:
     """A live call found in Asterisk that this process did not place (placed before a
     restart, or followed again after a reconnect): its past is unknown."""
@@ -94,10 +107,11 @@ def adopted(
             id=campaigncall_id,
             phase=Phase.ANSWERED,
             to_queue=to_queue,
+            direct=direct,
             outcome=outcome,
             agent=Agent.UNKNOWN,
         )
-    return CallState(id=campaigncall_id, to_queue=to_queue, outcome=outcome)
+    return CallState(id=campaigncall_id, to_queue=to_queue, direct=direct, outcome=outcome)
 
 
 def end_requested(call: CallState) -> CallState:
@@ -119,6 +133,13 @@ def step(call: CallState, event: AriEvent) -> Step:
     if call.phase is Phase.ENDED:
         return Step(call)
     if isinstance(event, StasisStart) and event.channel.id == call.id:
+        return _answered(call)
+    if (
+        call.direct
+        and isinstance(event, ChannelStateChange)
+        and event.channel.id == call.id
+        and event.channel.state == "Up"
+    ):
         return _answered(call)
     if isinstance(event, Dial):
         return Step(_dialled(call, event))
@@ -171,7 +192,8 @@ def _answered(call: CallState) -> Step:
     return Step(
         msgspec.structs.replace(call, phase=Phase.ANSWERED),
         (Answered(call.id),),
-        continue_in_dialplan=True,
+        # A direct call is in the dialplan already.
+        continue_in_dialplan=not call.direct,
     )
 
 

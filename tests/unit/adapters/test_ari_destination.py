@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dialerd.adapters.asterisk.ari import AriTelephony
+from dialerd.adapters.asterisk.ari import AriTelephony, trunk_endpoint
 from dialerd.model import Address, AddressType
 from dialerd.ports import Origination, OriginationError
 
@@ -45,3 +45,22 @@ async def test_a_number_with_a_trailing_line_end_is_refused_before_any_request(
     finally:
         await backend._http.aclose()
     assert requests == []
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "trunk"),
+    [
+        ("PJSIP/{number}@trunk", "PJSIP/trunk"),
+        ("PJSIP/+1{number}@carrier-a", "PJSIP/carrier-a"),
+        ("PJSIP/carrier/sip:{number}@192.0.2.1:5060", "PJSIP/carrier"),
+        # No endpoint the same for every number: the calls go through the application.
+        ("PJSIP/{number}", None),
+        ("PJSIP/{number}/sip:x@192.0.2.1", None),
+        ("Local/{number}@outbound", None),
+        ("SIP/trunk/{number}", None),
+    ],
+)
+def test_the_trunk_whose_events_direct_calls_are_read_from(
+    endpoint: str, trunk: str | None
+) -> None:
+    assert trunk_endpoint(endpoint) == trunk

@@ -60,6 +60,13 @@ def test_other_types_are_skipped() -> None:
     assert decode_event('{"type":"BridgeCreated","bridge":{}}') is None
 
 
+def test_variables_dialerd_does_not_read_are_skipped() -> None:
+    # A dozen a call: those set at origination, Gosub's, the RTP statistics at hang-up.
+    for name in ("DIALERD_ID", "GOSUB_RETVAL", "RTPAUDIOQOS"):
+        event = '{"type":"ChannelVarset","variable":"%s","value":"x","channel":%s}'
+        assert decode_event(event % (name, CHANNEL)) is None
+
+
 @pytest.mark.parametrize(
     ("message", "expected"),
     [

@@ -13,6 +13,7 @@ from dialerd.adapters.asterisk.ari_events import (
     Channel,
     ChannelDestroyed,
     ChannelHangupRequest,
+    ChannelStateChange,
     ChannelVarset,
     Dial,
     StasisEnd,
@@ -210,3 +211,34 @@ def test_answered_while_away_is_reported_once() -> None:
     step = call_state.answered_elsewhere(call)
     assert step.events == (Answered(ID),)
     assert call_state.answered_elsewhere(step.call).events == ()
+
+
+def test_a_direct_call_is_answered_when_its_channel_is_up_and_not_handed_on() -> None:
+    # Placed straight into the dialplan: no StasisStart comes, Asterisk runs the dialplan.
+    ringing = Channel(id=ID, state="Ringing")
+    events = [dial(""), ChannelStateChange(ringing), dial("RINGING"), ChannelStateChange(US),
+              dial("ANSWER"), outcome("queued"), agent_dial("ANSWER"), destroyed(16)]  # fmt: skip
+    call, sent, continues = run(events, call=call_state.placed(ID, to_queue=True, direct=True))
+    assert sent == [Answered(ID), Ended(ID, HangupReason.NORMAL)]
+    assert continues == 0
+    assert call.agent is Agent.CONNECTED
+
+
+def test_a_direct_call_never_answered_ends_by_its_cause() -> None:
+    ringing = Channel(id=ID, state="Ringing")
+    events = [dial(""), ChannelStateChange(ringing), dial("BUSY"), destroyed(17)]
+    direct = call_state.placed(ID, to_queue=False, direct=True)
+    assert run(events, call=direct)[1] == [Ended(ID, HangupReason.BUSY)]
+
+
+def test_a_channel_up_says_nothing_of_a_call_placed_into_stasis() -> None:
+    # Through the application, the answer is StasisStart (then the call is handed on).
+    call, sent, continues = run([ChannelStateChange(US)])
+    assert (sent, continues, call.phase) == ([], 0, Phase.RINGING)
+
+
+def test_an_adopted_ringing_direct_call_is_answered_when_up() -> None:
+    call = call_state.adopted(ID, channel_state="Ringing", direct=True)
+    _call, sent, continues = run([ChannelStateChange(US), destroyed(0)], call=call)
+    assert sent == [Answered(ID), Ended(ID, HangupReason.NORMAL)]
+    assert continues == 0
