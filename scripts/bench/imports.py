@@ -16,6 +16,7 @@ measured too, alternately with this one (``--rounds``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -96,6 +97,11 @@ def _insert(rows: list[tuple[object, ...]], connection: sqlite3.Connection) -> N
     connection.executemany(INSERT_TARGET, rows)
 
 
+def _py_spy() -> str:
+    """py-spy on PATH, or the one installed in this interpreter's venv."""
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
 class Result:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -146,7 +152,7 @@ def import_once(
                 spy = None
                 if profile:  # py-spy (pip install py-spy) on the daemon while it imports
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(daemon.pid), "-o", profile,
+                        [_py_spy(), "record", "--pid", str(daemon.pid), "-o", profile,
                          "-f", "raw", "-r", "250", "--nonblocking", "--threads", "--gil"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
@@ -164,7 +170,9 @@ def import_once(
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=30)
                 prober.join()
-                response.raise_for_status()
+                if response.is_error:
+                    failed = f"{response.status_code} {response.text[:500]}"
+                    sys.exit(f"{name}: the import failed: {failed}")
                 assert response.json() == {"count": rows}, response.text[:300]
                 result.rss_after = peak_rss_mib(daemon.pid)
         finally:
