@@ -153,7 +153,8 @@ def import_once(
                 if profile:  # py-spy (pip install py-spy) on the daemon while it imports
                     spy = subprocess.Popen(
                         [_py_spy(), "record", "--pid", str(daemon.pid), "-o", profile,
-                         "-f", "raw", "-r", "250", "--nonblocking", "--threads", "--gil"],
+                         "--subprocesses", "-f", "raw", "-r", "250", "--nonblocking",
+                         "--threads", "--gil"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                     time.sleep(1)  # py-spy attaches

@@ -44,7 +44,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from dialerd.model import Address, AddressType, OutdialTarget
 from dialerd.store.base import StoreError, StoreUnavailable
-from dialerd.store.sqlite.rows import BUSY_TIMEOUT_MS, INSERT_TARGET, in_transaction, target_row
+from dialerd.store.sqlite.rows import INSERT_TARGET, in_transaction, target_row
 
 _PROBE_NUMBER: Final = "+15550000000"
 _PROBE: Final = _PROBE_NUMBER.encode()
@@ -101,28 +101,10 @@ async def run_worker(
         env=env,
         stderr=None,
     )
-    sent_failure: list[Exception] = []
     try:
+        assert process.stdin is not None
         assert process.stdout is not None
-        answers = BufferedByteReceiveStream(process.stdout)
-        async with anyio.create_task_group() as group:
-            group.start_soon(_send, process, chunks, sent_failure)
-            while True:
-                try:
-                    line = await answers.receive_until(b"\n", _MESSAGE_BYTES)
-                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
-                    if sent_failure:
-                        raise sent_failure[0] from None
-                    code = await process.wait()
-                    raise StoreError(
-                        f"the import worker stopped (exit status {code}); nothing was imported"
-                    ) from None
-                answer = json.loads(line)
-                if "staged" in answer:
-                    counted(int(answer["staged"]))
-                    continue
-                group.cancel_scope.cancel()
-                break
+        answer = await _converse(process.stdin, process.stdout, chunks, counted)
     finally:
         with anyio.CancelScope(shield=True):
             if process.returncode is None:
@@ -138,23 +120,55 @@ async def run_worker(
     raise (StoreUnavailable if answer.get("unavailable") else StoreError)(error)
 
 
-async def _send(
-    process: anyio.abc.Process, chunks: AsyncIterable[bytes], failure: list[Exception]
-) -> None:
-    """The body to the worker, as frames, then the end frame. What reading the body
-    raises (too large, the client gone) is kept in ``failure`` and the worker killed."""
-    assert process.stdin is not None
-    try:
-        async for chunk in chunks:
-            for start in range(0, len(chunk), FRAME_BYTES):
-                piece = chunk[start : start + FRAME_BYTES]
-                await process.stdin.send(_LENGTH.pack(len(piece)) + piece)
-        await process.stdin.send(_LENGTH.pack(0))
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        return  # the worker ended: its answer (or its exit) says why
-    except Exception as error:
-        failure.append(error)
-        process.kill()
+async def _converse(
+    to_worker: anyio.abc.ByteSendStream,
+    from_worker: anyio.abc.ByteReceiveStream,
+    chunks: AsyncIterable[bytes],
+    counted: Callable[[int], None],
+) -> dict[str, Any]:
+    """Send the body while reading the worker's answers; its last answer. Raises what
+    ``counted`` or reading the body raised, or ``StoreError`` if the worker stopped
+    without a last answer."""
+    failures: list[Exception] = []
+    answer: dict[str, Any] = {}
+
+    async def send() -> None:
+        try:
+            async for chunk in chunks:
+                for start in range(0, len(chunk), FRAME_BYTES):
+                    piece = chunk[start : start + FRAME_BYTES]
+                    await to_worker.send(_LENGTH.pack(len(piece)) + piece)
+            await to_worker.send(_LENGTH.pack(0))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return  # the worker ended: its answer (or its exit) says why
+        except Exception as error:  # the body: too large, the client gone
+            failures.append(error)
+            await from_worker.aclose()
+
+    async def receive() -> None:
+        nonlocal answer
+        answers = BufferedByteReceiveStream(from_worker)
+        try:
+            while "staged" in (
+                answer := json.loads(await answers.receive_until(b"\n", _MESSAGE_BYTES))
+            ):
+                counted(int(answer["staged"]))
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
+            answer = {}
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            answer = {}  # closed by ``send``, whose failure is what counts
+        except Exception as error:  # a quota refused the import
+            failures.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(send)
+        await receive()
+        group.cancel_scope.cancel()
+    if failures:
+        raise failures[0]
+    if not answer:
+        raise StoreError("the import worker stopped before it was done; nothing was imported")
+    return answer
 
 
 # -- the worker's side ----------------------------------------------------------------------
@@ -164,6 +178,10 @@ class _Abandoned(Exception):
 
 def _answer(message: dict[str, Any]) -> None:
     os.write(1, json.dumps(message).encode() + b"\n")
+
+
+def _answer_error(failure: StoreError) -> None:
+    _answer({"error": str(failure), "unavailable": isinstance(failure, StoreUnavailable)})
 
 
 def _read_exactly(stream: Any, size: int) -> bytes | None:
@@ -241,13 +259,10 @@ def main(argv: Sequence[str]) -> int:
     from dialerd.store.sqlite.connection import SqliteConnection
 
     store = SqliteConnection(Path(path))
-    try:
-        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.Error as error:
-        failure = store._translate(error)
-        _answer({"error": str(failure), "unavailable": isinstance(failure, StoreUnavailable)})
+    try:  # as the daemon's connection of an in-process import
+        connection = store._connect_for_import()
+    except StoreError as error:
+        _answer_error(error)
         return 1
     reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
     ready: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(BATCHES_AHEAD)
@@ -303,8 +318,7 @@ def main(argv: Sequence[str]) -> int:
         first = failed[0]
         if not isinstance(first, sqlite3.Error):
             return 1  # abandoned
-        failure = store._translate(first)
-        _answer({"error": str(failure), "unavailable": isinstance(failure, StoreUnavailable)})
+        _answer_error(store._translate(first))
         return 1
     _answer({"done": count})
     connection.close()

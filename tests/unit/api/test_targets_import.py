@@ -73,6 +73,26 @@ def test_plain_rows_are_made_as_a_json_body_would_make_them(
     assert _without_ids(quick_targets) == _without_ids(slow_targets)
 
 
+plain_cells = st.one_of(
+    numbers.filter(lambda cell: "," not in cell and '"' not in cell),
+    st.text(alphabet=st.characters(blacklist_characters=',"\r\n\x00'), max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(plain_cells, plain_cells, plain_cells), min_size=1, max_size=8))
+def test_a_row_reads_the_same_with_its_cells_quoted_or_not(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    header = "name,destination_0,destination_1"
+    bare = "\n".join([header, *(",".join(row) for row in rows)]).encode()
+    quoted = "\n".join([header, *(",".join(_cell(cell) for cell in row) for row in rows)])
+    bare_targets, bare_problems = _read(bare, quick=True)
+    quoted_targets, quoted_problems = _read(quoted.encode(), quick=True)
+    assert bare_problems == quoted_problems
+    assert _without_ids(bare_targets) == _without_ids(quoted_targets)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.text(alphabet='ab,"\r\n', max_size=12), min_size=1, max_size=6),
