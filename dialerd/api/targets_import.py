@@ -476,17 +476,27 @@ class TargetReader(RowReader[OutdialTarget]):
         super().__init__(outdial_id, now, _Targets(outdial_id, now), csv_file=csv_file, quick=quick)
 
 
-def ordered_ids() -> Iterator[str]:
+def ordered_ids(counter: int | None = None) -> Iterator[str]:
     """UUIDs (version 7) that grow in the order they are made: the time in ms now, then
-    a 74-bit counter from a random start (RFC 9562, method 2)."""
+    a 74-bit counter from a random start (RFC 9562, method 2), or from ``counter``.
+
+    Only the last group (the counter's low 48 bits) is formatted per id; the rest is
+    formatted again when those bits wrap."""
     stamp = time.time_ns() // 1_000_000
-    counter = secrets.randbits(73)  # room to count well past any import
+    if counter is None:
+        counter = secrets.randbits(73)  # room to count well past any import
     while True:
         rand_a, rand_b = counter >> 62, counter & ((1 << 62) - 1)
         value = (stamp << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
         text = f"{value:032x}"
-        yield f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-        counter += 1
+        prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
+        low = counter & _LOW_48
+        for bits in range(low, _LOW_48 + 1):
+            yield f"{prefix}{bits:012x}"
+        counter += _LOW_48 + 1 - low
+
+
+_LOW_48: Final = (1 << 48) - 1
 
 
 async def read_targets(

@@ -3,6 +3,7 @@ way does, a file read in any chunks reads the same, and imported ids follow the 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import msgspec
@@ -113,6 +114,19 @@ def test_a_file_in_any_chunks_splits_into_the_same_records(
     found += pieces.feed(content[start:]) + pieces.finish()
     assert found == expected
     assert not any(record.startswith("\ufeff".encode()) for _, record in found)
+
+
+def test_imported_ids_grow_across_a_wrap_of_their_last_group() -> None:
+    start = (5 << 62) | ((1 << 62) - 3)  # the counter's low 62 bits about to wrap
+    made = list(itertools.islice(ordered_ids(start), 6))
+    values = [uuid.UUID(made_id).int for made_id in made]
+    assert values == sorted(values)
+    assert len(set(values)) == 6
+    for made_id in made:
+        assert uuid.UUID(made_id).version == 7
+        assert uuid.UUID(made_id).variant == uuid.RFC_4122
+    counters = [((value >> 64) & 0xFFF) << 62 | (value & ((1 << 62) - 1)) for value in values]
+    assert counters == [start + n for n in range(6)]
 
 
 def test_imported_ids_are_uuids_that_grow_in_file_order() -> None:
