@@ -5,7 +5,9 @@ Starts ``dialerd run`` (scripts/lib/daemon.py: SQLite in a temporary directory, 
 of ``--rows`` rows to ``POST /outdials/{id}/targets`` (never held whole by this client
 either), and meanwhile GETs ``/v1.0/campaigns`` every ``--interval`` seconds. Prints
 rows/s, the daemon's peak RSS (VmHWM) before and after the import, the peak RSS of its
-child processes (the import worker), and the worst and median GET latency during it.
+child processes (the import worker), the CPU seconds the daemon and its workers spent
+on the import (on a busy machine a steadier comparison than rows/s), and the worst and
+median GET latency during it.
 
 The anchor, measured in the same run: SQLite's own insert rate of the same target
 rows (built beforehand) into a store of the same schema, in transactions of 500 rows,
@@ -17,6 +19,7 @@ measured too, alternately with this one (``--rounds``).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sqlite3
@@ -39,6 +42,12 @@ from scripts.lib.daemon import REPO, Daemon, DaemonSettings
 TOKEN = "bench-import-token"
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children it has waited for (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def children_peak_rss_mib(pid: int) -> float:
@@ -121,6 +130,7 @@ class Result:
         self.name = name
         self.elapsed = 0.0
         self.rss_before = self.rss_after = self.children_rss = 0.0
+        self.cpu = 0.0  # the daemon's CPU seconds (and its import workers') for the import
         self.latencies: list[float] = []
         self.worst_at = 0.0  # seconds into the import the worst GET started
 
@@ -181,6 +191,7 @@ def _import_once(
                             time.sleep(interval)
 
                 prober = threading.Thread(target=probe)
+                cpu_before = cpu_seconds(pid)
                 started = time.perf_counter()
                 spy = None
                 if profile:  # py-spy (pip install py-spy) on the daemon while it imports
@@ -209,6 +220,7 @@ def _import_once(
                     sys.exit(f"{name}: the import failed: {failed}")
                 assert response.json() == {"count": rows}, response.text[:300]
                 result.rss_after = peak_rss_mib(daemon.pid)
+                result.cpu = cpu_seconds(pid) - cpu_before
         finally:
             daemon.close()
     return result
@@ -263,6 +275,8 @@ def main() -> None:
         print(f"  import time:          {best.elapsed:.1f} s (best of {len(mine)})")
         print(f"  rows/s:               {rate:,.0f}")
         print(f"  ratio to SQLite:      {rate / anchor:.1%}")
+        cpu = statistics.median(r.cpu for r in mine) / args.rows * 1e5
+        print(f"  CPU s per 100k rows:  {cpu:.2f} (median; the daemon and its workers)")
         print(f"  peak RSS before:      {best.rss_before:.0f} MiB")
         print(f"  peak RSS after:       {max(r.rss_after for r in mine):.0f} MiB")
         print(f"  children's peak RSS:  {max(r.children_rss for r in mine):.0f} MiB")
@@ -275,6 +289,10 @@ def main() -> None:
             name: args.rows / min(r.elapsed for r in results if r.name == name) for _, name in trees
         }
         print(f"ratio dialerd / baseline: {rates['dialerd'] / rates['baseline']:.2f}x")
+        cpus = {
+            name: statistics.median(r.cpu for r in results if r.name == name) for _, name in trees
+        }
+        print(f"CPU ratio dialerd / baseline: {cpus['dialerd'] / cpus['baseline']:.2f}")
 
 
 if __name__ == "__main__":

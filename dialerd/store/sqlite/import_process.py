@@ -249,6 +249,8 @@ def _die_with_parent() -> None:
         pass  # elsewhere the end of input still stops the worker
     if os.getppid() == 1:
         os._exit(1)
+    # Ctrl-C at a terminal reaches the whole process group: the daemon ends the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv: Sequence[str]) -> int:
