@@ -22,6 +22,7 @@ from dialerd.api.parsing import (
 )
 from dialerd.model import Outdial
 from dialerd.store import Conflict, InUse
+from dialerd.store.sqlite.import_process import Rejected
 
 
 async def _outdial(ctx: ApiContext, customer_id: str, outdial_id: str) -> Outdial:
@@ -126,20 +127,36 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
             await ctx.store.create_targets([target])
         return json_response(target)
     chunks = body_chunks(request, ctx.config.max_body_bytes)
-    read = targets_import.read_csv if kind in CSV_TYPES else targets_import.read_ndjson
+    csv_file = kind in CSV_TYPES
+    read = targets_import.read_csv if csv_file else targets_import.read_ndjson
+    # A large file is parsed and staged in an import worker process when the store can.
+    head, ended = await targets_import.head_of(chunks, targets_import.WORKER_BYTES)
+    file_body = targets_import.replayed(head, chunks)
     try:
         # Counted as it is read: past a target quota, nothing is imported.
         async with ctx.quotas.room(
             ctx.store, customer_id, "target", 0, outdial_id=outdial_id, recount=True
         ) as room:
             limits = ctx.quotas.of(customer_id)
-            rows = read(chunks, outdial_id, now)
-            count = await ctx.store.import_targets(
-                quotas.counted_targets(customer_id, limits, room.usage, rows)
-            )
+            store = ctx.store
+            if not ended and isinstance(store, targets_import.FileImporter):
+                count = await store.import_target_file(
+                    file_body,
+                    outdial_id,
+                    now,
+                    csv_file=csv_file,
+                    counted=quotas.target_counter(customer_id, limits, room.usage),
+                )
+            else:
+                rows = read(file_body, outdial_id, now)
+                count = await store.import_targets(
+                    quotas.counted_targets(customer_id, limits, room.usage, rows)
+                )
             room.added = count
     except targets_import.ImportRejected as exc:
         raise exc.as_api_error() from None
+    except Rejected as exc:
+        raise targets_import.rejected(exc.problems, exc.bad_rows).as_api_error() from None
     return json_response(bodies.ImportResult(count))
 
 

@@ -18,7 +18,7 @@ every time, since other instances change it too.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -178,13 +178,24 @@ async def counted_targets(
 ) -> AsyncIterator[Sequence[T]]:
     """The batches of a target import, refused (``ApiError``, so the store discards what
     it staged) at the first batch that would take the customer over a target quota."""
+    check = target_counter(customer_id, quotas, usage)
     adding = 0
     async for batch in batches:
         adding += len(batch)
+        check(adding)
+        yield batch
+
+
+def target_counter(customer_id: str, quotas: Quotas, usage: Usage) -> Callable[[int], None]:
+    """``check(adding)``: an ``ApiError`` (refused) if adding that many targets takes the
+    customer over a target quota."""
+
+    def check(adding: int) -> None:
         refusal = first_over(quotas, "target", usage, adding)
         if refusal is not None:
             raise refused(customer_id, refusal)
-        yield batch
+
+    return check
 
 
 async def counted_dnc(

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import msgspec
@@ -37,6 +37,8 @@ from dialerd.model import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 MAX_REPORTED_ROWS: Final = 10
 DESTINATION_COLUMNS: Final = tuple(f"destination_{slot}" for slot in SLOTS)
 CSV_COLUMNS: Final = ("name", "detail", "data", *DESTINATION_COLUMNS)
@@ -290,10 +292,24 @@ async def csv_rows(
         raise ImportRejected([RowProblem(1, "the file is empty: a header row is needed")], 1)
 
 
-class TargetReader:
+class RowMaker(Protocol[R_co]):
+    """What a ``RowReader`` makes of each good row: ``quick`` for a row of plain cells
+    whose destinations are E.164 numbers (``numbers``: one per slot, None when empty),
+    ``target`` for any other."""
+
+    def quick(
+        self, target_id: str, name: str, detail: str, data: str, numbers: list[str | None]
+    ) -> R_co: ...
+
+    def target(self, target: OutdialTarget) -> R_co: ...
+
+
+class RowReader(Generic[R]):
     """The targets of an import file (CSV with a header row, or NDJSON), read from its
-    bytes a chunk at a time: synchronous, so that the parsing runs in a worker thread
-    (``read_targets``), never on the event loop.
+    bytes a chunk at a time, each as ``maker`` makes it (``TargetReader``: the
+    ``OutdialTarget``; the SQLite import worker: the row it stores): synchronous, so
+    that the parsing runs off the event loop (a worker thread, ``read_targets``, or
+    an import worker process).
 
     ``feed`` gives the good targets its chunk completed; after the first bad row it
     gives none and only keeps the first ``MAX_REPORTED_ROWS`` problems with their line
@@ -302,9 +318,18 @@ class TargetReader:
     counter from a random start), so the stores' id indexes take them at their end.
     """
 
-    def __init__(self, outdial_id: str, now: str, *, csv_file: bool, quick: bool = True) -> None:
+    def __init__(
+        self,
+        outdial_id: str,
+        now: str,
+        maker: RowMaker[R],
+        *,
+        csv_file: bool,
+        quick: bool = True,
+    ) -> None:
         self.outdial_id = outdial_id
         self.now = now
+        self.maker = maker
         self.csv_file = csv_file
         # Rows whose cells are plain text and E.164 numbers are made directly (``_quick``);
         # the others, and every bad one, go through TargetCreate as a JSON body does.
@@ -315,10 +340,10 @@ class TargetReader:
         self.problems: list[RowProblem] = []
         self.bad_rows = 0
 
-    def feed(self, chunk: bytes) -> list[OutdialTarget]:
+    def feed(self, chunk: bytes) -> list[R]:
         return self._read(self._records.feed(chunk))
 
-    def finish(self) -> list[OutdialTarget]:
+    def finish(self) -> list[R]:
         """The last targets; ``ImportRejected`` if any row was bad, or the CSV header."""
         targets = self._read(self._records.finish())
         if self.csv_file and self._columns is None:
@@ -327,8 +352,8 @@ class TargetReader:
             raise ImportRejected(self.problems, self.bad_rows)
         return targets
 
-    def _read(self, lines: list[tuple[int, bytes]]) -> list[OutdialTarget]:
-        targets: list[OutdialTarget] = []
+    def _read(self, lines: list[tuple[int, bytes]]) -> list[R]:
+        targets: list[R] = []
         for line, record in lines:
             try:
                 target = self._csv(line, record) if self.csv_file else self._ndjson(record)
@@ -342,7 +367,7 @@ class TargetReader:
                 targets.append(target)
         return targets
 
-    def _csv(self, line: int, record: bytes) -> OutdialTarget | None:
+    def _csv(self, line: int, record: bytes) -> R | None:
         text = record_text(record)
         if not text.strip():
             return None
@@ -353,7 +378,10 @@ class TargetReader:
                 # Without a valid header no row can be read: report the header alone.
                 raise ImportRejected([RowProblem(line, f"header: {exc}")], 1) from None
             return None
-        cells = next(csv.reader([text]))
+        if '"' in text or "\r" in text or "\0" in text:
+            cells = next(csv.reader([text]))
+        else:  # what csv.reader makes of a record without quotes, line ends or NULs
+            cells = text.split(",")
         columns = self._columns
         if len(cells) != len(columns):
             raise ValueError(f"{len(cells)} cells, the header has {len(columns)} columns")
@@ -367,11 +395,11 @@ class TargetReader:
                 row[column] = _destination(column, row[column])
         return self._target(jsontext.convert(row, TargetCreate))
 
-    def _quick(self, columns: list[str], cells: list[str]) -> OutdialTarget | None:
+    def _quick(self, columns: list[str], cells: list[str]) -> R | None:
         """The target of a row of plain cells whose destinations are E.164 numbers, as
         ``TargetCreate`` would make it; None for any other row (TargetCreate decides)."""
         values = {"name": "", "detail": "", "data": ""}
-        destinations: list[Address | None] = [None, None, None, None, None]
+        numbers: list[str | None] = [None, None, None, None, None]
         found = False
         for column, cell in zip(columns, cells, strict=True):
             slot = _DESTINATION_SLOT.get(column)
@@ -385,31 +413,23 @@ class TargetReader:
                 continue
             if not surely_e164(number) or len(number) > MAX_ADDRESS_TARGET:
                 return None
-            destinations[slot] = Address(type=AddressType.TEL, target=number)
+            numbers[slot] = number
             found = True
         data = values["data"]
         if not found or data.lstrip().startswith("{"):  # a zone in data: checked there
             return None
-        return OutdialTarget.fresh(
-            self.outdial_id,
-            destinations,
-            self.now,
-            name=values["name"],
-            detail=values["detail"],
-            data=data,
-            target_id=next(self._ids),
-        )
+        return self.maker.quick(next(self._ids), values["name"], values["detail"], data, numbers)
 
-    def _ndjson(self, record: bytes) -> OutdialTarget | None:
+    def _ndjson(self, record: bytes) -> R | None:
         if not record.strip():
             return None
         return self._target(jsontext.decode(record, TargetCreate))
 
-    def _target(self, body: TargetCreate) -> OutdialTarget:
+    def _target(self, body: TargetCreate) -> R:
         destinations = [None if d is None else d.to_model() for d in body.destinations]
         if all(d is None or d.is_empty for d in destinations):
             raise NoDestination
-        return OutdialTarget.fresh(
+        target = OutdialTarget.fresh(
             self.outdial_id,
             destinations,
             self.now,
@@ -418,19 +438,65 @@ class TargetReader:
             data=body.data,
             target_id=next(self._ids),
         )
+        return self.maker.target(target)
 
 
-def ordered_ids() -> Iterator[str]:
+class _Targets:
+    """``RowMaker`` of ``OutdialTarget``s."""
+
+    def __init__(self, outdial_id: str, now: str) -> None:
+        self.outdial_id = outdial_id
+        self.now = now
+
+    def quick(
+        self, target_id: str, name: str, detail: str, data: str, numbers: list[str | None]
+    ) -> OutdialTarget:
+        destinations = [
+            None if number is None else Address(type=AddressType.TEL, target=number)
+            for number in numbers
+        ]
+        return OutdialTarget.fresh(
+            self.outdial_id,
+            destinations,
+            self.now,
+            name=name,
+            detail=detail,
+            data=data,
+            target_id=target_id,
+        )
+
+    def target(self, target: OutdialTarget) -> OutdialTarget:
+        return target
+
+
+class TargetReader(RowReader[OutdialTarget]):
+    """A ``RowReader`` of ``OutdialTarget``s."""
+
+    def __init__(self, outdial_id: str, now: str, *, csv_file: bool, quick: bool = True) -> None:
+        super().__init__(outdial_id, now, _Targets(outdial_id, now), csv_file=csv_file, quick=quick)
+
+
+def ordered_ids(counter: int | None = None) -> Iterator[str]:
     """UUIDs (version 7) that grow in the order they are made: the time in ms now, then
-    a 74-bit counter from a random start (RFC 9562, method 2)."""
+    a 74-bit counter from a random start (RFC 9562, method 2), or from ``counter``.
+
+    Only the last group (the counter's low 48 bits) is formatted per id; the rest is
+    formatted again when those bits wrap."""
     stamp = time.time_ns() // 1_000_000
-    counter = secrets.randbits(73)  # room to count well past any import
+    if counter is None:
+        counter = secrets.randbits(73)  # room to count well past any import
     while True:
         rand_a, rand_b = counter >> 62, counter & ((1 << 62) - 1)
         value = (stamp << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
         text = f"{value:032x}"
-        yield f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-        counter += 1
+        prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
+        low = counter & _LOW_48
+        for bits in range(low, _LOW_48 + 1):
+            yield f"{prefix}{bits:012x}"
+        counter += _LOW_48 + 1 - low
+
+
+_LOW_48: Final = (1 << 48) - 1
 
 
 async def read_targets(
@@ -475,3 +541,54 @@ def read_ndjson(
 ) -> AsyncIterator[list[OutdialTarget]]:
     """Targets of NDJSON, one target object per line (``read_targets``)."""
     return read_targets(chunks, outdial_id, now, csv_file=False)
+
+
+# A body longer than this goes to an import worker process when the store has one
+# (``FileImporter``); a shorter one is read here (a process costs ~0.3 s to start).
+WORKER_BYTES: Final = 1024 * 1024
+
+
+@runtime_checkable
+class FileImporter(Protocol):
+    """A store that parses and stages a whole import file in a process of its own
+    (SQLite: ``dialerd.store.sqlite.import_process``), away from the daemon's GIL."""
+
+    async def import_target_file(
+        self,
+        chunks: AsyncIterable[bytes],
+        outdial_id: str,
+        now: str,
+        *,
+        csv_file: bool,
+        counted: Callable[[int], None],
+    ) -> int: ...
+
+
+async def head_of(chunks: AsyncIterable[bytes], size: int) -> tuple[list[bytes], bool]:
+    """The first chunks of a body, at least ``size`` bytes of them unless the body is
+    shorter, and whether the body ended within them."""
+    head: list[bytes] = []
+    held = 0
+    iterator = aiter(chunks)
+    while held <= size:
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return head, True
+        head.append(chunk)
+        held += len(chunk)
+    return head, False
+
+
+async def replayed(head: Sequence[bytes], rest: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """``head`` then the rest of the body."""
+    for chunk in head:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+def rejected(problems: Sequence[dict[str, Any]], bad_rows: int) -> ImportRejected:
+    """The ``ImportRejected`` of problems an import worker reported."""
+    listed = [RowProblem(int(problem["line"]), str(problem["problem"])) for problem in problems]
+    return ImportRejected(listed, bad_rows)

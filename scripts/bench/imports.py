@@ -1,10 +1,13 @@
 """Import benchmark: one large CSV import into a running dialerd, with concurrent GETs.
 
-Starts ``dialerd run`` (scripts/lib/daemon.py: SQLite in a temporary directory, free
-ports), streams a generated CSV of ``--rows`` rows to ``POST /outdials/{id}/targets``
-(never held whole by this client either), and meanwhile GETs ``/v1.0/campaigns``
-every ``--interval`` seconds. Prints rows/s, the daemon's peak RSS (VmHWM) before and
-after the import, and the worst and median GET latency during it.
+Starts ``dialerd run`` (scripts/lib/daemon.py: SQLite in a temporary directory, or with
+``--store redis`` a fresh redis-server per import; free ports), streams a generated CSV
+of ``--rows`` rows to ``POST /outdials/{id}/targets`` (never held whole by this client
+either), and meanwhile GETs ``/v1.0/campaigns`` every ``--interval`` seconds. Prints
+rows/s, the daemon's peak RSS (VmHWM) before and after the import, the peak RSS of its
+child processes (the import worker), the CPU seconds the daemon and its workers spent
+on the import (on a busy machine a steadier comparison than rows/s), and the worst and
+median GET latency during it.
 
 The anchor, measured in the same run: SQLite's own insert rate of the same target
 rows (built beforehand) into a store of the same schema, in transactions of 500 rows,
@@ -16,6 +19,8 @@ measured too, alternately with this one (``--rounds``).
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -31,11 +36,30 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from scripts.bench.redis_server import redis_server
 from scripts.lib.daemon import REPO, Daemon, DaemonSettings
 
 TOKEN = "bench-import-token"
 CUSTOMER = "5e4a0680-804e-11ec-98a7-2fea5968d85b"
 QUEUE_ID = "99bf739a-932f-433c-b1bf-103d33d7e9bb"
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children it has waited for (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_peak_rss_mib(pid: int) -> float:
+    """The largest peak RSS of the processes whose parent is ``pid`` (0 if none)."""
+    peak = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                peak = max(peak, peak_rss_mib(int(stat.parent.name)))
+        except (OSError, IndexError, ValueError):
+            continue
+    return peak
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -96,19 +120,39 @@ def _insert(rows: list[tuple[object, ...]], connection: sqlite3.Connection) -> N
     connection.executemany(INSERT_TARGET, rows)
 
 
+def _py_spy() -> str:
+    """py-spy on PATH, or the one installed in this interpreter's venv."""
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
 class Result:
     def __init__(self, name: str) -> None:
         self.name = name
         self.elapsed = 0.0
-        self.rss_before = self.rss_after = 0.0
+        self.rss_before = self.rss_after = self.children_rss = 0.0
+        self.cpu = 0.0  # the daemon's CPU seconds (and its import workers') for the import
         self.latencies: list[float] = []
         self.worst_at = 0.0  # seconds into the import the worst GET started
 
 
 def import_once(
-    rows: int, interval: float, tree: Path, name: str, profile: str | None = None
+    rows: int,
+    interval: float,
+    tree: Path,
+    name: str,
+    profile: str | None = None,
+    store: str = "sqlite",
 ) -> Result:
+    with redis_server(enabled=store == "redis") as redis_url:
+        return _import_once(rows, interval, tree, name, profile, redis_url)
+
+
+def _import_once(
+    rows: int, interval: float, tree: Path, name: str, profile: str | None, redis_url: str
+) -> Result:
+    """One import into a fresh daemon (on a fresh redis-server at ``redis_url``, if given)."""
     result = Result(name)
+    store = f'[store]\nbackend = "redis"\n[store.redis]\nurl = "{redis_url}"\n'
     settings = DaemonSettings(
         token=TOKEN,
         customer_id=CUSTOMER,
@@ -116,6 +160,7 @@ def import_once(
         queue_name="bench",
         tick_interval=1.0,
         log_level="warning",
+        extra_config=store if redis_url else "",
     )
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         daemon = Daemon(Path(tmp), settings, tree=tree)
@@ -129,6 +174,7 @@ def import_once(
                 outdial = client.post("/outdials", json={"name": "bench"}).json()["id"]
                 result.rss_before = peak_rss_mib(daemon.pid)
                 done = threading.Event()
+                pid = daemon.pid
 
                 def probe() -> None:
                     with httpx.Client(base_url=base, headers=headers, timeout=600) as prober:
@@ -139,15 +185,20 @@ def import_once(
                             if not result.latencies or latency > max(result.latencies):
                                 result.worst_at = sent - started
                             result.latencies.append(latency)
+                            result.children_rss = max(
+                                result.children_rss, children_peak_rss_mib(pid)
+                            )
                             time.sleep(interval)
 
                 prober = threading.Thread(target=probe)
+                cpu_before = cpu_seconds(pid)
                 started = time.perf_counter()
                 spy = None
                 if profile:  # py-spy (pip install py-spy) on the daemon while it imports
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(daemon.pid), "-o", profile,
-                         "-f", "raw", "-r", "250", "--nonblocking", "--threads", "--gil"],
+                        [_py_spy(), "record", "--pid", str(daemon.pid), "-o", profile,
+                         "--subprocesses", "-f", "raw", "-r", "250", "--nonblocking",
+                         "--threads", "--gil"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                     time.sleep(1)  # py-spy attaches
@@ -164,9 +215,12 @@ def import_once(
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=30)
                 prober.join()
-                response.raise_for_status()
+                if response.is_error:
+                    failed = f"{response.status_code} {response.text[:500]}"
+                    sys.exit(f"{name}: the import failed: {failed}")
                 assert response.json() == {"count": rows}, response.text[:300]
                 result.rss_after = peak_rss_mib(daemon.pid)
+                result.cpu = cpu_seconds(pid) - cpu_before
         finally:
             daemon.close()
     return result
@@ -181,6 +235,12 @@ def main() -> None:
         "--baseline", type=Path, help="another checkout (with its .venv) to measure too"
     )
     parser.add_argument("--profile", help="py-spy record this checkout's daemon to this file")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "redis"),
+        default="sqlite",
+        help="the daemons' store (redis: a fresh redis-server per import)",
+    )
     args = parser.parse_args()
 
     trees = [(REPO, "dialerd")]
@@ -193,7 +253,7 @@ def main() -> None:
         print(f"  SQLite's own inserts: {anchors[-1]:,.0f} rows/s")
         for tree, name in trees:
             profile = args.profile if tree == REPO else None
-            result = import_once(args.rows, args.interval, tree, name, profile)
+            result = import_once(args.rows, args.interval, tree, name, profile, args.store)
             results.append(result)
             rate = args.rows / result.elapsed
             print(
@@ -201,10 +261,10 @@ def main() -> None:
                 f"{max(result.latencies) * 1000:.0f} ms (at {result.worst_at:.1f} s), median "
                 f"{statistics.median(result.latencies) * 1000:.1f} ms, "
                 f"{len(result.latencies)} GETs, peak RSS {result.rss_before:.0f} -> "
-                f"{result.rss_after:.0f} MiB"
+                f"{result.rss_after:.0f} MiB, children {result.children_rss:.0f} MiB"
             )
     anchor = max(anchors)
-    print(f"rows:                 {args.rows}")
+    print(f"rows:                 {args.rows} (store: {args.store})")
     print(f"SQLite's own inserts: {anchor:,.0f} rows/s (best of {len(anchors)})")
     for _, name in trees:
         mine = [r for r in results if r.name == name]
@@ -215,8 +275,11 @@ def main() -> None:
         print(f"  import time:          {best.elapsed:.1f} s (best of {len(mine)})")
         print(f"  rows/s:               {rate:,.0f}")
         print(f"  ratio to SQLite:      {rate / anchor:.1%}")
+        cpu = statistics.median(r.cpu for r in mine) / args.rows * 1e5
+        print(f"  CPU s per 100k rows:  {cpu:.2f} (median; the daemon and its workers)")
         print(f"  peak RSS before:      {best.rss_before:.0f} MiB")
         print(f"  peak RSS after:       {max(r.rss_after for r in mine):.0f} MiB")
+        print(f"  children's peak RSS:  {max(r.children_rss for r in mine):.0f} MiB")
         print(f"  GETs during import:   {sum(len(r.latencies) for r in mine)}")
         print(f"  worst GET latency:    {worst * 1000:.0f} ms")
         median = statistics.median([x for r in mine for x in r.latencies])
@@ -226,6 +289,10 @@ def main() -> None:
             name: args.rows / min(r.elapsed for r in results if r.name == name) for _, name in trees
         }
         print(f"ratio dialerd / baseline: {rates['dialerd'] / rates['baseline']:.2f}x")
+        cpus = {
+            name: statistics.median(r.cpu for r in results if r.name == name) for _, name in trees
+        }
+        print(f"CPU ratio dialerd / baseline: {cpus['dialerd'] / cpus['baseline']:.2f}")
 
 
 if __name__ == "__main__":

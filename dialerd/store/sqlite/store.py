@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -61,6 +61,7 @@ from dialerd.store.documents import (
 )
 from dialerd.store.sqlite.connection import Writer
 from dialerd.store.sqlite.dnc import SqliteDoNotCall
+from dialerd.store.sqlite.import_process import run_worker
 from dialerd.store.sqlite.ledger import SqliteLedger
 from dialerd.store.sqlite.outbox import SqliteOutbox, outbox_row
 from dialerd.store.sqlite.priors import SqlitePriors
@@ -284,6 +285,45 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
             ),
             partial(self._settle_batch, batch),
         )
+
+    async def import_target_file(
+        self,
+        chunks: AsyncIterable[bytes],
+        outdial_id: str,
+        now: str,
+        *,
+        csv_file: bool,
+        counted: Callable[[int], None],
+    ) -> int:
+        """As ``import_targets``, for a whole file (CSV with a header row, or NDJSON):
+        parsed and staged by an import worker process (``import_process``), published
+        and settled here the same way. ``counted(rows so far)`` after each staged
+        batch may raise to refuse the import; ``import_process.Rejected`` for bad rows."""
+        batch = uuid.uuid4().hex
+        await self._write(
+            lambda connection: connection.execute(
+                "INSERT INTO pending_batch (id) VALUES (?)", (batch,)
+            )
+        )
+        staged = 0
+
+        async def worker() -> AsyncIterator[Sequence[OutdialTarget]]:
+            nonlocal staged
+            staged = await run_worker(
+                self.path, batch, chunks, outdial_id, now, csv_file=csv_file, counted=counted
+            )
+            return
+            yield  # an async generator that stages nothing itself
+
+        await self._staged_import(
+            worker(),
+            lambda targets: lambda connection: None,
+            lambda connection: connection.execute(
+                "DELETE FROM pending_batch WHERE id = ?", (batch,)
+            ),
+            partial(self._settle_batch, batch),
+        )
+        return staged
 
     @staticmethod
     async def _settle_batch(batch: str, write: Writer, *, publish: bool) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dialerd.api import targets_import
 from tests.integration.api.api_conftest import (
     ApiServer,
     conforming_page,
@@ -20,8 +21,14 @@ from tests.integration.api.api_conftest import (
 )
 
 
-@pytest.fixture
-def api_server(tmp_path: Path) -> Iterator[ApiServer]:
+@pytest.fixture(params=["in the daemon", "in an import worker"])
+def api_server(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ApiServer]:
+    """Every import read by the daemon itself, or (as a file over ``WORKER_BYTES`` is)
+    parsed and staged by an import worker process."""
+    if request.param == "in an import worker":
+        monkeypatch.setattr(targets_import, "WORKER_BYTES", 0)
     with running_api(tmp_path) as server:
         yield server
 

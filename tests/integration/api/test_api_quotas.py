@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from dialerd import metrics
+from dialerd.api import targets_import
 from dialerd.api.app import set_api_config
 from dialerd.api.openapi import openapi_document
 from dialerd.config import CustomerQuotas, QuotasConfig
@@ -141,7 +142,11 @@ async def test_a_target_past_the_outdials_quota_is_refused(api_server: ApiServer
         assert await count(client, path) == 1
 
 
-async def test_an_import_past_the_target_quota_imports_nothing(api_server: ApiServer) -> None:
+@pytest.mark.parametrize("worker_bytes", [1024 * 1024, 0], ids=["in the daemon", "in a worker"])
+async def test_an_import_past_the_target_quota_imports_nothing(
+    api_server: ApiServer, monkeypatch: pytest.MonkeyPatch, worker_bytes: int
+) -> None:
+    monkeypatch.setattr(targets_import, "WORKER_BYTES", worker_bytes)
     limit(api_server, targets=1200)
     async with api_server.client() as client:
         first = await create(client, "/v1.0/outdials", {"name": "first"})

@@ -3,6 +3,7 @@ way does, a file read in any chunks reads the same, and imported ids follow the 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import msgspec
@@ -73,6 +74,26 @@ def test_plain_rows_are_made_as_a_json_body_would_make_them(
     assert _without_ids(quick_targets) == _without_ids(slow_targets)
 
 
+plain_cells = st.one_of(
+    numbers.filter(lambda cell: "," not in cell and '"' not in cell),
+    st.text(alphabet=st.characters(blacklist_characters=',"\r\n\x00'), max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(plain_cells, plain_cells, plain_cells), min_size=1, max_size=8))
+def test_a_row_reads_the_same_with_its_cells_quoted_or_not(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    header = "name,destination_0,destination_1"
+    bare = "\n".join([header, *(",".join(row) for row in rows)]).encode()
+    quoted = "\n".join([header, *(",".join(_cell(cell) for cell in row) for row in rows)])
+    bare_targets, bare_problems = _read(bare, quick=True)
+    quoted_targets, quoted_problems = _read(quoted.encode(), quick=True)
+    assert bare_problems == quoted_problems
+    assert _without_ids(bare_targets) == _without_ids(quoted_targets)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.text(alphabet='ab,"\r\n', max_size=12), min_size=1, max_size=6),
@@ -93,6 +114,19 @@ def test_a_file_in_any_chunks_splits_into_the_same_records(
     found += pieces.feed(content[start:]) + pieces.finish()
     assert found == expected
     assert not any(record.startswith("\ufeff".encode()) for _, record in found)
+
+
+def test_imported_ids_grow_across_a_wrap_of_their_last_group() -> None:
+    start = (5 << 62) | ((1 << 62) - 3)  # the counter's low 62 bits about to wrap
+    made = list(itertools.islice(ordered_ids(start), 6))
+    values = [uuid.UUID(made_id).int for made_id in made]
+    assert values == sorted(values)
+    assert len(set(values)) == 6
+    for made_id in made:
+        assert uuid.UUID(made_id).version == 7
+        assert uuid.UUID(made_id).variant == uuid.RFC_4122
+    counters = [((value >> 64) & 0xFFF) << 62 | (value & ((1 << 62) - 1)) for value in values]
+    assert counters == [start + n for n in range(6)]
 
 
 def test_imported_ids_are_uuids_that_grow_in_file_order() -> None:

@@ -1,0 +1,327 @@
+"""A large target import parsed and staged in a process of its own (the import worker).
+
+Parsing a file (CSV or NDJSON), checking its numbers and building its rows holds the
+GIL for most of an import's time; in the daemon's process that slows the API and the
+engine. So a large import runs in a child process (``import_worker``): the
+daemon streams the body to it (``run_worker``) and counts what it staged against the
+quotas; the worker parses with the same reader as the daemon (``TargetReader``) and
+writes the rows into the same SQLite file, hidden behind the import's ``pending_batch``
+row, exactly as the in-process import stages them. Publishing stays the daemon's:
+only once the worker said it is done and the quotas allow it does the daemon delete
+the ``pending_batch`` row.
+
+Crash safety is the in-process import's: the worker never publishes, and each batch it
+writes checks, in its transaction, that the import's ``pending_batch`` row is still
+there, so a worker that outlives its daemon (killed with ``kill -9``; the worker is
+also killed by the kernel then, on Linux) can never make rows visible after the next
+start dropped the batch (``recover_imports``).
+
+The pipes: the daemon sends the body as frames (4 bytes of length, big-endian, then
+the bytes; a frame of length 0 ends the body: an end of input without it means the
+daemon is gone and the worker stops). The worker answers with one JSON object per
+line: ``{"staged": n}`` (rows staged so far) after each batch, then one of
+``{"done": n}``, ``{"rejected": {"problems": [...], "bad_rows": n}}`` or
+``{"error": text, "unavailable": bool}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sqlite3
+import struct
+import sys
+import threading
+from collections.abc import AsyncIterable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from dialerd.model import Address, AddressType, OutdialTarget
+from dialerd.store.base import StoreError, StoreUnavailable
+from dialerd.store.sqlite.rows import INSERT_TARGET, in_transaction, target_row
+
+_PROBE_NUMBER: Final = "+15550000000"
+_PROBE: Final = _PROBE_NUMBER.encode()
+_FIRST_DESTINATION: Final = 6  # target_row: id, outdial, name, detail, data, status, slots
+# Largest body frame sent to the worker (a body chunk may be split in several).
+FRAME_BYTES: Final = 256 * 1024
+# Rows per staging transaction, and staged batches the parser may run ahead of the
+# writer: what the worker holds whatever the file's size.
+WORKER_BATCH: Final = 2000
+BATCHES_AHEAD: Final = 4
+_LENGTH: Final = struct.Struct(">I")
+_MESSAGE_BYTES: Final = 1024 * 1024
+_PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
+
+
+class Rejected(Exception):
+    """The worker found bad rows: ``problems`` (line and problem) and how many."""
+
+    def __init__(self, problems: list[dict[str, Any]], bad_rows: int) -> None:
+        super().__init__(f"{bad_rows} bad row(s)")
+        self.problems = problems
+        self.bad_rows = bad_rows
+
+
+# -- the daemon's side ----------------------------------------------------------------------
+async def run_worker(
+    path: Path,
+    batch: str,
+    chunks: AsyncIterable[bytes],
+    outdial_id: str,
+    now: str,
+    *,
+    csv_file: bool,
+    counted: Callable[[int], None],
+) -> int:
+    """Stream ``chunks`` to a new import worker that stages them as ``batch`` in the
+    SQLite file at ``path``; ``counted(rows staged so far)`` after each staged batch
+    (it raises to refuse the import). Returns how many rows were staged; raises
+    ``Rejected`` for bad rows, ``StoreError`` if the worker failed, or what reading
+    ``chunks`` raised. The worker is always ended and waited for before this returns."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    process = await anyio.open_process(
+        [
+            sys.executable,
+            "-m",
+            "dialerd.store.sqlite.import_worker",
+            str(path),
+            batch,
+            outdial_id,
+            now,
+            "csv" if csv_file else "ndjson",
+        ],
+        env=env,
+        stderr=None,
+    )
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        answer = await _converse(process.stdin, process.stdout, chunks, counted)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            await process.aclose()
+    if "done" in answer:
+        return int(answer["done"])
+    if "rejected" in answer:
+        rejected = answer["rejected"]
+        raise Rejected(list(rejected["problems"]), int(rejected["bad_rows"]))
+    error = str(answer.get("error", "unknown failure"))
+    raise (StoreUnavailable if answer.get("unavailable") else StoreError)(error)
+
+
+async def _converse(
+    to_worker: anyio.abc.ByteSendStream,
+    from_worker: anyio.abc.ByteReceiveStream,
+    chunks: AsyncIterable[bytes],
+    counted: Callable[[int], None],
+) -> dict[str, Any]:
+    """Send the body while reading the worker's answers; its last answer. Raises what
+    ``counted`` or reading the body raised, or ``StoreError`` if the worker stopped
+    without a last answer."""
+    failures: list[Exception] = []
+    answer: dict[str, Any] = {}
+
+    async def send() -> None:
+        try:
+            async for chunk in chunks:
+                for start in range(0, len(chunk), FRAME_BYTES):
+                    piece = chunk[start : start + FRAME_BYTES]
+                    await to_worker.send(_LENGTH.pack(len(piece)) + piece)
+            await to_worker.send(_LENGTH.pack(0))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return  # the worker ended: its answer (or its exit) says why
+        except Exception as error:  # the body: too large, the client gone
+            failures.append(error)
+            await from_worker.aclose()
+
+    async def receive() -> None:
+        nonlocal answer
+        answers = BufferedByteReceiveStream(from_worker)
+        try:
+            while "staged" in (
+                answer := json.loads(await answers.receive_until(b"\n", _MESSAGE_BYTES))
+            ):
+                counted(int(answer["staged"]))
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
+            answer = {}
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            answer = {}  # closed by ``send``, whose failure is what counts
+        except Exception as error:  # a quota refused the import
+            failures.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(send)
+        await receive()
+        group.cancel_scope.cancel()
+    if failures:
+        raise failures[0]
+    if not answer:
+        raise StoreError("the import worker stopped before it was done; nothing was imported")
+    return answer
+
+
+# -- the worker's side ----------------------------------------------------------------------
+class _Abandoned(Exception):
+    """The import's ``pending_batch`` row is gone: the daemon dropped the import."""
+
+
+def _answer(message: dict[str, Any]) -> None:
+    os.write(1, json.dumps(message).encode() + b"\n")
+
+
+def _answer_error(failure: StoreError) -> None:
+    _answer({"error": str(failure), "unavailable": isinstance(failure, StoreUnavailable)})
+
+
+def _read_exactly(stream: Any, size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def _stage(batch: str, rows: Sequence[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
+    if connection.execute("SELECT 1 FROM pending_batch WHERE id = ?", (batch,)).fetchone() is None:
+        raise _Abandoned
+    connection.executemany(INSERT_TARGET, rows)
+
+
+class SqliteRows:
+    """``RowMaker`` of the rows an import stages in SQLite (``target_row``'s, with the
+    import's ``batch``). A quick row is made from a template: ``target_row`` of a
+    target with the same destination slots filled, its id, texts and numbers replaced
+    (an E.164 number, ``+`` and digits, needs no escaping in the address JSON)."""
+
+    def __init__(self, outdial_id: str, now: str, batch: str) -> None:
+        self.outdial_id = outdial_id
+        self.now = now
+        self.batch = batch
+        self._templates: dict[tuple[bool, ...], list[Any]] = {}
+        probe = target_row(self._probe([_PROBE_NUMBER]), batch)
+        self._before, self._after = probe[_FIRST_DESTINATION].split(b'"' + _PROBE + b'"')
+
+    def _probe(self, numbers: Sequence[str | None]) -> OutdialTarget:
+        destinations = [
+            None if number is None else Address(type=AddressType.TEL, target=number)
+            for number in numbers
+        ]
+        return OutdialTarget.fresh(self.outdial_id, destinations, self.now, target_id="")
+
+    def quick(
+        self, target_id: str, name: str, detail: str, data: str, numbers: list[str | None]
+    ) -> tuple[Any, ...]:
+        filled = tuple(number is not None for number in numbers)
+        template = self._templates.get(filled)
+        if template is None:
+            probe = [_PROBE_NUMBER if number else None for number in filled]
+            template = self._templates[filled] = list(target_row(self._probe(probe), self.batch))
+        row = template.copy()
+        row[0] = target_id
+        row[2] = name
+        row[3] = detail
+        row[4] = data
+        before, after = self._before, self._after
+        for slot, number in enumerate(numbers):
+            if number is not None:
+                row[_FIRST_DESTINATION + slot] = b'%s"%s"%s' % (before, number.encode(), after)
+        return tuple(row)
+
+    def target(self, target: OutdialTarget) -> tuple[Any, ...]:
+        return target_row(target, self.batch)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the daemon dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # elsewhere the end of input still stops the worker
+    if os.getppid() == 1:
+        os._exit(1)
+    # Ctrl-C at a terminal reaches the whole process group: the daemon ends the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def main(argv: Sequence[str]) -> int:
+    _die_with_parent()
+    path, batch, outdial_id, now, kind = argv
+    # Imported here: the daemon's side needs none of the parsing.
+    from dialerd.api.targets_import import ImportRejected, RowReader
+    from dialerd.store.sqlite.connection import SqliteConnection
+
+    store = SqliteConnection(Path(path))
+    try:  # as the daemon's connection of an in-process import
+        connection = store._connect_for_import()
+    except StoreError as error:
+        _answer_error(error)
+        return 1
+    reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
+    ready: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(BATCHES_AHEAD)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        staged = 0
+        while (rows := ready.get()) is not None:
+            if failed:
+                continue  # drained, so that the parser never blocks
+            try:
+                in_transaction(lambda connection: _stage(batch, rows, connection), connection)
+            except (sqlite3.Error, _Abandoned) as error:
+                failed.append(error)
+                continue
+            staged += len(rows)
+            _answer({"staged": staged})
+
+    writer = threading.Thread(target=write, name="dialerd-import-writer")
+    writer.start()
+    source = sys.stdin.buffer
+    pending: list[tuple[Any, ...]] = []
+    count = 0
+    try:
+        try:
+            while not failed:
+                head = _read_exactly(source, _LENGTH.size)
+                if head is None:
+                    return 1  # the daemon is gone: abandon (nothing is published)
+                (size,) = _LENGTH.unpack(head)
+                if size == 0:
+                    targets = reader.finish()
+                else:
+                    chunk = _read_exactly(source, size)
+                    if chunk is None:
+                        return 1
+                    targets = reader.feed(chunk)
+                pending += targets
+                count += len(targets)
+                while len(pending) >= WORKER_BATCH or (size == 0 and pending):
+                    ready.put(pending[:WORKER_BATCH])
+                    del pending[:WORKER_BATCH]
+                if size == 0:
+                    break
+        except ImportRejected as rejected:
+            problems = [{"line": p.line, "problem": p.problem} for p in rejected.problems]
+            _answer({"rejected": {"problems": problems, "bad_rows": rejected.bad_rows}})
+            return 0
+    finally:
+        ready.put(None)
+        writer.join()
+    if failed:
+        first = failed[0]
+        if not isinstance(first, sqlite3.Error):
+            return 1  # abandoned
+        _answer_error(store._translate(first))
+        return 1
+    _answer({"done": count})
+    connection.close()
+    return 0

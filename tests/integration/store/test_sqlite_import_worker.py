@@ -1,0 +1,131 @@
+"""The SQLite import worker (a process of its own): the rows it stages are the ones
+the daemon would, and a worker cut off from its import makes nothing visible."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
+from dialerd.store.sqlite import SqliteStore
+from dialerd.store.sqlite.import_process import SqliteRows
+from dialerd.store.sqlite.rows import target_row
+
+OUTDIAL = "0b6e7b2c-0000-4000-8000-000000000000"
+NOW = "2026-03-02 09:15:30.123456"
+BATCH = "5f0c1d2e3a4b4c5d8e9fa0b1c2d3e4f5"
+HEADER = "name,detail,data,destination_0,destination_1,destination_4\n"
+
+cells = st.one_of(
+    st.just(""),
+    st.from_regex(r"\+1[2-9][0-9]{9}", fullmatch=True),
+    st.from_regex(r"\+44[1-9][0-9]{9}", fullmatch=True),
+    st.just('"{""type"": ""sip"", ""target"": ""bob@example.com""}"'),
+    st.text(alphabet="ab é", max_size=6),
+    st.just('"{""timezone"": ""Europe/Paris""}"'),
+)
+
+
+def _rows(reader: RowReader[object] | TargetReader, content: bytes) -> list[object]:
+    reader._ids = (f"id-{n}" for n in itertools.count())
+    made: list[object] = list(reader.feed(content))
+    try:
+        made += reader.finish()
+    except ImportRejected as exc:
+        return [exc.problems]
+    return made
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(cells, cells, cells, cells, cells, cells), min_size=1, max_size=8))
+def test_the_worker_stages_the_rows_the_daemon_would(
+    rows: list[tuple[str, str, str, str, str, str]],
+) -> None:
+    content = (HEADER + "".join(",".join(row) + "\n" for row in rows)).encode()
+    daemon = TargetReader(OUTDIAL, NOW, csv_file=True)
+    worker = RowReader(OUTDIAL, NOW, SqliteRows(OUTDIAL, NOW, BATCH), csv_file=True)
+    expected = [
+        made if isinstance(made, list) else target_row(made, BATCH)  # type: ignore[arg-type]
+        for made in _rows(daemon, content)
+    ]
+    assert _rows(worker, content) == expected
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "dialerd.sqlite3")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def _frames(content: bytes, *, end: bool) -> bytes:
+    framed = struct.pack(">I", len(content)) + content
+    return framed + struct.pack(">I", 0) if end else framed
+
+
+def _run_worker(path: Path, stdin: bytes) -> tuple[int, list[dict[str, object]]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
+         OUTDIAL, NOW, "csv"],
+        input=stdin, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def _staged(path: Path) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute("SELECT count(*) FROM target").fetchone()[0])
+    finally:
+        connection.close()
+
+
+CONTENT = ("destination_0\n" + "".join(f"+1555{n:07d}\n" for n in range(5000))).encode()
+
+
+async def test_a_worker_whose_import_was_dropped_writes_nothing(store: SqliteStore) -> None:
+    # No pending_batch row: as after a restart that dropped the import the worker
+    # outlived (its daemon killed); the worker must not write rows anyone would see.
+    code, answers = _run_worker(store.path, _frames(CONTENT, end=True))
+    assert code == 1
+    assert not any("done" in answer for answer in answers)
+    assert _staged(store.path) == 0
+
+
+async def test_a_worker_cut_off_mid_body_publishes_nothing(store: SqliteStore) -> None:
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    # The body ends without its end frame: the daemon is gone.
+    code, answers = _run_worker(store.path, _frames(CONTENT, end=False))
+    assert code == 1
+    assert not any("done" in answer for answer in answers)
+    assert (await store.list_targets(OUTDIAL)).result == []
+    await store.close()
+    await store.open()  # the next start drops what the import staged
+    assert _staged(store.path) == 0
+
+
+async def test_a_worker_names_the_bad_row_and_the_daemon_gets_it(store: SqliteStore) -> None:
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    bad = CONTENT + b"+1555123\n"
+    code, answers = _run_worker(store.path, _frames(bad, end=True))
+    assert code == 0
+    rejected = answers[-1]["rejected"]
+    assert isinstance(rejected, dict)
+    assert rejected["bad_rows"] == 1
+    assert rejected["problems"][0]["line"] == 5002
+    assert "'+1555123' is not an E.164 number" in rejected["problems"][0]["problem"]

@@ -1,0 +1,154 @@
+"""A large import on the real daemon runs in an import worker process: it leaves no
+process behind, whether the import ends, the daemon stops or the daemon is killed, and
+an import cut by a kill leaves no target visible."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.system.daemon_process import DaemonProcess, wait_until
+
+# Rows past the size the daemon reads itself (dialerd.api.targets_import.WORKER_BYTES).
+ROWS = 100_000
+
+
+def _chunks(rows: int, hold: threading.Event | None = None) -> Iterator[bytes]:
+    """The CSV; with ``hold``, the rest waits for it after two thirds (1.6 MB) are sent."""
+    yield b"name,destination_0\n"
+    for first in range(0, rows, 5000):
+        if hold is not None and first > rows * 2 // 3:
+            hold.wait(60)
+            return
+        yield "".join(f"lead {n},+1555{n:07d}\n" for n in range(first, first + 5000)).encode()
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of the processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append((int(stat.parent.name), fields[0]))
+    return found
+
+
+def _workers() -> list[int]:
+    """The import workers running on this machine now, of this test's daemon or not."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"dialerd.store.sqlite.import_worker" in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _start_import(
+    daemon: DaemonProcess, outdial: str, hold: threading.Event
+) -> tuple[threading.Thread, int]:
+    """A held import in a thread; the pid of its worker once it runs."""
+    before = set(_workers())
+
+    def send() -> None:
+        try:
+            with httpx.Client(base_url=daemon.base, timeout=60) as client:
+                client.post(
+                    f"/v1.0/outdials/{outdial}/targets",
+                    content=_chunks(ROWS, hold),
+                    headers={"Content-Type": "text/csv", **daemon.http.headers},
+                )
+        except httpx.HTTPError:
+            pass  # the daemon went away under it
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert daemon.pid is not None
+    pid = daemon.pid
+    wait_until(
+        lambda: any(child in set(_workers()) - before for child, _ in _children(pid)),
+        "the import worker starts",
+    )
+    (worker,) = [child for child, _ in _children(pid) if child in set(_workers()) - before]
+    return sender, worker
+
+
+def _gone(pid: int) -> bool:
+    """Not running: reaped, or dead and waiting for its (new) parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+def test_an_import_leaves_no_process_behind(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    try:
+        daemon.wait_ready()
+        outdial = daemon.http.post("/v1.0/outdials", json={"name": "big"}).json()["id"]
+        with httpx.Client(base_url=daemon.base, timeout=60) as client:
+            response = client.post(
+                f"/v1.0/outdials/{outdial}/targets",
+                content=_chunks(ROWS),
+                headers={"Content-Type": "text/csv", **daemon.http.headers},
+            )
+        assert response.json() == {"count": ROWS}, response.text
+        assert daemon.pid is not None
+        assert _children(daemon.pid) == []  # the worker was waited for: no zombie
+    finally:
+        daemon.close()
+
+
+def test_sigterm_during_an_import_ends_its_worker_and_the_daemon(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    hold = threading.Event()
+    try:
+        daemon.wait_ready()
+        outdial = daemon.http.post("/v1.0/outdials", json={"name": "big"}).json()["id"]
+        sender, worker = _start_import(daemon, outdial, hold)
+        assert daemon.stop() == 0
+        hold.set()
+        sender.join(60)
+        wait_until(lambda: _gone(worker), "the import worker is gone")
+        restarted = DaemonProcess(tmp_path)
+        try:
+            restarted.wait_ready()
+            targets = restarted.http.get(f"/v1.0/outdials/{outdial}/targets").json()
+            assert targets["result"] == []
+        finally:
+            restarted.close()
+    finally:
+        hold.set()
+        daemon.close()
+
+
+def test_kill_9_during_an_import_ends_its_worker_and_imports_nothing(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    hold = threading.Event()
+    try:
+        daemon.wait_ready()
+        outdial = daemon.http.post("/v1.0/outdials", json={"name": "big"}).json()["id"]
+        sender, worker = _start_import(daemon, outdial, hold)
+        daemon.signal(signal.SIGKILL)
+        wait_until(lambda: _gone(worker), "the import worker is gone")
+        hold.set()
+        sender.join(60)
+        restarted = DaemonProcess(tmp_path)
+        try:
+            restarted.wait_ready()
+            targets = restarted.http.get(f"/v1.0/outdials/{outdial}/targets").json()
+            assert targets["result"] == []
+        finally:
+            restarted.close()
+    finally:
+        hold.set()
+        daemon.close()
