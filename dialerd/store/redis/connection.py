@@ -15,6 +15,7 @@ from redis.asyncio import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
+    NoScriptError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -58,6 +59,11 @@ from dialerd.store.redis.fields import (
 from dialerd.store.redis.migration import Migration
 
 R = TypeVar("R")
+
+
+async def _raised(error: Exception) -> None:
+    """An error a pipeline answered in place, raised (for ``_guard`` to translate)."""
+    raise error
 
 
 async def _close(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
@@ -317,6 +323,25 @@ class RedisConnection:
                 keys=[self._tag(customer)], args=[self.prefix, *args], client=client
             )
         )
+
+    async def _run_each(self, name: str, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """One script for each (customer, arguments), pipelined: one round trip (per
+        node, on a cluster) for a read that goes customer by customer."""
+        if not calls:
+            return []
+        sha = self._scripts[name].sha
+        async with self._connected().pipeline(transaction=False) as pipe:
+            for customer, args in calls:
+                pipe.evalsha(sha, 1, self._tag(customer), self.prefix, *args)
+            replies = await self._guard(pipe.execute(raise_on_error=False))
+        answered: list[Any] = []
+        for (customer, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):  # the server lost its scripts: load them
+                reply = await self._run(name, *args, customer=customer)
+            elif isinstance(reply, Exception):
+                await self._guard(_raised(reply))
+            answered.append(reply)
+        return answered
 
     # -- key layout 3: every key of a customer's data carries the tag {c:<customer>} ------
     def _tag(self, customer: str) -> str:

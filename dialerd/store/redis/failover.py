@@ -64,7 +64,9 @@ class Failover:
             self.replids[primary.address] = primary.replid
             if known is None and not self.opened:
                 return
-            if known != primary.replid and self.seen is None:
+            # A replica reached (the cluster client asks any node for the slots) is no
+            # primary of ours: its id is kept, and a change after its promotion seen.
+            if primary.role == "master" and known != primary.replid and self.seen is None:
                 self._new_primary(primary, primary.replid)
         elif self.replid is None:
             self.replid = primary.replid

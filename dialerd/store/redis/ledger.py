@@ -523,8 +523,8 @@ class RedisLedger(RedisConnection):
         campaigncalls: list[Campaigncall] = []
         if campaign_id is None:
             # Each customer's active set is on its own slot.
-            for customer in await self._slots():
-                bodies = await self._run("members", "campaigncall", "active", customer=customer)
+            calls = [(customer, ("campaigncall", "active")) for customer in await self._slots()]
+            for bodies in await self._run_each("members", calls):
                 campaigncalls += await self._decoded(CAMPAIGNCALL, bodies)
         else:
             customer = await self._owner(campaign_id)

@@ -264,11 +264,11 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
         wanted = sorted({CampaignStatus(status).value for status in statuses})
         if not wanted:
             return []
-        sets = [f"status:{s}" for s in wanted]
+        sets = ("campaign", *(f"status:{s}" for s in wanted))
         campaigns: list[Campaign] = []
         # Each customer's status sets are on its own slot: read customer by customer.
-        for customer in await self._slots():
-            bodies = await self._run("members", "campaign", *sets, customer=customer)
+        calls = [(customer, sets) for customer in await self._slots()]
+        for bodies in await self._run_each("members", calls):
             campaigns += await self._decoded(CAMPAIGN, bodies)
         return sorted(campaigns, key=lambda campaign: (campaign.tm_create, campaign.id))
 
