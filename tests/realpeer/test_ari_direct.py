@@ -83,5 +83,5 @@ async def test_a_dial_string_without_a_trunk_goes_through_the_application(rig: R
         await backend.originate(call)
         await calls.answered(call.campaigncall_id)
         assert await _outcome(client, rig, call.campaigncall_id) == "agentless"
-        assert await _variable(client, rig, call.campaigncall_id, "DIALERD_DIRECT") == "0"
+        assert await _variable(client, rig, call.campaigncall_id, "DIALERD_DIRECT") == ""
         assert (await calls.ended(call.campaigncall_id)).reason == HangupReason.NORMAL

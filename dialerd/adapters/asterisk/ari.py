@@ -757,21 +757,27 @@ class AriTelephony:
     def _variables(
         self, origination: Origination, queue: str, *, flow: bool, direct: bool
     ) -> dict[str, str]:
-        """The channel variables the dialplan reads. The actions themselves run in
-        dialerd: they are not sent (a variable that size is not Asterisk's business)."""
+        """The channel variables the dialplan reads; only those that apply (a variable
+        not set reads as empty: each one set is an event Asterisk builds and sends). The
+        actions themselves run in dialerd: they are not sent."""
         campaigncall_id = origination.campaigncall_id
-        return {
+        variables = {
             _ID_VARIABLE: campaigncall_id,
             _APP_VARIABLE: self.app,
-            _QUEUE_VARIABLE: queue,
-            # The [telephony.asterisk] amd switch is for campaigns without actions; a
-            # campaign with actions says where to detect with an amd action.
-            "DIALERD_AMD": "1" if self.amd and not flow else "0",
-            _FLOW_VARIABLE: "1" if flow else "0",
-            _DIRECT_VARIABLE: "1" if direct else "0",
-            "DIALERD_QUEUE_TIMEOUT": str(self.queue_timeout),
-            "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,
+            "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,  # a function: no event
         }
+        if queue:
+            variables[_QUEUE_VARIABLE] = queue
+            variables["DIALERD_QUEUE_TIMEOUT"] = str(self.queue_timeout)
+        # The [telephony.asterisk] amd switch is for campaigns without actions; a
+        # campaign with actions says where to detect with an amd action.
+        if self.amd and not flow:
+            variables["DIALERD_AMD"] = "1"
+        if flow:
+            variables[_FLOW_VARIABLE] = "1"
+        if direct:
+            variables[_DIRECT_VARIABLE] = "1"
+        return variables
 
     def _remember(self, campaigncall_id: str) -> None:
         self._placed[campaigncall_id] = None
