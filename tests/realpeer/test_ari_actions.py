@@ -446,3 +446,23 @@ async def test_the_seeds_campaign_talks_then_joins_the_queue(rig: Rig, tmp_path:
         assert (await calls.ended(call.campaigncall_id)).reason == HangupReason.NORMAL
     # The agent was reached after the prompt had played, counted from the answer.
     assert calls.agent_waits[call.campaigncall_id] >= wav_seconds(prompt) - 0.5
+
+
+async def test_a_key_pressed_once_is_received_once(rig: Rig, tmp_path: Path) -> None:
+    # The application is subscribed to the trunk's endpoint (for calls without actions)
+    # and, through the origination, to this call's channel: Asterisk reports each of the
+    # channel's events on both ways. Each key counts once all the same.
+    services = Services()
+    actions = [
+        act("digits_receive", {"duration": 4000, "length": 2}),
+        act("branch", {"target_ids": {"1": AGENT}}),
+        act("hangup"),
+        act("webhook_send", {"uri": "https://example.com/agent", "data": "chose 1"}, id=AGENT),
+        act("hangup"),
+    ]
+    async with with_actions(rig, tmp_path, services) as calls:
+        call = origination("press1-1500", actions=actions)
+        await calls.backend.originate(call)
+        await calls.answered(call.campaigncall_id)
+        assert (await calls.ended(call.campaigncall_id, within=20)).reason == HangupReason.NORMAL
+    assert services.webhooks == ["chose 1"]

@@ -83,5 +83,23 @@ async def test_a_dial_string_without_a_trunk_goes_through_the_application(rig: R
         await backend.originate(call)
         await calls.answered(call.campaigncall_id)
         assert await _outcome(client, rig, call.campaigncall_id) == "agentless"
-        assert await _variable(client, rig, call.campaigncall_id, "DIALERD_DIRECT") == "0"
+        assert await _variable(client, rig, call.campaigncall_id, "DIALERD_DIRECT") == ""
         assert (await calls.ended(call.campaigncall_id)).reason == HangupReason.NORMAL
+
+
+async def _endpoints_of(client: httpx.AsyncClient, rig: Rig, app: str) -> list[str]:
+    response = await client.get(f"{rig.ari_url}/ari/applications/{app}")
+    if response.status_code == 404:
+        return []
+    return list(response.json().get("endpoint_ids", []))
+
+
+async def test_a_stopped_dialerd_leaves_no_subscription_behind(rig: Rig) -> None:
+    # Left subscribed, Asterisk would build every event of the trunk for an application
+    # no one listens to, for as long as it runs.
+    backend = telephony(rig)
+    async with httpx.AsyncClient(auth=rig.ari_auth, timeout=5) as client:
+        for _ in range(2):  # a second start finds nothing left, and subscribes once
+            async with running(backend):
+                assert await _endpoints_of(client, rig, backend.app) == ["PJSIP/callee"]
+            assert await _endpoints_of(client, rig, backend.app) == []

@@ -100,6 +100,7 @@ class AsteriskDaemon:
         extra_config: str = "",
     ) -> None:
         self.rig = rig
+        self.app = app
         self.process = DaemonProcess(
             tmp_path,
             extra_config=asterisk_config(rig, app, amd=amd, queue_timeout=queue_timeout)
@@ -229,6 +230,14 @@ class AsteriskDaemon:
         self.process.close()
         for campaigncall_id in ids:
             hang_up(self.rig, campaigncall_id)
+        # Killed, the daemon left its app subscribed to the trunk: Asterisk would build
+        # the trunk's events for it through every later test.
+        httpx.delete(
+            f"{self.rig.ari_url}/ari/applications/{self.app}/subscription",
+            params={"eventSource": "endpoint:PJSIP/callee"},
+            auth=self.rig.ari_auth,
+            timeout=5,
+        )
 
 
 def hang_up(rig: Rig, campaigncall_id: str) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Final
 
 import anyio
@@ -106,6 +106,11 @@ _FLOW_VARIABLE: Final = "DIALERD_FLOW"
 # "1" when the call was placed straight into the dialplan (a restarted process follows
 # its answer from the channel's state, not from StasisStart).
 _DIRECT_VARIABLE: Final = "DIALERD_DIRECT"
+# A channel the application follows both ways (subscribed by an origination into Stasis
+# or an adoption, and on the trunk's endpoint) has each event reported twice, the same
+# text to Asterisk's microsecond timestamp: the second is dropped. The copies come close
+# together; this many messages are remembered.
+RECENT_MESSAGES: Final = 512
 # The PJSIP endpoint of a dial string: PJSIP/<number>@<endpoint> or PJSIP/<endpoint>/<uri>.
 _PJSIP_ENDPOINT: Final = re.compile(r"PJSIP/(?:[^@/]*@(?P<at>[^@/{}]+)|(?P<name>[^@/{}]+)/.*)")
 
@@ -179,6 +184,8 @@ class AriTelephony:
         # application is subscribed to it, campaigns without actions dial directly.
         self._trunk = trunk_endpoint(endpoint)
         self._direct = False
+        self._recent: deque[str] = deque()
+        self._recent_set: set[str] = set()
         self._http: AriHttp | None = None
         self._events: ObjectSendStream[TelephonyEvent] | None = None
         self._task_group: TaskGroup | None = None
@@ -226,6 +233,7 @@ class AriTelephony:
         finally:
             self._http = self._events = self._task_group = None
             with anyio.CancelScope(shield=True):
+                await self._unsubscribe(http)
                 await http.aclose()
 
     async def originate(self, origination: Origination) -> None:
@@ -381,6 +389,11 @@ class AriTelephony:
             log.info("ARI event filter not set", error=_http_error(filtered))
         if self._trunk is None:
             return
+        # Once only: Asterisk counts subscriptions, and one DELETE at the stop must end it.
+        application = await self._raw("GET", f"/applications/{self.app}")
+        if application.is_success and self._trunk in _endpoint_ids(application):
+            self._direct = True
+            return
         response = await self._raw(
             "POST",
             f"/applications/{self.app}/subscription",
@@ -391,6 +404,22 @@ class AriTelephony:
                         endpoint=self._trunk, error=_http_error(response))  # fmt: skip
             return
         self._direct = True
+
+    async def _unsubscribe(self, http: AriHttp) -> None:
+        """At the stop: the application's endpoint subscription ends. Left in place, it
+        would have Asterisk build every event of the trunk for an application no one
+        listens to (and log that it missed it) until dialerd comes back."""
+        if self._trunk is None:
+            return
+        try:
+            with anyio.fail_after(CLEANUP_SECONDS):
+                await http.request(
+                    "DELETE",
+                    f"/applications/{self.app}/subscription",
+                    params={"eventSource": f"endpoint:{self._trunk}"},
+                )
+        except (AriHttpError, TimeoutError) as exc:
+            log.info("ARI endpoint subscription left", endpoint=self._trunk, error=str(exc))
 
     async def _reconcile(self) -> None:
         """After (re)connecting: calls gone while no one listened are ``lost``; live ones
@@ -471,6 +500,8 @@ class AriTelephony:
 
     # -- events ------------------------------------------------------------------------
     async def _handle(self, message: str) -> None:
+        if self._direct and self._repeated(message):
+            return
         try:
             event = decode_event(message)
         except AriEventError as exc:
@@ -486,6 +517,16 @@ class AriTelephony:
             call = self._calls.get(campaigncall_id)
             if call is not None:
                 await self._apply(call_state.step(call, event))
+
+    def _repeated(self, message: str) -> bool:
+        """Whether the same event came just before (see ``RECENT_MESSAGES``)."""
+        if message in self._recent_set:
+            return True
+        self._recent_set.add(message)
+        self._recent.append(message)
+        if len(self._recent) > RECENT_MESSAGES:
+            self._recent_set.discard(self._recent.popleft())
+        return False
 
     async def _apply(self, result: Step) -> None:
         call = result.call
@@ -757,21 +798,27 @@ class AriTelephony:
     def _variables(
         self, origination: Origination, queue: str, *, flow: bool, direct: bool
     ) -> dict[str, str]:
-        """The channel variables the dialplan reads. The actions themselves run in
-        dialerd: they are not sent (a variable that size is not Asterisk's business)."""
+        """The channel variables the dialplan reads; only those that apply (a variable
+        not set reads as empty: each one set is an event Asterisk builds and sends). The
+        actions themselves run in dialerd: they are not sent."""
         campaigncall_id = origination.campaigncall_id
-        return {
+        variables = {
             _ID_VARIABLE: campaigncall_id,
             _APP_VARIABLE: self.app,
-            _QUEUE_VARIABLE: queue,
-            # The [telephony.asterisk] amd switch is for campaigns without actions; a
-            # campaign with actions says where to detect with an amd action.
-            "DIALERD_AMD": "1" if self.amd and not flow else "0",
-            _FLOW_VARIABLE: "1" if flow else "0",
-            _DIRECT_VARIABLE: "1" if direct else "0",
-            "DIALERD_QUEUE_TIMEOUT": str(self.queue_timeout),
-            "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,
+            "PJSIP_HEADER(add,X-Dialerd-Id)": campaigncall_id,  # a function: no event
         }
+        if queue:
+            variables[_QUEUE_VARIABLE] = queue
+            variables["DIALERD_QUEUE_TIMEOUT"] = str(self.queue_timeout)
+        # The [telephony.asterisk] amd switch is for campaigns without actions; a
+        # campaign with actions says where to detect with an amd action.
+        if self.amd and not flow:
+            variables["DIALERD_AMD"] = "1"
+        if flow:
+            variables[_FLOW_VARIABLE] = "1"
+        if direct:
+            variables[_DIRECT_VARIABLE] = "1"
+        return variables
 
     def _remember(self, campaigncall_id: str) -> None:
         self._placed[campaigncall_id] = None
@@ -795,6 +842,16 @@ def _channels_named(event: AriEvent) -> list[str]:
     if isinstance(event, PlaybackFinished | RecordingFinished | RecordingFailed):
         return []
     return [event.channel.id]
+
+
+def _endpoint_ids(response: AriResponse) -> list[str]:
+    """The endpoints an application is subscribed to (``GET /applications/{app}``)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    ids = body.get("endpoint_ids") if isinstance(body, dict) else None
+    return [str(one) for one in ids] if isinstance(ids, list) else []
 
 
 def trunk_endpoint(endpoint: str) -> str | None:

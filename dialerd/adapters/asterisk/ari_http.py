@@ -6,7 +6,9 @@ now and then a JSON body; a JSON answer with ``Content-Length``), and a dialer s
 or two per call. A general client pays for what it does not need here at every request
 (URL objects, cookie jars, auth flows, a pool that looks for its async library): this
 one writes each request in one send on a connection kept open, and reads the status,
-the headers it needs and the body.
+the headers it needs and the body. Connections are asyncio protocols that keep reading:
+what arrives while dialerd is busy is in the buffer when it looks (a stream of anyio
+turns reading on and off around each read, two system calls and a loop turn a read).
 
 At most ``size`` connections are open at once (size it for the calls in flight: every
 call waits on at most one request at a time); an idle one is reused newest first, and
@@ -18,6 +20,7 @@ sent twice: a failure in transit is an ``AriHttpError`` and the connection is cl
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -30,11 +33,11 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 import msgspec
-from anyio.abc import ByteStream, SocketAttribute
 
 # Seconds an idle connection is kept for reuse: under Asterisk's default keep-alive.
 IDLE_SECONDS: Final = 10.0
-_READ_SIZE: Final = 65536
+# Bytes read and not yet taken past which reading pauses (Asterisk then waits on TCP).
+_MAX_BUFFER: Final = 4 * 1024 * 1024
 # The longest status line and headers accepted, and the largest body (a channel list).
 _MAX_HEAD: Final = 64 * 1024
 _MAX_BODY: Final = 64 * 1024 * 1024
@@ -97,25 +100,103 @@ def query_string(params: Params | None) -> str:
     return "?" + "&".join(parts) if parts else ""
 
 
+class _Protocol(asyncio.Protocol):
+    """What asyncio reads for one connection: the bytes, kept in ``buffer`` as they come
+    (reading stays on, so the events that arrive while dialerd is busy are there at once,
+    and no read is a trip through the loop of its own), and its end."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.ended = False  # the server closed its side, or the connection was lost
+        self.error: BaseException | None = None
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _MAX_BUFFER and self.transport is not None:
+            # Not taken for a while: Asterisk waits (TCP) until the reader catches up.
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_data(self) -> None:
+        """Until more bytes (or the end) come."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    async def writable(self) -> None:
+        if self._writable is not None:
+            await self._writable
+
+
 class _Connection:
     """One open connection and the bytes read past the last answer."""
 
-    __slots__ = ("buffer", "idle_since", "socket", "stream")
+    __slots__ = ("idle_since", "protocol", "socket", "transport")
 
-    def __init__(self, stream: ByteStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
         self.idle_since = 0.0
-        # Looked up once: anyio builds every attribute of the stream at each lookup.
-        self.socket = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 (anyio, not SQL)
+        self.socket = transport.get_extra_info("socket")
+
+    @property
+    def buffer(self) -> bytearray:
+        return self.protocol.buffer
 
     def closed_by_peer(self) -> bool:
         """Whether the server closed (or wrote on) the idle connection: it is not reused."""
-        try:
+        if self.protocol.ended or self.protocol.buffer or self.transport.is_closing():
+            return True
+        try:  # what the loop has not read yet
             readable, _, _ = select.select([self.socket], [], [], 0)
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):
             return True
         return bool(readable)
+
+    async def send(self, data: bytes) -> None:
+        if self.protocol.ended or self.transport.is_closing():
+            raise AriHttpError("the connection is closed")
+        self.transport.write(data)
+        await self.protocol.writable()
+
+    async def aclose(self) -> None:
+        self.transport.close()
 
     async def read_head(self) -> int:
         """Read until the end of the headers; the index just past them."""
@@ -125,11 +206,11 @@ class _Connection:
                 return end + 4
             if len(self.buffer) > _MAX_HEAD:
                 raise AriHttpError("the answer's headers are too long")
-            await self._fill()
+            await self.fill()
 
     async def read_exactly(self, size: int) -> bytes:
         while len(self.buffer) < size:
-            await self._fill()
+            await self.fill()
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         return data
@@ -143,13 +224,16 @@ class _Connection:
                 return line
             if len(self.buffer) > _MAX_HEAD:
                 raise AriHttpError("a chunk header is too long")
-            await self._fill()
+            await self.fill()
 
-    async def _fill(self) -> None:
-        try:
-            self.buffer += await self.stream.receive(_READ_SIZE)
-        except anyio.EndOfStream:
-            raise AriHttpError("the server closed the connection") from None
+    async def fill(self) -> None:
+        """Wait for more bytes; ``AriHttpError`` once the connection has ended."""
+        if self.protocol.ended:
+            error = self.protocol.error
+            if error is not None:
+                raise AriHttpError(f"the connection broke: {error}")
+            raise AriHttpError("the server closed the connection")
+        await self.protocol.wait_data()
 
 
 class AriHttp:
@@ -197,7 +281,7 @@ class AriHttp:
         self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
-            await connection.stream.aclose()
+            await connection.aclose()
 
     async def request(
         self,
@@ -230,7 +314,7 @@ class AriHttp:
             keep = False
             try:
                 with anyio.fail_after(self.request_timeout):
-                    await connection.stream.send(message)
+                    await connection.send(message)
                     response, keep = await self._read(connection, method)
             except TimeoutError:
                 raise AriHttpError(
@@ -243,8 +327,7 @@ class AriHttp:
                     connection.idle_since = time.monotonic()
                     self._idle.append(connection)
                 else:
-                    with anyio.CancelScope(shield=True):
-                        await connection.stream.aclose()
+                    await connection.aclose()
         finally:
             self._slots.release()
         return response
@@ -254,27 +337,26 @@ class AriHttp:
         now = time.monotonic()
         # The oldest idle ones first: those idle too long are closed, not left to linger.
         while self._idle and now - self._idle[0].idle_since >= IDLE_SECONDS:
-            await self._idle.pop(0).stream.aclose()
+            await self._idle.pop(0).aclose()
         while self._idle:
             connection = self._idle.pop()
             if now - connection.idle_since < IDLE_SECONDS and not connection.closed_by_peer():
                 return connection
-            await connection.stream.aclose()
+            await connection.aclose()
         return await self.connect()
 
     async def connect(self) -> _Connection:
         """A new connection (outside the pool); ``AriHttpError`` if none can be made."""
+        loop = asyncio.get_running_loop()
         try:
             with anyio.fail_after(self.connect_timeout):
-                if self.tls is None:
-                    stream: ByteStream = await anyio.connect_tcp(self.host, self.port)
-                else:
-                    stream = await anyio.connect_tcp(
-                        self.host,
-                        self.port,
-                        ssl_context=self.tls,
-                        tls_standard_compatible=False,
-                    )
+                transport, protocol = await loop.create_connection(
+                    _Protocol,
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
+                    server_hostname=self.host if self.tls is not None else None,
+                )
         except TimeoutError:
             raise AriHttpError(
                 f"no connection to {self.host}:{self.port} in {self.connect_timeout:g} s"
@@ -283,7 +365,8 @@ class AriHttp:
             raise AriHttpError(
                 f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
             ) from None
-        return _Connection(stream)
+        assert isinstance(transport, asyncio.Transport)
+        return _Connection(transport, protocol)
 
     async def _read(self, connection: _Connection, method: str) -> tuple[AriResponse, bool]:
         """The answer, and whether the connection may carry another request."""
@@ -346,13 +429,13 @@ class AriHttp:
 
     @staticmethod
     async def _until_closed(connection: _Connection) -> bytes:
-        while True:
-            try:
-                connection.buffer += await connection.stream.receive(_READ_SIZE)
-            except anyio.EndOfStream:
-                return bytes(connection.buffer)
+        while not connection.protocol.ended:
             if len(connection.buffer) > _MAX_BODY:
                 raise AriHttpError("the answer's body is too large")
+            await connection.protocol.wait_data()
+        body = bytes(connection.buffer)
+        connection.buffer.clear()
+        return body
 
 
 # -- the event websocket (RFC 6455, client side) ---------------------------------------
@@ -382,9 +465,9 @@ class AriWebSocket:
             try:
                 with anyio.move_on_after(1):
                     await self._send(_CLOSE, b"\x03\xe8")  # 1000: normal closure
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except (OSError, AriHttpError):
                 pass
-            await self._connection.stream.aclose()
+            await self._connection.aclose()
 
     async def receive_text(self) -> str:
         """The next text (or binary, as UTF-8) message; ``AriHttpError`` once the stream
@@ -445,14 +528,14 @@ class AriWebSocket:
                         payload = bytes(b ^ mask[n % 4] for n, b in enumerate(payload))
                     del buffer[: start + length]
                     return first & 0x0F, bool(first & 0x80), payload
+            if connection.protocol.ended:
+                error = connection.protocol.error
+                if error is not None:
+                    raise AriHttpError(f"the event stream broke: {error}")
+                raise AriHttpError("the event stream was closed by the server")
             wait = self.ping_timeout if pinged else self.ping_interval
             with anyio.move_on_after(wait):
-                try:
-                    buffer += await connection.stream.receive(_READ_SIZE)
-                except anyio.EndOfStream:
-                    raise AriHttpError("the event stream was closed by the server") from None
-                except (OSError, anyio.BrokenResourceError) as exc:
-                    raise AriHttpError(f"the event stream broke: {exc}") from None
+                await connection.protocol.wait_data()
                 pinged = False
                 continue
             if pinged:
@@ -465,7 +548,7 @@ class AriWebSocket:
         masked = bytes(b ^ mask[n % 4] for n, b in enumerate(payload))
         # Control frames only: FIN set, payload under 126 bytes.
         frame = bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
-        await self._connection.stream.send(frame)
+        await self._connection.send(frame)
 
 
 async def connect_events(
@@ -481,21 +564,21 @@ async def connect_events(
     connection = await http.connect()
     try:
         with anyio.fail_after(http.request_timeout):
-            await connection.stream.send(request.encode())
+            await connection.send(request.encode())
             end = await connection.read_head()
     except TimeoutError:
-        await connection.stream.aclose()
+        await connection.aclose()
         raise AriHttpError(
             f"no answer to the websocket request in {http.request_timeout:g} s"
         ) from None
     except BaseException:
-        await connection.stream.aclose()
+        await connection.aclose()
         raise
     head = bytes(connection.buffer[:end]).decode("latin-1")
     del connection.buffer[:end]
     status = head.split("\r\n", 1)[0]
     accept = base64.b64encode(hashlib.sha1(key + _WS_GUID, usedforsecurity=False).digest()).decode()
     if " 101" not in status or accept not in head:
-        await connection.stream.aclose()
+        await connection.aclose()
         raise AriHttpError(f"the event stream was refused: {status[:80]!r}")
     return AriWebSocket(connection, ping_interval=ping_interval, ping_timeout=ping_timeout)
