@@ -4,9 +4,10 @@ Parsing a file (CSV or NDJSON), checking its numbers and building its rows holds
 GIL for most of an import's time; in the daemon's process that slows the API and the
 engine. So a large import runs in a child process (``import_worker``): the
 daemon streams the body to it (``run_worker``) and counts what it staged against the
-quotas; the worker parses with the same reader as the daemon (``TargetReader``) and
-writes the rows into the same SQLite file, hidden behind the import's ``pending_batch``
-row, exactly as the in-process import stages them. Publishing stays the daemon's:
+quotas; the worker parses with the daemon's reader (``RowReader``: the same rules and
+errors as ``TargetReader``), makes the rows directly (``SqliteRows``: the ones
+``target_row`` makes) and writes them into the same SQLite file, hidden behind the
+import's ``pending_batch`` row, as the in-process import stages them. Publishing stays the daemon's:
 only once the worker said it is done and the quotas allow it does the daemon delete
 the ``pending_batch`` row.
 
