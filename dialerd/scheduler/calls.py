@@ -485,6 +485,9 @@ class Calls:
         clock = self.shared.clock
         try:
             while self._expiries:
+                if not self._expiries[0][2].live:
+                    heapq.heappop(self._expiries)  # answered or ended: nothing to wait for
+                    continue
                 deadline = self._expiries[0][0]
                 now = clock.monotonic()
                 if deadline > now:
