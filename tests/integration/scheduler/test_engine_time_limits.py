@@ -101,3 +101,21 @@ async def test_flows_end_at_their_time_limit_in_order_of_start(
         assert {(c.result, c.reason) for c in await world.calls_of(second)} == {("fail", "timeout")}
         assert {ended_at(world.clock, c) for c in await world.calls_of(first)} == {20.0}
         assert {ended_at(world.clock, c) for c in await world.calls_of(second)} == {25.0}
+
+
+async def test_a_backend_that_takes_time_to_place_gets_the_ticks_calls_placed_together(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path) as world:
+        world.calls.place_time = 5.0  # like ARI: each originate waits on the backend
+        world.queue.available = 3
+        campaign, _, _ = await world.campaign(targets=3, dial_timeout_ms=10_000)
+        await world.run(campaign)
+        await world.advance(5.1)
+        assert len(world.calls.originated) == 3  # not one after the other (15 s)
+        await world.advance(9.8)  # 14.9 s: the dial timeout runs from the placing
+        assert {c.status for c in await world.calls_of(campaign)} == {CampaigncallStatus.DIALING}
+        await world.advance(0.2)
+        calls = await world.calls_of(campaign)
+        assert {(c.status, c.reason) for c in calls} == {("done", "no_answer")}
+        assert {ended_at(world.clock, c) for c in calls} == {15.0}
