@@ -12,10 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import anyio
-
 from dialerd.model import Campaigncall, CampaignType
 from dialerd.ports import HangupReason
+
+
+class Cancellable(Protocol):
+    """A timer that can be stopped."""
+
+    def cancel(self) -> None: ...
 
 
 @dataclass
@@ -29,7 +33,8 @@ class Attempt:
     # Whose campaign: the calling rules that apply when it ends are the customer's.
     customer_id: str = ""
     answered: bool = False
-    timer: anyio.CancelScope | None = None
+    # The attempt's time limit (dial or flow timeout) while it runs; ``cancel`` stops it.
+    timer: Cancellable | None = None
     # Set when the engine ends the attempt itself (a time limit): the reason recorded,
     # whatever the backend reports when it drops the call.
     end_reason: HangupReason | None = None

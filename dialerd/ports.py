@@ -130,7 +130,13 @@ class TelephonyUnavailable(Exception):
 
 
 class Telephony(Protocol):
-    """A telephony backend that places calls and reports what happens to them."""
+    """A telephony backend that places calls and reports what happens to them.
+
+    A backend whose ``originate`` never waits on anything (no network round trip, no
+    delay) says so with an attribute ``originates_at_once = True``: the engine then
+    places a tick's calls one after the other in one task. Others get a task per call,
+    so a slow origination holds up no other.
+    """
 
     name: str
 
@@ -167,7 +173,7 @@ class FlowRunner(Protocol):
     The end is reported as ``Ended`` on the same event stream as telephony events:
     ``normal`` when the flow completed, ``failed`` when a step failed, ``cancelled``
     after ``stop_flow``; the engine ends attempts that report nothing in time
-    (``engine.flow_timeout``).
+    (``engine.flow_timeout``). ``originates_at_once``: as for ``Telephony``.
     """
 
     name: str

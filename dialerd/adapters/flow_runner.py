@@ -126,6 +126,8 @@ class ActionFlowRunner:
     """Flow runner ``actions``: the interpreter with real executors (module docstring)."""
 
     name = "actions"
+    # ``start_flow`` only starts the flow's task: it waits for nothing.
+    originates_at_once = True
 
     def __init__(self, services: ActionServices, clock: Clock) -> None:
         self.services = services

@@ -520,6 +520,11 @@ class SimTelephony(_SimBackend):
     # It sends ``AgentConnected``: the engine measures (and governs) abandonment.
     reports_agent_connect = True
 
+    @property
+    def originates_at_once(self) -> bool:
+        """``originate`` waits for nothing unless placing a call takes time."""
+        return self.world.config.place_time.max <= 0
+
     async def originate(self, origination: Origination) -> None:
         """Place the call, unless one was placed for this campaigncall id already."""
         await anyio.lowlevel.checkpoint()

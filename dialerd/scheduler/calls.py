@@ -8,11 +8,14 @@ through views (``view``, ``measures``); only this part changes them."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -64,6 +67,21 @@ AGENT_WAITS_KEPT = 100
 # Events one worker takes from the stream at once (those already waiting): their ends
 # are written in one store step.
 EVENT_BURST = 256
+# The heap of time limits is rid of cancelled ones once it holds at least this many.
+EXPIRIES_COMPACT_MIN = 1024
+
+
+@dataclass(eq=False, slots=True)
+class _Expiry:
+    """An attempt's time limit in the heap of limits; ``cancel`` (an answer, an end)
+    leaves it there, dropped when it comes up."""
+
+    attempt: Attempt
+    reason: HangupReason
+    live: bool = True
+
+    def cancel(self) -> None:
+        self.live = False
 
 
 @dataclass(slots=True)
@@ -281,6 +299,15 @@ class Calls:
         # Attempts whose end is being written (out of the book meanwhile): still live
         # for a store failover's write-back until the write is done.
         self._finishing: dict[str, Attempt] = {}
+        # The attempts' time limits (dial and flow timeouts): (monotonic deadline, order
+        # of setting, limit), served by one task while any is left (``_serve_expiries``);
+        # its sleep until the earliest, cancelled when an earlier one is set.
+        self._expiries: list[tuple[float, int, _Expiry]] = []
+        self._expiry_seq = itertools.count()
+        self._expiries_compact_at = EXPIRIES_COMPACT_MIN
+        self._expiring = False
+        self._expiry_wait: anyio.CancelScope | None = None
+        self._expiry_wait_until = math.inf
 
     def note_outplan(self, outplan: Outplan) -> None:
         """The outplan as a tick read it (its retry rule applies when attempts end)."""
@@ -348,15 +375,40 @@ class Calls:
             if attempt.campaigncall is not None
         ]
 
+    def originate_soon(
+        self, originations: Sequence[Origination], campaign_type: CampaignType
+    ) -> None:
+        """Place these claimed calls (or start these flows): one after the other in one
+        task when the backend's originate waits for nothing (``originates_at_once``),
+        else a task each, so that a slow origination holds up no other."""
+        if not originations:
+            return
+        task_group = self.shared.task_group
+        assert task_group is not None
+        if self._at_once(campaign_type):
+            task_group.start_soon(self._originate_in_turn, originations, campaign_type)
+        else:
+            for origination in originations:
+                task_group.start_soon(self.originate, origination, campaign_type)
+
+    async def _originate_in_turn(
+        self, originations: Sequence[Origination], campaign_type: CampaignType
+    ) -> None:
+        for origination in originations:
+            await self.originate(origination, campaign_type)
+
     async def originate(self, origination: Origination, campaign_type: CampaignType) -> None:
+        """Place one claimed call (or start one flow) and set its time limit. Whatever
+        may wait after that (an end's write, a release) runs in a task of its own: only
+        the backend's originate is awaited here."""
         attempt = self._book.get(origination.campaigncall_id)
         if attempt is None:
             return
         if attempt.release_requested:
             # Stopped between the claim and now: nothing was placed, the try goes back.
-            await self._reliably(
-                origination.campaigncall_id, "stopped before origination", self._finish,
-                HangupReason.CANCELLED,
+            self._soon(
+                self._reliably, origination.campaigncall_id, "stopped before origination",
+                self._finish, HangupReason.CANCELLED,
             )  # fmt: skip
             return
         try:
@@ -382,31 +434,96 @@ class Calls:
                 error=str(exc) or type(exc).__name__,
             )
             self.measures.origination_failed(origination.campaign_id)
-            await self._reliably(
-                origination.campaigncall_id, "origination failed", self._finish, HangupReason.ERROR
-            )
+            self._soon(
+                self._reliably, origination.campaigncall_id, "origination failed",
+                self._finish, HangupReason.ERROR,
+            )  # fmt: skip
             return
         attempt.placed = True
         self.measures.origination_placed(origination.campaign_id)
         if attempt.release_requested:
             # A stop came while the origination was in flight: end the call now.
-            await self._release(attempt)
+            self._soon(self._release, attempt)
             return
-        if limit > 0 and not attempt.answered:
-            await self._expire(attempt, limit, reason)
+        if limit > 0 and not attempt.answered and attempt.campaigncall_id in self._book:
+            self._expire_at(attempt, self.shared.clock.monotonic() + limit, reason)
 
-    async def _expire(self, attempt: Attempt, seconds: float, reason: HangupReason) -> None:
-        """End the attempt with ``reason`` if it is not answered (or reported) in time."""
-        with anyio.CancelScope() as scope:
-            attempt.timer = scope
-            await self.shared.clock.sleep_until(self.shared.clock.monotonic() + seconds)
-        if scope.cancelled_caught or attempt.campaigncall_id not in self._book:
-            return
-        # The call is dropped at once, even while the store is away; the attempt is then
-        # recorded with this reason, whichever of the two writes comes first.
-        attempt.end_reason = reason
-        await self._release(attempt)
-        await self._reliably(attempt.campaigncall_id, f"expired {reason}", self._finish, reason)
+    def _at_once(self, campaign_type: CampaignType) -> bool:
+        """Whether the backend of this type of campaign originates (and releases)
+        without waiting on anything (``ports.Telephony``)."""
+        backend: object = (
+            self.shared.flows if campaign_type == CampaignType.FLOW else self.shared.telephony
+        )
+        return bool(getattr(backend, "originates_at_once", False))
+
+    def _soon(self, work: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
+        task_group = self.shared.task_group
+        assert task_group is not None
+        task_group.start_soon(work, *args)
+
+    # -- time limits ---------------------------------------------------------------
+    def _expire_at(self, attempt: Attempt, deadline: float, reason: HangupReason) -> None:
+        """End the attempt with ``reason`` at ``deadline`` unless it is answered or ended
+        before (which cancels its ``timer``). One heap and one task serve every limit."""
+        expiry = _Expiry(attempt, reason)
+        attempt.timer = expiry
+        heapq.heappush(self._expiries, (deadline, next(self._expiry_seq), expiry))
+        if len(self._expiries) >= self._expiries_compact_at:
+            # Cancelled limits are dropped lazily; rebuilt once they could be most.
+            self._expiries = [entry for entry in self._expiries if entry[2].live]
+            heapq.heapify(self._expiries)
+            self._expiries_compact_at = max(EXPIRIES_COMPACT_MIN, 2 * len(self._expiries))
+        if not self._expiring:
+            self._expiring = True
+            self._soon(self._serve_expiries)
+        elif deadline < self._expiry_wait_until and self._expiry_wait is not None:
+            self._expiry_wait.cancel()  # an earlier limit than the one slept for
+
+    async def _serve_expiries(self) -> None:
+        """Until no limit is left: sleep on the shared clock until the earliest, then
+        end the attempts whose limit has come, in the order of their limits."""
+        clock = self.shared.clock
+        try:
+            while self._expiries:
+                if not self._expiries[0][2].live:
+                    heapq.heappop(self._expiries)  # answered or ended: nothing to wait for
+                    continue
+                deadline = self._expiries[0][0]
+                now = clock.monotonic()
+                if deadline > now:
+                    with anyio.CancelScope() as scope:
+                        self._expiry_wait, self._expiry_wait_until = scope, deadline
+                        await clock.sleep_until(deadline)
+                    self._expiry_wait, self._expiry_wait_until = None, math.inf
+                    continue
+                due: list[_Expiry] = []
+                while self._expiries and self._expiries[0][0] <= now:
+                    expiry = heapq.heappop(self._expiries)[2]
+                    attempt = expiry.attempt
+                    if expiry.live and self._book.get(attempt.campaigncall_id) is attempt:
+                        expiry.live = False
+                        due.append(expiry)
+                if due:
+                    await self._expire(due)
+        finally:
+            self._expiring = False
+            self._expiry_wait, self._expiry_wait_until = None, math.inf
+
+    async def _expire(self, due: Sequence[_Expiry]) -> None:
+        """The calls are dropped at once, even while the store is away; each attempt is
+        then recorded with its limit's reason, whichever of the two writes comes first
+        (the ends of one moment in one store step, in a task of their own)."""
+        for expiry in due:
+            attempt = expiry.attempt
+            attempt.end_reason = expiry.reason
+            if self._at_once(attempt.campaign_type):
+                await self._release(attempt)
+            else:
+                self._soon(self._release, attempt)
+        self._soon(
+            self._finish_burst,
+            [(expiry.attempt.campaigncall_id, expiry.reason, False) for expiry in due],
+        )
 
     # -- release -------------------------------------------------------------------
     async def _release(self, attempt: Attempt) -> None:

@@ -179,13 +179,19 @@ class Tick:
         with metrics.store_operation("start_attempt", self.shared.store.backend):
             claimed = await self.shared.store.start_attempts(plans)
         queue_name = self._queue_name(campaign)
-        for campaigncall in claimed:
-            self._originate(campaign, outplan, campaigncall, queue_name)
+        originations = [
+            origination
+            for campaigncall in claimed
+            if (origination := self._originate(campaign, outplan, campaigncall, queue_name))
+        ]
+        self.calls.originate_soon(originations, campaign.type)
         return len(claimed)
 
     def _originate(
         self, campaign: Campaign, outplan: Outplan, campaigncall: Campaigncall, queue_name: str
-    ) -> None:
+    ) -> Origination | None:
+        """Follow the claimed attempt; its origination, or None when its actions read
+        the target (then originated in a task of its own, once the target is read)."""
         self.calls.start(campaign, campaigncall)
         origination = Origination(
             campaigncall_id=campaigncall.id,
@@ -200,13 +206,13 @@ class Tick:
             queue_name=queue_name,
             variables=flow.call_variables(campaign, campaigncall, None),
         )
+        if not flow.reads_target(campaign.actions):
+            return origination
         assert self.shared.task_group is not None
-        if flow.reads_target(campaign.actions):
-            self.shared.task_group.start_soon(
-                self._originate_with_target, origination, campaign, campaigncall
-            )
-        else:
-            self.shared.task_group.start_soon(self.calls.originate, origination, campaign.type)
+        self.shared.task_group.start_soon(
+            self._originate_with_target, origination, campaign, campaigncall
+        )
+        return None
 
     async def _originate_with_target(
         self, origination: Origination, campaign: Campaign, campaigncall: Campaigncall

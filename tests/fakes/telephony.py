@@ -57,6 +57,12 @@ class ScriptedCalls:
             task_status.started()
             await anyio.sleep_forever()
 
+    @property
+    def originates_at_once(self) -> bool:
+        """Like the sim: placing waits for nothing unless ``place_time`` is set (the
+        engine then gives each origination a task of its own)."""
+        return self.place_time <= 0
+
     async def _take(self, seconds: float) -> None:
         if seconds > 0:
             assert self.clock is not None, "a double that takes time needs the clock"
