@@ -143,9 +143,9 @@ async def drain_body(
 
 async def stopped_import(request: Request) -> ApiError:
     """The 503 of an import the daemon's stop abandoned, once the rest of its body is
-    read (for at most ``STOP_DRAIN_SECONDS``): after an answer Hypercorn closes the
-    connection only when little of the body is left unread (its queue of body chunks
-    full, it waits until its graceful timeout cancels the request)."""
+    read (for at most ``STOP_DRAIN_SECONDS``): with its queue of unread body chunks
+    full, Hypercorn waits, after the answer, for room to put ``http.disconnect`` in it;
+    the connection then never closes and the daemon's stop waits for it forever."""
     await drain_body(request, seconds=STOP_DRAIN_SECONDS, most=math.inf)
     return ApiError(
         503,

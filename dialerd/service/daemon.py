@@ -248,8 +248,8 @@ class Daemon:
                 await self.shutdown.wait()
                 sdnotify.stopping()
                 log.info("dialerd stopping")
-                # Before Hypercorn's graceful timeout: an import it cancelled would stop
-                # wherever it is (asyncio cancellation goes through shields).
+                # Now, not at Hypercorn's graceful timeout: its asyncio cancellation goes
+                # through AnyIO's shields, and it then waits forever behind the body.
                 stop_imports(self.app)
                 # Answered calls may finish within the stop grace; nothing new starts.
                 await self.engine.drain()
