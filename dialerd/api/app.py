@@ -223,3 +223,10 @@ def set_api_config(
         context.webhooks = webhooks
     if quotas is not None:
         context.quotas.config = quotas
+
+
+def stop_imports(app: Starlette) -> None:
+    """Abandon the file imports in progress (the daemon stops): each is answered 503
+    and nothing of it is imported."""
+    context: ApiContext = app.state.ctx
+    context.stop_imports()

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import anyio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,10 +42,31 @@ class ApiContext:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # True once the daemon stops: open event streams end.
     closing: Callable[[], bool] = lambda: False
+    # The file imports in progress, abandoned when the daemon stops (``stop_imports``).
+    imports: set[anyio.CancelScope] = field(default_factory=set)
 
     def now(self) -> str:
         """The current time as a reference timestamp string."""
         return format_time(self.clock.now())
+
+    @contextmanager
+    def stoppable_import(self) -> Iterator[anyio.CancelScope]:
+        """A scope for one file import, cancelled when the daemon stops (at once if it
+        is stopping): its ``cancelled_caught`` says the import was abandoned."""
+        scope = anyio.CancelScope()
+        if self.closing():
+            scope.cancel()
+        self.imports.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self.imports.discard(scope)
+
+    def stop_imports(self) -> None:
+        """Abandon the file imports in progress: the daemon stops."""
+        for scope in self.imports:
+            scope.cancel()
 
     @contextmanager
     def request_slot(self, customer_id: str) -> Iterator[None]:

@@ -27,6 +27,7 @@ from dialerd.api.parsing import (
     json_body,
     page_query,
     require_media_type,
+    stopped_import,
 )
 from dialerd.api.targets_import import ImportRejected
 from dialerd.model import DncNumber, normalize_e164
@@ -67,24 +68,32 @@ async def create_dnc_numbers(request: Request, ctx: ApiContext, customer_id: str
         return json_response(stored[0] if single else bodies.DncNumberList(stored))
     chunks = body_chunks(request, ctx.config.max_body_bytes)
     rows = _csv_rows if kind in CSV_TYPES else _ndjson_rows
+    count = 0
+    with ctx.stoppable_import() as stopping:
+        count = await _import_numbers(ctx, customer_id, rows(chunks, customer_id, now))
+    if stopping.cancelled_caught:
+        raise await stopped_import(request)
+    return json_response(bodies.ImportResult(count))
+
+
+async def _import_numbers(
+    ctx: ApiContext, customer_id: str, numbers: AsyncIterator[tuple[int, DncNumber | str]]
+) -> int:
+    """Import a file's do-not-call numbers (the file's ``numbers``); how many."""
     try:
         # Counted as it is read: past the quota, nothing is imported.
         async with ctx.quotas.room(ctx.store, customer_id, "dnc_number", 0, recount=True) as room:
             limits = ctx.quotas.of(customer_id)
             count = await ctx.store.import_dnc_numbers(
                 quotas.counted_dnc(
-                    ctx.store,
-                    customer_id,
-                    limits,
-                    room.usage,
-                    targets_import.batches(rows(chunks, customer_id, now)),
+                    ctx.store, customer_id, limits, room.usage, targets_import.batches(numbers)
                 )
             )
             # Numbers listed already count too: the count is recounted in time.
             room.added = count
     except ImportRejected as exc:
         raise exc.as_api_error() from None
-    return json_response(bodies.ImportResult(count))
+    return count
 
 
 async def list_dnc_numbers(request: Request, ctx: ApiContext, customer_id: str) -> Response:

@@ -19,6 +19,7 @@ from dialerd.api.parsing import (
     page_query,
     path_id,
     require_media_type,
+    stopped_import,
 )
 from dialerd.model import Outdial
 from dialerd.store import Conflict, InUse
@@ -126,8 +127,19 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
         async with ctx.quotas.room(ctx.store, customer_id, "target", outdial_id=outdial_id):
             await ctx.store.create_targets([target])
         return json_response(target)
+    count = 0
+    with ctx.stoppable_import() as stopping:
+        count = await _import_file(request, ctx, customer_id, outdial_id, now, kind in CSV_TYPES)
+    if stopping.cancelled_caught:
+        raise await stopped_import(request)
+    return json_response(bodies.ImportResult(count))
+
+
+async def _import_file(
+    request: Request, ctx: ApiContext, customer_id: str, outdial_id: str, now: str, csv_file: bool
+) -> int:
+    """Import the body, a CSV (``csv_file``) or NDJSON file of targets; how many."""
     chunks = body_chunks(request, ctx.config.max_body_bytes)
-    csv_file = kind in CSV_TYPES
     read = targets_import.read_csv if csv_file else targets_import.read_ndjson
     # A large file is parsed and staged in an import worker process when the store can.
     head, ended = await targets_import.head_of(chunks, targets_import.WORKER_BYTES)
@@ -157,7 +169,7 @@ async def create_targets(request: Request, ctx: ApiContext, customer_id: str) ->
         raise exc.as_api_error() from None
     except Rejected as exc:
         raise targets_import.rejected(exc.problems, exc.bad_rows).as_api_error() from None
-    return json_response(bodies.ImportResult(count))
+    return count
 
 
 async def list_targets(request: Request, ctx: ApiContext, customer_id: str) -> Response:

@@ -4,6 +4,7 @@ media types and bodies (a 400, 413 or 415 naming what is wrong).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any, Final, TypeVar
@@ -25,6 +26,9 @@ CSV_TYPES: Final = frozenset({"text/csv"})
 NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson"})
 DRAIN_BYTES: Final = 16 * 1024 * 1024
 DRAIN_SECONDS: Final = 5.0
+# The most an import abandoned at the daemon's stop reads of the rest of its body: well
+# within Hypercorn's graceful timeout (``dialerd.api.server.GRACEFUL_SECONDS``).
+STOP_DRAIN_SECONDS: Final = 2.0
 # A page token is a tm_create, optionally followed by "|<id>" (see dialerd.store.ports);
 # do-not-call numbers are listed by "|<number>".
 PAGE_TOKEN: Final = re.compile(
@@ -113,17 +117,19 @@ async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
     request.scope.setdefault("state", {})["body_done"] = True
 
 
-async def drain_body(request: Request) -> None:
+async def drain_body(
+    request: Request, *, seconds: float = DRAIN_SECONDS, most: float = DRAIN_BYTES
+) -> None:
     """Read and drop what is left of the body before an early error answer.
 
     A client still sending when the server closes gets a connection reset instead of
-    the answer; so up to ``DRAIN_BYTES`` (within ``DRAIN_SECONDS``) are read first.
+    the answer; so up to ``most`` bytes (within ``seconds``) are read first.
     """
     if request.scope.get("state", {}).get("body_done"):
         return
     drained = 0
-    with anyio.move_on_after(DRAIN_SECONDS):
-        while drained <= DRAIN_BYTES:
+    with anyio.move_on_after(seconds):
+        while drained <= most:
             try:
                 message = await request.receive()
             except ApiError:
@@ -133,6 +139,22 @@ async def drain_body(request: Request) -> None:
             drained += len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
+
+
+async def stopped_import(request: Request) -> ApiError:
+    """The 503 of an import the daemon's stop abandoned, once the rest of its body is
+    read (for at most ``STOP_DRAIN_SECONDS``): with its queue of unread body chunks
+    full, Hypercorn waits, after the answer, for room to put ``http.disconnect`` in it;
+    the connection then never closes and the daemon's stop waits for it forever."""
+    await drain_body(request, seconds=STOP_DRAIN_SECONDS, most=math.inf)
+    return ApiError(
+        503,
+        "SHUTTING_DOWN",
+        "the daemon is stopping: nothing of the file was imported; send it again once "
+        "the daemon runs",
+        headers={"connection": "close", "retry-after": "5"},
+        drain=False,
+    )
 
 
 def too_large(limit: int) -> ApiError:

@@ -19,7 +19,7 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from dialerd import __version__, metrics
-from dialerd.api import create_app, serve_api, set_api_config
+from dialerd.api import create_app, serve_api, set_api_config, stop_imports
 from dialerd.api.server import ServerLimits
 from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import Config, ConfigError, load_config
@@ -248,6 +248,9 @@ class Daemon:
                 await self.shutdown.wait()
                 sdnotify.stopping()
                 log.info("dialerd stopping")
+                # Now, not at Hypercorn's graceful timeout: its asyncio cancellation goes
+                # through AnyIO's shields, and it then waits forever behind the body.
+                stop_imports(self.app)
                 # Answered calls may finish within the stop grace; nothing new starts.
                 await self.engine.drain()
                 core.cancel_scope.cancel()

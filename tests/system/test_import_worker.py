@@ -5,13 +5,15 @@ an import cut by a kill leaves no target visible."""
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.system.daemon_process import DaemonProcess, wait_until
+from dialerd.api.server import GRACEFUL_SECONDS
+from tests.system.daemon_process import TOKEN, DaemonProcess, wait_until
 
 # Rows past the size the daemon reads itself (dialerd.api.targets_import.WORKER_BYTES).
 ROWS = 100_000
@@ -25,6 +27,19 @@ def _chunks(rows: int, hold: threading.Event | None = None) -> Iterator[bytes]:
             hold.wait(60)
             return
         yield "".join(f"lead {n},+1555{n:07d}\n" for n in range(first, first + 5000)).encode()
+
+
+def _answer(connection: socket.socket, seconds: float) -> bytes:
+    """What the daemon answered on ``connection`` until it closed it (or ``seconds``
+    passed without a byte)."""
+    connection.settimeout(seconds)
+    answer = b""
+    try:
+        while piece := connection.recv(65536):
+            answer += piece
+    except TimeoutError:
+        pass
+    return answer
 
 
 def _children(pid: int) -> list[tuple[int, str]]:
@@ -151,4 +166,45 @@ def test_kill_9_during_an_import_ends_its_worker_and_imports_nothing(tmp_path: P
             restarted.close()
     finally:
         hold.set()
+        daemon.close()
+
+
+def test_sigterm_during_an_import_of_a_whole_body_refuses_it_and_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    daemon = DaemonProcess(tmp_path)
+    try:
+        daemon.wait_ready()
+        outdial = daemon.http.post("/v1.0/outdials", json={"name": "big"}).json()["id"]
+        body = b"".join(_chunks(4 * ROWS))  # about 9 MB: seconds of work for the worker
+        head = (
+            f"POST /v1.0/outdials/{outdial}/targets HTTP/1.1\r\nHost: dialerd\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: text/csv\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        assert daemon.pid is not None
+        before = set(_workers())
+        with socket.create_connection(("127.0.0.1", daemon.port)) as connection:
+            connection.sendall(head + body)
+            # The body is sent whole (what the daemon has not read yet waits in the
+            # kernel's buffers), and its worker is still at it.
+            (worker,) = [c for c, _ in _children(daemon.pid) if c in set(_workers()) - before]
+            daemon.signal(signal.SIGTERM)
+            answer = _answer(connection, 2 * GRACEFUL_SECONDS)
+            # Well before Hypercorn's graceful timeout would cut the request off.
+            assert daemon.process is not None
+            assert daemon.process.wait(timeout=GRACEFUL_SECONDS) == 0
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+        assert b'"SHUTTING_DOWN"' in answer
+        assert _gone(worker)
+        assert [line for line in daemon.log_lines() if line["level"] == "error"] == []
+        assert daemon.stderr_path.read_text() == ""
+        restarted = DaemonProcess(tmp_path)
+        try:
+            restarted.wait_ready()
+            targets = restarted.http.get(f"/v1.0/outdials/{outdial}/targets").json()
+            assert targets["result"] == []
+        finally:
+            restarted.close()
+    finally:
         daemon.close()

@@ -5,6 +5,7 @@ its own ``BEGIN IMMEDIATE`` transaction; and the steps every staged import takes
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -158,6 +159,44 @@ def _run_group(group: Sequence[_Job[Any]]) -> None:
             job.done = True
 
 
+class _Trip:
+    """One batch of jobs sent to the thread: run there unless abandoned before it
+    started; once started, ``finished`` is set when it is done."""
+
+    def __init__(self, jobs: Sequence[_Job[Any]]) -> None:
+        self.jobs = jobs
+        self._lock = threading.Lock()
+        self._started = False
+        self._abandoned = False
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        with self._lock:
+            if self._abandoned:
+                return
+            self._started = True
+        try:
+            _run_jobs(self.jobs)
+        finally:
+            self.finished.set()
+
+    def abandon(self) -> bool:
+        """Keep the batch from starting; False when it has started already."""
+        with self._lock:
+            self._abandoned = not self._started
+            return self._abandoned
+
+    async def wait(self) -> None:
+        """Until the started batch is done, however often the waiting task is cancelled."""
+        while not self.finished.is_set():
+            try:
+                await anyio.to_thread.run_sync(self.finished.wait)
+            except BaseException:
+                if not self.finished.is_set():
+                    continue
+                raise
+
+
 class _ConnectionWorker:
     """Runs the connection's work one job at a time on a worker thread.
 
@@ -192,8 +231,19 @@ class _ConnectionWorker:
         self._draining = True
         self._drained = drained = anyio.Event()
         batch, self._queue = self._queue, []
+        trip = _Trip(batch)
         try:
-            await anyio.to_thread.run_sync(_run_jobs, batch)
+            await anyio.to_thread.run_sync(trip.run)
+        except BaseException:
+            # An asyncio cancellation (Hypercorn ending a request past its graceful
+            # timeout) goes through shields, and the thread may still run the batch.
+            # Until it is done nothing else may use the connection (a second thread
+            # on it crashes SQLite's module) and the daemon may not exit (a thread
+            # inside SQLite at exit: SIGSEGV).
+            if not trip.abandon():
+                with anyio.CancelScope(shield=True):
+                    await trip.wait()
+            raise
         finally:
             # A batch that never reached the thread (cancelled on the way) goes back first.
             self._queue[:0] = [job for job in batch if not job.done]
@@ -379,7 +429,7 @@ class SqliteConnection:
         one settled chunk).
         """
         count = 0
-        published = False
+        published = stopped = False
         async with self._import_connection() as write:
             try:
                 async for items in batches:
@@ -388,11 +438,17 @@ class SqliteConnection:
                         count += len(items)
                 await write(publish)
                 published = True
+            except anyio.get_cancelled_exc_class():
+                # Only the daemon's stop cancels an import: dropping a large one now would
+                # outlast the stop grace, so what it staged stays hidden and the next
+                # start drops it (``recover_imports``), as after a crash.
+                stopped = not published
+                raise
             finally:
                 with anyio.CancelScope(shield=True):
                     if published:
                         await settle(write, publish=True)
-                    else:
+                    elif not stopped:
                         with anyio.move_on_after(DISCARD_SECONDS):
                             await settle(write, publish=False)
         return count

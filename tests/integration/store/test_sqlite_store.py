@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,6 +169,43 @@ async def test_cancelled_claimers_leave_attempts_and_targets_in_step(
         assert claimed >= 10
         assert sorted(c.outdial_target_id for c in active) == sorted(t.id for t in progressing)
         assert await sqlite_store.start_attempt(dialing.plan(make.at(2))) is not None
+
+
+async def test_a_write_cancelled_by_asyncio_holds_the_connection_until_its_thread_is_done(
+    sqlite_store: SqliteStore,
+) -> None:
+    # Hypercorn cancels a request past its graceful timeout with Task.cancel(), which
+    # goes through AnyIO's shields: the write's thread still runs on the connection.
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow(connection: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(30)
+        order.append("slow")
+
+    def quick(connection: sqlite3.Connection) -> None:
+        order.append("quick")
+
+    async def turns() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    with anyio.fail_after(30):
+        cancelled = asyncio.ensure_future(sqlite_store._write(slow))
+        await anyio.to_thread.run_sync(started.wait)
+        cancelled.cancel()
+        await turns()
+        assert not cancelled.done()  # not before its thread is done
+        following = asyncio.ensure_future(sqlite_store._write(quick))
+        await turns()
+        assert order == []  # no second thread on the connection meanwhile
+        release.set()
+        await following
+        assert order == ["slow", "quick"]
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await sqlite_store.close()  # and the connection closes after both
 
 
 async def test_writes_sharing_a_commit_stand_or_fall_each_alone(
