@@ -152,6 +152,7 @@ class RedisConnection:
                     pool_size=self.pool_size,
                     timeout=self.timeout,
                     on_connect=self.failover.reached,
+                    current=self.failover.current,
                 )
                 client = redis.asyncio.Redis(connection_pool=pool)
         except (ValueError, RedisClusterException) as error:

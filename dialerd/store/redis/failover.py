@@ -9,6 +9,11 @@ other instances sharing the store write theirs back.
 A ledger write runs guarded (``guarded``): a connection that would reach a new primary
 in its course is refused before anything is sent on it, and a write during which a
 failover was seen fails as an outage (the claims it made are not dialed).
+
+A primary replaced stays replaced: a connection that reaches it again (it was paused,
+and continued as a master until Sentinel demotes it) is refused, and one opened to it
+before the failover is reopened when the pool hands it out (``current``,
+``dialerd.redis_pool.CheckedPool``): what it took would be lost when it is demoted.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Failover:
         self.replid: str | None = None
         # A new primary's, from the moment it is seen until the write-back is done.
         self.seen: str | None = None
+        # The replication ids of primaries replaced (one server; not on a cluster).
+        self.replaced: set[str] = set()
         # +1 per new primary seen: a write during which it changed is not trusted.
         self.generation = 0
         self.count = 0
@@ -71,6 +78,11 @@ class Failover:
         elif self.replid is None:
             self.replid = primary.replid
             return
+        elif primary.replid in self.replaced:
+            raise RedisConnectionError(
+                f"{primary.address} is a primary replaced in a failover (it takes writes "
+                "until Sentinel demotes it, and loses them then)"
+            )
         elif primary.replid not in (self.replid, self.seen):
             self._new_primary(primary, primary.replid)
         if self.pending and _GUARDED.get():
@@ -79,7 +91,18 @@ class Failover:
                 "attempts back first"
             )
 
+    def current(self) -> str | None:
+        """The replication id a connection of one server's pool should have found: the
+        new primary's once seen (None on a cluster, or before the first connection)."""
+        if self.per_node:
+            return None
+        return self.seen if self.seen is not None else self.replid
+
     def _new_primary(self, primary: Primary, replid: str) -> None:
+        if not self.per_node:
+            for known in (self.replid, self.seen):
+                if known is not None and known != replid:
+                    self.replaced.add(known)
         self.seen = replid
         self.generation += 1
         self.count += 1
