@@ -26,11 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from dialerd.config import parse_sentinel
+
+log = structlog.get_logger("dialerd.store")
 
 # Seconds to wait for one sentinel's answer (at most the pool's timeout).
 SENTINEL_TIMEOUT = 0.5
@@ -66,6 +69,10 @@ class CheckedPool(BlockingConnectionPool):
         if self._current is not None and connection.is_connected:
             wanted = self._current()
             if wanted is not None and getattr(connection, REPLID, wanted) != wanted:
+                log.warning(
+                    "a pooled connection to a primary since replaced is reopened",
+                    primary=f"{getattr(connection, 'host', '')}:{getattr(connection, 'port', '')}",
+                )
                 await connection.disconnect()
         await super().ensure_connection(connection)
 

@@ -10,10 +10,11 @@ A ledger write runs guarded (``guarded``): a connection that would reach a new p
 in its course is refused before anything is sent on it, and a write during which a
 failover was seen fails as an outage (the claims it made are not dialed).
 
-A primary replaced stays replaced: a connection that reaches it again (it was paused,
-and continued as a master until Sentinel demotes it) is refused, and one opened to it
-before the failover is reopened when the pool hands it out (``current``,
-``dialerd.redis_pool.CheckedPool``): what it took would be lost when it is demoted.
+A primary replaced is not written to again: a connection opened to it before the
+failover is reopened when the pool hands it out (``current``,
+``dialerd.redis_pool.CheckedPool``), and behind Sentinel one that reaches it again (it
+was paused, and continued as a master until Sentinel demotes it) is refused: what it
+took would be lost when it is demoted.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ _GUARDED: ContextVar[bool] = ContextVar("dialerd_store_guarded", default=False)
 class Failover:
     """The primary the store writes to, and a new one seen but not yet written back."""
 
-    def __init__(self, where: str, *, per_node: bool = False) -> None:
+    def __init__(self, where: str, *, per_node: bool = False, sentinels: bool = False) -> None:
         self.where = where
+        # Behind Sentinel, a primary replaced never serves again (demoted, it takes the
+        # new primary's id): one reached is the old side of a failover, refused. One
+        # server's id may come back (restored from a file): that is a failover again.
+        self.sentinels = sentinels
         # A cluster: each node's replication id, by address; a primary not among those
         # seen at open (``opened``) is a replica promoted (or a node added).
         self.per_node = per_node
@@ -78,7 +83,7 @@ class Failover:
         elif self.replid is None:
             self.replid = primary.replid
             return
-        elif primary.replid in self.replaced:
+        elif self.sentinels and primary.replid in self.replaced:
             raise RedisConnectionError(
                 f"{primary.address} is a primary replaced in a failover (it takes writes "
                 "until Sentinel demotes it, and loses them then)"
