@@ -10,6 +10,14 @@ on it, and hands what it read (``Primary``) to ``on_connect``: the store compare
 replication id with the one it knew, to see a failover (a promoted replica, or a
 primary restarted without its data) before it writes anything there. ``on_connect``
 may raise ``redis.exceptions.ConnectionError`` to refuse the connection.
+
+A connection keeps the replication id it found (``REPLID``). A pool given ``current``
+(the id its connections should have, or None) checks it each time it hands a
+connection out: one opened to a primary since replaced (it was in use, or blocked on a
+paused server, when the failover was seen, so redis-py did not close it with the idle
+ones) is closed and opened again, to the primary the sentinels name now. Without
+that, a primary SIGSTOPped, replaced, then continued takes writes as a master until
+Sentinel demotes it, and they are lost with it.
 """
 
 from __future__ import annotations
@@ -18,11 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from dialerd.config import parse_sentinel
+
+log = structlog.get_logger("dialerd.store")
 
 # Seconds to wait for one sentinel's answer (at most the pool's timeout).
 SENTINEL_TIMEOUT = 0.5
@@ -40,9 +51,33 @@ class Primary:
 
 
 OnConnect = Callable[[Primary], None]
+Current = Callable[[], "str | None"]
+
+# The attribute of a connection that holds the replication id it found at connect.
+REPLID = "dialerd_replid"
 
 
-class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+class CheckedPool(BlockingConnectionPool):
+    """A blocking pool that reopens a connection whose server is no longer the primary
+    (its replication id is not ``current()``) before handing it out."""
+
+    def __init__(self, *, current: Current | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._current = current
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        if self._current is not None and connection.is_connected:
+            wanted = self._current()
+            if wanted is not None and getattr(connection, REPLID, wanted) != wanted:
+                log.warning(
+                    "a pooled connection to a primary since replaced is reopened",
+                    primary=f"{getattr(connection, 'host', '')}:{getattr(connection, 'port', '')}",
+                )
+                await connection.disconnect()
+        await super().ensure_connection(connection)
+
+
+class BlockingSentinelPool(SentinelConnectionPool, CheckedPool):
     """Sentinel's pool (connections to the primary the sentinels name) that waits up
     to its timeout for a free connection, like the pool of a plain URL, instead of
     failing at once when all are in use."""
@@ -76,6 +111,7 @@ def _connect_func(on_connect: OnConnect) -> Callable[[AbstractConnection], Any]:
         await connection.send_command("INFO", "replication", check_health=False)
         fields = replication_info(await connection.read_response())
         host, port = getattr(connection, "host", ""), getattr(connection, "port", "")
+        setattr(connection, REPLID, fields.get("master_replid", ""))
         on_connect(
             Primary(
                 role=fields.get("role", ""),
@@ -96,11 +132,14 @@ def connection_pool(
     timeout: float,
     decode_responses: bool = False,
     on_connect: OnConnect | None = None,
+    current: Current | None = None,
 ) -> BlockingConnectionPool:
     """A pool of at most ``pool_size`` connections; ``timeout`` bounds the wait for a
     free one, each reply and each connect. With ``sentinels`` the primary of
     ``service_name`` is asked of them (the URL then gives the database, user and
-    password only). ``ValueError`` for a URL or sentinel that is not valid."""
+    password only). With ``current`` (and ``on_connect``), a connection is handed out
+    only if it reached the primary of that replication id (else it is reopened).
+    ``ValueError`` for a URL or sentinel that is not valid."""
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -108,10 +147,9 @@ def connection_pool(
     }
     if on_connect is not None:
         options["redis_connect_func"] = _connect_func(on_connect)
+        options["current"] = current
     if not sentinels:
-        return BlockingConnectionPool.from_url(
-            url, max_connections=pool_size, timeout=timeout, **options
-        )
+        return CheckedPool.from_url(url, max_connections=pool_size, timeout=timeout, **options)
     if url.startswith("unix://"):
         raise ValueError("a unix:// URL names one server: sentinels need redis:// or rediss://")
     given: dict[str, Any] = dict(parse_url(url))

@@ -114,7 +114,7 @@ class RedisConnection:
         self.replica_timeout = replica_timeout
         self.failover_settle = failover_settle
         # The primary each connection reached (``Primary``): see ``durable.Failover``.
-        self.failover = Failover(self.where, per_node=cluster)
+        self.failover = Failover(self.where, per_node=cluster, sentinels=bool(self.sentinels))
         # A Redis or a RedisCluster client (the same commands; typed Any for both).
         self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         self._scripts: dict[str, AsyncScript] = {}
@@ -152,6 +152,7 @@ class RedisConnection:
                     pool_size=self.pool_size,
                     timeout=self.timeout,
                     on_connect=self.failover.reached,
+                    current=self.failover.current,
                 )
                 client = redis.asyncio.Redis(connection_pool=pool)
         except (ValueError, RedisClusterException) as error:

@@ -9,6 +9,12 @@ other instances sharing the store write theirs back.
 A ledger write runs guarded (``guarded``): a connection that would reach a new primary
 in its course is refused before anything is sent on it, and a write during which a
 failover was seen fails as an outage (the claims it made are not dialed).
+
+A primary replaced is not written to again: a connection opened to it before the
+failover is reopened when the pool hands it out (``current``,
+``dialerd.redis_pool.CheckedPool``), and behind Sentinel one that reaches it again (it
+was paused, and continued as a master until Sentinel demotes it) is refused: what it
+took would be lost when it is demoted.
 """
 
 from __future__ import annotations
@@ -34,8 +40,12 @@ _GUARDED: ContextVar[bool] = ContextVar("dialerd_store_guarded", default=False)
 class Failover:
     """The primary the store writes to, and a new one seen but not yet written back."""
 
-    def __init__(self, where: str, *, per_node: bool = False) -> None:
+    def __init__(self, where: str, *, per_node: bool = False, sentinels: bool = False) -> None:
         self.where = where
+        # Behind Sentinel, a primary replaced never serves again (demoted, it takes the
+        # new primary's id): one reached is the old side of a failover, refused. One
+        # server's id may come back (restored from a file): that is a failover again.
+        self.sentinels = sentinels
         # A cluster: each node's replication id, by address; a primary not among those
         # seen at open (``opened``) is a replica promoted (or a node added).
         self.per_node = per_node
@@ -45,6 +55,8 @@ class Failover:
         self.replid: str | None = None
         # A new primary's, from the moment it is seen until the write-back is done.
         self.seen: str | None = None
+        # The replication ids of primaries replaced (one server; not on a cluster).
+        self.replaced: set[str] = set()
         # +1 per new primary seen: a write during which it changed is not trusted.
         self.generation = 0
         self.count = 0
@@ -71,6 +83,11 @@ class Failover:
         elif self.replid is None:
             self.replid = primary.replid
             return
+        elif self.sentinels and primary.replid in self.replaced:
+            raise RedisConnectionError(
+                f"{primary.address} is a primary replaced in a failover (it takes writes "
+                "until Sentinel demotes it, and loses them then)"
+            )
         elif primary.replid not in (self.replid, self.seen):
             self._new_primary(primary, primary.replid)
         if self.pending and _GUARDED.get():
@@ -79,7 +96,18 @@ class Failover:
                 "attempts back first"
             )
 
+    def current(self) -> str | None:
+        """The replication id a connection of one server's pool should have found: the
+        new primary's once seen (None on a cluster, or before the first connection)."""
+        if self.per_node:
+            return None
+        return self.seen if self.seen is not None else self.replid
+
     def _new_primary(self, primary: Primary, replid: str) -> None:
+        if not self.per_node:
+            for known in (self.replid, self.seen):
+                if known is not None and known != replid:
+                    self.replaced.add(known)
         self.seen = replid
         self.generation += 1
         self.count += 1

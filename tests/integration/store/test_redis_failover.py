@@ -256,3 +256,42 @@ async def test_the_redis_queue_adapter_follows_the_primary_sentinel_names(
         assert counted == 1
     finally:
         await queue.close()
+
+
+async def test_a_connection_to_the_old_primary_is_not_used_after_a_failover(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    # A command in flight on the old primary when it is SIGSTOPped holds its connection
+    # through the failover; after SIGCONT the old primary still takes writes as a master
+    # (until Sentinel demotes it), and a claim made there would be lost with it.
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None
+        await until_replicated(topology)
+        pool = store._connected().connection_pool
+        held = await pool.get_connection()
+        old = topology.primary_port
+        topology.pause(old)
+        try:
+            topology.wait_promoted(old)
+            await until_answers(store)
+            await store.write_back([fence], LEASE_TTL, [])
+        finally:
+            topology.resume(old)
+        # The old primary is back, a master until Sentinel reconfigures it; the
+        # connection held through it all goes back to the pool.
+        await pool.release(held)
+        claimed = await store.start_attempts([dialing.plan(at(1))])
+        assert len(claimed) == 1
+        new = redis.asyncio.Redis(host="127.0.0.1", port=topology.primary_port)
+        try:
+            known = await new.keys(f"*{claimed[0].id}*")
+        finally:
+            await new.aclose()
+        assert known, "the claim went to the old primary: the new one does not know it"
+    finally:
+        await store.close()

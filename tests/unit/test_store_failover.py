@@ -1,0 +1,51 @@
+"""What the Redis store makes of the primaries its connections reach (``Failover``):
+a primary replaced in a failover is never written to again."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from dialerd.redis_pool import Primary
+from dialerd.store.redis.failover import Failover
+
+OLD = Primary(role="master", replid="a" * 40, address="127.0.0.1:7001")
+NEW = Primary(role="master", replid="b" * 40, address="127.0.0.1:7002")
+
+
+def test_a_connection_to_a_primary_replaced_is_refused_and_the_pool_wants_the_new_one() -> None:
+    failover = Failover("redis store test", sentinels=True)
+    failover.reached(OLD)
+    assert failover.current() == OLD.replid
+    failover.reached(NEW)
+    assert failover.pending
+    # Seen, not yet written back: a pooled connection to the old primary is reopened.
+    assert failover.current() == NEW.replid
+    # The old primary continued (it was paused) and still answers as a master.
+    with pytest.raises(RedisConnectionError, match="replaced"):
+        failover.reached(OLD)
+    assert failover.written_back(failover.generation, 0.0)
+    assert failover.current() == NEW.replid
+    with pytest.raises(RedisConnectionError, match="replaced"):
+        failover.reached(OLD)
+    failover.reached(NEW)
+    assert not failover.pending
+    assert failover.count == 1
+
+
+def test_a_cluster_leaves_the_check_to_each_node() -> None:
+    failover = Failover("redis cluster store test", per_node=True)
+    failover.reached(OLD)
+    assert failover.current() is None
+
+
+def test_one_server_whose_old_id_comes_back_is_a_failover_again() -> None:
+    # One server (no sentinels) restarted from an older file: not refused (that would
+    # be an outage until a restart), but written back to again.
+    failover = Failover("redis store test")
+    failover.reached(OLD)
+    failover.reached(NEW)
+    assert failover.written_back(failover.generation, 0.0)
+    failover.reached(OLD)
+    assert failover.pending
+    assert failover.current() == OLD.replid
