@@ -306,8 +306,8 @@ async def test_a_big_team_is_never_above_the_cap_at_any_minute(new_store: StoreM
     # first minutes (a campaign stopped then closes its day in breach).
     async with running(new_store, centre_config(400, 0.25), targets=20_000,
                        max_concurrent_attempts=6000) as run:  # fmt: skip
-        judged = await minute_by_minute(run, 8)
-    assert len(judged) >= 12
+        judged = await minute_by_minute(run, 6)
+    assert len(judged) >= 10
     assert all(window.rate <= CAP for window in judged), " ".join(
         f"{w.abandoned}/{w.live}" for w in judged
     )
