@@ -322,6 +322,46 @@ def _fail_over(
     return Outage(began, promoted), resumed, in_flight
 
 
+def _failover_outcome(
+    args: argparse.Namespace,
+    daemons: list[Daemon],
+    campaign_id: str,
+    running: int,
+    outages: list[Outage],
+    resumes: list[float],
+    flights: list[int],
+    *,
+    failovers: str,
+    lost_by: str,
+) -> tuple[list[Check], str]:
+    """The checks of a failover scenario once its failovers are done (each resumed in
+    time, the campaign run to its stop, nothing lost or doubled, the daemons' exits),
+    and its note."""
+    bound = FAILOVER_RESUME_BOUND
+    slow = [f"{seconds:.1f} s" for seconds in resumes if seconds > bound]
+    checks = [
+        Check("campaign running at each failover", running == args.failovers, running),
+        Check(
+            f"dialing resumed <= {bound:g} s after each promotion",
+            not slow,
+            len(resumes),
+            ", ".join(slow),
+        ),
+    ]
+    checks += run_to_stop(args, daemons, campaign_id)
+    ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
+    checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
+    checks.append(exits(daemons))
+    times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
+    live, restored = _written_back(daemons)
+    note = (
+        f"{len(outages)} {failovers} (calls up at each: {flights}), dialing resumed "
+        f"{times} s after each promotion; {live} live attempts written back, "
+        f"{restored} of them lost by {lost_by}"
+    )
+    return checks, note
+
+
 def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple[list[Check], str]:
     """A primary, two replicas and three sentinels; two daemons share the store
     (``--min-replicas``). ``--failovers`` times while the campaign dials: the primary's
@@ -364,29 +404,10 @@ def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple
         outages.append(outage)
         resumes.append(resumed)
         flights.append(in_flight)
-        bound = FAILOVER_RESUME_BOUND
-        slow = [f"{seconds:.1f} s" for seconds in resumes if seconds > bound]
-        checks = [
-            Check("campaign running at each failover", running == args.failovers, running),
-            Check(
-                f"dialing resumed <= {bound:g} s after each promotion",
-                not slow,
-                len(resumes),
-                ", ".join(slow),
-            ),
-        ]
-        checks += run_to_stop(args, daemons, campaign_id)
-        ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
-        checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
-        checks.append(exits(daemons))
-        times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
-        live, restored = _written_back(daemons)
-        note = (
-            f"{len(outages)} failovers (calls up at each: {flights}), dialing resumed "
-            f"{times} s after each promotion; {live} live attempts written back, "
-            f"{restored} of them lost by the new primary"
-        )
-        return checks, note
+        return _failover_outcome(
+            args, daemons, campaign_id, running, outages, resumes, flights,
+            failovers="failovers", lost_by="the new primary",
+        )  # fmt: skip
     finally:
         for dialer in daemons:
             dialer.close()
@@ -469,29 +490,10 @@ def scenario_cluster_failover(
             outages.append(outage)
             resumes.append(resumed)
             flights.append(in_flight)
-        bound = FAILOVER_RESUME_BOUND
-        slow = [f"{seconds:.1f} s" for seconds in resumes if seconds > bound]
-        checks = [
-            Check("campaign running at each failover", running == args.failovers, running),
-            Check(
-                f"dialing resumed <= {bound:g} s after each promotion",
-                not slow,
-                len(resumes),
-                ", ".join(slow),
-            ),
-        ]
-        checks += run_to_stop(args, daemons, campaign_id)
-        ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
-        checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
-        checks.append(exits(daemons))
-        times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
-        live, restored = _written_back(daemons)
-        note = (
-            f"{len(outages)} cluster failovers (calls up at each: {flights}), dialing "
-            f"resumed {times} s after each promotion; {live} live attempts written back, "
-            f"{restored} of them lost by the promoted replica"
-        )
-        return checks, note
+        return _failover_outcome(
+            args, daemons, campaign_id, running, outages, resumes, flights,
+            failovers="cluster failovers", lost_by="the promoted replica",
+        )  # fmt: skip
     finally:
         for dialer in daemons:
             dialer.close()
