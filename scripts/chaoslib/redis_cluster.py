@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PRIMARIES = 3
 # A node not answering this long is failed by the others (and its replica promoted).
@@ -41,7 +43,15 @@ def _cluster_port() -> int:
 
 
 def _client(port: int) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # No retries: a paused node costs one timeout, not redis-py's default four with
+    # back-off (seconds, during which a fault meant to last half a second goes on).
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def _binary(name: str) -> str:
@@ -69,6 +79,9 @@ class RedisClusterRig:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
+        # Nodes SIGSTOPped now: never asked what the cluster looks like (they cannot
+        # answer, and each question would wait for its timeout).
+        self.paused: set[int] = set()
         # A primary killed or stopped -> its replica then (the one to be promoted).
         self._failing: dict[int, int | None] = {}
         ports: list[int] = []
@@ -124,7 +137,8 @@ class RedisClusterRig:
     # -- what the cluster looks like -----------------------------------------------------
     def nodes(self, via: int | None = None) -> list[dict[str, Any]]:
         """``CLUSTER NODES`` as one node sees it: port, id, role, primary id, flags."""
-        for port in [via] if via is not None else self.ports:
+        asked = [via] if via is not None else [p for p in self.ports if p not in self.paused]
+        for port in asked:
             text = _command(port, "CLUSTER", "NODES")
             if text is None:
                 continue
@@ -176,7 +190,9 @@ class RedisClusterRig:
         return info is not None and "cluster_state:ok" in str(info)
 
     def _ready(self) -> bool:
-        running = [port for port, p in self.servers.items() if p.poll() is None]
+        running = [
+            port for port, p in self.servers.items() if p.poll() is None and port not in self.paused
+        ]
         if not all(self._state_ok(port) for port in running):
             return False
         primaries = self.primaries()
@@ -203,6 +219,7 @@ class RedisClusterRig:
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port`` (by its PID)."""
         self._failing[port] = self.replica_of(port)
+        self.paused.discard(port)
         process = self.servers.pop(port)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -211,9 +228,11 @@ class RedisClusterRig:
         """SIGSTOP a node: to its peers, a partition."""
         self._failing[port] = self.replica_of(port)
         os.kill(self.servers[port].pid, signal.SIGSTOP)
+        self.paused.add(port)
 
     def resume(self, port: int) -> None:
         os.kill(self.servers[port].pid, signal.SIGCONT)
+        self.paused.discard(port)
 
     def cut_replicas_of(self, port: int) -> None:
         """Close a primary's links to its replicas (paused first, they do not come
