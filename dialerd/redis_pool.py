@@ -11,13 +11,17 @@ replication id with the one it knew, to see a failover (a promoted replica, or a
 primary restarted without its data) before it writes anything there. ``on_connect``
 may raise ``redis.exceptions.ConnectionError`` to refuse the connection.
 
-A connection keeps the replication id it found (``REPLID``). A pool given ``current``
-(the id its connections should have, or None) checks it each time it hands a
-connection out: one opened to a primary since replaced (it was in use, or blocked on a
-paused server, when the failover was seen, so redis-py did not close it with the idle
-ones) is closed and opened again, to the primary the sentinels name now. Without
-that, a primary SIGSTOPped, replaced, then continued takes writes as a master until
-Sentinel demotes it, and they are lost with it.
+A connection keeps the role and replication id it found (``ROLE``, ``REPLID``). Given
+``usable`` (whether a connection that found that role and id may still be used), a
+pool checks it each time it hands a connection out, and a cluster client each time it
+takes one of a node's connections: one that may not (opened to a primary since
+replaced: it was in use, or blocked on a paused server, when the failover was seen,
+so redis-py did not close it with the idle ones; on a cluster also one opened to a
+replica, which may have been promoted since) is closed and opened again, and the new
+connection reports what it reached before anything is sent on it. Without that, a
+primary SIGSTOPped, replaced, then continued takes writes as a master until it is
+demoted, and they are lost with it; and a replica promoted takes writes on an old
+connection before the store has seen the failover.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, RedisCluster
-from redis.asyncio.connection import AbstractConnection, parse_url
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from dialerd.config import parse_sentinel
@@ -42,39 +46,68 @@ SENTINEL_TIMEOUT = 0.5
 @dataclass(frozen=True)
 class Primary:
     """What a new connection found: the server's role (``master`` or ``slave``), its
-    replication id (a replica promoted, or a server started afresh, has a new one) and
-    its address."""
+    replication id (a replica promoted, or a server started afresh, has a new one), its
+    address, and the id it took over from when it was promoted (``master_replid2``; ''
+    when none)."""
 
     role: str
     replid: str
     address: str
+    replid2: str = ""
 
 
 OnConnect = Callable[[Primary], None]
-Current = Callable[[], "str | None"]
+# Whether a connection that found this role and replication id at connect may be used.
+Usable = Callable[[str, str], bool]
 
-# The attribute of a connection that holds the replication id it found at connect.
+# The attributes of a connection that hold the role and replication id it found at
+# connect, and the check of ``Usable`` it is under.
 REPLID = "dialerd_replid"
+ROLE = "dialerd_role"
+USABLE = "dialerd_usable"
+# The replication id of a server that never took over from another.
+NO_REPLID = "0" * 40
+
+
+def stale(connection: AbstractConnection) -> bool:
+    """A connection open to a server it may no longer be used on (see ``Usable``)."""
+    usable: Usable | None = getattr(connection, USABLE, None)
+    if usable is None or not connection.is_connected or not hasattr(connection, REPLID):
+        return False
+    return not usable(getattr(connection, ROLE, ""), getattr(connection, REPLID))
+
+
+def _address(connection: AbstractConnection) -> str:
+    return f"{getattr(connection, 'host', '')}:{getattr(connection, 'port', '')}"
 
 
 class CheckedPool(BlockingConnectionPool):
-    """A blocking pool that reopens a connection whose server is no longer the primary
-    (its replication id is not ``current()``) before handing it out."""
-
-    def __init__(self, *, current: Current | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._current = current
+    """A blocking pool that reopens a connection whose server it may no longer be used
+    on (``stale``: a primary since replaced) before handing it out."""
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
-        if self._current is not None and connection.is_connected:
-            wanted = self._current()
-            if wanted is not None and getattr(connection, REPLID, wanted) != wanted:
-                log.warning(
-                    "a pooled connection to a primary since replaced is reopened",
-                    primary=f"{getattr(connection, 'host', '')}:{getattr(connection, 'port', '')}",
-                )
-                await connection.disconnect()
+        if stale(connection):
+            log.warning(
+                "a pooled connection to a primary since replaced is reopened",
+                primary=_address(connection),
+            )
+            await connection.disconnect()
         await super().ensure_connection(connection)
+
+
+class CheckedConnection(Connection):
+    """A cluster node's connection, reopened when the node takes it (redis-py's
+    ``should_reconnect``) once ``stale``."""
+
+    def should_reconnect(self) -> bool:
+        return bool(super().should_reconnect()) or stale(self)  # type: ignore[no-untyped-call]
+
+
+class CheckedSSLConnection(SSLConnection):
+    """``CheckedConnection`` over TLS."""
+
+    def should_reconnect(self) -> bool:
+        return bool(super().should_reconnect()) or stale(self)  # type: ignore[no-untyped-call]
 
 
 class BlockingSentinelPool(SentinelConnectionPool, CheckedPool):
@@ -105,18 +138,25 @@ def replication_info(reply: bytes | str) -> dict[str, str]:
     return fields
 
 
-def _connect_func(on_connect: OnConnect) -> Callable[[AbstractConnection], Any]:
+def _connect_func(
+    on_connect: OnConnect, usable: Usable | None
+) -> Callable[[AbstractConnection], Any]:
     async def connect(connection: AbstractConnection) -> None:
         await connection.on_connect()
         await connection.send_command("INFO", "replication", check_health=False)
         fields = replication_info(await connection.read_response())
-        host, port = getattr(connection, "host", ""), getattr(connection, "port", "")
-        setattr(connection, REPLID, fields.get("master_replid", ""))
+        host = getattr(connection, "host", "")
+        role, replid = fields.get("role", ""), fields.get("master_replid", "")
+        setattr(connection, ROLE, role)
+        setattr(connection, REPLID, replid)
+        setattr(connection, USABLE, usable)
+        replid2 = fields.get("master_replid2", "")
         on_connect(
             Primary(
-                role=fields.get("role", ""),
-                replid=fields.get("master_replid", ""),
-                address=f"{host}:{port}" if host else str(getattr(connection, "path", "")),
+                role=role,
+                replid=replid,
+                address=_address(connection) if host else str(getattr(connection, "path", "")),
+                replid2="" if replid2 == NO_REPLID else replid2,
             )
         )
 
@@ -132,13 +172,13 @@ def connection_pool(
     timeout: float,
     decode_responses: bool = False,
     on_connect: OnConnect | None = None,
-    current: Current | None = None,
+    usable: Usable | None = None,
 ) -> BlockingConnectionPool:
     """A pool of at most ``pool_size`` connections; ``timeout`` bounds the wait for a
     free one, each reply and each connect. With ``sentinels`` the primary of
     ``service_name`` is asked of them (the URL then gives the database, user and
-    password only). With ``current`` (and ``on_connect``), a connection is handed out
-    only if it reached the primary of that replication id (else it is reopened).
+    password only). With ``usable`` (and ``on_connect``), a connection is handed out
+    only while what it reached may still be used (else it is reopened).
     ``ValueError`` for a URL or sentinel that is not valid."""
     options: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -146,8 +186,7 @@ def connection_pool(
         "decode_responses": decode_responses,
     }
     if on_connect is not None:
-        options["redis_connect_func"] = _connect_func(on_connect)
-        options["current"] = current
+        options["redis_connect_func"] = _connect_func(on_connect, usable)
     if not sentinels:
         return CheckedPool.from_url(url, max_connections=pool_size, timeout=timeout, **options)
     if url.startswith("unix://"):
@@ -176,12 +215,18 @@ def connection_pool(
 
 
 def cluster_client(
-    url: str, *, pool_size: int, timeout: float, on_connect: OnConnect | None = None
+    url: str,
+    *,
+    pool_size: int,
+    timeout: float,
+    on_connect: OnConnect | None = None,
+    usable: Usable | None = None,
 ) -> RedisCluster:
     """A Redis Cluster client: the URL names one node; at most ``pool_size``
     connections per node; ``timeout`` bounds each reply and each connect. Every new
     connection (to any node) reports the node it reached to ``on_connect``, like a
-    pool's. ``ValueError`` for a URL that is not valid."""
+    pool's, and with ``usable`` one that may no longer be used is reopened when a node
+    takes it for a command. ``ValueError`` for a URL that is not valid."""
     if url.startswith("unix://"):
         raise ValueError("a unix:// URL names one server: a cluster needs redis:// or rediss://")
     client = RedisCluster.from_url(
@@ -193,7 +238,15 @@ def cluster_client(
     )
     if on_connect is not None:
         # Before the client first connects: every node it finds gets these options.
-        client.nodes_manager.connection_kwargs["redis_connect_func"] = _connect_func(on_connect)
+        kwargs = client.nodes_manager.connection_kwargs
+        checked = (
+            CheckedSSLConnection
+            if issubclass(kwargs.get("connection_class", Connection), SSLConnection)
+            else CheckedConnection
+        )
+        kwargs["redis_connect_func"] = _connect_func(on_connect, usable)
+        kwargs["connection_class"] = checked
         for node in client.nodes_manager.startup_nodes.values():
-            node.connection_kwargs["redis_connect_func"] = _connect_func(on_connect)
+            node.connection_kwargs["redis_connect_func"] = _connect_func(on_connect, usable)
+            node.connection_class = checked
     return client

@@ -49,3 +49,29 @@ def test_one_server_whose_old_id_comes_back_is_a_failover_again() -> None:
     failover.reached(OLD)
     assert failover.pending
     assert failover.current() == OLD.replid
+
+
+def test_on_a_cluster_a_promoted_replica_replaces_the_primary_it_followed() -> None:
+    failover = Failover("redis cluster store test", per_node=True)
+    follower = Primary(role="slave", replid=OLD.replid, address=NEW.address)
+    failover.reached(OLD)
+    failover.reached(follower)
+    failover.opened = True
+    assert failover.usable("master", OLD.replid)
+    # A connection opened to a replica is opened again before each use: the replica
+    # may have been promoted since, and the store must see that before it writes.
+    assert not failover.usable("slave", OLD.replid)
+    failover.reached(
+        Primary(role="master", replid=NEW.replid, address=NEW.address, replid2=OLD.replid)
+    )
+    assert failover.pending
+    # Connections opened to the old primary before the failover are not used again...
+    assert not failover.usable("master", OLD.replid)
+    assert failover.usable("master", NEW.replid)
+    # ... and the old primary, continued and still a master until it hears of the
+    # promotion, is refused (what it took would be lost when it is demoted).
+    with pytest.raises(RedisConnectionError, match="replaced"):
+        failover.reached(OLD)
+    # Demoted, it follows the new primary: a replica, reached without complaint.
+    failover.reached(Primary(role="slave", replid=NEW.replid, address=OLD.address))
+    assert failover.count == 1

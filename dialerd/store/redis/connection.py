@@ -143,6 +143,7 @@ class RedisConnection:
                     pool_size=self.pool_size,
                     timeout=self.timeout,
                     on_connect=self.failover.reached,
+                    usable=self.failover.usable,
                 )
             else:
                 pool = connection_pool(
@@ -152,7 +153,7 @@ class RedisConnection:
                     pool_size=self.pool_size,
                     timeout=self.timeout,
                     on_connect=self.failover.reached,
-                    current=self.failover.current,
+                    usable=self.failover.usable,
                 )
                 client = redis.asyncio.Redis(connection_pool=pool)
         except (ValueError, RedisClusterException) as error:

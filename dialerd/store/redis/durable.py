@@ -42,6 +42,8 @@ class DurableLedger(RedisLedger):
         super().__init__(**options)
         # campaigncall id -> (monotonic time it ended, its body as it ended, customer).
         self._ended: OrderedDict[str, tuple[float, bytes, str]] = OrderedDict()
+        # The campaigns whose lease this instance took (and has not seen lost since).
+        self._leased: set[str] = set()
 
     def _keep_ended(self, campaigncall: Campaigncall) -> None:
         """Remember an attempt that ended here, for a while (``write_back``)."""
@@ -92,11 +94,25 @@ class DurableLedger(RedisLedger):
     async def acquire_lease(
         self, campaign_id: str, owner: str, ttl: float, now: datetime
     ) -> Fence | None:
+        """``RedisLedger.acquire_lease``, refused while a failover is written back; and
+        while a failover settles, only a lease this instance held is taken (renewed, or
+        re-taken where the new primary lost it): another instance's may have expired
+        on the new primary only because its renewals were lost, and until its owner
+        has written back its live attempts their targets look free (None: held)."""
+        if self.failover.settling() > 0 and campaign_id not in self._leased:
+            return None
         with self.failover.guarded("lease renewal"):
             fence = await super().acquire_lease(campaign_id, owner, ttl, now)
-            if fence is not None:
+            if fence is None:
+                self._leased.discard(campaign_id)
+            else:
+                self._leased.add(campaign_id)
                 await self._acknowledged("lease renewal", await self._owner(campaign_id))
         return fence
+
+    async def release_lease(self, fence: Fence) -> None:
+        self._leased.discard(fence.campaign_id)
+        await super().release_lease(fence)
 
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
@@ -155,6 +171,7 @@ class DurableLedger(RedisLedger):
             for fence in fences:
                 customer = await self._owner(fence.campaign_id)
                 written.add(customer)
+                self._leased.add(fence.campaign_id)
                 await self._run(
                     "restore_lease",
                     fence.campaign_id,
@@ -238,6 +255,7 @@ class DurableLedger(RedisLedger):
         for node in nodes:
             connection = node.acquire_connection()
             try:
+                await node.disconnect_if_needed(connection)  # one to a primary replaced
                 await self._guard(connection.connect())  # type: ignore[no-untyped-call]
                 await self._guard(
                     connection.send_packed_command(connection.pack_commands(commands))

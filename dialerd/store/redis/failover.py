@@ -11,10 +11,13 @@ in its course is refused before anything is sent on it, and a write during which
 failover was seen fails as an outage (the claims it made are not dialed).
 
 A primary replaced is not written to again: a connection opened to it before the
-failover is reopened when the pool hands it out (``current``,
-``dialerd.redis_pool.CheckedPool``), and behind Sentinel one that reaches it again (it
-was paused, and continued as a master until Sentinel demotes it) is refused: what it
-took would be lost when it is demoted.
+failover is reopened when it is next taken for a command (``usable``; the pool's
+``dialerd.redis_pool.CheckedPool``, a cluster node's ``CheckedConnection``), and
+behind Sentinel or on a cluster one that reaches it again (it was paused, and
+continued as a master until it is demoted) is refused: what it took would be lost when
+it is demoted. On a cluster a connection opened to a replica is reopened before each
+use too, so a replica promoted since is seen as a new primary (and written back to)
+before anything is written on it.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class Failover:
         # server's id may come back (restored from a file): that is a failover again.
         self.sentinels = sentinels
         # A cluster: each node's replication id, by address; a primary not among those
-        # seen at open (``opened``) is a replica promoted (or a node added).
+        # seen at open (``opened``) is a replica promoted (or a node added). The id a
+        # promoted replica followed (its primary's) is replaced there too.
         self.per_node = per_node
         self.replids: dict[str, str] = {}
         self.opened = False
@@ -55,7 +59,7 @@ class Failover:
         self.replid: str | None = None
         # A new primary's, from the moment it is seen until the write-back is done.
         self.seen: str | None = None
-        # The replication ids of primaries replaced (one server; not on a cluster).
+        # The replication ids of primaries replaced.
         self.replaced: set[str] = set()
         # +1 per new primary seen: a write during which it changed is not trusted.
         self.generation = 0
@@ -74,6 +78,18 @@ class Failover:
         if self.per_node:
             known = self.replids.get(primary.address)
             self.replids[primary.address] = primary.replid
+            if primary.role == "master":
+                if primary.replid in self.replaced:
+                    raise RedisConnectionError(
+                        f"{primary.address} is a primary replaced in a failover (it takes "
+                        "writes until the cluster demotes it, and loses them then)"
+                    )
+                # A promoted replica: the primary it followed is replaced.
+                self.replaced.update(
+                    replid
+                    for replid in (primary.replid2, known)
+                    if replid and replid != primary.replid
+                )
             if known is None and not self.opened:
                 return
             # A replica reached (the cluster client asks any node for the slots) is no
@@ -102,6 +118,16 @@ class Failover:
         if self.per_node:
             return None
         return self.seen if self.seen is not None else self.replid
+
+    def usable(self, role: str, replid: str) -> bool:
+        """Whether a connection that found ``role`` and ``replid`` when it was opened
+        may still be used (``dialerd.redis_pool.Usable``): behind one server's pool,
+        while it is the current primary's; on a cluster, while it is a primary's not
+        replaced (one opened to a replica is opened again before each use)."""
+        if self.per_node:
+            return role == "master" and replid not in self.replaced
+        current = self.current()
+        return current is None or replid == current
 
     def _new_primary(self, primary: Primary, replid: str) -> None:
         if not self.per_node:

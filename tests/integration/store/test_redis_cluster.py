@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio
 
 from dialerd.core.targets import RetryRule
-from dialerd.model import CampaigncallResult
+from dialerd.model import Campaigncall, CampaigncallResult
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.redis_cluster import RedisClusterRig, slot_of
@@ -166,3 +166,72 @@ async def test_a_dead_primary_is_an_outage_of_its_customers_then_claims_resume(
     finally:
         await store.close()
         own_cluster.heal(shard)
+
+
+async def test_a_replica_promoted_is_seen_before_a_claim_on_a_connection_opened_to_it_earlier(
+    own_cluster: RedisClusterRig, make: Factory
+) -> None:
+    """The cluster client keeps a connection it opened to the customer's replica (it asks
+    any node for the slots). The primary takes a claim the replica never gets, dies, and
+    the replica is promoted: the store sees the failover before anything is written on
+    that old connection, so no claim is made until the live attempt is written back,
+    and the target whose claim the promoted replica lost is not claimed again."""
+    store = RedisStore(
+        url=own_cluster.url,
+        prefix="dpromoted",
+        pool_size=8,
+        timeout=1.0,
+        cluster=True,
+        failover_settle=0.0,
+    )
+    await store.open()
+    shard = None
+    try:
+        dialing = await make.dialing(store)
+        customer = dialing.campaign.customer_id
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        fence = await store.acquire_lease(dialing.campaign.id, "instance-a", 60, at(0))
+        assert fence is not None
+        shard = own_cluster.primary_of_slot(slot_of(store._tag(customer)))
+        assert shard is not None
+        replica = own_cluster.replica_of(shard)
+        assert replica is not None
+        # A connection to the replica, as a refresh of the slots opens one (a replica is
+        # listed once the others know it has data: polled, bounded).
+        client = store._connected()
+        deadline = time.monotonic() + 30
+        while f"127.0.0.1:{replica}" not in {node.name for node in client.get_replicas()}:
+            assert time.monotonic() < deadline, "the cluster never listed the replica"
+            await anyio.sleep(0.05)
+            await client.nodes_manager.initialize()
+        await client.ping(target_nodes=redis.asyncio.RedisCluster.REPLICAS)
+
+        # The replica stops getting the primary's writes; the primary takes a claim.
+        own_cluster.pause(replica)
+        own_cluster.cut_replicas_of(shard)
+        first = await store.start_attempts([dialing.plan(at(1))])
+        assert len(first) == 1
+        own_cluster.kill(shard)
+        own_cluster.resume(replica)
+        own_cluster.wait_promoted(shard)
+
+        claimed_before_write_back: list[Campaigncall] = []
+        deadline = time.monotonic() + 30
+        while not store.failed_over and not claimed_before_write_back:
+            assert time.monotonic() < deadline, "the store never saw the promoted replica"
+            with contextlib.suppress(StoreUnavailable):
+                claimed_before_write_back += await store.start_attempts([dialing.plan(at(2))])
+            await anyio.sleep(0.05)  # polls other processes (the cluster's nodes), bounded
+        # Nothing was claimed on the promoted replica before the store saw it (on the
+        # old connection it would have claimed the first target again).
+        assert claimed_before_write_back == []
+
+        await store.write_back([fence], 60, first)
+        more = await store.start_attempts([dialing.plan(at(3)) for _ in range(2)])
+        claimed = [call.outdial_target_id for call in [*first, *more]]
+        assert len(claimed) == 2
+        assert sorted(claimed) == sorted(set(claimed))
+    finally:
+        await store.close()
+        if shard is not None:
+            own_cluster.heal(shard)
