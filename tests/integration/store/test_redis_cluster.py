@@ -235,3 +235,57 @@ async def test_a_replica_promoted_is_seen_before_a_claim_on_a_connection_opened_
         await store.close()
         if shard is not None:
             own_cluster.heal(shard)
+
+
+async def _until_failed_over(store: RedisStore) -> None:
+    """Until the store has seen the promoted replica (polls the cluster, bounded)."""
+    deadline = time.monotonic() + 30
+    while not store.failed_over:
+        assert time.monotonic() < deadline, "the store never saw the promoted replica"
+        with contextlib.suppress(StoreUnavailable):
+            await store.ping()
+        await anyio.sleep(0.05)  # polls other processes (the cluster's nodes), bounded
+
+
+async def test_a_lease_lost_with_the_primary_is_left_to_its_owner_while_the_failover_settles(
+    own_cluster: RedisClusterRig, make: Factory
+) -> None:
+    """The owner's lease renewals did not reach the replica, so on the promoted replica
+    the lease has expired. Another instance, written back first, does not take it
+    while the failover settles (its owner's live attempts are not written back yet:
+    their targets look free); the owner writes back and keeps its lease and token."""
+    owner = RedisStore(
+        url=own_cluster.url, prefix="dsettle", pool_size=8, timeout=1.0, cluster=True,
+        failover_settle=0.0,
+    )  # fmt: skip
+    other = RedisStore(
+        url=own_cluster.url, prefix="dsettle", pool_size=8, timeout=1.0, cluster=True,
+        failover_settle=30.0,
+    )  # fmt: skip
+    await owner.open()
+    await other.open()
+    shard = None
+    try:
+        dialing = await make.dialing(owner)
+        campaign_id = dialing.campaign.id
+        fence = await owner.acquire_lease(campaign_id, "instance-a", 0.5, at(0))
+        assert fence is not None
+        shard = own_cluster.primary_of_slot(slot_of(owner._tag(dialing.campaign.customer_id)))
+        assert shard is not None
+        own_cluster.kill(shard)
+        own_cluster.wait_promoted(shard)  # longer than the lease's half second
+
+        await _until_failed_over(other)
+        await other.write_back([], 60, [])
+        assert await other.acquire_lease(campaign_id, "instance-b", 60, at(1)) is None
+
+        await _until_failed_over(owner)
+        await owner.write_back([fence], 60, [])
+        assert await owner.lease_owner(campaign_id) == "instance-a"
+        assert await owner.acquire_lease(campaign_id, "instance-a", 60, at(2)) == fence
+        assert await other.acquire_lease(campaign_id, "instance-b", 60, at(2)) is None
+    finally:
+        await owner.close()
+        await other.close()
+        if shard is not None:
+            own_cluster.heal(shard)
