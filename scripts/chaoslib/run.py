@@ -472,7 +472,8 @@ def scenario_cluster_failover(
     (``cluster = true``, ``--min-replicas``). ``--failovers`` times while the campaign
     dials: the replica of the customer's shard is cut off for a moment, then the shard's
     primary is killed (kill -9), or every other time SIGSTOPped; its replica is
-    promoted; the old node comes back as a replica."""
+    promoted; the old node comes back as a replica. Last, the campaign's owner is
+    killed and, during the lease handover, the shard's primary too."""
     rig = RedisClusterRig(work / "redis")
     daemons = [cluster_daemon(args, work / f"daemon{n}", rig) for n in range(2)]
     outages: list[Outage] = []
@@ -490,6 +491,18 @@ def scenario_cluster_failover(
             outages.append(outage)
             resumes.append(resumed)
             flights.append(in_flight)
+        # A failover during a lease handover: the owner dies, then the shard's primary.
+        config = StoreConfig(
+            backend="redis", redis=RedisConnection(url=rig.url, cluster=True, timeout=5.0)
+        )
+        name = anyio.run(_lease_owner, config, campaign_id)
+        owner = next((d for d in daemons if d.instance_id == name), daemons[0])
+        owner.kill()
+        time.sleep(args.lease_ttl / 2)
+        outage, resumed, in_flight = _cluster_fail_over(rig, daemons, pause=False)
+        outages.append(outage)
+        resumes.append(resumed)
+        flights.append(in_flight)
         return _failover_outcome(
             args, daemons, campaign_id, running, outages, resumes, flights,
             failovers="cluster failovers", lost_by="the promoted replica",

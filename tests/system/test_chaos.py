@@ -25,6 +25,7 @@ from scripts.chaoslib.invariants import (
 )
 from scripts.chaoslib.run import (
     parse_args,
+    scenario_cluster_failover,
     scenario_failover,
     scenario_kill,
 )
@@ -131,6 +132,30 @@ def test_sentinel_failovers_under_hundreds_of_calls_lose_and_double_nothing(
     assert not failed, (failed, note)
     counted = {check.name: check.count for check in checks}
     assert counted["every target done"] == 1500
+    assert counted["dialing resumed <= 15 s after each promotion"] == 3
+    assert {
+        "no campaigncall originated twice",
+        "every origination within its persisted attempt",
+        "never two live attempts on one target",
+        "no attempt left dialing or progressing",
+    } <= counted.keys()
+
+
+@pytest.mark.slow
+def test_a_cluster_primary_killed_under_hundreds_of_calls_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two daemons on a Redis Cluster (three primaries with a replica each,
+    min_replicas = 0: the claims made while the shard's writes reach no replica are
+    dialed, then lost by the promoted replica and written back): the primary of the
+    customer's shard killed, then SIGSTOPped (and continued once its replica serves),
+    then killed during a lease handover, while the campaign has calls up."""
+    args = parse_args(["--targets", "400", "--failovers", "2", "--seed", "3", "--deadline", "120"])
+    checks, note = scenario_cluster_failover(args, "redis", tmp_path)
+    failed = [f"{check.name}: {check.detail}" for check in checks if not check.ok]
+    assert not failed, (failed, note)
+    counted = {check.name: check.count for check in checks}
+    assert counted["every target done"] == 400
     assert counted["dialing resumed <= 15 s after each promotion"] == 3
     assert {
         "no campaigncall originated twice",
