@@ -137,6 +137,9 @@ class RedisLedger(RedisConnection):
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
         placeholders = [encode(placeholder_campaigncall(plan, stamp)) for plan in plans]
+        # One server: the claim script writes each attempt's where key in its own step; a
+        # cluster has that key on another node, written here after the claim.
+        where = "" if self.cluster else "1"
         claimed: list[Campaigncall] = []
         chosen: tuple[str | int | bytes, ...] = UNCHOSEN
         resume: str | bytes = ""
@@ -147,7 +150,14 @@ class RedisLedger(RedisConnection):
             bodies = placeholders[at : at + CLAIMS_PER_CALL]
             try:
                 reply = await self._run(
-                    "start", bodies[0], *common, *chosen, resume, *bodies[1:], customer=customer_id
+                    "start",
+                    bodies[0],
+                    *common,
+                    *chosen,
+                    resume,
+                    where,
+                    *bodies[1:],
+                    customer=customer_id,
                 )
             except CampaignNotRunning:
                 if not claimed:
@@ -162,7 +172,11 @@ class RedisLedger(RedisConnection):
             if claims:
                 rounds = 0
                 # Where each attempt's keys are, for lookups by its id alone.
-                await self._register(customer_id, *(call.id for call in claimed[at:]))
+                if where:
+                    for call in claimed[at:]:
+                        self._own(call.id, customer_id)
+                else:
+                    await self._register(customer_id, *(call.id for call in claimed[at:]))
             if len(self._claims) > CLAIMS_KEPT:
                 for _ in range(len(self._claims) - CLAIMS_KEPT):
                     self._claims.popitem(last=False)
