@@ -44,6 +44,8 @@ LAYOUT: Final = 3
 MAX_ROUNDS: Final = 10_000
 # How many plans of start_attempts one claim script call takes at most.
 CLAIMS_PER_CALL: Final = 100
+# How many ends of finish_attempts one finish script call takes at most.
+FINISHES_PER_CALL: Final = 100
 # How many times finish_attempt decides again when the target changed in between.
 FINISH_ATTEMPTS: Final = 10
 MIGRATE_CHUNK: Final = 1000

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from dialerd.core import dialed
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
@@ -52,6 +50,7 @@ from dialerd.store.redis.fields import (
     CLAIMS_KEPT,
     CLAIMS_PER_CALL,
     FINISH_ATTEMPTS,
+    FINISHES_PER_CALL,
     MAX_ROUNDS,
     PROMOTE_STEP,
     PRUNE_CHUNK,
@@ -68,6 +67,9 @@ from dialerd.store.redis.fields import (
     settled_target,
     stored_placement,
 )
+
+# The finish script's decision arguments when there is no decision (always eight).
+NO_DECISION: tuple[str, ...] = ("0", "", "", "", "", "", "", "")
 
 
 class _Changed:
@@ -137,6 +139,9 @@ class RedisLedger(RedisConnection):
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
         placeholders = [encode(placeholder_campaigncall(plan, stamp)) for plan in plans]
+        # One server: the claim script writes each attempt's where key in its own step; a
+        # cluster has that key on another node, written here after the claim.
+        where = "" if self.cluster else "1"
         claimed: list[Campaigncall] = []
         chosen: tuple[str | int | bytes, ...] = UNCHOSEN
         resume: str | bytes = ""
@@ -147,7 +152,14 @@ class RedisLedger(RedisConnection):
             bodies = placeholders[at : at + CLAIMS_PER_CALL]
             try:
                 reply = await self._run(
-                    "start", bodies[0], *common, *chosen, resume, *bodies[1:], customer=customer_id
+                    "start",
+                    bodies[0],
+                    *common,
+                    *chosen,
+                    resume,
+                    where,
+                    *bodies[1:],
+                    customer=customer_id,
                 )
             except CampaignNotRunning:
                 if not claimed:
@@ -162,7 +174,11 @@ class RedisLedger(RedisConnection):
             if claims:
                 rounds = 0
                 # Where each attempt's keys are, for lookups by its id alone.
-                await self._register(customer_id, *(call.id for call in claimed[at:]))
+                if where:
+                    for call in claimed[at:]:
+                        self._own(call.id, customer_id)
+                else:
+                    await self._register(customer_id, *(call.id for call in claimed[at:]))
             if len(self._claims) > CLAIMS_KEPT:
                 for _ in range(len(self._claims) - CLAIMS_KEPT):
                     self._claims.popitem(last=False)
@@ -298,7 +314,10 @@ class RedisLedger(RedisConnection):
             args, written = await self._finish_args(end, remembered)
             remembered = None
             customer = await self._call_owner(campaigncall_id, fence)
-            done = self._finished(await self._run("finish", *args, customer=customer), written)
+            (reply,) = await self._run("finish", *args, customer=customer)
+            done = self._finished(reply, written)
+            if isinstance(done, LeaseLost):
+                raise done
             if not isinstance(done, _Changed):
                 return done
         raise StoreUnavailable(
@@ -309,36 +328,40 @@ class RedisLedger(RedisConnection):
     async def finish_attempts(
         self, ends: Sequence[AttemptEnd]
     ) -> list[FinishResult | LeaseLost | None]:
-        """The burst's finish scripts in one pipelined round trip (each one atomic, as
-        ``finish_attempt``'s); an end whose target changed meanwhile is finished again
-        on its own (``finish_attempt``)."""
+        """The burst's ends in one finish script call per customer (up to
+        ``FINISHES_PER_CALL`` ends a call; the calls pipelined: one round trip), each
+        end as ``finish_attempt`` writes it and the customer's ends together in one
+        step; an end whose target changed meanwhile is finished again on its own
+        (``finish_attempt``)."""
         if not ends:
             return []
         prepared = [
             await self._finish_args(end, self._claims.pop(end.campaigncall_id, None))
             for end in ends
         ]
-        owners = [await self._call_owner(end.campaigncall_id, end.fence) for end in ends]
-        # EVALSHA of the script loaded at open (a pipeline given the script object
-        # would ask SCRIPT EXISTS first: one more round trip).
-        sha = self._scripts["finish"].sha
-        async with self._connected().pipeline(transaction=False) as pipe:
-            for (args, _written), owner in zip(prepared, owners, strict=True):
-                pipe.evalsha(sha, 1, self._tag(owner), self.prefix, *args)
-            replies = await self._guard(pipe.execute(raise_on_error=False))
+        # Each customer's ends, in order, a chunk per script call.
+        by_owner: dict[str, list[int]] = {}
+        for index, end in enumerate(ends):
+            owner = await self._call_owner(end.campaigncall_id, end.fence)
+            by_owner.setdefault(owner, []).append(index)
+        chunks = [
+            (owner, indexes[start : start + FINISHES_PER_CALL])
+            for owner, indexes in by_owner.items()
+            for start in range(0, len(indexes), FINISHES_PER_CALL)
+        ]
+        calls = [
+            (owner, tuple(arg for index in chunk for arg in prepared[index][0]))
+            for owner, chunk in chunks
+        ]
+        replies: list[Any] = [None] * len(ends)
+        for (_owner, chunk), answered in zip(
+            chunks, await self._run_each("finish", calls), strict=True
+        ):
+            for index, reply in zip(chunk, answered, strict=True):
+                replies[index] = reply
         done: list[FinishResult | LeaseLost | None] = []
         for end, (_args, written), reply in zip(ends, prepared, replies, strict=True):
-            finished: FinishResult | _Changed | None = CHANGED
-            if isinstance(reply, NoScriptError):
-                pass  # the server lost its scripts: finish_attempt loads them again
-            elif isinstance(reply, Exception):
-                try:
-                    await self._guard(_raise(reply))
-                except LeaseLost as lost:
-                    done.append(lost)
-                    continue
-            else:
-                finished = self._finished(reply, written)
+            finished = self._finished(reply, written)
             if isinstance(finished, _Changed):
                 try:
                     finished = await self.finish_attempt(
@@ -352,8 +375,7 @@ class RedisLedger(RedisConnection):
                         calling_rules=end.calling_rules,
                     )
                 except LeaseLost as lost:
-                    done.append(lost)
-                    continue
+                    finished = lost
             done.append(finished)
         return done
 
@@ -375,7 +397,7 @@ class RedisLedger(RedisConnection):
                 campaigncall = CAMPAIGNCALL.decode(read[1])
             read = read[2:]
         version = "-"
-        decision: tuple[str | int | bytes, ...] = ("0",)
+        decision: tuple[str | int | bytes, ...] = NO_DECISION
         written: OutdialTarget | None = None
         lock: bytes | str = ""
         locked_until = end.calling_rules.lockout_after(reason, now) if end.calling_rules else None
@@ -414,11 +436,16 @@ class RedisLedger(RedisConnection):
         return args, written
 
     @staticmethod
-    def _finished(reply: Any, written: OutdialTarget | None) -> FinishResult | _Changed | None:
-        """The finish script's reply: what ``finish_attempt`` answers, or ``CHANGED``
-        (the target changed since the decision: read again, decide again)."""
+    def _finished(
+        reply: Any, written: OutdialTarget | None
+    ) -> FinishResult | _Changed | LeaseLost | None:
+        """The finish script's reply for one end: what ``finish_attempt`` answers, the
+        ``LeaseLost`` it raises, or ``CHANGED`` (the target changed since the decision:
+        read again, decide again)."""
         if reply[0] == b"changed":
             return CHANGED
+        if reply[0] == b"lost":
+            return LeaseLost(reply[1].decode())
         if reply[0] == b"none":
             return None
         after: OutdialTarget | None = None

@@ -12,7 +12,9 @@ as KEYS[1], the scripts build every key from it) runs on one node of a Redis Clu
 ``P:layout``; ``P:customers``, the registry of every customer with data (written before
 the data; what cross-customer reads go over, customer by customer); ``P:where:<id>``,
 the customer of a campaign, outplan, outdial or campaigncall (what a lookup by id alone
-resolves, cached in the process: a resource never changes customer); ``P:webhooks``.
+resolves, cached in the process: a resource never changes customer; a campaigncall's
+is written by the claim script in the claim's own step on one server, and after the
+claim on a cluster, where the key is on another node); ``P:webhooks``.
 The sets that spanned customers in layout 2 (``status``, ``active``, ``dnc_publishing``,
 the events' delivered positions and counts) are per customer; ``open`` migrates layout 2
 (``migration.py``).

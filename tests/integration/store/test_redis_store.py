@@ -20,7 +20,14 @@ from dialerd.model import (
     OutdialTarget,
     TargetStatus,
 )
-from dialerd.store.base import CampaignNotRunning, Conflict, StoreError, StoreUnavailable
+from dialerd.store.base import (
+    AttemptEnd,
+    CampaignNotRunning,
+    Conflict,
+    FinishResult,
+    StoreError,
+    StoreUnavailable,
+)
 from dialerd.store.redis import RedisStore
 from dialerd.store.redis.fields import LAYOUT, micros_of_stamp
 from tests.conftest import RedisServer, free_port
@@ -327,6 +334,36 @@ async def test_a_batch_claims_the_first_ready_targets_in_order_in_one_script_cal
         claimed[3].id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(22)
     )
     assert calls == ["start", "start", "finish"]
+
+
+async def test_a_burst_of_ends_is_one_script_call_on_the_server(
+    store: RedisStore, make: Factory
+) -> None:
+    """The ends of one burst (one customer's) are written by one script run, not one
+    each: each attempt ended once, its target placed for its retry."""
+    dialing = await make.dialing(store, max_try_counts=(2,))
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(30)])
+    claimed = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(30)])
+    assert len(claimed) == 30
+    rule = RetryRule.of(dialing.outplan)
+    fail = CampaigncallResult.FAIL
+    ends = [
+        AttemptEnd(campaigncall_id=call.id, result=fail, reason="busy", rule=rule, now=make.at(2))
+        for call in claimed
+    ]
+    client = redis.asyncio.Redis.from_url(store.url)
+    try:
+        await client.config_resetstat()
+        done = await store.finish_attempts(ends)
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert [isinstance(end, FinishResult) and end.finished for end in done] == [True] * 30
+    assert [
+        end.target.status if isinstance(end, FinishResult) and end.target else None for end in done
+    ] == [TargetStatus.IDLE] * 30
+    assert await store.active_attempts(dialing.campaign.id) == []
 
 
 async def test_a_batch_goes_on_after_the_heads_the_core_decides(

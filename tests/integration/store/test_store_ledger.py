@@ -453,6 +453,28 @@ async def test_hundreds_of_active_attempts_are_all_listed_in_order(
     assert len(await store.active_attempts()) == 250
 
 
+async def test_attempts_claimed_together_are_found_by_their_id_alone_on_another_instance(
+    store: Store, twin_store: Store, make: Factory
+) -> None:
+    """Claims made in one step by one instance: another, which never saw them, reads,
+    answers and ends each by its id alone (an instance taking over after a crash)."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+    plan = dialing.plan(make.at(1))
+    claimed = await store.start_attempts(
+        [msgspec.structs.replace(plan, campaigncall_id=new_id()) for _ in range(3)]
+    )
+    assert len(claimed) == 3
+    for call in claimed:
+        assert await twin_store.get_campaigncall(None, call.id) == call
+    answered = await twin_store.mark_answered(claimed[0].id, make.at(2))
+    assert answered is not None
+    assert answered.status == CampaigncallStatus.PROGRESSING
+    for call in claimed:
+        await finish(twin_store, dialing, call, make.at(3))
+    assert await store.active_attempts(dialing.campaign.id) == []
+
+
 # -- exhaustion (behaviour.md §6) --------------------------------------------------------
 
 

@@ -1,90 +1,105 @@
--- finish_attempt: end an active attempt exactly once and write what the core decided
--- for its target, in one step.
--- ARGV: prefix, campaigncall_id, result, reason, now (timestamp string), fence (campaign
---   id, owner, token), the target's version the decision was made on ('-' when the caller
---   did not see the attempt active), until when the calling rules lock the dialed number
---   and its readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision follows ('0': the target is not
---   progressing and stays as it is), then the target's new body, queue letter (see
---   index_target), touched, due (microseconds), until (microseconds or ''), slot, held;
---   last, '1' when the answer came with the end (not written apart: its event is, first).
--- Returns {'none'}; {'stale' | 'done', campaigncall body, and unless it is gone the target's
---   body ('' when it is the new body written here), queue letter, due and held}; or
---   {'changed'} (nothing written) when the target is no longer at that version: the
---   caller reads again and decides again.
-local id, result, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local version, locked_until, decided = ARGV[9], ARGV[10], ARGV[11] == '1'
-local answered = ARGV[#ARGV] == '1'
-local campaigncall_key = key('campaigncall', id)
-local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
-if not stored[1] then
-  return {'none'}
-end
-if fenced_off(stored[3], 6) then
-  return lease_lost(stored[3])
-end
-local campaigncall = cjson.decode(stored[1])
-local target_key = key('target', campaigncall.outdial_target_id)
+-- finish_attempts: end active attempts exactly once each and write what the core decided
+-- for each one's target, all in one step (one burst of ends of one customer).
+-- ARGV: prefix, then one block of FIELDS arguments per attempt, in order: campaigncall_id,
+--   result, reason, now (timestamp string), fence (campaign id, owner, token), the
+--   target's version the decision was made on ('-' when the caller did not see the
+--   attempt active), until when the calling rules lock the dialed number and its
+--   readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision
+--   follows ('0': the target is not progressing and stays as it is, and the seven
+--   arguments after are ''), the target's new body, queue letter (see index_target),
+--   touched, due (microseconds), until (microseconds or ''), slot, held; last, '1' when
+--   the answer came with the end (not written apart: its event is, first).
+-- Returns one reply per block, in order: {'none'}; {'lost', message} when the fence no
+--   longer holds the campaign's lease (nothing written for it); {'stale' | 'done',
+--   campaigncall body, and unless it is gone the target's body ('' when it is the new
+--   body written here), queue letter, due and held}; or {'changed'} (nothing written for
+--   it) when the target is no longer at that version: the caller reads again and decides
+--   again.
+local FIELDS = 18
 
--- The target's body (or '' when `written`: the caller knows it) with its queue letter,
--- due and held (why the rules hold it).
-local function with_target(reply, written)
-  local target = redis.call('HMGET', target_key, 'b', 'x', 'p', 'k', 'pd', 'ph')
-  if target[1] and target[2] ~= '1' and target_visible(target[3]) then
-    reply[3] = written and '' or target[1]
-    reply[4], reply[5], reply[6] = target[4] or '', target[5] or '', target[6] or ''
+local function finish_one(o)
+  -- ARGV[o + n] is what a single attempt's script had as ARGV[n].
+  local id, result, reason, now = ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
+  local version, locked_until, decided = ARGV[o + 9], ARGV[o + 10], ARGV[o + 11] == '1'
+  local answered = ARGV[o + 19] == '1'
+  local campaigncall_key = key('campaigncall', id)
+  local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
+  if not stored[1] then
+    return {'none'}
   end
-  return reply
-end
+  if fenced_off(stored[3], o + 6) then
+    return {'lost', 'campaign ' .. stored[3] .. ': lease no longer held'}
+  end
+  local campaigncall = cjson.decode(stored[1])
+  local target_key = key('target', campaigncall.outdial_target_id)
 
-if stored[2] == 'done' then
-  return with_target({'stale', stored[1]})
-end
-local target = redis.call('HMGET', target_key, 'v', 'k', 'm', 'o')
-if (target[1] or '') ~= version then
-  return {'changed'}
-end
+  -- The target's body (or '' when `written`: the caller knows it) with its queue letter,
+  -- due and held (why the rules hold it).
+  local function with_target(reply, written)
+    local target = redis.call('HMGET', target_key, 'b', 'x', 'p', 'k', 'pd', 'ph')
+    if target[1] and target[2] ~= '1' and target_visible(target[3]) then
+      reply[3] = written and '' or target[1]
+      reply[4], reply[5], reply[6] = target[4] or '', target[5] or '', target[6] or ''
+    end
+    return reply
+  end
 
-if answered and stored[2] == 'dialing' then
-  -- An answer folded into its end: the answer's own event comes first (as answer.lua's).
-  campaigncall.status = 'progressing'
+  if stored[2] == 'done' then
+    return with_target({'stale', stored[1]})
+  end
+  local target = redis.call('HMGET', target_key, 'v', 'k', 'm', 'o')
+  if (target[1] or '') ~= version then
+    return {'changed'}
+  end
+
+  if answered and stored[2] == 'dialing' then
+    -- An answer folded into its end: the answer's own event comes first (as answer.lua's).
+    campaigncall.status = 'progressing'
+    campaigncall.tm_update = now
+    outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated',
+      cjson.encode(campaigncall))
+  end
+  campaigncall.status = 'done'
+  campaigncall.result = result
+  campaigncall.reason = reason
   campaigncall.tm_update = now
-  outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated',
-    cjson.encode(campaigncall))
-end
-campaigncall.status = 'done'
-campaigncall.result = result
-campaigncall.reason = reason
-campaigncall.tm_update = now
-local body = cjson.encode(campaigncall)
-redis.call('HSET', campaigncall_key, 'b', body, 's', 'done')
-redis.call('SREM', key('active', stored[3]), id)
-redis.call('SREM', key('dialing', stored[3]), id)
-redis.call('SREM', key('active'), id)
-outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated', body)
-if locked_until ~= '' then
-  -- The calling rules lock the number, every reading of it (an abandoned call): the
-  -- later lockout holds.
-  local lock = cjson.decode(locked_until)
-  local locks = key('locks', campaigncall.customer_id)
-  for i = 2, #lock do
-    local number = lock[i]
-    local held = tonumber(redis.call('HGET', locks, number)) or 0
-    if number ~= '' and lock[1] > held then
-      redis.call('HSET', locks, number, string.format('%d', lock[1]))
+  local body = cjson.encode(campaigncall)
+  redis.call('HSET', campaigncall_key, 'b', body, 's', 'done')
+  redis.call('SREM', key('active', stored[3]), id)
+  redis.call('SREM', key('dialing', stored[3]), id)
+  redis.call('SREM', key('active'), id)
+  outbox_add(campaigncall.customer_id, stored[3], 'campaigncall_updated', body)
+  if locked_until ~= '' then
+    -- The calling rules lock the number, every reading of it (an abandoned call): the
+    -- later lockout holds.
+    local lock = cjson.decode(locked_until)
+    local locks = key('locks', campaigncall.customer_id)
+    for i = 2, #lock do
+      local number = lock[i]
+      local held = tonumber(redis.call('HGET', locks, number)) or 0
+      if number ~= '' and lock[1] > held then
+        redis.call('HSET', locks, number, string.format('%d', lock[1]))
+      end
     end
   end
+
+  local written = decided and target[2] == 'p'
+  if written then
+    local queue, touched, due, held = ARGV[o + 13], ARGV[o + 14], ARGV[o + 15], ARGV[o + 18]
+    unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
+    index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due,
+      held)
+    redis.call('HSET', target_key, 'b', ARGV[o + 12], 'k', queue,
+      'pt', touched, 'pd', due, 'pu', ARGV[o + 16], 'ps', ARGV[o + 17], 'ph', held)
+    redis.call('HINCRBY', target_key, 'v', 1)
+    outbox_add(campaigncall.customer_id, stored[3], 'outdialtarget_updated', ARGV[o + 12],
+      'q', queue, 'd', due, 'h', held)
+  end
+  return with_target({'done', body}, written)
 end
 
-local written = decided and target[2] == 'p'
-if written then
-  local queue, touched, due = ARGV[13], ARGV[14], ARGV[15]
-  unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
-  index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due,
-    ARGV[18])
-  redis.call('HSET', target_key, 'b', ARGV[12], 'k', queue,
-    'pt', touched, 'pd', due, 'pu', ARGV[16], 'ps', ARGV[17], 'ph', ARGV[18])
-  redis.call('HINCRBY', target_key, 'v', 1)
-  outbox_add(campaigncall.customer_id, stored[3], 'outdialtarget_updated', ARGV[12],
-    'q', queue, 'd', due, 'h', ARGV[18])
+local replies = {}
+for o = 0, #ARGV - FIELDS - 1, FIELDS do
+  replies[#replies + 1] = finish_one(o)
 end
-return with_target({'done', body}, written)
+return replies

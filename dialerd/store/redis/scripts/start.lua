@@ -11,8 +11,11 @@
 --   try count, the version it was read at, the E.164 readings of the slot's number as
 --   the trunk dials it (JSON list: re-checked and counted) and the slots the decision
 --   skipped as listed (JSON list); then the member of the ready index after which to go
---   on ('' from the head: see 'more'); then the placeholder bodies of the next plans
---   (same campaign, outplan, now and fence), claimed in order after the first.
+--   on ('' from the head: see 'more'); then '1' to write each claimed campaigncall's
+--   customer in P:where:<id> in the claim's own step (one Redis server: that key is on
+--   no other node; '' on a cluster, where the caller writes it); then the placeholder
+--   bodies of the next plans (same campaign, outplan, now and fence), claimed in order
+--   after the first.
 -- Returns {kind, heads, claims}: claims are the plans claimed, in order, each {campaigncall
 --   body, then what finish_attempt decides from: the target's body and version after the
 --   claim and its placement before (touched, due, until, slot, held)}; kind says what
@@ -35,12 +38,13 @@
 -- locked and below the day's attempts) in the claim's own step.
 local STEP = 1000
 local BATCH = 100
-local FIRST_NEXT = 18  -- ARGV index of the second plan's body
+local FIRST_NEXT = 19  -- ARGV index of the second plan's body
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
 local with_rules, daily, day = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
 local chosen_id = ARGV[11]
 local resume = ARGV[17]
+local write_where = ARGV[18] == '1'
 local campaigncall = cjson.decode(ARGV[2])
 local outdial, campaign, customer, now =
   campaigncall.outdial_id, campaigncall.campaign_id, campaigncall.customer_id,
@@ -138,6 +142,9 @@ local function claim(target_key, member, target, slot, try_count, numbers, skipp
   redis.call('SADD', key('active', campaign), campaigncall_id)
   redis.call('SADD', key('dialing', campaign), campaigncall_id)
   redis.call('SADD', key('active'), campaigncall_id)
+  if write_where then
+    redis.call('SET', P .. ':where:' .. campaigncall_id, customer)
+  end
   outbox_add(customer, campaign, 'campaigncall_created', body)
   claims[#claims + 1] = {body, target_body, tostring(version), before[1], before[2],
     before[3], tostring(before[4]), before[5]}
