@@ -51,14 +51,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children_peak_rss_mib(pid: int) -> float:
-    """The largest peak RSS of the processes whose parent is ``pid`` (0 if none)."""
-    peak = 0.0
+    """The largest peak RSS of the processes that descend from ``pid`` (0 if none):
+    the import worker and its parsing process."""
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                peak = max(peak, peak_rss_mib(int(stat.parent.name)))
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
+    peak = 0.0
+    for child, parent in parents.items():
+        for _ in range(16):  # up the tree (bounded: pids are reused)
+            if parent in (pid, 0, 1) or parent not in parents:
+                break
+            parent = parents[parent]
+        if parent == pid:
+            try:
+                peak = max(peak, peak_rss_mib(child))
+            except OSError:
+                continue
     return peak
 
 

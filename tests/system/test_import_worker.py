@@ -67,10 +67,29 @@ def _workers() -> list[int]:
     return found
 
 
+def _workers_of(state: Path) -> list[int]:
+    """The import worker processes (workers and their parsing processes: a fork keeps
+    the command line) still running on the store under ``state``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dialerd.store.sqlite.import_worker" in words and any(
+            word.startswith(str(state).encode()) for word in words
+        ):
+            pid = int(cmdline.parent.name)
+            if not _gone(pid):
+                found.append(pid)
+    return found
+
+
 def _start_import(
     daemon: DaemonProcess, outdial: str, hold: threading.Event
-) -> tuple[threading.Thread, int]:
-    """A held import in a thread; the pid of its worker once it runs."""
+) -> tuple[threading.Thread, int, int]:
+    """A held import in a thread; the pids of its worker and of the worker's parsing
+    process (a child of the worker's) once they run."""
     before = set(_workers())
 
     def send() -> None:
@@ -93,7 +112,9 @@ def _start_import(
         "the import worker starts",
     )
     (worker,) = [child for child, _ in _children(pid) if child in set(_workers()) - before]
-    return sender, worker
+    wait_until(lambda: len(_children(worker)) == 1, "the worker's parsing process starts")
+    ((parser, _),) = _children(worker)
+    return sender, worker, parser
 
 
 def _gone(pid: int) -> bool:
@@ -119,6 +140,7 @@ def test_an_import_leaves_no_process_behind(tmp_path: Path) -> None:
         assert response.json() == {"count": ROWS}, response.text
         assert daemon.pid is not None
         assert _children(daemon.pid) == []  # the worker was waited for: no zombie
+        assert _workers_of(tmp_path) == []  # and its parsing process ended with it
     finally:
         daemon.close()
 
@@ -129,11 +151,12 @@ def test_sigterm_during_an_import_ends_its_worker_and_the_daemon(tmp_path: Path)
     try:
         daemon.wait_ready()
         outdial = daemon.http.post("/v1.0/outdials", json={"name": "big"}).json()["id"]
-        sender, worker = _start_import(daemon, outdial, hold)
+        sender, worker, parser = _start_import(daemon, outdial, hold)
         assert daemon.stop() == 0
         hold.set()
         sender.join(60)
         wait_until(lambda: _gone(worker), "the import worker is gone")
+        wait_until(lambda: _gone(parser), "its parsing process is gone")
         restarted = DaemonProcess(tmp_path)
         try:
             restarted.wait_ready()
@@ -152,9 +175,10 @@ def test_kill_9_during_an_import_ends_its_worker_and_imports_nothing(tmp_path: P
     try:
         daemon.wait_ready()
         outdial = daemon.http.post("/v1.0/outdials", json={"name": "big"}).json()["id"]
-        sender, worker = _start_import(daemon, outdial, hold)
+        sender, worker, parser = _start_import(daemon, outdial, hold)
         daemon.signal(signal.SIGKILL)
         wait_until(lambda: _gone(worker), "the import worker is gone")
+        wait_until(lambda: _gone(parser), "its parsing process is gone")
         hold.set()
         sender.join(60)
         restarted = DaemonProcess(tmp_path)
@@ -197,6 +221,7 @@ def test_sigterm_during_an_import_of_a_whole_body_refuses_it_and_stops_at_once(
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
         assert b'"SHUTTING_DOWN"' in answer
         assert _gone(worker)
+        wait_until(lambda: _workers_of(tmp_path) == [], "its parsing process is gone")
         assert [line for line in daemon.log_lines() if line["level"] == "error"] == []
         assert daemon.stderr_path.read_text() == ""
         restarted = DaemonProcess(tmp_path)

@@ -3,8 +3,12 @@ the daemon would, and a worker cut off from its import makes nothing visible."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import select
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -129,3 +133,62 @@ async def test_a_worker_names_the_bad_row_and_the_daemon_gets_it(store: SqliteSt
     assert rejected["bad_rows"] == 1
     assert rejected["problems"][0]["line"] == 5002
     assert "'+1555123' is not an E.164 number" in rejected["problems"][0]["problem"]
+
+
+def _start_worker(path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A worker sent the first part of a body (no end): it and its parsing process,
+    once the worker said it staged a batch (so both run)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
+         OUTDIAL, NOW, "csv"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert worker.stdin is not None
+    assert worker.stdout is not None
+    worker.stdin.write(_frames(CONTENT, end=False))
+    worker.stdin.flush()
+    assert "staged" in json.loads(worker.stdout.readline())
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    assert len(children) == 1  # the parsing process
+    return worker, int(children[0])
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (not a child of this one) ends within ``seconds``."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([handle], [], [], seconds)[0])
+    finally:
+        os.close(handle)
+
+
+async def test_a_worker_whose_parsing_process_dies_publishes_nothing(store: SqliteStore) -> None:
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    worker, parser = _start_worker(store.path)
+    with worker:
+        os.kill(parser, signal.SIGKILL)
+        assert worker.stdin is not None
+        assert worker.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            worker.stdin.write(_frames(CONTENT, end=True))
+            worker.stdin.close()
+        answers = [json.loads(line) for line in worker.stdout.read().splitlines()]
+        assert worker.wait(timeout=60) == 1
+    assert not any("done" in answer for answer in answers)
+    assert (await store.list_targets(OUTDIAL)).result == []
+
+
+async def test_a_parsing_process_ends_with_its_worker(store: SqliteStore) -> None:
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    worker, parser = _start_worker(store.path)
+    with worker:
+        worker.kill()  # as the daemon ends a worker
+        worker.wait(timeout=60)
+        assert _ends_within(parser, 30)
