@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,8 @@ from hypothesis import strategies as st
 
 from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite.import_process import SqliteRows
-from dialerd.store.sqlite.rows import target_row
+from dialerd.store.sqlite.import_process import _COLUMNS, SqliteRows, _stage
+from dialerd.store.sqlite.rows import in_transaction, target_row
 
 OUTDIAL = "0b6e7b2c-0000-4000-8000-000000000000"
 NOW = "2026-03-02 09:15:30.123456"
@@ -57,12 +58,17 @@ def test_the_worker_stages_the_rows_the_daemon_would(
 ) -> None:
     content = (HEADER + "".join(",".join(row) + "\n" for row in rows)).encode()
     daemon = TargetReader(OUTDIAL, NOW, csv_file=True)
-    worker = RowReader(OUTDIAL, NOW, SqliteRows(OUTDIAL, NOW, BATCH), csv_file=True)
+    maker = SqliteRows(OUTDIAL, NOW, BATCH)
+    worker = RowReader(OUTDIAL, NOW, maker, csv_file=True)
     expected = [
         made if isinstance(made, list) else target_row(made, BATCH)  # type: ignore[arg-type]
         for made in _rows(daemon, content)
     ]
-    assert _rows(worker, content) == expected
+    staged = [
+        made if isinstance(made, list) else maker.row_of(made)  # type: ignore[arg-type]
+        for made in _rows(worker, content)
+    ]
+    assert staged == expected
 
 
 @pytest.fixture
@@ -192,3 +198,29 @@ async def test_a_parsing_process_ends_with_its_worker(store: SqliteStore) -> Non
         worker.kill()  # as the daemon ends a worker
         worker.wait(timeout=60)
         assert _ends_within(parser, 30)
+
+
+async def test_a_staged_row_is_stored_as_its_whole_row(store: SqliteStore) -> None:
+    # A quick row's template values are written in its INSERT, not bound: what SQLite
+    # stores must be the whole row all the same (texts with quotes, bytes, NULLs).
+    outdial, now = 'o\'dial "x"', "2026-03-02 09:15:30.123456"
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    content = (
+        HEADER
+        + "it's,d,x,+15551234567,,+442071234567\n"
+        + ",,,,+15551234568,\n"
+        + 'sip,,,"{""type"": ""sip"", ""target"": ""bob@example.com""}",,\n'
+        + 'zone,,"{""timezone"": ""Europe/Paris""}",+15551234569,,\n'
+    ).encode()
+    maker = SqliteRows(outdial, now, BATCH)
+    staged = _rows(RowReader(outdial, now, maker, csv_file=True), content)
+    assert len(staged) == 4
+    connection = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        in_transaction(partial(_stage, BATCH, staged), connection)  # type: ignore[arg-type]
+        stored = connection.execute(f"SELECT {', '.join(_COLUMNS)} FROM target ORDER BY seq")
+        assert stored.fetchall() == [maker.row_of(row) for row in staged]  # type: ignore[arg-type]
+    finally:
+        connection.close()
