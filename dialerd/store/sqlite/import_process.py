@@ -7,10 +7,11 @@ daemon streams the body to it (``run_worker``) and counts what it staged against
 quotas; the worker parses with the daemon's reader (``RowReader``: the same rules and
 errors as ``TargetReader``), makes the rows directly (``SqliteRows``: the ones
 ``target_row`` makes) and writes them into the same SQLite file, hidden behind the
-import's ``pending_batch`` row, as the in-process import stages them. It is two
-processes, so that parsing and writing each have a core: the worker forks a parsing
-process (``_parse``) that reads the body and sends the rows, and writes them itself
-(``_stage_rows``). Publishing stays the daemon's:
+import's ``pending_batch`` row, as the in-process import stages them. When a core is
+idle as it starts (``core_free``), it is two processes, so that parsing and writing
+each have a core: the worker forks a parsing process (``_parse``) that reads the body
+and sends the rows, and writes them itself (``_stage_rows``); on a busy machine one
+process does both. Publishing stays the daemon's:
 only once the worker said it is done and the quotas allow it does the daemon delete
 the ``pending_batch`` row.
 
@@ -44,7 +45,7 @@ import signal
 import sqlite3
 import struct
 import sys
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
@@ -81,6 +82,8 @@ _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
 # The pipe from the parsing process to the writing one (Linux: fcntl F_SETPIPE_SZ).
 _F_SETPIPE_SZ: Final = 1031
 _PIPE_BYTES: Final = 1024 * 1024
+# CPU pressure (% of the time some task waits for a CPU) from which a core is not free.
+_BUSY_PERCENT: Final = 10.0
 
 
 class Rejected(Exception):
@@ -93,6 +96,24 @@ class Rejected(Exception):
 
 
 # -- the daemon's side ----------------------------------------------------------------------
+def core_free() -> bool:
+    """Whether a CPU core is idle now, so that the worker's parsing process would have
+    one (``main``): Linux's CPU pressure (tasks waiting for a CPU less than a tenth of
+    the last 10 s), else a load average below the cores but one. On a busy machine the
+    second process only takes CPU from the daemon's (Linux shares a core between the
+    processes of a session): measured under a load of 10 on 2 cores, two processes
+    imported at 0.56-0.87x the rate of one."""
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
+    try:
+        with open("/proc/pressure/cpu") as pressure:
+            some = pressure.readline().split()
+        return float(some[1].removeprefix("avg10=")) < _BUSY_PERCENT
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0] < cores - 1
+
+
 async def run_worker(
     path: Path,
     batch: str,
@@ -120,6 +141,7 @@ async def run_worker(
             outdial_id,
             now,
             "csv" if csv_file else "ndjson",
+            "fork" if core_free() else "inline",
         ],
         env=env,
         stderr=None,
@@ -353,48 +375,62 @@ def _read_frame(source: BinaryIO) -> bytes | None:
     return _read_exactly(source, size)
 
 
-def _parse(reader: RowReader[Staged], source: BinaryIO, sink: BinaryIO) -> int:
-    """The parsing process: the body's frames from ``source`` (the daemon), the rows
-    to ``sink`` (the writing process) as frames of at most ``WORKER_BATCH`` rows (a
-    pickled list: both ends are this module), then a last frame, a dict: ``{"end":
-    True}`` or ``{"rejected": ...}``. Without the body's end frame it stops without a
-    last frame (the daemon is gone)."""
+def _parsed(reader: RowReader[Staged], source: BinaryIO) -> Iterator[list[Staged] | dict[str, Any]]:
+    """The rows of the body's frames read from ``source`` (the daemon), in lists of at
+    most ``WORKER_BATCH``, then the last message: ``{"end": True}`` or ``{"rejected":
+    ...}``. Without the body's end frame it stops without a last message (the daemon
+    is gone)."""
     from dialerd.api.targets_import import ImportRejected
 
-    final: dict[str, Any] = {"end": True}
     try:
         while True:
             chunk = _read_frame(source)
             if chunk is None:
-                return 1
+                return
             rows = reader.feed(chunk) if chunk else reader.finish()
             for start in range(0, len(rows), WORKER_BATCH):
-                _write_frame(sink, _encode(rows[start : start + WORKER_BATCH]))
+                yield rows[start : start + WORKER_BATCH]
             if not chunk:
                 break
     except ImportRejected as rejected:
         problems = [{"line": p.line, "problem": p.problem} for p in rejected.problems]
-        final = {"rejected": {"problems": problems, "bad_rows": rejected.bad_rows}}
-    _write_frame(sink, _encode(final))
+        yield {"rejected": {"problems": problems, "bad_rows": rejected.bad_rows}}
+        return
+    yield {"end": True}
+
+
+def _parse(reader: RowReader[Staged], source: BinaryIO, sink: BinaryIO) -> int:
+    """The parsing process: ``_parsed``'s messages to ``sink`` (the writing process),
+    a frame each (pickled: both ends are this module)."""
+    for message in _parsed(reader, source):
+        _write_frame(sink, _encode(message))
     sink.flush()
     return 0
 
 
-def _stage_rows(batch: str, source: BinaryIO, connection: sqlite3.Connection) -> int:
-    """The writing process: stages the parsing process's rows from ``source``, a
-    transaction per ``WORKER_BATCH`` rows, and answers the daemon; the exit status."""
+def _received(source: BinaryIO) -> Iterator[list[Staged] | dict[str, Any]]:
+    """The messages of the parsing process, until its pipe ends."""
+    while (frame := _read_frame(source)) is not None:
+        yield pickle.loads(frame)  # noqa: S301 (from our own parsing process)
+
+
+def _stage_rows(
+    batch: str,
+    messages: Iterator[list[Staged] | dict[str, Any]],
+    connection: sqlite3.Connection,
+) -> int:
+    """Stages the rows of ``messages`` (``_parsed``'s), a transaction per
+    ``WORKER_BATCH`` rows, and answers the daemon; the exit status."""
     pending: list[Staged] = []
     staged = 0
-    while True:
-        frame = _read_frame(source)
-        if frame is None:
-            return 1  # the parser stopped: the daemon is gone (nothing is published)
-        message = pickle.loads(frame)  # noqa: S301 (from our own parsing process)
+    for message in messages:
         if isinstance(message, dict):
             break
         pending += message
         while len(pending) >= WORKER_BATCH:
             staged = _stage_some(batch, pending, connection, staged)
+    else:
+        return 1  # no last message: the daemon is gone (nothing is published)
     if "rejected" in message:
         _answer(message)
         return 0
@@ -419,25 +455,33 @@ def _stage_some(
 
 def main(argv: Sequence[str]) -> int:
     _die_with_parent()
-    path, batch, outdial_id, now, kind = argv
+    # ``parsing``: "fork" (a parsing process of its own) or "inline" (``core_free``).
+    path, batch, outdial_id, now, kind, parsing = argv
     # Imported here: the daemon's side needs none of the parsing.
     from dialerd.api.targets_import import RowReader
     from dialerd.store.sqlite.connection import SqliteConnection
 
     reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
-    # Parsing and writing run in two processes, so that both cores work: this one writes,
-    # a child (forked: nothing to import again) parses and sends it the rows. Threads
-    # would not do: the sqlite3 module gives up the GIL for each row it writes, and a
-    # parsing thread beside it would take it at every row (measured: a third slower).
-    rows_from, rows_to = os.pipe()
-    with contextlib.suppress(OSError):  # room for a few frames: the parser runs ahead
-        fcntl.fcntl(rows_to, _F_SETPIPE_SZ, _PIPE_BYTES)
-    writer = os.getpid()
-    parser = os.fork()
-    if parser == 0:  # the parsing process: the body in, the rows out, no answer
-        os._exit(_run_parser(reader, writer, rows_from, rows_to))
-    os.close(rows_to)
-    _detach_stdin()  # the parser reads the body: a parser gone closes the daemon's pipe
+    parser = 0
+    source: BinaryIO | None = None
+    if parsing == "fork":
+        # Parsing and writing in two processes, so that both cores work: this one writes,
+        # a child (forked: nothing to import again) parses and sends it the rows. Threads
+        # would not do: the sqlite3 module gives up the GIL for each row it writes, and a
+        # parsing thread beside it would take it at every row (measured: a third slower).
+        rows_from, rows_to = os.pipe()
+        with contextlib.suppress(OSError):  # room for a few frames: the parser runs ahead
+            fcntl.fcntl(rows_to, _F_SETPIPE_SZ, _PIPE_BYTES)
+        writer = os.getpid()
+        parser = os.fork()
+        if parser == 0:  # the parsing process: the body in, the rows out, no answer
+            os._exit(_run_parser(reader, writer, rows_from, rows_to))
+        os.close(rows_to)
+        _detach_stdin()  # the parser reads the body: a parser gone closes the daemon's pipe
+        source = open(rows_from, "rb")  # noqa: SIM115 (closed below)
+        messages = _received(source)
+    else:
+        messages = _parsed(reader, sys.stdin.buffer)
     try:
         store = SqliteConnection(Path(path))
         try:  # as the daemon's connection of an in-process import
@@ -446,8 +490,7 @@ def main(argv: Sequence[str]) -> int:
             _answer_error(error)
             return 1
         try:
-            with open(rows_from, "rb") as source:
-                return _stage_rows(batch, source, connection)
+            return _stage_rows(batch, messages, connection)
         except _Abandoned:
             return 1
         except sqlite3.Error as error:
@@ -456,9 +499,12 @@ def main(argv: Sequence[str]) -> int:
         finally:
             connection.close()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(parser, signal.SIGKILL)  # done, or of no use any more
-        os.waitpid(parser, 0)
+        if source is not None:
+            source.close()
+        if parser:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(parser, signal.SIGKILL)  # done, or of no use any more
+            os.waitpid(parser, 0)
 
 
 def _run_parser(reader: RowReader[Staged], writer: int, rows_from: int, rows_to: int) -> int:

@@ -84,10 +84,12 @@ def _frames(content: bytes, *, end: bool) -> bytes:
     return framed + struct.pack(">I", 0) if end else framed
 
 
-def _run_worker(path: Path, stdin: bytes) -> tuple[int, list[dict[str, object]]]:
+def _run_worker(
+    path: Path, stdin: bytes, parsing: str = "fork"
+) -> tuple[int, list[dict[str, object]]]:
     done = subprocess.run(
         [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
-         OUTDIAL, NOW, "csv"],
+         OUTDIAL, NOW, "csv", parsing],
         input=stdin, capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
@@ -101,24 +103,32 @@ def _staged(path: Path) -> int:
         connection.close()
 
 
+# The worker parses in a process of its own ("fork") or in its own ("inline").
+PARSING = pytest.mark.parametrize("parsing", ["fork", "inline"])
 CONTENT = ("destination_0\n" + "".join(f"+1555{n:07d}\n" for n in range(5000))).encode()
 
 
-async def test_a_worker_whose_import_was_dropped_writes_nothing(store: SqliteStore) -> None:
+@PARSING
+async def test_a_worker_whose_import_was_dropped_writes_nothing(
+    store: SqliteStore, parsing: str
+) -> None:
     # No pending_batch row: as after a restart that dropped the import the worker
     # outlived (its daemon killed); the worker must not write rows anyone would see.
-    code, answers = _run_worker(store.path, _frames(CONTENT, end=True))
+    code, answers = _run_worker(store.path, _frames(CONTENT, end=True), parsing)
     assert code == 1
     assert not any("done" in answer for answer in answers)
     assert _staged(store.path) == 0
 
 
-async def test_a_worker_cut_off_mid_body_publishes_nothing(store: SqliteStore) -> None:
+@PARSING
+async def test_a_worker_cut_off_mid_body_publishes_nothing(
+    store: SqliteStore, parsing: str
+) -> None:
     await store._write(
         lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
     )
     # The body ends without its end frame: the daemon is gone.
-    code, answers = _run_worker(store.path, _frames(CONTENT, end=False))
+    code, answers = _run_worker(store.path, _frames(CONTENT, end=False), parsing)
     assert code == 1
     assert not any("done" in answer for answer in answers)
     assert (await store.list_targets(OUTDIAL)).result == []
@@ -127,12 +137,15 @@ async def test_a_worker_cut_off_mid_body_publishes_nothing(store: SqliteStore) -
     assert _staged(store.path) == 0
 
 
-async def test_a_worker_names_the_bad_row_and_the_daemon_gets_it(store: SqliteStore) -> None:
+@PARSING
+async def test_a_worker_names_the_bad_row_and_the_daemon_gets_it(
+    store: SqliteStore, parsing: str
+) -> None:
     await store._write(
         lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
     )
     bad = CONTENT + b"+1555123\n"
-    code, answers = _run_worker(store.path, _frames(bad, end=True))
+    code, answers = _run_worker(store.path, _frames(bad, end=True), parsing)
     assert code == 0
     rejected = answers[-1]["rejected"]
     assert isinstance(rejected, dict)
@@ -146,7 +159,7 @@ def _start_worker(path: Path) -> tuple[subprocess.Popen[bytes], int]:
     once the worker said it staged a batch (so both run)."""
     worker = subprocess.Popen(
         [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
-         OUTDIAL, NOW, "csv"],
+         OUTDIAL, NOW, "csv", "fork"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )  # fmt: skip
     assert worker.stdin is not None
