@@ -96,22 +96,26 @@ class Rejected(Exception):
 
 
 # -- the daemon's side ----------------------------------------------------------------------
-def core_free() -> bool:
+def core_free(pressure: Path = Path("/proc/pressure/cpu"), cores: int | None = None) -> bool:
     """Whether a CPU core is idle now, so that the worker's parsing process would have
     one (``main``): Linux's CPU pressure (tasks waiting for a CPU less than a tenth of
     the last 10 s), else a load average below the cores but one. On a busy machine the
     second process only takes CPU from the daemon's (Linux shares a core between the
     processes of a session): measured under a load of 10 on 2 cores, two processes
     imported at 0.56-0.87x the rate of one."""
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1
     if cores < 2:
         return False
     try:
-        with open("/proc/pressure/cpu") as pressure:
-            some = pressure.readline().split()
+        with pressure.open() as lines:
+            some = lines.readline().split()
         return float(some[1].removeprefix("avg10=")) < _BUSY_PERCENT
     except (OSError, IndexError, ValueError):
+        pass
+    try:
         return os.getloadavg()[0] < cores - 1
+    except OSError:
+        return False
 
 
 async def run_worker(

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite.import_process import _COLUMNS, SqliteRows, _stage
+from dialerd.store.sqlite.import_process import _COLUMNS, SqliteRows, _stage, core_free
 from dialerd.store.sqlite.rows import in_transaction, target_row
 
 OUTDIAL = "0b6e7b2c-0000-4000-8000-000000000000"
@@ -237,3 +237,17 @@ async def test_a_staged_row_is_stored_as_its_whole_row(store: SqliteStore) -> No
         assert stored.fetchall() == [maker.row_of(row) for row in staged]  # type: ignore[arg-type]
     finally:
         connection.close()
+
+
+def test_a_parsing_process_only_when_a_core_is_idle(tmp_path: Path) -> None:
+    pressure = tmp_path / "cpu"
+    pressure.write_text(
+        "some avg10=2.50 avg60=1.00 avg300=0.50 total=1\nfull avg10=0.00 avg60=0.00 "
+        "avg300=0.00 total=0\n"
+    )
+    assert core_free(pressure, cores=2)
+    assert not core_free(pressure, cores=1)  # one core: the daemon's
+    pressure.write_text("some avg10=82.40 avg60=77.83 avg300=80.50 total=1\n")
+    assert not core_free(pressure, cores=2)
+    # No CPU pressure file: the load average decides (always below 1,000 cores but one).
+    assert core_free(tmp_path / "absent", cores=1000)
