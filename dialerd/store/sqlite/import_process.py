@@ -100,9 +100,11 @@ def core_free(pressure: Path = Path("/proc/pressure/cpu"), cores: int | None = N
     """Whether a CPU core is idle now, so that the worker's parsing process would have
     one (``main``): Linux's CPU pressure (tasks waiting for a CPU less than a tenth of
     the last 10 s), else a load average below the cores but one. On a busy machine the
-    second process only takes CPU from the daemon's (Linux shares a core between the
-    processes of a session): measured under a load of 10 on 2 cores, two processes
-    imported at 0.56-0.87x the rate of one."""
+    second process mostly takes CPU from the daemon's, and so from the API's answers
+    (Linux's autogroup shares the CPU between sessions, not processes), for about 15 %
+    more CPU than one process (the rows pickled and read back). Measured on 2 busy
+    cores, the worker alone, 200k rows: two processes 2.7-3.4 s, one 3.2-3.7 s, main
+    before this 3.7-4.0 s."""
     cores = cores or os.cpu_count() or 1
     if cores < 2:
         return False
