@@ -13,7 +13,7 @@ The anchor, measured in the same run: SQLite's own insert rate of the same targe
 rows (built beforehand) into a store of the same schema, in transactions of 500 rows,
 on this machine now; the ratio dialerd / SQLite says how much of the import's time is
 dialerd's. With ``--baseline DIR`` the daemon of another checkout (with its .venv) is
-measured too, alternately with this one (``--rounds``).
+measured too, alternately with this one (``--rounds``; each round in the other order).
 """
 
 from __future__ import annotations
@@ -51,14 +51,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children_peak_rss_mib(pid: int) -> float:
-    """The largest peak RSS of the processes whose parent is ``pid`` (0 if none)."""
-    peak = 0.0
+    """The largest peak RSS of the processes that descend from ``pid`` (0 if none):
+    the import worker and its parsing process."""
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                peak = max(peak, peak_rss_mib(int(stat.parent.name)))
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
+    peak = 0.0
+    for child, parent in parents.items():
+        for _ in range(16):  # up the tree (bounded: pids are reused)
+            if parent in (pid, 0, 1) or parent not in parents:
+                break
+            parent = parents[parent]
+        if parent == pid:
+            try:
+                peak = max(peak, peak_rss_mib(child))
+            except OSError:
+                continue
     return peak
 
 
@@ -248,10 +259,12 @@ def main() -> None:
         trees.append((args.baseline.resolve(), "baseline"))
     results: list[Result] = []
     anchors: list[float] = []
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         anchors.append(sqlite_anchor(min(args.rows, 200_000)))
         print(f"  SQLite's own inserts: {anchors[-1]:,.0f} rows/s")
-        for tree, name in trees:
+        # Each round in the other order: the import right after the anchor was measured
+        # up to a third slower on a busy machine, whichever tree ran it.
+        for tree, name in trees if round_ % 2 == 0 else trees[::-1]:
             profile = args.profile if tree == REPO else None
             result = import_once(args.rows, args.interval, tree, name, profile, args.store)
             results.append(result)

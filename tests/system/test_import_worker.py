@@ -67,6 +67,25 @@ def _workers() -> list[int]:
     return found
 
 
+def _workers_of(state: Path) -> list[int]:
+    """The import worker processes (workers and their parsing processes, when a core
+    was free: a fork keeps the command line) still running on the store under
+    ``state``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dialerd.store.sqlite.import_worker" in words and any(
+            word.startswith(str(state).encode()) for word in words
+        ):
+            pid = int(cmdline.parent.name)
+            if not _gone(pid):
+                found.append(pid)
+    return found
+
+
 def _start_import(
     daemon: DaemonProcess, outdial: str, hold: threading.Event
 ) -> tuple[threading.Thread, int]:
@@ -119,6 +138,7 @@ def test_an_import_leaves_no_process_behind(tmp_path: Path) -> None:
         assert response.json() == {"count": ROWS}, response.text
         assert daemon.pid is not None
         assert _children(daemon.pid) == []  # the worker was waited for: no zombie
+        assert _workers_of(tmp_path) == []  # and its parsing process ended with it
     finally:
         daemon.close()
 
@@ -134,6 +154,7 @@ def test_sigterm_during_an_import_ends_its_worker_and_the_daemon(tmp_path: Path)
         hold.set()
         sender.join(60)
         wait_until(lambda: _gone(worker), "the import worker is gone")
+        wait_until(lambda: _workers_of(tmp_path) == [], "its parsing process is gone")
         restarted = DaemonProcess(tmp_path)
         try:
             restarted.wait_ready()
@@ -155,6 +176,7 @@ def test_kill_9_during_an_import_ends_its_worker_and_imports_nothing(tmp_path: P
         sender, worker = _start_import(daemon, outdial, hold)
         daemon.signal(signal.SIGKILL)
         wait_until(lambda: _gone(worker), "the import worker is gone")
+        wait_until(lambda: _workers_of(tmp_path) == [], "its parsing process is gone")
         hold.set()
         sender.join(60)
         restarted = DaemonProcess(tmp_path)
@@ -197,6 +219,7 @@ def test_sigterm_during_an_import_of_a_whole_body_refuses_it_and_stops_at_once(
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
         assert b'"SHUTTING_DOWN"' in answer
         assert _gone(worker)
+        wait_until(lambda: _workers_of(tmp_path) == [], "its parsing process is gone")
         assert [line for line in daemon.log_lines() if line["level"] == "error"] == []
         assert daemon.stderr_path.read_text() == ""
         restarted = DaemonProcess(tmp_path)

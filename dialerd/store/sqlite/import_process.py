@@ -7,7 +7,11 @@ daemon streams the body to it (``run_worker``) and counts what it staged against
 quotas; the worker parses with the daemon's reader (``RowReader``: the same rules and
 errors as ``TargetReader``), makes the rows directly (``SqliteRows``: the ones
 ``target_row`` makes) and writes them into the same SQLite file, hidden behind the
-import's ``pending_batch`` row, as the in-process import stages them. Publishing stays the daemon's:
+import's ``pending_batch`` row, as the in-process import stages them. When a core is
+idle as it starts (``core_free``), it is two processes, so that parsing and writing
+each have a core: the worker forks a parsing process (``_parse``) that reads the body
+and sends the rows, and writes them itself (``_stage_rows``); on a busy machine one
+process does both. Publishing stays the daemon's:
 only once the worker said it is done and the quotas allow it does the daemon delete
 the ``pending_batch`` row.
 
@@ -22,29 +26,47 @@ the bytes; a frame of length 0 ends the body: an end of input without it means t
 daemon is gone and the worker stops). The worker answers with one JSON object per
 line: ``{"staged": n}`` (rows staged so far) after each batch, then one of
 ``{"done": n}``, ``{"rejected": {"problems": [...], "bad_rows": n}}`` or
-``{"error": text, "unavailable": bool}``.
+``{"error": text, "unavailable": bool}``. Between the worker's two processes: frames
+(the same lengths) of pickled rows, then a last one (``_parse``). Each process ends
+when the other does: the parsing process is killed by the kernel when the worker dies
+(as the worker when the daemon does), and a worker whose parsing process stopped before
+its last frame abandons the import (nothing is published).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import struct
 import sys
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from dialerd.model import Address, AddressType, OutdialTarget
+from dialerd.model import SLOTS, Address, AddressType, OutdialTarget
 from dialerd.store.base import StoreError, StoreUnavailable
-from dialerd.store.sqlite.rows import INSERT_TARGET, in_transaction, target_row
+from dialerd.store.sqlite.rows import (
+    INSERT_TARGET,
+    PLACEMENT_COLUMNS,
+    TARGET_COLUMNS,
+    in_transaction,
+    target_row,
+)
+
+if TYPE_CHECKING:
+    from dialerd.api.targets_import import RowReader
 
 _PROBE_NUMBER: Final = "+15550000000"
 _PROBE: Final = _PROBE_NUMBER.encode()
@@ -57,6 +79,11 @@ WORKER_BATCH: Final = 2000
 _LENGTH: Final = struct.Struct(">I")
 _MESSAGE_BYTES: Final = 1024 * 1024
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
+# The pipe from the parsing process to the writing one (Linux: fcntl F_SETPIPE_SZ).
+_F_SETPIPE_SZ: Final = 1031
+_PIPE_BYTES: Final = 1024 * 1024
+# CPU pressure (% of the time some task waits for a CPU) from which a core is not free.
+_BUSY_PERCENT: Final = 10.0
 
 
 class Rejected(Exception):
@@ -69,6 +96,30 @@ class Rejected(Exception):
 
 
 # -- the daemon's side ----------------------------------------------------------------------
+def core_free(pressure: Path = Path("/proc/pressure/cpu"), cores: int | None = None) -> bool:
+    """Whether a CPU core is idle now, so that the worker's parsing process would have
+    one (``main``): Linux's CPU pressure (tasks waiting for a CPU less than a tenth of
+    the last 10 s), else a load average below the cores but one. On a busy machine the
+    second process mostly takes CPU from the daemon's, and so from the API's answers
+    (Linux's autogroup shares the CPU between sessions, not processes), for about 15 %
+    more CPU than one process (the rows pickled and read back). Measured on 2 busy
+    cores, the worker alone, 200k rows: two processes 2.7-3.4 s, one 3.2-3.7 s, main
+    before this 3.7-4.0 s."""
+    cores = cores or os.cpu_count() or 1
+    if cores < 2:
+        return False
+    try:
+        with pressure.open() as lines:
+            some = lines.readline().split()
+        return float(some[1].removeprefix("avg10=")) < _BUSY_PERCENT
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        return os.getloadavg()[0] < cores - 1
+    except OSError:
+        return False
+
+
 async def run_worker(
     path: Path,
     batch: str,
@@ -96,6 +147,7 @@ async def run_worker(
             outdial_id,
             now,
             "csv" if csv_file else "ndjson",
+            "fork" if core_free() else "inline",
         ],
         env=env,
         stderr=None,
@@ -188,23 +240,57 @@ def _read_exactly(stream: Any, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
-def _stage(batch: str, rows: Sequence[tuple[Any, ...]], connection: sqlite3.Connection) -> None:
+# A row as the worker stages it: the INSERT statement and its parameters (``SqliteRows``).
+Staged = tuple[str, tuple[Any, ...]]
+# The columns of ``target_row`` a quick row sets itself: id, name, detail, data (then
+# its filled destinations); the other values are its template's, written in its INSERT.
+_OWN_COLUMNS: Final = (0, 2, 3, 4)
+_COLUMNS: Final = tuple(
+    name.strip() for name in f"{TARGET_COLUMNS}, {PLACEMENT_COLUMNS}, batch".split(",")
+)
+
+
+def _stage(batch: str, rows: Sequence[Staged], connection: sqlite3.Connection) -> None:
     if connection.execute("SELECT 1 FROM pending_batch WHERE id = ?", (batch,)).fetchone() is None:
         raise _Abandoned
-    connection.executemany(INSERT_TARGET, rows)
+    # In file order: one ``executemany`` per run of rows with the same statement.
+    for insert, run in itertools.groupby(rows, key=itemgetter(0)):
+        connection.executemany(insert, [params for _, params in run])
+
+
+def _literal(value: object) -> str:
+    """``value`` (of a template: texts without NUL, ints, bytes, None) as SQL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool) or not isinstance(value, int | str | bytes):
+        raise TypeError(f"no SQL literal for {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if "\0" in value:
+        raise ValueError("no SQL literal for a text with NUL")
+    return "'" + value.replace("'", "''") + "'"
 
 
 class SqliteRows:
     """``RowMaker`` of the rows an import stages in SQLite (``target_row``'s, with the
-    import's ``batch``). A quick row is made from a template: ``target_row`` of a
-    target with the same destination slots filled, its id, texts and numbers replaced
-    (an E.164 number, ``+`` and digits, needs no escaping in the address JSON)."""
+    import's ``batch``), as ``Staged``: a statement and its parameters.
+
+    A quick row is made from a template: ``target_row`` of a target with the same
+    destination slots filled, whose values are the same for every such row (its
+    outdial, status, times, placement, batch) written in an INSERT of its own, so that
+    only the row's id, texts and numbers are bound (a third of the values: binding is
+    a quarter of an insert's time). Its numbers go into the template's address JSON
+    (an E.164 number, ``+`` and digits, needs no escaping there). ``row_of`` gives
+    the whole row back."""
 
     def __init__(self, outdial_id: str, now: str, batch: str) -> None:
         self.outdial_id = outdial_id
         self.now = now
         self.batch = batch
-        self._templates: dict[tuple[bool, ...], list[Any]] = {}
+        self._inserts: dict[tuple[bool, ...], str] = {}
+        self._templates: dict[str, tuple[list[Any], tuple[int, ...]]] = {}
         probe = target_row(self._probe([_PROBE_NUMBER]), batch)
         self._before, self._after = probe[_FIRST_DESTINATION].split(b'"' + _PROBE + b'"')
 
@@ -215,93 +301,230 @@ class SqliteRows:
         ]
         return OutdialTarget.fresh(self.outdial_id, destinations, self.now, target_id="")
 
+    def _insert(self, filled: tuple[bool, ...]) -> str:
+        probe = [_PROBE_NUMBER if number else None for number in filled]
+        template = list(target_row(self._probe(probe), self.batch))
+        own = _OWN_COLUMNS + tuple(_FIRST_DESTINATION + slot for slot in SLOTS if filled[slot])
+        values = ", ".join("?" if n in own else _literal(v) for n, v in enumerate(template))
+        insert = f"INSERT INTO target ({', '.join(_COLUMNS)}) VALUES ({values})"
+        self._inserts[filled] = insert
+        self._templates[insert] = (template, own)
+        return insert
+
     def quick(
         self, target_id: str, name: str, detail: str, data: str, numbers: list[str | None]
-    ) -> tuple[Any, ...]:
+    ) -> Staged:
         filled = tuple(number is not None for number in numbers)
-        template = self._templates.get(filled)
-        if template is None:
-            probe = [_PROBE_NUMBER if number else None for number in filled]
-            template = self._templates[filled] = list(target_row(self._probe(probe), self.batch))
-        row = template.copy()
-        row[0] = target_id
-        row[2] = name
-        row[3] = detail
-        row[4] = data
+        insert = self._inserts.get(filled) or self._insert(filled)
         before, after = self._before, self._after
-        for slot, number in enumerate(numbers):
-            if number is not None:
-                row[_FIRST_DESTINATION + slot] = b'%s"%s"%s' % (before, number.encode(), after)
+        addresses = [
+            b'%s"%s"%s' % (before, number.encode(), after)
+            for number in numbers
+            if number is not None
+        ]
+        return insert, (target_id, name, detail, data, *addresses)
+
+    def target(self, target: OutdialTarget) -> Staged:
+        return INSERT_TARGET, target_row(target, self.batch)
+
+    def row_of(self, staged: Staged) -> tuple[Any, ...]:
+        """The whole row (``target_row``'s) a staged row writes."""
+        insert, params = staged
+        if insert == INSERT_TARGET:
+            return params
+        template, own = self._templates[insert]
+        row = template.copy()
+        for column, value in zip(own, params, strict=True):
+            row[column] = value
         return tuple(row)
 
-    def target(self, target: OutdialTarget) -> tuple[Any, ...]:
-        return target_row(target, self.batch)
 
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the daemon dies (prctl PR_SET_PDEATHSIG)."""
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this process when ``parent`` (its parent) dies (prctl
+    PR_SET_PDEATHSIG); exit at once if it is gone already."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # elsewhere the end of input still stops the worker
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _die_with_parent() -> None:
+    """The worker ends with the daemon (``_die_with``); Ctrl-C is the daemon's."""
+    _die_with(os.getppid())
     if os.getppid() == 1:
         os._exit(1)
     # Ctrl-C at a terminal reaches the whole process group: the daemon ends the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def main(argv: Sequence[str]) -> int:
-    _die_with_parent()
-    path, batch, outdial_id, now, kind = argv
-    # Imported here: the daemon's side needs none of the parsing.
-    from dialerd.api.targets_import import ImportRejected, RowReader
-    from dialerd.store.sqlite.connection import SqliteConnection
+def _encode(message: object) -> bytes:
+    # Pickle: of the codecs measured, it reads these rows back the fastest (its memo
+    # keeps one copy of the strings every row shares), and the writing process is the
+    # one that limits the import.
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
-    store = SqliteConnection(Path(path))
-    try:  # as the daemon's connection of an in-process import
-        connection = store._connect_for_import()
-    except StoreError as error:
-        _answer_error(error)
-        return 1
-    reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
-    source = sys.stdin.buffer
-    pending: list[tuple[Any, ...]] = []
-    staged = 0
-    # Parsing and writing take turns, in one thread: the sqlite3 module gives up the GIL
-    # for each row it writes, so a writer thread beside a parsing one would wait for the
-    # GIL at every row (measured: a third slower on a busy machine, for the same CPU).
+
+def _write_frame(sink: BinaryIO, payload: bytes) -> None:
+    sink.write(_LENGTH.pack(len(payload)) + payload)
+
+
+def _read_frame(source: BinaryIO) -> bytes | None:
+    """The next frame's bytes; None at the end of input (or a frame cut short)."""
+    head = _read_exactly(source, _LENGTH.size)
+    if head is None:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    return _read_exactly(source, size)
+
+
+def _parsed(reader: RowReader[Staged], source: BinaryIO) -> Iterator[list[Staged] | dict[str, Any]]:
+    """The rows of the body's frames read from ``source`` (the daemon), in lists of at
+    most ``WORKER_BATCH``, then the last message: ``{"end": True}`` or ``{"rejected":
+    ...}``. Without the body's end frame it stops without a last message (the daemon
+    is gone)."""
+    from dialerd.api.targets_import import ImportRejected
+
     try:
         while True:
-            head = _read_exactly(source, _LENGTH.size)
-            if head is None:
-                return 1  # the daemon is gone: abandon (nothing is published)
-            (size,) = _LENGTH.unpack(head)
-            if size == 0:
-                pending += reader.finish()
-            else:
-                chunk = _read_exactly(source, size)
-                if chunk is None:
-                    return 1
-                pending += reader.feed(chunk)
-            while len(pending) >= WORKER_BATCH or (size == 0 and pending):
-                rows = pending[:WORKER_BATCH]
-                del pending[:WORKER_BATCH]
-                in_transaction(partial(_stage, batch, rows), connection)
-                staged += len(rows)
-                _answer({"staged": staged})
-            if size == 0:
+            chunk = _read_frame(source)
+            if chunk is None:
+                return
+            rows = reader.feed(chunk) if chunk else reader.finish()
+            for start in range(0, len(rows), WORKER_BATCH):
+                yield rows[start : start + WORKER_BATCH]
+            if not chunk:
                 break
     except ImportRejected as rejected:
         problems = [{"line": p.line, "problem": p.problem} for p in rejected.problems]
-        _answer({"rejected": {"problems": problems, "bad_rows": rejected.bad_rows}})
-        return 0
-    except _Abandoned:
-        return 1
-    except sqlite3.Error as error:
-        _answer_error(store._translate(error))
-        return 1
-    _answer({"done": staged})
-    connection.close()
+        yield {"rejected": {"problems": problems, "bad_rows": rejected.bad_rows}}
+        return
+    yield {"end": True}
+
+
+def _parse(reader: RowReader[Staged], source: BinaryIO, sink: BinaryIO) -> int:
+    """The parsing process: ``_parsed``'s messages to ``sink`` (the writing process),
+    a frame each (pickled: both ends are this module)."""
+    for message in _parsed(reader, source):
+        _write_frame(sink, _encode(message))
+    sink.flush()
     return 0
+
+
+def _received(source: BinaryIO) -> Iterator[list[Staged] | dict[str, Any]]:
+    """The messages of the parsing process, until its pipe ends."""
+    while (frame := _read_frame(source)) is not None:
+        yield pickle.loads(frame)  # noqa: S301 (from our own parsing process)
+
+
+def _stage_rows(
+    batch: str,
+    messages: Iterator[list[Staged] | dict[str, Any]],
+    connection: sqlite3.Connection,
+) -> int:
+    """Stages the rows of ``messages`` (``_parsed``'s), a transaction per
+    ``WORKER_BATCH`` rows, and answers the daemon; the exit status."""
+    pending: list[Staged] = []
+    staged = 0
+    for message in messages:
+        if isinstance(message, dict):
+            break
+        pending += message
+        while len(pending) >= WORKER_BATCH:
+            staged = _stage_some(batch, pending, connection, staged)
+    else:
+        return 1  # no last message: the daemon is gone (nothing is published)
+    if "rejected" in message:
+        _answer(message)
+        return 0
+    while pending:
+        staged = _stage_some(batch, pending, connection, staged)
+    _answer({"done": staged})
+    return 0
+
+
+def _stage_some(
+    batch: str, pending: list[Staged], connection: sqlite3.Connection, staged: int
+) -> int:
+    """Stage the first ``WORKER_BATCH`` rows of ``pending`` (taken out of it) and say
+    so; rows staged in all."""
+    rows = pending[:WORKER_BATCH]
+    del pending[:WORKER_BATCH]
+    in_transaction(partial(_stage, batch, rows), connection)
+    staged += len(rows)
+    _answer({"staged": staged})
+    return staged
+
+
+def main(argv: Sequence[str]) -> int:
+    _die_with_parent()
+    # ``parsing``: "fork" (a parsing process of its own) or "inline" (``core_free``).
+    path, batch, outdial_id, now, kind, parsing = argv
+    # Imported here: the daemon's side needs none of the parsing.
+    from dialerd.api.targets_import import RowReader
+    from dialerd.store.sqlite.connection import SqliteConnection
+
+    reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
+    parser = 0
+    source: BinaryIO | None = None
+    if parsing == "fork":
+        # Parsing and writing in two processes, so that both cores work: this one writes,
+        # a child (forked: nothing to import again) parses and sends it the rows. Threads
+        # would not do: the sqlite3 module gives up the GIL for each row it writes, and a
+        # parsing thread beside it would take it at every row (measured: a third slower).
+        rows_from, rows_to = os.pipe()
+        with contextlib.suppress(OSError):  # room for a few frames: the parser runs ahead
+            fcntl.fcntl(rows_to, _F_SETPIPE_SZ, _PIPE_BYTES)
+        writer = os.getpid()
+        parser = os.fork()
+        if parser == 0:  # the parsing process: the body in, the rows out, no answer
+            os._exit(_run_parser(reader, writer, rows_from, rows_to))
+        os.close(rows_to)
+        _detach_stdin()  # the parser reads the body: a parser gone closes the daemon's pipe
+        source = open(rows_from, "rb")  # noqa: SIM115 (closed below)
+        messages = _received(source)
+    else:
+        messages = _parsed(reader, sys.stdin.buffer)
+    try:
+        store = SqliteConnection(Path(path))
+        try:  # as the daemon's connection of an in-process import
+            connection = store._connect_for_import()
+        except StoreError as error:
+            _answer_error(error)
+            return 1
+        try:
+            return _stage_rows(batch, messages, connection)
+        except _Abandoned:
+            return 1
+        except sqlite3.Error as error:
+            _answer_error(store._translate(error))
+            return 1
+        finally:
+            connection.close()
+    finally:
+        if source is not None:
+            source.close()
+        if parser:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(parser, signal.SIGKILL)  # done, or of no use any more
+            os.waitpid(parser, 0)
+
+
+def _run_parser(reader: RowReader[Staged], writer: int, rows_from: int, rows_to: int) -> int:
+    """The parsing process, in the forked child: it dies with the writing process."""
+    os.close(rows_from)
+    _die_with(writer)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # only the writing process answers the daemon
+    os.close(devnull)
+    with open(rows_to, "wb") as sink:
+        return _parse(reader, sys.stdin.buffer, sink)
+
+
+def _detach_stdin() -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)

@@ -3,13 +3,18 @@ the daemon would, and a worker cut off from its import makes nothing visible."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import select
+import signal
 import sqlite3
 import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,8 +23,8 @@ from hypothesis import strategies as st
 
 from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite.import_process import SqliteRows
-from dialerd.store.sqlite.rows import target_row
+from dialerd.store.sqlite.import_process import _COLUMNS, SqliteRows, _stage, core_free
+from dialerd.store.sqlite.rows import in_transaction, target_row
 
 OUTDIAL = "0b6e7b2c-0000-4000-8000-000000000000"
 NOW = "2026-03-02 09:15:30.123456"
@@ -53,12 +58,17 @@ def test_the_worker_stages_the_rows_the_daemon_would(
 ) -> None:
     content = (HEADER + "".join(",".join(row) + "\n" for row in rows)).encode()
     daemon = TargetReader(OUTDIAL, NOW, csv_file=True)
-    worker = RowReader(OUTDIAL, NOW, SqliteRows(OUTDIAL, NOW, BATCH), csv_file=True)
+    maker = SqliteRows(OUTDIAL, NOW, BATCH)
+    worker = RowReader(OUTDIAL, NOW, maker, csv_file=True)
     expected = [
         made if isinstance(made, list) else target_row(made, BATCH)  # type: ignore[arg-type]
         for made in _rows(daemon, content)
     ]
-    assert _rows(worker, content) == expected
+    staged = [
+        made if isinstance(made, list) else maker.row_of(made)  # type: ignore[arg-type]
+        for made in _rows(worker, content)
+    ]
+    assert staged == expected
 
 
 @pytest.fixture
@@ -74,10 +84,12 @@ def _frames(content: bytes, *, end: bool) -> bytes:
     return framed + struct.pack(">I", 0) if end else framed
 
 
-def _run_worker(path: Path, stdin: bytes) -> tuple[int, list[dict[str, object]]]:
+def _run_worker(
+    path: Path, stdin: bytes, parsing: str = "fork"
+) -> tuple[int, list[dict[str, object]]]:
     done = subprocess.run(
         [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
-         OUTDIAL, NOW, "csv"],
+         OUTDIAL, NOW, "csv", parsing],
         input=stdin, capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
@@ -91,24 +103,32 @@ def _staged(path: Path) -> int:
         connection.close()
 
 
+# The worker parses in a process of its own ("fork") or in its own ("inline").
+PARSING = pytest.mark.parametrize("parsing", ["fork", "inline"])
 CONTENT = ("destination_0\n" + "".join(f"+1555{n:07d}\n" for n in range(5000))).encode()
 
 
-async def test_a_worker_whose_import_was_dropped_writes_nothing(store: SqliteStore) -> None:
+@PARSING
+async def test_a_worker_whose_import_was_dropped_writes_nothing(
+    store: SqliteStore, parsing: str
+) -> None:
     # No pending_batch row: as after a restart that dropped the import the worker
     # outlived (its daemon killed); the worker must not write rows anyone would see.
-    code, answers = _run_worker(store.path, _frames(CONTENT, end=True))
+    code, answers = _run_worker(store.path, _frames(CONTENT, end=True), parsing)
     assert code == 1
     assert not any("done" in answer for answer in answers)
     assert _staged(store.path) == 0
 
 
-async def test_a_worker_cut_off_mid_body_publishes_nothing(store: SqliteStore) -> None:
+@PARSING
+async def test_a_worker_cut_off_mid_body_publishes_nothing(
+    store: SqliteStore, parsing: str
+) -> None:
     await store._write(
         lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
     )
     # The body ends without its end frame: the daemon is gone.
-    code, answers = _run_worker(store.path, _frames(CONTENT, end=False))
+    code, answers = _run_worker(store.path, _frames(CONTENT, end=False), parsing)
     assert code == 1
     assert not any("done" in answer for answer in answers)
     assert (await store.list_targets(OUTDIAL)).result == []
@@ -117,15 +137,117 @@ async def test_a_worker_cut_off_mid_body_publishes_nothing(store: SqliteStore) -
     assert _staged(store.path) == 0
 
 
-async def test_a_worker_names_the_bad_row_and_the_daemon_gets_it(store: SqliteStore) -> None:
+@PARSING
+async def test_a_worker_names_the_bad_row_and_the_daemon_gets_it(
+    store: SqliteStore, parsing: str
+) -> None:
     await store._write(
         lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
     )
     bad = CONTENT + b"+1555123\n"
-    code, answers = _run_worker(store.path, _frames(bad, end=True))
+    code, answers = _run_worker(store.path, _frames(bad, end=True), parsing)
     assert code == 0
     rejected = answers[-1]["rejected"]
     assert isinstance(rejected, dict)
     assert rejected["bad_rows"] == 1
     assert rejected["problems"][0]["line"] == 5002
     assert "'+1555123' is not an E.164 number" in rejected["problems"][0]["problem"]
+
+
+def _start_worker(path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A worker sent the first part of a body (no end): it and its parsing process,
+    once the worker said it staged a batch (so both run)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
+         OUTDIAL, NOW, "csv", "fork"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert worker.stdin is not None
+    assert worker.stdout is not None
+    worker.stdin.write(_frames(CONTENT, end=False))
+    worker.stdin.flush()
+    assert "staged" in json.loads(worker.stdout.readline())
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    assert len(children) == 1  # the parsing process
+    return worker, int(children[0])
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (not a child of this one) ends within ``seconds``."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([handle], [], [], seconds)[0])
+    finally:
+        os.close(handle)
+
+
+async def test_a_worker_whose_parsing_process_dies_publishes_nothing(store: SqliteStore) -> None:
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    worker, parser = _start_worker(store.path)
+    with worker:
+        os.kill(parser, signal.SIGKILL)
+        assert worker.stdin is not None
+        assert worker.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            worker.stdin.write(_frames(CONTENT, end=True))
+            worker.stdin.close()
+        answers = [json.loads(line) for line in worker.stdout.read().splitlines()]
+        assert worker.wait(timeout=60) == 1
+    assert not any("done" in answer for answer in answers)
+    assert (await store.list_targets(OUTDIAL)).result == []
+
+
+async def test_a_parsing_process_ends_with_its_worker(store: SqliteStore) -> None:
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    worker, parser = _start_worker(store.path)
+    with worker:
+        worker.kill()  # as the daemon ends a worker
+        worker.wait(timeout=60)
+        assert _ends_within(parser, 30)
+
+
+async def test_a_staged_row_is_stored_as_its_whole_row(store: SqliteStore) -> None:
+    # A quick row's template values are written in its INSERT, not bound: what SQLite
+    # stores must be the whole row all the same (texts with quotes, bytes, NULLs).
+    outdial, now = 'o\'dial "x"', "2026-03-02 09:15:30.123456"
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
+    )
+    content = (
+        HEADER
+        + "it's,d,x,+15551234567,,+442071234567\n"
+        + ",,,,+15551234568,\n"
+        + 'sip,,,"{""type"": ""sip"", ""target"": ""bob@example.com""}",,\n'
+        + 'zone,,"{""timezone"": ""Europe/Paris""}",+15551234569,,\n'
+    ).encode()
+    maker = SqliteRows(outdial, now, BATCH)
+    staged = _rows(RowReader(outdial, now, maker, csv_file=True), content)
+    assert len(staged) == 4
+    connection = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        in_transaction(partial(_stage, BATCH, staged), connection)  # type: ignore[arg-type]
+        stored = connection.execute(f"SELECT {', '.join(_COLUMNS)} FROM target ORDER BY seq")
+        assert stored.fetchall() == [maker.row_of(row) for row in staged]  # type: ignore[arg-type]
+    finally:
+        connection.close()
+
+
+def test_a_parsing_process_only_when_a_core_is_idle(tmp_path: Path) -> None:
+    pressure = tmp_path / "cpu"
+    pressure.write_text(
+        "some avg10=2.50 avg60=1.00 avg300=0.50 total=1\nfull avg10=0.00 avg60=0.00 "
+        "avg300=0.00 total=0\n"
+    )
+    assert core_free(pressure, cores=2)
+    assert not core_free(pressure, cores=1)  # one core: the daemon's
+    pressure.write_text("some avg10=82.40 avg60=77.83 avg300=80.50 total=1\n")
+    assert not core_free(pressure, cores=2)
+    # No CPU pressure file: the load average decides (always below 1,000 cores but one).
+    assert core_free(tmp_path / "absent", cores=1000)
