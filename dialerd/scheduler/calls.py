@@ -864,7 +864,6 @@ class Calls:
         if ending is None:
             return  # a late or repeated event of an attempt this engine no longer follows
         end = ending.end
-        self._freed((ending,))
         try:
             if end.answered:
                 # Its answer is not written yet: the end writes both.
@@ -913,7 +912,6 @@ class Calls:
                         endings.append(ending)
                 if not endings:
                     return
-                self._freed(endings)
                 with metrics.store_operation("finish_attempts", self.shared.store.backend):
                     outcomes = await self.shared.store.finish_attempts(
                         [ending.end for ending in endings]
@@ -958,15 +956,6 @@ class Calls:
                             campaigncall_id=ending.end.campaigncall_id)  # fmt: skip
                 continue
             await self._ended(ending, outcome)
-
-    def _freed(self, endings: Iterable[_Ending]) -> None:
-        """The ending attempts' lines are free (out of the book): their campaigns refill
-        them now, while the ends are written (on SQLite the claim then shares the ends'
-        commit). A tick under way at this moment would see them free just the same;
-        written, each end asks again (``_ended``: the campaign may be exhausted now)."""
-        for campaign_id in {ending.campaign_id for ending in endings if ending.attempt}:
-            if self._runs(campaign_id):
-                self._wake(campaign_id)
 
     def _settled(self, endings: Sequence[_Ending]) -> None:
         """The store answered for these ends (or they are followed again)."""
