@@ -287,7 +287,7 @@ class Calls:
         self._fence = fence
         # Whether this instance runs the campaign now (its metrics and measures count).
         self._runs = runs
-        # Ticks the campaign now: an ended attempt frees a line.
+        # Refills the campaign now (or ticks it): an ended attempt frees a line.
         self._wake = wake
         self._book = AttemptBook()
         self.view: AttemptsView = self._book
@@ -299,6 +299,12 @@ class Calls:
         # Attempts whose end is being written (out of the book meanwhile): still live
         # for a store failover's write-back until the write is done.
         self._finishing: dict[str, Attempt] = {}
+        # Answers not written yet (campaigncall id -> campaign id, the lease held at the
+        # answer), in order, and those being written now (``_write_answers``): an end
+        # that comes meanwhile writes its answer with it.
+        self._answers: dict[str, tuple[str, Fence | None]] = {}
+        self._answers_writing: dict[str, tuple[str, Fence | None]] = {}
+        self._answer_writer = False
         # The attempts' time limits (dial and flow timeouts): (monotonic deadline, order
         # of setting, limit), served by one task while any is left (``_serve_expiries``);
         # its sleep until the earliest, cancelled when an earlier one is set.
@@ -522,7 +528,14 @@ class Calls:
                 self._soon(self._release, attempt)
         self._soon(
             self._finish_burst,
-            [(expiry.attempt.campaigncall_id, expiry.reason, False) for expiry in due],
+            [
+                (
+                    expiry.attempt.campaigncall_id,
+                    expiry.reason,
+                    self._answer_unwritten(expiry.attempt.campaigncall_id),
+                )
+                for expiry in due
+            ],
         )
 
     # -- release -------------------------------------------------------------------
@@ -657,18 +670,20 @@ class Calls:
             if campaigncall_id in ends:
                 continue
             if isinstance(event, Answered):
+                attempt = self._answer_followed(campaigncall_id)
+                if attempt is None:
+                    continue
                 if campaigncall_id in ending:
-                    if self._answer_followed(campaigncall_id):
-                        answered.add(campaigncall_id)
+                    answered.add(campaigncall_id)
                 else:
-                    await self._reliably(campaigncall_id, "answered", self._answered)
+                    self._answer_soon(attempt)
             elif isinstance(event, AgentConnected):
                 await self._agent_connected(event)
             else:
                 ends[campaigncall_id] = (
                     campaigncall_id,
                     event.reason,
-                    campaigncall_id in answered,
+                    campaigncall_id in answered or self._answer_unwritten(campaigncall_id),
                 )
         if ends:
             await self._finish_burst(list(ends.values()))
@@ -729,19 +744,75 @@ class Calls:
                 metrics.campaign_answered(attempt.campaign_id)
         return attempt
 
-    async def _answered(self, campaigncall_id: str) -> None:
-        attempt = self._answer_followed(campaigncall_id)
-        if attempt is None:
-            return
-        with metrics.store_operation("mark_answered", self.shared.store.backend):
-            answered = await self.shared.store.mark_answered(
-                campaigncall_id, self.shared.clock.now(), fence=self._fence(attempt.campaign_id)
-            )
-        if answered is not None:
-            self._publish_active(attempt.campaign_id)
-            if logs_at(logging.DEBUG):
-                log.debug("attempt answered", campaigncall_id=campaigncall_id,
-                          campaign_id=answered.campaign_id)  # fmt: skip
+    def _answer_soon(self, attempt: Attempt) -> None:
+        """Have the answer written: with the others waiting, in one store step
+        (``_write_answers``), unless the attempt's end comes first and writes it."""
+        self._publish_active(attempt.campaign_id)
+        self._answers[attempt.campaigncall_id] = (
+            attempt.campaign_id,
+            self._fence(attempt.campaign_id),
+        )
+        if not self._answer_writer:
+            self._answer_writer = True
+            self._soon(self._write_answers)
+
+    def _answer_unwritten(self, campaigncall_id: str) -> bool:
+        """Whether the attempt's answer is not written yet (it is then taken from those
+        waiting: its end writes it, ``AttemptEnd.answered``)."""
+        if self._answers.pop(campaigncall_id, None) is not None:
+            return True
+        return campaigncall_id in self._answers_writing
+
+    async def _write_answers(self) -> None:
+        """Write the answers waiting, all of them in one store step, until none waits;
+        kept and retried while the store is unreachable (those still followed), as
+        ``_reliably`` does for one. Never raises but a cancellation."""
+        outage_logged = False
+        try:
+            while self._answers:
+                batch, self._answers = self._answers, {}
+                self._answers_writing = batch
+                try:
+                    with metrics.store_operation("mark_answered", self.shared.store.backend):
+                        outcomes = await self.shared.store.mark_answered_many(
+                            [(call_id, fence) for call_id, (_, fence) in batch.items()],
+                            self.shared.clock.now(),
+                        )
+                except StoreError as exc:
+                    kept = {key: what for key, what in batch.items() if key in self._book}
+                    self._answers = {**kept, **self._answers}
+                    if not outage_logged:
+                        log.warning(
+                            "attempt changes kept until the store answers",
+                            campaigncall_ids=list(kept),
+                            change="answered",
+                            error=str(exc),
+                        )
+                        outage_logged = True
+                    self._answers_writing = {}
+                    await self.shared.clock.sleep_until(self.shared.clock.monotonic() + STORE_RETRY)
+                    continue
+                except Exception as exc:
+                    # Broad on purpose, as in ``_reliably``: logged with its trace (the
+                    # attempts stay followed; their ends are written as ever).
+                    log.error(
+                        "attempt changes not applied",
+                        campaigncall_ids=list(batch),
+                        change="answered",
+                        error=str(exc) or type(exc).__name__,
+                        exc_info=True,
+                    )
+                    continue
+                finally:
+                    self._answers_writing = {}
+                if logs_at(logging.DEBUG):
+                    for outcome in outcomes:
+                        if outcome is not None and not isinstance(outcome, LeaseLost):
+                            log.debug("attempt answered", campaigncall_id=outcome.id,
+                                      campaign_id=outcome.campaign_id)  # fmt: skip
+        finally:
+            self._answer_writer = False
+            self._answers_writing = {}
 
     async def _agent_connected(self, event: AgentConnected) -> None:
         """An answered call reached an agent: one live answer, abandoned if it waited
@@ -788,22 +859,31 @@ class Calls:
         campaigncall: Campaigncall | None = None,
     ) -> None:
         """End the attempt once; a repeated or late event changes nothing."""
-        ending = await self._ending(campaigncall_id, reason, campaigncall)
+        answered = self._answer_unwritten(campaigncall_id)
+        ending = await self._ending(campaigncall_id, reason, campaigncall, answered=answered)
         if ending is None:
             return  # a late or repeated event of an attempt this engine no longer follows
         end = ending.end
         try:
-            with metrics.store_operation("finish_attempt", self.shared.store.backend):
-                finished = await self.shared.store.finish_attempt(
-                    campaigncall_id,
-                    end.result,
-                    end.reason,
-                    end.rule,
-                    end.now,
-                    fence=end.fence,
-                    give_back_try=end.give_back_try,
-                    calling_rules=end.calling_rules,
-                )
+            if end.answered:
+                # Its answer is not written yet: the end writes both.
+                with metrics.store_operation("finish_attempts", self.shared.store.backend):
+                    (outcome,) = await self.shared.store.finish_attempts([end])
+                if isinstance(outcome, LeaseLost):
+                    raise outcome
+                finished = outcome
+            else:
+                with metrics.store_operation("finish_attempt", self.shared.store.backend):
+                    finished = await self.shared.store.finish_attempt(
+                        campaigncall_id,
+                        end.result,
+                        end.reason,
+                        end.rule,
+                        end.now,
+                        fence=end.fence,
+                        give_back_try=end.give_back_try,
+                        calling_rules=end.calling_rules,
+                    )
         except LeaseLost:
             log.warning("attempt left to the campaign's new owner", campaigncall_id=campaigncall_id)
             return

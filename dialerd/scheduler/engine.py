@@ -80,8 +80,9 @@ class Engine:
         leases = self._leases = Leases()
         running = self._running = RunningCampaigns(leases)
         states = self._states = DialingStates(clock)
+        # An ended attempt frees a line: the campaign refills it now (``Tick.refill``).
         calls = self._calls = Calls(shared, fence=leases.fence, runs=running.__contains__,
-                                    wake=running.wake)  # fmt: skip
+                                    wake=self._refill)  # fmt: skip
         self._ownership = Ownership(shared, leases, calls)
         ending = CampaignEnding(shared, attempts=calls.view, states=states, fence=leases.fence)
         self._sharing = CallSharing(
@@ -105,9 +106,11 @@ class Engine:
             reconcile=self._ownership.reconcile,
             wake=running.wake,
             read=running.read,
+            loop_of=running.get,
         )
 
         def loop_ended(campaign_id: str) -> None:
+            self._tick.forget(campaign_id)
             states.forget(campaign_id)
             allowance.forget(campaign_id)
             calls.measures.forget(campaign_id)
@@ -225,6 +228,9 @@ class Engine:
     def wake(self, campaign_id: str) -> None:
         """Tick the campaign now (starting its loop if it has none)."""
         self._supervisor.wake(campaign_id)
+
+    def _refill(self, campaign_id: str) -> bool:
+        return self._tick.refill(campaign_id)
 
     def note_stop(self, campaign_id: str) -> None:
         """A stop was stored just now: the grace of answered calls counts from here."""

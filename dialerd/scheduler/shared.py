@@ -76,6 +76,10 @@ class CampaignLoop:
     # The next tick falls on the campaign's own phase of the interval (set for loops
     # started or woken all together, so that they do not all tick in one instant).
     rephase: bool = False
+    # A refill (``Tick.refill``: lines freed between ticks) is under way; asked again
+    # while it was.
+    refilling: bool = False
+    refill_again: bool = False
 
 
 CallingRulesOf = Callable[[str], CallingRules | None]

@@ -28,7 +28,7 @@ from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log
 from dialerd.scheduler.states import DialingStates
-from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, StoreError
+from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, LeaseLost, StoreError
 
 # Set the attempts the store has as active, that this engine does not follow, against
 # the calls the backend has live (``Ownership.reconcile``).
@@ -49,9 +49,13 @@ class Tick:
     wake: Callable[[str], bool]
     # Keeps the campaign a tick read as the loop's (and the registry's index by queue).
     read: Callable[[CampaignLoop, Campaign | None], None]
+    # The campaign's loop, if it has one here.
+    loop_of: Callable[[str], CampaignLoop | None] = lambda campaign_id: None
     # Called with (lag, duration) of every tick; benchmarks collect the samples.
     observer: Callable[[float, float], None] | None = None
-    _queue_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    # One claim at a time per campaign (a tick's or a refill's), per queue when the
+    # campaign has one (its campaigns share the agents).
+    _claim_locks: dict[str, anyio.Lock] = field(default_factory=dict)
 
     async def __call__(self, loop: CampaignLoop, lag: float) -> bool:
         """One tick; True when the campaign no longer runs and its loop should end."""
@@ -85,16 +89,27 @@ class Tick:
             )
             return False
         self.calls.note_outplan(outplan)
-
         # A stop may come back to run before this loop saw it: its grace starts anew.
         loop.stopping_since = None
-        # Campaigns sharing a queue decide one at a time, each seeing the others' calls.
-        queue_lock = (
-            self._queue_locks.setdefault(campaign.queue_id, anyio.Lock())
-            if campaign.queue_id != NIL_UUID
-            else contextlib.nullcontext()
-        )
-        async with queue_lock:
+        allowed, started, stopped = await self._claim(loop, campaign, outplan)
+        if stopped:
+            self.wake(campaign.id)
+            return False
+        if started < allowed or allowed == 0:
+            return await self.ending.check_exhausted(loop, campaign, outplan)
+        return False
+
+    async def _claim(
+        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan
+    ) -> tuple[int, int, bool]:
+        """Let the allowance decide and claim (and originate) what it allows, one claim
+        of the campaign at a time (a tick's, a refill's); campaigns sharing a queue
+        decide one at a time, each seeing the others' calls. (allowed, started,
+        stopped: the store refused the claim, the campaign no longer runs.)"""
+        lock = self._claim_locks.get(self._lock_key(campaign))
+        if lock is None:
+            lock = self._claim_locks[self._lock_key(campaign)] = anyio.Lock()
+        async with lock:
             allowed = await self.allowance(campaign)
             started, stopped, claimed = 0, False, False
             try:
@@ -107,8 +122,7 @@ class Tick:
                 # What was granted and not started goes back to the customer's share.
                 self.allowance.spent(campaign, allowed, started, claimed=claimed)
         if stopped:
-            self.wake(campaign.id)
-            return False
+            return allowed, started, stopped
         if started:
             loop.dialed_any = True
             self.states.set(campaign.id, DialingState.DIALING)
@@ -121,9 +135,77 @@ class Tick:
             held = counts.held_summary() if counts else ""
             self.states.set(campaign.id, DialingState.NO_ELIGIBLE_TARGET, held)
         metrics.pacing_decision(allowed=allowed, started=started)
-        if started < allowed or allowed == 0:
-            return await self.ending.check_exhausted(loop, campaign, outplan)
-        return False
+        return allowed, started, stopped
+
+    @staticmethod
+    def _lock_key(campaign: Campaign) -> str:
+        return campaign.queue_id if campaign.queue_id != NIL_UUID else campaign.id
+
+    def forget(self, campaign_id: str) -> None:
+        """The campaign's loop ended: its own claim lock goes (a queue's stays)."""
+        self._claim_locks.pop(campaign_id, None)
+
+    # -- refill --------------------------------------------------------------------
+    def refill(self, campaign_id: str) -> bool:
+        """Lines of the campaign were freed (its attempts ended): claim and originate
+        what its allowance grants now, without waiting for its next tick (``_refill``,
+        in a task of its own; one at a time per campaign, a second request while one
+        runs makes it go again). False when the campaign has no loop here."""
+        loop = self.loop_of(campaign_id)
+        if loop is None:
+            return False
+        if loop.refilling:
+            loop.refill_again = True
+            return True
+        task_group = self.shared.task_group
+        if task_group is None:
+            return self.wake(campaign_id)
+        loop.refilling = True
+        task_group.start_soon(self._refill, loop)
+        return True
+
+    async def _refill(self, loop: CampaignLoop) -> None:
+        """Claim for a running campaign as its latest tick read it (and its outplan):
+        the same allowance, the same atomic claim (the store refuses it once a stop is
+        stored, fences it by the lease, applies the calling rules), so the only thing a
+        refill does not see is a change to the campaign since that tick, which its next
+        tick applies. Anything else (a stop, no target ready, a failure) is the tick's:
+        the loop is woken."""
+        try:
+            while True:
+                loop.refill_again = False
+                if not await self._refill_once(loop):
+                    self.wake(loop.campaign_id)
+                    return
+                if not loop.refill_again:
+                    return
+        finally:
+            loop.refilling = False
+
+    async def _refill_once(self, loop: CampaignLoop) -> bool:
+        """One refill; False when the campaign's tick should look (see ``_refill``)."""
+        campaign = loop.campaign
+        if (
+            campaign is None
+            or campaign.status != CampaignStatus.RUN
+            or self.calls.draining
+            or self.fence(campaign.id) is None
+            or self.loop_of(campaign.id) is not loop
+        ):
+            return False
+        outplan = self.calls.outplan(campaign.outplan_id)
+        if outplan is None:
+            return False
+        try:
+            allowed, started, stopped = await self._claim(loop, campaign, outplan)
+        except (StoreError, LeaseLost):
+            return False  # the tick retries, or finds the lease gone
+        except Exception as exc:
+            # Broad on purpose, as a tick's failure: logged, and the tick goes on.
+            log.warning("refill failed; left to the next tick", campaign_id=campaign.id,
+                        error=str(exc) or type(exc).__name__)  # fmt: skip
+            return False
+        return not stopped and started >= allowed
 
     async def _tick_stopping(self, loop: CampaignLoop, campaign: Campaign) -> bool:
         """Cancel unanswered attempts now, hang up answered ones after the grace (counted

@@ -252,6 +252,16 @@ class Ledger(Protocol):
     ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
 
+    async def mark_answered_many(
+        self, answers: Sequence[tuple[str, Fence | None]], now: datetime
+    ) -> list[Campaigncall | LeaseLost | None]:
+        """``mark_answered`` of each (campaigncall id, fence), in as few round trips as
+        the store can (SQLite: one transaction; Redis: one pipelined round trip of the
+        answer script): the answers in order, each what ``mark_answered`` returns for
+        it or the ``LeaseLost`` it would raise (that one changed nothing). Any other
+        error is raised for the whole list, and then none of it (SQLite) or a part of
+        it (Redis) was written: writing it again is safe."""
+
     async def finish_attempt(
         self,
         campaigncall_id: str,

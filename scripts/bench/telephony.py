@@ -16,7 +16,8 @@ In one run, on the same rig and with the same number of calls in flight:
   most N attempts at once (``max_concurrent_attempts``), ticking every 50 ms. Answered
   calls go to the agentless context (``dialerd-agentless``), where the callee's BYE ends
   them: the rig has no context that hangs up at once, and the callee's BYE is as quick.
-  Counted from ``run`` to the campaign's ``stop``, calls ended ``normal``.
+  Counted from ``run`` to the campaign's ``stop``, calls ended ``normal``. Also prints
+  where a call's time went, from the daemon's own histograms (``BREAKDOWN``).
 
 Each phase is bounded in calls and in time; each concurrency (``--concurrency 10,30``)
 runs all the phases in turn. Prints the rates, the caller's CPU seconds per 1,000 calls
@@ -273,6 +274,7 @@ def dialerd(
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=30)
             cpu = _cpu_seconds(daemon.pid) - cpu_before
+            print(f"  {name}: {_breakdown(daemon.ops_port)}")
             reasons: dict[str, int] = {}
             token = ""
             while True:
@@ -303,6 +305,43 @@ def dialerd(
                     daemon.terminate()
                 except subprocess.TimeoutExpired:
                     daemon.kill()
+
+
+# The daemon's own histograms of one call's way (dialerd_<name>_seconds), in its order.
+BREAKDOWN = (
+    ("store_operation", {"operation": "start_attempt"}, "claim"),
+    ("telephony_originate", {}, "originate"),
+    ("ring", {}, "ring"),
+    ("store_operation", {"operation": "mark_answered"}, "answer write"),
+    ("talk", {}, "talk"),
+    ("store_operation", {"operation": "finish_attempts"}, "end write"),
+)
+
+
+def _breakdown(ops_port: int) -> str:
+    """Mean milliseconds and count of each step of a call (``BREAKDOWN``), from the
+    daemon's /metrics: where a call's time goes, to set against the minimal loop's."""
+    text = httpx.get(f"http://127.0.0.1:{ops_port}/metrics", timeout=10).text
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("dialerd_") and ("_seconds_sum" in line or "_seconds_count" in line):
+            series, _, value = line.rpartition(" ")
+            sums[series] = sums.get(series, 0.0) + float(value)
+    parts = []
+    for metric, labels, label in BREAKDOWN:
+        total = count = 0.0
+        for series, value in sums.items():
+            if not series.startswith(f"dialerd_{metric}_seconds_"):
+                continue
+            if not all(f'{k}="{v}"' in series for k, v in labels.items()):
+                continue
+            if "_seconds_sum" in series:
+                total += value
+            else:
+                count += value
+        if count:
+            parts.append(f"{label} {total / count * 1000:.1f} ms x{count:.0f}")
+    return "per call (means): " + ", ".join(parts)
 
 
 RIG_DIR = Path(os.environ.get("DIALERD_RIG_DIR") or "/var/tmp/dialerd-rig")

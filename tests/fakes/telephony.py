@@ -7,6 +7,8 @@ adapters instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
 
@@ -142,6 +144,13 @@ class ScriptedCalls:
         """Send any event, in any order, as often as the test likes (disorder)."""
         assert self._events is not None
         await self._events.send(event)
+
+    def report_together(self, events: Sequence[TelephonyEvent]) -> None:
+        """Send events in one go, without yielding (one read of a real backend's stream):
+        the engine takes them as one burst."""
+        assert self._events is not None
+        for event in events:
+            self._events.send_nowait(event)
 
     def ringing(self) -> list[str]:
         return [call for call, answered in self.live.items() if not answered]

@@ -120,6 +120,12 @@ class DurableLedger(RedisLedger):
         with self.failover.guarded("answer"):
             return await super().mark_answered(campaigncall_id, now, fence=fence)
 
+    async def mark_answered_many(
+        self, answers: Sequence[tuple[str, Fence | None]], now: datetime
+    ) -> list[Campaigncall | LeaseLost | None]:
+        with self.failover.guarded("answer"):
+            return await super().mark_answered_many(answers, now)
+
     async def finish_attempt(
         self,
         campaigncall_id: str,

@@ -279,6 +279,37 @@ class RedisLedger(RedisConnection):
         )
         return None if body is None else CAMPAIGNCALL.decode(body)
 
+    async def mark_answered_many(
+        self, answers: Sequence[tuple[str, Fence | None]], now: datetime
+    ) -> list[Campaigncall | LeaseLost | None]:
+        """The answer script of each (campaigncall id, fence) in one pipelined round trip
+        (each one atomic, as ``mark_answered``'s); a fenced-off one is answered
+        ``LeaseLost``."""
+        if not answers:
+            return []
+        stamp = format_time(now)
+        owners = [await self._call_owner(call_id, fence) for call_id, fence in answers]
+        sha = self._scripts["answer"].sha
+        async with self._connected().pipeline(transaction=False) as pipe:
+            for (call_id, fence), owner in zip(answers, owners, strict=True):
+                pipe.evalsha(sha, 1, self._tag(owner), self.prefix, call_id, stamp,
+                             *fence_args(fence))  # fmt: skip
+            replies = await self._guard(pipe.execute(raise_on_error=False))
+        answered: list[Campaigncall | LeaseLost | None] = []
+        for (call_id, fence), reply in zip(answers, replies, strict=True):
+            try:
+                if isinstance(reply, NoScriptError):
+                    # The server lost its scripts: mark_answered loads them again.
+                    answered.append(await self.mark_answered(call_id, now, fence=fence))
+                    continue
+                if isinstance(reply, Exception):
+                    await self._guard(_raise(reply))
+            except LeaseLost as lost:
+                answered.append(lost)
+                continue
+            answered.append(None if reply is None else CAMPAIGNCALL.decode(reply))
+        return answered
+
     async def finish_attempt(
         self,
         campaigncall_id: str,

@@ -232,28 +232,26 @@ class SqliteLedger(SqliteConnection):
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None
     ) -> Campaigncall | None:
         """``dialing`` -> ``progressing``; ``None`` if the attempt is not ``dialing``."""
-        stamp = format_time(now)
+        return await self._write(partial(_answer, campaigncall_id, fence, now))
 
-        def answer(connection: sqlite3.Connection) -> Campaigncall | None:
-            current = CAMPAIGNCALLS.get(None, campaigncall_id, connection)
-            if current is None or current.status != CampaigncallStatus.DIALING:
-                return None
-            check_fence(connection, fence, current.campaign_id, now)
-            answered = msgspec.structs.replace(
-                current, status=CampaigncallStatus.PROGRESSING, tm_update=stamp
-            )
-            store_campaigncall(answered, connection)
-            # events out (dialerd.events): the answer, in this transaction
-            outbox_row(
-                connection,
-                "campaigncall_updated",
-                answered.customer_id,
-                answered.campaign_id,
-                encode(answered),
-            )
+    async def mark_answered_many(
+        self, answers: Sequence[tuple[str, Fence | None]], now: datetime
+    ) -> list[Campaigncall | LeaseLost | None]:
+        """``mark_answered`` of each (campaigncall id, fence) in one transaction (one job
+        of the connection's thread); a fenced-off one is answered ``LeaseLost``."""
+        if not answers:
+            return []
+
+        def answer_all(connection: sqlite3.Connection) -> list[Campaigncall | LeaseLost | None]:
+            answered: list[Campaigncall | LeaseLost | None] = []
+            for campaigncall_id, fence in answers:
+                try:
+                    answered.append(_answer(campaigncall_id, fence, now, connection))
+                except LeaseLost as lost:
+                    answered.append(lost)
             return answered
 
-        return await self._write(answer)
+        return await self._write(answer_all)
 
     async def finish_attempt(
         self,
@@ -681,6 +679,29 @@ class _Finishing:
                 for number in dialed.readings(current.destination.target, region)
             ],
         )
+
+
+def _answer(
+    campaigncall_id: str, fence: Fence | None, now: datetime, connection: sqlite3.Connection
+) -> Campaigncall | None:
+    """``mark_answered`` in ``connection``'s transaction."""
+    current = CAMPAIGNCALLS.get(None, campaigncall_id, connection)
+    if current is None or current.status != CampaigncallStatus.DIALING:
+        return None
+    check_fence(connection, fence, current.campaign_id, now)
+    answered = msgspec.structs.replace(
+        current, status=CampaigncallStatus.PROGRESSING, tm_update=format_time(now)
+    )
+    store_campaigncall(answered, connection)
+    # events out (dialerd.events): the answer, in this transaction
+    outbox_row(
+        connection,
+        "campaigncall_updated",
+        answered.customer_id,
+        answered.campaign_id,
+        encode(answered),
+    )
+    return answered
 
 
 def _finish(ends: Sequence[AttemptEnd], connection: sqlite3.Connection) -> list[_Outcome]:

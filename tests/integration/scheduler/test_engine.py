@@ -8,6 +8,7 @@ import msgspec
 import pytest
 import structlog
 
+from dialerd import metrics
 from dialerd.campaigns import RunRefused
 from dialerd.model import (
     NIL_UUID,
@@ -19,8 +20,11 @@ from dialerd.model import (
     TargetStatus,
 )
 from dialerd.ports import Answered, Ended, HangupReason
+from tests.fakes.clock import settle
 from tests.integration.conftest import StoreMaker, tel
 from tests.integration.scheduler.engine_harness import CUSTOMER, engine_on
+
+REGISTRY = metrics.create_registry()
 
 # -- §2 run validation and status -------------------------------------------------
 
@@ -103,6 +107,67 @@ async def test_answered_attempts_no_longer_count_as_dialing(
         assert len(world.calls.originated) == 4
         statuses = [call.status for call in await world.calls_of(campaign)]
         assert statuses.count(CampaigncallStatus.PROGRESSING) == 2
+
+
+async def test_a_line_freed_by_an_ended_attempt_is_refilled_before_the_next_tick(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    # Ticks once a second; no campaign time passes after the ends: the freed lines are
+    # claimed and dialed by the ends themselves, never more than the ceiling allows.
+    async with engine_on(new_store, tmp_path, max_concurrent_attempts=3) as world:
+        campaign, _, _ = await world.campaign(targets=10, queue=False)
+        await world.run(campaign)
+        first = [call.campaigncall_id for call in world.calls.originated]
+        assert len(first) == 3
+        await world.calls.end(first[0], HangupReason.BUSY)
+        await settle(busy=world.store_busy)
+        assert len(world.calls.originated) == 4
+        world.calls.report_together(
+            [Ended(first[1], HangupReason.BUSY), Ended(first[2], HangupReason.BUSY)]
+        )
+        await settle(busy=world.store_busy)
+        assert len(world.calls.originated) == 6
+        statuses = [call.status for call in await world.calls_of(campaign)]
+        assert statuses.count(CampaigncallStatus.DIALING) == 3
+
+
+async def test_a_stored_stop_ends_refills_as_it_ends_ticks(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, max_concurrent_attempts=2) as world:
+        campaign, _, _ = await world.campaign(targets=10, queue=False)
+        await world.run(campaign)
+        assert len(world.calls.originated) == 2
+        # The stop is stored, the loop has not seen it yet: the end's refill is refused.
+        await world.store.update_campaign(
+            msgspec.structs.replace(campaign, status=CampaignStatus.STOPPING)
+        )
+        await world.calls.end(world.calls.originated[0].campaigncall_id, HangupReason.BUSY)
+        await settle(busy=world.store_busy)
+        assert len(world.calls.originated) == 2
+
+
+async def test_the_answers_of_one_burst_are_written_in_one_store_step(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    async with engine_on(new_store, tmp_path, max_concurrent_attempts=4) as world:
+        campaign, _, _ = await world.campaign(targets=4, queue=False)
+        await world.run(campaign)
+        ringing = world.calls.ringing()
+        assert len(ringing) == 4
+        backend = world.store.backend
+        before = _store_steps("mark_answered", backend)
+        world.calls.report_together([Answered(call) for call in ringing])
+        await settle(busy=world.store_busy)
+        assert _store_steps("mark_answered", backend) - before == 1
+        statuses = [call.status for call in await world.calls_of(campaign)]
+        assert statuses == [CampaigncallStatus.PROGRESSING] * 4
+
+
+def _store_steps(operation: str, backend: str) -> float:
+    """Store calls made so far for ``operation`` (dialerd_store_operation_seconds)."""
+    labels = {"operation": operation, "backend": backend}
+    return REGISTRY.get_sample_value("dialerd_store_operation_seconds_count", labels) or 0.0
 
 
 async def test_agentless_campaign_is_held_by_the_concurrency_ceiling(

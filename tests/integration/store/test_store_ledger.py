@@ -301,6 +301,44 @@ async def test_a_burst_of_ends_is_written_as_each_end_alone(store: Store, make: 
     assert await store.finish_attempts([]) == []
 
 
+async def test_a_burst_of_answers_is_written_as_each_answer_alone(
+    store: Store, make: Factory
+) -> None:
+    """``mark_answered_many``: each answer as ``mark_answered`` writes it, in order; one
+    under a lost lease changes nothing and the others are written; an attempt no longer
+    dialing or unknown is None; the list written again changes nothing."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(4)])
+    fence = await store.acquire_lease(dialing.campaign.id, "host-a:1:aa", 60.0, make.at(1))
+    assert fence is not None
+    plan = msgspec.structs.replace(dialing.plan(make.at(1)), fence=fence)
+    first, second, fenced_off, ended = await store.start_attempts(
+        [msgspec.structs.replace(plan, campaigncall_id=new_id()) for _ in range(4)]
+    )
+    await finish(store, dialing, ended, make.at(2))
+    stale = Fence(dialing.campaign.id, "host-b:2:bb", fence.token + 1)
+    answers = [
+        (first.id, fence),
+        (second.id, fence),
+        (fenced_off.id, stale),
+        (ended.id, fence),
+        (new_id(), fence),
+    ]
+    one, two, lost, done, unknown = await store.mark_answered_many(answers, make.at(3))
+    assert isinstance(lost, LeaseLost)
+    assert (done, unknown) == (None, None)
+    for answered, claimed in ((one, first), (two, second)):
+        assert answered is not None
+        assert not isinstance(answered, LeaseLost)
+        assert (answered.id, answered.status, answered.tm_update) == (
+            claimed.id, CampaigncallStatus.PROGRESSING, make.stamp(3),
+        )  # fmt: skip
+        assert await store.get_campaigncall(None, claimed.id) == answered
+    assert await store.count_dialing(dialing.campaign.id) == 1  # the fenced-off one
+    assert await store.mark_answered_many(answers[:2], make.at(4)) == [None, None]
+    assert await store.mark_answered_many([], make.at(4)) == []
+
+
 async def test_a_failure_with_tries_left_makes_the_target_idle(store: Store, make: Factory) -> None:
     dialing = await make.dialing(store, max_try_counts=(2,))
     await store.create_targets([make.target(dialing.outdial.id)])
