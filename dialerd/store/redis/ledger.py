@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from dialerd.core import dialed
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import (
