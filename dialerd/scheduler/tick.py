@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import msgspec
+import structlog
 
 from dialerd import metrics
 from dialerd.core import flow
@@ -171,6 +172,8 @@ class Tick:
         refill does not see is a change to the campaign since that tick, which its next
         tick applies. Anything else (a stop, no target ready, a failure) is the tick's:
         the loop is woken."""
+        # Its lines name the campaign as the loop's do (a task of the event workers').
+        structlog.contextvars.bind_contextvars(campaign_id=loop.campaign_id)
         try:
             while True:
                 loop.refill_again = False
