@@ -342,11 +342,18 @@ class RedisLedger(RedisConnection):
             give_back_try=give_back_try,
             calling_rules=calling_rules,
         )
-        remembered = self._claims.pop(campaigncall_id, None)
+        return await self._finish_one(end, self._claims.pop(campaigncall_id, None))
+
+    async def _finish_one(
+        self, end: AttemptEnd, remembered: tuple[Campaigncall, list[bytes]] | None
+    ) -> FinishResult | None:
+        """``end`` written alone (``finish_attempt``, and an end of a burst whose target
+        changed meanwhile): decided and written again while the target keeps changing,
+        up to ``FINISH_ATTEMPTS`` times; all of ``end`` (its answer too) each time."""
         for _ in range(FINISH_ATTEMPTS):
             args, written = await self._finish_args(end, remembered)
             remembered = None
-            customer = await self._call_owner(campaigncall_id, fence)
+            customer = await self._call_owner(end.campaigncall_id, end.fence)
             (reply,) = await self._run("finish", *args, customer=customer)
             done = self._finished(reply, written)
             if isinstance(done, LeaseLost):
@@ -354,7 +361,7 @@ class RedisLedger(RedisConnection):
             if not isinstance(done, _Changed):
                 return done
         raise StoreUnavailable(
-            f"the target of campaigncall {campaigncall_id} kept changing while it was "
+            f"the target of campaigncall {end.campaigncall_id} kept changing while it was "
             "being finished; try again"
         )
 
@@ -397,16 +404,7 @@ class RedisLedger(RedisConnection):
             finished = self._finished(reply, written)
             if isinstance(finished, _Changed):
                 try:
-                    finished = await self.finish_attempt(
-                        end.campaigncall_id,
-                        end.result,
-                        end.reason,
-                        end.rule,
-                        end.now,
-                        fence=end.fence,
-                        give_back_try=end.give_back_try,
-                        calling_rules=end.calling_rules,
-                    )
+                    finished = await self._finish_one(end, None)
                 except LeaseLost as lost:
                     finished = lost
             done.append(finished)

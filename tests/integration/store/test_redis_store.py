@@ -13,6 +13,7 @@ import redis.asyncio
 from dialerd.core.hours import CallingHours
 from dialerd.core.predictive import PacingPrior
 from dialerd.core.targets import CallingRules, RetryRule
+from dialerd.events.model import event_of
 from dialerd.model import (
     CampaigncallResult,
     CampaignStatus,
@@ -855,3 +856,37 @@ def prior_of(day: str) -> PacingPrior:
         talks=(10.0, 20.0, 30.0),
         talks_seen=3,
     )
+
+
+async def test_an_answer_carried_by_an_end_is_kept_when_its_target_changed_meanwhile(
+    store: RedisStore, make: Factory
+) -> None:
+    """An end of a burst whose target changed since the claim is decided and written
+    again on its own; the answer that came with it is still written (its event first)."""
+    dialing = await make.dialing(store)
+    customer = dialing.campaign.customer_id
+    target = make.target(dialing.outdial.id)
+    await store.create_targets([target])
+    (call,) = await store.start_attempts([dialing.plan(make.at(1))])
+    client = redis.asyncio.Redis.from_url(store.url)
+    try:
+        # Something else wrote the target after the claim (its version moved on).
+        await client.hincrby(tagged(customer, "target", target.id), "v", 1)
+    finally:
+        await client.aclose()
+    end = AttemptEnd(
+        campaigncall_id=call.id, result=CampaigncallResult.SUCCESS, reason="normal",
+        rule=RetryRule.of(dialing.outplan), now=make.at(3), answered=True,
+    )  # fmt: skip
+
+    (done,) = await store.finish_attempts([end])
+
+    assert isinstance(done, FinishResult)
+    assert done.finished
+    entries = await store.read_events(customer, "", 100)
+    statuses = [
+        msgspec.json.decode(event_of(entry).data)["status"]
+        for entry in entries
+        if entry.type.startswith("campaigncall")
+    ]
+    assert statuses == ["dialing", "progressing", "done"]
