@@ -266,6 +266,9 @@ class SimCallCentre:
         self.services = services
         self._programs: dict[bytes, Program] = {}
         self.rng = random.Random(config.seed)
+        # The keys callees press, drawn apart from everything else: the n-th key pressed
+        # in a run is the same whatever order the calls' timers fire in.
+        self.keys = random.Random(f"{config.seed}:keys")
         self.counters = _Counters()
         self._pools: dict[str, _AgentPool] = {}
         self._placed: set[str] = set()
@@ -742,7 +745,7 @@ class SimTelephony(_SimBackend):
         """The callee presses one key drawn from ``config.digits`` within ``limit``
         seconds, or none: the wait runs out (a prompt then ends normally)."""
         world = self.world
-        draw = world.rng.random()
+        draw = world.keys.random()
         for key, share in world.config.digits.items():
             if draw < share:
                 await world.sleep(min(limit, _uniform(world.rng, PRESS_TIME)))
