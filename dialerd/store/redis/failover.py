@@ -123,7 +123,13 @@ class Failover:
         """Whether a connection that found ``role`` and ``replid`` when it was opened
         may still be used (``dialerd.redis_pool.Usable``): behind one server's pool,
         while it is the current primary's; on a cluster, while it is a primary's not
-        replaced (one opened to a replica is opened again before each use)."""
+        replaced (one opened to a replica is opened again before each use). None by a
+        ledger write while a new primary is not written back: a write begun before the
+        failover was seen (elsewhere, by a read that opened a connection to the new
+        primary) would go out on that connection, on a primary that may lack this
+        instance's latest claims and ends; reopened, it is refused (``reached``)."""
+        if self.pending and _GUARDED.get():
+            return False
         if self.per_node:
             return role == "master" and replid not in self.replaced
         current = self.current()
