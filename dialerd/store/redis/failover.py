@@ -107,7 +107,10 @@ class Failover:
         elif primary.replid not in (self.replid, self.seen):
             self._new_primary(primary, primary.replid)
         if self.pending and _GUARDED.get():
-            raise RedisConnectionError(
+            # Not a connection error: the client would take the node for failed (its
+            # free connections reopened, the slots asked again) and retry; many writes
+            # under way when the failover is seen would slow the write-back down.
+            raise StoreUnavailable(
                 f"the primary changed to {primary.address}; this instance writes its live "
                 "attempts back first"
             )
