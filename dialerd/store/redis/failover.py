@@ -130,8 +130,10 @@ class Failover:
         ledger write while a new primary is not written back: a write begun before the
         failover was seen (elsewhere, by a read that opened a connection to the new
         primary) would go out on that connection, on a primary that may lack this
-        instance's latest claims and ends; reopened, it is refused (``reached``)."""
-        if self.pending and _GUARDED.get():
+        instance's latest claims and ends; reopened, it is refused (``reached``). Only
+        one to that new primary: the cluster client asks the other nodes for the slots
+        on theirs in the course of a write."""
+        if self.pending and _GUARDED.get() and replid == self.seen:
             return False
         if self.per_node:
             return role == "master" and replid not in self.replaced
