@@ -107,7 +107,10 @@ class Failover:
         elif primary.replid not in (self.replid, self.seen):
             self._new_primary(primary, primary.replid)
         if self.pending and _GUARDED.get():
-            raise RedisConnectionError(
+            # Not a connection error: the client would take the node for failed (its
+            # free connections reopened, the slots asked again) and retry; many writes
+            # under way when the failover is seen would slow the write-back down.
+            raise StoreUnavailable(
                 f"the primary changed to {primary.address}; this instance writes its live "
                 "attempts back first"
             )
@@ -123,7 +126,15 @@ class Failover:
         """Whether a connection that found ``role`` and ``replid`` when it was opened
         may still be used (``dialerd.redis_pool.Usable``): behind one server's pool,
         while it is the current primary's; on a cluster, while it is a primary's not
-        replaced (one opened to a replica is opened again before each use)."""
+        replaced (one opened to a replica is opened again before each use). None by a
+        ledger write while a new primary is not written back: a write begun before the
+        failover was seen (elsewhere, by a read that opened a connection to the new
+        primary) would go out on that connection, on a primary that may lack this
+        instance's latest claims and ends; reopened, it is refused (``reached``). Only
+        one to that new primary: the cluster client asks the other nodes for the slots
+        on theirs in the course of a write."""
+        if self.pending and _GUARDED.get() and replid == self.seen:
+            return False
         if self.per_node:
             return role == "master" and replid not in self.replaced
         current = self.current()

@@ -289,3 +289,80 @@ async def test_a_lease_lost_with_the_primary_is_left_to_its_owner_while_the_fail
         await other.close()
         if shard is not None:
             own_cluster.heal(shard)
+
+
+async def test_a_claim_begun_before_the_failover_is_not_made_on_the_promoted_replica(
+    own_cluster: RedisClusterRig, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim begins (its guard passed: no failover seen yet) and waits for the store;
+    meanwhile the primary, whose claim the replica never got, dies, the replica is
+    promoted, and a read opens a connection to it (the failover is seen). The claim
+    goes on: it must not be written on that connection, on a primary that lacks the
+    first claim (it would claim the first target again, an attempt nobody dials, left
+    live next to the first one once that is written back)."""
+    store = RedisStore(
+        url=own_cluster.url,
+        prefix="dbegun",
+        pool_size=8,
+        timeout=1.0,
+        cluster=True,
+        failover_settle=0.0,
+    )
+    await store.open()
+    shard = None
+    try:
+        dialing = await make.dialing(store)
+        customer = dialing.campaign.customer_id
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        fence = await store.acquire_lease(dialing.campaign.id, "instance-a", 60, at(0))
+        assert fence is not None
+        shard = own_cluster.primary_of_slot(slot_of(store._tag(customer)))
+        assert shard is not None
+        replica = own_cluster.replica_of(shard)
+        assert replica is not None
+        own_cluster.pause(replica)
+        own_cluster.cut_replicas_of(shard)
+        first = await store.start_attempts([dialing.plan(at(1))])
+        assert len(first) == 1
+
+        # The next claim is held once it has begun, before it reaches the store.
+        begun, go = anyio.Event(), anyio.Event()
+        run = store._run
+
+        async def held(name: str, *args: object, customer: str) -> object:
+            if name == "start" and not begun.is_set():
+                begun.set()
+                await go.wait()
+            return await run(name, *args, customer=customer)
+
+        monkeypatch.setattr(store, "_run", held)
+        outcome: list[object] = []
+
+        async def claim() -> None:
+            try:
+                outcome.append(await store.start_attempts([dialing.plan(at(2))]))
+            except StoreUnavailable as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(claim)
+            await begun.wait()
+            own_cluster.kill(shard)
+            own_cluster.resume(replica)
+            own_cluster.wait_promoted(shard)
+            await _until_failed_over(store)  # a read reaches the promoted replica
+            go.set()
+        assert isinstance(outcome[0], StoreUnavailable)
+
+        await store.write_back([fence], 60, first)
+        more = await store.start_attempts([dialing.plan(at(3)) for _ in range(2)])
+        claimed = [call.outdial_target_id for call in [*first, *more]]
+        assert len(claimed) == 2
+        assert sorted(claimed) == sorted(set(claimed))
+        # No attempt is live but the two claims returned (and dialed).
+        live = await store.active_attempts(dialing.campaign.id)
+        assert sorted(call.id for call in live) == sorted(call.id for call in [*first, *more])
+    finally:
+        await store.close()
+        if shard is not None:
+            own_cluster.heal(shard)

@@ -187,6 +187,67 @@ async def test_a_claim_the_promoted_replica_lost_is_written_back_and_not_claimed
         await store.close()
 
 
+async def test_a_claim_begun_before_the_failover_is_not_made_on_the_new_primary(
+    topology: SentinelTopology, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim begins (no failover seen yet) and waits for the store; the primary, whose
+    claim the replicas never got, dies, and a ping reaches the promoted replica (the
+    failover is seen, its connection back in the pool). The claim goes on: it is not
+    written on that connection (the new primary lacks the first claim: it would claim
+    the first target again, an attempt nobody dials, live next to the first one)."""
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None
+        await until_replicated(topology)
+        replicas = topology.cut_replicas()
+        first = await store.start_attempts([dialing.plan(at(1))])
+        assert len(first) == 1
+
+        # The next claim is held once it has begun, before it reaches the store.
+        begun, go = anyio.Event(), anyio.Event()
+        run = store._run
+
+        async def held(name: str, *args: object, customer: str) -> object:
+            if name == "start" and not begun.is_set():
+                begun.set()
+                await go.wait()
+            return await run(name, *args, customer=customer)
+
+        monkeypatch.setattr(store, "_run", held)
+        outcome: list[object] = []
+
+        async def claim() -> None:
+            try:
+                outcome.append(await store.start_attempts([dialing.plan(at(2))]))
+            except StoreUnavailable as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(claim)
+            await begun.wait()
+            old = topology.kill_primary()
+            for port in replicas:
+                topology.resume(port)
+            topology.wait_promoted(old)
+            await until_answers(store)
+            go.set()
+        assert isinstance(outcome[0], StoreUnavailable)
+
+        await store.write_back([fence], LEASE_TTL, first)
+        more = await store.start_attempts([dialing.plan(at(3)) for _ in range(2)])
+        claimed = [call.outdial_target_id for call in [*first, *more]]
+        assert sorted(claimed) == sorted(set(claimed))
+        assert len(claimed) == 2
+        live = await store.active_attempts(dialing.campaign.id)
+        assert sorted(call.id for call in live) == sorted(call.id for call in [*first, *more])
+    finally:
+        await store.close()
+
+
 async def test_a_lease_token_never_goes_back_across_a_failover(
     topology: SentinelTopology, make: Factory
 ) -> None:
