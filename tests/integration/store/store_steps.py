@@ -1,16 +1,23 @@
-"""Steps the store suites share: an attempt claimed, an attempt ended."""
+"""Steps the store suites share: an attempt claimed, an attempt ended, a claim held."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import anyio
 
 from dialerd.core.targets import RetryRule
 from dialerd.model import Campaigncall, CampaigncallResult
+from dialerd.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    import pytest
+
     from dialerd.store import Store
+    from dialerd.store.redis import RedisStore
     from tests.integration.conftest import Dialing
 
 FAIL = CampaigncallResult.FAIL
@@ -31,3 +38,35 @@ async def finish(store: Store, dialing: Dialing, campaigncall: Campaigncall, now
     )
     assert done is not None
     assert done.finished
+
+
+def hold_next_claim(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> HeldClaim:
+    """The Redis store's next claim is held once it has begun, before its script reaches
+    the server, until ``go`` is set (``begun`` is set when it is held)."""
+    held = HeldClaim(anyio.Event(), anyio.Event(), [])
+    run = store._run
+
+    async def holding(name: str, *args: object, customer: str) -> object:
+        if name == "start" and not held.begun.is_set():
+            held.begun.set()
+            await held.go.wait()
+        return await run(name, *args, customer=customer)
+
+    monkeypatch.setattr(store, "_run", holding)
+    return held
+
+
+@dataclass
+class HeldClaim:
+    """``hold_next_claim``'s events, and what ``claim_into`` got: the claimed attempts,
+    or the outage it raised."""
+
+    begun: anyio.Event
+    go: anyio.Event
+    outcome: list[object]
+
+    async def claim_into(self, store: Store, dialing: Dialing, now: datetime) -> None:
+        try:
+            self.outcome.append(await store.start_attempts([dialing.plan(now)]))
+        except StoreUnavailable as exc:
+            self.outcome.append(exc)

@@ -21,6 +21,7 @@ from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.redis_cluster import RedisClusterRig, slot_of
 from tests.integration.conftest import at
+from tests.integration.store.store_steps import hold_next_claim
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -326,33 +327,16 @@ async def test_a_claim_begun_before_the_failover_is_not_made_on_the_promoted_rep
         assert len(first) == 1
 
         # The next claim is held once it has begun, before it reaches the store.
-        begun, go = anyio.Event(), anyio.Event()
-        run = store._run
-
-        async def held(name: str, *args: object, customer: str) -> object:
-            if name == "start" and not begun.is_set():
-                begun.set()
-                await go.wait()
-            return await run(name, *args, customer=customer)
-
-        monkeypatch.setattr(store, "_run", held)
-        outcome: list[object] = []
-
-        async def claim() -> None:
-            try:
-                outcome.append(await store.start_attempts([dialing.plan(at(2))]))
-            except StoreUnavailable as exc:
-                outcome.append(exc)
-
+        held = hold_next_claim(store, monkeypatch)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(claim)
-            await begun.wait()
+            tasks.start_soon(held.claim_into, store, dialing, at(2))
+            await held.begun.wait()
             own_cluster.kill(shard)
             own_cluster.resume(replica)
             own_cluster.wait_promoted(shard)
             await _until_failed_over(store)  # a read reaches the promoted replica
-            go.set()
-        assert isinstance(outcome[0], StoreUnavailable)
+            held.go.set()
+        assert isinstance(held.outcome[0], StoreUnavailable)
 
         await store.write_back([fence], 60, first)
         more = await store.start_attempts([dialing.plan(at(3)) for _ in range(2)])

@@ -23,6 +23,7 @@ from dialerd.store.base import Fence, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
 from tests.integration.conftest import at
+from tests.integration.store.store_steps import hold_next_claim
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -208,34 +209,17 @@ async def test_a_claim_begun_before_the_failover_is_not_made_on_the_new_primary(
         assert len(first) == 1
 
         # The next claim is held once it has begun, before it reaches the store.
-        begun, go = anyio.Event(), anyio.Event()
-        run = store._run
-
-        async def held(name: str, *args: object, customer: str) -> object:
-            if name == "start" and not begun.is_set():
-                begun.set()
-                await go.wait()
-            return await run(name, *args, customer=customer)
-
-        monkeypatch.setattr(store, "_run", held)
-        outcome: list[object] = []
-
-        async def claim() -> None:
-            try:
-                outcome.append(await store.start_attempts([dialing.plan(at(2))]))
-            except StoreUnavailable as exc:
-                outcome.append(exc)
-
+        held = hold_next_claim(store, monkeypatch)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(claim)
-            await begun.wait()
+            tasks.start_soon(held.claim_into, store, dialing, at(2))
+            await held.begun.wait()
             old = topology.kill_primary()
             for port in replicas:
                 topology.resume(port)
             topology.wait_promoted(old)
             await until_answers(store)
-            go.set()
-        assert isinstance(outcome[0], StoreUnavailable)
+            held.go.set()
+        assert isinstance(held.outcome[0], StoreUnavailable)
 
         await store.write_back([fence], LEASE_TTL, first)
         more = await store.start_attempts([dialing.plan(at(3)) for _ in range(2)])
