@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import redis.asyncio
 
-from dialerd.core.targets import CallingRules, RetryRule
 from dialerd.metrics import store as store_metrics
-from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus
+from dialerd.model import Campaigncall, CampaigncallStatus
 from dialerd.store.base import (
     AttemptEnd,
     AttemptPlan,
@@ -40,16 +40,17 @@ class DurableLedger(RedisLedger):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        # campaigncall id -> (monotonic time it ended, its body as it ended, customer).
-        self._ended: OrderedDict[str, tuple[float, bytes, str]] = OrderedDict()
+        # campaigncall id -> (monotonic time it ended, its body as it ended, customer,
+        # the end as it was made).
+        self._ended: OrderedDict[str, tuple[float, bytes, str, AttemptEnd]] = OrderedDict()
         # The campaigns whose lease this instance took (and has not seen lost since).
         self._leased: set[str] = set()
 
-    def _keep_ended(self, campaigncall: Campaigncall) -> None:
-        """Remember an attempt that ended here, for a while (``write_back``)."""
+    def _keep_ended(self, campaigncall: Campaigncall, end: AttemptEnd) -> None:
+        """Remember an attempt that ended here, and how, for a while (``write_back``)."""
         ended = self._ended
         now = time.monotonic()
-        ended[campaigncall.id] = (now, encode(campaigncall), campaigncall.customer_id)
+        ended[campaigncall.id] = (now, encode(campaigncall), campaigncall.customer_id, end)
         while ended and (
             len(ended) > ENDED_KEPT or next(iter(ended.values()))[0] < now - ENDED_KEPT_SECONDS
         ):
@@ -126,31 +127,11 @@ class DurableLedger(RedisLedger):
         with self.failover.guarded("answer"):
             return await super().mark_answered_many(answers, now)
 
-    async def finish_attempt(
-        self,
-        campaigncall_id: str,
-        result: CampaigncallResult,
-        reason: str,
-        rule: RetryRule,
-        now: datetime,
-        *,
-        fence: Fence | None = None,
-        give_back_try: bool = False,
-        calling_rules: CallingRules | None = None,
-    ) -> FinishResult | None:
+    async def _finish_end(self, end: AttemptEnd) -> FinishResult | None:
         with self.failover.guarded("end of an attempt"):
-            finished = await super().finish_attempt(
-                campaigncall_id,
-                result,
-                reason,
-                rule,
-                now,
-                fence=fence,
-                give_back_try=give_back_try,
-                calling_rules=calling_rules,
-            )
+            finished = await super()._finish_end(end)
         if finished is not None and finished.finished:
-            self._keep_ended(finished.campaigncall)
+            self._keep_ended(finished.campaigncall, end)
         return finished
 
     async def finish_attempts(
@@ -158,9 +139,9 @@ class DurableLedger(RedisLedger):
     ) -> list[FinishResult | LeaseLost | None]:
         with self.failover.guarded("end of an attempt"):
             outcomes = await super().finish_attempts(ends)
-        for outcome in outcomes:
+        for end, outcome in zip(ends, outcomes, strict=True):
             if isinstance(outcome, FinishResult) and outcome.finished:
-                self._keep_ended(outcome.campaigncall)
+                self._keep_ended(outcome.campaigncall, end)
         return outcomes
 
     async def write_back(
@@ -203,12 +184,19 @@ class DurableLedger(RedisLedger):
                     customer=campaigncall.customer_id,
                 )
                 restored += reply == b"restored"
-            # Attempts that ended lately: their claim and end may both be lost, and a
-            # call that was placed is never forgotten.
-            for _, body, customer in list(self._ended.values()):
+            # Attempts that ended lately: their claim and end may both be lost (a call
+            # that was placed is never forgotten), or their end alone: the attempt is
+            # ended again as it was, after the live attempts are written back, so its
+            # end does not move a target that a later live attempt of it holds.
+            for _, body, customer, end in list(self._ended.values()):
                 written.add(customer)
                 reply = await self._run("restore_ended", body, customer=customer)
-                restored += reply == b"restored"
+                if reply == b"active":
+                    # Unfenced, like the rest of the write-back: the end was made under
+                    # the lease, and the lease may have moved on since.
+                    again = msgspec.structs.replace(end, fence=None)
+                    await self._finish_one(again, None)
+                restored += reply in (b"restored", b"active")
             for customer in sorted(written) if self.cluster else [""]:
                 await self._acknowledged("write-back", customer)
             self.failover.written_back(

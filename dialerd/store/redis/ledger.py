@@ -342,7 +342,11 @@ class RedisLedger(RedisConnection):
             give_back_try=give_back_try,
             calling_rules=calling_rules,
         )
-        return await self._finish_one(end, self._claims.pop(campaigncall_id, None))
+        return await self._finish_end(end)
+
+    async def _finish_end(self, end: AttemptEnd) -> FinishResult | None:
+        """``finish_attempt`` of ``end``."""
+        return await self._finish_one(end, self._claims.pop(end.campaigncall_id, None))
 
     async def _finish_one(
         self, end: AttemptEnd, remembered: tuple[Campaigncall, list[bytes]] | None

@@ -23,7 +23,7 @@ from dialerd.store.base import Fence, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
 from tests.integration.conftest import at
-from tests.integration.store.store_steps import hold_next_claim
+from tests.integration.store.store_steps import FAIL, claim, finish, hold_next_claim
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -258,6 +258,103 @@ async def test_a_lease_token_never_goes_back_across_a_failover(
         assert isinstance(later, Fence)
     finally:
         await store.close()
+
+
+async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later_claim(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    """The replicas have attempt A (claimed); then the primary alone takes A's end and
+    the next attempt B of the same target, and dies. The promoted replica has A live and
+    its target progressing for A. The write-back puts B back, then ends A as it ended
+    (busy, not lost), without moving the target B holds: no claim takes it while B is
+    up, and once B ends the next attempt is the only one live on it."""
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        await store.create_targets([make.target(dialing.outdial.id)])
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None
+        first = await claim(store, dialing, at(1))
+        await until_replicated(topology)
+        replicas = topology.cut_replicas()
+        await finish(store, dialing, first, at(2))  # on the primary alone: lost
+        second = await claim(store, dialing, at(3))
+        assert second.outdial_target_id == first.outdial_target_id
+        old = topology.kill_primary()
+        for port in replicas:
+            topology.resume(port)
+        topology.wait_promoted(old)
+        await until_answers(store)
+        customer = dialing.campaign.customer_id
+        lost_end = await store.get_campaigncall(customer, first.id)
+        assert lost_end is not None
+        assert lost_end.status == CampaigncallStatus.DIALING
+
+        await store.write_back([fence], LEASE_TTL, [second])
+        ended = await store.get_campaigncall(customer, first.id)
+        assert ended is not None
+        assert (ended.status, ended.result, ended.reason) == (
+            CampaigncallStatus.DONE,
+            CampaigncallResult.FAIL,
+            "busy",
+        )
+        assert [call.id for call in await store.active_attempts(dialing.campaign.id)] == [second.id]
+        target = await store.get_target(dialing.outdial.id, first.outdial_target_id)
+        assert target is not None
+        assert target.status == TargetStatus.PROGRESSING
+        assert await store.start_attempts([dialing.plan(at(4))]) == []
+
+        await finish(store, dialing, second, at(5))
+        third = await claim(store, dialing, at(6))
+        assert third.outdial_target_id == first.outdial_target_id
+        assert [call.id for call in await store.active_attempts(dialing.campaign.id)] == [third.id]
+    finally:
+        await store.close()
+
+
+async def test_an_older_attempt_ended_lost_does_not_free_the_target_of_a_live_one(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    """Instance a ends attempt A and instance b claims the target again (B): both on the
+    primary alone, which dies, and instance a with it. Instance b writes B back; A is
+    still live on the promoted replica (nobody left knows its end), and b's sweep ends
+    it lost: that end does not move the target while B is up (a claim then would dial
+    the number B is on). B's end does."""
+    a, b = sentinel_store(topology), sentinel_store(topology)
+    await a.open()
+    await b.open()
+    try:
+        dialing = await make.dialing(a)
+        await a.create_targets([make.target(dialing.outdial.id)])
+        first = await claim(a, dialing, at(1))
+        await until_replicated(topology)
+        replicas = topology.cut_replicas()
+        await finish(a, dialing, first, at(2))  # on the primary alone: lost
+        await a.close()  # instance a is gone with the primary
+        second = await claim(b, dialing, at(3))
+        assert second.outdial_target_id == first.outdial_target_id
+        old = topology.kill_primary()
+        for port in replicas:
+            topology.resume(port)
+        topology.wait_promoted(old)
+        await until_answers(b)
+        await b.write_back([], LEASE_TTL, [second])
+
+        swept = await b.finish_attempt(first.id, FAIL, "lost", RetryRule.of(dialing.outplan), at(4))
+        assert swept is not None
+        assert swept.finished
+        assert swept.target is not None
+        assert swept.target.status == TargetStatus.PROGRESSING
+        assert await b.start_attempts([dialing.plan(at(60))]) == []
+
+        await finish(b, dialing, second, at(61))
+        third = await claim(b, dialing, at(62))
+        assert third.outdial_target_id == first.outdial_target_id
+        assert [call.id for call in await b.active_attempts(dialing.campaign.id)] == [third.id]
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def until_replicated(topology: SentinelTopology) -> None:

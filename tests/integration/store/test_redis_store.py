@@ -732,6 +732,39 @@ async def test_a_finish_answers_the_target_as_stored_with_or_without_the_claim_a
         await other.close()
 
 
+async def test_a_target_claimed_before_targets_named_their_attempt_ends_as_before(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    """A target claimed by a dialerd that did not record which attempt it is progressing
+    for (no field ``a``; the upgrade migrates nothing) is moved on by its attempt's end,
+    with the claim at hand or read."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+    mine, theirs = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(2)])
+    customer = dialing.campaign.customer_id
+    client = redis.asyncio.Redis.from_url(redis_url)
+    other = redis_store(redis_url)
+    await other.open()
+    try:
+        for call in (mine, theirs):
+            assert await client.hdel(tagged(customer, "target", call.outdial_target_id), "a")
+        rule = RetryRule.of(dialing.outplan)
+        for finisher, call in ((store, mine), (other, theirs)):
+            finished = await finisher.finish_attempt(
+                call.id, CampaigncallResult.FAIL, "busy", rule, make.at(2)
+            )
+            assert finished is not None
+            assert finished.target is not None
+            assert finished.target.status == TargetStatus.IDLE
+        again = await store.start_attempts([dialing.plan(make.at(3)) for _ in range(2)])
+        assert sorted(call.outdial_target_id for call in again) == sorted(
+            call.outdial_target_id for call in (mine, theirs)
+        )
+    finally:
+        await client.aclose()
+        await other.close()
+
+
 # -- layout 2 (one key space) is migrated to layout 3 (tagged per customer) at open ----------
 
 

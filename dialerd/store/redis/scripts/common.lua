@@ -55,6 +55,16 @@ local function index_target(letter, outdial, member, id, touched, due, held)
   end
 end
 
+-- Whether the end of attempt `id` decides its target: the target is progressing (queue
+-- letter `letter`) for that attempt (field a: the campaigncall id the claim, or
+-- restore_attempt.lua, wrote). After a failover the new primary may have an older
+-- attempt of the target still active (its end lost) while a later one is live: the
+-- older one's end must not move the target. A target claimed before field a existed
+-- (`attempt` false) is decided by any attempt's end, as then.
+local function progressing_for(letter, attempt, id)
+  return letter == 'p' and (not attempt or attempt == id)
+end
+
 local function unindex_target(letter, outdial, member, id, held)
   if letter == 'r' then
     redis.call('ZREM', key('ready', outdial), member)

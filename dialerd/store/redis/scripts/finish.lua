@@ -6,13 +6,15 @@
 --   attempt active), until when the calling rules lock the dialed number and its
 --   readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision
 --   follows ('0': the target is not progressing and stays as it is, and the seven
---   arguments after are ''), the target's new body, queue letter (see index_target),
+--   arguments after are ''; a decision is written only while the target is progressing
+--   for this attempt, see progressing_for), the target's new body, queue letter (see index_target),
 --   touched, due (microseconds), until (microseconds or ''), slot, held; last, '1' when
 --   the answer came with the end (not written apart: its event is, first).
 -- Returns one reply per block, in order: {'none'}; {'lost', message} when the fence no
 --   longer holds the campaign's lease (nothing written for it); {'stale' | 'done',
 --   campaigncall body, and unless it is gone the target's body ('' when it is the new
---   body written here), queue letter, due and held}; or {'changed'} (nothing written for
+--   body written here; the body it has when the decision was not written: not
+--   progressing, or progressing for another attempt), queue letter, due and held}; or {'changed'} (nothing written for
 --   it) when the target is no longer at that version: the caller reads again and decides
 --   again.
 local FIELDS = 18
@@ -47,7 +49,7 @@ local function finish_one(o)
   if stored[2] == 'done' then
     return with_target({'stale', stored[1]})
   end
-  local target = redis.call('HMGET', target_key, 'v', 'k', 'm', 'o')
+  local target = redis.call('HMGET', target_key, 'v', 'k', 'm', 'o', 'a')
   if (target[1] or '') ~= version then
     return {'changed'}
   end
@@ -83,7 +85,10 @@ local function finish_one(o)
     end
   end
 
-  local written = decided and target[2] == 'p'
+  -- The decision is written only while the target is progressing for this attempt: an
+  -- older attempt whose end a failover lost ends without moving the target of a later
+  -- one that is live.
+  local written = decided and progressing_for(target[2], target[5], id)
   if written then
     local queue, touched, due, held = ARGV[o + 13], ARGV[o + 14], ARGV[o + 15], ARGV[o + 18]
     unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)

@@ -5,7 +5,9 @@
 -- When the primary has the campaigncall (active or ended) nothing changes: 'kept'.
 -- Else it is written as the claim wrote it, in the active indexes, and its target is
 -- taken out of the ready and waiting indexes into progressing (its try counted), so no
--- claim can take the target while the call is up: 'restored'. The placement the target
+-- claim can take the target while the call is up, and progressing for this attempt
+-- (field a: an older attempt still active there, whose end was lost, no longer decides
+-- it): 'restored'. The placement the target
 -- had is kept as the one before the claim (a try given back returns it there).
 local campaigncall = cjson.decode(ARGV[2])
 local status, now = ARGV[3], ARGV[4]
@@ -47,7 +49,7 @@ if counted < campaigncall.try_count then
   target['try_count_' .. slot] = campaigncall.try_count
 end
 target.status = 'progressing'
-redis.call('HSET', target_key, 'b', cjson.encode(target), 'k', 'p')
+redis.call('HSET', target_key, 'b', cjson.encode(target), 'k', 'p', 'a', id)
 redis.call('HINCRBY', target_key, 'v', 1)
 redis.call('SADD', key('progressing', outdial), target.id)
 return 'restored'

@@ -1,16 +1,21 @@
 -- write_back (after a failover): an attempt this instance ended lately, written again
--- when the new primary lost it whole (its claim and its end).
+-- when the new primary lost it whole (its claim and its end), or told apart when the
+-- new primary lost its end alone.
 -- ARGV: prefix, the campaigncall body as it ended (status 'done')
--- When the primary has the campaigncall (active or ended), nothing changes: 'kept' (an
--- attempt still active there, whose end was lost, is ended by the owner's sweep).
+-- When the primary has the campaigncall ended, nothing changes: 'kept'. When it has it
+-- active (its end was lost), nothing changes either: 'active', and the caller writes
+-- the end again as it was made (finish.lua: the result, the lock, and the target's
+-- placement only while the target is progressing for this attempt, not for a later
+-- one written back before).
 -- Else it is written ended, in the listings, and its target's try on that slot is
 -- counted (the target stays where it was placed: the call is over, a retry may follow
 -- under the outplan's rules): 'restored'.
 local campaigncall = cjson.decode(ARGV[2])
 local id = campaigncall.id
 local campaigncall_key = key('campaigncall', id)
-if redis.call('EXISTS', campaigncall_key) == 1 then
-  return 'kept'
+local stored = redis.call('HMGET', campaigncall_key, 'b', 's')
+if stored[1] then
+  return stored[2] == 'done' and 'kept' or 'active'
 end
 local customer, campaign = campaigncall.customer_id, campaigncall.campaign_id
 local listed = campaigncall.tm_create .. '|' .. id

@@ -116,8 +116,8 @@ local function claim(target_key, member, target, slot, try_count, numbers, skipp
   local target_body = cjson.encode(target)
   before = {before[1] or ARGV[3], before[2] or ARGV[3], before[3] or '',
     before[4] or -1, before[5] or ''}
-  redis.call('HSET', target_key, 'b', target_body, 'k', 'p', 'bt', before[1],
-    'bd', before[2], 'bu', before[3], 'bs', before[4], 'bh', before[5])
+  redis.call('HSET', target_key, 'b', target_body, 'k', 'p', 'a', campaigncall.id,
+    'bt', before[1], 'bd', before[2], 'bu', before[3], 'bs', before[4], 'bh', before[5])
   local version = redis.call('HINCRBY', target_key, 'v', 1)
   redis.call('HDEL', target_key, 'p')
   redis.call('SADD', key('progressing', outdial), target.id)
