@@ -269,10 +269,11 @@ def sentinel_daemon(args: argparse.Namespace, workdir: Path, topology: SentinelT
     )
 
 
-def _written_back(daemons: list[Daemon]) -> tuple[int, int]:
-    """Live attempts the daemons wrote back after failovers, and how many of them the
-    new primary had lost (their logs)."""
-    live = restored = 0
+def _written_back(daemons: list[Daemon]) -> tuple[int, int, int]:
+    """Live attempts the daemons wrote back after failovers, how many of them the new
+    primary had lost, and how many attempts it had live whose end it lost (ended again;
+    their logs)."""
+    live = restored = ended_again = 0
     for dialer in daemons:
         if not dialer.stdout_path.exists():
             continue
@@ -282,7 +283,8 @@ def _written_back(daemons: list[Daemon]) -> tuple[int, int]:
             entry = msgspec.json.decode(line)
             live += int(entry.get("live_attempts", 0))
             restored += int(entry.get("restored", 0))
-    return live, restored
+            ended_again += int(entry.get("ended_again", 0))
+    return live, restored, ended_again
 
 
 def _originations(daemons: list[Daemon]) -> int:
@@ -353,11 +355,11 @@ def _failover_outcome(
     checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
     checks.append(exits(daemons))
     times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
-    live, restored = _written_back(daemons)
+    live, restored, ended_again = _written_back(daemons)
     note = (
         f"{len(outages)} {failovers} (calls up at each: {flights}), dialing resumed "
         f"{times} s after each promotion; {live} live attempts written back, "
-        f"{restored} of them lost by {lost_by}"
+        f"{restored} of them lost by {lost_by}; {ended_again} ends it lost written again"
     )
     return checks, note
 

@@ -147,10 +147,12 @@ class DurableLedger(RedisLedger):
     async def write_back(
         self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]
     ) -> None:
-        """After a failover: re-assert this instance's leases (tokens never go back) and
+        """After a failover: re-assert this instance's leases (tokens never go back),
         write its live attempts again where the new primary lost them (their targets
-        back in progressing), acknowledged by ``min_replicas`` replicas; claims resume
-        ``failover_settle`` seconds later. Nothing to do without a failover."""
+        back in progressing, for them), and the attempts it ended lately whose end (or
+        claim and end) the new primary lost, acknowledged by ``min_replicas``
+        replicas; claims resume ``failover_settle`` seconds later. Nothing to do
+        without a failover."""
         while self.failover.pending:
             generation = self.failover.generation
             self._claims.clear()  # what the old primary's claims left is not trusted
@@ -168,7 +170,7 @@ class DurableLedger(RedisLedger):
                     customer=customer,
                 )
             now = micros(datetime.now().astimezone())
-            restored = 0
+            restored = ended_again = 0
             for campaigncall in attempts:
                 status = (
                     CampaigncallStatus.DIALING
@@ -196,11 +198,16 @@ class DurableLedger(RedisLedger):
                     # the lease, and the lease may have moved on since.
                     again = msgspec.structs.replace(end, fence=None)
                     await self._finish_one(again, None)
-                restored += reply in (b"restored", b"active")
+                    ended_again += 1
+                restored += reply == b"restored"
             for customer in sorted(written) if self.cluster else [""]:
                 await self._acknowledged("write-back", customer)
             self.failover.written_back(
-                generation, self.failover_settle, attempts=len(attempts), restored=restored
+                generation,
+                self.failover_settle,
+                attempts=len(attempts),
+                restored=restored,
+                ended_again=ended_again,
             )
 
     async def _acknowledged(self, what: str, customer: str | None = None) -> None:

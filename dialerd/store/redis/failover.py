@@ -183,10 +183,17 @@ class Failover:
         return max(0.0, self.settled_at - time.monotonic())
 
     def written_back(
-        self, generation: int, settle: float, *, attempts: int = 0, restored: int = 0
+        self,
+        generation: int,
+        settle: float,
+        *,
+        attempts: int = 0,
+        restored: int = 0,
+        ended_again: int = 0,
     ) -> bool:
-        """The write-back begun at ``generation`` is done (``restored`` of the live
-        ``attempts`` were missing on the new primary); False if another primary was seen
+        """The write-back begun at ``generation`` is done (``restored`` attempts, live
+        or ended lately, were missing on the new primary, of ``attempts`` live; and
+        ``ended_again`` it had live had ended here); False if another primary was seen
         meanwhile (write back again)."""
         if generation != self.generation or self.seen is None:
             return self.seen is None
@@ -199,5 +206,6 @@ class Failover:
             settle=settle,
             live_attempts=attempts,
             restored=restored,
+            ended_again=ended_again,
         )
         return True

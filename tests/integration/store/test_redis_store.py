@@ -32,6 +32,7 @@ from dialerd.store.base import (
 from dialerd.store.redis import RedisStore
 from dialerd.store.redis.fields import LAYOUT, micros_of_stamp
 from tests.conftest import RedisServer, free_port
+from tests.integration.store.store_steps import finish
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Dialing, Factory
@@ -732,22 +733,24 @@ async def test_a_finish_answers_the_target_as_stored_with_or_without_the_claim_a
         await other.close()
 
 
-async def test_a_target_claimed_before_targets_named_their_attempt_ends_as_before(
+async def test_a_target_claimed_without_naming_its_live_attempt_ends_as_before(
     store: RedisStore, make: Factory, redis_url: str
 ) -> None:
     """A target claimed by a dialerd that did not record which attempt it is progressing
-    for (no field ``a``; the upgrade migrates nothing) is moved on by its attempt's end,
-    with the claim at hand or read."""
+    for (no field ``a``; the upgrade migrates nothing), or whose record names an attempt
+    that ended (an older dialerd claimed it during a rolling upgrade), is moved on by
+    its attempt's end, with the claim at hand or read."""
     dialing = await make.dialing(store)
-    await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
-    mine, theirs = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(2)])
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+    mine, theirs, ended = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(3)])
+    await finish(store, dialing, ended, make.at(1))
     customer = dialing.campaign.customer_id
     client = redis.asyncio.Redis.from_url(redis_url)
     other = redis_store(redis_url)
     await other.open()
     try:
-        for call in (mine, theirs):
-            assert await client.hdel(tagged(customer, "target", call.outdial_target_id), "a")
+        assert await client.hdel(tagged(customer, "target", mine.outdial_target_id), "a")
+        await client.hset(tagged(customer, "target", theirs.outdial_target_id), "a", ended.id)
         rule = RetryRule.of(dialing.outplan)
         for finisher, call in ((store, mine), (other, theirs)):
             finished = await finisher.finish_attempt(
@@ -756,9 +759,9 @@ async def test_a_target_claimed_before_targets_named_their_attempt_ends_as_befor
             assert finished is not None
             assert finished.target is not None
             assert finished.target.status == TargetStatus.IDLE
-        again = await store.start_attempts([dialing.plan(make.at(3)) for _ in range(2)])
+        again = await store.start_attempts([dialing.plan(make.at(3)) for _ in range(3)])
         assert sorted(call.outdial_target_id for call in again) == sorted(
-            call.outdial_target_id for call in (mine, theirs)
+            call.outdial_target_id for call in (mine, theirs, ended)
         )
     finally:
         await client.aclose()

@@ -56,13 +56,21 @@ local function index_target(letter, outdial, member, id, touched, due, held)
 end
 
 -- Whether the end of attempt `id` decides its target: the target is progressing (queue
--- letter `letter`) for that attempt (field a: the campaigncall id the claim, or
--- restore_attempt.lua, wrote). After a failover the new primary may have an older
--- attempt of the target still active (its end lost) while a later one is live: the
--- older one's end must not move the target. A target claimed before field a existed
--- (`attempt` false) is decided by any attempt's end, as then.
+-- letter `letter`) and not for another attempt that is live (field a: the campaigncall
+-- id the claim, or restore_attempt.lua, wrote). After a failover the new primary may
+-- have an older attempt of the target still active (its end lost) while a later one is
+-- live: the older one's end must not move the target. A target claimed by a dialerd
+-- that wrote no field a (`attempt` false), or a stale one (that attempt ended), is
+-- decided by any attempt's end, as then.
 local function progressing_for(letter, attempt, id)
-  return letter == 'p' and (not attempt or attempt == id)
+  if letter ~= 'p' then
+    return false
+  end
+  if not attempt or attempt == id then
+    return true
+  end
+  local status = redis.call('HGET', key('campaigncall', attempt), 's')
+  return status ~= 'dialing' and status ~= 'progressing'
 end
 
 local function unindex_target(letter, outdial, member, id, held)

@@ -7,16 +7,17 @@
 --   readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision
 --   follows ('0': the target is not progressing and stays as it is, and the seven
 --   arguments after are ''; a decision is written only while the target is progressing
---   for this attempt, see progressing_for), the target's new body, queue letter (see index_target),
---   touched, due (microseconds), until (microseconds or ''), slot, held; last, '1' when
---   the answer came with the end (not written apart: its event is, first).
+--   for this attempt, see progressing_for), the target's new body, queue letter (see
+--   index_target), touched, due (microseconds), until (microseconds or ''), slot, held;
+--   last, '1' when the answer came with the end (not written apart: its event is,
+--   first).
 -- Returns one reply per block, in order: {'none'}; {'lost', message} when the fence no
 --   longer holds the campaign's lease (nothing written for it); {'stale' | 'done',
 --   campaigncall body, and unless it is gone the target's body ('' when it is the new
---   body written here; the body it has when the decision was not written: not
---   progressing, or progressing for another attempt), queue letter, due and held}; or {'changed'} (nothing written for
---   it) when the target is no longer at that version: the caller reads again and decides
---   again.
+--   body written here; as stored when no decision was written: the target is not
+--   progressing, or progressing for another live attempt), queue letter, due and held};
+--   or {'changed'} (nothing written for it) when the target is no longer at that
+--   version: the caller reads again and decides again.
 local FIELDS = 18
 
 local function finish_one(o)
