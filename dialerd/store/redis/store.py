@@ -14,7 +14,8 @@ the data; what cross-customer reads go over, customer by customer); ``P:where:<i
 the customer of a campaign, outplan, outdial or campaigncall (what a lookup by id alone
 resolves, cached in the process: a resource never changes customer; a campaigncall's
 is written by the claim script in the claim's own step on one server, and after the
-claim on a cluster, where the key is on another node); ``P:webhooks``.
+claim on a cluster, where the key is on another node; deleted with the campaigncall);
+``P:webhooks``.
 The sets that spanned customers in layout 2 (``status``, ``active``, ``dnc_publishing``,
 the events' delivered positions and counts) are per customer; ``open`` migrates layout 2
 (``migration.py``).
@@ -219,6 +220,11 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
                 customer=customer_id,
             )
             if outcome == b"ok":
+                if kind is CAMPAIGNCALL:
+                    # Not read by id again (a deleted one is not found): its where key
+                    # goes, else they grow with the attempts (on another node of a
+                    # cluster than the campaigncall's, hence apart).
+                    await self._guard(self._connected().delete(self._key("where", resource_id)))
                 return deleted
             if outcome == b"gone":
                 return None

@@ -134,6 +134,34 @@ async def test_every_key_is_under_the_prefix(
         await neighbour.close()
 
 
+async def test_a_deleted_campaigncall_leaves_no_key_to_find_it_by(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    """The keys that resolve an attempt's customer by its id alone do not outlive it:
+    on a store that keeps every attempt they would grow with the attempts for ever."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+    kept, deleted = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(2)])
+    for call in (kept, deleted):
+        await finish(store, dialing, call, make.at(2))
+    customer = dialing.campaign.customer_id
+    assert await store.delete_campaigncall(customer, deleted.id, make.at(3)) is not None
+
+    keys = await all_keys(redis_url)
+    assert f"dtest:where:{kept.id}" in keys
+    assert f"dtest:where:{deleted.id}" not in keys
+    other = redis_store(redis_url)
+    await other.open()
+    try:
+        assert await other.get_campaigncall(None, deleted.id) is None
+        assert await other.get_campaigncall(customer, deleted.id) is None
+        found = await other.get_campaigncall(None, kept.id)
+        assert found is not None
+        assert found.id == kept.id
+    finally:
+        await other.close()
+
+
 async def test_scripts_flushed_from_the_server_are_loaded_again(
     store: RedisStore, make: Factory, redis_url: str
 ) -> None:
