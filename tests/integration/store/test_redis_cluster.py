@@ -16,12 +16,12 @@ import pytest
 import redis.asyncio
 
 from dialerd.core.targets import RetryRule
-from dialerd.model import Campaigncall, CampaigncallResult
+from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus, TargetStatus
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.redis_cluster import RedisClusterRig, slot_of
 from tests.integration.conftest import at
-from tests.integration.store.store_steps import hold_next_claim
+from tests.integration.store.store_steps import claim, finish, hold_next_claim
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -346,6 +346,76 @@ async def test_a_claim_begun_before_the_failover_is_not_made_on_the_promoted_rep
         # No attempt is live but the two claims returned (and dialed).
         live = await store.active_attempts(dialing.campaign.id)
         assert sorted(call.id for call in live) == sorted(call.id for call in [*first, *more])
+    finally:
+        await store.close()
+        if shard is not None:
+            own_cluster.heal(shard)
+
+
+async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later_claim(
+    own_cluster: RedisClusterRig, make: Factory
+) -> None:
+    """The shard's replica has attempt A (claimed); then the primary alone takes A's end
+    and the next attempt B of the same target, and dies. The promoted replica has A live
+    and its target progressing for A; the write-back puts B back, then ends A as it
+    ended (busy), without moving the target B holds: no claim takes it while B is up,
+    and once B ends the next attempt is the only one live on it."""
+    store = RedisStore(
+        url=own_cluster.url,
+        prefix="dended",
+        pool_size=8,
+        timeout=1.0,
+        cluster=True,
+        failover_settle=0.0,
+    )
+    await store.open()
+    shard = None
+    try:
+        dialing = await make.dialing(store)
+        customer = dialing.campaign.customer_id
+        await store.create_targets([make.target(dialing.outdial.id)])
+        fence = await store.acquire_lease(dialing.campaign.id, "instance-a", 60, at(0))
+        assert fence is not None
+        shard = own_cluster.primary_of_slot(slot_of(store._tag(customer)))
+        assert shard is not None
+        replica = own_cluster.replica_of(shard)
+        assert replica is not None
+        first = await claim(store, dialing, at(1))
+        # The replica has the claim (a write on the customer's slot, then WAIT for it).
+        primary = redis.asyncio.Redis(port=shard)
+        try:
+            await primary.incr(f"{store._tag(customer)}:sync")
+            assert await primary.wait(1, 5000) == 1
+        finally:
+            await primary.aclose()
+        own_cluster.pause(replica)
+        own_cluster.cut_replicas_of(shard)
+        await finish(store, dialing, first, at(2))  # on the primary alone: lost
+        second = await claim(store, dialing, at(3))
+        assert second.outdial_target_id == first.outdial_target_id
+        own_cluster.kill(shard)
+        own_cluster.resume(replica)
+        own_cluster.wait_promoted(shard)
+        await _until_failed_over(store)
+
+        await store.write_back([fence], 60, [second])
+        ended = await store.get_campaigncall(customer, first.id)
+        assert ended is not None
+        assert (ended.status, ended.result, ended.reason) == (
+            CampaigncallStatus.DONE,
+            CampaigncallResult.FAIL,
+            "busy",
+        )
+        target = await store.get_target(dialing.outdial.id, first.outdial_target_id)
+        assert target is not None
+        assert target.status == TargetStatus.PROGRESSING
+        assert await store.start_attempts([dialing.plan(at(4))]) == []
+
+        await finish(store, dialing, second, at(5))
+        third = await claim(store, dialing, at(6))
+        assert third.outdial_target_id == first.outdial_target_id
+        live = await store.active_attempts(dialing.campaign.id)
+        assert [call.id for call in live] == [third.id]
     finally:
         await store.close()
         if shard is not None:
