@@ -75,3 +75,23 @@ def test_on_a_cluster_a_promoted_replica_replaces_the_primary_it_followed() -> N
     # Demoted, it follows the new primary: a replica, reached without complaint.
     failover.reached(Primary(role="slave", replid=NEW.replid, address=OLD.address))
     assert failover.count == 1
+
+
+def test_another_instance_s_lease_is_not_taken_for_a_ttl_after_the_write_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The owner of a lease that expired on the new primary (its renewals were lost)
+    # may see the failover later than this instance: it writes back within a ttl.
+    clock = [1000.0]
+    monkeypatch.setattr("dialerd.store.redis.failover.time.monotonic", lambda: clock[0])
+    failover = Failover("redis store test", sentinels=True)
+    assert not failover.takeover_held(15.0)  # no failover seen: leases as usual
+    failover.reached(OLD)
+    failover.reached(NEW)
+    assert failover.written_back(failover.generation, 2.0)
+    assert failover.takeover_held(15.0)
+    clock[0] += 2.5  # claims resume after the settle, takeovers not yet
+    assert failover.settling() == 0
+    assert failover.takeover_held(15.0)
+    clock[0] += 12.6
+    assert not failover.takeover_held(15.0)

@@ -96,11 +96,13 @@ class DurableLedger(RedisLedger):
         self, campaign_id: str, owner: str, ttl: float, now: datetime
     ) -> Fence | None:
         """``RedisLedger.acquire_lease``, refused while a failover is written back; and
-        while a failover settles, only a lease this instance held is taken (renewed, or
-        re-taken where the new primary lost it): another instance's may have expired
-        on the new primary only because its renewals were lost, and until its owner
-        has written back its live attempts their targets look free (None: held)."""
-        if self.failover.settling() > 0 and campaign_id not in self._leased:
+        while a failover settles and for a ``ttl`` after this instance's write-back,
+        only a lease this instance held is taken (renewed, or re-taken where the new
+        primary lost it): another instance's may have expired on the new primary only
+        because its renewals were lost, and until its owner has written back its live
+        attempts their targets look free (None: held). A live owner writes back within
+        a ``ttl``, even when it sees the failover later than this instance."""
+        if campaign_id not in self._leased and self.failover.takeover_held(ttl):
             return None
         with self.failover.guarded("lease renewal"):
             fence = await super().acquire_lease(campaign_id, owner, ttl, now)

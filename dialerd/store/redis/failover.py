@@ -66,6 +66,8 @@ class Failover:
         self.count = 0
         # No claim before this monotonic time (after a write-back).
         self.settled_at = 0.0
+        # The monotonic time of the latest write-back (None: no failover seen).
+        self.written_back_at: float | None = None
 
     @property
     def pending(self) -> bool:
@@ -182,6 +184,18 @@ class Failover:
         """Seconds left before claims are allowed after the latest write-back."""
         return max(0.0, self.settled_at - time.monotonic())
 
+    def takeover_held(self, ttl: float) -> bool:
+        """Whether another instance's lease must not be taken yet: while a failover
+        settles, and for a lease's ``ttl`` after this instance's write-back. The new
+        primary may have let a lease expire only because its renewals were lost; an
+        owner that is alive writes it back within a ``ttl`` of the failover (it renews
+        that often), perhaps later than this instance did, and until then its live
+        attempts' targets look free there."""
+        if self.settling() > 0:
+            return True
+        since = self.written_back_at
+        return since is not None and time.monotonic() - since < ttl
+
     def written_back(
         self,
         generation: int,
@@ -198,7 +212,8 @@ class Failover:
         if generation != self.generation or self.seen is None:
             return self.seen is None
         self.replid, self.seen = self.seen, None
-        self.settled_at = time.monotonic() + settle
+        self.written_back_at = time.monotonic()
+        self.settled_at = self.written_back_at + settle
         store_metrics.STORE_WRITE_BACK_PENDING.set(0)
         log.warning(
             "live attempts written back to the new primary; claims resume after the settle",

@@ -252,12 +252,51 @@ async def test_a_lease_token_never_goes_back_across_a_failover(
         await until_answers(store)
         await store.write_back([first], LEASE_TTL, [])
         await store.release_lease(first)
-        later = await store.acquire_lease(campaign, "instance-b", LEASE_TTL, at(1))
+        # Another instance, started since (it saw no failover, so it does not wait for
+        # owners to write back before it takes a lease over).
+        other = sentinel_store(topology, min_replicas=0)
+        await other.open()
+        try:
+            later = await other.acquire_lease(campaign, "instance-b", LEASE_TTL, at(1))
+        finally:
+            await other.close()
         assert later is not None
         assert later.token > first.token
         assert isinstance(later, Fence)
     finally:
         await store.close()
+
+
+async def test_a_lease_expired_on_the_new_primary_waits_for_its_owner_to_write_it_back(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    """Instance a's lease expired on the promoted replica (its renewals went to the
+    primary alone, or the promotion took longer than the lease). Instance b writes back
+    first: it does not take the campaign over while a, alive, has not written back yet
+    (a's live calls' targets would look free), even after the settle."""
+    a, b = sentinel_store(topology), sentinel_store(topology)
+    await a.open()
+    await b.open()
+    try:
+        dialing = await make.dialing(a)
+        campaign = dialing.campaign.id
+        fence = await a.acquire_lease(campaign, OWNER, 0.5, at(0))
+        assert fence is not None
+        await until_replicated(topology)
+        old = topology.kill_primary()
+        topology.wait_promoted(old)
+        await until_answers(b)
+        await b.write_back([], LEASE_TTL, [])
+        # Past b's settle (0 here), the lease gone on the new primary: still held.
+        assert await b.acquire_lease(campaign, "instance-b", LEASE_TTL, at(1)) is None
+
+        await until_answers(a)
+        await a.write_back([fence], LEASE_TTL, [])
+        assert await a.acquire_lease(campaign, OWNER, LEASE_TTL, at(2)) == fence
+        assert await b.acquire_lease(campaign, "instance-b", LEASE_TTL, at(2)) is None
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later_claim(
