@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 
 from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite.import_process import _COLUMNS, SqliteRows, _stage, core_free
+from dialerd.store.sqlite.import_process import (
+    _COLUMNS,
+    WORKER_NICE,
+    SqliteRows,
+    _stage,
+    parse_apart,
+)
 from dialerd.store.sqlite.rows import in_transaction, target_row
 
 OUTDIAL = "0b6e7b2c-0000-4000-8000-000000000000"
@@ -239,15 +245,28 @@ async def test_a_staged_row_is_stored_as_its_whole_row(store: SqliteStore) -> No
         connection.close()
 
 
-def test_a_parsing_process_only_when_a_core_is_idle(tmp_path: Path) -> None:
-    pressure = tmp_path / "cpu"
-    pressure.write_text(
-        "some avg10=2.50 avg60=1.00 avg300=0.50 total=1\nfull avg10=0.00 avg60=0.00 "
-        "avg300=0.00 total=0\n"
+def test_a_parsing_process_whenever_there_are_two_cores() -> None:
+    # Whatever the load as the import starts: the worker gives way to the daemon by
+    # its nice value instead (a 10-second load average chose one process for a whole
+    # import after a busy spell).
+    assert parse_apart(cores=2)
+    assert parse_apart(cores=8)
+    assert not parse_apart(cores=1)  # one core: one process parses and writes
+
+
+async def test_the_worker_gives_way_to_the_daemon(store: SqliteStore) -> None:
+    """Both of the worker's processes run ``WORKER_NICE`` nicer than the daemon."""
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
     )
-    assert core_free(pressure, cores=2)
-    assert not core_free(pressure, cores=1)  # one core: the daemon's
-    pressure.write_text("some avg10=82.40 avg60=77.83 avg300=80.50 total=1\n")
-    assert not core_free(pressure, cores=2)
-    # No CPU pressure file: the load average decides (always below 1,000 cores but one).
-    assert core_free(tmp_path / "absent", cores=1000)
+    worker, parser = _start_worker(store.path)
+    with worker:
+        try:
+            assert [_nice(worker.pid), _nice(parser)] == [os.nice(0) + WORKER_NICE] * 2
+        finally:
+            worker.kill()
+            worker.wait(timeout=60)
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
