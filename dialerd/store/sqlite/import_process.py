@@ -11,9 +11,8 @@ import's ``pending_batch`` row, as the in-process import stages them. With two c
 or more (``parse_apart``), it is two processes, so that parsing and writing each have
 a core: the worker forks a parsing process (``_parse``) that reads the body and sends
 the rows, and writes them itself (``_stage_rows``); with one core, one process does
-both. The worker's processes run niced (``WORKER_NICE``). Publishing stays the
-daemon's: only once the worker said it is done and the quotas allow it does the daemon
-delete the ``pending_batch`` row.
+both. Publishing stays the daemon's: only once the worker said it is done and the
+quotas allow it does the daemon delete the ``pending_batch`` row.
 
 Crash safety is the in-process import's: the worker never publishes, and each batch it
 writes checks, in its transaction, that the import's ``pending_batch`` row is still
@@ -82,9 +81,6 @@ _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
 # The pipe from the parsing process to the writing one (Linux: fcntl F_SETPIPE_SZ).
 _F_SETPIPE_SZ: Final = 1031
 _PIPE_BYTES: Final = 1024 * 1024
-# The worker's nice value (its parsing process inherits it): on a busy machine its
-# processes give way to the daemon's (the API's answers, the engine's ticks).
-WORKER_NICE: Final = 10
 
 
 class Rejected(Exception):
@@ -102,9 +98,9 @@ def parse_apart(cores: int | None = None) -> bool:
     machine has two cores or more. Not a guess from the load as the import starts (a
     10-second average of CPU pressure says what the seconds before were, and its
     choice held for the whole import); two processes stage faster than one even on
-    two busy cores (200k rows: 2.7-3.4 s against 3.2-3.7 s, last round). That the
-    daemon keeps its share comes from ``WORKER_NICE`` instead: on a busy machine the
-    worker's two processes give way to the daemon's threads (the API, the engine)."""
+    two busy cores (200k rows: 2.7-3.4 s against 3.2-3.7 s, last round). Not niced
+    either: where the daemon shares its CPU share (cgroup, session) with other work, a
+    niced worker gives way to all of it (measured: 2,700 rows/s on a loaded machine)."""
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))
@@ -346,11 +342,8 @@ def _die_with(parent: int) -> None:
 
 
 def _die_with_parent() -> None:
-    """The worker ends with the daemon (``_die_with``); Ctrl-C is the daemon's; it
-    gives way to the daemon for the CPU (``WORKER_NICE``)."""
+    """The worker ends with the daemon (``_die_with``); Ctrl-C is the daemon's."""
     _die_with(os.getppid())
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
     if os.getppid() == 1:
         os._exit(1)
     # Ctrl-C at a terminal reaches the whole process group: the daemon ends the worker.

@@ -25,7 +25,6 @@ from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
 from dialerd.store.sqlite import SqliteStore
 from dialerd.store.sqlite.import_process import (
     _COLUMNS,
-    WORKER_NICE,
     SqliteRows,
     _stage,
     parse_apart,
@@ -246,27 +245,8 @@ async def test_a_staged_row_is_stored_as_its_whole_row(store: SqliteStore) -> No
 
 
 def test_a_parsing_process_whenever_there_are_two_cores() -> None:
-    # Whatever the load as the import starts: the worker gives way to the daemon by
-    # its nice value instead (a 10-second load average chose one process for a whole
-    # import after a busy spell).
+    # Whatever the load as the import starts (a 10-second average of CPU pressure
+    # chose one process for a whole import after a busy spell).
     assert parse_apart(cores=2)
     assert parse_apart(cores=8)
     assert not parse_apart(cores=1)  # one core: one process parses and writes
-
-
-async def test_the_worker_gives_way_to_the_daemon(store: SqliteStore) -> None:
-    """Both of the worker's processes run ``WORKER_NICE`` nicer than the daemon."""
-    await store._write(
-        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
-    )
-    worker, parser = _start_worker(store.path)
-    with worker:
-        try:
-            assert [_nice(worker.pid), _nice(parser)] == [os.nice(0) + WORKER_NICE] * 2
-        finally:
-            worker.kill()
-            worker.wait(timeout=60)
-
-
-def _nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
