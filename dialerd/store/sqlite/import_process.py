@@ -59,8 +59,11 @@ from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite.rows import (
     INSERT_TARGET,
     PLACEMENT_COLUMNS,
+    ROW_OUTDIAL,
+    ROW_TOUCHED,
     TARGET_COLUMNS,
     in_transaction,
+    stage_places,
     target_row,
 )
 
@@ -239,8 +242,13 @@ _COLUMNS: Final = tuple(
 )
 
 
-def _stage(batch: str, rows: Sequence[Staged], connection: sqlite3.Connection) -> None:
-    if connection.execute("SELECT 1 FROM pending_batch WHERE id = ?", (batch,)).fetchone() is None:
+def _stage(
+    batch: str,
+    places: Sequence[tuple[str, str]],
+    rows: Sequence[Staged],
+    connection: sqlite3.Connection,
+) -> None:
+    if not stage_places(batch, places, connection):
         raise _Abandoned
     # In file order: one ``executemany`` per run of rows with the same statement.
     for insert, run in itertools.groupby(rows, key=itemgetter(0)):
@@ -282,6 +290,9 @@ class SqliteRows:
         self._templates: dict[str, tuple[list[Any], tuple[int, ...]]] = {}
         probe = target_row(self._probe([_PROBE_NUMBER]), batch)
         self._before, self._after = probe[_FIRST_DESTINATION].split(b'"' + _PROBE + b'"')
+        # Where every row of the import goes (``stage_places``): one outdial and one
+        # ``touched``, its creation time.
+        self.places = [(probe[ROW_OUTDIAL], probe[ROW_TOUCHED])]
 
     def _probe(self, numbers: Sequence[str | None]) -> OutdialTarget:
         destinations = [
@@ -410,12 +421,13 @@ def _received(source: BinaryIO) -> Iterator[list[Staged] | dict[str, Any]]:
 
 
 def _stage_rows(
-    batch: str,
+    stage: Callable[[Sequence[Staged], sqlite3.Connection], None],
     messages: Iterator[list[Staged] | dict[str, Any]],
     connection: sqlite3.Connection,
 ) -> int:
-    """Stages the rows of ``messages`` (``_parsed``'s), a transaction per
-    ``WORKER_BATCH`` rows, and answers the daemon; the exit status."""
+    """Stages the rows of ``messages`` (``_parsed``'s) with ``stage`` (``_stage`` of the
+    import), a transaction per ``WORKER_BATCH`` rows, and answers the daemon; the exit
+    status."""
     pending: list[Staged] = []
     staged = 0
     for message in messages:
@@ -423,26 +435,29 @@ def _stage_rows(
             break
         pending += message
         while len(pending) >= WORKER_BATCH:
-            staged = _stage_some(batch, pending, connection, staged)
+            staged = _stage_some(stage, pending, connection, staged)
     else:
         return 1  # no last message: the daemon is gone (nothing is published)
     if "rejected" in message:
         _answer(message)
         return 0
     while pending:
-        staged = _stage_some(batch, pending, connection, staged)
+        staged = _stage_some(stage, pending, connection, staged)
     _answer({"done": staged})
     return 0
 
 
 def _stage_some(
-    batch: str, pending: list[Staged], connection: sqlite3.Connection, staged: int
+    stage: Callable[[Sequence[Staged], sqlite3.Connection], None],
+    pending: list[Staged],
+    connection: sqlite3.Connection,
+    staged: int,
 ) -> int:
     """Stage the first ``WORKER_BATCH`` rows of ``pending`` (taken out of it) and say
     so; rows staged in all."""
     rows = pending[:WORKER_BATCH]
     del pending[:WORKER_BATCH]
-    in_transaction(partial(_stage, batch, rows), connection)
+    in_transaction(partial(stage, rows), connection)
     staged += len(rows)
     _answer({"staged": staged})
     return staged
@@ -456,7 +471,8 @@ def main(argv: Sequence[str]) -> int:
     from dialerd.api.targets_import import RowReader
     from dialerd.store.sqlite.connection import SqliteConnection
 
-    reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
+    maker = SqliteRows(outdial_id, now, batch)
+    reader = RowReader(outdial_id, now, maker, csv_file=kind == "csv")
     parser = 0
     source: BinaryIO | None = None
     if parsing == "fork":
@@ -485,7 +501,7 @@ def main(argv: Sequence[str]) -> int:
             _answer_error(error)
             return 1
         try:
-            return _stage_rows(batch, messages, connection)
+            return _stage_rows(partial(_stage, batch, maker.places), messages, connection)
         except _Abandoned:
             return 1
         except sqlite3.Error as error:
