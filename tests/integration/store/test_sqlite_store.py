@@ -441,3 +441,21 @@ async def test_a_schema_4_file_keeps_its_dialing_order_and_retry_waits(
     finally:
         await store.close()
     assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_rows_of_an_unpublished_import_keep_no_campaign_from_exhausting(
+    sqlite_store: SqliteStore, make: Factory
+) -> None:
+    """Staged rows wait in the ready index as they will be dialed: until published they
+    count for nothing, as before (a list with only them is exhausted)."""
+    dialing = await make.dialing(sqlite_store)
+    outdial = dialing.outdial.id
+    seen: list[bool] = []
+
+    async def rows() -> AsyncIterator[list[OutdialTarget]]:
+        yield [make.target(outdial) for _ in range(3)]
+        seen.append(await sqlite_store.outdial_exhausted(dialing.campaign.id, outdial))
+
+    await sqlite_store.import_targets(rows())
+    assert seen == [True]
+    assert not await sqlite_store.outdial_exhausted(dialing.campaign.id, outdial)
