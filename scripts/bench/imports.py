@@ -7,7 +7,9 @@ either), and meanwhile GETs ``/v1.0/campaigns`` every ``--interval`` seconds. Pr
 rows/s, the daemon's peak RSS (VmHWM) before and after the import, the peak RSS of its
 child processes (the import worker), the CPU seconds the daemon and its workers spent
 on the import (on a busy machine a steadier comparison than rows/s), and the worst and
-median GET latency during it.
+median GET latency during it; per round also how many import worker processes ran at
+once (2: a parsing process beside the writing one) and Linux's CPU pressure as the
+import started (how quiet the machine was).
 
 The anchor, measured in the same run: SQLite's own insert rate of the same target
 rows (built beforehand) into a store of the same schema, in transactions of 500 rows,
