@@ -84,6 +84,9 @@ _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
 # The pipe from the parsing process to the writing one (Linux: fcntl F_SETPIPE_SZ).
 _F_SETPIPE_SZ: Final = 1031
 _PIPE_BYTES: Final = 1024 * 1024
+# How long a worker that gave its last answer has to exit before it is killed (killed
+# at once, it would leave its parsing process to init, unwaited and uncounted).
+_EXIT_SECONDS: Final = 2.0
 
 
 class Rejected(Exception):
@@ -144,12 +147,17 @@ async def run_worker(
         env=env,
         stderr=None,
     )
+    answered = False
     try:
         assert process.stdin is not None
         assert process.stdout is not None
         answer = await _converse(process.stdin, process.stdout, chunks, counted)
+        answered = True
     finally:
         with anyio.CancelScope(shield=True):
+            if answered:  # it ends its parsing process, waits for it and exits
+                with anyio.move_on_after(_EXIT_SECONDS):
+                    await process.wait()
             if process.returncode is None:
                 process.kill()
             await process.wait()
