@@ -7,7 +7,9 @@ either), and meanwhile GETs ``/v1.0/campaigns`` every ``--interval`` seconds. Pr
 rows/s, the daemon's peak RSS (VmHWM) before and after the import, the peak RSS of its
 child processes (the import worker), the CPU seconds the daemon and its workers spent
 on the import (on a busy machine a steadier comparison than rows/s), and the worst and
-median GET latency during it.
+median GET latency during it; per round also how many import worker processes ran at
+once (2: a parsing process beside the writing one) and Linux's CPU pressure as the
+import started (how quiet the machine was).
 
 The anchor, measured in the same run: SQLite's own insert rate of the same target
 rows (built beforehand) into a store of the same schema, in transactions of 500 rows,
@@ -50,9 +52,9 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def children_peak_rss_mib(pid: int) -> float:
+def children_peak_rss_mib(pid: int) -> tuple[float, int]:
     """The largest peak RSS of the processes that descend from ``pid`` (0 if none):
-    the import worker and its parsing process."""
+    the import worker and its parsing process; and how many there are."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -60,6 +62,7 @@ def children_peak_rss_mib(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     peak = 0.0
+    count = 0
     for child, parent in parents.items():
         for _ in range(16):  # up the tree (bounded: pids are reused)
             if parent in (pid, 0, 1) or parent not in parents:
@@ -70,7 +73,17 @@ def children_peak_rss_mib(pid: int) -> float:
                 peak = max(peak, peak_rss_mib(child))
             except OSError:
                 continue
-    return peak
+            count += 1
+    return peak, count
+
+
+def cpu_pressure() -> str:
+    """Linux's CPU pressure now (``some avg10``, % of the last 10 s some task waited
+    for a CPU), or "?" without it: how quiet the machine was as an import started."""
+    try:
+        return Path("/proc/pressure/cpu").read_text().split()[1].removeprefix("avg10=") + " %"
+    except (OSError, IndexError):
+        return "?"
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -144,6 +157,8 @@ class Result:
         self.cpu = 0.0  # the daemon's CPU seconds (and its import workers') for the import
         self.latencies: list[float] = []
         self.worst_at = 0.0  # seconds into the import the worst GET started
+        self.processes = 0  # the most import worker processes seen at once
+        self.pressure = ""  # /proc/pressure/cpu "some avg10" as the import started
 
 
 def import_once(
@@ -196,9 +211,9 @@ def _import_once(
                             if not result.latencies or latency > max(result.latencies):
                                 result.worst_at = sent - started
                             result.latencies.append(latency)
-                            result.children_rss = max(
-                                result.children_rss, children_peak_rss_mib(pid)
-                            )
+                            rss, processes = children_peak_rss_mib(pid)
+                            result.children_rss = max(result.children_rss, rss)
+                            result.processes = max(result.processes, processes)
                             time.sleep(interval)
 
                 prober = threading.Thread(target=probe)
@@ -213,6 +228,7 @@ def _import_once(
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                     time.sleep(1)  # py-spy attaches
+                result.pressure = cpu_pressure()
                 started = time.perf_counter()
                 prober.start()
                 response = client.post(
@@ -274,7 +290,9 @@ def main() -> None:
                 f"{max(result.latencies) * 1000:.0f} ms (at {result.worst_at:.1f} s), median "
                 f"{statistics.median(result.latencies) * 1000:.1f} ms, "
                 f"{len(result.latencies)} GETs, peak RSS {result.rss_before:.0f} -> "
-                f"{result.rss_after:.0f} MiB, children {result.children_rss:.0f} MiB"
+                f"{result.rss_after:.0f} MiB, children {result.children_rss:.0f} MiB, "
+                f"{result.processes} worker process(es), CPU pressure at start "
+                f"{result.pressure}"
             )
     anchor = max(anchors)
     print(f"rows:                 {args.rows} (store: {args.store})")

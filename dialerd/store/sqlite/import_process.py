@@ -7,13 +7,12 @@ daemon streams the body to it (``run_worker``) and counts what it staged against
 quotas; the worker parses with the daemon's reader (``RowReader``: the same rules and
 errors as ``TargetReader``), makes the rows directly (``SqliteRows``: the ones
 ``target_row`` makes) and writes them into the same SQLite file, hidden behind the
-import's ``pending_batch`` row, as the in-process import stages them. When a core is
-idle as it starts (``core_free``), it is two processes, so that parsing and writing
-each have a core: the worker forks a parsing process (``_parse``) that reads the body
-and sends the rows, and writes them itself (``_stage_rows``); on a busy machine one
-process does both. Publishing stays the daemon's:
-only once the worker said it is done and the quotas allow it does the daemon delete
-the ``pending_batch`` row.
+import's ``pending_batch`` row, as the in-process import stages them. With two cores
+or more (``parse_apart``), it is two processes, so that parsing and writing each have
+a core: the worker forks a parsing process (``_parse``) that reads the body and sends
+the rows, and writes them itself (``_stage_rows``); with one core, one process does
+both. Publishing stays the daemon's: only once the worker said it is done and the
+quotas allow it does the daemon delete the ``pending_batch`` row.
 
 Crash safety is the in-process import's: the worker never publishes, and each batch it
 writes checks, in its transaction, that the import's ``pending_batch`` row is still
@@ -60,8 +59,11 @@ from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite.rows import (
     INSERT_TARGET,
     PLACEMENT_COLUMNS,
+    ROW_OUTDIAL,
+    ROW_TOUCHED,
     TARGET_COLUMNS,
     in_transaction,
+    stage_places,
     target_row,
 )
 
@@ -82,8 +84,9 @@ _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
 # The pipe from the parsing process to the writing one (Linux: fcntl F_SETPIPE_SZ).
 _F_SETPIPE_SZ: Final = 1031
 _PIPE_BYTES: Final = 1024 * 1024
-# CPU pressure (% of the time some task waits for a CPU) from which a core is not free.
-_BUSY_PERCENT: Final = 10.0
+# How long a worker that gave its last answer has to exit before it is killed (killed
+# at once, it would leave its parsing process to init, unwaited and uncounted).
+_EXIT_SECONDS: Final = 2.0
 
 
 class Rejected(Exception):
@@ -96,28 +99,20 @@ class Rejected(Exception):
 
 
 # -- the daemon's side ----------------------------------------------------------------------
-def core_free(pressure: Path = Path("/proc/pressure/cpu"), cores: int | None = None) -> bool:
-    """Whether a CPU core is idle now, so that the worker's parsing process would have
-    one (``main``): Linux's CPU pressure (tasks waiting for a CPU less than a tenth of
-    the last 10 s), else a load average below the cores but one. On a busy machine the
-    second process mostly takes CPU from the daemon's, and so from the API's answers
-    (Linux's autogroup shares the CPU between sessions, not processes), for about 15 %
-    more CPU than one process (the rows pickled and read back). Measured on 2 busy
-    cores, the worker alone, 200k rows: two processes 2.7-3.4 s, one 3.2-3.7 s, main
-    before this 3.7-4.0 s."""
-    cores = cores or os.cpu_count() or 1
-    if cores < 2:
-        return False
-    try:
-        with pressure.open() as lines:
-            some = lines.readline().split()
-        return float(some[1].removeprefix("avg10=")) < _BUSY_PERCENT
-    except (OSError, IndexError, ValueError):
-        pass
-    try:
-        return os.getloadavg()[0] < cores - 1
-    except OSError:
-        return False
+def parse_apart(cores: int | None = None) -> bool:
+    """Whether the worker parses in a process of its own (``main``): whenever the
+    machine has two cores or more. Not a guess from the load as the import starts (a
+    10-second average of CPU pressure says what the seconds before were, and its
+    choice held for the whole import); two processes stage faster than one even on
+    two busy cores (200k rows: 2.7-3.4 s against 3.2-3.7 s, last round). Not niced
+    either: where the daemon shares its CPU share (cgroup, session) with other work, a
+    niced worker gives way to all of it (measured: 2,700 rows/s on a loaded machine)."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    return cores >= 2
 
 
 async def run_worker(
@@ -147,17 +142,22 @@ async def run_worker(
             outdial_id,
             now,
             "csv" if csv_file else "ndjson",
-            "fork" if core_free() else "inline",
+            "fork" if parse_apart() else "inline",
         ],
         env=env,
         stderr=None,
     )
+    answered = False
     try:
         assert process.stdin is not None
         assert process.stdout is not None
         answer = await _converse(process.stdin, process.stdout, chunks, counted)
+        answered = True
     finally:
         with anyio.CancelScope(shield=True):
+            if answered:  # it ends its parsing process, waits for it and exits
+                with anyio.move_on_after(_EXIT_SECONDS):
+                    await process.wait()
             if process.returncode is None:
                 process.kill()
             await process.wait()
@@ -250,8 +250,13 @@ _COLUMNS: Final = tuple(
 )
 
 
-def _stage(batch: str, rows: Sequence[Staged], connection: sqlite3.Connection) -> None:
-    if connection.execute("SELECT 1 FROM pending_batch WHERE id = ?", (batch,)).fetchone() is None:
+def _stage(
+    batch: str,
+    places: Sequence[tuple[str, str]],
+    rows: Sequence[Staged],
+    connection: sqlite3.Connection,
+) -> None:
+    if not stage_places(batch, places, connection):
         raise _Abandoned
     # In file order: one ``executemany`` per run of rows with the same statement.
     for insert, run in itertools.groupby(rows, key=itemgetter(0)):
@@ -293,6 +298,9 @@ class SqliteRows:
         self._templates: dict[str, tuple[list[Any], tuple[int, ...]]] = {}
         probe = target_row(self._probe([_PROBE_NUMBER]), batch)
         self._before, self._after = probe[_FIRST_DESTINATION].split(b'"' + _PROBE + b'"')
+        # Where every row of the import goes (``stage_places``): one outdial and one
+        # ``touched``, its creation time.
+        self.places = [(probe[ROW_OUTDIAL], probe[ROW_TOUCHED])]
 
     def _probe(self, numbers: Sequence[str | None]) -> OutdialTarget:
         destinations = [
@@ -421,12 +429,13 @@ def _received(source: BinaryIO) -> Iterator[list[Staged] | dict[str, Any]]:
 
 
 def _stage_rows(
-    batch: str,
+    stage: Callable[[Sequence[Staged], sqlite3.Connection], None],
     messages: Iterator[list[Staged] | dict[str, Any]],
     connection: sqlite3.Connection,
 ) -> int:
-    """Stages the rows of ``messages`` (``_parsed``'s), a transaction per
-    ``WORKER_BATCH`` rows, and answers the daemon; the exit status."""
+    """Stages the rows of ``messages`` (``_parsed``'s) with ``stage`` (``_stage`` of the
+    import), a transaction per ``WORKER_BATCH`` rows, and answers the daemon; the exit
+    status."""
     pending: list[Staged] = []
     staged = 0
     for message in messages:
@@ -434,26 +443,29 @@ def _stage_rows(
             break
         pending += message
         while len(pending) >= WORKER_BATCH:
-            staged = _stage_some(batch, pending, connection, staged)
+            staged = _stage_some(stage, pending, connection, staged)
     else:
         return 1  # no last message: the daemon is gone (nothing is published)
     if "rejected" in message:
         _answer(message)
         return 0
     while pending:
-        staged = _stage_some(batch, pending, connection, staged)
+        staged = _stage_some(stage, pending, connection, staged)
     _answer({"done": staged})
     return 0
 
 
 def _stage_some(
-    batch: str, pending: list[Staged], connection: sqlite3.Connection, staged: int
+    stage: Callable[[Sequence[Staged], sqlite3.Connection], None],
+    pending: list[Staged],
+    connection: sqlite3.Connection,
+    staged: int,
 ) -> int:
     """Stage the first ``WORKER_BATCH`` rows of ``pending`` (taken out of it) and say
     so; rows staged in all."""
     rows = pending[:WORKER_BATCH]
     del pending[:WORKER_BATCH]
-    in_transaction(partial(_stage, batch, rows), connection)
+    in_transaction(partial(stage, rows), connection)
     staged += len(rows)
     _answer({"staged": staged})
     return staged
@@ -461,13 +473,14 @@ def _stage_some(
 
 def main(argv: Sequence[str]) -> int:
     _die_with_parent()
-    # ``parsing``: "fork" (a parsing process of its own) or "inline" (``core_free``).
+    # ``parsing``: "fork" (a parsing process of its own) or "inline" (``parse_apart``).
     path, batch, outdial_id, now, kind, parsing = argv
     # Imported here: the daemon's side needs none of the parsing.
     from dialerd.api.targets_import import RowReader
     from dialerd.store.sqlite.connection import SqliteConnection
 
-    reader = RowReader(outdial_id, now, SqliteRows(outdial_id, now, batch), csv_file=kind == "csv")
+    maker = SqliteRows(outdial_id, now, batch)
+    reader = RowReader(outdial_id, now, maker, csv_file=kind == "csv")
     parser = 0
     source: BinaryIO | None = None
     if parsing == "fork":
@@ -496,7 +509,7 @@ def main(argv: Sequence[str]) -> int:
             _answer_error(error)
             return 1
         try:
-            return _stage_rows(batch, messages, connection)
+            return _stage_rows(partial(_stage, batch, maker.places), messages, connection)
         except _Abandoned:
             return 1
         except sqlite3.Error as error:

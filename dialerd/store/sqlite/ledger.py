@@ -53,9 +53,7 @@ from dialerd.store.sqlite.connection import SqliteConnection
 from dialerd.store.sqlite.outbox import INSERT_EVENT, outbox_row
 from dialerd.store.sqlite.rows import (
     ANY_ACTIVE,
-    ANY_BEING_PUBLISHED,
     ANY_PROGRESSING,
-    ANY_READY,
     ANY_WAITING,
     CAMPAIGNCALLS,
     CLAIM_TARGET,
@@ -66,15 +64,16 @@ from dialerd.store.sqlite.rows import (
     PROMOTE,
     PRUNE_CHUNK,
     PRUNE_LOCKS,
-    READY_HEAD,
     TARGET_COLUMNS,
     VISIBLE,
+    any_ready,
     check_fence,
     hold_of,
     micros_of,
     number_states,
     placed_target,
     placement_params,
+    ready_head,
     select_target,
     store_campaigncall,
     wall_clock,
@@ -133,8 +132,7 @@ class SqliteLedger(SqliteConnection):
         while len(claims) < len(plans):
             wanted = len(plans) - len(claims)
             heads = [
-                placed_target(row)
-                for row in connection.execute(READY_HEAD, (campaign.outdial_id, wanted))
+                placed_target(row) for row in ready_head(connection, campaign.outdial_id, wanted)
             ]
             numbers = dialed.numbers_of(
                 (address for target, _, _ in heads for address in target.destinations), region
@@ -466,10 +464,8 @@ class SqliteLedger(SqliteConnection):
                 return connection.execute(query, (key,)).fetchone() is not None
 
             return targets.exhausted(
-                dialable=exists(ANY_READY, outdial_id) or exists(ANY_WAITING, outdial_id),
-                # Rows of a published import still being made dialable count as dialable.
-                progressing=exists(ANY_PROGRESSING, outdial_id)
-                or exists(ANY_BEING_PUBLISHED, outdial_id),
+                dialable=any_ready(connection, outdial_id) or exists(ANY_WAITING, outdial_id),
+                progressing=exists(ANY_PROGRESSING, outdial_id),
                 active=exists(ANY_ACTIVE, campaign_id),
             )
 

@@ -4,7 +4,7 @@ targets and their placements, pages, fences, imports, do-not-call numbers."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -62,9 +62,10 @@ TARGET_COLUMNS: Final = (
     "try_count_0, try_count_1, try_count_2, try_count_3, try_count_4, "
     "tm_create, tm_update, tm_delete, skipped"
 )
-# A target is hidden while the import that wrote it is not published yet.
+# A target is hidden while the import that wrote it is not published yet. An imported
+# row keeps its batch: once the batch's ``pending_batch`` row is gone, it is visible.
 VISIBLE: Final = "(batch IS NULL OR batch NOT IN (SELECT id FROM pending_batch))"
-# Rows of a published import made dialable per transaction: each is short.
+# Rows of a failed import removed per transaction: each is short.
 PUBLISH_CHUNK: Final = 1000
 PLACEMENT_COLUMNS: Final = "pick, touched, due, until, slot, held"
 INSERT_TARGET: Final = (
@@ -93,16 +94,11 @@ LOCK_NUMBER: Final = (
     "ON CONFLICT (customer_id, number) DO UPDATE SET "
     "locked_until = max(locked_until, excluded.locked_until)"
 )
-ANY_READY: Final = f"SELECT 1 FROM target WHERE outdial_id = ? AND pick = {Queue.READY} LIMIT 1"
 ANY_WAITING: Final = f"SELECT 1 FROM target WHERE outdial_id = ? AND pick = {Queue.WAITING} LIMIT 1"
 # Without statistics the planner would pick the listing index and scan.
 ANY_PROGRESSING: Final = (
     "SELECT 1 FROM target INDEXED BY target_progressing WHERE outdial_id = ? "
     "AND status = 'progressing' AND tm_delete IS NULL LIMIT 1"
-)
-ANY_BEING_PUBLISHED: Final = (
-    "SELECT 1 FROM target INDEXED BY target_batch WHERE batch IS NOT NULL "
-    "AND outdial_id = ? AND batch NOT IN (SELECT id FROM pending_batch) LIMIT 1"
 )
 ANY_ACTIVE: Final = "SELECT 1 FROM campaigncall WHERE campaign_id = ? AND status != 'done' LIMIT 1"
 # A claimed target by the slot dialed: its try count, and the slots it stepped over.
@@ -124,10 +120,10 @@ PRUNE_LOCKS: Final = (
 )
 
 
-def _placement_values(placement: Placement, *, pending: bool = False) -> tuple[Any, ...]:
-    """The placement columns; a row of an unpublished import keeps its queue negated."""
+def _placement_values(placement: Placement) -> tuple[Any, ...]:
+    """The placement columns."""
     return (
-        -placement.queue if pending else int(placement.queue),
+        int(placement.queue),
         format_time(placement.touched),
         format_time(placement.due),
         None if placement.until is None else format_time(placement.until),
@@ -150,7 +146,8 @@ def _placement_from_row(row: Sequence[Any]) -> Placement:
 
 
 def target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, ...]:
-    """A target's row as the core places it; ``batch``: a staged import's, hidden."""
+    """A target's row as the core places it; ``batch``: a staged import's, hidden until
+    it is published (``VISIBLE``; claims step over it: ``ready_head``)."""
     destinations = target.destinations
     return (
         target.id,
@@ -165,7 +162,7 @@ def target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, ..
         target.tm_update,
         target.tm_delete,
         _skipped_text(target.skipped_destinations),
-        *_new_placement(target, pending=batch is not None),
+        *_new_placement(target),
         batch,
     )
 
@@ -176,20 +173,19 @@ _PLACED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 _PLACED_MEMORY: Final = 256
 
 
-def _new_placement(target: OutdialTarget, *, pending: bool) -> tuple[Any, ...]:
+def _new_placement(target: OutdialTarget) -> tuple[Any, ...]:
     key = (
         target.tm_create,
         target.status,
         target.tm_delete,
         target.try_counts,
         tuple(has_destination(address) for address in target.destinations),
-        pending,
     )
     values = _PLACED.get(key)
     if values is None:
         if len(_PLACED) >= _PLACED_MEMORY:
             _PLACED.clear()
-        values = _PLACED[key] = _placement_values(place_new(target), pending=pending)
+        values = _PLACED[key] = _placement_values(place_new(target))
     return values
 
 
@@ -372,33 +368,131 @@ def check_fence(
         raise LeaseLost(f"campaign {campaign_id}: the lease of {fence.owner} is no longer held")
 
 
-def settle_chunk(batch: str, publish: bool, connection: sqlite3.Connection) -> bool:
-    """One chunk of ``_settle_batch``; False when the batch has no row left."""
-    chunk = "SELECT seq FROM target WHERE batch = ? LIMIT ?"
-    if publish:
-        cursor = connection.execute(
-            f"UPDATE target SET pick = -pick, batch = NULL WHERE seq IN ({chunk})",
-            (batch, PUBLISH_CHUNK),
-        )
-    else:
-        cursor = connection.execute(
-            f"DELETE FROM target WHERE seq IN ({chunk})", (batch, PUBLISH_CHUNK)
-        )
-    return cursor.rowcount > 0
+# Where an unpublished import's rows are in the ready index, (touched, first seq): the
+# imports pending on an outdial, for ``ready_head`` to step over.
+_PENDING_PLACES: Final = (
+    "SELECT place.touched, min(batch.first_seq) FROM pending_place AS place "
+    "JOIN pending_batch AS batch ON batch.id = place.batch "
+    "WHERE place.outdial_id = ? GROUP BY place.touched ORDER BY place.touched"
+)
+_READY: Final = (
+    f"SELECT {TARGET_COLUMNS}, {PLACEMENT_COLUMNS}, seq FROM target "
+    f"WHERE outdial_id = ? AND pick = {Queue.READY}"
+)
+# The stretches of the ready index around the pending rows: each an exact index range
+# (a row value bound, ``(touched, seq) < (?, ?)``, is searched as ``touched <= ?`` and
+# would read through the pending rows).
+_READY_BELOW: Final = f"{_READY} AND touched < ? ORDER BY touched, seq LIMIT ?"
+_READY_BETWEEN: Final = f"{_READY} AND touched > ? AND touched < ? ORDER BY touched, seq LIMIT ?"
+_READY_AT_BEFORE: Final = f"{_READY} AND touched = ? AND seq < ? ORDER BY seq LIMIT ?"
+_READY_ABOVE: Final = f"{_READY} AND touched > ? ORDER BY touched, seq LIMIT ?"
+
+
+def ready_head(connection: sqlite3.Connection, outdial_id: str, wanted: int) -> list[Any]:
+    """The first ``wanted`` ready targets of the outdial (``READY_HEAD``'s rows), without
+    the rows of an import not published yet.
+
+    Those are written with their queue and wait in the ready index, so that publishing
+    is one delete (no pass over the rows after it). Every row of an import has one
+    ``touched`` (its creation time) and a ``seq`` from its batch's ``first_seq`` on:
+    so they lie in the index between (touched, first_seq) and the next ``touched``,
+    and the head is read around those stretches (an index range each), never through
+    them. A target created in the same microsecond as an import it is not part of,
+    after that import began, is in such a stretch too: it waits for the import to be
+    published or dropped."""
+    places = connection.execute(_PENDING_PLACES, (outdial_id,)).fetchall()
+    if not places:
+        return connection.execute(READY_HEAD, (outdial_id, wanted)).fetchall()
+    rows: list[Any] = []
+    above: str | None = None  # the touched of the last stretch stepped over
+    for touched, first in places:
+        ranges: list[tuple[str, tuple[Any, ...]]]
+        if above is None:
+            ranges = [(_READY_BELOW, (touched,))]
+        else:
+            ranges = [(_READY_BETWEEN, (above, touched))]
+        ranges.append((_READY_AT_BEFORE, (touched, first)))
+        for query, bounds in ranges:
+            rows += connection.execute(query, (outdial_id, *bounds, wanted - len(rows)))
+            if len(rows) >= wanted:
+                return rows
+        above = touched
+    rows += connection.execute(_READY_ABOVE, (outdial_id, above, wanted - len(rows)))
+    return rows
+
+
+def any_ready(connection: sqlite3.Connection, outdial_id: str) -> bool:
+    """Whether the outdial has a ready target (one of a published import or none)."""
+    return bool(ready_head(connection, outdial_id, 1))
+
+
+def stage_places(
+    batch: str, places: Iterable[tuple[str, str]], connection: sqlite3.Connection
+) -> bool:
+    """In a staging transaction of ``batch``, before its rows are inserted: record where
+    they go (``places``: their outdials and ``touched``; and, the first time, the seq
+    from which they are, for ``ready_head`` and ``discard_chunk``). False when the
+    batch is not pending (any more): its rows must not be written."""
+    marked = connection.execute(
+        "UPDATE pending_batch SET first_seq = coalesce(first_seq, "
+        "(SELECT coalesce(max(seq), 0) + 1 FROM target)) WHERE id = ?",
+        (batch,),
+    )
+    if marked.rowcount == 0:
+        return False
+    connection.executemany(
+        "INSERT OR IGNORE INTO pending_place (outdial_id, touched, batch) VALUES (?, ?, ?)",
+        [(outdial_id, touched, batch) for outdial_id, touched in places],
+    )
+    return True
+
+
+# The columns of ``target_row`` where its outdial and ``touched`` are (``stage_places``).
+_ROW_COLUMNS: Final = [name.strip() for name in f"{TARGET_COLUMNS}, {PLACEMENT_COLUMNS}".split(",")]
+ROW_OUTDIAL: Final = _ROW_COLUMNS.index("outdial_id")
+ROW_TOUCHED: Final = _ROW_COLUMNS.index("touched")
+
+
+def publish_batch(batch: str, connection: sqlite3.Connection) -> None:
+    """All of ``batch``'s rows visible and dialable at once."""
+    connection.execute("DELETE FROM pending_batch WHERE id = ?", (batch,))
+    connection.execute("DELETE FROM pending_place WHERE batch = ?", (batch,))
+
+
+def discard_chunk(batch: str, connection: sqlite3.Connection) -> bool:
+    """Remove the first ``PUBLISH_CHUNK`` rows of an unpublished ``batch`` (they are all
+    from its ``first_seq`` on, which then moves past them); False when none is left."""
+    found = connection.execute("SELECT first_seq FROM pending_batch WHERE id = ?", (batch,))
+    first = found.fetchone()
+    if first is None or first[0] is None:
+        return False
+    seqs = connection.execute(
+        "SELECT seq FROM target WHERE seq >= ? AND batch = ? ORDER BY seq LIMIT ?",
+        (first[0], batch, PUBLISH_CHUNK),
+    ).fetchall()
+    if not seqs:
+        return False
+    low, high = seqs[0][0], seqs[-1][0]
+    connection.execute(
+        "DELETE FROM target WHERE seq >= ? AND seq <= ? AND batch = ?", (low, high, batch)
+    )
+    connection.execute("UPDATE pending_batch SET first_seq = ? WHERE id = ?", (high + 1, batch))
+    return True
+
+
+def forget_batch(batch: str, connection: sqlite3.Connection) -> None:
+    """The end of a dropped import, once ``discard_chunk`` removed all its rows."""
+    publish_batch(batch, connection)
 
 
 def recover_imports(connection: sqlite3.Connection) -> None:
-    """At open: rows of an import that was never published (the process died) go;
-    rows of a published one that were not made dialable yet are."""
-    pending = {row[0] for row in connection.execute("SELECT id FROM pending_batch")}
-    left = [
-        row[0]
-        for row in connection.execute("SELECT DISTINCT batch FROM target WHERE batch IS NOT NULL")
-    ]
-    for batch in left:
-        while settle_chunk(batch, batch not in pending, connection):
+    """At open: rows of an import that was never published (the process died) go (a
+    published import needs nothing more)."""
+    for (batch,) in connection.execute("SELECT id FROM pending_batch").fetchall():
+        while discard_chunk(batch, connection):
             pass
     connection.execute("DELETE FROM pending_batch")
+    connection.execute("DELETE FROM pending_place")
 
 
 def in_transaction(work: Callable[[sqlite3.Connection], R], connection: sqlite3.Connection) -> R:

@@ -10,9 +10,10 @@ because the claim of the next target reads and writes them on every attempt:
 - ``seq`` is the creation order (a bulk insert keeps its list order);
 - ``pick``, ``touched``, ``due``, ``until``, ``slot`` and ``held`` are the
   ``dialerd.core.targets.Placement`` the core decided: ``pick`` is its queue (1 ready,
-  3 waiting, 0 neither; negated while the row's import is not published), and the two
-  partial indexes on ``pick`` hold only the targets that may be dialed: the ready ones
-  in the order they are dialed, the waiting ones by when they become ready.
+  3 waiting, 0 neither), and the two partial indexes on ``pick`` hold only the targets
+  that may be dialed: the ready ones in the order they are dialed, the waiting ones by
+  when they become ready (with, from schema 11, the rows of imports not published yet,
+  which claims step over: ``rows.ready_head``).
 
 A step is a sequence of SQL statements or of functions given the connection (for data
 that SQL alone cannot convert); all of a step runs in one transaction.
@@ -291,6 +292,26 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
             customer_id TEXT PRIMARY KEY,
             body BLOB NOT NULL
         ) WITHOUT ROWID""",
+    ),
+    # 11: an import's rows are written as they will be dialed (their queue not negated)
+    # and keep their batch, so that publishing is one delete, with no pass over the rows
+    # after it (behaviour.md §10). Claims step over a pending batch's rows by where they
+    # lie in the ready index: ``pending_place`` (their outdial and ``touched``) and
+    # ``first_seq`` (their rows are from it on; NULL while none is staged). A dropped
+    # batch's rows are found from ``first_seq`` on: the index on ``batch`` goes.
+    (
+        "ALTER TABLE pending_batch ADD COLUMN first_seq INTEGER",
+        "UPDATE pending_batch SET first_seq = 0",
+        """CREATE TABLE pending_place (
+            outdial_id TEXT NOT NULL,
+            touched TEXT NOT NULL,
+            batch TEXT NOT NULL,
+            PRIMARY KEY (outdial_id, touched, batch)
+        ) WITHOUT ROWID""",
+        # Rows of a published import not yet made dialable by the pass schema 10 ran.
+        "UPDATE target SET pick = -pick, batch = NULL "
+        "WHERE batch IS NOT NULL AND batch NOT IN (SELECT id FROM pending_batch)",
+        "DROP INDEX target_batch",
     ),
 )
 

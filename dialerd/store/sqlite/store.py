@@ -45,6 +45,7 @@ from dialerd.store.base import (
     Conflict,
     Fence,
     InUse,
+    StoreError,
 )
 from dialerd.store.documents import (
     ACTIVE,
@@ -72,13 +73,18 @@ from dialerd.store.sqlite.rows import (
     OUTDIALS,
     OUTPLANS,
     PLACEMENT_COLUMNS,
+    ROW_OUTDIAL,
+    ROW_TOUCHED,
     TARGET_COLUMNS,
     VISIBLE,
     check_fence,
+    discard_chunk,
     documents_of,
+    forget_batch,
     next_token,
+    publish_batch,
     select_target,
-    settle_chunk,
+    stage_places,
     target_from_row,
     target_row,
     token_filter,
@@ -258,8 +264,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
     async def import_targets(self, batches: AsyncIterable[Sequence[OutdialTarget]]) -> int:
         """Write each batch straight into ``target``, hidden behind a pending batch row
         (one short transaction per batch, so other work runs between them); publish
-        by deleting that row (all rows appear at once); then make the rows dialable a
-        chunk at a time. A failed import removes its rows the same way."""
+        by deleting that row: all rows appear at once, dialable (``rows.ready_head``
+        stepped over them until then). A failed import removes its rows a chunk at a
+        time."""
         batch = uuid.uuid4().hex
         await self._write(
             lambda connection: connection.execute(
@@ -270,6 +277,9 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
         def stage(targets: Sequence[OutdialTarget], connection: sqlite3.Connection) -> None:
             # The rows are made here, on the store's thread: not on the event loop.
             rows = [target_row(target, batch) for target in targets]
+            places = {(row[ROW_OUTDIAL], row[ROW_TOUCHED]) for row in rows}
+            if not stage_places(batch, places, connection):
+                raise StoreError("the import was dropped (the store was opened again)")
             try:
                 connection.executemany(INSERT_TARGET, rows)
             except sqlite3.IntegrityError as error:
@@ -280,9 +290,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
         return await self._staged_import(
             batches,
             lambda targets: partial(stage, targets),
-            lambda connection: connection.execute(
-                "DELETE FROM pending_batch WHERE id = ?", (batch,)
-            ),
+            partial(publish_batch, batch),
             partial(self._settle_batch, batch),
         )
 
@@ -297,7 +305,7 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
     ) -> int:
         """As ``import_targets``, for a whole file (CSV with a header row, or NDJSON):
         parsed and staged by an import worker process (``import_process``), published
-        and settled here the same way. ``counted(rows so far)`` after each staged
+        here the same way. ``counted(rows so far)`` after each staged
         batch may raise to refuse the import; ``import_process.Rejected`` for bad rows."""
         batch = uuid.uuid4().hex
         await self._write(
@@ -318,25 +326,21 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
         await self._staged_import(
             worker(),
             lambda targets: lambda connection: None,
-            lambda connection: connection.execute(
-                "DELETE FROM pending_batch WHERE id = ?", (batch,)
-            ),
+            partial(publish_batch, batch),
             partial(self._settle_batch, batch),
         )
         return staged
 
     @staticmethod
     async def _settle_batch(batch: str, write: Writer, *, publish: bool) -> None:
-        """Make a published batch's rows dialable, or remove an abandoned batch's rows,
-        a chunk per transaction (``write``: the import's connection); then forget the
-        batch."""
-        while await write(partial(settle_chunk, batch, publish)):
+        """Nothing after a published batch (its rows were written dialable); remove an
+        abandoned batch's rows, a chunk per transaction (``write``: the import's
+        connection), then forget the batch."""
+        if publish:
+            return
+        while await write(partial(discard_chunk, batch)):
             pass
-        await write(
-            lambda connection: connection.execute(
-                "DELETE FROM pending_batch WHERE id = ?", (batch,)
-            )
-        )
+        await write(partial(forget_batch, batch))
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
         return await self._read(partial(select_target, outdial_id, target_id))

@@ -23,8 +23,14 @@ from hypothesis import strategies as st
 
 from dialerd.api.targets_import import ImportRejected, RowReader, TargetReader
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite.import_process import _COLUMNS, SqliteRows, _stage, core_free
+from dialerd.store.sqlite.import_process import (
+    _COLUMNS,
+    SqliteRows,
+    _stage,
+    parse_apart,
+)
 from dialerd.store.sqlite.rows import in_transaction, target_row
+from tests.integration.conftest import Factory
 
 OUTDIAL = "0b6e7b2c-0000-4000-8000-000000000000"
 NOW = "2026-03-02 09:15:30.123456"
@@ -172,6 +178,14 @@ def _start_worker(path: Path) -> tuple[subprocess.Popen[bytes], int]:
     return worker, int(children[0])
 
 
+def _worker_of(path: Path, outdial: str, now: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dialerd.store.sqlite.import_worker", str(path), BATCH,
+         outdial, now, "csv", "fork"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def _ends_within(pid: int, seconds: float) -> bool:
     """Whether process ``pid`` (not a child of this one) ends within ``seconds``."""
     try:
@@ -232,22 +246,50 @@ async def test_a_staged_row_is_stored_as_its_whole_row(store: SqliteStore) -> No
     assert len(staged) == 4
     connection = sqlite3.connect(store.path, isolation_level=None)
     try:
-        in_transaction(partial(_stage, BATCH, staged), connection)  # type: ignore[arg-type]
+        in_transaction(partial(_stage, BATCH, maker.places, staged), connection)  # type: ignore[arg-type]
         stored = connection.execute(f"SELECT {', '.join(_COLUMNS)} FROM target ORDER BY seq")
         assert stored.fetchall() == [maker.row_of(row) for row in staged]  # type: ignore[arg-type]
     finally:
         connection.close()
 
 
-def test_a_parsing_process_only_when_a_core_is_idle(tmp_path: Path) -> None:
-    pressure = tmp_path / "cpu"
-    pressure.write_text(
-        "some avg10=2.50 avg60=1.00 avg300=0.50 total=1\nfull avg10=0.00 avg60=0.00 "
-        "avg300=0.00 total=0\n"
+def test_a_parsing_process_whenever_there_are_two_cores() -> None:
+    # Whatever the load as the import starts (a 10-second average of CPU pressure
+    # chose one process for a whole import after a busy spell).
+    assert parse_apart(cores=2)
+    assert parse_apart(cores=8)
+    assert not parse_apart(cores=1)  # one core: one process parses and writes
+
+
+async def test_a_claim_never_hands_out_a_row_of_an_unfinished_import(
+    store: SqliteStore, make: Factory
+) -> None:
+    """Rows a worker staged wait in the ready index as they will be dialed (no pass
+    over them after publishing): claims step over them to the targets on both sides,
+    and a worker killed mid-import leaves none of them to the next start."""
+    dialing = await make.dialing(store)
+    outdial = dialing.outdial.id
+    early = make.target(outdial, tm_create=make.stamp(1), name="before the import")
+    late = make.target(outdial, tm_create=make.stamp(9), name="after it")
+    await store.create_targets([early, late])
+    await store._write(
+        lambda connection: connection.execute("INSERT INTO pending_batch (id) VALUES (?)", (BATCH,))
     )
-    assert core_free(pressure, cores=2)
-    assert not core_free(pressure, cores=1)  # one core: the daemon's
-    pressure.write_text("some avg10=82.40 avg60=77.83 avg300=80.50 total=1\n")
-    assert not core_free(pressure, cores=2)
-    # No CPU pressure file: the load average decides (always below 1,000 cores but one).
-    assert core_free(tmp_path / "absent", cores=1000)
+    worker = _worker_of(store.path, outdial, make.stamp(5))
+    with worker:
+        assert worker.stdin is not None
+        assert worker.stdout is not None
+        worker.stdin.write(_frames(CONTENT, end=False))  # 5,000 rows, no end
+        worker.stdin.flush()
+        while json.loads(worker.stdout.readline())["staged"] < 4000:
+            pass
+        assert _staged(store.path) >= 4002
+        claimed = [await store.start_attempt(dialing.plan(make.at(10))) for _ in range(3)]
+        assert [c.outdial_target_id if c else None for c in claimed] == [early.id, late.id, None]
+        assert [t.id for t in (await store.list_targets(outdial)).result] == [late.id, early.id]
+        worker.kill()  # as when the daemon is killed
+        worker.wait(timeout=60)
+    await store.close()
+    await store.open()  # the next start drops what the worker staged
+    assert _staged(store.path) == 2
+    assert await store.start_attempt(dialing.plan(make.at(11))) is None

@@ -270,9 +270,59 @@ async def test_a_failed_shared_commit_fails_every_write_of_it(
     assert (await sqlite_store.list_targets(dialing.outdial.id)).result == []
 
 
-async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_after_restart(
+async def test_an_import_cut_by_a_stop_is_gone_after_restart_and_a_published_one_stays(
     tmp_path: Path, make: Factory
 ) -> None:
+    """A stop (the import cancelled) leaves what was staged hidden, for the next start to
+    drop; rows of a published import are dialable as written, with nothing to finish."""
+    path = tmp_path / "dialerd.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    dialing = await make.dialing(store)
+    outdial = dialing.outdial.id
+    published = [make.target(outdial) for _ in range(2)]
+    cut = [make.target(outdial) for _ in range(3)]
+    staged = anyio.Event()
+
+    async def rows(
+        targets: list[OutdialTarget], *, hang: bool
+    ) -> AsyncIterator[list[OutdialTarget]]:
+        yield targets
+        if hang:
+            staged.set()
+            await anyio.sleep_forever()
+
+    await store.import_targets(rows(published, hang=False))
+    async with anyio.create_task_group() as group:
+        group.start_soon(store.import_targets, rows(cut, hang=True))
+        await staged.wait()
+        await anyio.wait_all_tasks_blocked()
+        group.cancel_scope.cancel()  # as the daemon's stop cancels an import
+    assert {t.id for t in (await store.list_targets(outdial)).result} == {t.id for t in published}
+    await store.close()
+    assert _count(path, "SELECT count(*) FROM target") == 5  # left for the next start
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        listed = {t.id for t in (await store.list_targets(outdial)).result}
+        assert listed == {t.id for t in published}
+        claimed = {(await store.start_attempt(dialing.plan(make.at(n)))) for n in range(1, 4)}
+        assert {c.outdial_target_id for c in claimed if c is not None} == listed
+        assert None in claimed
+    finally:
+        await store.close()
+    assert _count(path, "SELECT count(*) FROM target") == 2
+    assert _count(path, "SELECT count(*) FROM pending_batch") == 0
+    assert _count(path, "SELECT count(*) FROM pending_place") == 0
+
+
+async def test_a_schema_10_file_drops_its_cut_import_and_finishes_its_published_one(
+    tmp_path: Path, make: Factory
+) -> None:
+    """Schema 10 negated an import's queue until a pass after publishing made its rows
+    dialable: a file a killed dialerd left mid-import, and mid-pass, opens with the cut
+    import gone and the published one dialable."""
     path = tmp_path / "dialerd.sqlite3"
     store = SqliteStore(path)
     await store.open()
@@ -287,10 +337,14 @@ async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_aft
     await store.import_targets(rows(unpublished))
     await store.import_targets(rows(published))
     await store.close()
-    # What a process killed mid-import leaves: the first import's rows still in their
+    # Back to schema 10, with what it left: the first import's rows still in their
     # pending batch, the second's published but not yet made dialable.
-    connection = sqlite3.connect(path)
+    connection = sqlite3.connect(path, isolation_level=None)
     with connection:
+        connection.execute("DROP TABLE pending_place")
+        connection.execute("ALTER TABLE pending_batch DROP COLUMN first_seq")
+        connection.execute("CREATE INDEX target_batch ON target (batch) WHERE batch IS NOT NULL")
+        connection.execute("PRAGMA user_version = 10")
         connection.execute("INSERT INTO pending_batch (id) VALUES ('cut')")
         connection.executemany(
             "UPDATE target SET batch = ?, pick = -pick WHERE id = ?",
@@ -309,6 +363,15 @@ async def test_an_import_cut_by_a_crash_is_gone_and_a_published_one_dialable_aft
     finally:
         await store.close()
     assert pragma(path, "user_version") == SCHEMA_VERSION
+    assert _count(path, "SELECT count(*) FROM target") == 2
+
+
+def _count(path: Path, query: str) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute(query).fetchone()[0])
+    finally:
+        connection.close()
 
 
 async def test_a_schema_4_file_keeps_its_dialing_order_and_retry_waits(
@@ -378,3 +441,21 @@ async def test_a_schema_4_file_keeps_its_dialing_order_and_retry_waits(
     finally:
         await store.close()
     assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_rows_of_an_unpublished_import_keep_no_campaign_from_exhausting(
+    sqlite_store: SqliteStore, make: Factory
+) -> None:
+    """Staged rows wait in the ready index as they will be dialed: until published they
+    count for nothing, as before (a list with only them is exhausted)."""
+    dialing = await make.dialing(sqlite_store)
+    outdial = dialing.outdial.id
+    seen: list[bool] = []
+
+    async def rows() -> AsyncIterator[list[OutdialTarget]]:
+        yield [make.target(outdial) for _ in range(3)]
+        seen.append(await sqlite_store.outdial_exhausted(dialing.campaign.id, outdial))
+
+    await sqlite_store.import_targets(rows())
+    assert seen == [True]
+    assert not await sqlite_store.outdial_exhausted(dialing.campaign.id, outdial)
