@@ -4,11 +4,15 @@ clear line when the wait runs out."""
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import RedisServer
 from tests.system.daemon_process import (
@@ -40,6 +44,46 @@ def stopped_redis(tmp_path: Path) -> RedisServer:
     redis = RedisServer(workdir)
     redis.stop()
     return redis
+
+
+# A dataset that takes seconds to load: keys, and microseconds of load time per key.
+LOADED_KEYS = 3000
+LOAD_DELAY_US = 5000
+
+
+def loading_redis(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of this test alone, started on a saved dataset it loads slowly
+    (answering LOADING meanwhile), as one rebooted with a big dataset does."""
+    server = stopped_redis(tmp_path)
+    server.start()
+    client = redis.Redis.from_url(server.url)
+    client.mset({f"unrelated:{number}": "x" for number in range(LOADED_KEYS)})
+    client.save()
+    client.close()
+    server.stop()
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(server.port), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path / "redis"),
+         "--key-load-delay", str(LOAD_DELAY_US),
+         "--loading-process-events-interval-bytes", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis.from_url(server.url, socket_timeout=1)
+    deadline = time.monotonic() + WAIT_SECONDS
+    try:
+        while True:
+            assert time.monotonic() < deadline, "redis-server never answered LOADING"
+            try:
+                client.ping()
+            except redis.BusyLoadingError:
+                return process, server.url
+            except redis.ConnectionError:
+                time.sleep(0.02)
+    finally:
+        client.close()
 
 
 def store_up(daemon: DaemonProcess) -> str:
@@ -99,6 +143,24 @@ def test_a_daemon_started_before_redis_waits_for_it_then_becomes_ready(
     finally:
         daemon.close()
         redis.stop()
+
+
+def test_a_daemon_started_while_redis_loads_its_dataset_waits_for_the_load(
+    tmp_path: Path,
+) -> None:
+    process, url = loading_redis(tmp_path)
+    daemon = DaemonProcess(tmp_path, extra_config=redis_config(url, start_wait=60))
+    try:
+        at = wait_for_line(daemon, event_is(RETRYING))
+        assert "loading the dataset" in str(daemon.log_lines()[at]["error"])
+        assert process.poll() is None
+        wait_for_line(daemon, event_is("dialerd ready"), after=at)
+        wait_until(lambda: daemon.ops.get("/readyz").status_code == 200, "never ready")
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def test_a_store_that_never_answers_ends_the_start_with_one_clear_line(
