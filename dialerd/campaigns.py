@@ -148,11 +148,16 @@ def _action_problem(error: ActionError) -> str:
 
 
 class CampaignLocks:
-    """One lock per campaign id, for read-modify-write of that campaign."""
+    """One lock per campaign id, for read-modify-write of that campaign (or per any
+    key); a key's lock is dropped once nothing holds or waits on it."""
 
     def __init__(self) -> None:
         self._locks: dict[str, anyio.Lock] = {}
         self._users: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """How many keys have a lock now (held or waited on)."""
+        return len(self._locks)
 
     @asynccontextmanager
     async def hold(self, campaign_id: str) -> AsyncIterator[None]:

@@ -10,10 +10,15 @@ connection's start until a whole request head has arrived); a head still incompl
 after ``HEADER_BYTES`` is answered 431 (h11 counts what it holds unparsed, so a whole
 head arriving in one 64 KiB read is parsed). Request bodies are timed by the application
 (``dialerd.api.app``), which answers 408.
+
+A stop always ends: Hypercorn lets requests finish for ``GRACEFUL_SECONDS`` and then
+cancels them; a request whose task has still not ended ``FORCE_SECONDS`` later is
+cancelled again (``Requests``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -38,6 +43,13 @@ HEADER_BYTES: Final = 16 * 1024
 # Connections the kernel queues for a listener before they are accepted.
 BACKLOG: Final = 1024
 GRACEFUL_SECONDS: Final = 5.0
+# After the graceful timeout, a request task still not ended is cancelled again this
+# many seconds later (and every second after that).
+FORCE_SECONDS: Final = 2.0
+# The most a request whose app returned before its body ended spends taking the body
+# chunks left in its queue, and the wait for each.
+LEFTOVER_SECONDS: Final = 1.0
+LEFTOVER_WAIT: Final = 0.05
 
 
 class ServerLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +164,84 @@ def bind_socket(listen: str, limit: int = 512) -> LimitedListener:
     return sock
 
 
+class Requests:
+    """The ASGI app as Hypercorn runs it: each HTTP request's task is kept until it ends,
+    and the body chunks its app left unread are taken off its queue when the app returns.
+
+    Hypercorn queues at most ``max_app_queue_size`` (10) body chunks per request and,
+    when the request's task ends, puts ``http.disconnect`` behind them. A request
+    cancelled at the graceful timeout while its handler was not reading (waiting for
+    the store, say) with a full queue waited forever for that room, and so did the
+    daemon's stop: the leftovers are read (shielded, bounded), and ``force`` cancels
+    again any task that still has not ended.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        ended = False
+
+        async def tracked() -> Any:
+            nonlocal ended
+            message = await receive()
+            ended = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        try:
+            await self.app(scope, tracked, send)
+        finally:
+            if not ended:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(LEFTOVER_SECONDS):
+                    while not ended:
+                        with anyio.move_on_after(LEFTOVER_WAIT) as waited:
+                            await tracked()
+                        if waited.cancelled_caught:
+                            break
+
+    def force(self) -> int:
+        """Cancel again every request task that has not ended; how many there were."""
+        running = [task for task in self.tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        return len(running)
+
+    def trigger(
+        self, shutdown_trigger: Callable[[], Awaitable[None]], seconds: float
+    ) -> Callable[[], Awaitable[None]]:
+        """``shutdown_trigger``, and once it returned, ``force`` after ``seconds`` and then
+        every second until ``stop_forcing``. (A loop timer, not a task: Hypercorn runs on
+        asyncio, and a task group around it would take its own cancellations.)"""
+
+        async def triggered() -> None:
+            await shutdown_trigger()
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._force_again)
+
+        return triggered
+
+    _timer: asyncio.TimerHandle | None = None
+
+    def _force_again(self) -> None:
+        forced = self.force()
+        if forced:
+            log.warning("requests still running after the graceful timeout; cancelled",
+                        requests=forced)  # fmt: skip
+        self._timer = asyncio.get_running_loop().call_later(1.0, self._force_again)
+
+    def stop_forcing(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 def hypercorn_config(limits: ServerLimits) -> HypercornConfig:
     """Hypercorn settings: logs go through our logging only; idle and slow clients bounded."""
     config = HypercornConfig()
@@ -187,11 +277,18 @@ async def serve_api(
     config = hypercorn_config(limits)
     host, port = sock.getsockname()[:2]
     task_status.started((str(host), int(port)))
-    # Starlette's ASGI signature is looser than Hypercorn's typed protocol; both are ASGI 3.
-    # The socket is given as it is (not by descriptor), so its connection limit holds.
-    await worker_serve(
-        wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi"),
-        config,
-        sockets=Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[]),
-        shutdown_trigger=shutdown_trigger,
-    )
+    requests = Requests(app)
+    try:
+        # Starlette's ASGI signature is looser than Hypercorn's typed protocol; both are
+        # ASGI 3. The socket is given as it is (not by descriptor), so its connection
+        # limit holds.
+        await worker_serve(
+            wrap_app(cast(Any, requests), config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[]),
+            shutdown_trigger=requests.trigger(
+                shutdown_trigger, config.graceful_timeout + FORCE_SECONDS
+            ),
+        )
+    finally:
+        requests.stop_forcing()

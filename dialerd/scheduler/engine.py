@@ -110,7 +110,6 @@ class Engine:
         )
 
         def loop_ended(campaign_id: str) -> None:
-            self._tick.forget(campaign_id)
             states.forget(campaign_id)
             allowance.forget(campaign_id)
             calls.measures.forget(campaign_id)

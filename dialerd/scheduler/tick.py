@@ -7,11 +7,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import anyio
 import msgspec
 import structlog
 
 from dialerd import metrics
+from dialerd.campaigns import CampaignLocks
 from dialerd.core import flow
 from dialerd.insight import DialingState
 from dialerd.model import (
@@ -55,8 +55,9 @@ class Tick:
     # Called with (lag, duration) of every tick; benchmarks collect the samples.
     observer: Callable[[float, float], None] | None = None
     # One claim at a time per campaign (a tick's or a refill's), per queue when the
-    # campaign has one (its campaigns share the agents).
-    _claim_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    # campaign has one (its campaigns share the agents). A lock goes once no claim holds
+    # or waits on it: the table does not grow with every queue and campaign ever run.
+    _claim_locks: CampaignLocks = field(default_factory=CampaignLocks)
 
     async def __call__(self, loop: CampaignLoop, lag: float) -> bool:
         """One tick; True when the campaign no longer runs and its loop should end."""
@@ -107,10 +108,7 @@ class Tick:
         of the campaign at a time (a tick's, a refill's); campaigns sharing a queue
         decide one at a time, each seeing the others' calls. (allowed, started,
         stopped: the store refused the claim, the campaign no longer runs.)"""
-        lock = self._claim_locks.get(self._lock_key(campaign))
-        if lock is None:
-            lock = self._claim_locks[self._lock_key(campaign)] = anyio.Lock()
-        async with lock:
+        async with self._claim_locks.hold(self._lock_key(campaign)):
             allowed = await self.allowance(campaign)
             started, stopped, claimed = 0, False, False
             try:
@@ -141,10 +139,6 @@ class Tick:
     @staticmethod
     def _lock_key(campaign: Campaign) -> str:
         return campaign.queue_id if campaign.queue_id != NIL_UUID else campaign.id
-
-    def forget(self, campaign_id: str) -> None:
-        """The campaign's loop ended: its own claim lock goes (a queue's stays)."""
-        self._claim_locks.pop(campaign_id, None)
 
     # -- refill --------------------------------------------------------------------
     def refill(self, campaign_id: str) -> bool:

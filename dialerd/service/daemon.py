@@ -1,8 +1,10 @@
 """The daemon: one root task group that starts every component and owns the signals.
 
 Start-up order: store, adapters, engine, HTTP servers; READY is sent to systemd only
-when all of them have started. SIGTERM/SIGINT: stop ticking, let in-flight writes end,
-close the store, exit 0. SIGHUP: re-read the config file and apply what can change.
+when all of them have started. A store that does not answer yet is waited for (the ops
+listener up meanwhile) for at most ``[store.redis] start_wait``. SIGTERM/SIGINT: stop
+ticking, let in-flight writes end, close the store, exit 0. SIGHUP: re-read the config
+file and apply what can change.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from dialerd.events.states import CampaignStateEvents
 from dialerd.ports import Clock
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
+from dialerd.scheduler.shared import STORE_RETRY, backoff
 from dialerd.service import logs, sdnotify
 from dialerd.service.backends import Backends
 from dialerd.service.clock import SystemClock
 from dialerd.service.identity import claim_identity, public_id
 from dialerd.service.ops_http import OpsAuth, ops_app
 from dialerd.service.statedir import make_private_file, make_state_dir
-from dialerd.store import Store, StoreError, create_store
+from dialerd.service.store_wait import open_store, store_name
+from dialerd.store import Store, StoreError, StoreUnavailable, create_store
 
 log = structlog.get_logger("dialerd.daemon")
 
@@ -169,6 +173,8 @@ class Daemon:
         self.ops_address: tuple[str, int] | None = None
         self.shutdown = anyio.Event()
         self._ready = True
+        # Why the store is not open yet while start-up waits for it (``_open_store``).
+        self._start_problem: str | None = None
         # Why the last reload was rejected (shown in STATUS=), None after a good one.
         self.reload_problem: str | None = None
 
@@ -190,6 +196,8 @@ class Daemon:
     async def readiness(self) -> str | None:
         """None when ready; otherwise why not (store unreachable, scheduler stalled,
         telephony or queue backend away)."""
+        if self._start_problem is not None:
+            return self._start_problem
         store = await self._store_problem()
         if store is not None:
             return store
@@ -220,40 +228,93 @@ class Daemon:
             stack.callback(identity.release)
             self.engine.owner = identity.name
             self.events.owner = identity.name
-            await self.store.open()
-            stack.push_async_callback(self._close_store)
-            stack.push_async_callback(self.backends.close)
+            failed: StoreError | None = None
             # Servers stop by themselves once ``shutdown`` is set (Hypercorn's graceful
-            # shutdown); the engine and the watchdog are cancelled.
-            async with anyio.create_task_group() as servers, anyio.create_task_group() as core:
-                await self.backends.start(core)
-                await core.start(self.engine.run)
-                await core.start(self.state_events.run)
-                if self.config.events.enabled:
-                    # Off the dialing path: a slow receiver waits in its own task.
-                    await core.start(self.events.run)
-                core.start_soon(self._watchdog)
-                core.start_soon(self._health)
-                self._warn_watchdog()
-                await self._start_servers(servers)
-                sdnotify.ready()
-                log.info(
-                    "dialerd ready",
-                    version=__version__,
-                    instance=public_id(identity.name),
-                    api=self._api_text(),
-                    ops=_url(self.ops_address),
-                )
-                task_status.started()
-                await self.shutdown.wait()
-                sdnotify.stopping()
-                log.info("dialerd stopping")
-                # Now, not at Hypercorn's graceful timeout: its asyncio cancellation goes
-                # through AnyIO's shields, and it then waits forever behind the body.
-                stop_imports(self.app)
-                # Answered calls may finish within the stop grace; nothing new starts.
-                await self.engine.drain()
-                core.cancel_scope.cancel()
+            # shutdown); the engine and the watchdog are cancelled. The store closes
+            # after the servers have stopped (callbacks pushed on ``stack``).
+            async with anyio.create_task_group() as servers:
+                try:
+                    opened = await self._open_store(servers)
+                except StoreError as exc:
+                    # The ops listener (up while the store was waited for) stops first.
+                    failed, opened = exc, False
+                    self.shutdown.set()
+                if opened:
+                    stack.push_async_callback(self._close_store)
+                    stack.push_async_callback(self.backends.close)
+                    await self._run_opened(servers, identity.name, task_status)
+            if failed is not None:
+                raise failed
+
+    async def _run_opened(
+        self, servers: TaskGroup, instance: str, task_status: TaskStatus[None]
+    ) -> None:
+        """With the store open: start the rest, serve until ``shutdown``, then drain."""
+        async with anyio.create_task_group() as core:
+            await self.backends.start(core)
+            await core.start(self.engine.run)
+            await core.start(self.state_events.run)
+            if self.config.events.enabled:
+                # Off the dialing path: a slow receiver waits in its own task.
+                await core.start(self.events.run)
+            core.start_soon(self._watchdog)
+            core.start_soon(self._health)
+            self._warn_watchdog()
+            await self._start_servers(servers)
+            sdnotify.ready()
+            log.info(
+                "dialerd ready",
+                version=__version__,
+                instance=public_id(instance),
+                api=self._api_text(),
+                ops=_url(self.ops_address),
+            )
+            task_status.started()
+            await self.shutdown.wait()
+            sdnotify.stopping()
+            log.info("dialerd stopping")
+            # Now, not at Hypercorn's graceful timeout: its asyncio cancellation goes
+            # through AnyIO's shields, and it then waits forever behind the body.
+            stop_imports(self.app)
+            # Answered calls may finish within the stop grace; nothing new starts.
+            await self.engine.drain()
+            core.cancel_scope.cancel()
+
+    async def _open_store(self, servers: TaskGroup) -> bool:
+        """Open the store, waiting up to ``[store.redis] start_wait`` for one that does not
+        answer yet; False when the daemon is stopped meanwhile.
+
+        While it waits, the ops listener is up (``/readyz`` says why it is not ready,
+        ``dialerd_store_up`` is 0) but the API is not: every API request needs the store,
+        and the campaign commands the running engine, which starts after it.
+        """
+        store = self.config.store
+        wait = store.redis.start_wait if store.backend == "redis" else 0.0
+
+        async def retrying(error: StoreUnavailable, pause: float) -> None:
+            self._start_problem = f"store unreachable (waiting at start): {error}"
+            metrics.STORE_UP.set(0)
+            if self.config.ops.enabled and self.ops_address is None:
+                await self._start_ops(servers)
+            sdnotify.status(f"waiting for the store: {error}")
+            log.warning(
+                "store unreachable at start; retrying",
+                store=store_name(store),
+                error=str(error),
+                retry_in=round(pause, 3),
+                start_wait=wait,
+            )
+
+        opened = await open_store(
+            self.store,
+            wait=wait,
+            clock=self.clock,
+            delay=lambda failures: min(backoff(self.config.engine, failures), STORE_RETRY),
+            stopping=self.shutdown,
+            on_retry=retrying,
+        )
+        self._start_problem = None
+        return opened
 
     async def _start_servers(self, task_group: TaskGroup) -> None:
         if self.config.api.enabled:
@@ -266,16 +327,19 @@ class Daemon:
                     limits=ServerLimits.of(self.config.api),
                 )
             )
-        if self.config.ops.enabled:
-            self.ops_address = await task_group.start(
-                partial(
-                    serve_api,
-                    self.ops_app,
-                    self.config.ops.listen,
-                    shutdown_trigger=self.shutdown.wait,
-                    limits=ServerLimits.of(self.config.api),
-                )
+        if self.config.ops.enabled and self.ops_address is None:
+            await self._start_ops(task_group)
+
+    async def _start_ops(self, task_group: TaskGroup) -> None:
+        self.ops_address = await task_group.start(
+            partial(
+                serve_api,
+                self.ops_app,
+                self.config.ops.listen,
+                shutdown_trigger=self.shutdown.wait,
+                limits=ServerLimits.of(self.config.api),
             )
+        )
 
     def _api_text(self) -> str:
         return _url(self.api_address)

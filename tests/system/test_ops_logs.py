@@ -195,7 +195,8 @@ def test_a_redis_password_is_never_printed_when_redis_cannot_be_reached(tmp_path
     port = free_port()  # nothing listens there
     extra = (
         f'[store]\nbackend = "redis"\n[store.redis]\nurl = "redis://ops:s3cret@127.0.0.1:{port}/0"\n'
-        f'timeout = 0.5\n[queue]\nbackend = "redis"\n[queue.redis]\n'
+        # A few tries at start (each logged with the store's URL), then the exit.
+        f'timeout = 0.5\nstart_wait = 1.5\n[queue]\nbackend = "redis"\n[queue.redis]\n'
         f'url = "redis://:s3cret@127.0.0.1:{port}/0"\ntimeout = 0.5\n'
     )
     daemon = DaemonProcess(tmp_path, extra_config=extra)
@@ -205,4 +206,5 @@ def test_a_redis_password_is_never_printed_when_redis_cannot_be_reached(tmp_path
         daemon.close()
     printed = daemon.stdout_path.read_text() + daemon.stderr_path.read_text()
     assert f"redis://ops:***@127.0.0.1:{port}/0" in printed
+    assert "store unreachable at start; retrying" in printed
     assert "s3cret" not in printed

@@ -600,3 +600,23 @@ def test_a_bad_cluster_setting_is_refused_naming_it(section: str, expected: str)
 def test_cluster_belongs_to_the_store_only() -> None:
     message = config_error('[queue]\nbackend = "redis"\n[queue.redis]\ncluster = true\n')
     assert "cluster belongs to [store.redis]" in message
+
+
+# How long a start waits for the store ([store.redis] start_wait).
+
+
+def test_start_wait_defaults_to_30_seconds_and_takes_0() -> None:
+    assert decode_config("", SOURCE).store.redis.start_wait == 30.0
+    config = decode_config('[store]\nbackend = "redis"\n[store.redis]\nstart_wait = 0\n', SOURCE)
+    assert config.store.redis.start_wait == 0
+
+
+def test_a_negative_or_endless_start_wait_is_refused_naming_the_key() -> None:
+    for value in ("-1", "3601", '"soon"'):
+        message = config_error(f"[store.redis]\nstart_wait = {value}\n")
+        assert "$.store.redis.start_wait" in message
+
+
+def test_start_wait_belongs_to_the_store_only() -> None:
+    message = config_error('[queue]\nbackend = "redis"\n[queue.redis]\nstart_wait = 5\n')
+    assert "start_wait belongs to [store.redis]" in message
