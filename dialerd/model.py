@@ -11,6 +11,7 @@ import enum
 import functools
 import os
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Generic, NamedTuple, TypeVar
@@ -165,6 +166,30 @@ def new_id() -> str:
     """A fresh random UUID (version 4) as a string: what ``str(uuid.uuid4())`` gives,
     made without the ``UUID`` object (about twice as fast)."""
     bits = int.from_bytes(os.urandom(16)) & ~_UUID4_FIXED | _UUID4_BITS
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# A time-ordered UUID (version 7, RFC 9562): the version and variant bits, and the
+# random bits' mask.
+_UUID7_BITS: Final = 0x7 << 76 | 0x2 << 62
+_RANDOM_62: Final = (1 << 62) - 1
+
+
+def new_ordered_id() -> str:
+    """A fresh time-ordered UUID (version 7, RFC 9562) as a string: the Unix time in
+    milliseconds, then its fraction in 12 bits (ids made later in this process sort
+    after), then 62 random bits. Ids that key an index a row is added to per attempt
+    are taken from here: each lands at the end of the index, where the pages written
+    last are, instead of on a random page of it."""
+    nanoseconds = time.time_ns()
+    milliseconds, rest = divmod(nanoseconds, 1_000_000)
+    bits = (
+        milliseconds << 80
+        | (rest * 4096 // 1_000_000) << 64
+        | _UUID7_BITS
+        | int.from_bytes(os.urandom(8)) & _RANDOM_62
+    )
     text = f"{bits:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 

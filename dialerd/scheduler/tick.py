@@ -22,6 +22,7 @@ from dialerd.model import (
     CampaignType,
     Outplan,
     new_id,
+    new_ordered_id,
 )
 from dialerd.ports import Origination, TelephonyUnavailable
 from dialerd.scheduler.allowance import Allowance
@@ -246,7 +247,7 @@ class Tick:
             AttemptPlan(
                 campaign=campaign,
                 outplan=outplan,
-                campaigncall_id=new_id(),
+                campaigncall_id=new_ordered_id(),
                 reference_id=new_id() if is_call else NIL_UUID,
                 activeflow_id=new_id(),
                 now=now,

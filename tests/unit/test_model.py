@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -31,6 +33,7 @@ from dialerd.model import (
     TargetStatus,
     format_time,
     new_id,
+    new_ordered_id,
     parse_time,
     to_builtins,
 )
@@ -266,6 +269,19 @@ def test_parse_time_reads_a_reference_timestamp_as_utc() -> None:
 
 def test_not_deleted_sentinel_is_a_reference_timestamp() -> None:
     assert format_time(parse_time(NOT_DELETED)) == NOT_DELETED
+
+
+def test_ordered_ids_are_uuid7_that_sort_in_the_order_made_and_carry_the_time() -> None:
+    before = int(time.time() * 1000)
+    made = [new_ordered_id() for _ in range(1000)]
+    after = int(time.time() * 1000)
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    for made_id in made:
+        parsed = uuid.UUID(made_id)
+        assert str(parsed) == made_id
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert before <= parsed.int >> 80 <= after
 
 
 offsets = st.builds(

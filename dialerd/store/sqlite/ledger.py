@@ -75,6 +75,7 @@ from dialerd.store.sqlite.rows import (
     placement_params,
     ready_head,
     select_target,
+    stamp_of,
     store_campaigncall,
     wall_clock,
 )
@@ -601,7 +602,7 @@ class _Finishing:
             return LeaseLost(
                 f"campaign {campaign_id}: the lease of {fence.owner} is no longer held"
             )
-        now = format_time(moment)
+        now = stamp_of(moment)
         target_id = current.outdial_target_id
         if current.status == CampaigncallStatus.DONE:
             self.flush()
@@ -655,7 +656,7 @@ class _Finishing:
             status=placement.status,
             tm_update=now,
             **{f"try_count_{n}": count for n, count in enumerate(settled.try_counts)},
-            **hold_of(placement.queue, format_time(placement.due), placement.held),
+            **hold_of(placement.queue, stamp_of(placement.due), placement.held),
         )
         # events out (dialerd.events): the target as its attempt left it
         self.events.append((customer_id, campaign_id, "outdialtarget_updated", encode(ended), ""))
@@ -686,7 +687,7 @@ def _answer(
         return None
     check_fence(connection, fence, current.campaign_id, now)
     answered = msgspec.structs.replace(
-        current, status=CampaigncallStatus.PROGRESSING, tm_update=format_time(now)
+        current, status=CampaigncallStatus.PROGRESSING, tm_update=stamp_of(now)
     )
     store_campaigncall(answered, connection)
     # events out (dialerd.events): the answer, in this transaction

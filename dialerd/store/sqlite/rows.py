@@ -120,29 +120,55 @@ PRUNE_LOCKS: Final = (
 )
 
 
+# The timestamps and placements the rows of a claim or of a burst's ends read and write
+# repeat (the moment of the burst, an import's creation time, the due of a retry after
+# it): each is parsed or formatted once while it repeats, not once per row (formatting
+# or parsing a timestamp costs tens of dictionary look-ups). Bounded: emptied when full.
+_STAMPS: dict[datetime, str] = {}
+_PLACEMENTS: dict[tuple[Any, ...], Placement] = {}
+_MEMORY: Final = 1024
+
+
+def stamp_of(moment: datetime) -> str:
+    """``format_time(moment)``, remembered."""
+    text = _STAMPS.get(moment)
+    if text is None:
+        if len(_STAMPS) >= _MEMORY:
+            _STAMPS.clear()
+        text = _STAMPS[moment] = format_time(moment)
+    return text
+
+
 def _placement_values(placement: Placement) -> tuple[Any, ...]:
     """The placement columns."""
     return (
         int(placement.queue),
-        format_time(placement.touched),
-        format_time(placement.due),
-        None if placement.until is None else format_time(placement.until),
+        stamp_of(placement.touched),
+        stamp_of(placement.due),
+        None if placement.until is None else stamp_of(placement.until),
         placement.slot,
         placement.held.value,
     )
 
 
-def _placement_from_row(row: Sequence[Any]) -> Placement:
-    """``pick, touched, due, until, slot, held`` of a row; the status is the target's."""
-    return Placement(
-        status=TargetStatus.PROGRESSING,  # replaced by the caller: the row's status
-        queue=Queue(abs(row[0])),
-        touched=parse_time(row[1]),
-        due=parse_time(row[2]),
-        until=None if row[3] is None else parse_time(row[3]),
-        slot=row[4],
-        held=Held(row[5]),
-    )
+def _placement_from_row(status: str, row: Sequence[Any]) -> Placement:
+    """``pick, touched, due, until, slot, held`` of a row whose target has ``status``
+    (remembered: rows placed by one claim or end share them)."""
+    key = (status, *row)
+    placement = _PLACEMENTS.get(key)
+    if placement is None:
+        if len(_PLACEMENTS) >= _MEMORY:
+            _PLACEMENTS.clear()
+        placement = _PLACEMENTS[key] = Placement(
+            status=TargetStatus(status),
+            queue=Queue(abs(row[0])),
+            touched=parse_time(row[1]),
+            due=parse_time(row[2]),
+            until=None if row[3] is None else parse_time(row[3]),
+            slot=row[4],
+            held=Held(row[5]),
+        )
+    return placement
 
 
 def target_row(target: OutdialTarget, batch: str | None = None) -> tuple[Any, ...]:
@@ -288,9 +314,7 @@ def number_states(
 
 def placed_target(row: Sequence[Any]) -> tuple[OutdialTarget, Placement, int]:
     """A row read as ``TARGET_COLUMNS, PLACEMENT_COLUMNS, seq``."""
-    target = target_from_row(row)
-    placement = msgspec.structs.replace(_placement_from_row(row[20:26]), status=target.status)
-    return target, placement, row[26]
+    return target_from_row(row), _placement_from_row(row[5], row[20:26]), row[26]
 
 
 def placement_params(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -73,6 +74,25 @@ async def test_one_tick_starts_as_many_attempts_as_the_rule_allows(
         await world.run(campaign)
         assert len(world.calls.originated) == 5
         assert len(await world.calls_of(campaign)) == 5
+
+
+async def test_attempt_ids_are_time_ordered_uuids_in_the_order_they_were_made(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    # UUID version 7: the id of a later attempt sorts after an earlier one's (the
+    # stores' id indexes take each new attempt at their end, not on a random page).
+    async with engine_on(new_store, tmp_path) as world:
+        world.queue.available = 3
+        campaign, _, _ = await world.campaign(targets=20)
+        await world.run(campaign)
+        for call in world.calls.ringing():
+            await world.calls.end(call, HangupReason.BUSY)
+        await world.advance(1)
+        made = [call.campaigncall_id for call in world.calls.originated]
+        assert len(made) == 6
+        assert made == sorted(made)
+        assert all(uuid.UUID(made_id).version == 7 for made_id in made)
+        assert sorted(call.id for call in await world.calls_of(campaign)) == made
 
 
 @pytest.mark.parametrize(
