@@ -100,19 +100,21 @@ local function drop_target(target_key)
   redis.call('DEL', target_key)
 end
 
--- A fenced write passes the lease it holds as three arguments from index i on: campaign
--- id, owner, token (owner '' when the write is not fenced). It is refused unless that is
--- the campaign's lease now; the lease key exists only while the lease is valid.
-local function fenced_off(campaign, i)
-  local owner = ARGV[i + 1]
+-- A fenced write passes the lease it holds as three arguments from index i on (of ARGV,
+-- or of the given table of a packed argument): campaign id, owner, token (owner '' when
+-- the write is not fenced). It is refused unless that is the campaign's lease now; the
+-- lease key exists only while the lease is valid.
+local function fenced_off(campaign, i, args)
+  args = args or ARGV
+  local owner = args[i + 1]
   if owner == nil or owner == '' then
     return false
   end
-  if ARGV[i] ~= campaign then
+  if args[i] ~= campaign then
     return true
   end
   local held = redis.call('HMGET', key('lease', campaign), 'owner', 'token')
-  return held[1] ~= owner or held[2] ~= ARGV[i + 2]
+  return held[1] ~= owner or held[2] ~= tostring(args[i + 2])
 end
 
 local function not_running(campaign)
