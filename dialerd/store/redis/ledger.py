@@ -28,8 +28,10 @@ from dialerd.core.targets import (
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
+    NIL_UUID,
     Campaigncall,
     CampaigncallResult,
+    CampaignType,
     OutdialTarget,
     TargetStatus,
     format_time,
@@ -83,6 +85,13 @@ class _Changed:
 
 
 CHANGED = _Changed()
+
+
+def _plan_ids(plan: AttemptPlan) -> str:
+    """A plan after a claim call's first, as start.lua takes it: the ids its attempt
+    differs by from the first's ("<id> <reference_id> <activeflow_id>")."""
+    reference = NIL_UUID if plan.campaign.type == CampaignType.FLOW else plan.reference_id
+    return f"{plan.campaigncall_id} {reference} {plan.activeflow_id}"
 
 
 async def _raise(error: Exception) -> None:
@@ -144,7 +153,6 @@ class RedisLedger(RedisConnection):
         fence = fence_args(first.fence)
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
-        placeholders = [encode(placeholder_campaigncall(plan, stamp)) for plan in plans]
         # One server: the claim script writes each attempt's where key in its own step; a
         # cluster has that key on another node, written here after the claim.
         where = "" if self.cluster else "1"
@@ -155,16 +163,17 @@ class RedisLedger(RedisConnection):
         while len(claimed) < len(plans) and rounds < MAX_ROUNDS:
             rounds += 1
             at = len(claimed)
-            bodies = placeholders[at : at + CLAIMS_PER_CALL]
+            # The call's first plan as a body, the next ones by their ids only.
+            body = encode(placeholder_campaigncall(plans[at], stamp))
             try:
                 reply = await self._run(
                     "start",
-                    bodies[0],
+                    body,
                     *common,
                     *chosen,
                     resume,
                     where,
-                    *bodies[1:],
+                    *(_plan_ids(plan) for plan in plans[at + 1 : at + CLAIMS_PER_CALL]),
                     customer=customer_id,
                 )
             except CampaignNotRunning:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
+import pytest
 
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import RetryRule
@@ -224,6 +225,24 @@ async def test_a_flow_attempt_references_its_activeflow(store: Store, make: Fact
     assert campaigncall.reference_type == ReferenceType.FLOW
     assert campaigncall.reference_id == "00000000-0000-0000-0000-000000000000"
     assert campaigncall.activeflow_id == plan.activeflow_id
+
+
+@pytest.mark.parametrize("kind", [CampaignType.CALL, CampaignType.FLOW])
+async def test_each_attempt_of_a_batch_carries_its_own_plan_s_ids(
+    store: Store, make: Factory, kind: CampaignType
+) -> None:
+    dialing = await make.dialing(store, type=kind)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(5)])
+    plans = [dialing.plan(make.at(1)) for _ in range(5)]
+    claimed = await store.start_attempts(plans)
+    nil = "00000000-0000-0000-0000-000000000000"
+    assert [(call.id, call.reference_id, call.activeflow_id) for call in claimed] == [
+        (plan.campaigncall_id, nil if kind == CampaignType.FLOW else plan.reference_id,
+         plan.activeflow_id)
+        for plan in plans
+    ]  # fmt: skip
+    for call in claimed:
+        assert await store.get_campaigncall(None, call.id) == call
 
 
 # -- finish_attempt and mark_answered (behaviour.md §5) --------------------------------------

@@ -13,9 +13,10 @@
 --   skipped as listed (JSON list); then the member of the ready index after which to go
 --   on ('' from the head: see 'more'); then '1' to write each claimed campaigncall's
 --   customer in P:where:<id> in the claim's own step (one Redis server: that key is on
---   no other node; '' on a cluster, where the caller writes it); then the placeholder
---   bodies of the next plans (same campaign, outplan, now and fence), claimed in order
---   after the first.
+--   no other node; '' on a cluster, where the caller writes it); then the next plans
+--   (same campaign, outplan, now and fence), claimed in order after the first, each as
+--   the three ids its campaigncall differs by from the first's body: "<id> <reference_id>
+--   <activeflow_id>".
 -- Returns {kind, heads, claims}: claims are the plans claimed, in order, each {campaigncall
 --   body, then what finish_attempt decides from: the target's body and version after the
 --   claim and its placement before (touched, due, until, slot, held)}; kind says what
@@ -38,7 +39,7 @@
 -- locked and below the day's attempts) in the claim's own step.
 local STEP = 1000
 local BATCH = 100
-local FIRST_NEXT = 19  -- ARGV index of the second plan's body
+local FIRST_NEXT = 19  -- ARGV index of the second plan's ids
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
 local with_rules, daily, day = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
@@ -156,7 +157,10 @@ local function advance()
   if next_plan > #ARGV then
     return {'done', {}, claims}
   end
-  campaigncall = cjson.decode(ARGV[next_plan])
+  -- The first plan's body with the next one's ids (claim sets every other field that
+  -- differs between two claims).
+  campaigncall.id, campaigncall.reference_id, campaigncall.activeflow_id =
+    string.match(ARGV[next_plan], '^(%S+) (%S+) (%S+)$')
   next_plan = next_plan + 1
   if redis.call('EXISTS', key('campaigncall', campaigncall.id)) == 1 then
     return {'again', {}, claims}  -- asked again with this plan first, it is refused then
