@@ -5,6 +5,7 @@ each."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,20 @@ NO_DECISION: tuple[str, ...] = ("0", "", "", "", "", "", "", "")
 _pack = msgspec.msgpack.Encoder().encode
 
 
+# The campaign's and its outplan's bodies as a tick read them last, while
+# ``RedisStore.start_attempts_if_unchanged`` claims: the claim script checks them first.
+AS_READ: ContextVar[tuple[bytes, bytes] | None] = ContextVar("dialerd_as_read", default=None)
+
+
+class StaleRead(Exception):
+    """The claim script found the campaign or its outplan changed since the tick's read
+    (``AS_READ``): nothing claimed; their bodies as stored now (None: gone)."""
+
+    def __init__(self, campaign: bytes | None, outplan: bytes | None) -> None:
+        super().__init__("the campaign or its outplan changed since it was read")
+        self.campaign, self.outplan = campaign, outplan
+
+
 class _Changed:
     """``_finished``: the target changed since the decision was made."""
 
@@ -153,6 +168,8 @@ class RedisLedger(RedisConnection):
         fence = fence_args(first.fence)
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
+        # Checked by the first call only: the claims after it were made on them.
+        as_read: tuple[bytes | str, bytes | str] = AS_READ.get() or ("", "")
         # One server: the claim script writes each attempt's where key in its own step; a
         # cluster has that key on another node, written here after the claim.
         where = "" if self.cluster else "1"
@@ -173,6 +190,7 @@ class RedisLedger(RedisConnection):
                     *chosen,
                     resume,
                     where,
+                    *as_read,
                     *(_plan_ids(plan) for plan in plans[at + 1 : at + CLAIMS_PER_CALL]),
                     customer=customer_id,
                 )
@@ -181,7 +199,9 @@ class RedisLedger(RedisConnection):
                     raise
                 break  # stopped since the claims before: the list ends there
             kind, heads, claims = reply
-            chosen, resume = UNCHOSEN, ""
+            if kind == b"reread":
+                raise StaleRead(heads[0] or None, heads[1] or None)
+            chosen, resume, as_read = UNCHOSEN, "", ("", "")
             for claim in claims:
                 campaigncall = CAMPAIGNCALL.decode(claim[0])
                 self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])

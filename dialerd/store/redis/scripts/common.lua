@@ -124,3 +124,19 @@ end
 local function lease_lost(campaign)
   return redis.error_reply('DIALERD_LEASE_LOST campaign ' .. campaign .. ': lease no longer held')
 end
+
+-- What a tick reads, in one step: a campaign and its outplan ({body or false, body or
+-- false}): false for a campaign that is gone, and for an outplan that is gone or another
+-- customer's (dialing.lua; start.lua when the tick's read is stale).
+local function campaign_and_outplan(campaign_id)
+  local campaign = redis.call('HMGET', key('campaign', campaign_id), 'b', 'c', 'x')
+  if not campaign[1] or campaign[3] == '1' then
+    return {false, false}
+  end
+  local outplan_id = cjson.decode(campaign[1]).outplan_id
+  local outplan = redis.call('HMGET', key('outplan', outplan_id), 'b', 'c', 'x')
+  if not outplan[1] or outplan[3] == '1' or outplan[2] ~= campaign[2] then
+    return {campaign[1], false}
+  end
+  return {campaign[1], outplan[1]}
+end
