@@ -67,6 +67,17 @@ async def store(topology: SentinelTopology) -> AsyncIterator[RedisStore]:
     await opened.close()
 
 
+async def taken_by_another(topology: SentinelTopology, campaign_id: str) -> Fence | None:
+    """The campaign's lease as another instance takes it, one started since the failover
+    (it saw none, so it does not wait a ttl for owners to write back first)."""
+    other = sentinel_store(topology)
+    await other.open()
+    try:
+        return await other.acquire_lease(campaign_id, "instance-b", LEASE_TTL, at(9))
+    finally:
+        await other.close()
+
+
 async def until_answers(store: RedisStore) -> None:
     """Ping until the store reaches the new primary (bounded by the promotion the caller
     awaited); it answers, but is not ready until the write-back."""
@@ -181,7 +192,7 @@ async def test_a_claim_the_promoted_replica_lost_is_written_back_and_not_claimed
         assert finished is not None
         assert finished.finished
         await store.release_lease(fence)
-        other = await store.acquire_lease(dialing.campaign.id, "instance-b", LEASE_TTL, at(4))
+        other = await taken_by_another(topology, dialing.campaign.id)
         assert other is not None
         assert other.token > fence.token
     finally:
@@ -252,14 +263,7 @@ async def test_a_lease_token_never_goes_back_across_a_failover(
         await until_answers(store)
         await store.write_back([first], LEASE_TTL, [])
         await store.release_lease(first)
-        # Another instance, started since (it saw no failover, so it does not wait for
-        # owners to write back before it takes a lease over).
-        other = sentinel_store(topology, min_replicas=0)
-        await other.open()
-        try:
-            later = await other.acquire_lease(campaign, "instance-b", LEASE_TTL, at(1))
-        finally:
-            await other.close()
+        later = await taken_by_another(topology, campaign)
         assert later is not None
         assert later.token > first.token
         assert isinstance(later, Fence)
