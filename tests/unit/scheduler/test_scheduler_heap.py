@@ -1,6 +1,7 @@
-"""The long-lived heap: what is alive once the loops settled is left out of the
-collector's passes, and cycles among it are still freed by the hourly full collection
-(the process does not grow with what a frozen object left behind)."""
+"""The long-lived heap: what is alive once the loops settled, and what survives each full
+collection, is left out of the collector's passes, and cycles among it are still freed
+by the hourly full collection (the process does not grow with what a frozen object
+left behind)."""
 
 from __future__ import annotations
 
@@ -76,5 +77,30 @@ def test_release_gives_everything_back_to_the_collector(heap: LongLivedHeap) -> 
     heap.settle(3, now=1.0)
     del kept
     heap.release()
+    gc.collect()
+    assert gone() is None
+
+
+def test_what_survives_a_full_collection_is_left_out_of_the_next(heap: LongLivedHeap) -> None:
+    heap.settle(1, now=0.0)  # loops still starting: nothing frozen by the round
+    kept = Node()
+    gone = weakref.ref(kept)
+    gc.collect()  # a full collection, as the collector makes one by itself
+    del kept
+    gc.collect()
+    # It lived through the first: the second did not walk it.
+    assert gone() is not None
+    # The hourly collection still frees it.
+    heap.settle(1, now=FULL_EVERY)
+    assert gone() is None
+
+
+def test_once_released_full_collections_freeze_nothing(heap: LongLivedHeap) -> None:
+    heap.settle(1, now=0.0)
+    heap.release()
+    kept = Node()
+    gone = weakref.ref(kept)
+    gc.collect()
+    del kept
     gc.collect()
     assert gone() is None
