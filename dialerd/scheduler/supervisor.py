@@ -161,12 +161,10 @@ class Supervisor:
             await self.shared.store.prune_locks(self.shared.clock.now())
 
     async def _count_if_due(self, loop: CampaignLoop, interval: float) -> None:
-        """Count the campaign's list (a scan of it) if its time has come: once every
+        """After a tick: count the campaign's list (a scan of it) once every
         ``TARGET_COUNT_EVERY`` intervals, at the campaign's own offset within that
-        period (its phase, from its id), after one of its ticks. A thousand campaigns
-        are then counted a few at a time through every second, none all at once (as
-        when housekeeping counted a fifteenth of them at the start of each round,
-        one after the other: a burst of reads that made the round last seconds)."""
+        period (its phase), so that many campaigns' counts spread like their ticks
+        instead of falling in one burst of reads."""
         now = self.shared.clock.monotonic()
         period = TARGET_COUNT_EVERY * interval
         if loop.count_due is None:
