@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dialerd.scheduler.heap import FULL_EVERY, LongLivedHeap
+from dialerd.scheduler.heap import FULL_EVERY, GROWTH_LIMIT, LongLivedHeap
 
 
 class Node:
@@ -103,4 +103,19 @@ def test_once_released_full_collections_freeze_nothing(heap: LongLivedHeap) -> N
     gc.collect()
     del kept
     gc.collect()
+    assert gone() is None
+
+
+def test_garbage_kept_frozen_is_collected_before_the_hour_once_the_heap_grew(
+    heap: LongLivedHeap,
+) -> None:
+    heap.settle(1, now=0.0)
+    heap.settle(1, now=1.0)  # settled: frozen
+    # Cycles that lived through a full collection (frozen at its end), then died.
+    dead = [Node() for _ in range(int(GROWTH_LIMIT * gc.get_freeze_count()))]
+    gone = weakref.ref(dead[0])
+    gc.collect()
+    del dead
+    assert gone() is not None
+    heap.settle(1, now=2.0)  # long before the hour, but the frozen heap grew by half
     assert gone() is None
