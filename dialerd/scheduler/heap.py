@@ -40,6 +40,9 @@ OLDEST = 2
 # The frozen heap is collected in full before the hour once it has grown by this
 # factor since it was last settled: garbage kept frozen stays bounded.
 GROWTH_LIMIT = 1.5
+# Seconds between two looks at its size (a walk of the frozen objects: some 7 ms at
+# 400,000 of them, too much for every round).
+GROWTH_CHECK_EVERY = 60.0
 
 
 @dataclass
@@ -53,8 +56,10 @@ class LongLivedHeap:
     _full_at: float = -math.inf
     # Whether ``_after_collection`` is among the collector's callbacks.
     _watching: bool = False
-    # Frozen objects just after the latest freeze of ``settle`` (0: none yet).
+    # Frozen objects just after the latest freeze of ``settle`` (0: none yet), and
+    # when their number was last looked at.
     _settled_size: int = 0
+    _checked_at: float = -math.inf
 
     @staticmethod
     def _after_collection(phase: str, info: dict[str, int]) -> None:
@@ -71,11 +76,15 @@ class LongLivedHeap:
         The heap is frozen when loops were started and none since the round before
         (their first ticks made their series); everything is collected once every
         ``FULL_EVERY`` seconds, or sooner once the frozen heap grew by
-        ``GROWTH_LIMIT`` since, then frozen again."""
+        ``GROWTH_LIMIT`` since (looked at every ``GROWTH_CHECK_EVERY``), then frozen
+        again."""
         if not self._watching:
             gc.callbacks.append(self._after_collection)
             self._watching = True
-        grown = 0 < self._settled_size * GROWTH_LIMIT < gc.get_freeze_count()
+        grown = False
+        if now - self._checked_at >= GROWTH_CHECK_EVERY:
+            self._checked_at = now
+            grown = 0 < self._settled_size * GROWTH_LIMIT < gc.get_freeze_count()
         if now - self._full_at >= FULL_EVERY or grown:
             if self._full_at > -math.inf:
                 gc.unfreeze()
@@ -95,5 +104,5 @@ class LongLivedHeap:
             self._watching = False
         gc.unfreeze()
         self._frozen_at = self._seen = -1
-        self._full_at = -math.inf
+        self._full_at = self._checked_at = -math.inf
         self._settled_size = 0
