@@ -82,9 +82,12 @@ class LongLivedHeap:
             gc.callbacks.append(self._after_collection)
             self._watching = True
         grown = False
-        if now - self._checked_at >= GROWTH_CHECK_EVERY:
+        # Only while the loops are those of the latest freeze: new campaigns' objects
+        # are growth too, but alive (the freeze once they settle takes them as the
+        # new measure).
+        if loops == self._frozen_at and now - self._checked_at >= GROWTH_CHECK_EVERY:
             self._checked_at = now
-            grown = 0 < self._settled_size * GROWTH_LIMIT < gc.get_freeze_count()
+            grown = self._settled_size * GROWTH_LIMIT < gc.get_freeze_count()
         if now - self._full_at >= FULL_EVERY or grown:
             if self._full_at > -math.inf:
                 gc.unfreeze()
@@ -95,6 +98,7 @@ class LongLivedHeap:
             gc.freeze()
             self._frozen_at = loops
             self._settled_size = gc.get_freeze_count()
+            self._checked_at = now
         self._seen = loops
 
     def release(self) -> None:
