@@ -56,8 +56,8 @@ class LongLivedHeap:
     _full_at: float = -math.inf
     # Whether ``_after_collection`` is among the collector's callbacks.
     _watching: bool = False
-    # Frozen objects just after the latest freeze of ``settle`` (0: none yet), and
-    # when their number was last looked at.
+    # Frozen objects at the first look after the latest freeze of ``settle`` (0: not
+    # looked at yet), and when their number was last looked at.
     _settled_size: int = 0
     _checked_at: float = -math.inf
 
@@ -76,8 +76,8 @@ class LongLivedHeap:
         The heap is frozen when loops were started and none since the round before
         (their first ticks made their series); everything is collected once every
         ``FULL_EVERY`` seconds, or sooner once the frozen heap grew by
-        ``GROWTH_LIMIT`` since (looked at every ``GROWTH_CHECK_EVERY``), then frozen
-        again."""
+        ``GROWTH_LIMIT`` since the loops settled (looked at every
+        ``GROWTH_CHECK_EVERY``), then frozen again."""
         if not self._watching:
             gc.callbacks.append(self._after_collection)
             self._watching = True
@@ -87,7 +87,11 @@ class LongLivedHeap:
         # new measure).
         if loops == self._frozen_at and now - self._checked_at >= GROWTH_CHECK_EVERY:
             self._checked_at = now
-            grown = self._settled_size * GROWTH_LIMIT < gc.get_freeze_count()
+            size = gc.get_freeze_count()
+            grown = 0 < self._settled_size * GROWTH_LIMIT < size
+            # The measure is taken at the first look after the freeze, not at the
+            # freeze: that walk is not worth a pause of its own.
+            self._settled_size = self._settled_size or size
         if now - self._full_at >= FULL_EVERY or grown:
             if self._full_at > -math.inf:
                 gc.unfreeze()
@@ -97,7 +101,7 @@ class LongLivedHeap:
         if loops == self._seen and loops != self._frozen_at:
             gc.freeze()
             self._frozen_at = loops
-            self._settled_size = gc.get_freeze_count()
+            self._settled_size = 0
             self._checked_at = now
         self._seen = loops
 

@@ -111,15 +111,16 @@ def test_garbage_kept_frozen_is_collected_before_the_hour_once_the_heap_grew(
 ) -> None:
     heap.settle(1, now=0.0)
     heap.settle(1, now=1.0)  # settled: frozen
+    heap.settle(1, now=1.0 + GROWTH_CHECK_EVERY)  # its size, a minute on
     # Cycles that lived through a full collection (frozen at its end), then died.
     dead = [Node() for _ in range(int(GROWTH_LIMIT * gc.get_freeze_count()))]
     gone = weakref.ref(dead[0])
     gc.collect()
     del dead
     assert gone() is not None
-    heap.settle(1, now=2.0)  # its size is not looked at every round
+    heap.settle(1, now=2.0 + GROWTH_CHECK_EVERY)  # its size is not looked at every round
     assert gone() is not None
-    heap.settle(1, now=1.0 + GROWTH_CHECK_EVERY)  # long before the hour, but it grew by half
+    heap.settle(1, now=1.0 + 2 * GROWTH_CHECK_EVERY)  # long before the hour: grew by half
     assert gone() is None
 
 
@@ -128,10 +129,11 @@ def test_the_heap_growing_with_new_loops_is_no_reason_for_a_full_pass(
 ) -> None:
     heap.settle(1, now=0.0)
     heap.settle(1, now=1.0)  # settled: frozen
+    heap.settle(1, now=1.0 + GROWTH_CHECK_EVERY)  # its size, a minute on
     # Garbage kept frozen, and more loops started (the heap grows with them too).
     dead = [Node() for _ in range(int(GROWTH_LIMIT * gc.get_freeze_count()))]
     gone = weakref.ref(dead[0])
     gc.collect()
     del dead
-    heap.settle(2, now=1.0 + GROWTH_CHECK_EVERY)
+    heap.settle(2, now=1.0 + 2 * GROWTH_CHECK_EVERY)
     assert gone() is not None  # left to the hour, or to a growth with settled loops
