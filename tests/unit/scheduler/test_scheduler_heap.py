@@ -137,3 +137,12 @@ def test_the_heap_growing_with_new_loops_is_no_reason_for_a_full_pass(
     del dead
     heap.settle(2, now=1.0 + 2 * GROWTH_CHECK_EVERY)
     assert gone() is not None  # left to the hour, or to a growth with settled loops
+
+
+def test_the_settling_freeze_is_followed_by_a_full_pass_over_nothing(
+    heap: LongLivedHeap,
+) -> None:
+    heap.settle(3, now=0.0)
+    before = gc.get_stats()[2]["collections"]
+    heap.settle(3, now=1.0)  # settled: frozen, then a full pass (the next ones stay small)
+    assert gc.get_stats()[2]["collections"] == before + 1
