@@ -80,6 +80,9 @@ class CampaignLoop:
     # while it was.
     refilling: bool = False
     refill_again: bool = False
+    # When the campaign's list is next counted (monotonic; None: not yet placed on the
+    # campaign's own offset within the counting period).
+    count_due: float | None = None
 
 
 CallingRulesOf = Callable[[str], CallingRules | None]

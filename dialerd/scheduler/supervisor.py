@@ -123,7 +123,8 @@ class Supervisor:
 
     async def _housekeeping_round(self, rounds: int) -> None:
         """One round: loops for the campaigns without one, the counts published, and
-        the reconciliation, target counts and lock prunes whose round it is."""
+        the reconciliation and lock prunes whose round it is (each campaign's list is
+        counted by its own loop, ``_count_if_due``)."""
         await self.ownership.write_back()
         active = await self.shared.store.campaigns_with_status(
             [CampaignStatus.RUN, CampaignStatus.STOPPING]
@@ -156,27 +157,42 @@ class Supervisor:
         )
         if rounds % RECONCILE_EVERY == RECONCILE_EVERY - 1:
             await self.ownership.sweep()
-        await self._count_targets(rounds % TARGET_COUNT_EVERY)
         if rounds % PRUNE_LOCKS_EVERY == PRUNE_LOCKS_EVERY - 1:
             await self.shared.store.prune_locks(self.shared.clock.now())
 
-    async def _count_targets(self, share: int) -> None:
-        """The list progress of the campaigns this instance runs (a scan per list): each
-        round counts one ``TARGET_COUNT_EVERY``-th of them (by a hash of the id), so
-        each is counted every ``TARGET_COUNT_EVERY`` rounds and no round does them all."""
-        for loop in list(self.running.loops.values()):
-            if zlib.crc32(loop.campaign_id.encode()) % TARGET_COUNT_EVERY != share:
-                continue
-            campaign = loop.campaign
-            outplan = self.outplan(campaign.outplan_id) if campaign else None
-            if self.leases.fence(loop.campaign_id) is None or campaign is None or outplan is None:
-                continue
+    async def _count_if_due(self, loop: CampaignLoop, interval: float) -> None:
+        """After a tick: count the campaign's list (a scan of it) once every
+        ``TARGET_COUNT_EVERY`` intervals, at the campaign's own offset within that
+        period (its phase), so that many campaigns' counts spread like their ticks
+        instead of falling in one burst of reads."""
+        now = self.shared.clock.monotonic()
+        period = TARGET_COUNT_EVERY * interval
+        if loop.count_due is None:
+            loop.count_due = now + phase(loop.campaign_id) * period
+        if now < loop.count_due:
+            return
+        # The next one a period on, on the same offset (periods missed are skipped).
+        loop.count_due += max(1, math.ceil((now - loop.count_due) / period)) * period
+        campaign = loop.campaign
+        if (
+            campaign is None
+            or self.outplan(campaign.outplan_id) is None
+            or self.leases.fence(loop.campaign_id) is None
+        ):
+            return
+        try:
             counts = await self.shared.store.target_counts(
                 campaign.outdial_id, self.shared.clock.now()
             )
-            if campaign.id in self.running:
-                self.states.counted(campaign.id, counts)
-                metrics.campaign_targets(campaign.id, counts)
+        except Exception as exc:
+            # Broad on purpose: only progress figures, never worth the loop; the next
+            # period counts again (a store away is said by the ticks already).
+            if not isinstance(exc, StoreError):
+                log.warning("list not counted", error=str(exc) or type(exc).__name__)
+            return
+        if campaign.id in self.running:
+            self.states.counted(campaign.id, counts)
+            metrics.campaign_targets(campaign.id, counts)
 
     def ensure_loop(self, campaign_id: str, *, spread: bool = False) -> None:
         """Start the campaign's loop unless it has one; ``spread``: one of many started
@@ -229,6 +245,7 @@ class Supervisor:
                     continue
                 if finished:
                     return
+                await self._count_if_due(loop, interval)
                 deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
         finally:
             if self.keep_learnt is not None and self.leases.fence(loop.campaign_id) is not None:
