@@ -533,8 +533,13 @@ def _run_parser(reader: RowReader[Staged], writer: int, rows_from: int, rows_to:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # only the writing process answers the daemon
     os.close(devnull)
-    with open(rows_to, "wb") as sink:
-        return _parse(reader, sys.stdin.buffer, sink)
+    try:
+        with open(rows_to, "wb") as sink:
+            return _parse(reader, sys.stdin.buffer, sink)
+    except BrokenPipeError:
+        # The writing process is gone (a stop, a cancelled import): it has told the
+        # daemon; this process ends without a word.
+        return 1
 
 
 def _detach_stdin() -> None:
