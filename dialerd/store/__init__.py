@@ -8,7 +8,6 @@ from pathlib import Path
 from dialerd.config import StoreConfig
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
-    AsStored,
     AttemptEnd,
     AttemptPlan,
     CampaignChanged,
@@ -41,7 +40,6 @@ from dialerd.store.ports import (
 __all__ = [
     "MAX_PAGE_SIZE",
     "ApiStore",
-    "AsStored",
     "AttemptEnd",
     "AttemptPlan",
     "CampaignChanged",
