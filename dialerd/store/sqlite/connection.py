@@ -19,6 +19,14 @@ from dialerd.store.base import (
     StoreError,
     StoreUnavailable,
 )
+from dialerd.store.sqlite.checkpoint import (
+    CHECKPOINT_SECONDS,
+    WAL_HARD_BYTES,
+    WAL_LIMIT_BYTES,
+    Checkpointer,
+    bound_wal,
+    wal_path,
+)
 from dialerd.store.sqlite.rows import (
     BUSY_TIMEOUT_MS,
     CACHE_KIB,
@@ -161,10 +169,14 @@ def _run_group(group: Sequence[_Job[Any]]) -> None:
 
 class _Trip:
     """One batch of jobs sent to the thread: run there unless abandoned before it
-    started; once started, ``finished`` is set when it is done."""
+    started; once started, ``finished`` is set when it is done. ``after_writes`` runs
+    on the thread after a batch with a write in it."""
 
-    def __init__(self, jobs: Sequence[_Job[Any]]) -> None:
+    def __init__(
+        self, jobs: Sequence[_Job[Any]], after_writes: Callable[[], object] | None = None
+    ) -> None:
         self.jobs = jobs
+        self.after_writes = after_writes
         self._lock = threading.Lock()
         self._started = False
         self._abandoned = False
@@ -177,6 +189,8 @@ class _Trip:
             self._started = True
         try:
             _run_jobs(self.jobs)
+            if self.after_writes is not None and any(job.write for job in self.jobs):
+                self.after_writes()
         finally:
             self.finished.set()
 
@@ -201,10 +215,12 @@ class _ConnectionWorker:
     """Runs the connection's work one job at a time on a worker thread.
 
     Jobs that queue up while the thread is busy go to it together on its next trip,
-    so many concurrent claimers cost one thread hand-off per batch, not one per job.
+    so many concurrent claimers cost one thread hand-off per batch, not one per job;
+    ``after_writes`` runs on the thread after each batch that wrote.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, after_writes: Callable[[], object] | None = None) -> None:
+        self._after_writes = after_writes
         self._queue: list[_Job[Any]] = []
         self._draining = False
         self._drained = anyio.Event()
@@ -231,7 +247,7 @@ class _ConnectionWorker:
         self._draining = True
         self._drained = drained = anyio.Event()
         batch, self._queue = self._queue, []
-        trip = _Trip(batch)
+        trip = _Trip(batch, self._after_writes)
         try:
             await anyio.to_thread.run_sync(trip.run)
         except BaseException:
@@ -255,23 +271,38 @@ class SqliteConnection:
     """One SQLite file, opened: what every part of the backend reads and writes through."""
 
     backend = "sqlite"
+    # The WAL's checkpoints (``checkpoint``): seconds between the checkpointer's rounds,
+    # and the -wal file size at which the writer checkpoints itself.
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
+    wal_hard_bytes: int = WAL_HARD_BYTES
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._connection: sqlite3.Connection | None = None
         self._worker: _ConnectionWorker | None = None
+        self._checkpointer: Checkpointer | None = None
 
     # -- connection -------------------------------------------------------------------
     async def open(self) -> None:
         """Open (or create) the file and apply schema migrations."""
         if self._connection is not None:
             return
-        self._worker = _ConnectionWorker()
-        self._connection = await anyio.to_thread.run_sync(self._connect)
+        self._connection = connection = await anyio.to_thread.run_sync(self._connect)
+        self._worker = _ConnectionWorker(
+            partial(bound_wal, connection, wal_path(self.path), self.wal_hard_bytes)
+        )
+        self._checkpointer = Checkpointer(
+            self.path, BUSY_TIMEOUT_MS, seconds=self.checkpoint_seconds
+        )
+        self._checkpointer.start()
 
     async def close(self) -> None:
         """Close the connection once in-flight work is done. Idempotent."""
         connection, self._connection = self._connection, None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(checkpointer.stop)
         if connection is not None and self._worker is not None:
             await self._worker.run(connection.close)
 
@@ -303,6 +334,9 @@ class SqliteConnection:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoints run on a thread of their own (``checkpoint``), not after a commit.
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
+            connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             # Random-id indexes of a large outdial thrash SQLite's default 2 MiB page cache.
             connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._migrate(connection)

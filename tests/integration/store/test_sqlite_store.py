@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import selectors
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -459,3 +463,122 @@ async def test_rows_of_an_unpublished_import_keep_no_campaign_from_exhausting(
     await sqlite_store.import_targets(rows())
     assert seen == [True]
     assert not await sqlite_store.outdial_exhausted(dialing.campaign.id, outdial)
+
+
+# -- the WAL's checkpoints (dialerd.store.sqlite.checkpoint) ------------------------------
+EVENT_BODY = b'{"note":"' + b"x" * 800 + b'"}'  # about the size of an attempt's event
+MiB = 1024 * 1024
+
+
+def wal_bytes(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def append_burst(store: SqliteStore, events: int) -> None:
+    """``events`` events appended at once: one trip to the store's thread, one commit."""
+    async with anyio.create_task_group() as task_group:
+        for _ in range(events):
+            task_group.start_soon(store.append_event, "campaign_state", "c1", "k1", EVENT_BODY)
+
+
+async def test_the_wal_stays_bounded_when_no_checkpoint_round_comes(tmp_path: Path) -> None:
+    # The checkpointer's thread is stuck (its rounds an hour apart): the writer's own
+    # safety net keeps the -wal file near its bound, and nothing written is lost.
+    path = tmp_path / "dialerd.sqlite3"
+    store = SqliteStore(path)
+    store.checkpoint_seconds = 3600.0
+    store.wal_hard_bytes = 1 * MiB
+    await store.open()
+    largest = 0
+    for _ in range(60):  # some 3 MiB of WAL in all
+        await append_burst(store, 50)
+        largest = max(largest, wal_bytes(path))
+    assert largest <= 1 * MiB + MiB // 4  # the bound and one commit's pages
+    assert await store.outbox_backlog("c1") == 3000
+    await store.close()
+
+
+async def test_checkpoint_rounds_keep_the_wal_from_growing_in_a_long_run(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    store = SqliteStore(path)
+    store.checkpoint_seconds = 3600.0  # the rounds are run here, between the bursts
+    await store.open()
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    sizes = []
+    for _ in range(40):
+        await append_burst(store, 50)
+        pages, copied = await anyio.to_thread.run_sync(checkpointer.checkpoint)
+        assert copied == pages > 0  # all of the WAL is in the database file
+        sizes.append(wal_bytes(path))
+    # The WAL starts over after each round: the file is no bigger than one burst made it.
+    assert max(sizes) == sizes[0] < MiB
+    assert await store.outbox_backlog("c1") == 2000
+    await store.close()
+    reopened = SqliteStore(path)
+    await reopened.open()
+    assert await reopened.outbox_backlog("c1") == 2000
+    await reopened.close()
+
+
+_WRITE_UNTIL_KILLED = """
+import sys
+from pathlib import Path
+
+import anyio
+
+from dialerd.store.sqlite import SqliteStore
+from tests.integration.store.test_sqlite_store import EVENT_BODY
+
+
+async def main() -> None:
+    store = SqliteStore(Path(sys.argv[1]))
+    store.checkpoint_seconds = 0.001  # checkpoints one after the other: killed in one
+    await store.open()
+    written = 0
+    while True:
+        async with anyio.create_task_group() as task_group:
+            for _ in range(20):
+                task_group.start_soon(
+                    store.append_event, "campaign_state", "c1", "k1", EVENT_BODY
+                )
+        written += 20
+        print(written, flush=True)
+
+
+anyio.run(main)
+"""
+
+
+def test_a_kill_during_checkpoints_loses_nothing_committed(tmp_path: Path) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    committed = 0
+    with subprocess.Popen(
+        [sys.executable, "-c", _WRITE_UNTIL_KILLED, str(path)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[3],
+    ) as writer:
+        assert writer.stdout is not None
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(writer.stdout, selectors.EVENT_READ)
+                while committed < 4000:  # several checkpoint rounds and WAL restarts
+                    assert selector.select(timeout=60), "the writer stopped writing"
+                    line = writer.stdout.readline()
+                    assert line, "the writer ended before it was killed"
+                    committed = int(line)
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+    # What the next start finds: every event the writer was told was written.
+    connection = sqlite3.connect(path)
+    try:
+        (kept,) = connection.execute("SELECT count(*) FROM event").fetchone()
+        (check,) = connection.execute("PRAGMA integrity_check").fetchone()
+    finally:
+        connection.close()
+    assert kept >= committed
+    assert check == "ok"
