@@ -50,7 +50,7 @@ from dialerd.store.documents import (
     encode,
 )
 from dialerd.store.sqlite.connection import SqliteConnection
-from dialerd.store.sqlite.outbox import INSERT_EVENT, outbox_row
+from dialerd.store.sqlite.outbox import Event, outbox_row, outbox_rows
 from dialerd.store.sqlite.rows import (
     ANY_ACTIVE,
     ANY_PROGRESSING,
@@ -184,7 +184,7 @@ class SqliteLedger(SqliteConnection):
             )
         made: list[Campaigncall] = []
         rows: list[tuple[object, ...]] = []
-        events: list[tuple[object, ...]] = []
+        events: list[Event] = []
         for plan, (target, decision) in zip(plans, claims, strict=False):
             destination = target.destinations[decision.slot]
             assert destination is not None  # the core dials only a slot with a destination
@@ -224,7 +224,7 @@ class SqliteLedger(SqliteConnection):
             )
         except sqlite3.IntegrityError as error:
             raise Conflict(f"a campaigncall of {campaign.id} already exists ({error})") from error
-        connection.executemany(INSERT_EVENT, events)
+        outbox_rows(connection, events)
         return made
 
     async def mark_answered(
@@ -558,7 +558,7 @@ class _Finishing:
         self.changed: set[str] = set()  # the targets written (queued or not)
         self.call_writes: list[tuple[Any, ...]] = []
         self.target_writes: list[tuple[Any, ...]] = []
-        self.events: list[tuple[Any, ...]] = []
+        self.events: list[Event] = []
 
     def flush(self) -> None:
         """Write what the ends decided so far."""
@@ -568,7 +568,7 @@ class _Finishing:
         if self.target_writes:
             connection.executemany(PLACE_TARGET, self.target_writes)
         if self.events:
-            connection.executemany(INSERT_EVENT, self.events)
+            outbox_rows(connection, self.events)
         self.call_writes, self.target_writes, self.events = [], [], []
 
     def _target_row(self, target_id: str) -> tuple[Any, ...] | None:

@@ -2,12 +2,22 @@
 row per event, ``seq`` its position, shared by all customers), each customer's delivered
 position, the events set aside as failed, and the customers' webhook settings.
 
-``outbox_row`` is the one call a writing step makes, inside its own transaction."""
+``outbox_row`` is the one call a writing step makes, inside its own transaction;
+``outbox_rows`` writes many events of a step at once.
+
+Events one step writes one after the other for one customer and campaign (a claim's
+``campaigncall_created`` events, an end's answer, end and target) are one row of
+``span`` events (schema 12): positions ``seq`` to ``seq + span - 1``, their type, body
+and cause packed in ``body`` (msgpack, ``[[type, body, cause], ...]``). A row of one
+event keeps the plain form (``span`` 1, the body as stored). What a reader gets is the
+same either way: one ``OutboxEntry`` per event, its position its own."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 import msgspec
 
@@ -18,10 +28,20 @@ from dialerd.store.sqlite.connection import SqliteConnection
 from dialerd.store.sqlite.rows import check_fence
 
 _WEBHOOK = msgspec.json.Decoder(CustomerWebhook)
-# One event: (customer_id, campaign_id, type, body, cause); several in one executemany.
-INSERT_EVENT = (
-    "INSERT INTO event (customer_id, campaign_id, type, body, cause) VALUES (?, ?, ?, ?, ?)"
+# One event: (customer_id, campaign_id, type, body, cause).
+Event = tuple[str, str, str, bytes, str]
+# The most events in one row: a reader looking for positions after P starts at the
+# row P - MAX_SPAN + 1 could begin at.
+MAX_SPAN: Final = 128
+_PACKED = msgspec.msgpack.Decoder(list[tuple[str, bytes, str]])
+_PACK = msgspec.msgpack.Encoder()
+# A row of ``span`` events: (seq, customer_id, campaign_id, type, body, cause, span).
+_INSERT_ROW = (
+    "INSERT INTO event (seq, customer_id, campaign_id, type, body, cause, span) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# The last position of a row.
+_LAST = "seq + span - 1"
 
 
 def outbox_row(
@@ -33,8 +53,44 @@ def outbox_row(
     cause: str = "",
 ) -> int:
     """Append one event in the caller's transaction; its position."""
-    cursor = connection.execute(INSERT_EVENT, (customer_id, campaign_id, event_type, body, cause))
-    return int(cursor.lastrowid or 0)
+    seq = _next_position(connection)
+    connection.execute(_INSERT_ROW, (seq, customer_id, campaign_id, event_type, body, cause, 1))
+    return seq
+
+
+def _next_position(connection: sqlite3.Connection) -> int:
+    """The position after the last row's last event (positions never go back: pruning
+    keeps the newest row). The caller's transaction holds the write lock: nothing else
+    appends before its rows are in."""
+    row = connection.execute("SELECT seq + span FROM event ORDER BY seq DESC LIMIT 1").fetchone()
+    return 1 if row is None else int(row[0])
+
+
+def outbox_rows(connection: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """Append the events in order in the caller's transaction: a run of one customer's
+    and campaign's events is one row (up to ``MAX_SPAN``)."""
+    rows: list[tuple[int, str, str, str, bytes, str, int]] = []
+    seq = _next_position(connection)
+    start = 0
+    count = len(events)
+    while start < count:
+        customer_id, campaign_id, event_type, body, cause = events[start]
+        end = start + 1
+        while (
+            end < count
+            and end - start < MAX_SPAN
+            and events[end][0] == customer_id
+            and events[end][1] == campaign_id
+        ):
+            end += 1
+        if end - start == 1:
+            rows.append((seq, customer_id, campaign_id, event_type, body, cause, 1))
+        else:
+            packed = _PACK.encode([event[2:] for event in events[start:end]])
+            rows.append((seq, customer_id, campaign_id, "", packed, "", end - start))
+        seq += end - start
+        start = end
+    connection.executemany(_INSERT_ROW, rows)
 
 
 def _seq(position: str) -> int:
@@ -50,6 +106,25 @@ def _entry(row: tuple[int, str, str, str, bytes, str]) -> OutboxEntry:
         body=bytes(row[4]),
         cause=row[5],
     )
+
+
+def _entries(row: tuple[int, str, str, str, bytes, str, int], after: int) -> list[OutboxEntry]:
+    """The events of a row (``SELECT_ROW``) at positions after ``after``."""
+    seq, customer_id, campaign_id, _, body, _, span = row
+    if span == 1:
+        return [_entry(row[:6])] if seq > after else []
+    return [
+        OutboxEntry(
+            position=str(seq + n),
+            customer_id=customer_id,
+            campaign_id=campaign_id,
+            type=event_type,
+            body=event_body,
+            cause=cause,
+        )
+        for n, (event_type, event_body, cause) in enumerate(_PACKED.decode(body))
+        if seq + n > after
+    ]
 
 
 def _lease_key(customer_id: str) -> str:
@@ -80,18 +155,21 @@ class SqliteOutbox(SqliteConnection):
         self, customer_id: str, after: str, limit: int, campaign_id: str | None = None
     ) -> list[OutboxEntry]:
         """The customer's events after ``after``, oldest first."""
+        start = _seq(after)
         query = (
-            "SELECT seq, customer_id, campaign_id, type, body, cause FROM event "
-            "WHERE customer_id = ? AND seq > ?"
+            "SELECT seq, customer_id, campaign_id, type, body, cause, span FROM event "
+            f"WHERE customer_id = ? AND seq > ? AND {_LAST} > ?"
         )
-        params: tuple[str | int, ...] = (customer_id, _seq(after))
+        params: tuple[str | int, ...] = (customer_id, start - MAX_SPAN, start)
         if campaign_id is not None:
             query += " AND campaign_id = ?"
             params = (*params, campaign_id)
 
         def select(connection: sqlite3.Connection) -> list[OutboxEntry]:
+            # ``limit`` rows hold ``limit`` events or more
             rows = connection.execute(query + " ORDER BY seq LIMIT ?", (*params, limit))
-            return [_entry(row) for row in rows.fetchall()]
+            entries = [entry for row in rows.fetchall() for entry in _entries(row, start)]
+            return entries[:limit]
 
         return await self._read(select)
 
@@ -216,10 +294,14 @@ class SqliteOutbox(SqliteConnection):
         """How many of the customer's events wait for delivery."""
 
         def count(connection: sqlite3.Connection) -> int:
+            delivered = connection.execute(
+                "SELECT seq FROM event_delivered WHERE customer_id = ?", (customer_id,)
+            ).fetchone()
+            after = 0 if delivered is None else int(delivered[0])
             row = connection.execute(
-                "SELECT count(*) FROM event WHERE customer_id = ? AND seq > "
-                "coalesce((SELECT seq FROM event_delivered WHERE customer_id = ?), 0)",
-                (customer_id, customer_id),
+                f"SELECT coalesce(sum(min(span, {_LAST} - ?)), 0) FROM event "
+                f"WHERE customer_id = ? AND seq > ? AND {_LAST} > ?",
+                (after, customer_id, after - MAX_SPAN, after),
             ).fetchone()
             return int(row[0])
 
@@ -229,11 +311,14 @@ class SqliteOutbox(SqliteConnection):
         """Delete the customer's delivered events before ``before``."""
 
         def prune(connection: sqlite3.Connection) -> int:
-            return connection.execute(
-                "DELETE FROM event WHERE customer_id = ? AND seq < ? AND seq < "
-                "coalesce((SELECT seq FROM event_delivered WHERE customer_id = ?), 0)",
-                (customer_id, _seq(before), customer_id),
-            ).rowcount
+            # A row goes once all its events are before both.
+            spans = connection.execute(
+                f"DELETE FROM event WHERE customer_id = ? AND seq < ? AND {_LAST} < ? "
+                f"AND {_LAST} < coalesce((SELECT seq FROM event_delivered "
+                "WHERE customer_id = ?), 0) RETURNING span",
+                (customer_id, _seq(before), _seq(before), customer_id),
+            ).fetchall()
+            return sum(span for (span,) in spans)
 
         return await self._write(prune)
 

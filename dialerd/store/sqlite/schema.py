@@ -313,6 +313,10 @@ MIGRATIONS: Final[tuple[tuple[Step, ...], ...]] = (
         "WHERE batch IS NOT NULL AND batch NOT IN (SELECT id FROM pending_batch)",
         "DROP INDEX target_batch",
     ),
+    # 12: events one step writes one after the other for one customer and campaign are
+    # one row of ``span`` events (dialerd.store.sqlite.outbox); the rows before are one
+    # event each.
+    ("ALTER TABLE event ADD COLUMN span INTEGER NOT NULL DEFAULT 1",),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

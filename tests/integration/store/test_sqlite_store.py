@@ -341,10 +341,12 @@ async def test_a_schema_10_file_drops_its_cut_import_and_finishes_its_published_
     await store.import_targets(rows(unpublished))
     await store.import_targets(rows(published))
     await store.close()
-    # Back to schema 10, with what it left: the first import's rows still in their
-    # pending batch, the second's published but not yet made dialable.
+    # Back to schema 10 (without schema 12's event column too), with what it left: the
+    # first import's rows still in their pending batch, the second's published but not
+    # yet made dialable.
     connection = sqlite3.connect(path, isolation_level=None)
     with connection:
+        connection.execute("ALTER TABLE event DROP COLUMN span")
         connection.execute("DROP TABLE pending_place")
         connection.execute("ALTER TABLE pending_batch DROP COLUMN first_seq")
         connection.execute("CREATE INDEX target_batch ON target (batch) WHERE batch IS NOT NULL")
@@ -582,3 +584,36 @@ def test_a_kill_during_checkpoints_loses_nothing_committed(tmp_path: Path) -> No
         connection.close()
     assert kept >= committed
     assert check == "ok"
+
+
+async def test_a_schema_11_files_events_read_the_same_and_new_ones_follow(
+    tmp_path: Path, make: Factory
+) -> None:
+    path = tmp_path / "dialerd.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    dialing = await make.dialing(store)
+    customer = dialing.campaign.customer_id
+    for n in range(3):
+        await store.append_event("campaign_state", customer, dialing.campaign.id, b"[%d]" % n)
+    before = await store.read_events(customer, "", 100)
+    await store.close()
+    connection = sqlite3.connect(path, isolation_level=None)
+    with connection:  # back to schema 11: one row per event
+        connection.execute("ALTER TABLE event DROP COLUMN span")
+        connection.execute("PRAGMA user_version = 11")
+    connection.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.read_events(customer, "", 100) == before
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        await store.start_attempts([dialing.plan(make.at(1)) for _ in range(2)])
+        after = await store.read_events(customer, before[-1].position, 100)
+        assert [entry.type for entry in after] == ["campaigncall_created"] * 2
+        assert int(after[0].position) == int(before[-1].position) + 1
+        assert await store.outbox_backlog(customer) == len(before) + 2
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION

@@ -11,8 +11,8 @@ import pytest
 
 from dialerd.core.targets import RetryRule
 from dialerd.events.model import CustomerWebhook, WebhookMethod, event_json, event_of
-from dialerd.model import CampaignStatus, new_id
-from dialerd.store import AttemptEnd, CampaignNotRunning, LeaseLost, Store
+from dialerd.model import CampaigncallStatus, CampaignStatus, new_id
+from dialerd.store import AttemptEnd, CampaignNotRunning, FinishResult, LeaseLost, Store
 from tests.integration.store.store_steps import SUCCESS, claim, finish
 
 if TYPE_CHECKING:
@@ -101,6 +101,63 @@ async def test_an_answer_that_came_with_its_end_is_an_event_before_the_end(
     # Written again, the burst adds no event.
     await store.finish_attempts([end])
     assert await store.read_events(customer, "", 100) == entries
+
+
+async def test_a_ticks_claims_and_a_bursts_ends_are_each_an_event_of_its_own(
+    store: Store, make: Factory
+) -> None:
+    """Claims made together and ends written in one burst: each change is one event,
+    its data exactly the resource as it was, each with a position of its own that
+    reading, delivery, the backlog and pruning go by (SQLite packs them: schema 12)."""
+    dialing = await make.dialing(store)
+    other = await make.dialing(store, customer_id=dialing.campaign.customer_id)
+    customer = dialing.campaign.customer_id
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(5)])
+    await store.create_targets([make.target(other.outdial.id) for _ in range(2)])
+    calls = await store.start_attempts([dialing.plan(make.at(1)) for _ in range(5)])
+    calls += await store.start_attempts([other.plan(make.at(1)) for _ in range(2)])
+    assert len(calls) == 7
+    ends = [
+        AttemptEnd(
+            campaigncall_id=call.id, result=SUCCESS, reason="normal", now=make.at(2),
+            rule=RetryRule.of(dialing.outplan), answered=True,
+        )
+        for call in calls
+    ]  # fmt: skip
+    results = await store.finish_attempts(ends)
+    expected: list[tuple[str, object]] = [("campaigncall_created", call) for call in calls]
+    for call, result in zip(calls, results, strict=True):
+        assert isinstance(result, FinishResult)
+        progressing = msgspec.structs.replace(
+            call, status=CampaigncallStatus.PROGRESSING, tm_update=make.stamp(2)
+        )
+        expected += [
+            ("campaigncall_updated", progressing),
+            ("campaigncall_updated", result.campaigncall),
+            ("outdialtarget_updated", result.target),
+        ]
+    entries = (await store.read_events(customer, "", 100))[2:]  # after the campaigns'
+    assert [(entry.type, bytes(event_of(entry).data)) for entry in entries] == [
+        (kind, msgspec.json.encode(resource)) for kind, resource in expected
+    ]
+    positions = [entry.position for entry in entries]
+    assert len(set(positions)) == len(entries) == 28
+    # Read on from any position, a page at a time, or one campaign's.
+    for n, entry in enumerate(entries):
+        assert await store.read_events(customer, entry.position, 100) == entries[n + 1 :]
+    assert await store.read_events(customer, entries[2].position, 4) == entries[3:7]
+    mine = await store.read_events(customer, entries[2].position, 100, dialing.campaign.id)
+    assert mine == [e for e in entries[3:] if e.campaign_id == dialing.campaign.id]
+    # Delivered up to one inside a burst: the rest is the backlog, and pruning keeps it.
+    fence = await store.acquire_lease(f"events:{customer}", "sender", 30, make.at(3))
+    assert fence is not None
+    await store.mark_delivered(customer, entries[9].position, 12, fence, make.at(3))  # and 2 before
+    assert await store.outbox_backlog(customer) == 18
+    await store.prune_events(customer, entries[20].position)
+    left = await store.read_events(customer, "", 100)
+    assert left[-18:] == entries[10:]
+    assert await store.outbox_backlog(customer) == 18
+    assert await store.read_events(customer, entries[9].position, 100) == entries[10:]
 
 
 async def test_a_held_target_event_says_why_and_until_when(store: Store, make: Factory) -> None:
