@@ -267,21 +267,34 @@ class Tick:
         ]
         with metrics.store_operation("start_attempt", self.shared.store.backend):
             claimed = await self.shared.store.start_attempts(plans)
+        self.calls.start(campaign, claimed)
         queue_name = self._queue_name(campaign)
+        # Asked once for the claim: it reads the actions through.
+        reads_target = flow.reads_target(campaign.actions) if claimed else False
         originations = [
             origination
             for campaigncall in claimed
-            if (origination := self._originate(campaign, outplan, campaigncall, queue_name))
+            if (
+                origination := self._originate(
+                    campaign, outplan, campaigncall, queue_name, reads_target=reads_target
+                )
+            )
         ]
         self.calls.originate_soon(originations, campaign.type)
         return len(claimed)
 
     def _originate(
-        self, campaign: Campaign, outplan: Outplan, campaigncall: Campaigncall, queue_name: str
+        self,
+        campaign: Campaign,
+        outplan: Outplan,
+        campaigncall: Campaigncall,
+        queue_name: str,
+        *,
+        reads_target: bool,
     ) -> Origination | None:
-        """Follow the claimed attempt; its origination, or None when its actions read
-        the target (then originated in a task of its own, once the target is read)."""
-        self.calls.start(campaign, campaigncall)
+        """The claimed (and followed) attempt's origination, or None when its actions
+        read the target (``reads_target``: then originated in a task of its own, once
+        the target is read)."""
         origination = Origination(
             campaigncall_id=campaigncall.id,
             campaign_id=campaign.id,
@@ -295,7 +308,7 @@ class Tick:
             queue_name=queue_name,
             variables=flow.call_variables(campaign, campaigncall, None),
         )
-        if not flow.reads_target(campaign.actions):
+        if not reads_target:
             return origination
         assert self.shared.task_group is not None
         self.shared.task_group.start_soon(
