@@ -293,6 +293,8 @@ class Calls:
         self.view: AttemptsView = self._book
         self.measures = Measures(shared, runs)
         self._outplans: dict[str, Outplan] = {}
+        # Each outplan's retry rule, with the outplan it was made of.
+        self._retry_rules: dict[str, tuple[Outplan, RetryRule]] = {}
         # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
         self.draining = False
         self._drained: Counter[str] = Counter()
@@ -1066,9 +1068,16 @@ class Calls:
         if outplan is None:
             # None when the outplan is gone: no retry can follow, the target ends done.
             outplan = await self.shared.store.get_outplan(None, outplan_id)
-            if outplan is not None:
-                self._outplans[outplan_id] = outplan
-        return RetryRule.of(outplan)
+            if outplan is None:
+                return RetryRule.of(None)
+            self._outplans[outplan_id] = outplan
+        # Made once per outplan as a tick read it, not once per end.
+        kept = self._retry_rules.get(outplan_id)
+        if kept is not None and kept[0] is outplan:
+            return kept[1]
+        rule = RetryRule.of(outplan)
+        self._retry_rules[outplan_id] = (outplan, rule)
+        return rule
 
     def _publish_active(self, *campaign_ids: str) -> None:
         """Set the gauges of the attempts in progress, in all and of these campaigns (those
