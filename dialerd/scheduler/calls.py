@@ -702,7 +702,8 @@ class Calls:
                     event.reason,
                     campaigncall_id in answered or self._answer_unwritten(campaigncall_id),
                 )
-        self._publish_active(*talking)
+        if talking:
+            self._publish_active(*talking)
         if ends:
             await self._finish_burst(list(ends.values()))
 
