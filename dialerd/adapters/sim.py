@@ -47,6 +47,7 @@ across a restart shows as a second line (the evidence a crash test looks for).
 from __future__ import annotations
 
 import enum
+import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,6 +91,8 @@ from dialerd.ports import (
 )
 
 log = structlog.get_logger("dialerd.sim")
+# Its level, read before a line per call is made (structlog's logger is not cached).
+_LEVELS = logging.getLogger("dialerd.sim")
 
 BUSY_RING: Final = Range(min=1.0, max=4.0)
 FAILURE_DELAY: Final = Range(min=0.1, max=1.0)
@@ -193,9 +196,11 @@ class _Call:
     talk: float
     phase: _Phase = _Phase.RINGING
     forced: HangupReason | None = None
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    # The running phase's scope (None before the first): a forced end cancels it.
+    scope: anyio.CancelScope | None = None
     agent: _Agent | None = None
-    agent_found: anyio.Event = field(default_factory=anyio.Event)
+    # Set when an agent takes the call; made only once the call waits in a queue.
+    agent_found: anyio.Event | None = None
     answered_at: float = 0.0
     program: Program | None = None
 
@@ -384,7 +389,8 @@ class SimCallCentre:
         self.account()
         agent.status = AgentStatus.BUSY
         call.agent = agent
-        call.agent_found.set()
+        if call.agent_found is not None:
+            call.agent_found.set()
         self.counters.connected += 1
 
     def _staff(self, pool: _AgentPool) -> None:
@@ -486,7 +492,8 @@ class _SimBackend:
         call = self.calls.get(campaigncall_id)
         if call is not None and call.phase == phase and call.forced is None:
             call.forced = reason
-            call.scope.cancel()
+            if call.scope is not None:
+                call.scope.cancel()
 
     async def _phase(
         self, call: _Call, body: Callable[[_Call], Awaitable[HangupReason | None]]
@@ -511,7 +518,8 @@ class _SimBackend:
     async def _finish(self, call: _Call, reason: HangupReason) -> None:
         call.phase = _Phase.ENDED
         campaigncall_id = call.origination.campaigncall_id
-        log.debug("sim call ended", campaigncall_id=campaigncall_id, reason=reason.value)
+        if _LEVELS.isEnabledFor(logging.DEBUG):
+            log.debug("sim call ended", campaigncall_id=campaigncall_id, reason=reason.value)
         await self._send(Ended(campaigncall_id, reason))
         self.calls.pop(campaigncall_id, None)
 
@@ -647,6 +655,7 @@ class SimTelephony(_SimBackend):
             if free and not pool.waiting:
                 world.connect(call, world.rng.choice(free))
             else:
+                call.agent_found = anyio.Event()
                 pool.waiting.append(call)
                 await self._wait_for_agent(call, world.config.abandon_after)
             if call.agent is None:
@@ -764,6 +773,7 @@ class SimTelephony(_SimBackend):
                 task_group.cancel_scope.cancel()
 
             task_group.start_soon(give_up)
+            assert call.agent_found is not None
             await call.agent_found.wait()
             task_group.cancel_scope.cancel()
 

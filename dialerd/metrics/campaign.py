@@ -145,8 +145,8 @@ def campaign_state(campaign_id: str, state: DialingState) -> None:
         _child(CAMPAIGN_STATE, campaign_id, name).set(1 if name == state.value else 0)
 
 
-def campaign_attempt_started(campaign_id: str) -> None:
-    _child(CAMPAIGN_STARTED, campaign_id).inc()
+def campaign_attempt_started(campaign_id: str, count: int = 1) -> None:
+    _child(CAMPAIGN_STARTED, campaign_id).inc(count)
 
 
 def campaign_attempt_ended(campaign_id: str, result: str, reason: str) -> None:

@@ -142,11 +142,11 @@ def _child(family: MetricWrapperBase, *values: str) -> Any:
     return found
 
 
-def attempt_started(campaign_type: str) -> None:
-    """Count one attempt started for a campaign of ``campaign_type`` (call or flow)."""
+def attempt_started(campaign_type: str, count: int = 1) -> None:
+    """Count ``count`` attempts started for a campaign of ``campaign_type`` (call or flow)."""
     if campaign_type not in _CAMPAIGN_TYPES:
         raise ValueError(f"unknown campaign type {campaign_type!r}")
-    _child(ATTEMPTS_STARTED, campaign_type).inc()
+    _child(ATTEMPTS_STARTED, campaign_type).inc(count)
 
 
 def attempt_finished(result: str, reason: str) -> None:

@@ -293,6 +293,8 @@ class Calls:
         self.view: AttemptsView = self._book
         self.measures = Measures(shared, runs)
         self._outplans: dict[str, Outplan] = {}
+        # Each outplan's retry rule, with the outplan it was made of.
+        self._retry_rules: dict[str, tuple[Outplan, RetryRule]] = {}
         # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
         self.draining = False
         self._drained: Counter[str] = Counter()
@@ -323,25 +325,36 @@ class Calls:
         return self._outplans.get(outplan_id)
 
     # -- start -------------------------------------------------------------------
-    def start(self, campaign: Campaign, campaigncall: Campaigncall) -> None:
-        """A claimed attempt: follow it, count and log its start (origination follows)."""
-        self.follow(campaigncall)
-        metrics.attempt_started(campaign.type.value)
-        metrics.campaign_attempt_started(campaign.id)
-        self.measures.stats.attempts_started += 1
+    def start(self, campaign: Campaign, claimed: Sequence[Campaigncall]) -> None:
+        """The attempts one claim of the campaign made: follow them, count and log their
+        starts (their originations follow); the counts are published once for all."""
+        if not claimed:
+            return
+        for campaigncall in claimed:
+            self.follow(campaigncall, publish=False)
+        self._publish_active(campaign.id)
+        metrics.attempt_started(campaign.type.value, len(claimed))
+        metrics.campaign_attempt_started(campaign.id, len(claimed))
+        self.measures.stats.attempts_started += len(claimed)
         if not logs_at(logging.INFO):
             return
-        log.info(
-            "attempt started",
-            campaigncall_id=campaigncall.id,
-            target_id=campaigncall.outdial_target_id,
-            destination=campaigncall.destination.target,
-            destination_index=campaigncall.destination_index,
-            try_count=campaigncall.try_count,
-        )
+        for campaigncall in claimed:
+            log.info(
+                "attempt started",
+                campaigncall_id=campaigncall.id,
+                target_id=campaigncall.outdial_target_id,
+                destination=campaigncall.destination.target,
+                destination_index=campaigncall.destination_index,
+                try_count=campaigncall.try_count,
+            )
 
     def follow(
-        self, campaigncall: Campaigncall, *, answered: bool = False, placed: bool = False
+        self,
+        campaigncall: Campaigncall,
+        *,
+        answered: bool = False,
+        placed: bool = False,
+        publish: bool = True,
     ) -> None:
         """Follow an attempt: its events, its timers and its release are this engine's."""
         campaign_type = (
@@ -363,7 +376,8 @@ class Calls:
                 campaigncall=campaigncall,
             )
         )
-        self._publish_active(campaigncall.campaign_id)
+        if publish:
+            self._publish_active(campaigncall.campaign_id)
 
     def live_attempts(self) -> list[Campaigncall]:
         """The attempts followed now, as claimed, with their status now (``dialing``
@@ -665,6 +679,8 @@ class Calls:
         ending = {event.campaigncall_id for event in burst if isinstance(event, Ended)}
         ends: dict[str, tuple[str, HangupReason, bool]] = {}
         answered: set[str] = set()
+        # The campaigns whose answered calls now count as talking (published once).
+        talking: set[str] = set()
         for event in burst:
             campaigncall_id = event.campaigncall_id
             if campaigncall_id in ends:
@@ -677,6 +693,7 @@ class Calls:
                     answered.add(campaigncall_id)
                 else:
                     self._answer_soon(attempt)
+                    talking.add(attempt.campaign_id)
             elif isinstance(event, AgentConnected):
                 await self._agent_connected(event)
             else:
@@ -685,6 +702,8 @@ class Calls:
                     event.reason,
                     campaigncall_id in answered or self._answer_unwritten(campaigncall_id),
                 )
+        if talking:
+            self._publish_active(*talking)
         if ends:
             await self._finish_burst(list(ends.values()))
 
@@ -746,8 +765,8 @@ class Calls:
 
     def _answer_soon(self, attempt: Attempt) -> None:
         """Have the answer written: with the others waiting, in one store step
-        (``_write_answers``), unless the attempt's end comes first and writes it."""
-        self._publish_active(attempt.campaign_id)
+        (``_write_answers``), unless the attempt's end comes first and writes it. The
+        caller publishes the campaign's counts (once for a burst's answers)."""
         self._answers[attempt.campaigncall_id] = (
             attempt.campaign_id,
             self._fence(attempt.campaign_id),
@@ -950,12 +969,13 @@ class Calls:
                 )
                 return
         self._settled(endings)
+        self._publish_active(*{ending.campaign_id for ending in endings})
         for ending, outcome in zip(endings, outcomes, strict=True):
             if isinstance(outcome, LeaseLost):
                 log.warning("attempt left to the campaign's new owner",
                             campaigncall_id=ending.end.campaigncall_id)  # fmt: skip
                 continue
-            await self._ended(ending, outcome)
+            await self._ended(ending, outcome, published=True)
 
     def _settled(self, endings: Sequence[_Ending]) -> None:
         """The store answered for these ends (or they are followed again)."""
@@ -1010,11 +1030,15 @@ class Calls:
             self._finishing[campaigncall_id] = attempt
         return _Ending(end, attempt, campaign_id, reason)
 
-    async def _ended(self, ending: _Ending, finished: FinishResult | None) -> None:
-        """What follows an end the store wrote: metrics, measures, the log line, a tick."""
+    async def _ended(
+        self, ending: _Ending, finished: FinishResult | None, *, published: bool = False
+    ) -> None:
+        """What follows an end the store wrote: metrics, measures, the log line, a tick
+        (``published``: the caller published the campaign's counts already)."""
         campaign_id, reason, attempt = ending.campaign_id, ending.reason, ending.attempt
         result = ending.end.result
-        self._publish_active(campaign_id)
+        if not published:
+            self._publish_active(campaign_id)
         if finished is None or not finished.finished:
             return
         if self.draining:
@@ -1045,18 +1069,28 @@ class Calls:
         if outplan is None:
             # None when the outplan is gone: no retry can follow, the target ends done.
             outplan = await self.shared.store.get_outplan(None, outplan_id)
-            if outplan is not None:
-                self._outplans[outplan_id] = outplan
-        return RetryRule.of(outplan)
+            if outplan is None:
+                return RetryRule.of(None)
+            self._outplans[outplan_id] = outplan
+        # Made once per outplan as a tick read it, not once per end.
+        kept = self._retry_rules.get(outplan_id)
+        if kept is not None and kept[0] is outplan:
+            return kept[1]
+        rule = RetryRule.of(outplan)
+        self._retry_rules[outplan_id] = (outplan, rule)
+        return rule
 
-    def _publish_active(self, campaign_id: str | None = None) -> None:
+    def _publish_active(self, *campaign_ids: str) -> None:
+        """Set the gauges of the attempts in progress, in all and of these campaigns (those
+        this instance runs)."""
         dialing = self._book.dialing
         metrics.attempts_active(dialing=dialing, progressing=len(self._book) - dialing)
-        if campaign_id is not None and self._runs(campaign_id):
-            count = self._book.of_campaign(campaign_id)
-            metrics.campaign_activity(
-                campaign_id, dialing=count.dialing, talking=count.active - count.dialing
-            )
+        for campaign_id in campaign_ids:
+            if self._runs(campaign_id):
+                count = self._book.of_campaign(campaign_id)
+                metrics.campaign_activity(
+                    campaign_id, dialing=count.dialing, talking=count.active - count.dialing
+                )
 
 
 def is_answered(campaigncall: Campaigncall) -> bool:

@@ -21,8 +21,8 @@ from dialerd.model import (
     CampaignStatus,
     CampaignType,
     Outplan,
-    new_id,
-    new_ordered_id,
+    new_ids,
+    new_ordered_ids,
 )
 from dialerd.ports import Origination, TelephonyUnavailable
 from dialerd.scheduler.allowance import Allowance
@@ -242,37 +242,59 @@ class Tick:
             return 0
         now = self.shared.clock.now()
         rules = self.shared.calling_rules(campaign.customer_id)
+        # Each attempt's ids, drawn for the whole claim at once: its campaigncall id
+        # (time-ordered: it keys an index a row is added to per attempt), its call's id
+        # (a call campaign's), its activeflow's id.
+        campaigncall_ids = new_ordered_ids(count)
         is_call = campaign.type == CampaignType.CALL
+        other_ids = new_ids(2 * count if is_call else count)
+        activeflow_ids = other_ids[:count]
+        reference_ids = other_ids[count:] if is_call else [NIL_UUID] * count
         plans = [
             AttemptPlan(
                 campaign=campaign,
                 outplan=outplan,
-                campaigncall_id=new_ordered_id(),
-                reference_id=new_id() if is_call else NIL_UUID,
-                activeflow_id=new_id(),
+                campaigncall_id=campaigncall_id,
+                reference_id=reference_id,
+                activeflow_id=activeflow_id,
                 now=now,
                 fence=fence,
                 rules=rules,
             )
-            for _ in range(count)
+            for campaigncall_id, reference_id, activeflow_id in zip(
+                campaigncall_ids, reference_ids, activeflow_ids, strict=True
+            )
         ]
         with metrics.store_operation("start_attempt", self.shared.store.backend):
             claimed = await self.shared.store.start_attempts(plans)
+        self.calls.start(campaign, claimed)
         queue_name = self._queue_name(campaign)
+        # Asked once for the claim: it reads the actions through.
+        reads_target = flow.reads_target(campaign.actions) if claimed else False
         originations = [
             origination
             for campaigncall in claimed
-            if (origination := self._originate(campaign, outplan, campaigncall, queue_name))
+            if (
+                origination := self._originate(
+                    campaign, outplan, campaigncall, queue_name, reads_target=reads_target
+                )
+            )
         ]
         self.calls.originate_soon(originations, campaign.type)
         return len(claimed)
 
     def _originate(
-        self, campaign: Campaign, outplan: Outplan, campaigncall: Campaigncall, queue_name: str
+        self,
+        campaign: Campaign,
+        outplan: Outplan,
+        campaigncall: Campaigncall,
+        queue_name: str,
+        *,
+        reads_target: bool,
     ) -> Origination | None:
-        """Follow the claimed attempt; its origination, or None when its actions read
-        the target (then originated in a task of its own, once the target is read)."""
-        self.calls.start(campaign, campaigncall)
+        """The claimed (and followed) attempt's origination, or None when its actions
+        read the target (``reads_target``: then originated in a task of its own, once
+        the target is read)."""
         origination = Origination(
             campaigncall_id=campaigncall.id,
             campaign_id=campaign.id,
@@ -286,7 +308,7 @@ class Tick:
             queue_name=queue_name,
             variables=flow.call_variables(campaign, campaigncall, None),
         )
-        if not flow.reads_target(campaign.actions):
+        if not reads_target:
             return origination
         assert self.shared.task_group is not None
         self.shared.task_group.start_soon(

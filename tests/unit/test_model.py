@@ -33,7 +33,9 @@ from dialerd.model import (
     TargetStatus,
     format_time,
     new_id,
+    new_ids,
     new_ordered_id,
+    new_ordered_ids,
     parse_time,
     to_builtins,
 )
@@ -282,6 +284,33 @@ def test_ordered_ids_are_uuid7_that_sort_in_the_order_made_and_carry_the_time() 
         assert str(parsed) == made_id
         assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         assert before <= parsed.int >> 80 <= after
+
+
+def test_ordered_ids_made_together_sort_in_the_order_given_and_after_those_made_before() -> None:
+    before = new_ordered_id()
+    batches = [new_ordered_ids(64) for _ in range(50)]
+    after = new_ordered_id()
+    made = [before, *(made_id for batch in batches for made_id in batch), after]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    for made_id in made:
+        parsed = uuid.UUID(made_id)
+        assert str(parsed) == made_id
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+
+
+def test_random_ids_made_together_are_distinct_uuid4() -> None:
+    made = [made_id for _ in range(100) for made_id in new_ids(64)]
+    assert len(set(made)) == len(made)
+    for made_id in made:
+        parsed = uuid.UUID(made_id)
+        assert str(parsed) == made_id
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+    # Every hex digit varies where the version and variant leave it random.
+    for position in (0, 15, 20, 35):
+        assert len({made_id[position] for made_id in made}) == 16
+    assert {made_id[19] for made_id in made} == set("89ab")
+    assert new_ids(0) == [] == new_ordered_ids(0)
 
 
 offsets = st.builds(

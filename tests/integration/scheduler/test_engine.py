@@ -95,6 +95,28 @@ async def test_attempt_ids_are_time_ordered_uuids_in_the_order_they_were_made(
         assert sorted(call.id for call in await world.calls_of(campaign)) == made
 
 
+async def test_every_attempt_of_a_claim_has_ids_of_its_own(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    # One claim's ids are drawn together: each attempt still has its own campaigncall,
+    # call (reference) and activeflow id, and no id is used twice anywhere.
+    async with engine_on(new_store, tmp_path) as world:
+        world.queue.available = 8
+        campaign, _, _ = await world.campaign(targets=20)
+        await world.run(campaign)
+        for call in world.calls.ringing():
+            await world.calls.end(call, HangupReason.BUSY)
+        await world.advance(1)
+        calls = await world.calls_of(campaign)
+        assert len(calls) == 16
+        ids = [made for call in calls for made in (call.id, call.reference_id, call.activeflow_id)]
+        assert len(set(ids)) == 3 * len(calls)
+        assert all(uuid.UUID(call.reference_id).version == 4 for call in calls)
+        assert all(uuid.UUID(call.activeflow_id).version == 4 for call in calls)
+        originated = {call.campaigncall_id: call.reference_id for call in world.calls.originated}
+        assert originated == {call.id: call.reference_id for call in calls}
+
+
 @pytest.mark.parametrize(
     ("service_level", "expected"),
     [(100, 4), (200, 2), (50, 8), (0, 10)],

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from dialerd import metrics
 from dialerd.model import EndHandle
-from dialerd.ports import HangupReason
+from dialerd.ports import Answered, Ended, HangupReason
+from tests.fakes.clock import settle
 from tests.integration.scheduler.engine_harness import CUSTOMER, World, running_engine
 
 # A registry of every dialerd family, as the daemon makes one for /metrics.
@@ -69,6 +70,37 @@ async def test_each_reason_a_campaign_does_not_dial_is_named(tmp_path: Path) -> 
         assert sample("dialerd_campaign_attempts_started_total", campaign_id=campaign.id) == 6
         assert sample("dialerd_campaign_attempts_ended_total", campaign_id=campaign.id,
                       result="fail", reason="busy") == 6  # fmt: skip
+
+
+async def test_the_dialing_and_talking_series_follow_starts_answers_and_ends_in_bursts(
+    tmp_path: Path,
+) -> None:
+    # A claim's starts, a burst's answers and a burst's ends are each published once:
+    # what is scraped after each is the count of the calls as they are.
+    async with running_engine(tmp_path) as world:
+        world.queue.available = 4
+        campaign, _, _ = await world.campaign(targets=10)
+        await world.run(campaign)
+
+        def activity() -> tuple[float | None, ...]:
+            return (
+                sample("dialerd_campaign_dialing", campaign_id=campaign.id),
+                sample("dialerd_campaign_talking", campaign_id=campaign.id),
+                sample("dialerd_attempts_active", status="dialing"),
+                sample("dialerd_attempts_active", status="progressing"),
+            )
+
+        assert activity() == (4, 0, 4, 0)
+        calls = world.calls.ringing()
+        world.calls.report_together([Answered(calls[0]), Answered(calls[1]), Answered(calls[2])])
+        await settle(busy=world.store_busy)
+        assert activity() == (1, 3, 1, 3)
+        world.calls.report_together(
+            [Ended(calls[0], HangupReason.NORMAL), Ended(calls[3], HangupReason.BUSY)]
+        )
+        await settle(busy=world.store_busy)
+        # Nothing rings any more: the refill dials a line per free agent again.
+        assert activity() == (4, 2, 4, 2)
 
 
 async def test_a_queue_read_failure_shows_as_queue_unreachable(tmp_path: Path) -> None:
