@@ -106,11 +106,14 @@ class Harness:
 
 @asynccontextmanager
 async def running(backend: AriTelephony) -> AsyncIterator[Harness]:
+    """The backend connected to ARI; on leaving, stopped and its websocket session ended
+    in Asterisk, so that the next start (same app) is not unregistered by the old one."""
     send, receive = anyio.create_memory_object_stream[TelephonyEvent](1000)
     async with receive, anyio.create_task_group() as task_group:
         await task_group.start(backend.run, send)
         yield Harness(backend, receive)
         task_group.cancel_scope.cancel()
+    await anyio.to_thread.run_sync(Rig().wait_connections_ended, backend.app)
 
 
 async def eventually(condition: Any, within: float = 5.0, what: str = "condition") -> None:

@@ -210,6 +210,28 @@ class Rig:
             raise RigError(f"asterisk -rx {command!r} failed: {done.stdout}{done.stderr}")
         return done.stdout
 
+    def wait_connections_ended(self, app: str, timeout: float = 10.0) -> None:
+        """Wait until Asterisk lists no ARI websocket session for ``app``.
+
+        A session Asterisk ends unregisters its applications by name: ended after a new
+        connection for the same name registered, it takes that connection's registration
+        with it (no event reaches it any more, "Application not found"). A real restart
+        (a process exit, then a start) leaves Asterisk time to end the old session first;
+        a test that stops and starts an adapter within milliseconds waits for it here.
+        With Asterisk down there is no session to wait for.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                listed = self.asterisk_cli("ari show websocket sessions")
+            except RigError:
+                return
+            if not any(app in line.split() for line in listed.splitlines()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Asterisk kept a websocket session for {app}: {listed}")
+            time.sleep(0.02)
+
     def set_agent_state(self, agent: str, state: str) -> None:
         """Set the device state Custom:<agent> (NOT_INUSE, INUSE, UNAVAILABLE, ...)."""
         if state not in AGENT_STATES:

@@ -1,14 +1,16 @@
-"""Steps the store suites share: an attempt claimed, an attempt ended, a claim held."""
+"""Steps the store suites share: an attempt claimed, an attempt ended, a claim held, a
+target held by the later attempt after a write-back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
 
 from dialerd.core.targets import RetryRule
-from dialerd.model import Campaigncall, CampaigncallResult
+from dialerd.model import Campaigncall, CampaigncallResult, TargetStatus
 from dialerd.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -38,6 +40,26 @@ async def finish(store: Store, dialing: Dialing, campaigncall: Campaigncall, now
     )
     assert done is not None
     assert done.finished
+
+
+async def held_until_the_later_attempt_ends(
+    store: Store, dialing: Dialing, later: Campaigncall, now: datetime
+) -> None:
+    """After a write-back that ended an earlier attempt of ``later``'s target: ``later`` is
+    the only live attempt, its target stays progressing and no claim (at ``now``) takes
+    it; once ``later`` ends, the next claim takes the target and is the only live one."""
+    live = await store.active_attempts(dialing.campaign.id)
+    assert [call.id for call in live] == [later.id]
+    target = await store.get_target(dialing.outdial.id, later.outdial_target_id)
+    assert target is not None
+    assert target.status == TargetStatus.PROGRESSING
+    assert await store.start_attempts([dialing.plan(now)]) == []
+
+    await finish(store, dialing, later, now + timedelta(seconds=1))
+    next_one = await claim(store, dialing, now + timedelta(seconds=2))
+    assert next_one.outdial_target_id == later.outdial_target_id
+    live = await store.active_attempts(dialing.campaign.id)
+    assert [call.id for call in live] == [next_one.id]
 
 
 def hold_next_claim(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> HeldClaim:

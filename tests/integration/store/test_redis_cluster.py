@@ -16,12 +16,17 @@ import pytest
 import redis.asyncio
 
 from dialerd.core.targets import RetryRule
-from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus, TargetStatus
+from dialerd.model import Campaigncall, CampaigncallResult, CampaigncallStatus
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.redis_cluster import RedisClusterRig, slot_of
 from tests.integration.conftest import at
-from tests.integration.store.store_steps import claim, finish, hold_next_claim
+from tests.integration.store.store_steps import (
+    claim,
+    finish,
+    held_until_the_later_attempt_ends,
+    hold_next_claim,
+)
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -406,16 +411,7 @@ async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later
             CampaigncallResult.FAIL,
             "busy",
         )
-        target = await store.get_target(dialing.outdial.id, first.outdial_target_id)
-        assert target is not None
-        assert target.status == TargetStatus.PROGRESSING
-        assert await store.start_attempts([dialing.plan(at(4))]) == []
-
-        await finish(store, dialing, second, at(5))
-        third = await claim(store, dialing, at(6))
-        assert third.outdial_target_id == first.outdial_target_id
-        live = await store.active_attempts(dialing.campaign.id)
-        assert [call.id for call in live] == [third.id]
+        await held_until_the_later_attempt_ends(store, dialing, second, at(4))
     finally:
         await store.close()
         if shard is not None:

@@ -23,7 +23,13 @@ from dialerd.store.base import Fence, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
 from tests.integration.conftest import at
-from tests.integration.store.store_steps import FAIL, claim, finish, hold_next_claim
+from tests.integration.store.store_steps import (
+    FAIL,
+    claim,
+    finish,
+    held_until_the_later_attempt_ends,
+    hold_next_claim,
+)
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -342,16 +348,7 @@ async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later
             CampaigncallResult.FAIL,
             "busy",
         )
-        assert [call.id for call in await store.active_attempts(dialing.campaign.id)] == [second.id]
-        target = await store.get_target(dialing.outdial.id, first.outdial_target_id)
-        assert target is not None
-        assert target.status == TargetStatus.PROGRESSING
-        assert await store.start_attempts([dialing.plan(at(4))]) == []
-
-        await finish(store, dialing, second, at(5))
-        third = await claim(store, dialing, at(6))
-        assert third.outdial_target_id == first.outdial_target_id
-        assert [call.id for call in await store.active_attempts(dialing.campaign.id)] == [third.id]
+        await held_until_the_later_attempt_ends(store, dialing, second, at(4))
     finally:
         await store.close()
 
@@ -389,12 +386,7 @@ async def test_an_older_attempt_ended_lost_does_not_free_the_target_of_a_live_on
         assert swept.finished
         assert swept.target is not None
         assert swept.target.status == TargetStatus.PROGRESSING
-        assert await b.start_attempts([dialing.plan(at(60))]) == []
-
-        await finish(b, dialing, second, at(61))
-        third = await claim(b, dialing, at(62))
-        assert third.outdial_target_id == first.outdial_target_id
-        assert [call.id for call in await b.active_attempts(dialing.campaign.id)] == [third.id]
+        await held_until_the_later_attempt_ends(b, dialing, second, at(60))
     finally:
         await a.close()
         await b.close()
