@@ -187,9 +187,7 @@ def new_ids(count: int) -> list[str]:
     ]
 
 
-# A time-ordered UUID (version 7, RFC 9562): the version and variant bits, and the
-# random bits' mask.
-_UUID7_BITS: Final = 0x7 << 76 | 0x2 << 62
+# The variant bits of a UUID (RFC 9562), and the mask of a version 7 id's random bits.
 _RANDOM_62: Final = (1 << 62) - 1
 _VARIANT_10: Final = 0x2 << 62
 
@@ -200,21 +198,12 @@ def new_ordered_id() -> str:
     after), then 62 random bits. Ids that key an index a row is added to per attempt
     are taken from here: each lands at the end of the index, where the pages written
     last are, instead of on a random page of it."""
-    nanoseconds = time.time_ns()
-    milliseconds, rest = divmod(nanoseconds, 1_000_000)
-    bits = (
-        milliseconds << 80
-        | (rest * 4096 // 1_000_000) << 64
-        | _UUID7_BITS
-        | int.from_bytes(os.urandom(8)) & _RANDOM_62
-    )
-    text = f"{bits:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return new_ordered_ids(1)[0]
 
 
 def new_ordered_ids(count: int) -> list[str]:
-    """``count`` fresh time-ordered UUIDs (version 7), as ``new_ordered_id`` makes them,
-    from one reading of the clock and one draw of random bytes: they share the time
+    """``count`` fresh time-ordered UUIDs (version 7, see ``new_ordered_id``), from one
+    reading of the clock and one draw of random bytes: they share the time
     and their random bits are sorted, so they too sort in the order returned."""
     milliseconds, rest = divmod(time.time_ns(), 1_000_000)
     head = f"{milliseconds << 16 | 0x7000 | rest * 4096 // 1_000_000:016x}"
