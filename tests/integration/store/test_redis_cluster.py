@@ -297,6 +297,17 @@ async def test_a_lease_lost_with_the_primary_is_left_to_its_owner_while_the_fail
             own_cluster.heal(shard)
 
 
+async def until_replicated(store: RedisStore, shard: int, customer: str) -> None:
+    """Wait until the replica of ``shard`` has every write of its primary (a write on
+    the customer's slot, then WAIT for it)."""
+    primary = redis.asyncio.Redis(port=shard)
+    try:
+        await primary.incr(f"{store._tag(customer)}:sync")
+        assert await primary.wait(1, 5000) == 1
+    finally:
+        await primary.aclose()
+
+
 async def test_a_claim_begun_before_the_failover_is_not_made_on_the_promoted_replica(
     own_cluster: RedisClusterRig, make: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -326,6 +337,8 @@ async def test_a_claim_begun_before_the_failover_is_not_made_on_the_promoted_rep
         assert shard is not None
         replica = own_cluster.replica_of(shard)
         assert replica is not None
+        # The replica has the campaign running and the targets before it is paused.
+        await until_replicated(store, shard, customer)
         own_cluster.pause(replica)
         own_cluster.cut_replicas_of(shard)
         first = await store.start_attempts([dialing.plan(at(1))])
@@ -386,13 +399,8 @@ async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later
         replica = own_cluster.replica_of(shard)
         assert replica is not None
         first = await claim(store, dialing, at(1))
-        # The replica has the claim (a write on the customer's slot, then WAIT for it).
-        primary = redis.asyncio.Redis(port=shard)
-        try:
-            await primary.incr(f"{store._tag(customer)}:sync")
-            assert await primary.wait(1, 5000) == 1
-        finally:
-            await primary.aclose()
+        # The replica has the claim.
+        await until_replicated(store, shard, customer)
         own_cluster.pause(replica)
         own_cluster.cut_replicas_of(shard)
         await finish(store, dialing, first, at(2))  # on the primary alone: lost
