@@ -30,6 +30,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -47,11 +49,63 @@ RESTART_PAGES: Final = 4096
 WAL_LIMIT_BYTES: Final = 16 * 1024 * 1024
 # The -wal file size at which the writer checkpoints itself.
 WAL_HARD_BYTES: Final = 64 * 1024 * 1024
+# While checkpoints keep failing, seconds between two warnings that count them.
+FAILURE_LOG_SECONDS: Final = 60.0
 
 
 def wal_path(path: Path) -> Path:
     """The WAL file of the SQLite file at ``path``."""
     return path.with_name(path.name + "-wal")
+
+
+class FailureLog:
+    """The warnings of checkpoints that keep failing (every round, on a full disk): the
+    first failure at once, then at most one line every ``seconds`` with how many failed
+    since the last line, and one line when a checkpoint succeeds again."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        seconds: float = FAILURE_LOG_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.seconds = seconds
+        self.clock = clock
+        self._first: float | None = None  # when the failures began; None: none failing
+        self._logged = 0.0  # when the last line was written
+        self._failures = 0  # since the first one
+        self._unlogged = 0  # since the last line
+
+    def failed(self, error: str) -> None:
+        now = self.clock()
+        self._failures += 1
+        if self._first is None:
+            self._first = self._logged = now
+            log.warning("sqlite checkpoint failed", path=str(self.path), error=error)
+            return
+        self._unlogged += 1
+        if now - self._logged >= self.seconds:
+            log.warning(
+                "sqlite checkpoint still failing",
+                path=str(self.path),
+                error=error,
+                failures=self._unlogged,
+                failing_seconds=round(now - self._first, 1),
+            )
+            self._logged, self._unlogged = now, 0
+
+    def succeeded(self) -> None:
+        if self._first is None:
+            return
+        log.info(
+            "sqlite checkpoint succeeded again",
+            path=str(self.path),
+            failures=self._failures,
+            failing_seconds=round(self.clock() - self._first, 1),
+        )
+        self._first, self._failures, self._unlogged = None, 0, 0
 
 
 class Checkpointer:
@@ -65,11 +119,13 @@ class Checkpointer:
         *,
         seconds: float = CHECKPOINT_SECONDS,
         restart_pages: int = RESTART_PAGES,
+        failures: FailureLog | None = None,
     ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.seconds = seconds
         self.restart_pages = restart_pages
+        self.failures = failures or FailureLog(path)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
@@ -96,12 +152,18 @@ class Checkpointer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.seconds):
-            try:
-                self.checkpoint()
-            except sqlite3.Error as error:
-                # Nothing is lost: the next round tries again, and the writer's own
-                # checkpoint bounds the WAL meanwhile.
-                log.warning("sqlite checkpoint failed", path=str(self.path), error=str(error))
+            self.round()
+
+    def round(self) -> None:
+        """One round, its failure logged (through ``failures``) rather than raised."""
+        try:
+            self.checkpoint()
+        except sqlite3.Error as error:
+            # Nothing is lost: the next round tries again, and the writer's own
+            # checkpoint bounds the WAL meanwhile.
+            self.failures.failed(str(error))
+        else:
+            self.failures.succeeded()
 
     def checkpoint(self) -> tuple[int, int]:
         """One round: a passive checkpoint, and a RESTART one if the WAL still holds
@@ -121,12 +183,22 @@ class Checkpointer:
             return int(pages), int(copied)
 
 
-def bound_wal(connection: sqlite3.Connection, wal: Path, hard_bytes: int = WAL_HARD_BYTES) -> None:
+def bound_wal(
+    connection: sqlite3.Connection,
+    wal: Path,
+    hard_bytes: int = WAL_HARD_BYTES,
+    failures: FailureLog | None = None,
+) -> None:
     """The writer's safety net: checkpoint and truncate the WAL when its file is over
     ``hard_bytes`` (run on the writer's thread, between transactions). A checkpoint
-    that fails changes nothing written: the next call tries again."""
+    that fails changes nothing written: the next call tries again. Failures go to
+    ``failures`` (one ``FailureLog`` per writer: it follows the failures in a row)."""
     try:
-        if os.stat(wal).st_size > hard_bytes:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if os.stat(wal).st_size <= hard_bytes:
+            return
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     except (OSError, sqlite3.Error) as error:
-        log.warning("sqlite checkpoint failed", path=str(wal), error=str(error))
+        (failures or FailureLog(wal)).failed(str(error))
+    else:
+        if failures is not None:
+            failures.succeeded()

@@ -24,6 +24,7 @@ from dialerd.store.sqlite.checkpoint import (
     WAL_HARD_BYTES,
     WAL_LIMIT_BYTES,
     Checkpointer,
+    FailureLog,
     bound_wal,
     wal_path,
 )
@@ -289,7 +290,13 @@ class SqliteConnection:
             return
         self._connection = connection = await anyio.to_thread.run_sync(self._connect)
         self._worker = _ConnectionWorker(
-            partial(bound_wal, connection, wal_path(self.path), self.wal_hard_bytes)
+            partial(
+                bound_wal,
+                connection,
+                wal_path(self.path),
+                self.wal_hard_bytes,
+                FailureLog(wal_path(self.path)),
+            )
         )
         self._checkpointer = Checkpointer(
             self.path, BUSY_TIMEOUT_MS, seconds=self.checkpoint_seconds

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from dialerd.model import CampaignStatus, OutdialTarget, TargetStatus, new_id
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite import SqliteStore
+from dialerd.store.sqlite.checkpoint import Checkpointer, FailureLog
 from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.fakes.clock import FakeClock
 from tests.integration.conftest import Dialing
 
 if TYPE_CHECKING:
@@ -524,6 +527,30 @@ async def test_checkpoint_rounds_keep_the_wal_from_growing_in_a_long_run(
     await reopened.open()
     assert await reopened.outbox_backlog("c1") == 2000
     await reopened.close()
+
+
+async def test_a_checkpoint_failing_every_round_is_logged_once_a_minute(tmp_path: Path) -> None:
+    # The file cannot be opened (its directory is missing), so every round fails: the
+    # first failure is logged at once, then one line a minute counts the failures since
+    # the last line, and one line says when checkpoints succeed again.
+    clock = FakeClock()
+    path = tmp_path / "missing" / "dialerd.sqlite3"
+    checkpointer = Checkpointer(path, 100, failures=FailureLog(path, clock=clock.monotonic))
+    with capture_logs() as logs:
+        for _ in range(4 * 300):  # five minutes of rounds 0.25 s apart
+            checkpointer.round()
+            await clock.advance(0.25)
+        path.parent.mkdir()
+        checkpointer.round()
+    checkpointer.stop()
+    lines = [(line["event"], line.get("failures")) for line in logs]
+    assert lines == [
+        ("sqlite checkpoint failed", None),
+        *[("sqlite checkpoint still failing", 240)] * 4,
+        ("sqlite checkpoint succeeded again", 1200),
+    ]
+    assert "unable to open database file" in logs[0]["error"]
+    assert [line["failing_seconds"] for line in logs[1:]] == [60.0, 120.0, 180.0, 240.0, 300.0]
 
 
 _WRITE_UNTIL_KILLED = """
