@@ -4,6 +4,7 @@ API shows it) and the simulated backend's ledgers of originations."""
 from __future__ import annotations
 
 import itertools
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,16 +56,36 @@ class Outage:
     end: datetime
 
 
+class LedgerCorrupt(RuntimeError):
+    """A ledger line that is not an origination, and not the partial last line a killed
+    daemon can leave (a failed check of the scenario, not a crash of the script)."""
+
+
 def read_ledgers(ledgers: Sequence[Path]) -> list[LedgerEntry]:
-    """Every origination the simulated backends placed, from all their ledger files."""
+    """Every origination the simulated backends placed, from all their ledger files.
+
+    A last line without its newline that does not decode is a write cut short (a daemon
+    killed in it, or read while it writes): skipped, with a note on stderr. Any other
+    line that does not decode raises ``LedgerCorrupt``."""
     entries: list[LedgerEntry] = []
     for ledger in ledgers:
-        if ledger.exists():
-            entries.extend(
-                msgspec.json.decode(line, type=LedgerEntry)
-                for line in ledger.read_bytes().splitlines()
-                if line.strip()
-            )
+        if not ledger.exists():
+            continue
+        data = ledger.read_bytes()
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(msgspec.json.decode(line, type=LedgerEntry))
+            except msgspec.DecodeError as error:
+                if number == len(lines):  # the last line, not ended by a newline
+                    print(
+                        f"note: {ledger}: partial last line skipped ({len(line)} bytes, {error})",
+                        file=sys.stderr,
+                    )
+                    continue
+                raise LedgerCorrupt(f"{ledger} line {number}: {error}") from error
     return entries
 
 

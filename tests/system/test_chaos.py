@@ -18,6 +18,7 @@ from dialerd.adapters.sim import LedgerEntry
 from dialerd.model import Campaigncall, CampaigncallStatus, format_time, new_id
 from scripts.chaoslib.invariants import (
     FinalState,
+    LedgerCorrupt,
     Outage,
     check_campaign,
     check_outages,
@@ -116,6 +117,28 @@ def test_outage_checks_catch_blind_dialing_and_a_slow_resume(tmp_path: Path) -> 
     assert blind.detail.startswith("1 while down")
     assert not slow.ok
     assert "7.0 s" in slow.detail
+
+
+def test_a_partial_last_ledger_line_is_skipped_and_a_corrupt_one_elsewhere_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    lines = [msgspec.json.encode(_entry(f"call-{n}", start)) + b"\n" for n in range(3)]
+    cut = lines[2][:40]  # a daemon killed while it wrote its third line
+    ledger = tmp_path / "originations.jsonl"
+    ledger.write_bytes(lines[0] + lines[1] + cut)
+    assert [entry.campaigncall_id for entry in read_ledgers([ledger])] == ["call-0", "call-1"]
+    note = capsys.readouterr().err
+    assert f"note: {ledger}: partial last line skipped (40 bytes" in note
+
+    # The same cut line followed by more (the daemon restarted and appended): corrupt.
+    ledger.write_bytes(lines[0] + cut + lines[1])
+    with pytest.raises(LedgerCorrupt, match=r"originations\.jsonl line 2"):
+        read_ledgers([ledger])
+    # A complete last line that is not an origination: corrupt too.
+    ledger.write_bytes(lines[0] + b'{"tm": 1}\n')
+    with pytest.raises(LedgerCorrupt, match="line 2"):
+        read_ledgers([ledger])
 
 
 @pytest.mark.slow
