@@ -118,6 +118,7 @@ from dialerd.metrics.telephony import (
     queue_read_error,
     queue_wait,
     telephony_connected,
+    telephony_registration_lost,
 )
 
 __all__ = [
@@ -172,6 +173,7 @@ __all__ = [
     "quota_use",
     "store_operation",
     "telephony_connected",
+    "telephony_registration_lost",
     "tts_rendered",
 ]
 

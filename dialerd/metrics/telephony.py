@@ -29,6 +29,12 @@ TELEPHONY_CONNECTED = gauge(
     "1 while the telephony backend's connection (event stream) is up, else 0.",
     ["backend"],
 )
+TELEPHONY_REGISTRATION_LOST = counter(
+    "dialerd_telephony_registration_lost",
+    "Times the telephony backend found its application no longer registered while "
+    "connected (ARI: events no longer reached its websocket), and reconnected.",
+    ["backend"],
+)
 QUEUE_ADAPTER_CONNECTED = gauge(
     "dialerd_queue_adapter_connected",
     "1 while the queue adapter's connection is up, else 0.",
@@ -66,6 +72,7 @@ FAMILIES = (
     ORIGINATION_ERRORS,
     QUEUE_READ_ERRORS,
     TELEPHONY_CONNECTED,
+    TELEPHONY_REGISTRATION_LOST,
     QUEUE_ADAPTER_CONNECTED,
     ORIGINATE_LATENCY,
     ANSWER_TO_AGENT,
@@ -95,6 +102,12 @@ def queue_read_error(adapter: str) -> None:
 def telephony_connected(backend: str, *, up: bool) -> None:
     """Set whether the telephony backend's connection is up."""
     TELEPHONY_CONNECTED.labels(backend=backend).set(1 if up else 0)
+
+
+def telephony_registration_lost(backend: str, times: int = 1) -> None:
+    """Count a registration of the backend's application found lost (``times=0``: make
+    the series, at 0, for a backend that checks its registration)."""
+    TELEPHONY_REGISTRATION_LOST.labels(backend=backend).inc(times)
 
 
 def queue_adapter_connected(adapter: str, *, up: bool) -> None:

@@ -12,6 +12,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from dialerd.adapters.asterisk.ari import AriTelephony
+from dialerd.adapters.asterisk.ari_http import AriHttp, connect_events
 from dialerd.model import NIL_UUID, Action, Address
 from dialerd.ports import AgentConnected, Answered, Ended, Origination, TelephonyEvent
 from tests.realpeer.rig import Rig
@@ -121,3 +122,26 @@ async def eventually(condition: Any, within: float = 5.0, what: str = "condition
     with anyio.fail_after(within):
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.02)
+
+
+async def take_registration(rig: Rig, app: str) -> None:
+    """A second websocket session for ``app``, opened and ended: it takes the application's
+    registration from the adapter's session, and its end unregisters the application in
+    Asterisk, while the adapter's websocket stays up (what an older session of the same
+    name ending late does)."""
+    http = AriHttp(
+        f"{rig.ari_url}/ari",
+        rig.ari_user,
+        rig.ari_password,
+        size=1,
+        connect_timeout=2.0,
+        request_timeout=2.0,
+    )
+    try:
+        session = await connect_events(
+            http, "/events", {"app": app, "subscribeAll": "false"},
+            ping_interval=10.0, ping_timeout=10.0,
+        )  # fmt: skip
+        await session.aclose()
+    finally:
+        await http.aclose()

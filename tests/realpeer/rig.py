@@ -215,10 +215,12 @@ class Rig:
 
         A session Asterisk ends unregisters its applications by name: ended after a new
         connection for the same name registered, it takes that connection's registration
-        with it (no event reaches it any more, "Application not found"). A real restart
-        (a process exit, then a start) leaves Asterisk time to end the old session first;
-        a test that stops and starts an adapter within milliseconds waits for it here.
-        With Asterisk down there is no session to wait for.
+        with it (no event reaches it any more, "Application not found"). The adapter
+        notices (its registration check) and reconnects, but only after a check round;
+        a real restart (a process exit, then a start) leaves Asterisk time to end the old
+        session first, and a test that stops and starts an adapter within milliseconds
+        waits for it here rather than go through that. With Asterisk down there is no
+        session to wait for.
         """
         deadline = time.monotonic() + timeout
         while True:

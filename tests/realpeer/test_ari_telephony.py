@@ -6,10 +6,17 @@ from __future__ import annotations
 import anyio
 import pytest
 from anyio.abc import SocketStream
+from structlog.testing import capture_logs
 
 from dialerd import metrics
 from dialerd.ports import HangupReason, OriginationError, TelephonyUnavailable
-from tests.realpeer.harness import eventually, origination, running, telephony
+from tests.realpeer.harness import (
+    eventually,
+    origination,
+    running,
+    take_registration,
+    telephony,
+)
 from tests.realpeer.rig import LedgerEntry, Rig
 
 # A registry of every dialerd family, as the daemon makes one for /metrics.
@@ -183,6 +190,39 @@ async def test_a_new_process_follows_calls_placed_before(fresh_rig: Rig) -> None
         assert (await after.ended(talking.campaigncall_id)).reason == HangupReason.NORMAL
         assert talking.campaigncall_id not in await after.backend.live_calls()
     assert invites_of(fresh_rig, ringing.campaigncall_id) == 1
+
+
+def registrations_lost() -> float:
+    lost = REGISTRY.get_sample_value(
+        "dialerd_telephony_registration_lost_total", {"backend": "asterisk"}
+    )
+    return lost or 0.0
+
+
+async def test_a_registration_taken_while_connected_is_noticed_and_made_again(rig: Rig) -> None:
+    # Another websocket session of the same app registers and ends: Asterisk unregisters
+    # the app by name, and the adapter's websocket, still up, would get no more events.
+    backend = telephony(rig)
+    backend.registration_check_seconds = 0.5
+    backend.registration_check_timeout = 2.0
+    before = registrations_lost()
+    with capture_logs() as logs:
+        async with running(backend) as calls:
+            ringing = origination("noanswer-0", dial_timeout_ms=30_000)
+            await backend.originate(ringing)
+            await take_registration(rig, backend.app)
+            await eventually(lambda: registrations_lost() > before, 10, what="the loss noticed")
+            await eventually(lambda: backend.unavailable_reason() is None, 10, what="reconnect")
+            # Calls are followed again: the one ringing across the loss, and a new one.
+            await backend.cancel(ringing.campaigncall_id)
+            assert (await calls.ended(ringing.campaigncall_id)).reason == HangupReason.CANCELLED
+            again = origination("busy-0")
+            await backend.originate(again)
+            assert (await calls.ended(again.campaigncall_id)).reason == HangupReason.BUSY
+    assert registrations_lost() == before + 1
+    [warning] = [line for line in logs if line["log_level"] == "warning"]
+    assert warning["event"] == "ARI application no longer registered; reconnecting"
+    assert warning["app"] == backend.app
 
 
 class Proxy:

@@ -21,10 +21,22 @@ adapter lists the channels, reports the calls it followed that are gone as ``los
 restart) from their current state: only channels of our application that carry the
 ``DIALERD_ID`` it set (a channel someone else named with a UUID is left alone). A call
 whose actions were running when the process died cannot resume them: it is hung up.
+
+Registration: Asterisk gives an application's events to the websocket session that
+registered its name last, and when a session ends it unregisters its applications by
+name. An older session of the same name (one half-open before a reconnect, or a
+previous process's) that ends after this one registered takes the registration with it:
+the websocket stays up and silent. So at each connect, and every
+``registration_check_seconds`` while connected, the adapter sends its application a user
+event (``POST /events/user/...``); if it does not come back on the websocket within
+``registration_check_timeout``, the registration is lost: it reconnects (a warning line,
+``dialerd_telephony_registration_lost_total``). ``GET /applications/{app}`` cannot tell:
+an application Asterisk deactivated is still listed while it has subscriptions.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -45,6 +57,7 @@ from dialerd.adapters.asterisk.ari_events import (
     AriEvent,
     AriEventError,
     Channel,
+    ChannelUserevent,
     ChannelVarset,
     Dial,
     PlaybackFinished,
@@ -58,6 +71,7 @@ from dialerd.adapters.asterisk.ari_http import (
     AriHttp,
     AriHttpError,
     AriResponse,
+    AriWebSocket,
     Params,
     connect_events,
 )
@@ -90,6 +104,10 @@ DEFAULT_CONNECTIONS: Final = 32
 # The event stream is pinged after this many quiet seconds, and given up this many after.
 PING_INTERVAL: Final = 10.0
 PING_TIMEOUT: Final = 10.0
+# While connected, seconds between two checks that the application's events still reach
+# the websocket, and how long the check's user event may take to come back.
+REGISTRATION_CHECK_SECONDS: Final = 15.0
+REGISTRATION_CHECK_TIMEOUT: Final = 10.0
 # Longest the DELETE of a flow's leg or bridge may take when the adapter stops under it.
 CLEANUP_SECONDS: Final = 5.0
 # A dialled number goes into a dial string: nothing that could add a second one.
@@ -118,6 +136,12 @@ _PJSIP_ENDPOINT: Final = re.compile(r"PJSIP/(?:[^@/]*@(?P<at>[^@/{}]+)|(?P<name>
 class AriUnavailable(TelephonyUnavailable, OriginationError):
     """Asterisk could not be asked (ARI unreachable, or no event stream); an
     origination then fails like any other (``OriginationError``)."""
+
+
+class AriRegistrationLost(AriUnavailable):
+    """Asterisk no longer gives the application's events to this websocket: the
+    registration was taken by the end of another session of the same name (or by
+    another one registering it)."""
 
 
 class AriTelephony:
@@ -168,6 +192,11 @@ class AriTelephony:
         self.amd_context = amd_context
         self.recording_dir = recording_dir.strip("/")
         self.connections = max(1, connections)
+        self.registration_check_seconds = REGISTRATION_CHECK_SECONDS
+        self.registration_check_timeout = REGISTRATION_CHECK_TIMEOUT
+        # The user event the registration check awaits now (its name), and its arrival.
+        self._check: tuple[str, anyio.Event] | None = None
+        self._checks = itertools.count(1)
         # What each placed call runs once answered; the flows running now.
         self._plans: dict[str, CallPlan] = {}
         self._flows: dict[str, CallFlow] = {}
@@ -216,6 +245,7 @@ class AriTelephony:
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
         )
+        metrics.telephony_registration_lost(self.name, 0)
         try:
             async with events, anyio.create_task_group() as task_group:
                 self._http, self._events, self._task_group = http, events, task_group
@@ -343,13 +373,17 @@ class AriTelephony:
                 try:
                     await self._subscribe()
                     await self._reconcile()
-                    self._set_connected(True)
-                    delay = BACKOFF_INITIAL
-                    if not started:
-                        started = True
-                        task_status.started()
-                    while True:
-                        await self._handle(await session.receive_text())
+                    async with anyio.create_task_group() as reading:
+                        reading.start_soon(self._read_events, session)
+                        await self._check_registration()
+                        self._set_connected(True)
+                        delay = BACKOFF_INITIAL
+                        if not started:
+                            started = True
+                            task_status.started()
+                        while True:
+                            await anyio.sleep(self.registration_check_seconds)
+                            await self._check_registration()
                 finally:
                     await session.aclose()
             except Exception as exc:
@@ -359,13 +393,59 @@ class AriTelephony:
                 # are hung up (now, or on reconnect if ARI cannot be asked now).
                 for running in self._flows.values():
                     running.lose_events()
-                log.warning("ARI unavailable; retrying", url=self.url, error=_describe(cause),
-                            retry_in=delay, exc_info=not _expected(cause))  # fmt: skip
+                if isinstance(cause, AriRegistrationLost):
+                    metrics.telephony_registration_lost(self.name)
+                    log.warning("ARI application no longer registered; reconnecting",
+                                url=self.url, app=self.app, error=str(cause),
+                                retry_in=delay)  # fmt: skip
+                else:
+                    log.warning("ARI unavailable; retrying", url=self.url,
+                                error=_describe(cause), retry_in=delay,
+                                exc_info=not _expected(cause))  # fmt: skip
             if not started:
                 started = True
                 task_status.started()
             await anyio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _read_events(self, session: AriWebSocket) -> None:
+        while True:
+            await self._handle(await session.receive_text())
+
+    async def _check_registration(self) -> None:
+        """Send the application a user event; raise ``AriRegistrationLost`` unless it comes
+        back on the websocket within ``registration_check_timeout``. An answer that is not
+        Asterisk's (ARI unreachable, an error other than 404) tells nothing: no check."""
+        name = f"dialerd-check-{next(self._checks)}"
+        arrived = anyio.Event()
+        self._check = (name, arrived)
+        try:
+            try:
+                response = await self._raw(
+                    "POST", f"/events/user/{name}", params={"application": self.app}
+                )
+            except AriUnavailable as exc:
+                log.info("ARI registration not checked", app=self.app, error=str(exc))
+                return
+            if response.status_code == 404:
+                raise AriRegistrationLost(
+                    f"application {self.app!r} is not registered in Asterisk "
+                    f"({_http_error(response)})"
+                )
+            if response.is_error:
+                log.info("ARI registration not checked", app=self.app,
+                         error=_http_error(response))  # fmt: skip
+                return
+            with anyio.move_on_after(self.registration_check_timeout):
+                await arrived.wait()
+                return
+            raise AriRegistrationLost(
+                f"application {self.app!r}: its events no longer reach this websocket "
+                f"(a user event sent to it did not come back in "
+                f"{self.registration_check_timeout:g} s)"
+            )
+        finally:
+            self._check = None
 
     def _set_connected(self, connected: bool, reason: str | None = None) -> None:
         if connected and not self._connected:
@@ -509,6 +589,11 @@ class AriTelephony:
                         message=message[:300])  # fmt: skip
             return
         if event is None:
+            return
+        if isinstance(event, ChannelUserevent):
+            check = self._check
+            if check is not None and event.eventname == check[0]:
+                check[1].set()
             return
         for running in list(self._flows.values()):
             if running.is_about(event):
@@ -839,7 +924,7 @@ def _channels_named(event: AriEvent) -> list[str]:
         return ids
     if isinstance(event, ChannelVarset):
         return [event.channel.id] if event.channel is not None else []
-    if isinstance(event, PlaybackFinished | RecordingFinished | RecordingFailed):
+    if isinstance(event, PlaybackFinished | RecordingFinished | RecordingFailed | ChannelUserevent):
         return []
     return [event.channel.id]
 

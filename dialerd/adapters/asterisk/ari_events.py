@@ -118,6 +118,13 @@ class RecordingFailed(msgspec.Struct, frozen=True, tag=True):
     recording: LiveRecording
 
 
+class ChannelUserevent(msgspec.Struct, frozen=True, tag=True):
+    """A user event (``POST /events/user/{eventname}``): the adapter sends its application
+    one to check that the application's events still reach its websocket."""
+
+    eventname: str = ""
+
+
 AriEvent = (
     StasisStart
     | StasisEnd
@@ -130,6 +137,7 @@ AriEvent = (
     | PlaybackFinished
     | RecordingFinished
     | RecordingFailed
+    | ChannelUserevent
 )
 
 EVENT_TYPES: Final[dict[str, type[AriEvent]]] = {
@@ -146,6 +154,7 @@ EVENT_TYPES: Final[dict[str, type[AriEvent]]] = {
         PlaybackFinished,
         RecordingFinished,
         RecordingFailed,
+        ChannelUserevent,
     )
 }
 
