@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from dialerd.model import Campaigncall, CampaignType
@@ -49,6 +50,8 @@ class Attempt:
     answered_at: float | None = None
     # Seconds the answered caller waited for an agent (None: no agent took the call yet).
     agent_wait: float | None = None
+    # When its end was seen: the time its end records, however often the write is retried.
+    ended_at: datetime | None = None
     # The attempt as the store gave it (its claim, or a restart's read): what is written
     # back if the store fails over to a replica that lost it.
     campaigncall: Campaigncall | None = None

@@ -994,7 +994,12 @@ class Calls:
         (and no stored ``campaigncall`` is given)."""
         attempt = self._book.pop(campaigncall_id)
         give_back_try = False
+        now = self.shared.clock.now()
         if attempt is not None:
+            # A retried write (the store was away) records the end when it was seen.
+            if attempt.ended_at is None:
+                attempt.ended_at = now
+            now = attempt.ended_at
             if attempt.timer is not None:
                 attempt.timer.cancel()
             reason = attempt.end_reason or reason
@@ -1019,7 +1024,7 @@ class Calls:
             result=targets.result_for(reason),
             reason=reason.value,
             rule=rule,
-            now=self.shared.clock.now(),
+            now=now,
             fence=self._fence(campaign_id),
             give_back_try=give_back_try,
             calling_rules=self.shared.calling_rules(customer_id),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -19,11 +20,14 @@ from dialerd.model import (
     CampaignType,
     EndHandle,
     TargetStatus,
+    parse_time,
 )
 from dialerd.ports import Answered, Ended, HangupReason
+from dialerd.store import Store
+from dialerd.store.base import StoreUnavailable
 from tests.fakes.clock import settle
 from tests.integration.conftest import StoreMaker, tel
-from tests.integration.scheduler.engine_harness import CUSTOMER, engine_on
+from tests.integration.scheduler.engine_harness import CUSTOMER, engine_on, running_engine
 
 REGISTRY = metrics.create_registry()
 
@@ -374,6 +378,56 @@ async def test_answered_and_ended_normally_is_a_success_and_ends_the_target(
         (call,) = await world.calls_of(campaign)
         assert (call.status, call.result, call.reason) == ("done", "success", "normal")
         assert (await world.target(targets[0])).status == TargetStatus.DONE
+
+
+class EndsRefused:
+    """A real store that answers every call but the writes of attempt ends while
+    ``away`` (refused as unreachable, as a store outage does)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.away = False
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not (self.away and name in ("finish_attempt", "finish_attempts")):
+            return attribute
+
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            self.refused += 1
+            raise StoreUnavailable("the store cannot be reached (test)")
+
+        return refused
+
+
+async def test_an_end_written_after_the_store_was_away_records_when_it_was_seen(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    store = new_store()
+    await store.open()
+    flaky = EndsRefused(store)
+    try:
+        async with running_engine(tmp_path, store=cast(Store, flaky)) as world:
+            world.queue.available = 1
+            campaign, _, _ = await world.campaign(targets=1)
+            await world.run(campaign)
+            await world.advance(20)  # it rings for 20 s, then the line is busy
+            call_id = world.calls.originated[0].campaigncall_id
+            flaky.away = True
+            seen = world.clock.now()
+            await world.calls.end(call_id, HangupReason.BUSY)
+            await world.advance(10)  # the end's write is tried again while the store is away
+            assert flaky.refused >= 5
+            flaky.away = False
+            await world.advance(2)
+            stored = await store.get_campaigncall(CUSTOMER, call_id)
+            assert stored is not None
+            assert (stored.status, stored.reason) == (CampaigncallStatus.DONE, "busy")
+            assert stored.tm_update is not None
+            assert parse_time(stored.tm_update) == seen
+    finally:
+        await store.close()
 
 
 async def test_a_repeated_hangup_changes_nothing(tmp_path: Path, new_store: StoreMaker) -> None:
