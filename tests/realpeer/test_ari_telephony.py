@@ -9,7 +9,13 @@ from anyio.abc import SocketStream
 from structlog.testing import capture_logs
 
 from dialerd import metrics
-from dialerd.ports import HangupReason, OriginationError, TelephonyUnavailable
+from dialerd.ports import (
+    Ended,
+    HangupReason,
+    OriginationError,
+    TelephonyEvent,
+    TelephonyUnavailable,
+)
 from tests.realpeer.harness import (
     eventually,
     origination,
@@ -223,6 +229,26 @@ async def test_a_registration_taken_while_connected_is_noticed_and_made_again(ri
     [warning] = [line for line in logs if line["log_level"] == "warning"]
     assert warning["event"] == "ARI application no longer registered; reconnecting"
     assert warning["app"] == backend.app
+
+
+async def test_events_held_by_a_full_engine_buffer_are_not_a_lost_registration(rig: Rig) -> None:
+    # The engine takes no event (its buffer full, as in a store outage): the adapter's
+    # reader waits, and so does the registration check's user event; not a loss.
+    backend = telephony(rig)
+    backend.registration_check_seconds = 0.5
+    backend.registration_check_timeout = 1.0
+    before = registrations_lost()
+    send, receive = anyio.create_memory_object_stream[TelephonyEvent](0)
+    async with receive, anyio.create_task_group() as task_group:
+        await task_group.start(backend.run, send)
+        busy = origination("busy-0")
+        await backend.originate(busy)
+        await anyio.sleep(4)  # several check rounds, the reader held on the call's end
+        assert registrations_lost() == before
+        assert backend.unavailable_reason() is None
+        assert await receive.receive() == Ended(busy.campaigncall_id, HangupReason.BUSY)
+        task_group.cancel_scope.cancel()
+    await anyio.to_thread.run_sync(rig.wait_connections_ended, backend.app)
 
 
 class Proxy:

@@ -197,6 +197,8 @@ class AriTelephony:
         # The user event the registration check awaits now (its name), and its arrival.
         self._check: tuple[str, anyio.Event] | None = None
         self._checks = itertools.count(1)
+        # The reader waits for the next message: it has handled every one it read.
+        self._awaiting_message = False
         # What each placed call runs once answered; the flows running now.
         self._plans: dict[str, CallPlan] = {}
         self._flows: dict[str, CallFlow] = {}
@@ -375,7 +377,7 @@ class AriTelephony:
                     await self._reconcile()
                     async with anyio.create_task_group() as reading:
                         reading.start_soon(self._read_events, session)
-                        await self._check_registration()
+                        await self._check_registration(session)
                         self._set_connected(True)
                         delay = BACKOFF_INITIAL
                         if not started:
@@ -383,7 +385,7 @@ class AriTelephony:
                             task_status.started()
                         while True:
                             await anyio.sleep(self.registration_check_seconds)
-                            await self._check_registration()
+                            await self._check_registration(session)
                 finally:
                     await session.aclose()
             except Exception as exc:
@@ -410,11 +412,17 @@ class AriTelephony:
 
     async def _read_events(self, session: AriWebSocket) -> None:
         while True:
-            await self._handle(await session.receive_text())
+            self._awaiting_message = True
+            try:
+                message = await session.receive_text()
+            finally:
+                self._awaiting_message = False
+            await self._handle(message)
 
-    async def _check_registration(self) -> None:
+    async def _check_registration(self, session: AriWebSocket) -> None:
         """Send the application a user event; raise ``AriRegistrationLost`` unless it comes
-        back on the websocket within ``registration_check_timeout``. An answer that is not
+        back on the websocket within ``registration_check_timeout`` (and longer while the
+        reader is behind: the engine's buffer full, say, holds it). An answer that is not
         Asterisk's (ARI unreachable, an error other than 404) tells nothing: no check."""
         name = f"dialerd-check-{next(self._checks)}"
         arrived = anyio.Event()
@@ -436,9 +444,12 @@ class AriTelephony:
                 log.info("ARI registration not checked", app=self.app,
                          error=_http_error(response))  # fmt: skip
                 return
-            with anyio.move_on_after(self.registration_check_timeout):
-                await arrived.wait()
-                return
+            while True:
+                with anyio.move_on_after(self.registration_check_timeout):
+                    await arrived.wait()
+                    return
+                if self._awaiting_message and session.caught_up():
+                    break
             raise AriRegistrationLost(
                 f"application {self.app!r}: its events no longer reach this websocket "
                 f"(a user event sent to it did not come back in "

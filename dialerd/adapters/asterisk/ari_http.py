@@ -469,6 +469,10 @@ class AriWebSocket:
                 pass
             await self._connection.aclose()
 
+    def caught_up(self) -> bool:
+        """Whether every byte received so far has been read (no message waits unread)."""
+        return not self._connection.buffer and not self._fragments
+
     async def receive_text(self) -> str:
         """The next text (or binary, as UTF-8) message; ``AriHttpError`` once the stream
         is closed or broken."""
