@@ -435,28 +435,35 @@ class AriTelephony:
             except AriUnavailable as exc:
                 log.info("ARI registration not checked", app=self.app, error=str(exc))
                 return
-            if response.status_code == 404:
-                raise AriRegistrationLost(
-                    f"application {self.app!r} is not registered in Asterisk "
-                    f"({_http_error(response)})"
-                )
-            if response.is_error:
+            if response.is_error and response.status_code != 404:
                 log.info("ARI registration not checked", app=self.app,
                          error=_http_error(response))  # fmt: skip
                 return
-            while True:
-                with anyio.move_on_after(self.registration_check_timeout):
-                    await arrived.wait()
-                    return
-                if self._awaiting_message and session.caught_up():
-                    break
-            raise AriRegistrationLost(
-                f"application {self.app!r}: its events no longer reach this websocket "
-                f"(a user event sent to it did not come back in "
-                f"{self.registration_check_timeout:g} s)"
-            )
+            # A 404 (no such application) waits as well: the reader hands on what it
+            # read first, and is stopped only while it waits for the next message.
+            if await self._came_back(session, arrived):
+                return
         finally:
             self._check = None
+        if response.status_code == 404:
+            raise AriRegistrationLost(
+                f"application {self.app!r} is not registered in Asterisk ({_http_error(response)})"
+            )
+        raise AriRegistrationLost(
+            f"application {self.app!r}: its events no longer reach this websocket "
+            f"(a user event sent to it did not come back in "
+            f"{self.registration_check_timeout:g} s)"
+        )
+
+    async def _came_back(self, session: AriWebSocket, arrived: anyio.Event) -> bool:
+        """Whether the check's user event came: waited for ``registration_check_timeout``,
+        and on while the reader has not read all it received (the event is only late)."""
+        while True:
+            with anyio.move_on_after(self.registration_check_timeout):
+                await arrived.wait()
+                return True
+            if self._awaiting_message and session.caught_up():
+                return False
 
     def _set_connected(self, connected: bool, reason: str | None = None) -> None:
         if connected and not self._connected:
