@@ -186,8 +186,8 @@ class Checkpointer:
 def bound_wal(
     connection: sqlite3.Connection,
     wal: Path,
+    failures: FailureLog,
     hard_bytes: int = WAL_HARD_BYTES,
-    failures: FailureLog | None = None,
 ) -> None:
     """The writer's safety net: checkpoint and truncate the WAL when its file is over
     ``hard_bytes`` (run on the writer's thread, between transactions). A checkpoint
@@ -198,7 +198,6 @@ def bound_wal(
             return
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     except (OSError, sqlite3.Error) as error:
-        (failures or FailureLog(wal)).failed(str(error))
+        failures.failed(str(error))
     else:
-        if failures is not None:
-            failures.succeeded()
+        failures.succeeded()

@@ -294,8 +294,8 @@ class SqliteConnection:
                 bound_wal,
                 connection,
                 wal_path(self.path),
-                self.wal_hard_bytes,
                 FailureLog(wal_path(self.path)),
+                self.wal_hard_bytes,
             )
         )
         self._checkpointer = Checkpointer(

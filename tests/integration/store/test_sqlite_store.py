@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from dialerd.model import CampaignStatus, OutdialTarget, TargetStatus, new_id
 from dialerd.store.base import StoreError, StoreUnavailable
 from dialerd.store.sqlite import SqliteStore
-from dialerd.store.sqlite.checkpoint import Checkpointer, FailureLog
+from dialerd.store.sqlite.checkpoint import Checkpointer, FailureLog, bound_wal, wal_path
 from dialerd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.fakes.clock import FakeClock
 from tests.integration.conftest import Dialing
@@ -551,6 +551,33 @@ async def test_a_checkpoint_failing_every_round_is_logged_once_a_minute(tmp_path
     ]
     assert "unable to open database file" in logs[0]["error"]
     assert [line["failing_seconds"] for line in logs[1:]] == [60.0, 120.0, 180.0, 240.0, 300.0]
+
+
+async def test_the_writers_own_checkpoint_failing_after_each_write_is_logged_once_a_minute(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    path = tmp_path / "dialerd.sqlite3"
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("CREATE TABLE t (x)")  # the -wal file exists from here
+    failures = FailureLog(wal_path(path), clock=clock.monotonic)
+    try:
+        with capture_logs() as logs:
+            for _ in range(100):  # write trips over 90 s, the -wal file's size unreadable
+                bound_wal(connection, tmp_path / "missing-wal", failures, hard_bytes=0)
+                await clock.advance(0.9)
+            bound_wal(connection, wal_path(path), failures, hard_bytes=-1)
+    finally:
+        connection.close()
+    assert [line["event"] for line in logs] == [
+        "sqlite checkpoint failed",
+        "sqlite checkpoint still failing",
+        "sqlite checkpoint succeeded again",
+    ]
+    assert logs[1]["failures"] == 67  # the trips from 0.9 s to 60.3 s
+    assert logs[2]["failures"] == 100
+    assert wal_bytes(path) == 0  # the last trip's checkpoint truncated it
 
 
 _WRITE_UNTIL_KILLED = """
