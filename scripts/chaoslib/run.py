@@ -280,7 +280,11 @@ def _written_back(daemons: list[Daemon]) -> tuple[int, int, int]:
         for line in dialer.stdout_path.read_text(errors="replace").splitlines():
             if "live attempts written back" not in line:
                 continue
-            entry = msgspec.json.decode(line)
+            try:
+                entry = msgspec.json.decode(line)
+            except msgspec.DecodeError:  # cut short by a kill: a figure of the note only
+                print(f"note: {dialer.stdout_path}: a cut log line skipped", file=sys.stderr)
+                continue
             live += int(entry.get("live_attempts", 0))
             restored += int(entry.get("restored", 0))
             ended_again += int(entry.get("ended_again", 0))
