@@ -8,6 +8,7 @@ from dialerd.adapters.asterisk.ari_events import (
     AriEventError,
     ChannelDestroyed,
     ChannelDtmfReceived,
+    ChannelUserevent,
     ChannelVarset,
     Dial,
     PlaybackFinished,
@@ -54,6 +55,16 @@ def test_destroyed_dial_and_varset() -> None:
     assert dial.dialstatus == "BUSY"
     varset = decode_event('{"type":"ChannelVarset","variable":"DIALERD_OUTCOME","value":"machine"}')
     assert varset == ChannelVarset(variable="DIALERD_OUTCOME", value="machine")
+
+
+def test_a_user_event_as_asterisk_sends_it() -> None:
+    # POST /ari/events/user/dialerd-check-1?application=... on the rig's Asterisk 22.
+    event = decode_event(
+        '{"type":"ChannelUserevent","timestamp":"2026-12-08T00:37:55.398+0000",'
+        '"eventname":"dialerd-check-1","userevent":{"eventname":"dialerd-check-1"},'
+        '"asterisk_id":"02:fc:00:00:00:01","application":"dialerd-ue-probe"}'
+    )
+    assert event == ChannelUserevent(eventname="dialerd-check-1")
 
 
 def test_other_types_are_skipped() -> None:
