@@ -33,7 +33,9 @@ from typing import Any
 import structlog
 from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from dialerd.config import parse_sentinel
 
@@ -41,6 +43,17 @@ log = structlog.get_logger("dialerd.store")
 
 # Seconds to wait for one sentinel's answer (at most the pool's timeout).
 SENTINEL_TIMEOUT = 0.5
+
+
+def no_retry() -> Retry:
+    """redis-py's retry policy for every command of ours: none. A command that failed
+    on a connection error or a timeout may have run (its reply lost, or still queued on
+    a paused server): sent again, a claim or an end would run twice. The error goes up
+    as the store's outage instead, and the caller retries with its own checks (a tick
+    claims anew, an end is kept and sent again, and finish.lua ends an attempt once).
+    Set here, not left to redis-py's defaults, which differ between its clients (a
+    cluster client retries a command up to ten times) and between its versions."""
+    return Retry(NoBackoff(), 0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,7 @@ def connection_pool(
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "decode_responses": decode_responses,
+        "retry": no_retry(),
     }
     if on_connect is not None:
         options["redis_connect_func"] = _connect_func(on_connect, usable)
@@ -235,6 +249,7 @@ def cluster_client(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=False,
+        retry=no_retry(),
     )
     if on_connect is not None:
         # Before the client first connects: every node it finds gets these options.
