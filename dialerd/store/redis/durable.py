@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,8 @@ class DurableLedger(RedisLedger):
         self._ended: OrderedDict[str, tuple[float, bytes, str, AttemptEnd]] = OrderedDict()
         # The campaigns whose lease this instance took (and has not seen lost since).
         self._leased: set[str] = set()
+        # The clock of the write-back's lease re-assertions (a test sets its own).
+        self.monotonic: Callable[[], float] = time.monotonic
 
     def _keep_ended(self, campaigncall: Campaigncall, end: AttemptEnd) -> None:
         """Remember an attempt that ended here, and how, for a while (``write_back``)."""
@@ -160,20 +162,13 @@ class DurableLedger(RedisLedger):
             self._claims.clear()  # what the old primary's claims left is not trusted
             written: set[str] = set()
             for fence in fences:
-                customer = await self._owner(fence.campaign_id)
-                written.add(customer)
+                written.add(await self._owner(fence.campaign_id))
                 self._leased.add(fence.campaign_id)
-                await self._run(
-                    "restore_lease",
-                    fence.campaign_id,
-                    fence.owner,
-                    fence.token,
-                    max(1, round(ttl * 1000)),
-                    customer=customer,
-                )
+            asserted = await self._restore_leases(fences, ttl)
             now = micros(datetime.now().astimezone())
             restored = ended_again = 0
             for campaigncall in attempts:
+                asserted = await self._keep_leases(fences, ttl, asserted)
                 status = (
                     CampaigncallStatus.DIALING
                     if campaigncall.status == CampaigncallStatus.DIALING
@@ -193,6 +188,7 @@ class DurableLedger(RedisLedger):
             # ended again as it was, after the live attempts are written back, so its
             # end does not move a target that a later live attempt of it holds.
             for _, body, customer, end in list(self._ended.values()):
+                asserted = await self._keep_leases(fences, ttl, asserted)
                 written.add(customer)
                 reply = await self._run("restore_ended", body, customer=customer)
                 if reply == b"active":
@@ -211,6 +207,35 @@ class DurableLedger(RedisLedger):
                 restored=restored,
                 ended_again=ended_again,
             )
+
+    async def _restore_leases(self, fences: Sequence[Fence], ttl: float) -> float:
+        """Re-assert each of these leases for ``ttl`` on the new primary (restore_lease:
+        kept or written again, never taken from another owner); when it was begun
+        (``monotonic``)."""
+        begun = self.monotonic()
+        for fence in fences:
+            await self._run(
+                "restore_lease",
+                fence.campaign_id,
+                fence.owner,
+                fence.token,
+                max(1, round(ttl * 1000)),
+                customer=await self._owner(fence.campaign_id),
+            )
+        return begun
+
+    async def _keep_leases(self, fences: Sequence[Fence], ttl: float, asserted: float) -> float:
+        """During a write-back, the leases re-asserted once a third of their ``ttl`` has
+        passed since the last time (``asserted``); when they were last. Renewals are
+        refused until the write-back is done, and one that takes longer than a ttl (a
+        few hundred attempts, one script call each, on a loaded host) would let the
+        leases expire on the new primary: another instance, written back already,
+        would take a campaign over while this one's live attempts are not all written
+        back, and claim their targets, which the rest of this write-back then puts
+        back in progressing for those attempts (two live attempts on one target)."""
+        if self.monotonic() - asserted < ttl / 3:
+            return asserted
+        return await self._restore_leases(fences, ttl)
 
     async def _acknowledged(self, what: str, customer: str | None = None) -> None:
         """Wait until ``min_replicas`` replicas have every write made so far (one write

@@ -309,6 +309,56 @@ async def test_a_lease_expired_on_the_new_primary_waits_for_its_owner_to_write_i
         await b.close()
 
 
+async def test_a_write_back_longer_than_a_lease_keeps_the_lease_from_another_instance(
+    topology: SentinelTopology, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewals wait for the write-back. One that takes longer than the lease's ttl (a
+    few hundred live attempts, one script call each, on a loaded host) re-asserts the
+    leases as it goes: another instance does not take the campaign over while this
+    one's live attempts are still being written back (it would claim their targets,
+    which the rest of the write-back then puts back in progressing: two live attempts
+    on one target)."""
+    ttl = 3.0
+    a = sentinel_store(topology)
+    await a.open()
+    try:
+        dialing = await make.dialing(a)
+        campaign = dialing.campaign.id
+        await a.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        fence = await a.acquire_lease(campaign, OWNER, ttl, at(0))
+        assert fence is not None
+        live = [await claim(a, dialing, at(1)), await claim(a, dialing, at(1))]
+        await until_replicated(topology)
+        old = topology.kill_primary()
+        topology.wait_promoted(old)
+        await until_answers(a)
+
+        # The write-back's clock: a ttl passes while it writes the first live attempt
+        # back, and the lease runs out on the new primary meanwhile.
+        clock = [0.0]
+        a.monotonic = lambda: clock[0]
+        run = a._run
+        taken: list[Fence | None] = []
+
+        async def slow(name: str, *args: object, customer: str) -> object:
+            if name == "restore_attempt":
+                if not clock[0]:
+                    clock[0] += ttl
+                    lease = a._ckey(dialing.campaign.customer_id, "lease", campaign)
+                    await a._connected().delete(lease)
+                else:
+                    taken.append(await taken_by_another(topology, campaign))
+            return await run(name, *args, customer=customer)
+
+        monkeypatch.setattr(a, "_run", slow)
+        await a.write_back([fence], ttl, live)
+        assert taken == [None]
+        assert await a.lease_owner(campaign) == OWNER
+        assert await a.acquire_lease(campaign, OWNER, ttl, at(2)) == fence
+    finally:
+        await a.close()
+
+
 async def test_an_end_the_promoted_replica_lost_is_written_again_after_the_later_claim(
     topology: SentinelTopology, make: Factory
 ) -> None:
