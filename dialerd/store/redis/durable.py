@@ -12,8 +12,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
 import msgspec
 import redis.asyncio
+import structlog
+from redis.exceptions import RedisError
 
 from dialerd.metrics import store as store_metrics
 from dialerd.model import Campaigncall, CampaigncallStatus
@@ -28,6 +31,8 @@ from dialerd.store.base import (
 from dialerd.store.documents import encode
 from dialerd.store.redis.fields import micros
 from dialerd.store.redis.ledger import RedisLedger
+
+log = structlog.get_logger("dialerd.store")
 
 # Attempts ended lately, kept to be written back if a failover loses them whole (their
 # claim and their end): for this many seconds, at most this many.
@@ -45,8 +50,13 @@ class DurableLedger(RedisLedger):
         self._ended: OrderedDict[str, tuple[float, bytes, str, AttemptEnd]] = OrderedDict()
         # The campaigns whose lease this instance took (and has not seen lost since).
         self._leased: set[str] = set()
-        # The clock of the write-back's lease re-assertions (a test sets its own).
+        # The clock of the write-back's lease re-assertions and of the sentinels'
+        # answers (a test sets its own).
         self.monotonic: Callable[[], float] = time.monotonic
+        # Behind Sentinel: when the sentinels were last asked which primary serves
+        # (``_confirm_primary``), and whether any answered; one asks at a time.
+        self._confirmed: tuple[float, bool] | None = None
+        self._confirming = anyio.Lock()
 
     def _keep_ended(self, campaigncall: Campaigncall, end: AttemptEnd) -> None:
         """Remember an attempt that ended here, and how, for a while (``write_back``)."""
@@ -104,8 +114,11 @@ class DurableLedger(RedisLedger):
         because its renewals were lost, and until its owner has written back its live
         attempts their targets look free (None: held). A live owner writes back within
         a ``ttl``, even when it sees the failover later than this instance."""
-        if campaign_id not in self._leased and self.failover.takeover_held(ttl):
+        taking = campaign_id not in self._leased
+        if taking and self.failover.takeover_held(ttl):
             return None
+        if not await self._confirm_primary(ttl) and taking:
+            return None  # nobody to tell whether this primary is still the one
         with self.failover.guarded("lease renewal"):
             fence = await super().acquire_lease(campaign_id, owner, ttl, now)
             if fence is None:
@@ -114,6 +127,43 @@ class DurableLedger(RedisLedger):
                 self._leased.add(campaign_id)
                 await self._acknowledged("lease renewal", await self._owner(campaign_id))
         return fence
+
+    async def _confirm_primary(self, ttl: float) -> bool:
+        """Behind Sentinel, before a lease is taken or renewed: which primary the
+        sentinels name, asked at most every sixth of the lease's ``ttl`` (one question
+        for all the campaigns renewing meanwhile) and told to ``Failover.confirm``;
+        whether they answered (True without sentinels).
+
+        A failover this instance missed (its connections to the old primary were
+        opened before, and that one runs on as a master until Sentinel demotes it:
+        11 s seen after a failover under load) is then seen within half a ttl: an
+        owner writes back to the new primary before another instance may take its
+        lease there, and an instance takes no lease on the old primary, whose claims
+        the new one would not know (their targets dialed twice)."""
+        if not self.sentinels:
+            return True
+        confirmed = self._confirmed
+        if confirmed is not None and self.monotonic() - confirmed[0] < ttl / 6:
+            return confirmed[1]
+        async with self._confirming:
+            confirmed = self._confirmed
+            if confirmed is not None and self.monotonic() - confirmed[0] < ttl / 6:
+                return confirmed[1]
+            pool = self._connected().connection_pool
+            try:
+                host, port = await pool.get_master_address()
+            except (RedisError, OSError) as error:
+                log.warning(
+                    "no sentinel named the primary; no lease is taken from another "
+                    "instance until one does",
+                    store=self.where,
+                    error=str(error) or type(error).__name__,
+                )
+                self._confirmed = (self.monotonic(), False)
+                return False
+            self.failover.confirm(f"{host}:{port}")
+            self._confirmed = (self.monotonic(), True)
+            return True
 
     async def release_lease(self, fence: Fence) -> None:
         self._leased.discard(fence.campaign_id)
