@@ -33,7 +33,9 @@ from typing import Any
 import structlog
 from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from dialerd.config import parse_sentinel
 
@@ -41,6 +43,25 @@ log = structlog.get_logger("dialerd.store")
 
 # Seconds to wait for one sentinel's answer (at most the pool's timeout).
 SENTINEL_TIMEOUT = 0.5
+
+
+def no_retry() -> Retry:
+    """redis-py's retry policy for the commands of a pool (one server, or the primary
+    Sentinel names): none. A command that failed on a connection error or a timeout
+    may have run (its reply lost, or still queued on a paused server): sent again, a
+    claim or an end would run twice. The error goes up as the store's outage instead,
+    and the caller retries with its own checks (a tick claims anew, an end is kept and
+    sent again, and finish.lua ends an attempt once). Set here, not left to redis-py's
+    default for a pool built without one (none today), which may change.
+
+    A cluster client keeps redis-py's own retries (``cluster_client``): its retry is
+    also how it refreshes the slots and replaces a failed node after a failover. A
+    command it sends again is refused before it reaches a promoted replica not
+    written back yet (``dialerd.store.redis.failover``), and one sent again to the
+    same node runs against the scripts' own checks: a claim whose first attempt
+    exists is refused (its first run's claims are never dialed, and the sweep ends
+    them ``lost``), an attempt already ended is not ended again."""
+    return Retry(NoBackoff(), 0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +205,7 @@ def connection_pool(
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "decode_responses": decode_responses,
+        "retry": no_retry(),
     }
     if on_connect is not None:
         options["redis_connect_func"] = _connect_func(on_connect, usable)
@@ -235,6 +257,7 @@ def cluster_client(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=False,
+        # redis-py's retries kept on purpose (see ``no_retry``).
     )
     if on_connect is not None:
         # Before the client first connects: every node it finds gets these options.

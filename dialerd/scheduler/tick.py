@@ -30,11 +30,26 @@ from dialerd.scheduler.calls import Calls
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.shared import CampaignLoop, SharedState, log
 from dialerd.scheduler.states import DialingStates
-from dialerd.store import AttemptPlan, CampaignNotRunning, Fence, LeaseLost, StoreError
+from dialerd.store import (
+    AsStored,
+    AttemptPlan,
+    CampaignNotRunning,
+    Fence,
+    LeaseLost,
+    StoreError,
+)
 
 # Set the attempts the store has as active, that this engine does not follow, against
 # the calls the backend has live (``Ownership.reconcile``).
 Reconcile = Callable[..., Awaitable[None]]
+
+
+class _Changed(Exception):
+    """A kept read is no longer what is stored: the campaign and outplan as stored now."""
+
+    def __init__(self, campaign: Campaign | None, outplan: Outplan | None) -> None:
+        super().__init__("the campaign or its outplan changed since the tick's last read")
+        self.campaign, self.outplan = campaign, outplan
 
 
 @dataclass(eq=False)
@@ -65,7 +80,15 @@ class Tick:
         started_at = self.shared.clock.monotonic()
         metrics.TICK_LAG.observe(lag)
         try:
-            campaign, outplan = await self.shared.store.campaign_and_outplan(loop.campaign_id)
+            try:
+                kept = self._kept_read(loop)
+                if kept is not None:
+                    # The claim (or, with nothing allowed, the read) checks the kept
+                    # read is still what is stored: one store round trip.
+                    return await self._tick_running(loop, *kept, kept=True)
+                campaign, outplan = await self.shared.store.campaign_and_outplan(loop.campaign_id)
+            except _Changed as changed:
+                campaign, outplan = changed.campaign, changed.outplan
             self.read(loop, campaign)
             if campaign is None:
                 finished = True
@@ -80,8 +103,19 @@ class Tick:
             if self.observer is not None:
                 self.observer(lag, duration)
 
+    def _kept_read(self, loop: CampaignLoop) -> tuple[Campaign, Outplan] | None:
+        """The running campaign and its outplan as the loop's latest tick read them, when
+        this tick may go on from them (``kept``: its claim checks them in its own step)."""
+        campaign = loop.campaign
+        if campaign is None or campaign.status != CampaignStatus.RUN or self.calls.draining:
+            return None
+        outplan = self.calls.outplan(campaign.outplan_id)
+        if outplan is None or self.fence(campaign.id) is None:
+            return None
+        return campaign, outplan
+
     async def _tick_running(
-        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan | None
+        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan | None, *, kept: bool = False
     ) -> bool:
         if self.calls.draining:
             self.states.set(campaign.id, DialingState.DRAINING)
@@ -94,7 +128,7 @@ class Tick:
         self.calls.note_outplan(outplan)
         # A stop may come back to run before this loop saw it: its grace starts anew.
         loop.stopping_since = None
-        allowed, started, stopped = await self._claim(loop, campaign, outplan)
+        allowed, started, stopped = await self._claim(loop, campaign, outplan, kept=kept)
         if stopped:
             self.wake(campaign.id)
             return False
@@ -103,7 +137,7 @@ class Tick:
         return False
 
     async def _claim(
-        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan
+        self, loop: CampaignLoop, campaign: Campaign, outplan: Outplan, *, kept: bool = False
     ) -> tuple[int, int, bool]:
         """Let the allowance decide and claim (and originate) what it allows, one claim
         of the campaign at a time (a tick's, a refill's); campaigns sharing a queue
@@ -113,7 +147,8 @@ class Tick:
             allowed = await self.allowance(campaign)
             started, stopped, claimed = 0, False, False
             try:
-                started = await self._start(campaign, outplan, self.fence(campaign.id), allowed)
+                fence = self.fence(campaign.id)
+                started = await self._start(campaign, outplan, fence, allowed, kept=kept)
                 claimed = True
             except CampaignNotRunning:
                 # Stopped while this tick was under way: the store claimed nothing.
@@ -234,11 +269,23 @@ class Tick:
         return False
 
     async def _start(
-        self, campaign: Campaign, outplan: Outplan, fence: Fence | None, count: int
+        self,
+        campaign: Campaign,
+        outplan: Outplan,
+        fence: Fence | None,
+        count: int,
+        *,
+        kept: bool = False,
     ) -> int:
         """Persist up to ``count`` attempts in one store call, then originate each
-        (keyed by its campaigncall id); how many were claimed."""
+        (keyed by its campaigncall id); how many were claimed. ``kept``: the campaign
+        and outplan are a kept read, checked by the claim (or read again when nothing is
+        claimed); ``_Changed`` when they are no longer what is stored."""
         if count <= 0:
+            if kept:
+                stored = await self.shared.store.campaign_and_outplan(campaign.id)
+                if stored != (campaign, outplan):
+                    raise _Changed(*stored)
             return 0
         now = self.shared.clock.now()
         rules = self.shared.calling_rules(campaign.customer_id)
@@ -266,7 +313,13 @@ class Tick:
             )
         ]
         with metrics.store_operation("start_attempt", self.shared.store.backend):
-            claimed = await self.shared.store.start_attempts(plans)
+            if kept:
+                claims = await self.shared.store.start_attempts_if_unchanged(plans)
+                if isinstance(claims, AsStored):
+                    raise _Changed(claims.campaign, claims.outplan)
+                claimed = claims
+            else:
+                claimed = await self.shared.store.start_attempts(plans)
         self.calls.start(campaign, claimed)
         queue_name = self._queue_name(campaign)
         # Asked once for the claim: it reads the actions through.

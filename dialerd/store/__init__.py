@@ -8,6 +8,7 @@ from pathlib import Path
 from dialerd.config import StoreConfig
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
+    AsStored,
     AttemptEnd,
     AttemptPlan,
     CampaignChanged,
@@ -40,6 +41,7 @@ from dialerd.store.ports import (
 __all__ = [
     "MAX_PAGE_SIZE",
     "ApiStore",
+    "AsStored",
     "AttemptEnd",
     "AttemptPlan",
     "CampaignChanged",

@@ -87,6 +87,15 @@ class AttemptPlan(msgspec.Struct, frozen=True, kw_only=True):
     rules: CallingRules | None = None
 
 
+class AsStored(msgspec.Struct, frozen=True):
+    """A campaign (None: gone) and its outplan (None: gone or not the campaign's
+    customer's) as stored now, as ``campaign_and_outplan`` reads them: what
+    ``start_attempts_if_unchanged`` answers when they changed since the plans' read."""
+
+    campaign: Campaign | None
+    outplan: Outplan | None
+
+
 class FinishResult(msgspec.Struct, frozen=True, kw_only=True):
     """What ``finish_attempt`` did.
 

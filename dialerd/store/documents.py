@@ -7,7 +7,7 @@ five generic steps each backend implements (``_create``, ``_get``, ``_update``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Final, Generic, NamedTuple, Protocol, TypeVar
 
@@ -15,7 +15,7 @@ import msgspec
 
 from dialerd.core.predictive import PacingPrior
 from dialerd.model import Campaign, Campaigncall, CampaignStatus, Outdial, Outplan, Page
-from dialerd.store.base import MAX_PAGE_SIZE, Fence
+from dialerd.store.base import MAX_PAGE_SIZE, AsStored, AttemptPlan, Fence
 
 # A document of any kind, and one of the three resources.
 Document = TypeVar("Document", bound=Campaign | Outplan | Outdial | Campaigncall)
@@ -88,6 +88,16 @@ class Steps(Protocol):
     ) -> Page[Resource]: ...
 
 
+class TickSteps(Protocol):
+    """The two ledger steps ``ResourceMethods.start_attempts_if_unchanged`` is made of."""
+
+    async def campaign_and_outplan(
+        self, campaign_id: str
+    ) -> tuple[Campaign | None, Outplan | None]: ...
+
+    async def start_attempts(self, plans: Sequence[AttemptPlan]) -> list[Campaigncall]: ...
+
+
 class ResourceMethods:
     """The ``Resources`` port's named methods, each one generic step of the backend
     (``Steps``), written once for both backends.
@@ -96,6 +106,19 @@ class ResourceMethods:
     campaign only when stopped (``Conflict``), an outplan or outdial only when no
     ``run`` or ``stopping`` campaign of its customer uses it (``InUse``).
     """
+
+    async def start_attempts_if_unchanged(
+        self: TickSteps, plans: Sequence[AttemptPlan]
+    ) -> list[Campaigncall] | AsStored:
+        """The ``Ledger`` step in two (a backend may do it in one): read the campaign
+        and its outplan, then claim if they are the plans'."""
+        if not plans:
+            return []
+        first = plans[0]
+        campaign, outplan = await self.campaign_and_outplan(first.campaign.id)
+        if campaign != first.campaign or outplan != first.outplan:
+            return AsStored(campaign, outplan)
+        return await self.start_attempts(plans)
 
     # -- campaigns ----------------------------------------------------------------------
     async def create_campaign(self: Steps, campaign: Campaign) -> Campaign:

@@ -68,6 +68,7 @@ from dialerd.model import (
 )
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
+    AsStored,
     AttemptEnd,
     AttemptPlan,
     Fence,
@@ -246,6 +247,16 @@ class Ledger(Protocol):
         order, until the first plan that finds no target ready. ``CampaignNotRunning``
         only when the first plan is refused; a stop stored between two plans ends the
         list there."""
+
+    async def start_attempts_if_unchanged(
+        self, plans: Sequence[AttemptPlan]
+    ) -> list[Campaigncall] | AsStored:
+        """``start_attempts``, only while the stored campaign and its outplan are still
+        the plans' (equal to ``plans[0].campaign`` and ``.outplan``): a tick that claims
+        on what it read last. Else nothing is claimed and they are answered as stored
+        now (``AsStored``, what ``campaign_and_outplan`` reads), for the tick to go on
+        with. Redis checks and claims in one script call (the tick's one round trip);
+        SQLite reads, compares, then claims."""
 
     async def mark_answered(
         self, campaigncall_id: str, now: datetime, *, fence: Fence | None = None

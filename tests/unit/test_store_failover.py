@@ -95,3 +95,35 @@ def test_another_instance_s_lease_is_not_taken_for_a_ttl_after_the_write_back(
     assert failover.takeover_held(15.0)
     clock[0] += 12.6
     assert not failover.takeover_held(15.0)
+
+
+def test_the_sentinels_naming_another_primary_reopen_the_connections_to_this_one() -> None:
+    failover = Failover("redis store test", sentinels=True)
+    failover.reached(OLD)
+    failover.confirm(OLD.address)
+    assert failover.usable("master", OLD.replid)
+    # They name another: a failover this instance missed (the old primary still answers).
+    failover.confirm(NEW.address)
+    assert not failover.usable("master", OLD.replid)
+    assert not failover.pending
+    # Reopened through them, the connection reaches the new primary: written back to.
+    failover.reached(NEW)
+    assert failover.pending
+    with pytest.raises(RedisConnectionError, match="replaced"):
+        failover.reached(OLD)
+    assert failover.written_back(failover.generation, 0.0)
+    failover.confirm(NEW.address)
+    assert failover.usable("master", NEW.replid)
+
+
+def test_the_sentinels_naming_the_same_primary_again_settle_the_doubt() -> None:
+    # A sentinel that answered late named another; reopened, the connection reaches the
+    # same primary: it is used on, and nothing is written back.
+    failover = Failover("redis store test", sentinels=True)
+    failover.reached(OLD)
+    failover.confirm(NEW.address)
+    assert not failover.usable("master", OLD.replid)
+    failover.reached(OLD)
+    assert failover.usable("master", OLD.replid)
+    assert not failover.pending
+    assert failover.count == 0

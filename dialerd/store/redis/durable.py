@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
 import msgspec
 import redis.asyncio
+import structlog
+from redis.exceptions import RedisError
 
 from dialerd.metrics import store as store_metrics
 from dialerd.model import Campaigncall, CampaigncallStatus
@@ -28,6 +31,8 @@ from dialerd.store.base import (
 from dialerd.store.documents import encode
 from dialerd.store.redis.fields import micros
 from dialerd.store.redis.ledger import RedisLedger
+
+log = structlog.get_logger("dialerd.store")
 
 # Attempts ended lately, kept to be written back if a failover loses them whole (their
 # claim and their end): for this many seconds, at most this many.
@@ -45,6 +50,13 @@ class DurableLedger(RedisLedger):
         self._ended: OrderedDict[str, tuple[float, bytes, str, AttemptEnd]] = OrderedDict()
         # The campaigns whose lease this instance took (and has not seen lost since).
         self._leased: set[str] = set()
+        # The clock of the write-back's lease re-assertions and of the sentinels'
+        # answers (a test sets its own).
+        self.monotonic: Callable[[], float] = time.monotonic
+        # Behind Sentinel: when the sentinels were last asked which primary serves
+        # (``_confirm_primary``), and whether any answered; one asks at a time.
+        self._confirmed: tuple[float, bool] | None = None
+        self._confirming = anyio.Lock()
 
     def _keep_ended(self, campaigncall: Campaigncall, end: AttemptEnd) -> None:
         """Remember an attempt that ended here, and how, for a while (``write_back``)."""
@@ -102,8 +114,11 @@ class DurableLedger(RedisLedger):
         because its renewals were lost, and until its owner has written back its live
         attempts their targets look free (None: held). A live owner writes back within
         a ``ttl``, even when it sees the failover later than this instance."""
-        if campaign_id not in self._leased and self.failover.takeover_held(ttl):
+        taking = campaign_id not in self._leased
+        if taking and self.failover.takeover_held(ttl):
             return None
+        if not await self._confirm_primary(ttl) and taking:
+            return None  # nobody to tell whether this primary is still the one
         with self.failover.guarded("lease renewal"):
             fence = await super().acquire_lease(campaign_id, owner, ttl, now)
             if fence is None:
@@ -112,6 +127,43 @@ class DurableLedger(RedisLedger):
                 self._leased.add(campaign_id)
                 await self._acknowledged("lease renewal", await self._owner(campaign_id))
         return fence
+
+    async def _confirm_primary(self, ttl: float) -> bool:
+        """Behind Sentinel, before a lease is taken or renewed: which primary the
+        sentinels name, asked at most every sixth of the lease's ``ttl`` (one question
+        for all the campaigns renewing meanwhile) and told to ``Failover.confirm``;
+        whether they answered (True without sentinels).
+
+        A failover this instance missed (its connections to the old primary were
+        opened before, and that one runs on as a master until Sentinel demotes it:
+        11 s seen after a failover under load) is then seen within half a ttl: an
+        owner writes back to the new primary before another instance may take its
+        lease there, and an instance takes no lease on the old primary, whose claims
+        the new one would not know (their targets dialed twice)."""
+        if not self.sentinels:
+            return True
+        confirmed = self._confirmed
+        if confirmed is not None and self.monotonic() - confirmed[0] < ttl / 6:
+            return confirmed[1]
+        async with self._confirming:
+            confirmed = self._confirmed
+            if confirmed is not None and self.monotonic() - confirmed[0] < ttl / 6:
+                return confirmed[1]
+            pool = self._connected().connection_pool
+            try:
+                host, port = await pool.get_master_address()
+            except (RedisError, OSError) as error:
+                log.warning(
+                    "no sentinel named the primary; no lease is taken from another "
+                    "instance until one does",
+                    store=self.where,
+                    error=str(error) or type(error).__name__,
+                )
+                self._confirmed = (self.monotonic(), False)
+                return False
+            self.failover.confirm(f"{host}:{port}")
+            self._confirmed = (self.monotonic(), True)
+            return True
 
     async def release_lease(self, fence: Fence) -> None:
         self._leased.discard(fence.campaign_id)
@@ -160,20 +212,13 @@ class DurableLedger(RedisLedger):
             self._claims.clear()  # what the old primary's claims left is not trusted
             written: set[str] = set()
             for fence in fences:
-                customer = await self._owner(fence.campaign_id)
-                written.add(customer)
+                written.add(await self._owner(fence.campaign_id))
                 self._leased.add(fence.campaign_id)
-                await self._run(
-                    "restore_lease",
-                    fence.campaign_id,
-                    fence.owner,
-                    fence.token,
-                    max(1, round(ttl * 1000)),
-                    customer=customer,
-                )
+            asserted = await self._restore_leases(fences, ttl)
             now = micros(datetime.now().astimezone())
             restored = ended_again = 0
             for campaigncall in attempts:
+                asserted = await self._keep_leases(fences, ttl, asserted)
                 status = (
                     CampaigncallStatus.DIALING
                     if campaigncall.status == CampaigncallStatus.DIALING
@@ -193,6 +238,7 @@ class DurableLedger(RedisLedger):
             # ended again as it was, after the live attempts are written back, so its
             # end does not move a target that a later live attempt of it holds.
             for _, body, customer, end in list(self._ended.values()):
+                asserted = await self._keep_leases(fences, ttl, asserted)
                 written.add(customer)
                 reply = await self._run("restore_ended", body, customer=customer)
                 if reply == b"active":
@@ -211,6 +257,35 @@ class DurableLedger(RedisLedger):
                 restored=restored,
                 ended_again=ended_again,
             )
+
+    async def _restore_leases(self, fences: Sequence[Fence], ttl: float) -> float:
+        """Re-assert each of these leases for ``ttl`` on the new primary (restore_lease:
+        kept or written again, never taken from another owner); when it was begun
+        (``monotonic``)."""
+        begun = self.monotonic()
+        for fence in fences:
+            await self._run(
+                "restore_lease",
+                fence.campaign_id,
+                fence.owner,
+                fence.token,
+                max(1, round(ttl * 1000)),
+                customer=await self._owner(fence.campaign_id),
+            )
+        return begun
+
+    async def _keep_leases(self, fences: Sequence[Fence], ttl: float, asserted: float) -> float:
+        """During a write-back, the leases re-asserted once a third of their ``ttl`` has
+        passed since the last time (``asserted``); when they were last. Renewals are
+        refused until the write-back is done, and one that takes longer than a ttl (a
+        few hundred attempts, one script call each, on a loaded host) would let the
+        leases expire on the new primary: another instance, written back already,
+        would take a campaign over while this one's live attempts are not all written
+        back, and claim their targets, which the rest of this write-back then puts
+        back in progressing for those attempts (two live attempts on one target)."""
+        if self.monotonic() - asserted < ttl / 3:
+            return asserted
+        return await self._restore_leases(fences, ttl)
 
     async def _acknowledged(self, what: str, customer: str | None = None) -> None:
         """Wait until ``min_replicas`` replicas have every write made so far (one write

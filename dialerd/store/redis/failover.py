@@ -18,6 +18,15 @@ continued as a master until it is demoted) is refused: what it took would be los
 it is demoted. On a cluster a connection opened to a replica is reopened before each
 use too, so a replica promoted since is seen as a new primary (and written back to)
 before anything is written on it.
+
+Behind Sentinel an instance may also miss a failover: a connection is checked when it
+is opened, and one opened before keeps working on the old primary while that one runs
+as a master (paused or cut off, then back; or replaced by a failover it was never down
+for, which Sentinel demotes only at its next look, seconds later). So a lease is
+written only on the primary the sentinels name (asked at most every sixth of the
+lease's ttl, ``confirm``): when they name another, the connections to this one are
+opened again through them, and what the new one reaches decides (a new primary: the
+write-back above).
 """
 
 from __future__ import annotations
@@ -59,6 +68,13 @@ class Failover:
         self.replid: str | None = None
         # A new primary's, from the moment it is seen until the write-back is done.
         self.seen: str | None = None
+        # Their addresses (one server's pool; behind Sentinel, what it names).
+        self.address: str | None = None
+        self.seen_address: str | None = None
+        # Behind Sentinel, the replication id of the primary written to when the
+        # sentinels last named another one (``confirm``): its connections are opened
+        # again (through them) until one reports what it reached.
+        self.doubted: str | None = None
         # The replication ids of primaries replaced.
         self.replaced: set[str] = set()
         # +1 per new primary seen: a write during which it changed is not trusted.
@@ -99,7 +115,7 @@ class Failover:
             if primary.role == "master" and known != primary.replid and self.seen is None:
                 self._new_primary(primary, primary.replid)
         elif self.replid is None:
-            self.replid = primary.replid
+            self.replid, self.address = primary.replid, primary.address
             return
         elif self.sentinels and primary.replid in self.replaced:
             raise RedisConnectionError(
@@ -108,6 +124,10 @@ class Failover:
             )
         elif primary.replid not in (self.replid, self.seen):
             self._new_primary(primary, primary.replid)
+        if not self.per_node:
+            # Opened through the sentinels as they name the primary now: whatever it
+            # reached settles a doubt (the same primary: they name it again).
+            self.doubted = None
         if self.pending and _GUARDED.get():
             # Not a connection error: the client would take the node for failed (its
             # free connections reopened, the slots asked again) and retry; many writes
@@ -139,15 +159,39 @@ class Failover:
             return False
         if self.per_node:
             return role == "master" and replid not in self.replaced
+        if self.doubted is not None and replid == self.doubted:
+            return False
         current = self.current()
         return current is None or replid == current
+
+    def confirm(self, named: str) -> None:
+        """Behind Sentinel: the primary the sentinels name now (``host:port``). When it
+        is not the one this instance writes to, a failover was missed: this instance's
+        connections to its primary were opened before, and keep working while that one
+        still runs as a master. They are not used again (``usable``); the next one is
+        opened through the sentinels, and what it reaches decides (``reached``: a new
+        primary is written back to; the same one, named again meanwhile, is used on)."""
+        current = self.seen_address if self.seen is not None else self.address
+        if current is None or named == current:
+            self.doubted = None
+            return
+        doubted = self.current()
+        if doubted is not None and doubted != self.doubted:
+            log.warning(
+                "the sentinels name another primary than the one this instance writes "
+                "to; its connections are opened again through them",
+                store=self.where,
+                primary=current,
+                named=named,
+            )
+        self.doubted = doubted
 
     def _new_primary(self, primary: Primary, replid: str) -> None:
         if not self.per_node:
             for known in (self.replid, self.seen):
                 if known is not None and known != replid:
                     self.replaced.add(known)
-        self.seen = replid
+        self.seen, self.seen_address = replid, primary.address
         self.generation += 1
         self.count += 1
         store_metrics.STORE_FAILOVERS.inc()
@@ -212,6 +256,7 @@ class Failover:
         if generation != self.generation or self.seen is None:
             return self.seen is None
         self.replid, self.seen = self.seen, None
+        self.address = self.seen_address
         self.written_back_at = time.monotonic()
         self.settled_at = self.written_back_at + settle
         store_metrics.STORE_WRITE_BACK_PENDING.set(0)

@@ -5,9 +5,11 @@ each."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from redis.exceptions import NoScriptError
 
 from dialerd.core import dialed
@@ -27,8 +29,10 @@ from dialerd.core.targets import (
 )
 from dialerd.insight import TargetCounts
 from dialerd.model import (
+    NIL_UUID,
     Campaigncall,
     CampaigncallResult,
+    CampaignType,
     OutdialTarget,
     TargetStatus,
     format_time,
@@ -70,8 +74,25 @@ from dialerd.store.redis.fields import (
     stored_placement,
 )
 
-# The finish script's decision arguments when there is no decision (always eight).
+# The finish script's decision fields when there is no decision (always eight).
 NO_DECISION: tuple[str, ...] = ("0", "", "", "", "", "", "", "")
+# One end's fields for the finish script, packed as one argument (a msgpack array of
+# strings, decoded once by the script: cheaper to send than a field per argument).
+_pack = msgspec.msgpack.Encoder().encode
+
+
+# The campaign's and its outplan's bodies as a tick read them last, while
+# ``RedisStore.start_attempts_if_unchanged`` claims: the claim script checks them first.
+AS_READ: ContextVar[tuple[bytes, bytes] | None] = ContextVar("dialerd_as_read", default=None)
+
+
+class StaleRead(Exception):
+    """The claim script found the campaign or its outplan changed since the tick's read
+    (``AS_READ``): nothing claimed; their bodies as stored now (None: gone)."""
+
+    def __init__(self, campaign: bytes | None, outplan: bytes | None) -> None:
+        super().__init__("the campaign or its outplan changed since it was read")
+        self.campaign, self.outplan = campaign, outplan
 
 
 class _Changed:
@@ -79,6 +100,13 @@ class _Changed:
 
 
 CHANGED = _Changed()
+
+
+def _plan_ids(plan: AttemptPlan) -> str:
+    """A plan after a claim call's first, as start.lua takes it: the ids its attempt
+    differs by from the first's ("<id> <reference_id> <activeflow_id>")."""
+    reference = NIL_UUID if plan.campaign.type == CampaignType.FLOW else plan.reference_id
+    return f"{plan.campaigncall_id} {reference} {plan.activeflow_id}"
 
 
 async def _raise(error: Exception) -> None:
@@ -140,7 +168,8 @@ class RedisLedger(RedisConnection):
         fence = fence_args(first.fence)
         daily = "" if rules is None or rules.daily_attempts is None else rules.daily_attempts
         common = (now, limits, *fence, "0" if rules is None else "1", daily, day_of(first.now))
-        placeholders = [encode(placeholder_campaigncall(plan, stamp)) for plan in plans]
+        # Checked by the first call only: the claims after it were made on them.
+        as_read: tuple[bytes | str, bytes | str] = AS_READ.get() or ("", "")
         # One server: the claim script writes each attempt's where key in its own step; a
         # cluster has that key on another node, written here after the claim.
         where = "" if self.cluster else "1"
@@ -151,16 +180,18 @@ class RedisLedger(RedisConnection):
         while len(claimed) < len(plans) and rounds < MAX_ROUNDS:
             rounds += 1
             at = len(claimed)
-            bodies = placeholders[at : at + CLAIMS_PER_CALL]
+            # The call's first plan as a body, the next ones by their ids only.
+            body = encode(placeholder_campaigncall(plans[at], stamp))
             try:
                 reply = await self._run(
                     "start",
-                    bodies[0],
+                    body,
                     *common,
                     *chosen,
                     resume,
                     where,
-                    *bodies[1:],
+                    *as_read,
+                    *(_plan_ids(plan) for plan in plans[at + 1 : at + CLAIMS_PER_CALL]),
                     customer=customer_id,
                 )
             except CampaignNotRunning:
@@ -168,7 +199,9 @@ class RedisLedger(RedisConnection):
                     raise
                 break  # stopped since the claims before: the list ends there
             kind, heads, claims = reply
-            chosen, resume = UNCHOSEN, ""
+            if kind == b"reread":
+                raise StaleRead(heads[0] or None, heads[1] or None)
+            chosen, resume, as_read = UNCHOSEN, "", ("", "")
             for claim in claims:
                 campaigncall = CAMPAIGNCALL.decode(claim[0])
                 self._claims[campaigncall.id] = (campaigncall, [claim[2], claim[1], *claim[3:8]])
@@ -355,10 +388,10 @@ class RedisLedger(RedisConnection):
         changed meanwhile): decided and written again while the target keeps changing,
         up to ``FINISH_ATTEMPTS`` times; all of ``end`` (its answer too) each time."""
         for _ in range(FINISH_ATTEMPTS):
-            args, written = await self._finish_args(end, remembered)
+            packed, written = await self._finish_args(end, remembered)
             remembered = None
             customer = await self._call_owner(end.campaigncall_id, end.fence)
-            (reply,) = await self._run("finish", *args, customer=customer)
+            (reply,) = await self._run("finish", packed, customer=customer)
             done = self._finished(reply, written)
             if isinstance(done, LeaseLost):
                 raise done
@@ -393,14 +426,15 @@ class RedisLedger(RedisConnection):
             for owner, indexes in by_owner.items()
             for start in range(0, len(indexes), FINISHES_PER_CALL)
         ]
-        calls = [
-            (owner, tuple(arg for index in chunk for arg in prepared[index][0]))
-            for owner, chunk in chunks
-        ]
+        calls = [(owner, tuple(prepared[index][0] for index in chunk)) for owner, chunk in chunks]
+        if len(calls) == 1:
+            # One script call: no pipeline to build around it.
+            owner, packed = calls[0]
+            answers = [await self._run("finish", *packed, customer=owner)]
+        else:
+            answers = await self._run_each("finish", calls)
         replies: list[Any] = [None] * len(ends)
-        for (_owner, chunk), answered in zip(
-            chunks, await self._run_each("finish", calls), strict=True
-        ):
+        for (_owner, chunk), answered in zip(chunks, answers, strict=True):
             for index, reply in zip(chunk, answered, strict=True):
                 replies[index] = reply
         done: list[FinishResult | LeaseLost | None] = []
@@ -416,10 +450,10 @@ class RedisLedger(RedisConnection):
 
     async def _finish_args(
         self, end: AttemptEnd, remembered: tuple[Campaigncall, list[bytes]] | None
-    ) -> tuple[tuple[str | int | bytes, ...], OutdialTarget | None]:
-        """The finish script's arguments for ``end`` (with the target as the claim left
-        it when remembered, else as ``attempt.lua`` reads it now) and the target body the
-        decision writes (None when there is no decision)."""
+    ) -> tuple[bytes, OutdialTarget | None]:
+        """The finish script's argument for ``end``, packed (with the target as the claim
+        left it when remembered, else as ``attempt.lua`` reads it now), and the target
+        body the decision writes (None when there is no decision)."""
         now, reason = end.now, end.reason
         stamp = format_time(now)
         campaigncall: Campaigncall | None = None
@@ -432,12 +466,12 @@ class RedisLedger(RedisConnection):
                 campaigncall = CAMPAIGNCALL.decode(read[1])
             read = read[2:]
         version = "-"
-        decision: tuple[str | int | bytes, ...] = NO_DECISION
+        decision: tuple[str, ...] = NO_DECISION
         written: OutdialTarget | None = None
-        lock: bytes | str = ""
+        lock = ""
         locked_until = end.calling_rules.lockout_after(reason, now) if end.calling_rules else None
         if campaigncall is not None and locked_until is not None:
-            lock = encode([micros(locked_until), *await self._readings_of(campaigncall)])
+            lock = encode([micros(locked_until), *await self._readings_of(campaigncall)]).decode()
         if campaigncall is not None:
             # read: the target's version, body and placement before the claim.
             version = read[0].decode()
@@ -456,19 +490,32 @@ class RedisLedger(RedisConnection):
                 )
                 placement = settled.placement
                 written = settled_target(target, placement.status, stamp, settled.try_counts)
-                decision = ("1", encode(written), *placement_args(placement))
-        args = (
+                letter, touched, due, until, slot, held = placement_args(placement)
+                decision = (
+                    "1",
+                    encode(written).decode(),
+                    letter,
+                    str(touched),
+                    str(due),
+                    str(until),
+                    str(slot),
+                    held,
+                )
+        fenced, owner, token = fence_args(end.fence)
+        fields = (
             end.campaigncall_id,
             end.result.value,
             reason,
             stamp,
-            *fence_args(end.fence),
+            fenced,
+            owner,
+            str(token),
             version,
             lock,
             *decision,
             "1" if end.answered else "0",
         )
-        return args, written
+        return _pack(fields), written
 
     @staticmethod
     def _finished(

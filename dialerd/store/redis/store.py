@@ -73,8 +73,12 @@ ones and takes the ready head; when its placement's slot still has a try left un
 outplan (and ``until`` has not passed) it claims it in the same call, else it hands the
 head back for ``decide_claim``, whose answer is written only if the target is still at
 the version it was read at (``place.lua``, or the claim script given the decided
-slot). ``finish_attempt`` decides with ``place_after`` and ends the campaigncall and
-writes the decision in one script that refuses a target whose version changed.
+slot). A tick's claim (``start_attempts_if_unchanged``) passes the campaign's and its
+outplan's bodies as the tick read them last, and the claim script checks them first (a
+change answers them as stored now, nothing claimed): one script call a tick. The plans
+after a call's first go as their ids only. ``finish_attempt`` decides with
+``place_after`` and ends the campaigncall and writes the decision in one script that
+refuses a target whose version changed (each end packed as one msgpack argument).
 
 ``create_targets`` of more than ``import_chunk`` targets writes them in chunks (one
 script each, a few tens of ms of Redis time) marked with a batch id (field ``p``): they
@@ -98,6 +102,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import anyio
 import msgspec
@@ -116,6 +121,8 @@ from dialerd.model import (
 )
 from dialerd.store.base import (
     MAX_PAGE_SIZE,
+    AsStored,
+    AttemptPlan,
     Conflict,
     InUse,
     StoreError,
@@ -147,12 +154,21 @@ from dialerd.store.redis.fields import (
     max_bound,
     target_row,
 )
+from dialerd.store.redis.ledger import AS_READ, StaleRead
 from dialerd.store.redis.outbox import RedisOutbox
 from dialerd.store.redis.priors import RedisPriors
+
+# The campaigns whose latest read is kept for their next claim (``_keep_read``).
+READS_KEPT = 10_000
 
 
 class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, RedisOutbox):
     """The ``Store`` port on one Redis server: every part, on one connection pool."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # campaign id -> the campaign and outplan a tick read last, and their bodies.
+        self._reads: dict[str, tuple[Campaign, Outplan, bytes, bytes]] = {}
 
     # -- resources: the generic steps of ``ResourceMethods`` (and campaigncalls') -------
     async def _create(self, kind: Kind[Resource], resource: Resource) -> Resource:
@@ -257,15 +273,47 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
     async def campaign_and_outplan(
         self, campaign_id: str
     ) -> tuple[Campaign | None, Outplan | None]:
-        """Both in one script call."""
+        """Both in one script call (their bodies kept for ``start_attempts_if_unchanged``)."""
         customer = await self._customer_of(campaign_id)
         if customer is None:
             return None, None
         campaign, outplan = await self._run("dialing", campaign_id, customer=customer)
-        return (
-            CAMPAIGN.decode(campaign) if campaign else None,
-            OUTPLAN.decode(outplan) if outplan else None,
-        )
+        return self._keep_read(campaign_id, campaign or None, outplan or None)
+
+    def _keep_read(
+        self, campaign_id: str, campaign_body: bytes | None, outplan_body: bytes | None
+    ) -> tuple[Campaign | None, Outplan | None]:
+        """The campaign and outplan of these bodies, the bodies kept (the latest
+        ``READS_KEPT`` campaigns') for a claim to check they are still stored so."""
+        campaign = CAMPAIGN.decode(campaign_body) if campaign_body else None
+        outplan = OUTPLAN.decode(outplan_body) if outplan_body else None
+        reads = self._reads
+        reads.pop(campaign_id, None)
+        if campaign is not None and campaign_body and outplan is not None and outplan_body:
+            reads[campaign_id] = (campaign, outplan, campaign_body, outplan_body)
+            if len(reads) > READS_KEPT:
+                del reads[next(iter(reads))]
+        return campaign, outplan
+
+    async def start_attempts_if_unchanged(
+        self, plans: Sequence[AttemptPlan]
+    ) -> list[Campaigncall] | AsStored:
+        """One claim script call that first checks the campaign's and its outplan's
+        bodies are still those read last (``campaign_and_outplan``), when the plans'
+        are those; else read, compare, claim, as on SQLite."""
+        if not plans:
+            return []
+        first = plans[0]
+        read = self._reads.get(first.campaign.id)
+        if read is None or read[0] != first.campaign or read[1] != first.outplan:
+            return await ResourceMethods.start_attempts_if_unchanged(self, plans)
+        token = AS_READ.set((read[2], read[3]))
+        try:
+            return await self.start_attempts(plans)
+        except StaleRead as stale:
+            return AsStored(*self._keep_read(first.campaign.id, stale.campaign, stale.outplan))
+        finally:
+            AS_READ.reset(token)
 
     async def campaigns_with_status(self, statuses: Sequence[CampaignStatus]) -> list[Campaign]:
         """Every not-deleted campaign, of any customer, whose status is one of these."""

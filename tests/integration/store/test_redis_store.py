@@ -22,6 +22,7 @@ from dialerd.model import (
     TargetStatus,
 )
 from dialerd.store.base import (
+    AsStored,
     AttemptEnd,
     CampaignNotRunning,
     Conflict,
@@ -364,6 +365,39 @@ async def test_a_batch_claims_the_first_ready_targets_in_order_in_one_script_cal
         claimed[3].id, CampaigncallResult.FAIL, "busy", RetryRule.of(dialing.outplan), make.at(22)
     )
     assert calls == ["start", "start", "finish"]
+
+
+async def test_a_claim_on_the_read_a_tick_kept_is_one_script_call(
+    store: RedisStore, make: Factory
+) -> None:
+    """The claim checks the campaign and outplan are still stored as read, in its own
+    step: no read before it; a change is answered by that same call (nothing claimed),
+    and the next claim on what it answered is one call again."""
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(4)])
+    campaign, outplan = await store.campaign_and_outplan(dialing.campaign.id)
+    assert campaign is not None
+    assert outplan is not None
+    calls = counting_script_calls(store)
+
+    plan = msgspec.structs.replace(dialing.plan(make.at(1)), campaign=campaign, outplan=outplan)
+    claimed = await store.start_attempts_if_unchanged([plan])
+    assert calls == ["start"]
+    assert isinstance(claimed, list)
+    assert len(claimed) == 1
+
+    renamed = await store.update_campaign(msgspec.structs.replace(campaign, name="renamed"))
+    calls.clear()
+    plan = msgspec.structs.replace(dialing.plan(make.at(2)), campaign=campaign, outplan=outplan)
+    assert await store.start_attempts_if_unchanged([plan]) == AsStored(renamed, outplan)
+    assert calls == ["start"]
+
+    calls.clear()
+    plan = msgspec.structs.replace(dialing.plan(make.at(3)), campaign=renamed, outplan=outplan)
+    claimed = await store.start_attempts_if_unchanged([plan])
+    assert calls == ["start"]
+    assert isinstance(claimed, list)
+    assert len(claimed) == 1
 
 
 async def test_a_burst_of_ends_is_one_script_call_on_the_server(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
+import pytest
 
 from dialerd.core.abandonment import DayCount
 from dialerd.core.targets import RetryRule
@@ -23,6 +24,7 @@ from dialerd.model import (
     new_id,
 )
 from dialerd.store import (
+    AsStored,
     AttemptEnd,
     Fence,
     FinishResult,
@@ -224,6 +226,76 @@ async def test_a_flow_attempt_references_its_activeflow(store: Store, make: Fact
     assert campaigncall.reference_type == ReferenceType.FLOW
     assert campaigncall.reference_id == "00000000-0000-0000-0000-000000000000"
     assert campaigncall.activeflow_id == plan.activeflow_id
+
+
+# -- a tick's claim on the campaign as it read it (start_attempts_if_unchanged) -------------
+
+
+async def read_dialing(store: Store, dialing: Dialing) -> Dialing:
+    """``dialing`` with the campaign and outplan as a tick reads them."""
+    campaign, outplan = await store.campaign_and_outplan(dialing.campaign.id)
+    assert campaign is not None
+    assert outplan is not None
+    return Dialing(campaign=campaign, outplan=outplan, outdial=dialing.outdial)
+
+
+async def test_a_claim_on_an_unchanged_read_claims(store: Store, make: Factory) -> None:
+    dialing = await read_dialing(store, await make.dialing(store))
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+    plans = [dialing.plan(make.at(1)) for _ in range(2)]
+    claimed = await store.start_attempts_if_unchanged(plans)
+    assert isinstance(claimed, list)
+    assert [call.id for call in claimed] == [plan.campaigncall_id for plan in plans]
+    # Again, on the same read: nothing changed.
+    again = await store.start_attempts_if_unchanged([dialing.plan(make.at(2))])
+    assert isinstance(again, list)
+    assert len(again) == 1
+
+
+@pytest.mark.parametrize("change", ["campaign", "outplan", "stop"])
+async def test_a_claim_on_a_stale_read_claims_nothing_and_answers_what_is_stored(
+    store: Store, make: Factory, change: str
+) -> None:
+    dialing = await read_dialing(store, await make.dialing(store, max_try_counts=(2,)))
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(3)])
+    # Another writer (an API call, another instance) changes it after the read.
+    campaign, outplan = dialing.campaign, dialing.outplan
+    if change == "campaign":
+        campaign = await store.update_campaign(
+            msgspec.structs.replace(campaign, name="renamed", tm_update=make.stamp(1))
+        )
+    elif change == "outplan":
+        outplan = await store.update_outplan(
+            msgspec.structs.replace(outplan, dial_timeout=12_000, tm_update=make.stamp(1))
+        )
+    elif change == "stop":
+        campaign = await store.update_campaign(
+            msgspec.structs.replace(campaign, status=CampaignStatus.STOP, tm_update=make.stamp(1))
+        )
+
+    answer = await store.start_attempts_if_unchanged([dialing.plan(make.at(2))])
+    assert answer == AsStored(campaign, outplan)
+    assert await store.active_attempts(campaign.id) == []
+    counts = await store.target_counts(dialing.outdial.id, make.at(2))
+    assert (counts.idle_due, counts.progressing) == (3, 0)
+
+
+@pytest.mark.parametrize("kind", [CampaignType.CALL, CampaignType.FLOW])
+async def test_each_attempt_of_a_batch_carries_its_own_plan_s_ids(
+    store: Store, make: Factory, kind: CampaignType
+) -> None:
+    dialing = await make.dialing(store, type=kind)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(5)])
+    plans = [dialing.plan(make.at(1)) for _ in range(5)]
+    claimed = await store.start_attempts(plans)
+    nil = "00000000-0000-0000-0000-000000000000"
+    assert [(call.id, call.reference_id, call.activeflow_id) for call in claimed] == [
+        (plan.campaigncall_id, nil if kind == CampaignType.FLOW else plan.reference_id,
+         plan.activeflow_id)
+        for plan in plans
+    ]  # fmt: skip
+    for call in claimed:
+        assert await store.get_campaigncall(None, call.id) == call
 
 
 # -- finish_attempt and mark_answered (behaviour.md §5) --------------------------------------

@@ -118,19 +118,21 @@ local function drop_target(target_key)
   redis.call('DEL', target_key)
 end
 
--- A fenced write passes the lease it holds as three arguments from index i on: campaign
--- id, owner, token (owner '' when the write is not fenced). It is refused unless that is
--- the campaign's lease now; the lease key exists only while the lease is valid.
-local function fenced_off(campaign, i)
-  local owner = ARGV[i + 1]
+-- A fenced write passes the lease it holds as three arguments from index i on (of ARGV,
+-- or of the given table of a packed argument): campaign id, owner, token (owner '' when
+-- the write is not fenced). It is refused unless that is the campaign's lease now; the
+-- lease key exists only while the lease is valid.
+local function fenced_off(campaign, i, args)
+  args = args or ARGV
+  local owner = args[i + 1]
   if owner == nil or owner == '' then
     return false
   end
-  if ARGV[i] ~= campaign then
+  if args[i] ~= campaign then
     return true
   end
   local held = redis.call('HMGET', key('lease', campaign), 'owner', 'token')
-  return held[1] ~= owner or held[2] ~= ARGV[i + 2]
+  return held[1] ~= owner or held[2] ~= tostring(args[i + 2])
 end
 
 local function not_running(campaign)
@@ -139,4 +141,20 @@ end
 
 local function lease_lost(campaign)
   return redis.error_reply('DIALERD_LEASE_LOST campaign ' .. campaign .. ': lease no longer held')
+end
+
+-- What a tick reads, in one step: a campaign and its outplan ({body or false, body or
+-- false}): false for a campaign that is gone, and for an outplan that is gone or another
+-- customer's (dialing.lua; start.lua when the tick's read is stale).
+local function campaign_and_outplan(campaign_id)
+  local campaign = redis.call('HMGET', key('campaign', campaign_id), 'b', 'c', 'x')
+  if not campaign[1] or campaign[3] == '1' then
+    return {false, false}
+  end
+  local outplan_id = cjson.decode(campaign[1]).outplan_id
+  local outplan = redis.call('HMGET', key('outplan', outplan_id), 'b', 'c', 'x')
+  if not outplan[1] or outplan[3] == '1' or outplan[2] ~= campaign[2] then
+    return {campaign[1], false}
+  end
+  return {campaign[1], outplan[1]}
 end

@@ -1,36 +1,36 @@
 -- finish_attempts: end active attempts exactly once each and write what the core decided
 -- for each one's target, all in one step (one burst of ends of one customer).
--- ARGV: prefix, then one block of FIELDS arguments per attempt, in order: campaigncall_id,
---   result, reason, now (timestamp string), fence (campaign id, owner, token), the
+-- ARGV: prefix, then one argument per attempt, in order: its end packed as one msgpack
+--   array of strings (decoded once here, not 18 arguments to pack and read): campaigncall
+--   id, result, reason, now (timestamp string), fence (campaign id, owner, token), the
 --   target's version the decision was made on ('-' when the caller did not see the
 --   attempt active), until when the calling rules lock the dialed number and its
 --   readings (JSON [microseconds, E.164 reading...]; '' for no lock), '1' if a decision
 --   follows ('0': the target is not progressing and stays as it is, and the seven
---   arguments after are ''; a decision is written only while the target is progressing
---   for this attempt, see progressing_for), the target's new body, queue letter (see
+--   fields after are ''; a decision is written only while the target is progressing for
+--   this attempt, see progressing_for), the target's new body, queue letter (see
 --   index_target), touched, due (microseconds), until (microseconds or ''), slot, held;
 --   last, '1' when the answer came with the end (not written apart: its event is,
 --   first).
--- Returns one reply per block, in order: {'none'}; {'lost', message} when the fence no
+-- Returns one reply per attempt, in order: {'none'}; {'lost', message} when the fence no
 --   longer holds the campaign's lease (nothing written for it); {'stale' | 'done',
 --   campaigncall body, and unless it is gone the target's body ('' when it is the new
 --   body written here; as stored when no decision was written: the target is not
 --   progressing, or progressing for another live attempt), queue letter, due and held};
 --   or {'changed'} (nothing written for it) when the target is no longer at that
 --   version: the caller reads again and decides again.
-local FIELDS = 18
-
-local function finish_one(o)
-  -- ARGV[o + n] is what a single attempt's script had as ARGV[n].
-  local id, result, reason, now = ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
-  local version, locked_until, decided = ARGV[o + 9], ARGV[o + 10], ARGV[o + 11] == '1'
-  local answered = ARGV[o + 19] == '1'
+local function finish_one(packed)
+  -- The end's fields (see above): fence at a[5..7], the decision at a[10..17].
+  local a = cmsgpack.unpack(packed)
+  local id, result, reason, now = a[1], a[2], a[3], a[4]
+  local version, locked_until, decided = a[8], a[9], a[10] == '1'
+  local answered = a[18] == '1'
   local campaigncall_key = key('campaigncall', id)
   local stored = redis.call('HMGET', campaigncall_key, 'b', 's', 'g')
   if not stored[1] then
     return {'none'}
   end
-  if fenced_off(stored[3], o + 6) then
+  if fenced_off(stored[3], 5, a) then
     return {'lost', 'campaign ' .. stored[3] .. ': lease no longer held'}
   end
   local campaigncall = cjson.decode(stored[1])
@@ -91,21 +91,21 @@ local function finish_one(o)
   -- one that is live.
   local written = decided and progressing_for(target[2], target[5], id)
   if written then
-    local queue, touched, due, held = ARGV[o + 13], ARGV[o + 14], ARGV[o + 15], ARGV[o + 18]
+    local queue, touched, due, held = a[12], a[13], a[14], a[17]
     unindex_target('p', target[4], target[3], campaigncall.outdial_target_id)
     index_target(queue, target[4], target[3], campaigncall.outdial_target_id, touched, due,
       held)
-    redis.call('HSET', target_key, 'b', ARGV[o + 12], 'k', queue,
-      'pt', touched, 'pd', due, 'pu', ARGV[o + 16], 'ps', ARGV[o + 17], 'ph', held)
+    redis.call('HSET', target_key, 'b', a[11], 'k', queue,
+      'pt', touched, 'pd', due, 'pu', a[15], 'ps', a[16], 'ph', held)
     redis.call('HINCRBY', target_key, 'v', 1)
-    outbox_add(campaigncall.customer_id, stored[3], 'outdialtarget_updated', ARGV[o + 12],
+    outbox_add(campaigncall.customer_id, stored[3], 'outdialtarget_updated', a[11],
       'q', queue, 'd', due, 'h', held)
   end
   return with_target({'done', body}, written)
 end
 
 local replies = {}
-for o = 0, #ARGV - FIELDS - 1, FIELDS do
-  replies[#replies + 1] = finish_one(o)
+for i = 2, #ARGV do
+  replies[#replies + 1] = finish_one(ARGV[i])
 end
 return replies

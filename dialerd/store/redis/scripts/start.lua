@@ -13,9 +13,12 @@
 --   skipped as listed (JSON list); then the member of the ready index after which to go
 --   on ('' from the head: see 'more'); then '1' to write each claimed campaigncall's
 --   customer in P:where:<id> in the claim's own step (one Redis server: that key is on
---   no other node; '' on a cluster, where the caller writes it); then the placeholder
---   bodies of the next plans (same campaign, outplan, now and fence), claimed in order
---   after the first.
+--   no other node; '' on a cluster, where the caller writes it); then the campaign's and
+--   its outplan's bodies as the caller read them last ('' and '' to claim on whatever
+--   is stored: see 'reread'); then the next plans
+--   (same campaign, outplan, now and fence), claimed in order after the first, each as
+--   the three ids its campaigncall differs by from the first's body: "<id> <reference_id>
+--   <activeflow_id>".
 -- Returns {kind, heads, claims}: claims are the plans claimed, in order, each {campaigncall
 --   body, then what finish_attempt decides from: the target's body and version after the
 --   claim and its placement before (touched, due, until, slot, held)}; kind says what
@@ -29,8 +32,10 @@
 --   'promote' when more waiting targets are due than one call moves (the caller moves
 --   them all, promote.lua, and asks again); 'more' when STEP staged targets were
 --   stepped over with nothing found (heads = {the last one}: the caller asks again from
---   there). An error when the stored campaign is not running, or the first plan's
---   campaigncall exists.
+--   there); 'reread' when the campaign or its outplan is no longer stored as the caller
+--   read them (heads = {campaign body or false, outplan body or false} as stored now, as
+--   campaign_and_outplan answers; nothing claimed, nothing else checked). An error when
+--   the stored campaign is not running, or the first plan's campaigncall exists.
 -- The only checks made here are the short cut of dialerd.core.targets (the placement's
 -- slot still has a try left under this outplan, its `until` has not passed, and its
 -- number is a tel number, E.164, which the trunk dials as written) and the re-check that
@@ -38,7 +43,7 @@
 -- locked and below the day's attempts) in the claim's own step.
 local STEP = 1000
 local BATCH = 100
-local FIRST_NEXT = 19  -- ARGV index of the second plan's body
+local FIRST_NEXT = 21  -- ARGV index of the second plan's ids
 local now_micros = tonumber(ARGV[3])
 local max_counts = parse_max_counts(ARGV[4])
 local with_rules, daily, day = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
@@ -49,6 +54,16 @@ local campaigncall = cjson.decode(ARGV[2])
 local outdial, campaign, customer, now =
   campaigncall.outdial_id, campaigncall.campaign_id, campaigncall.customer_id,
   campaigncall.tm_create
+-- A tick claiming on what it read last: a change stored since is read again first.
+local campaign_read, outplan_read = ARGV[19], ARGV[20]
+if campaign_read ~= '' then
+  local stored = redis.call('HMGET', key('campaign', campaign), 'b', 'x')
+  local outplan = redis.call('HMGET', key('outplan', campaigncall.outplan_id), 'b', 'c', 'x')
+  if stored[1] ~= campaign_read or stored[2] == '1' or outplan[1] ~= outplan_read
+      or outplan[2] ~= customer or outplan[3] == '1' then
+    return {'reread', campaign_and_outplan(campaign), {}}
+  end
+end
 if fenced_off(campaign, 5) then
   return lease_lost(campaign)
 end
@@ -156,7 +171,10 @@ local function advance()
   if next_plan > #ARGV then
     return {'done', {}, claims}
   end
-  campaigncall = cjson.decode(ARGV[next_plan])
+  -- The first plan's body with the next one's ids (claim sets every other field that
+  -- differs between two claims).
+  campaigncall.id, campaigncall.reference_id, campaigncall.activeflow_id =
+    string.match(ARGV[next_plan], '^(%S+) (%S+) (%S+)$')
   next_plan = next_plan + 1
   if redis.call('EXISTS', key('campaigncall', campaigncall.id)) == 1 then
     return {'again', {}, claims}  -- asked again with this plan first, it is refused then
