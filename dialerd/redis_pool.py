@@ -41,6 +41,7 @@ import structlog
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from dialerd.config import parse_sentinel
@@ -135,13 +136,23 @@ class BlockingSentinelPool(SentinelConnectionPool, CheckedPool):
             await self._sentinel_manager.aclose()
 
 
+async def _dirty(connection: AbstractConnection) -> bool:
+    """Data left unread on the connection, or the server closed it (what the pool's
+    ``ensure_connection`` reopens a connection for before handing it out)."""
+    try:
+        return bool(await connection.can_read())
+    except (OSError, RedisConnectionError):
+        return True
+
+
 class HeldConnections:
     """Up to ``size`` connections of ``pool`` held out of it (taken from it when all
     held ones are busy, kept if there is room, else given back): what the store's
     script calls go out on, without a checkout from the pool each. Before every call
-    the connection is checked as a checkout would check it (``stale``: reopened, and
-    the new one reports what it reached first); one that fails is given back to the
-    pool, which reopens it before its next use."""
+    the connection is checked as a checkout would check it (one ``stale``, closed by
+    the server or with data left unread is reopened, and reports what it reached
+    before anything is sent); one that fails is given back to the pool, which reopens
+    it before its next use."""
 
     def __init__(self, pool: ConnectionPool, size: int) -> None:
         self.pool = pool
@@ -156,8 +167,8 @@ class HeldConnections:
         free = self._free
         connection = free.pop() if free else await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            if not connection.is_connected or stale(connection):
-                await pool.ensure_connection(connection)
+            if not connection.is_connected or stale(connection) or await _dirty(connection):
+                await pool.ensure_connection(connection)  # reopened, as the pool would
             try:
                 # hiredis packs what redis-py would (str, int, float, bytes) at a
                 # quarter of its cost; anything else is redis-py's to encode.
