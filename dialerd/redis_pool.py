@@ -22,6 +22,12 @@ connection reports what it reached before anything is sent on it. Without that, 
 primary SIGSTOPped, replaced, then continued takes writes as a master until it is
 demoted, and they are lost with it; and a replica promoted takes writes on an old
 connection before the store has seen the failover.
+
+``HeldConnections``: a few of a pool's connections kept out of it for the store's
+script calls, each call's commands sent in one write on one of them, with the same
+``usable`` check before every call as a checkout from the pool (but none of the pool's
+locks, timers and bookkeeping, nor redis-py's retry: a call that fails is an outage
+the store reports, not a command run twice).
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import structlog
-from redis.asyncio import BlockingConnectionPool, RedisCluster
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from dialerd.config import parse_sentinel
 
@@ -146,6 +155,67 @@ class BlockingSentinelPool(SentinelConnectionPool, CheckedPool):
             await super().aclose()
         finally:
             await self._sentinel_manager.aclose()
+
+
+async def _dirty(connection: AbstractConnection) -> bool:
+    """Data left unread on the connection, or the server closed it (what the pool's
+    ``ensure_connection`` reopens a connection for before handing it out)."""
+    try:
+        return bool(await connection.can_read())
+    except (OSError, RedisConnectionError):
+        return True
+
+
+class HeldConnections:
+    """Up to ``size`` connections of ``pool`` held out of it (taken from it when all
+    held ones are busy, kept if there is room, else given back): what the store's
+    script calls go out on, without a checkout from the pool each. Before every call
+    the connection is checked as a checkout would check it (one ``stale``, closed by
+    the server or with data left unread is reopened, and reports what it reached
+    before anything is sent); one that fails is given back to the pool, which reopens
+    it before its next use."""
+
+    def __init__(self, pool: ConnectionPool, size: int) -> None:
+        self.pool = pool
+        self.size = size
+        self._free: list[AbstractConnection] = []
+
+    async def exchange(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` in one write on one connection and read their replies, in
+        order; an error reply is answered in its place (``ResponseError``), a
+        connection's failure raised. Never retried: a command may have run."""
+        pool = self.pool
+        free = self._free
+        connection = free.pop() if free else await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            if not connection.is_connected or stale(connection) or await _dirty(connection):
+                await pool.ensure_connection(connection)  # reopened, as the pool would
+            try:
+                # hiredis packs what redis-py would (str, int, float, bytes) at a
+                # quarter of its cost; anything else is redis-py's to encode.
+                packed = [hiredis.pack_command(tuple(command)) for command in commands]
+            except TypeError:
+                packed = connection.pack_commands(commands)
+            await connection.send_packed_command(packed, check_health=False)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            # Replies may be left unread: the pool checks it before handing it out.
+            await pool.release(connection)
+            raise
+        if len(free) < self.size:
+            free.append(connection)
+        else:
+            await pool.release(connection)
+        return replies
+
+    def clear(self) -> None:
+        """Forget the held connections (the pool is closed with them)."""
+        self._free.clear()
 
 
 def replication_info(reply: bytes | str) -> dict[str, str]:

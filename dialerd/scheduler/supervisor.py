@@ -214,6 +214,8 @@ class Supervisor:
         structlog.contextvars.bind_contextvars(campaign_id=loop.campaign_id)
         deadline = self.shared.clock.monotonic()
         failures = 0
+        # The campaign's tick found it no longer runs here (stopped, deleted).
+        ended = False
         try:
             while True:
                 # Read each tick: a reload may change the interval.
@@ -244,6 +246,7 @@ class Supervisor:
                     deadline = self.shared.clock.monotonic()
                     continue
                 if finished:
+                    ended = True
                     return
                 await self._count_if_due(loop, interval)
                 deadline = await self._sleep_to_next_tick(loop, deadline, interval, tick_started)
@@ -257,6 +260,12 @@ class Supervisor:
             self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
             await self.ownership.release_lease(loop.campaign_id)
+            if ended and loop.woken:
+                # Woken after the last tick read the campaign (a run stored just after
+                # an edit woke the stopped campaign's loop, say): that wake's tick is
+                # owed now, as it would be had the wake come once the loop had ended,
+                # not at the next housekeeping round.
+                self.ensure_loop(loop.campaign_id)
 
     async def _after_failed_tick(self, loop: CampaignLoop, exc: Exception, failures: int) -> None:
         """After a failed tick: record and log it (not every time), then wait."""

@@ -67,6 +67,17 @@ class SentinelTopology:
         workdir.mkdir(parents=True, exist_ok=True)
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
         self.sentinels: dict[int, subprocess.Popen[bytes]] = {}
+        try:
+            self._start()
+        except BaseException:
+            # One that does not come up in time (a loaded machine) leaves no process
+            # behind: a test's fixture never gets it to stop, and the processes left
+            # running fail a later test on the same worker (ResourceWarning).
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        workdir = self.workdir
         self.primary_port = free_port()
         self._start_server(self.primary_port)
         for _ in range(2):

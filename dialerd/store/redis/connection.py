@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dialerd.model import (
     Campaigncall,
 )
-from dialerd.redis_pool import cluster_client, connection_pool
+from dialerd.redis_pool import HeldConnections, cluster_client, connection_pool
 from dialerd.store.base import (
     CampaignChanged,
     CampaignNotRunning,
@@ -79,6 +79,8 @@ OWNERS_KEPT = 200_000
 EVENTS_LEASE = "events:"
 # Bodies decoded between two checkpoints (``_decoded``).
 DECODE_CHUNK = 100
+# The share of the pool held for the script calls (``HeldConnections``), at least one.
+HELD_SHARE = 4
 
 
 class RedisConnection:
@@ -118,6 +120,8 @@ class RedisConnection:
         # A Redis or a RedisCluster client (the same commands; typed Any for both).
         self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        # One server's (or Sentinel's) pool: connections held for the script calls.
+        self._held: HeldConnections | None = None
         # campaigncall id -> what attempt.lua would read while it is active.
         # Per claim: the attempt, then the target's version and body after the claim and
         # its placement before (as attempt.lua reads them).
@@ -173,9 +177,13 @@ class RedisConnection:
             for script in scripts.values():
                 await self._guard(client.script_load(script.script))
             self._client, self._scripts = client, scripts
+            if not isinstance(client, redis.asyncio.RedisCluster):
+                self._held = HeldConnections(
+                    client.connection_pool, max(1, self.pool_size // HELD_SHARE)
+                )
             await self._migrate()
         except BaseException:
-            self._client = None
+            self._client, self._held = None, None
             await _close(client)
             raise
         await self._recover()
@@ -183,6 +191,9 @@ class RedisConnection:
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
         client, self._client = self._client, None
+        held, self._held = self._held, None
+        if held is not None:
+            held.clear()
         if client is not None:
             await _close(client)
 
@@ -320,10 +331,20 @@ class RedisConnection:
         """Run one of the Lua scripts (EVALSHA) on the customer's keys: the customer's tag
         is KEYS[1] (a cluster routes the script by it), the prefix the first argument."""
         client = self._connected()
-        return await self._guard(
-            self._scripts[name](
-                keys=[self._tag(customer)], args=[self.prefix, *args], client=client
+        script = self._scripts[name]
+        if self._held is not None:
+            (reply,) = await self._guard(
+                self._held.exchange(
+                    (("EVALSHA", script.sha, 1, self._tag(customer), self.prefix, *args),)
+                )
             )
+            if not isinstance(reply, Exception):
+                return reply
+            if not isinstance(reply, NoScriptError):
+                await self._guard(_raised(reply))
+            # The server lost its scripts: the script call below loads it again.
+        return await self._guard(
+            script(keys=[self._tag(customer)], args=[self.prefix, *args], client=client)
         )
 
     async def _run_each(self, name: str, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
@@ -332,10 +353,21 @@ class RedisConnection:
         if not calls:
             return []
         sha = self._scripts[name].sha
-        async with self._connected().pipeline(transaction=False) as pipe:
-            for customer, args in calls:
-                pipe.evalsha(sha, 1, self._tag(customer), self.prefix, *args)
-            replies = await self._guard(pipe.execute(raise_on_error=False))
+        replies: list[Any]
+        if self._held is not None:
+            replies = await self._guard(
+                self._held.exchange(
+                    [
+                        ("EVALSHA", sha, 1, self._tag(customer), self.prefix, *args)
+                        for customer, args in calls
+                    ]
+                )
+            )
+        else:
+            async with self._connected().pipeline(transaction=False) as pipe:
+                for customer, args in calls:
+                    pipe.evalsha(sha, 1, self._tag(customer), self.prefix, *args)
+                replies = await self._guard(pipe.execute(raise_on_error=False))
         answered: list[Any] = []
         for (customer, args), reply in zip(calls, replies, strict=True):
             if isinstance(reply, NoScriptError):  # the server lost its scripts: load them

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import msgspec
 import pytest
 import structlog
@@ -14,11 +15,13 @@ from dialerd import metrics
 from dialerd.campaigns import RunRefused
 from dialerd.model import (
     NIL_UUID,
+    Campaign,
     CampaigncallResult,
     CampaigncallStatus,
     CampaignStatus,
     CampaignType,
     EndHandle,
+    Outplan,
     TargetStatus,
     parse_time,
 )
@@ -64,6 +67,35 @@ async def test_run_is_refused_when_the_outdial_was_deleted(
         await world.store.delete_outdial(CUSTOMER, campaign.outdial_id, world.clock.now())
         with pytest.raises(RunRefused, match=f"outdial {campaign.outdial_id} does not exist"):
             await world.control.run(CUSTOMER, campaign.id)
+
+
+async def test_a_run_stored_while_the_loop_ends_its_last_tick_dials_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An edit wakes the stopped campaign's loop; its tick reads the campaign stopped and
+    # ends the loop. A run stored after that read (a client's edit, then its run) must
+    # still tick at once, not wait for housekeeping to find the campaign an interval on.
+    async with running_engine(tmp_path) as world:
+        world.queue.available = 1
+        campaign, _, _ = await world.campaign()
+        read = world.store.campaign_and_outplan
+        was_read, let_go = anyio.Event(), anyio.Event()
+
+        async def read_then_wait(campaign_id: str) -> tuple[Campaign | None, Outplan | None]:
+            found = await read(campaign_id)
+            was_read.set()
+            await let_go.wait()
+            return found
+
+        monkeypatch.setattr(world.store, "campaign_and_outplan", read_then_wait)
+        await world.control.edit(CUSTOMER, campaign.id, name="renamed")
+        await was_read.wait()
+        monkeypatch.undo()
+        await world.control.run(CUSTOMER, campaign.id)
+        let_go.set()
+        await settle()
+        assert len(world.calls.originated) == 1
+        assert world.engine.running_campaigns == 1
 
 
 # -- §3 pacing ---------------------------------------------------------------------

@@ -628,3 +628,40 @@ async def test_an_owner_that_missed_a_failover_renews_no_lease_on_the_old_primar
         assert other.outdial_target_id != live.outdial_target_id
     finally:
         await a.close()
+
+
+async def test_a_connection_kept_for_script_calls_is_not_used_on_the_old_primary(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    # The store keeps a few connections out of its pool for its script calls (claims,
+    # ends, leases), with no checkout from the pool each. One opened to the primary
+    # before it was replaced must not carry the write-back or a claim to it once it
+    # continues as a master (until Sentinel demotes it): both would be lost with it.
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+        # A script call: it leaves a kept connection open to this primary.
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None
+        await until_replicated(topology)
+        old = topology.primary_port
+        topology.pause(old)
+        try:
+            topology.wait_promoted(old)
+            await until_answers(store)
+        finally:
+            topology.resume(old)
+        # The old primary answers again, as a master, on the kept connection.
+        await store.write_back([fence], LEASE_TTL, [])
+        claimed = await store.start_attempts([dialing.plan(at(1))])
+        assert len(claimed) == 1
+        new = redis.asyncio.Redis(host="127.0.0.1", port=topology.primary_port)
+        try:
+            known = await new.keys(f"*{claimed[0].id}*")
+        finally:
+            await new.aclose()
+        assert known, "the claim went to the old primary: the new one does not know it"
+    finally:
+        await store.close()

@@ -179,6 +179,28 @@ async def test_scripts_flushed_from_the_server_are_loaded_again(
     assert campaigncall.outdial_target_id == target.id
 
 
+async def test_connections_the_server_closed_while_idle_are_opened_again(
+    store: RedisStore, make: Factory, redis_url: str
+) -> None:
+    # The server (its idle ``timeout``, a proxy, an operator's CLIENT KILL) closes the
+    # store's connections between two calls: the next claim and end go through, on
+    # connections opened again, rather than failing as an outage.
+    dialing = await make.dialing(store)
+    await store.create_targets([make.target(dialing.outdial.id) for _ in range(2)])
+    first = await store.start_attempt(dialing.plan(make.at(1)))
+    assert first is not None
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        # The session's own redis-server: every connection but this one.
+        assert await client.client_kill_filter(_type="normal", skipme=True) > 0
+    finally:
+        await client.aclose()
+    second = await store.start_attempt(dialing.plan(make.at(2)))
+    assert second is not None
+    assert second.outdial_target_id != first.outdial_target_id
+    await finish(store, dialing, first, make.at(3))
+
+
 async def test_an_unreachable_server_is_reported_without_its_password() -> None:
     url = f"redis://dialer:s3cret-word@127.0.0.1:{free_port()}/0"
     store = redis_store(url)
