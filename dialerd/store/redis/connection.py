@@ -79,7 +79,9 @@ OWNERS_KEPT = 200_000
 EVENTS_LEASE = "events:"
 # Bodies decoded between two checkpoints (``_decoded``).
 DECODE_CHUNK = 100
-# The share of the pool held for the script calls (``HeldConnections``), at least one.
+# The share of the pool held for the script calls (``HeldConnections``): a pool of
+# fewer than this many holds none back (its only connections would leave every other
+# command waiting), and each script call then checks one out and gives it back.
 HELD_SHARE = 4
 
 
@@ -178,9 +180,7 @@ class RedisConnection:
                 await self._guard(client.script_load(script.script))
             self._client, self._scripts = client, scripts
             if not isinstance(client, redis.asyncio.RedisCluster):
-                self._held = HeldConnections(
-                    client.connection_pool, max(1, self.pool_size // HELD_SHARE)
-                )
+                self._held = HeldConnections(client.connection_pool, self.pool_size // HELD_SHARE)
             await self._migrate()
         except BaseException:
             self._client, self._held = None, None
