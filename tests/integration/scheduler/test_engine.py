@@ -70,12 +70,12 @@ async def test_run_is_refused_when_the_outdial_was_deleted(
 
 
 async def test_a_run_stored_while_the_loop_ends_its_last_tick_dials_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, new_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An edit wakes the stopped campaign's loop; its tick reads the campaign stopped and
     # ends the loop. A run stored after that read (a client's edit, then its run) must
     # still tick at once, not wait for housekeeping to find the campaign an interval on.
-    async with running_engine(tmp_path) as world:
+    async with engine_on(new_store, tmp_path) as world:
         world.queue.available = 1
         campaign, _, _ = await world.campaign()
         read = world.store.campaign_and_outplan
