@@ -6,22 +6,27 @@ wait is bounded."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import httpx
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dialerd.config import RedisConnection, StoreConfig
+from dialerd.model import CampaigncallStatus
 from dialerd.service.clock import SystemClock
 from dialerd.store import create_store
 from scripts.chaoslib.api import CUSTOMER
@@ -295,12 +300,66 @@ def _originations(daemons: list[Daemon]) -> int:
     return len(read_ledgers([d.workdir / "originations.jsonl" for d in daemons]))
 
 
+def _status(daemons: list[Daemon], campaign_id: str) -> str | None:
+    """The campaign's status as the first live daemon that answers gives it."""
+    for dialer in daemons:
+        if dialer.alive and (status := dialer.api.campaign_status(campaign_id)) is not None:
+            return status
+    return None
+
+
+def _campaign_now(daemons: list[Daemon], campaign_id: str) -> str:
+    """What the campaign is doing, for a failure's detail: its status, its targets by
+    status and its attempts not ended (through a live daemon's API)."""
+    for dialer in (d for d in daemons if d.alive):
+        try:
+            final = dialer.api.final_state(campaign_id)
+        except (RuntimeError, httpx.TransportError, msgspec.DecodeError):
+            continue
+        targets = Counter(str(target.status) for target in final.targets)
+        live = sum(call.status != CampaigncallStatus.DONE for call in final.calls)
+        counted = ", ".join(f"{count} {status}" for status, count in sorted(targets.items()))
+        return f"campaign {final.campaign.status}; targets: {counted}; {live} attempts live"
+    return "no live daemon answered for the campaign"
+
+
+def _resumed(daemons: list[Daemon], campaign_id: str) -> float | None:
+    """Seconds from now (a promotion) to the next origination; None when the campaign
+    stopped first: every target done, nothing left to dial (a failover at the end of
+    the campaign: the resume is not measured). RuntimeError past
+    ``FAILOVER_RESUME_LIMIT``, with what the campaign was doing."""
+    seen = _originations(daemons)
+    stopped = False
+
+    def resumed_or_stopped() -> bool:
+        nonlocal stopped
+        if _originations(daemons) > seen:
+            return True
+        stopped = _status(daemons, campaign_id) == "stop"
+        return stopped
+
+    try:
+        took = wait_until(resumed_or_stopped, FAILOVER_RESUME_LIMIT, "dialing to resume")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc} ({_campaign_now(daemons, campaign_id)})") from None
+    return None if stopped else took
+
+
 def _fail_over(
-    topology: SentinelTopology, daemons: list[Daemon], *, pause: bool
-) -> tuple[Outage, float, int]:
-    """kill -9 (or SIGSTOP) the primary, wait for the promotion, bring the old primary
-    back as a replica; the outage (kill to promotion), the seconds from the promotion
-    to the next origination, and the calls up when the primary went."""
+    topology: SentinelTopology, daemons: list[Daemon], campaign_id: str, *, pause: bool
+) -> tuple[Outage, float | None, int]:
+    """kill -9 (or SIGSTOP) the primary as the sentinels name it now, wait for the
+    promotion, bring the old primary back as a replica of the new one; the outage
+    (kill to promotion), the seconds from the promotion to the next origination (None:
+    the campaign stopped first), and the calls up when the primary went."""
+    moved = topology.follow_sentinels()
+    if moved is not None:
+        print(
+            f"note: the sentinels failed over on their own, from {moved} to "
+            f"{topology.primary_port}; this failover acts on {topology.primary_port}",
+            file=sys.stderr,
+            flush=True,
+        )
     in_flight = sum(d.api.calls_up() for d in daemons if d.alive)
     # For a while the primary's writes reach no replica: claims of that while are lost
     # in the failover (with min_replicas = 0 they are dialed, and written back).
@@ -316,10 +375,7 @@ def _fail_over(
         topology.resume(port)
     topology.wait_promoted(old)
     promoted = datetime.now(UTC)
-    seen = _originations(daemons)
-    resumed = wait_until(
-        lambda: _originations(daemons) > seen, FAILOVER_RESUME_LIMIT, "dialing to resume"
-    )
+    resumed = _resumed(daemons, campaign_id)
     if pause:
         topology.resume(old)
     else:
@@ -334,23 +390,25 @@ def _failover_outcome(
     campaign_id: str,
     running: int,
     outages: list[Outage],
-    resumes: list[float],
+    resumes: list[float | None],
     flights: list[int],
     *,
     failovers: str,
     lost_by: str,
+    spurious: str = "",
 ) -> tuple[list[Check], str]:
     """The checks of a failover scenario once its failovers are done (each resumed in
     time, the campaign run to its stop, nothing lost or doubled, the daemons' exits),
-    and its note."""
+    and its note (``spurious``: the sentinels' own failovers)."""
     bound = FAILOVER_RESUME_BOUND
-    slow = [f"{seconds:.1f} s" for seconds in resumes if seconds > bound]
+    measured = [seconds for seconds in resumes if seconds is not None]
+    slow = [f"{seconds:.1f} s" for seconds in measured if seconds > bound]
     checks = [
         Check("campaign running at each failover", running == args.failovers, running),
         Check(
             f"dialing resumed <= {bound:g} s after each promotion",
             not slow,
-            len(resumes),
+            len(measured),
             ", ".join(slow),
         ),
     ]
@@ -358,14 +416,20 @@ def _failover_outcome(
     ledger = read_ledgers([d.workdir / "originations.jsonl" for d in daemons])
     checks += check_outages(ledger, outages, resume_within=timedelta(seconds=bound))[:1]
     checks.append(exits(daemons))
-    times = ", ".join(f"{seconds:.1f}" for seconds in resumes)
+    times = ", ".join("-" if seconds is None else f"{seconds:.1f}" for seconds in resumes)
     live, restored, ended_again = _written_back(daemons)
     note = (
         f"{len(outages)} {failovers} (calls up at each: {flights}), dialing resumed "
         f"{times} s after each promotion; {live} live attempts written back, "
         f"{restored} of them lost by {lost_by}; {ended_again} ends it lost written again"
     )
-    return checks, note
+    unmeasured = [str(n + 1) for n, seconds in enumerate(resumes) if seconds is None]
+    if unmeasured:
+        note += (
+            f"; no resume to measure after failover {', '.join(unmeasured)}: the campaign "
+            "stopped first (every target done)"
+        )
+    return checks, note + spurious
 
 
 def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple[list[Check], str]:
@@ -378,7 +442,7 @@ def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple
     topology = SentinelTopology(work / "redis")
     daemons = [sentinel_daemon(args, work / f"daemon{n}", topology) for n in range(2)]
     outages: list[Outage] = []
-    resumes: list[float] = []
+    resumes: list[float | None] = []
     flights: list[int] = []
     try:
         for dialer in daemons:
@@ -388,7 +452,9 @@ def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple
         for n in range(args.failovers):
             time.sleep(FAILOVER_SPACING)
             running += daemons[0].api.campaign_status(campaign_id) == "run"
-            outage, resumed, in_flight = _fail_over(topology, daemons, pause=n % 2 == 1)
+            outage, resumed, in_flight = _fail_over(
+                topology, daemons, campaign_id, pause=n % 2 == 1
+            )
             outages.append(outage)
             resumes.append(resumed)
             flights.append(in_flight)
@@ -406,13 +472,17 @@ def scenario_failover(args: argparse.Namespace, store: str, work: Path) -> tuple
         owner = next((d for d in daemons if d.instance_id == name), daemons[0])
         owner.kill()
         time.sleep(args.lease_ttl / 2)
-        outage, resumed, in_flight = _fail_over(topology, daemons, pause=False)
+        outage, resumed, in_flight = _fail_over(topology, daemons, campaign_id, pause=False)
         outages.append(outage)
         resumes.append(resumed)
         flights.append(in_flight)
+        spurious = max(0, topology.switches() - len(outages))
         return _failover_outcome(
             args, daemons, campaign_id, running, outages, resumes, flights,
             failovers="failovers", lost_by="the new primary",
+            spurious=f"; {spurious} spurious failovers by the sentinels on their own "
+            f"({len(topology.spurious)} seen before a failover, which acted on the "
+            "primary they named)",
         )  # fmt: skip
     finally:
         for dialer in daemons:
@@ -440,11 +510,12 @@ def cluster_daemon(args: argparse.Namespace, workdir: Path, rig: RedisClusterRig
 
 
 def _cluster_fail_over(
-    rig: RedisClusterRig, daemons: list[Daemon], *, pause: bool
-) -> tuple[Outage, float, int]:
+    rig: RedisClusterRig, daemons: list[Daemon], campaign_id: str, *, pause: bool
+) -> tuple[Outage, float | None, int]:
     """kill -9 (or SIGSTOP) the primary of the campaign's customer's shard, wait for its
     replica's promotion, bring the old node back (a replica now); the outage, the
-    seconds from the promotion to the next origination, and the calls up at the kill."""
+    seconds from the promotion to the next origination (None: the campaign stopped
+    first), and the calls up at the kill."""
     in_flight = sum(d.api.calls_up() for d in daemons if d.alive)
     shard = rig.primary_of_slot(slot_of(f"{PREFIX}:{{c:{CUSTOMER}}}"))
     assert shard is not None
@@ -463,10 +534,7 @@ def _cluster_fail_over(
     rig.resume(replica)
     rig.wait_promoted(shard)
     promoted = datetime.now(UTC)
-    seen = _originations(daemons)
-    resumed = wait_until(
-        lambda: _originations(daemons) > seen, FAILOVER_RESUME_LIMIT, "dialing to resume"
-    )
+    resumed = _resumed(daemons, campaign_id)
     rig.heal(shard)
     return Outage(began, promoted), resumed, in_flight
 
@@ -483,7 +551,7 @@ def scenario_cluster_failover(
     rig = RedisClusterRig(work / "redis")
     daemons = [cluster_daemon(args, work / f"daemon{n}", rig) for n in range(2)]
     outages: list[Outage] = []
-    resumes: list[float] = []
+    resumes: list[float | None] = []
     flights: list[int] = []
     try:
         for dialer in daemons:
@@ -493,7 +561,9 @@ def scenario_cluster_failover(
         for n in range(args.failovers):
             time.sleep(FAILOVER_SPACING)
             running += daemons[0].api.campaign_status(campaign_id) == "run"
-            outage, resumed, in_flight = _cluster_fail_over(rig, daemons, pause=n % 2 == 1)
+            outage, resumed, in_flight = _cluster_fail_over(
+                rig, daemons, campaign_id, pause=n % 2 == 1
+            )
             outages.append(outage)
             resumes.append(resumed)
             flights.append(in_flight)
@@ -505,7 +575,7 @@ def scenario_cluster_failover(
         owner = next((d for d in daemons if d.instance_id == name), daemons[0])
         owner.kill()
         time.sleep(args.lease_ttl / 2)
-        outage, resumed, in_flight = _cluster_fail_over(rig, daemons, pause=False)
+        outage, resumed, in_flight = _cluster_fail_over(rig, daemons, campaign_id, pause=False)
         outages.append(outage)
         resumes.append(resumed)
         flights.append(in_flight)
@@ -556,6 +626,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--deadline", type=float, default=600.0, help="seconds a campaign may take to stop"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each scenario's directory (daemons' logs, ledgers, servers' logs), "
+        "whatever the outcome; its path is printed",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.targets <= 20_000:
         parser.error(f"--targets must be 1..20000, got {args.targets}")
@@ -579,18 +655,27 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(s, store) for s in scenarios for store in (stores if s == "kill" else ["redis"])]
 
 
+def run_directory(keep: bool) -> AbstractContextManager[str]:
+    """A scenario's directory (its daemons' logs, ledgers and state, the servers' logs):
+    removed after the scenario, or with ``keep`` left for a post-mortem."""
+    if not keep:
+        return tempfile.TemporaryDirectory(prefix="dialerd-chaos-")
+    return contextlib.nullcontext(tempfile.mkdtemp(prefix="dialerd-chaos-"))
+
+
 def run(args: argparse.Namespace) -> list[Result]:
     results = []
     for scenario, store in plan(args):
-        print(f"{scenario} on {store}: running", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory(prefix="dialerd-chaos-") as tmp:
+        with run_directory(args.keep) as tmp:
+            kept = f", kept in {tmp}" if args.keep else ""
+            print(f"{scenario} on {store}: running{kept}", file=sys.stderr, flush=True)
             started = time.monotonic()
             try:
                 checks, note = SCENARIOS[scenario](args, store, Path(tmp))
             except (RuntimeError, AssertionError) as exc:
                 checks, note = [Check("scenario ran to the end", False, 1, str(exc))], "aborted"
             elapsed = time.monotonic() - started
-        results.append(Result(scenario, store, elapsed, note, checks))
+        results.append(Result(scenario, store, elapsed, note + kept, checks))
     return results
 
 

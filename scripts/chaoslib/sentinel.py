@@ -18,6 +18,7 @@ import redis
 from scripts.lib.daemon import free_port
 
 SERVICE = "dialerd-test"
+QUORUM = 2
 # Sentinels call a primary down after this long without an answer.
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 5000
@@ -67,6 +68,9 @@ class SentinelTopology:
         workdir.mkdir(parents=True, exist_ok=True)
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
         self.sentinels: dict[int, subprocess.Popen[bytes]] = {}
+        # The failovers the sentinels made on their own, as ``follow_sentinels`` found
+        # them: (the port taken for the primary, the one they named instead).
+        self.spurious: list[tuple[int, int]] = []
         try:
             self._start()
         except BaseException:
@@ -90,7 +94,7 @@ class SentinelTopology:
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
                 f"logfile {workdir / f'sentinel-{n}.log'}\n"
-                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} {QUORUM}\n"
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
                 f"sentinel parallel-syncs {SERVICE} 2\n"
@@ -152,16 +156,57 @@ class SentinelTopology:
     def sentinel_primary(self) -> int | None:
         """The primary's port as the first sentinel that answers names it."""
         for port in self.sentinels:
-            client = _client(port)
-            try:
-                reply = client.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
-            except redis.RedisError:
-                continue
-            finally:
-                client.close()
-            if reply:
-                return int(reply[1])
+            named = self._named_by(port)
+            if named is not None:
+                return named
         return None
+
+    def _named_by(self, sentinel: int) -> int | None:
+        """The primary's port as one sentinel names it (None: no answer)."""
+        client = _client(sentinel)
+        try:
+            reply = client.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+        return int(reply[1]) if reply else None
+
+    def agreed_primary(self) -> int | None:
+        """The primary's port as every sentinel that answers (a quorum at least) names
+        it, once it answers as a master; None while they disagree (a failover under way:
+        the others learn it from its leader within seconds) or it does not."""
+        answers = [port for port in map(self._named_by, self.sentinels) if port is not None]
+        if len(answers) < QUORUM or len(set(answers)) != 1:
+            return None
+        agreed = answers[0]
+        if _info(agreed, "replication").get("role") != "master":
+            return None
+        return agreed
+
+    def follow_sentinels(self) -> int | None:
+        """Ask the sentinels which server is the primary now, and act on that one from
+        here on. With ``down-after`` at 1 s, the sentinels of a loaded host sometimes
+        fail over by themselves, from a primary nobody touched (a spurious failover):
+        then the server this topology took for the primary is a replica now. The port
+        it took for the primary when that happened (counted in ``spurious``), else
+        None."""
+        self._wait(lambda: self.agreed_primary() is not None, "the sentinels to agree on a primary")
+        named = self.agreed_primary()
+        if named is None or named == self.primary_port:
+            return None
+        old, self.primary_port = self.primary_port, named
+        self.spurious.append((old, named))
+        return old
+
+    def switches(self) -> int:
+        """Failovers the sentinels made (``+switch-master`` in their logs; the most any
+        one of them logged, as one may learn two quick ones at once)."""
+        counts = [
+            path.read_text(errors="replace").count("+switch-master")
+            for path in self.workdir.glob("sentinel-*.log")
+        ]
+        return max(counts, default=0)
 
     def kill_primary(self) -> int:
         """SIGKILL the primary (its PID); its port."""
@@ -195,18 +240,22 @@ class SentinelTopology:
         return [port for port in self.servers if port != self.primary_port]
 
     def restart_as_replica(self, port: int) -> None:
-        """Start a killed server again on its port, as a replica of the primary now (the
-        sentinels take it back as one)."""
-        self._start_server(port, replica_of=self.primary_port)
+        """Start a killed server again on its port, as a replica of the primary the
+        sentinels name now (they may have failed over again meanwhile, on their own;
+        they take it back as one)."""
+        self._wait(lambda: self.agreed_primary() is not None, "the sentinels to agree")
+        self._start_server(port, replica_of=self.agreed_primary() or self.primary_port)
 
     def wait_replicas(self, count: int = 1) -> None:
-        """Wait until the primary has ``count`` replicas again (one is a candidate for
-        the next promotion; Sentinel brings the other back in its own time)."""
-        self._wait(
-            lambda: self.connected_replicas(self.primary_port) >= count,
-            f"{count} replica(s) of the new primary",
-            RESYNC_WAIT,
-        )
+        """Wait until the primary the sentinels name has ``count`` replicas again (one is
+        a candidate for the next promotion; Sentinel brings the other back in its own
+        time)."""
+
+        def replicated() -> bool:
+            named = self.agreed_primary()
+            return named is not None and self.connected_replicas(named) >= count
+
+        self._wait(replicated, f"{count} replica(s) of the new primary", RESYNC_WAIT)
 
     def wait_promoted(self, old: int) -> int:
         """Wait until the sentinels name another primary and it takes writes; its port."""

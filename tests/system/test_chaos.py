@@ -7,11 +7,16 @@ by hand with scripts/chaos; these keep the same checks in every test run.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
+import redis
 from msgspec.structs import replace
 
 from dialerd.adapters.sim import LedgerEntry
@@ -25,11 +30,13 @@ from scripts.chaoslib.invariants import (
     read_ledgers,
 )
 from scripts.chaoslib.run import (
+    main,
     parse_args,
     scenario_cluster_failover,
     scenario_failover,
     scenario_kill,
 )
+from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
@@ -186,3 +193,77 @@ def test_a_cluster_primary_killed_under_hundreds_of_calls_loses_and_doubles_noth
         "never two live attempts on one target",
         "no attempt left dialing or progressing",
     } <= counted.keys()
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
+    started = SentinelTopology(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _replication(port: int) -> dict[str, object]:
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        return dict(client.info("replication"))
+    finally:
+        client.close()
+
+
+def _failover_by_the_sentinels(topology: SentinelTopology) -> None:
+    """One sentinel fails over on its own from a primary that never went down (what
+    the 1 s down-after does on a loaded host); the harness is not told."""
+    sentinel = redis.Redis(host="127.0.0.1", port=next(iter(topology.sentinels)))
+    try:
+        sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+    finally:
+        sentinel.close()
+
+
+def test_a_spurious_failover_is_followed_and_counted_and_the_harness_acts_on_the_new_primary(
+    topology: SentinelTopology,
+) -> None:
+    old = topology.primary_port
+    _failover_by_the_sentinels(topology)
+
+    topology._wait(lambda: topology.sentinel_primary() not in (None, old), "the promotion")
+    named = topology.sentinel_primary()
+    assert named is not None
+
+    # A replica killed and restarted is made a replica of the primary the sentinels
+    # name now, not of the server the harness still takes for the primary (a replica
+    # now itself).
+    replica = next(port for port in topology.servers if port not in (old, named))
+    process = topology.servers.pop(replica)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    topology.restart_as_replica(replica)
+    assert _replication(replica)["master_port"] == named
+
+    # Before its next step the harness asks the sentinels: the primary moved, counted.
+    assert topology.follow_sentinels() == old
+    assert topology.primary_port == named
+    assert topology.spurious == [(old, named)]
+    assert topology.follow_sentinels() is None  # nothing moved since
+    # So the failover it makes kills the primary, not the demoted one.
+    assert topology.kill_primary() == named
+    assert topology.wait_promoted(named) != named
+    # Both failovers in the sentinels' logs (each logs a switch once it learns of it).
+    topology._wait(lambda: topology.switches() == 2, "the sentinels' logs")
+
+
+def test_keep_leaves_the_run_directory_and_prints_its_path(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--scenario", "kill", "--store", "sqlite", "--targets", "40", "--kills", "1"]
+    assert main([*argv, "--seed", "7", "--deadline", "45", "--keep"]) == 0
+    captured = capsys.readouterr()
+    kept = Path(captured.err.split(", kept in ", 1)[1].split()[0])
+    try:
+        assert f"kept in {kept}" in captured.out  # the summary names it too
+        assert (kept / "daemon" / "stdout.log").exists()
+        assert (kept / "daemon" / "originations.jsonl").stat().st_size > 0
+    finally:
+        shutil.rmtree(kept)
