@@ -272,6 +272,12 @@ class SentinelTopology:
         self.primary_port = port
         return port
 
+    def __enter__(self) -> SentinelTopology:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop every process by its PID (a paused one is resumed first)."""
         for process in [*self.sentinels.values(), *self.servers.values()]:

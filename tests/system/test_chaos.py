@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -195,15 +194,6 @@ def test_a_cluster_primary_killed_under_hundreds_of_calls_loses_and_doubles_noth
     } <= counted.keys()
 
 
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
-    started = SentinelTopology(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
 def _replication(port: int) -> dict[str, object]:
     client = redis.Redis(host="127.0.0.1", port=port)
     try:
@@ -223,35 +213,36 @@ def _failover_by_the_sentinels(topology: SentinelTopology) -> None:
 
 
 def test_a_spurious_failover_is_followed_and_counted_and_the_harness_acts_on_the_new_primary(
-    topology: SentinelTopology,
+    tmp_path: Path,
 ) -> None:
-    old = topology.primary_port
-    _failover_by_the_sentinels(topology)
+    with SentinelTopology(tmp_path) as topology:
+        old = topology.primary_port
+        _failover_by_the_sentinels(topology)
 
-    topology._wait(lambda: topology.sentinel_primary() not in (None, old), "the promotion")
-    named = topology.sentinel_primary()
-    assert named is not None
+        topology._wait(lambda: topology.sentinel_primary() not in (None, old), "the promotion")
+        named = topology.sentinel_primary()
+        assert named is not None
 
-    # A replica killed and restarted is made a replica of the primary the sentinels
-    # name now, not of the server the harness still takes for the primary (a replica
-    # now itself).
-    replica = next(port for port in topology.servers if port not in (old, named))
-    process = topology.servers.pop(replica)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-    topology.restart_as_replica(replica)
-    assert _replication(replica)["master_port"] == named
+        # A replica killed and restarted is made a replica of the primary the sentinels
+        # name now, not of the server the harness still takes for the primary (a replica
+        # now itself).
+        replica = next(port for port in topology.servers if port not in (old, named))
+        process = topology.servers.pop(replica)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        topology.restart_as_replica(replica)
+        assert _replication(replica)["master_port"] == named
 
-    # Before its next step the harness asks the sentinels: the primary moved, counted.
-    assert topology.follow_sentinels() == old
-    assert topology.primary_port == named
-    assert topology.spurious == [(old, named)]
-    assert topology.follow_sentinels() is None  # nothing moved since
-    # So the failover it makes kills the primary, not the demoted one.
-    assert topology.kill_primary() == named
-    assert topology.wait_promoted(named) != named
-    # Both failovers in the sentinels' logs (each logs a switch once it learns of it).
-    topology._wait(lambda: topology.switches() == 2, "the sentinels' logs")
+        # Before its next step the harness asks the sentinels: the primary moved, counted.
+        assert topology.follow_sentinels() == old
+        assert topology.primary_port == named
+        assert topology.spurious == [(old, named)]
+        assert topology.follow_sentinels() is None  # nothing moved since
+        # So the failover it makes kills the primary, not the demoted one.
+        assert topology.kill_primary() == named
+        assert topology.wait_promoted(named) != named
+        # Both failovers in the sentinels' logs (each logs a switch once it learns of it).
+        topology._wait(lambda: topology.switches() == 2, "the sentinels' logs")
 
 
 def test_keep_leaves_the_run_directory_and_prints_its_path(
