@@ -99,6 +99,8 @@ class Backends:
             amd_context=settings.amd_context,
             recording_dir=settings.recording_dir,
             connections=settings.connections or min(self._max_attempts, MAX_ARI_CONNECTIONS),
+            registration_check_seconds=settings.registration_check_interval,
+            registration_check_timeout=settings.registration_check_timeout,
         )
 
     @staticmethod
