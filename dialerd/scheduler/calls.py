@@ -292,9 +292,18 @@ class Calls:
         self._book = AttemptBook()
         self.view: AttemptsView = self._book
         self.measures = Measures(shared, runs)
+        # The outplans the loops' ticks read, and each one's retry rule with the outplan
+        # it was made of: kept while a campaign loop of this instance uses the outplan
+        # (its campaign as last read names it), forgotten after, so that a long-running
+        # process does not keep every outplan it ever ran.
         self._outplans: dict[str, Outplan] = {}
-        # Each outplan's retry rule, with the outplan it was made of.
         self._retry_rules: dict[str, tuple[Outplan, RetryRule]] = {}
+        # The outplan each loop's campaign names, and how many loops name each outplan.
+        self._outplan_of: dict[str, str] = {}
+        self._outplan_loops: Counter[str] = Counter()
+        # Outplans kept though no loop names them (read for the end of an attempt that
+        # outlived its loop): forgotten when a loop ends.
+        self._outplans_unused: set[str] = set()
         # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
         self.draining = False
         self._drained: Counter[str] = Counter()
@@ -320,9 +329,41 @@ class Calls:
     def note_outplan(self, outplan: Outplan) -> None:
         """The outplan as a tick read it (its retry rule applies when attempts end)."""
         self._outplans[outplan.id] = outplan
+        if not self._outplan_loops[outplan.id]:
+            self._outplans_unused.add(outplan.id)
 
     def outplan(self, outplan_id: str) -> Outplan | None:
         return self._outplans.get(outplan_id)
+
+    def uses_outplan(self, campaign_id: str, outplan_id: str | None) -> None:
+        """A tick read the campaign of this instance's loop: it names ``outplan_id``
+        (None: the campaign is gone). An outplan no loop names any more is forgotten."""
+        before = self._outplan_of.get(campaign_id)
+        if before == outplan_id:
+            return
+        if outplan_id is None:
+            del self._outplan_of[campaign_id]
+        else:
+            self._outplan_of[campaign_id] = outplan_id
+            self._outplan_loops[outplan_id] += 1
+        if before is not None:
+            self._outplan_loops[before] -= 1
+            if not self._outplan_loops[before]:
+                del self._outplan_loops[before]
+                self._forget_outplan(before)
+
+    def loop_ended(self, campaign_id: str) -> None:
+        """The campaign's loop ended: its outplan is forgotten unless another loop names
+        it, and so are those kept for the ends of attempts that outlived their loop."""
+        self.uses_outplan(campaign_id, None)
+        for outplan_id in self._outplans_unused:
+            if not self._outplan_loops[outplan_id]:
+                self._forget_outplan(outplan_id)
+        self._outplans_unused.clear()
+
+    def _forget_outplan(self, outplan_id: str) -> None:
+        self._outplans.pop(outplan_id, None)
+        self._retry_rules.pop(outplan_id, None)
 
     # -- start -------------------------------------------------------------------
     def start(self, campaign: Campaign, claimed: Sequence[Campaigncall]) -> None:
@@ -1076,7 +1117,7 @@ class Calls:
             outplan = await self.shared.store.get_outplan(None, outplan_id)
             if outplan is None:
                 return RetryRule.of(None)
-            self._outplans[outplan_id] = outplan
+            self.note_outplan(outplan)
         # Made once per outplan as a tick read it, not once per end.
         kept = self._retry_rules.get(outplan_id)
         if kept is not None and kept[0] is outplan:

@@ -561,6 +561,47 @@ async def test_end_handle_stop_stops_when_every_target_is_done(
         assert {(await world.target(t)).status for t in targets} == {TargetStatus.DONE}
 
 
+async def test_the_outplans_of_campaigns_no_loop_runs_any_more_are_not_kept(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    # A long-running process runs campaign after campaign, each with its outplan: what
+    # it keeps of an outplan (the outplan, its retry rule) goes with the last loop using it.
+    async with engine_on(new_store, tmp_path) as world:
+        calls = world.engine._calls
+        world.queue.available = 3
+        first, first_plan, _ = await world.campaign(targets=1)
+        second, second_plan, _ = await world.campaign(targets=1)
+        third, third_plan, _ = await world.campaign(targets=1)
+        await world.control.edit(CUSTOMER, third.id, outplan_id=first_plan.id)
+        for campaign in (first, second, third):
+            await world.run(campaign)
+        await world.advance(1)
+        assert set(calls._outplans) == {first_plan.id, second_plan.id}
+        originated = {c.campaign_id: c.campaigncall_id for c in world.calls.originated}
+        assert len(originated) == 3
+
+        async def ended(campaign: Campaign) -> None:
+            await world.calls.end(originated[campaign.id], HangupReason.BUSY)
+            await world.advance(2)
+            assert await world.status(campaign) == CampaignStatus.STOP
+
+        await ended(first)  # the third campaign's loop still uses its outplan
+        assert set(calls._outplans) == {first_plan.id, second_plan.id}
+        assert set(calls._retry_rules) == {first_plan.id}
+        await ended(second)
+        assert set(calls._outplans) == set(calls._retry_rules) == {first_plan.id}
+        # The running campaign moves to another outplan: the one it left is not kept.
+        await world.control.edit(CUSTOMER, third.id, outplan_id=third_plan.id)
+        await world.advance(1)
+        assert set(calls._outplans) == {third_plan.id}
+        assert calls._retry_rules == {}
+        # Its call, placed with the outplan it left, ends by that outplan's rule (read
+        # again from the store); then its loop ends, and nothing is kept.
+        await ended(third)
+        assert calls._outplans == {}
+        assert calls._retry_rules == {}
+
+
 async def test_end_handle_continue_keeps_polling_for_new_targets(
     tmp_path: Path, new_store: StoreMaker
 ) -> None:
