@@ -94,7 +94,7 @@ async def test_a_run_stored_while_the_loop_ends_its_last_tick_dials_at_once(
         monkeypatch.undo()
         await world.control.run(CUSTOMER, campaign.id)
         let_go.set()
-        await settle()
+        await settle(busy=world.store_busy)
         assert len(world.calls.originated) == 1
         assert world.engine.running_campaigns == 1
 
