@@ -29,8 +29,9 @@ from dialerd.store import Store
 # ARI connections when [telephony.asterisk] connections is 0: one per attempt in flight
 # (engine.max_concurrent_attempts), at most this many.
 MAX_ARI_CONNECTIONS = 64
-# Seconds the backends' close may take at most (shielded: a stop does not cut it).
-CLOSE_GRACE = 10.0
+# Seconds the backends' close may take at most (shielded: a stop does not cut it); the
+# store's close (10 s) comes after: both within systemd's TimeoutStopSec.
+CLOSE_GRACE = 2.0
 
 
 class Backends:
