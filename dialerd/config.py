@@ -314,6 +314,14 @@ class AsteriskTelephony(_SecretSection, frozen=True):
     queue_timeout: PositiveInt = 20
     connect_timeout: PositiveFloat = 5.0
     request_timeout: PositiveFloat = 5.0
+    # While connected, seconds between two checks that the application's events still
+    # reach dialerd's websocket, and seconds the check's user event may take to come
+    # back before the registration counts as lost (then dialerd reconnects). The checks
+    # run one after the other, so the timeout may exceed the interval; at least 1 s
+    # each: a timeout shorter than Asterisk's answer under load would reconnect for
+    # nothing (and a reconnect hangs up the calls whose actions are running).
+    registration_check_interval: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+    registration_check_timeout: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 10.0
     # Persistent HTTP connections to ARI at most (one request each at a time); 0: as many
     # as [engine] max_concurrent_attempts, up to 64 (Asterisk serves 100 sessions by
     # default: http.conf session_limit).

@@ -15,6 +15,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import anyio
@@ -82,6 +83,11 @@ class _Expiry:
 
     def cancel(self) -> None:
         self.live = False
+
+
+# An answer waiting to be written: its campaign, the lease held at the answer, and the
+# time it records (None: the time of its write's first try).
+_Answer = tuple[str, Fence | None, datetime | None]
 
 
 @dataclass(slots=True)
@@ -292,9 +298,18 @@ class Calls:
         self._book = AttemptBook()
         self.view: AttemptsView = self._book
         self.measures = Measures(shared, runs)
+        # The outplans the loops' ticks read, and each one's retry rule with the outplan
+        # it was made of: kept while a campaign loop of this instance uses the outplan
+        # (its campaign as last read names it), forgotten after, so that a long-running
+        # process does not keep every outplan it ever ran.
         self._outplans: dict[str, Outplan] = {}
-        # Each outplan's retry rule, with the outplan it was made of.
         self._retry_rules: dict[str, tuple[Outplan, RetryRule]] = {}
+        # The outplan each loop's campaign names, and how many loops name each outplan.
+        self._outplan_of: dict[str, str] = {}
+        self._outplan_loops: Counter[str] = Counter()
+        # Outplans kept though no loop names them (read for the end of an attempt that
+        # outlived its loop): forgotten when a loop ends.
+        self._outplans_unused: set[str] = set()
         # Set by ``drain`` (shutdown): no new attempt; ends are counted by reason.
         self.draining = False
         self._drained: Counter[str] = Counter()
@@ -302,11 +317,18 @@ class Calls:
         # for a store failover's write-back until the write is done.
         self._finishing: dict[str, Attempt] = {}
         # Answers not written yet (campaigncall id -> campaign id, the lease held at the
-        # answer), in order, and those being written now (``_write_answers``): an end
-        # that comes meanwhile writes its answer with it.
-        self._answers: dict[str, tuple[str, Fence | None]] = {}
-        self._answers_writing: dict[str, tuple[str, Fence | None]] = {}
+        # answer, the time it records), in order, and those being written now
+        # (``_write_answers``): an end that comes meanwhile writes its answer with it.
+        self._answers: dict[str, _Answer] = {}
+        self._answers_writing: dict[str, _Answer] = {}
         self._answer_writer = False
+        # A write of answers failed (the store away) and none got through since: an
+        # answer records the time it was seen, not that of the write that gets through.
+        self._answers_held = False
+        # Attempts ended as lost whose end the store did not take yet (campaigncall id
+        # -> campaign id, when the loss was first seen): the time the end records,
+        # however often it is tried again.
+        self._lost_seen: dict[str, tuple[str, datetime]] = {}
         # The attempts' time limits (dial and flow timeouts): (monotonic deadline, order
         # of setting, limit), served by one task while any is left (``_serve_expiries``);
         # its sleep until the earliest, cancelled when an earlier one is set.
@@ -320,9 +342,47 @@ class Calls:
     def note_outplan(self, outplan: Outplan) -> None:
         """The outplan as a tick read it (its retry rule applies when attempts end)."""
         self._outplans[outplan.id] = outplan
+        if not self._outplan_loops[outplan.id]:
+            self._outplans_unused.add(outplan.id)
 
     def outplan(self, outplan_id: str) -> Outplan | None:
         return self._outplans.get(outplan_id)
+
+    def uses_outplan(self, campaign_id: str, outplan_id: str | None) -> None:
+        """A tick read the campaign of this instance's loop: it names ``outplan_id``
+        (None: the campaign is gone). An outplan no loop names any more is forgotten."""
+        before = self._outplan_of.get(campaign_id)
+        if before == outplan_id:
+            return
+        if outplan_id is None:
+            del self._outplan_of[campaign_id]
+        else:
+            self._outplan_of[campaign_id] = outplan_id
+            self._outplan_loops[outplan_id] += 1
+        if before is not None:
+            self._outplan_loops[before] -= 1
+            if not self._outplan_loops[before]:
+                del self._outplan_loops[before]
+                self._forget_outplan(before)
+
+    def loop_ended(self, campaign_id: str) -> None:
+        """The campaign's loop ended: its outplan is forgotten unless another loop names
+        it, and so are those kept for the ends of attempts that outlived their loop, and
+        when its lost ends not written yet were seen."""
+        self.uses_outplan(campaign_id, None)
+        if self._lost_seen:
+            # Its lost ends not retried by now will not be (another instance's now).
+            for campaigncall_id, (lost_of, _) in list(self._lost_seen.items()):
+                if lost_of == campaign_id:
+                    del self._lost_seen[campaigncall_id]
+        for outplan_id in self._outplans_unused:
+            if not self._outplan_loops[outplan_id]:
+                self._forget_outplan(outplan_id)
+        self._outplans_unused.clear()
+
+    def _forget_outplan(self, outplan_id: str) -> None:
+        self._outplans.pop(outplan_id, None)
+        self._retry_rules.pop(outplan_id, None)
 
     # -- start -------------------------------------------------------------------
     def start(self, campaign: Campaign, claimed: Sequence[Campaigncall]) -> None:
@@ -770,6 +830,8 @@ class Calls:
         self._answers[attempt.campaigncall_id] = (
             attempt.campaign_id,
             self._fence(attempt.campaign_id),
+            # Written soon, at the write's time; while the store is away, when seen.
+            self.shared.clock.now() if self._answers_held else None,
         )
         if not self._answer_writer:
             self._answer_writer = True
@@ -785,21 +847,33 @@ class Calls:
     async def _write_answers(self) -> None:
         """Write the answers waiting, all of them in one store step, until none waits;
         kept and retried while the store is unreachable (those still followed), as
-        ``_reliably`` does for one. Never raises but a cancellation."""
+        ``_reliably`` does for one. Each records the time of its first try (or, seen
+        while the store is away, the time it was seen), however often it is retried: one
+        step per such time. Never raises but a cancellation."""
         outage_logged = False
         try:
             while self._answers:
                 batch, self._answers = self._answers, {}
                 self._answers_writing = batch
+                now = self.shared.clock.now()
+                unwritten = {
+                    key: (campaign_id, fence, at or now)
+                    for key, (campaign_id, fence, at) in batch.items()
+                }
+                by_time: dict[datetime, list[tuple[str, Fence | None]]] = {}
+                for key, (_, fence, at) in unwritten.items():
+                    by_time.setdefault(at, []).append((key, fence))
+                outcomes: list[Campaigncall | LeaseLost | None] = []
                 try:
-                    with metrics.store_operation("mark_answered", self.shared.store.backend):
-                        outcomes = await self.shared.store.mark_answered_many(
-                            [(call_id, fence) for call_id, (_, fence) in batch.items()],
-                            self.shared.clock.now(),
-                        )
+                    for at, answers in by_time.items():
+                        with metrics.store_operation("mark_answered", self.shared.store.backend):
+                            outcomes += await self.shared.store.mark_answered_many(answers, at)
+                        for key, _ in answers:
+                            del unwritten[key]
                 except StoreError as exc:
-                    kept = {key: what for key, what in batch.items() if key in self._book}
+                    kept = {key: what for key, what in unwritten.items() if key in self._book}
                     self._answers = {**kept, **self._answers}
+                    self._answers_held = True
                     if not outage_logged:
                         log.warning(
                             "attempt changes kept until the store answers",
@@ -824,6 +898,7 @@ class Calls:
                     continue
                 finally:
                     self._answers_writing = {}
+                self._answers_held = False
                 if logs_at(logging.DEBUG):
                     for outcome in outcomes:
                         if outcome is not None and not isinstance(outcome, LeaseLost):
@@ -848,7 +923,22 @@ class Calls:
         if warning is not None:
             log.warning(warning, campaigncall_id=campaigncall.id,
                         campaign_id=campaigncall.campaign_id)  # fmt: skip
-        await self._finish(campaigncall.id, HangupReason.LOST, campaigncall=campaigncall)
+        # A retried end (the store was away: the reconciliation runs again) records the
+        # loss when it was first seen.
+        _, seen = self._lost_seen.setdefault(
+            campaigncall.id, (campaigncall.campaign_id, self.shared.clock.now())
+        )
+        kept = False
+        try:
+            await self._finish(
+                campaigncall.id, HangupReason.LOST, campaigncall=campaigncall, seen=seen
+            )
+        except StoreError:
+            kept = True
+            raise
+        finally:
+            if not kept:
+                self._lost_seen.pop(campaigncall.id, None)
 
     async def end_vanished(self, live: set[str]) -> None:
         """End followed calls the backend no longer has, whose end event never came (a
@@ -876,10 +966,14 @@ class Calls:
         reason: HangupReason,
         *,
         campaigncall: Campaigncall | None = None,
+        seen: datetime | None = None,
     ) -> None:
-        """End the attempt once; a repeated or late event changes nothing."""
+        """End the attempt once; a repeated or late event changes nothing. ``seen``:
+        when the end of the stored ``campaigncall`` was seen (default: now)."""
         answered = self._answer_unwritten(campaigncall_id)
-        ending = await self._ending(campaigncall_id, reason, campaigncall, answered=answered)
+        ending = await self._ending(
+            campaigncall_id, reason, campaigncall, answered=answered, seen=seen
+        )
         if ending is None:
             return  # a late or repeated event of an attempt this engine no longer follows
         end = ending.end
@@ -989,12 +1083,13 @@ class Calls:
         campaigncall: Campaigncall | None,
         *,
         answered: bool = False,
+        seen: datetime | None = None,
     ) -> _Ending | None:
         """Stop following the attempt and say how it ends; None if it is not followed
         (and no stored ``campaigncall`` is given)."""
         attempt = self._book.pop(campaigncall_id)
         give_back_try = False
-        now = self.shared.clock.now()
+        now = seen or self.shared.clock.now()
         if attempt is not None:
             # A retried write (the store was away) records the end when it was seen.
             if attempt.ended_at is None:
@@ -1076,7 +1171,7 @@ class Calls:
             outplan = await self.shared.store.get_outplan(None, outplan_id)
             if outplan is None:
                 return RetryRule.of(None)
-            self._outplans[outplan_id] = outplan
+            self.note_outplan(outplan)
         # Made once per outplan as a tick read it, not once per end.
         kept = self._retry_rules.get(outplan_id)
         if kept is not None and kept[0] is outplan:

@@ -15,7 +15,7 @@ from dialerd.campaigns import CampaignScheduler, CampaignService
 from dialerd.config import EngineConfig
 from dialerd.core.fair_share import Ceiling
 from dialerd.insight import CampaignInsight
-from dialerd.model import CampaignStatus, format_time, new_id
+from dialerd.model import Campaign, CampaignStatus, format_time, new_id
 from dialerd.ports import Clock, FlowRunner, QueueAdapter, Telephony, TelephonyEvent
 from dialerd.queues import QueueRegistry
 from dialerd.scheduler.allowance import Allowance, talk_times
@@ -23,7 +23,14 @@ from dialerd.scheduler.calls import Calls, MeasuresView
 from dialerd.scheduler.ending import CampaignEnding
 from dialerd.scheduler.ownership import Ownership
 from dialerd.scheduler.registry import Leases, RunningCampaigns
-from dialerd.scheduler.shared import AbandonmentOf, CallingRulesOf, EngineStats, SharedState, log
+from dialerd.scheduler.shared import (
+    AbandonmentOf,
+    CallingRulesOf,
+    CampaignLoop,
+    EngineStats,
+    SharedState,
+    log,
+)
 from dialerd.scheduler.sharing import CallSharing, QuotasOf, no_quotas
 from dialerd.scheduler.states import DialingStates
 from dialerd.scheduler.supervisor import Supervisor
@@ -96,6 +103,11 @@ class Engine:
             neighbours=running.on_queue,
             stop_invalid=ending.stop_invalid,
         )
+
+        def read(loop: CampaignLoop, campaign: Campaign | None) -> None:
+            running.read(loop, campaign)
+            calls.uses_outplan(loop.campaign_id, None if campaign is None else campaign.outplan_id)
+
         self._tick = Tick(
             shared,
             calls=calls,
@@ -105,7 +117,7 @@ class Engine:
             fence=leases.fence,
             reconcile=self._ownership.reconcile,
             wake=running.wake,
-            read=running.read,
+            read=read,
             loop_of=running.get,
         )
 
@@ -113,6 +125,7 @@ class Engine:
             states.forget(campaign_id)
             allowance.forget(campaign_id)
             calls.measures.forget(campaign_id)
+            calls.loop_ended(campaign_id)
 
         self._supervisor = Supervisor(
             shared,

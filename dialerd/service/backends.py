@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 from anyio.abc import TaskGroup
 
 from dialerd import metrics
@@ -28,6 +29,9 @@ from dialerd.store import Store
 # ARI connections when [telephony.asterisk] connections is 0: one per attempt in flight
 # (engine.max_concurrent_attempts), at most this many.
 MAX_ARI_CONNECTIONS = 64
+# Seconds the backends' close may take at most (shielded: a stop does not cut it); the
+# store's close (10 s) comes after: both within systemd's TimeoutStopSec.
+CLOSE_GRACE = 2.0
 
 
 class Backends:
@@ -99,6 +103,8 @@ class Backends:
             amd_context=settings.amd_context,
             recording_dir=settings.recording_dir,
             connections=settings.connections or min(self._max_attempts, MAX_ARI_CONNECTIONS),
+            registration_check_seconds=settings.registration_check_interval,
+            registration_check_timeout=settings.registration_check_timeout,
         )
 
     @staticmethod
@@ -142,8 +148,13 @@ class Backends:
         return None
 
     async def close(self) -> None:
-        """Close what ``start`` opened, last opened first. Idempotent."""
-        await self._stack.aclose()
+        """Close what ``start`` opened, last opened first. Idempotent.
+
+        Shielded and bounded (``CLOSE_GRACE``), as the store's close: a stop that
+        cancels the daemon's clean-up would otherwise cut it at its first wait, and
+        the connections not closed by then (a Redis queue adapter's pool) stay open."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_GRACE):
+            await self._stack.aclose()
 
     def reconfigure(self, config: Config) -> None:
         """Apply what can change while running (the simulated centre's parameters,

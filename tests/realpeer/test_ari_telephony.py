@@ -208,9 +208,7 @@ def registrations_lost() -> float:
 async def test_a_registration_taken_while_connected_is_noticed_and_made_again(rig: Rig) -> None:
     # Another websocket session of the same app registers and ends: Asterisk unregisters
     # the app by name, and the adapter's websocket, still up, would get no more events.
-    backend = telephony(rig)
-    backend.registration_check_seconds = 0.5
-    backend.registration_check_timeout = 2.0
+    backend = telephony(rig, registration_check_seconds=0.5, registration_check_timeout=2.0)
     before = registrations_lost()
     with capture_logs() as logs:
         async with running(backend) as calls:
@@ -234,9 +232,7 @@ async def test_a_registration_taken_while_connected_is_noticed_and_made_again(ri
 async def test_events_held_by_a_full_engine_buffer_are_not_a_lost_registration(rig: Rig) -> None:
     # The engine takes no event (its buffer full, as in a store outage): the adapter's
     # reader waits, and so does the registration check's user event; not a loss.
-    backend = telephony(rig)
-    backend.registration_check_seconds = 0.5
-    backend.registration_check_timeout = 1.0
+    backend = telephony(rig, registration_check_seconds=0.5, registration_check_timeout=1.0)
     before = registrations_lost()
     send, receive = anyio.create_memory_object_stream[TelephonyEvent](0)
     async with receive, anyio.create_task_group() as task_group:

@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.realpeer.harness import take_registration
 from tests.realpeer.rig import LedgerEntry, LedgerMark, Rig
 from tests.system.daemon_process import QUEUE, DaemonProcess
 
@@ -40,8 +42,10 @@ def asterisk_config(
     *,
     amd: bool = False,
     queue_timeout: int = 5,
+    telephony: str = "",
 ) -> str:
-    """``[telephony]`` and ``[queue]`` sections pointing at the rig (TOML, appended)."""
+    """``[telephony]`` and ``[queue]`` sections pointing at the rig (TOML, appended);
+    ``telephony``: more keys of ``[telephony.asterisk]``."""
     # Prompts are served to Asterisk from a port of this daemon's own.
     media_port = free_port()
     return f"""
@@ -58,6 +62,7 @@ queue_timeout = {queue_timeout}
 connect_timeout = 2.0
 request_timeout = 2.0
 media_listen = "127.0.0.1:{media_port}"
+{telephony}
 [queue]
 backend = "asterisk"
 [queue.asterisk]
@@ -98,12 +103,15 @@ class AsteriskDaemon:
         queue_timeout: int = 5,
         engine: str = "",
         extra_config: str = "",
+        telephony: str = "",
     ) -> None:
         self.rig = rig
         self.app = app
         self.process = DaemonProcess(
             tmp_path,
-            extra_config=asterisk_config(rig, app, amd=amd, queue_timeout=queue_timeout)
+            extra_config=asterisk_config(
+                rig, app, amd=amd, queue_timeout=queue_timeout, telephony=telephony
+            )
             + extra_config,
             tick_interval=TICK,
             engine=engine,
@@ -495,3 +503,33 @@ def test_dialing_follows_pause_and_unpause_of_the_agents(
     calls = daemon.wait_stopped(campaign, within=20)
     assert [call["reason"] for call in calls] == ["cancelled", "cancelled"]
     assert_ledger_matches(fresh_rig, mark, numbers, calls)
+
+
+# -- e: the ARI registration check ----------------------------------------------------------
+
+
+def test_the_registration_check_runs_as_configured_and_a_loss_is_mended(
+    rig: Rig, daemon_factory: Callable[..., AsteriskDaemon]
+) -> None:
+    # Checked every second, its event given a second: a registration taken from the
+    # daemon is noticed well before the default check (15 s, then 10 s) would see it.
+    daemon = daemon_factory(
+        telephony="registration_check_interval = 1.0\nregistration_check_timeout = 1.0"
+    )
+    lost = {"backend": "asterisk"}
+    assert daemon.metric("dialerd_telephony_registration_lost_total", lost) == 0
+    anyio.run(take_registration, rig, daemon.app)
+    wait_for(
+        lambda: daemon.metric("dialerd_telephony_registration_lost_total", lost) == 1,
+        8,
+        "the lost registration noticed",
+    )
+    wait_for(daemon._ready, 15, "ARI connected again")
+    # Registered again: a call's events reach the daemon, the campaign ends by itself.
+    number = f"busy-{SALT}"
+    mark = rig.ledger_mark()
+    campaign = daemon.campaign([number], queue=False)
+    daemon.set_status(campaign, "run")
+    [call] = daemon.wait_stopped(campaign, within=30)
+    assert call["reason"] == "busy"
+    assert_ledger_matches(rig, mark, [number], [call])

@@ -39,6 +39,18 @@ def test_asterisk_telephony_defaults() -> None:
     assert ari.media_address() == ("127.0.0.1", 8090)
     assert ari.prompts_url() == "http://127.0.0.1:8090"
     assert (ari.amd_context, ari.recording_dir) == ("dialerd-amd-action", "dialerd")
+    # The registration check: every 15 s, its user event given 10 s to come back.
+    assert (ari.registration_check_interval, ari.registration_check_timeout) == (15.0, 10.0)
+
+
+def test_the_registration_check_is_configured() -> None:
+    text = (
+        ARI + 'password = "a"\nregistration_check_interval = 2\nregistration_check_timeout = 30\n'
+    )
+    ari = decode_config(text, SOURCE).telephony.asterisk
+    assert ari is not None
+    # A timeout longer than the interval is allowed: the checks run one after the other.
+    assert (ari.registration_check_interval, ari.registration_check_timeout) == (2.0, 30.0)
 
 
 def test_prompts_served_on_one_address_fetched_from_another() -> None:
@@ -80,6 +92,11 @@ def test_backend_asterisk_without_its_section() -> None:
         (ARI + 'password = "a"\nmedia_listen = "8090"\n', 'media_listen must be "host:port"'),
         (ARI + 'password = "a"\nmedia_url = "ftp://x"\n', "media_url must start with http"),
         (ARI + 'password = "a"\nrecording_dir = "../etc"\n', "recording_dir"),
+        *(
+            (ARI + f'password = "a"\n{key} = {value}\n', f"`$.telephony.asterisk.{key}`")
+            for key in ("registration_check_interval", "registration_check_timeout")
+            for value in ("0", "-5", "0.5", "7200", '"15"')
+        ),
         ('[tts]\nengine = "command"\ncommand = ["piper"]\n', "{output}"),
         ('[tts]\nengine = "festival"\n', "`$.tts.engine`"),
     ],

@@ -27,8 +27,9 @@ registered its name last, and when a session ends it unregisters its application
 name. An older session of the same name (one half-open before a reconnect, or a
 previous process's) that ends after this one registered takes the registration with it:
 the websocket stays up and silent. So at each connect, and every
-``registration_check_seconds`` while connected, the adapter sends its application a user
-event (``POST /events/user/...``); if it does not come back on the websocket within
+``registration_check_seconds`` while connected (``[telephony.asterisk]
+registration_check_interval``), the adapter sends its application a user event (``POST
+/events/user/...``); if it does not come back on the websocket within
 ``registration_check_timeout``, the registration is lost: it reconnects (a warning line,
 ``dialerd_telephony_registration_lost_total``). ``GET /applications/{app}`` cannot tell:
 an application Asterisk deactivated is still listed while it has subscriptions.
@@ -105,7 +106,8 @@ DEFAULT_CONNECTIONS: Final = 32
 PING_INTERVAL: Final = 10.0
 PING_TIMEOUT: Final = 10.0
 # While connected, seconds between two checks that the application's events still reach
-# the websocket, and how long the check's user event may take to come back.
+# the websocket, and how long the check's user event may take to come back (the defaults
+# of [telephony.asterisk] registration_check_interval and registration_check_timeout).
 REGISTRATION_CHECK_SECONDS: Final = 15.0
 REGISTRATION_CHECK_TIMEOUT: Final = 10.0
 # Longest the DELETE of a flow's leg or bridge may take when the adapter stops under it.
@@ -173,6 +175,8 @@ class AriTelephony:
         amd_context: str = "dialerd-amd-action",
         recording_dir: str = "dialerd",
         connections: int = DEFAULT_CONNECTIONS,
+        registration_check_seconds: float = REGISTRATION_CHECK_SECONDS,
+        registration_check_timeout: float = REGISTRATION_CHECK_TIMEOUT,
     ) -> None:
         self.url = url.rstrip("/")
         self.username = username
@@ -192,8 +196,8 @@ class AriTelephony:
         self.amd_context = amd_context
         self.recording_dir = recording_dir.strip("/")
         self.connections = max(1, connections)
-        self.registration_check_seconds = REGISTRATION_CHECK_SECONDS
-        self.registration_check_timeout = REGISTRATION_CHECK_TIMEOUT
+        self.registration_check_seconds = registration_check_seconds
+        self.registration_check_timeout = registration_check_timeout
         # The user event the registration check awaits now (its name), and its arrival.
         self._check: tuple[str, anyio.Event] | None = None
         self._checks = itertools.count(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +30,7 @@ from dialerd.ports import Answered, Ended, HangupReason
 from dialerd.store import Store
 from dialerd.store.base import StoreUnavailable
 from tests.fakes.clock import settle
-from tests.integration.conftest import StoreMaker, tel
+from tests.integration.conftest import EPOCH, StoreMaker, tel
 from tests.integration.scheduler.engine_harness import CUSTOMER, engine_on, running_engine
 
 REGISTRY = metrics.create_registry()
@@ -93,7 +94,7 @@ async def test_a_run_stored_while_the_loop_ends_its_last_tick_dials_at_once(
         monkeypatch.undo()
         await world.control.run(CUSTOMER, campaign.id)
         let_go.set()
-        await settle()
+        await settle(busy=world.store_busy)
         assert len(world.calls.originated) == 1
         assert world.engine.running_campaigns == 1
 
@@ -413,21 +414,28 @@ async def test_answered_and_ended_normally_is_a_success_and_ends_the_target(
 
 
 class EndsRefused:
-    """A real store that answers every call but the writes of attempt ends while
-    ``away`` (refused as unreachable, as a store outage does)."""
+    """A real store that answers every call but the writes of attempt ends (or those
+    named in ``writes``) while ``away`` (refused as unreachable, as a store outage does)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, writes: tuple[str, ...] = ("finish_attempt", "finish_attempts")
+    ) -> None:
         self._store = store
+        self._writes = writes
         self.away = False
         self.refused = 0
+        # The time the first refused end was to record.
+        self.first_refused_at: datetime | None = None
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
-        if not (self.away and name in ("finish_attempt", "finish_attempts")):
+        if not (self.away and name in self._writes):
             return attribute
 
         async def refused(*args: Any, **kwargs: Any) -> Any:
             self.refused += 1
+            if self.first_refused_at is None and name == "finish_attempt":
+                self.first_refused_at = args[4]
             raise StoreUnavailable("the store cannot be reached (test)")
 
         return refused
@@ -458,6 +466,78 @@ async def test_an_end_written_after_the_store_was_away_records_when_it_was_seen(
             assert (stored.status, stored.reason) == (CampaigncallStatus.DONE, "busy")
             assert stored.tm_update is not None
             assert parse_time(stored.tm_update) == seen
+    finally:
+        await store.close()
+
+
+async def test_answers_written_after_the_store_was_away_record_when_they_were_seen(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    store = new_store()
+    await store.open()
+    flaky = EndsRefused(store, writes=("mark_answered_many",))
+    try:
+        async with running_engine(tmp_path, store=cast(Store, flaky)) as world:
+            world.queue.available = 2
+            campaign, _, _ = await world.campaign(targets=2)
+            await world.run(campaign)
+            first, second = (call.campaigncall_id for call in world.calls.originated)
+            await world.advance(5)
+            flaky.away = True
+            first_seen = world.clock.now()
+            await world.calls.answer(first)
+            await world.advance(3.5)  # its write is tried again while the store is away
+            second_seen = world.clock.now()
+            await world.calls.answer(second)  # seen between two tries
+            await world.advance(6)
+            assert flaky.refused >= 8
+            flaky.away = False
+            await world.advance(2)
+            for call_id, seen in ((first, first_seen), (second, second_seen)):
+                stored = await store.get_campaigncall(CUSTOMER, call_id)
+                assert stored is not None
+                assert stored.status == CampaigncallStatus.PROGRESSING
+                assert stored.tm_update is not None
+                assert parse_time(stored.tm_update) == seen
+    finally:
+        await store.close()
+
+
+async def test_a_lost_end_written_after_the_store_was_away_records_when_it_was_seen(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    store = new_store()
+    await store.open()
+    flaky = EndsRefused(store)
+    try:
+        async with running_engine(tmp_path, store=store) as world:
+            world.queue.available = 1
+            campaign, _, _ = await world.campaign(targets=1, max_try_counts=(2, 0, 0, 0, 0))
+            await world.run(campaign)
+            (call,) = world.calls.originated
+        # Another process holds the campaign a while, then gives it up; this one takes it
+        # over and finds the attempt not live: lost, its end refused while the store is away.
+        fence = await store.acquire_lease(campaign.id, "elsewhere", 600.0, EPOCH)
+        assert fence is not None
+        flaky.away = True
+        async with running_engine(tmp_path, store=cast(Store, flaky)) as world:
+            world.queue.available = 1
+            await world.advance(3)
+            assert flaky.refused == 0
+            await store.release_lease(fence)
+            await world.advance(16)
+            seen = flaky.first_refused_at
+            assert seen is not None
+            await world.advance(14)  # the take-over is tried again while the store is away
+            assert flaky.refused >= 3
+            flaky.away = False
+            await world.advance(40)
+            stored = await store.get_campaigncall(CUSTOMER, call.campaigncall_id)
+            assert stored is not None
+            assert (stored.status, stored.reason) == (CampaigncallStatus.DONE, "lost")
+            assert stored.tm_update is not None
+            assert parse_time(stored.tm_update) == seen
+            assert world.clock.now() - seen > timedelta(seconds=40)
     finally:
         await store.close()
 
@@ -559,6 +639,47 @@ async def test_end_handle_stop_stops_when_every_target_is_done(
         await world.advance(1)
         assert await world.status(campaign) == CampaignStatus.STOP
         assert {(await world.target(t)).status for t in targets} == {TargetStatus.DONE}
+
+
+async def test_the_outplans_of_campaigns_no_loop_runs_any_more_are_not_kept(
+    tmp_path: Path, new_store: StoreMaker
+) -> None:
+    # A long-running process runs campaign after campaign, each with its outplan: what
+    # it keeps of an outplan (the outplan, its retry rule) goes with the last loop using it.
+    async with engine_on(new_store, tmp_path) as world:
+        calls = world.engine._calls
+        world.queue.available = 3
+        first, first_plan, _ = await world.campaign(targets=1)
+        second, second_plan, _ = await world.campaign(targets=1)
+        third, third_plan, _ = await world.campaign(targets=1)
+        await world.control.edit(CUSTOMER, third.id, outplan_id=first_plan.id)
+        for campaign in (first, second, third):
+            await world.run(campaign)
+        await world.advance(1)
+        assert set(calls._outplans) == {first_plan.id, second_plan.id}
+        originated = {c.campaign_id: c.campaigncall_id for c in world.calls.originated}
+        assert len(originated) == 3
+
+        async def ended(campaign: Campaign) -> None:
+            await world.calls.end(originated[campaign.id], HangupReason.BUSY)
+            await world.advance(2)
+            assert await world.status(campaign) == CampaignStatus.STOP
+
+        await ended(first)  # the third campaign's loop still uses its outplan
+        assert set(calls._outplans) == {first_plan.id, second_plan.id}
+        assert set(calls._retry_rules) == {first_plan.id}
+        await ended(second)
+        assert set(calls._outplans) == set(calls._retry_rules) == {first_plan.id}
+        # The running campaign moves to another outplan: the one it left is not kept.
+        await world.control.edit(CUSTOMER, third.id, outplan_id=third_plan.id)
+        await world.advance(1)
+        assert set(calls._outplans) == {third_plan.id}
+        assert calls._retry_rules == {}
+        # Its call, placed with the outplan it left, ends by that outplan's rule (read
+        # again from the store); then its loop ends, and nothing is kept.
+        await ended(third)
+        assert calls._outplans == {}
+        assert calls._retry_rules == {}
 
 
 async def test_end_handle_continue_keeps_polling_for_new_targets(

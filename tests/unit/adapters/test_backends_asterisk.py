@@ -57,6 +57,22 @@ def test_asterisk_backends_from_config(tmp_path: Path) -> None:
     }
 
 
+def test_the_ari_adapter_checks_its_registration_as_configured(tmp_path: Path) -> None:
+    text = ASTERISK.replace(
+        'password = "ari-secret"',
+        'password = "ari-secret"\nregistration_check_interval = 3\nregistration_check_timeout = 4',
+    )
+    backends = Backends(decode_config(text), SystemClock(), tmp_path, store(tmp_path))
+    assert isinstance(backends.telephony, AriTelephony)
+    assert backends.telephony.registration_check_seconds == 3.0
+    assert backends.telephony.registration_check_timeout == 4.0
+    # Without the keys, the defaults: every 15 s, 10 s to come back.
+    backends = Backends(decode_config(ASTERISK), SystemClock(), tmp_path, store(tmp_path))
+    assert isinstance(backends.telephony, AriTelephony)
+    assert backends.telephony.registration_check_seconds == 15.0
+    assert backends.telephony.registration_check_timeout == 10.0
+
+
 def test_an_unreadable_password_file_stops_the_build(tmp_path: Path) -> None:
     text = ASTERISK.replace('password = "ari-secret"', f'password_file = "{tmp_path}/none"')
     with pytest.raises(ConfigError, match="password_file"):
