@@ -85,7 +85,11 @@ class RedisQueue:
         return f"{self.prefix}:queue:{queue_name}:agents"
 
     async def open(self) -> None:
-        """Make the connection pool; an unreachable server is logged, not fatal."""
+        """Make the connection pool and check the server answers; raise
+        ``QueueUnavailable`` when it does not (caused by the Redis error: a refused
+        password is an ``AuthenticationError``) or the URL is invalid (caused by the
+        ``ValueError``), with nothing left open. The daemon waits for it at start
+        (``[queue.redis] start_wait``)."""
         if self._client is not None:
             return
         try:
@@ -98,18 +102,17 @@ class RedisQueue:
                 decode_responses=True,
             )
         except ValueError as exc:
-            raise QueueUnavailable(
-                f"queue redis URL {self.shown_url!r} is invalid: {exc}"
-            ) from None
-        self._pool, self._client = pool, Redis(connection_pool=pool)
+            raise QueueUnavailable(f"queue redis URL {self.shown_url!r} is invalid: {exc}") from exc
+        client = Redis(connection_pool=pool)
         try:
-            await self._client.ping()
+            await client.ping()
         except (RedisError, OSError) as exc:
-            log.warning(
-                "queue redis unreachable; no agents count as available until it answers",
-                url=self.shown_url,
-                error=str(exc),
-            )
+            await client.aclose()
+            await pool.aclose()
+            raise QueueUnavailable(
+                f"queue redis at {self.shown_url} cannot be reached: {exc or type(exc).__name__}"
+            ) from exc
+        self._pool, self._client = pool, client
 
     async def close(self) -> None:
         """Close the client and every pooled connection."""
