@@ -252,6 +252,46 @@ async def test_close_is_idempotent_and_a_closed_store_refuses_calls(redis_url: s
         await store.ping()
 
 
+async def test_an_import_cut_before_its_discard_ended_is_removed_at_the_next_open(
+    redis_url: str, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop cuts an import and its discard gets no time (bounded at a stop): the batch
+    is abandoned at once (invisible, nothing claims it) and recorded, and the next open
+    removes what it left."""
+    store = redis_store(redis_url)
+    await store.open()
+    dialing = await make.dialing(store)
+    cut = [make.target(dialing.outdial.id) for _ in range(8)]
+
+    async def no_time(*args: object) -> None:
+        pass
+
+    async def cut_by_a_stop() -> AsyncIterator[list[OutdialTarget]]:
+        yield cut[:4]
+        yield cut[4:]
+        raise ValueError("the daemon stops")
+
+    monkeypatch.setattr(store, "_discard", no_time)
+    try:
+        with pytest.raises(ValueError, match="the daemon stops"):
+            await store.import_targets(cut_by_a_stop())
+        assert (await store.list_targets(dialing.outdial.id)).result == []
+        left = [key for key in await all_keys(redis_url) if any(t.id in key for t in cut)]
+        assert len(left) == len(cut)
+    finally:
+        await store.close()
+
+    reopened = redis_store(redis_url)
+    await reopened.open()  # the next start
+    try:
+        keys = await all_keys(redis_url)
+        assert [key for key in keys if any(t.id in key for t in cut)] == []
+        assert [key for key in keys if ":import" in key] == []
+        assert await reopened.start_attempt(dialing.plan(make.at(1))) is None
+    finally:
+        await reopened.close()
+
+
 # A crash cannot be provoked through the public methods, so the next two tests drive the
 # import steps themselves: one chunk written, then published or abandoned.
 
