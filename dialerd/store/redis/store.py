@@ -101,6 +101,7 @@ from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -417,7 +418,8 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
 
     async def _recover(self) -> None:
         await super()._recover()
-        with anyio.move_on_after(DISCARD_AT_OPEN_SECONDS):
+        # Best effort: on a store error the records stay for the next open.
+        with anyio.move_on_after(DISCARD_AT_OPEN_SECONDS), suppress(StoreError):
             await self._discard_abandoned()
 
     async def _discard_abandoned(self) -> None:
