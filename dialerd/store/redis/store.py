@@ -360,7 +360,9 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
                 await self._run("publish", batch, customer=customer)
         except BaseException:
             if count:
-                with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                # Best effort: with the server away what cut the import is raised, and
+                # the staged keys stay invisible until they expire (STAGING_TTL_SECONDS).
+                with anyio.move_on_after(DISCARD_SECONDS, shield=True), suppress(StoreError):
                     await self._abandon(batch, customer)
                     await self._discard(batch, customer)
             raise

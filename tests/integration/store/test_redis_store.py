@@ -292,6 +292,30 @@ async def test_an_import_cut_before_its_discard_ended_is_removed_at_the_next_ope
         await reopened.close()
 
 
+async def test_an_import_cut_while_the_server_is_away_raises_what_cut_it(
+    tmp_path: Path, make: Factory
+) -> None:
+    """The abandon and the discard of a cut import are best effort: with the server
+    away, the caller still gets what cut the import (a bad row, a stop), not a store
+    error from the clean-up in its place."""
+    server = RedisServer(tmp_path)
+    store = redis_store(server.url)
+    try:
+        await store.open()
+        dialing = await make.dialing(store)
+
+        async def cut_after_the_server_went() -> AsyncIterator[list[OutdialTarget]]:
+            yield [make.target(dialing.outdial.id) for _ in range(4)]
+            server.stop()
+            raise ValueError("row 5: destination is not a number")
+
+        with pytest.raises(ValueError, match="row 5"):
+            await store.import_targets(cut_after_the_server_went())
+    finally:
+        await store.close()
+        server.stop()
+
+
 # A crash cannot be provoked through the public methods, so the next two tests drive the
 # import steps themselves: one chunk written, then published or abandoned.
 
