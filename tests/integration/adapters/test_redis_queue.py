@@ -18,6 +18,7 @@ from dialerd import metrics
 from dialerd.adapters.redis_queue import RedisQueue, redact_url
 from dialerd.ports import QueueUnavailable
 from tests.conftest import RedisServer, free_port
+from tests.integration.events.test_sender import until
 
 # A registry of every dialerd family, as the daemon makes one for /metrics.
 REGISTRY = metrics.create_registry()
@@ -182,6 +183,48 @@ async def test_a_server_that_never_replies_times_out_at_open(silent_server: str)
     adapter = queue_adapter(silent_server, timeout=0.2)
     with anyio.fail_after(5), pytest.raises(QueueUnavailable, match="cannot be reached"):
         await adapter.open()
+
+
+async def test_a_failed_try_at_open_leaves_no_connection_open(tmp_path: Path) -> None:
+    """The connection is made and logged in, then the check fails (a user who may not
+    run PING): the try is refused and its connection closed, as each try of
+    ``[queue.redis] start_wait`` would otherwise leave one open."""
+    server = RedisServer(tmp_path)
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            client.acl_setuser(
+                "dialer", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-ping"]
+            )
+        url = server.url.replace("redis://", "redis://dialer:pw@")
+        for _ in range(3):
+            adapter = queue_adapter(url)
+            with anyio.fail_after(5), pytest.raises(QueueUnavailable, match="cannot be reached"):
+                await adapter.open()
+        await until(lambda: server.clients() == 0, "every try's connection closed")
+    finally:
+        server.stop()
+
+
+async def test_a_close_cut_by_a_cancellation_still_closes_every_connection(
+    tmp_path: Path,
+) -> None:
+    """A stop that cancels the daemon while the adapter closes (or a cut open) still
+    closes every pooled connection."""
+    server = RedisServer(tmp_path)
+    adapter = queue_adapter(server.url)
+    try:
+        await adapter.open()
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(adapter.available_agents, QUEUE)
+        assert server.clients() == 3
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await adapter.close()
+        await until(lambda: server.clients() == 0, "every pooled connection closed")
+    finally:
+        await adapter.close()
+        server.stop()
 
 
 async def test_a_server_gone_after_open_is_queue_unavailable_at_read(tmp_path: Path) -> None:
