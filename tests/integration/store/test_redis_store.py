@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 import msgspec
 import pytest
 import redis.asyncio
@@ -33,6 +34,7 @@ from dialerd.store.base import (
 from dialerd.store.redis import RedisStore
 from dialerd.store.redis.fields import LAYOUT, micros_of_stamp
 from tests.conftest import RedisServer, free_port
+from tests.integration.events.test_sender import until
 from tests.integration.store.store_steps import finish
 
 if TYPE_CHECKING:
@@ -238,6 +240,54 @@ async def test_a_lost_server_is_unavailable_until_it_is_back(tmp_path: Path, mak
         stored = await store.get_target(dialing.outdial.id, target.id)
         assert stored is not None
         assert stored.status == TargetStatus.IDLE
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_a_close_cut_by_a_cancellation_still_closes_every_connection(
+    tmp_path: Path, make: Factory
+) -> None:
+    server = RedisServer(tmp_path)
+    store = redis_store(server.url)
+    try:
+        await store.open()
+        dialing = await make.dialing(store)
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(store.get_campaign, None, dialing.campaign.id)
+        assert server.clients() >= 3
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await store.close()
+        await until(lambda: server.clients() == 0, "every pooled connection closed")
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_an_open_failing_in_its_recovery_leaves_nothing_open_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recovery at open (what a dead instance left half done) fails: the open fails
+    with no connection left open, and the next try opens afresh and recovers."""
+    server = RedisServer(tmp_path)
+    store = redis_store(server.url)
+    recoveries: list[int] = []
+
+    async def lost_midway() -> None:
+        recoveries.append(len(recoveries) + 1)
+        if len(recoveries) == 1:
+            raise StoreUnavailable("the connection dropped")
+
+    monkeypatch.setattr(store, "_finish_dnc_imports", lost_midway)
+    try:
+        with pytest.raises(StoreUnavailable, match="dropped"):
+            await store.open()
+        await until(lambda: server.clients() == 0, "the failed try's connections closed")
+        await store.open()
+        assert len(recoveries) == 2
+        await store.ping()
     finally:
         await store.close()
         server.stop()
