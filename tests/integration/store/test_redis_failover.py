@@ -726,3 +726,60 @@ async def test_an_end_written_again_after_a_failover_is_not_delivered_twice(
         assert ends_delivered(receiver, first.id) == 1
     finally:
         await store.close()
+
+
+def questions_from(port: int) -> int:
+    """How many connections at the sentinel on ``port`` last asked it for the
+    primaries (``SENTINEL MASTERS``): the store's; the sentinels' own links to each
+    other send other commands."""
+    sentinel = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        listed = sentinel.execute_command("CLIENT", "LIST")
+    finally:
+        sentinel.close()
+    text = listed.decode() if isinstance(listed, bytes) else str(listed)
+    return sum("cmd=sentinel|masters" in line for line in text.splitlines())
+
+
+async def test_sentinels_asked_from_several_connections_at_once_are_all_kept(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    """The first sentinel listed no longer names the service (it answers, but without
+    it), so several connections opened at once each ask it, then the second. Each
+    sentinel stays on the store's list: its connections are closed at the store's close
+    (before: the first one's stayed open, as in a full run's failover test), and it
+    still names the primary when the other two are gone (before: never asked again,
+    so no primary found and no lease taken)."""
+    first, *others = topology.sentinels
+    store = sentinel_store(topology)
+    await store.open()  # the first sentinel named the primary: it is asked first
+    try:
+        dialing = await make.dialing(store)
+        forgets = redis.Redis(host="127.0.0.1", port=first)
+        try:
+            forgets.execute_command("SENTINEL", "REMOVE", SERVICE)
+        finally:
+            forgets.close()
+        # Commands at once: each opens a connection, and asks the sentinels which
+        # primary to open it to.
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(store.ping)
+        assert questions_from(first) >= 2
+
+        remembers = redis.Redis(host="127.0.0.1", port=first)
+        try:
+            remembers.execute_command(
+                "SENTINEL", "MONITOR", SERVICE, "127.0.0.1", topology.primary_port, 2
+            )
+        finally:
+            remembers.close()
+        for port in others:
+            topology.sentinels[port].kill()
+            topology.sentinels[port].wait(timeout=10)
+        # A lease is taken only on the primary a sentinel names.
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None, "the sentinel left answering was not asked"
+    finally:
+        await store.close()
+    await until(lambda: questions_from(first) == 0, "the store's connections to it closed")
