@@ -71,9 +71,10 @@ class RedisConnection(_Section, frozen=True):
     # [store.redis] only. Redis Cluster: the url names one node (the others are found
     # from it); each customer's keys are on one slot (operations.md, "Redis Cluster").
     cluster: bool = False
-    # [store.redis] only. Seconds the daemon waits at start for a store that does not
-    # answer yet (loading its dataset, a Sentinel failover under way), retrying as it
-    # does in an outage; 0: exit at once, as before. Keep it under TimeoutStartSec.
+    # Seconds the daemon waits at start for a Redis that does not answer yet (loading
+    # its dataset, a Sentinel failover under way), retrying as it does in an outage; 0:
+    # exit at once. [queue.redis]: counted from the start too, so the store's wait is
+    # part of it. Keep it under TimeoutStartSec.
     start_wait: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
 
     def __post_init__(self) -> None:
@@ -442,11 +443,6 @@ class QueueConfig(_Section, frozen=True):
         if self.redis.cluster:
             raise ValueError(
                 "redis: cluster belongs to [store.redis] (the queue adapter reads one server)"
-            )
-        if self.redis.start_wait != RedisConnection().start_wait:
-            raise ValueError(
-                "redis: start_wait belongs to [store.redis] (the queue adapter is opened "
-                "once the store is)"
             )
 
 

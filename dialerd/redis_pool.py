@@ -41,10 +41,11 @@ import structlog
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dialerd.config import parse_sentinel
 
@@ -138,6 +139,43 @@ class CheckedSSLConnection(SSLConnection):
 
     def should_reconnect(self) -> bool:
         return bool(super().should_reconnect()) or stale(self)  # type: ignore[no-untyped-call]
+
+
+class Sentinels(Sentinel):
+    """redis-py's ``Sentinel`` (a client per sentinel, asked in turn which primary
+    serves the service), safe when several connections ask at once: each opening
+    connection of a pool asks. redis-py moves the sentinel that named the primary to
+    the front of its list by the place it had when the question began; when another
+    question moved it meanwhile, that sentinel took two places and the one ahead of it
+    none. The one dropped was never asked again (with the others down, no primary was
+    found although it answered) and never closed: its connections stayed open after
+    the close of the store or queue adapter. Here the one that answered is moved to
+    the front by identity."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        """The primary's (host, port) as the first sentinel that names one (not down)
+        answers; ``MasterNotFoundError`` naming each sentinel's error if none does."""
+        errors: list[str] = []
+        for sentinel in list(self.sentinels):
+            try:
+                masters = await sentinel.sentinel_masters()
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as error:
+                errors.append(f"{_client_address(sentinel)}: {error}")
+                continue
+            state = masters.get(service_name) if isinstance(masters, dict) else None
+            if state and self.check_master_state(state, service_name):
+                order = self.sentinels
+                at = order.index(sentinel)
+                order[0], order[at] = order[at], order[0]
+                return state["ip"], state["port"]
+        found = f" ({'; '.join(errors)})" if errors else ""
+        raise MasterNotFoundError(f"no sentinel names a primary for {service_name!r}{found}")
+
+
+def _client_address(client: Any) -> str:
+    """host:port of a client of one server."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', '')}:{kwargs.get('port', '')}"
 
 
 class BlockingSentinelPool(SentinelConnectionPool, CheckedPool):
@@ -291,7 +329,7 @@ def connection_pool(
     # Each sentinel is asked in turn: a short wait for each keeps the whole round (all
     # of them, the connect, the reply) within a few times ``timeout``.
     asked = min(timeout, SENTINEL_TIMEOUT)
-    manager = Sentinel(
+    manager = Sentinels(
         [parse_sentinel(sentinel) for sentinel in sentinels],
         sentinel_kwargs={"socket_timeout": asked, "socket_connect_timeout": asked},
     )

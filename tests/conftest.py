@@ -53,6 +53,13 @@ class RedisServer:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
+    def clients(self) -> int:
+        """How many connections the server has open, less the one that asks."""
+        import redis
+
+        with redis.Redis.from_url(self.url) as admin:
+            return int(admin.info("clients")["connected_clients"]) - 1
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

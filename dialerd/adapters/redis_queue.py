@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, ResponseError
@@ -41,6 +42,16 @@ def agent_state(status: str | bytes) -> str:
     """The ``dialerd_queue_agents`` state of a status in the agents' hash."""
     text = status.decode(errors="replace") if isinstance(status, bytes) else status
     return AGENT_STATES.get(text, "offline")
+
+
+async def _close(client: Redis, pool: BlockingConnectionPool) -> None:
+    """Close ``client`` and every connection of ``pool``, even when the caller is being
+    cancelled (a failed or cut open, a stop): redis-py closes a pool's connections in
+    tasks that a cancellation would stop before they ran, leaving their sockets open.
+    Each close is bounded by the pool's timeout."""
+    with anyio.CancelScope(shield=True):
+        await client.aclose()
+        await pool.aclose()
 
 
 def redact_url(url: str) -> str:
@@ -85,7 +96,11 @@ class RedisQueue:
         return f"{self.prefix}:queue:{queue_name}:agents"
 
     async def open(self) -> None:
-        """Make the connection pool; an unreachable server is logged, not fatal."""
+        """Make the connection pool and check the server answers; raise
+        ``QueueUnavailable`` when it does not (caused by the Redis error: a refused
+        password is an ``AuthenticationError``) or the URL is invalid (caused by the
+        ``ValueError``), with nothing left open. The daemon waits for it at start
+        (``[queue.redis] start_wait``)."""
         if self._client is not None:
             return
         try:
@@ -98,27 +113,25 @@ class RedisQueue:
                 decode_responses=True,
             )
         except ValueError as exc:
-            raise QueueUnavailable(
-                f"queue redis URL {self.shown_url!r} is invalid: {exc}"
-            ) from None
-        self._pool, self._client = pool, Redis(connection_pool=pool)
+            raise QueueUnavailable(f"queue redis URL {self.shown_url!r} is invalid: {exc}") from exc
+        client = Redis(connection_pool=pool)
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as exc:
-            log.warning(
-                "queue redis unreachable; no agents count as available until it answers",
-                url=self.shown_url,
-                error=str(exc),
-            )
+            await client.ping()
+        except BaseException as exc:
+            await _close(client, pool)
+            if not isinstance(exc, RedisError | OSError):
+                raise
+            raise QueueUnavailable(
+                f"queue redis at {self.shown_url} cannot be reached: {exc or type(exc).__name__}"
+            ) from exc
+        self._pool, self._client = pool, client
 
     async def close(self) -> None:
         """Close the client and every pooled connection."""
         client, pool = self._client, self._pool
         self._client = self._pool = None
-        if client is not None:
-            await client.aclose()
-        if pool is not None:
-            await pool.aclose()
+        if client is not None and pool is not None:
+            await _close(client, pool)
 
     def _open_client(self) -> Redis:
         if self._client is None:

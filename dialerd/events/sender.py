@@ -10,17 +10,24 @@ fails is retried with a doubling back-off ([events] first_backoff .. max_backoff
 next one goes. A slow or dead receiver holds back its own customer's task only. The
 delivered position is written after a batch and before every back-off, so a crash
 re-sends at most the events delivered since (receivers deduplicate by event id).
+
+After a Redis failover an attempt's end that the promoted replica lost is written again
+(``dialerd/store/redis/durable.py``, ``write_back``), and with it the end's events,
+under new ids. The change an end's event shows is known by its resource, status and
+``tm_update`` (the end is written again as it was made, at the same time); one this
+sender delivered within ``REPLAYED_WINDOW`` seconds is not sent again, only passed.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
 
 import anyio
 import httpx
+import msgspec
 import structlog
 from anyio.abc import TaskStatus
 
@@ -28,6 +35,7 @@ from dialerd.adapters.action_services import guarded_client
 from dialerd.config import EventsConfig, WebhooksConfig
 from dialerd.events.model import (
     CustomerWebhook,
+    EventType,
     OutboxEntry,
     WebhookMethod,
     encode_event,
@@ -46,6 +54,38 @@ BATCH = 100
 # How often a customer's redeliveries, outbox gauge and pruning are looked at (seconds).
 HOUSEKEEPING_SECONDS = 2.0
 _ENCODER_TYPE = "application/json"
+# The changes delivered lately, not sent again when an end is written again after a
+# failover: for this many seconds (longer than the write-back takes ends back, see
+# durable.ENDED_KEPT_SECONDS), at most this many.
+REPLAYED_WINDOW = 300.0
+REPLAYED_KEPT = 100_000
+# The events an attempt's end writes (the answer folded into it, the end, its target).
+_REPLAYABLE = frozenset({EventType.CAMPAIGNCALL_UPDATED, EventType.OUTDIALTARGET_UPDATED})
+
+
+class _Change(msgspec.Struct):
+    """What identifies the change an event of ``_REPLAYABLE`` shows."""
+
+    id: str = ""
+    status: str = ""
+    tm_update: str | None = None
+
+
+_CHANGE = msgspec.json.Decoder(_Change)
+
+
+def change_key(entry: OutboxEntry) -> int | None:
+    """The change ``entry`` shows (its type, resource, status and ``tm_update``) as a
+    key, for the events an end writes; None for others."""
+    if entry.type not in _REPLAYABLE:
+        return None
+    try:
+        change = _CHANGE.decode(entry.body)
+    except msgspec.DecodeError:
+        return None
+    if not change.id or not change.tm_update:
+        return None
+    return hash((entry.type, change.id, change.status, change.tm_update))
 
 
 def lease_name(customer_id: str) -> str:
@@ -85,6 +125,8 @@ class EventSender:
         self._renewed: dict[str, float] = {}
         self._housekept: dict[str, float] = {}
         self._after: dict[str, str] = {}
+        # ``change_key`` -> monotonic time, of the changes delivered lately.
+        self._delivered: OrderedDict[int, float] = OrderedDict()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Find customers with events and serve each in a task of its own, until cancelled."""
@@ -178,6 +220,8 @@ class EventSender:
 
         async def campaign(sequence: list[OutboxEntry]) -> None:
             for entry in sequence:
+                if self._delivered_lately(entry):
+                    continue
                 async with limiter:
                     await self._keep_lease(entry.customer_id, fence)
                     error = await self._send(entry, webhook)
@@ -290,7 +334,39 @@ class EventSender:
         if not 200 <= response.status_code < 300:
             return f"HTTP {response.status_code}"
         event_metrics.event_delivered(entry.customer_id, self._delay(event.time))
+        self._note_delivered(entry)
         return None
+
+    def _note_delivered(self, entry: OutboxEntry) -> None:
+        key = change_key(entry)
+        if key is None:
+            return
+        delivered = self._delivered
+        now = self.clock.monotonic()
+        delivered[key] = now
+        delivered.move_to_end(key)
+        while delivered and (
+            len(delivered) > REPLAYED_KEPT or next(iter(delivered.values())) < now - REPLAYED_WINDOW
+        ):
+            delivered.popitem(last=False)
+
+    def _delivered_lately(self, entry: OutboxEntry) -> bool:
+        """Whether this sender delivered the change ``entry`` shows lately (under
+        another id: an end written again after a failover); logged, then passed."""
+        key = change_key(entry)
+        if key is None:
+            return False
+        at = self._delivered.get(key)
+        if at is None or at < self.clock.monotonic() - REPLAYED_WINDOW:
+            return False
+        log.info(
+            "event not sent: its change was delivered already (an end written again "
+            "after a failover)",
+            customer_id=entry.customer_id,
+            event_id=entry.position,
+            type=entry.type,
+        )
+        return True
 
     def _delay(self, stamp: str) -> float | None:
         try:

@@ -2,7 +2,8 @@
 
 Start-up order: store, adapters, engine, HTTP servers; READY is sent to systemd only
 when all of them have started. A store that does not answer yet is waited for (the ops
-listener up meanwhile) for at most ``[store.redis] start_wait``. SIGTERM/SIGINT: stop
+listener up meanwhile) for at most ``[store.redis] start_wait``, and the queue adapter's
+Redis until ``[queue.redis] start_wait`` after the start. SIGTERM/SIGINT: stop
 ticking, let in-flight writes end, close the store, exit 0. SIGHUP: re-read the config
 file and apply what can change.
 """
@@ -28,7 +29,7 @@ from dialerd.config import Config, ConfigError, load_config
 from dialerd.core.targets import CallingRules
 from dialerd.events.sender import EventSender
 from dialerd.events.states import CampaignStateEvents
-from dialerd.ports import Clock
+from dialerd.ports import Clock, QueueUnavailable
 from dialerd.queues import QueueRegistry, registry_entries
 from dialerd.scheduler import Engine
 from dialerd.scheduler.shared import STORE_RETRY, backoff
@@ -38,7 +39,7 @@ from dialerd.service.clock import SystemClock
 from dialerd.service.identity import claim_identity, public_id
 from dialerd.service.ops_http import OpsAuth, ops_app
 from dialerd.service.statedir import make_private_file, make_state_dir
-from dialerd.service.store_wait import open_store, store_name
+from dialerd.service.store_wait import open_store, open_waiting, store_name
 from dialerd.store import Store, StoreError, StoreUnavailable, create_store
 
 log = structlog.get_logger("dialerd.daemon")
@@ -173,7 +174,8 @@ class Daemon:
         self.ops_address: tuple[str, int] | None = None
         self.shutdown = anyio.Event()
         self._ready = True
-        # Why the store is not open yet while start-up waits for it (``_open_store``).
+        # Why the store or the queue adapter is not open yet while start-up waits for it
+        # (``_open_store``, ``_open_queue``).
         self._start_problem: str | None = None
         # Why the last reload was rejected (shown in STATUS=), None after a good one.
         self.reload_problem: str | None = None
@@ -228,20 +230,24 @@ class Daemon:
             stack.callback(identity.release)
             self.engine.owner = identity.name
             self.events.owner = identity.name
-            failed: StoreError | None = None
+            failed: StoreError | QueueUnavailable | None = None
             # Servers stop by themselves once ``shutdown`` is set (Hypercorn's graceful
             # shutdown); the engine and the watchdog are cancelled. The store closes
             # after the servers have stopped (callbacks pushed on ``stack``).
             async with anyio.create_task_group() as servers:
+                started = self.clock.monotonic()
+                opened = False
                 try:
-                    opened = await self._open_store(servers)
-                except StoreError as exc:
+                    if await self._open_store(servers):
+                        stack.push_async_callback(self._close_store)
+                        stack.push_async_callback(self.backends.close)
+                        opened = await self._open_queue(servers, started)
+                except (StoreError, QueueUnavailable) as exc:
                     # The ops listener (up while the store was waited for) stops first.
-                    failed, opened = exc, False
+                    failed = exc
                     self.shutdown.set()
+                self._start_problem = None
                 if opened:
-                    stack.push_async_callback(self._close_store)
-                    stack.push_async_callback(self.backends.close)
                     await self._run_opened(servers, identity.name, task_status)
             if failed is not None:
                 raise failed
@@ -292,11 +298,8 @@ class Daemon:
         wait = store.redis.start_wait if store.backend == "redis" else 0.0
 
         async def retrying(error: StoreUnavailable, pause: float) -> None:
-            self._start_problem = f"store unreachable (waiting at start): {error}"
             metrics.STORE_UP.set(0)
-            if self.config.ops.enabled and self.ops_address is None:
-                await self._start_ops(servers)
-            sdnotify.status(f"waiting for the store: {error}")
+            await self._waiting_at_start(servers, "store", str(error))
             log.warning(
                 "store unreachable at start; retrying",
                 store=store_name(store),
@@ -305,16 +308,57 @@ class Daemon:
                 start_wait=wait,
             )
 
-        opened = await open_store(
+        return await open_store(
             self.store,
             wait=wait,
             clock=self.clock,
-            delay=lambda failures: min(backoff(self.config.engine, failures), STORE_RETRY),
+            delay=self._start_retry_delay,
             stopping=self.shutdown,
             on_retry=retrying,
         )
-        self._start_problem = None
-        return opened
+
+    async def _open_queue(self, servers: TaskGroup, started: float) -> bool:
+        """Open the Redis queue adapter (``[queue.redis]``), if configured, as the store
+        is opened: waiting until ``[queue.redis] start_wait`` after the start (``started``)
+        for a Redis that does not answer yet; False when the daemon is stopped meanwhile."""
+        queue = self.backends.redis_queue
+        if queue is None:
+            return True
+        wait = self.config.queue.redis.start_wait
+
+        async def retrying(error: QueueUnavailable, pause: float) -> None:
+            await self._waiting_at_start(servers, "queue adapter", str(error))
+            log.warning(
+                "queue adapter unreachable at start; retrying",
+                queue=queue.shown_url,
+                error=str(error),
+                retry_in=round(pause, 3),
+                start_wait=wait,
+            )
+
+        return await open_waiting(
+            queue,
+            QueueUnavailable,
+            section="[queue.redis]",
+            wait=wait,
+            since=started,
+            clock=self.clock,
+            delay=self._start_retry_delay,
+            stopping=self.shutdown,
+            on_retry=retrying,
+        )
+
+    def _start_retry_delay(self, failures: int) -> float:
+        """Seconds before the next try at start: the back-off of a run-time outage."""
+        return min(backoff(self.config.engine, failures), STORE_RETRY)
+
+    async def _waiting_at_start(self, servers: TaskGroup, what: str, error: str) -> None:
+        """Start-up waits for ``what``: ``/readyz`` (the ops listener up, if enabled) and
+        systemd's STATUS say so."""
+        self._start_problem = f"{what} unreachable (waiting at start): {error}"
+        if self.config.ops.enabled and self.ops_address is None:
+            await self._start_ops(servers)
+        sdnotify.status(f"waiting for the {what}: {error}")
 
     async def _start_servers(self, task_group: TaskGroup) -> None:
         if self.config.api.enabled:

@@ -235,3 +235,94 @@ def test_a_bad_start_wait_is_refused_before_anything_starts(tmp_path: Path) -> N
         assert daemon.log_lines() == []
     finally:
         daemon.close()
+
+
+# The Redis queue adapter ([queue.redis]) is waited for the same way, after the store.
+QUEUE_RETRYING = "queue adapter unreachable at start; retrying"
+
+
+def queue_config(url: str, start_wait: float) -> str:
+    return (
+        f'[queue]\nbackend = "redis"\n[queue.redis]\nurl = "{url}"\ntimeout = 0.5\n'
+        f"start_wait = {start_wait}\n"
+    )
+
+
+def test_a_daemon_started_before_its_queue_redis_waits_for_it_then_becomes_ready(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    redis = stopped_redis(tmp_path)
+    daemon = DaemonProcess(
+        tmp_path,
+        extra_config=queue_config(redis.url, start_wait=60),
+        env={"NOTIFY_SOCKET": str(notify_socket.path)},
+    )
+    try:
+        at = wait_for_line(daemon, event_is(QUEUE_RETRYING))
+        retry = daemon.log_lines()[at]
+        assert retry["level"] == "warning"
+        assert retry["queue"] == redis.url
+        assert "cannot be reached" in str(retry["error"])
+        # A try per back-off, each its own line.
+        wait_for_line(daemon, event_is(QUEUE_RETRYING), after=at + 1)
+        daemon.wait_ready()
+        ready = daemon.ops.get("/readyz")
+        assert ready.status_code == 503
+        assert "queue adapter unreachable (waiting at start)" in ready.json()["reason"]
+        with pytest.raises(httpx.ConnectError):
+            daemon.http.get("/v1.0/campaigns")
+        assert notify_socket.count("READY=1", seconds=1.5) == 0
+        status = [
+            m for m in notify_socket.seen if m.startswith("STATUS=waiting for the queue adapter: ")
+        ]
+        assert status
+        assert redis.url in status[-1]
+
+        redis.start()
+        wait_for_line(daemon, event_is("dialerd ready"))
+        notify_socket.wait_for("READY=1")
+        wait_until(lambda: daemon.ops.get("/readyz").status_code == 200, "never ready")
+        assert daemon.stop() == 0
+        assert not cannot_run(daemon)
+    finally:
+        daemon.close()
+        redis.stop()
+
+
+def test_a_queue_redis_that_never_answers_ends_the_start_with_one_clear_line(
+    tmp_path: Path,
+) -> None:
+    redis = stopped_redis(tmp_path)
+    daemon = DaemonProcess(tmp_path, extra_config=queue_config(redis.url, start_wait=1.5))
+    try:
+        assert daemon.process is not None
+        assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+        assert any(line.get("event") == QUEUE_RETRYING for line in daemon.log_lines())
+        [line] = cannot_run(daemon)
+        error = str(line["error"])
+        assert redis.url in error
+        assert "still unreachable after waiting 1.5 s, [queue.redis] start_wait" in error
+        assert "Traceback" not in daemon.stderr_path.read_text()
+    finally:
+        daemon.close()
+
+
+def test_a_queue_redis_refusing_the_password_ends_the_start_at_once(tmp_path: Path) -> None:
+    server = stopped_redis(tmp_path)
+    server.start()
+    try:
+        with redis.Redis.from_url(server.url) as client:  # this test's own server
+            client.config_set("requirepass", "right")
+        url = server.url.replace("redis://", "redis://:wrong@")
+        daemon = DaemonProcess(tmp_path, extra_config=queue_config(url, start_wait=60))
+        try:
+            assert daemon.process is not None
+            assert daemon.process.wait(timeout=WAIT_SECONDS) == 1
+            assert not any(line.get("event") == QUEUE_RETRYING for line in daemon.log_lines())
+            [line] = cannot_run(daemon)
+            assert "wrong" not in str(line["error"])
+            assert "Traceback" not in daemon.stderr_path.read_text()
+        finally:
+            daemon.close()
+    finally:
+        server.stop()

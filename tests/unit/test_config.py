@@ -602,7 +602,7 @@ def test_cluster_belongs_to_the_store_only() -> None:
     assert "cluster belongs to [store.redis]" in message
 
 
-# How long a start waits for the store ([store.redis] start_wait).
+# How long a start waits for the store and the queue adapter (start_wait).
 
 
 def test_start_wait_defaults_to_30_seconds_and_takes_0() -> None:
@@ -617,6 +617,9 @@ def test_a_negative_or_endless_start_wait_is_refused_naming_the_key() -> None:
         assert "$.store.redis.start_wait" in message
 
 
-def test_start_wait_belongs_to_the_store_only() -> None:
-    message = config_error('[queue]\nbackend = "redis"\n[queue.redis]\nstart_wait = 5\n')
-    assert "start_wait belongs to [store.redis]" in message
+def test_the_queue_adapter_has_a_start_wait_of_its_own() -> None:
+    assert decode_config("", SOURCE).queue.redis.start_wait == 30.0
+    config = decode_config('[queue]\nbackend = "redis"\n[queue.redis]\nstart_wait = 5\n', SOURCE)
+    assert config.queue.redis.start_wait == 5
+    message = config_error("[queue.redis]\nstart_wait = -1\n")
+    assert "$.queue.redis.start_wait" in message

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
+import anyio
 import anyio.lowlevel
 import redis.asyncio
 from redis.asyncio import RedisCluster
@@ -67,10 +68,14 @@ async def _raised(error: Exception) -> None:
 
 
 async def _close(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
-    if isinstance(client, redis.asyncio.RedisCluster):
-        await client.aclose()
-    else:
-        await client.aclose(close_connection_pool=True)
+    """Close every connection of ``client``, even when the caller is being cancelled:
+    redis-py closes a pool's connections in tasks that a cancellation would stop before
+    they ran, leaving their sockets open. Each close is bounded by the pool's timeout."""
+    with anyio.CancelScope(shield=True):
+        if isinstance(client, redis.asyncio.RedisCluster):
+            await client.aclose()
+        else:
+            await client.aclose(close_connection_pool=True)
 
 
 # How many ids' customers an instance keeps in memory.
@@ -182,11 +187,13 @@ class RedisConnection:
             if not isinstance(client, redis.asyncio.RedisCluster):
                 self._held = HeldConnections(client.connection_pool, self.pool_size // HELD_SHARE)
             await self._migrate()
+            await self._recover()
         except BaseException:
+            # Nothing is left open: the next ``open`` (start_wait's next try) starts
+            # afresh, and runs the recovery again.
             self._client, self._held = None, None
             await _close(client)
             raise
-        await self._recover()
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""

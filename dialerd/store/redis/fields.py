@@ -61,8 +61,11 @@ CLAIMS_KEPT: Final = 10_000
 IMPORT_CHUNK: Final = 2000
 STAGING_TTL_SECONDS: Final = 24 * 3600
 DISCARD_CHUNK: Final = 1000
-# How long a failed import may spend removing what it wrote before giving up.
-DISCARD_SECONDS: Final = 30
+# How long a failed import (one a stop cut included) may spend removing what it wrote;
+# what is left then stays recorded as abandoned and is removed at the next open, for at
+# most DISCARD_AT_OPEN_SECONDS (the rest at the open after).
+DISCARD_SECONDS: Final = 2
+DISCARD_AT_OPEN_SECONDS: Final = 10
 DELETE_ATTEMPTS: Final = 5
 SCRIPTS: Final = (
     "create",

@@ -101,6 +101,7 @@ from). ``outdial_exhausted`` and ``target_counts`` read index sizes only.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +146,7 @@ from dialerd.store.redis.dnc import RedisDoNotCall
 from dialerd.store.redis.durable import DurableLedger
 from dialerd.store.redis.fields import (
     DELETE_ATTEMPTS,
+    DISCARD_AT_OPEN_SECONDS,
     DISCARD_CHUNK,
     DISCARD_SECONDS,
     STAGING_TTL_SECONDS,
@@ -358,8 +360,11 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
                 await self._run("publish", batch, customer=customer)
         except BaseException:
             if count:
-                with anyio.move_on_after(DISCARD_SECONDS, shield=True):
-                    await self._discard(batch, count, customer)
+                # Best effort: with the server away what cut the import is raised, and
+                # the staged keys stay invisible until they expire (STAGING_TTL_SECONDS).
+                with anyio.move_on_after(DISCARD_SECONDS, shield=True), suppress(StoreError):
+                    await self._abandon(batch, customer)
+                    await self._discard(batch, customer)
             raise
         return count
 
@@ -387,14 +392,51 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
             rows = _encoded_rows(targets)
         return int(await self._run("targets", batch, STAGING_TTL_SECONDS, rows, customer=customer))
 
-    async def _discard(self, batch: str, size: int, customer: str) -> None:
-        """Remove what a failed staged import wrote (best effort: it is invisible anyway)."""
+    async def _abandon(self, batch: str, customer: str) -> None:
+        """Mark a failed staged import abandoned, in one step: its import marker gone
+        (its targets stay invisible, and a claim or a new import that meets one drops
+        it), its ids kept (no longer expiring) and the batch recorded in the customer's
+        ``imports_abandoned``, so that what ``_discard`` has not removed by the time the
+        import gives up is removed at the next open (``_discard_abandoned``)."""
+        marker = self._ckey(customer, "import", batch)
+        async with self._connected().pipeline(transaction=True) as pipe:
+            # Not ``pipe.unlink``: a cluster client's splits its keys by slot, unqueued.
+            pipe.execute_command("UNLINK", marker)
+            pipe.persist(f"{marker}:ids")
+            pipe.sadd(self._ckey(customer, "imports_abandoned"), batch)
+            await self._guard(pipe.execute())
+
+    async def _discard(self, batch: str, customer: str) -> None:
+        """Remove what a failed staged import wrote (best effort: it is invisible anyway),
+        then its record (``_abandon``)."""
         try:
-            for _ in range(size // DISCARD_CHUNK + 2):
-                if int(await self._run("discard", batch, DISCARD_CHUNK, customer=customer)) == 0:
-                    return
+            while int(await self._run("discard", batch, DISCARD_CHUNK, customer=customer)):
+                pass
+            await self._guard(
+                self._connected().srem(self._ckey(customer, "imports_abandoned"), batch)
+            )
         except StoreError:
-            return  # the leftovers stay invisible and are dropped when a claim meets them
+            return  # the leftovers stay invisible, and recorded if the abandon was written
+
+    async def _recover(self) -> None:
+        await super()._recover()
+        # Best effort: on a store error the records stay for the next open.
+        with anyio.move_on_after(DISCARD_AT_OPEN_SECONDS), suppress(StoreError):
+            await self._discard_abandoned()
+
+    async def _discard_abandoned(self) -> None:
+        """Remove what the imports recorded as abandoned left (a stop cut them before
+        ``_discard`` was done)."""
+        customers = await self._slots()
+        if not customers:
+            return
+        async with self._connected().pipeline(transaction=False) as pipe:
+            for customer in customers:
+                pipe.smembers(self._ckey(customer, "imports_abandoned"))
+            recorded = await self._guard(pipe.execute())
+        for customer, batches in zip(customers, recorded, strict=True):
+            for batch in sorted(_decoded_text(each) for each in batches):
+                await self._discard(batch, customer)
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None:
         customer = await self._customer_of(outdial_id)
@@ -508,3 +550,7 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
 def _encoded_rows(targets: Sequence[OutdialTarget]) -> bytes:
     """The rows of targets.lua for these targets, as one JSON array."""
     return msgspec.json.encode([target_row(target) for target in targets])
+
+
+def _decoded_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import anyio
 import pytest
+import redis
 import redis.asyncio
+import redis.exceptions
 from redis.typing import EncodableT, FieldT
 from structlog.testing import capture_logs
 
 from dialerd import metrics
 from dialerd.adapters.redis_queue import RedisQueue, redact_url
 from dialerd.ports import QueueUnavailable
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port
+from tests.integration.events.test_sender import until
 
 # A registry of every dialerd family, as the daemon makes one for /metrics.
 REGISTRY = metrics.create_registry()
@@ -143,34 +147,97 @@ async def test_many_concurrent_reads_share_a_small_pool(
     assert counts == [1] * 20
 
 
-async def test_an_unreachable_server_raises_queue_unavailable_without_the_password() -> None:
+async def test_an_unreachable_server_is_refused_at_open_without_the_password() -> None:
+    """Open raises (the daemon waits for it at start, ``[queue.redis] start_wait``),
+    caused by the connection error, and leaves nothing open."""
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
     adapter = queue_adapter(url, timeout=1.0)
-    with capture_logs() as logs:
+    with anyio.fail_after(5), pytest.raises(QueueUnavailable) as caught:
         await adapter.open()
-    assert logs[0]["event"].startswith("queue redis unreachable")
-    assert "s3cret" not in str(logs)
-    try:
-        with anyio.fail_after(5), pytest.raises(QueueUnavailable) as caught:
-            await adapter.available_agents(QUEUE)
-    finally:
-        await adapter.close()
     message = str(caught.value)
-    assert "did not answer" in message
+    assert "cannot be reached" in message
     assert redact_url(url) in message
     assert "s3cret" not in message
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    with pytest.raises(QueueUnavailable, match="not open"):
+        await adapter.available_agents(QUEUE)
 
 
-async def test_a_server_that_never_replies_times_out_as_queue_unavailable(
-    silent_server: str,
+async def test_a_refused_password_is_refused_at_open_as_an_authentication_error(
+    tmp_path: Path,
 ) -> None:
-    adapter = queue_adapter(silent_server, timeout=0.2)
-    await adapter.open()
+    server = RedisServer(tmp_path)  # this test's own: a password is set on it
     try:
+        with redis.Redis.from_url(server.url) as client:
+            client.config_set("requirepass", "right")
+        adapter = queue_adapter(server.url.replace("redis://", "redis://:wrong@"))
+        with anyio.fail_after(5), pytest.raises(QueueUnavailable) as caught:
+            await adapter.open()
+    finally:
+        server.stop()
+    assert isinstance(caught.value.__cause__, redis.exceptions.AuthenticationError)
+    assert "wrong" not in str(caught.value)
+
+
+async def test_a_server_that_never_replies_times_out_at_open(silent_server: str) -> None:
+    adapter = queue_adapter(silent_server, timeout=0.2)
+    with anyio.fail_after(5), pytest.raises(QueueUnavailable, match="cannot be reached"):
+        await adapter.open()
+
+
+async def test_a_failed_try_at_open_leaves_no_connection_open(tmp_path: Path) -> None:
+    """The connection is made and logged in, then the check fails (a user who may not
+    run PING): the try is refused and its connection closed, as each try of
+    ``[queue.redis] start_wait`` would otherwise leave one open."""
+    server = RedisServer(tmp_path)
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            client.acl_setuser(
+                "dialer", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-ping"]
+            )
+        url = server.url.replace("redis://", "redis://dialer:pw@")
+        for _ in range(3):
+            adapter = queue_adapter(url)
+            with anyio.fail_after(5), pytest.raises(QueueUnavailable, match="cannot be reached"):
+                await adapter.open()
+        await until(lambda: server.clients() == 0, "every try's connection closed")
+    finally:
+        server.stop()
+
+
+async def test_a_close_cut_by_a_cancellation_still_closes_every_connection(
+    tmp_path: Path,
+) -> None:
+    """A stop that cancels the daemon while the adapter closes (or a cut open) still
+    closes every pooled connection."""
+    server = RedisServer(tmp_path)
+    adapter = queue_adapter(server.url)
+    try:
+        await adapter.open()
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(adapter.available_agents, QUEUE)
+        assert server.clients() == 3
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await adapter.close()
+        await until(lambda: server.clients() == 0, "every pooled connection closed")
+    finally:
+        await adapter.close()
+        server.stop()
+
+
+async def test_a_server_gone_after_open_is_queue_unavailable_at_read(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    adapter = queue_adapter(server.url, timeout=0.5)
+    try:
+        await adapter.open()
+        server.stop()
         with anyio.fail_after(5), pytest.raises(QueueUnavailable, match="did not answer"):
             await adapter.available_agents(QUEUE)
     finally:
         await adapter.close()
+        server.stop()
 
 
 async def test_reading_a_queue_that_is_not_open_raises_queue_unavailable(redis_url: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import msgspec
 import pytest
 import redis.asyncio
 
@@ -23,6 +24,7 @@ from dialerd.store.base import Fence, StoreUnavailable
 from dialerd.store.redis import RedisStore
 from scripts.chaoslib.sentinel import SERVICE, SentinelTopology
 from tests.integration.conftest import at
+from tests.integration.events.test_sender import sending, subscribe, taken, until, until_stored
 from tests.integration.store.store_steps import (
     FAIL,
     claim,
@@ -30,6 +32,7 @@ from tests.integration.store.store_steps import (
     held_until_the_later_attempt_ends,
     hold_next_claim,
 )
+from tests.receivers import HttpReceiver, http_receiver
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Factory
@@ -665,3 +668,118 @@ async def test_a_connection_kept_for_script_calls_is_not_used_on_the_old_primary
         assert known, "the claim went to the old primary: the new one does not know it"
     finally:
         await store.close()
+
+
+def ends_delivered(receiver: HttpReceiver, campaigncall_id: str) -> int:
+    """How many times ``receiver`` took the end of attempt ``campaigncall_id``."""
+    events = [msgspec.json.decode(request.body) for request in taken(receiver)]
+    return sum(
+        event["type"] == "campaigncall_updated"
+        and event["data"]["id"] == campaigncall_id
+        and event["data"]["status"] == "done"
+        for event in events
+    )
+
+
+async def test_an_end_written_again_after_a_failover_is_not_delivered_twice(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    """The primary alone takes attempt A's end and the event sender delivers it from
+    there; then the primary dies. The promoted replica has A live; the write-back ends
+    it again (and writes its events again, under new ids): the receiver still gets A's
+    end once."""
+    store = sentinel_store(topology, min_replicas=0)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        customer = dialing.campaign.customer_id
+        await store.create_targets([make.target(dialing.outdial.id)])
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None
+        with http_receiver() as receiver:
+            await subscribe(store, customer, receiver)
+            async with sending(store):
+                first = await claim(store, dialing, at(1))
+                await until_replicated(topology)
+                replicas = topology.cut_replicas()
+                await finish(store, dialing, first, at(2))  # on the primary alone: lost
+                await until(lambda: ends_delivered(receiver, first.id) == 1, "end delivered")
+                old = topology.kill_primary()
+                for port in replicas:
+                    topology.resume(port)
+                topology.wait_promoted(old)
+                await until_answers(store)
+                lost_end = await store.get_campaigncall(customer, first.id)
+                assert lost_end is not None
+                assert lost_end.status == CampaigncallStatus.DIALING
+
+                await store.write_back([fence], LEASE_TTL, [])
+                ended = await store.get_campaigncall(customer, first.id)
+                assert ended is not None
+                assert ended.status == CampaigncallStatus.DONE
+                written = await store.read_events(customer, "", 1000)
+
+                async def all_passed() -> bool:
+                    return await store.delivered_position(customer) == written[-1].position
+
+                await until_stored(all_passed, "the events after the write-back passed")
+        assert ends_delivered(receiver, first.id) == 1
+    finally:
+        await store.close()
+
+
+def questions_from(port: int) -> int:
+    """How many connections at the sentinel on ``port`` last asked it for the
+    primaries (``SENTINEL MASTERS``): the store's; the sentinels' own links to each
+    other send other commands."""
+    sentinel = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        listed = sentinel.execute_command("CLIENT", "LIST")
+    finally:
+        sentinel.close()
+    text = listed.decode() if isinstance(listed, bytes) else str(listed)
+    return sum("cmd=sentinel|masters" in line for line in text.splitlines())
+
+
+async def test_sentinels_asked_from_several_connections_at_once_are_all_kept(
+    topology: SentinelTopology, make: Factory
+) -> None:
+    """The first sentinel listed no longer names the service (it answers, but without
+    it), so several connections opened at once each ask it, then the second. Each
+    sentinel stays on the store's list: its connections are closed at the store's close
+    (before: the first one's stayed open, as in a full run's failover test), and it
+    still names the primary when the other two are gone (before: never asked again,
+    so no primary found and no lease taken)."""
+    first, *others = topology.sentinels
+    store = sentinel_store(topology)
+    await store.open()  # the first sentinel named the primary: it is asked first
+    try:
+        dialing = await make.dialing(store)
+        forgets = redis.Redis(host="127.0.0.1", port=first)
+        try:
+            forgets.execute_command("SENTINEL", "REMOVE", SERVICE)
+        finally:
+            forgets.close()
+        # Commands at once: each opens a connection, and asks the sentinels which
+        # primary to open it to.
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(store.ping)
+        assert questions_from(first) >= 2
+
+        remembers = redis.Redis(host="127.0.0.1", port=first)
+        try:
+            remembers.execute_command(
+                "SENTINEL", "MONITOR", SERVICE, "127.0.0.1", topology.primary_port, 2
+            )
+        finally:
+            remembers.close()
+        for port in others:
+            topology.sentinels[port].kill()
+            topology.sentinels[port].wait(timeout=10)
+        # A lease is taken only on the primary a sentinel names.
+        fence = await store.acquire_lease(dialing.campaign.id, OWNER, LEASE_TTL, at(0))
+        assert fence is not None, "the sentinel left answering was not asked"
+    finally:
+        await store.close()
+    await until(lambda: questions_from(first) == 0, "the store's connections to it closed")

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 import msgspec
 import pytest
 import redis.asyncio
@@ -33,6 +34,7 @@ from dialerd.store.base import (
 from dialerd.store.redis import RedisStore
 from dialerd.store.redis.fields import LAYOUT, micros_of_stamp
 from tests.conftest import RedisServer, free_port
+from tests.integration.events.test_sender import until
 from tests.integration.store.store_steps import finish
 
 if TYPE_CHECKING:
@@ -243,6 +245,54 @@ async def test_a_lost_server_is_unavailable_until_it_is_back(tmp_path: Path, mak
         server.stop()
 
 
+async def test_a_close_cut_by_a_cancellation_still_closes_every_connection(
+    tmp_path: Path, make: Factory
+) -> None:
+    server = RedisServer(tmp_path)
+    store = redis_store(server.url)
+    try:
+        await store.open()
+        dialing = await make.dialing(store)
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(store.get_campaign, None, dialing.campaign.id)
+        assert server.clients() >= 3
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await store.close()
+        await until(lambda: server.clients() == 0, "every pooled connection closed")
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_an_open_failing_in_its_recovery_leaves_nothing_open_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recovery at open (what a dead instance left half done) fails: the open fails
+    with no connection left open, and the next try opens afresh and recovers."""
+    server = RedisServer(tmp_path)
+    store = redis_store(server.url)
+    recoveries: list[int] = []
+
+    async def lost_midway() -> None:
+        recoveries.append(len(recoveries) + 1)
+        if len(recoveries) == 1:
+            raise StoreUnavailable("the connection dropped")
+
+    monkeypatch.setattr(store, "_finish_dnc_imports", lost_midway)
+    try:
+        with pytest.raises(StoreUnavailable, match="dropped"):
+            await store.open()
+        await until(lambda: server.clients() == 0, "the failed try's connections closed")
+        await store.open()
+        assert len(recoveries) == 2
+        await store.ping()
+    finally:
+        await store.close()
+        server.stop()
+
+
 async def test_close_is_idempotent_and_a_closed_store_refuses_calls(redis_url: str) -> None:
     store = redis_store(redis_url)
     await store.open()
@@ -250,6 +300,70 @@ async def test_close_is_idempotent_and_a_closed_store_refuses_calls(redis_url: s
     await store.close()
     with pytest.raises(StoreError, match="not open"):
         await store.ping()
+
+
+async def test_an_import_cut_before_its_discard_ended_is_removed_at_the_next_open(
+    redis_url: str, make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop cuts an import and its discard gets no time (bounded at a stop): the batch
+    is abandoned at once (invisible, nothing claims it) and recorded, and the next open
+    removes what it left."""
+    store = redis_store(redis_url)
+    await store.open()
+    dialing = await make.dialing(store)
+    cut = [make.target(dialing.outdial.id) for _ in range(8)]
+
+    async def no_time(*args: object) -> None:
+        pass
+
+    async def cut_by_a_stop() -> AsyncIterator[list[OutdialTarget]]:
+        yield cut[:4]
+        yield cut[4:]
+        raise ValueError("the daemon stops")
+
+    monkeypatch.setattr(store, "_discard", no_time)
+    try:
+        with pytest.raises(ValueError, match="the daemon stops"):
+            await store.import_targets(cut_by_a_stop())
+        assert (await store.list_targets(dialing.outdial.id)).result == []
+        left = [key for key in await all_keys(redis_url) if any(t.id in key for t in cut)]
+        assert len(left) == len(cut)
+    finally:
+        await store.close()
+
+    reopened = redis_store(redis_url)
+    await reopened.open()  # the next start
+    try:
+        keys = await all_keys(redis_url)
+        assert [key for key in keys if any(t.id in key for t in cut)] == []
+        assert [key for key in keys if ":import" in key] == []
+        assert await reopened.start_attempt(dialing.plan(make.at(1))) is None
+    finally:
+        await reopened.close()
+
+
+async def test_an_import_cut_while_the_server_is_away_raises_what_cut_it(
+    tmp_path: Path, make: Factory
+) -> None:
+    """The abandon and the discard of a cut import are best effort: with the server
+    away, the caller still gets what cut the import (a bad row, a stop), not a store
+    error from the clean-up in its place."""
+    server = RedisServer(tmp_path)
+    store = redis_store(server.url)
+    try:
+        await store.open()
+        dialing = await make.dialing(store)
+
+        async def cut_after_the_server_went() -> AsyncIterator[list[OutdialTarget]]:
+            yield [make.target(dialing.outdial.id) for _ in range(4)]
+            server.stop()
+            raise ValueError("row 5: destination is not a number")
+
+        with pytest.raises(ValueError, match="row 5"):
+            await store.import_targets(cut_after_the_server_went())
+    finally:
+        await store.close()
+        server.stop()
 
 
 # A crash cannot be provoked through the public methods, so the next two tests drive the

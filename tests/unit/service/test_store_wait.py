@@ -9,8 +9,9 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dialerd.config import EngineConfig, RedisConnection, StoreConfig
+from dialerd.ports import QueueUnavailable
 from dialerd.scheduler.shared import STORE_RETRY, backoff
-from dialerd.service.store_wait import open_store, store_name
+from dialerd.service.store_wait import open_store, open_waiting, store_name
 from dialerd.store import StoreError, StoreUnavailable
 from tests.fakes.clock import FakeClock
 
@@ -136,3 +137,63 @@ def test_the_store_is_named_without_its_password() -> None:
     assert store_name(StoreConfig(backend="redis", redis=redis)) == (
         "redis redis://:***@10.0.0.5:6379/0"
     )
+
+
+class QueueAwayFor:
+    """The queue adapter's Redis, its first ``failures`` opens failing with ``cause``."""
+
+    def __init__(self, clock: FakeClock, failures: int, cause: Exception) -> None:
+        self.clock = clock
+        self.failures = failures
+        self.cause = cause
+        self.tries: list[float] = []
+
+    async def open(self) -> None:
+        self.tries.append(self.clock.monotonic())
+        if len(self.tries) <= self.failures:
+            raise QueueUnavailable(f"queue redis: {self.cause}") from self.cause
+
+
+async def queue_opened(queue: QueueAwayFor, clock: FakeClock, wait: float, since: float) -> bool:
+    async def on_retry(error: QueueUnavailable, pause: float) -> None:
+        pass
+
+    failed: QueueUnavailable | None = None
+    result = False
+    async with clock.autojump(max_seconds=3600):
+        try:
+            result = await open_waiting(
+                queue,
+                QueueUnavailable,
+                section="[queue.redis]",
+                wait=wait,
+                since=since,
+                clock=clock,
+                delay=lambda failures: min(backoff(ENGINE, failures), STORE_RETRY),
+                stopping=anyio.Event(),
+                on_retry=on_retry,
+            )
+        except QueueUnavailable as error:
+            failed = error
+    if failed is not None:
+        raise failed
+    return result
+
+
+async def test_the_queue_wait_counts_from_the_start_so_the_store_wait_is_part_of_it() -> None:
+    clock = FakeClock()
+    await clock.advance(4)  # the store took 4 s to answer
+    queue = QueueAwayFor(clock, failures=1000, cause=RedisConnectionError("Error 111"))
+    with pytest.raises(QueueUnavailable) as raised:
+        await queue_opened(queue, clock, wait=5, since=0)
+    assert "still unreachable after waiting 5 s, [queue.redis] start_wait" in str(raised.value)
+    assert queue.tries[0] == 4
+    assert queue.tries[-1] == 5
+
+
+async def test_a_url_that_cannot_be_parsed_is_not_waited_for() -> None:
+    clock = FakeClock()
+    queue = QueueAwayFor(clock, failures=1, cause=ValueError("Port could not be cast"))
+    with pytest.raises(QueueUnavailable, match="Port could not be cast"):
+        await queue_opened(queue, clock, wait=30, since=0)
+    assert queue.tries == [0]
