@@ -38,9 +38,7 @@ class BoundedStore:
     """``store``, with at most ``slots`` of its coroutine methods' calls under way at
     once (a call holds its slot from its start to its end, so the store's connections
     it takes, one at a time, are never more than ``slots``); everything else of the
-    store (``backend``, ``failed_over``...) read through as it is. Each call looks its
-    method up on ``store`` again: a store that answers a name differently over time
-    (a test's wrapper) is followed."""
+    store (``backend``, ``failed_over``...) read through as it is."""
 
     def __init__(self, store: SchedulerStore, slots: anyio.Semaphore) -> None:
         self.store = store
@@ -50,11 +48,24 @@ class BoundedStore:
         attribute = getattr(self.store, name)
         if not inspect.iscoroutinefunction(attribute):
             return attribute
-        return partial(self._bounded, attribute)
+        bounded = partial(self._bounded, attribute)
+        if getattr(attribute, "__self__", None) is self.store:
+            # The store's own method: found on this object from now on. Anything else
+            # (a test's wrapper answering a name differently over time) is looked up
+            # on every call.
+            setattr(self, name, bounded)
+        return bounded
 
     async def _bounded(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        async with self.slots:
+        slots = self.slots
+        try:
+            slots.acquire_nowait()  # a free slot (none is free while calls wait)
+        except anyio.WouldBlock:
+            await slots.acquire()  # in turn
+        try:
             return await call(*args, **kwargs)
+        finally:
+            slots.release()
 
 
 def bounded_store(store: SchedulerStore, slots: anyio.Semaphore | None) -> SchedulerStore:
