@@ -30,7 +30,7 @@ from dialerd.api.routes import ENDPOINTS, PREFIX
 from dialerd.campaigns import CampaignRefused, CampaignService
 from dialerd.config import ApiConfig, QuotasConfig, WebhooksConfig
 from dialerd.ports import Clock
-from dialerd.store import Conflict, Store, StoreError
+from dialerd.store import Conflict, Store, StoreBusy, StoreError
 
 log = structlog.get_logger("dialerd.api")
 
@@ -139,8 +139,9 @@ def _endpoint(handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Res
         except Conflict as exc:
             # The resource changed under the request (for example deleted meanwhile).
             return error_response(ApiError(409, "CONFLICT", str(exc)), request_id(request))
-        except StoreError:
-            error = ApiError(503, "STORE_UNAVAILABLE", "the store is unavailable; try again")
+        except StoreError as exc:
+            said = "busy" if isinstance(exc, StoreBusy) else "unavailable"
+            error = ApiError(503, "STORE_UNAVAILABLE", f"the store is {said}; try again")
             return error_response(error, request_id(request))
 
     return endpoint

@@ -54,6 +54,12 @@ STORE_WRITE_BACK_PENDING = gauge(
     "1 from a Redis failover seen until this process has written its leases and live "
     "attempts back to the new primary (nothing is claimed meanwhile).",
 )
+STORE_POOL_EXHAUSTED = counter(
+    "dialerd_store_pool_exhausted_total",
+    "Store calls that got no connection of this process's Redis pool in time (every "
+    "one busy for [store.redis] timeout; a cluster node's pool full): the server was "
+    "not asked. Raise [store.redis] pool_size.",
+)
 FAMILIES = (
     STORE_OPERATION,
     STORE_UP,
@@ -63,6 +69,7 @@ FAMILIES = (
     STORE_REPLICAS_ACKNOWLEDGED,
     STORE_MIN_REPLICAS,
     STORE_WRITE_BACK_PENDING,
+    STORE_POOL_EXHAUSTED,
 )
 
 
@@ -70,6 +77,7 @@ def declare() -> None:
     """The store counts as up until a check says otherwise."""
     STORE_UP.set(1)
     STORE_FAILOVERS.inc(0)
+    STORE_POOL_EXHAUSTED.inc(0)
     STORE_WRITE_BACK_PENDING.set(0)
 
 

@@ -33,6 +33,7 @@ from dialerd.scheduler.shared import (
 )
 from dialerd.scheduler.sharing import CallSharing, QuotasOf, no_quotas
 from dialerd.scheduler.states import DialingStates
+from dialerd.scheduler.store_share import bounded_store, engine_share
 from dialerd.scheduler.supervisor import Supervisor
 from dialerd.scheduler.tick import Tick
 from dialerd.service.identity import public_id
@@ -65,6 +66,10 @@ class Engine:
         quotas_of: QuotasOf | None = None,
     ) -> None:
         queues = queues if queues is not None else QueueRegistry()
+        # The engine's store calls under way at once: its share of the store's
+        # connections (``store_share``), the rest kept for the API and the events.
+        share = engine_share(store.concurrent_calls)
+        self._store_slots = None if share is None else anyio.Semaphore(share, fast_acquire=True)
         # The campaign service, made with this engine as the scheduler it tells.
         self.control = (
             campaigns(self)
@@ -72,7 +77,7 @@ class Engine:
             else CampaignService(store, clock, self, queues=queues, queue_adapter=queue)
         )
         self._shared = shared = SharedState(
-            store=store,
+            store=bounded_store(store, self._store_slots),
             queue=queue,
             queues=queues,
             telephony=telephony,
@@ -147,7 +152,7 @@ class Engine:
 
     @store.setter
     def store(self, store: SchedulerStore) -> None:
-        self._shared.store = store
+        self._shared.store = bounded_store(store, self._store_slots)
 
     @property
     def queues(self) -> QueueRegistry:

@@ -18,6 +18,7 @@ from dialerd.store.base import (
     FinishResult,
     InUse,
     LeaseLost,
+    StoreBusy,
     StoreError,
     StoreUnavailable,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Resources",
     "SchedulerStore",
     "Store",
+    "StoreBusy",
     "StoreError",
     "StoreUnavailable",
     "Targets",

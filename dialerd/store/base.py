@@ -30,6 +30,13 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or written right now; nothing was changed."""
 
 
+class StoreBusy(StoreUnavailable):
+    """Every connection of this process's pool to the store stayed busy for the pool's
+    timeout: the call never reached the server (which may be up and idle); nothing was
+    changed. A bigger pool (``[store.redis] pool_size``), or fewer calls at once, helps;
+    the network does not."""
+
+
 class Conflict(StoreError):
     """The change conflicts with the resource's current state (for example: in use)."""
 

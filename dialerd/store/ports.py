@@ -514,6 +514,11 @@ class SchedulerStore(CampaignReads, Ledger, Leases, PacingPriors, Failover, Prot
     the reads of a tick."""
 
     backend: str
+    # How many calls of any kind the store serves at once (a Redis store's pool, less
+    # the connections it holds for script calls: one more waits for a free connection,
+    # and fails ``StoreBusy`` after the pool's timeout); None when nothing bounds them
+    # but the store itself (SQLite).
+    concurrent_calls: int | None
 
     async def get_target(self, outdial_id: str, target_id: str) -> OutdialTarget | None: ...
 

@@ -80,6 +80,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--uvloop", action="store_true", help="run on uvloop (anyio's asyncio backend)"
     )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=64,
+        help="Redis: the store's [store.redis] pool_size (default 64; the shipped default is 32)",
+    )
     args = parser.parse_args()
     args.scenarios = [name for name in args.scenarios.split(",") if name]
     if args.uvloop and importlib.util.find_spec("uvloop") is None:
@@ -89,6 +95,8 @@ def parse_args() -> argparse.Namespace:
     args.backends = [name for name in args.backends.split(",") if name]
     if set(args.backends) - {"sqlite", "redis"}:
         parser.error("--backends takes sqlite and/or redis")
+    if args.pool_size < 1:
+        parser.error("--pool-size must be 1 or more")
     if not 0 < args.seconds <= 120 or not 0 < args.lag_seconds <= 120:
         parser.error("run times must be between 0 and 120 seconds")
     return args
@@ -136,16 +144,18 @@ async def add_campaign(
     return await store.create_campaign(campaign)
 
 
-async def run_campaign(engine: Engine, campaign_id: str) -> None:
+async def run_campaign(engine: Engine, campaign_id: str) -> int:
     """Set the campaign running; on a busy machine the store's pool may be drained by
-    the loops already running (each tick waits its turn): try again a few times."""
-    for _ in range(RUN_TRIES - 1):
+    the loops already running (each tick waits its turn): try again a few times. How
+    many tries were refused (what the API would have answered 503)."""
+    for refused in range(RUN_TRIES - 1):
         try:
             await engine.control.run(CUSTOMER, campaign_id)
-            return
+            return refused
         except StoreUnavailable:
             await anyio.sleep(0.5)
     await engine.control.run(CUSTOMER, campaign_id)
+    return RUN_TRIES - 1
 
 
 def cpu_seconds() -> float:
@@ -298,8 +308,9 @@ async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
 
     async with anyio.create_task_group() as task_group:
         await task_group.start(engine.run)
+        refused = 0
         for campaign in campaigns:
-            await run_campaign(engine, campaign.id)
+            refused += await run_campaign(engine, campaign.id)
         await anyio.sleep(2.0)  # let every loop reach its steady phase
         engine.tick_observer = observe
         await anyio.sleep(args.lag_seconds)
@@ -314,6 +325,7 @@ async def tick_lag(store: Store, args: argparse.Namespace) -> dict[str, float]:
         "lag_p99_ms": 1000 * quantiles[98],
         "tick_p99_ms": 1000 * statistics.quantiles(durations, n=100)[98] if durations else 0.0,
         "attempts_started": started,
+        "runs_refused": refused,
     }
 
 
@@ -385,7 +397,9 @@ async def run_backend(backend: str, args: argparse.Namespace, redis_url: str) ->
         with tempfile.TemporaryDirectory(prefix="dialerd-bench-") as tmp:
             config = StoreConfig(
                 backend="redis" if backend == "redis" else "sqlite",
-                redis=RedisConnection(url=redis_url or "redis://127.0.0.1:1/0", pool_size=64),
+                redis=RedisConnection(
+                    url=redis_url or "redis://127.0.0.1:1/0", pool_size=args.pool_size
+                ),
             )
             store = create_store(config, Path(tmp))
             await store.open()

@@ -1,6 +1,7 @@
 """Many API requests at once on a Redis store whose connection pool is small: each
-waits a bounded time for a connection, then is answered (a 503 naming the store when
-none came in time), never a 500 or a traceback; the daemon stays ready."""
+waits a bounded time for a connection, then is answered (a 503 saying the store is busy
+when none came in time, counted in ``dialerd_store_pool_exhausted_total``), never a 500
+or a traceback; the daemon stays ready."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def test_requests_beyond_the_store_pool_wait_then_get_a_clear_503(tmp_path: Path
         for answer in refused:
             error = answer.json()
             assert error["error"]["reason"] == "STORE_UNAVAILABLE", error
+            # The server is up: it is this process's pool that is busy.
+            assert error["error"]["message"] == "the store is busy; try again", error
+        assert _exhausted(daemon) >= len(refused)
         assert "Traceback" not in daemon.stderr_path.read_text()
         assert not [line for line in daemon.log_lines() if line.get("event") == "request failed"]
         assert daemon.http.get("/v1.0/campaigns").status_code == 200
@@ -65,3 +69,11 @@ def _workdir(tmp_path: Path) -> Path:
     workdir = tmp_path / "redis"
     workdir.mkdir()
     return workdir
+
+
+def _exhausted(daemon: DaemonProcess) -> float:
+    """``dialerd_store_pool_exhausted_total`` as the daemon's /metrics shows it."""
+    for line in daemon.ops.get("/metrics").text.splitlines():
+        if line.startswith("dialerd_store_pool_exhausted_total "):
+            return float(line.split()[1])
+    raise AssertionError("dialerd_store_pool_exhausted_total not exported")

@@ -16,6 +16,7 @@ from redis.asyncio import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
+    MaxConnectionsError,
     NoScriptError,
     RedisClusterException,
     RedisError,
@@ -25,6 +26,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dialerd.metrics import store as store_metrics
 from dialerd.model import (
     Campaigncall,
 )
@@ -34,6 +36,7 @@ from dialerd.store.base import (
     CampaignNotRunning,
     Conflict,
     LeaseLost,
+    StoreBusy,
     StoreError,
     StoreUnavailable,
 )
@@ -65,6 +68,14 @@ R = TypeVar("R")
 async def _raised(error: Exception) -> None:
     """An error a pipeline answered in place, raised (for ``_guard`` to translate)."""
     raise error
+
+
+def _pool_exhausted(error: Exception) -> bool:
+    """The error of a call that got no pooled connection: the blocking pool's wait timed
+    out (redis-py says "No connection available"), or a cluster node's pool is full."""
+    return isinstance(error, MaxConnectionsError) or str(error).startswith(
+        "No connection available"
+    )
 
 
 async def _close(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
@@ -314,6 +325,9 @@ class RedisConnection:
         try:
             return await call
         except (RedisConnectionError, RedisTimeoutError) as error:
+            if _pool_exhausted(error):
+                store_metrics.STORE_POOL_EXHAUSTED.inc()
+                raise StoreBusy(self._busy(where)) from error
             raise StoreUnavailable(f"{where} cannot be reached: {error}") from error
         except (ClusterDownError, TryAgainError, RedisClusterException) as error:
             # A cluster between a node's failure and its replica's promotion.
@@ -333,6 +347,21 @@ class RedisConnection:
             raise StoreError(f"{where}: {text}") from error
         except RedisError as error:
             raise StoreError(f"{where}: {error}") from error
+
+    def _busy(self, where: str) -> str:
+        """What a call that found every pooled connection busy says (``StoreBusy``)."""
+        if self.cluster:
+            held = f"all {self.pool_size} connections of this process's pool to a node were in use"
+        else:
+            held = (
+                f"all {self.pool_size} connections of this process's pool stayed in use "
+                f"for {self.timeout:g} s"
+            )
+        return (
+            f"{where} is busy: {held}, so the call was not sent (the server may well be "
+            "up); raise [store.redis] pool_size if this recurs (operations.md, "
+            '"The Redis store\'s connections")'
+        )
 
     async def _run(self, name: str, *args: Any, customer: str) -> Any:
         """Run one of the Lua scripts (EVALSHA) on the customer's keys: the customer's tag

@@ -142,6 +142,7 @@ from dialerd.store.documents import (
     encode,
     page_limit,
 )
+from dialerd.store.redis.connection import HELD_SHARE
 from dialerd.store.redis.dnc import RedisDoNotCall
 from dialerd.store.redis.durable import DurableLedger
 from dialerd.store.redis.fields import (
@@ -169,6 +170,10 @@ class RedisStore(ResourceMethods, DurableLedger, RedisDoNotCall, RedisPriors, Re
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        # The calls that find a connection at once: the pool's, less those it may keep
+        # held for the script calls (``HeldConnections``), which no other command uses.
+        held = 0 if self.cluster else self.pool_size // HELD_SHARE
+        self.concurrent_calls: int | None = self.pool_size - held
         # campaign id -> the campaign and outplan a tick read last, and their bodies.
         self._reads: dict[str, tuple[Campaign, Outplan, bytes, bytes]] = {}
 

@@ -148,6 +148,8 @@ class SqliteStore(ResourceMethods, SqliteLedger, SqliteDoNotCall, SqlitePriors, 
 
     # One file, no replica: nothing is ever written back (``Failover`` port).
     failed_over = False
+    # No pool to run out of: its one writer and its readers queue their calls.
+    concurrent_calls: int | None = None
 
     async def write_back(
         self, fences: Sequence[Fence], ttl: float, attempts: Sequence[Campaigncall]

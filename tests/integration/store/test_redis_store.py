@@ -11,6 +11,7 @@ import msgspec
 import pytest
 import redis.asyncio
 
+from dialerd import metrics
 from dialerd.core.hours import CallingHours
 from dialerd.core.predictive import PacingPrior
 from dialerd.core.targets import CallingRules, RetryRule
@@ -28,6 +29,7 @@ from dialerd.store.base import (
     CampaignNotRunning,
     Conflict,
     FinishResult,
+    StoreBusy,
     StoreError,
     StoreUnavailable,
 )
@@ -1124,3 +1126,44 @@ async def test_an_answer_carried_by_an_end_is_kept_when_its_target_changed_meanw
         if entry.type.startswith("campaigncall")
     ]
     assert statuses == ["dialing", "progressing", "done"]
+
+
+async def test_a_pool_with_every_connection_busy_says_so_not_that_redis_is_unreachable(
+    redis_url: str, make: Factory
+) -> None:
+    registry = metrics.create_registry()
+
+    def exhausted() -> float:
+        return registry.get_sample_value("dialerd_store_pool_exhausted_total") or 0.0
+
+    # A pool of 2 holds none back for the script calls: both are the pool's.
+    store = RedisStore(url=redis_url, prefix="dtest", pool_size=2, timeout=0.2)
+    await store.open()
+    try:
+        dialing = await make.dialing(store)
+        pool = store._connected().connection_pool
+        # The server is up; every connection of the pool is taken (as by calls whose
+        # replies the process has not read yet).
+        taken = [await pool.get_connection() for _ in range(2)]
+        before = exhausted()
+        try:
+            for call in (
+                lambda: store.get_campaign(None, dialing.campaign.id),  # a command
+                lambda: store.campaign_and_outplan(dialing.campaign.id),  # a script
+            ):
+                with pytest.raises(StoreBusy) as raised:
+                    await call()
+                said = str(raised.value)
+                assert "cannot be reached" not in said
+                assert "is busy: all 2 connections of this process's pool" in said
+                assert "in use for 0.2 s" in said
+                assert "[store.redis] pool_size" in said
+            assert exhausted() == before + 2
+        finally:
+            for connection in taken:
+                await pool.release(connection)
+        # A connection free again: the same calls answer.
+        assert await store.get_campaign(None, dialing.campaign.id) == dialing.campaign
+        assert (await store.campaign_and_outplan(dialing.campaign.id))[0] == dialing.campaign
+    finally:
+        await store.close()
