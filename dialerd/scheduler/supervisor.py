@@ -256,10 +256,14 @@ class Supervisor:
                 # shielded and bounded, as the lease's release below.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(STORE_RETRY):
                     await self.keep_learnt(loop.campaign_id)
+            # The lease given back before the loop leaves the registry: a wake meanwhile
+            # (a run stored now) is this loop's, served below, and starts no loop that
+            # would take the lease again before its release is written (the release
+            # would then end the new loop's lease under it, and fence off its writes).
+            await self.ownership.release_lease(loop.campaign_id)
             self.running.ended(loop.campaign_id)
             self.loop_ended(loop.campaign_id)
             metrics.forget_campaign(loop.campaign_id)
-            await self.ownership.release_lease(loop.campaign_id)
             if ended and loop.woken:
                 # Woken after the last tick read the campaign (a run stored just after
                 # an edit woke the stopped campaign's loop, say): that wake's tick is

@@ -99,6 +99,54 @@ async def test_a_run_stored_while_the_loop_ends_its_last_tick_dials_at_once(
         assert world.engine.running_campaigns == 1
 
 
+async def test_a_run_stored_while_the_loop_gives_its_lease_back_keeps_the_lease(
+    tmp_path: Path, new_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stopped campaign's loop ends by giving its lease back. A run stored while the
+    # store still writes that release must not start a loop that takes the same lease
+    # meanwhile: the release then lands after it, and the new loop's writes are fenced
+    # off ("attempt left to the campaign's new owner", with no other owner). It dials
+    # once the release is written, and every attempt's end is written as it came.
+    async with engine_on(new_store, tmp_path) as world:
+        world.queue.available = 1
+        campaign, _, _ = await world.campaign(targets=3)
+        await world.run(campaign)
+        [first] = world.calls.ringing()
+        world.queue.available = 0  # nothing dialed after it: the stop ends the loop
+        await world.calls.end(first, HangupReason.BUSY)
+        release = world.store.release_lease
+        releasing, let_go = anyio.Event(), anyio.Event()
+
+        async def release_then_wait(fence: Any) -> None:
+            releasing.set()
+            await let_go.wait()
+            await release(fence)
+
+        monkeypatch.setattr(world.store, "release_lease", release_then_wait)
+        with structlog.testing.capture_logs() as logs:
+            await world.stop(campaign)
+            await world.advance(1)
+            assert releasing.is_set()
+            monkeypatch.undo()
+            world.queue.available = 1
+            await world.control.run(CUSTOMER, campaign.id)
+            await settle(busy=world.store_busy)
+            let_go.set()
+            await settle(busy=world.store_busy)
+            [second] = world.calls.ringing()
+            await world.calls.end(second, HangupReason.BUSY)
+            await world.advance(1)
+            [third] = world.calls.ringing()
+            await world.calls.end(third, HangupReason.BUSY)
+            await world.advance(1)
+        calls = await world.calls_of(campaign)
+        assert [(call.status, call.reason) for call in calls] == [
+            (CampaigncallStatus.DONE, HangupReason.BUSY.value)
+        ] * 3
+        assert len({call.destination.target for call in calls}) == 3
+        assert [entry for entry in logs if entry["log_level"] == "warning"] == []
+
+
 # -- §3 pacing ---------------------------------------------------------------------
 
 
